@@ -1,0 +1,84 @@
+"""The connector protocol and its typed errors.
+
+A connector turns one planned change into target operations, idempotently: a create
+that finds its own object already there is success, a delete that finds nothing is
+success. It reports failures by raising one of three errors, and the executor decides:
+
+- ``TransientError``: try again with backoff (target busy, throttled, connection lost);
+- ``RejectedError``: this object is refused; record it, skip it, go on with the rest;
+- ``FatalError``: stop this target now (bad credentials, target gone, disk full).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from provisioner.plan import Change
+
+
+class ConnectorError(Exception):
+    """Base of the typed connector errors."""
+
+
+class TransientError(ConnectorError):
+    """Temporary failure: the same change may succeed if retried later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RejectedError(ConnectorError):
+    """The target refuses this object; skip it and record why."""
+
+
+class FatalError(ConnectorError):
+    """The target cannot be used at all this run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a connector reports after applying one change successfully."""
+
+    anchor: str | None = None  # the target's immutable id (new for creates)
+    note: str | None = None  # e.g. "already existed" for an idempotent create
+    extra: Mapping[str, Any] = field(default_factory=dict)  # target facts worth storing
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """A target object as the state store holds it after apply (for full exports)."""
+
+    kind: str
+    key: str
+    anchor: str | None
+    status: str  # active | disabled | deleted
+    attrs: Mapping[str, Any]
+    members: tuple[tuple[str, str], ...] | None
+    username: str | None
+
+
+class AnchorResolver(Protocol):
+    """Looks up the anchor the state store holds for an object of this target."""
+
+    def __call__(self, kind: str, key: str) -> str | None: ...
+
+
+class Connector(Protocol):
+    """What the executor needs from a target."""
+
+    target: str
+
+    def begin(self, run_id: str, resolve: AnchorResolver) -> None:
+        """Open connections or files for this run."""
+
+    def apply(self, change: Change) -> Applied:
+        """Apply one change; raise a typed ConnectorError on failure."""
+
+    def finish(self, current: Iterable[StoredObject]) -> None:
+        """Flush after all changes: ``current`` is the target's whole state after apply."""
+
+    def close(self) -> None:
+        """Release connections; called even after errors."""

@@ -1,0 +1,50 @@
+"""Writing output files safely: atomically, durably, and readable by the owner only.
+
+Export files carry personal data (the Feide LDIF carries NINs), so they are created
+with mode 0600; the drop directory's importer runs as the same service user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+
+@contextlib.contextmanager
+def atomic_text_file(path: Path) -> Iterator[TextIO]:
+    """Open a temp file beside ``path`` for writing; on success fsync and rename it over.
+
+    On any exception the temp file is removed and ``path`` is untouched, so a reader
+    never sees a partial file. The temp name starts with a dot and ends in ``.tmp`` so
+    importers that pick up ``*.xml`` or ``*.ldif`` ignore it.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make renames in a directory durable (best effort: not every platform can)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""Target mappings: pure functions from the desired state to each target's objects."""

@@ -1,0 +1,97 @@
+"""Microsoft 365 mapping: the desired state as Entra ID users and groups (Graph v1.0 names).
+
+Owns what Microsoft 365 holds for a school owner (plan only for now; the live Graph
+connector comes later): one user per student and employee and one group per SIS group
+and per school-wide group. Guardians never go to Microsoft 365, and neither does the
+NIN. Pure, no I/O. Group names come from ``mappings.ad`` so a group is called the same
+in AD and Microsoft 365.
+
+Users (kind ``person``, key person_id): userPrincipalName (``username@`` upn_domain or the
+owner's mail domain), mailNickname (username), displayName, givenName, surname,
+employeeId (SIS person_id), usageLocation (config, needed before licences), department
+(primary school name), jobTitle (leader, teacher, staff or student). Lengths are cut
+to Graph's limits (givenName, surname, department 64; jobTitle 128; displayName 256);
+employeeId is not cut (Graph allows 16 characters). accountEnabled and the password
+profile belong to the connector and the lifecycle, not to the mapping.
+
+Groups (kind ``group``, key group key): displayName (``"<short name> <group name>"``;
+school-wide groups already carry the short name), mailNickname (the AD group name:
+``<SHORT>-<name>``, ASCII letters, digits and '-', unique, at most 64 characters, no
+spaces), description, groupType (``ctx.target.group_type``), securityEnabled and
+mailEnabled (security: True/False; m365: False/True, a Unified group), owners (sorted
+person_ids of the group's teachers that Microsoft 365 holds; empty for school-wide
+groups and groups without teachers: the connector adds the configured fallback owner),
+members ``(person_id, "")``. The school-wide guardians group is left out.
+
+Nothing here is a placement: a changed department or name is a plain update.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mappings.ad import (
+    account_group_keys,
+    cut,
+    group_account_names,
+    group_description,
+    group_members,
+    held_persons,
+    main_role,
+)
+from mappings.base import MappingContext
+from provisioner.model import SCHOOL_WIDE, TEACHER, DesiredState, TargetObject
+
+__all__ = ["PLACEMENT_ATTRS", "map_state"]
+
+PLACEMENT_ATTRS: frozenset[str] = frozenset()
+
+
+def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
+    """The Microsoft 365 users and groups for this desired state."""
+    owner, cfg = ctx.owner, ctx.target
+    upn_domain = cfg.upn_domain or owner.mail_domain
+    out: list[TargetObject] = []
+
+    held = held_persons(state)
+    for pid in held:
+        p = state.persons[pid]
+        u = p.username
+        attrs: dict[str, Any] = {
+            "userPrincipalName": f"{u}@{upn_domain}",
+            "mailNickname": u,
+            "displayName": cut(p.display_name, 256),
+            "givenName": cut(p.given_name, 64),
+            "surname": cut(p.family_name, 64),
+            "employeeId": pid,
+            "usageLocation": cfg.usage_location,
+            "department": cut(state.schools[p.primary_school].name, 64),
+            "jobTitle": main_role(p),
+        }
+        out.append(TargetObject(kind="person", key=pid, attrs=attrs, username=u, person_id=pid))
+
+    held_set = set(held)
+    security = cfg.group_type == "security"
+    keys = account_group_keys(state)
+    names = group_account_names(state, keys)
+    for k in keys:
+        g = state.groups[k]
+        school = state.schools[g.school_id]
+        name = " ".join(g.name.split())
+        display = name if g.kind == SCHOOL_WIDE else f"{school.short_name} {name}"
+        owners = (
+            []
+            if g.kind == SCHOOL_WIDE
+            else sorted({pid for pid, role in g.members if role == TEACHER and pid in held_set})
+        )
+        attrs = {
+            "displayName": cut(display, 256),
+            "mailNickname": names[k],
+            "description": group_description(g, school),
+            "groupType": cfg.group_type,
+            "securityEnabled": security,
+            "mailEnabled": not security,
+            "owners": owners,
+        }
+        out.append(TargetObject(kind="group", key=k, attrs=attrs, members=group_members(g, held_set)))
+    return out

@@ -1,0 +1,415 @@
+"""Deriving the desired state from a source snapshot: pure, no target I/O.
+
+Validation happens here: a bad record becomes a DataError and is skipped; the run
+goes on. A person (or group) whose own record is broken is *frozen*: the differ leaves
+their existing accounts alone instead of treating them as gone, so a typo in the SIS
+never deprovisions anyone. Activity follows the schema's rules for the day ``as_of``.
+Usernames come from the historic base (same person_id, or same NIN under a new id);
+only persons new to the base get a freshly allocated one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from provisioner import names, nin, usernames
+from provisioner.config import UsernameConfig
+from provisioner.model import (
+    ALL_ROLES,
+    EMPLOYEE_ROLES,
+    GUARDIAN,
+    SCHOOL_GROUP_ROLES,
+    SCHOOL_WIDE,
+    SIS_GROUP_KINDS,
+    STUDENT,
+    TEACHER,
+    TEACHING,
+    DataError,
+    DesiredGroup,
+    DesiredPerson,
+    DesiredState,
+    Person,
+    SourceSnapshot,
+    school_group_key,
+)
+
+_ROLE_ORDER = {r: i for i, r in enumerate(ALL_ROLES)}
+_MEMBER_ROLES = (STUDENT, TEACHER)
+
+
+@dataclass(frozen=True)
+class IdentityView:
+    """What derivation needs from the historic base (read before, never during)."""
+
+    username_by_person: Mapping[str, str] = field(default_factory=dict)  # canonical id -> username
+    person_by_nin: Mapping[str, str] = field(default_factory=dict)  # any NIN ever seen -> canonical id
+    aliases: Mapping[str, str] = field(default_factory=dict)  # SIS id -> canonical id
+    taken: frozenset[str] = frozenset()  # every username ever issued or reserved
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """The desired state plus what the differ must know about skipped records."""
+
+    state: DesiredState
+    frozen_persons: frozenset[str]  # canonical ids whose records are broken: leave alone
+    frozen_groups: frozenset[str]
+    new_aliases: Mapping[str, str]  # SIS id -> canonical id, found this run by NIN
+
+
+def _active(start: str | None, end: str | None, day: str) -> bool:
+    return start is not None and start <= day and (end is None or end >= day)
+
+
+def _check_persons(
+    snap: SourceSnapshot, ident: IdentityView, errors: list[DataError]
+) -> tuple[dict[str, Person], set[str], dict[str, str]]:
+    """Valid persons by canonical id, the frozen ids, and newly found aliases."""
+    valid: dict[str, Person] = {}
+    frozen: set[str] = set()
+    new_aliases: dict[str, str] = {}
+    by_nin: dict[str, list[str]] = defaultdict(list)
+    seen: set[str] = set()
+    for p in snap.persons:
+        pid = p.person_id
+        if pid in seen:
+            errors.append(
+                DataError("duplicate_person", f"person:{pid}", "person_id appears twice; both skipped")
+            )
+            frozen.add(ident.aliases.get(pid, pid))
+            valid.pop(ident.aliases.get(pid, pid), None)
+            continue
+        seen.add(pid)
+        canon = ident.aliases.get(pid, pid)
+        given, family = names.clean(p.given_name), names.clean(p.family_name)
+        if not given or not family:
+            which = "given name" if not given else "family name"
+            errors.append(DataError("missing_name", f"person:{pid}", f"{which} is missing; person skipped"))
+            frozen.add(canon)
+            continue
+        if p.nin is not None and p.nin.strip():
+            n = p.nin.strip()
+            try:
+                nin.validate(n)
+            except nin.InvalidNIN as exc:
+                errors.append(
+                    DataError(
+                        "invalid_nin",
+                        f"person:{pid}",
+                        f"NIN {nin.mask(n)} is invalid ({exc}); person skipped",
+                    )
+                )
+                frozen.add(canon)
+                continue
+            by_nin[n].append(pid)
+            # A returning person under a new SIS id: same NIN as someone the base knows.
+            known = ident.person_by_nin.get(n)
+            if known is not None and known != canon and canon not in ident.username_by_person:
+                new_aliases[pid] = known
+                canon = known
+            p = p._replace(
+                nin=n, given_name=given, family_name=family, middle_name=names.clean(p.middle_name) or None
+            )
+        else:
+            p = p._replace(
+                nin=None, given_name=given, family_name=family, middle_name=names.clean(p.middle_name) or None
+            )
+        valid[canon] = p
+    for n, pids in by_nin.items():
+        if len(pids) < 2:
+            continue
+        # Keep the one the historic base already ties to this NIN; skip the newcomers.
+        owner = ident.person_by_nin.get(n)
+        for pid in pids:
+            canon = new_aliases.get(pid, ident.aliases.get(pid, pid))
+            if owner is not None and canon == owner and pid not in new_aliases:
+                continue
+            others = ", ".join(x for x in pids if x != pid)
+            errors.append(
+                DataError(
+                    "duplicate_nin",
+                    f"person:{pid}",
+                    f"NIN {nin.mask(n)} is also used by {others}; person skipped until the SIS is corrected",
+                )
+            )
+            valid.pop(canon, None)
+            new_aliases.pop(pid, None)
+            frozen.add(canon)
+    return valid, frozen, new_aliases
+
+
+def derive(
+    snap: SourceSnapshot,
+    as_of: str,
+    ident: IdentityView,
+    cfg: UsernameConfig,
+) -> Derivation:
+    """Validate the snapshot and derive who should exist and in which groups on ``as_of``."""
+    errors: list[DataError] = []
+    schools = {s.school_id: s for s in snap.schools}
+    persons, frozen_p, new_aliases = _check_persons(snap, ident, errors)
+    alias = {**ident.aliases, **new_aliases}
+
+    def canon(pid: str) -> str:
+        return alias.get(pid, pid)
+
+    # Activity: (school, role) pairs per person.
+    aff: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    primary: dict[str, tuple[int, str, str]] = {}  # pid -> (rank, start, school) lowest wins
+    grade: dict[str, int | None] = {}
+    for e in snap.enrollments:
+        ref = f"enrollment:{e.enrollment_id}"
+        if e.end_date is not None and e.end_date < e.start_date:
+            errors.append(
+                DataError("bad_period", ref, f"ends {e.end_date} before it starts {e.start_date}; ignored")
+            )
+            continue
+        pid = canon(e.person_id)
+        if pid not in persons:
+            if pid not in frozen_p:
+                errors.append(
+                    DataError("unknown_person", ref, f"refers to unknown person {e.person_id}; ignored")
+                )
+            continue
+        if e.school_id not in schools:
+            errors.append(
+                DataError("unknown_school", ref, f"refers to unknown school {e.school_id}; ignored")
+            )
+            continue
+        if not _active(e.start_date, e.end_date, as_of):
+            continue
+        aff[pid].add((e.school_id, STUDENT))
+        rank = (0 if e.main_school else 1, e.start_date, e.school_id)
+        if pid not in primary or rank < primary[pid]:
+            primary[pid] = rank
+            grade[pid] = e.grade
+    for m in snap.employments:
+        ref = f"employment:{m.employment_id}"
+        if m.role not in EMPLOYEE_ROLES:
+            errors.append(
+                DataError("bad_role", ref, f"role {m.role!r} is not one of {list(EMPLOYEE_ROLES)}; ignored")
+            )
+            continue
+        if m.end_date is not None and m.end_date < m.start_date:
+            errors.append(
+                DataError("bad_period", ref, f"ends {m.end_date} before it starts {m.start_date}; ignored")
+            )
+            continue
+        pid = canon(m.person_id)
+        if pid not in persons:
+            if pid not in frozen_p:
+                errors.append(
+                    DataError("unknown_person", ref, f"refers to unknown person {m.person_id}; ignored")
+                )
+            continue
+        if m.school_id not in schools:
+            errors.append(
+                DataError("unknown_school", ref, f"refers to unknown school {m.school_id}; ignored")
+            )
+            continue
+        if not _active(m.start_date, m.end_date, as_of):
+            continue
+        aff[pid].add((m.school_id, m.role))
+        rank = (2, m.start_date, m.school_id)  # an enrollment's school wins over an employment's
+        if pid not in primary or rank < primary[pid]:
+            primary[pid] = rank
+
+    # Guardians are active while one of their students is; they follow those schools.
+    students_of: dict[str, list[str]] = defaultdict(list)
+    for g in snap.guardianships:
+        gid, sid = canon(g.guardian_id), canon(g.student_id)
+        if gid not in persons or sid not in persons:
+            bad = g.guardian_id if gid not in persons else g.student_id
+            if canon(bad) not in frozen_p:
+                errors.append(
+                    DataError(
+                        "unknown_person",
+                        f"guardianship:{g.guardian_id}/{g.student_id}",
+                        f"refers to unknown person {bad}; ignored",
+                    )
+                )
+            continue
+        if sid in aff and any(r == STUDENT for _, r in aff[sid]):
+            students_of[gid].append(sid)
+    for gid, studs in students_of.items():
+        for sid in studs:
+            for school, role in aff[sid]:
+                if role == STUDENT:
+                    aff[gid].add((school, GUARDIAN))
+        if gid not in primary:
+            primary[gid] = (3, "", min(s for s, r in aff[gid] if r == GUARDIAN))
+
+    # Usernames: from the historic base, or newly allocated for persons new to it.
+    requests = []
+    for pid in aff:
+        if pid not in ident.username_by_person:
+            p = persons[pid]
+            requests.append(
+                usernames.UsernameRequest(
+                    person_id=pid,
+                    given=p.given_name or "",
+                    middle=p.middle_name,
+                    family=p.family_name or "",
+                    birth_year=int(p.birth_date[:4]) if p.birth_date else None,
+                    is_student=any(r == STUDENT for _, r in aff[pid]),
+                )
+            )
+    new_usernames = (
+        usernames.allocate(
+            requests,
+            ident.taken,
+            usernames.parse_scheme(cfg.scheme),
+            usernames.parse_scheme(cfg.student_scheme) if cfg.student_scheme else None,
+            max_length=cfg.max_length,
+            min_counter=cfg.min_counter,
+        )
+        if requests
+        else {}
+    )
+
+    desired: dict[str, DesiredPerson] = {}
+    for pid, pairs in aff.items():
+        p = persons[pid]
+        roles = tuple(sorted({r for _, r in pairs}, key=_ROLE_ORDER.__getitem__))
+        desired[pid] = DesiredPerson(
+            person_id=pid,
+            username=ident.username_by_person.get(pid) or new_usernames[pid],
+            nin=p.nin,
+            given_name=p.given_name or "",
+            middle_name=p.middle_name,
+            family_name=p.family_name or "",
+            display_name=names.display_name(p.given_name or "", p.middle_name, p.family_name or ""),
+            birth_date=p.birth_date,
+            email=p.email,
+            mobile=p.mobile,
+            roles=roles,
+            affiliations=tuple(sorted(pairs)),
+            primary_school=primary[pid][2],
+            grade=grade.get(pid) if STUDENT in roles else None,
+            students=tuple(sorted(students_of.get(pid, ()))),
+        )
+
+    groups, frozen_g = _derive_groups(snap, as_of, schools, desired, canon, frozen_p, errors)
+    state = DesiredState(
+        as_of=as_of,
+        schools=schools,
+        persons=desired,
+        groups=groups,
+        errors=tuple(errors),
+        new_usernames=new_usernames,
+    )
+    return Derivation(state, frozenset(frozen_p), frozenset(frozen_g), new_aliases)
+
+
+def _derive_groups(snap, as_of, schools, desired, canon, frozen_p, errors):  # noqa: ANN001, ANN202
+    """SIS groups active on as_of with their active members, plus the school-wide groups."""
+    groups: dict[str, DesiredGroup] = {}
+    frozen: set[str] = set()
+    sis = {}
+    for g in snap.groups:
+        ref = f"group:{g.group_id}"
+        if g.kind not in SIS_GROUP_KINDS:
+            errors.append(
+                DataError(
+                    "bad_group", ref, f"kind {g.kind!r} is not one of {list(SIS_GROUP_KINDS)}; group skipped"
+                )
+            )
+            frozen.add(g.group_id)
+            continue
+        if g.school_id not in schools:
+            errors.append(
+                DataError("unknown_school", ref, f"refers to unknown school {g.school_id}; group skipped")
+            )
+            frozen.add(g.group_id)
+            continue
+        if g.kind == TEACHING and not (g.subject_code or "").strip():
+            errors.append(
+                DataError(
+                    "missing_subject_code",
+                    ref,
+                    f"teaching group {g.name!r} has no subject code; group skipped",
+                )
+            )
+            frozen.add(g.group_id)
+            continue
+        if not names.clean(g.name):
+            errors.append(DataError("missing_name", ref, "group has no name; group skipped"))
+            frozen.add(g.group_id)
+            continue
+        if g.end_date < g.start_date:
+            errors.append(
+                DataError(
+                    "bad_period", ref, f"ends {g.end_date} before it starts {g.start_date}; group skipped"
+                )
+            )
+            frozen.add(g.group_id)
+            continue
+        if _active(g.start_date, g.end_date, as_of):
+            sis[g.group_id] = g
+    known_groups = {g.group_id for g in snap.groups}
+    members: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for m in snap.memberships:
+        g = sis.get(m.group_id)
+        if g is None:
+            if m.group_id not in known_groups:
+                errors.append(
+                    DataError(
+                        "unknown_group",
+                        f"membership:{m.group_id}/{m.person_id}",
+                        f"refers to unknown group {m.group_id}; ignored",
+                    )
+                )
+            continue
+        pid = canon(m.person_id)
+        if pid not in desired:
+            if pid in frozen_p or m.person_id in frozen_p:
+                frozen.add(m.group_id)  # a member we cannot judge: do not shrink the group
+            continue
+        if m.role not in _MEMBER_ROLES:
+            errors.append(
+                DataError(
+                    "bad_role",
+                    f"membership:{m.group_id}/{m.person_id}",
+                    f"role {m.role!r} is not student or teacher; ignored",
+                )
+            )
+            continue
+        members[m.group_id].add((pid, m.role))
+    for gid, g in sis.items():
+        if gid in frozen:
+            continue
+        groups[gid] = DesiredGroup(
+            key=gid,
+            school_id=g.school_id,
+            kind=g.kind,
+            name=names.clean(g.name),
+            subject_code=(g.subject_code or "").strip() or None,
+            grade=g.grade,
+            start_date=g.start_date,
+            end_date=g.end_date,
+            members=tuple(sorted(members.get(gid, ()))),
+        )
+    # School-wide groups: every school gets all four, so they exist before anyone joins.
+    by_school_role: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for pid, p in desired.items():
+        for school, role in p.affiliations:
+            by_school_role[(school, role)].append(pid)
+    for school in schools:
+        for which, roles in SCHOOL_GROUP_ROLES.items():
+            mem = sorted({(pid, r) for r in roles for pid in by_school_role.get((school, r), ())})
+            key = school_group_key(school, which)
+            groups[key] = DesiredGroup(
+                key=key,
+                school_id=school,
+                kind=SCHOOL_WIDE,
+                name=f"{schools[school].short_name} {which}",
+                subject_code=None,
+                grade=None,
+                start_date=None,
+                end_date=None,
+                members=tuple(mem),
+                school_role=which,
+            )
+    return groups, frozen

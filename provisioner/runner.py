@@ -1,0 +1,265 @@
+"""One run, start to end: lock, read the source, gate, derive, diff, hold, apply, record.
+
+``make_plan`` is the pure-ish middle (reads the state store up front, then derives and
+diffs without further I/O); ``sync``, ``apply_saved`` and ``approve`` wrap it with the
+run lock, the run record and the executor. Exit codes are those of the CLI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from mappings.base import MappingContext, mapping_for
+from provisioner.config import Config
+from provisioner.derive import Derivation, derive
+from provisioner.diff import diff_core, diff_target, needs_details
+from provisioner.executor import TargetResult, apply_plan
+from provisioner.lifecycle import policy_for
+from provisioner.model import SourceSnapshot
+from provisioner.plan import CORE, Plan, TargetPlan
+from provisioner.safety import SourceRefused, check_hold, check_source, thresholds_for
+from provisioner.source import read_snapshot, source_engine
+from provisioner.state.store import LockHeld, StateStore, digest, now_iso
+from provisioner.targets import build_connector
+
+log = structlog.get_logger("bas.run")
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_HELD, EXIT_LOCKED = 0, 1, 2, 3, 4
+
+
+@dataclass
+class RunOutcome:
+    """What a run did, for the CLI and the daemon."""
+
+    run_id: str
+    exit_code: int
+    status: str
+    message: str = ""
+    plan: Plan | None = None
+    results: dict[str, TargetResult] = field(default_factory=dict)
+
+
+def new_run_id() -> str:
+    """Sortable, unique run id: UTC time plus a random suffix."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def read_source(cfg: Config) -> SourceSnapshot:
+    """Read the configured source once."""
+    engine = source_engine(cfg.sqlalchemy_url(cfg.source.url))
+    try:
+        return read_snapshot(engine, cfg.source.queries)
+    finally:
+        engine.dispose()
+
+
+def make_plan(
+    cfg: Config, store: StateStore, snap: SourceSnapshot, as_of: str, run_id: str, *, gate: bool = True
+) -> tuple[Plan, Derivation]:
+    """Derive and diff every enabled target; raises SourceRefused from the gate."""
+    derivation = derive(snap, as_of, store.identity_view(), cfg.usernames)
+    state = derivation.state
+    if gate:
+        check_source(
+            len(state.persons), len(snap.persons), store.gate_baseline(), cfg.safety.max_source_drop_percent
+        )
+    cookie = store.versions()
+    identities = store.identities()
+    school_names = {sid: s.short_name for sid, s in state.schools.items()}
+    frozen = derivation.frozen_persons | derivation.frozen_groups
+    targets: list[TargetPlan] = []
+    live: set[str] = set()
+    for name, tcfg in cfg.enabled_targets().items():
+        map_state, placement = mapping_for(tcfg.kind)
+        objs = map_state(state, MappingContext(cfg.owner, tcfg, as_of))
+        digests = [digest(o.kind, o.attrs, o.members) for o in objs]
+        index = store.target_index(name)
+        details = store.target_details(name, needs_details(objs, digests, index))
+        changes = diff_target(
+            name,
+            objs,
+            digests,
+            index,
+            details,
+            policy=policy_for(tcfg),
+            placement=placement,
+            persons=state.persons,
+            identities=identities,
+            frozen=frozen,
+            school_names=school_names,
+            as_of=as_of,
+        )
+        population = sum(1 for r in index.values() if r.status == "active")
+        hold = check_hold(changes, population, thresholds_for(cfg.safety, tcfg))
+        targets.append(TargetPlan(name, tuple(changes), population, dry_run=tcfg.mode == "plan", hold=hold))
+        live.update(r.person_id for r in index.values() if r.person_id and r.status != "deleted")
+    core = diff_core(
+        state.persons,
+        identities,
+        new_usernames=state.new_usernames,
+        new_aliases=derivation.new_aliases,
+        frozen=derivation.frozen_persons,
+        live=live,
+        retention_days=cfg.lifecycle.retention_days,
+        school_names=school_names,
+        as_of=as_of,
+    )
+    plan = Plan(
+        run_id=run_id,
+        created_at=now_iso(),
+        as_of=as_of,
+        cookie=cookie,
+        targets=(TargetPlan(CORE, tuple(core), len(identities)), *targets),
+        errors=state.errors,
+        source_counts=snap.counts(),
+        active_persons=len(state.persons),
+    )
+    return plan, derivation
+
+
+def _connectors(cfg: Config, plan: Plan) -> dict:
+    return {
+        tp.target: build_connector(cfg, tp.target)
+        for tp in plan.targets
+        if tp.target != CORE and tp.changes and not tp.dry_run and tp.hold is None
+    }
+
+
+def _soft_delete(cfg: Config) -> dict[str, bool]:
+    return {n: policy_for(t).soft_delete for n, t in cfg.targets.items()}
+
+
+def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kind: str) -> RunOutcome:
+    held = [tp for tp in plan.targets if tp.hold is not None and tp.changes]
+    bad = sum(r.rejected + r.failed for r in results.values()) + len(plan.errors)
+    failed = any(r.status == "failed" for r in results.values())
+    status = "held" if held else "failed" if failed else "done_with_errors" if bad else "done"
+    summary = {
+        "plan": plan.summary(),
+        "results": {k: v.to_json() for k, v in results.items()},
+        "data_errors": len(plan.errors),
+    }
+    held_plan = replace(plan, targets=tuple(held), errors=()).dumps() if held else None
+    store.finish_run(plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan)
+    code = EXIT_HELD if held else EXIT_ERRORS if (bad or failed) else EXIT_OK
+    msg = "; ".join(f"{tp.target} held: {tp.hold.message}" for tp in held if tp.hold)
+    log.info(
+        "run finished",
+        run_id=plan.run_id,
+        kind=kind,
+        status=status,
+        data_errors=len(plan.errors),
+        **{f"{k}_ok": v.ok for k, v in results.items()},
+    )
+    return RunOutcome(plan.run_id, code, status, msg, plan, results)
+
+
+def sync(
+    cfg: Config,
+    store: StateStore,
+    *,
+    dry_run: bool = False,
+    as_of: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunOutcome:
+    """Plan and (unless dry_run) apply one run under the run lock."""
+    run_id = new_run_id()
+    day = as_of or dt.date.today().isoformat()
+    rlog = log.bind(run_id=run_id)
+    try:
+        with store.run_lock(run_id):
+            store.start_run(run_id, "plan" if dry_run else "sync", day)
+            try:
+                snap = read_source(cfg)
+                plan, _ = make_plan(cfg, store, snap, day, run_id)
+            except SourceRefused as exc:
+                store.finish_run(
+                    run_id, "refused", error=str(exc), active_persons=getattr(exc, "active", None)
+                )
+                rlog.error("source refused", error=str(exc))
+                return RunOutcome(run_id, EXIT_HELD, "refused", str(exc))
+            except Exception as exc:
+                store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+            if dry_run:
+                store.finish_run(
+                    run_id, "planned", summary={"plan": plan.summary()}, active_persons=plan.active_persons
+                )
+                return RunOutcome(run_id, EXIT_OK, "planned", "", plan)
+            results = apply_plan(
+                plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg), progress=progress
+            )
+            return _finish(store, plan, results, "sync")
+    except LockHeld as exc:
+        return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
+
+
+def _stale(store: StateStore, plan: Plan, targets: list[str]) -> list[str]:
+    now = store.versions()
+    return [t for t in targets if now.get(t, 0) != plan.cookie.get(t, 0)]
+
+
+def apply_saved(cfg: Config, store: StateStore, plan: Plan) -> RunOutcome:
+    """Apply exactly a saved plan, if the state has not changed since it was made."""
+    try:
+        with store.run_lock(plan.run_id):
+            stale = _stale(store, plan, [tp.target for tp in plan.targets])
+            if stale:
+                return RunOutcome(
+                    plan.run_id,
+                    EXIT_USAGE,
+                    "stale",
+                    f"the state of {', '.join(stale)} changed since this plan was made: make a new plan",
+                )
+            if store.get_run(plan.run_id) is None:
+                store.start_run(plan.run_id, "apply", plan.as_of)
+            results = apply_plan(plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg))
+            return _finish(store, plan, results, "apply")
+    except LockHeld as exc:
+        return RunOutcome(plan.run_id, EXIT_LOCKED, "locked", str(exc))
+
+
+def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
+    """Approve one held plan (apply it now) or one source refusal (accept it once)."""
+    run = store.get_run(run_id)
+    if run is None:
+        return RunOutcome(run_id, EXIT_USAGE, "unknown", f"no run {run_id}")
+    if run["approved_at"]:
+        return RunOutcome(
+            run_id, EXIT_USAGE, run["status"], f"run {run_id} was already approved at {run['approved_at']}"
+        )
+    if run["status"] == "refused":
+        store.approve_run(run_id, by)
+        return RunOutcome(
+            run_id,
+            EXIT_OK,
+            "approved",
+            f"source refusal approved: the next run accepts {run['active_persons']} active persons",
+        )
+    if run["status"] != "held" or not run["plan"]:
+        return RunOutcome(run_id, EXIT_USAGE, run["status"], f"run {run_id} is {run['status']}, not held")
+    held = Plan.loads(run["plan"])
+    plan = replace(held, targets=tuple(replace(tp, hold=None) for tp in held.targets))
+    try:
+        with store.run_lock(run_id):
+            stale = _stale(store, plan, [tp.target for tp in plan.targets])
+            if stale:
+                return RunOutcome(
+                    run_id,
+                    EXIT_USAGE,
+                    "stale",
+                    f"{', '.join(stale)} changed since run {run_id}: its held plan no longer applies;"
+                    " the next run plans afresh",
+                )
+            store.approve_run(run_id, by)
+            results = apply_plan(plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg))
+            out = _finish(store, plan, results, "approve")
+            store.finish_run(run_id, out.status, plan=None)
+            return out
+    except LockHeld as exc:
+        return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))

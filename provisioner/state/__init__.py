@@ -1,0 +1,1 @@
+"""The state store: what BAS knows it has done (SQLite by default, PostgreSQL in production)."""

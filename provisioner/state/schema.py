@@ -1,0 +1,140 @@
+"""Tables of the state store (SQLAlchemy Core).
+
+- ``usernames`` is the historic base: every username ever issued or reserved, with the
+  person and NIN it was issued to. Rows are never deleted or reassigned.
+- ``person_nins`` keeps every NIN ever seen for a person (a D-number replaced by a
+  fødselsnummer is the same person), also forever.
+- ``identities`` holds the personal data BAS keeps per person while needed; purged
+  after retention (usernames and NINs stay in the two tables above).
+- ``objects`` links our key to each target's immutable anchor and the attributes and
+  members last applied (with a digest so a no-op run compares hashes, not documents).
+- ``versions`` is the state cookie: one counter per target, bumped by every apply.
+- ``runs``, ``changelog`` (append-only) and ``locks`` are the audit and run control.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+usernames = sa.Table(
+    "usernames",
+    metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("person_id", sa.String(64), nullable=True, index=True),  # NULL: reserved (in use elsewhere)
+    sa.Column("nin", sa.String(11), nullable=True, index=True),
+    sa.Column("origin", sa.String(16), nullable=False),  # issued | reserved | adopted
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+)
+
+person_nins = sa.Table(
+    "person_nins",
+    metadata,
+    sa.Column("nin", sa.String(11), primary_key=True),
+    sa.Column("person_id", sa.String(64), nullable=False, index=True),
+    sa.Column("first_seen", sa.String(32), nullable=False),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("sis_id", sa.String(64), primary_key=True),
+    sa.Column("person_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("person_id", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, index=True),
+    sa.Column("nin", sa.String(11), nullable=True),
+    sa.Column("display_name", sa.Text, nullable=True),
+    sa.Column("roles", sa.Text, nullable=True),  # comma-separated, for `person show`
+    sa.Column("status", sa.String(16), nullable=False),  # active | inactive | purged
+    sa.Column("inactive_since", sa.String(10), nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
+objects = sa.Table(
+    "objects",
+    metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("anchor", sa.String(512), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # active | disabled | deleted
+    sa.Column("status_since", sa.String(10), nullable=True),
+    sa.Column("person_id", sa.String(64), nullable=True),
+    sa.Column("username", sa.String(64), nullable=True),
+    sa.Column("digest", sa.String(32), nullable=False),
+    sa.Column("attrs", sa.Text, nullable=False),  # JSON
+    sa.Column("members", sa.Text, nullable=True),  # JSON list of [person_id, role]
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.Index("ix_objects_person", "person_id"),
+)
+
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # sync | plan | apply | approve
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("started_at", sa.String(32), nullable=False),
+    sa.Column("finished_at", sa.String(32), nullable=True),
+    sa.Column("as_of", sa.String(10), nullable=True),
+    sa.Column("active_persons", sa.Integer, nullable=True),
+    sa.Column("summary", sa.Text, nullable=True),  # JSON
+    sa.Column("plan", sa.Text, nullable=True),  # JSON of the held part of the plan, while held
+    sa.Column("approved_at", sa.String(32), nullable=True),
+    sa.Column("approved_by", sa.String(128), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+changelog = sa.Table(
+    "changelog",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("at", sa.String(32), nullable=False, index=True),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("op", sa.String(24), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("person_id", sa.String(64), nullable=True, index=True),
+    sa.Column("username", sa.String(64), nullable=True, index=True),
+    sa.Column("before", sa.Text, nullable=True),  # JSON
+    sa.Column("after", sa.Text, nullable=True),  # JSON
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),  # ok | rejected | failed
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("acquired_at", sa.String(32), nullable=False),
+)
+
+SCHEMA_VERSION = "1"

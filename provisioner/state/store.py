@@ -1,0 +1,302 @@
+"""The state store's operations: reads for planning, writes for apply, run control.
+
+Planning reads everything it needs up front (``identity_view``, ``target_index``,
+``target_details``) so the differ itself does no I/O. Apply writes through
+``ObjectWriter`` in batches, each batch one transaction, so an interrupted run leaves
+a consistent store: what was written matches what the target holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from provisioner.derive import IdentityView
+from provisioner.state import schema as t
+
+_CHUNK = 500  # keys per IN (...) clause
+
+
+def now_iso() -> str:
+    """UTC timestamp in ISO format with seconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON: the same data always gives the same text (and digest)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def digest(kind: str, attrs: Mapping[str, Any], members: Iterable[Iterable[str]] | None) -> str:
+    """Hash of what a target object holds; equal digests mean nothing to change."""
+    body = dumps([kind, attrs, None if members is None else [list(m) for m in members]])
+    return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
+
+
+class LockHeld(Exception):
+    """Another run holds the run lock."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    """What planning needs of every stored object, without its attributes."""
+
+    kind: str
+    anchor: str | None
+    status: str
+    status_since: str | None
+    digest: str
+    person_id: str | None
+    username: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRow:
+    """One person's identity record."""
+
+    username: str
+    nin: str | None
+    display_name: str | None
+    status: str
+    inactive_since: str | None
+
+
+class StateStore:
+    """The state store behind one SQLAlchemy URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        self.engine = sa.create_engine(url, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        t.metadata.create_all(self.engine)
+        with self.engine.begin() as c:
+            if c.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version")).first() is None:
+                c.execute(t.meta.insert().values(key="schema_version", value=t.SCHEMA_VERSION))
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.dispose()
+
+    # ---- planning reads -------------------------------------------------------------
+    def identity_view(self) -> IdentityView:
+        """The historic base as derivation needs it."""
+        with self.engine.connect() as c:
+            by_person = dict(c.execute(sa.select(t.identities.c.person_id, t.identities.c.username)).all())
+            by_nin = dict(c.execute(sa.select(t.person_nins.c.nin, t.person_nins.c.person_id)).all())
+            al = dict(c.execute(sa.select(t.aliases.c.sis_id, t.aliases.c.person_id)).all())
+            taken = frozenset(r[0] for r in c.execute(sa.select(t.usernames.c.username)))
+        return IdentityView(username_by_person=by_person, person_by_nin=by_nin, aliases=al, taken=taken)
+
+    def identities(self) -> dict[str, IdentityRow]:
+        """Every identity row by person id."""
+        cols = t.identities.c
+        q = sa.select(
+            cols.person_id, cols.username, cols.nin, cols.display_name, cols.status, cols.inactive_since
+        )
+        with self.engine.connect() as c:
+            return {r[0]: IdentityRow(*r[1:]) for r in c.execute(q)}
+
+    def target_index(self, target: str) -> dict[str, IndexRow]:
+        """Key -> index row for every object stored for a target."""
+        o = t.objects.c
+        q = sa.select(
+            o.key, o.kind, o.anchor, o.status, o.status_since, o.digest, o.person_id, o.username
+        ).where(o.target == target)
+        with self.engine.connect() as c:
+            return {r[0]: IndexRow(*r[1:]) for r in c.execute(q)}
+
+    def target_details(
+        self, target: str, keys: Iterable[str]
+    ) -> dict[str, tuple[dict[str, Any], list | None]]:
+        """Key -> (attrs, members) for the given keys of a target."""
+        o = t.objects.c
+        out: dict[str, tuple[dict[str, Any], list | None]] = {}
+        keys = list(keys)
+        with self.engine.connect() as c:
+            for i in range(0, len(keys), _CHUNK):
+                q = sa.select(o.key, o.attrs, o.members).where(
+                    o.target == target, o.key.in_(keys[i : i + _CHUNK])
+                )
+                for k, a, m in c.execute(q):
+                    out[k] = (json.loads(a), None if m is None else [tuple(x) for x in json.loads(m)])
+        return out
+
+    def iter_objects(self, target: str) -> Iterator[dict[str, Any]]:
+        """Every stored object of a target, as plain dicts (for full exports and `person show`)."""
+        o = t.objects.c
+        q = sa.select(o.kind, o.key, o.anchor, o.status, o.attrs, o.members, o.username).where(
+            o.target == target
+        )
+        with self.engine.connect() as c:
+            for kind, key, anchor, status, a, m, u in c.execute(q.order_by(o.kind, o.key)):
+                yield {
+                    "kind": kind,
+                    "key": key,
+                    "anchor": anchor,
+                    "status": status,
+                    "attrs": json.loads(a),
+                    "members": None if m is None else [tuple(x) for x in json.loads(m)],
+                    "username": u,
+                }
+
+    def versions(self) -> dict[str, int]:
+        """The state cookie: version per target (and core)."""
+        with self.engine.connect() as c:
+            return dict(c.execute(sa.select(t.versions.c.target, t.versions.c.version)).all())
+
+    def bump_version(self, conn: sa.Connection, target: str) -> None:
+        """Advance a target's version (inside the caller's transaction)."""
+        v = t.versions.c
+        cur = conn.execute(sa.select(v.version).where(v.target == target)).scalar()
+        if cur is None:
+            conn.execute(t.versions.insert().values(target=target, version=1))
+        else:
+            conn.execute(t.versions.update().where(v.target == target).values(version=cur + 1))
+
+    # ---- run control ----------------------------------------------------------------
+    @contextmanager
+    def run_lock(self, holder: str) -> Iterator[None]:
+        """Hold the one run lock; raise LockHeld when another live run has it."""
+        host, pid = socket.gethostname(), os.getpid()
+        row = {"name": "run", "holder": holder, "host": host, "pid": pid, "acquired_at": now_iso()}
+        with self.engine.begin() as c:
+            try:
+                with c.begin_nested():
+                    c.execute(t.locks.insert().values(**row))
+            except sa.exc.IntegrityError:
+                cur = c.execute(sa.select(t.locks).where(t.locks.c.name == "run")).mappings().first()
+                if cur is not None and not (cur["host"] == host and not _pid_alive(cur["pid"])):
+                    raise LockHeld(
+                        f"run {cur['holder']} holds the lock (pid {cur['pid']} on {cur['host']}"
+                        f" since {cur['acquired_at']})"
+                    ) from None
+                # The holder died on this host without releasing: take the lock over.
+                c.execute(t.locks.update().where(t.locks.c.name == "run").values(**row))
+        try:
+            yield
+        finally:
+            with self.engine.begin() as c:
+                c.execute(t.locks.delete().where(t.locks.c.name == "run", t.locks.c.holder == holder))
+
+    def start_run(self, run_id: str, kind: str, as_of: str | None) -> None:
+        """Record that a run started."""
+        with self.engine.begin() as c:
+            c.execute(
+                t.runs.insert().values(
+                    run_id=run_id, kind=kind, status="running", started_at=now_iso(), as_of=as_of
+                )
+            )
+
+    def finish_run(self, run_id: str, status: str, **values: Any) -> None:
+        """Record how a run ended (summary, held plan, error)."""
+        if "summary" in values and not isinstance(values["summary"], str):
+            values["summary"] = dumps(values["summary"])
+        with self.engine.begin() as c:
+            c.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id == run_id)
+                .values(status=status, finished_at=now_iso(), **values)
+            )
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """One run record."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest runs first (without their plans)."""
+        cols = [c for c in t.runs.c if c.name != "plan"]
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(*cols).order_by(t.runs.c.started_at.desc(), t.runs.c.run_id.desc()).limit(limit)
+            )
+            return [dict(r) for r in rows.mappings()]
+
+    def gate_baseline(self) -> int | None:
+        """Active persons in the last good run, or in a later source refusal an admin approved."""
+        r = t.runs.c
+        q = (
+            sa.select(r.active_persons)
+            .where(
+                r.active_persons.is_not(None),
+                sa.or_(r.status.in_(("done", "done_with_errors", "held")), r.approved_at.is_not(None)),
+                r.kind.in_(("sync", "apply")),
+            )
+            .order_by(r.started_at.desc(), r.run_id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as c:
+            return c.execute(q).scalar()
+
+    def approve_run(self, run_id: str, by: str) -> None:
+        """Mark a run approved (one-shot)."""
+        with self.engine.begin() as c:
+            c.execute(
+                t.runs.update().where(t.runs.c.run_id == run_id).values(approved_at=now_iso(), approved_by=by)
+            )
+
+    # ---- reserved usernames ---------------------------------------------------------
+    def reserve_usernames(self, names: Iterable[str], note: str) -> tuple[int, int]:
+        """Add usernames in use elsewhere to the historic base; returns (added, already known)."""
+        names = sorted(set(names))
+        with self.engine.begin() as c:
+            known = set()
+            for i in range(0, len(names), _CHUNK):
+                q = sa.select(t.usernames.c.username).where(t.usernames.c.username.in_(names[i : i + _CHUNK]))
+                known.update(r[0] for r in c.execute(q))
+            new = [
+                {
+                    "username": u,
+                    "person_id": None,
+                    "nin": None,
+                    "origin": "reserved",
+                    "created_at": now_iso(),
+                    "note": note,
+                }
+                for u in names
+                if u not in known
+            ]
+            if new:
+                c.execute(t.usernames.insert(), new)
+        return len(new), len(known)
+
+    def username_record(self, username: str) -> dict[str, Any] | None:
+        """The historic base's row for a username."""
+        with self.engine.connect() as c:
+            row = (
+                c.execute(sa.select(t.usernames).where(t.usernames.c.username == username.lower()))
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()

@@ -1,0 +1,259 @@
+"""Writing apply results into the state store: target objects, identities, changelog.
+
+``TargetWriter`` keeps the rows of the objects a target's plan touches, applies each
+successful change to them, and flushes dirty rows and changelog entries in batches
+(one transaction each). ``apply_core`` writes identity changes (usernames issued,
+persons stopping, returning, purged) in one transaction: the historic base only grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from provisioner.plan import CORE, Change, Op
+from provisioner.state import schema as t
+from provisioner.state.store import _CHUNK, StateStore, digest, dumps, now_iso
+
+
+def _log_row(run_id: str, at: str, c: Change, result: str, error: str | None) -> dict[str, Any]:
+    after: Any = dict(c.attrs) if c.attrs else None
+    if c.members:
+        after = {**(after or {}), "members": [list(m) for m in c.members]}
+    return {
+        "run_id": run_id,
+        "at": at,
+        "target": c.target,
+        "op": c.op.value,
+        "kind": c.kind,
+        "key": c.key,
+        "person_id": c.person_id,
+        "username": c.username,
+        "before": dumps(dict(c.before)) if c.before else None,
+        "after": dumps(after) if after is not None else None,
+        "reason": c.reason,
+        "result": result,
+        "error": error,
+    }
+
+
+class TargetWriter:
+    """Applies one target's successful changes to its stored objects, in batches."""
+
+    def __init__(self, store: StateStore, target: str, run_id: str, as_of: str, soft_delete: bool) -> None:
+        self.store, self.target, self.run_id, self.as_of = store, target, run_id, as_of
+        self.soft_delete = soft_delete
+        self.rows: dict[str, dict[str, Any] | None] = {}  # None: the object is gone
+        self.dirty: set[str] = set()
+        self.log: list[dict[str, Any]] = []
+
+    def preload(self, changes: Iterable[Change]) -> None:
+        """Read the stored rows of every object the plan changes but does not create."""
+        keys = {c.key for c in changes if c.op != Op.CREATE}
+        if not keys:
+            return
+        index = self.store.target_index(self.target)
+        details = self.store.target_details(self.target, [k for k in keys if k in index])
+        for k in keys:
+            row = index.get(k)
+            if row is None:
+                continue
+            attrs, members = details.get(k, ({}, None))
+            self.rows[k] = {
+                "kind": row.kind,
+                "anchor": row.anchor,
+                "status": row.status,
+                "status_since": row.status_since,
+                "person_id": row.person_id,
+                "username": row.username,
+                "attrs": attrs,
+                "members": None if members is None else set(members),
+            }
+
+    def anchor(self, kind: str, key: str) -> str | None:
+        """The anchor as known now (including objects created earlier in this run)."""
+        row = self.rows.get(key)
+        if row is not None:
+            return row["anchor"]
+        if key in self.rows:
+            return None
+        if not hasattr(self, "_index"):
+            self._index = self.store.target_index(self.target)
+        ir = self._index.get(key)
+        return ir.anchor if ir is not None else None
+
+    def ok(self, c: Change, anchor: str | None, note: str | None) -> None:
+        """Record a change the target accepted."""
+        row = self.rows.get(c.key)
+        if c.op == Op.CREATE or row is None:
+            row = {
+                "kind": c.kind,
+                "anchor": anchor or c.anchor,
+                "status": "active",
+                "status_since": self.as_of,
+                "person_id": c.person_id,
+                "username": c.username,
+                "attrs": dict(c.attrs),
+                "members": set() if c.kind == "group" else None,
+            }
+        elif c.op in (Op.UPDATE, Op.MOVE):
+            row["attrs"].update(c.attrs)
+        elif c.op == Op.DISABLE:
+            row["status"], row["status_since"] = "disabled", self.as_of
+        elif c.op in (Op.ENABLE, Op.RESTORE):
+            row["status"], row["status_since"] = ("active" if c.op == Op.ENABLE else "disabled"), self.as_of
+        elif c.op == Op.DELETE:
+            if self.soft_delete and c.kind == "person":
+                row["status"], row["status_since"] = "deleted", self.as_of
+            else:
+                row = None
+        elif c.op == Op.ADD_MEMBERS:
+            row["members"] = (row["members"] or set()) | set(c.members)
+        elif c.op == Op.REMOVE_MEMBERS:
+            row["members"] = (row["members"] or set()) - set(c.members)
+        if row is not None and anchor:
+            row["anchor"] = anchor
+        self.rows[c.key] = row
+        self.dirty.add(c.key)
+        self.log.append(_log_row(self.run_id, now_iso(), c, "ok", note))
+
+    def failed(self, c: Change, result: str, error: str) -> None:
+        """Record a change the target refused (rejected) or that could not be done (failed)."""
+        self.log.append(_log_row(self.run_id, now_iso(), c, result, error))
+
+    def flush(self) -> None:
+        """Write dirty rows and the changelog in one transaction."""
+        if not self.dirty and not self.log:
+            return
+        o = t.objects.c
+        keys = sorted(self.dirty)
+        stamp = now_iso()
+        inserts = []
+        for k in keys:
+            row = self.rows[k]
+            if row is None:
+                continue
+            members = None if row["members"] is None else sorted(row["members"])
+            inserts.append(
+                {
+                    "target": self.target,
+                    "key": k,
+                    "kind": row["kind"],
+                    "anchor": row["anchor"],
+                    "status": row["status"],
+                    "status_since": row["status_since"],
+                    "person_id": row["person_id"],
+                    "username": row["username"],
+                    "digest": digest(row["kind"], row["attrs"], members),
+                    "attrs": dumps(row["attrs"]),
+                    "members": None if members is None else dumps(members),
+                    "updated_at": stamp,
+                }
+            )
+        with self.store.engine.begin() as conn:
+            for i in range(0, len(keys), _CHUNK):
+                conn.execute(
+                    t.objects.delete().where(o.target == self.target, o.key.in_(keys[i : i + _CHUNK]))
+                )
+            if inserts:
+                conn.execute(t.objects.insert(), inserts)
+            if self.log:
+                conn.execute(t.changelog.insert(), self.log)
+        self.dirty.clear()
+        self.log = []
+
+    def finish(self) -> None:
+        """Flush and advance the target's version (the state cookie)."""
+        self.flush()
+        with self.store.engine.begin() as conn:
+            self.store.bump_version(conn, self.target)
+
+
+def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of: str) -> int:
+    """Write identity changes in one transaction; returns how many were written."""
+    changes = [c for c in changes if c.target == CORE]
+    if not changes:
+        return 0
+    stamp = now_iso()
+    i_c, u_c, n_c = t.identities.c, t.usernames.c, t.person_nins.c
+    with store.engine.begin() as conn:
+        known_users = _existing(
+            conn, u_c.username, [c.attrs["username"] for c in changes if "username" in c.attrs]
+        )
+        known_nins = _existing(conn, n_c.nin, [c.attrs["nin"] for c in changes if c.attrs.get("nin")])
+        new_ident, new_users, new_nins, new_alias = [], [], [], []
+        for c in changes:
+            a = c.attrs
+            if a.get("nin") and a["nin"] not in known_nins:
+                known_nins.add(a["nin"])
+                new_nins.append({"nin": a["nin"], "person_id": c.person_id, "first_seen": stamp})
+            if c.kind == "alias":
+                new_alias.append({"sis_id": c.key, "person_id": a["person_id"], "created_at": stamp})
+            elif c.op == Op.CREATE:
+                new_ident.append(
+                    {
+                        "person_id": c.key,
+                        "username": a["username"],
+                        "nin": a.get("nin"),
+                        "display_name": a.get("display_name"),
+                        "roles": a.get("roles"),
+                        "status": "active",
+                        "inactive_since": None,
+                        "created_at": stamp,
+                        "updated_at": stamp,
+                    }
+                )
+                if a["username"] not in known_users:
+                    known_users.add(a["username"])
+                    new_users.append(
+                        {
+                            "username": a["username"],
+                            "person_id": c.key,
+                            "nin": a.get("nin"),
+                            "origin": "issued",
+                            "created_at": stamp,
+                            "note": None,
+                        }
+                    )
+            elif c.op in (Op.ENABLE, Op.UPDATE):
+                vals = {k: a[k] for k in ("nin", "display_name", "roles") if k in a}
+                if c.op == Op.ENABLE:
+                    vals.update(status="active", inactive_since=None)
+                conn.execute(
+                    t.identities.update().where(i_c.person_id == c.key).values(updated_at=stamp, **vals)
+                )
+            elif c.op == Op.DISABLE:
+                conn.execute(
+                    t.identities.update()
+                    .where(i_c.person_id == c.key)
+                    .values(
+                        status="inactive", inactive_since=a.get("inactive_since", as_of), updated_at=stamp
+                    )
+                )
+            elif c.op == Op.PURGE:
+                conn.execute(
+                    t.identities.update()
+                    .where(i_c.person_id == c.key)
+                    .values(status="purged", nin=None, display_name=None, roles=None, updated_at=stamp)
+                )
+                conn.execute(t.objects.delete().where(t.objects.c.person_id == c.key))
+        for table, rows in (
+            (t.identities, new_ident),
+            (t.usernames, new_users),
+            (t.person_nins, new_nins),
+            (t.aliases, new_alias),
+        ):
+            if rows:
+                conn.execute(table.insert(), rows)
+        conn.execute(t.changelog.insert(), [_log_row(run_id, stamp, c, "ok", None) for c in changes])
+        store.bump_version(conn, CORE)
+    return len(changes)
+
+
+def _existing(conn: sa.Connection, col: sa.Column, values: list[str]) -> set[str]:
+    out: set[str] = set()
+    for i in range(0, len(values), _CHUNK):
+        out.update(r[0] for r in conn.execute(sa.select(col).where(col.in_(values[i : i + _CHUNK]))))
+    return out

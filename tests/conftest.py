@@ -1,0 +1,42 @@
+"""Shared fixtures: a throw-away PostgreSQL database per test, temp folders."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+PG_HOST = os.environ.get("BAS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("BAS_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("BAS_TEST_PG_USER", "postgres")
+
+
+def _admin_connect():
+    import psycopg2
+
+    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture()
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards.
+
+    PostgreSQL is part of the test environment (scripts/test.sh starts it): an unreachable
+    server fails the test rather than skipping it, unless BAS_SKIP_POSTGRES=1 is set.
+    """
+    if os.environ.get("BAS_SKIP_POSTGRES") == "1":
+        pytest.skip("BAS_SKIP_POSTGRES=1")
+    name = f"bas_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_connect()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
