@@ -141,7 +141,7 @@ def render(rows: Sequence[dict[str, Any]], fmt: str = "table", show_nin: bool = 
                 r["op"],
                 f"{r['kind']}:{r['key']}",
                 r["username"] or "",
-                r["result"] + (f" ({r['error']})" if r["error"] else ""),
+                r["result"] + (f" ({r['error']})" if r["error"] and r["result"] != "ok" else ""),
                 r["reason"],
             ]
             for r in shown

@@ -10,7 +10,7 @@ only persons new to the base get a freshly allocated one.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -63,34 +63,43 @@ def _active(start: str | None, end: str | None, day: str) -> bool:
     return start is not None and start <= day and (end is None or end >= day)
 
 
+def _bad_period(start: str | None, end: str | None) -> str | None:
+    """Why a period cannot be used (no start, or ending before it starts), else None."""
+    if not start:
+        return "has no start date"
+    if end is not None and end < start:
+        return f"ends {end} before it starts {start}"
+    return None
+
+
 def _check_persons(
     snap: SourceSnapshot, ident: IdentityView, errors: list[DataError]
 ) -> tuple[dict[str, Person], set[str], dict[str, str]]:
     """Valid persons by canonical id, the frozen ids, and newly found aliases."""
-    valid: dict[str, Person] = {}
     frozen: set[str] = set()
-    new_aliases: dict[str, str] = {}
+    times = Counter(p.person_id for p in snap.persons)
+    checked: list[Person] = []
     by_nin: dict[str, list[str]] = defaultdict(list)
-    seen: set[str] = set()
     for p in snap.persons:
         pid = p.person_id
-        if pid in seen:
-            errors.append(
-                DataError("duplicate_person", f"person:{pid}", "person_id appears twice; both skipped")
-            )
-            frozen.add(ident.aliases.get(pid, pid))
-            valid.pop(ident.aliases.get(pid, pid), None)
+        own = ident.aliases.get(pid, pid)
+        if times[pid] > 1:
+            if own not in frozen:
+                errors.append(
+                    DataError(
+                        "duplicate_person", f"person:{pid}", f"person_id appears {times[pid]} times; skipped"
+                    )
+                )
+            frozen.add(own)
             continue
-        seen.add(pid)
-        canon = ident.aliases.get(pid, pid)
         given, family = names.clean(p.given_name), names.clean(p.family_name)
         if not given or not family:
             which = "given name" if not given else "family name"
             errors.append(DataError("missing_name", f"person:{pid}", f"{which} is missing; person skipped"))
-            frozen.add(canon)
+            frozen.add(own)
             continue
-        if p.nin is not None and p.nin.strip():
-            n = p.nin.strip()
+        n = p.nin.strip() if p.nin is not None and p.nin.strip() else None
+        if n is not None:
             try:
                 nin.validate(n)
             except nin.InvalidNIN as exc:
@@ -101,30 +110,25 @@ def _check_persons(
                         f"NIN {nin.mask(n)} is invalid ({exc}); person skipped",
                     )
                 )
-                frozen.add(canon)
+                frozen.add(own)
                 continue
             by_nin[n].append(pid)
-            # A returning person under a new SIS id: same NIN as someone the base knows.
-            known = ident.person_by_nin.get(n)
-            if known is not None and known != canon and canon not in ident.username_by_person:
-                new_aliases[pid] = known
-                canon = known
-            p = p._replace(
+        checked.append(
+            p._replace(
                 nin=n, given_name=given, family_name=family, middle_name=names.clean(p.middle_name) or None
             )
-        else:
-            p = p._replace(
-                nin=None, given_name=given, family_name=family, middle_name=names.clean(p.middle_name) or None
-            )
-        valid[canon] = p
+        )
+    # One NIN on several SIS persons: keep the one the historic base already ties to this
+    # NIN (if exactly one is); skip the others until the SIS is corrected.
+    skip: set[str] = set()
     for n, pids in by_nin.items():
         if len(pids) < 2:
             continue
-        # Keep the one the historic base already ties to this NIN; skip the newcomers.
         owner = ident.person_by_nin.get(n)
+        keep = [pid for pid in pids if owner is not None and ident.aliases.get(pid, pid) == owner]
+        keep = keep if len(keep) == 1 else []
         for pid in pids:
-            canon = new_aliases.get(pid, ident.aliases.get(pid, pid))
-            if owner is not None and canon == owner and pid not in new_aliases:
+            if pid in keep:
                 continue
             others = ", ".join(x for x in pids if x != pid)
             errors.append(
@@ -134,9 +138,40 @@ def _check_persons(
                     f"NIN {nin.mask(n)} is also used by {others}; person skipped until the SIS is corrected",
                 )
             )
-            valid.pop(canon, None)
+            skip.add(pid)
+            frozen.add(ident.aliases.get(pid, pid))
+    # Canonical ids; a returning person under a new SIS id (same NIN as someone the base
+    # knows) becomes an alias of that person.
+    new_aliases: dict[str, str] = {}
+    by_canon: dict[str, list[Person]] = defaultdict(list)
+    for p in checked:
+        pid = p.person_id
+        if pid in skip:
+            continue
+        canon = ident.aliases.get(pid, pid)
+        known = ident.person_by_nin.get(p.nin) if p.nin else None
+        if known is not None and known != canon and canon not in ident.username_by_person:
+            new_aliases[pid] = known
+            canon = known
+        by_canon[canon].append(p)
+    valid: dict[str, Person] = {}
+    for canon, recs in by_canon.items():
+        if len(recs) == 1:
+            valid[canon] = recs[0]
+            continue
+        # Several SIS records are one person in the historic base: none can be trusted.
+        ids = [p.person_id for p in recs]
+        for pid in ids:
+            errors.append(
+                DataError(
+                    "duplicate_person",
+                    f"person:{pid}",
+                    f"SIS ids {', '.join(ids)} are the same person {canon} in the historic base;"
+                    " skipped until the SIS is corrected",
+                )
+            )
             new_aliases.pop(pid, None)
-            frozen.add(canon)
+        frozen.add(canon)
     return valid, frozen, new_aliases
 
 
@@ -161,10 +196,9 @@ def derive(
     grade: dict[str, int | None] = {}
     for e in snap.enrollments:
         ref = f"enrollment:{e.enrollment_id}"
-        if e.end_date is not None and e.end_date < e.start_date:
-            errors.append(
-                DataError("bad_period", ref, f"ends {e.end_date} before it starts {e.start_date}; ignored")
-            )
+        bad = _bad_period(e.start_date, e.end_date)
+        if bad:
+            errors.append(DataError("bad_period", ref, f"{bad}; ignored"))
             continue
         pid = canon(e.person_id)
         if pid not in persons:
@@ -192,10 +226,9 @@ def derive(
                 DataError("bad_role", ref, f"role {m.role!r} is not one of {list(EMPLOYEE_ROLES)}; ignored")
             )
             continue
-        if m.end_date is not None and m.end_date < m.start_date:
-            errors.append(
-                DataError("bad_period", ref, f"ends {m.end_date} before it starts {m.start_date}; ignored")
-            )
+        bad = _bad_period(m.start_date, m.end_date)
+        if bad:
+            errors.append(DataError("bad_period", ref, f"{bad}; ignored"))
             continue
         pid = canon(m.person_id)
         if pid not in persons:
@@ -218,8 +251,11 @@ def derive(
 
     # Guardians are active while one of their students is; they follow those schools.
     students_of: dict[str, list[str]] = defaultdict(list)
+    unsure: set[str] = set()  # guardians of a student whose record is broken this run
     for g in snap.guardianships:
         gid, sid = canon(g.guardian_id), canon(g.student_id)
+        if gid in persons and sid not in persons and sid in frozen_p:
+            unsure.add(gid)
         if gid not in persons or sid not in persons:
             bad = g.guardian_id if gid not in persons else g.student_id
             if canon(bad) not in frozen_p:
@@ -240,6 +276,9 @@ def derive(
                     aff[gid].add((school, GUARDIAN))
         if gid not in primary:
             primary[gid] = (3, "", min(s for s, r in aff[gid] if r == GUARDIAN))
+    # A guardian whose only students cannot be judged is frozen too: a typo in a
+    # student's record must not deprovision the parent.
+    frozen_p.update(gid for gid in unsure if gid not in aff)
 
     # Usernames: from the historic base, or newly allocated for persons new to it.
     requests = []
@@ -338,17 +377,15 @@ def _derive_groups(snap, as_of, schools, desired, canon, frozen_p, errors):  # n
             errors.append(DataError("missing_name", ref, "group has no name; group skipped"))
             frozen.add(g.group_id)
             continue
-        if g.end_date < g.start_date:
-            errors.append(
-                DataError(
-                    "bad_period", ref, f"ends {g.end_date} before it starts {g.start_date}; group skipped"
-                )
-            )
+        bad = _bad_period(g.start_date, g.end_date)
+        if bad:
+            errors.append(DataError("bad_period", ref, f"{bad}; group skipped"))
             frozen.add(g.group_id)
             continue
         if _active(g.start_date, g.end_date, as_of):
             sis[g.group_id] = g
     known_groups = {g.group_id for g in snap.groups}
+    known_persons = {p.person_id for p in snap.persons}
     members: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for m in snap.memberships:
         g = sis.get(m.group_id)
@@ -366,6 +403,14 @@ def _derive_groups(snap, as_of, schools, desired, canon, frozen_p, errors):  # n
         if pid not in desired:
             if pid in frozen_p or m.person_id in frozen_p:
                 frozen.add(m.group_id)  # a member we cannot judge: do not shrink the group
+            elif m.person_id not in known_persons:
+                errors.append(
+                    DataError(
+                        "unknown_person",
+                        f"membership:{m.group_id}/{m.person_id}",
+                        f"refers to unknown person {m.person_id}; ignored",
+                    )
+                )
             continue
         if m.role not in _MEMBER_ROLES:
             errors.append(

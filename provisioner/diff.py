@@ -106,7 +106,7 @@ def diff_target(
             and days_between(row.status_since, as_of) < policy.restore_within_days
         )
         if row is None or (row.status == "deleted" and not restorable):
-            first.append(Change(op=Op.CREATE, reason=reason_for(obj), attrs=dict(obj.attrs), **common))
+            first.append(Change(op=Op.CREATE, reason=reason_for(obj), attrs=obj.attrs, **common))
             if obj.members:
                 adds.append(
                     Change(
@@ -162,12 +162,14 @@ def diff_target(
                         **common,
                     )
                 )
-            if have - want:
+            # A member whose source record is broken this run stays where they are.
+            leaving = {m for m in have - want if m[0] not in frozen}
+            if leaving:
                 removes.append(
                     Change(
                         op=Op.REMOVE_MEMBERS,
                         anchor=anchor,
-                        members=tuple(sorted(have - want)),
+                        members=tuple(sorted(leaving)),
                         reason=f"left {obj.attrs.get('name') or key} in SIS",
                         **common,
                     )

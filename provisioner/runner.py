@@ -11,11 +11,12 @@ import datetime as dt
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import structlog
 
 from mappings.base import MappingContext, mapping_for
-from provisioner.config import Config
+from provisioner.config import Config, ConfigError
 from provisioner.derive import Derivation, derive
 from provisioner.diff import diff_core, diff_target, needs_details
 from provisioner.executor import TargetResult, apply_plan
@@ -23,7 +24,7 @@ from provisioner.lifecycle import policy_for
 from provisioner.model import SourceSnapshot
 from provisioner.plan import CORE, Plan, TargetPlan
 from provisioner.safety import SourceRefused, check_hold, check_source, thresholds_for
-from provisioner.source import read_snapshot, source_engine
+from provisioner.source import SourceError, read_snapshot, source_engine
 from provisioner.state.store import LockHeld, StateStore, digest, now_iso
 from provisioner.targets import build_connector
 
@@ -175,6 +176,8 @@ def sync(
         with store.run_lock(run_id):
             store.start_run(run_id, "plan" if dry_run else "sync", day)
             try:
+                if not dry_run:
+                    _reserve_configured(cfg, store)
                 snap = read_source(cfg)
                 plan, _ = make_plan(cfg, store, snap, day, run_id)
             except SourceRefused as exc:
@@ -183,6 +186,10 @@ def sync(
                 )
                 rlog.error("source refused", error=str(exc))
                 return RunOutcome(run_id, EXIT_HELD, "refused", str(exc))
+            except (SourceError, ConfigError) as exc:
+                store.finish_run(run_id, "failed", error=str(exc))
+                rlog.error("run failed", error=str(exc))
+                return RunOutcome(run_id, EXIT_USAGE, "failed", str(exc))
             except Exception as exc:
                 store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
                 raise
@@ -197,6 +204,18 @@ def sync(
             return _finish(store, plan, results, "sync")
     except LockHeld as exc:
         return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
+
+
+def _reserve_configured(cfg: Config, store: StateStore) -> None:
+    """Keep usernames listed in [usernames] reserved_files out of reach (idempotent)."""
+    from provisioner.usernames import read_reserved_csv
+
+    for f in cfg.usernames.reserved_files:
+        try:
+            names = read_reserved_csv(cfg.path(f))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"usernames.reserved_files: {exc}") from exc
+        store.reserve_usernames(names, note=f"reserved in {Path(f).name}")
 
 
 def _stale(store: StateStore, plan: Plan, targets: list[str]) -> list[str]:

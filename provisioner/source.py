@@ -95,6 +95,9 @@ _SHAPES: dict[str, tuple[type, dict[str, _Conv]]] = {
 def _read(conn: sa.Connection, name: str, query: str) -> tuple[Any, ...]:
     model, convs = _SHAPES[name]
     fields: tuple[str, ...] = model._fields  # type: ignore[attr-defined]
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        # The driver formats the statement (psycopg2, pymysql): a literal % (LIKE 'A%') must be doubled.
+        query = query.replace("%", "%%")
     try:
         result = conn.exec_driver_sql(query)
     except sa.exc.SQLAlchemyError as exc:
@@ -106,13 +109,28 @@ def _read(conn: sa.Connection, name: str, query: str) -> tuple[Any, ...]:
         raise SourceError(f"source query {name!r} lacks column(s) {missing}; it returned {cols}")
     idx = [cols.index(f) for f in fields]
     conv = [convs.get(f, _str) for f in fields]
-    make = model._make  # type: ignore[attr-defined]
-    rows = result.fetchall()
-    if all(c is _str for c in conv) and idx == list(range(len(fields))):
-        # Hot path (memberships: a million rows): plain strings in column order.
-        return tuple(make(tuple(None if v is None else str(v) for v in r[: len(fields)])) for r in rows)
-    pairs = list(zip(idx, conv))
-    return tuple(make(tuple(c(r[i]) for i, c in pairs)) for r in rows)
+    rows = result.cursor.fetchall()  # raw driver rows: SQLAlchemy's Row objects cost 4x here
+    if not rows:
+        return ()
+    # Column-wise: transpose in C, convert only columns whose values need it, rebuild.
+    cols = list(zip(*rows))
+    out_cols = []
+    for i, c in zip(idx, conv):
+        col = cols[i]
+        if c is _str and _types(col) <= _STR_TYPES:
+            out_cols.append(col)
+        elif c is _iso and _types(col) <= _STR_TYPES and all(len(v) == 10 for v in col if v is not None):
+            out_cols.append(col)  # already ISO dates as text (SQLite)
+        else:
+            out_cols.append(tuple(map(c, col)))
+    return tuple(map(model, *out_cols))
+
+
+_STR_TYPES = frozenset({str, type(None)})
+
+
+def _types(col: tuple[Any, ...]) -> set[type]:
+    return set(map(type, col))
 
 
 def read_snapshot(engine: sa.Engine, queries: Mapping[str, str] | None = None) -> SourceSnapshot:
@@ -120,12 +138,17 @@ def read_snapshot(engine: sa.Engine, queries: Mapping[str, str] | None = None) -
     q = {**DEFAULT_QUERIES, **(queries or {})}
     try:
         with engine.connect() as conn:
-            if engine.dialect.name == "sqlite":
+            sqlite = engine.dialect.name == "sqlite"
+            if sqlite:
                 conn.exec_driver_sql("PRAGMA query_only = ON")
             elif engine.dialect.name in ("postgresql", "mysql", "mariadb"):
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            data = {name: _read(conn, name, q[name]) for name in _SHAPES}
-            conn.rollback()
+            try:
+                data = {name: _read(conn, name, q[name]) for name in _SHAPES}
+            finally:
+                conn.rollback()
+                if sqlite:  # the pragma outlives the transaction: do not leave a pooled connection read-only
+                    conn.exec_driver_sql("PRAGMA query_only = OFF")
     except sa.exc.OperationalError as exc:
         raise SourceError(f"cannot read the source database: {exc.orig or exc}") from exc
     return SourceSnapshot(**data)

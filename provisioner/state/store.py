@@ -31,9 +31,12 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
     """Canonical JSON: the same data always gives the same text (and digest)."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def digest(kind: str, attrs: Mapping[str, Any], members: Iterable[Iterable[str]] | None) -> str:
@@ -94,10 +97,10 @@ class StateStore:
     def identity_view(self) -> IdentityView:
         """The historic base as derivation needs it."""
         with self.engine.connect() as c:
-            by_person = dict(c.execute(sa.select(t.identities.c.person_id, t.identities.c.username)).all())
-            by_nin = dict(c.execute(sa.select(t.person_nins.c.nin, t.person_nins.c.person_id)).all())
-            al = dict(c.execute(sa.select(t.aliases.c.sis_id, t.aliases.c.person_id)).all())
-            taken = frozenset(r[0] for r in c.execute(sa.select(t.usernames.c.username)))
+            by_person = dict(c.execute(sa.select(t.identities.c.person_id, t.identities.c.username)).cursor)
+            by_nin = dict(c.execute(sa.select(t.person_nins.c.nin, t.person_nins.c.person_id)).cursor)
+            al = dict(c.execute(sa.select(t.aliases.c.sis_id, t.aliases.c.person_id)).cursor)
+            taken = frozenset(r[0] for r in c.execute(sa.select(t.usernames.c.username)).cursor)
         return IdentityView(username_by_person=by_person, person_by_nin=by_nin, aliases=al, taken=taken)
 
     def identities(self) -> dict[str, IdentityRow]:
@@ -107,7 +110,8 @@ class StateStore:
             cols.person_id, cols.username, cols.nin, cols.display_name, cols.status, cols.inactive_since
         )
         with self.engine.connect() as c:
-            return {r[0]: IdentityRow(*r[1:]) for r in c.execute(q)}
+            rows = c.execute(q).cursor.fetchall()
+        return {r[0]: IdentityRow(*r[1:]) for r in rows}
 
     def target_index(self, target: str) -> dict[str, IndexRow]:
         """Key -> index row for every object stored for a target."""
@@ -116,7 +120,8 @@ class StateStore:
             o.key, o.kind, o.anchor, o.status, o.status_since, o.digest, o.person_id, o.username
         ).where(o.target == target)
         with self.engine.connect() as c:
-            return {r[0]: IndexRow(*r[1:]) for r in c.execute(q)}
+            rows = c.execute(q).cursor.fetchall()  # raw driver rows: 150,000+ per target
+        return {r[0]: IndexRow(*r[1:]) for r in rows}
 
     def target_details(
         self, target: str, keys: Iterable[str]

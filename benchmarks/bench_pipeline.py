@@ -1,0 +1,226 @@
+"""Benchmark: the whole pipeline on an Oslo-size school owner (issue: core pipeline).
+
+Phases, all in one process after the SIS is generated (in a child process, so the
+peak memory figure is the pipeline's own):
+
+1. bare SELECT: the default source queries with the sqlite3 driver, fetchall only;
+2. first full plan for all four targets + applying the file targets (itslearning
+   IMS XML, Feide LDIF); AD and Microsoft 365 are plan-only, as in the demo;
+3. recording AD and Microsoft 365 into the state store through a benchmark-only sink
+   connector (accepts every change; their live connectors come in later issues), so
+   that step 4 measures a true no-op for all four targets — reported separately;
+4. a no-op plan right after (all four targets);
+5. a plan after 1 % churn (leavers, joiners, renames, moved memberships).
+
+Usage: .venv/bin/python benchmarks/bench_pipeline.py [--workdir DIR] [--scale oslo|demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from connectors.base import Applied  # noqa: E402
+from provisioner import config, runner  # noqa: E402
+from provisioner.source import DEFAULT_QUERIES  # noqa: E402
+from provisioner.state.store import StateStore  # noqa: E402
+
+CONFIG = """
+[owner]
+name = "Oslo-size kommune"
+org_number = "999888777"
+realm = "bench.kommune.no"
+mail_domain = "bench.kommune.no"
+[source]
+url = "sqlite:///sis.sqlite"
+[state]
+url = "sqlite:///state.sqlite"
+[safety]
+max_deletes = 1000000
+max_delete_percent = 100
+[targets.ad]
+mode = "{ad_mode}"
+base_dn = "OU=Skoler,DC=bench,DC=local"
+[targets.m365]
+mode = "{ad_mode}"
+[targets.itslearning]
+output_dir = "out/itslearning"
+[targets.feide]
+output_dir = "out/feide"
+base_dn = "dc=bench,dc=kommune,dc=no"
+"""
+
+
+class Sink:
+    """Benchmark-only connector: accepts every change (measures the core, not a target)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def begin(self, run_id, resolve):  # noqa: ANN001, D102
+        pass
+
+    def apply(self, change):  # noqa: ANN001, D102
+        return Applied(anchor=change.anchor or f"{self.target}:{change.key}")
+
+    def finish(self, current):  # noqa: ANN001, D102
+        pass
+
+    def close(self):  # noqa: D102
+        pass
+
+
+def bare_select(db: Path) -> tuple[float, int]:
+    """Seconds and rows to SELECT every source table with the driver alone."""
+    t0 = time.perf_counter()
+    con = sqlite3.connect(db)
+    n = 0
+    for q in DEFAULT_QUERIES.values():
+        n += len(con.execute(q).fetchall())
+    con.close()
+    return time.perf_counter() - t0, n
+
+
+def churn(db: Path, as_of: dt.date, seed: int = 7) -> dict[str, int]:
+    """Change about 1 % of the owner: leavers, joiners, renames, moved memberships."""
+    rng = random.Random(seed)
+    con = sqlite3.connect(db)
+    students = [r[0] for r in con.execute("SELECT person_id FROM student_enrollment WHERE end_date IS NULL")]
+    persons = [r[0] for r in con.execute("SELECT person_id FROM person")]
+    yesterday = (as_of - dt.timedelta(days=1)).isoformat()
+    leavers = rng.sample(students, len(students) // 100)
+    con.executemany(
+        "UPDATE student_enrollment SET end_date = ? WHERE person_id = ? AND end_date IS NULL",
+        [(yesterday, p) for p in leavers],
+    )
+    renamed = rng.sample(persons, len(persons) // 100)
+    con.executemany(
+        "UPDATE person SET family_name = family_name || '-Hansen' WHERE person_id = ?",
+        [(p,) for p in renamed],
+    )
+    schools = [r[0] for r in con.execute("SELECT school_id FROM school")]
+    joiners = []
+    for i in range(len(leavers)):
+        pid = f"NEW{i:07d}"
+        joiners.append(pid)
+        con.execute(
+            "INSERT INTO person (person_id, nin, given_name, family_name) VALUES (?, NULL, ?, ?)",
+            (pid, rng.choice(["Ola", "Kari", "Nora", "Jakob"]), rng.choice(["Nordmann", "Berg", "Dahl"])),
+        )
+        con.execute(
+            "INSERT INTO student_enrollment VALUES (?, ?, ?, 5, ?, NULL, 1)",
+            (f"ENEW{i:07d}", pid, rng.choice(schools), (as_of - dt.timedelta(days=2)).isoformat()),
+        )
+    groups = [r[0] for r in con.execute("SELECT group_id FROM school_group WHERE kind = 'basis'")]
+    con.executemany(
+        "INSERT OR IGNORE INTO group_membership VALUES (?, ?, 'student')",
+        [(rng.choice(groups), p) for p in joiners],
+    )
+    moved = con.execute(
+        "SELECT group_id, person_id, role FROM group_membership ORDER BY random() LIMIT ?",
+        (1_000_000 // 100,),
+    ).fetchall()
+    con.executemany("DELETE FROM group_membership WHERE group_id = ? AND person_id = ? AND role = ?", moved)
+    con.commit()
+    con.close()
+    return {
+        "leavers": len(leavers),
+        "joiners": len(joiners),
+        "renamed": len(renamed),
+        "memberships_removed": len(moved),
+    }
+
+
+def main() -> None:
+    """Run the phases and print their figures."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--scale", default="oslo", choices=["oslo", "demo"])
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bas-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    as_of = dt.date.today()
+    db = work / "sis.sqlite"
+    for f in work.glob("*.sqlite*"):
+        f.unlink()
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import datetime as dt; from provisioner import demo_data as d;"
+                f"print(d.generate('sqlite:///{db}', d.{args.scale.upper()}, seed=1,"
+                f" as_of=dt.date.fromisoformat('{as_of}')))"
+            ),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
+    print(f"generate SIS ({args.scale}):            {time.perf_counter() - t0:7.1f} s  (set-up)")
+
+    def cfg_for(mode: str) -> config.Config:
+        return config.parse(CONFIG.format(ad_mode=mode), base_dir=str(work))
+
+    bare, rows = bare_select(db)
+    print(f"bare SELECT ({rows:,} rows, sqlite3):   {bare:7.2f} s")
+
+    cfg = cfg_for("plan")
+    store = StateStore(cfg.sqlalchemy_url(cfg.state.url))
+    t0 = time.perf_counter()
+    first = runner.sync(cfg, store, as_of=as_of.isoformat())
+    t_first = time.perf_counter() - t0
+    changes = sum(len(tp.changes) for tp in first.plan.targets)
+    print(
+        f"first full plan (4 targets) + file apply: {t_first:7.1f} s"
+        f"  ({changes:,} changes, status {first.status})"
+    )
+    print("   " + str(first.plan.summary()))
+
+    cfg_apply = cfg_for("apply")
+    real_build = runner.build_connector
+    runner.build_connector = lambda c, name: Sink(name) if name in ("ad", "m365") else real_build(c, name)
+    t0 = time.perf_counter()
+    runner.sync(cfg_apply, store, as_of=as_of.isoformat())
+    print(
+        f"record AD + M365 via bench sink:         {time.perf_counter() - t0:7.1f} s  (benchmark set-up only)"
+    )
+    runner.build_connector = real_build
+
+    t0 = time.perf_counter()
+    noop = runner.sync(cfg_apply, store, dry_run=True, as_of=as_of.isoformat())
+    t_noop = time.perf_counter() - t0
+    n_noop = sum(len(tp.changes) for tp in noop.plan.targets)
+    print(
+        f"no-op plan (4 targets):                  {t_noop:7.1f} s  ({n_noop} changes; "
+        f"{t_noop / bare:.2f} x bare SELECT, target <= 3)"
+    )
+
+    facts = churn(db, as_of)
+    t0 = time.perf_counter()
+    ch = runner.sync(cfg_apply, store, dry_run=True, as_of=as_of.isoformat())
+    t_churn = time.perf_counter() - t0
+    print(f"plan after 1 % churn {facts}: {t_churn:.1f} s")
+    print("   " + str(ch.plan.summary()))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory (pipeline process):          {peak:7.0f} MB  (target <= 2048)")
+    print(
+        f"verdict: first+apply {'OK' if t_first <= 90 else 'OVER'} (<= 90 s), "
+        f"no-op {'OK' if t_noop <= 3 * bare else 'OVER'} (<= 3 x bare),"
+        f" memory {'OK' if peak <= 2048 else 'OVER'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

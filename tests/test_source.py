@@ -1,0 +1,143 @@
+"""Reading the source on SQLite and PostgreSQL: the demo database, query overrides, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from provisioner.demo_data import DEMO, generate
+from provisioner.model import SourceSnapshot
+from provisioner.source import DEFAULT_QUERIES, SourceError, read_snapshot, source_engine
+from tests.sisbuilder import small_sis
+
+AS_OF = dt.date(2025, 10, 1)
+TABLE_OF = {
+    "schools": "school",
+    "persons": "person",
+    "enrollments": "student_enrollment",
+    "employments": "employment",
+    "guardianships": "guardianship",
+    "groups": "school_group",
+    "memberships": "group_membership",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sis.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def _sorted(snap: SourceSnapshot) -> dict[str, list]:
+    return {name: sorted(getattr(snap, name), key=repr) for name in TABLE_OF}
+
+
+def test_demo_reads_the_same_on_sqlite_and_postgresql(tmp_path: Path, pg_url: str) -> None:
+    lite = f"sqlite:///{tmp_path / 'demo.db'}"
+    rows = generate(lite, DEMO, seed=3, as_of=AS_OF)
+    assert generate(pg_url, DEMO, seed=3, as_of=AS_OF) == rows
+    snaps = [read_snapshot(source_engine(url)) for url in (lite, pg_url)]
+    expected = {name: rows[table] for name, table in TABLE_OF.items()}
+    assert snaps[0].counts() == snaps[1].counts() == expected
+    # Not only the counts: the same rows, with the same Python types (dates as ISO text).
+    assert _sorted(snaps[0]) == _sorted(snaps[1])
+    e = snaps[1].enrollments[0]
+    assert isinstance(e.start_date, str) and len(e.start_date) == 10 and isinstance(e.main_school, bool)
+    assert all(isinstance(g.grade, int | None) for g in snaps[1].groups)
+
+
+def test_small_sis_round_trips_through_the_database(db_url: str) -> None:
+    sis = small_sis()
+    sis.enrollments[0] = sis.enrollments[0]._replace(end_date="2026-06-20", main_school=False)
+    sis.write(db_url)
+    snap = read_snapshot(source_engine(db_url))
+    assert _sorted(snap) == _sorted(sis.snapshot())
+
+
+def test_override_with_columns_in_another_order_and_case(db_url: str) -> None:
+    small_sis().write(db_url)
+    queries = {
+        "persons": (
+            "SELECT mobile AS MOBILE, email, birth_date, family_name, middle_name, given_name AS Given_Name,"
+            " nin, person_id, 'extra' AS unused FROM person"
+        ),
+        "enrollments": (
+            "SELECT main_school, end_date, start_date, grade, school_id, person_id, enrollment_id"
+            " FROM student_enrollment WHERE school_id LIKE 'N%'"  # a literal % must survive the driver
+        ),
+        "memberships": "SELECT role, person_id, group_id FROM group_membership",
+    }
+    eng = source_engine(db_url)
+    plain, over = read_snapshot(eng), read_snapshot(eng, queries)
+    assert sorted(over.persons) == sorted(plain.persons)
+    assert sorted(over.memberships) == sorted(plain.memberships)
+    assert sorted(over.enrollments) == sorted(e for e in plain.enrollments if e.school_id == "NORD")
+
+
+def test_a_view_can_stand_in_for_a_table(db_url: str) -> None:
+    small_sis().write(db_url)
+    eng = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    with eng.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE VIEW elev AS SELECT person_id AS pid, enrollment_id AS eid, school_id AS skole,"
+            " grade, start_date, end_date, main_school FROM student_enrollment"
+        )
+    eng.dispose()
+    q = {
+        "enrollments": "SELECT eid AS enrollment_id, skole AS school_id, pid AS person_id, grade, start_date,"
+        " end_date, main_school FROM elev"
+    }
+    assert sorted(read_snapshot(source_engine(db_url), q).enrollments) == sorted(small_sis().enrollments)
+
+
+def test_missing_column_names_query_and_column(db_url: str) -> None:
+    small_sis().write(db_url)
+    q = {"groups": "SELECT group_id, school_id, kind, name, grade, start_date, end_date FROM school_group"}
+    with pytest.raises(SourceError, match=r"source query 'groups' lacks column\(s\) \['subject_code'\]"):
+        read_snapshot(source_engine(db_url), q)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["SELEC school_id FROM school", "SELECT school_id, org_number, name, short_name, level FROM skole"],
+)
+def test_broken_sql_is_a_source_error_naming_the_query(db_url: str, query: str) -> None:
+    small_sis().write(db_url)
+    with pytest.raises(SourceError, match=r"source query 'schools' failed"):
+        read_snapshot(source_engine(db_url), {"schools": query})
+
+
+def test_unreachable_source(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="cannot read the source database"):
+        read_snapshot(source_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"))
+
+
+def test_the_source_is_only_read(db_url: str) -> None:
+    small_sis().write(db_url)
+    writing = {"schools": "INSERT INTO school VALUES ('X', '1', 'x', 'x', 'x') RETURNING *"}
+    with pytest.raises(SourceError, match="'schools' failed"):
+        read_snapshot(source_engine(db_url), writing)
+    eng = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    with eng.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM school").scalar() == 2
+    eng.dispose()
+
+
+def test_read_only_mode_does_not_stick_to_a_pooled_connection(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sis.db'}"
+    small_sis().write(url)
+    eng = sa.create_engine(url, poolclass=sa.pool.SingletonThreadPool)
+    read_snapshot(eng)
+    with eng.begin() as conn:  # the caller's engine can still write afterwards
+        conn.exec_driver_sql("DELETE FROM group_membership")
+    assert read_snapshot(eng).memberships == ()
+    eng.dispose()
+
+
+def test_default_queries_cover_every_table() -> None:
+    assert set(DEFAULT_QUERIES) == set(TABLE_OF)

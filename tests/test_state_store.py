@@ -1,0 +1,194 @@
+"""The state store on SQLite and PostgreSQL: full sync and no-op rerun, run lock, reserved names."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from provisioner import runner
+from provisioner.config import UsernameConfig
+from provisioner.demo_data import DEMO, generate
+from provisioner.derive import derive
+from provisioner.plan import CORE
+from provisioner.state import schema as t
+from provisioner.state.store import LockHeld, StateStore, now_iso
+from tests.sisbuilder import Sis, make_config
+
+AS_OF = "2025-10-01"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture()
+def store(db_url: str):  # noqa: ANN201
+    s = StateStore(db_url)
+    yield s
+    s.close()
+
+
+# -- a full sync of the demo, then nothing to do --------------------------------------------------------
+
+
+def test_full_sync_then_second_sync_plans_nothing(db_url: str, tmp_path: Path) -> None:
+    # On PostgreSQL the source and the state store share the fresh database (their tables differ).
+    src = db_url if db_url.startswith("postgresql") else f"sqlite:///{tmp_path / 'sis.db'}"
+    rows = generate(src, DEMO, seed=2, as_of=dt.date.fromisoformat(AS_OF))
+    cfg = make_config(tmp_path, src, db_url)
+    store = StateStore(cfg.state.url)
+    try:
+        first = runner.sync(cfg, store, as_of=AS_OF)
+        assert (first.exit_code, first.status) == (runner.EXIT_OK, "done"), first.message
+        plan = first.plan
+        assert plan is not None and plan.errors == ()
+        summary = plan.summary()
+        n_core = summary[CORE]["create"]
+        assert n_core == plan.active_persons and 0 < n_core <= rows["person"]
+        assert first.results["itslearning"].ok == len(plan.target("itslearning").changes)
+        assert first.results["feide"].ok == len(plan.target("feide").changes)
+        assert first.results["ad"].status == first.results["m365"].status == "planned"
+
+        second = runner.sync(cfg, store, as_of=AS_OF)
+        assert second.exit_code == runner.EXIT_OK, second.message
+        for target in (CORE, "itslearning", "feide"):
+            assert second.plan.target(target).changes == (), target
+        assert second.results["itslearning"].status == "unchanged"
+        assert second.results[CORE].status == "unchanged"
+        # Plan-only targets are never recorded as applied.
+        assert list(store.iter_objects("ad")) == [] and "ad" not in store.versions()
+
+        ident = store.identity_view()
+        assert len(ident.username_by_person) == n_core
+        assert len(set(ident.username_by_person.values())) == n_core
+        assert ident.taken >= set(ident.username_by_person.values())
+        runs = store.list_runs()
+        assert [r["status"] for r in runs] == ["done", "done"]
+        assert store.gate_baseline() == plan.active_persons
+    finally:
+        store.close()
+
+
+def test_store_reads_back_what_apply_wrote(store: StateStore, tmp_path: Path) -> None:
+    src = f"sqlite:///{tmp_path / 'sis.db'}"
+    sis = Sis().school("NORD", "974000001")
+    for i in range(520):  # more than one chunk of keys
+        sis.student(f"S{i:03d}", "NORD", "Ola", "Nordmann")
+    sis.write(src)
+    cfg = make_config(tmp_path, src, store.url, targets=("itslearning",))
+    out = runner.sync(cfg, store, as_of=AS_OF)
+    assert out.exit_code == 0, out.message
+    index = store.target_index("itslearning")
+    assert sum(1 for r in index.values() if r.kind == "person") == 520
+    details = store.target_details("itslearning", sorted(index))
+    assert set(details) == set(index)
+    attrs, members = details["S000"]
+    assert attrs["userid"] == "olanor" and members is None
+    _, school_members = details["school:NORD:students"]
+    assert len(school_members) == 520 and all(isinstance(m, tuple) for m in school_members)
+    usernames = {store.identities()[f"S{i:03d}"].username for i in range(520)}
+    assert len(usernames) == 520 and all(len(u) <= 20 for u in usernames)
+    assert store.versions() == {CORE: 1, "itslearning": 1}
+
+
+# -- the run lock ----------------------------------------------------------------------------------------
+
+
+def test_second_lock_is_refused_and_released_after(store: StateStore) -> None:
+    with store.run_lock("run-a"):
+        with pytest.raises(LockHeld, match=r"run run-a holds the lock"), store.run_lock("run-b"):
+            pass
+    with store.run_lock("run-b"):  # free again
+        pass
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _plant_lock(store: StateStore, host: str, pid: int) -> None:
+    with store.engine.begin() as c:
+        c.execute(t.locks.insert().values(name="run", holder="crashed", host=host, pid=pid, acquired_at=now_iso()))
+
+
+def test_stale_lock_of_a_dead_process_on_this_host_is_taken_over(store: StateStore) -> None:
+    _plant_lock(store, socket.gethostname(), _dead_pid())
+    with store.run_lock("run-new"):
+        with store.engine.connect() as c:
+            row = c.execute(sa.select(t.locks)).mappings().one()
+        assert row["holder"] == "run-new" and row["pid"] == os.getpid()
+    with store.engine.connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(t.locks)).scalar() == 0
+
+
+def test_lock_of_a_live_process_or_another_host_is_respected(store: StateStore) -> None:
+    _plant_lock(store, socket.gethostname(), os.getppid())  # alive
+    with pytest.raises(LockHeld), store.run_lock("x"):
+        pass
+    with store.engine.begin() as c:
+        c.execute(t.locks.update().values(host="some-other-host", pid=_dead_pid()))  # cannot be checked
+    with pytest.raises(LockHeld, match="some-other-host"), store.run_lock("x"):
+        pass
+
+
+def test_sync_reports_locked(store: StateStore, tmp_path: Path) -> None:
+    src = f"sqlite:///{tmp_path / 'sis.db'}"
+    Sis().school("NORD", "974000001").student("S1", "NORD").write(src)
+    cfg = make_config(tmp_path, src, store.url)
+    with store.run_lock("other"):
+        out = runner.sync(cfg, store, as_of=AS_OF)
+    assert (out.exit_code, out.status) == (runner.EXIT_LOCKED, "locked")
+    assert store.identities() == {}
+
+
+# -- reserved usernames ------------------------------------------------------------------------------------
+
+
+def test_reserve_usernames(store: StateStore) -> None:
+    assert store.reserve_usernames(["olanor", "karhan", "olanor"], "in AD before BAS") == (2, 0)
+    assert store.reserve_usernames(["olanor", "perols"], "again") == (1, 1)
+    rec = store.username_record("OLANOR")
+    assert rec is not None and rec["origin"] == "reserved" and rec["person_id"] is None
+    assert rec["note"] == "in AD before BAS"
+    ident = store.identity_view()
+    assert ident.taken == {"olanor", "karhan", "perols"} and ident.username_by_person == {}
+    # Derivation skips reserved names.
+    snap = Sis().school("NORD", "974000001").student("S1", "NORD", "Ola", "Nordmann").snapshot()
+    d = derive(snap, AS_OF, ident, UsernameConfig())
+    assert d.state.persons["S1"].username == "olanor1"
+
+
+def test_reserved_name_is_never_issued_through_a_sync(store: StateStore, tmp_path: Path) -> None:
+    src = f"sqlite:///{tmp_path / 'sis.db'}"
+    Sis().school("NORD", "974000001").student("S1", "NORD", "Ola", "Nordmann").write(src)
+    store.reserve_usernames(["olanor"], "test")
+    out = runner.sync(cfg := make_config(tmp_path, src, store.url), store, as_of=AS_OF)
+    assert out.exit_code == 0, out.message
+    assert store.identities()["S1"].username == "olanor1"
+    assert store.username_record("olanor")["origin"] == "reserved"
+    assert store.username_record("olanor1")["person_id"] == "S1"
+    assert runner.sync(cfg, store, as_of=AS_OF).plan.target(CORE).changes == ()
+
+
+def test_run_records(store: StateStore) -> None:
+    store.start_run("r1", "sync", AS_OF)
+    store.finish_run("r1", "done", summary={"plan": {"core": {"create": 1}}}, active_persons=5)
+    run = store.get_run("r1")
+    assert run["status"] == "done" and run["active_persons"] == 5 and run["finished_at"]
+    assert json.loads(run["summary"]) == {"plan": {"core": {"create": 1}}}
+    assert store.get_run("nope") is None
+    assert [r["run_id"] for r in store.list_runs()] == ["r1"] and "plan" not in store.list_runs()[0]
