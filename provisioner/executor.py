@@ -22,7 +22,7 @@ from provisioner.state.writer import TargetWriter, apply_core
 
 log = structlog.get_logger("bas.executor")
 
-BATCH = 5000  # changes per state-store transaction
+BATCH = 20000  # changes per state-store transaction
 
 
 @dataclass

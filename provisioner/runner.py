@@ -146,7 +146,10 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
         "data_errors": len(plan.errors),
     }
     held_plan = replace(plan, targets=tuple(held), errors=()).dumps() if held else None
-    store.finish_run(plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan)
+    extra = {"kind": "apply"} if kind == "apply" else {}  # a saved plan applied is a run that did work
+    store.finish_run(
+        plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
+    )
     code = EXIT_HELD if held else EXIT_ERRORS if (bad or failed) else EXIT_OK
     msg = "; ".join(f"{tp.target} held: {tp.hold.message}" for tp in held if tp.hold)
     log.info(

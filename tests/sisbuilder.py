@@ -130,7 +130,9 @@ class Sis:
     # -- building ----------------------------------------------------------------------
     def school(self, school_id: str, org_number: str, short: str | None = None) -> Sis:
         """Add a school."""
-        self.schools.append(School(school_id, org_number, f"{school_id.title()} skole", short or school_id, "combined"))
+        self.schools.append(
+            School(school_id, org_number, f"{school_id.title()} skole", short or school_id, "combined")
+        )
         return self
 
     def person(
@@ -204,7 +206,13 @@ class Sis:
         return self
 
     def employ(
-        self, pid: str, school_id: str, *, role: str = "teacher", start: str = "2020-08-01", end: str | None = None
+        self,
+        pid: str,
+        school_id: str,
+        *,
+        role: str = "teacher",
+        start: str = "2020-08-01",
+        end: str | None = None,
     ) -> Sis:
         """Add an employment."""
         self.employments.append(
@@ -312,7 +320,9 @@ def small_sis() -> Sis:
     s.guardian("G1", ["S1", "S2"], "Per", "Forelder")
     s.guardian("G2", ["S4"], "Anne", "Mor")
     s.guardian("G3", ["S6"], "Ali", "Far")
-    s.group("NORD-6A", "NORD", "basis", "6A", members=[("S1", "student"), ("S2", "student"), ("T1", "teacher")])
+    s.group(
+        "NORD-6A", "NORD", "basis", "6A", members=[("S1", "student"), ("S2", "student"), ("T1", "teacher")]
+    )
     s.group("SOR-6A", "SOR", "basis", "6A", members=[("S4", "student"), ("S5", "student"), ("T2", "teacher")])
     s.group(
         "NORD-MAT",
@@ -339,7 +349,12 @@ def config_toml(
     retention_days: int = 180,
 ) -> str:
     """Config text: itslearning and Feide apply into ``tmp``, AD and Microsoft 365 only plan."""
-    safe = {"max_deletes": 500, "max_delete_percent": 100.0, "max_source_drop_percent": 20.0, **(safety or {})}
+    safe = {
+        "max_deletes": 500,
+        "max_delete_percent": 100.0,
+        "max_source_drop_percent": 20.0,
+        **(safety or {}),
+    }
     defaults: dict[str, dict[str, Any]] = {
         "itslearning": {"mode": "apply", "output_dir": str(tmp / "itslearning")},
         "feide": {"mode": "apply", "output_dir": str(tmp / "feide"), "base_dn": "dc=eksempel,dc=no"},

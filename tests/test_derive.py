@@ -171,7 +171,9 @@ def test_school_wide_groups_and_members() -> None:
         for which in ("students", "teachers", "staff", "guardians"):
             g = groups[school_group_key(school, which)]
             assert g.kind == SCHOOL_WIDE and g.school_role == which and g.school_id == school
-    sor = {w: groups[school_group_key("SOR", w)].members for w in ("students", "teachers", "staff", "guardians")}
+    sor = {
+        w: groups[school_group_key("SOR", w)].members for w in ("students", "teachers", "staff", "guardians")
+    }
     assert sor == {
         "students": (("S", STUDENT),),
         "teachers": (("T", TEACHER),),
@@ -238,7 +240,9 @@ def test_known_alias_from_the_base_is_followed() -> None:
 def test_nin_change_keeps_person_and_username() -> None:
     s = base().student("S", "NORD", nin=synthetic_nin())
     old = synthetic_nin()
-    ident = IdentityView(username_by_person={"S": "olanor"}, person_by_nin={old: "S"}, taken=frozenset({"olanor"}))
+    ident = IdentityView(
+        username_by_person={"S": "olanor"}, person_by_nin={old: "S"}, taken=frozenset({"olanor"})
+    )
     d = run(s, ident)
     assert d.state.persons["S"].username == "olanor" and d.new_aliases == {}
 
@@ -279,7 +283,9 @@ def test_duplicate_nin_keeps_the_one_the_base_ties_it_to(order: str) -> None:
     pairs = [("A", "Anne", "NORD"), ("B", "Bjørn", "SOR")]
     for pid, given, school in pairs if order == "owner_first" else reversed(pairs):
         s.student(pid, school, given, "Dobbel", nin=n)
-    ident = IdentityView(username_by_person={"A": "annedob"}, person_by_nin={n: "A"}, taken=frozenset({"annedob"}))
+    ident = IdentityView(
+        username_by_person={"A": "annedob"}, person_by_nin={n: "A"}, taken=frozenset({"annedob"})
+    )
     d = run(s, ident)
     assert [e.record for e in errors_for(d, "duplicate_nin")] == ["person:B"]
     a = d.state.persons["A"]
@@ -291,7 +297,12 @@ def test_duplicate_nin_keeps_the_one_the_base_ties_it_to(order: str) -> None:
 
 @pytest.mark.parametrize(
     ("given", "family", "which"),
-    [(None, "Nordmann", "given"), ("Ola", None, "family"), ("  ", "Nordmann", "given"), ("Ola", "\u200b", "family")],
+    [
+        (None, "Nordmann", "given"),
+        ("Ola", None, "family"),
+        ("  ", "Nordmann", "given"),
+        ("Ola", "\u200b", "family"),
+    ],
 )
 def test_missing_name(given: str | None, family: str | None, which: str) -> None:
     s = base().person("P", given, family)

@@ -9,7 +9,7 @@ import pytest
 
 from provisioner.diff import diff_core, diff_target, needs_details
 from provisioner.lifecycle import Policy
-from provisioner.model import STUDENT, TEACHER, DesiredPerson, TargetObject
+from provisioner.model import STUDENT, DesiredPerson, TargetObject
 from provisioner.plan import CORE, Change, Op
 from provisioner.state.store import IdentityRow, IndexRow, digest
 
@@ -19,7 +19,9 @@ AD = Policy(disable_first=True, delete_after_days=90)
 M365 = Policy(disable_first=True, delete_after_days=0, soft_delete=True, restore_within_days=30)
 
 
-def dp(pid: str, *, role: str = STUDENT, school: str = "NORD", name: str = "Ola Nordmann", nin: str | None = None):
+def dp(
+    pid: str, *, role: str = STUDENT, school: str = "NORD", name: str = "Ola Nordmann", nin: str | None = None
+):
     given, _, family = name.partition(" ")
     return DesiredPerson(
         person_id=pid,
@@ -40,7 +42,9 @@ def dp(pid: str, *, role: str = STUDENT, school: str = "NORD", name: str = "Ola 
 
 
 def pobj(pid: str, **attrs: Any) -> TargetObject:
-    return TargetObject("person", pid, {"name": f"Person {pid}", **attrs}, username=f"u{pid.lower()}", person_id=pid)
+    return TargetObject(
+        "person", pid, {"name": f"Person {pid}", **attrs}, username=f"u{pid.lower()}", person_id=pid
+    )
 
 
 def gobj(key: str, members: tuple[tuple[str, str], ...] = (), **attrs: Any) -> TargetObject:
@@ -108,7 +112,7 @@ def ops(changes: list[Change]) -> list[tuple[str, str]]:
     return [(c.op.value, c.key) for c in changes]
 
 
-# -- creates, no-ops, updates, moves, members ---------------------------------------------------------
+# -- creates, no-ops, updates, moves, members ------------------------------------------------------
 
 
 def test_create_person_and_group_with_members() -> None:
@@ -177,7 +181,7 @@ def test_frozen_members_are_not_removed_from_groups() -> None:
     assert c.op == Op.REMOVE_MEMBERS and c.members == (("GONE", ""),)
 
 
-# -- lifecycle per policy -------------------------------------------------------------------------------
+# -- lifecycle per policy --------------------------------------------------------------------------
 
 
 def test_feide_and_itslearning_remove_at_once() -> None:
@@ -209,7 +213,9 @@ def test_ad_disables_at_once() -> None:
     assert ops(changes) == [("disable", "S1")]
 
 
-@pytest.mark.parametrize(("since", "deleted"), [("2025-07-04", False), ("2025-07-03", True), ("2024-01-01", True)])
+@pytest.mark.parametrize(
+    ("since", "deleted"), [("2025-07-04", False), ("2025-07-03", True), ("2024-01-01", True)]
+)
 def test_ad_deletes_90_days_after_disable(since: str, deleted: bool) -> None:
     changes = run([], {"S1": row(pobj("S1"), status="disabled", since=since)}, persons={}, policy=AD)
     assert ops(changes) == ([("delete", "S1")] if deleted else [])
@@ -244,7 +250,9 @@ def test_m365_disables_and_deletes_the_same_day() -> None:
 
 
 def test_m365_soft_deleted_not_desired_is_left_alone() -> None:
-    assert run([], {"S1": row(pobj("S1"), status="deleted", since="2025-09-01")}, persons={}, policy=M365) == []
+    assert (
+        run([], {"S1": row(pobj("S1"), status="deleted", since="2025-09-01")}, persons={}, policy=M365) == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -288,7 +296,7 @@ def test_frozen_objects_are_left_alone() -> None:
     assert ops(changes) == [("delete", "S2")]
 
 
-# -- ordering ------------------------------------------------------------------------------------------------
+# -- ordering --------------------------------------------------------------------------------------
 
 
 def test_order_creates_adds_removes_deletes() -> None:
@@ -315,7 +323,7 @@ def test_order_creates_adds_removes_deletes() -> None:
     ]
 
 
-# -- needs_details ----------------------------------------------------------------------------------------------
+# -- needs_details ---------------------------------------------------------------------------------
 
 
 def test_needs_details() -> None:
@@ -329,7 +337,7 @@ def test_needs_details() -> None:
     assert needs_details(objs, [dig(o) for o in objs], index) == ["B", "C"]
 
 
-# -- diff_core --------------------------------------------------------------------------------------------------
+# -- diff_core -------------------------------------------------------------------------------------
 
 
 def core(
@@ -366,7 +374,12 @@ def test_core_new_identity_is_created() -> None:
     p = dp("S1", nin="12345678901")
     (c,) = core({"S1": p}, {}, new_usernames={"S1": "us1"})
     assert (c.target, c.op, c.kind, c.key, c.username) == (CORE, Op.CREATE, "identity", "S1", "us1")
-    assert c.attrs == {"username": "us1", "nin": "12345678901", "display_name": "Ola Nordmann", "roles": "student@NORD"}
+    assert c.attrs == {
+        "username": "us1",
+        "nin": "12345678901",
+        "display_name": "Ola Nordmann",
+        "roles": "student@NORD",
+    }
     assert c.reason.endswith("username issued")
     (c2,) = core({"S1": p}, {})
     assert c2.reason.endswith("username from the historic base")
@@ -412,10 +425,18 @@ def test_core_purge_only_past_retention_without_live_objects(
 
 
 def test_core_purged_and_frozen_identities_are_left_alone() -> None:
-    assert core({}, {"S1": ident("S1", "purged", "2020-01-01"), "S2": ident("S2")}, frozen=frozenset({"S2"})) == []
+    assert (
+        core({}, {"S1": ident("S1", "purged", "2020-01-01"), "S2": ident("S2")}, frozen=frozenset({"S2"}))
+        == []
+    )
 
 
 def test_core_new_alias() -> None:
-    changes = core({"OLD": dp("OLD")}, {"OLD": ident("OLD", "inactive", "2025-06-20")}, new_aliases={"NEW": "OLD"})
-    assert [(c.op, c.kind, c.key) for c in changes] == [(Op.CREATE, "alias", "NEW"), (Op.ENABLE, "identity", "OLD")]
+    changes = core(
+        {"OLD": dp("OLD")}, {"OLD": ident("OLD", "inactive", "2025-06-20")}, new_aliases={"NEW": "OLD"}
+    )
+    assert [(c.op, c.kind, c.key) for c in changes] == [
+        (Op.CREATE, "alias", "NEW"),
+        (Op.ENABLE, "identity", "OLD"),
+    ]
     assert changes[0].attrs == {"person_id": "OLD"}

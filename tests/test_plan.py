@@ -33,7 +33,9 @@ def example_plan() -> Plan:
         attrs={"family": "Ny 😀"},
         before={"family": "Gammel"},
     )
-    members = Change("itslearning", Op.ADD_MEMBERS, "group", "G1", "joined", members=(("S1", "01"), ("T1", "02")))
+    members = Change(
+        "itslearning", Op.ADD_MEMBERS, "group", "G1", "joined", members=(("S1", "01"), ("T1", "02"))
+    )
     ident = Change(CORE, Op.DISABLE, "identity", "S9", "stopped", attrs={"inactive_since": "2025-10-01"})
     return Plan(
         run_id="20251001T120000Z-abc123",
@@ -42,7 +44,9 @@ def example_plan() -> Plan:
         cookie={CORE: 3, "itslearning": 7},
         targets=(
             TargetPlan(CORE, (ident,), population=10),
-            TargetPlan("itslearning", (create, update, members), population=40, hold=Hold("max_deletes", "x")),
+            TargetPlan(
+                "itslearning", (create, update, members), population=40, hold=Hold("max_deletes", "x")
+            ),
             TargetPlan("ad", (), dry_run=True),
         ),
         errors=(DataError("invalid_nin", "person:X", "NIN 010101***** is invalid"),),
@@ -80,7 +84,11 @@ def test_helpers() -> None:
     assert plan.target("ad") == plan.targets[2] and plan.target("feide") is None
     assert len(list(plan.changes())) == 4
     assert not plan.is_empty()
-    assert plan.summary() == {CORE: {"disable": 1}, "itslearning": {"create": 1, "update": 1, "add_members": 1}, "ad": {}}
+    assert plan.summary() == {
+        CORE: {"disable": 1},
+        "itslearning": {"create": 1, "update": 1, "add_members": 1},
+        "ad": {},
+    }
     empty = Plan("r", "t", "2025-10-01", {}, (TargetPlan("ad", ()),))
     assert empty.is_empty()
 
@@ -89,7 +97,9 @@ def test_helpers() -> None:
 
 text = st.text(max_size=12)
 scalar = st.none() | st.booleans() | st.integers(min_value=-(2**53), max_value=2**53) | text
-value = scalar | st.lists(text, max_size=4) | st.lists(st.integers(min_value=-1000, max_value=1000), max_size=3)
+value = (
+    scalar | st.lists(text, max_size=4) | st.lists(st.integers(min_value=-1000, max_value=1000), max_size=3)
+)
 attrs = st.dictionaries(text, value, max_size=5)
 members = st.lists(st.tuples(text, text), max_size=4).map(tuple)
 

@@ -114,5 +114,7 @@ def test_gate_baseline_is_last_good_run_or_approved_refusal(tmp_path: Path) -> N
         assert store.gate_baseline() == 45
         _run(store, "r6", "done_with_errors", 44)
         assert store.gate_baseline() == 44
+        _run(store, "r7", "done", 30, kind="plan")  # a dry-run's plan applied later (apply_saved)
+        assert store.gate_baseline() == 30
     finally:
         store.close()

@@ -8,18 +8,24 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from connectors.base import Applied
 from provisioner import runner
 from provisioner.config import UsernameConfig
 from provisioner.demo_data import DEMO, generate
 from provisioner.derive import derive
-from provisioner.plan import CORE
+from provisioner.diff import diff_target, needs_details
+from provisioner.executor import apply_plan
+from provisioner.lifecycle import Policy
+from provisioner.model import DesiredPerson, TargetObject
+from provisioner.plan import CORE, Op, Plan, TargetPlan
 from provisioner.state import schema as t
-from provisioner.state.store import LockHeld, StateStore, now_iso
+from provisioner.state.store import LockHeld, StateStore, digest, now_iso
 from tests.sisbuilder import Sis, make_config
 
 AS_OF = "2025-10-01"
@@ -107,10 +113,13 @@ def test_store_reads_back_what_apply_wrote(store: StateStore, tmp_path: Path) ->
 
 
 def test_second_lock_is_refused_and_released_after(store: StateStore) -> None:
-    with store.run_lock("run-a"):
-        with pytest.raises(LockHeld, match=r"run run-a holds the lock"), store.run_lock("run-b"):
-            pass
-    with store.run_lock("run-b"):  # free again
+    with store.run_lock("run-a"), pytest.raises(LockHeld, match=r"run run-a holds the lock"):
+        _acquire(store, "run-b")
+    _acquire(store, "run-b")  # free again
+
+
+def _acquire(store: StateStore, holder: str) -> None:
+    with store.run_lock(holder):
         pass
 
 
@@ -122,7 +131,9 @@ def _dead_pid() -> int:
 
 def _plant_lock(store: StateStore, host: str, pid: int) -> None:
     with store.engine.begin() as c:
-        c.execute(t.locks.insert().values(name="run", holder="crashed", host=host, pid=pid, acquired_at=now_iso()))
+        c.execute(
+            t.locks.insert().values(name="run", holder="crashed", host=host, pid=pid, acquired_at=now_iso())
+        )
 
 
 def test_stale_lock_of_a_dead_process_on_this_host_is_taken_over(store: StateStore) -> None:
@@ -192,3 +203,109 @@ def test_run_records(store: StateStore) -> None:
     assert json.loads(run["summary"]) == {"plan": {"core": {"create": 1}}}
     assert store.get_run("nope") is None
     assert [r["run_id"] for r in store.list_runs()] == ["r1"] and "plan" not in store.list_runs()[0]
+
+
+# -- lifecycle status in the store, through the differ and the executor -----------------------------------
+
+
+class FakeConnector:
+    """Accepts every change; new objects get an anchor of their own."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.applied: list[tuple[str, str]] = []
+
+    def begin(self, run_id: str, resolve) -> None:  # noqa: ANN001
+        self.resolve = resolve
+
+    def apply(self, change):  # noqa: ANN001, ANN201
+        self.applied.append((change.op.value, change.key))
+        if change.op == Op.CREATE:
+            return Applied(anchor=f"guid-{change.key}-{uuid.uuid4().hex[:8]}")
+        return Applied(anchor=change.anchor or self.resolve(change.kind, change.key))
+
+    def finish(self, current) -> None:  # noqa: ANN001
+        self.current = list(current)
+
+    def close(self) -> None:
+        pass
+
+
+def _lifecycle_run(
+    store: StateStore, target: str, policy: Policy, present: bool, as_of: str
+) -> list[tuple[str, str]]:
+    person = dp_for_store("S1")
+    objs = [TargetObject("person", "S1", {"upn": "s1@x"}, username="us1", person_id="S1")] if present else []
+    digs = [digest(o.kind, o.attrs, o.members) for o in objs]
+    index = store.target_index(target)
+    changes = diff_target(
+        target,
+        objs,
+        digs,
+        index,
+        store.target_details(target, needs_details(objs, digs, index)),
+        policy=policy,
+        placement=frozenset(),
+        persons={"S1": person} if present else {},
+        identities={},
+        frozen=frozenset(),
+        school_names={},
+        as_of=as_of,
+    )
+    plan = Plan(f"r-{as_of}", now_iso(), as_of, store.versions(), (TargetPlan(target, tuple(changes)),))
+    conn = FakeConnector(target)
+    res = apply_plan(plan, store, {target: conn}, soft_delete={target: policy.soft_delete})
+    assert res[target].failed == res[target].rejected == 0
+    return conn.applied
+
+
+def dp_for_store(pid: str) -> DesiredPerson:
+    return DesiredPerson(
+        pid,
+        "us1",
+        None,
+        "Ola",
+        None,
+        "N",
+        "Ola N",
+        None,
+        None,
+        None,
+        ("student",),
+        (("NORD", "student"),),
+        "NORD",
+        None,
+    )
+
+
+def _status(store: StateStore, target: str) -> tuple[str, str | None, str | None] | None:
+    row = store.target_index(target).get("S1")
+    return None if row is None else (row.status, row.status_since, row.anchor)
+
+
+def test_m365_soft_delete_restore_and_recreate_in_the_store(store: StateStore) -> None:
+    m365 = Policy(disable_first=True, delete_after_days=0, soft_delete=True, restore_within_days=30)
+    assert _lifecycle_run(store, "m365", m365, True, "2025-09-01") == [("create", "S1")]
+    anchor = _status(store, "m365")[2]
+    assert _lifecycle_run(store, "m365", m365, False, "2025-09-10") == [("disable", "S1"), ("delete", "S1")]
+    assert _status(store, "m365") == ("deleted", "2025-09-10", anchor)
+    assert _lifecycle_run(store, "m365", m365, False, "2025-09-11") == []
+    assert _lifecycle_run(store, "m365", m365, True, "2025-10-09") == [("restore", "S1"), ("enable", "S1")]
+    assert _status(store, "m365") == ("active", "2025-10-09", anchor)
+    assert _lifecycle_run(store, "m365", m365, True, "2025-10-10") == []
+    _lifecycle_run(store, "m365", m365, False, "2025-10-11")
+    assert _lifecycle_run(store, "m365", m365, True, "2025-11-10") == [("create", "S1")]  # 30 days: purged
+    status = _status(store, "m365")
+    assert status[0] == "active" and status[2] != anchor
+
+
+def test_ad_disable_then_delete_after_90_days_in_the_store(store: StateStore) -> None:
+    ad = Policy(disable_first=True, delete_after_days=90)
+    _lifecycle_run(store, "ad", ad, True, "2025-09-01")
+    assert _lifecycle_run(store, "ad", ad, False, "2025-09-10") == [("disable", "S1")]
+    assert _status(store, "ad")[:2] == ("disabled", "2025-09-10")
+    assert _lifecycle_run(store, "ad", ad, True, "2025-10-01") == [("enable", "S1")]
+    assert _lifecycle_run(store, "ad", ad, False, "2025-10-02") == [("disable", "S1")]
+    assert _lifecycle_run(store, "ad", ad, False, "2025-12-30") == []  # 89 days
+    assert _lifecycle_run(store, "ad", ad, False, "2025-12-31") == [("delete", "S1")]
+    assert _status(store, "ad") is None

@@ -27,8 +27,8 @@ _CHUNK = 500  # keys per IN (...) clause
 
 
 def now_iso() -> str:
-    """UTC timestamp in ISO format with seconds."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    """UTC timestamp in ISO format (microseconds: runs in one second still sort by time)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -41,8 +41,27 @@ def dumps(value: Any) -> str:
 
 def digest(kind: str, attrs: Mapping[str, Any], members: Iterable[Iterable[str]] | None) -> str:
     """Hash of what a target object holds; equal digests mean nothing to change."""
-    body = dumps([kind, attrs, None if members is None else [list(m) for m in members]])
+    return digest_json(kind, dumps(attrs), None if members is None else dumps([list(m) for m in members]))
+
+
+def digest_json(kind: str, attrs_json: str, members_json: str | None) -> str:
+    """digest() from already-encoded attributes and members (the writer has them at hand)."""
+    body = f"{kind}\x00{attrs_json}\x00{members_json}"
     return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
+
+
+def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """executemany straight through the driver: SQLAlchemy's per-row work costs more than the insert."""
+    if not rows:
+        return
+    cols = [c.name for c in table.columns if c.name in rows[0]]
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in cols)})"
+        f" VALUES ({', '.join([mark] * len(cols))})"
+    )
+    conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows])
 
 
 class LockHeld(Exception):
@@ -238,8 +257,9 @@ class StateStore:
             sa.select(r.active_persons)
             .where(
                 r.active_persons.is_not(None),
+                # Any kind: a dry-run ("plan") ends "planned" and never counts, but the same run
+                # counts once its plan is applied (apply_saved) or its refusal approved.
                 sa.or_(r.status.in_(("done", "done_with_errors", "held")), r.approved_at.is_not(None)),
-                r.kind.in_(("sync", "apply")),
             )
             .order_by(r.started_at.desc(), r.run_id.desc())
             .limit(1)
@@ -275,8 +295,7 @@ class StateStore:
                 for u in names
                 if u not in known
             ]
-            if new:
-                c.execute(t.usernames.insert(), new)
+            bulk_insert(c, t.usernames, new)
         return len(new), len(known)
 
     def username_record(self, username: str) -> dict[str, Any] | None:

@@ -15,13 +15,20 @@ import sqlalchemy as sa
 
 from provisioner.plan import CORE, Change, Op
 from provisioner.state import schema as t
-from provisioner.state.store import _CHUNK, StateStore, digest, dumps, now_iso
+from provisioner.state.store import _CHUNK, IndexRow, StateStore, bulk_insert, digest_json, dumps, now_iso
 
 
-def _log_row(run_id: str, at: str, c: Change, result: str, error: str | None) -> dict[str, Any]:
-    after: Any = dict(c.attrs) if c.attrs else None
+def _log_row(
+    run_id: str, at: str, c: Change, result: str, error: str | None, memo: dict[int, str] | None = None
+) -> dict[str, Any]:
     if c.members:
-        after = {**(after or {}), "members": [list(m) for m in c.members]}
+        after_json: str | None = dumps({**c.attrs, "members": [list(m) for m in c.members]})
+    elif c.attrs:
+        # A created object's attributes are the same dict the object row stores: encode once.
+        after_json = memo.get(id(c.attrs)) if memo is not None else None
+        after_json = after_json or dumps(dict(c.attrs))
+    else:
+        after_json = None
     return {
         "run_id": run_id,
         "at": at,
@@ -32,7 +39,7 @@ def _log_row(run_id: str, at: str, c: Change, result: str, error: str | None) ->
         "person_id": c.person_id,
         "username": c.username,
         "before": dumps(dict(c.before)) if c.before else None,
-        "after": dumps(after) if after is not None else None,
+        "after": after_json,
         "reason": c.reason,
         "result": result,
         "error": error,
@@ -47,14 +54,18 @@ class TargetWriter:
         self.soft_delete = soft_delete
         self.rows: dict[str, dict[str, Any] | None] = {}  # None: the object is gone
         self.dirty: set[str] = set()
-        self.log: list[dict[str, Any]] = []
+        self.log: list[tuple[Change, str, str, str | None]] = []  # encoded at flush
+        self.anchors: dict[str, str | None] = {}  # anchors of rows written (and evicted) this run
+        self._index: dict[str, IndexRow] | None = None
 
     def preload(self, changes: Iterable[Change]) -> None:
         """Read the stored rows of every object the plan changes but does not create."""
         keys = {c.key for c in changes if c.op != Op.CREATE}
-        if not keys:
-            return
-        index = self.store.target_index(self.target)
+        if keys:
+            self._load(keys)
+
+    def _load(self, keys: set[str]) -> None:
+        index = self.store.target_index(self.target) if len(keys) > 50 else self._index_of(keys)
         details = self.store.target_details(self.target, [k for k in keys if k in index])
         for k in keys:
             row = index.get(k)
@@ -72,14 +83,21 @@ class TargetWriter:
                 "members": None if members is None else set(members),
             }
 
+    def _index_of(self, keys: set[str]) -> dict:
+        o = t.objects.c
+        q = sa.select(o.key, o.kind, o.anchor, o.status, o.status_since, o.digest, o.person_id, o.username)
+        with self.store.engine.connect() as c:
+            rows = c.execute(q.where(o.target == self.target, o.key.in_(sorted(keys)))).all()
+        return {r[0]: IndexRow(*r[1:]) for r in rows}
+
     def anchor(self, kind: str, key: str) -> str | None:
         """The anchor as known now (including objects created earlier in this run)."""
-        row = self.rows.get(key)
-        if row is not None:
-            return row["anchor"]
         if key in self.rows:
-            return None
-        if not hasattr(self, "_index"):
+            row = self.rows[key]
+            return None if row is None else row["anchor"]
+        if key in self.anchors:
+            return self.anchors[key]
+        if self._index is None:  # what the store held before this run, read once
             self._index = self.store.target_index(self.target)
         ir = self._index.get(key)
         return ir.anchor if ir is not None else None
@@ -117,11 +135,11 @@ class TargetWriter:
             row["anchor"] = anchor
         self.rows[c.key] = row
         self.dirty.add(c.key)
-        self.log.append(_log_row(self.run_id, now_iso(), c, "ok", note))
+        self.log.append((c, now_iso(), "ok", note))
 
     def failed(self, c: Change, result: str, error: str) -> None:
         """Record a change the target refused (rejected) or that could not be done (failed)."""
-        self.log.append(_log_row(self.run_id, now_iso(), c, result, error))
+        self.log.append((c, now_iso(), result, error))
 
     def flush(self) -> None:
         """Write dirty rows and the changelog in one transaction."""
@@ -131,11 +149,15 @@ class TargetWriter:
         keys = sorted(self.dirty)
         stamp = now_iso()
         inserts = []
+        memo: dict[int, str] = {}
         for k in keys:
             row = self.rows[k]
             if row is None:
                 continue
             members = None if row["members"] is None else sorted(row["members"])
+            attrs_json = memo.get(id(row["attrs"])) or dumps(row["attrs"])
+            memo[id(row["attrs"])] = attrs_json
+            members_json = None if members is None else dumps(members)
             inserts.append(
                 {
                     "target": self.target,
@@ -146,21 +168,24 @@ class TargetWriter:
                     "status_since": row["status_since"],
                     "person_id": row["person_id"],
                     "username": row["username"],
-                    "digest": digest(row["kind"], row["attrs"], members),
-                    "attrs": dumps(row["attrs"]),
-                    "members": None if members is None else dumps(members),
+                    "digest": digest_json(row["kind"], attrs_json, members_json),
+                    "attrs": attrs_json,
+                    "members": members_json,
                     "updated_at": stamp,
                 }
             )
+        log_rows = [_log_row(self.run_id, at, c, result, err, memo) for c, at, result, err in self.log]
         with self.store.engine.begin() as conn:
             for i in range(0, len(keys), _CHUNK):
                 conn.execute(
                     t.objects.delete().where(o.target == self.target, o.key.in_(keys[i : i + _CHUNK]))
                 )
-            if inserts:
-                conn.execute(t.objects.insert(), inserts)
-            if self.log:
-                conn.execute(t.changelog.insert(), self.log)
+            bulk_insert(conn, t.objects, inserts)
+            bulk_insert(conn, t.changelog, log_rows)
+        # Forget what is written: the next change to one of these reloads it.
+        for k in keys:
+            row = self.rows.pop(k, None)
+            self.anchors[k] = None if row is None else row["anchor"]
         self.dirty.clear()
         self.log = []
 
@@ -245,9 +270,8 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
             (t.person_nins, new_nins),
             (t.aliases, new_alias),
         ):
-            if rows:
-                conn.execute(table.insert(), rows)
-        conn.execute(t.changelog.insert(), [_log_row(run_id, stamp, c, "ok", None) for c in changes])
+            bulk_insert(conn, table, rows)
+        bulk_insert(conn, t.changelog, [_log_row(run_id, stamp, c, "ok", None) for c in changes])
         store.bump_version(conn, CORE)
     return len(changes)
 
