@@ -81,6 +81,10 @@ class Sink:
         pass
 
 
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def bare_select(db: Path) -> tuple[float, int]:
     """Seconds and rows to SELECT every source table with the driver alone."""
     t0 = time.perf_counter()
@@ -187,6 +191,7 @@ def main() -> None:
         f"  ({changes:,} changes, status {first.status})"
     )
     print("   " + str(first.plan.summary()))
+    print(f"   peak memory so far: {_peak_mb():.0f} MB")
 
     cfg_apply = cfg_for("apply")
     real_build = runner.build_connector
@@ -213,7 +218,7 @@ def main() -> None:
     t_churn = time.perf_counter() - t0
     print(f"plan after 1 % churn {facts}: {t_churn:.1f} s")
     print("   " + str(ch.plan.summary()))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb()
     print(f"peak memory (pipeline process):          {peak:7.0f} MB  (target <= 2048)")
     print(
         f"verdict: first+apply {'OK' if t_first <= 90 else 'OVER'} (<= 90 s), "

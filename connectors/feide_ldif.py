@@ -29,7 +29,6 @@ is better done as a fresh full import.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import tempfile
@@ -41,7 +40,7 @@ from ldap3.utils.dn import to_dn
 
 from connectors import ldif
 from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
-from connectors.files import atomic_text_file, fsync_dir
+from connectors.files import atomic_text_file, link_latest
 from mappings.feide import unescape_rdn_value
 from provisioner.config import FeideConfig, OwnerConfig
 from provisioner.plan import Change, Op
@@ -244,17 +243,8 @@ class FeideLdifConnector:
         fh.write("".join(rec for *_, rec in sorted(deletes)))
 
     def _link_latest(self, full_path: Path) -> None:
-        """Point latest-full.ldif at the new full file, atomically."""
-        latest = self.output_dir / LATEST_FULL
-        tmp = self.output_dir / f".feide-latest.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        try:
-            os.link(full_path, tmp)
-        except OSError:
-            shutil.copyfile(full_path, tmp)  # no hard links on this file system
-        os.replace(tmp, latest)
-        fsync_dir(self.output_dir)
+        """Point the latest-full file at the new full file, atomically."""
+        link_latest(full_path, self.output_dir / LATEST_FULL)
 
     def _prune(self) -> None:
         """Remove full files beyond the newest ``keep_full`` (by modification time)."""

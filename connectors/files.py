@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -48,3 +49,16 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def link_latest(full_path: Path, latest: Path) -> None:
+    """Point ``latest`` at the newest full file, atomically (a hard link, or a copy where links fail)."""
+    tmp = latest.with_name(f".{latest.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(full_path, tmp)
+    except OSError:
+        shutil.copyfile(full_path, tmp)  # no hard links on this file system
+    os.replace(tmp, latest)
+    fsync_dir(latest.parent)

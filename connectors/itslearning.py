@@ -31,9 +31,7 @@ in the person's ``<extension>`` as IMS ``<relationship relation="2">`` elements
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -303,17 +301,8 @@ class ItslearningConnector:
         w.end()
 
     def _link_latest(self, full_path: Path) -> None:
-        """Point latest-full.xml at the new full file, atomically."""
-        latest = self.output_dir / LATEST_FULL
-        tmp = self.output_dir / f".ims-latest.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        try:
-            os.link(full_path, tmp)
-        except OSError:
-            shutil.copyfile(full_path, tmp)  # no hard links on this file system
-        os.replace(tmp, latest)
-        files.fsync_dir(self.output_dir)
+        """Point the latest-full file at the new full file, atomically."""
+        files.link_latest(full_path, self.output_dir / LATEST_FULL)
 
     def _prune(self) -> None:
         """Remove full files beyond the newest ``keep_full``."""

@@ -226,7 +226,9 @@ def _retire(
                 yield Change(op=Op.DELETE, reason=why + "; deleted the same day", **common)
         elif days_between(row.status_since, as_of) >= policy.delete_after_days:
             yield Change(op=Op.DELETE, reason=f"{why}; disabled since {row.status_since}", **common)
-    elif days_between(since, as_of) >= policy.delete_after_days:
+    elif pid in persons or days_between(since, as_of) >= policy.delete_after_days:
+        # The grace is for persons who stop in the SIS (their stop date is known); one who
+        # is still active but out of this target's scope has no such date and goes now.
         yield Change(op=Op.DELETE, reason=why, **common)
 
 

@@ -195,8 +195,9 @@ def test_threshold_holds_then_approve_applies_once(demo: Path, tmp_path: Path) -
     cfg.write_text(cfg.read_text().replace("[targets.feide]\n", "[targets.feide]\nmax_deletes = 2\n"))
     sis = sqlite3.connect(cfg.parent / "sis.sqlite")
     sis.execute(
-        "UPDATE student_enrollment SET end_date = date('now', '-1 day') WHERE person_id IN (SELECT person_id FROM "
-        "student_enrollment WHERE end_date IS NULL AND grade >= 8 ORDER BY person_id LIMIT 5)"
+        "UPDATE student_enrollment SET end_date = date('now', '-1 day') WHERE person_id IN"
+        " (SELECT person_id FROM student_enrollment"
+        " WHERE end_date IS NULL AND grade >= 8 ORDER BY person_id LIMIT 5)"
     )
     sis.commit()
     sis.close()

@@ -203,8 +203,10 @@ def test_feide_grace_days(inactive_since: str | None, deleted: bool) -> None:
     assert ops(changes) == ([("delete", "S1")] if deleted else [])
 
 
-def test_still_active_but_out_of_scope() -> None:
-    (c,) = run([], {"G1P": row(pobj("G1P"))}, persons={"G1P": dp("G1P")})
+@pytest.mark.parametrize("grace", [0, 7])
+def test_still_active_but_out_of_scope_is_removed_without_grace(grace: int) -> None:
+    policy = Policy(disable_first=False, delete_after_days=grace)
+    (c,) = run([], {"G1P": row(pobj("G1P"))}, persons={"G1P": dp("G1P")}, policy=policy)
     assert c.op == Op.DELETE and "no longer in scope" in c.reason
 
 
