@@ -278,8 +278,8 @@ def diff_core(
                 Change(op=Op.ENABLE, attrs=attrs, reason="returns: " + why_active(p, school_names), **common)
             )
             continue
-        cur = {"nin": row.nin, "display_name": row.display_name}
-        changed = {k: attrs[k] for k in ("nin", "display_name") if attrs[k] != cur[k]}
+        cur = {"nin": row.nin, "display_name": row.display_name, "roles": row.roles}
+        changed = {k: attrs[k] for k in ("nin", "display_name", "roles") if attrs[k] != cur[k]}
         if changed:
             out.append(
                 Change(

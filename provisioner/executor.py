@@ -121,7 +121,14 @@ def _apply_target(
     writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete)
     writer.preload(tp.changes)
     try:
-        conn.begin(run_id, writer.anchor)
+        try:
+            conn.begin(run_id, writer.anchor)
+        except (FatalError, TransientError, OSError) as exc:
+            # The target cannot even start: it fails alone, the other targets go on.
+            res.status, res.failed = "failed", len(tp.changes)
+            res.errors.append(f"target could not start: {exc}")
+            tlog.error("target could not start", error=str(exc))
+            return res
         for i, change in enumerate(tp.changes, 1):
             plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
             try:

@@ -163,6 +163,24 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
     return RunOutcome(plan.run_id, code, status, msg, plan, results)
 
 
+def _guarded_apply(
+    cfg: Config, store: StateStore, plan: Plan, kind: str, progress: Callable[[int], None] | None = None
+) -> RunOutcome:
+    """Apply a plan and record the run however it ends (a crash leaves no run 'running')."""
+    try:
+        results = apply_plan(
+            plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg), progress=progress
+        )
+    except ConfigError as exc:
+        store.finish_run(plan.run_id, "failed", error=str(exc))
+        log.error("run failed", run_id=plan.run_id, error=str(exc))
+        return RunOutcome(plan.run_id, EXIT_USAGE, "failed", str(exc), plan)
+    except BaseException as exc:
+        store.finish_run(plan.run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    return _finish(store, plan, results, kind)
+
+
 def sync(
     cfg: Config,
     store: StateStore,
@@ -201,10 +219,7 @@ def sync(
                     run_id, "planned", summary={"plan": plan.summary()}, active_persons=plan.active_persons
                 )
                 return RunOutcome(run_id, EXIT_OK, "planned", "", plan)
-            results = apply_plan(
-                plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg), progress=progress
-            )
-            return _finish(store, plan, results, "sync")
+            return _guarded_apply(cfg, store, plan, "sync", progress)
     except LockHeld as exc:
         return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
 
@@ -240,8 +255,7 @@ def apply_saved(cfg: Config, store: StateStore, plan: Plan) -> RunOutcome:
                 )
             if store.get_run(plan.run_id) is None:
                 store.start_run(plan.run_id, "apply", plan.as_of)
-            results = apply_plan(plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg))
-            return _finish(store, plan, results, "apply")
+            return _guarded_apply(cfg, store, plan, "apply")
     except LockHeld as exc:
         return RunOutcome(plan.run_id, EXIT_LOCKED, "locked", str(exc))
 
@@ -279,8 +293,7 @@ def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
                     " the next run plans afresh",
                 )
             store.approve_run(run_id, by)
-            results = apply_plan(plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg))
-            out = _finish(store, plan, results, "approve")
+            out = _guarded_apply(cfg, store, plan, "approve")
             store.finish_run(run_id, out.status, plan=None)
             return out
     except LockHeld as exc:

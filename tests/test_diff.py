@@ -367,9 +367,14 @@ def core(
 
 
 def ident(pid: str, status: str = "active", since: str | None = None, **kw: Any) -> IdentityRow:
-    base = {"username": f"u{pid.lower()}", "nin": None, "display_name": "Ola Nordmann"}
+    base = {
+        "username": f"u{pid.lower()}",
+        "nin": None,
+        "display_name": "Ola Nordmann",
+        "roles": "student@NORD",
+    }
     base.update(kw)
-    return IdentityRow(base["username"], base["nin"], base["display_name"], status, since)
+    return IdentityRow(base["username"], base["nin"], base["display_name"], status, since, base["roles"])
 
 
 def test_core_new_identity_is_created() -> None:
@@ -389,6 +394,11 @@ def test_core_new_identity_is_created() -> None:
 
 def test_core_no_change_for_unchanged_active_identity() -> None:
     assert core({"S1": dp("S1")}, {"S1": ident("S1")}) == []
+
+
+def test_core_update_of_roles() -> None:
+    (c,) = core({"S1": dp("S1")}, {"S1": ident("S1", roles="teacher@NORD")})
+    assert (c.op, c.attrs, c.before) == (Op.UPDATE, {"roles": "student@NORD"}, {"roles": "teacher@NORD"})
 
 
 def test_core_update_of_nin_and_name() -> None:

@@ -90,6 +90,7 @@ class IdentityRow:
     display_name: str | None
     status: str
     inactive_since: str | None
+    roles: str | None = None  # "role@school,..." as last applied
 
 
 class StateStore:
@@ -126,7 +127,13 @@ class StateStore:
         """Every identity row by person id."""
         cols = t.identities.c
         q = sa.select(
-            cols.person_id, cols.username, cols.nin, cols.display_name, cols.status, cols.inactive_since
+            cols.person_id,
+            cols.username,
+            cols.nin,
+            cols.display_name,
+            cols.status,
+            cols.inactive_since,
+            cols.roles,
         )
         with self.engine.connect() as c:
             rows = c.execute(q).cursor.fetchall()

@@ -104,6 +104,8 @@ class TargetWriter:
 
     def ok(self, c: Change, anchor: str | None, note: str | None) -> None:
         """Record a change the target accepted."""
+        if c.key not in self.rows and c.op != Op.CREATE:
+            self._load({c.key})  # evicted after an earlier flush
         row = self.rows.get(c.key)
         if c.op == Op.CREATE or row is None:
             row = {
@@ -113,11 +115,11 @@ class TargetWriter:
                 "status_since": self.as_of,
                 "person_id": c.person_id,
                 "username": c.username,
-                "attrs": dict(c.attrs),
+                "attrs": c.attrs,  # shared with the change; copied on update
                 "members": set() if c.kind == "group" else None,
             }
         elif c.op in (Op.UPDATE, Op.MOVE):
-            row["attrs"].update(c.attrs)
+            row["attrs"] = {**row["attrs"], **c.attrs}
         elif c.op == Op.DISABLE:
             row["status"], row["status_since"] = "disabled", self.as_of
         elif c.op in (Op.ENABLE, Op.RESTORE):
