@@ -60,14 +60,28 @@ def read_source(cfg: Config) -> SourceSnapshot:
 
 
 def make_plan(
-    cfg: Config, store: StateStore, snap: SourceSnapshot, as_of: str, run_id: str, *, gate: bool = True
+    cfg: Config,
+    store: StateStore,
+    source: SourceSnapshot | Callable[[], SourceSnapshot],
+    as_of: str,
+    run_id: str,
+    *,
+    gate: bool = True,
 ) -> tuple[Plan, Derivation]:
-    """Derive and diff every enabled target; raises SourceRefused from the gate."""
+    """Derive and diff every enabled target; raises SourceRefused from the gate.
+
+    ``source`` may be a function that reads the snapshot: then nothing outside this
+    function holds the snapshot, and it is freed as soon as derivation is done.
+    """
+    snap = source() if callable(source) else source
+    del source
     derivation = derive(snap, as_of, store.identity_view(), cfg.usernames)
+    counts, total_persons = snap.counts(), len(snap.persons)
+    del snap  # the rest works from the derivation; an Oslo-size snapshot is ~0.5 GB
     state = derivation.state
     if gate:
         check_source(
-            len(state.persons), len(snap.persons), store.gate_baseline(), cfg.safety.max_source_drop_percent
+            len(state.persons), total_persons, store.gate_baseline(), cfg.safety.max_source_drop_percent
         )
     cookie = store.versions()
     identities = store.identities()
@@ -117,7 +131,7 @@ def make_plan(
         cookie=cookie,
         targets=(TargetPlan(CORE, tuple(core), len(identities)), *targets),
         errors=state.errors,
-        source_counts=snap.counts(),
+        source_counts=counts,
         active_persons=len(state.persons),
     )
     return plan, derivation
@@ -199,8 +213,8 @@ def sync(
             try:
                 if not dry_run:
                     _reserve_configured(cfg, store)
-                snap = read_source(cfg)
-                plan, _ = make_plan(cfg, store, snap, day, run_id)
+                # Nothing here keeps the snapshot or the derivation: they are freed before apply.
+                plan = make_plan(cfg, store, lambda: read_source(cfg), day, run_id)[0]
             except SourceRefused as exc:
                 store.finish_run(
                     run_id, "refused", error=str(exc), active_persons=getattr(exc, "active", None)
