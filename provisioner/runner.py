@@ -113,6 +113,7 @@ def make_plan(
         hold = check_hold(changes, population, thresholds_for(cfg.safety, tcfg))
         targets.append(TargetPlan(name, tuple(changes), population, dry_run=tcfg.mode == "plan", hold=hold))
         live.update(r.person_id for r in index.values() if r.person_id and r.status != "deleted")
+        del objs, digests, index, details  # free them before the next target is mapped
     core = diff_core(
         state.persons,
         identities,
