@@ -11,7 +11,7 @@ only persons new to the base get a freshly allocated one.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from provisioner import names, nin, usernames
@@ -31,6 +31,7 @@ from provisioner.model import (
     DesiredPerson,
     DesiredState,
     Person,
+    School,
     SourceSnapshot,
     school_group_key,
 )
@@ -342,7 +343,15 @@ def derive(
     return Derivation(state, frozenset(frozen_p), frozenset(frozen_g), new_aliases)
 
 
-def _derive_groups(snap, as_of, schools, desired, canon, frozen_p, errors):  # noqa: ANN001, ANN202
+def _derive_groups(
+    snap: SourceSnapshot,
+    as_of: str,
+    schools: Mapping[str, School],
+    desired: Mapping[str, DesiredPerson],
+    canon: Callable[[str], str],
+    frozen_p: set[str],
+    errors: list[DataError],
+) -> tuple[dict[str, DesiredGroup], set[str]]:
     """SIS groups active on as_of with their active members, plus the school-wide groups."""
     groups: dict[str, DesiredGroup] = {}
     frozen: set[str] = set()

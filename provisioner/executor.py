@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
-from connectors.base import Connector, FatalError, RejectedError, StoredObject, TransientError
-from provisioner.plan import CORE, Plan, TargetPlan
+from connectors.base import Applied, Connector, FatalError, RejectedError, StoredObject, TransientError
+from provisioner.plan import CORE, Change, Plan, TargetPlan
 from provisioner.state.store import StateStore
 from provisioner.state.writer import TargetWriter, apply_core
 
@@ -179,7 +180,9 @@ def _apply_target(
     return res
 
 
-def _with_retries(conn, change, retry, sleep, plog):  # noqa: ANN001, ANN202
+def _with_retries(
+    conn: Connector, change: Change, retry: RetryPolicy, sleep: Callable[[float], None], plog: Any
+) -> Applied:
     """Apply one change, retrying transient errors with backoff."""
     for attempt in range(retry.attempts):
         try:
