@@ -11,7 +11,7 @@ success. It reports failures by raising one of three errors, and the executor de
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,3 +82,16 @@ class Connector(Protocol):
 
     def close(self) -> None:
         """Release connections; called even after errors."""
+
+
+class BatchingConnector(Connector, Protocol):
+    """A connector that applies many changes at once (e.g. Graph $batch); optional.
+
+    The executor hands it windows of at most ``window`` changes, in plan order, and
+    records one result per change: ``Applied`` or the typed error of that change alone.
+    """
+
+    window: int
+
+    def apply_many(self, changes: Sequence[Change]) -> list[Applied | ConnectorError]:
+        """Apply a window of changes; one result per change, in order."""

@@ -1,4 +1,4 @@
-"""The Feide file connector: the catalog as LDIF files (the live LDAP connector comes later).
+"""The Feide file connector: the catalog as LDIF files (connectors/feide_ldap.py writes it live).
 
 Owns what lands in ``output_dir`` after a run:
 
@@ -41,7 +41,7 @@ from ldap3.utils.dn import to_dn
 from connectors import ldif
 from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
 from connectors.files import atomic_text_file, link_latest
-from mappings.feide import unescape_rdn_value
+from mappings.feide import container_entries
 from provisioner.config import FeideConfig, OwnerConfig
 from provisioner.plan import Change, Op
 
@@ -196,20 +196,7 @@ class FeideLdifConnector:
 
     def _containers(self) -> list[tuple[str, dict[str, Any]]]:
         """The entries between the base DN and the people and units containers, parents first."""
-        base = self.config.base_dn
-        out: dict[str, dict[str, Any]] = {}
-        for rel in (self.config.people_ou, self.config.units_ou):
-            parts = to_dn(rel)
-            for i in range(len(parts) - 1, -1, -1):
-                dn = ",".join([*parts[i:], base])
-                attr, _, value = parts[i].partition("=")
-                attr, value = attr.strip(), unescape_rdn_value(value.strip())
-                if attr.lower() == "ou":
-                    attrs = {"objectClass": ["top", "organizationalUnit"], "ou": value}
-                else:
-                    attrs = {"objectClass": ["top", "extensibleObject"], attr: value}
-                out.setdefault(dn, attrs)
-        return list(out.items())
+        return container_entries(self.config)
 
     def _write_delta(
         self, fh: TextIO, head_adds: dict[ObjKey, str], adds: TextIO, found: set[ObjKey]

@@ -134,7 +134,14 @@ class ItslearningConnector:
         full_path = self.output_dir / f"ims-full-{stamp}-{run}.xml"
         delta_path = self.output_dir / f"ims-delta-{stamp}-{run}.xml"
         datetime_text = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        wanted = {(c.kind, c.key) for c in self._changes if c.op in (Op.CREATE, Op.UPDATE)}
+        # Updated objects need their whole record from the store, created groups their
+        # members; a created person carries its whole record already. (Keeping every
+        # created record doubled peak memory on a first run at Oslo size.)
+        wanted = {
+            (c.kind, c.key)
+            for c in self._changes
+            if c.op is Op.UPDATE or (c.op is Op.CREATE and c.kind == "group")
+        }
         try:
             with files.atomic_text_file(full_path) as fh:
                 index = self._write_full(fh, current, datetime_text, wanted)
@@ -335,4 +342,4 @@ class _Index:
         self.esc_person: dict[str, str] = {}  # live person_id -> escaped sourcedid
         self.person_sid: dict[str, str] = {}  # every person_id in current -> sourcedid
         self.group_sid: dict[ObjKey, str] = {}  # (kind, key) of org/orgunit/group -> sourcedid
-        self.records: dict[ObjKey, StoredObject] = {}  # current records of created/updated objects
+        self.records: dict[ObjKey, StoredObject] = {}  # current records of updated objects and created groups

@@ -59,7 +59,7 @@ import unicodedata
 from typing import Any
 from urllib.parse import quote
 
-from ldap3.utils.dn import escape_rdn, parse_dn
+from ldap3.utils.dn import escape_rdn, parse_dn, to_dn
 
 from mappings.base import MappingContext
 from provisioner.model import (
@@ -79,7 +79,9 @@ from provisioner.model import (
 
 __all__ = [
     "NOREDU_SCHEMA_VERSION",
+    "OPTIONAL_ATTRS",
     "PLACEMENT_ATTRS",
+    "container_entries",
     "escape_dn_value",
     "go_encode",
     "go_values",
@@ -91,6 +93,11 @@ __all__ = [
 ]
 
 PLACEMENT_ATTRS: frozenset[str] = frozenset({"dn"})
+
+# Attributes an entry of a kind holds only sometimes: the key is left out of ``attrs``
+# (not set to an empty value) when there is nothing to write. A writer that compares an
+# existing entry with ``attrs`` removes these when they are missing from ``attrs``.
+OPTIONAL_ATTRS: dict[str, frozenset[str]] = {"person": frozenset({"norEduPersonNIN"})}
 
 # norEdu* object class specification version the entries follow (Feide's docs use 2.0).
 NOREDU_SCHEMA_VERSION = "2.0"
@@ -199,6 +206,28 @@ def _org_object(ctx: MappingContext) -> TargetObject:
         }
     )
     return TargetObject(kind="org", key="org", attrs=attrs)
+
+
+def container_entries(target: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The entries between the base DN and ``people_ou`` / ``units_ou`` (DN, attrs), parents first.
+
+    An ``ou=`` level is an organizationalUnit; any other RDN attribute gets an
+    extensibleObject entry holding its RDN value.
+    """
+    base = target.base_dn
+    out: dict[str, dict[str, Any]] = {}
+    for rel in (target.people_ou, target.units_ou):
+        parts = to_dn(rel)
+        for i in range(len(parts) - 1, -1, -1):
+            dn = ",".join([*parts[i:], base])
+            attr, _, value = parts[i].partition("=")
+            attr, value = attr.strip(), unescape_rdn_value(value.strip())
+            if attr.lower() == "ou":
+                attrs: dict[str, Any] = {"objectClass": ["top", "organizationalUnit"], "ou": value}
+            else:
+                attrs = {"objectClass": ["top", "extensibleObject"], attr: value}
+            out.setdefault(dn, attrs)
+    return list(out.items())
 
 
 def unescape_rdn_value(value: str) -> str:

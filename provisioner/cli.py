@@ -1,7 +1,8 @@
-"""The `bas` command line: demo, config check, plan, apply, sync, approve, runs, changelog, person, usernames.
+"""The `bas` command line: demo, config, plan, apply, sync, approve, runs, changelog, person, usernames,
+daemon, status, db.
 
 Exit codes: 0 done; 1 done with per-object errors; 2 usage or config error; 3 held by
-a safety rule; 4 another run holds the lock.
+a safety rule; 4 another run holds the lock; 5 interrupted (the next run does the rest).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 
 import click
 
-from provisioner import changelog, explain, logs, runner
+from provisioner import changelog, cli_service, cli_targets, explain, logs, runner
 from provisioner import config as config_mod
 from provisioner.nin import mask, mask_text
 from provisioner.plan import CORE, Plan
+from provisioner.state.migrate import SchemaError
 from provisioner.state.store import StateStore
 from provisioner.targets import check_targets
 
@@ -50,7 +52,10 @@ class Ctx:
     def store(self) -> StateStore:
         """The state store named in the config."""
         if self._store is None:
-            self._store = StateStore(self.cfg.sqlalchemy_url(self.cfg.state.url))
+            try:
+                self._store = StateStore(self.cfg.sqlalchemy_url(self.cfg.state.url))
+            except SchemaError as exc:
+                fail(str(exc))
         return self._store
 
 
@@ -162,6 +167,12 @@ def _print_plan(plan: Plan, show: int, err: bool = False) -> None:
                 )
             if len(tp.changes) > show:
                 click.echo(f"  {tp.target:<12} … {len(tp.changes) - show} more", err=err)
+    if plan.basis == "certified":
+        click.echo(
+            "source, config and state unchanged since the last run: its certified plan stands"
+            " (--full recomputes)",
+            err=err,
+        )
     if plan.errors:
         click.echo(f"{len(plan.errors)} data error(s) in the source (records skipped, run goes on):", err=err)
         for e in plan.errors[:20]:
@@ -190,10 +201,13 @@ def _plan_json(plan: Plan, show_nin: bool) -> str:
 @click.option("--show", default=10, show_default=True, help="Changes to list per target.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole plan as JSON (NINs masked).")
 @click.option("--show-nin", is_flag=True, help="Do not mask NINs in --json output.")
+@click.option("--full", is_flag=True, help="Derive and diff in full even when no input changed.")
 @pass_ctx
-def plan(c: Ctx, output: str | None, as_of: str | None, show: int, as_json: bool, show_nin: bool) -> None:
+def plan(
+    c: Ctx, output: str | None, as_of: str | None, show: int, as_json: bool, show_nin: bool, full: bool
+) -> None:
     """Dry-run: compute and print the plan; apply nothing."""
-    out = runner.sync(c.cfg, c.store, dry_run=True, as_of=as_of)
+    out = runner.sync(c.cfg, c.store, dry_run=True, as_of=as_of, full=full)
     _report(out, show=show, as_json=as_json, show_nin=show_nin)
     if out.plan is not None and output:
         _write_plan(out.plan, output)
@@ -203,16 +217,16 @@ def plan(c: Ctx, output: str | None, as_of: str | None, show: int, as_json: bool
     sys.exit(out.exit_code)
 
 
-def _progress_sync(c: Ctx, dry_run: bool, as_of: str | None) -> runner.RunOutcome:
+def _progress_sync(c: Ctx, dry_run: bool, as_of: str | None, full: bool = False) -> runner.RunOutcome:
     if not sys.stderr.isatty() or dry_run:
-        return runner.sync(c.cfg, c.store, dry_run=dry_run, as_of=as_of)
+        return runner.sync(c.cfg, c.store, dry_run=dry_run, as_of=as_of, full=full)
     with click.progressbar(length=0, label="applying", file=sys.stderr) as bar:
 
         def progress(n: int) -> None:
             bar.length = max(bar.length or 0, bar.pos + n)
             bar.update(n)
 
-        return runner.sync(c.cfg, c.store, dry_run=dry_run, as_of=as_of, progress=progress)
+        return runner.sync(c.cfg, c.store, dry_run=dry_run, as_of=as_of, progress=progress, full=full)
 
 
 def _report(out: runner.RunOutcome, show: int = 10, as_json: bool = False, show_nin: bool = False) -> None:
@@ -249,10 +263,11 @@ def _report(out: runner.RunOutcome, show: int = 10, as_json: bool = False, show_
 @click.option("--as-of", help="Evaluate activity on this day (YYYY-MM-DD); default today.")
 @click.option("--show", default=5, show_default=True, help="Changes to list per target.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run result as JSON.")
+@click.option("--full", is_flag=True, help="Derive and diff in full even when no input changed.")
 @pass_ctx
-def sync(c: Ctx, dry_run: bool, as_of: str | None, show: int, as_json: bool) -> None:
+def sync(c: Ctx, dry_run: bool, as_of: str | None, show: int, as_json: bool, full: bool) -> None:
     """Plan and apply one run."""
-    out = _progress_sync(c, dry_run, as_of)
+    out = _progress_sync(c, dry_run, as_of, full)
     _report(out, show=show, as_json=as_json)
     sys.exit(out.exit_code)
 
@@ -419,6 +434,39 @@ def usernames_import(c: Ctx, csv_file: str) -> None:
     click.echo(
         f"{csv_file}: {len(found)} usernames read, {added} reserved now, {known} already in the historic base"
     )
+
+
+@usernames_group.command("bind")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@pass_ctx
+def usernames_bind(c: Ctx, csv_file: str) -> None:
+    """Give persons the logins they already have (CSV: employeeID/person_id + sAMAccountName/username).
+
+    For taking over from AD or an old BAS: each person gets their existing username, and
+    the AD and Microsoft 365 connectors adopt their accounts. Conflicts are listed (exit 1).
+    """
+    from provisioner.bindings import read_binding_csv
+
+    try:
+        pairs = read_binding_csv(csv_file)
+    except ValueError as exc:
+        fail(str(exc))
+    bound, already, conflicts = c.store.bind_usernames(pairs, note=f"bound from {Path(csv_file).name}")
+    for line in conflicts:
+        click.echo(f"conflict: {line}", err=True)
+    click.echo(
+        f"{csv_file}: {len(pairs)} bindings read, {bound} bound now, {already} already so,"
+        f" {len(conflicts)} conflicts"
+    )
+    sys.exit(runner.EXIT_ERRORS if conflicts else runner.EXIT_OK)
+
+
+# ---- feide, ad, m365: checks and reconciliation (provisioner/cli_targets.py) -------------
+cli_targets.register(main)
+
+
+# ---- daemon, status, db (provisioner/cli_service.py) -------------------------------------
+cli_service.register(main)
 
 
 if __name__ == "__main__":

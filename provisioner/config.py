@@ -102,7 +102,7 @@ class TargetBase(_Strict):
 
 
 class ADConfig(TargetBase):
-    """Active Directory (mapping settings; the live connector settings come with it)."""
+    """Active Directory: mapping settings and the live LDAP connection (ldap3 over TLS)."""
 
     kind: Literal["ad"] = "ad"
     mode: Literal["plan", "apply"] = "plan"
@@ -111,10 +111,60 @@ class ADConfig(TargetBase):
     groups_ou: str = "OU=Grupper"
     remove_after_days: Annotated[int, Field(ge=0)] = 90  # disabled at once, deleted after 90 days
     upn_domain: str | None = None  # defaults to owner.mail_domain
+    # -- the live connection (needed when mode = "apply") --
+    url: str | None = None  # ldaps://dc1.example.local (or ldap://... with start_tls = true)
+    start_tls: bool = False
+    ca_file: str | None = None  # CA certificate(s) the server's certificate must chain to
+    # The name the server certificate must carry when ``url`` names the server otherwise
+    # (e.g. by address); certificate validation stays on either way.
+    tls_server_name: str | None = None
+    bind_dn: str | None = None  # the service account
+    password_file: str | None = None  # its password (a file or a systemd credential)
+    timeout: Annotated[float, Field(gt=0)] = 30.0  # seconds, connect and per request
+    page_size: Annotated[int, Field(ge=1, le=1000)] = 500  # paged searches (AD's MaxPageSize is 1000)
+    range_size: Annotated[int, Field(ge=1)] = 1500  # values per ranged read (AD's MaxValRange)
+    # -- new accounts --
+    initial_passwords: bool = True  # write new accounts' passwords for the school office
+    password_dir: str = "passwords"  # noqa: S105 (a folder name) per-school files of new accounts (0600), one per run
+    password_length: Annotated[int, Field(ge=14, le=128)] = 16
+    # -- first run against an existing AD: adopt accounts by employeeID, then by this --
+    adopt_fallback: Literal["sAMAccountName", "userPrincipalName", "mail"] | None = "sAMAccountName"
+
+    @model_validator(mode="after")
+    def _live_settings(self) -> ADConfig:
+        if self.mode != "apply":
+            return self
+        missing = [k for k in ("url", "ca_file", "bind_dn", "password_file") if not getattr(self, k)]
+        if missing:
+            raise ValueError(f'mode = "apply" needs {", ".join(missing)}')
+        url = (self.url or "").lower()
+        if url.startswith("ldaps://"):
+            if self.start_tls:
+                raise ValueError("start_tls is for ldap:// URLs; an ldaps:// URL is TLS already")
+        elif url.startswith("ldap://"):
+            if not self.start_tls:
+                raise ValueError("a plain ldap:// URL needs start_tls = true (passwords go only over TLS)")
+        else:
+            raise ValueError(f"url must start with ldaps:// or ldap://, not {self.url!r}")
+        return self
+
+
+class LicenseConfig(_Strict):
+    """One licence (a subscribed SKU) and the service plans switched off in it."""
+
+    sku_id: Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{36}$")]
+    disabled_plans: tuple[str, ...] = ()
 
 
 class M365Config(TargetBase):
-    """Microsoft 365 (mapping settings; the live connector settings come with it)."""
+    """Microsoft 365: mapping settings and the live Graph connection (msal client credentials).
+
+    In apply mode the app registration's ``tenant_id`` and ``client_id`` are needed and
+    exactly one of ``client_secret_file`` (the secret) or ``client_certificate_file`` (a
+    PEM with the private key and the certificate); both are secret files
+    (``$CREDENTIALS_DIRECTORY`` first, then beside the config). ``licenses`` maps a role
+    (student, teacher, staff, leader: the user's jobTitle) to the SKUs it gets.
+    """
 
     kind: Literal["m365"] = "m365"
     mode: Literal["plan", "apply"] = "plan"
@@ -123,6 +173,42 @@ class M365Config(TargetBase):
     restore_within_days: Annotated[int, Field(ge=0)] = 30  # Microsoft purges deleted users after 30 days
     group_type: Literal["security", "m365"] = "security"
     fallback_owner: str | None = None  # a UPN that owns groups without teachers
+    # -- the live connection (needed when mode = "apply") --
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret_file: str | None = None
+    client_certificate_file: str | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    ca_file: str | None = None  # CA bundle for both (a TLS-inspecting proxy); default: the system's
+    timeout: Annotated[float, Field(gt=0)] = 60.0  # seconds per HTTP request
+    concurrency: Annotated[int, Field(ge=1, le=16)] = 4  # $batch requests in flight at once
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 6  # per request, on 429/5xx/connection errors
+    # -- licences per role --
+    licenses: dict[Literal["student", "teacher", "staff", "leader"], tuple[LicenseConfig, ...]] = Field(
+        default_factory=dict
+    )
+    # -- new accounts --
+    initial_passwords: bool = True  # write new accounts' passwords for the school office
+    password_dir: str = "passwords-m365"  # noqa: S105 (a folder name) per-school 0600 files, one per run
+    password_length: Annotated[int, Field(ge=14, le=128)] = 16
+    force_change_password: bool = True  # users choose their own password at first sign-in
+
+    @model_validator(mode="after")
+    def _live_settings(self) -> M365Config:
+        if self.mode != "apply":
+            return self
+        missing = [k for k in ("tenant_id", "client_id") if not getattr(self, k)]
+        if missing:
+            raise ValueError(f'mode = "apply" needs {", ".join(missing)}')
+        if (self.client_secret_file is None) == (self.client_certificate_file is None):
+            raise ValueError(
+                'mode = "apply" needs exactly one of client_secret_file or client_certificate_file'
+            )
+        for key in ("authority_host", "graph_url"):
+            if not str(getattr(self, key)).startswith("https://"):
+                raise ValueError(f"{key} must be an https:// URL")
+        return self
 
 
 class ItslearningConfig(TargetBase):
@@ -135,13 +221,50 @@ class ItslearningConfig(TargetBase):
 
 
 class FeideConfig(TargetBase):
-    """Feide: the LDAP catalog, here as LDIF export (live writes come with the LDAP connector)."""
+    """Feide: the LDAP catalog, written live to an LDAP server or exported as LDIF files.
+
+    With ``url`` set, the live connector writes the catalog to that server
+    (``ldap://`` with optional ``start_tls``, or ``ldaps://``), bound as ``bind_dn`` with
+    the password read from ``password_file`` (a secret file: ``$CREDENTIALS_DIRECTORY``
+    first, then beside the config); ``ca_file`` names the CA bundle that signed the
+    server's certificate (the system CAs when unset). Without ``url`` the target writes
+    LDIF files into ``output_dir`` instead (full and delta files, for an import by hand).
+
+    ``user_password_template``: when set, every person entry gets a ``userPassword`` made
+    from it, ``{username}`` replaced by the username and everything else kept, e.g.
+    ``{SASL}{username}@AD.EKSEMPEL.NO`` for pass-through authentication to AD. It is
+    written when an entry is created (and set when a create finds the entry existing
+    with another value), kept out of the state store and the changelog, never logged;
+    changing the template does not rewrite existing entries.
+    """
 
     kind: Literal["feide"] = "feide"
     output_dir: str = "out/feide"
     base_dn: str = "dc=example,dc=no"
     people_ou: str = "ou=people"
     units_ou: str = "ou=units"
+    url: str | None = None  # ldap://host[:port] or ldaps://host[:port]; unset: LDIF files
+    bind_dn: str | None = None  # unset: anonymous (only for `bas feide check` on an open server)
+    password_file: str | None = None
+    ca_file: str | None = None
+    start_tls: bool = False  # ldap:// only
+    timeout: Annotated[float, Field(gt=0)] = 30.0  # seconds to connect and per operation
+    page_size: Annotated[int, Field(ge=1, le=10000)] = 500  # paged reads by `bas feide check`
+    user_password_template: str | None = None
+
+    @model_validator(mode="after")
+    def _live_settings(self) -> FeideConfig:
+        if self.url is not None:
+            scheme = self.url.split("://", 1)[0].lower() if "://" in self.url else ""
+            if scheme not in ("ldap", "ldaps"):
+                raise ValueError(f"url: {self.url!r} must start with ldap:// or ldaps://")
+            if self.start_tls and scheme == "ldaps":
+                raise ValueError("start_tls: only for ldap:// (ldaps:// is TLS from the start)")
+        if (self.bind_dn is None) != (self.password_file is None):
+            raise ValueError("bind_dn and password_file: set both (or neither, for anonymous reads)")
+        if self.user_password_template is not None and "{username}" not in self.user_password_template:
+            raise ValueError("user_password_template: must contain {username}")
+        return self
 
 
 TargetConfig = Annotated[ADConfig | M365Config | ItslearningConfig | FeideConfig, Field(discriminator="kind")]
@@ -154,6 +277,63 @@ class LoggingConfig(_Strict):
     format: Literal["console", "json"] = "console"
 
 
+class DaemonConfig(_Strict):
+    """`bas daemon`: when runs happen and how it stops."""
+
+    interval_seconds: Annotated[int, Field(ge=1)] = 900  # incremental runs (900 = every 15 minutes)
+    full_cron: str = "30 2 * * *"  # the nightly full reconciliation (crontab: min hour day month dow)
+    timezone: str | None = None  # for full_cron; default the host's
+    # A run missed by less than this (the host was down, or a long run was in the way) still
+    # runs, once (coalesced); one missed by more waits for its next time.
+    misfire_grace_seconds: Annotated[int, Field(ge=1)] = 6 * 3600
+    # SIGTERM: wait this long for the change in flight to finish before exiting anyway.
+    stop_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+    @field_validator("full_cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(v)
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression ({exc})") from exc
+        return v
+
+
+class MetricsConfig(_Strict):
+    """The Prometheus endpoint of `bas daemon`."""
+
+    enabled: bool = False
+    listen: Annotated[str, Field(pattern=r"^[^\s:]+:\d{1,5}$")] = "127.0.0.1:9464"  # host:port
+
+
+class AlertsConfig(_Strict):
+    """Notifications from `bas daemon`: a held run, a failed run, no successful run for hours."""
+
+    webhook_url: str | None = None  # JSON POST per alert
+    smtp_host: str | None = None  # e-mail alerts when set
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    smtp_starttls: bool = True
+    smtp_user: str | None = None
+    smtp_password_file: str | None = None  # a secret file or systemd credential
+    mail_from: str | None = None
+    mail_to: tuple[str, ...] = ()
+    no_success_hours: Annotated[float, Field(gt=0)] = 6.0  # per target
+    repeat_hours: Annotated[float, Field(gt=0)] = 24.0  # remind while a problem lasts
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertsConfig:
+        if self.smtp_host and not (self.mail_from and self.mail_to):
+            raise ValueError("smtp_host needs mail_from and mail_to")
+        if (self.smtp_user is None) != (self.smtp_password_file is None):
+            raise ValueError("smtp_user and smtp_password_file: set both (or neither)")
+        if self.webhook_url and not self.webhook_url.startswith(("https://", "http://")):
+            raise ValueError("webhook_url must be an http(s) URL")
+        return self
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -164,6 +344,9 @@ class Config(_Strict):
     safety: SafetyConfig = SafetyConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
     logging: LoggingConfig = LoggingConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     targets: dict[str, TargetConfig] = Field(default_factory=dict)
     # Where the file was read from: relative paths in it are relative to this folder.
     base_dir: str = "."

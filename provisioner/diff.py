@@ -124,8 +124,17 @@ def diff_target(
                 Change(op=Op.RESTORE, anchor=anchor, reason="active again: " + reason_for(obj), **common)
             )
         if row.status in ("disabled", "deleted"):
+            # The desired placement goes along, so a target that parked a disabled object
+            # (AD's disabled OU) can put it back where it now belongs.
+            place = {k: obj.attrs[k] for k in placement if k in obj.attrs}
             first.append(
-                Change(op=Op.ENABLE, anchor=anchor, reason="active again: " + reason_for(obj), **common)
+                Change(
+                    op=Op.ENABLE,
+                    anchor=anchor,
+                    attrs=place,
+                    reason="active again: " + reason_for(obj),
+                    **common,
+                )
             )
         upd, upd_b, mov, mov_b = _attr_changes(obj, cur_attrs, placement)
         if mov:

@@ -9,21 +9,35 @@ the changelog as they happen, in batches, so an interrupted run is consistent.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
-from connectors.base import Applied, Connector, FatalError, RejectedError, StoredObject, TransientError
-from provisioner.plan import CORE, Change, Plan, TargetPlan
+from connectors.base import (
+    Applied,
+    Connector,
+    ConnectorError,
+    FatalError,
+    RejectedError,
+    StoredObject,
+    TransientError,
+)
+from provisioner.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.state.store import StateStore
 from provisioner.state.writer import TargetWriter, apply_core
 
 log = structlog.get_logger("bas.executor")
 
 BATCH = 20000  # changes per state-store transaction
+STOPPED = object()  # yielded by _outcomes when the stop event is set
+
+
+class Skipped(Exception):
+    """A change not sent, because what it depends on failed earlier in this run."""
 
 
 @dataclass
@@ -31,10 +45,11 @@ class TargetResult:
     """How applying one target went."""
 
     target: str
-    status: str  # applied | held | planned | failed | unchanged
+    status: str  # applied | held | planned | failed | unchanged | interrupted
     ok: int = 0
     rejected: int = 0
     failed: int = 0
+    skipped: int = 0  # not sent: depended on a change that failed (planned again next run)
     errors: list[str] = field(default_factory=list)  # the first few, for the summary
 
     def to_json(self) -> dict:
@@ -44,6 +59,7 @@ class TargetResult:
             "ok": self.ok,
             "rejected": self.rejected,
             "failed": self.failed,
+            "skipped": self.skipped,
             "errors": self.errors[:20],
         }
 
@@ -73,8 +89,13 @@ def apply_plan(
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[int], None] | None = None,
     only: set[str] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, TargetResult]:
-    """Apply every applicable part of a plan; returns a result per target."""
+    """Apply every applicable part of a plan; returns a result per target.
+
+    ``stop`` (set by the daemon on SIGTERM) is checked between changes: the change in
+    flight finishes, what was done is flushed, and the rest is left for the next run.
+    """
     results: dict[str, TargetResult] = {}
     core = plan.target(CORE)
     if core is not None and (only is None or CORE in only):
@@ -91,6 +112,9 @@ def apply_plan(
             results[tp.target] = TargetResult(tp.target, "planned")
         elif not tp.changes:
             results[tp.target] = TargetResult(tp.target, "unchanged")
+        elif stop is not None and stop.is_set():
+            results[tp.target] = TargetResult(tp.target, "interrupted")
+            log.warning("target interrupted", run_id=plan.run_id, target=tp.target, done=0)
         else:
             results[tp.target] = _apply_target(
                 tp,
@@ -102,6 +126,7 @@ def apply_plan(
                 retry,
                 sleep,
                 progress,
+                stop,
             )
     return results
 
@@ -116,6 +141,7 @@ def _apply_target(
     retry: RetryPolicy,
     sleep: Callable[[float], None],
     progress: Callable[[int], None] | None,
+    stop: threading.Event | None = None,
 ) -> TargetResult:
     res = TargetResult(tp.target, "applied")
     tlog = log.bind(run_id=run_id, target=tp.target)
@@ -130,30 +156,40 @@ def _apply_target(
             res.errors.append(f"target could not start: {exc}")
             tlog.error("target could not start", error=str(exc))
             return res
-        for i, change in enumerate(tp.changes, 1):
+        many = getattr(conn, "apply_many", None)
+        failed_creates: set[str] = set()
+        for i, change, outcome in _outcomes(conn, many, tp.changes, retry, sleep, tlog, stop, failed_creates):
             plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
-            try:
-                applied = _with_retries(conn, change, retry, sleep, plog)
-            except RejectedError as exc:
+            if outcome is STOPPED:
+                res.status = "interrupted"
+                tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
+                break
+            if isinstance(outcome, ConnectorError) and change.op is Op.CREATE and change.kind == "person":
+                failed_creates.add(change.key)  # their group adds wait for the next run
+            if isinstance(outcome, Skipped):
+                res.skipped += 1
+                writer.failed(change, "skipped", str(outcome))
+                plog.warning("change skipped", reason=str(outcome))
+            elif isinstance(outcome, RejectedError):
                 res.rejected += 1
-                res.errors.append(f"{change.op.value} {change.kind} {change.key}: {exc}")
-                writer.failed(change, "rejected", str(exc))
-                plog.warning("change rejected", error=str(exc))
-            except TransientError as exc:
+                res.errors.append(f"{change.op.value} {change.kind} {change.key}: {outcome}")
+                writer.failed(change, "rejected", str(outcome))
+                plog.warning("change rejected", error=str(outcome))
+            elif isinstance(outcome, TransientError):
                 res.failed += 1
-                res.errors.append(f"{change.op.value} {change.kind} {change.key}: gave up: {exc}")
-                writer.failed(change, "failed", f"gave up after {retry.attempts} attempts: {exc}")
-                plog.error("change failed after retries", error=str(exc))
-            except FatalError as exc:
+                res.errors.append(f"{change.op.value} {change.kind} {change.key}: gave up: {outcome}")
+                writer.failed(change, "failed", f"gave up after {retry.attempts} attempts: {outcome}")
+                plog.error("change failed after retries", error=str(outcome))
+            elif isinstance(outcome, FatalError):
                 res.failed += 1
                 res.status = "failed"
-                res.errors.append(f"target stopped: {exc}")
-                writer.failed(change, "failed", f"fatal: {exc}")
-                tlog.error("target stopped", error=str(exc), remaining=len(tp.changes) - i)
+                res.errors.append(f"target stopped: {outcome}")
+                writer.failed(change, "failed", f"fatal: {outcome}")
+                tlog.error("target stopped", error=str(outcome), remaining=len(tp.changes) - i)
                 break
             else:
                 res.ok += 1
-                writer.ok(change, applied.anchor, applied.note)
+                writer.ok(change, outcome.anchor, outcome.note)
             if i % BATCH == 0:
                 writer.flush()
                 if progress:
@@ -161,6 +197,8 @@ def _apply_target(
         writer.finish()
         if progress:
             progress(len(tp.changes) % BATCH)
+        # An interrupted target still finishes: a file target writes out what was applied
+        # (the state store now records it), so the target and the store stay in step.
         if res.status != "failed":
             current = (
                 StoredObject(
@@ -178,6 +216,97 @@ def _apply_target(
         writer.flush()
         conn.close()
     return res
+
+
+def _outcomes(
+    conn: Connector,
+    many: Callable[[Sequence[Change]], list[Applied | ConnectorError]] | None,
+    changes: Sequence[Change],
+    retry: RetryPolicy,
+    sleep: Callable[[float], None],
+    tlog: Any,
+    stop: threading.Event | None = None,
+    failed_creates: set[str] | None = None,
+) -> Iterator[tuple[int, Change, Any]]:
+    """(position, change, Applied or the error) for every change, in plan order.
+
+    A connector with ``apply_many`` (it batches requests) gets windows of ``conn.window``
+    changes and answers each change separately, so per-object isolation holds; changes
+    that failed transiently are retried together, with the same backoff as single ones.
+    ``stop`` is checked before each change (each window when batching): then STOPPED is
+    yielded once. Members whose create failed earlier (``failed_creates``, filled by the
+    caller) are left out of group adds, so the state store never records them as added.
+    """
+    failed = failed_creates if failed_creates is not None else set()
+    if many is None:
+        for i, change in enumerate(changes, 1):
+            if stop is not None and stop.is_set():
+                yield i, change, STOPPED
+                return
+            change, skip = _without_failed_members(change, failed)
+            if skip is not None:
+                yield i, change, skip
+                continue
+            plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
+            try:
+                yield i, change, _with_retries(conn, change, retry, sleep, plog)
+            except (RejectedError, TransientError, FatalError) as exc:
+                yield i, change, exc
+        return
+    size = max(1, int(getattr(conn, "window", 1000)))
+    for start in range(0, len(changes), size):
+        if stop is not None and stop.is_set():
+            yield start + 1, changes[start], STOPPED
+            return
+        prepared = [_without_failed_members(c, failed) for c in changes[start : start + size]]
+        send = [c for c, skip in prepared if skip is None]
+        answers = iter(_window_outcomes(many, send, retry, sleep, tlog) if send else ())
+        for k, (change, skip) in enumerate(prepared):
+            outcome = skip if skip is not None else next(answers)
+            yield start + k + 1, change, outcome
+            if isinstance(outcome, FatalError):
+                return
+
+
+def _window_outcomes(
+    many: Callable[[Sequence[Change]], list[Applied | ConnectorError]],
+    window: list[Change],
+    retry: RetryPolicy,
+    sleep: Callable[[float], None],
+    tlog: Any,
+) -> list[Applied | ConnectorError]:
+    """One window through ``apply_many``, transient failures retried together with backoff."""
+    try:
+        results: list[Applied | ConnectorError] = list(many(window))
+    except FatalError as exc:
+        return [exc] * len(window)
+    for attempt in range(1, retry.attempts):
+        again = [k for k, r in enumerate(results) if isinstance(r, TransientError)]
+        if not again:
+            break
+        hint = max((results[k].retry_after or 0.0) for k in again)  # type: ignore[union-attr]
+        wait = retry.delay(attempt - 1, hint or None)
+        tlog.warning("transient errors, retrying", changes=len(again), attempt=attempt, wait=wait)
+        sleep(wait)
+        try:
+            redo = many([window[k] for k in again])
+        except FatalError as exc:
+            redo = [exc] * len(again)
+        for k, r in zip(again, redo):
+            results[k] = r
+    return results
+
+
+def _without_failed_members(change: Change, failed: set[str]) -> tuple[Change, Skipped | None]:
+    """A group add without members whose create failed this run; Skipped when none is left."""
+    if change.op is not Op.ADD_MEMBERS or not failed:
+        return change, None
+    kept = tuple(m for m in change.members if m[0] not in failed)
+    if len(kept) == len(change.members):
+        return change, None
+    if not kept:
+        return change, Skipped("every member's account could not be created this run; added next run")
+    return replace(change, members=kept), None
 
 
 def _with_retries(

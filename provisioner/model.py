@@ -114,6 +114,7 @@ class SourceSnapshot:
     guardianships: tuple[Guardianship, ...]
     groups: tuple[Group, ...]
     memberships: tuple[GroupMembership, ...]
+    digests: Mapping[str, str] = field(default_factory=dict)  # per query: digest of the rows as read
 
     def counts(self) -> dict[str, int]:
         """Row counts per table, for logs and the sanity gate."""

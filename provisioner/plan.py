@@ -159,6 +159,8 @@ class Plan:
     errors: tuple[DataError, ...] = ()
     source_counts: Mapping[str, int] = field(default_factory=dict)
     active_persons: int = 0
+    source_digests: Mapping[str, str] = field(default_factory=dict)  # per query, for the certificate
+    basis: str = "full"  # full: derived and diffed; certified: inputs unchanged (provisioner.certificate)
 
     def target(self, name: str) -> TargetPlan | None:
         """The plan of one target, if it is in this plan."""
@@ -190,6 +192,8 @@ class Plan:
             "cookie": dict(self.cookie),
             "source_counts": dict(self.source_counts),
             "active_persons": self.active_persons,
+            "source_digests": dict(self.source_digests),
+            "basis": self.basis,
             "errors": [e.to_json() for e in self.errors],
             "targets": [tp.to_json() for tp in self.targets],
         }
@@ -208,6 +212,8 @@ class Plan:
             errors=tuple(DataError(**e) for e in data.get("errors", ())),
             source_counts=dict(data.get("source_counts", {})),
             active_persons=data.get("active_persons", 0),
+            source_digests=dict(data.get("source_digests", {})),
+            basis=data.get("basis", "full"),
         )
 
     def dumps(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from mappings.base import MappingContext, mapping_for
+from provisioner.certificate import Certificate, certify, inputs_key, plan_from, predict_after_apply
 from provisioner.config import Config, ConfigError
 from provisioner.derive import Derivation, derive
 from provisioner.diff import diff_core, diff_target, needs_details
@@ -24,13 +26,14 @@ from provisioner.lifecycle import policy_for
 from provisioner.model import SourceSnapshot
 from provisioner.plan import CORE, Plan, TargetPlan
 from provisioner.safety import SourceRefused, check_hold, check_source, thresholds_for
-from provisioner.source import SourceError, read_snapshot, source_engine
+from provisioner.source import SourceError, read_snapshot, source_engine, source_unchanged
 from provisioner.state.store import LockHeld, StateStore, digest, now_iso
 from provisioner.targets import build_connector
 
 log = structlog.get_logger("bas.run")
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_HELD, EXIT_LOCKED = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 5  # stopped between changes (SIGTERM to the daemon); the next run does the rest
 
 
 @dataclass
@@ -76,7 +79,7 @@ def make_plan(
     snap = source() if callable(source) else source
     del source
     derivation = derive(snap, as_of, store.identity_view(), cfg.usernames)
-    counts, total_persons = snap.counts(), len(snap.persons)
+    counts, total_persons, source_digests = snap.counts(), len(snap.persons), dict(snap.digests)
     del snap  # the rest works from the derivation; an Oslo-size snapshot is ~0.5 GB
     state = derivation.state
     if gate:
@@ -134,8 +137,57 @@ def make_plan(
         errors=state.errors,
         source_counts=counts,
         active_persons=len(state.persons),
+        source_digests=source_digests,
     )
     return plan, derivation
+
+
+def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool = False) -> Plan:
+    """This run's plan: the certified one when no input changed, else a full plan (then certified).
+
+    ``full`` ignores the certificate (a nightly reconciliation, or an admin in doubt).
+    Raises SourceRefused from the source gate either way.
+    """
+    if not full:
+        plan = _certified_plan(cfg, store, as_of, run_id)
+        if plan is not None:
+            total = plan.source_counts.get("persons", 0)
+            check_source(
+                plan.active_persons, total, store.gate_baseline(), cfg.safety.max_source_drop_percent
+            )
+            return plan
+    plan = make_plan(cfg, store, lambda: read_source(cfg), as_of, run_id)[0]
+    cert = certify(cfg, plan, plan.cookie)
+    store.save_certificate(cert.dumps() if cert else None)
+    return plan
+
+
+def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> Plan | None:
+    text = store.load_certificate()
+    if text is None:
+        return None
+    try:
+        cert = Certificate.loads(text)
+    except (ValueError, KeyError, TypeError):
+        return None  # written by another version: plan in full and replace it
+    versions = store.versions()
+    if cert.key != inputs_key(cfg, versions, as_of):
+        return None
+    engine = source_engine(cfg.sqlalchemy_url(cfg.source.url))
+    try:
+        if not source_unchanged(engine, cfg.source.queries, cert.source):
+            return None
+    finally:
+        engine.dispose()
+    log.info("source, config and state unchanged: the certified plan stands", run_id=run_id)
+    return plan_from(cert, run_id, now_iso(), versions)
+
+
+def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[str, TargetResult]) -> None:
+    """After apply: certify the plan the next run will make, when it can be known."""
+    predicted = predict_after_apply(plan, results, store.populations())
+    cert = certify(cfg, predicted, store.versions()) if predicted is not None else None
+    store.save_certificate(cert.dumps() if cert else None)
 
 
 def _connectors(cfg: Config, plan: Plan) -> dict:
@@ -154,7 +206,18 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
     held = [tp for tp in plan.targets if tp.hold is not None and tp.changes]
     bad = sum(r.rejected + r.failed for r in results.values()) + len(plan.errors)
     failed = any(r.status == "failed" for r in results.values())
-    status = "held" if held else "failed" if failed else "done_with_errors" if bad else "done"
+    stopped = any(r.status == "interrupted" for r in results.values())
+    status = (
+        "held"
+        if held
+        else "failed"
+        if failed
+        else "interrupted"
+        if stopped
+        else "done_with_errors"
+        if bad
+        else "done"
+    )
     summary = {
         "plan": plan.summary(),
         "results": {k: v.to_json() for k, v in results.items()},
@@ -165,7 +228,15 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
     store.finish_run(
         plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
     )
-    code = EXIT_HELD if held else EXIT_ERRORS if (bad or failed) else EXIT_OK
+    code = (
+        EXIT_HELD
+        if held
+        else EXIT_ERRORS
+        if (bad or failed)
+        else EXIT_INTERRUPTED
+        if stopped
+        else EXIT_OK
+    )
     msg = "; ".join(f"{tp.target} held: {tp.hold.message}" for tp in held if tp.hold)
     log.info(
         "run finished",
@@ -179,20 +250,30 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
 
 
 def _guarded_apply(
-    cfg: Config, store: StateStore, plan: Plan, kind: str, progress: Callable[[int], None] | None = None
+    cfg: Config,
+    store: StateStore,
+    plan: Plan,
+    kind: str,
+    progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunOutcome:
     """Apply a plan and record the run however it ends (a crash leaves no run 'running')."""
     try:
         results = apply_plan(
-            plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg), progress=progress
+            plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg), progress=progress, stop=stop
         )
     except ConfigError as exc:
         store.finish_run(plan.run_id, "failed", error=str(exc))
         log.error("run failed", run_id=plan.run_id, error=str(exc))
         return RunOutcome(plan.run_id, EXIT_USAGE, "failed", str(exc), plan)
     except BaseException as exc:
+        store.save_certificate(None)
         store.finish_run(plan.run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    if kind == "approve":
+        store.save_certificate(None)  # only the held part was applied: the next run plans in full
+    else:
+        _certify_applied(cfg, store, plan, results)
     return _finish(store, plan, results, kind)
 
 
@@ -203,8 +284,13 @@ def sync(
     dry_run: bool = False,
     as_of: str | None = None,
     progress: Callable[[int], None] | None = None,
+    full: bool = False,
+    stop: threading.Event | None = None,
 ) -> RunOutcome:
-    """Plan and (unless dry_run) apply one run under the run lock."""
+    """Plan and (unless dry_run) apply one run under the run lock (``full``: ignore the certificate).
+
+    ``stop`` set (SIGTERM to the daemon): the run ends between changes as "interrupted".
+    """
     run_id = new_run_id()
     day = as_of or dt.date.today().isoformat()
     rlog = log.bind(run_id=run_id)
@@ -215,7 +301,7 @@ def sync(
                 if not dry_run:
                     _reserve_configured(cfg, store)
                 # Nothing here keeps the snapshot or the derivation: they are freed before apply.
-                plan = make_plan(cfg, store, lambda: read_source(cfg), day, run_id)[0]
+                plan = plan_run(cfg, store, day, run_id, full=full)
             except SourceRefused as exc:
                 store.finish_run(
                     run_id, "refused", error=str(exc), active_persons=getattr(exc, "active", None)
@@ -234,7 +320,11 @@ def sync(
                     run_id, "planned", summary={"plan": plan.summary()}, active_persons=plan.active_persons
                 )
                 return RunOutcome(run_id, EXIT_OK, "planned", "", plan)
-            return _guarded_apply(cfg, store, plan, "sync", progress)
+            if stop is not None and stop.is_set():  # asked to stop while planning: apply nothing
+                store.finish_run(run_id, "interrupted", summary={"plan": plan.summary()})
+                rlog.warning("run interrupted before apply")
+                return RunOutcome(run_id, EXIT_INTERRUPTED, "interrupted", "stopped before apply", plan)
+            return _guarded_apply(cfg, store, plan, "sync", progress, stop)
     except LockHeld as exc:
         return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connectors.base import Connector
-from provisioner.config import Config, ConfigError
+from provisioner.config import Config, ConfigError, FeideConfig, read_secret
 
 
 def build_connector(cfg: Config, name: str) -> Connector:
@@ -14,11 +14,40 @@ def build_connector(cfg: Config, name: str) -> Connector:
 
         return ItslearningConnector(tcfg, cfg.owner, cfg.path(tcfg.output_dir))
     if tcfg.kind == "feide":
+        if tcfg.url:  # live writes to the LDAP server; without a url, LDIF files
+            from connectors.feide_ldap import FeideLdapConnector
+
+            return FeideLdapConnector(tcfg, cfg.owner, feide_session(cfg, tcfg))
         from connectors.feide_ldif import FeideLdifConnector
 
         return FeideLdifConnector(tcfg, cfg.owner, cfg.path(tcfg.output_dir))
+    if tcfg.kind == "ad":
+        from connectors.ad import ADConnector
+
+        return ADConnector.from_config(cfg, name)
+    if tcfg.kind == "m365":
+        from connectors.m365 import M365Connector
+
+        return M365Connector.from_config(cfg, name)
     raise ConfigError(
         f'targets.{name}.mode: this version can only plan {tcfg.kind} changes; set mode = "plan"'
+    )
+
+
+def feide_session(cfg: Config, tcfg: FeideConfig):  # -> connectors.feide_ldap_session.LdapSession
+    """The LDAP session of a live Feide target (password read from its secret file now)."""
+    from connectors.feide_ldap_session import LdapSession
+
+    if not tcfg.url:
+        raise ConfigError("targets.feide.url: not set (the target writes LDIF files)")
+    password = read_secret(tcfg.password_file, cfg.base_dir) if tcfg.password_file else None
+    return LdapSession(
+        tcfg.url,
+        tcfg.bind_dn,
+        password,
+        ca_file=str(cfg.path(tcfg.ca_file)) if tcfg.ca_file else None,
+        start_tls=tcfg.start_tls,
+        timeout=tcfg.timeout,
     )
 
 
@@ -27,3 +56,11 @@ def check_targets(cfg: Config) -> None:
     for name, tcfg in cfg.enabled_targets().items():
         if tcfg.mode == "apply" and tcfg.kind not in ("itslearning", "feide"):
             build_connector(cfg, name)
+        if isinstance(tcfg, FeideConfig) and tcfg.url:
+            if tcfg.password_file:
+                try:
+                    read_secret(tcfg.password_file, cfg.base_dir)
+                except ConfigError as exc:
+                    raise ConfigError(f"targets.{name}.password_file: {exc}") from exc
+            if tcfg.ca_file and not cfg.path(tcfg.ca_file).is_file():
+                raise ConfigError(f"targets.{name}.ca_file: {cfg.path(tcfg.ca_file)} is not a file")

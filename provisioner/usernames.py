@@ -391,26 +391,35 @@ def _rows(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
         yield reader.line_num, row
 
 
-def read_reserved_csv(path: str | Path) -> list[str]:
-    """Usernames in use elsewhere from a CSV export, lowercased, in file order without duplicates."""
+def export_rows(path: str | Path, what: str) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank rows of a CSV export (old BAS, Excel, PowerShell's Export-Csv) as stripped cells.
+
+    Decodes UTF-8/UTF-16/Windows-1252, sniffs ``;`` or ``,``, and skips PowerShell's
+    "#TYPE ..." line above the header; yields (line number, cells). ValueError names the file.
+    """
     p = Path(path)
     try:
         text = _decode(p.read_bytes())
     except OSError as exc:
-        raise ValueError(f"{p}: cannot read reserved usernames: {exc.strerror}") from exc
-    # Sniff on the first line that is neither blank nor Windows PowerShell's "#TYPE ..."
-    # line (Export-Csv writes it above the header unless told not to).
+        raise ValueError(f"{p}: cannot read {what}: {exc.strerror}") from exc
     first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#TYPE ")), "")
     delimiter = ";" if first.count(";") > first.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    column: int | None = None
-    seen: dict[str, None] = {}
+    started = False
     for line, row in _rows(reader, p):
         cells = [c.strip() for c in row]
-        if not any(cells):
-            continue  # blank line
-        if column is None and cells[0].startswith("#TYPE "):
+        if not any(cells) or (not started and cells[0].startswith("#TYPE ")):
             continue
+        started = True
+        yield line, cells
+
+
+def read_reserved_csv(path: str | Path) -> list[str]:
+    """Usernames in use elsewhere from a CSV export, lowercased, in file order without duplicates."""
+    p = Path(path)
+    column: int | None = None
+    seen: dict[str, None] = {}
+    for line, cells in export_rows(p, "reserved usernames"):
         if column is None:
             lowered = [c.lower() for c in cells]
             header = next((lowered.index(h) for h in _RESERVED_HEADERS if h in lowered), None)

@@ -25,5 +25,25 @@ if [ "${BAS_SKIP_POSTGRES:-0}" != 1 ]; then
   fi
 fi
 
+# Real directory servers for the connector tests, each run by the tests as a child
+# process on 127.0.0.1: OpenLDAP for Feide (tests/slapd_server.py) and a Samba AD DC for
+# AD (tests/samba_dc.py). A policy-rc.d keeps the packages' own services from starting
+# at install time (a system slapd or samba would take the ports the tests need).
+wanted=(slapd ldap-utils)
+if [ "${BAS_SKIP_SAMBA:-0}" != 1 ]; then
+  wanted+=(samba samba-ad-dc samba-ad-provision winbind)
+fi
+missing=()
+for p in "${wanted[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt_install "${missing[@]}"
+fi
+
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"

@@ -40,3 +40,23 @@ def pg_url() -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+# The slapd fixtures (a real OpenLDAP server for the Feide LDAP tests).
+pytest_plugins = ["tests.slapd_server"]
+
+
+@pytest.fixture(scope="session")
+def samba_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real Samba AD DC on 127.0.0.1:636 for the session (tests/samba_dc.py); skipped without samba/root."""
+    from tests import samba_dc as sdc
+
+    try:
+        sdc.check_can_run()
+    except sdc.SambaUnavailable as exc:
+        pytest.skip(f"no Samba AD DC: {exc}")
+    dc = sdc.start_dc(tmp_path_factory.mktemp("samba"))
+    try:
+        yield dc
+    finally:
+        dc.stop()

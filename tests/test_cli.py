@@ -77,6 +77,13 @@ def test_plan_after_demo_is_empty_for_applied_targets_and_masks_nins(demo: Path)
             assert "nin" not in {k.lower() for c in t["changes"] for k in c.get("attrs", {})}
 
 
+def test_plan_says_when_it_is_certified_and_full_recomputes(demo: Path) -> None:
+    cfg = demo / "bas.toml"
+    assert "certified plan stands" in bas("plan", "--show", "0", config=cfg).stdout
+    full = bas("plan", "--full", "--show", "0", "--json", config=cfg)
+    assert json.loads(full.stdout)["plan"]["basis"] == "full"
+
+
 def test_changelog_formats_and_masking(demo: Path) -> None:
     cfg = demo / "bas.toml"
     table = bas("changelog", "--target", "feide", "--limit", "5", config=cfg).stdout

@@ -442,10 +442,12 @@ def test_a_target_that_cannot_start_fails_alone(tmp_path: Path) -> None:
 
 
 def test_a_run_that_cannot_build_its_connectors_is_recorded_as_failed(tmp_path: Path) -> None:
-    e = Env(tmp_path, small_sis(), target_settings={"ad": {"mode": "apply"}})
+    # Microsoft 365 in apply mode whose client secret file is missing: the connector cannot be built.
+    m365 = {"mode": "apply", "tenant_id": "t", "client_id": "c", "client_secret_file": "no-such-secret"}
+    e = Env(tmp_path, small_sis(), target_settings={"m365": m365})
     try:
         out = e.sync(DAY1)
-        assert (out.exit_code, out.status) == (EXIT_USAGE, "failed") and "can only plan" in out.message
+        assert (out.exit_code, out.status) == (EXIT_USAGE, "failed") and "no-such-secret" in out.message
         assert [r["status"] for r in e.store.list_runs()] == ["failed"]
     finally:
         e.store.close()

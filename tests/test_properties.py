@@ -4,7 +4,8 @@ Events on a tiny SIS (join, leave, rename, D-number replaced by a fødselsnummer
 return under the same or a new SIS id, a newcomer with a colliding name) with an
 advancing as_of. After every run: (a) no username is held by two persons, (b) every
 person keeps the username they got first, (c) running again at once plans nothing
-for core, itslearning and Feide.
+for core, itslearning and Feide; (d) the certified plan right after a run equals the
+plan made in full.
 """
 
 from __future__ import annotations
@@ -171,6 +172,13 @@ def test_usernames_are_unique_and_kept_and_reruns_plan_nothing(
             out = w.sync(day)
             assert (out.exit_code, out.status) == (runner.EXIT_OK, "done"), (out.message, out.plan.errors)
             w.check()
+            # (d) the certified plan (inputs unchanged since the apply) is the full plan
+            cert = runner.sync(w.cfg, w.store, dry_run=True, as_of=day.isoformat())
+            full = runner.sync(w.cfg, w.store, dry_run=True, as_of=day.isoformat(), full=True)
+            assert full.plan.basis == "full"
+            assert [tp.changes for tp in cert.plan.targets] == [tp.changes for tp in full.plan.targets]
+            assert [tp.population for tp in cert.plan.targets] == [tp.population for tp in full.plan.targets]
+            assert cert.plan.errors == full.plan.errors
             again = w.sync(day)
             assert again.exit_code == runner.EXIT_OK
             for target in (CORE, "itslearning", "feide"):  # (c) nothing left to do right after a run

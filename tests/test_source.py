@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from provisioner.demo_data import DEMO, generate
 from provisioner.model import SourceSnapshot
-from provisioner.source import DEFAULT_QUERIES, SourceError, read_snapshot, source_engine
+from provisioner.source import DEFAULT_QUERIES, SourceError, read_snapshot, source_engine, source_unchanged
 from tests.sisbuilder import small_sis
 
 AS_OF = dt.date(2025, 10, 1)
@@ -141,3 +141,17 @@ def test_read_only_mode_does_not_stick_to_a_pooled_connection(tmp_path: Path) ->
 
 def test_default_queries_cover_every_table() -> None:
     assert set(DEFAULT_QUERIES) == set(TABLE_OF)
+
+
+def test_digests_are_stable_and_follow_every_row(db_url: str) -> None:
+    small_sis().write(db_url)
+    engine = source_engine(db_url)
+    first, second = read_snapshot(engine), read_snapshot(engine)
+    assert first.digests == second.digests and set(first.digests) == set(TABLE_OF)
+    assert source_unchanged(engine, None, first.digests)
+    with sa.create_engine(db_url).begin() as c:
+        c.execute(sa.text("UPDATE person SET given_name = 'Ola Johan' WHERE person_id = 'S1'"))
+    assert not source_unchanged(engine, None, first.digests)
+    changed = read_snapshot(engine).digests
+    assert {k for k in changed if changed[k] != first.digests[k]} == {"persons"}
+    assert not source_unchanged(engine, None, {"persons": changed["persons"]})  # incomplete: never a match

@@ -152,6 +152,10 @@ def test_lock_of_a_live_process_or_another_host_is_respected(store: StateStore) 
         pass
     with store.engine.begin() as c:
         c.execute(t.locks.update().values(host="some-other-host", pid=_dead_pid()))  # cannot be checked
+    if store.engine.dialect.name == "postgresql":
+        # The advisory lock is free, so the other host's holder is gone: its row is taken over.
+        _acquire(store, "x")
+        return
     with pytest.raises(LockHeld, match="some-other-host"), store.run_lock("x"):
         pass
 

@@ -9,7 +9,10 @@
 - ``objects`` links our key to each target's immutable anchor and the attributes and
   members last applied (with a digest so a no-op run compares hashes, not documents).
 - ``versions`` is the state cookie: one counter per target, bumped by every apply.
-- ``runs``, ``changelog`` (append-only) and ``locks`` are the audit and run control.
+- ``runs``, ``changelog`` (append-only) and ``locks`` are the audit and run control;
+  ``daemon_status`` is what the daemon says about itself (next run, heartbeat).
+
+Changes go through Alembic revisions in ``migrations/versions`` (``bas db upgrade``).
 """
 
 from __future__ import annotations
@@ -137,4 +140,19 @@ locks = sa.Table(
     sa.Column("acquired_at", sa.String(32), nullable=False),
 )
 
-SCHEMA_VERSION = "1"
+# The daemon writes its next scheduled run and a heartbeat here (`bas status` reads it);
+# one row per host running `bas daemon`. Added by migration 0002.
+daemon_status = sa.Table(
+    "daemon_status",
+    metadata,
+    sa.Column("host", sa.String(255), primary_key=True),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.String(32), nullable=False),
+    sa.Column("heartbeat_at", sa.String(32), nullable=False),
+    sa.Column("next_run_at", sa.String(32), nullable=True),
+    sa.Column("next_run_kind", sa.String(16), nullable=True),  # incremental | full
+    sa.Column("next_full_at", sa.String(32), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),  # idle | running | stopped
+)
+
+SCHEMA_VERSION = "2"  # meta.schema_version; the Alembic revision (alembic_version) is the authority

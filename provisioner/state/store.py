@@ -21,9 +21,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from provisioner.derive import IdentityView
+from provisioner.plan import CORE
 from provisioner.state import schema as t
+from provisioner.state.migrate import ensure_current
 
 _CHUNK = 500  # keys per IN (...) clause
+_CERT = "plan_certificate"  # meta key of the plan certificate (provisioner.certificate)
+# pg_advisory_lock key of the run lock: any fixed 64-bit number, the same in every BAS.
+_ADVISORY_KEY = 0x0BA5_5E11_0C4B_0001
 
 
 def now_iso() -> str:
@@ -104,7 +109,9 @@ class StateStore:
         self.engine = sa.create_engine(url, **kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        t.metadata.create_all(self.engine)
+        # An empty database is created at the newest revision; an older one is refused
+        # (SchemaError: "run bas db upgrade") rather than half-working.
+        ensure_current(self.engine)
         with self.engine.begin() as c:
             if c.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version")).first() is None:
                 c.execute(t.meta.insert().values(key="schema_version", value=t.SCHEMA_VERSION))
@@ -117,7 +124,12 @@ class StateStore:
     def identity_view(self) -> IdentityView:
         """The historic base as derivation needs it."""
         with self.engine.connect() as c:
-            by_person = dict(c.execute(sa.select(t.identities.c.person_id, t.identities.c.username)).cursor)
+            u = t.usernames.c
+            # Bound logins of persons not yet known (provisioner.bindings), then every identity.
+            by_person = dict(
+                c.execute(sa.select(u.person_id, u.username).where(u.origin == "adopted")).cursor
+            )
+            by_person.update(c.execute(sa.select(t.identities.c.person_id, t.identities.c.username)).cursor)
             by_nin = dict(c.execute(sa.select(t.person_nins.c.nin, t.person_nins.c.person_id)).cursor)
             al = dict(c.execute(sa.select(t.aliases.c.sis_id, t.aliases.c.person_id)).cursor)
             taken = frozenset(r[0] for r in c.execute(sa.select(t.usernames.c.username)).cursor)
@@ -197,10 +209,95 @@ class StateStore:
         else:
             conn.execute(t.versions.update().where(v.target == target).values(version=cur + 1))
 
+    def populations(self) -> dict[str, int]:
+        """Active objects per target, and identities for core (the thresholds' base)."""
+        o = t.objects.c
+        q = sa.select(o.target, sa.func.count()).where(o.status == "active").group_by(o.target)
+        with self.engine.connect() as c:
+            out = dict(c.execute(q).all())
+            out[CORE] = c.execute(sa.select(sa.func.count()).select_from(t.identities)).scalar() or 0
+        return out
+
+    # ---- plan certificate -----------------------------------------------------------
+    def load_certificate(self) -> str | None:
+        """The stored plan certificate (JSON), if any."""
+        with self.engine.connect() as c:
+            return c.execute(sa.select(t.meta.c.value).where(t.meta.c.key == _CERT)).scalar()
+
+    def save_certificate(self, text: str | None) -> None:
+        """Replace the plan certificate (None: drop it)."""
+        with self.engine.begin() as c:
+            c.execute(t.meta.delete().where(t.meta.c.key == _CERT))
+            if text is not None:
+                c.execute(t.meta.insert().values(key=_CERT, value=text))
+
+    # ---- connector bookmarks (e.g. a Graph deltaLink) ---------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """A value a connector keeps between runs (``None`` when unset)."""
+        with self.engine.connect() as c:
+            return c.execute(sa.select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Replace such a value (None: drop it)."""
+        with self.engine.begin() as c:
+            c.execute(t.meta.delete().where(t.meta.c.key == key))
+            if value is not None:
+                c.execute(t.meta.insert().values(key=key, value=value))
+
     # ---- run control ----------------------------------------------------------------
     @contextmanager
     def run_lock(self, holder: str) -> Iterator[None]:
-        """Hold the one run lock; raise LockHeld when another live run has it."""
+        """Hold the one run lock; raise LockHeld when another live run has it.
+
+        On PostgreSQL the lock is a session advisory lock on a connection held for the run:
+        it works across hosts sharing the database and is released by the server when the
+        holder dies, so a ``locks`` row found then was left by a dead holder and is taken
+        over (unless it names a live process on this host); the row says who holds it. On
+        SQLite (one host) the row is the lock; a row of a dead process here is taken over.
+        """
+        if self.engine.dialect.name == "postgresql":
+            with self._advisory_lock(holder):
+                yield
+            return
+        self._take_row_lock(holder, advisory=False)
+        try:
+            yield
+        finally:
+            self._release_row_lock(holder)
+
+    @contextmanager
+    def _advisory_lock(self, holder: str) -> Iterator[None]:
+        conn = self.engine.connect()
+        try:
+            got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(_ADVISORY_KEY))).scalar()
+            conn.commit()  # a session lock outlives the transaction; do not sit idle in one
+            if not got:
+                with self.engine.connect() as c:
+                    cur = c.execute(sa.select(t.locks).where(t.locks.c.name == "run")).mappings().first()
+                who = (
+                    f"run {cur['holder']} holds the lock (pid {cur['pid']} on {cur['host']}"
+                    f" since {cur['acquired_at']})"
+                    if cur
+                    else "another run holds the lock"
+                )
+                raise LockHeld(who)
+            try:
+                self._take_row_lock(holder, advisory=True)
+                try:
+                    yield
+                finally:
+                    self._release_row_lock(holder)
+            finally:
+                try:
+                    conn.execute(sa.select(sa.func.pg_advisory_unlock(_ADVISORY_KEY)))
+                    conn.commit()
+                except sa.exc.DBAPIError:
+                    # A broken connection: the server dropped the session and its lock with it.
+                    conn.invalidate()
+        finally:
+            conn.close()
+
+    def _take_row_lock(self, holder: str, *, advisory: bool) -> None:
         host, pid = socket.gethostname(), os.getpid()
         row = {"name": "run", "holder": holder, "host": host, "pid": pid, "acquired_at": now_iso()}
         with self.engine.begin() as c:
@@ -209,18 +306,21 @@ class StateStore:
                     c.execute(t.locks.insert().values(**row))
             except sa.exc.IntegrityError:
                 cur = c.execute(sa.select(t.locks).where(t.locks.c.name == "run")).mappings().first()
-                if cur is not None and not (cur["host"] == host and not _pid_alive(cur["pid"])):
+                # Under the advisory lock a row is left by a holder that died, on any host; only a
+                # live process on this host is respected still (a BAS from before advisory locks).
+                here = cur is not None and cur["host"] == host
+                stale = not _pid_alive(cur["pid"]) if here else advisory
+                if cur is not None and not stale:
                     raise LockHeld(
                         f"run {cur['holder']} holds the lock (pid {cur['pid']} on {cur['host']}"
                         f" since {cur['acquired_at']})"
                     ) from None
-                # The holder died on this host without releasing: take the lock over.
+                # The holder died without releasing: take the lock over.
                 c.execute(t.locks.update().where(t.locks.c.name == "run").values(**row))
-        try:
-            yield
-        finally:
-            with self.engine.begin() as c:
-                c.execute(t.locks.delete().where(t.locks.c.name == "run", t.locks.c.holder == holder))
+
+    def _release_row_lock(self, holder: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(t.locks.delete().where(t.locks.c.name == "run", t.locks.c.holder == holder))
 
     def start_run(self, run_id: str, kind: str, as_of: str | None) -> None:
         """Record that a run started."""
@@ -303,7 +403,59 @@ class StateStore:
                 if u not in known
             ]
             bulk_insert(c, t.usernames, new)
+            if new:
+                self.bump_version(c, CORE)  # fewer names are free: plans made before are stale
         return len(new), len(known)
+
+    def bind_usernames(self, pairs: Iterable[tuple[str, str]], note: str) -> tuple[int, int, list[str]]:
+        """Record existing logins of persons (provisioner.bindings); returns (bound, already, conflicts).
+
+        A binding is kept in the historic base with origin "adopted"; derivation then gives
+        the person this username when they first come. Conflicts are reported, never forced.
+        """
+        pairs = list(pairs)
+        u, i = t.usernames.c, t.identities.c
+        bound, already, conflicts = 0, 0, []
+        with self.engine.begin() as c:
+            for start in range(0, len(pairs), _CHUNK):
+                chunk = pairs[start : start + _CHUNK]
+                names = {
+                    r[0]: r[1]
+                    for r in c.execute(
+                        sa.select(u.username, u.person_id).where(u.username.in_([n for _, n in chunk]))
+                    )
+                }
+                idents = dict(
+                    c.execute(
+                        sa.select(i.person_id, i.username).where(i.person_id.in_([p for p, _ in chunk]))
+                    ).all()
+                )
+                for pid, name in chunk:
+                    holder = names.get(name, "missing")
+                    has = idents.get(pid)
+                    if has == name or holder == pid:
+                        already += 1
+                    elif has is not None:
+                        conflicts.append(f"person {pid} already has username {has!r}; not bound to {name!r}")
+                    elif holder not in ("missing", None):
+                        conflicts.append(f"username {name!r} belongs to person {holder}; not bound to {pid}")
+                    else:
+                        # A person has at most one binding: a new one replaces an older one.
+                        c.execute(
+                            t.usernames.delete().where(
+                                u.person_id == pid, u.origin == "adopted", u.username != name
+                            )
+                        )
+                        row = {"person_id": pid, "origin": "adopted", "note": note}
+                        if holder is None:  # reserved (in use elsewhere): now known to be this person's
+                            c.execute(t.usernames.update().where(u.username == name).values(**row))
+                        else:
+                            c.execute(t.usernames.insert().values(username=name, created_at=now_iso(), **row))
+                        names[name] = pid
+                        bound += 1
+            if bound:
+                self.bump_version(c, CORE)
+        return bound, already, conflicts
 
     def username_record(self, username: str) -> dict[str, Any] | None:
         """The historic base's row for a username."""

@@ -8,6 +8,8 @@ persons stopping, returning, purged) in one transaction: the historic base only 
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,9 +59,14 @@ class TargetWriter:
         self.log: list[tuple[Change, str, str, str | None]] = []  # encoded at flush
         self.anchors: dict[str, str | None] = {}  # anchors of rows written (and evicted) this run
         self._index: dict[str, IndexRow] | None = None
+        # Changes still to come per key (not creates): a flushed row they need stays in
+        # memory, else every group add after its create was flushed re-read the row.
+        self._pending: Counter[str] = Counter()
 
     def preload(self, changes: Iterable[Change]) -> None:
         """Read the stored rows of every object the plan changes but does not create."""
+        changes = list(changes)
+        self._pending = Counter(c.key for c in changes if c.op != Op.CREATE)
         keys = {c.key for c in changes if c.op != Op.CREATE}
         if keys:
             self._load(keys)
@@ -104,6 +111,7 @@ class TargetWriter:
 
     def ok(self, c: Change, anchor: str | None, note: str | None) -> None:
         """Record a change the target accepted."""
+        self._done(c)
         if c.key not in self.rows and c.op != Op.CREATE:
             self._load({c.key})  # evicted after an earlier flush
         row = self.rows.get(c.key)
@@ -124,6 +132,8 @@ class TargetWriter:
             row["status"], row["status_since"] = "disabled", self.as_of
         elif c.op in (Op.ENABLE, Op.RESTORE):
             row["status"], row["status_since"] = ("active" if c.op == Op.ENABLE else "disabled"), self.as_of
+            if c.attrs:  # an enable carries the placement it was put back into
+                row["attrs"] = {**row["attrs"], **c.attrs}
         elif c.op == Op.DELETE:
             if self.soft_delete and c.kind == "person":
                 row["status"], row["status_since"] = "deleted", self.as_of
@@ -141,6 +151,7 @@ class TargetWriter:
 
     def failed(self, c: Change, result: str, error: str) -> None:
         """Record a change the target refused (rejected) or that could not be done (failed)."""
+        self._done(c)
         self.log.append((c, now_iso(), result, error))
 
     def flush(self) -> None:
@@ -184,12 +195,16 @@ class TargetWriter:
                 )
             bulk_insert(conn, t.objects, inserts)
             bulk_insert(conn, t.changelog, log_rows)
-        # Forget what is written: the next change to one of these reloads it.
+        # Forget what is written, unless a change still to come needs it.
         for k in keys:
-            row = self.rows.pop(k, None)
+            row = self.rows.get(k) if self._pending.get(k, 0) > 0 else self.rows.pop(k, None)
             self.anchors[k] = None if row is None else row["anchor"]
         self.dirty.clear()
         self.log = []
+
+    def _done(self, c: Change) -> None:
+        if c.op != Op.CREATE and self._pending.get(c.key, 0) > 0:
+            self._pending[c.key] -= 1
 
     def finish(self) -> None:
         """Flush and advance the target's version (the state cookie)."""
@@ -283,3 +298,61 @@ def _existing(conn: sa.Connection, col: sa.Column, values: list[str]) -> set[str
     for i in range(0, len(values), _CHUNK):
         out.update(r[0] for r in conn.execute(sa.select(col).where(col.in_(values[i : i + _CHUNK]))))
     return out
+
+
+def forget_objects(store: StateStore, target: str, keys: list[str], run_id: str, reason: str) -> int:
+    """Forget objects found deleted by hand in the target, so the next run creates them again.
+
+    A forgotten person is also taken out of the recorded members of the target's groups
+    (else the re-created account would never be added back). Logged as op "forget".
+    """
+    if not keys:
+        return 0
+    o = t.objects.c
+    stamp = now_iso()
+    gone = set(keys)
+    with store.engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(o.key, o.kind, o.person_id, o.username).where(o.target == target, o.key.in_(keys))
+        ).all()
+        groups = conn.execute(
+            sa.select(o.key, o.attrs, o.members).where(
+                o.target == target, o.kind == "group", o.members.is_not(None)
+            )
+        ).all()
+        for gkey, attrs_json, members_json in groups:
+            members = json.loads(members_json)
+            kept = [m for m in members if m[0] not in gone]
+            if len(kept) != len(members):
+                kept_json = dumps(kept)
+                conn.execute(
+                    t.objects.update()
+                    .where(o.target == target, o.key == gkey)
+                    .values(
+                        members=kept_json,
+                        digest=digest_json("group", attrs_json, kept_json),
+                        updated_at=stamp,
+                    )
+                )
+        conn.execute(t.objects.delete().where(o.target == target, o.key.in_(keys)))
+        log = [
+            {
+                "run_id": run_id,
+                "at": stamp,
+                "target": target,
+                "op": "forget",
+                "kind": kind,
+                "key": key,
+                "person_id": pid,
+                "username": user,
+                "before": None,
+                "after": None,
+                "reason": reason,
+                "result": "ok",
+                "error": None,
+            }
+            for key, kind, pid, user in rows
+        ]
+        bulk_insert(conn, t.changelog, log)
+        store.bump_version(conn, target)
+    return len(rows)

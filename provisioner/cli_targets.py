@@ -1,0 +1,207 @@
+"""CLI commands per live target: `bas feide check|reconcile`, `bas ad reconcile`, `bas m365 reconcile`.
+
+Kept apart from provisioner/cli.py (the run commands) so each file stays small. The
+commands get the CLI's lazily loaded context (config, state store) as ``click.pass_obj``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from provisioner import config as config_mod
+from provisioner import runner
+from provisioner.nin import mask_text
+from provisioner.targets import feide_session
+
+
+def fail(message: str, code: int = runner.EXIT_USAGE) -> None:
+    """Print an error and exit with the given code."""
+    click.echo(f"bas: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group("feide")
+def feide_group() -> None:
+    """The Feide catalog."""
+
+
+@feide_group.command("check")
+@click.option(
+    "--ldif", "ldif_file", type=click.Path(exists=True, dir_okay=False), help="Check this LDIF export."
+)
+@click.option("--target", "target_name", help="The Feide target to read (default: the first of kind feide).")
+@click.option("--realm", help="Feide realm for eduPersonPrincipalName (default: owner.realm).")
+@click.option("--show", default=200, show_default=True, help="Problems to print.")
+@click.pass_obj
+def feide_check(c: Any, ldif_file: str | None, target_name: str | None, realm: str | None, show: int) -> None:
+    """Validate the Feide catalog (live, or --ldif FILE) as Feide's validator does; exit 1 on errors."""
+    from connectors.base import ConnectorError
+    from provisioner.feide_check import check_entries, ldap_entries, ldif_entries
+
+    cfg = c.cfg if (c.config_path or not ldif_file or not realm) else None
+    the_realm = realm or (cfg.owner.realm if cfg else "")
+    if ldif_file:
+        source, entries = ldif_file, ldif_entries(ldif_file)
+        session = None
+    else:
+        assert cfg is not None
+        name, tcfg = _feide_target(cfg, target_name)
+        try:
+            session = feide_session(cfg, tcfg)
+        except config_mod.ConfigError as exc:
+            fail(f"targets.{name}: {exc}")
+        source, entries = f"{tcfg.url} {tcfg.base_dn}", ldap_entries(session, tcfg.base_dn, tcfg.page_size)
+    try:
+        problems, persons = check_entries(entries, the_realm)
+    except (ConnectorError, ValueError, OSError) as exc:
+        fail(f"feide check: cannot read {source}: {exc}")
+    finally:
+        if session is not None:
+            session.close()
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems[:show]:
+        click.echo(mask_text(p.render()))
+    if len(problems) > show:
+        click.echo(f"… {len(problems) - show} more")
+    click.echo(
+        f"feide check {source}: {persons} persons,"
+        f" {len(errors)} errors, {len(problems) - len(errors)} warnings"
+    )
+    sys.exit(1 if errors else 0)
+
+
+@feide_group.command("reconcile")
+@click.option("--target", "target_name", help="The Feide target (default: the first of kind feide).")
+@click.option("--repair", is_flag=True, help="Write the recorded attribute values back.")
+@click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")
+@click.pass_obj
+def feide_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool) -> None:
+    """Report drift in the live Feide catalog (exit 1 when there is any); --repair fixes what it can."""
+    from connectors.base import ConnectorError
+    from provisioner.reconcile import reconcile_feide
+    from provisioner.state.store import LockHeld
+
+    cfg = c.cfg
+    name, _ = _feide_target(cfg, target_name)
+    try:
+        run_id, drift = reconcile_feide(cfg, c.store, name, repair=repair)
+    except config_mod.ConfigError as exc:
+        fail(str(exc))
+    except LockHeld as exc:
+        fail(str(exc), code=runner.EXIT_LOCKED)
+    except ConnectorError as exc:
+        fail(str(exc), code=runner.EXIT_ERRORS)
+    summary = f"{name}: {len(drift)} difference(s) between Feide and the state store (run {run_id})"
+    _print_drift(drift, as_json, summary)
+
+
+def _print_drift(drift: list, as_json: bool, summary: str) -> None:
+    """Print drift as JSON or as text lines with a summary; exit 1 when some is unrepaired."""
+    if as_json:
+        click.echo(json.dumps([d.to_json() for d in drift], ensure_ascii=False, indent=1))
+    else:
+        for d in drift:
+            fixed = " (repaired)" if d.repaired else ""
+            click.echo(f"{d.kind:<10} {d.detail}{fixed}")
+            for attr, vals in d.attrs.items():
+                click.echo(f"{'':<10}   {attr}: {json.dumps(vals, ensure_ascii=False)}")
+        click.echo(summary)
+    if drift and not all(d.repaired for d in drift):
+        sys.exit(runner.EXIT_ERRORS)
+
+
+def _feide_target(cfg: config_mod.Config, name: str | None) -> tuple[str, config_mod.FeideConfig]:
+    """The named Feide target, or the first one; exit 2 when there is none with a url."""
+    feide = {n: t for n, t in cfg.targets.items() if isinstance(t, config_mod.FeideConfig)}
+    if name is not None and name not in feide:
+        fail(f"no Feide target {name!r} in the config (have: {', '.join(feide) or 'none'})")
+    chosen = name or next(iter(feide), None)
+    if chosen is None:
+        fail("no Feide target in the config")
+    tcfg = feide[chosen]
+    if not tcfg.url:
+        fail(f"targets.{chosen}.url is not set: it writes LDIF files; check one with --ldif FILE")
+    return chosen, tcfg
+
+
+@click.group("ad")
+def ad_group() -> None:
+    """Active Directory: read back and compare with what BAS recorded."""
+
+
+@ad_group.command("reconcile")
+@click.option("--target", "target_name", help="The AD target's name (default: the only AD target).")
+@click.option(
+    "--repair", is_flag=True, help="Write the recorded values back (attributes, place, state, members)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")
+@click.pass_obj
+def ad_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool) -> None:
+    """Report drift in the managed OUs (exit 1 when there is any); --repair fixes what it can."""
+    from connectors.base import ConnectorError
+    from provisioner.reconcile import reconcile_ad
+    from provisioner.state.store import LockHeld
+
+    cfg = c.cfg
+    ads = [n for n, t in cfg.targets.items() if t.kind == "ad"]
+    name = target_name or (ads[0] if len(ads) == 1 else None)
+    if name not in ads:
+        fail(f"name the AD target with --target (AD targets: {', '.join(ads) or 'none'})")
+    try:
+        run_id, drift = reconcile_ad(cfg, c.store, name, repair=repair)
+    except config_mod.ConfigError as exc:
+        fail(str(exc))
+    except LockHeld as exc:
+        fail(str(exc), code=runner.EXIT_LOCKED)
+    except ConnectorError as exc:
+        fail(str(exc), code=runner.EXIT_ERRORS)
+    _print_drift(
+        drift, as_json, f"{name}: {len(drift)} difference(s) between AD and the state store (run {run_id})"
+    )
+
+
+@click.group("m365")
+def m365_group() -> None:
+    """Microsoft 365: read the tenant back and compare with what BAS recorded."""
+
+
+@m365_group.command("reconcile")
+@click.option("--target", "target_name", help="The Microsoft 365 target's name (default: the only one).")
+@click.option("--repair", is_flag=True, help="Write the recorded values back (attributes, sign-in, restore).")
+@click.option("--full", is_flag=True, help="Read every user, not only the changes since the last reconcile.")
+@click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")
+@click.pass_obj
+def m365_reconcile(c: Any, target_name: str | None, repair: bool, full: bool, as_json: bool) -> None:
+    """Report user drift in the tenant (exit 1 when there is any); --repair fixes what it can."""
+    from connectors.base import ConnectorError
+    from connectors.m365 import client_from_config
+    from connectors.m365_reconcile import reconcile
+
+    cfg = c.cfg
+    names = [n for n, t in cfg.targets.items() if t.kind == "m365"]
+    name = target_name or (names[0] if len(names) == 1 else None)
+    if name not in names:
+        fail(f"name the Microsoft 365 target with --target (targets: {', '.join(names) or 'none'})")
+    try:
+        client = client_from_config(cfg, cfg.targets[name])
+    except config_mod.ConfigError as exc:
+        fail(str(exc))
+    try:
+        drift = reconcile(client, c.store, name, c.store.iter_objects(name), repair=repair, full=full)
+    except ConnectorError as exc:
+        fail(str(exc), code=runner.EXIT_ERRORS)
+    finally:
+        client.close()
+    _print_drift(
+        drift, as_json, f"{name}: {len(drift)} difference(s) between Microsoft 365 and the state store"
+    )
+
+
+def register(main: click.Group) -> None:
+    """Add the feide, ad and m365 command groups to the main group."""
+    for group in (feide_group, ad_group, m365_group):
+        main.add_command(group)

@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the state store (run by ``bas db upgrade``)."""

@@ -1,0 +1,114 @@
+"""Helpers for the Microsoft 365 tests: a local Graph, a tiny SIS, a config applying to it, reads."""
+
+from __future__ import annotations
+
+import csv
+import stat
+from pathlib import Path
+from typing import Any
+
+from provisioner import config as config_mod
+from provisioner import runner
+from provisioner.runner import RunOutcome
+from provisioner.state.store import StateStore
+from tests.fake_graph import FakeGraph
+from tests.sisbuilder import Sis, config_toml
+
+SKU_STUDENT = "314c4481-f395-4525-be8b-2ec4bb1e9d91"  # the A1 for students SKU id
+SKU_TEACHER = "94763226-9b3c-4e75-a931-5c89701abe66"  # the A1 for faculty SKU id
+PLAN_OFF = "a23b959c-7ce8-4e57-9140-b90eb88a9e97"  # a service plan switched off
+
+
+class M365Env:
+    """A tiny SIS, a state store and a config whose m365 target applies to a FakeGraph."""
+
+    def __init__(self, tmp: Path, sis: Sis, *, skus: tuple[str, ...] = (SKU_STUDENT, SKU_TEACHER)) -> None:
+        self.tmp, self.sis = tmp, sis
+        self.graph = FakeGraph(tmp / "graph", skus=skus)
+        self.src = f"sqlite:///{tmp / 'sis.db'}"
+        self.store = StateStore(f"sqlite:///{tmp / 'state.db'}")
+        (tmp / "graph.secret").write_text(self.graph.client_secret + "\n", encoding="utf-8")
+        self.password_dir = tmp / "pw"
+        self.owner_id = self.graph.directory.add_user(
+            userPrincipalName="it-admin@skole.eksempel.no", displayName="IT", mailNickname="it-admin"
+        )
+        self.licenses: dict[str, list[dict[str, Any]]] = {
+            "student": [{"sku_id": SKU_STUDENT, "disabled_plans": [PLAN_OFF]}],
+            "teacher": [{"sku_id": SKU_TEACHER}],
+        }
+        self.configure()
+
+    def settings(self, **m365: Any) -> dict[str, Any]:
+        """The scalar [targets.m365] settings for this fake Graph (overridable)."""
+        return {
+            "mode": "apply",
+            "tenant_id": self.graph.tenant,
+            "client_id": self.graph.client_id,
+            "client_secret_file": str(self.tmp / "graph.secret"),
+            "authority_host": self.graph.url,
+            "graph_url": self.graph.graph_url,
+            "ca_file": str(self.graph.ca_file),
+            "password_dir": str(self.password_dir),
+            "fallback_owner": "it-admin@skole.eksempel.no",
+            "timeout": 20.0,
+            **m365,
+        }
+
+    def config_text(self, **m365: Any) -> str:
+        """The whole config TOML (licences appended as tables)."""
+        text = config_toml(
+            self.tmp,
+            self.src,
+            self.store.url,
+            targets=("m365",),
+            target_settings={"m365": self.settings(**m365)},
+        )
+        for role, lics in self.licenses.items():
+            for lic in lics:
+                text += f'\n[[targets.m365.licenses.{role}]]\nsku_id = "{lic["sku_id"]}"\n'
+                if lic.get("disabled_plans"):
+                    text += "disabled_plans = [" + ", ".join(f'"{p}"' for p in lic["disabled_plans"]) + "]\n"
+        return text
+
+    def configure(self, **m365: Any) -> None:
+        """(Re)write and load the config."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        path = self.tmp / "bas.toml"
+        path.write_text(self.config_text(**m365), encoding="utf-8")
+        self.config_path = path
+        self.cfg = config_mod.load(path)
+
+    def sync(self, as_of: str, **kw: Any) -> RunOutcome:
+        """Write the SIS and run one sync."""
+        self.sis.write(self.src)
+        return runner.sync(self.cfg, self.store, as_of=as_of, **kw)
+
+    def objects(self) -> dict[str, dict[str, Any]]:
+        """The m365 target's stored objects by key."""
+        return {o["key"]: o for o in self.store.iter_objects("m365")}
+
+    def user(self, pid: str) -> dict[str, Any] | None:
+        """The tenant's active user of a person (by the stored anchor)."""
+        return self.graph.directory.users.get(self.objects()[pid]["anchor"])
+
+    def changelog(self, result: str | None = None) -> list[dict[str, Any]]:
+        """Changelog rows of the m365 target."""
+        with self.store.engine.connect() as c:
+            rows = [
+                dict(r._mapping) for r in c.exec_driver_sql("SELECT * FROM changelog WHERE target = 'm365'")
+            ]
+        return [r for r in rows if result is None or r["result"] == result]
+
+    def passwords(self) -> dict[str, str]:
+        """username -> password from the school office files (each checked to be 0600)."""
+        out = {}
+        for f in self.password_dir.glob("*.csv"):
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600
+            rows = list(csv.reader(f.read_text(encoding="utf-8-sig").splitlines(), delimiter=";"))
+            out.update({r[0]: r[2] for r in rows[1:]})
+        return out
+
+    def close(self) -> None:
+        """Stop the fake Graph and release the store."""
+        self.graph.close()
+        self.store.close()

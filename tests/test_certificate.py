@@ -1,0 +1,229 @@
+"""The plan certificate: a run whose inputs did not change reuses the certified plan, and only then."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner import certificate
+from provisioner.executor import TargetResult
+from provisioner.plan import CORE, Change, Op, Plan, TargetPlan
+from provisioner.runner import EXIT_OK
+from tests.sisbuilder import Sis, small_sis
+from tests.test_pipeline import DAY1, DAY2, Env, ok
+
+
+@pytest.fixture()
+def env(tmp_path: Path):  # noqa: ANN201
+    e = Env(tmp_path, small_sis())
+    ok(e.sync(DAY1))
+    yield e
+    e.store.close()
+
+
+def dry(env: Env, day: str = DAY1, **kw: object) -> Plan:
+    out = env.sync(day, dry_run=True, **kw)
+    assert out.exit_code == EXIT_OK, out.message
+    assert out.plan is not None
+    return out.plan
+
+
+def same_changes(a: Plan, b: Plan) -> bool:
+    return [(tp.target, tp.changes, tp.population) for tp in a.targets] == [
+        (tp.target, tp.changes, tp.population) for tp in b.targets
+    ]
+
+
+def test_a_clean_apply_certifies_the_next_plan(env: Env) -> None:
+    plan = dry(env)
+    assert plan.basis == "certified"
+    for name in (CORE, "itslearning", "feide"):
+        assert plan.target(name).changes == ()
+    # AD and Microsoft 365 are plan-only here: their changes come again, certified or not.
+    assert plan.target("ad").changes and plan.target("m365").changes
+    assert same_changes(plan, dry(env, full=True))
+
+
+def test_one_changed_source_row_means_a_full_plan(env: Env) -> None:
+    env.sis.update_person("S2", family_name="Hansen-Berg")
+    plan = dry(env)
+    assert plan.basis == "full"
+    assert [c.op for c in plan.target("itslearning").changes] == [Op.UPDATE]
+    again = dry(env)  # the full plan just made is certified for the same inputs
+    assert again.basis == "certified" and same_changes(again, plan)
+
+
+def test_another_day_config_or_state_means_a_full_plan(env: Env) -> None:
+    assert dry(env, DAY2).basis == "full"  # timers and activity count whole days
+    assert dry(env, DAY1).basis == "full"  # the certificate now holds DAY2's plan
+    assert dry(env, DAY1).basis == "certified"
+    env.configure(safety={"max_deletes": 7})
+    assert dry(env).basis == "full"
+    assert dry(env).basis == "certified"
+    env.store.reserve_usernames(["olanor9"], note="test")  # fewer free names: state version bumps
+    assert dry(env).basis == "full"
+
+
+def test_full_ignores_the_certificate_and_a_broken_one_is_replaced(env: Env) -> None:
+    assert dry(env, full=True).basis == "full"
+    env.store.save_certificate("{not json")
+    assert dry(env).basis == "full"
+    assert dry(env).basis == "certified"
+
+
+def test_removals_are_not_predicted_but_the_plan_after_is_certified(env: Env) -> None:
+    env.sis.end_enrollments("S3", "2025-09-30")
+    out = ok(env.sync(DAY1))
+    assert any(c.op is Op.DELETE for c in out.plan.target("itslearning").changes)
+    full = dry(env)
+    assert full.basis == "full"  # a removal can set off later rules (purges): recompute
+    assert dry(env).basis == "certified"
+
+
+def test_a_rejected_change_leaves_nothing_certified(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.base import RejectedError
+    from connectors.itslearning import ItslearningConnector
+
+    real = ItslearningConnector.apply
+
+    def refuse_s7(self, change):  # noqa: ANN001, ANN202
+        if change.key == "S7":
+            raise RejectedError("refused by test")
+        return real(self, change)
+
+    monkeypatch.setattr(ItslearningConnector, "apply", refuse_s7)
+    env.sis.student("S7", "NORD", "Siv", "Ny")
+    out = env.sync(DAY1)
+    assert out.status == "done_with_errors"
+    assert env.store.load_certificate() is None
+    plan = dry(env)
+    assert plan.basis == "full"
+    # ...and S7's group adds, which waited for the account (the store never recorded them)
+    assert [(c.op, c.key) for c in plan.target("itslearning").changes] == [
+        (Op.CREATE, "S7"),
+        (Op.ADD_MEMBERS, "school:NORD:students"),
+    ]
+
+
+def test_large_plans_are_not_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(certificate, "MAX_CHANGES", 3)
+    e = Env(tmp_path, small_sis())
+    try:
+        assert dry(e).basis == "full"
+        assert e.store.load_certificate() is None
+        assert dry(e).basis == "full"
+    finally:
+        e.store.close()
+
+
+def test_a_source_drop_is_refused_with_a_certificate_in_place(tmp_path: Path) -> None:
+    sis = Sis().school("NORD", "974000001", "NORDBY")
+    for i in range(10):
+        sis.student(f"S{i}", "NORD", "Elev", f"Nummer{i}")
+    e = Env(tmp_path, sis)
+    try:
+        ok(e.sync(DAY1))
+        assert dry(e).basis == "certified"
+        for i in range(5):
+            e.sis.remove_person(f"S{i}")
+        out = e.sync(DAY1, dry_run=True)
+        assert out.status == "refused"
+    finally:
+        e.store.close()
+
+
+# -- predict_after_apply, table-driven ---------------------------------------------------------------------
+
+
+def _plan(*tps: TargetPlan) -> Plan:
+    return Plan("r1", "t", DAY1, {}, tps, source_digests={"persons": "x"})
+
+
+def _c(target: str, op: Op = Op.CREATE) -> Change:
+    return Change(target, op, "person", "P1", "why")
+
+
+RES_OK = {"its": TargetResult("its", "applied", ok=1), CORE: TargetResult(CORE, "applied", ok=1)}
+
+
+@pytest.mark.parametrize(
+    ("tps", "results", "expect"),
+    [
+        # applied in full: nothing left, population from the store
+        ((TargetPlan("its", (_c("its"),), 0),), RES_OK, [("its", 0, 5)]),
+        # plan-only and held targets keep their changes and population
+        ((TargetPlan("ad", (_c("ad"),), 2, dry_run=True),), {}, [("ad", 1, 2)]),
+        # a rejected object, a failed target, or a partial apply: not predictable
+        ((TargetPlan("its", (_c("its"),), 0),), {"its": TargetResult("its", "applied", rejected=1)}, None),
+        ((TargetPlan("its", (_c("its"),), 0),), {"its": TargetResult("its", "failed")}, None),
+        ((TargetPlan("its", (_c("its"), _c("its")), 0),), RES_OK, None),
+        # removals set off later rules
+        ((TargetPlan("its", (_c("its", Op.DELETE),), 0),), RES_OK, None),
+        ((TargetPlan(CORE, (_c(CORE, Op.DISABLE),), 0),), RES_OK, None),
+    ],
+)
+def test_predict_after_apply(tps: tuple, results: dict, expect: list | None) -> None:
+    got = certificate.predict_after_apply(_plan(*tps), results, {"its": 5, CORE: 9})
+    if expect is None:
+        assert got is None
+    else:
+        assert [(tp.target, len(tp.changes), tp.population) for tp in got.targets] == expect
+
+
+def test_predict_needs_source_digests() -> None:
+    plan = Plan("r1", "t", DAY1, {}, (TargetPlan("its", (), 0),))
+    assert certificate.predict_after_apply(plan, {}, {}) is None
+
+
+def test_group_adds_wait_for_a_member_whose_create_failed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store must not record S7 as a member of 6A while S7's account does not exist."""
+    from connectors.base import RejectedError
+    from connectors.itslearning import ItslearningConnector
+
+    real = ItslearningConnector.apply
+
+    def refuse_s7(self, change):  # noqa: ANN001, ANN202
+        if change.key == "S7" and change.op is Op.CREATE:
+            raise RejectedError("refused by test")
+        return real(self, change)
+
+    monkeypatch.setattr(ItslearningConnector, "apply", refuse_s7)
+    env.sis.student("S7", "NORD", "Siv", "Ny")
+    env.sis.student("S8", "NORD", "Per", "Ny")
+    g = next(m for m in env.sis.memberships if m.group_id == "NORD-6A")
+    env.sis.memberships += [g._replace(person_id="S7"), g._replace(person_id="S8")]
+    out = env.sync(DAY1)
+    assert out.status == "done_with_errors"
+    members = {m[0] for m in env.objects("itslearning")["NORD-6A"]["members"]}
+    assert "S8" in members and "S7" not in members
+    monkeypatch.setattr(ItslearningConnector, "apply", real)
+    again = ok(env.sync(DAY1))
+    its = [(c.op, c.key, c.members) for c in again.plan.target("itslearning").changes]
+    assert (Op.CREATE, "S7", ()) in its and (Op.ADD_MEMBERS, "NORD-6A", (("S7", "01"),)) in its
+    assert "S7" in {m[0] for m in env.objects("itslearning")["NORD-6A"]["members"]}
+
+
+def test_a_group_add_of_only_failed_members_is_skipped(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.base import RejectedError
+    from connectors.itslearning import ItslearningConnector
+
+    real = ItslearningConnector.apply
+
+    def refuse_s7(self, change):  # noqa: ANN001, ANN202
+        if change.key == "S7" and change.op is Op.CREATE:
+            raise RejectedError("refused by test")
+        return real(self, change)
+
+    monkeypatch.setattr(ItslearningConnector, "apply", refuse_s7)
+    env.sis.student("S7", "NORD", "Siv", "Ny")
+    g = next(m for m in env.sis.memberships if m.group_id == "NORD-6A")
+    env.sis.memberships.append(g._replace(person_id="S7"))
+    out = env.sync(DAY1)
+    r = out.results["itslearning"]
+    assert (r.rejected, r.skipped) == (1, 2)  # 6A and the school's all-students group
+    rows = [x for x in env.changelog(out.run_id) if x["target"] == "itslearning"]
+    assert {(x["op"], x["key"], x["result"]) for x in rows} >= {
+        ("create", "S7", "rejected"),
+        ("add_members", "NORD-6A", "skipped"),
+    }

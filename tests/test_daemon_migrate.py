@@ -1,0 +1,146 @@
+"""Alembic migrations of the state store, on SQLite and PostgreSQL.
+
+From an empty database and from the previous revision the migrated schema must equal
+``schema.metadata`` (Alembic's autogenerate comparison finds no difference), data
+survives, and a StateStore refuses a database that is behind with "run bas db upgrade".
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from provisioner.state import migrate
+from provisioner.state import schema as t
+from provisioner.state.store import StateStore
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def _diff(engine: sa.Engine) -> list:
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn), t.metadata)
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_upgrade_from_empty_matches_schema(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    try:
+        assert migrate.upgrade(engine) == (None, migrate.head())
+        assert _diff(engine) == []
+        assert "daemon_status" in _tables(engine)
+        store = StateStore(db_url)  # at head: accepted as it is
+        store.close()
+    finally:
+        engine.dispose()
+
+
+def test_create_all_and_stamp_equals_the_migrations(db_url: str) -> None:
+    store = StateStore(db_url)  # a brand-new database: create_all + stamp head
+    try:
+        with store.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == migrate.head()
+            version = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version"))
+            assert version.scalar() == t.SCHEMA_VERSION
+        assert _diff(store.engine) == []
+    finally:
+        store.close()
+
+
+def test_upgrade_from_previous_revision_keeps_data(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0001")
+        assert "daemon_status" not in _tables(engine)
+        with engine.begin() as conn:
+            conn.execute(
+                t.usernames.insert().values(
+                    username="olanor", person_id="p1", nin=None, origin="issued", created_at="2025-01-01"
+                )
+            )
+        with pytest.raises(migrate.SchemaError, match="run `bas db upgrade`"):
+            StateStore(db_url)
+        assert migrate.upgrade(engine) == ("0001", migrate.head())
+        assert _diff(engine) == []
+        store = StateStore(db_url)
+        try:
+            assert store.username_record("olanor")["person_id"] == "p1"
+            with store.engine.connect() as conn:
+                version = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version"))
+                assert version.scalar() == "2"
+        finally:
+            store.close()
+        # Downgrade and upgrade again: the second revision is reversible.
+        migrate.upgrade(engine, "head")
+        from alembic import command
+
+        with engine.begin() as conn:
+            command.downgrade(migrate.alembic_config(conn), "0001")
+        assert "daemon_status" not in _tables(engine)
+    finally:
+        engine.dispose()
+
+
+def test_pre_migration_database_is_taken_as_baseline(db_url: str) -> None:
+    """A database made by BAS before migrations (no alembic_version) upgrades from 0001."""
+    engine = sa.create_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE alembic_version"))
+        with engine.connect() as conn:
+            assert migrate.current(conn) == migrate.BASELINE
+        with pytest.raises(migrate.SchemaError, match="0001"):
+            StateStore(db_url)
+        assert migrate.upgrade(engine) == ("0001", migrate.head())
+        assert _diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_newer_revision_is_refused(db_url: str) -> None:
+    store = StateStore(db_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    store.close()
+    with pytest.raises(migrate.SchemaError, match="newer BAS"):
+        StateStore(db_url)
+
+
+def test_cli_db_upgrade_and_current(tmp_path: Path) -> None:
+    state = tmp_path / "state.sqlite"
+    engine = sa.create_engine(f"sqlite:///{state}")
+    migrate.upgrade(engine, "0001")
+    engine.dispose()
+    conf = tmp_path / "bas.toml"
+    conf.write_text(
+        '[owner]\nname = "X"\norg_number = "999888777"\nrealm = "x.no"\nmail_domain = "x.no"\n'
+        f'[source]\nurl = "sqlite:///{tmp_path / "sis.sqlite"}"\n[state]\nurl = "sqlite:///state.sqlite"\n',
+        encoding="utf-8",
+    )
+    bas = [sys.executable, "-m", "provisioner.cli", "--config", str(conf)]
+    p = subprocess.run([*bas, "runs"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "run `bas db upgrade`" in p.stderr, p.stderr
+    p = subprocess.run([*bas, "db", "current"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "revision 0001" in p.stdout
+    p = subprocess.run([*bas, "db", "upgrade"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and f"from revision 0001 to {migrate.head()}" in p.stdout, p.stderr
+    p = subprocess.run([*bas, "db", "current"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0
+    p = subprocess.run([*bas, "runs"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr

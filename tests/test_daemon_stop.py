@@ -1,0 +1,170 @@
+"""The executor's stop hook and the run lock across processes, on SQLite and PostgreSQL.
+
+A run stopped between changes is recorded "interrupted", keeps what it applied (in the
+state store and in the target's files), and the next run applies exactly the rest.
+Two processes on one PostgreSQL database never hold the run lock at once, and a holder
+killed on another host does not block the next run (the advisory lock dies with it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from provisioner import demo_data, runner
+from provisioner.state.store import LockHeld, StateStore
+from tests.sisbuilder import make_config
+
+DAY = dt.date(2025, 10, 1)
+SMALL = demo_data.Scale(1, 0, 0, 0, 0, students=40, employees=6, guardians=50, groups=8, memberships=200)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+class _StopAfter:
+    """Wraps a real connector: sets ``stop`` once ``n`` changes were applied through it."""
+
+    def __init__(self, inner: object, stop: threading.Event, n: int) -> None:
+        self.inner, self.stop, self.n, self.applied = inner, stop, n, 0
+
+    def begin(self, *a: object) -> None:
+        self.inner.begin(*a)
+
+    def apply(self, change: object) -> object:
+        out = self.inner.apply(change)
+        self.applied += 1
+        if self.applied >= self.n:
+            self.stop.set()
+        return out
+
+    def finish(self, current: object) -> None:
+        self.inner.finish(current)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = f"sqlite:///{tmp_path / 'sis.sqlite'}"
+    demo_data.generate(src, SMALL, seed=3, as_of=DAY)
+    cfg = make_config(tmp_path, src, db_url, targets=("itslearning", "feide"))
+    store = StateStore(db_url)
+    stop = threading.Event()
+    real_build = runner.build_connector
+    wrapped: list[_StopAfter] = []
+
+    def build(cfg_: object, name: str) -> object:
+        c = real_build(cfg_, name)
+        if name == "itslearning" and not wrapped:  # the first run only
+            wrapped.append(_StopAfter(c, stop, 25))
+            return wrapped[-1]
+        return c
+
+    monkeypatch.setattr(runner, "build_connector", build)
+    try:
+        first = runner.sync(cfg, store, as_of=DAY.isoformat(), stop=stop)
+        assert (first.status, first.exit_code) == ("interrupted", runner.EXIT_INTERRUPTED)
+        planned = len(first.plan.target("itslearning").changes)
+        assert first.results["itslearning"].status == "interrupted"
+        assert first.results["itslearning"].ok == 25 < planned
+        assert first.results["feide"].status == "interrupted" and first.results["feide"].ok == 0
+        assert store.get_run(first.run_id)["status"] == "interrupted"
+        assert len(list(store.iter_objects("itslearning"))) == 25  # flushed, though BATCH is 20000
+        assert list(store.iter_objects("feide")) == []
+        # The interrupted file target still wrote out what it applied.
+        deltas = list((tmp_path / "itslearning").glob("ims-delta-*.xml"))
+        assert len(deltas) == 1 and deltas[0].read_text(encoding="utf-8").count("<person") > 0
+
+        stop.clear()
+        second = runner.sync(cfg, store, as_of=DAY.isoformat(), stop=stop)
+        assert second.status == "done", second.message
+        assert len(second.plan.target("itslearning").changes) == planned - 25
+        assert second.results["itslearning"].ok == planned - 25
+        assert second.results["feide"].ok == len(first.plan.target("feide").changes)
+        third = runner.sync(cfg, store, dry_run=True, as_of=DAY.isoformat(), full=True)
+        for t in ("core", "itslearning", "feide"):
+            assert third.plan.target(t).changes == (), t
+    finally:
+        store.close()
+
+
+def test_stop_while_planning_applies_nothing(db_url: str, tmp_path: Path) -> None:
+    src = f"sqlite:///{tmp_path / 'sis.sqlite'}"
+    demo_data.generate(src, SMALL, seed=3, as_of=DAY)
+    cfg = make_config(tmp_path, src, db_url, targets=("itslearning",))
+    store = StateStore(db_url)
+    try:
+        stop = threading.Event()
+        stop.set()
+        out = runner.sync(cfg, store, as_of=DAY.isoformat(), stop=stop)
+        assert out.status == "interrupted" and store.get_run(out.run_id)["status"] == "interrupted"
+        assert store.identities() == {} and list(store.iter_objects("itslearning")) == []
+    finally:
+        store.close()
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import socket, sys, time
+    socket.gethostname = lambda: sys.argv[2]  # pretend to run on another host
+    from provisioner.state.store import StateStore
+    store = StateStore(sys.argv[1])
+    with store.run_lock("holder-run"):
+        print("locked", flush=True)
+        time.sleep(120)
+    """
+)
+
+
+def test_advisory_lock_across_processes_and_hosts(pg_url: str) -> None:
+    store = StateStore(pg_url)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, pg_url, "host-b"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        held = rf"holder-run holds the lock \(pid {holder.pid} on host-b"
+        with pytest.raises(LockHeld, match=held), store.run_lock("mine"):
+            pass
+        os.kill(holder.pid, signal.SIGKILL)  # dies holding it: no release, its row stays
+        holder.wait(timeout=10)
+        # The server ends the dead session and its advisory lock; the row of host-b is stale.
+        for _ in range(50):
+            try:
+                with store.run_lock("mine"):
+                    break
+            except LockHeld:
+                threading.Event().wait(0.1)
+        else:
+            pytest.fail("the lock of a killed holder on another host was never freed")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        store.close()
+
+
+def test_sqlite_keeps_the_row_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    a, b = StateStore(url), StateStore(url)
+    try:
+        with a.run_lock("run-a"), pytest.raises(LockHeld, match="run-a"), b.run_lock("run-b"):
+            pass
+    finally:
+        a.close()
+        b.close()
