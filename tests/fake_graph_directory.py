@@ -198,6 +198,9 @@ class Directory:
         self.lock = threading.RLock()
         self.users: dict[str, dict[str, Any]] = {}
         self.deleted: dict[str, dict[str, Any]] = {}  # soft-deleted users by id
+        # Active users' lower-cased UPN -> id: a scan per create made onboarding quadratic.
+        # A test that removes a user by hand leaves a stale entry; lookups check each hit.
+        self._by_upn: dict[str, str] = {}
         self.groups: dict[str, dict[str, Any]] = {}
         self.members: dict[str, set[str]] = {}
         self.owners: dict[str, set[str]] = {}
@@ -217,16 +220,28 @@ class Directory:
         with self.lock:
             uid = str(uuid.uuid4())
             self.users[uid] = {"id": uid, "accountEnabled": True, "assignedLicenses": [], **props}
+            self._index(uid)
             self._touch(uid)
             return uid
 
     def user_by_upn(self, upn: str) -> dict[str, Any] | None:
         """An active user by UPN (case-insensitive)."""
         with self.lock:
-            for u in self.users.values():
-                if u.get("userPrincipalName", "").lower() == upn.lower():
-                    return u
+            uid = self._by_upn.get(upn.lower())
+            u = self.users.get(uid) if uid is not None else None
+            if u is not None and str(u.get("userPrincipalName") or "").lower() == upn.lower():
+                return u
             return None
+
+    def _index(self, uid: str) -> None:
+        upn = str(self.users[uid].get("userPrincipalName") or "").lower()
+        if upn:
+            self._by_upn[upn] = uid
+
+    def _unindex(self, uid: str) -> None:
+        upn = str(self.users[uid].get("userPrincipalName") or "").lower()
+        if self._by_upn.get(upn) == uid:
+            del self._by_upn[upn]
 
     def expire_delta_tokens(self) -> None:
         """Make every delta token issued so far expired."""
@@ -270,6 +285,7 @@ class Directory:
                 if m == "PATCH":
                     return self._patch_user(uid, body)
                 if m == "DELETE":
+                    self._unindex(uid)
                     self.deleted[uid] = self.users.pop(uid)
                     self._touch(uid)
                     return 204, None, {}
@@ -298,6 +314,7 @@ class Directory:
                 if self.user_by_upn(upn) is not None:
                     return conflict("userPrincipalName")
                 self.users[uid] = self.deleted.pop(uid)
+                self._index(uid)
                 self._touch(uid)
                 return 200, self._select(self.users[uid], USER_PROPS, {}), {}
             return self._no(m)
@@ -410,6 +427,7 @@ class Directory:
         user = {k: v for k, v in body.items() if k != "passwordProfile"}
         user.update(id=uid, assignedLicenses=[])
         self.users[uid] = user
+        self._index(uid)
         self.passwords[uid] = pw
         self._touch(uid)
         return (
@@ -428,9 +446,11 @@ class Directory:
         user = self.users[uid]
         if "passwordProfile" in body:
             self.passwords[uid] = body["passwordProfile"].get("password", "")
+        self._unindex(uid)
         for k, v in body.items():
             if k != "passwordProfile":
                 user[k] = v
+        self._index(uid)
         self._touch(uid)
         return 204, None, {}
 
