@@ -14,6 +14,9 @@ what the requests mean:
   other inner answer goes back to the caller, one ``Resp`` per request, in order.
 - A throttled answer pauses every sender until its ``Retry-After`` has passed, so the
   client does not keep hammering a tenant that is already over its limit.
+- Writes are paced (``connectors.m365_pacing``): once the client has met throttling it
+  knows the tenant's write budget and holds writes back until Graph's window has room,
+  instead of bursting into 429s; with no throttling nothing is held back.
 
 Errors: a token that cannot be had because of the app's credentials, or a 401/403 on
 the client's own requests, is a ``FatalError``; retries used up is a ``TransientError``
@@ -34,6 +37,7 @@ import requests
 import structlog
 
 from connectors.base import FatalError, TransientError
+from connectors.m365_pacing import Budget, WritePacer
 
 log = structlog.get_logger("bas.graph")
 
@@ -222,6 +226,7 @@ class Stats:
     throttled: int = 0  # 429 answers
     retried: int = 0  # requests re-sent after 429/5xx/connection errors
     waited: float = 0.0  # seconds spent waiting for Retry-After or backoff
+    paced: float = 0.0  # seconds writes were held back to stay within the write budget
 
 
 class GraphClient:
@@ -240,6 +245,7 @@ class GraphClient:
         timeout: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        write_budget: Budget | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = tokens.token if isinstance(tokens, TokenSource) else tokens
@@ -252,6 +258,7 @@ class GraphClient:
         self._pause_until = 0.0
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self.pacer = WritePacer(write_budget, floor=BATCH_LIMIT)
         self.stats = Stats()
 
     def close(self) -> None:
@@ -272,6 +279,23 @@ class GraphClient:
         """Hold every sender for ``seconds`` from now (a throttled tenant)."""
         with self._lock:
             self._pause_until = max(self._pause_until, self._clock() + seconds)
+
+    def _reserve_writes(self, n: int) -> float:
+        """Wait until ``n`` writes fit the write budget and reserve them; the send time."""
+        while True:
+            now = self._clock()
+            wait = self.pacer.reserve(n, now)
+            if wait <= 0:
+                return now
+            self._sleep(wait)
+            with self._lock:
+                self.stats.paced += wait
+
+    def _learn(self, sent: float, retry_after: float | None) -> None:
+        """Tell the pacer about a 429 for a request sent at ``sent``."""
+        budget = self.pacer.throttled(sent, self._clock(), retry_after)
+        if budget is not None:
+            log.info("Graph write budget", writes=budget.limit, window_s=round(budget.window, 1))
 
     def _wait_turn(self) -> None:
         while True:
@@ -312,15 +336,21 @@ class GraphClient:
     ) -> Resp:
         """One request with retries; returns the final answer (2xx or a client error)."""
         url = self._url(path)
+        paced = method in WRITE_METHODS and not path.endswith("/$batch")  # a $batch paces its own
         refreshed = False
         last = ""
         for attempt in range(self.attempts):
+            sent = self._reserve_writes(1) if paced else self._clock()
             try:
                 resp = self._http(method, url, body, headers)
             except requests.RequestException as exc:
+                if paced:  # it may have taken effect: count it
+                    self.pacer.settle(1, sent, self._clock(), 1)
                 last = f"connection error: {exc.__class__.__name__}"
                 wait = self._backoff(attempt, None)
             else:
+                if paced:
+                    self.pacer.settle(1, sent, self._clock(), 0 if resp.status == 429 else 1)
                 if resp.status == 401 and not refreshed:
                     refreshed = True  # a token revoked or expired early: one fresh try
                     continue
@@ -334,6 +364,7 @@ class GraphClient:
                 if resp.status == 429:
                     with self._lock:
                         self.stats.throttled += 1
+                    self._learn(sent, ra)
                     self._pause(wait)
                     wait = 0.0  # _wait_turn does the waiting, for every sender
             if attempt + 1 < self.attempts:
@@ -390,16 +421,20 @@ class GraphClient:
     def _send_batch(self, reqs: list[Req]) -> list[Resp]:
         """One $batch request (retried as a whole on 429/5xx/connection errors); answers in order."""
         body = {"requests": [_batch_entry(str(i), r) for i, r in enumerate(reqs)]}
+        writes = sum(1 for r in reqs if r.is_write)
         with self._lock:
             self.stats.batches += 1
             self.stats.inner += len(reqs)
-            self.stats.writes += sum(1 for r in reqs if r.is_write)
+            self.stats.writes += writes
+        sent = self._reserve_writes(writes)
         try:
             resp = self.call("POST", "/$batch", body, {"Content-Type": "application/json"})
         except TransientError as exc:
+            self.pacer.settle(writes, sent, self._clock(), writes)  # some may have taken effect
             return [Resp(503, {"error": {"code": "serviceUnavailable", "message": str(exc)}})] * len(reqs)
         if not resp.ok or not isinstance(resp.body, dict):
             # The whole batch was refused (malformed): every request gets that answer.
+            self.pacer.settle(writes, sent, self._clock(), 0)
             return [resp] * len(reqs)
         by_id: dict[str, Resp] = {}
         for item in resp.body.get("responses", ()):
@@ -407,11 +442,16 @@ class GraphClient:
                 int(item.get("status", 500)), item.get("body"), dict(item.get("headers") or {})
             )
         answers = [by_id.get(str(i), Resp(502)) for i in range(len(reqs))]
-        throttled = [a.retry_after() or 0.0 for a in answers if a.status == 429]
+        # Graph counts every write it looked at; refused (429) and never-run (424) ones it did not.
+        accepted = sum(1 for r, a in zip(reqs, answers) if r.is_write and a.status not in (424, 429))
+        self.pacer.settle(writes, sent, self._clock(), accepted)
+        throttled = [a.retry_after() for a in answers if a.status == 429]
         if throttled:
             with self._lock:
                 self.stats.throttled += len(throttled)
-            self._pause(max(throttled))
+            known = [t for t in throttled if t is not None]
+            self._learn(sent, max(known) if known else None)
+            self._pause(max(known, default=0.0))
         return answers
 
 
