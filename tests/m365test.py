@@ -39,8 +39,8 @@ class M365Env:
         self.configure()
 
     def settings(self, **m365: Any) -> dict[str, Any]:
-        """The scalar [targets.m365] settings for this fake Graph (overridable)."""
-        return {
+        """The scalar [targets.m365] settings for this fake Graph (overridable; None leaves one out)."""
+        settings = {
             "mode": "apply",
             "tenant_id": self.graph.tenant,
             "client_id": self.graph.client_id,
@@ -53,6 +53,7 @@ class M365Env:
             "timeout": 20.0,
             **m365,
         }
+        return {k: v for k, v in settings.items() if v is not None}
 
     def config_text(self, **m365: Any) -> str:
         """The whole config TOML (licences appended as tables)."""
