@@ -226,7 +226,7 @@ class Stats:
     throttled: int = 0  # 429 answers
     retried: int = 0  # requests re-sent after 429/5xx/connection errors
     waited: float = 0.0  # seconds spent waiting for Retry-After or backoff
-    paced: float = 0.0  # seconds writes were held back to stay within the write budget
+    paced: float = 0.0  # seconds writes were held back by the write budget (summed over senders)
 
 
 class GraphClient:
@@ -337,6 +337,8 @@ class GraphClient:
         """One request with retries; returns the final answer (2xx or a client error)."""
         url = self._url(path)
         paced = method in WRITE_METHODS and not path.endswith("/$batch")  # a $batch paces its own
+        # The pacer learns the write budget from throttled writes only (a $batch with writes in it).
+        has_writes = paced or (path.endswith("/$batch") and _has_writes(body))
         refreshed = False
         last = ""
         for attempt in range(self.attempts):
@@ -364,7 +366,8 @@ class GraphClient:
                 if resp.status == 429:
                     with self._lock:
                         self.stats.throttled += 1
-                    self._learn(sent, ra)
+                    if has_writes:
+                        self._learn(sent, ra)
                     self._pause(wait)
                     wait = 0.0  # _wait_turn does the waiting, for every sender
             if attempt + 1 < self.attempts:
@@ -445,14 +448,20 @@ class GraphClient:
         # Graph counts every write it looked at; refused (429) and never-run (424) ones it did not.
         accepted = sum(1 for r, a in zip(reqs, answers) if r.is_write and a.status not in (424, 429))
         self.pacer.settle(writes, sent, self._clock(), accepted)
-        throttled = [a.retry_after() for a in answers if a.status == 429]
+        throttled = [(r.is_write, a.retry_after()) for r, a in zip(reqs, answers) if a.status == 429]
         if throttled:
             with self._lock:
                 self.stats.throttled += len(throttled)
-            known = [t for t in throttled if t is not None]
-            self._learn(sent, max(known) if known else None)
-            self._pause(max(known, default=0.0))
+            if any(w for w, _ in throttled):
+                self._learn(sent, max((t for w, t in throttled if w and t is not None), default=None))
+            self._pause(max((t for _, t in throttled if t is not None), default=0.0))
         return answers
+
+
+def _has_writes(body: Any) -> bool:
+    """True when a $batch body holds a write request."""
+    reqs = body.get("requests") if isinstance(body, dict) else None
+    return any(isinstance(r, dict) and r.get("method") in WRITE_METHODS for r in reqs or ())
 
 
 def _batch_entry(rid: str, r: Req) -> dict[str, Any]:

@@ -162,6 +162,98 @@ def test_paced_sender_keeps_within_a_tenth_of_the_limit_and_is_not_refused_again
     assert refused <= 20  # only the batch that met the limit first
 
 
+class WindowedGraph:
+    """A scripted requests session: $batch answers, writes limited per sliding window, a fake clock."""
+
+    def __init__(self, limit: int, window: float, latency: float) -> None:
+        self.limit, self.window, self.latency = limit, window, latency
+        self.now = 0.0
+        self.accepted: deque[float] = deque()
+        self.refused = 0
+        self.refuse_reads = range(0)  # the reads (by number) that answer 429
+        self.reads = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def request(self, method: str, url: str, json: Any = None, **_: Any) -> Any:
+        self.now += self.latency / 2
+        out = []
+        for r in json["requests"]:
+            if r["method"] == "GET":
+                self.reads += 1
+                if self.reads in self.refuse_reads:
+                    out.append({"id": r["id"], "status": 429, "headers": {"Retry-After": "5"}})
+                else:
+                    out.append({"id": r["id"], "status": 200, "body": {"value": []}})
+                continue
+            while self.accepted and self.accepted[0] <= self.now - self.window:
+                self.accepted.popleft()
+            if len(self.accepted) < self.limit:
+                self.accepted.append(self.now)
+                out.append({"id": r["id"], "status": 204})
+            else:
+                self.refused += 1
+                wait = self.accepted[0] + self.window - self.now
+                out.append({"id": r["id"], "status": 429, "headers": {"Retry-After": f"{wait:.3f}"}})
+        self.now += self.latency / 2
+        return _Answer({"responses": out})
+
+    def close(self) -> None:
+        return None
+
+
+class _Answer:
+    status_code = 200
+    headers: dict[str, str] = {}
+    content = b"{}"
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self._body = body
+
+    def json(self) -> dict[str, Any]:
+        return self._body
+
+
+def scripted_client(graph: WindowedGraph) -> GraphClient:
+    return GraphClient(
+        "https://graph.invalid/v1.0",
+        lambda: "token",
+        session=graph,  # type: ignore[arg-type]
+        concurrency=1,
+        attempts=20,
+        max_delay=600.0,
+        sleep=graph.sleep,
+        clock=graph.clock,
+    )
+
+
+def test_client_paces_after_the_first_429_on_a_fake_clock() -> None:
+    graph = WindowedGraph(limit=200, window=60.0, latency=0.5)
+    client = scripted_client(graph)
+    answers = client.send_all([Req("PATCH", f"/users/u{i}", {"jobTitle": "x"}) for i in range(1000)])
+    assert all(a.status == 204 for a in answers) and len(graph.accepted) <= 200
+    assert client.pacer.budget is not None and client.pacer.budget.limit == 200
+    assert 60.0 <= client.pacer.budget.window <= 61.0  # errs long by at most a round trip
+    assert graph.refused <= 20  # one batch met the limit; after that, none
+    assert client.stats.paced > 0
+    # 1,000 writes at 200 per 60 s: the last 200 cannot go before 240 s.
+    assert 240.0 <= graph.now <= 1.1 * (240.0 + 10 * 0.5)
+
+
+def test_throttled_reads_teach_no_write_budget() -> None:
+    graph = WindowedGraph(limit=10**6, window=60.0, latency=0.5)
+    graph.refuse_reads = range(31, 41)
+    client = scripted_client(graph)
+    assert all(a.status == 204 for a in client.send_all([Req("DELETE", f"/users/d{i}") for i in range(40)]))
+    answers = client.send_all([Req("GET", f"/users/u{i}") for i in range(60)])
+    assert all(a.status == 200 for a in answers)
+    assert client.stats.throttled > 0 and client.pacer.budget is None
+
+
 def test_client_learns_the_budget_from_the_local_graph_and_stops_being_refused(tmp_path: Path) -> None:
     fake = FakeGraph(tmp_path / "g")
     # 100 writes per 10 simulated s, the clock 10 times the wall clock: a window is 1 s.
