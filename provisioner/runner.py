@@ -95,8 +95,10 @@ def make_plan(
     for name, tcfg in cfg.enabled_targets().items():
         map_state, placement = mapping_for(tcfg.kind)
         objs = map_state(state, MappingContext(cfg.owner, tcfg, as_of))
-        digests = [digest(o.kind, o.attrs, o.members) for o in objs]
         index = store.target_index(name)
+        # Only a stored object has a digest to compare with; a new one is created whatever
+        # its digest is (the writer computes it once from the JSON it stores anyway).
+        digests = [digest(o.kind, o.attrs, o.members) if o.key in index else "" for o in objs]
         details = store.target_details(name, needs_details(objs, digests, index))
         changes = diff_target(
             name,
@@ -228,15 +230,7 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
     store.finish_run(
         plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
     )
-    code = (
-        EXIT_HELD
-        if held
-        else EXIT_ERRORS
-        if (bad or failed)
-        else EXIT_INTERRUPTED
-        if stopped
-        else EXIT_OK
-    )
+    code = EXIT_HELD if held else EXIT_ERRORS if (bad or failed) else EXIT_INTERRUPTED if stopped else EXIT_OK
     msg = "; ".join(f"{tp.target} held: {tp.hold.message}" for tp in held if tp.hold)
     log.info(
         "run finished",

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,9 +32,19 @@ _CERT = "plan_certificate"  # meta key of the plan certificate (provisioner.cert
 _ADVISORY_KEY = 0x0BA5_5E11_0C4B_0001
 
 
+# The last whole second, formatted (now_iso runs once per change); one tuple, replaced
+# whole, so a thread never pairs one second's text with another's number.
+_second: tuple[int, str] = (-1, "")
+
+
 def now_iso() -> str:
     """UTC timestamp in ISO format (microseconds: runs in one second still sort by time)."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    global _second
+    sec, us = divmod(time.time_ns() // 1000, 1_000_000)
+    known = _second
+    if known[0] != sec:
+        known = _second = (sec, dt.datetime.fromtimestamp(sec, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{known[1]}.{us:06d}+00:00"
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))

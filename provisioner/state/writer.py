@@ -62,17 +62,26 @@ class TargetWriter:
         # Changes still to come per key (not creates): a flushed row they need stays in
         # memory, else every group add after its create was flushed re-read the row.
         self._pending: Counter[str] = Counter()
+        self._new: set[str] = set()  # keys the store does not hold yet: inserted without a delete
 
     def preload(self, changes: Iterable[Change]) -> None:
         """Read the stored rows of every object the plan changes but does not create."""
         changes = list(changes)
         self._pending = Counter(c.key for c in changes if c.op != Op.CREATE)
         keys = {c.key for c in changes if c.op != Op.CREATE}
+        creates = {c.key for c in changes if c.op == Op.CREATE}
+        index = None
+        if len(creates) > 50:
+            # Many creates (a first run): one read of the index tells which keys are new,
+            # and their rows are then inserted without a delete first.
+            index = self._index = self.store.target_index(self.target)
+            self._new = {k for k in creates if k not in index}
         if keys:
-            self._load(keys)
+            self._load(keys, index)
 
-    def _load(self, keys: set[str]) -> None:
-        index = self.store.target_index(self.target) if len(keys) > 50 else self._index_of(keys)
+    def _load(self, keys: set[str], index: dict[str, IndexRow] | None = None) -> None:
+        if index is None:
+            index = self.store.target_index(self.target) if len(keys) > 50 else self._index_of(keys)
         details = self.store.target_details(self.target, [k for k in keys if k in index])
         for k in keys:
             row = index.get(k)
@@ -188,10 +197,12 @@ class TargetWriter:
                 }
             )
         log_rows = [_log_row(self.run_id, at, c, result, err, memo) for c, at, result, err in self.log]
+        stored = [k for k in keys if k not in self._new]
+        self._new.difference_update(keys)
         with self.store.engine.begin() as conn:
-            for i in range(0, len(keys), _CHUNK):
+            for i in range(0, len(stored), _CHUNK):
                 conn.execute(
-                    t.objects.delete().where(o.target == self.target, o.key.in_(keys[i : i + _CHUNK]))
+                    t.objects.delete().where(o.target == self.target, o.key.in_(stored[i : i + _CHUNK]))
                 )
             bulk_insert(conn, t.objects, inserts)
             bulk_insert(conn, t.changelog, log_rows)
