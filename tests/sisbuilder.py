@@ -58,6 +58,7 @@ def with_check_digits(base9: str) -> str | None:
 
 
 _issued: set[str] = set()
+_resume: dict[tuple[dt.date, bool], tuple[dt.date, int]] = {}  # next (day, individual) per start
 
 
 def synthetic_nin(born: dt.date | str = "2012-03-04", *, dnumber_ok: bool = False) -> str:
@@ -65,14 +66,20 @@ def synthetic_nin(born: dt.date | str = "2012-03-04", *, dnumber_ok: bool = Fals
 
     With ``dnumber_ok`` only one whose D-number twin has valid check digits too.
     """
-    day = dt.date.fromisoformat(born) if isinstance(born, str) else born
+    start = dt.date.fromisoformat(born) if isinstance(born, str) else born
+    # Resume where the last call for this date stopped: starting over made a test that
+    # asks for thousands of numbers quadratic.
+    day, first = _resume.get((start, dnumber_ok), (start, None))
     while True:
         for i in nin_mod.individual_range(day.year):
+            if first is not None and i < first:
+                continue
             n = nin_mod.make_synthetic(day, i)
             if n is not None and n not in _issued and (not dnumber_ok or dnumber(n) is not None):
                 _issued.add(n)
+                _resume[(start, dnumber_ok)] = (day, i + 1)
                 return n
-        day += dt.timedelta(days=1)
+        day, first = day + dt.timedelta(days=1), None
 
 
 def dnumber(fnr: str) -> str | None:

@@ -313,3 +313,30 @@ def test_ad_disable_then_delete_after_90_days_in_the_store(store: StateStore) ->
     assert _lifecycle_run(store, "ad", ad, False, "2025-12-30") == []  # 89 days
     assert _lifecycle_run(store, "ad", ad, False, "2025-12-31") == [("delete", "S1")]
     assert _status(store, "ad") is None
+
+
+def test_many_creates_replace_a_deleted_row_and_insert_the_new_ones(tmp_path: Path) -> None:
+    """A first-run-sized batch inserts new keys without a delete, yet replaces a stored (deleted) one."""
+    from provisioner.plan import Change, Op
+    from provisioner.state.writer import TargetWriter
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+
+    def create(key: str, name: str) -> Change:
+        return Change("t", Op.CREATE, "person", key, "test", person_id=key, attrs={"name": name})
+
+    def run(changes: list[Change]) -> None:
+        w = TargetWriter(store, "t", "r", "2025-01-01", soft_delete=True)
+        w.preload(changes)
+        for c in changes:
+            w.ok(c, f"anchor-{c.key}-{c.attrs.get('name', '')}", None)
+        w.finish()
+
+    run([create("p0", "old")])
+    run([Change("t", Op.DELETE, "person", "p0", "left", anchor="anchor-p0-old", person_id="p0")])
+    assert [o["status"] for o in store.iter_objects("t")] == ["deleted"]
+    run([create(f"p{i}", "new") for i in range(60)])
+    objs = {o["key"]: o for o in store.iter_objects("t")}
+    assert len(objs) == 60
+    assert objs["p0"]["status"] == "active" and objs["p0"]["attrs"] == {"name": "new"}
+    store.close()
