@@ -15,8 +15,11 @@ $batch and retries are ``connectors.graph_client``'s):
   a fresh password, since the first one was never handed out.
 - Lifecycle (SPEC): DISABLE blocks sign-in and revokes sessions; DELETE soft-deletes;
   RESTORE brings the user back from deleted items with its old id, licences and data
-  (a UPN taken meanwhile is a RejectedError saying so). A disable or delete that finds
-  nothing is success.
+  (a UPN taken meanwhile is a RejectedError saying so). A restore that finds nothing
+  (purged from deleted items by hand or by Microsoft) creates the user again from the
+  change's attributes, as a create does, and returns the new id; the enable and update
+  planned after it then have nothing to write. A disable or delete that finds nothing
+  is success.
 - Groups: security or Microsoft 365 groups, created with their teachers as owners (the
   configured fallback owner when there are none, so no group is ownerless); a create
   finds an existing group with the same mailNickname and displayName and adopts it.
@@ -86,6 +89,7 @@ class M365Connector(GroupSteps):
         self._resolve: AnchorResolver | None = None
         self._files: pw.PasswordFiles | None = None
         self._anchors: dict[tuple[str, str], str] = {}  # (kind, key) -> id, made or found this run
+        self._recreated: dict[tuple[str, str], str] = {}  # (kind, key) -> id of a purged user made again
         self._users: dict[str, dict[str, dict[str, Any]]] | None = None  # bulk lookup index
         self._groups: dict[str, list[dict[str, Any]]] | None = None
         self._fallback: str | None = None
@@ -107,7 +111,7 @@ class M365Connector(GroupSteps):
             if self.config.initial_passwords and self.password_dir
             else None
         )
-        self._anchors, self._users, self._groups = {}, None, None
+        self._anchors, self._recreated, self._users, self._groups = {}, {}, None, None
 
     def apply(self, change: Change) -> Applied:
         """Apply one change; typed errors on failure."""
@@ -373,6 +377,9 @@ class M365Connector(GroupSteps):
 
     def _update_user(self, c: Change) -> Steps:
         uid = self._need_anchor(c)
+        if self._remade(c):
+            # Created again this run from the same desired attributes (and licensed for them).
+            return Applied(anchor=uid, note="created again this run with these values: nothing to write")
         patch = {k: value(v) for k, v in c.attrs.items() if k in USER_ATTRS}
         if patch:
             (r,) = yield [Req("PATCH", f"/users/{uid}", patch)]
@@ -403,6 +410,8 @@ class M365Connector(GroupSteps):
 
     def _enable(self, c: Change) -> Steps:
         uid = self._need_anchor(c)
+        if self._remade(c):
+            return Applied(anchor=uid, note="created again this run, enabled")
         (r,) = yield [Req("PATCH", f"/users/{uid}", {"accountEnabled": True})]
         if r.status == 404:
             raise RejectedError(f"M365: person {c.key} ({uid}) is not in the tenant; cannot enable it")
@@ -435,9 +444,37 @@ class M365Connector(GroupSteps):
             (live,) = yield [Req("GET", f"/users/{uid}?$select=id")]
             if live.ok:
                 return Applied(anchor=uid, note="was not deleted")
-            raise RejectedError(
-                f"M365: cannot restore person {c.key} ({uid}): not in deleted items (purged?); it is"
-                f" created anew once restore_within_days ({self.config.restore_within_days}) have passed"
+            if live.status != 404:
+                raise graph_error(live, f"look up person {c.key} ({uid}) after a restore found nothing")
+            if "userPrincipalName" not in c.attrs:
+                # A plan saved before restores carried the attributes: nothing to create from.
+                raise RejectedError(
+                    f"M365: cannot restore person {c.key} ({uid}): not in deleted items (purged?) and"
+                    " the change carries no attributes to create it from; plan again"
+                )
+            # Purged from deleted items (by an admin, or by Microsoft): created again exactly
+            # like a create, adoption rules, password file and licences included.
+            try:
+                made = yield from self._create_user(c)
+            except RejectedError as exc:
+                raise RejectedError(
+                    f"M365: person {c.key} ({uid}) is not in deleted items (purged); creating it again"
+                    f" failed: {exc}"
+                ) from exc
+            self._recreated[("person", c.key)] = str(made.anchor)
+            # Unusual enough to show in the log: the old id, its data and licences are gone.
+            log.info(
+                "deleted user was purged; created again",
+                target=self.target,
+                key=c.key,
+                purged_id=uid,
+                new_id=made.anchor,
+            )
+            note = f"deleted object {uid} was purged; created again"
+            return Applied(
+                anchor=made.anchor,
+                note=f"{note}: {made.note}" if made.note else note,
+                extra={**made.extra, "recreated": True, "purged_id": uid},
             )
         raise graph_error(r, f"restore person {c.key}")
 

@@ -65,15 +65,24 @@ class StepsBase:
     graph_root: str
     _resolve: AnchorResolver | None
     _anchors: dict[tuple[str, str], str]
+    _recreated: dict[tuple[str, str], str]  # (kind, key) -> new id, purged objects created again
     _groups: dict[str, list[dict[str, Any]]] | None
     _fallback: str | None
 
     def _anchor(self, kind: str, key: str, given: str | None = None) -> str | None:
+        # A restore that created a purged user again gave it a new id, and the enable and
+        # update planned after it still carry the old one: the new one wins. Only a re-create
+        # that succeeded counts, so changes after a failed one still fail on the old id.
         return (
-            given
+            self._recreated.get((kind, key))
+            or given
             or self._anchors.get((kind, key))
             or (self._resolve(kind, key) if self._resolve is not None else None)
         )
+
+    def _remade(self, c: Change) -> bool:
+        """True when a restore of this object created it again earlier in this run."""
+        return (c.kind, c.key) in self._recreated
 
     def _need_anchor(self, c: Change) -> str:
         anchor = self._anchor(c.kind, c.key, c.anchor)

@@ -120,8 +120,16 @@ def diff_target(
         anchor = row.anchor
         cur_attrs, cur_members = details.get(key, ({}, None))
         if restorable:
+            # The desired attributes go along: if the target finds nothing to restore (purged
+            # from deleted items meanwhile), it creates the object again from them.
             first.append(
-                Change(op=Op.RESTORE, anchor=anchor, reason="active again: " + reason_for(obj), **common)
+                Change(
+                    op=Op.RESTORE,
+                    anchor=anchor,
+                    attrs=obj.attrs,
+                    reason="active again: " + reason_for(obj),
+                    **common,
+                )
             )
         if row.status in ("disabled", "deleted"):
             # The desired placement goes along, so a target that parked a disabled object

@@ -164,7 +164,11 @@ def _apply_target(
                 res.status = "interrupted"
                 tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
                 break
-            if isinstance(outcome, ConnectorError) and change.op is Op.CREATE and change.kind == "person":
+            if (
+                isinstance(outcome, ConnectorError)
+                and change.op in (Op.CREATE, Op.RESTORE)  # a restore may create the user again
+                and change.kind == "person"
+            ):
                 failed_creates.add(change.key)  # their group adds wait for the next run
             if isinstance(outcome, Skipped):
                 res.skipped += 1
@@ -189,7 +193,7 @@ def _apply_target(
                 break
             else:
                 res.ok += 1
-                writer.ok(change, outcome.anchor, outcome.note)
+                writer.ok(_as_recorded(change, outcome), outcome.anchor, outcome.note)
             if i % BATCH == 0:
                 writer.flush()
                 if progress:
@@ -234,8 +238,8 @@ def _outcomes(
     changes and answers each change separately, so per-object isolation holds; changes
     that failed transiently are retried together, with the same backoff as single ones.
     ``stop`` is checked before each change (each window when batching): then STOPPED is
-    yielded once. Members whose create failed earlier (``failed_creates``, filled by the
-    caller) are left out of group adds, so the state store never records them as added.
+    yielded once. Members whose create or restore failed earlier (``failed_creates``, filled
+    by the caller) are left out of group adds, so the state store never records them as added.
     """
     failed = failed_creates if failed_creates is not None else set()
     if many is None:
@@ -307,6 +311,20 @@ def _without_failed_members(change: Change, failed: set[str]) -> tuple[Change, S
     if not kept:
         return change, Skipped("every member's account could not be created this run; added next run")
     return replace(change, members=kept), None
+
+
+def _as_recorded(change: Change, outcome: Applied) -> Change:
+    """The change as the state store records it once the target accepted it.
+
+    A restore carries the desired attributes so that a target which finds nothing to
+    restore (purged) can create the object again. Only then, under a new anchor, does the
+    object hold them; a restored object is as it was deleted, so its stored attributes
+    stay (an update later in the plan records what it changes, and is planned again if
+    it fails).
+    """
+    if change.op is Op.RESTORE and change.attrs and outcome.anchor in (None, change.anchor):
+        return replace(change, attrs={})
+    return change
 
 
 def _with_retries(

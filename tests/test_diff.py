@@ -10,7 +10,7 @@ import pytest
 from provisioner.diff import diff_core, diff_target, needs_details
 from provisioner.lifecycle import Policy
 from provisioner.model import STUDENT, DesiredPerson, TargetObject
-from provisioner.plan import CORE, Change, Op
+from provisioner.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.state.store import IdentityRow, IndexRow, digest
 
 AS_OF = "2025-10-01"
@@ -274,6 +274,25 @@ def test_m365_restore_within_30_days_else_create(since: str, expected: list[str]
         assert all(c.anchor == "anchor:S1" for c in changes)
     else:
         assert changes[0].anchor is None and changes[0].attrs == o.attrs
+
+
+def test_m365_restore_carries_the_desired_attributes_through_a_saved_plan() -> None:
+    # A restore that finds the user purged creates it again from these attributes.
+    o = pobj("S1", upn="s1@x", surname="Berg")
+    was = {**o.attrs, "surname": "Hansen"}
+    index = {"S1": row(o, status="deleted", since="2025-09-20", digest_="1" * 32)}
+    changes = run([o], index, {"S1": (was, None)}, policy=M365)
+    assert [c.op for c in changes] == [Op.RESTORE, Op.ENABLE, Op.UPDATE]
+    restore = changes[0]
+    assert (
+        restore.anchor == "anchor:S1"
+        and restore.attrs == o.attrs
+        and restore.reason.startswith("active again")
+    )
+    assert changes[1].attrs == {}  # no placement in Microsoft 365
+    assert dict(changes[2].attrs) == {"surname": "Berg"} and dict(changes[2].before) == {"surname": "Hansen"}
+    saved = Plan("r", "2025-10-01T00:00:00Z", AS_OF, {"t": 1}, (TargetPlan("t", tuple(changes)),))
+    assert Plan.loads(saved.dumps()).target("t").changes[0] == restore
 
 
 def test_deleted_rows_are_recreated_when_target_has_no_soft_delete() -> None:
