@@ -58,6 +58,9 @@ class Derivation:
     frozen_persons: frozenset[str]  # canonical ids whose records are broken: leave alone
     frozen_groups: frozenset[str]
     new_aliases: Mapping[str, str]  # SIS id -> canonical id, found this run by NIN
+    # Known persons not active this run whose SIS record has a NIN the historic base lacks
+    # (a D-number replaced by a fødselsnummer while they were away): canonical id -> NIN.
+    inactive_nins: Mapping[str, str] = field(default_factory=dict)
 
 
 def _active(start: str | None, end: str | None, day: str) -> bool:
@@ -340,7 +343,12 @@ def derive(
         errors=tuple(errors),
         new_usernames=new_usernames,
     )
-    return Derivation(state, frozenset(frozen_p), frozenset(frozen_g), new_aliases)
+    inactive_nins = {
+        pid: p.nin
+        for pid, p in persons.items()
+        if pid not in aff and p.nin and pid in ident.username_by_person and p.nin not in ident.person_by_nin
+    }
+    return Derivation(state, frozenset(frozen_p), frozenset(frozen_g), new_aliases, inactive_nins)
 
 
 def _derive_groups(

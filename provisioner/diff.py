@@ -260,8 +260,12 @@ def diff_core(
     retention_days: int,
     school_names: Mapping[str, str],
     as_of: str,
+    inactive_nins: Mapping[str, str] | None = None,
 ) -> list[Change]:
-    """Identity changes: usernames issued, persons stopping or returning, purges, aliases."""
+    """Identity changes: usernames issued, persons stopping or returning, purges, aliases.
+
+    ``inactive_nins``: new NINs of known persons who are not active (Derivation.inactive_nins).
+    """
     out: list[Change] = []
     for sis_id, canon in sorted(new_aliases.items()):
         out.append(
@@ -311,6 +315,19 @@ def diff_core(
         if pid in persons or pid in frozen:
             continue
         common = {"target": CORE, "kind": "identity", "key": pid, "person_id": pid, "username": row.username}
+        new_nin = (inactive_nins or {}).get(pid)
+        if new_nin and new_nin != row.nin and row.status in ("active", "inactive"):
+            # Recorded while they are away, so a return under a new SIS id with the new
+            # NIN is recognised as the same person (and gets the same username).
+            out.append(
+                Change(
+                    op=Op.UPDATE,
+                    attrs={"nin": new_nin},
+                    before={"nin": row.nin},
+                    reason="NIN changed in SIS while not active",
+                    **common,
+                )
+            )
         if row.status == "active":
             out.append(
                 Change(

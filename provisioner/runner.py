@@ -129,6 +129,7 @@ def make_plan(
         retention_days=cfg.lifecycle.retention_days,
         school_names=school_names,
         as_of=as_of,
+        inactive_nins=derivation.inactive_nins,
     )
     plan = Plan(
         run_id=run_id,

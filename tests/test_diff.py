@@ -371,6 +371,7 @@ def core(
     live: set[str] | None = None,
     retention: int = 180,
     as_of: str = AS_OF,
+    inactive_nins: Mapping[str, str] | None = None,
 ) -> list[Change]:
     return diff_core(
         persons,
@@ -382,7 +383,26 @@ def core(
         retention_days=retention,
         school_names={"NORD": "Nordby"},
         as_of=as_of,
+        inactive_nins=inactive_nins,
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "known", "expected"),
+    [
+        ("inactive", "41010112345", [(Op.UPDATE, {"nin": "01010112345"})]),  # away: recorded
+        ("active", "41010112345", [(Op.UPDATE, {"nin": "01010112345"}), (Op.DISABLE, None)]),  # leaving now
+        ("inactive", "01010112345", []),  # already known
+        ("purged", None, []),  # personal data gone: not brought back
+    ],
+)
+def test_core_records_the_new_nin_of_a_person_who_is_away(
+    status: str, known: str | None, expected: list[tuple[Op, dict | None]]
+) -> None:
+    idents = {"S1": ident("S1", status, since="2025-01-01" if status != "active" else None, nin=known)}
+    out = core({}, idents, inactive_nins={"S1": "01010112345"}, retention=100000)
+    assert [(c.op, c.attrs if c.op is Op.UPDATE else None) for c in out] == expected
+    assert all("0101011" not in c.reason for c in out)  # never a NIN in the reason
 
 
 def ident(pid: str, status: str = "active", since: str | None = None, **kw: Any) -> IdentityRow:
