@@ -140,11 +140,7 @@ class ADConnector:
     def begin(self, run_id: str, resolve: AnchorResolver) -> None:
         """Connect, check the base exists, and make sure the groups and disabled OUs exist."""
         self._resolve = resolve
-        self._files = (
-            pw.PasswordFiles(self.password_dir, run_id)
-            if self.config.initial_passwords and self.password_dir
-            else None
-        )
+        self._files = pw.PasswordFiles.for_run(self.password_dir, run_id, self.config.initial_passwords)
         self.link.open()
         root = self.link.read("", ["defaultNamingContext"], what="read rootDSE")
         self._domain = (root and text(root, "defaultNamingContext")) or self.base_dn
@@ -179,12 +175,8 @@ class ADConnector:
 
     def finish(self, current: Iterable[StoredObject]) -> None:
         """Nothing is buffered (each change was written as it came); report the password files."""
-        if self._files and self._files.written:
-            log.info(
-                "new accounts' passwords written",
-                target=self.target,
-                files=sorted(str(p) for p in self._files.written.values()),
-            )
+        if self._files is not None:
+            self._files.report(self.target)
 
     def close(self) -> None:
         """Unbind; safe to call twice."""

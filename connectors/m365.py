@@ -106,11 +106,7 @@ class M365Connector(GroupSteps):
     def begin(self, run_id: str, resolve: AnchorResolver) -> None:
         """Remember the resolver and open this run's password files (no request yet)."""
         self._resolve = resolve
-        self._files = (
-            pw.PasswordFiles(self.password_dir, run_id)
-            if self.config.initial_passwords and self.password_dir
-            else None
-        )
+        self._files = pw.PasswordFiles.for_run(self.password_dir, run_id, self.config.initial_passwords)
         self._anchors, self._recreated, self._users, self._groups = {}, {}, None, None
 
     def apply(self, change: Change) -> Applied:
@@ -135,12 +131,8 @@ class M365Connector(GroupSteps):
 
     def finish(self, current: Iterable[StoredObject]) -> None:
         """Nothing is buffered between windows; report the password files."""
-        if self._files and self._files.written:
-            log.info(
-                "new accounts' passwords written",
-                target=self.target,
-                files=sorted(str(p) for p in self._files.written.values()),
-            )
+        if self._files is not None:
+            self._files.report(self.target)
 
     def close(self) -> None:
         """Release the HTTP session and sender threads."""

@@ -20,7 +20,11 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
+import structlog
+
 from provisioner.names import fold
+
+log = structlog.get_logger("bas.passwords")
 
 # No look-alikes (I l 1, O 0) and only symbols that survive being read aloud or typed
 # on a Norwegian keyboard.
@@ -85,6 +89,20 @@ class PasswordFiles:
         self.directory = Path(directory)
         self.run = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id) or "run"
         self.written: dict[str, Path] = {}  # school slug -> file, for reports and tests
+
+    @classmethod
+    def for_run(cls, directory: Path | None, run_id: str, enabled: bool) -> PasswordFiles | None:
+        """This run's files, or None when initial passwords are off or have no folder."""
+        return cls(directory, run_id) if enabled and directory else None
+
+    def report(self, target: str) -> None:
+        """Log which files this run wrote (their paths only, never their content)."""
+        if self.written:
+            log.info(
+                "new accounts' passwords written",
+                target=target,
+                files=sorted(str(p) for p in self.written.values()),
+            )
 
     def path_for(self, school: str) -> Path:
         """The file of one school in this run."""

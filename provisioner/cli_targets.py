@@ -81,22 +81,30 @@ def feide_check(c: Any, ldif_file: str | None, target_name: str | None, realm: s
 @click.pass_obj
 def feide_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool) -> None:
     """Report drift in the live Feide catalog (exit 1 when there is any); --repair fixes what it can."""
-    from connectors.base import ConnectorError
     from provisioner.reconcile import reconcile_feide
+
+    name, _ = _feide_target(c.cfg, target_name)
+    _reconcile(lambda: reconcile_feide(c.cfg, c.store, name, repair=repair), name, "Feide", as_json)
+
+
+def _reconcile(run: Any, name: str, label: str, as_json: bool) -> None:
+    """Run one reconcile (``run`` returns run id and drift), map its errors to exit codes, print."""
+    from connectors.base import ConnectorError
     from provisioner.state.store import LockHeld
 
-    cfg = c.cfg
-    name, _ = _feide_target(cfg, target_name)
     try:
-        run_id, drift = reconcile_feide(cfg, c.store, name, repair=repair)
+        run_id, drift = run()
     except config_mod.ConfigError as exc:
         fail(str(exc))
     except LockHeld as exc:
         fail(str(exc), code=runner.EXIT_LOCKED)
     except ConnectorError as exc:
         fail(str(exc), code=runner.EXIT_ERRORS)
-    summary = f"{name}: {len(drift)} difference(s) between Feide and the state store (run {run_id})"
-    _print_drift(drift, as_json, summary)
+    _print_drift(
+        drift,
+        as_json,
+        f"{name}: {len(drift)} difference(s) between {label} and the state store (run {run_id})",
+    )
 
 
 def _print_drift(drift: list, as_json: bool, summary: str) -> None:
@@ -142,26 +150,19 @@ def ad_group() -> None:
 @click.pass_obj
 def ad_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool) -> None:
     """Report drift in the managed OUs (exit 1 when there is any); --repair fixes what it can."""
-    from connectors.base import ConnectorError
     from provisioner.reconcile import reconcile_ad
-    from provisioner.state.store import LockHeld
 
-    cfg = c.cfg
-    ads = [n for n, t in cfg.targets.items() if t.kind == "ad"]
-    name = target_name or (ads[0] if len(ads) == 1 else None)
-    if name not in ads:
-        fail(f"name the AD target with --target (AD targets: {', '.join(ads) or 'none'})")
-    try:
-        run_id, drift = reconcile_ad(cfg, c.store, name, repair=repair)
-    except config_mod.ConfigError as exc:
-        fail(str(exc))
-    except LockHeld as exc:
-        fail(str(exc), code=runner.EXIT_LOCKED)
-    except ConnectorError as exc:
-        fail(str(exc), code=runner.EXIT_ERRORS)
-    _print_drift(
-        drift, as_json, f"{name}: {len(drift)} difference(s) between AD and the state store (run {run_id})"
-    )
+    name = _only_target(c.cfg, "ad", target_name, "AD")
+    _reconcile(lambda: reconcile_ad(c.cfg, c.store, name, repair=repair), name, "AD", as_json)
+
+
+def _only_target(cfg: config_mod.Config, kind: str, name: str | None, label: str) -> str:
+    """The named target of this kind, or the only one; exit 2 otherwise."""
+    names = [n for n, t in cfg.targets.items() if t.kind == kind]
+    chosen = name or (names[0] if len(names) == 1 else None)
+    if chosen not in names:
+        fail(f"name the {label} target with --target ({label} targets: {', '.join(names) or 'none'})")
+    return chosen
 
 
 @click.group("m365")
@@ -177,27 +178,11 @@ def m365_group() -> None:
 @click.pass_obj
 def m365_reconcile(c: Any, target_name: str | None, repair: bool, full: bool, as_json: bool) -> None:
     """Report user drift in the tenant (exit 1 when there is any); --repair fixes what it can."""
-    from connectors.base import ConnectorError
-    from connectors.m365 import client_from_config
-    from connectors.m365_reconcile import reconcile
+    from provisioner.reconcile import reconcile_m365
 
-    cfg = c.cfg
-    names = [n for n, t in cfg.targets.items() if t.kind == "m365"]
-    name = target_name or (names[0] if len(names) == 1 else None)
-    if name not in names:
-        fail(f"name the Microsoft 365 target with --target (targets: {', '.join(names) or 'none'})")
-    try:
-        client = client_from_config(cfg, cfg.targets[name])
-    except config_mod.ConfigError as exc:
-        fail(str(exc))
-    try:
-        drift = reconcile(client, c.store, name, c.store.iter_objects(name), repair=repair, full=full)
-    except ConnectorError as exc:
-        fail(str(exc), code=runner.EXIT_ERRORS)
-    finally:
-        client.close()
-    _print_drift(
-        drift, as_json, f"{name}: {len(drift)} difference(s) between Microsoft 365 and the state store"
+    name = _only_target(c.cfg, "m365", target_name, "Microsoft 365")
+    _reconcile(
+        lambda: reconcile_m365(c.cfg, c.store, name, repair=repair, full=full), name, "Microsoft 365", as_json
     )
 
 

@@ -193,7 +193,7 @@ def _apply_target(
                 break
             else:
                 res.ok += 1
-                writer.ok(_as_recorded(change, outcome), outcome.anchor, outcome.note)
+                writer.ok(change, outcome.anchor, outcome.note)
             if i % BATCH == 0:
                 writer.flush()
                 if progress:
@@ -311,20 +311,6 @@ def _without_failed_members(change: Change, failed: set[str]) -> tuple[Change, S
     if not kept:
         return change, Skipped("every member's account could not be created this run; added next run")
     return replace(change, members=kept), None
-
-
-def _as_recorded(change: Change, outcome: Applied) -> Change:
-    """The change as the state store records it once the target accepted it.
-
-    A restore carries the desired attributes so that a target which finds nothing to
-    restore (purged) can create the object again. Only then, under a new anchor, does the
-    object hold them; a restored object is as it was deleted, so its stored attributes
-    stay (an update later in the plan records what it changes, and is planned again if
-    it fails).
-    """
-    if change.op is Op.RESTORE and change.attrs and outcome.anchor in (None, change.anchor):
-        return replace(change, attrs={})
-    return change
 
 
 def _with_retries(

@@ -49,6 +49,23 @@ def reconcile_feide(cfg: Config, store: StateStore, name: str, *, repair: bool) 
     return _reconcile_run(store, name, read, repair=repair)
 
 
+def reconcile_m365(
+    cfg: Config, store: StateStore, name: str, *, repair: bool, full: bool
+) -> tuple[str, list[Any]]:
+    """Reconcile a Microsoft 365 target's users; returns (run id, drift). Raises as the others."""
+    from connectors.m365 import client_from_config
+    from connectors.m365_reconcile import reconcile
+
+    def read(stored: list[dict[str, Any]]) -> list[Any]:
+        client = client_from_config(cfg, cfg.targets[name])
+        try:
+            return reconcile(client, store, name, stored, repair=repair, full=full)
+        finally:
+            client.close()
+
+    return _reconcile_run(store, name, read, repair=repair)
+
+
 def _reconcile_run(
     store: StateStore, name: str, read: Callable[[list[dict[str, Any]]], list[Any]], *, repair: bool
 ) -> tuple[str, list[Any]]:
@@ -59,7 +76,13 @@ def _reconcile_run(
         try:
             drift = read(list(store.iter_objects(name)))
             if repair:
-                gone = [d for d in drift if d.kind == "missing" and not d.dn and d.key]
+                # Missing and not brought back (Microsoft 365 restores from deleted items
+                # first); an AD drift with a DN still exists, outside base_dn.
+                gone = [
+                    d
+                    for d in drift
+                    if d.kind == "missing" and d.key and not d.repaired and not getattr(d, "dn", "")
+                ]
                 forget_objects(
                     store,
                     name,

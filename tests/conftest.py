@@ -43,7 +43,7 @@ def pg_url() -> Iterator[str]:
 
 
 # The slapd fixtures (a real OpenLDAP server for the Feide LDAP tests).
-pytest_plugins = ["tests.slapd_server"]
+pytest_plugins = ["tests.slapd_server", "tests.m365test"]
 
 
 @pytest.fixture(scope="session")

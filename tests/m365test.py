@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from provisioner import config as config_mod
 from provisioner import runner
 from provisioner.runner import RunOutcome
 from provisioner.state.store import StateStore
 from tests.fake_graph import FakeGraph
-from tests.sisbuilder import Sis, config_toml
+from tests.sisbuilder import Sis, config_toml, small_sis
 
 SKU_STUDENT = "314c4481-f395-4525-be8b-2ec4bb1e9d91"  # the A1 for students SKU id
 SKU_TEACHER = "94763226-9b3c-4e75-a931-5c89701abe66"  # the A1 for faculty SKU id
@@ -113,3 +116,13 @@ class M365Env:
         """Stop the fake Graph and release the store."""
         self.graph.close()
         self.store.close()
+
+
+@pytest.fixture()
+def m365_env(tmp_path: Path) -> Iterator[M365Env]:
+    """An M365Env on the small SIS (a pytest fixture, shared through conftest's pytest_plugins)."""
+    e = M365Env(tmp_path, small_sis())
+    try:
+        yield e
+    finally:
+        e.close()

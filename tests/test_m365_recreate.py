@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,88 +20,78 @@ from connectors.base import RejectedError
 from connectors.m365 import M365Connector
 from provisioner.plan import Change, Op
 from tests.m365test import PLAN_OFF, SKU_STUDENT, SKU_TEACHER, M365Env
-from tests.sisbuilder import small_sis
 
 DAY1, DAY2, BACK = "2025-10-01", "2025-10-02", "2025-10-20"  # back after 18 days: restorable
 
 
-@pytest.fixture()
-def env(tmp_path: Path) -> Iterator[M365Env]:
-    e = M365Env(tmp_path, small_sis())
-    try:
-        yield e
-    finally:
-        e.close()
-
-
-def stop(env: M365Env, *pids: str) -> None:
+def stop(m365_env: M365Env, *pids: str) -> None:
     """End every enrollment and employment of these persons on DAY1."""
     for pid in pids:
-        env.sis.end_enrollments(pid, DAY1)
-    env.sis.employments = [
-        e._replace(end_date=DAY1) if e.person_id in pids else e for e in env.sis.employments
+        m365_env.sis.end_enrollments(pid, DAY1)
+    m365_env.sis.employments = [
+        e._replace(end_date=DAY1) if e.person_id in pids else e for e in m365_env.sis.employments
     ]
 
 
-def come_back(env: M365Env, *pids: str) -> None:
+def come_back(m365_env: M365Env, *pids: str) -> None:
     """Open every enrollment and employment of these persons again."""
-    env.sis.enrollments = [
-        e._replace(end_date=None) if e.person_id in pids else e for e in env.sis.enrollments
+    m365_env.sis.enrollments = [
+        e._replace(end_date=None) if e.person_id in pids else e for e in m365_env.sis.enrollments
     ]
-    env.sis.employments = [
-        e._replace(end_date=None) if e.person_id in pids else e for e in env.sis.employments
+    m365_env.sis.employments = [
+        e._replace(end_date=None) if e.person_id in pids else e for e in m365_env.sis.employments
     ]
 
 
-def purge(env: M365Env, anchor: str) -> None:
+def purge(m365_env: M365Env, anchor: str) -> None:
     """An admin purges a deleted user from deleted items (DELETE /directory/deletedItems/{id})."""
-    status, _, _ = env.graph.directory.handle("DELETE", f"/directory/deletedItems/{anchor}", {}, None)
-    assert status == 204 and anchor not in env.graph.directory.deleted
+    status, _, _ = m365_env.graph.directory.handle("DELETE", f"/directory/deletedItems/{anchor}", {}, None)
+    assert status == 204 and anchor not in m365_env.graph.directory.deleted
 
 
-def run_passwords(env: M365Env, run_id: str) -> dict[str, str]:
+def run_passwords(m365_env: M365Env, run_id: str) -> dict[str, str]:
     """username -> password from the school office files of one run."""
     out = {}
-    for f in env.password_dir.glob(f"*{run_id}*.csv"):
+    for f in m365_env.password_dir.glob(f"*{run_id}*.csv"):
         rows = list(csv.reader(f.read_text(encoding="utf-8-sig").splitlines(), delimiter=";"))
         out.update({r[0]: r[2] for r in rows[1:]})
     return out
 
 
-def rows_of(env: M365Env, run_id: str, key: str) -> dict[str, dict[str, Any]]:
+def rows_of(m365_env: M365Env, run_id: str, key: str) -> dict[str, dict[str, Any]]:
     """This run's changelog rows of one object, by operation."""
-    return {r["op"]: r for r in env.changelog() if r["run_id"] == run_id and r["key"] == key}
+    return {r["op"]: r for r in m365_env.changelog() if r["run_id"] == run_id and r["key"] == key}
 
 
-def test_purged_leaver_who_returns_is_created_again_and_runs_converge(env: M365Env) -> None:
-    assert env.sync(DAY1).exit_code == 0
-    objs = env.objects()
+def test_purged_leaver_who_returns_is_created_again_and_runs_converge(m365_env: M365Env) -> None:
+    assert m365_env.sync(DAY1).exit_code == 0
+    objs = m365_env.objects()
     old = {pid: objs[pid]["anchor"] for pid in ("S2", "T1")}
     g6a, gmat = objs["NORD-6A"]["anchor"], objs["NORD-MAT"]["anchor"]
-    d = env.graph.directory
-    stop(env, "S2", "T1")
-    out = env.sync(DAY2)
+    d = m365_env.graph.directory
+    stop(m365_env, "S2", "T1")
+    out = m365_env.sync(DAY2)
     assert out.exit_code == 0, out.results["m365"].errors
     assert all(a in d.deleted for a in old.values())
-    assert env.objects()["S2"]["status"] == env.objects()["T1"]["status"] == "deleted"
+    assert m365_env.objects()["S2"]["status"] == m365_env.objects()["T1"]["status"] == "deleted"
     # Their memberships left the groups (and the store) as they stopped: so the return run
     # plans the adds again, which resolve to whatever id the user has by then.
-    assert not {"S2", "T1"} & {m[0] for m in env.objects()["NORD-6A"]["members"]}
+    assert not {"S2", "T1"} & {m[0] for m in m365_env.objects()["NORD-6A"]["members"]}
     for anchor in old.values():
-        purge(env, anchor)
+        purge(m365_env, anchor)
     # Back within 30 days, with a new family name: restored -> nothing there -> created again.
-    come_back(env, "S2", "T1")
-    env.sis.update_person("S2", family_name="Hansen-Berg")
+    come_back(m365_env, "S2", "T1")
+    m365_env.sis.update_person("S2", family_name="Hansen-Berg")
     with capture_logs() as logs:
-        out = env.sync(BACK)
+        out = m365_env.sync(BACK)
     assert out.exit_code == 0, out.results["m365"].errors
     planned = {(c.op.value, c.key): c for c in out.plan.target("m365").changes}
     assert {("restore", "S2"), ("enable", "S2"), ("update", "S2"), ("restore", "T1")} <= set(planned)
     assert planned["restore", "S2"].anchor == old["S2"]
     assert planned["restore", "S2"].attrs["surname"] == "Hansen-Berg"  # the desired attributes go along
-    new = {pid: env.objects()[pid]["anchor"] for pid in ("S2", "T1")}
+    new = {pid: m365_env.objects()[pid]["anchor"] for pid in ("S2", "T1")}
     for pid in ("S2", "T1"):
-        row = env.objects()[pid]
+        row = m365_env.objects()[pid]
         assert new[pid] != old[pid] and row["status"] == "active"
         u = d.users[new[pid]]
         assert u["employeeId"] == pid and u["accountEnabled"] is True and u["usageLocation"] == "NO"
@@ -111,17 +99,17 @@ def test_purged_leaver_who_returns_is_created_again_and_runs_converge(env: M365E
         assert old[pid] not in d.users and old[pid] not in d.deleted
         assert row["attrs"]["userPrincipalName"] == u["userPrincipalName"]
     assert d.users[new["S2"]]["surname"] == "Hansen-Berg"
-    assert env.objects()["S2"]["attrs"]["surname"] == "Hansen-Berg"
+    assert m365_env.objects()["S2"]["attrs"]["surname"] == "Hansen-Berg"
     # Licences as for a create.
     assert d.users[new["S2"]]["assignedLicenses"] == [{"skuId": SKU_STUDENT, "disabledPlans": [PLAN_OFF]}]
     assert d.users[new["T1"]]["assignedLicenses"] == [{"skuId": SKU_TEACHER, "disabledPlans": []}]
     # Groups: members again under the new ids, and the teacher owns the class again.
     assert new["S2"] in d.members[g6a] and new["T1"] in d.members[g6a] and new["T1"] in d.members[gmat]
     assert new["T1"] in d.owners[g6a] and new["T1"] in d.owners[gmat]
-    stored_6a = {m[0] for m in env.objects()["NORD-6A"]["members"]}
+    stored_6a = {m[0] for m in m365_env.objects()["NORD-6A"]["members"]}
     assert {"S2", "T1"} <= stored_6a
     # The changelog says what happened; the enable and update had nothing left to write.
-    s2 = rows_of(env, out.run_id, "S2")
+    s2 = rows_of(m365_env, out.run_id, "S2")
     assert s2["restore"]["result"] == "ok"
     assert s2["restore"]["error"] == f"deleted object {old['S2']} was purged; created again"
     assert json.loads(s2["restore"]["after"])["userPrincipalName"] == d.users[new["S2"]]["userPrincipalName"]
@@ -129,11 +117,11 @@ def test_purged_leaver_who_returns_is_created_again_and_runs_converge(env: M365E
     assert "created again this run" in s2["enable"]["error"]
     assert "created again this run" in s2["update"]["error"]
     # The initial password: in this run's school office file, in the tenant, nowhere else.
-    pws = run_passwords(env, out.run_id)
-    assert set(pws) == {env.objects()[p]["username"] for p in ("S2", "T1")}
+    pws = run_passwords(m365_env, out.run_id)
+    assert set(pws) == {m365_env.objects()[p]["username"] for p in ("S2", "T1")}
     for pid in ("S2", "T1"):
-        assert d.passwords[new[pid]] == pws[env.objects()[pid]["username"]]
-    with env.store.engine.connect() as c:
+        assert d.passwords[new[pid]] == pws[m365_env.objects()[pid]["username"]]
+    with m365_env.store.engine.connect() as c:
         dump = "\n".join(
             str(r) for t in ("objects", "changelog") for r in c.exec_driver_sql(f"SELECT * FROM {t}")
         )
@@ -141,85 +129,86 @@ def test_purged_leaver_who_returns_is_created_again_and_runs_converge(env: M365E
     assert {(e["key"], e["purged_id"], e["new_id"]) for e in told} == {(p, old[p], new[p]) for p in old}
     assert not any(p in dump or p in str(logs) for p in pws.values())
     # Next runs: the certified plan and the full plan are both empty, and nothing is written.
-    env.graph.reset_counts()
-    again = env.sync(BACK)
+    m365_env.graph.reset_counts()
+    again = m365_env.sync(BACK)
     assert again.plan.basis == "certified" and again.plan.target("m365").changes == ()
-    full = env.sync(BACK, full=True)
+    full = m365_env.sync(BACK, full=True)
     assert full.plan.basis == "full" and full.plan.target("m365").changes == ()
-    later = env.sync("2025-10-21")
+    later = m365_env.sync("2025-10-21")
     assert later.exit_code == 0 and later.plan.target("m365").changes == ()
-    assert env.graph.writes == 0
-    assert new["S2"] in d.members[g6a] and env.objects()["S2"]["anchor"] == new["S2"]
+    assert m365_env.graph.writes == 0
+    assert new["S2"] in d.members[g6a] and m365_env.objects()["S2"]["anchor"] == new["S2"]
 
 
-def test_purged_user_whose_upn_was_taken_by_hand_is_adopted(env: M365Env) -> None:
-    assert env.sync(DAY1).exit_code == 0
-    old = env.objects()["S2"]["anchor"]
-    upn = env.user("S2")["userPrincipalName"]
-    stop(env, "S2")
-    assert env.sync(DAY2).exit_code == 0
-    purge(env, old)
-    d = env.graph.directory
+def test_purged_user_whose_upn_was_taken_by_hand_is_adopted(m365_env: M365Env) -> None:
+    assert m365_env.sync(DAY1).exit_code == 0
+    old = m365_env.objects()["S2"]["anchor"]
+    upn = m365_env.user("S2")["userPrincipalName"]
+    stop(m365_env, "S2")
+    assert m365_env.sync(DAY2).exit_code == 0
+    purge(m365_env, old)
+    d = m365_env.graph.directory
     # Meanwhile an admin made an account with that UPN by hand (no employeeId): adopted, not doubled.
     mine = d.add_user(userPrincipalName=upn, displayName="Kari H", mailNickname="kh", accountEnabled=False)
-    come_back(env, "S2")
-    out = env.sync(BACK)
+    come_back(m365_env, "S2")
+    out = m365_env.sync(BACK)
     assert out.exit_code == 0, out.results["m365"].errors
-    assert env.objects()["S2"]["anchor"] == mine and env.objects()["S2"]["status"] == "active"
+    assert m365_env.objects()["S2"]["anchor"] == mine and m365_env.objects()["S2"]["status"] == "active"
     u = d.users[mine]
     assert u["employeeId"] == "S2" and u["accountEnabled"] is True and u["displayName"] != "Kari H"
     assert u["assignedLicenses"][0]["skuId"] == SKU_STUDENT
     assert sum(1 for x in d.users.values() if str(x.get("userPrincipalName")).lower() == upn.lower()) == 1
-    note = rows_of(env, out.run_id, "S2")["restore"]["error"]
+    note = rows_of(m365_env, out.run_id, "S2")["restore"]["error"]
     adopted = "adopted existing user (matched by userPrincipalName)"
     assert note == f"deleted object {old} was purged; created again: {adopted}"
     # It was disabled, so nobody knew its password: it got a new one, in the password file.
-    pws = run_passwords(env, out.run_id)
-    assert d.passwords[mine] == pws[env.objects()["S2"]["username"]]
-    assert mine in d.members[env.objects()["NORD-6A"]["anchor"]]
-    assert env.sync("2025-10-21", full=True).plan.target("m365").changes == ()
+    pws = run_passwords(m365_env, out.run_id)
+    assert d.passwords[mine] == pws[m365_env.objects()["S2"]["username"]]
+    assert mine in d.members[m365_env.objects()["NORD-6A"]["anchor"]]
+    assert m365_env.sync("2025-10-21", full=True).plan.target("m365").changes == ()
 
 
-def test_recreate_refused_when_upn_belongs_to_someone_else_then_done_when_freed(env: M365Env) -> None:
-    assert env.sync(DAY1).exit_code == 0
-    old = env.objects()["S2"]["anchor"]
-    upn = env.user("S2")["userPrincipalName"]
-    stop(env, "S2")
-    assert env.sync(DAY2).exit_code == 0
-    purge(env, old)
-    d = env.graph.directory
+def test_recreate_refused_when_upn_belongs_to_someone_else_then_done_when_freed(m365_env: M365Env) -> None:
+    assert m365_env.sync(DAY1).exit_code == 0
+    old = m365_env.objects()["S2"]["anchor"]
+    upn = m365_env.user("S2")["userPrincipalName"]
+    stop(m365_env, "S2")
+    assert m365_env.sync(DAY2).exit_code == 0
+    purge(m365_env, old)
+    d = m365_env.graph.directory
     other = d.add_user(userPrincipalName=upn, displayName="Other", mailNickname="o", employeeId="X-77")
-    come_back(env, "S2")
-    out = env.sync(BACK)
+    come_back(m365_env, "S2")
+    out = m365_env.sync(BACK)
     assert out.exit_code == 1
-    rejected = rows_of(env, out.run_id, "S2")
+    rejected = rows_of(m365_env, out.run_id, "S2")
     assert rejected["restore"]["result"] == "rejected"
     error = rejected["restore"]["error"]
     assert "not in deleted items (purged)" in error and "X-77" in error and upn in error
     # Nothing taken over, nothing doubled; still recorded as deleted under the old id.
     assert d.users[other]["employeeId"] == "X-77" and d.users[other]["displayName"] == "Other"
     assert not any(u.get("employeeId") == "S2" for u in d.users.values())
-    assert env.objects()["S2"]["status"] == "deleted" and env.objects()["S2"]["anchor"] == old
+    assert m365_env.objects()["S2"]["status"] == "deleted" and m365_env.objects()["S2"]["anchor"] == old
     # The admin frees the name: the next run (still within 30 days) creates the user again.
     d.users.pop(other)
-    out = env.sync("2025-10-21")
+    out = m365_env.sync("2025-10-21")
     assert out.exit_code == 0, out.results["m365"].errors
-    new = env.objects()["S2"]["anchor"]
-    assert new != old and d.users[new]["employeeId"] == "S2" and env.objects()["S2"]["status"] == "active"
-    assert new in d.members[env.objects()["NORD-6A"]["anchor"]]
-    assert env.sync("2025-10-22", full=True).plan.target("m365").changes == ()
+    new = m365_env.objects()["S2"]["anchor"]
+    assert new != old and d.users[new]["employeeId"] == "S2"
+    assert m365_env.objects()["S2"]["status"] == "active"
+    assert new in d.members[m365_env.objects()["NORD-6A"]["anchor"]]
+    assert m365_env.sync("2025-10-22", full=True).plan.target("m365").changes == ()
 
 
-def test_restore_from_a_plan_saved_without_attributes_is_refused_clearly(env: M365Env) -> None:
-    assert env.sync(DAY1).exit_code == 0
-    old = env.objects()["S2"]["anchor"]
-    stop(env, "S2")
-    assert env.sync(DAY2).exit_code == 0
-    purge(env, old)
-    conn = M365Connector.from_config(env.cfg, "m365")
+def test_restore_from_a_plan_saved_without_attributes_is_refused_clearly(m365_env: M365Env) -> None:
+    assert m365_env.sync(DAY1).exit_code == 0
+    old = m365_env.objects()["S2"]["anchor"]
+    stop(m365_env, "S2")
+    assert m365_env.sync(DAY2).exit_code == 0
+    purge(m365_env, old)
+    conn = M365Connector.from_config(m365_env.cfg, "m365")
     conn.begin("saved-plan", lambda kind, key: None)
     bare = Change(target="m365", op=Op.RESTORE, kind="person", key="S2", reason="active again", anchor=old)
     with pytest.raises(RejectedError, match="carries no attributes to create it from"):
         conn.apply(bare)
     conn.close()
-    assert not any(u.get("employeeId") == "S2" for u in env.graph.directory.users.values())
+    assert not any(u.get("employeeId") == "S2" for u in m365_env.graph.directory.users.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -121,6 +122,12 @@ class TargetWriter:
     def ok(self, c: Change, anchor: str | None, note: str | None) -> None:
         """Record a change the target accepted."""
         self._done(c)
+        if c.op == Op.RESTORE and c.attrs and anchor in (None, c.anchor):
+            # A restore carries the desired attributes only so that a target finding nothing
+            # to restore (purged) can create the object again, under a new anchor. Restored
+            # as it was deleted, the object keeps its stored attributes (an update later in
+            # the plan records what it changes, and is planned again if it fails).
+            c = replace(c, attrs={})
         if c.key not in self.rows and c.op != Op.CREATE:
             self._load({c.key})  # evicted after an earlier flush
         row = self.rows.get(c.key)
@@ -139,10 +146,14 @@ class TargetWriter:
             row["attrs"] = {**row["attrs"], **c.attrs}
         elif c.op == Op.DISABLE:
             row["status"], row["status_since"] = "disabled", self.as_of
-        elif c.op in (Op.ENABLE, Op.RESTORE):
-            row["status"], row["status_since"] = ("active" if c.op == Op.ENABLE else "disabled"), self.as_of
+        elif c.op == Op.ENABLE:
+            row["status"], row["status_since"] = "active", self.as_of
             if c.attrs:  # an enable carries the placement it was put back into
                 row["attrs"] = {**row["attrs"], **c.attrs}
+        elif c.op == Op.RESTORE:
+            row["status"], row["status_since"] = "disabled", self.as_of
+            if c.attrs:  # nothing was left to restore: created again from these attributes
+                row["attrs"] = dict(c.attrs)
         elif c.op == Op.DELETE:
             if self.soft_delete and c.kind == "person":
                 row["status"], row["status_since"] = "deleted", self.as_of
