@@ -1,7 +1,9 @@
 """Benchmark: the whole pipeline on an Oslo-size school owner (issue: core pipeline).
 
 Phases; each run is its own forked process, as in production (the systemd unit starts
-one process per run), so each peak memory figure is that run's own:
+one process per run), so each peak memory figure is that run's own (the larger of the
+run process's peak RSS and the sampled peak of the summed PSS of the run process and the
+worker processes it forks to apply file targets):
 
 1. bare SELECT: the default source queries with the sqlite3 driver, fetchall only;
 2. first full plan for all four targets + applying the file targets (itslearning
@@ -19,6 +21,7 @@ Usage: .venv/bin/python benchmarks/bench_pipeline.py [--workdir DIR] [--scale os
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import multiprocessing
 import random
@@ -27,6 +30,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -246,6 +250,51 @@ def _store(cfg: config.Config) -> StateStore:
     return StateStore(cfg.sqlalchemy_url(cfg.state.url))
 
 
+class PssSampler:
+    """Peak memory of a run and its worker processes together: the sum of their PSS.
+
+    PSS shares each page among the processes mapping it, so forked workers are counted
+    for what they add, not again for the parent's pages they share (RSS would).
+    """
+
+    def __init__(self, pid: int, every: float = 0.5) -> None:
+        self.pid, self.every, self.peak = pid, every, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.every):
+            self.peak = max(self.peak, sum(_pss_kb(p) for p in _tree(self.pid)))
+
+    def stop(self) -> float:
+        """Stop sampling; the peak in MB."""
+        self._done.set()
+        self._thread.join()
+        return self.peak / 1024
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError):  # the process just ended
+                todo.extend(int(c) for c in task.read_text().split())
+    return out
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def in_child(run: Callable[[], runner.RunOutcome]) -> dict:
     """Run one sync in a forked process, as each run is in production (the systemd unit
     starts a process per run), and return its figures: seconds, peak RSS, plan summary."""
@@ -270,8 +319,11 @@ def in_child(run: Callable[[], runner.RunOutcome]) -> dict:
 
     proc = ctx.Process(target=child)
     proc.start()
+    sampler = PssSampler(proc.pid)
     result = q.get()
     proc.join()
+    result["pss_mb"] = sampler.stop()
+    result["peak_mb"] = max(result["peak_mb"], result["pss_mb"])
     if proc.exitcode != 0:
         raise SystemExit(f"benchmark run failed in its process (exit {proc.exitcode})")
     return result

@@ -67,7 +67,11 @@ class AnchorResolver(Protocol):
 
 
 class Connector(Protocol):
-    """What the executor needs from a target."""
+    """What the executor needs from a target.
+
+    A connector class may set ``process_safe = True`` when it holds no session to a remote
+    system and writes only its own files: the executor may then apply it in a worker process.
+    """
 
     target: str
 

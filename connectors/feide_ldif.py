@@ -59,6 +59,7 @@ class FeideLdifConnector:
     """Writes full and delta LDIF files of the Feide catalog."""
 
     target = "feide"
+    process_safe = True  # only local files: the executor may apply it in a worker process
 
     def __init__(
         self, config: FeideConfig, owner: OwnerConfig, output_dir: Path, *, keep_full: int = 10

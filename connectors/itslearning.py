@@ -56,8 +56,14 @@ def _sourcedid(obj: StoredObject) -> str:
     return obj.attrs.get("sourcedid") or obj.anchor or obj.key
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class ItslearningConnector:
     """Writes IMS Enterprise 1.1 full and delta files for itslearning's importer."""
+
+    process_safe = True  # only local files: the executor may apply it in a worker process
 
     def __init__(
         self,
@@ -74,7 +80,7 @@ class ItslearningConnector:
         self.owner = owner
         self.output_dir = Path(output_dir)
         self.keep_full = keep_full
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or _utc_now  # a module function: the connector pickles (workers)
         self._run_id: str | None = None
         self._resolve: AnchorResolver | None = None
         self._changes: list[Change] = []

@@ -8,6 +8,7 @@ pass: containers and persons first, then groups and members, removals last.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,7 +40,8 @@ def _norm(v: Any) -> Any:
 def why_active(p: DesiredPerson, school_names: Mapping[str, str]) -> str:
     """The source facts that make a person active, in words."""
     parts = [f"{role} at {school_names.get(s, s)}" for s, role in p.affiliations]
-    return "active in SIS: " + ", ".join(parts)
+    # Interned: thousands of persons share each text, and a plan holds one per change.
+    return sys.intern("active in SIS: " + ", ".join(parts))
 
 
 def _attr_changes(

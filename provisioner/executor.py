@@ -4,7 +4,9 @@ Core (identity) changes go first, straight into the state store. Then each targe
 is neither held nor plan-only gets its changes one by one through its connector:
 transient errors are retried with backoff, a rejected object is recorded and skipped,
 a fatal error stops that target (the others go on). Results land in the state store and
-the changelog as they happen, in batches, so an interrupted run is consistent.
+the changelog as they happen, in batches, so an interrupted run is consistent. Targets
+whose connector is ``process_safe`` (file targets) are applied in worker processes at the
+same time (provisioner.workers); each does exactly what it would do in this process.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from connectors.base import (
 from provisioner.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.state.store import StateStore
 from provisioner.state.writer import TargetWriter, apply_core
+from provisioner.workers import Job, StopFlag, Workers, cores
+from provisioner.workers import available as workers_available
 
 log = structlog.get_logger("bas.executor")
 
@@ -93,16 +97,20 @@ def apply_plan(
 ) -> dict[str, TargetResult]:
     """Apply every applicable part of a plan; returns a result per target.
 
+    Core first; then targets whose connector is ``process_safe`` may run in worker
+    processes while this process applies the others (provisioner.workers).
     ``stop`` (set by the daemon on SIGTERM) is checked between changes: the change in
     flight finishes, what was done is flushed, and the rest is left for the next run.
     """
     results: dict[str, TargetResult] = {}
     core = plan.target(CORE)
     if core is not None and (only is None or CORE in only):
+        # Identities first, committed: no target may hold a username the historic base lacks.
         n = apply_core(store, core.changes, plan.run_id, plan.as_of)
         results[CORE] = TargetResult(CORE, "applied" if n else "unchanged", ok=n)
         if progress:
             progress(n)
+    todo: list[TargetPlan] = []
     for tp in plan.targets:
         if tp.target == CORE or (only is not None and tp.target not in only):
             continue
@@ -116,22 +124,64 @@ def apply_plan(
             results[tp.target] = TargetResult(tp.target, "interrupted")
             log.warning("target interrupted", run_id=plan.run_id, target=tp.target, done=0)
         else:
-            results[tp.target] = _apply_target(
+            todo.append(tp)
+
+    forked, local = _split(todo, connectors, store)
+    with Workers(stop) as workers:
+        for tp in forked:
+            job = Job(
                 tp,
-                store,
                 connectors[tp.target],
+                store.url,
                 plan.run_id,
                 plan.as_of,
                 soft_delete.get(tp.target, False),
                 retry,
-                sleep,
-                progress,
-                stop,
+                batch=BATCH,
             )
-    return results
+            workers.start(job)
+        for tp in local:
+            if stop is not None and stop.is_set():
+                results[tp.target] = TargetResult(tp.target, "interrupted")
+                continue
+            conn, soft = connectors[tp.target], soft_delete.get(tp.target, False)
+            results[tp.target] = apply_target(
+                tp, store, conn, plan.run_id, plan.as_of, soft, retry, sleep, progress, stop
+            )
+
+        def done(target: str, res: TargetResult, changes: int) -> None:
+            results[target] = res
+            if progress:
+                progress(changes)
+
+        workers.wait(done)
+    # In plan order, as if applied one after the other.
+    return {tp.target: results[tp.target] for tp in plan.targets if tp.target in results}
 
 
-def _apply_target(
+def _split(
+    todo: list[TargetPlan], connectors: Mapping[str, Connector], store: StateStore
+) -> tuple[list[TargetPlan], list[TargetPlan]]:
+    """(targets for worker processes, targets for this process).
+
+    Only connectors marked ``process_safe`` go to workers, at most one per core. This
+    process keeps the largest of them when it has nothing else to do: its plan is in
+    memory here already, and a worker would hold a second copy of it.
+    """
+    if len(todo) < 2 or not workers_available(store):
+        return [], todo
+    safe = [tp for tp in todo if getattr(connectors[tp.target], "process_safe", False)]
+    local = [tp for tp in todo if tp not in safe]
+    if not local and safe:
+        largest = max(safe, key=lambda tp: len(tp.changes))
+        safe.remove(largest)
+        local.append(largest)
+    forked = safe[: cores()]
+    local += safe[len(forked) :]
+    return forked, local
+
+
+def apply_target(
     tp: TargetPlan,
     store: StateStore,
     conn: Connector,
@@ -141,7 +191,7 @@ def _apply_target(
     retry: RetryPolicy,
     sleep: Callable[[float], None],
     progress: Callable[[int], None] | None,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
 ) -> TargetResult:
     res = TargetResult(tp.target, "applied")
     tlog = log.bind(run_id=run_id, target=tp.target)
@@ -229,7 +279,7 @@ def _outcomes(
     retry: RetryPolicy,
     sleep: Callable[[float], None],
     tlog: Any,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
     failed_creates: set[str] | None = None,
 ) -> Iterator[tuple[int, Change, Any]]:
     """(position, change, Applied or the error) for every change, in plan order.

@@ -37,8 +37,18 @@ def _scrub(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     return {k: _scrub_value(v) for k, v in event.items() if not _is_secret(k)}
 
 
+_settings = ("info", "console")
+
+
+def settings() -> tuple[str, str]:
+    """(level, format) as last configured: worker processes log the same way."""
+    return _settings
+
+
 def configure(level: str = "info", fmt: str = "console", stream: Any = None) -> None:
     """Set up structlog for the process (idempotent)."""
+    global _settings
+    _settings = (level, fmt)
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if fmt == "json"

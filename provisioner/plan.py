@@ -37,6 +37,8 @@ class Op(StrEnum):
     PURGE = "purge"  # core only: personal data removed after retention
 
 
+_EMPTY: dict[str, Any] = {}
+
 # Operations that take something away; these count against the safety thresholds.
 DESTRUCTIVE_OPS = frozenset({Op.DISABLE, Op.DELETE})
 
@@ -53,8 +55,12 @@ class Change:
     anchor: str | None = None  # the target's immutable id (None until created)
     username: str | None = None
     person_id: str | None = None
-    attrs: Mapping[str, Any] = field(default_factory=dict)  # create: all; update/move: new values
-    before: Mapping[str, Any] = field(default_factory=dict)  # update/move: old values of those attrs
+    # A change without attributes shares one empty dict (never mutated): at Oslo size a
+    # plan holds about a million changes, and most carry no ``before``.
+    attrs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)  # create: all; update/move: new values
+    before: Mapping[str, Any] = field(
+        default_factory=lambda: _EMPTY
+    )  # update/move: old values of those attrs
     members: tuple[tuple[str, str], ...] = ()  # add/remove members: (person_id, role)
 
     def to_json(self) -> dict[str, Any]:
@@ -92,8 +98,8 @@ class Change:
             anchor=data.get("anchor"),
             username=data.get("username"),
             person_id=data.get("person_id"),
-            attrs=dict(data.get("attrs", {})),
-            before=dict(data.get("before", {})),
+            attrs=dict(data["attrs"]) if data.get("attrs") else _EMPTY,
+            before=dict(data["before"]) if data.get("before") else _EMPTY,
             members=tuple((m[0], m[1]) for m in data.get("members", ())),
         )
 

@@ -83,10 +83,13 @@ def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
         planned = len(first.plan.target("itslearning").changes)
         assert first.results["itslearning"].status == "interrupted"
         assert first.results["itslearning"].ok == 25 < planned
-        assert first.results["feide"].status == "interrupted" and first.results["feide"].ok == 0
+        # Feide is applied by a worker process alongside (provisioner.workers): it may have
+        # finished before the stop came, or stopped between changes itself.
+        feide_planned, feide_done = len(first.plan.target("feide").changes), first.results["feide"]
+        assert feide_done.status in ("applied", "interrupted") and feide_done.ok <= feide_planned
+        assert (feide_done.status == "applied") == (feide_done.ok == feide_planned)
         assert store.get_run(first.run_id)["status"] == "interrupted"
         assert len(list(store.iter_objects("itslearning"))) == 25  # flushed, though BATCH is 20000
-        assert list(store.iter_objects("feide")) == []
         # The interrupted file target still wrote out what it applied.
         deltas = list((tmp_path / "itslearning").glob("ims-delta-*.xml"))
         assert len(deltas) == 1 and deltas[0].read_text(encoding="utf-8").count("<person") > 0
@@ -96,7 +99,7 @@ def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
         assert second.status == "done", second.message
         assert len(second.plan.target("itslearning").changes) == planned - 25
         assert second.results["itslearning"].ok == planned - 25
-        assert second.results["feide"].ok == len(first.plan.target("feide").changes)
+        assert second.results["feide"].ok == feide_planned - feide_done.ok
         third = runner.sync(cfg, store, dry_run=True, as_of=DAY.isoformat(), full=True)
         for t in ("core", "itslearning", "feide"):
             assert third.plan.target(t).changes == (), t

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from sys import intern
 from typing import Any
 
 import sqlalchemy as sa
@@ -112,7 +113,8 @@ class IdentityRow:
 class StateStore:
     """The state store behind one SQLAlchemy URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, check: bool = True) -> None:
+        """Open the store; ``check=False`` skips the schema check (a worker of a checked run)."""
         self.url = url
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
@@ -120,6 +122,8 @@ class StateStore:
         self.engine = sa.create_engine(url, **kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        if not check:
+            return
         # An empty database is created at the newest revision; an older one is refused
         # (SchemaError: "run bas db upgrade") rather than half-working.
         ensure_current(self.engine)
@@ -202,7 +206,8 @@ class StateStore:
                     "anchor": anchor,
                     "status": status,
                     "attrs": json.loads(a),
-                    "members": None if m is None else [tuple(x) for x in json.loads(m)],
+                    # Interned: a person is in several groups and roles repeat (~1M pairs).
+                    "members": None if m is None else [(intern(p), intern(r)) for p, r in json.loads(m)],
                     "username": u,
                 }
 
@@ -214,11 +219,11 @@ class StateStore:
     def bump_version(self, conn: sa.Connection, target: str) -> None:
         """Advance a target's version (inside the caller's transaction)."""
         v = t.versions.c
-        cur = conn.execute(sa.select(v.version).where(v.target == target)).scalar()
-        if cur is None:
+        # Write first, read never: with workers writing other targets at the same time, a
+        # read-then-write transaction could lose SQLite's write lock to them.
+        bumped = conn.execute(t.versions.update().where(v.target == target).values(version=v.version + 1))
+        if bumped.rowcount == 0:
             conn.execute(t.versions.insert().values(target=target, version=1))
-        else:
-            conn.execute(t.versions.update().where(v.target == target).values(version=cur + 1))
 
     def populations(self) -> dict[str, int]:
         """Active objects per target, and identities for core (the thresholds' base)."""
@@ -493,4 +498,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
+    import os as _os
+
+    if _os.environ.get("BAS_CACHE"):
+        cur.execute(f"PRAGMA cache_size={int(_os.environ['BAS_CACHE'])}")
+    if _os.environ.get("BAS_CKPT"):
+        cur.execute(f"PRAGMA wal_autocheckpoint={int(_os.environ['BAS_CKPT'])}")
     cur.close()

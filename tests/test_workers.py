@@ -1,0 +1,182 @@
+"""File targets applied in worker processes: the same outcome as in one process, errors
+raised, a stop relayed, nothing left running (provisioner.workers, provisioner.worker)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from provisioner import demo_data, executor, runner, workers
+from provisioner.plan import CORE, Change, Op, Plan, TargetPlan
+from provisioner.state import schema as t
+from provisioner.state.store import StateStore
+from tests.sisbuilder import make_config
+from tests.workerconn import Recording
+
+DAY = dt.date(2025, 10, 1)
+SMALL = demo_data.Scale(1, 0, 0, 0, 0, students=60, employees=8, guardians=70, groups=10, memberships=300)
+
+pytestmark = pytest.mark.skipif(workers.cores() < 2, reason="worker processes are used with 2 or more cores")
+
+
+def _plan(*targets: tuple[str, int]) -> Plan:
+    tps = [
+        TargetPlan(
+            name,
+            tuple(
+                Change(name, Op.CREATE, "person", f"P{i:04d}", "test", person_id=f"P{i:04d}", attrs={"n": i})
+                for i in range(n)
+            ),
+        )
+        for name, n in targets
+    ]
+    return Plan(
+        run_id="r1", created_at="2025-10-01T00:00:00+00:00", as_of="2025-10-01", cookie={}, targets=(*tps,)
+    )
+
+
+def _notes(store: StateStore, target: str) -> set[str]:
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(t.changelog.c.error).where(t.changelog.c.target == target)).all()
+    return {r[0] for r in rows}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    s = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    yield s
+    s.close()
+
+
+def test_a_process_safe_target_is_applied_in_another_process(store: StateStore) -> None:
+    plan = _plan(("local", 30), ("safe", 40))
+    conns = {"local": Recording("local", process_safe=False), "safe": Recording("safe", process_safe=True)}
+    res = executor.apply_plan(plan, store, conns, soft_delete={})
+    assert [res[n].ok for n in ("local", "safe")] == [30, 40]
+    assert _notes(store, "local") == {f"pid {os.getpid()}"}
+    (note,) = _notes(store, "safe")  # one other process applied every change
+    assert note != f"pid {os.getpid()}"
+    assert len(list(store.iter_objects("safe"))) == 40
+    assert list(res) == ["local", "safe"]  # in plan order, as if applied one after the other
+
+
+def test_this_process_keeps_the_largest_when_it_has_nothing_else(store: StateStore) -> None:
+    plan = _plan(("small", 10), ("large", 50))
+    conns = {n: Recording(n, process_safe=True) for n in ("small", "large")}
+    executor.apply_plan(plan, store, conns, soft_delete={})
+    assert _notes(store, "large") == {f"pid {os.getpid()}"}
+    assert _notes(store, "small") != {f"pid {os.getpid()}"}
+
+
+def test_an_in_memory_store_or_a_single_target_stays_in_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mem = StateStore("sqlite://")
+    assert not workers.available(mem)
+    mem.close()
+    s = StateStore(f"sqlite:///{tmp_path / 's.sqlite'}")
+    try:
+        executor.apply_plan(
+            _plan(("only", 5)), s, {"only": Recording("only", process_safe=True)}, soft_delete={}
+        )
+        assert _notes(s, "only") == {f"pid {os.getpid()}"}
+        monkeypatch.setattr(workers, "ENABLED", False)
+        assert not workers.available(s)
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize(
+    ("fail", "message"),
+    [("raise", "RuntimeError: boom in safe"), ("exit", "worker ended without an answer (exit code 3)")],
+)
+def test_a_failing_worker_fails_the_apply_after_this_process_finished_its_own(
+    store: StateStore, fail: str, message: str
+) -> None:
+    plan = _plan(("local", 20), ("safe", 20))
+    conns = {
+        "local": Recording("local", process_safe=False),
+        "safe": Recording("safe", process_safe=True, fail=fail),
+    }
+    with pytest.raises(workers.WorkerError, match=re.escape(message)):
+        executor.apply_plan(plan, store, conns, soft_delete={})
+    assert len(list(store.iter_objects("local"))) == 20
+    assert list(store.iter_objects("safe")) == []
+
+
+def test_a_stop_reaches_the_worker_which_keeps_what_it_did(store: StateStore) -> None:
+    plan = _plan(("local", 1), ("safe", 400))
+    conns = {
+        "local": Recording("local", process_safe=False),
+        "safe": Recording("safe", process_safe=True, delay=0.02),  # 8 s unstopped
+    }
+    stop = threading.Event()
+    timer = threading.Timer(1.5, stop.set)
+    timer.start()
+    try:
+        res = executor.apply_plan(plan, store, conns, soft_delete={}, stop=stop)
+    finally:
+        timer.cancel()
+    safe = res["safe"]
+    assert safe.status == "interrupted" and safe.ok < 400
+    assert len(list(store.iter_objects("safe"))) == safe.ok  # flushed when stopped
+    assert res["local"].ok == 1
+
+
+def test_sync_with_workers_gives_the_same_state_and_files_as_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = f"sqlite:///{tmp_path / 'sis.sqlite'}"
+    demo_data.generate(src, SMALL, seed=5, as_of=DAY)
+    started: list[str] = []
+    real_start = workers.Workers.start
+
+    def start(self: workers.Workers, job: workers.Job) -> None:
+        started.append(job.plan.target)
+        real_start(self, job)
+
+    monkeypatch.setattr(workers.Workers, "start", start)
+    outcome = {}
+    for mode in ("workers", "one-process"):
+        monkeypatch.setattr(workers, "ENABLED", mode == "workers")
+        cfg = make_config(tmp_path / mode, src, f"sqlite:///{tmp_path / mode / 'state.sqlite'}")
+        store = StateStore(cfg.sqlalchemy_url(cfg.state.url))
+        try:
+            out = runner.sync(cfg, store, as_of=DAY.isoformat())
+            assert out.status == "done", out.message
+            objects = {n: sorted(map(repr, store.iter_objects(n))) for n in ("itslearning", "feide")}
+            with store.engine.connect() as c:
+                log = sorted(
+                    c.execute(
+                        sa.select(
+                            t.changelog.c.target, t.changelog.c.op, t.changelog.c.key, t.changelog.c.result
+                        )
+                    ).all()
+                )
+            files = {
+                "ldif": (tmp_path / mode / "feide" / "latest-full.ldif").read_text(encoding="utf-8"),
+                "ims": re.sub(
+                    r"<datetime>[^<]*</datetime>",
+                    "",
+                    (tmp_path / mode / "itslearning" / "latest-full.xml").read_text(encoding="utf-8"),
+                ),
+            }
+            again = runner.sync(cfg, store, dry_run=True, as_of=DAY.isoformat(), full=True)
+            for name in (CORE, "itslearning", "feide"):  # AD and M365 are plan-only here
+                assert again.plan.target(name).changes == (), name
+            outcome[mode] = (
+                {k: (v.status, v.ok) for k, v in out.results.items() if k != CORE},
+                objects,
+                log,
+                files,
+            )
+        finally:
+            store.close()
+    assert started == ["feide"]  # the smaller target went to a worker, once
+    assert outcome["workers"] == outcome["one-process"]
