@@ -498,10 +498,4 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    import os as _os
-
-    if _os.environ.get("BAS_CACHE"):
-        cur.execute(f"PRAGMA cache_size={int(_os.environ['BAS_CACHE'])}")
-    if _os.environ.get("BAS_CKPT"):
-        cur.execute(f"PRAGMA wal_autocheckpoint={int(_os.environ['BAS_CKPT'])}")
     cur.close()
