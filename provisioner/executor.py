@@ -103,13 +103,6 @@ def apply_plan(
     flight finishes, what was done is flushed, and the rest is left for the next run.
     """
     results: dict[str, TargetResult] = {}
-    core = plan.target(CORE)
-    if core is not None and (only is None or CORE in only):
-        # Identities first, committed: no target may hold a username the historic base lacks.
-        n = apply_core(store, core.changes, plan.run_id, plan.as_of)
-        results[CORE] = TargetResult(CORE, "applied" if n else "unchanged", ok=n)
-        if progress:
-            progress(n)
     todo: list[TargetPlan] = []
     for tp in plan.targets:
         if tp.target == CORE or (only is not None and tp.target not in only):
@@ -128,6 +121,9 @@ def apply_plan(
 
     forked, local = _split(todo, connectors, store)
     with Workers(stop) as workers:
+        # Workers start now and load their jobs while the core is written; they apply
+        # only after it is committed (go), so no target may hold a username the
+        # historic base lacks.
         for tp in forked:
             job = Job(
                 tp,
@@ -140,6 +136,13 @@ def apply_plan(
                 batch=BATCH,
             )
             workers.start(job)
+        core = plan.target(CORE)
+        if core is not None and (only is None or CORE in only):
+            n = apply_core(store, core.changes, plan.run_id, plan.as_of)
+            results[CORE] = TargetResult(CORE, "applied" if n else "unchanged", ok=n)
+            if progress:
+                progress(n)
+        workers.go()
         for tp in local:
             if stop is not None and stop.is_set():
                 results[tp.target] = TargetResult(tp.target, "interrupted")
@@ -155,8 +158,9 @@ def apply_plan(
                 progress(changes)
 
         workers.wait(done)
-    # In plan order, as if applied one after the other.
-    return {tp.target: results[tp.target] for tp in plan.targets if tp.target in results}
+    # Core first, then in plan order, as if applied one after the other.
+    order = [CORE] + [tp.target for tp in plan.targets if tp.target != CORE]
+    return {name: results[name] for name in order if name in results}
 
 
 def _split(

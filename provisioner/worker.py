@@ -1,6 +1,7 @@
 """A worker process applying one target: ``python -m provisioner.worker`` (see workers.py).
 
-Reads a pickled ``workers.Job`` on stdin, applies the target with the executor's own
+Reads a pickled ``workers.Job`` on stdin, waits for the parent's go (one byte ``g``:
+the core changes are committed), applies the target with the executor's own
 ``apply_target`` against its own state-store connection, and writes the pickled answer
 on stdout: ``("ok", TargetResult)`` or ``("error", traceback)``. Logs go to stderr,
 configured and masked like the parent's.
@@ -30,9 +31,14 @@ def main() -> int:
         from provisioner.state.store import StateStore
 
         job = pickle.load(sys.stdin.buffer)  # noqa: S301 - from our parent, over a private pipe
-        # Any byte after the job, or the parent gone (end of stdin): stop between changes.
-        threading.Thread(target=lambda: (sys.stdin.buffer.read(1), stop.set()), daemon=True).start()
         logs.configure(job.log_level, job.log_format, stream=sys.stderr)
+        # "g" once the parent committed the core; anything else (or its end) means stop.
+        if sys.stdin.buffer.read(1) != b"g":
+            pickle.dump(("ok", executor.TargetResult(job.plan.target, "interrupted")), out)
+            out.flush()
+            return 0
+        # Any byte after that, or the parent gone (end of stdin): stop between changes.
+        threading.Thread(target=lambda: (sys.stdin.buffer.read(1), stop.set()), daemon=True).start()
         executor.BATCH = job.batch
         store = StateStore(job.store_url, check=False)
         try:

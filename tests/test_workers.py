@@ -180,3 +180,20 @@ def test_sync_with_workers_gives_the_same_state_and_files_as_without(
             store.close()
     assert started == ["feide"]  # the smaller target went to a worker, once
     assert outcome["workers"] == outcome["one-process"]
+
+
+def test_workers_wait_for_the_core_and_apply_nothing_when_it_fails(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = TargetPlan(CORE, (Change(CORE, Op.CREATE, "person", "P0000", "test", attrs={"username": "u"}),))
+    plan = _plan(("local", 5), ("safe", 5))
+    plan = Plan(plan.run_id, plan.created_at, plan.as_of, {}, (core, *plan.targets))
+
+    def broken(*_a: object, **_k: object) -> int:
+        raise RuntimeError("state store gone")
+
+    monkeypatch.setattr(executor, "apply_core", broken)
+    conns = {"local": Recording("local", process_safe=False), "safe": Recording("safe", process_safe=True)}
+    with pytest.raises(RuntimeError, match="state store gone"):
+        executor.apply_plan(plan, store, conns, soft_delete={})
+    assert list(store.iter_objects("safe")) == [] and list(store.iter_objects("local")) == []
