@@ -146,6 +146,7 @@ def apply_plan(
         for tp in local:
             if stop is not None and stop.is_set():
                 results[tp.target] = TargetResult(tp.target, "interrupted")
+                log.warning("target interrupted", run_id=plan.run_id, target=tp.target, done=0)
                 continue
             conn, soft = connectors[tp.target], soft_delete.get(tp.target, False)
             results[tp.target] = apply_target(
@@ -257,7 +258,8 @@ def apply_target(
             progress(len(tp.changes) % BATCH)
         # An interrupted target still finishes: a file target writes out what was applied
         # (the state store now records it), so the target and the store stay in step.
-        if res.status != "failed":
+        # Stopped before its first change, it has nothing new to write out.
+        if res.status != "failed" and not (res.status == "interrupted" and res.ok == 0):
             current = (
                 StoredObject(
                     o["kind"], o["key"], o["anchor"], o["status"], o["attrs"], o["members"], o["username"]
