@@ -55,12 +55,11 @@ class Change:
     anchor: str | None = None  # the target's immutable id (None until created)
     username: str | None = None
     person_id: str | None = None
-    # A change without attributes shares one empty dict (never mutated): at Oslo size a
-    # plan holds about a million changes, and most carry no ``before``.
-    attrs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)  # create: all; update/move: new values
-    before: Mapping[str, Any] = field(
-        default_factory=lambda: _EMPTY
-    )  # update/move: old values of those attrs
+    # attrs: create: all; update/move: new values. before: update/move: their old values.
+    # A change without them shares one empty dict (never mutated): at Oslo size a plan
+    # holds about a million changes, and most carry no ``before``.
+    attrs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    before: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     members: tuple[tuple[str, str], ...] = ()  # add/remove members: (person_id, role)
 
     def to_json(self) -> dict[str, Any]:

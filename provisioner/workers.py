@@ -21,14 +21,13 @@ process does.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import pickle
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
@@ -92,7 +91,7 @@ class _Worker:
     target: str
     changes: int
     proc: subprocess.Popen
-    thread: threading.Thread
+    thread: threading.Thread | None = None  # feeds the job, relays a stop, reads the answer
     out: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,29 +112,28 @@ class Workers:
         # so what they did is flushed and no process outlives the run.
         self._leaving.set()
         for w in self._running:
-            w.thread.join()
+            if w.thread is not None:
+                w.thread.join()
         self._running = []
 
     def start(self, job: Job) -> None:
         """Start a worker for one target: it loads its job now and applies after ``go()``."""
-        if not self._running:
-            _release_free_memory()
         level, fmt = logs.settings()
-        data = pickle.dumps(
-            Job(**{**job.__dict__, "log_level": level, "log_format": fmt}), protocol=pickle.HIGHEST_PROTOCOL
-        )
+        data = pickle.dumps(replace(job, log_level=level, log_format=fmt), protocol=pickle.HIGHEST_PROTOCOL)
         proc = subprocess.Popen(
             [sys.executable, "-m", "provisioner.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
         )
-        w = _Worker(job.plan.target, len(job.plan.changes), proc, threading.Thread())
+        w = _Worker(job.plan.target, len(job.plan.changes), proc)
         # The job goes in a box the thread empties: else the thread's own arguments would
         # keep the pickled plan (tens of MB) alive until the worker ends.
-        w.thread = threading.Thread(target=self._talk, args=(w, [data]), name=f"bas-{w.target}", daemon=True)
+        w.thread = thread = threading.Thread(
+            target=self._talk, args=(w, [data]), name=f"bas-{w.target}", daemon=True
+        )
         del data
-        w.thread.start()
+        thread.start()
         self._running.append(w)
         log.info("target applied in a worker process", run_id=job.run_id, target=w.target, pid=proc.pid)
 
@@ -200,7 +198,8 @@ class Workers:
         """
         errors: list[str] = []
         for w in list(self._running):
-            w.thread.join()
+            if w.thread is not None:
+                w.thread.join()
             self._running.remove(w)
             answer = w.out.get("answer")
             if answer is None:
@@ -211,16 +210,6 @@ class Workers:
                 errors.append(f"{w.target}: {answer[1]}")
         if errors:
             raise WorkerError("; ".join(errors))
-
-
-def _release_free_memory() -> None:
-    """Hand the heap pages planning freed back to the OS (glibc), before a worker starts.
-
-    This process and its workers now count together, and planning left much of this
-    process's heap free but resident (~100 MB at Oslo size).
-    """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class WorkerError(RuntimeError):

@@ -22,6 +22,7 @@ from provisioner import config as config_mod
 from provisioner import nin as nin_mod
 from provisioner.demo_data import TABLES, create_schema
 from provisioner.model import (
+    DesiredPerson,
     Employment,
     Group,
     GroupMembership,
@@ -409,3 +410,23 @@ def _toml(v: Any) -> str:
         return repr(v)
     s = str(v).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{s}"'
+
+
+def desired_student(pid: str, username: str = "us1") -> DesiredPerson:
+    """A derived active student at NORD, for tests that build plans by hand."""
+    return DesiredPerson(
+        pid,
+        username,
+        None,
+        "Ola",
+        None,
+        "N",
+        "Ola N",
+        None,
+        None,
+        None,
+        ("student",),
+        (("NORD", "student"),),
+        "NORD",
+        None,
+    )

@@ -18,27 +18,13 @@ from connectors.base import Applied, RejectedError
 from provisioner.diff import diff_target, needs_details
 from provisioner.executor import apply_plan
 from provisioner.lifecycle import Policy
-from provisioner.model import STUDENT, DesiredPerson, TargetObject
+from provisioner.model import TargetObject
 from provisioner.plan import Change, Op, Plan, TargetPlan
 from provisioner.state.store import StateStore, digest, now_iso
+from tests.sisbuilder import desired_student
 
 M365 = Policy(disable_first=True, delete_after_days=0, soft_delete=True, restore_within_days=30)
-PERSON = DesiredPerson(
-    "S1",
-    "us1",
-    None,
-    "Ola",
-    None,
-    "N",
-    "Ola N",
-    None,
-    None,
-    None,
-    (STUDENT,),
-    (("NORD", STUDENT),),
-    "NORD",
-    None,
-)
+PERSON = desired_student("S1")
 
 
 class Scripted:

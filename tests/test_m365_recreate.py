@@ -49,6 +49,17 @@ def purge(m365_env: M365Env, anchor: str) -> None:
     assert status == 204 and anchor not in m365_env.graph.directory.deleted
 
 
+def stopped_and_purged(m365_env: M365Env, pid: str) -> tuple[str, str]:
+    """Create ``pid``, let it stop (soft-deleted), purge it by hand; its old (anchor, UPN)."""
+    assert m365_env.sync(DAY1).exit_code == 0
+    old = m365_env.objects()[pid]["anchor"]
+    upn = m365_env.user(pid)["userPrincipalName"]
+    stop(m365_env, pid)
+    assert m365_env.sync(DAY2).exit_code == 0
+    purge(m365_env, old)
+    return old, upn
+
+
 def run_passwords(m365_env: M365Env, run_id: str) -> dict[str, str]:
     """username -> password from the school office files of one run."""
     out = {}
@@ -141,12 +152,7 @@ def test_purged_leaver_who_returns_is_created_again_and_runs_converge(m365_env: 
 
 
 def test_purged_user_whose_upn_was_taken_by_hand_is_adopted(m365_env: M365Env) -> None:
-    assert m365_env.sync(DAY1).exit_code == 0
-    old = m365_env.objects()["S2"]["anchor"]
-    upn = m365_env.user("S2")["userPrincipalName"]
-    stop(m365_env, "S2")
-    assert m365_env.sync(DAY2).exit_code == 0
-    purge(m365_env, old)
+    old, upn = stopped_and_purged(m365_env, "S2")
     d = m365_env.graph.directory
     # Meanwhile an admin made an account with that UPN by hand (no employeeId): adopted, not doubled.
     mine = d.add_user(userPrincipalName=upn, displayName="Kari H", mailNickname="kh", accountEnabled=False)
@@ -169,12 +175,7 @@ def test_purged_user_whose_upn_was_taken_by_hand_is_adopted(m365_env: M365Env) -
 
 
 def test_recreate_refused_when_upn_belongs_to_someone_else_then_done_when_freed(m365_env: M365Env) -> None:
-    assert m365_env.sync(DAY1).exit_code == 0
-    old = m365_env.objects()["S2"]["anchor"]
-    upn = m365_env.user("S2")["userPrincipalName"]
-    stop(m365_env, "S2")
-    assert m365_env.sync(DAY2).exit_code == 0
-    purge(m365_env, old)
+    old, upn = stopped_and_purged(m365_env, "S2")
     d = m365_env.graph.directory
     other = d.add_user(userPrincipalName=upn, displayName="Other", mailNickname="o", employeeId="X-77")
     come_back(m365_env, "S2")
@@ -200,11 +201,7 @@ def test_recreate_refused_when_upn_belongs_to_someone_else_then_done_when_freed(
 
 
 def test_restore_from_a_plan_saved_without_attributes_is_refused_clearly(m365_env: M365Env) -> None:
-    assert m365_env.sync(DAY1).exit_code == 0
-    old = m365_env.objects()["S2"]["anchor"]
-    stop(m365_env, "S2")
-    assert m365_env.sync(DAY2).exit_code == 0
-    purge(m365_env, old)
+    old, _ = stopped_and_purged(m365_env, "S2")
     conn = M365Connector.from_config(m365_env.cfg, "m365")
     conn.begin("saved-plan", lambda kind, key: None)
     bare = Change(target="m365", op=Op.RESTORE, kind="person", key="S2", reason="active again", anchor=old)

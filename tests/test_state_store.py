@@ -22,11 +22,11 @@ from provisioner.derive import derive
 from provisioner.diff import diff_target, needs_details
 from provisioner.executor import apply_plan
 from provisioner.lifecycle import Policy
-from provisioner.model import DesiredPerson, TargetObject
+from provisioner.model import TargetObject
 from provisioner.plan import CORE, Op, Plan, TargetPlan
 from provisioner.state import schema as t
 from provisioner.state.store import LockHeld, StateStore, digest, now_iso
-from tests.sisbuilder import Sis, make_config
+from tests.sisbuilder import Sis, desired_student, make_config
 
 AS_OF = "2025-10-01"
 
@@ -238,7 +238,7 @@ class FakeConnector:
 def _lifecycle_run(
     store: StateStore, target: str, policy: Policy, present: bool, as_of: str
 ) -> list[tuple[str, str]]:
-    person = dp_for_store("S1")
+    person = desired_student("S1")
     objs = [TargetObject("person", "S1", {"upn": "s1@x"}, username="us1", person_id="S1")] if present else []
     digs = [digest(o.kind, o.attrs, o.members) for o in objs]
     index = store.target_index(target)
@@ -261,25 +261,6 @@ def _lifecycle_run(
     res = apply_plan(plan, store, {target: conn}, soft_delete={target: policy.soft_delete})
     assert res[target].failed == res[target].rejected == 0
     return conn.applied
-
-
-def dp_for_store(pid: str) -> DesiredPerson:
-    return DesiredPerson(
-        pid,
-        "us1",
-        None,
-        "Ola",
-        None,
-        "N",
-        "Ola N",
-        None,
-        None,
-        None,
-        ("student",),
-        (("NORD", "student"),),
-        "NORD",
-        None,
-    )
 
 
 def _status(store: StateStore, target: str) -> tuple[str, str | None, str | None] | None:
