@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import decimal
 import hashlib
+import re
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -51,26 +54,58 @@ class SourceError(Exception):
     """The source cannot be read as configured (connection, query or columns)."""
 
 
-def _iso(value: Any) -> str | None:
-    """Dates as ISO strings, whatever the driver returns (SQLite gives text)."""
+# ISO 8601 calendar date, optionally with a time of day (some drivers and views give
+# "2025-08-15 00:00:00"): the date part is the value. Anything else is kept as read.
+_ISO_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?"
+)
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def _iso(value: Any) -> Any:
+    """Dates as ISO strings, whatever the driver returns (SQLite gives text).
+
+    Never raises: a value that is no ISO date is kept as text, and derivation reports
+    it as a data error naming the record and column (it is never cut to fit).
+    """
     if value is None:
         return None
     if isinstance(value, dt.datetime):
         return value.date().isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
-    text = str(value).strip()
+    text = _str(value).strip()
     if not text:
         return None
-    return text[:10]
+    return text[:10] if _ISO_DATE_TIME.fullmatch(text) else text
 
 
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _str(value: Any) -> Any:
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        # A BLOB where text belongs: undecodable bytes survive as lone surrogates, which
+        # validation reports as invalid UTF-8 for that record and column.
+        return bytes(value).decode("utf-8", "surrogateescape")
+    return str(value)
 
 
-def _int(value: Any) -> int | None:
-    return None if value is None or value == "" else int(value)
+def _int(value: Any) -> Any:
+    """Integers; a value that is none (grade "6A") is kept as read for validation to report."""
+    if value is None or value == "":
+        return None
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        return int(value)
+    if isinstance(value, float | decimal.Decimal):
+        try:
+            if int(value) == value:
+                return int(value)  # 6.0 or Decimal("6") from a NUMERIC column
+        except (ValueError, OverflowError, ArithmeticError):
+            pass  # NaN or infinity: not a number of anything
+    return _str(value)
 
 
 def _bool(value: Any) -> bool:
@@ -114,12 +149,47 @@ def _fetch(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[
         # The driver formats the statement (psycopg2, pymysql): a literal % (LIKE 'A%') must be doubled.
         query = query.replace("%", "%%")
     try:
+        return _run(conn, name, query)
+    except sqlite3.OperationalError:
+        return _run_lenient(conn, name, query)
+
+
+def _run_lenient(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[Any]]:
+    """SQLite again, undecodable text ("Could not decode to UTF-8 column ...") kept as lone surrogates.
+
+    Validation then reports the rows that hold it and every other row is read as usual.
+    Clean data never takes this path; a query that fails for another reason fails again here.
+    """
+    raw = conn.connection.dbapi_connection
+    assert isinstance(raw, sqlite3.Connection)
+    raw.text_factory = _lenient_text
+    try:
+        return _run(conn, name, query)
+    except sqlite3.Error as exc:
+        raise SourceError(f"source query {name!r} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        raw.text_factory = str
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _run(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[Any]]:
+    try:
         result = conn.exec_driver_sql(query)
+    except sa.exc.OperationalError as exc:
+        if isinstance(exc.orig, sqlite3.OperationalError):
+            raise exc.orig from exc  # perhaps undecodable text in the first row: the caller retries
+        raise SourceError(f"source query {name!r} failed: {type(exc).__name__}: {exc.orig}") from exc
     except sa.exc.SQLAlchemyError as exc:
         detail = getattr(exc, "orig", None) or exc
         raise SourceError(f"source query {name!r} failed: {type(exc).__name__}: {detail}") from exc
     cols = [c.lower() for c in result.keys()]  # noqa: SIM118 (a Result is not a dict)
-    return cols, result.cursor.fetchall()  # raw driver rows: SQLAlchemy's Row objects cost 4x here
+    try:
+        return cols, result.cursor.fetchall()  # raw driver rows: SQLAlchemy's Row objects cost 4x here
+    except UnicodeDecodeError as exc:  # a server-side encoding (SQL_ASCII) that holds other bytes
+        raise SourceError(f"source query {name!r} returned text the driver cannot decode: {exc}") from exc
 
 
 def _read(conn: sa.Connection, name: str, query: str) -> tuple[tuple[Any, ...], str]:
@@ -140,9 +210,10 @@ def _read(conn: sa.Connection, name: str, query: str) -> tuple[tuple[Any, ...], 
     out_cols = []
     for i, c in zip(idx, conv):
         col = cols[i]
-        if c is _str and _types(col) <= _STR_TYPES:
-            out_cols.append(col)
-        elif c is _iso and _types(col) <= _STR_TYPES and all(len(v) == 10 for v in col if v is not None):
+        types = _types(col)
+        if types <= _AS_READ.get(c, frozenset()):
+            out_cols.append(col)  # the driver's values are already what the model holds
+        elif c is _iso and types <= _STR_TYPES and all(len(v) == 10 for v in col if v is not None):
             out_cols.append(col)  # already ISO dates as text (SQLite)
         else:
             out_cols.append(tuple(map(c, col)))
@@ -150,6 +221,8 @@ def _read(conn: sa.Connection, name: str, query: str) -> tuple[tuple[Any, ...], 
 
 
 _STR_TYPES = frozenset({str, type(None)})
+_INT_TYPES = frozenset({int, type(None)})
+_AS_READ: dict[_Conv, frozenset[type]] = {_str: _STR_TYPES, _int: _INT_TYPES}
 
 
 def _types(col: tuple[Any, ...]) -> set[type]:
