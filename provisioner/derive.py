@@ -10,11 +10,12 @@ only persons new to the base get a freshly allocated one.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from provisioner import names, nin, usernames
+from provisioner import names, nin, usernames, validate
 from provisioner.config import UsernameConfig
 from provisioner.model import (
     ALL_ROLES,
@@ -22,7 +23,6 @@ from provisioner.model import (
     GUARDIAN,
     SCHOOL_GROUP_ROLES,
     SCHOOL_WIDE,
-    SIS_GROUP_KINDS,
     STUDENT,
     TEACHER,
     TEACHING,
@@ -77,7 +77,7 @@ def _bad_period(start: str | None, end: str | None) -> str | None:
 
 
 def _check_persons(
-    snap: SourceSnapshot, ident: IdentityView, errors: list[DataError]
+    snap: SourceSnapshot, ident: IdentityView, today: dt.date, errors: list[DataError]
 ) -> tuple[dict[str, Person], set[str], dict[str, str]]:
     """Valid persons by canonical id, the frozen ids, and newly found aliases."""
     frozen: set[str] = set()
@@ -105,7 +105,7 @@ def _check_persons(
         n = p.nin.strip() if p.nin is not None and p.nin.strip() else None
         if n is not None:
             try:
-                nin.validate(n)
+                nin.validate(n, today)
             except nin.InvalidNIN as exc:
                 errors.append(
                     DataError(
@@ -122,17 +122,15 @@ def _check_persons(
                 nin=n, given_name=given, family_name=family, middle_name=names.clean(p.middle_name) or None
             )
         )
-    # One NIN on several SIS persons: keep the one the historic base already ties to this
-    # NIN (if exactly one is); skip the others until the SIS is corrected.
+    # One NIN on several SIS persons: the first-known holder keeps it, and only the
+    # newcomers are skipped (and frozen) until the SIS is corrected.
     skip: set[str] = set()
     for n, pids in by_nin.items():
         if len(pids) < 2:
             continue
-        owner = ident.person_by_nin.get(n)
-        keep = [pid for pid in pids if owner is not None and ident.aliases.get(pid, pid) == owner]
-        keep = keep if len(keep) == 1 else []
+        keep = _nin_holder(n, pids, ident)
         for pid in pids:
-            if pid in keep:
+            if pid == keep:
                 continue
             others = ", ".join(x for x in pids if x != pid)
             errors.append(
@@ -179,6 +177,25 @@ def _check_persons(
     return valid, frozen, new_aliases
 
 
+def _nin_holder(n: str, pids: list[str], ident: IdentityView) -> str | None:
+    """Which of the SIS persons sharing NIN ``n`` holds it; None when that cannot be told.
+
+    The one the historic base ties the NIN to; else, when the base does not know the
+    NIN, the one person the base already knows; else, when it knows none of them, the
+    older record (the first the SIS returns). A copy of someone's NIN on a broken or new
+    record never costs the holder their accounts.
+    """
+    canon = [ident.aliases.get(pid, pid) for pid in pids]
+    owner = ident.person_by_nin.get(n)
+    if owner is not None:
+        held = [pid for pid, c in zip(pids, canon) if c == owner]
+        return held[0] if len(held) == 1 else None
+    known = [pid for pid, c in zip(pids, canon) if c in ident.username_by_person]
+    if len(known) > 1:
+        return None
+    return known[0] if known else pids[0]
+
+
 def derive(
     snap: SourceSnapshot,
     as_of: str,
@@ -187,12 +204,18 @@ def derive(
 ) -> Derivation:
     """Validate the snapshot and derive who should exist and in which groups on ``as_of``."""
     errors: list[DataError] = []
+    # Every value is checked first: a broken row is reported and freezes what it is about.
+    snap, broken = validate.check_rows(snap, errors)
     schools = {s.school_id: s for s in snap.schools}
-    persons, frozen_p, new_aliases = _check_persons(snap, ident, errors)
+    persons, frozen_p, new_aliases = _check_persons(snap, ident, dt.date.fromisoformat(as_of), errors)
     alias = {**ident.aliases, **new_aliases}
 
     def canon(pid: str) -> str:
         return alias.get(pid, pid)
+
+    frozen_p.update(map(canon, broken.persons))
+    snap = validate.check_references(snap, persons, canon, frozen_p, broken, errors)
+    persons = {pid: p for pid, p in persons.items() if pid not in frozen_p}
 
     # Activity: (school, role) pairs per person.
     aff: dict[str, set[tuple[str, str]]] = defaultdict(set)
@@ -334,7 +357,7 @@ def derive(
             students=tuple(sorted(students_of.get(pid, ()))),
         )
 
-    groups, frozen_g = _derive_groups(snap, as_of, schools, desired, canon, frozen_p, errors)
+    groups, frozen_g = _derive_groups(snap, as_of, schools, desired, canon, frozen_p, broken.groups, errors)
     state = DesiredState(
         as_of=as_of,
         schools=schools,
@@ -358,25 +381,22 @@ def _derive_groups(
     desired: Mapping[str, DesiredPerson],
     canon: Callable[[str], str],
     frozen_p: set[str],
+    frozen_g: set[str],
     errors: list[DataError],
 ) -> tuple[dict[str, DesiredGroup], set[str]]:
-    """SIS groups active on as_of with their active members, plus the school-wide groups."""
+    """SIS groups active on as_of with their active members, plus the school-wide groups.
+
+    Rows come checked (validate.check_rows: kinds, roles and periods are sound); ``frozen_g``
+    holds what broken rows froze already.
+    """
     groups: dict[str, DesiredGroup] = {}
-    frozen: set[str] = set()
+    frozen: set[str] = set(frozen_g)
     sis = {}
     for g in snap.groups:
         ref = f"group:{g.group_id}"
-        if g.kind not in SIS_GROUP_KINDS:
-            errors.append(
-                DataError(
-                    "bad_group", ref, f"kind {g.kind!r} is not one of {list(SIS_GROUP_KINDS)}; group skipped"
-                )
-            )
-            frozen.add(g.group_id)
-            continue
         if g.school_id not in schools:
             errors.append(
-                DataError("unknown_school", ref, f"refers to unknown school {g.school_id}; group skipped")
+                DataError("unknown_school", ref, f"refers to unknown school {g.school_id}; group frozen")
             )
             frozen.add(g.group_id)
             continue
@@ -385,18 +405,13 @@ def _derive_groups(
                 DataError(
                     "missing_subject_code",
                     ref,
-                    f"teaching group {g.name!r} has no subject code; group skipped",
+                    f"teaching group {g.name!r} has no subject code; group frozen",
                 )
             )
             frozen.add(g.group_id)
             continue
         if not names.clean(g.name):
-            errors.append(DataError("missing_name", ref, "group has no name; group skipped"))
-            frozen.add(g.group_id)
-            continue
-        bad = _bad_period(g.start_date, g.end_date)
-        if bad:
-            errors.append(DataError("bad_period", ref, f"{bad}; group skipped"))
+            errors.append(DataError("missing_name", ref, "group has no name; group frozen"))
             frozen.add(g.group_id)
             continue
         if _active(g.start_date, g.end_date, as_of):
@@ -405,40 +420,39 @@ def _derive_groups(
     known_persons = {p.person_id for p in snap.persons}
     members: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for m in snap.memberships:
-        g = sis.get(m.group_id)
-        if g is None:
-            if m.group_id not in known_groups:
-                errors.append(
-                    DataError(
-                        "unknown_group",
-                        f"membership:{m.group_id}/{m.person_id}",
-                        f"refers to unknown group {m.group_id}; ignored",
-                    )
-                )
-            continue
-        pid = canon(m.person_id)
-        if pid not in desired:
-            if pid in frozen_p or m.person_id in frozen_p:
-                frozen.add(m.group_id)  # a member we cannot judge: do not shrink the group
-            elif m.person_id not in known_persons:
-                errors.append(
-                    DataError(
-                        "unknown_person",
-                        f"membership:{m.group_id}/{m.person_id}",
-                        f"refers to unknown person {m.person_id}; ignored",
-                    )
-                )
-            continue
-        if m.role not in _MEMBER_ROLES:
+        gid, pid = m.group_id, canon(m.person_id)
+        active = pid in desired
+        judged = pid not in frozen_p and m.person_id not in frozen_p
+        if not active and judged and m.person_id not in known_persons:
+            # A broken membership row freezes its group (whether or not the group is active).
             errors.append(
                 DataError(
-                    "bad_role",
-                    f"membership:{m.group_id}/{m.person_id}",
-                    f"role {m.role!r} is not student or teacher; ignored",
+                    "unknown_person",
+                    f"membership:{gid}/{m.person_id}",
+                    f"refers to unknown person {m.person_id}; group frozen",
                 )
             )
+            frozen.add(gid)
             continue
-        members[m.group_id].add((pid, m.role))
+        if gid in frozen:
+            continue
+        if gid not in known_groups:
+            errors.append(
+                DataError(
+                    "unknown_group",
+                    f"membership:{gid}/{m.person_id}",
+                    f"refers to unknown group {gid}; frozen",
+                )
+            )
+            frozen.add(gid)
+            continue
+        if gid not in sis:
+            continue  # not active on as_of
+        if not active:
+            if not judged:
+                frozen.add(gid)  # a member we cannot judge: do not shrink the group
+            continue
+        members[gid].add((pid, m.role))
     for gid, g in sis.items():
         if gid in frozen:
             continue

@@ -2,8 +2,9 @@
 
 Validation follows the rules in SPEC: 11 digits, two mod-11 check digits, the 2032
 check-digit rule for K1, D-numbers (day + 40), H-numbers and synthetic test numbers
-(month + 40 or + 80), and a birth date that exists. Masking keeps the first six
-digits only, which is all a log or a default changelog line may show.
+(month + 40 or + 80), and a birth date that exists (and, given the run's day, has
+passed). Masking keeps the first six digits only, which is all a log or a default
+changelog line may show.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ def _birth_date(d: list[int]) -> dt.date:
         raise InvalidNIN("encodes no real birth date") from exc
 
 
-def validate(nin: str) -> str:
-    """Return the NIN if valid, else raise InvalidNIN with a reason (the number is not echoed)."""
+def validate(nin: str, today: dt.date | None = None) -> str:
+    """Return the NIN if valid, else raise InvalidNIN with a reason (the number is not echoed).
+
+    With ``today`` (a run's as_of day), a NIN whose birth date lies after it is invalid too.
+    """
     if not isinstance(nin, str) or not _ELEVEN_DIGITS.fullmatch(nin):
         raise InvalidNIN("not 11 digits")
     d = list(map(int, nin))
@@ -87,14 +91,16 @@ def validate(nin: str) -> str:
     k2 = 11 - s2 % 11
     if (0 if k2 == 11 else k2) != d[10]:  # k2 == 10 never equals a digit
         raise InvalidNIN("second check digit is wrong")
-    _birth_date(d)
+    born = _birth_date(d)
+    if today is not None and born > today:
+        raise InvalidNIN("encodes a birth date in the future")
     return nin
 
 
-def is_valid(nin: str) -> bool:
+def is_valid(nin: str, today: dt.date | None = None) -> bool:
     """True when validate() accepts the NIN."""
     try:
-        validate(nin)
+        validate(nin, today)
     except InvalidNIN:
         return False
     return True
