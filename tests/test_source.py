@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,51 @@ def test_digests_are_stable_and_follow_every_row(db_url: str) -> None:
     changed = read_snapshot(engine).digests
     assert {k for k in changed if changed[k] != first.digests[k]} == {"persons"}
     assert not source_unchanged(engine, None, {"persons": changed["persons"]})  # incomplete: never a match
+
+
+def _corrupt_sqlite(path: Path, *statements: str) -> None:
+    """Write what a real SIS may hold and the schema would refuse (SQLite does not check)."""
+    con = sqlite3.connect(path)
+    for stmt in statements:
+        con.execute(stmt)
+    con.commit()
+    con.close()
+
+
+def test_malformed_values_are_read_as_they_are_never_raised(tmp_path: Path) -> None:
+    path = tmp_path / "sis.db"
+    small_sis().write(f"sqlite:///{path}")
+    _corrupt_sqlite(
+        path,
+        "UPDATE student_enrollment SET start_date = '2025-8-15', grade = '6A' WHERE person_id = 'S1'",
+        "UPDATE student_enrollment SET end_date = '20.06.2026', grade = 7.0 WHERE person_id = 'S2'",
+        "UPDATE student_enrollment SET start_date = '2025-08-15 00:00:00', grade = ' 5 '"
+        " WHERE person_id = 'S3'",
+        "UPDATE employment SET start_date = 20200801, role = ' Teacher' WHERE person_id = 'T1'",
+        "UPDATE person SET given_name = CAST(x'4f6cff61' AS TEXT), mobile = x'00ff' WHERE person_id = 'S4'",
+        "UPDATE person SET person_id = NULL WHERE person_id = 'S5'",
+    )
+    engine = source_engine(f"sqlite:///{path}")
+    snap = read_snapshot(engine)  # no exception
+    enr = {e.person_id: e for e in snap.enrollments}
+    assert (enr["S1"].start_date, enr["S1"].grade) == ("2025-8-15", "6A")  # kept for validation to report
+    assert (enr["S2"].end_date, enr["S2"].grade) == ("20.06.2026", 7)
+    assert (enr["S3"].start_date, enr["S3"].grade) == ("2025-08-15", 5)  # a time of day is cut off
+    emp = {e.person_id: e for e in snap.employments}
+    assert (emp["T1"].start_date, emp["T1"].role) == ("20200801", " Teacher")
+    persons = {p.person_id: p for p in snap.persons}
+    assert persons["S4"].given_name == "Ol\udcffa" and persons["S4"].mobile == "\x00\udcff"
+    assert None in persons
+    # The digest still works, and still follows every row.
+    assert source_unchanged(engine, None, snap.digests)
+    _corrupt_sqlite(path, "UPDATE person SET given_name = CAST(x'4f6cfe61' AS TEXT) WHERE person_id = 'S4'")
+    assert not source_unchanged(engine, None, snap.digests)
+    assert read_snapshot(engine).digests["persons"] != snap.digests["persons"]
+
+
+def test_undecodable_text_after_the_first_row_is_read_too(tmp_path: Path) -> None:
+    path = tmp_path / "sis.db"
+    small_sis().write(f"sqlite:///{path}")
+    _corrupt_sqlite(path, "UPDATE school_group SET name = CAST(x'36ff' AS TEXT) WHERE group_id = 'NORD-MAT'")
+    groups = {g.group_id: g for g in read_snapshot(source_engine(f"sqlite:///{path}")).groups}
+    assert groups["NORD-MAT"].name == "6\udcff" and groups["NORD-6A"].name == "6A"
