@@ -8,17 +8,22 @@ derives everyone else as usual. Plus a hypothesis property over random hostile r
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from provisioner import runner
 from provisioner.config import UsernameConfig
 from provisioner.derive import Derivation, IdentityView, derive
 from provisioner.model import STUDENT, TEACHER, school_group_key
+from provisioner.plan import Op
+from provisioner.state.store import StateStore
 from provisioner.validate import is_iso_date, show
-from tests.sisbuilder import Sis, synthetic_nin
+from tests.sisbuilder import Sis, make_config, small_sis, synthetic_nin
 
 AS_OF = "2025-10-01"
 UCFG = UsernameConfig()
@@ -335,3 +340,44 @@ def test_hostile_values_never_raise_and_never_deprovision(edits: list) -> None:
         student = {"G0": "S0", "G1": "S1"}.get(pid)
         if student is None or student not in d.frozen_persons:
             assert pid in d.state.persons, (pid, d.state.errors)
+
+
+# -- end to end: broken rows in a real SIS database deprovision nobody, in any target ------------------------
+
+
+def test_broken_rows_in_the_sis_take_nothing_away_in_any_target(tmp_path: Path) -> None:
+    sis, src = small_sis(), f"sqlite:///{tmp_path / 'sis.db'}"
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    # Frozen persons are not counted as active by today's sanity gate: let it through here.
+    cfg = make_config(tmp_path, src, store.url, safety={"max_source_drop_percent": 100.0})
+    sis.write(src)
+    first = runner.sync(cfg, store, as_of="2025-10-01")
+    assert first.exit_code == runner.EXIT_OK, first.plan and first.plan.errors
+    con = sqlite3.connect(tmp_path / "sis.db")
+    for stmt in (
+        "UPDATE employment SET role = 'Lærer' WHERE person_id = 'T1'",  # a role typo
+        "UPDATE employment SET role = 'Teacher ' WHERE person_id = 'T2'",  # the same role as written
+        "UPDATE student_enrollment SET start_date = '2025-8-15' WHERE person_id = 'S2'",
+        "UPDATE student_enrollment SET end_date = '20.06.2026', grade = '6A' WHERE person_id = 'S4'",
+        "UPDATE person SET family_name = CAST(x'4f6cff' AS TEXT) WHERE person_id = 'S3'",
+        "UPDATE guardianship SET student_id = 'NOBODY' WHERE guardian_id = 'G3'",
+        "UPDATE school_group SET grade = '6A' WHERE group_id = 'SOR-6A'",
+        "UPDATE person SET person_id = NULL WHERE person_id = 'S5'",
+    ):
+        con.execute(stmt)
+    con.commit()
+    con.close()
+    out = runner.sync(cfg, store, as_of="2025-10-02")
+    assert (out.exit_code, out.status) == (runner.EXIT_ERRORS, "done_with_errors"), out.message
+    records = {e.record.split(":")[1].split("/")[0] for e in out.plan.errors}
+    assert {"SOR-6A", "G3"} <= records and any(r.startswith("E-S2") for r in records)
+    broken = {"T1", "S2", "S3", "S4", "S5", "G3", "G2"}  # G2: their only student is frozen
+    taken = [
+        (c.target, c.op.value, c.key)
+        for c in out.plan.changes()
+        if c.op in (Op.DISABLE, Op.DELETE, Op.PURGE) or c.op is Op.REMOVE_MEMBERS
+    ]
+    assert taken == []
+    assert not [c for c in out.plan.changes() if c.person_id in broken or c.key in broken]
+    assert all(row.status == "active" for row in store.identities().values())
+    store.close()
