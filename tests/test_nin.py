@@ -266,3 +266,21 @@ def test_individual_range(year: int, expected: range) -> None:
 def test_individual_range_outside_supported_years() -> None:
     with pytest.raises(ValueError, match="1899"):
         nin.individual_range(1899)
+
+
+@pytest.mark.parametrize(
+    ("born", "today", "valid"),
+    [
+        (dt.date(2025, 10, 1), dt.date(2025, 10, 1), True),  # born today
+        (dt.date(2025, 10, 2), dt.date(2025, 10, 1), False),  # tomorrow
+        (dt.date(2035, 1, 1), dt.date(2025, 10, 1), False),  # yy 35, individual 500-999: 2035
+        (dt.date(1935, 1, 1), dt.date(2025, 10, 1), True),
+    ],
+)
+def test_a_birth_date_after_the_day_is_invalid(born: dt.date, today: dt.date, valid: bool) -> None:
+    number = next(n for i in nin.individual_range(born.year) if (n := nin.make_synthetic(born, i)))
+    assert nin.is_valid(number)  # without a day, any real date will do
+    assert nin.is_valid(number, today) is valid
+    if not valid:
+        with pytest.raises(nin.InvalidNIN, match="in the future"):
+            nin.validate(number, today)
