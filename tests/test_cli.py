@@ -285,7 +285,7 @@ def test_bad_records_are_reported_and_the_run_goes_on(demo: Path, tmp_path: Path
             "INSERT INTO employment VALUES (?, ?, ?, 'teacher', '2020-01-01', NULL)", ("E" + pid, pid, school)
         )
     sis.execute(
-        "INSERT INTO employment VALUES ('BACKWARDS', 'ODD1', ?, 'teacher', '2020-01-01', '2019-01-01')",
+        "INSERT INTO employment VALUES ('BACKWARDS', 'BAD2', ?, 'teacher', '2020-01-01', '2019-01-01')",
         (school,),
     )
     sis.execute(
