@@ -78,7 +78,7 @@ def make_plan(
     """
     snap = source() if callable(source) else source
     del source
-    derivation = derive(snap, as_of, store.identity_view(), cfg.usernames)
+    derivation = derive(snap, as_of, store.identity_view(), cfg.usernames, cfg.lifecycle)
     counts, total_persons, source_digests = snap.counts(), len(snap.persons), dict(snap.digests)
     del snap  # the rest works from the derivation; an Oslo-size snapshot is ~0.5 GB
     state = derivation.state
@@ -113,6 +113,8 @@ def make_plan(
             frozen=frozen,
             school_names=school_names,
             as_of=as_of,
+            bridged=derivation.bridged,
+            ended=derivation.ended,
         )
         population = sum(1 for r in index.values() if r.status == "active")
         hold = check_hold(changes, population, thresholds_for(cfg.safety, tcfg))
@@ -130,6 +132,8 @@ def make_plan(
         school_names=school_names,
         as_of=as_of,
         inactive_nins=derivation.inactive_nins,
+        bridged=derivation.bridged,
+        ended=derivation.ended,
     )
     plan = Plan(
         run_id=run_id,
