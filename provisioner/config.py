@@ -90,6 +90,12 @@ class RoleWindowConfig(_Strict):
     days_after_end: Annotated[int, Field(ge=0, le=366)] = 0  # and kept this many days after the end
 
 
+class EmployeeWindowConfig(RoleWindowConfig):
+    """Employees' window: ready a week before the first working day unless set otherwise."""
+
+    days_before_start: Annotated[int, Field(ge=0, le=366)] = 7
+
+
 class LifecycleConfig(_Strict):
     """When persons are active, the summer bridge, and retention of personal data.
 
@@ -102,7 +108,7 @@ class LifecycleConfig(_Strict):
     retention_days: Annotated[int, Field(ge=0)] = 180
     bridge_days: Annotated[int, Field(ge=0, le=366)] = 75
     students: RoleWindowConfig = RoleWindowConfig()
-    employees: RoleWindowConfig = RoleWindowConfig(days_before_start=7)
+    employees: EmployeeWindowConfig = EmployeeWindowConfig()
 
 
 class TargetBase(_Strict):
