@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioner import explain
 from provisioner.plan import CORE, Op
 from provisioner.runner import RunOutcome
 from tests.m365test import M365Env
@@ -84,6 +85,8 @@ def test_pupil_changing_school_is_bridged_over_the_summer(env: Env) -> None:
             assert (obj["status"], obj["attrs"]) == ("active", before[t]), (day, t)
     ident = env.store.identities()["P"]
     assert (ident.status, ident.bridged_until) == ("active", START)
+    shown = explain.render_text(explain.explain(env.cfg, env.store, "P"))
+    assert f"status active, bridged until {START}" in shown
 
     back = ok(env.sync(START))
     assert stops_of(back, "P", "G") == []
