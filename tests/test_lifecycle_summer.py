@@ -163,3 +163,21 @@ def test_m365_user_stays_enabled_over_the_summer(tmp_path: Path) -> None:
         assert m.objects()["P"]["status"] == "active"
     finally:
         m.close()
+
+
+def test_every_pupil_bridged_between_school_years_is_no_fall_in_the_source(tmp_path: Path) -> None:
+    """Enrollments per school year: on 21 June every pupil is between two; the gate lets the run go."""
+    s = small_sis()
+    s.enrollments = [e._replace(end_date=END) for e in s.enrollments]
+    for e in list(s.enrollments):
+        s.enroll(e.person_id, e.school_id, grade=(e.grade or 0) + 1, start=START)
+    e = Env(tmp_path, s)
+    try:
+        ok(e.sync(JUNE))
+        out = ok(e.sync(SUMMER[0]))
+        pupils = {p.person_id for p in s.persons if p.person_id.startswith(("S", "G"))}
+        assert stops_of(out, *pupils) == []
+        assert {c.key for c in out.plan.target(CORE).changes if "bridged_until" in c.attrs} == pupils
+        assert out.plan.active_persons == len(s.persons)
+    finally:
+        e.store.close()
