@@ -31,8 +31,15 @@ class Window(NamedTuple):
 
 @lru_cache(maxsize=4096)
 def shift(day: str, days: int) -> str:
-    """ISO date ``day`` moved by ``days`` (few distinct dates: cached)."""
-    return (dt.date.fromisoformat(day[:10]) + dt.timedelta(days=days)).isoformat()
+    """ISO date ``day`` moved by ``days`` (few distinct dates: cached).
+
+    A value that is no date is returned as it is: judging SIS dates is derive's job (a
+    data error that freezes the person); no value may stop the run for others.
+    """
+    try:
+        return (dt.date.fromisoformat(day[:10]) + dt.timedelta(days=days)).isoformat()
+    except ValueError:
+        return day
 
 
 def days_apart(start: str, end: str) -> int:

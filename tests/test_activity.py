@@ -52,6 +52,13 @@ def test_window(role: str, start: str, end: str | None, lc: LifecycleConfig, wan
     assert activity.window(role, start, end, lc) == want
 
 
+@pytest.mark.parametrize("bad", ["2026-13-01", "15.08.2026", "soon"])
+def test_a_value_that_is_no_date_never_stops_the_run(bad: str) -> None:
+    assert activity.window(TEACHER, bad, bad, LC) == (bad, bad)
+    s = two_schools().employee("T", "SOR", start=bad).employee("OK", "SOR")
+    assert "OK" in run(s, "2026-01-05").state.persons
+
+
 def test_guardians_have_no_window_of_their_own() -> None:
     with pytest.raises(ValueError, match="guardian"):
         activity.window(GUARDIAN, "2026-08-15", None, LC)
