@@ -359,7 +359,7 @@ def diff_core(
         until = bridged.get(pid)
         if until is not None:
             if row.status == "active" and row.bridged_until != until:
-                out.append(_bridge(pid, until, ended.get(pid), row, common))
+                out.append(_bridge(until, ended.get(pid), row, common))
             continue  # accounts stay as they are until the next affiliation starts
         if row.status == "active":
             since = ended.get(pid)
@@ -388,7 +388,7 @@ def diff_core(
     return out
 
 
-def _bridge(pid: str, until: str, end: str | None, row: IdentityRow, common: dict[str, Any]) -> Change:
+def _bridge(until: str, end: str | None, row: IdentityRow, common: dict[str, Any]) -> Change:
     """The core change that records a summer bridge (its reason lands in the changelog)."""
     return Change(
         op=Op.UPDATE,
