@@ -83,10 +83,32 @@ class SafetyConfig(_Strict):
     max_source_drop_percent: Annotated[float, Field(ge=0, le=100)] = 20.0
 
 
+class RoleWindowConfig(_Strict):
+    """How far a role's active window reaches beyond its SIS start and end dates."""
+
+    days_before_start: Annotated[int, Field(ge=0, le=366)] = 0  # accounts ready this many days early
+    days_after_end: Annotated[int, Field(ge=0, le=366)] = 0  # and kept this many days after the end
+
+
+class EmployeeWindowConfig(RoleWindowConfig):
+    """Employees' window: ready a week before the first working day unless set otherwise."""
+
+    days_before_start: Annotated[int, Field(ge=0, le=366)] = 7
+
+
 class LifecycleConfig(_Strict):
-    """Retention of personal data in the state store once every target is done."""
+    """When persons are active, the summer bridge, and retention of personal data.
+
+    ``students`` and ``employees`` widen each enrollment's or employment's window;
+    guardians follow their students. A person whose affiliations have ended but who has
+    another starting within ``bridge_days`` of that end is bridged: their accounts stay
+    as they are until the new one starts (the summer between two schools).
+    """
 
     retention_days: Annotated[int, Field(ge=0)] = 180
+    bridge_days: Annotated[int, Field(ge=0, le=366)] = 75
+    students: RoleWindowConfig = RoleWindowConfig()
+    employees: EmployeeWindowConfig = EmployeeWindowConfig()
 
 
 class TargetBase(_Strict):

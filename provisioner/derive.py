@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from provisioner import names, nin, usernames, validate
-from provisioner.config import UsernameConfig
+from provisioner import activity, names, nin, usernames, validate
+from provisioner.config import LifecycleConfig, UsernameConfig
 from provisioner.model import (
     ALL_ROLES,
     EMPLOYEE_ROLES,
@@ -61,6 +61,12 @@ class Derivation:
     # Known persons not active this run whose SIS record has a NIN the historic base lacks
     # (a D-number replaced by a fødselsnummer while they were away): canonical id -> NIN.
     inactive_nins: Mapping[str, str] = field(default_factory=dict)
+    # Persons not active whose next affiliation starts within bridge_days (provisioner.activity):
+    # canonical id -> the day it starts. Their accounts stay exactly as they are until then.
+    bridged: Mapping[str, str] = field(default_factory=dict)
+    # Persons not active (bridged ones included): canonical id -> their SIS end date, the last
+    # day of their latest window. Lifecycle clocks count from it, not from when BAS noticed.
+    ended: Mapping[str, str] = field(default_factory=dict)
 
 
 def _active(start: str | None, end: str | None, day: str) -> bool:
@@ -201,11 +207,18 @@ def derive(
     as_of: str,
     ident: IdentityView,
     cfg: UsernameConfig,
+    lifecycle: LifecycleConfig | None = None,
 ) -> Derivation:
-    """Validate the snapshot and derive who should exist and in which groups on ``as_of``."""
+    """Validate the snapshot and derive who should exist and in which groups on ``as_of``.
+
+    ``lifecycle`` widens the active windows and sets the summer bridge (defaults if None).
+    """
     errors: list[DataError] = []
     # Every value is checked first: a broken row is reported and freezes what it is about.
     snap, broken = validate.check_rows(snap, errors)
+    lc = lifecycle or LifecycleConfig()
+    clocks = activity.Clocks(as_of)  # every role, for the bridge and the SIS end date
+    student_clocks = activity.Clocks(as_of)  # enrollments only: what guardians follow
     schools = {s.school_id: s for s in snap.schools}
     persons, frozen_p, new_aliases = _check_persons(snap, ident, dt.date.fromisoformat(as_of), errors)
     alias = {**ident.aliases, **new_aliases}
@@ -239,7 +252,9 @@ def derive(
                 DataError("unknown_school", ref, f"refers to unknown school {e.school_id}; ignored")
             )
             continue
-        if not _active(e.start_date, e.end_date, as_of):
+        win = activity.window(STUDENT, e.start_date, e.end_date, lc)
+        student_clocks.note(pid, win)
+        if not clocks.note(pid, win):
             continue
         aff[pid].add((e.school_id, STUDENT))
         rank = (0 if e.main_school else 1, e.start_date, e.school_id)
@@ -269,7 +284,7 @@ def derive(
                 DataError("unknown_school", ref, f"refers to unknown school {m.school_id}; ignored")
             )
             continue
-        if not _active(m.start_date, m.end_date, as_of):
+        if not clocks.note(pid, activity.window(m.role, m.start_date, m.end_date, lc)):
             continue
         aff[pid].add((m.school_id, m.role))
         rank = (2, m.start_date, m.school_id)  # an enrollment's school wins over an employment's
@@ -279,6 +294,7 @@ def derive(
     # Guardians are active while one of their students is; they follow those schools.
     students_of: dict[str, list[str]] = defaultdict(list)
     unsure: set[str] = set()  # guardians of a student whose record is broken this run
+    all_students: dict[str, list[str]] = defaultdict(list)  # active or not: for the bridge
     for g in snap.guardianships:
         gid, sid = canon(g.guardian_id), canon(g.student_id)
         if gid in persons and sid not in persons and sid in frozen_p:
@@ -294,6 +310,7 @@ def derive(
                     )
                 )
             continue
+        all_students[gid].append(sid)
         if sid in aff and any(r == STUDENT for _, r in aff[sid]):
             students_of[gid].append(sid)
     for gid, studs in students_of.items():
@@ -306,6 +323,11 @@ def derive(
     # A guardian whose only students cannot be judged is frozen too: a typo in a
     # student's record must not deprovision the parent.
     frozen_p.update(gid for gid in unsure if gid not in aff)
+    # A guardian's clocks are their students' too: bridged while a student is bridged.
+    for gid, studs in all_students.items():
+        clocks.merge(gid, student_clocks, studs)
+    bridged = clocks.bridged(aff, lc.bridge_days)
+    ended = clocks.end_dates(aff)
 
     # Usernames: from the historic base, or newly allocated for persons new to it.
     requests = []
@@ -371,7 +393,9 @@ def derive(
         for pid, p in persons.items()
         if pid not in aff and p.nin and pid in ident.username_by_person and p.nin not in ident.person_by_nin
     }
-    return Derivation(state, frozenset(frozen_p), frozenset(frozen_g), new_aliases, inactive_nins)
+    return Derivation(
+        state, frozenset(frozen_p), frozenset(frozen_g), new_aliases, inactive_nins, bridged, ended
+    )
 
 
 def _derive_groups(

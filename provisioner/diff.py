@@ -73,8 +73,16 @@ def diff_target(
     frozen: frozenset[str],
     school_names: Mapping[str, str],
     as_of: str,
+    bridged: Mapping[str, str] | None = None,
+    ended: Mapping[str, str] | None = None,
 ) -> list[Change]:
-    """All changes that bring one target from its stored state to the desired one."""
+    """All changes that bring one target from its stored state to the desired one.
+
+    ``bridged`` (Derivation.bridged): persons whose objects stay exactly as they are (not
+    disabled, moved or deleted); only their group memberships end. ``ended``
+    (Derivation.ended): the SIS end date of persons not active, where lifecycle clocks start.
+    """
+    bridged = bridged or {}
     first: list[Change] = []  # creates, restores, enables, updates, moves (persons, groups)
     adds: list[Change] = []
     removes: list[Change] = []
@@ -199,7 +207,9 @@ def diff_target(
             continue
         if key in frozen or (row.person_id is not None and row.person_id in frozen):
             continue  # its source record is broken this run: leave it as it is
-        gone.extend(_retire(target, key, row, policy, persons, identities, as_of))
+        if row.kind == "person" and (row.person_id or key) in bridged:
+            continue  # summer bridge: kept as it is until the next affiliation starts
+        gone.extend(_retire(target, key, row, policy, persons, identities, ended or {}, as_of))
 
     first.sort(key=lambda c: _KIND_RANK.get(c.kind, 9))
     gone.sort(key=lambda c: -_KIND_RANK.get(c.kind, 9))
@@ -213,9 +223,14 @@ def _retire(
     policy: Policy,
     persons: Mapping[str, DesiredPerson],
     identities: Mapping[str, IdentityRow],
+    ended: Mapping[str, str],
     as_of: str,
 ) -> Iterable[Change]:
-    """Disable/delete changes for a stored object that is no longer desired."""
+    """Disable/delete changes for a stored object that is no longer desired.
+
+    A person who stopped in the SIS is counted from their SIS end date (``ended``), so a
+    delete falls due ``delete_after_days`` after that date however late BAS noticed.
+    """
     common = {
         "target": target,
         "kind": row.kind,
@@ -229,21 +244,29 @@ def _retire(
             yield Change(op=Op.DELETE, reason=f"{row.kind} {key} is no longer active in SIS", **common)
         return
     pid = row.person_id or key
+    sis_end = None if pid in persons else ended.get(pid)
     if pid in persons:
         why = f"still active, but no longer in scope for {target}"
         since = as_of
-    else:
+    elif sis_end is not None:
+        since = sis_end
+        why = f"no active enrollment, employment or student in SIS since {since} (SIS end date)"
+    else:  # no dated record left in the SIS: counted from when BAS noticed
         ident = identities.get(pid)
         since = ident.inactive_since if ident and ident.inactive_since else as_of
         why = f"no active enrollment, employment or student in SIS since {since}"
     if row.status == "deleted":
         return  # soft-deleted; the target purges it (Microsoft after 30 days)
     if policy.disable_first:
+        # The delete clock runs from the SIS end date when there is one, else from the disable.
+        due = days_between(sis_end, as_of) >= policy.delete_after_days if sis_end else False
         if row.status == "active":
             yield Change(op=Op.DISABLE, reason=why, **common)
             if policy.delete_after_days == 0:
                 yield Change(op=Op.DELETE, reason=why + "; deleted the same day", **common)
-        elif days_between(row.status_since, as_of) >= policy.delete_after_days:
+            elif due:
+                yield Change(op=Op.DELETE, reason=f"{why}; {policy.delete_after_days} days passed", **common)
+        elif due or (sis_end is None and days_between(row.status_since, as_of) >= policy.delete_after_days):
             yield Change(op=Op.DELETE, reason=f"{why}; disabled since {row.status_since}", **common)
     elif pid in persons or days_between(since, as_of) >= policy.delete_after_days:
         # The grace is for persons who stop in the SIS (their stop date is known); one who
@@ -263,11 +286,17 @@ def diff_core(
     school_names: Mapping[str, str],
     as_of: str,
     inactive_nins: Mapping[str, str] | None = None,
+    bridged: Mapping[str, str] | None = None,
+    ended: Mapping[str, str] | None = None,
 ) -> list[Change]:
     """Identity changes: usernames issued, persons stopping or returning, purges, aliases.
 
     ``inactive_nins``: new NINs of known persons who are not active (Derivation.inactive_nins).
+    ``bridged``/``ended``: the summer bridge and SIS end dates (Derivation.bridged/ended): a
+    bridged person stays active with the bridge recorded ("bridged until DAY"); one who
+    stops is inactive since their SIS end date, where the retention clock starts.
     """
+    bridged, ended = bridged or {}, ended or {}
     out: list[Change] = []
     for sis_id, canon in sorted(new_aliases.items()):
         out.append(
@@ -303,16 +332,13 @@ def diff_core(
             continue
         cur = {"nin": row.nin, "display_name": row.display_name, "roles": row.roles}
         changed = {k: attrs[k] for k in ("nin", "display_name", "roles") if attrs[k] != cur[k]}
+        before = {k: cur[k] for k in changed}
+        why = f"changed in SIS: {', '.join(sorted(changed))}"
+        if row.bridged_until is not None:
+            changed["bridged_until"], before["bridged_until"] = None, row.bridged_until
+            why = "bridge over: " + why_active(p, school_names)
         if changed:
-            out.append(
-                Change(
-                    op=Op.UPDATE,
-                    attrs=changed,
-                    before={k: cur[k] for k in changed},
-                    reason=f"changed in SIS: {', '.join(sorted(changed))}",
-                    **common,
-                )
-            )
+            out.append(Change(op=Op.UPDATE, attrs=changed, before=before, reason=why, **common))
     for pid, row in identities.items():
         if pid in persons or pid in frozen:
             continue
@@ -330,12 +356,19 @@ def diff_core(
                     **common,
                 )
             )
+        until = bridged.get(pid)
+        if until is not None:
+            if row.status == "active" and row.bridged_until != until:
+                out.append(_bridge(until, ended.get(pid), row, common))
+            continue  # accounts stay as they are until the next affiliation starts
         if row.status == "active":
+            since = ended.get(pid)
             out.append(
                 Change(
                     op=Op.DISABLE,
-                    attrs={"inactive_since": as_of},
-                    reason="no active enrollment, employment or student in SIS",
+                    attrs={"inactive_since": since or as_of},
+                    reason="no active enrollment, employment or student in SIS"
+                    + (f" since {since} (SIS end date)" if since else ""),
                     **common,
                 )
             )
@@ -353,6 +386,18 @@ def diff_core(
                 )
             )
     return out
+
+
+def _bridge(until: str, end: str | None, row: IdentityRow, common: dict[str, Any]) -> Change:
+    """The core change that records a summer bridge (its reason lands in the changelog)."""
+    return Change(
+        op=Op.UPDATE,
+        attrs={"bridged_until": until},
+        before={"bridged_until": row.bridged_until},
+        reason=f"bridged until {until}: ended in SIS on {end} (SIS end date), the next affiliation"
+        f" starts {until}; every account stays as it is",
+        **common,
+    )
 
 
 def _roles(p: DesiredPerson) -> str:

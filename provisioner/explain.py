@@ -106,6 +106,7 @@ def render_text(info: dict[str, Any]) -> str:
     lines.append(
         f"  username   {ident.get('username', '-')}   status {ident.get('status', '-')}"
         + (f" since {ident['inactive_since']}" if ident.get("inactive_since") else "")
+        + (f", bridged until {ident['bridged_until']}" if ident.get("bridged_until") else "")
     )
     lines.append(f"  NIN(s)     {', '.join(n for n in info['nins_seen'] if n) or '-'}")
     lines.append(f"  roles      {ident.get('roles') or '-'}")

@@ -78,14 +78,15 @@ def make_plan(
     """
     snap = source() if callable(source) else source
     del source
-    derivation = derive(snap, as_of, store.identity_view(), cfg.usernames)
+    derivation = derive(snap, as_of, store.identity_view(), cfg.usernames, cfg.lifecycle)
     counts, total_persons, source_digests = snap.counts(), len(snap.persons), dict(snap.digests)
     del snap  # the rest works from the derivation; an Oslo-size snapshot is ~0.5 GB
     state = derivation.state
+    # Bridged persons keep their accounts: over the summer, when every pupil's school year has
+    # ended and the next one has not begun, they are not a fall in the source.
+    kept = len(state.persons) + len(derivation.bridged)
     if gate:
-        check_source(
-            len(state.persons), total_persons, store.gate_baseline(), cfg.safety.max_source_drop_percent
-        )
+        check_source(kept, total_persons, store.gate_baseline(), cfg.safety.max_source_drop_percent)
     cookie = store.versions()
     identities = store.identities()
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
@@ -113,6 +114,8 @@ def make_plan(
             frozen=frozen,
             school_names=school_names,
             as_of=as_of,
+            bridged=derivation.bridged,
+            ended=derivation.ended,
         )
         population = sum(1 for r in index.values() if r.status == "active")
         hold = check_hold(changes, population, thresholds_for(cfg.safety, tcfg))
@@ -130,6 +133,8 @@ def make_plan(
         school_names=school_names,
         as_of=as_of,
         inactive_nins=derivation.inactive_nins,
+        bridged=derivation.bridged,
+        ended=derivation.ended,
     )
     plan = Plan(
         run_id=run_id,
@@ -139,7 +144,7 @@ def make_plan(
         targets=(TargetPlan(CORE, tuple(core), len(identities)), *targets),
         errors=state.errors,
         source_counts=counts,
-        active_persons=len(state.persons),
+        active_persons=kept,
         source_digests=source_digests,
     )
     return plan, derivation

@@ -135,14 +135,17 @@ def test_rename_move_leave_return_delete(env: ADEnv) -> None:
     assert text(e, "adminDescription") is None
     assert s2_dn_before in env.members("NORD-6A")
 
-    # Gone for good: disabled, and deleted once the 90 days have passed.
-    env.sis.end_enrollments("S2", "2025-10-21")
+    # Gone for good: disabled, and deleted once 90 days have passed since the SIS end date,
+    # even though BAS noticed the (backdated) end 11 days late.
+    env.sis.end_enrollments("S2", "2025-10-11")
     assert env.sync("2025-10-22").exit_code == 0
-    out = env.sync("2026-01-19")  # 89 days: still there
+    assert env.objects()["S2"]["status"] == "disabled"
+    out = env.sync("2026-01-08")  # 89 days after the SIS end date: still there
     assert "S2" in env.objects() and env.by_employee_id("S2")
-    out = env.sync("2026-01-20")
+    out = env.sync("2026-01-09")
     assert out.exit_code == 0, out.results["ad"].errors
-    assert ("delete", "S2") in [(c.op.value, c.key) for c in out.plan.target("ad").changes]
+    delete = [c for c in out.plan.target("ad").changes if (c.op.value, c.key) == ("delete", "S2")]
+    assert len(delete) == 1 and "since 2025-10-11 (SIS end date)" in delete[0].reason
     assert "S2" not in env.objects()
     assert env.by_employee_id("S2") == []
     assert env.sync("2026-01-21").plan.target("ad").changes == ()

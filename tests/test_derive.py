@@ -54,7 +54,7 @@ def errors_for(d: Derivation, kind: str) -> list[DataError]:
         ("2025-08-15", None, True),  # open
         (AS_OF, None, True),  # starts today: inclusive
         ("2025-08-15", AS_OF, True),  # ends today: inclusive (the last day)
-        ("2025-10-02", None, False),  # future start
+        ("2025-10-09", None, False),  # future start (beyond the employees' 7 days before it)
         ("2025-08-15", "2025-09-30", False),  # ended yesterday
         ("2024-08-15", "2025-06-20", False),  # last year
         ("2026-08-15", "2027-06-20", False),  # next year

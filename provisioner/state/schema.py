@@ -67,6 +67,8 @@ identities = sa.Table(
     sa.Column("inactive_since", sa.String(10), nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+    # Summer bridge: ended in the SIS, starting again on this day; accounts kept as they are.
+    sa.Column("bridged_until", sa.String(10), nullable=True),
 )
 
 objects = sa.Table(
@@ -155,4 +157,4 @@ daemon_status = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),  # idle | running | stopped
 )
 
-SCHEMA_VERSION = "2"  # meta.schema_version; the Alembic revision (alembic_version) is the authority
+SCHEMA_VERSION = "3"  # meta.schema_version; the Alembic revision (alembic_version) is the authority

@@ -108,6 +108,7 @@ class IdentityRow:
     status: str
     inactive_since: str | None
     roles: str | None = None  # "role@school,..." as last applied
+    bridged_until: str | None = None  # summer bridge recorded: the day the next affiliation starts
 
 
 class StateStore:
@@ -161,6 +162,7 @@ class StateStore:
             cols.status,
             cols.inactive_since,
             cols.roles,
+            cols.bridged_until,
         )
         with self.engine.connect() as c:
             rows = c.execute(q).cursor.fetchall()

@@ -282,9 +282,9 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
                         }
                     )
             elif c.op in (Op.ENABLE, Op.UPDATE):
-                vals = {k: a[k] for k in ("nin", "display_name", "roles") if k in a}
+                vals = {k: a[k] for k in ("nin", "display_name", "roles", "bridged_until") if k in a}
                 if c.op == Op.ENABLE:
-                    vals.update(status="active", inactive_since=None)
+                    vals.update(status="active", inactive_since=None, bridged_until=None)
                 conn.execute(
                     t.identities.update().where(i_c.person_id == c.key).values(updated_at=stamp, **vals)
                 )
@@ -293,7 +293,10 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
                     t.identities.update()
                     .where(i_c.person_id == c.key)
                     .values(
-                        status="inactive", inactive_since=a.get("inactive_since", as_of), updated_at=stamp
+                        status="inactive",
+                        inactive_since=a.get("inactive_since", as_of),
+                        bridged_until=None,
+                        updated_at=stamp,
                     )
                 )
             elif c.op == Op.PURGE:
