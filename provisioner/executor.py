@@ -121,7 +121,7 @@ def apply_plan(
             results[tp.target] = TargetResult(tp.target, "held")
         elif tp.dry_run:
             results[tp.target] = TargetResult(tp.target, "planned")
-        elif not tp.changes and tp.target not in owed:
+        elif not tp.changes and (tp.target not in owed or tp.target not in connectors):
             results[tp.target] = TargetResult(tp.target, "unchanged")
         elif stop is not None and stop.is_set():
             results[tp.target] = TargetResult(tp.target, "interrupted")
