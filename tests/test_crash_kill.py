@@ -50,7 +50,7 @@ def _sis() -> tuple[Sis, Sis]:
     one = small_sis()
     for i in range(24):
         school = "NORD" if i % 2 else "SOR"
-        one.student(f"X{i:02d}", school, "Elev", f"Nummer{i:02d}", born=f"2012-0{1 + i % 9}-{10 + i}")
+        one.student(f"X{i:02d}", school, "Elev", f"Nummer{i:02d}", born=f"2012-0{1 + i % 9}-{10 + i % 18}")
     two = one.copy()
     for pid in ("X00", "X01", "X02", "S5"):
         two.end_enrollments(pid, DAY1)
