@@ -88,6 +88,22 @@ class Connector(Protocol):
         """Release connections; called even after errors."""
 
 
+class FileTarget:
+    """Base of the file connectors: ``apply`` only records a change, ``finish`` writes the files.
+
+    Every change such a target records as applied is also kept in the state store as a
+    pending export until ``finish`` has durably written the files carrying it; a run
+    killed in between leaves the next run to write them (provisioner/state/exports.py).
+    A file target holds no session to a remote system, so it may run in a worker process.
+    """
+
+    process_safe = True
+
+    def exported(self, run_id: str) -> bool:
+        """True when run ``run_id`` durably wrote its delta file (so its changes were written)."""
+        raise NotImplementedError
+
+
 class BatchingConnector(Connector, Protocol):
     """A connector that applies many changes at once (e.g. Graph $batch); optional.
 

@@ -39,7 +39,7 @@ from typing import Any, TextIO
 from ldap3.utils.dn import to_dn
 
 from connectors import ldif
-from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
+from connectors.base import AnchorResolver, Applied, FatalError, FileTarget, RejectedError, StoredObject
 from connectors.files import atomic_text_file, link_latest
 from mappings.feide import container_entries
 from provisioner.config import FeideConfig, OwnerConfig
@@ -55,11 +55,10 @@ LATEST_FULL = "latest-full.ldif"
 ObjKey = tuple[str, str]
 
 
-class FeideLdifConnector:
+class FeideLdifConnector(FileTarget):
     """Writes full and delta LDIF files of the Feide catalog."""
 
     target = "feide"
-    process_safe = True  # only local files: the executor may apply it in a worker process
 
     def __init__(
         self, config: FeideConfig, owner: OwnerConfig, output_dir: Path, *, keep_full: int = 10
@@ -127,6 +126,11 @@ class FeideLdifConnector:
         self._changes.append((change.op, change.kind, change.key, old or new, new, change.attrs))
         self._dn[k] = new
         return Applied(anchor=new, note="recorded for the delta file")
+
+    def exported(self, run_id: str) -> bool:
+        """True when the delta file of ``run_id`` is in the output directory (renamed into place)."""
+        run = _SAFE_NAME.sub("_", run_id) or "run"
+        return (self.output_dir / f"feide-delta-{run}.ldif").exists()
 
     def finish(self, current: Iterable[StoredObject]) -> None:
         """Write the full file, the delta file (if the run had changes) and latest-full.ldif."""

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from provisioner import faults
+
 
 @contextlib.contextmanager
 def atomic_text_file(path: Path) -> Iterator[TextIO]:
@@ -35,6 +37,7 @@ def atomic_text_file(path: Path) -> Iterator[TextIO]:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+    faults.point("file:" + "-".join(path.name.split("-")[:2]))  # e.g. "file:ims-delta" (tests only)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from connectors import files, ims_xml
-from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
+from connectors.base import AnchorResolver, Applied, FatalError, FileTarget, RejectedError, StoredObject
 from mappings.itslearning import ORG_KEY, org_sourcedid, school_sourcedid
 from provisioner.config import ItslearningConfig, OwnerConfig
 from provisioner.plan import Change, Op
@@ -62,10 +62,8 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class ItslearningConnector:
+class ItslearningConnector(FileTarget):
     """Writes IMS Enterprise 1.1 full and delta files for itslearning's importer."""
-
-    process_safe = True  # only local files: the executor may apply it in a worker process
 
     def __init__(
         self,
@@ -131,6 +129,11 @@ class ItslearningConnector:
             anchor=anchor or self._anchor(change.kind, change.key, change.anchor),
             note="recorded for the delta file",
         )
+
+    def exported(self, run_id: str) -> bool:
+        """True when the delta file of ``run_id`` is in the drop directory (renamed into place)."""
+        run = _SAFE_NAME.sub("_", run_id) or "run"
+        return any(self.output_dir.glob(f"ims-delta-*-{run}.xml"))
 
     def finish(self, current: Iterable[StoredObject]) -> None:
         """Write the full file, the delta file (if the run had changes) and latest-full.xml."""

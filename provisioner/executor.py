@@ -7,6 +7,12 @@ a fatal error stops that target (the others go on). Results land in the state st
 the changelog as they happen, in batches, so an interrupted run is consistent. Targets
 whose connector is ``process_safe`` (file targets) are applied in worker processes at the
 same time (provisioner.workers); each does exactly what it would do in this process.
+
+A file target (``FileTarget``) writes its files only in ``finish``, after the store has
+recorded its changes: those are kept as pending exports until the files are durably
+written, and a run killed in between leaves them to the next run, which hands them to
+the connector again before its own changes (provisioner/state/exports.py). Nothing the
+store records as applied is missing from the files for good.
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ from connectors.base import (
     Connector,
     ConnectorError,
     FatalError,
+    FileTarget,
     RejectedError,
     StoredObject,
     TransientError,
 )
+from provisioner import faults
 from provisioner.plan import CORE, Change, Op, Plan, TargetPlan
+from provisioner.state import exports
 from provisioner.state.store import StateStore
 from provisioner.state.writer import TargetWriter, apply_core
 from provisioner.workers import Job, StopFlag, Workers, cores
@@ -104,6 +113,7 @@ def apply_plan(
     """
     results: dict[str, TargetResult] = {}
     todo: list[TargetPlan] = []
+    owed = exports.targets(store)  # file targets a killed run left with changes to write out
     for tp in plan.targets:
         if tp.target == CORE or (only is not None and tp.target not in only):
             continue
@@ -111,7 +121,7 @@ def apply_plan(
             results[tp.target] = TargetResult(tp.target, "held")
         elif tp.dry_run:
             results[tp.target] = TargetResult(tp.target, "planned")
-        elif not tp.changes:
+        elif not tp.changes and (tp.target not in owed or tp.target not in connectors):
             results[tp.target] = TargetResult(tp.target, "unchanged")
         elif stop is not None and stop.is_set():
             results[tp.target] = TargetResult(tp.target, "interrupted")
@@ -140,6 +150,7 @@ def apply_plan(
         if core is not None and (only is None or CORE in only):
             n = apply_core(store, core.changes, plan.run_id, plan.as_of)
             results[CORE] = TargetResult(CORE, "applied" if n else "unchanged", ok=n)
+            faults.point("core:committed")
             if progress:
                 progress(n)
         workers.go()
@@ -200,66 +211,30 @@ def apply_target(
 ) -> TargetResult:
     res = TargetResult(tp.target, "applied")
     tlog = log.bind(run_id=run_id, target=tp.target)
-    writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete)
+    files = isinstance(conn, FileTarget)
+    writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete, export=files)
     writer.preload(tp.changes)
     try:
         try:
             conn.begin(run_id, writer.anchor)
+            owed = 0
+            if isinstance(conn, FileTarget):
+                owed = _hand_over(conn, conn.exported, store, tp.target, run_id, tlog)
         except (FatalError, TransientError, OSError) as exc:
             # The target cannot even start: it fails alone, the other targets go on.
             res.status, res.failed = "failed", len(tp.changes)
             res.errors.append(f"target could not start: {exc}")
             tlog.error("target could not start", error=str(exc))
             return res
-        many = getattr(conn, "apply_many", None)
-        failed_creates: set[str] = set()
-        for i, change, outcome in _outcomes(conn, many, tp.changes, retry, sleep, tlog, stop, failed_creates):
-            plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
-            if outcome is STOPPED:
-                res.status = "interrupted"
-                tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
-                break
-            if (
-                isinstance(outcome, ConnectorError)
-                and change.op in (Op.CREATE, Op.RESTORE)  # a restore may create the user again
-                and change.kind == "person"
-            ):
-                failed_creates.add(change.key)  # their group adds wait for the next run
-            if isinstance(outcome, Skipped):
-                res.skipped += 1
-                writer.failed(change, "skipped", str(outcome))
-                plog.warning("change skipped", reason=str(outcome))
-            elif isinstance(outcome, RejectedError):
-                res.rejected += 1
-                res.errors.append(f"{change.op.value} {change.kind} {change.key}: {outcome}")
-                writer.failed(change, "rejected", str(outcome))
-                plog.warning("change rejected", error=str(outcome))
-            elif isinstance(outcome, TransientError):
-                res.failed += 1
-                res.errors.append(f"{change.op.value} {change.kind} {change.key}: gave up: {outcome}")
-                writer.failed(change, "failed", f"gave up after {retry.attempts} attempts: {outcome}")
-                plog.error("change failed after retries", error=str(outcome))
-            elif isinstance(outcome, FatalError):
-                res.failed += 1
-                res.status = "failed"
-                res.errors.append(f"target stopped: {outcome}")
-                writer.failed(change, "failed", f"fatal: {outcome}")
-                tlog.error("target stopped", error=str(outcome), remaining=len(tp.changes) - i)
-                break
-            else:
-                res.ok += 1
-                writer.ok(change, outcome.anchor, outcome.note)
-            if i % BATCH == 0:
-                writer.flush()
-                if progress:
-                    progress(BATCH)
+        _apply_changes(tp, conn, writer, res, retry, sleep, progress, stop, tlog)
         writer.finish()
+        faults.point(f"{tp.target}:committed")
         if progress:
             progress(len(tp.changes) % BATCH)
         # An interrupted target still finishes: a file target writes out what was applied
         # (the state store now records it), so the target and the store stay in step.
-        # Stopped before its first change, it has nothing new to write out.
-        if res.status != "failed" and not (res.status == "interrupted" and res.ok == 0):
+        # Stopped before its first change, with nothing owed, it has nothing new to write.
+        if res.status != "failed" and not (res.status == "interrupted" and res.ok == 0 and not owed):
             current = (
                 StoredObject(
                     o["kind"], o["key"], o["anchor"], o["status"], o["attrs"], o["members"], o["username"]
@@ -272,10 +247,92 @@ def apply_target(
                 res.status = "failed"
                 res.errors.append(f"finishing failed: {exc}")
                 tlog.error("finishing target failed", error=str(exc))
+            else:
+                faults.point(f"{tp.target}:finished")
+                if files:  # the files carrying every recorded change are durably written
+                    exports.clear(store, tp.target, run_id)
     finally:
         writer.flush()
         conn.close()
     return res
+
+
+def _hand_over(
+    conn: Connector, exported: Callable[[str], bool], store: StateStore, target: str, run_id: str, tlog: Any
+) -> int:
+    """Give a file target again what earlier runs recorded but never wrote out; returns how many.
+
+    The target accepted these changes before (the store records them as applied), so they
+    are not recorded again: the connector only needs them for this run's delta file.
+    """
+    owed = exports.claim(store, target, run_id, exported)
+    for change in owed:
+        try:
+            conn.apply(change)
+        except ConnectorError as exc:  # accepted once; if refused now, the full file still has it
+            tlog.warning("pending export refused", key=change.key, op=change.op.value, error=str(exc))
+    if owed:
+        tlog.warning("changes a stopped run never wrote out are written now", changes=len(owed))
+    return len(owed)
+
+
+def _apply_changes(
+    tp: TargetPlan,
+    conn: Connector,
+    writer: TargetWriter,
+    res: TargetResult,
+    retry: RetryPolicy,
+    sleep: Callable[[float], None],
+    progress: Callable[[int], None] | None,
+    stop: StopFlag | None,
+    tlog: Any,
+) -> None:
+    """Send every change of the plan and record each outcome (flushed every BATCH changes)."""
+    many = getattr(conn, "apply_many", None)
+    failed_creates: set[str] = set()
+    site = f"{tp.target}:change"  # a test fault-injection point (provisioner/faults.py)
+    for i, change, outcome in _outcomes(conn, many, tp.changes, retry, sleep, tlog, stop, failed_creates):
+        plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
+        if outcome is STOPPED:
+            res.status = "interrupted"
+            tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
+            break
+        if (
+            isinstance(outcome, ConnectorError)
+            and change.op in (Op.CREATE, Op.RESTORE)  # a restore may create the user again
+            and change.kind == "person"
+        ):
+            failed_creates.add(change.key)  # their group adds wait for the next run
+        if isinstance(outcome, Skipped):
+            res.skipped += 1
+            writer.failed(change, "skipped", str(outcome))
+            plog.warning("change skipped", reason=str(outcome))
+        elif isinstance(outcome, RejectedError):
+            res.rejected += 1
+            res.errors.append(f"{change.op.value} {change.kind} {change.key}: {outcome}")
+            writer.failed(change, "rejected", str(outcome))
+            plog.warning("change rejected", error=str(outcome))
+        elif isinstance(outcome, TransientError):
+            res.failed += 1
+            res.errors.append(f"{change.op.value} {change.kind} {change.key}: gave up: {outcome}")
+            writer.failed(change, "failed", f"gave up after {retry.attempts} attempts: {outcome}")
+            plog.error("change failed after retries", error=str(outcome))
+        elif isinstance(outcome, FatalError):
+            res.failed += 1
+            res.status = "failed"
+            res.errors.append(f"target stopped: {outcome}")
+            writer.failed(change, "failed", f"fatal: {outcome}")
+            tlog.error("target stopped", error=str(outcome), remaining=len(tp.changes) - i)
+            break
+        else:
+            res.ok += 1
+            writer.ok(change, outcome.anchor, outcome.note)
+        faults.point(site)
+        if i % BATCH == 0:
+            writer.flush()
+            faults.point(f"{tp.target}:flushed")
+            if progress:
+                progress(BATCH)
 
 
 def _outcomes(

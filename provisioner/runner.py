@@ -27,6 +27,7 @@ from provisioner.model import SourceSnapshot
 from provisioner.plan import CORE, Plan, TargetPlan
 from provisioner.safety import SourceRefused, check_hold, check_source, thresholds_for
 from provisioner.source import SourceError, read_snapshot, source_engine, source_unchanged
+from provisioner.state import exports
 from provisioner.state.store import LockHeld, StateStore, digest, now_iso
 from provisioner.targets import build_connector
 
@@ -198,11 +199,12 @@ def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[s
     store.save_certificate(cert.dumps() if cert else None)
 
 
-def _connectors(cfg: Config, plan: Plan) -> dict:
+def _connectors(cfg: Config, plan: Plan, owed: set[str]) -> dict:
+    """Connectors of the targets with changes, or with changes a killed run never wrote out (``owed``)."""
     return {
         tp.target: build_connector(cfg, tp.target)
         for tp in plan.targets
-        if tp.target != CORE and tp.changes and not tp.dry_run and tp.hold is None
+        if tp.target != CORE and (tp.changes or tp.target in owed) and not tp.dry_run and tp.hold is None
     }
 
 
@@ -260,7 +262,12 @@ def _guarded_apply(
     """Apply a plan and record the run however it ends (a crash leaves no run 'running')."""
     try:
         results = apply_plan(
-            plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg), progress=progress, stop=stop
+            plan,
+            store,
+            _connectors(cfg, plan, exports.targets(store)),
+            soft_delete=_soft_delete(cfg),
+            progress=progress,
+            stop=stop,
         )
     except ConfigError as exc:
         store.finish_run(plan.run_id, "failed", error=str(exc))

@@ -9,6 +9,7 @@
 - ``objects`` links our key to each target's immutable anchor and the attributes and
   members last applied (with a digest so a no-op run compares hashes, not documents).
 - ``versions`` is the state cookie: one counter per target, bumped by every apply.
+- ``pending_exports`` holds changes a file target recorded but has not yet written out.
 - ``runs``, ``changelog`` (append-only) and ``locks`` are the audit and run control;
   ``daemon_status`` is what the daemon says about itself (next run, heartbeat).
 
@@ -130,6 +131,18 @@ changelog = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("result", sa.String(16), nullable=False),  # ok | rejected | failed
     sa.Column("error", sa.Text, nullable=True),
+)
+
+# Changes a file target recorded as applied whose files are not yet durably written: a
+# run killed between its commit and its files leaves them here, and the next run writes
+# them into its delta file before anything else (provisioner/state/exports.py).
+pending_exports = sa.Table(
+    "pending_exports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(64), nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=False),  # the run that owes the export
+    sa.Column("change", sa.Text, nullable=False),  # JSON of the plan's Change
 )
 
 locks = sa.Table(

@@ -1,0 +1,33 @@
+"""Fault injection for tests: kill the whole run at a chosen point (tests/test_crash_kill.py).
+
+A TEST HOOK, NOT A SETTING. ``point(site)`` marks a boundary of the apply where a crash
+must not lose anything: between two changes of a target, after a target's rows are
+committed, after a file is durably written, after a target's files are finished. When
+the environment variable ``BAS_TEST_KILL_AT`` is ``<site>#<n>``, the n-th time this
+process passes ``site`` it sends SIGKILL to its process group: the run and its worker
+processes die at once, as under ``kill -9``. Only tests set it, and they start the run
+as its own session (its own process group). Unset (always, in production) it does
+nothing at all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+ENV = "BAS_TEST_KILL_AT"
+_passed: Counter[str] = Counter()  # times this process passed each site (a counter, not a switch)
+
+
+def point(site: str) -> None:
+    """A place a run may be killed; see the module docstring."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    want, _, n = spec.rpartition("#")
+    if site != want:
+        return
+    _passed[site] += 1
+    if _passed[site] == int(n):
+        os.killpg(os.getpgrp(), signal.SIGKILL)
