@@ -1,7 +1,7 @@
 """Pending exports: changes a file target recorded as applied before its files were written.
 
-Revision ID: 0003_files
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2025-10-20
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_files"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -26,9 +26,11 @@ def upgrade() -> None:
         sa.Column("change", sa.Text, nullable=False),
     )
     op.create_index("ix_pending_exports_target", "pending_exports", ["target"])
+    op.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
 
 
 def downgrade() -> None:
     """Drop pending_exports."""
     op.drop_index("ix_pending_exports_target", table_name="pending_exports")
     op.drop_table("pending_exports")
+    op.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")

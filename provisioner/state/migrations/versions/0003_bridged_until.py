@@ -1,6 +1,6 @@
 """The summer bridge: identities.bridged_until (the day a bridged person's next affiliation starts).
 
-Revision ID: 0003_life
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-30
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_life"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
