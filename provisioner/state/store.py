@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from provisioner.derive import IdentityView
+from provisioner.nin import mask_error
 from provisioner.plan import CORE
 from provisioner.state import schema as t
 from provisioner.state.migrate import ensure_current
@@ -348,9 +349,16 @@ class StateStore:
             )
 
     def finish_run(self, run_id: str, status: str, **values: Any) -> None:
-        """Record how a run ended (summary, held plan, error)."""
+        """Record how a run ended (summary, held plan, error); NINs in the texts are masked.
+
+        An error may quote a source row (a driver error): the run record is read by
+        `bas status`, `bas runs` and alerts, so it never holds a whole NIN.
+        """
         if "summary" in values and not isinstance(values["summary"], str):
             values["summary"] = dumps(values["summary"])
+        for k in ("summary", "error"):
+            if values.get(k):
+                values[k] = mask_error(values[k])
         with self.engine.begin() as c:
             c.execute(
                 t.runs.update()
