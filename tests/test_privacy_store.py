@@ -1,4 +1,4 @@
-"""NINs in what the state store keeps: changelog and run records masked, `person show` masked and still found."""
+"""NINs in what the state store keeps: changelog and run records masked; `person show` masked, still found."""
 
 from __future__ import annotations
 
@@ -41,7 +41,11 @@ DIGEST_LIKE = "ab12345678901cd"  # eleven digits inside a hex/base64 digest
     ("text", "masked_nins", "masked_error"),
     [
         (f"nin {VALID}", f"nin {VALID[:6]}*****", f"nin {VALID[:6]}*****"),
-        (f'{{"sourcedid":"{VALID}"}}', f'{{"sourcedid":"{VALID[:6]}*****"}}', f'{{"sourcedid":"{VALID[:6]}*****"}}'),
+        (
+            f'{{"sourcedid":"{VALID}"}}',
+            f'{{"sourcedid":"{VALID[:6]}*****"}}',
+            f'{{"sourcedid":"{VALID[:6]}*****"}}',
+        ),
         (f"row ('P1', '{INVALID}')", f"row ('P1', '{INVALID}')", f"row ('P1', '{INVALID[:6]}*****')"),
         (DIGEST_LIKE, DIGEST_LIKE, DIGEST_LIKE),
         (f"x{VALID}y", f"x{VALID[:6]}*****y", f"x{VALID[:6]}*****y"),
