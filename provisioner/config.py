@@ -260,6 +260,9 @@ class FeideConfig(TargetBase):
                 raise ValueError(f"url: {self.url!r} must start with ldap:// or ldaps://")
             if self.start_tls and scheme == "ldaps":
                 raise ValueError("start_tls: only for ldap:// (ldaps:// is TLS from the start)")
+            if scheme == "ldap" and not self.start_tls:
+                # As for AD: the bind password and every NIN go over the wire only in TLS.
+                raise ValueError("start_tls: a plain ldap:// URL needs start_tls = true (or use ldaps://)")
         if (self.bind_dn is None) != (self.password_file is None):
             raise ValueError("bind_dn and password_file: set both (or neither, for anonymous reads)")
         if self.user_password_template is not None and "{username}" not in self.user_password_template:
