@@ -1,7 +1,7 @@
 """One LDAP session to the Feide catalog server: connect, TLS, bind, and typed errors.
 
 Owns the ldap3 connection of the live Feide connector and of ``bas feide check``:
-``ldap://`` (optionally upgraded with StartTLS) or ``ldaps://``, certificates checked
+``ldaps://`` or ``ldap://`` upgraded with StartTLS (never in clear), certificates checked
 against ``ca_file`` (or the system CAs), a simple bind. Every operation goes through
 ``LdapSession.run``, which turns what can go wrong into the connector's typed errors:
 
@@ -104,6 +104,8 @@ class LdapSession:
         """The bound connection, opened (TLS, bind) when there is none."""
         if self._conn is not None:
             return self._conn
+        if not self.url.lower().startswith("ldaps://") and not self.start_tls:
+            raise FatalError(f"feide: {self.url} is neither ldaps:// nor StartTLS; refusing to talk in clear")
         if self._failed_opens >= self.max_reconnects:
             raise FatalError(
                 f"feide: {self.url} unreachable: {self._failed_opens} connection attempts failed in a row"

@@ -62,6 +62,16 @@ def link_latest(full_path: Path, latest: Path) -> None:
     try:
         os.link(full_path, tmp)
     except OSError:
-        shutil.copyfile(full_path, tmp)  # no hard links on this file system
+        _copy_private(full_path, tmp)  # no hard links on this file system
     os.replace(tmp, latest)
     fsync_dir(latest.parent)
+
+
+def _copy_private(src: Path, dst: Path) -> None:
+    """Copy a file into a new owner-only (0600) file, whatever the umask: it holds personal data."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with open(fd, "wb") as out, open(src, "rb") as inp:
+        shutil.copyfileobj(inp, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())

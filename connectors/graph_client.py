@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import structlog
@@ -329,7 +329,23 @@ class GraphClient:
         return Resp(r.status_code, data, dict(r.headers))
 
     def _url(self, path: str) -> str:
-        return path if path.startswith("https://") or path.startswith("http://") else self.base_url + path
+        """The URL to send to: a path below the Graph URL, or a link Graph gave us to that host.
+
+        The bearer token goes with every request, so an absolute URL (an ``@odata.nextLink``,
+        a stored deltaLink) to any other scheme or host is refused before anything is sent.
+        """
+        if "://" not in path:
+            return self.base_url + path
+        link, home = urlsplit(path), urlsplit(self.base_url)
+        if link.scheme.lower() != "https" or (link.scheme.lower(), link.netloc.lower()) != (
+            home.scheme.lower(),
+            home.netloc.lower(),
+        ):
+            raise FatalError(
+                f"Graph: refusing to send the token to {link.scheme}://{link.netloc}:"
+                f" not the configured Graph host {home.netloc}"
+            )
+        return path
 
     def call(
         self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import structlog
 
+from provisioner.csv_cells import FORMULA_STARTS, neutralise
 from provisioner.names import fold
 
 log = structlog.get_logger("bas.passwords")
@@ -70,7 +71,8 @@ def generate(length: int = 16, avoid: Iterable[str] = ()) -> str:
             j = secrets.randbelow(i + 1)
             chars[i], chars[j] = chars[j], chars[i]
         pw = "".join(chars)
-        if meets_complexity(pw, avoid):
+        # Never a first character a spreadsheet reads as a formula (the CSV files).
+        if not pw.startswith(FORMULA_STARTS) and meets_complexity(pw, avoid):
             return pw
 
 
@@ -122,7 +124,7 @@ class PasswordFiles:
             if os.fstat(fd).st_size == 0:
                 buf.write("\ufeff")  # a BOM, so Excel reads æ ø å as UTF-8
                 w.writerow(self.HEADER)
-            w.writerow((username, display_name, password))
+            w.writerow([neutralise(v) for v in (username, display_name, password)])
             os.write(fd, buf.getvalue().encode("utf-8"))
             os.fsync(fd)
         finally:

@@ -8,6 +8,7 @@ mail every 15 minutes. Sending never raises: a failure is logged and tried next 
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import structlog
@@ -25,6 +27,7 @@ from provisioner.state.store import now_iso
 from provisioner.status import Health, iso_to_epoch
 
 log = structlog.get_logger("bas.alerts")
+_URL = re.compile(r"https?://[^\s'\")]+")
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,12 @@ class Alerter:
                 resp.raise_for_status()
             except requests.RequestException as exc:
                 ok = False
-                log.error("alert webhook failed", alert=alert.key, error=str(exc))
+                log.error(
+                    "alert webhook failed",
+                    alert=alert.key,
+                    webhook=webhook_origin(self.cfg.webhook_url),
+                    error=_without_url(exc, self.cfg.webhook_url),
+                )
         if self.cfg.smtp_host:
             try:
                 self._mail(alert)
@@ -147,9 +155,31 @@ class Alerter:
         body = alert.payload(self.owner)
         msg.set_content("\n".join(f"{k}: {v}" for k, v in body.items() if v is not None))
         assert c.smtp_host is not None
-        with smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=c.timeout_seconds) as smtp:
-            if c.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
+        tls = ssl.create_default_context(cafile=c.smtp_ca_file)
+        smtp = (
+            smtplib.SMTP_SSL(c.smtp_host, c.smtp_port, timeout=c.timeout_seconds, context=tls)
+            if c.smtp_ssl
+            else smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=c.timeout_seconds)
+        )
+        with smtp:
+            if c.smtp_starttls and not c.smtp_ssl:
+                smtp.starttls(context=tls)
             if c.smtp_user and c.smtp_password_file:
+                if not (c.smtp_ssl or c.smtp_starttls):
+                    raise ConfigError("alerts: refusing to send the SMTP login without TLS")
                 smtp.login(c.smtp_user, read_secret(c.smtp_password_file, self.base_dir))
             smtp.send_message(msg)
+
+
+def webhook_origin(url: str | None) -> str:
+    """scheme://host[:port] of the webhook: its path often carries the hook's secret token."""
+    parts = urlsplit(url or "")
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+
+def _without_url(exc: Exception, url: str | None) -> str:
+    """The error text with the webhook's URL (and any other URL requests quotes) cut to its origin."""
+    text = str(exc)
+    if url:
+        text = text.replace(url, webhook_origin(url))
+    return _URL.sub(lambda m: webhook_origin(m.group(0)), text)

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from provisioner.csv_cells import neutralise
 from provisioner.nin import mask_text
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
@@ -126,7 +127,7 @@ def render(rows: Sequence[dict[str, Any]], fmt: str = "table", show_nin: bool = 
         for r in shown:
             w.writerow(
                 {
-                    k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
+                    k: neutralise(json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v)
                     for k, v in r.items()
                 }
             )

@@ -184,6 +184,7 @@ def _print_plan(plan: Plan, show: int, err: bool = False) -> None:
 def _write_plan(plan: Plan, path: str) -> None:
     # Saved plans carry NINs (Feide needs them): owner-only file.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when it overwrites a file another mode made
     with open(fd, "w", encoding="utf-8") as fh:
         fh.write(plan.dumps())
 

@@ -11,6 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -282,6 +283,9 @@ class FeideConfig(TargetBase):
                 raise ValueError(f"url: {self.url!r} must start with ldap:// or ldaps://")
             if self.start_tls and scheme == "ldaps":
                 raise ValueError("start_tls: only for ldap:// (ldaps:// is TLS from the start)")
+            if scheme == "ldap" and not self.start_tls:
+                # As for AD: the bind password and every NIN go over the wire only in TLS.
+                raise ValueError("start_tls: a plain ldap:// URL needs start_tls = true (or use ldaps://)")
         if (self.bind_dn is None) != (self.password_file is None):
             raise ValueError("bind_dn and password_file: set both (or neither, for anonymous reads)")
         if self.user_password_template is not None and "{username}" not in self.user_password_template:
@@ -337,6 +341,8 @@ class AlertsConfig(_Strict):
     smtp_host: str | None = None  # e-mail alerts when set
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
     smtp_starttls: bool = True
+    smtp_ssl: bool = False  # SMTPS (TLS from the start, port 465) instead of STARTTLS
+    smtp_ca_file: str | None = None  # CA bundle of the mail server (the system CAs when unset)
     smtp_user: str | None = None
     smtp_password_file: str | None = None  # a secret file or systemd credential
     mail_from: str | None = None
@@ -351,9 +357,27 @@ class AlertsConfig(_Strict):
             raise ValueError("smtp_host needs mail_from and mail_to")
         if (self.smtp_user is None) != (self.smtp_password_file is None):
             raise ValueError("smtp_user and smtp_password_file: set both (or neither)")
-        if self.webhook_url and not self.webhook_url.startswith(("https://", "http://")):
-            raise ValueError("webhook_url must be an http(s) URL")
+        if self.webhook_url:
+            _check_webhook(self.webhook_url)
+        if self.smtp_ssl and self.smtp_starttls:
+            raise ValueError("smtp_ssl and smtp_starttls: one or the other (SMTPS is TLS already)")
+        if self.smtp_user and not (self.smtp_ssl or self.smtp_starttls):
+            raise ValueError(
+                "smtp_starttls: a login (smtp_user) goes only over TLS: set smtp_starttls or smtp_ssl"
+            )
         return self
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_webhook(url: str) -> None:
+    """https only; plain http only to this host (a relay next to BAS). Errors name the key."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("webhook_url must be an https:// URL")
+    if parts.scheme == "http" and parts.hostname.lower() not in _LOOPBACK:
+        raise ValueError("webhook_url must be https:// (http:// only to 127.0.0.1, localhost or ::1)")
 
 
 class Config(_Strict):

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from provisioner import changelog
 from provisioner.config import Config
-from provisioner.nin import mask
+from provisioner.nin import mask, mask_nins
 from provisioner.source import DEFAULT_QUERIES, source_engine
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
@@ -90,9 +90,10 @@ def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) ->
     }
     if result["identity"] and not show_nin:
         result["identity"]["nin"] = mask(result["identity"]["nin"])
-    for a in accounts:
-        if not show_nin and "norEduPersonNIN" in a["attrs"]:
-            a["attrs"]["norEduPersonNIN"] = mask(a["attrs"]["norEduPersonNIN"])
+    if not show_nin:
+        # Any attribute may hold the NIN (norEduPersonNIN; an itslearning sourcedid with
+        # nin_as_sourcedid = true, which is also that account's anchor).
+        result["accounts"] = json.loads(mask_nins(json.dumps(accounts, ensure_ascii=False)))
     return result
 
 

@@ -18,6 +18,7 @@ W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
 _ELEVEN_DIGITS = re.compile(r"[0-9]{11}")
 # Eleven digits standing alone: what masking looks for in free text.
 _NIN_IN_TEXT = re.compile(r"(?<![0-9])([0-9]{6})[0-9]{5}(?![0-9])")
+_NIN_RUN = re.compile(r"(?<![0-9])[0-9]{11}(?![0-9])")
 
 
 class InvalidNIN(ValueError):
@@ -130,6 +131,41 @@ def mask(nin: str | None) -> str | None:
 def mask_text(text: str) -> str:
     """Mask every stand-alone 11-digit number in free text."""
     return _NIN_IN_TEXT.sub(lambda m: m.group(1) + "*****", text)
+
+
+def _stored_mask(m: re.Match[str]) -> str:
+    s, text = m.group(0), m.string
+    if is_valid(s):
+        return s[:6] + "*****"
+    # An invalid 11-digit number (a mistyped NIN in a source row) is masked too, unless a
+    # letter touches it: then it is part of a digest or an identifier, not a NIN.
+    before = text[m.start() - 1] if m.start() else " "
+    after = text[m.end()] if m.end() < len(text) else " "
+    return s if before.isalpha() or after.isalpha() else s[:6] + "*****"
+
+
+def _valid_mask(m: re.Match[str]) -> str:
+    s = m.group(0)
+    return s[:6] + "*****" if is_valid(s) else s
+
+
+def mask_nins(text: str) -> str:
+    """Mask every stand-alone 11-digit number that is a valid NIN (structured data we store).
+
+    Other numbers (ids, counts, digests) are left as they are, so a masked changelog row
+    still names the objects and members it is about.
+    """
+    return _NIN_RUN.sub(_valid_mask, text)
+
+
+def mask_error(text: str) -> str:
+    """Mask NINs in an error text before it is stored (run records, changelog errors).
+
+    A driver error may quote a whole source row: every valid NIN is masked, and so is
+    any other stand-alone 11-digit number no letter touches (a NIN with a wrong check
+    digit is still someone's number). Digits inside a hex or base64 digest stay.
+    """
+    return _NIN_RUN.sub(_stored_mask, text)
 
 
 def make_synthetic(born: dt.date, individual: int) -> str | None:

@@ -186,6 +186,12 @@ class SlapdServer:
             proc.stderr.close()
 
     @property
+    def client(self) -> dict[str, str | bool]:
+        """Feide target settings to reach this server as BAS must: ldap:// with StartTLS."""
+        assert self.ca_file is not None, "started without TLS"
+        return {"url": self.url, "start_tls": True, "ca_file": str(self.ca_file)}
+
+    @property
     def urls(self) -> list[str]:
         """Every URL slapd listens on (ldap://, and ldaps:// with TLS)."""
         return [self.url, *([self.ldaps_url] if self.ldaps_url else [])]
@@ -241,7 +247,7 @@ def slapd() -> Iterator[SlapdServer]:
     if why:
         pytest.skip(why)
     tmp = Path(tempfile.mkdtemp(prefix="bas-slapd-"))
-    server = SlapdServer(tmp)
+    server = SlapdServer(tmp, tls=True)  # BAS talks to LDAP only over TLS
     try:
         server.start()
         yield server
@@ -258,7 +264,7 @@ def slapd_factory(tmp_path: Path) -> Iterator[Callable[..., SlapdServer]]:
         pytest.skip(why)
     made: list[SlapdServer] = []
 
-    def make(tls: bool = False) -> SlapdServer:
+    def make(tls: bool = True) -> SlapdServer:
         server = SlapdServer(tmp_path / f"slapd{len(made)}", tls=tls)
         made.append(server)
         server.start()

@@ -188,7 +188,7 @@ def test_cli_sync_to_slapd_then_feide_check(tmp_path: Path, slapd) -> None:
     feide = {
         "mode": "apply",
         "base_dn": base,
-        "url": slapd.url,
+        **slapd.client,
         "bind_dn": ADMIN_DN,
         "password_file": "bind.secret",
     }

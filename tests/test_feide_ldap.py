@@ -50,7 +50,7 @@ class LiveEnv:
         self.feide: dict[str, Any] = {
             "mode": "apply",
             "base_dn": self.base_dn,
-            "url": server.url,
+            **server.client,
             "bind_dn": ADMIN_DN,
             "password_file": str(secret),
             **feide,

@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from provisioner.derive import IdentityView
+from provisioner.nin import mask_error
 from provisioner.plan import CORE
 from provisioner.state import schema as t
 from provisioner.state.migrate import ensure_current
@@ -120,6 +121,7 @@ class StateStore:
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
+            _private_sqlite_file(url)
         self.engine = sa.create_engine(url, **kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -350,9 +352,16 @@ class StateStore:
             )
 
     def finish_run(self, run_id: str, status: str, **values: Any) -> None:
-        """Record how a run ended (summary, held plan, error)."""
+        """Record how a run ended (summary, held plan, error); NINs in the texts are masked.
+
+        An error may quote a source row (a driver error): the run record is read by
+        `bas status`, `bas runs` and alerts, so it never holds a whole NIN.
+        """
         if "summary" in values and not isinstance(values["summary"], str):
             values["summary"] = dumps(values["summary"])
+        for k in ("summary", "error"):
+            if values.get(k):
+                values[k] = mask_error(values[k])
         with self.engine.begin() as c:
             c.execute(
                 t.runs.update()
@@ -494,6 +503,28 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite file owner-only (0600) whatever the umask, or narrow an existing one.
+
+    The store holds NINs and names. SQLite gives its -wal and -shm files the mode of the
+    database file, so they are private too.
+    """
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # no such folder, or not ours: connecting reports it
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except PermissionError:
+        pass  # another user's store (read by an admin): its owner decides
+    finally:
+        os.close(fd)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from provisioner.nin import mask_error, mask_nins
 from provisioner.plan import CORE, Change, Op
 from provisioner.state import exports
 from provisioner.state import schema as t
@@ -36,20 +37,22 @@ def _log_row(
         after_json = after_json or dumps(dict(c.attrs))
     else:
         after_json = None
+    # The changelog outlives the retention purge: a NIN (a core "nin", norEduPersonNIN, an
+    # itslearning sourcedid) is stored masked; the historic base alone keeps it whole.
     return {
         "run_id": run_id,
         "at": at,
         "target": c.target,
         "op": c.op.value,
         "kind": c.kind,
-        "key": c.key,
+        "key": mask_nins(c.key),
         "person_id": c.person_id,
-        "username": c.username,
-        "before": dumps(dict(c.before)) if c.before else None,
-        "after": after_json,
-        "reason": c.reason,
+        "username": mask_nins(c.username) if c.username else c.username,
+        "before": mask_nins(dumps(dict(c.before))) if c.before else None,
+        "after": mask_nins(after_json) if after_json else None,
+        "reason": mask_nins(c.reason),
         "result": result,
-        "error": error,
+        "error": mask_error(error) if error else error,
     }
 
 
@@ -393,7 +396,7 @@ def forget_objects(store: StateStore, target: str, keys: list[str], run_id: str,
                 "username": user,
                 "before": None,
                 "after": None,
-                "reason": reason,
+                "reason": mask_nins(reason),
                 "result": "ok",
                 "error": None,
             }
