@@ -170,4 +170,4 @@ daemon_status = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),  # idle | running | stopped
 )
 
-SCHEMA_VERSION = "4"  # meta.schema_version; the Alembic revision (alembic_version) is the authority
+SCHEMA_VERSION = "5"  # meta.schema_version; the Alembic revision (alembic_version) is the authority

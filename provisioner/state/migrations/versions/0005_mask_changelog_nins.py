@@ -6,8 +6,8 @@ place a whole NIN stays. This revision masks what was written before, in the sam
 the writer masks now. Data only: no table changes, and no way back (a masked NIN
 cannot be unmasked, so the downgrade leaves the rows as they are).
 
-Revision ID: 0003_privacy
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2025-10-20
 """
 
@@ -20,8 +20,8 @@ from alembic import op
 
 from provisioner.nin import mask_error, mask_nins
 
-revision = "0003_privacy"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -64,7 +64,9 @@ def upgrade() -> None:
     """Mask NINs in changelog rows and run records written before."""
     _mask_table("changelog", "id", _CHANGELOG)
     _mask_table("runs", "run_id", _RUNS)
+    op.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
 
 
 def downgrade() -> None:
     """Nothing to undo: masked numbers stay masked."""
+    op.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
