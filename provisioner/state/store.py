@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from provisioner.derive import IdentityView
 from provisioner.plan import CORE
+from provisioner.safety import GateBaseline, Removals
 from provisioner.state import schema as t
 from provisioner.state.migrate import ensure_current
 
@@ -36,6 +37,12 @@ _ADVISORY_KEY = 0x0BA5_5E11_0C4B_0001
 # The last whole second, formatted (now_iso runs once per change); one tuple, replaced
 # whole, so a thread never pairs one second's text with another's number.
 _second: tuple[int, str] = (-1, "")
+
+
+def iso_ago(hours: float) -> str:
+    """The time this many hours ago, in now_iso's format (they compare as text)."""
+    then = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+    return then.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
 
 
 def now_iso() -> str:
@@ -373,22 +380,106 @@ class StateStore:
             )
             return [dict(r) for r in rows.mappings()]
 
-    def gate_baseline(self) -> int | None:
-        """Active persons in the last good run, or in a later source refusal an admin approved."""
+    def gate_baseline(self, days: float = 7.0) -> GateBaseline:
+        """What the source gate compares with: the largest counts of the good runs of the last days.
+
+        Good: done, done_with_errors or held, or a source refusal an admin approved (of any
+        kind: a dry-run that ends "planned" never counts, but the same run counts once its
+        plan is applied with apply_saved). An approved refusal accepts its counts once: only
+        it and the runs after it count. With no good run in those days, the newest one does.
+        The schools are those of the newest good run.
+        """
         r = t.runs.c
+        good = sa.or_(r.status.in_(("done", "done_with_errors", "held")), r.approved_at.is_not(None))
+        newest = (r.started_at.desc(), r.run_id.desc())
+        cols = (r.active_persons, r.summary)
+        with self.engine.connect() as c:
+            accepted = c.execute(
+                sa.select(sa.func.max(r.started_at)).where(r.status == "refused", r.approved_at.is_not(None))
+            ).scalar()
+            floor = [r.started_at >= accepted] if accepted else []
+            rows = c.execute(
+                sa.select(*cols).where(good, r.started_at >= iso_ago(days * 24), *floor).order_by(*newest)
+            ).all()
+            if not rows:
+                rows = c.execute(sa.select(*cols).where(good, *floor).order_by(*newest).limit(1)).all()
+        counts: dict[str, int] = {}
+        active = [a for a, _ in rows if a is not None]
+        schools: frozenset[str] | None = None
+        for i, (_, summary) in enumerate(rows):
+            source = json.loads(summary).get("source", {}) if summary else {}
+            for table, n in source.get("counts", {}).items():
+                counts[table] = max(counts.get(table, 0), n)
+            if i == 0 and source.get("schools") is not None:
+                schools = frozenset(source["schools"])
+        return GateBaseline(counts, max(active) if active else None, schools)
+
+    def member_populations(self) -> dict[str, int]:
+        """Memberships (person, role pairs) the groups of each target hold (the member thresholds' base)."""
+        o = t.objects.c
+        members = sa.cast(o.members, sa.JSON) if self.engine.dialect.name == "postgresql" else o.members
         q = (
-            sa.select(r.active_persons)
+            sa.select(o.target, sa.func.sum(sa.func.json_array_length(members)))
+            .where(o.members.is_not(None), o.status != "deleted")
+            .group_by(o.target)
+        )
+        with self.engine.connect() as c:
+            return {k: int(v or 0) for k, v in c.execute(q).all()}
+
+    def window_removals(self, targets: Iterable[str], hours: float) -> dict[str, Removals]:
+        """What each target had taken away (ok in the changelog) within the last hours.
+
+        An approved plan is what an admin accepted: a target's window starts afresh when
+        the last approved run that applied to it finished, so what it applied (and what
+        came before) does not hold the runs after it.
+        """
+        since = iso_ago(hours)
+        r, cl = t.runs.c, t.changelog.c
+        starts = dict.fromkeys(targets, since)
+        with self.engine.connect() as c:
+            approved = c.execute(
+                sa.select(r.finished_at, r.summary).where(
+                    r.approved_at.is_not(None), r.status != "refused", r.finished_at >= since
+                )
+            ).all()
+            for finished, summary in approved:
+                for target in json.loads(summary).get("results", {}) if summary else ():
+                    if target in starts and finished > starts[target]:
+                        starts[target] = finished
+            out = {}
+            for target, start in starts.items():
+                ok = (cl.target == target, cl.result == "ok", cl.at >= start)
+                objects = frozenset(
+                    (k, key)
+                    for k, key in c.execute(
+                        sa.select(cl.kind, cl.key).where(*ok, cl.op.in_(("disable", "delete"))).distinct()
+                    )
+                )
+                members = sum(
+                    len(json.loads(after).get("members", ())) if after else 0
+                    for (after,) in c.execute(sa.select(cl.after).where(*ok, cl.op == "remove_members"))
+                )
+                out[target] = Removals(objects, members, start)
+        return out
+
+    def newer_run(self, run_id: str) -> dict[str, Any] | None:
+        """The newest sync or apply run after this one that made a plan (held or applied), if any."""
+        r = t.runs.c
+        started = sa.select(r.started_at).where(r.run_id == run_id).scalar_subquery()
+        q = (
+            sa.select(r.run_id, r.status, r.approved_at)
             .where(
-                r.active_persons.is_not(None),
-                # Any kind: a dry-run ("plan") ends "planned" and never counts, but the same run
-                # counts once its plan is applied (apply_saved) or its refusal approved.
-                sa.or_(r.status.in_(("done", "done_with_errors", "held")), r.approved_at.is_not(None)),
+                r.started_at > started,
+                r.run_id != run_id,
+                r.kind.in_(("sync", "apply")),
+                r.status.in_(("done", "done_with_errors", "held")),
             )
             .order_by(r.started_at.desc(), r.run_id.desc())
             .limit(1)
         )
         with self.engine.connect() as c:
-            return c.execute(q).scalar()
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
 
     def approve_run(self, run_id: str, by: str) -> None:
         """Mark a run approved (one-shot)."""
