@@ -44,6 +44,7 @@ from provisioner.safety import (
     thresholds_for,
 )
 from provisioner.source import SourceError, read_snapshot, source_engine, source_unchanged
+from provisioner.state import safety_reads
 from provisioner.state.store import LockHeld, StateStore, digest, now_iso
 from provisioner.targets import build_connector
 
@@ -185,8 +186,8 @@ def hold_targets(cfg: Config, store: StateStore, plan: Plan, baseline: GateBasel
     gone_hold = school_hold(gone)
     names = [tp.target for tp in plan.targets if tp.target != CORE]
     hours = cfg.safety.window_hours
-    window = store.window_removals(names, hours) if hours > 0 else {}
-    members = store.member_populations()
+    window = safety_reads.window_removals(store, names, hours) if hours > 0 else {}
+    members = safety_reads.member_populations(store)
     out = []
     for tp in plan.targets:
         tcfg = cfg.targets.get(tp.target)
@@ -510,7 +511,7 @@ def _approve_refusal(store: StateStore, run: dict, by: str) -> RunOutcome:
 
 def _not_current(cfg: Config, store: StateStore, plan: Plan) -> str:
     """Why a held plan no longer applies ('' when it still does)."""
-    newer = store.newer_run(plan.run_id)
+    newer = safety_reads.newer_run(store, plan.run_id)
     if newer is not None:
         if newer["status"] == "held" and not newer["approved_at"]:
             return (

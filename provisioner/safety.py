@@ -146,9 +146,14 @@ def _check_window(
 ) -> Hold | None:
     # The base of the percent rules is what the target held when the window began: what
     # it holds now plus what the window took away.
+    # Only what this plan adds can be held: a plan that removes nothing passes.
     objects = plan.objects | w.objects
     n, done = len(objects), len(w.objects - plan.objects)
-    over = _over(n, population + len(w.objects), limits.max_deletes, limits.max_delete_percent)
+    over = (
+        None
+        if not plan.objects - w.objects
+        else _over(n, population + len(w.objects), limits.max_deletes, limits.max_delete_percent)
+    )
     if over:
         limit = f"{limits.max_deletes}" if over == "count" else f"{limits.max_delete_percent:g} %"
         return Hold(
@@ -157,8 +162,12 @@ def _check_window(
             f" {len(plan.objects)} planned now) of {population + len(w.objects)}; the limit is {limit}",
         )
     m = plan.members + w.members
-    over = _over(
-        m, members_population + w.members, limits.max_member_removals, limits.max_member_removal_percent
+    over = (
+        None
+        if not plan.members
+        else _over(
+            m, members_population + w.members, limits.max_member_removals, limits.max_member_removal_percent
+        )
     )
     if over:
         limit = (

@@ -343,7 +343,7 @@ def test_gate_counts_runs_applied_from_saved_plans(tmp_path: Path) -> None:
     try:
         dry = e.sync(DAY1, dry_run=True)
         assert runner.apply_saved(e.cfg, e.store, Plan.loads(dry.plan.dumps())).exit_code == EXIT_OK
-        assert e.store.gate_baseline() == 12
+        assert e.store.gate_baseline().active_persons == 12
         for pid in ("S1", "S2", "S3", "S4", "S5", "T1"):
             e.sis.remove_person(pid)
         assert e.sync(DAY2, dry_run=True).status == "refused"

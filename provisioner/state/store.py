@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from provisioner.derive import IdentityView
 from provisioner.plan import CORE
-from provisioner.safety import GateBaseline, Removals
+from provisioner.safety import GateBaseline
 from provisioner.state import schema as t
 from provisioner.state.migrate import ensure_current
 
@@ -407,79 +407,12 @@ class StateStore:
         active = [a for a, _ in rows if a is not None]
         schools: frozenset[str] | None = None
         for i, (_, summary) in enumerate(rows):
-            source = json.loads(summary).get("source", {}) if summary else {}
+            source = (json.loads(summary) or {}).get("source", {}) if summary else {}
             for table, n in source.get("counts", {}).items():
                 counts[table] = max(counts.get(table, 0), n)
             if i == 0 and source.get("schools") is not None:
                 schools = frozenset(source["schools"])
         return GateBaseline(counts, max(active) if active else None, schools)
-
-    def member_populations(self) -> dict[str, int]:
-        """Memberships (person, role pairs) the groups of each target hold (the member thresholds' base)."""
-        o = t.objects.c
-        members = sa.cast(o.members, sa.JSON) if self.engine.dialect.name == "postgresql" else o.members
-        q = (
-            sa.select(o.target, sa.func.sum(sa.func.json_array_length(members)))
-            .where(o.members.is_not(None), o.status != "deleted")
-            .group_by(o.target)
-        )
-        with self.engine.connect() as c:
-            return {k: int(v or 0) for k, v in c.execute(q).all()}
-
-    def window_removals(self, targets: Iterable[str], hours: float) -> dict[str, Removals]:
-        """What each target had taken away (ok in the changelog) within the last hours.
-
-        An approved plan is what an admin accepted: a target's window starts afresh when
-        the last approved run that applied to it finished, so what it applied (and what
-        came before) does not hold the runs after it.
-        """
-        since = iso_ago(hours)
-        r, cl = t.runs.c, t.changelog.c
-        starts = dict.fromkeys(targets, since)
-        with self.engine.connect() as c:
-            approved = c.execute(
-                sa.select(r.finished_at, r.summary).where(
-                    r.approved_at.is_not(None), r.status != "refused", r.finished_at >= since
-                )
-            ).all()
-            for finished, summary in approved:
-                for target in json.loads(summary).get("results", {}) if summary else ():
-                    if target in starts and finished > starts[target]:
-                        starts[target] = finished
-            out = {}
-            for target, start in starts.items():
-                ok = (cl.target == target, cl.result == "ok", cl.at >= start)
-                objects = frozenset(
-                    (k, key)
-                    for k, key in c.execute(
-                        sa.select(cl.kind, cl.key).where(*ok, cl.op.in_(("disable", "delete"))).distinct()
-                    )
-                )
-                members = sum(
-                    len(json.loads(after).get("members", ())) if after else 0
-                    for (after,) in c.execute(sa.select(cl.after).where(*ok, cl.op == "remove_members"))
-                )
-                out[target] = Removals(objects, members, start)
-        return out
-
-    def newer_run(self, run_id: str) -> dict[str, Any] | None:
-        """The newest sync or apply run after this one that made a plan (held or applied), if any."""
-        r = t.runs.c
-        started = sa.select(r.started_at).where(r.run_id == run_id).scalar_subquery()
-        q = (
-            sa.select(r.run_id, r.status, r.approved_at)
-            .where(
-                r.started_at > started,
-                r.run_id != run_id,
-                r.kind.in_(("sync", "apply")),
-                r.status.in_(("done", "done_with_errors", "held")),
-            )
-            .order_by(r.started_at.desc(), r.run_id.desc())
-            .limit(1)
-        )
-        with self.engine.connect() as c:
-            row = c.execute(q).mappings().first()
-        return dict(row) if row else None
 
     def approve_run(self, run_id: str, by: str) -> None:
         """Mark a run approved (one-shot)."""
