@@ -115,6 +115,8 @@ def test_student_returns_under_a_new_sis_id_with_the_same_nin(env: Env) -> None:
     user = env.username("S4")
     old = env.sis.get_person("S4")
     env.sis.remove_person("S4")
+    # One of the 4 guardianships goes with S4's record: 25 % fewer, past the per-table gate's 20 %.
+    env.configure(safety={"max_source_drop_percent": 30})
     ok(env.sync(DAY2))
     env.sis.student("S4NEW", "SOR", old.given_name, old.family_name, nin=old.nin, start="2025-11-01")
     back = ok(env.sync(DAY3))
