@@ -1,8 +1,10 @@
 """One run, start to end: lock, read the source, gate, derive, diff, hold, apply, record.
 
 ``make_plan`` is the pure-ish middle (reads the state store up front, then derives and
-diffs without further I/O); ``sync``, ``apply_saved`` and ``approve`` wrap it with the
-run lock, the run record and the executor. Exit codes are those of the CLI.
+diffs without further I/O); ``hold_targets`` then decides each target's hold from the
+safety rules. ``sync``, ``apply_saved`` and ``approve`` wrap it with the run lock, the
+run record and the executor; ``approve`` applies a held plan only while it is current.
+Exit codes are those of the CLI.
 """
 
 from __future__ import annotations
