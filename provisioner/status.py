@@ -2,7 +2,8 @@
 
 What an admin needs to see the same day: the last run per target and its last success,
 held runs waiting for approval and runs the source gate refused, objects that failed
-and wait for the next run's retry, and when the daemon runs next (``daemon_status``, written by the daemon itself).
+and wait for the next run's retry, and when the daemon runs next (``daemon_status``,
+written by the daemon itself).
 """
 
 from __future__ import annotations
