@@ -261,3 +261,17 @@ def test_status_lists_refused_runs_beside_held_ones(env: Env) -> None:
     assert health.to_json()["refused"][0]["run_id"] == dropped.run_id
     assert runner.approve(env.cfg, env.store, dropped.run_id, "admin").exit_code == EXIT_OK
     assert [x["run_id"] for x in status.collect(env.store, FILES).refused] == [refused.run_id]
+
+
+def test_approve_after_a_newer_sync_went_through_applies_nothing(env: Env) -> None:
+    """The 788-user incident: a held plan approved after the next sync had set things right."""
+    held = _held(env)
+    for pid in ("S2", "S3", "S5"):  # the SIS is fixed: they never left
+        env.sis.enrollments = [
+            e._replace(end_date=None) if e.person_id == pid else e for e in env.sis.enrollments
+        ]
+    newer = done(env.sync())
+    out = runner.approve(env.cfg, env.store, held.run_id, "admin")
+    assert out.exit_code == EXIT_USAGE
+    assert f"run {newer.run_id} planned afresh since (done); its plan superseded this one" in out.message
+    assert {"S2", "S3", "S5"} <= env.persons("feide") and env.applied(held.run_id) == 0
