@@ -80,8 +80,15 @@ class SafetyConfig(_Strict):
 
     max_deletes: Annotated[int, Field(ge=0)] = 500
     max_delete_percent: Annotated[float, Field(ge=0, le=100)] = 10.0
-    # Refuse a source whose active persons fell by more than this since the last good run.
+    max_member_removals: Annotated[int, Field(ge=0)] = 2000  # (person, role) pairs out of groups
+    max_member_removal_percent: Annotated[float, Field(ge=0, le=100)] = 10.0
+    # The limits also hold for what was applied within this many hours plus what is
+    # planned (0: no window); an approval starts a target's window afresh.
+    window_hours: Annotated[float, Field(ge=0)] = 24.0
+    # Refuse a source whose tables (or active persons) fell by more than this below the
+    # largest count of the good runs of the last gate_days days.
     max_source_drop_percent: Annotated[float, Field(ge=0, le=100)] = 20.0
+    gate_days: Annotated[float, Field(gt=0)] = 7.0
 
 
 class RoleWindowConfig(_Strict):
@@ -121,6 +128,8 @@ class TargetBase(_Strict):
     mode: Literal["plan", "apply"] = "apply"
     max_deletes: Annotated[int, Field(ge=0)] | None = None  # overrides [safety] for this target
     max_delete_percent: Annotated[float, Field(ge=0, le=100)] | None = None
+    max_member_removals: Annotated[int, Field(ge=0)] | None = None
+    max_member_removal_percent: Annotated[float, Field(ge=0, le=100)] | None = None
     remove_after_days: Annotated[int, Field(ge=0)] = 0  # grace before an inactive person is removed
 
 

@@ -107,7 +107,7 @@ class Change:
 class Hold:
     """Why a target's changes are held back until an admin approves them."""
 
-    rule: str  # "max_deletes" | "max_delete_percent"
+    rule: str  # a provisioner.safety.HoldRule value
     message: str
 
     def to_json(self) -> dict[str, str]:
@@ -166,6 +166,12 @@ class Plan:
     active_persons: int = 0
     source_digests: Mapping[str, str] = field(default_factory=dict)  # per query, for the certificate
     basis: str = "full"  # full: derived and diffed; certified: inputs unchanged (provisioner.certificate)
+    # The safety gate's inputs: schools present in the source (None: not recorded), the
+    # schools gone since the last good run (they hold the plan), and the config digest an
+    # approval must still match.
+    schools: tuple[str, ...] | None = None
+    schools_gone: tuple[str, ...] = ()
+    config_digest: str = ""
 
     def target(self, name: str) -> TargetPlan | None:
         """The plan of one target, if it is in this plan."""
@@ -199,6 +205,9 @@ class Plan:
             "active_persons": self.active_persons,
             "source_digests": dict(self.source_digests),
             "basis": self.basis,
+            "schools": None if self.schools is None else list(self.schools),
+            "schools_gone": list(self.schools_gone),
+            "config_digest": self.config_digest,
             "errors": [e.to_json() for e in self.errors],
             "targets": [tp.to_json() for tp in self.targets],
         }
@@ -219,6 +228,9 @@ class Plan:
             active_persons=data.get("active_persons", 0),
             source_digests=dict(data.get("source_digests", {})),
             basis=data.get("basis", "full"),
+            schools=None if data.get("schools") is None else tuple(data["schools"]),
+            schools_gone=tuple(data.get("schools_gone", ())),
+            config_digest=data.get("config_digest", ""),
         )
 
     def dumps(self) -> str:

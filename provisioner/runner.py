@@ -1,23 +1,33 @@
 """One run, start to end: lock, read the source, gate, derive, diff, hold, apply, record.
 
 ``make_plan`` is the pure-ish middle (reads the state store up front, then derives and
-diffs without further I/O); ``sync``, ``apply_saved`` and ``approve`` wrap it with the
-run lock, the run record and the executor. Exit codes are those of the CLI.
+diffs without further I/O); ``hold_targets`` then decides each target's hold from the
+safety rules. ``sync``, ``apply_saved`` and ``approve`` wrap it with the run lock, the
+run record and the executor; ``approve`` applies a held plan only while it is current.
+Exit codes are those of the CLI.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
 
 from mappings.base import MappingContext, mapping_for
-from provisioner.certificate import Certificate, certify, inputs_key, plan_from, predict_after_apply
+from provisioner.certificate import (
+    Certificate,
+    certify,
+    config_digest,
+    inputs_key,
+    plan_from,
+    predict_after_apply,
+)
 from provisioner.config import Config, ConfigError
 from provisioner.derive import Derivation, derive
 from provisioner.diff import diff_core, diff_target, needs_details
@@ -25,9 +35,18 @@ from provisioner.executor import TargetResult, apply_plan
 from provisioner.lifecycle import policy_for
 from provisioner.model import SourceSnapshot
 from provisioner.plan import CORE, Plan, TargetPlan
-from provisioner.safety import SourceRefused, check_hold, check_source, thresholds_for
+from provisioner.safety import (
+    GateBaseline,
+    SourceRefused,
+    check_hold,
+    check_source,
+    gone_schools,
+    present_schools,
+    school_hold,
+    thresholds_for,
+)
 from provisioner.source import SourceError, read_snapshot, source_engine, source_unchanged
-from provisioner.state import exports
+from provisioner.state import exports, safety_reads
 from provisioner.state.store import LockHeld, StateStore, digest, now_iso
 from provisioner.targets import build_connector
 
@@ -80,14 +99,14 @@ def make_plan(
     snap = source() if callable(source) else source
     del source
     derivation = derive(snap, as_of, store.identity_view(), cfg.usernames, cfg.lifecycle)
-    counts, total_persons, source_digests = snap.counts(), len(snap.persons), dict(snap.digests)
+    counts, source_digests, schools = snap.counts(), dict(snap.digests), present_schools(snap)
     del snap  # the rest works from the derivation; an Oslo-size snapshot is ~0.5 GB
     state = derivation.state
-    # Bridged persons keep their accounts: over the summer, when every pupil's school year has
-    # ended and the next one has not begun, they are not a fall in the source.
-    kept = len(state.persons) + len(derivation.bridged)
-    if gate:
-        check_source(kept, total_persons, store.gate_baseline(), cfg.safety.max_source_drop_percent)
+    # Bridged persons keep their accounts (over the summer every pupil's school year has
+    # ended and the next one has not begun), and so do persons frozen by a broken record:
+    # neither is a fall in the source.
+    kept = len(state.persons) + len(derivation.bridged) + len(derivation.frozen_persons)
+    baseline = _gate(cfg, store, counts, kept, schools) if gate else None
     cookie = store.versions()
     identities = store.identities()
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
@@ -119,8 +138,7 @@ def make_plan(
             ended=derivation.ended,
         )
         population = sum(1 for r in index.values() if r.status == "active")
-        hold = check_hold(changes, population, thresholds_for(cfg.safety, tcfg))
-        targets.append(TargetPlan(name, tuple(changes), population, dry_run=tcfg.mode == "plan", hold=hold))
+        targets.append(TargetPlan(name, tuple(changes), population, dry_run=tcfg.mode == "plan"))
         live.update(r.person_id for r in index.values() if r.person_id and r.status != "deleted")
         del objs, digests, index, details  # free them before the next target is mapped
     core = diff_core(
@@ -147,8 +165,56 @@ def make_plan(
         source_counts=counts,
         active_persons=kept,
         source_digests=source_digests,
+        schools=tuple(sorted(schools)),
+        config_digest=config_digest(cfg),
     )
-    return plan, derivation
+    return hold_targets(cfg, store, plan, baseline), derivation
+
+
+def _gate(
+    cfg: Config, store: StateStore, counts: dict[str, int], active: int, schools: Iterable[str] | None
+) -> GateBaseline:
+    """The source gate (raises SourceRefused); returns the baseline it compared with."""
+    baseline = store.gate_baseline(cfg.safety.gate_days)
+    try:
+        check_source(counts, active, baseline, cfg.safety.max_source_drop_percent)
+    except SourceRefused as exc:
+        # A refusal does not accept a school gone: it stays in the record until a plan
+        # held for it is approved.
+        if schools is not None:
+            exc.schools = sorted(set(schools) | gone_schools(schools, baseline))
+        raise
+    return baseline
+
+
+def hold_targets(cfg: Config, store: StateStore, plan: Plan, baseline: GateBaseline | None) -> Plan:
+    """The plan with each target's hold decided now: thresholds, the sliding window, schools gone.
+
+    Also run on a certified plan: the window moves and run ids change, the inputs do not.
+    """
+    gone = gone_schools(plan.schools, baseline)
+    gone_hold = school_hold(gone)
+    names = [tp.target for tp in plan.targets if tp.target != CORE]
+    hours = cfg.safety.window_hours
+    window = safety_reads.window_removals(store, names, hours) if hours > 0 else {}
+    members = safety_reads.member_populations(store)
+    out = []
+    for tp in plan.targets:
+        tcfg = cfg.targets.get(tp.target)
+        if tcfg is None:  # core: identities are never held
+            out.append(tp)
+            continue
+        hold = gone_hold if gone_hold and tp.changes else None
+        hold = hold or check_hold(
+            tp.changes,
+            tp.population,
+            thresholds_for(cfg.safety, tcfg),
+            members.get(tp.target, 0),
+            window.get(tp.target),
+            hours,
+        )
+        out.append(replace(tp, hold=hold))
+    return replace(plan, targets=tuple(out), schools_gone=tuple(sorted(gone)))
 
 
 def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool = False) -> Plan:
@@ -160,11 +226,8 @@ def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: b
     if not full:
         plan = _certified_plan(cfg, store, as_of, run_id)
         if plan is not None:
-            total = plan.source_counts.get("persons", 0)
-            check_source(
-                plan.active_persons, total, store.gate_baseline(), cfg.safety.max_source_drop_percent
-            )
-            return plan
+            baseline = _gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
+            return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
     plan = make_plan(cfg, store, lambda: read_source(cfg), as_of, run_id)[0]
     cert = certify(cfg, plan, plan.cookie)
     store.save_certificate(cert.dumps() if cert else None)
@@ -232,14 +295,24 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
         "plan": plan.summary(),
         "results": {k: v.to_json() for k, v in results.items()},
         "data_errors": len(plan.errors),
+        "source": _source_record(plan, accept_gone=kind == "approve"),
     }
-    held_plan = replace(plan, targets=tuple(held), errors=()).dumps() if held else None
+    # The held plan keeps the state versions as this run left them (it applied the other
+    # targets and the core): `bas approve` applies it only while nothing changed since.
+    held_plan = (
+        replace(plan, targets=tuple(held), errors=(), cookie=store.versions()).dumps() if held else None
+    )
     extra = {"kind": "apply"} if kind == "apply" else {}  # a saved plan applied is a run that did work
     store.finish_run(
         plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
     )
     code = EXIT_HELD if held else EXIT_ERRORS if (bad or failed) else EXIT_INTERRUPTED if stopped else EXIT_OK
     msg = "; ".join(f"{tp.target} held: {tp.hold.message}" for tp in held if tp.hold)
+    if held:
+        msg += (
+            f". Nothing was applied to {', '.join(tp.target for tp in held)}: if this is right,"
+            f" `bas approve {plan.run_id}` applies this plan (or change the config)"
+        )
     log.info(
         "run finished",
         run_id=plan.run_id,
@@ -249,6 +322,32 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
         **{f"{k}_ok": v.ok for k, v in results.items()},
     )
     return RunOutcome(plan.run_id, code, status, msg, plan, results)
+
+
+def _source_record(plan: Plan, *, accept_gone: bool) -> dict:
+    """What the gate of later runs compares with: the table counts and the schools present.
+
+    A school gone stays in the record (and holds every run) until an admin approves a
+    plan held for it (``accept_gone``).
+    """
+    schools = None if plan.schools is None else set(plan.schools)
+    if schools is not None and not accept_gone:
+        schools |= set(plan.schools_gone)
+    return {"counts": dict(plan.source_counts), "schools": None if schools is None else sorted(schools)}
+
+
+def _refused(store: StateStore, run_id: str, exc: SourceRefused) -> RunOutcome:
+    """Record a source refusal; the message names the run to approve (when it can be)."""
+    hint = (
+        f"; if this is real, `bas approve {run_id}` accepts it once"
+        if exc.approvable
+        else "; an empty table is never approved: fix the source"
+    )
+    message = f"{exc}{hint}"
+    summary = {"source": {"counts": exc.counts, "schools": exc.schools}, "gate": {"empty": list(exc.empty)}}
+    store.finish_run(run_id, "refused", error=message, active_persons=exc.active, summary=summary)
+    log.error("source refused", run_id=run_id, error=message)
+    return RunOutcome(run_id, EXIT_HELD, "refused", message)
 
 
 def _guarded_apply(
@@ -310,11 +409,7 @@ def sync(
                 # Nothing here keeps the snapshot or the derivation: they are freed before apply.
                 plan = plan_run(cfg, store, day, run_id, full=full)
             except SourceRefused as exc:
-                store.finish_run(
-                    run_id, "refused", error=str(exc), active_persons=getattr(exc, "active", None)
-                )
-                rlog.error("source refused", error=str(exc))
-                return RunOutcome(run_id, EXIT_HELD, "refused", str(exc))
+                return _refused(store, run_id, exc)
             except (SourceError, ConfigError) as exc:
                 store.finish_run(run_id, "failed", error=str(exc))
                 rlog.error("run failed", error=str(exc))
@@ -323,9 +418,8 @@ def sync(
                 store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
                 raise
             if dry_run:
-                store.finish_run(
-                    run_id, "planned", summary={"plan": plan.summary()}, active_persons=plan.active_persons
-                )
+                summary = {"plan": plan.summary(), "source": _source_record(plan, accept_gone=False)}
+                store.finish_run(run_id, "planned", summary=summary, active_persons=plan.active_persons)
                 return RunOutcome(run_id, EXIT_OK, "planned", "", plan)
             if stop is not None and stop.is_set():  # asked to stop while planning: apply nothing
                 store.finish_run(run_id, "interrupted", summary={"plan": plan.summary()})
@@ -373,7 +467,12 @@ def apply_saved(cfg: Config, store: StateStore, plan: Plan) -> RunOutcome:
 
 
 def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
-    """Approve one held plan (apply it now) or one source refusal (accept it once)."""
+    """Approve one held plan (apply it now) or one source refusal (accept it once).
+
+    A held plan is applied only while it is current: the newest plan of its targets, made
+    from the source, config and state as they are now. Otherwise nothing is applied, the
+    message says why, and the exit code is 2.
+    """
     run = store.get_run(run_id)
     if run is None:
         return RunOutcome(run_id, EXIT_USAGE, "unknown", f"no run {run_id}")
@@ -382,27 +481,20 @@ def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
             run_id, EXIT_USAGE, run["status"], f"run {run_id} was already approved at {run['approved_at']}"
         )
     if run["status"] == "refused":
-        store.approve_run(run_id, by)
-        return RunOutcome(
-            run_id,
-            EXIT_OK,
-            "approved",
-            f"source refusal approved: the next run accepts {run['active_persons']} active persons",
-        )
+        return _approve_refusal(store, run, by)
     if run["status"] != "held" or not run["plan"]:
         return RunOutcome(run_id, EXIT_USAGE, run["status"], f"run {run_id} is {run['status']}, not held")
     held = Plan.loads(run["plan"])
-    plan = replace(held, targets=tuple(replace(tp, hold=None) for tp in held.targets))
+    plan = replace(held, targets=tuple(replace(tp, hold=None) for tp in held.targets), schools_gone=())
     try:
         with store.run_lock(run_id):
-            stale = _stale(store, plan, [tp.target for tp in plan.targets])
-            if stale:
+            why = _not_current(cfg, store, plan)
+            if why:
                 return RunOutcome(
                     run_id,
                     EXIT_USAGE,
                     "stale",
-                    f"{', '.join(stale)} changed since run {run_id}: its held plan no longer applies;"
-                    " the next run plans afresh",
+                    f"run {run_id} cannot be approved: {why}; nothing was applied",
                 )
             store.approve_run(run_id, by)
             out = _guarded_apply(cfg, store, plan, "approve")
@@ -410,3 +502,53 @@ def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
             return out
     except LockHeld as exc:
         return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
+
+
+def _approve_refusal(store: StateStore, run: dict, by: str) -> RunOutcome:
+    run_id = run["run_id"]
+    summary = json.loads(run["summary"]) if run["summary"] else {}
+    empty = summary.get("gate", {}).get("empty", [])
+    if empty:
+        return RunOutcome(
+            run_id,
+            EXIT_USAGE,
+            "refused",
+            f"run {run_id} was refused for an empty {', '.join(empty)} table: that is never approved;"
+            " fix the SIS connection or queries",
+        )
+    store.approve_run(run_id, by)
+    return RunOutcome(
+        run_id,
+        EXIT_OK,
+        "approved",
+        f"source refusal approved: the next run accepts {run['active_persons']} active persons",
+    )
+
+
+def _not_current(cfg: Config, store: StateStore, plan: Plan) -> str:
+    """Why a held plan no longer applies ('' when it still does)."""
+    newer = safety_reads.newer_run(store, plan.run_id)
+    if newer is not None:
+        if newer["status"] == "held" and not newer["approved_at"]:
+            return (
+                f"run {newer['run_id']} planned afresh since and is held too:"
+                f" review and approve that one (`bas approve {newer['run_id']}`)"
+            )
+        return f"run {newer['run_id']} planned afresh since ({newer['status']}); its plan superseded this one"
+    now = store.versions()
+    stale = sorted(k for k in set(now) | set(plan.cookie) if now.get(k, 0) != plan.cookie.get(k, 0))
+    if stale:
+        return f"the state of {', '.join(stale)} changed since; the next run plans afresh"
+    if plan.config_digest != config_digest(cfg):
+        return "the configuration changed since it was planned; the next run plans afresh"
+    try:
+        engine = source_engine(cfg.sqlalchemy_url(cfg.source.url))
+        try:
+            same = source_unchanged(engine, cfg.source.queries, plan.source_digests)
+        finally:
+            engine.dispose()
+    except SourceError as exc:
+        return f"the source cannot be read to check it is unchanged ({exc})"
+    if not same:
+        return "the source changed since it was planned; the next run plans afresh"
+    return ""

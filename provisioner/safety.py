@@ -1,17 +1,42 @@
-"""Safety rules: deletion thresholds that hold a target, and the source sanity gate.
+"""Safety rules: thresholds that hold a target, and the source sanity gate.
 
-A target whose plan would disable or delete more objects than ``max_deletes`` or more
-than ``max_delete_percent`` of what it holds is *held*: nothing is applied to it, the
-plan is kept, and an admin approves that one plan (``bas approve RUN``). The gate runs
-before any diff: an empty source, or one whose active persons fell by more than
-``max_source_drop_percent`` since the last good run, is refused.
+A target whose plan would disable or delete more objects than ``max_deletes`` (or
+``max_delete_percent`` of what it holds), or remove more memberships than
+``max_member_removals`` (or ``max_member_removal_percent`` of its memberships), is
+*held*: nothing is applied to it, the plan is kept, and an admin approves that one plan
+(``bas approve RUN``). The same limits hold for the sum over a sliding window of what
+was applied plus what is planned, so a slow decline over many runs is held too.
+
+The gate runs before any diff: every source table is compared with the largest count
+of the good runs of the last ``gate_days`` days; an empty table, or one that fell by
+more than ``max_source_drop_percent``, refuses the run. A school that disappears from
+the source holds every target.
+
+Everything here is pure: the runner reads the state store and passes values in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
 
-from provisioner.plan import DESTRUCTIVE_OPS, Change, Hold
+from provisioner.model import SourceSnapshot
+from provisioner.plan import DESTRUCTIVE_OPS, Change, Hold, Op
+
+TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
+
+
+class HoldRule(StrEnum):
+    """Why a target is held (Hold.rule)."""
+
+    MAX_DELETES = "max_deletes"
+    MAX_DELETE_PERCENT = "max_delete_percent"
+    MAX_MEMBER_REMOVALS = "max_member_removals"
+    MAX_MEMBER_REMOVAL_PERCENT = "max_member_removal_percent"
+    WINDOW_DELETES = "window_deletes"  # the sliding window's sum, deletes or disables
+    WINDOW_MEMBER_REMOVALS = "window_member_removals"
+    SCHOOL_GONE = "school_gone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,62 +45,245 @@ class Thresholds:
 
     max_deletes: int
     max_delete_percent: float
+    max_member_removals: int = 2000
+    max_member_removal_percent: float = 10.0
+
+
+def _pick(override: float | None, default: float) -> float:
+    return default if override is None else override
 
 
 def thresholds_for(safety_cfg, target_cfg) -> Thresholds:
     """Target overrides win over the [safety] defaults."""
+    s, t = safety_cfg, target_cfg
     return Thresholds(
-        max_deletes=target_cfg.max_deletes if target_cfg.max_deletes is not None else safety_cfg.max_deletes,
-        max_delete_percent=(
-            target_cfg.max_delete_percent
-            if target_cfg.max_delete_percent is not None
-            else safety_cfg.max_delete_percent
-        ),
+        max_deletes=int(_pick(t.max_deletes, s.max_deletes)),
+        max_delete_percent=_pick(t.max_delete_percent, s.max_delete_percent),
+        max_member_removals=int(_pick(t.max_member_removals, s.max_member_removals)),
+        max_member_removal_percent=_pick(t.max_member_removal_percent, s.max_member_removal_percent),
     )
 
 
-def check_hold(changes: list[Change], population: int, limits: Thresholds) -> Hold | None:
-    """A Hold when the destructive changes of one target pass its limits, else None."""
-    objects = {(c.kind, c.key) for c in changes if c.op in DESTRUCTIVE_OPS}
-    n = len(objects)
-    if n > limits.max_deletes:
+@dataclass(frozen=True, slots=True)
+class Removals:
+    """What takes something away from a target: objects disabled or deleted, memberships removed."""
+
+    objects: frozenset[tuple[str, str]] = frozenset()  # (kind, key)
+    members: int = 0  # (person, role) pairs removed from groups
+    since: str = ""  # for a window: when it starts (ISO time)
+
+
+def planned_removals(changes: Iterable[Change]) -> Removals:
+    """The removals of one target's planned changes.
+
+    An object both disabled and deleted counts once; every removed (person, role) pair
+    counts, also of a person deleted by the same plan.
+    """
+    objects, members = set(), 0
+    for c in changes:
+        if c.op in DESTRUCTIVE_OPS:
+            objects.add((c.kind, c.key))
+        elif c.op == Op.REMOVE_MEMBERS:
+            members += len(c.members)
+    return Removals(frozenset(objects), members)
+
+
+def _over(n: int, base: int, limit: int, percent: float) -> str | None:
+    """'count' or 'percent' when n passes a limit, else None (an empty base has no percent rule)."""
+    if n > limit:
+        return "count"
+    if base > 0 and n * 100.0 / base > percent:
+        return "percent"
+    return None
+
+
+def check_hold(
+    changes: Iterable[Change],
+    population: int,
+    limits: Thresholds,
+    members_population: int = 0,
+    window: Removals | None = None,
+    window_hours: float = 24.0,
+) -> Hold | None:
+    """A Hold when one target's plan passes its limits, alone or with the window's removals, else None.
+
+    ``population``: active objects the target holds; ``members_population``: memberships
+    its groups hold; ``window``: what was applied to it within the sliding window.
+    """
+    plan = planned_removals(changes)
+    n, m = len(plan.objects), plan.members
+    over = _over(n, population, limits.max_deletes, limits.max_delete_percent)
+    if over == "count":
         return Hold(
-            "max_deletes", f"{n} objects would be disabled or deleted; the limit is {limits.max_deletes}"
+            HoldRule.MAX_DELETES,
+            f"{n} objects would be disabled or deleted; the limit is {limits.max_deletes}",
         )
-    if population > 0 and n * 100.0 / population > limits.max_delete_percent:
-        pct = n * 100.0 / population
+    if over == "percent":
         return Hold(
-            "max_delete_percent",
-            f"{n} of {population} objects ({pct:.1f} %) would be disabled or deleted;"
+            HoldRule.MAX_DELETE_PERCENT,
+            f"{n} of {population} objects ({n * 100.0 / population:.1f} %) would be disabled or deleted;"
             f" the limit is {limits.max_delete_percent:g} %",
         )
+    over = _over(m, members_population, limits.max_member_removals, limits.max_member_removal_percent)
+    if over == "count":
+        return Hold(
+            HoldRule.MAX_MEMBER_REMOVALS,
+            f"{m} memberships would be removed; the limit is {limits.max_member_removals}",
+        )
+    if over == "percent":
+        return Hold(
+            HoldRule.MAX_MEMBER_REMOVAL_PERCENT,
+            f"{m} of {members_population} memberships ({m * 100.0 / members_population:.1f} %) would be"
+            f" removed; the limit is {limits.max_member_removal_percent:g} %",
+        )
+    if window is None:
+        return None
+    return _check_window(plan, population, members_population, limits, window, window_hours)
+
+
+def _check_window(
+    plan: Removals, population: int, members_population: int, limits: Thresholds, w: Removals, hours: float
+) -> Hold | None:
+    # The base of the percent rules is what the target held when the window began: what
+    # it holds now plus what the window took away.
+    # Only what this plan adds can be held: a plan that removes nothing passes.
+    objects = plan.objects | w.objects
+    n, done = len(objects), len(w.objects - plan.objects)
+    over = (
+        None
+        if not plan.objects - w.objects
+        else _over(n, population + len(w.objects), limits.max_deletes, limits.max_delete_percent)
+    )
+    if over:
+        limit = f"{limits.max_deletes}" if over == "count" else f"{limits.max_delete_percent:g} %"
+        return Hold(
+            HoldRule.WINDOW_DELETES,
+            f"{n} objects disabled or deleted within {hours:g} h ({done} applied since {w.since[:19]},"
+            f" {len(plan.objects)} planned now) of {population + len(w.objects)}; the limit is {limit}",
+        )
+    m = plan.members + w.members
+    over = (
+        None
+        if not plan.members
+        else _over(
+            m, members_population + w.members, limits.max_member_removals, limits.max_member_removal_percent
+        )
+    )
+    if over:
+        limit = (
+            f"{limits.max_member_removals}" if over == "count" else f"{limits.max_member_removal_percent:g} %"
+        )
+        return Hold(
+            HoldRule.WINDOW_MEMBER_REMOVALS,
+            f"{m} memberships removed within {hours:g} h ({w.members} applied since {w.since[:19]},"
+            f" {plan.members} planned now) of {members_population + w.members}; the limit is {limit}",
+        )
     return None
+
+
+def school_hold(gone: Iterable[str]) -> Hold | None:
+    """The hold for schools that disappeared from the source (None when none did)."""
+    ids = sorted(gone)
+    if not ids:
+        return None
+    return Hold(
+        HoldRule.SCHOOL_GONE,
+        f"school(s) {', '.join(ids)} disappeared from the source since the last good run"
+        " (a query that filters a school out?)",
+    )
+
+
+# -- the source gate ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GateBaseline:
+    """What the gate compares a source with, from the good runs of the last days."""
+
+    counts: Mapping[str, int] = field(default_factory=dict)  # the largest count per table
+    active_persons: int | None = None  # the largest number of active persons
+    schools: frozenset[str] | None = None  # the schools of the newest good run (None: not recorded)
+
+
+def present_schools(snap: SourceSnapshot) -> frozenset[str]:
+    """Schools in the schools table that have at least one enrollment or employment row.
+
+    A query edit that filters a school out may drop its row or only its affiliations;
+    either way the school is gone from this set.
+    """
+    listed = {str(s.school_id).strip() for s in snap.schools}
+    used = {str(e.school_id).strip() for e in snap.enrollments} | {
+        str(e.school_id).strip() for e in snap.employments
+    }
+    return frozenset(listed & used)
+
+
+def gone_schools(schools: Iterable[str] | None, baseline: GateBaseline | None) -> frozenset[str]:
+    """Schools of the baseline missing now (none when either side was not recorded)."""
+    if schools is None or baseline is None or baseline.schools is None:
+        return frozenset()
+    return baseline.schools - frozenset(schools)
 
 
 class SourceRefused(Exception):
     """The source failed the sanity gate; nothing was diffed or applied."""
 
-    def __init__(self, message: str, active: int) -> None:
+    def __init__(
+        self,
+        message: str,
+        active: int,
+        counts: Mapping[str, int] | None = None,
+        empty: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.active = active  # what an approval of this refusal accepts as the new baseline
+        self.counts = dict(counts or {})
+        # Tables found empty: never accepted by an approval (the source must be fixed).
+        self.empty = empty
+        self.schools: list[str] | None = None  # the schools the run records (set by the runner)
+
+    @property
+    def approvable(self) -> bool:
+        """An empty table is refused until the source is fixed; a drop can be approved once."""
+        return not self.empty
 
 
 def check_source(
-    active_persons: int, total_persons: int, baseline: int | None, max_drop_percent: float
+    counts: Mapping[str, int], active_persons: int, baseline: GateBaseline | None, max_drop_percent: float
 ) -> None:
-    """Raise SourceRefused for an empty source or a sudden drop in active persons."""
-    if total_persons == 0 or active_persons == 0:
+    """Raise SourceRefused for an empty source or table, or a sudden drop in any table or active persons."""
+    base = baseline or GateBaseline()
+    total = counts.get("persons", 0)
+    if total == 0 or active_persons == 0:
         raise SourceRefused(
-            f"the source is empty ({total_persons} persons, {active_persons} active): refusing to run;"
+            f"the source is empty ({total} persons, {active_persons} active): refusing to run;"
             " check the SIS connection and queries",
             active_persons,
+            counts,
+            empty=("persons",),
         )
-    if baseline:
-        drop = (baseline - active_persons) * 100.0 / baseline
-        if drop > max_drop_percent:
-            raise SourceRefused(
-                f"active persons fell from {baseline} to {active_persons} ({drop:.1f} % fewer; the limit is"
-                f" {max_drop_percent:g} %): refusing to run."
-                " If this is real, `bas approve RUN` accepts it once",
-                active_persons,
-            )
+    empty = tuple(t for t in TABLES if counts.get(t, 0) == 0 and base.counts.get(t, 0) > 0)
+    if empty:
+        had = ", ".join(f"{t} {base.counts[t]}" for t in empty)
+        raise SourceRefused(
+            f"the {', '.join(empty)} table(s) are empty (the good runs of the last days had {had} rows):"
+            " refusing to run; check the SIS connection and queries",
+            active_persons,
+            counts,
+            empty=empty,
+        )
+    drops = [(t, base.counts[t], counts.get(t, 0)) for t in TABLES if base.counts.get(t)]
+    if base.active_persons:
+        drops.append(("active persons", base.active_persons, active_persons))
+    fell = [
+        f"{name} fell from {was} to {now} ({(was - now) * 100.0 / was:.1f} % fewer;"
+        f" the limit is {max_drop_percent:g} %)"
+        for name, was, now in drops
+        if (was - now) * 100.0 / was > max_drop_percent
+    ]
+    if fell:
+        raise SourceRefused(
+            f"{'; '.join(fell)}: refusing to run",
+            active_persons,
+            counts,
+        )

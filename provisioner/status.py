@@ -1,8 +1,9 @@
 """Health of the service, read from the state store: for `bas status`, metrics and alerts.
 
 What an admin needs to see the same day: the last run per target and its last success,
-held runs waiting for approval, objects that failed and wait for the next run's retry,
-and when the daemon runs next (``daemon_status``, written by the daemon itself).
+held runs waiting for approval and runs the source gate refused, objects that failed
+and wait for the next run's retry, and when the daemon runs next (``daemon_status``,
+written by the daemon itself).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Health:
     failed: list[dict[str, Any]]
     failed_counts: dict[str, int]
     daemons: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)  # source refusals not approved
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict (NINs in errors masked)."""
@@ -80,6 +82,7 @@ def collect(store: StateStore, targets: Iterable[str], failed_limit: int = 50) -
         failed=[],
         failed_counts={},
         daemons=daemons,
+        refused=_refused(recent),
     )
     for run in recent:
         results = json.loads(run["summary"]).get("results", {}) if run["summary"] else {}
@@ -111,6 +114,26 @@ def _held(recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
             summary = json.loads(run["summary"]) if run["summary"] else {}
             held = [k for k, v in summary.get("results", {}).items() if v.get("status") == "held"]
             out.append({"run_id": run["run_id"], "started_at": run["started_at"], "targets": held})
+    return out
+
+
+def _refused(recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Source refusals not approved since the last run that went through (newest first)."""
+    out = []
+    for run in recent:
+        if run["status"] in ("done", "done_with_errors", "held"):
+            break  # a later run passed the gate: older refusals are history
+        if run["status"] == "refused" and not run["approved_at"]:
+            summary = json.loads(run["summary"] or "null") or {}
+            empty = summary.get("gate", {}).get("empty", [])
+            out.append(
+                {
+                    "run_id": run["run_id"],
+                    "started_at": run["started_at"],
+                    "error": run["error"],
+                    "approvable": not empty,
+                }
+            )
     return out
 
 
@@ -187,6 +210,13 @@ def render_text(h: Health, now: float | None = None) -> str:
             lines.append(f"  {x['run_id']}  {', '.join(x['targets'])}   -> bas approve {x['run_id']}")
     else:
         lines.append("held runs     none")
+    if h.refused:
+        lines.append(f"refused runs (the source gate) ({len(h.refused)}):")
+        for x in h.refused:
+            todo = f"-> bas approve {x['run_id']}" if x["approvable"] else "-> fix the source"
+            lines.append(mask_text(f"  {x['run_id']}  {(x['error'] or '')[:160]}   {todo}"))
+    else:
+        lines.append("refused runs  none")
     total = sum(h.failed_counts.values())
     if total:
         per = ", ".join(f"{k} {v}" for k, v in sorted(h.failed_counts.items()))

@@ -360,6 +360,7 @@ def config_toml(
     safe = {
         "max_deletes": 500,
         "max_delete_percent": 100.0,
+        "max_member_removal_percent": 100.0,  # a tiny SIS: one leaver is many % of its memberships
         "max_source_drop_percent": 20.0,
         **(safety or {}),
     }

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from provisioner.derive import IdentityView
 from provisioner.nin import mask_error
 from provisioner.plan import CORE
+from provisioner.safety import GateBaseline
 from provisioner.state import schema as t
 from provisioner.state.migrate import ensure_current
 
@@ -37,6 +38,12 @@ _ADVISORY_KEY = 0x0BA5_5E11_0C4B_0001
 # The last whole second, formatted (now_iso runs once per change); one tuple, replaced
 # whole, so a thread never pairs one second's text with another's number.
 _second: tuple[int, str] = (-1, "")
+
+
+def iso_ago(hours: float) -> str:
+    """The time this many hours ago, in now_iso's format (they compare as text)."""
+    then = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+    return then.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
 
 
 def now_iso() -> str:
@@ -384,22 +391,39 @@ class StateStore:
             )
             return [dict(r) for r in rows.mappings()]
 
-    def gate_baseline(self) -> int | None:
-        """Active persons in the last good run, or in a later source refusal an admin approved."""
+    def gate_baseline(self, days: float = 7.0) -> GateBaseline:
+        """What the source gate compares with: the largest counts of the good runs of the last days.
+
+        Good: done, done_with_errors or held, or a source refusal an admin approved (of any
+        kind: a dry-run that ends "planned" never counts, but the same run counts once its
+        plan is applied with apply_saved). An approved refusal accepts its counts once: only
+        it and the runs after it count. With no good run in those days, the newest one does.
+        The schools are those of the newest good run.
+        """
         r = t.runs.c
-        q = (
-            sa.select(r.active_persons)
-            .where(
-                r.active_persons.is_not(None),
-                # Any kind: a dry-run ("plan") ends "planned" and never counts, but the same run
-                # counts once its plan is applied (apply_saved) or its refusal approved.
-                sa.or_(r.status.in_(("done", "done_with_errors", "held")), r.approved_at.is_not(None)),
-            )
-            .order_by(r.started_at.desc(), r.run_id.desc())
-            .limit(1)
-        )
+        good = sa.or_(r.status.in_(("done", "done_with_errors", "held")), r.approved_at.is_not(None))
+        newest = (r.started_at.desc(), r.run_id.desc())
+        cols = (r.active_persons, r.summary)
         with self.engine.connect() as c:
-            return c.execute(q).scalar()
+            accepted = c.execute(
+                sa.select(sa.func.max(r.started_at)).where(r.status == "refused", r.approved_at.is_not(None))
+            ).scalar()
+            floor = [r.started_at >= accepted] if accepted else []
+            rows = c.execute(
+                sa.select(*cols).where(good, r.started_at >= iso_ago(days * 24), *floor).order_by(*newest)
+            ).all()
+            if not rows:
+                rows = c.execute(sa.select(*cols).where(good, *floor).order_by(*newest).limit(1)).all()
+        counts: dict[str, int] = {}
+        active = [a for a, _ in rows if a is not None]
+        schools: frozenset[str] | None = None
+        for i, (_, summary) in enumerate(rows):
+            source = (json.loads(summary) or {}).get("source", {}) if summary else {}
+            for table, n in source.get("counts", {}).items():
+                counts[table] = max(counts.get(table, 0), n)
+            if i == 0 and source.get("schools") is not None:
+                schools = frozenset(source["schools"])
+        return GateBaseline(counts, max(active) if active else None, schools)
 
     def approve_run(self, run_id: str, by: str) -> None:
         """Mark a run approved (one-shot)."""

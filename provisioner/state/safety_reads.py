@@ -1,0 +1,87 @@
+"""Reads of the state store for the safety rules: memberships held, the sliding window, newer runs.
+
+Kept apart from ``store`` (one job each): the runner calls these while planning and
+when an admin approves a held plan; ``provisioner.safety`` decides from the values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from provisioner.safety import Removals
+from provisioner.state import schema as t
+from provisioner.state.store import StateStore, iso_ago
+
+
+def member_populations(store: StateStore) -> dict[str, int]:
+    """Memberships (person, role pairs) the groups of each target hold (the member thresholds' base)."""
+    o = t.objects.c
+    members = sa.cast(o.members, sa.JSON) if store.engine.dialect.name == "postgresql" else o.members
+    q = (
+        sa.select(o.target, sa.func.sum(sa.func.json_array_length(members)))
+        .where(o.members.is_not(None), o.status != "deleted")
+        .group_by(o.target)
+    )
+    with store.engine.connect() as c:
+        return {k: int(v or 0) for k, v in c.execute(q).all()}
+
+
+def window_removals(store: StateStore, targets: Iterable[str], hours: float) -> dict[str, Removals]:
+    """What each target had taken away (ok in the changelog) within the last hours.
+
+    An approved plan is what an admin accepted: a target's window starts afresh when
+    the last approved run that applied to it finished, so what it applied (and what
+    came before) does not hold the runs after it.
+    """
+    since = iso_ago(hours)
+    r, cl = t.runs.c, t.changelog.c
+    starts = dict.fromkeys(targets, since)
+    with store.engine.connect() as c:
+        approved = c.execute(
+            sa.select(r.finished_at, r.summary).where(
+                r.approved_at.is_not(None), r.status != "refused", r.finished_at >= since
+            )
+        ).all()
+        for finished, summary in approved:
+            for target in (json.loads(summary) or {}).get("results", {}) if summary else ():
+                if target in starts and finished > starts[target]:
+                    starts[target] = finished
+        out = {}
+        for target, start in starts.items():
+            ok = (cl.target == target, cl.result == "ok", cl.at >= start)
+            objects = frozenset(
+                (k, key)
+                for k, key in c.execute(
+                    sa.select(cl.kind, cl.key).where(*ok, cl.op.in_(("disable", "delete"))).distinct()
+                )
+            )
+            members = sum(
+                len(json.loads(after).get("members", ())) if after else 0
+                for (after,) in c.execute(sa.select(cl.after).where(*ok, cl.op == "remove_members"))
+            )
+            out[target] = Removals(objects, members, start)
+    return out
+
+
+def newer_run(store: StateStore, run_id: str) -> dict[str, Any] | None:
+    """The newest sync or apply run after this one that made a plan (held or applied), if any."""
+    r = t.runs.c
+    started = sa.select(r.started_at).where(r.run_id == run_id).scalar_subquery()
+    q = (
+        sa.select(r.run_id, r.status, r.approved_at)
+        .where(
+            r.started_at > started,
+            r.run_id != run_id,
+            r.kind.in_(("sync", "apply")),
+            r.status.in_(("done", "done_with_errors", "held")),
+        )
+        .order_by(r.started_at.desc(), r.run_id.desc())
+        .limit(1)
+    )
+    with store.engine.connect() as c:
+        row = c.execute(q).mappings().first()
+    return dict(row) if row else None
