@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
+
+_TEMP_NAME = re.compile(r"\..+\.[0-9]+\.tmp")  # ".<name>.<pid>.tmp", as the writers below name them
 
 
 @contextlib.contextmanager
@@ -62,3 +65,22 @@ def link_latest(full_path: Path, latest: Path) -> None:
         shutil.copyfile(full_path, tmp)  # no hard links on this file system
     os.replace(tmp, latest)
     fsync_dir(latest.parent)
+
+
+def clean_stale_temp(directory: Path) -> list[Path]:
+    """Remove the temp files (``.<name>.<pid>.tmp``) a killed run left in ``directory``.
+
+    Call it under the run lock, before any writer starts: then no live process owns one.
+    Other files, dotfiles of other programs included, are left alone. Returns the removed.
+    """
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return []  # not made yet, or not ours to read
+    removed = []
+    for p in entries:
+        if _TEMP_NAME.fullmatch(p.name) and not p.is_symlink() and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from provisioner.executor import TargetResult, apply_plan
 from provisioner.lifecycle import policy_for
 from provisioner.model import SourceSnapshot
 from provisioner.plan import CORE, Plan, TargetPlan
+from provisioner.recovery import tidy_after_killed_runs
 from provisioner.safety import SourceRefused, check_hold, check_source, thresholds_for
 from provisioner.source import SourceError, read_snapshot, source_engine, source_unchanged
 from provisioner.state.store import LockHeld, StateStore, digest, now_iso
@@ -290,7 +292,7 @@ def sync(
     day = as_of or dt.date.today().isoformat()
     rlog = log.bind(run_id=run_id)
     try:
-        with store.run_lock(run_id):
+        with _locked(cfg, store, run_id):
             store.start_run(run_id, "plan" if dry_run else "sync", day)
             try:
                 if not dry_run:
@@ -324,6 +326,14 @@ def sync(
         return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
 
 
+@contextmanager
+def _locked(cfg: Config, store: StateStore, run_id: str) -> Iterator[None]:
+    """The run lock; what a killed run left (its record, temp files) is put right first."""
+    with store.run_lock(run_id) as abandoned:
+        tidy_after_killed_runs(cfg, run_id, abandoned)
+        yield
+
+
 def _reserve_configured(cfg: Config, store: StateStore) -> None:
     """Keep usernames listed in [usernames] reserved_files out of reach (idempotent)."""
     from provisioner.usernames import read_reserved_csv
@@ -344,7 +354,7 @@ def _stale(store: StateStore, plan: Plan, targets: list[str]) -> list[str]:
 def apply_saved(cfg: Config, store: StateStore, plan: Plan) -> RunOutcome:
     """Apply exactly a saved plan, if the state has not changed since it was made."""
     try:
-        with store.run_lock(plan.run_id):
+        with _locked(cfg, store, plan.run_id):
             stale = _stale(store, plan, [tp.target for tp in plan.targets])
             if stale:
                 return RunOutcome(
@@ -382,7 +392,7 @@ def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
     held = Plan.loads(run["plan"])
     plan = replace(held, targets=tuple(replace(tp, hold=None) for tp in held.targets))
     try:
-        with store.run_lock(run_id):
+        with _locked(cfg, store, run_id):
             stale = _stale(store, plan, [tp.target for tp in plan.targets])
             if stale:
                 return RunOutcome(
