@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
 from provisioner import faults
+
+_TEMP_NAME = re.compile(r"\..+\.[0-9]+\.tmp")  # ".<name>.<pid>.tmp", as the writers below name them
 
 
 @contextlib.contextmanager
@@ -75,3 +78,22 @@ def _copy_private(src: Path, dst: Path) -> None:
         shutil.copyfileobj(inp, out, 1 << 20)
         out.flush()
         os.fsync(out.fileno())
+
+
+def clean_stale_temp(directory: Path) -> list[Path]:
+    """Remove the temp files (``.<name>.<pid>.tmp``) a killed run left in ``directory``.
+
+    Call it under the run lock, before any writer starts: then no live process owns one.
+    Other files, dotfiles of other programs included, are left alone. Returns the removed.
+    """
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return []  # not made yet, or not ours to read
+    removed = []
+    for p in entries:
+        if _TEMP_NAME.fullmatch(p.name) and not p.is_symlink() and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed

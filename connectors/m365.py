@@ -3,16 +3,19 @@
 Owns what BAS does to the tenant, change by change and idempotently (HTTP, tokens,
 $batch and retries are ``connectors.graph_client``'s):
 
-- Users (mapping ``mappings.m365``): created enabled with usageLocation and an initial
-  password (``connectors.passwords``: written only to the school office's 0600 file,
-  never logged), then licensed per role (``licenses``: the SKUs of the user's jobTitle;
-  only SKUs BAS manages are ever removed). Updates write only the changed attributes.
+- Users (mapping ``mappings.m365``): created disabled with usageLocation and an initial
+  password; the password is then written to the school office's 0600 file and fsynced
+  (``connectors.passwords``, never logged); only then is the user enabled and licensed
+  per role (``licenses``: the SKUs of the user's jobTitle; only SKUs BAS manages are
+  ever removed). A run killed in between leaves a disabled user, never an enabled one
+  whose password nobody has. Updates write only the changed attributes.
 - A create first looks for the account: by employeeId (the SIS person_id), then by
   userPrincipalName. Its own account (same employeeId) is brought in line; an account
   with that UPN and no employeeId is adopted; a UPN held by someone with another
-  employeeId is a conflict: RejectedError naming the UPN, never a guess. A create whose
-  answer was lost (a dropped connection) finds its own user on the retry and gives it
-  a fresh password, since the first one was never handed out.
+  employeeId is a conflict: RejectedError naming the UPN, never a guess. A user found
+  disabled (left by a run killed before its password was on file, or blocked by hand)
+  or made by a create whose answer was lost (a dropped connection) gets a new password,
+  written to this run's file before the user is enabled, and the change's note says so.
 - Lifecycle (SPEC): DISABLE blocks sign-in and revokes sessions; DELETE soft-deletes;
   RESTORE brings the user back from deleted items with its old id, licences and data
   (a UPN taken meanwhile is a RejectedError saying so). A restore that finds nothing
@@ -278,7 +281,9 @@ class M365Connector(GroupSteps):
         if found:
             return (yield from self._adopt(c, pid, upn, found, lost_create=False))
         body = {k: v for k, v in c.attrs.items() if k in USER_ATTRS and value(v) is not None}
-        body["accountEnabled"] = True
+        # Created disabled: it is enabled only once its password is in the school's file, so a
+        # run killed in between leaves a disabled user, never one nobody can sign in to.
+        body["accountEnabled"] = False
         profile, secret = self._password_body(c)
         body["passwordProfile"] = profile
         (r,) = yield [Req("POST", "/users", body)]
@@ -290,11 +295,25 @@ class M365Connector(GroupSteps):
         if not r.ok:
             raise graph_error(r, f"create user {upn}")
         uid = str(r.body["id"])
+        self._anchors[("person", c.key)] = uid
+        self._index_user({**body_of(c), "id": uid, "accountEnabled": False})
         self._keep_password(c, secret)
         del secret
-        self._anchors[("person", c.key)] = uid
-        self._index_user({**body_of(c), "id": uid})
-        yield from self._licenses(c, uid, [], created=True)
+        return (yield from self._enable_new(c, uid, [], "created"))
+
+    def _enable_new(self, c: Change, uid: str, assigned: list[Mapping[str, Any]], state: str) -> Steps:
+        """Enable a user whose password is now in the school's file; license it in the same round."""
+        reqs = [Req("PATCH", f"/users/{uid}", {"accountEnabled": True})]
+        lic = self._license_req(c, uid, assigned)
+        if lic is not None:
+            reqs.append(lic)
+        answers = yield reqs
+        if not answers[0].ok:
+            upn = c.attrs.get("userPrincipalName") or c.key
+            raise graph_error(answers[0], f"user {upn} {state} ({uid}, disabled), but enabling it")
+        self._index_user({**body_of(c), "id": uid, "accountEnabled": True})
+        if lic is not None:
+            self._check_licenses(c, uid, answers[1], state)
         return Applied(anchor=uid)
 
     def _adopt(self, c: Change, pid: str, upn: str, found: list[dict[str, Any]], lost_create: bool) -> Steps:
@@ -327,29 +346,39 @@ class M365Connector(GroupSteps):
         patch = {
             k: value(c.attrs.get(k)) for k in USER_ATTRS if k in c.attrs and not same(c.attrs[k], user.get(k))
         }
+        # Disabled: made by a run killed before its password reached the school's file (or
+        # blocked by hand; either way nobody knows a valid password). Made by a create whose
+        # answer was lost: its password never reached the file. Such a user gets a new
+        # password, kept disabled until that is in the file, then enabled.
+        reset = not user.get("accountEnabled", True) or lost_create
         secret = None
-        if not user.get("accountEnabled", True) or lost_create:
-            # Disabled (nobody knows a valid password) or made by a create whose answer was
-            # lost (its password never reached the school office): it gets a new one.
-            patch["accountEnabled"] = True
+        if reset:
             patch["passwordProfile"], secret = self._password_body(c)
+            if user.get("accountEnabled", True):
+                patch["accountEnabled"] = False
         if patch:
             (r,) = yield [Req("PATCH", f"/users/{uid}", patch)]
             if not r.ok:
                 raise graph_error(r, f"update adopted user {upn}")
-            if secret is not None:
-                self._keep_password(c, secret)
-        del secret, patch
+        del patch
         self._anchors[("person", c.key)] = uid
         self._index_user({**user, **body_of(c)})
-        yield from self._licenses(c, uid, user.get("assignedLicenses") or [])
+        assigned = user.get("assignedLicenses") or []
         note = "already existed (same employeeId)" if own else f"adopted existing user (matched by {matched})"
-        return Applied(anchor=uid, note=note, extra={"adopted": not own, "matched_by": matched})
+        extra: dict[str, Any] = {"adopted": not own, "matched_by": matched}
+        if not reset:
+            yield from self._licenses(c, uid, assigned)
+            return Applied(anchor=uid, note=note, extra=extra)
+        assert secret is not None
+        self._keep_password(c, secret)
+        del secret
+        yield from self._enable_new(c, uid, assigned, "adopted")
+        kept = "in the school's password file" if self._files is not None else "initial_passwords is off"
+        extra["password_reset"] = True
+        return Applied(anchor=uid, note=f"{note}; was disabled: new password ({kept}), enabled", extra=extra)
 
-    def _licenses(
-        self, c: Change, uid: str, assigned: list[Mapping[str, Any]], created: bool = False
-    ) -> Steps:
-        """Assign the role's SKUs and remove managed SKUs the role no longer has (one write, or none)."""
+    def _license_req(self, c: Change, uid: str, assigned: list[Mapping[str, Any]]) -> Req | None:
+        """The one assignLicense request that gives the role's SKUs and removes stale managed ones."""
         role = str(c.attrs.get("jobTitle") or "")
         lics = self.config.licenses.get(role, ())  # type: ignore[call-overload]
         want = {lic.sku_id.lower(): sorted(lic.disabled_plans) for lic in lics}
@@ -357,14 +386,21 @@ class M365Connector(GroupSteps):
         add = [{"skuId": s, "disabledPlans": plans} for s, plans in want.items() if have.get(s) != plans]
         remove = [s for s in have if s in self.managed_skus and s not in want]
         if not add and not remove:
-            return Applied(anchor=uid)
-        (r,) = yield [
-            Req("POST", f"/users/{uid}/assignLicense", {"addLicenses": add, "removeLicenses": remove})
-        ]
+            return None
+        return Req("POST", f"/users/{uid}/assignLicense", {"addLicenses": add, "removeLicenses": remove})
+
+    def _check_licenses(self, c: Change, uid: str, r: Resp, state: str) -> None:
         if not r.ok:
             upn = c.attrs.get("userPrincipalName") or c.key
-            state = "created" if created else "updated"
+            role = str(c.attrs.get("jobTitle") or "")
             raise graph_error(r, f"user {upn} {state} ({uid}), but licences for {role!r}")
+
+    def _licenses(self, c: Change, uid: str, assigned: list[Mapping[str, Any]]) -> Steps:
+        """Assign the role's SKUs and remove managed SKUs the role no longer has (one write, or none)."""
+        req = self._license_req(c, uid, assigned)
+        if req is not None:
+            (r,) = yield [req]
+            self._check_licenses(c, uid, r, "updated")
         return Applied(anchor=uid)
 
     def _update_user(self, c: Change) -> Steps:

@@ -130,7 +130,7 @@ class Daemon:
         if not self._idle.wait(self.cfg.daemon.stop_timeout_seconds):
             log.error(
                 "the run in flight did not stop in time; exiting anyway"
-                " (the next start records it interrupted)",
+                " (the next run records it aborted)",
                 timeout=self.cfg.daemon.stop_timeout_seconds,
             )
             self._write_status("stopped")
@@ -144,14 +144,12 @@ class Daemon:
         return 0
 
     def _close_abandoned(self) -> None:
-        """Runs left 'running' by a process that died are recorded as interrupted."""
+        """Runs left 'running' by a process that died are recorded aborted (by taking the lock)."""
         assert self.store is not None
         try:
-            with self.store.run_lock(f"daemon-start-{os.getpid()}"):
-                for run_id in status.close_abandoned_runs(self.store):
-                    log.warning(
-                        "run left running by a process that ended: recorded interrupted", run_id=run_id
-                    )
+            with self.store.run_lock(f"daemon-start-{os.getpid()}") as abandoned:
+                for run_id in abandoned:
+                    log.warning("run left running by a process that ended: recorded aborted", run_id=run_id)
         except LockHeld:
             pass  # a run is going on elsewhere: its records are its own
 

@@ -13,7 +13,8 @@ import datetime as dt
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from provisioner.executor import TargetResult, apply_plan
 from provisioner.lifecycle import policy_for
 from provisioner.model import SourceSnapshot
 from provisioner.plan import CORE, Plan, TargetPlan
+from provisioner.recovery import tidy_after_killed_runs
 from provisioner.safety import (
     GateBaseline,
     SourceRefused,
@@ -401,7 +403,7 @@ def sync(
     day = as_of or dt.date.today().isoformat()
     rlog = log.bind(run_id=run_id)
     try:
-        with store.run_lock(run_id):
+        with _locked(cfg, store, run_id):
             store.start_run(run_id, "plan" if dry_run else "sync", day)
             try:
                 if not dry_run:
@@ -430,6 +432,14 @@ def sync(
         return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
 
 
+@contextmanager
+def _locked(cfg: Config, store: StateStore, run_id: str) -> Iterator[None]:
+    """The run lock; what a killed run left (its record, temp files) is put right first."""
+    with store.run_lock(run_id) as abandoned:
+        tidy_after_killed_runs(cfg, run_id, abandoned)
+        yield
+
+
 def _reserve_configured(cfg: Config, store: StateStore) -> None:
     """Keep usernames listed in [usernames] reserved_files out of reach (idempotent)."""
     from provisioner.usernames import read_reserved_csv
@@ -450,7 +460,7 @@ def _stale(store: StateStore, plan: Plan, targets: list[str]) -> list[str]:
 def apply_saved(cfg: Config, store: StateStore, plan: Plan) -> RunOutcome:
     """Apply exactly a saved plan, if the state has not changed since it was made."""
     try:
-        with store.run_lock(plan.run_id):
+        with _locked(cfg, store, plan.run_id):
             stale = _stale(store, plan, [tp.target for tp in plan.targets])
             if stale:
                 return RunOutcome(
@@ -487,7 +497,7 @@ def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
     held = Plan.loads(run["plan"])
     plan = replace(held, targets=tuple(replace(tp, hold=None) for tp in held.targets), schools_gone=())
     try:
-        with store.run_lock(run_id):
+        with _locked(cfg, store, run_id):
             why = _not_current(cfg, store, plan)
             if why:
                 return RunOutcome(

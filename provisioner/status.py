@@ -173,20 +173,6 @@ def write_daemon_status(store: StateStore, **values: Any) -> None:
         c.execute(t.daemon_status.insert().values(**values))
 
 
-def close_abandoned_runs(store: StateStore) -> list[str]:
-    """Mark runs left 'running' by a process that died as interrupted (call under the run lock)."""
-    r = t.runs.c
-    with store.engine.begin() as c:
-        ids = [x[0] for x in c.execute(sa.select(r.run_id).where(r.status == "running"))]
-        if ids:
-            c.execute(
-                t.runs.update()
-                .where(r.run_id.in_(ids))
-                .values(status="interrupted", finished_at=now_iso(), error="the process ended mid-run")
-            )
-    return ids
-
-
 def render_text(h: Health, now: float | None = None) -> str:
     """The human view of `bas status`."""
     now = now if now is not None else dt.datetime.now(dt.UTC).timestamp()

@@ -46,6 +46,7 @@ import ssl
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ class FakeGraph:
         self._fail_inner = 0
         self._drop_next = 0
         self._drop_after = False
+        # Called with each $batch's requests after they took effect, before the answer goes
+        # out: a test can kill its client there (a crash with the writes made, the answers lost).
+        self.on_batch: Callable[[list[dict[str, Any]]], None] | None = None
         self._t0 = time.monotonic()
         ca, cert, key = _make_certs(folder)
         self.ca_file = ca
@@ -229,6 +233,8 @@ class FakeGraph:
                 item["headers"].setdefault("Content-Type", "application/json")
             responses.append(item)
         responses.reverse()  # Graph does not keep the order: clients must match by id
+        if self.on_batch is not None:
+            self.on_batch(reqs)
         return 200, {"responses": responses}, {}
 
     # -- tokens --------------------------------------------------------------------------

@@ -28,11 +28,15 @@ from provisioner.plan import CORE
 from provisioner.safety import GateBaseline
 from provisioner.state import schema as t
 from provisioner.state.migrate import ensure_current
+from provisioner.state.process import holder_alive, process_start
 
 _CHUNK = 500  # keys per IN (...) clause
 _CERT = "plan_certificate"  # meta key of the plan certificate (provisioner.certificate)
 # pg_advisory_lock key of the run lock: any fixed 64-bit number, the same in every BAS.
 _ADVISORY_KEY = 0x0BA5_5E11_0C4B_0001
+_LOCK_PROCESS = "run_lock.process"  # meta key: the run lock holder's pid and process start
+RUN_ABORTED = "aborted"  # the status of a run whose process ended without recording its end
+ABORTED_ERROR = "the process ended without finishing (killed or crashed)"
 
 
 # The last whole second, formatted (now_iso runs once per change); one tuple, replaced
@@ -273,22 +277,27 @@ class StateStore:
 
     # ---- run control ----------------------------------------------------------------
     @contextmanager
-    def run_lock(self, holder: str) -> Iterator[None]:
+    def run_lock(self, holder: str) -> Iterator[list[str]]:
         """Hold the one run lock; raise LockHeld when another live run has it.
+
+        Yields the runs a dead holder left 'running', now recorded ``aborted``: the lock is
+        ours, so no live process is running them (``close_abandoned_runs``).
 
         On PostgreSQL the lock is a session advisory lock on a connection held for the run:
         it works across hosts sharing the database and is released by the server when the
         holder dies, so a ``locks`` row found then was left by a dead holder and is taken
         over (unless it names a live process on this host); the row says who holds it. On
         SQLite (one host) the row is the lock; a row of a dead process here is taken over.
+        A process is the holder only if it started when the holder did (``process_start``,
+        kept in ``meta``): a PID reused by another process does not keep a dead run's lock.
         """
         if self.engine.dialect.name == "postgresql":
             with self._advisory_lock(holder):
-                yield
+                yield self.close_abandoned_runs(holder)
             return
         self._take_row_lock(holder, advisory=False)
         try:
-            yield
+            yield self.close_abandoned_runs(holder)
         finally:
             self._release_row_lock(holder)
 
@@ -327,6 +336,8 @@ class StateStore:
     def _take_row_lock(self, holder: str, *, advisory: bool) -> None:
         host, pid = socket.gethostname(), os.getpid()
         row = {"name": "run", "holder": holder, "host": host, "pid": pid, "acquired_at": now_iso()}
+        me = dumps({"holder": holder, "pid": pid, "start": process_start(pid)})
+        m = t.meta.c
         with self.engine.begin() as c:
             try:
                 with c.begin_nested():
@@ -336,7 +347,8 @@ class StateStore:
                 # Under the advisory lock a row is left by a holder that died, on any host; only a
                 # live process on this host is respected still (a BAS from before advisory locks).
                 here = cur is not None and cur["host"] == host
-                stale = not _pid_alive(cur["pid"]) if here else advisory
+                known = c.execute(sa.select(m.value).where(m.key == _LOCK_PROCESS)).scalar()
+                stale = not holder_alive(cur, known) if here else advisory
                 if cur is not None and not stale:
                     raise LockHeld(
                         f"run {cur['holder']} holds the lock (pid {cur['pid']} on {cur['host']}"
@@ -344,10 +356,33 @@ class StateStore:
                     ) from None
                 # The holder died without releasing: take the lock over.
                 c.execute(t.locks.update().where(t.locks.c.name == "run").values(**row))
+            c.execute(t.meta.delete().where(m.key == _LOCK_PROCESS))
+            c.execute(t.meta.insert().values(key=_LOCK_PROCESS, value=me))
 
     def _release_row_lock(self, holder: str) -> None:
         with self.engine.begin() as c:
-            c.execute(t.locks.delete().where(t.locks.c.name == "run", t.locks.c.holder == holder))
+            gone = c.execute(t.locks.delete().where(t.locks.c.name == "run", t.locks.c.holder == holder))
+            if gone.rowcount:
+                c.execute(t.meta.delete().where(t.meta.c.key == _LOCK_PROCESS))
+
+    def close_abandoned_runs(self, holder: str) -> list[str]:
+        """Record runs left 'running' (other than ``holder``) as aborted; call under the run lock.
+
+        Every run holds the lock while it is 'running', so under the lock another 'running'
+        run belongs to a process that ended (killed, or crashed) without recording its end.
+        """
+        r = t.runs.c
+        with self.engine.begin() as c:
+            ids = [
+                x[0] for x in c.execute(sa.select(r.run_id).where(r.status == "running", r.run_id != holder))
+            ]
+            if ids:
+                c.execute(
+                    t.runs.update()
+                    .where(r.run_id.in_(ids), r.status == "running")
+                    .values(status=RUN_ABORTED, finished_at=now_iso(), error=ABORTED_ERROR)
+                )
+        return ids
 
     def start_run(self, run_id: str, kind: str, as_of: str | None) -> None:
         """Record that a run started."""
@@ -517,16 +552,6 @@ class StateStore:
                 .first()
             )
         return dict(row) if row else None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _private_sqlite_file(url: str) -> None:
