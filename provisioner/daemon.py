@@ -129,8 +129,7 @@ class Daemon:
         self.scheduler.shutdown(wait=False)
         if not self._idle.wait(self.cfg.daemon.stop_timeout_seconds):
             log.error(
-                "the run in flight did not stop in time; exiting anyway"
-                " (the next run records it aborted)",
+                "the run in flight did not stop in time; exiting anyway (the next run records it aborted)",
                 timeout=self.cfg.daemon.stop_timeout_seconds,
             )
             self._write_status("stopped")
