@@ -498,14 +498,18 @@ def _segments(changes: Sequence[Change]) -> list[list[int]]:
 
 def client_from_config(cfg: Config, tcfg: M365Config) -> GraphClient:
     """The Graph client of a Microsoft 365 target (reads the secret file; does not connect)."""
+    key = f"targets.{cfg.target_key(tcfg)}"
     if not (tcfg.tenant_id and tcfg.client_id):
-        raise ConfigError("targets.<m365>: tenant_id and client_id are needed to reach Graph")
+        raise ConfigError(f"{key}: tenant_id and client_id are needed to reach Graph")
     ca = str(cfg.path(tcfg.ca_file)) if tcfg.ca_file else None
     if ca and not Path(ca).is_file():
-        raise ConfigError(f"ca_file of the Microsoft 365 target: {ca} not found")
+        raise ConfigError(f"{key}.ca_file: {ca} not found")
     session = make_session(ca, pool=tcfg.concurrency + 4)
-    secret = read_secret(tcfg.client_secret_file, cfg.base_dir) if tcfg.client_secret_file else None
-    cert = read_secret(tcfg.client_certificate_file, cfg.base_dir) if tcfg.client_certificate_file else None
+    secret, cert = None, None
+    if tcfg.client_secret_file:
+        secret = read_secret(tcfg.client_secret_file, cfg.base_dir, f"{key}.client_secret_file")
+    if tcfg.client_certificate_file:
+        cert = read_secret(tcfg.client_certificate_file, cfg.base_dir, f"{key}.client_certificate_file")
     try:
         tokens = TokenSource(
             tcfg.tenant_id,
@@ -516,7 +520,7 @@ def client_from_config(cfg: Config, tcfg: M365Config) -> GraphClient:
             session=session,
         )
     except ValueError as exc:
-        raise ConfigError(f"client_certificate_file of the Microsoft 365 target: {exc}") from exc
+        raise ConfigError(f"{key}.client_certificate_file: {exc}") from exc
     return GraphClient(
         tcfg.graph_url,
         tokens,

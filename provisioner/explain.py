@@ -31,7 +31,7 @@ _FACTS = {
 def source_facts(cfg: Config, sis_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
     """Rows of the source that concern these SIS ids (read-only)."""
     queries = {**DEFAULT_QUERIES, **cfg.source.queries}
-    engine = source_engine(cfg.sqlalchemy_url(cfg.source.url))
+    engine = source_engine(cfg.source_db_url())
     out: dict[str, list[dict[str, Any]]] = {}
     try:
         with engine.connect() as c:

@@ -8,6 +8,7 @@ run lock, the run record and the executor. Exit codes are those of the CLI.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -34,6 +35,8 @@ log = structlog.get_logger("bas.run")
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_HELD, EXIT_LOCKED = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 5  # stopped between changes (SIGTERM to the daemon); the next run does the rest
+EXIT_TARGET_FAILED = 6  # a target failed as a whole (unreachable, base DN missing); others went on
+EXIT_INTERNAL = 70  # an unexpected error, a bug (sysexits' EX_SOFTWARE); never Python's default 1
 
 
 @dataclass
@@ -53,9 +56,24 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def valid_day(value: str) -> str:
+    """``value`` when it is a real calendar day written YYYY-MM-DD; ValueError naming it otherwise.
+
+    Activity is compared as ISO text: anything else ("tomorrow", "2026-11-31") would give a
+    wrong plan on a fresh store, or fail deep inside derive.
+    """
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError("not in the form YYYY-MM-DD")
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a day YYYY-MM-DD ({exc})") from None
+    return value
+
+
 def read_source(cfg: Config) -> SourceSnapshot:
     """Read the configured source once."""
-    engine = source_engine(cfg.sqlalchemy_url(cfg.source.url))
+    engine = source_engine(cfg.source_db_url())
     try:
         return read_snapshot(engine, cfg.source.queries)
     finally:
@@ -176,7 +194,7 @@ def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> 
     versions = store.versions()
     if cert.key != inputs_key(cfg, versions, as_of):
         return None
-    engine = source_engine(cfg.sqlalchemy_url(cfg.source.url))
+    engine = source_engine(cfg.source_db_url())
     try:
         if not source_unchanged(engine, cfg.source.queries, cert.source):
             return None
@@ -231,7 +249,17 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
     store.finish_run(
         plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
     )
-    code = EXIT_HELD if held else EXIT_ERRORS if (bad or failed) else EXIT_INTERRUPTED if stopped else EXIT_OK
+    code = (
+        EXIT_HELD
+        if held
+        else EXIT_TARGET_FAILED
+        if failed
+        else EXIT_ERRORS
+        if bad
+        else EXIT_INTERRUPTED
+        if stopped
+        else EXIT_OK
+    )
     msg = "; ".join(f"{tp.target} held: {tp.hold.message}" for tp in held if tp.hold)
     log.info(
         "run finished",
@@ -286,8 +314,8 @@ def sync(
 
     ``stop`` set (SIGTERM to the daemon): the run ends between changes as "interrupted".
     """
+    day = valid_day(as_of) if as_of is not None else dt.date.today().isoformat()
     run_id = new_run_id()
-    day = as_of or dt.date.today().isoformat()
     rlog = log.bind(run_id=run_id)
     try:
         with store.run_lock(run_id):
@@ -314,7 +342,9 @@ def sync(
                 store.finish_run(
                     run_id, "planned", summary={"plan": plan.summary()}, active_persons=plan.active_persons
                 )
-                return RunOutcome(run_id, EXIT_OK, "planned", "", plan)
+                # Data errors are per-object errors whether the plan is applied or not: a plan
+                # and a sync that changes nothing exit alike on the same data.
+                return RunOutcome(run_id, EXIT_ERRORS if plan.errors else EXIT_OK, "planned", "", plan)
             if stop is not None and stop.is_set():  # asked to stop while planning: apply nothing
                 store.finish_run(run_id, "interrupted", summary={"plan": plan.summary()})
                 rlog.warning("run interrupted before apply")
