@@ -422,9 +422,9 @@ class Config(_Strict):
         from sqlalchemy.engine import make_url
 
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            if not Path(parsed.database).is_file():
-                raise ConfigError(f"source.url: the SQLite file {parsed.database} does not exist")
+        db = parsed.database or ":memory:"
+        if parsed.get_backend_name() == "sqlite" and db != ":memory:" and not Path(db).is_file():
+            raise ConfigError(f"source.url: the SQLite file {db} does not exist")
         return url
 
     def target_key(self, tcfg: TargetBase) -> str:
@@ -481,4 +481,5 @@ def read_secret(name: str, base_dir: str = ".", key: str = "") -> str:
         if c.is_file():
             return c.read_text(encoding="utf-8").strip()
     where = f"{key}: " if key else ""
-    raise ConfigError(f"{where}secret file {name!r} not found (looked in {', '.join(str(c) for c in candidates)})")
+    looked = ", ".join(str(c) for c in candidates)
+    raise ConfigError(f"{where}secret file {name!r} not found (looked in {looked})")

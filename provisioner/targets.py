@@ -41,7 +41,9 @@ def feide_session(cfg: Config, tcfg: FeideConfig):  # -> connectors.feide_ldap_s
     key = f"targets.{cfg.target_key(tcfg)}"
     if not tcfg.url:
         raise ConfigError(f"{key}.url: not set (the target writes LDIF files)")
-    password = read_secret(tcfg.password_file, cfg.base_dir, f"{key}.password_file") if tcfg.password_file else None
+    password = None
+    if tcfg.password_file:
+        password = read_secret(tcfg.password_file, cfg.base_dir, f"{key}.password_file")
     return LdapSession(
         tcfg.url,
         tcfg.bind_dn,
