@@ -99,8 +99,9 @@ class _Main(click.Group):
             sys.exit(EXIT_CTRL_C)
         except Exception as exc:
             where = save_traceback(exc)
+            first = (str(exc).splitlines() or [""])[0]  # the whole of it is in the file
             click.echo(
-                f"bas: internal error: {type(exc).__name__}: {mask_text(str(exc))}"
+                f"bas: internal error: {type(exc).__name__}: {mask_text(first)}"
                 f" (traceback in {where}; please report it)",
                 err=True,
             )

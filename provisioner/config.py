@@ -436,7 +436,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
-        lines.append(f"  {key or '(top level)'}: {e['msg']}")
+        # Our validators raise ValueError; pydantic prefixes it, which tells the admin nothing.
+        lines.append(f"  {key or '(top level)'}: {e['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ exist, a secret Graph refuses or a folder BAS cannot write. Each enabled target 
 probed the way its connector would start, nothing written:
 
 - AD (mode apply): connect over TLS, bind as the service account, read ``base_dn``.
-- Feide with ``url``: connect, bind, read ``base_dn``.
+- Feide with ``url``: the connector's own start (bind; ``base_dn`` or its parent exists).
 - Microsoft 365 (mode apply): get a token and read one user (what BAS needs to read).
 - File targets (itslearning, Feide LDIF) in apply mode: ``output_dir`` is (or can be made) a
   writable folder.
@@ -29,9 +29,7 @@ from provisioner.config import (
     M365Config,
     TargetBase,
 )
-from provisioner.targets import feide_session
-
-NO_SUCH_OBJECT = 32  # the LDAP result code for a missing entry
+from provisioner.targets import build_connector
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +54,7 @@ def probe_targets(cfg: Config) -> list[Probe]:
 
 def _probe(cfg: Config, name: str, tcfg: TargetBase) -> str:
     if isinstance(tcfg, FeideConfig) and tcfg.url:
-        return _feide(cfg, tcfg)
+        return _feide(cfg, name, tcfg)
     if tcfg.mode != "apply":
         return "plan only: not reached"
     if isinstance(tcfg, ADConfig):
@@ -81,22 +79,15 @@ def _ad(cfg: Config, tcfg: ADConfig) -> str:
     return f"{tcfg.url}: bound as {tcfg.bind_dn}, base {tcfg.base_dn} found"
 
 
-def _feide(cfg: Config, tcfg: FeideConfig) -> str:
-    import ldap3
-
-    session = feide_session(cfg, tcfg)
+def _feide(cfg: Config, name: str, tcfg: FeideConfig) -> str:
+    # The connector's own start: bind, then the base DN, its parent or the server's naming
+    # context must exist (a run creates the owner's entry there); it reads, never writes.
+    conn = build_connector(cfg, name)
     try:
-        what = f"read base_dn {tcfg.base_dn}"
-        result = session.run(
-            what,
-            lambda conn: conn.search(tcfg.base_dn, "(objectClass=*)", ldap3.BASE, attributes=["1.1"]),
-        )
-        if result.get("result") == NO_SUCH_OBJECT:
-            raise ConfigError(f"targets.{cfg.target_key(tcfg)}.base_dn: {tcfg.base_dn} does not exist")
-        session.check(result, what)
+        conn.begin("config-check", lambda kind, key: None)
     finally:
-        session.close()
-    return f"{tcfg.url}: bound as {tcfg.bind_dn or 'anonymous'}, base {tcfg.base_dn} found"
+        conn.close()
+    return f"{tcfg.url}: bound as {tcfg.bind_dn or 'anonymous'}, base {tcfg.base_dn} usable"
 
 
 def _m365(cfg: Config, tcfg: M365Config) -> str:
