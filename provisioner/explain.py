@@ -107,9 +107,7 @@ def _removed(c: sa.Connection, ids: set[str], current: set[str]) -> list[dict[st
     cl = t.changelog.c
     q = (
         sa.select(cl.target, cl.op, cl.at, cl.run_id, cl.reason)
-        .where(
-            cl.person_id.in_(ids), cl.kind == "person", cl.op.in_(("delete", "purge")), cl.result == "ok"
-        )
+        .where(cl.person_id.in_(ids), cl.kind == "person", cl.op.in_(("delete", "purge")), cl.result == "ok")
         .order_by(cl.id)
     )
     last = {r.target: r for r in c.execute(q)}  # the newest per target wins

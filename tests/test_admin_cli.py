@@ -93,7 +93,7 @@ def test_bad_database_urls_name_the_key(tmp_path: Path, source: str, state: str,
 
 def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     cfg = tmp_path / "bas.toml"
-    cfg.write_bytes(GOOD.format(source="sqlite:///sis.db", state="sqlite:///s.db").encode() + b'# Ski\xf8\n')
+    cfg.write_bytes(GOOD.format(source="sqlite:///sis.db", state="sqlite:///s.db").encode() + b"# Ski\xf8\n")
     p = bas("config", "check", config=cfg)
     assert p.returncode == runner.EXIT_USAGE and "not UTF-8" in p.stderr, p.stderr
 
