@@ -62,6 +62,7 @@ from connectors.graph_client import (
     odata_quote,
 )
 from connectors.m365_groups import GroupSteps
+from connectors.m365_pacing import Clock, SystemClock
 from connectors.m365_steps import GROUP_SELECT, USER_ATTRS, Steps, graph_error, same, value
 from provisioner.config import Config, ConfigError, M365Config, read_secret
 from provisioner.plan import Change, Op
@@ -95,11 +96,15 @@ class M365Connector(GroupSteps):
         self._fallback: str | None = None
 
     @classmethod
-    def from_config(cls, cfg: Config, name: str) -> M365Connector:
-        """Build the connector of target ``name`` (reads the secret; does not connect)."""
+    def from_config(cls, cfg: Config, name: str, clock: Clock | None = None) -> M365Connector:
+        """Build the connector of target ``name`` (reads the secret; does not connect).
+
+        ``clock``: where the Graph client reads the time and waits (default the system's).
+        """
         tcfg = cfg.targets[name]
         assert isinstance(tcfg, M365Config)
-        return cls(tcfg, client_from_config(cfg, tcfg), password_dir=cfg.path(tcfg.password_dir), name=name)
+        client = client_from_config(cfg, tcfg, clock)
+        return cls(tcfg, client, password_dir=cfg.path(tcfg.password_dir), name=name)
 
     # -- the Connector protocol -------------------------------------------------------
 
@@ -496,8 +501,9 @@ def _segments(changes: Sequence[Change]) -> list[list[int]]:
     return [s for s in out if s]
 
 
-def client_from_config(cfg: Config, tcfg: M365Config) -> GraphClient:
+def client_from_config(cfg: Config, tcfg: M365Config, clock: Clock | None = None) -> GraphClient:
     """The Graph client of a Microsoft 365 target (reads the secret file; does not connect)."""
+    clock = clock or SystemClock()
     key = f"targets.{cfg.target_key(tcfg)}"
     if not (tcfg.tenant_id and tcfg.client_id):
         raise ConfigError(f"{key}: tenant_id and client_id are needed to reach Graph")
@@ -528,4 +534,6 @@ def client_from_config(cfg: Config, tcfg: M365Config) -> GraphClient:
         attempts=tcfg.max_attempts,
         concurrency=tcfg.concurrency,
         timeout=tcfg.timeout,
+        sleep=clock.sleep,
+        clock=clock.now,
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from connectors.base import Connector
 from mappings.base import MappingContext, mapping_for
 from provisioner.certificate import Certificate, certify, inputs_key, plan_from, predict_after_apply
 from provisioner.config import Config, ConfigError
@@ -211,9 +212,12 @@ def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[s
     store.save_certificate(cert.dumps() if cert else None)
 
 
-def _connectors(cfg: Config, plan: Plan) -> dict:
+ConnectorFactory = Callable[[Config, str], Connector]
+
+
+def _connectors(cfg: Config, plan: Plan, connect: ConnectorFactory) -> dict:
     return {
-        tp.target: build_connector(cfg, tp.target)
+        tp.target: connect(cfg, tp.target)
         for tp in plan.targets
         if tp.target != CORE and tp.changes and not tp.dry_run and tp.hold is None
     }
@@ -279,11 +283,17 @@ def _guarded_apply(
     kind: str,
     progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    connect: ConnectorFactory = build_connector,
 ) -> RunOutcome:
     """Apply a plan and record the run however it ends (a crash leaves no run 'running')."""
     try:
         results = apply_plan(
-            plan, store, _connectors(cfg, plan), soft_delete=_soft_delete(cfg), progress=progress, stop=stop
+            plan,
+            store,
+            _connectors(cfg, plan, connect),
+            soft_delete=_soft_delete(cfg),
+            progress=progress,
+            stop=stop,
         )
     except ConfigError as exc:
         store.finish_run(plan.run_id, "failed", error=str(exc))
@@ -309,10 +319,12 @@ def sync(
     progress: Callable[[int], None] | None = None,
     full: bool = False,
     stop: threading.Event | None = None,
+    connect: ConnectorFactory = build_connector,
 ) -> RunOutcome:
     """Plan and (unless dry_run) apply one run under the run lock (``full``: ignore the certificate).
 
     ``stop`` set (SIGTERM to the daemon): the run ends between changes as "interrupted".
+    ``connect`` builds a target's connector (tests give the Graph client a virtual clock).
     """
     day = valid_day(as_of) if as_of is not None else dt.date.today().isoformat()
     run_id = new_run_id()
@@ -349,7 +361,7 @@ def sync(
                 store.finish_run(run_id, "interrupted", summary={"plan": plan.summary()})
                 rlog.warning("run interrupted before apply")
                 return RunOutcome(run_id, EXIT_INTERRUPTED, "interrupted", "stopped before apply", plan)
-            return _guarded_apply(cfg, store, plan, "sync", progress, stop)
+            return _guarded_apply(cfg, store, plan, "sync", progress, stop, connect)
     except LockHeld as exc:
         return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
 
