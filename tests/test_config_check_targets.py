@@ -132,3 +132,13 @@ def test_ad_bind_and_base_dn_on_the_samba_dc(tmp_path: Path, samba_dc: Any) -> N
         assert not no_secret.ok and "targets.ad.password_file:" in no_secret.detail
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("command", [("feide", "reconcile"), ("feide", "check")])
+def test_live_feide_commands_on_a_server_that_is_down_exit_6(
+    tmp_path: Path, command: tuple[str, str]
+) -> None:
+    cfg = feide_config(tmp_path, url=f"ldap://127.0.0.1:{closed_port()}", base_dn=SUFFIX)
+    p = subprocess.run([*BAS, "--config", str(cfg), *command], capture_output=True, text=True)
+    assert p.returncode == runner.EXIT_TARGET_FAILED, (p.returncode, p.stderr)
+    assert "Traceback" not in p.stderr and "127.0.0.1" in p.stderr
