@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from provisioner import changelog, cli_service, cli_targets, explain, logs, probe, runner
 from provisioner import config as config_mod
@@ -61,6 +62,8 @@ class Ctx:
                 self._store = StateStore(self.cfg.sqlalchemy_url(self.cfg.state.url))
             except SchemaError as exc:
                 fail(str(exc))
+            except OperationalError as exc:  # server down, wrong host or database: not a bug
+                fail(f"state.url: cannot open the state store: {str(exc.orig).strip().splitlines()[0]}")
         return self._store
 
 

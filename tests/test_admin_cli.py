@@ -185,3 +185,14 @@ def test_person_show_says_what_was_deleted_and_when(tmp_path: Path) -> None:
     text = explain.render_text(info)
     assert "(none applied)" not in text
     assert f"itslearning  deleted {removed['itslearning']['at'][:10]} (run {out.run_id})" in text
+
+
+def test_a_state_store_that_cannot_be_reached_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "bas.toml"
+    cfg.write_text(
+        GOOD.format(source="sqlite:///sis.db", state="postgresql+psycopg2://postgres@127.0.0.1:1/bas"),
+        encoding="utf-8",
+    )
+    p = bas("runs", config=cfg)
+    assert p.returncode == runner.EXIT_USAGE, p.stderr
+    assert p.stderr.startswith("bas: state.url: cannot open the state store:")
