@@ -522,15 +522,16 @@ class ADConnector:
 
 def link_from_config(cfg: Config, tcfg: ADConfig) -> ADLink:
     """The LDAP link of an AD target (reads the bind password file; does not connect)."""
+    key = f"targets.{cfg.target_key(tcfg)}"
     if not (tcfg.url and tcfg.ca_file and tcfg.bind_dn and tcfg.password_file):
-        raise ConfigError("targets.<ad>: url, ca_file, bind_dn and password_file are needed to reach AD")
+        raise ConfigError(f"{key}: url, ca_file, bind_dn and password_file are needed to reach AD")
     ca = cfg.path(tcfg.ca_file)
     if not ca.is_file():
-        raise ConfigError(f"ca_file of the AD target: {ca} not found")
+        raise ConfigError(f"{key}.ca_file: {ca} not found")
     return ADLink(
         tcfg.url,
         bind_dn=tcfg.bind_dn,
-        password=read_secret(tcfg.password_file, cfg.base_dir),
+        password=read_secret(tcfg.password_file, cfg.base_dir, f"{key}.password_file"),
         ca_file=str(ca),
         start_tls=tcfg.start_tls,
         tls_server_name=tcfg.tls_server_name,

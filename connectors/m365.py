@@ -65,6 +65,7 @@ from connectors.graph_client import (
     odata_quote,
 )
 from connectors.m365_groups import GroupSteps
+from connectors.m365_pacing import Clock, SystemClock
 from connectors.m365_steps import GROUP_SELECT, USER_ATTRS, Steps, graph_error, same, value
 from provisioner.config import Config, ConfigError, M365Config, read_secret
 from provisioner.plan import Change, Op
@@ -98,11 +99,15 @@ class M365Connector(GroupSteps):
         self._fallback: str | None = None
 
     @classmethod
-    def from_config(cls, cfg: Config, name: str) -> M365Connector:
-        """Build the connector of target ``name`` (reads the secret; does not connect)."""
+    def from_config(cls, cfg: Config, name: str, clock: Clock | None = None) -> M365Connector:
+        """Build the connector of target ``name`` (reads the secret; does not connect).
+
+        ``clock``: where the Graph client reads the time and waits (default the system's).
+        """
         tcfg = cfg.targets[name]
         assert isinstance(tcfg, M365Config)
-        return cls(tcfg, client_from_config(cfg, tcfg), password_dir=cfg.path(tcfg.password_dir), name=name)
+        client = client_from_config(cfg, tcfg, clock)
+        return cls(tcfg, client, password_dir=cfg.path(tcfg.password_dir), name=name)
 
     # -- the Connector protocol -------------------------------------------------------
 
@@ -532,16 +537,21 @@ def _segments(changes: Sequence[Change]) -> list[list[int]]:
     return [s for s in out if s]
 
 
-def client_from_config(cfg: Config, tcfg: M365Config) -> GraphClient:
+def client_from_config(cfg: Config, tcfg: M365Config, clock: Clock | None = None) -> GraphClient:
     """The Graph client of a Microsoft 365 target (reads the secret file; does not connect)."""
+    clock = clock or SystemClock()
+    key = f"targets.{cfg.target_key(tcfg)}"
     if not (tcfg.tenant_id and tcfg.client_id):
-        raise ConfigError("targets.<m365>: tenant_id and client_id are needed to reach Graph")
+        raise ConfigError(f"{key}: tenant_id and client_id are needed to reach Graph")
     ca = str(cfg.path(tcfg.ca_file)) if tcfg.ca_file else None
     if ca and not Path(ca).is_file():
-        raise ConfigError(f"ca_file of the Microsoft 365 target: {ca} not found")
+        raise ConfigError(f"{key}.ca_file: {ca} not found")
     session = make_session(ca, pool=tcfg.concurrency + 4)
-    secret = read_secret(tcfg.client_secret_file, cfg.base_dir) if tcfg.client_secret_file else None
-    cert = read_secret(tcfg.client_certificate_file, cfg.base_dir) if tcfg.client_certificate_file else None
+    secret, cert = None, None
+    if tcfg.client_secret_file:
+        secret = read_secret(tcfg.client_secret_file, cfg.base_dir, f"{key}.client_secret_file")
+    if tcfg.client_certificate_file:
+        cert = read_secret(tcfg.client_certificate_file, cfg.base_dir, f"{key}.client_certificate_file")
     try:
         tokens = TokenSource(
             tcfg.tenant_id,
@@ -552,7 +562,7 @@ def client_from_config(cfg: Config, tcfg: M365Config) -> GraphClient:
             session=session,
         )
     except ValueError as exc:
-        raise ConfigError(f"client_certificate_file of the Microsoft 365 target: {exc}") from exc
+        raise ConfigError(f"{key}.client_certificate_file: {exc}") from exc
     return GraphClient(
         tcfg.graph_url,
         tokens,
@@ -560,4 +570,6 @@ def client_from_config(cfg: Config, tcfg: M365Config) -> GraphClient:
         attempts=tcfg.max_attempts,
         concurrency=tcfg.concurrency,
         timeout=tcfg.timeout,
+        sleep=clock.sleep,
+        clock=clock.now,
     )

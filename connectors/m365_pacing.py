@@ -26,12 +26,38 @@ so the pacer's window never frees a slot before Graph's does.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 POLL = 0.05  # seconds to wait when the budget is held by writes still in flight
 HORIZON = 600.0  # longest window learned; log entries older than this are forgotten
 CUT = 0.9  # a 429 while pacing: the budget becomes this share of what the window held
+
+
+class Clock(Protocol):
+    """Where the Graph client reads the time and waits: the system's, or a test's virtual one."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic scale."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` and ``time.sleep``."""
+
+    def now(self) -> float:
+        """Seconds since an arbitrary point (monotonic)."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """Block for ``seconds``."""
+        time.sleep(seconds)
 
 
 @dataclass(frozen=True, slots=True)

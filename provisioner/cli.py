@@ -1,8 +1,11 @@
 """The `bas` command line: demo, config, plan, apply, sync, approve, runs, changelog, person, usernames,
 daemon, status, db.
 
-Exit codes: 0 done; 1 done with per-object errors; 2 usage or config error; 3 held by
-a safety rule; 4 another run holds the lock; 5 interrupted (the next run does the rest).
+Exit codes: 0 done; 1 done with per-object errors (rejected changes, or data errors in
+the source: `plan` too); 2 usage or config error; 3 held by a safety rule; 4 another run
+holds the lock; 5 interrupted (the next run does the rest); 6 a target failed as a whole
+(unreachable, base DN missing; the other targets went on); 70 internal error (a bug: one
+line on stderr, the traceback in a file it names); 130 stopped with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import getpass
 import json
 import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import OperationalError
 
-from provisioner import changelog, cli_service, cli_targets, explain, logs, runner
+from provisioner import changelog, cli_service, cli_targets, explain, logs, probe, runner
 from provisioner import config as config_mod
 from provisioner.nin import mask, mask_text
 from provisioner.plan import CORE, Plan
@@ -56,6 +62,8 @@ class Ctx:
                 self._store = StateStore(self.cfg.sqlalchemy_url(self.cfg.state.url))
             except SchemaError as exc:
                 fail(str(exc))
+            except OperationalError as exc:  # server down, wrong host or database: not a bug
+                fail(f"state.url: cannot open the state store: {str(exc.orig).strip().splitlines()[0]}")
         return self._store
 
 
@@ -66,9 +74,54 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+EXIT_CTRL_C = 130  # the shell's 128 + SIGINT
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def save_traceback(exc: BaseException) -> str:
+    """Write the traceback of an unexpected error to a new owner-only file (NINs masked); its path."""
+    fd, path = tempfile.mkstemp(prefix="bas-traceback-", suffix=".txt")  # created 0600
+    with open(fd, "w", encoding="utf-8") as fh:
+        fh.write(mask_text("".join(traceback.format_exception(exc))))
+    return path
+
+
+class _Main(click.Group):
+    """The top-level group: an unexpected error is one line and exit 70, never a bare traceback.
+
+    Python's own exit status for an uncaught exception is 1, which BAS uses for "done with
+    per-object errors"; a script or the systemd unit must be able to tell a bug apart.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("bas: stopped (Ctrl-C)", err=True)
+            sys.exit(EXIT_CTRL_C)
+        except Exception as exc:
+            where = save_traceback(exc)
+            first = (str(exc).splitlines() or [""])[0]  # the whole of it is in the file
+            click.echo(
+                f"bas: internal error: {type(exc).__name__}: {mask_text(first)}"
+                f" (traceback in {where}; please report it)",
+                err=True,
+            )
+            sys.exit(runner.EXIT_INTERNAL)
+
+
+def check_day(_ctx: click.Context | None, _param: click.Parameter | None, value: str | None) -> str | None:
+    """A click callback: ``--as-of`` must be a real calendar day written YYYY-MM-DD."""
+    if value is None:
+        return None
+    try:
+        return runner.valid_day(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--config",
     "config_path",
@@ -111,7 +164,10 @@ def config_group() -> None:
 @config_group.command("check")
 @pass_ctx
 def config_check(c: Ctx) -> None:
-    """Validate the config file and reach the source and the state store."""
+    """Validate the config file and reach the source, the state store and every live target.
+
+    Exit 2 when the config or the source is wrong; 6 when a target cannot be reached.
+    """
     cfg = c.cfg
     try:
         check_targets(cfg)
@@ -125,6 +181,8 @@ def config_check(c: Ctx) -> None:
         )
     try:
         snap = runner.read_source(cfg)
+    except config_mod.ConfigError as exc:
+        fail(str(exc))
     except Exception as exc:  # any driver error: report it as a config problem
         fail(f"source: {exc}")
     click.echo("  source   reachable: " + ", ".join(f"{k} {v}" for k, v in snap.counts().items()))
@@ -132,6 +190,12 @@ def config_check(c: Ctx) -> None:
     click.echo(
         f"  state    reachable; last run: {runs[0]['run_id'] + ' ' + runs[0]['status'] if runs else 'none'}"
     )
+    probes = probe.probe_targets(cfg)
+    for p in probes:
+        click.echo(f"  reach    {p.target:<12} {'ok' if p.ok else 'FAILED'}: {mask_text(p.detail)}")
+    failed = [p.target for p in probes if not p.ok]
+    if failed:
+        fail(f"cannot reach target(s) {', '.join(failed)} (see above)", code=runner.EXIT_TARGET_FAILED)
 
 
 # ---- plan / sync / apply / approve -----------------------------------------------------
@@ -198,7 +262,9 @@ def _plan_json(plan: Plan, show_nin: bool) -> str:
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Save the plan as JSON (for `bas apply`)."
 )
-@click.option("--as-of", help="Evaluate activity on this day (YYYY-MM-DD); default today.")
+@click.option(
+    "--as-of", callback=check_day, help="Evaluate activity on this day (YYYY-MM-DD); default today."
+)
 @click.option("--show", default=10, show_default=True, help="Changes to list per target.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole plan as JSON (NINs masked).")
 @click.option("--show-nin", is_flag=True, help="Do not mask NINs in --json output.")
@@ -261,7 +327,9 @@ def _report(out: runner.RunOutcome, show: int = 10, as_json: bool = False, show_
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Plan only (the same as `bas plan`).")
-@click.option("--as-of", help="Evaluate activity on this day (YYYY-MM-DD); default today.")
+@click.option(
+    "--as-of", callback=check_day, help="Evaluate activity on this day (YYYY-MM-DD); default today."
+)
 @click.option("--show", default=5, show_default=True, help="Changes to list per target.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run result as JSON.")
 @click.option("--full", is_flag=True, help="Derive and diff in full even when no input changed.")

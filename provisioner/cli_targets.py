@@ -58,7 +58,9 @@ def feide_check(c: Any, ldif_file: str | None, target_name: str | None, realm: s
     try:
         problems, persons = check_entries(entries, the_realm)
     except (ConnectorError, ValueError, OSError) as exc:
-        fail(f"feide check: cannot read {source}: {exc}")
+        # A live catalog that cannot be read is a failed target; an unreadable file, a usage error.
+        code = runner.EXIT_USAGE if session is None else runner.EXIT_TARGET_FAILED
+        fail(f"feide check: cannot read {source}: {exc}", code=code)
     finally:
         if session is not None:
             session.close()
@@ -98,8 +100,8 @@ def _reconcile(run: Any, name: str, label: str, as_json: bool) -> None:
         fail(str(exc))
     except LockHeld as exc:
         fail(str(exc), code=runner.EXIT_LOCKED)
-    except ConnectorError as exc:
-        fail(str(exc), code=runner.EXIT_ERRORS)
+    except ConnectorError as exc:  # the target as a whole: unreachable, bind refused, base missing
+        fail(str(exc), code=runner.EXIT_TARGET_FAILED)
     _print_drift(
         drift,
         as_json,

@@ -35,6 +35,28 @@ class OwnerConfig(_Strict):
     mail_domain: str  # UPN and mail domain
 
 
+def _database_url(url: str) -> str:
+    """A SQLAlchemy URL whose dialect and driver this installation has (checked, not connected)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"not a database URL ({exc})") from exc
+    except ValueError:  # make_url's int() of the port
+        raise ValueError("not a database URL: the port is not a number") from None
+    try:
+        dialect = parsed.get_dialect()
+    except ArgumentError:  # NoSuchModuleError included
+        raise ValueError(f"unknown database driver {parsed.drivername!r}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise ValueError(f"the driver of {parsed.drivername!r} is not installed ({exc})") from None
+    return url
+
+
 class SourceConfig(_Strict):
     """The school-admin database: a SQLAlchemy URL and optional query overrides."""
 
@@ -52,11 +74,21 @@ class SourceConfig(_Strict):
             raise ValueError(f"unknown query name(s) {unknown}; known: {sorted(known)}")
         return v
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _database_url(v)
+
 
 class StateConfig(_Strict):
     """Where the state store lives."""
 
     url: str
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _database_url(v)
 
 
 class UsernameConfig(_Strict):
@@ -435,12 +467,32 @@ class Config(_Strict):
             return prefix + str(self.path(url[len(prefix) :]))
         return url
 
+    def source_db_url(self) -> str:
+        """The source's SQLAlchemy URL; ConfigError when it names a SQLite file that does not exist.
+
+        SQLite would create an empty file and fail later with "no such table": the source
+        is only read, so a missing file is a configuration error.
+        """
+        url = self.sqlalchemy_url(self.source.url)
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        db = parsed.database or ":memory:"
+        if parsed.get_backend_name() == "sqlite" and db != ":memory:" and not Path(db).is_file():
+            raise ConfigError(f"source.url: the SQLite file {db} does not exist")
+        return url
+
+    def target_key(self, tcfg: TargetBase) -> str:
+        """The name of a target's table in the file (``ad`` for ``[targets.ad]``), for messages."""
+        return next((n for n, t in self.targets.items() if t is tcfg), tcfg.kind)
+
 
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
-        lines.append(f"  {key or '(top level)'}: {e['msg']}")
+        # Our validators raise ValueError; pydantic prefixes it, which tells the admin nothing.
+        lines.append(f"  {key or '(top level)'}: {e['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 
@@ -464,11 +516,16 @@ def load(path: str | os.PathLike[str]) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
     return parse(text, base_dir=str(p.resolve().parent), source=str(p))
 
 
-def read_secret(name: str, base_dir: str = ".") -> str:
-    """Read a secret from a file: $CREDENTIALS_DIRECTORY first, then relative to base_dir."""
+def read_secret(name: str, base_dir: str = ".", key: str = "") -> str:
+    """Read a secret from a file: $CREDENTIALS_DIRECTORY first, then relative to base_dir.
+
+    ``key`` names the setting (``targets.ad.password_file``) in the error.
+    """
     p = Path(name)
     candidates = [p] if p.is_absolute() else []
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -479,4 +536,6 @@ def read_secret(name: str, base_dir: str = ".") -> str:
     for c in candidates:
         if c.is_file():
             return c.read_text(encoding="utf-8").strip()
-    raise ConfigError(f"secret file {name!r} not found (looked in {', '.join(str(c) for c in candidates)})")
+    where = f"{key}: " if key else ""
+    looked = ", ".join(str(c) for c in candidates)
+    raise ConfigError(f"{where}secret file {name!r} not found (looked in {looked})")

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from provisioner import changelog
 from provisioner.config import Config
-from provisioner.nin import mask, mask_nins
+from provisioner.nin import mask, mask_nins, mask_text
 from provisioner.source import DEFAULT_QUERIES, source_engine
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
@@ -31,7 +31,7 @@ _FACTS = {
 def source_facts(cfg: Config, sis_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
     """Rows of the source that concern these SIS ids (read-only)."""
     queries = {**DEFAULT_QUERIES, **cfg.source.queries}
-    engine = source_engine(cfg.sqlalchemy_url(cfg.source.url))
+    engine = source_engine(cfg.source_db_url())
     out: dict[str, list[dict[str, Any]]] = {}
     try:
         with engine.connect() as c:
@@ -78,6 +78,7 @@ def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) ->
         nins = [
             r[0] for r in c.execute(sa.select(t.person_nins.c.nin).where(t.person_nins.c.person_id.in_(ids)))
         ]
+        removed = _removed(c, ids, {a["target"] for a in accounts})
     history = changelog.query(store, changelog.Filter(person=who, limit=100))
     result = {
         "person_ids": sorted(ids),
@@ -85,6 +86,7 @@ def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) ->
         "nins_seen": nins if show_nin else [mask(n) for n in nins],
         "source": source_facts(cfg, ids),
         "accounts": accounts,
+        "removed": removed,
         "groups": {k: sorted(v) for k, v in groups.items()},
         "history": [changelog._present(r, show_nin) for r in history],
     }
@@ -95,6 +97,26 @@ def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) ->
         # nin_as_sourcedid = true, which is also that account's anchor).
         result["accounts"] = json.loads(mask_nins(json.dumps(accounts, ensure_ascii=False)))
     return result
+
+
+def _removed(c: sa.Connection, ids: set[str], current: set[str]) -> list[dict[str, Any]]:
+    """The accounts BAS deleted (and the personal data it purged) that are gone now: the last each.
+
+    A deleted account leaves the state store (a soft-deleted one stays, with its status);
+    the changelog keeps what was done and when, so `person show` can say so.
+    """
+    cl = t.changelog.c
+    q = (
+        sa.select(cl.target, cl.op, cl.at, cl.run_id, cl.reason)
+        .where(cl.person_id.in_(ids), cl.kind == "person", cl.op.in_(("delete", "purge")), cl.result == "ok")
+        .order_by(cl.id)
+    )
+    last = {r.target: r for r in c.execute(q)}  # the newest per target wins
+    return [
+        {"target": r.target, "op": r.op, "at": r.at, "run_id": r.run_id, "reason": mask_text(r.reason)}
+        for target, r in sorted(last.items())
+        if target not in current
+    ]
 
 
 def render_text(info: dict[str, Any]) -> str:
@@ -129,7 +151,10 @@ def render_text(info: dict[str, Any]) -> str:
     lines.append("Accounts:")
     for a in info["accounts"]:
         lines.append(f"  {a['target']:<12} {a['status']:<9} since {a['since'] or '-'}  anchor {a['anchor']}")
-    if not info["accounts"]:
+    for r in info.get("removed", ()):
+        what = "personal data purged" if r["op"] == "purge" else "deleted"
+        lines.append(f"  {r['target']:<12} {what} {r['at'][:10]} (run {r['run_id']}): {r['reason']}")
+    if not info["accounts"] and not info.get("removed"):
         lines.append("  (none applied)")
     for target, names in info["groups"].items():
         shown = ", ".join(names[:8]) + (f" … (+{len(names) - 8})" if len(names) > 8 else "")

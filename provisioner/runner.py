@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import structlog
 
+from connectors.base import Connector
 from mappings.base import MappingContext, mapping_for
 from provisioner.certificate import (
     Certificate,
@@ -56,6 +58,8 @@ log = structlog.get_logger("bas.run")
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_HELD, EXIT_LOCKED = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 5  # stopped between changes (SIGTERM to the daemon); the next run does the rest
+EXIT_TARGET_FAILED = 6  # a target failed as a whole (unreachable, base DN missing); others went on
+EXIT_INTERNAL = 70  # an unexpected error, a bug (sysexits' EX_SOFTWARE); never Python's default 1
 
 
 @dataclass
@@ -75,9 +79,24 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def valid_day(value: str) -> str:
+    """``value`` when it is a real calendar day written YYYY-MM-DD; ValueError naming it otherwise.
+
+    Activity is compared as ISO text: anything else ("tomorrow", "2026-11-31") would give a
+    wrong plan on a fresh store, or fail deep inside derive.
+    """
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError("not in the form YYYY-MM-DD")
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a day YYYY-MM-DD ({exc})") from None
+    return value
+
+
 def read_source(cfg: Config) -> SourceSnapshot:
     """Read the configured source once."""
-    engine = source_engine(cfg.sqlalchemy_url(cfg.source.url))
+    engine = source_engine(cfg.source_db_url())
     try:
         return read_snapshot(engine, cfg.source.queries)
     finally:
@@ -247,7 +266,7 @@ def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> 
     versions = store.versions()
     if cert.key != inputs_key(cfg, versions, as_of):
         return None
-    engine = source_engine(cfg.sqlalchemy_url(cfg.source.url))
+    engine = source_engine(cfg.source_db_url())
     try:
         if not source_unchanged(engine, cfg.source.queries, cert.source):
             return None
@@ -264,10 +283,14 @@ def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[s
     store.save_certificate(cert.dumps() if cert else None)
 
 
-def _connectors(cfg: Config, plan: Plan, owed: set[str]) -> dict:
+ConnectorFactory = Callable[[Config, str], Connector]
+
+
+def _connectors(cfg: Config, plan: Plan, owed: set[str], connect: ConnectorFactory | None) -> dict:
     """Connectors of the targets with changes, or with changes a killed run never wrote out (``owed``)."""
+    make = connect or build_connector  # looked up now: a test or benchmark may stand in for it
     return {
-        tp.target: build_connector(cfg, tp.target)
+        tp.target: make(cfg, tp.target)
         for tp in plan.targets
         if tp.target != CORE and (tp.changes or tp.target in owed) and not tp.dry_run and tp.hold is None
     }
@@ -308,7 +331,17 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
     store.finish_run(
         plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
     )
-    code = EXIT_HELD if held else EXIT_ERRORS if (bad or failed) else EXIT_INTERRUPTED if stopped else EXIT_OK
+    code = (
+        EXIT_HELD
+        if held
+        else EXIT_TARGET_FAILED
+        if failed
+        else EXIT_ERRORS
+        if bad
+        else EXIT_INTERRUPTED
+        if stopped
+        else EXIT_OK
+    )
     msg = "; ".join(f"{tp.target} held: {tp.hold.message}" for tp in held if tp.hold)
     if held:
         msg += (
@@ -359,13 +392,14 @@ def _guarded_apply(
     kind: str,
     progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    connect: ConnectorFactory | None = None,
 ) -> RunOutcome:
     """Apply a plan and record the run however it ends (a crash leaves no run 'running')."""
     try:
         results = apply_plan(
             plan,
             store,
-            _connectors(cfg, plan, exports.targets(store)),
+            _connectors(cfg, plan, exports.targets(store), connect),
             soft_delete=_soft_delete(cfg),
             progress=progress,
             stop=stop,
@@ -394,13 +428,16 @@ def sync(
     progress: Callable[[int], None] | None = None,
     full: bool = False,
     stop: threading.Event | None = None,
+    connect: ConnectorFactory | None = None,
 ) -> RunOutcome:
     """Plan and (unless dry_run) apply one run under the run lock (``full``: ignore the certificate).
 
     ``stop`` set (SIGTERM to the daemon): the run ends between changes as "interrupted".
+    ``connect`` builds a target's connector (default ``build_connector``; tests give the Graph
+    client a virtual clock).
     """
+    day = valid_day(as_of) if as_of is not None else dt.date.today().isoformat()
     run_id = new_run_id()
-    day = as_of or dt.date.today().isoformat()
     rlog = log.bind(run_id=run_id)
     try:
         with _locked(cfg, store, run_id):
@@ -422,12 +459,14 @@ def sync(
             if dry_run:
                 summary = {"plan": plan.summary(), "source": _source_record(plan, accept_gone=False)}
                 store.finish_run(run_id, "planned", summary=summary, active_persons=plan.active_persons)
-                return RunOutcome(run_id, EXIT_OK, "planned", "", plan)
+                # Data errors are per-object errors whether the plan is applied or not: a plan
+                # and a sync that changes nothing exit alike on the same data.
+                return RunOutcome(run_id, EXIT_ERRORS if plan.errors else EXIT_OK, "planned", "", plan)
             if stop is not None and stop.is_set():  # asked to stop while planning: apply nothing
                 store.finish_run(run_id, "interrupted", summary={"plan": plan.summary()})
                 rlog.warning("run interrupted before apply")
                 return RunOutcome(run_id, EXIT_INTERRUPTED, "interrupted", "stopped before apply", plan)
-            return _guarded_apply(cfg, store, plan, "sync", progress, stop)
+            return _guarded_apply(cfg, store, plan, "sync", progress, stop, connect)
     except LockHeld as exc:
         return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
 

@@ -38,9 +38,12 @@ def feide_session(cfg: Config, tcfg: FeideConfig):  # -> connectors.feide_ldap_s
     """The LDAP session of a live Feide target (password read from its secret file now)."""
     from connectors.feide_ldap_session import LdapSession
 
+    key = f"targets.{cfg.target_key(tcfg)}"
     if not tcfg.url:
-        raise ConfigError("targets.feide.url: not set (the target writes LDIF files)")
-    password = read_secret(tcfg.password_file, cfg.base_dir) if tcfg.password_file else None
+        raise ConfigError(f"{key}.url: not set (the target writes LDIF files)")
+    password = None
+    if tcfg.password_file:
+        password = read_secret(tcfg.password_file, cfg.base_dir, f"{key}.password_file")
     return LdapSession(
         tcfg.url,
         tcfg.bind_dn,

@@ -46,4 +46,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 .venv/bin/ruff check .
+# Under CI, Hypothesis is derandomized (the "ci" profile in tests/conftest.py): the same
+# examples every run. The random, longer run is separate (README, "Tests").
+if [ -n "${CI:-}" ]; then
+  export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
+fi
 .venv/bin/python -m pytest -q "$@"

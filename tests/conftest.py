@@ -1,12 +1,47 @@
-"""Shared fixtures: a throw-away PostgreSQL database per test, temp folders."""
+"""Shared fixtures: a throw-away PostgreSQL database per test, temp folders; Hypothesis profiles.
+
+Hypothesis profiles (loaded here, before any test module builds its ``@settings``):
+
+- ``ci`` (chosen when ``CI`` is set, as CI services do): derandomized, so a CI run tries
+  the same examples every time and fails only on a real change; no example database.
+- ``thorough`` (``HYPOTHESIS_PROFILE=thorough``): ten times the examples, random, for the
+  separate longer run the README documents.
+- otherwise Hypothesis's defaults (random examples on a developer's machine).
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=100,
+    deadline=None,
+    print_blob=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def hypothesis_profile(env: Mapping[str, str]) -> str:
+    """The profile for this environment: HYPOTHESIS_PROFILE if set, ``ci`` under CI, else default."""
+    if env.get("HYPOTHESIS_PROFILE"):
+        return env["HYPOTHESIS_PROFILE"]
+    if env.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        return "ci"
+    return "default"
+
+
+settings.load_profile(hypothesis_profile(os.environ))
 
 PG_HOST = os.environ.get("BAS_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("BAS_TEST_PG_PORT", "5432"))

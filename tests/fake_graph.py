@@ -18,10 +18,12 @@ code paths run against it, msal included:
   ``{"error": {"code", "message"}}`` with Graph's codes (tests/fake_graph_directory.py).
 - Throttling: ``throttle(limit, window)`` answers 429 with ``Retry-After`` once more
   than ``limit`` writes fell in the last ``window`` seconds, also per request inside a
-  ``$batch``. ``time_scale`` runs the fake's clock faster than the wall clock (a window
-  of 150 simulated seconds lasts 150/scale real seconds; ``Retry-After`` is given in
-  real seconds, with decimals), so a benchmark against the 3,000-per-150-s limit ends in
-  reasonable time.
+  ``$batch``. Its time is a ``VirtualClock`` shared with the client under test when one
+  is given (tests: time passes only when the client waits, so what is throttled does not
+  depend on the machine's speed); otherwise the wall clock, which ``time_scale`` runs
+  faster (a window of 150 simulated seconds lasts 150/scale real seconds; ``Retry-After``
+  is given in real seconds, with decimals), so the benchmark against the
+  3,000-per-150-s limit ends in reasonable time.
 - Faults: the next N requests answer 503 (``fail_next``), inner requests of batches
   answer 503 (``fail_inner_next``), or connections are dropped before or after the
   request took effect (``drop_next``).
@@ -58,6 +60,35 @@ from tests.slapd_server import _make_certs
 WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
+class VirtualClock:
+    """Time that passes only when someone waits: ``sleep(s)`` moves it ``s`` on, at once.
+
+    The client under test (``GraphClient(sleep=..., clock=...)``, ``M365Connector.from_config(
+    ..., clock=...)``) and the FakeGraph share one, so a throttling window opens when the
+    client has waited for it, however fast or slow the machine is. Sleeps from several
+    sender threads add up: time runs long, never short, which a window only makes safer.
+    Each reading moves it on by a microsecond, as a real clock does between two events, so
+    "sent before the budget changed" still means before.
+    """
+
+    TICK = 1e-6
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """The virtual time in seconds (a microsecond later at each reading)."""
+        with self._lock:
+            self._now += self.TICK
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        """Advance the time by ``seconds`` without blocking."""
+        with self._lock:
+            self._now += max(0.0, seconds)
+
+
 class FakeGraph:
     """The server, its tenant (``directory``), credentials, counters and fault switches."""
 
@@ -69,6 +100,7 @@ class FakeGraph:
         domain: str = "skole.eksempel.no",
         certificate_pem: str | None = None,
         page_size: int = 100,
+        clock: VirtualClock | None = None,
     ) -> None:
         self.tenant = "b0b0b0b0-0000-4000-8000-000000000001"
         self.client_id = "c1c1c1c1-0000-4000-8000-000000000002"
@@ -80,6 +112,7 @@ class FakeGraph:
         self.counts: Counter[str] = Counter()  # http, batch, token, discovery, inner, write, throttled
         self.writes = 0  # write requests received (outer and inside batches), throttled ones too
         self.time_scale = 1.0
+        self.clock = clock  # None: the wall clock (times time_scale)
         self._limit: int | None = None
         self._window = 150.0
         self._recent: deque[float] = deque()
@@ -91,7 +124,7 @@ class FakeGraph:
         # Called with each $batch's requests after they took effect, before the answer goes
         # out: a test can kill its client there (a crash with the writes made, the answers lost).
         self.on_batch: Callable[[list[dict[str, Any]]], None] | None = None
-        self._t0 = time.monotonic()
+        self._t0 = self._now()
         ca, cert, key = _make_certs(folder)
         self.ca_file = ca
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -116,7 +149,7 @@ class FakeGraph:
         with self.lock:
             self._limit, self._window, self.time_scale = limit, window, time_scale
             self._recent.clear()
-            self._t0 = time.monotonic()
+            self._t0 = self._now()
 
     def fail_next(self, n: int, retry_after: str | None = None) -> None:
         """The next ``n`` HTTP requests answer 503 (with this Retry-After, if given)."""
@@ -139,9 +172,12 @@ class FakeGraph:
             self.counts.clear()
             self.writes = 0
 
+    def _now(self) -> float:
+        return self.clock.now() if self.clock is not None else time.monotonic() * self.time_scale
+
     def sim_time(self) -> float:
         """Simulated seconds since the throttle was set."""
-        return (time.monotonic() - self._t0) * self.time_scale
+        return self._now() - self._t0
 
     # -- throttling ----------------------------------------------------------------------
 

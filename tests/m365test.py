@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 
+from connectors.base import Connector
+from connectors.m365 import M365Connector
 from provisioner import config as config_mod
 from provisioner import runner
 from provisioner.runner import RunOutcome
 from provisioner.state.store import StateStore
-from tests.fake_graph import FakeGraph
+from provisioner.targets import build_connector
+from tests.fake_graph import FakeGraph, VirtualClock
 from tests.sisbuilder import Sis, config_toml, small_sis
 
 SKU_STUDENT = "314c4481-f395-4525-be8b-2ec4bb1e9d91"  # the A1 for students SKU id
@@ -23,11 +26,21 @@ PLAN_OFF = "a23b959c-7ce8-4e57-9140-b90eb88a9e97"  # a service plan switched off
 
 
 class M365Env:
-    """A tiny SIS, a state store and a config whose m365 target applies to a FakeGraph."""
+    """A tiny SIS, a state store and a config whose m365 target applies to a FakeGraph.
 
-    def __init__(self, tmp: Path, sis: Sis, *, skus: tuple[str, ...] = (SKU_STUDENT, SKU_TEACHER)) -> None:
-        self.tmp, self.sis = tmp, sis
-        self.graph = FakeGraph(tmp / "graph", skus=skus)
+    With ``clock`` (a VirtualClock) the FakeGraph and the connector's Graph client share it.
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        sis: Sis,
+        *,
+        skus: tuple[str, ...] = (SKU_STUDENT, SKU_TEACHER),
+        clock: VirtualClock | None = None,
+    ) -> None:
+        self.tmp, self.sis, self.clock = tmp, sis, clock
+        self.graph = FakeGraph(tmp / "graph", skus=skus, clock=clock)
         self.src = f"sqlite:///{tmp / 'sis.db'}"
         self.store = StateStore(f"sqlite:///{tmp / 'state.db'}")
         (tmp / "graph.secret").write_text(self.graph.client_secret + "\n", encoding="utf-8")
@@ -82,10 +95,16 @@ class M365Env:
         self.config_path = path
         self.cfg = config_mod.load(path)
 
+    def connect(self, cfg: config_mod.Config, name: str) -> Connector:
+        """The connector of a target; the Microsoft 365 one on this env's clock."""
+        if cfg.targets[name].kind == "m365":
+            return M365Connector.from_config(cfg, name, clock=self.clock)
+        return build_connector(cfg, name)
+
     def sync(self, as_of: str, **kw: Any) -> RunOutcome:
         """Write the SIS and run one sync."""
         self.sis.write(self.src)
-        return runner.sync(self.cfg, self.store, as_of=as_of, **kw)
+        return runner.sync(self.cfg, self.store, as_of=as_of, connect=self.connect, **kw)
 
     def objects(self) -> dict[str, dict[str, Any]]:
         """The m365 target's stored objects by key."""

@@ -13,6 +13,7 @@ import pytest
 from connectors.ad_conn import guid_text, parent_dn, text
 from connectors.base import FatalError, RejectedError, TransientError
 from provisioner.plan import Change, Op
+from provisioner.runner import EXIT_TARGET_FAILED
 from tests.adtest import ADEnv, can_bind, uac
 from tests.sisbuilder import small_sis
 
@@ -490,7 +491,7 @@ def test_server_down_is_transient_and_nothing_is_lost(env: ADEnv) -> None:
     with pytest.raises(TransientError):
         conn.begin("r", lambda k, key: None)
     out = env.sync(DAY1)
-    assert out.results["ad"].status == "failed" and out.exit_code == 1
+    assert out.results["ad"].status == "failed" and out.exit_code == EXIT_TARGET_FAILED
     assert env.objects() == {}  # nothing recorded as done
     env.configure()
     out = env.sync(DAY2)

@@ -221,9 +221,9 @@ def test_cli_sync_to_slapd_then_feide_check(tmp_path: Path, slapd) -> None:
     )
     p = bas(cfg, "feide", "check", "--ldif", str(ldif))
     assert p.returncode == 1 and "no norEduOrg entry" in p.stdout
-    # A wrong password is a usage error, not a crash.
+    # A wrong password is the target failing as a whole (exit 6), not a crash.
     (tmp_path / "bind.secret").write_text("wrong", encoding="utf-8")
     p = bas(cfg, "feide", "check")
-    assert p.returncode == 2 and "invalidCredentials" in p.stderr
+    assert p.returncode == 6 and "invalidCredentials" in p.stderr
     assert "wrong" not in p.stdout + p.stderr
     assert SUFFIX in base

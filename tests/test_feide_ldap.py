@@ -20,7 +20,7 @@ from mappings.feide import escape_dn_value
 from provisioner import runner
 from provisioner.executor import RetryPolicy, apply_plan
 from provisioner.plan import Change, Op, Plan, TargetPlan
-from provisioner.runner import EXIT_ERRORS, EXIT_OK, RunOutcome
+from provisioner.runner import EXIT_OK, EXIT_TARGET_FAILED, RunOutcome
 from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, make_config, small_sis
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, SlapdServer
@@ -403,7 +403,7 @@ def test_server_down_at_start_fails_the_target_alone_and_nothing_is_lost(
     env = LiveEnv(tmp_path, server, small_sis(), base_dn=f"dc=down,{SUFFIX}")
     server.stop()
     out = env.sync()
-    assert out.exit_code == EXIT_ERRORS and out.results["feide"].status == "failed"
+    assert out.exit_code == EXIT_TARGET_FAILED and out.results["feide"].status == "failed"
     assert "could not start" in out.results["feide"].errors[0]
     assert env.stored() == {}
     server.start()

@@ -437,7 +437,7 @@ def test_a_target_that_cannot_start_fails_alone(tmp_path: Path) -> None:
     e = Env(tmp_path, small_sis(), target_settings=settings)
     try:
         out = e.sync(DAY1)
-        assert out.results["itslearning"].status == "failed" and out.exit_code == EXIT_ERRORS
+        assert out.results["itslearning"].status == "failed" and out.exit_code == runner.EXIT_TARGET_FAILED
         assert len(e.persons("feide")) == 9  # the other target goes on
         assert e.store.get_run(out.run_id)["status"] == "failed"
     finally:

@@ -160,7 +160,12 @@ event_lists = st.lists(
 )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Each example runs several syncs: 15 in a normal run, ten times more in the thorough profile.
+@settings(
+    max_examples=max(15, settings().max_examples // 7),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(initial=st.lists(st.integers(0, 10**6), min_size=1, max_size=3), events=event_lists)
 # Found by hypothesis: the D-number is replaced by a fødselsnummer while the person is
 # away, and they return under a new SIS id with the new number.
