@@ -37,14 +37,16 @@ def feide_config(tmp: Path, **feide: Any) -> Path:
     small_sis().write(src)
     secret = tmp / "feide.secret"
     secret.write_text(ADMIN_PASSWORD + "\n", encoding="utf-8")
-    settings = {"mode": "apply", "bind_dn": ADMIN_DN, "password_file": str(secret), **feide}
+    # Plain ldap:// only with StartTLS (the bind password and NINs never go in clear text).
+    settings = {"mode": "apply", "bind_dn": ADMIN_DN, "password_file": str(secret), "start_tls": True}
+    settings.update(feide)
     make_config(tmp, src, f"sqlite:///{tmp / 'state.db'}", targets=("itslearning", "feide"),
                 target_settings={"feide": settings})  # fmt: skip
     return tmp / "bas.toml"
 
 
 def test_live_feide_reached_ok(tmp_path: Path, slapd: SlapdServer) -> None:
-    cfg = feide_config(tmp_path, url=slapd.url, base_dn=f"dc=t{uuid.uuid4().hex[:8]},{SUFFIX}")
+    cfg = feide_config(tmp_path, **slapd.client, base_dn=f"dc=t{uuid.uuid4().hex[:8]},{SUFFIX}")
     p = check(cfg)
     assert p.returncode == 0, p.stderr
     assert "reach    feide        ok" in p.stdout and "reach    itslearning  ok" in p.stdout
@@ -63,7 +65,7 @@ def test_live_feide_that_cannot_be_used_is_exit_6(
 ) -> None:
     url = f"ldap://127.0.0.1:{closed_port()}" if where == "nothing listening" else slapd.url
     base = f"dc=a,dc=missing{uuid.uuid4().hex[:6]},{SUFFIX}" if where == "no base" else SUFFIX
-    cfg = feide_config(tmp_path, url=url, base_dn=base)
+    cfg = feide_config(tmp_path, **{**slapd.client, "url": url}, base_dn=base)
     if where == "wrong password":
         (tmp_path / "feide.secret").write_text("not-the-password\n", encoding="utf-8")
     p = check(cfg)

@@ -90,6 +90,7 @@ class Case:
         text += (
             '\n[targets.feidelive]\nkind = "feide"\nmode = "apply"\n'
             f'base_dn = "{self.base_dn}"\nurl = "{server.url}"\nbind_dn = "{ADMIN_DN}"\n'
+            f'start_tls = true\nca_file = "{server.ca_file}"\n'
             f'password_file = "{secret}"\n'
         )
         self.config = tmp / "bas.toml"
