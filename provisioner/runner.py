@@ -331,6 +331,8 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
     store.finish_run(
         plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
     )
+    if status in ("done", "done_with_errors", "held"):
+        store.drop_superseded_plans(plan.run_id)  # this run planned afresh: older held plans are void
     code = (
         EXIT_HELD
         if held
@@ -531,8 +533,14 @@ def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
         )
     if run["status"] == "refused":
         return _approve_refusal(store, run, by)
-    if run["status"] != "held" or not run["plan"]:
+    if run["status"] != "held":
         return RunOutcome(run_id, EXIT_USAGE, run["status"], f"run {run_id} is {run['status']}, not held")
+    if not run["plan"]:  # dropped when a newer run planned afresh
+        newer = safety_reads.newer_run(store, run_id)
+        why = _superseded(newer) if newer else "its plan is no longer kept"
+        return RunOutcome(
+            run_id, EXIT_USAGE, "stale", f"run {run_id} cannot be approved: {why}; nothing was applied"
+        )
     held = Plan.loads(run["plan"])
     plan = replace(held, targets=tuple(replace(tp, hold=None) for tp in held.targets), schools_gone=())
     try:
@@ -574,16 +582,21 @@ def _approve_refusal(store: StateStore, run: dict, by: str) -> RunOutcome:
     )
 
 
+def _superseded(newer: dict) -> str:
+    """Why a held plan that a newer run superseded is not applied."""
+    if newer["status"] == "held" and not newer["approved_at"]:
+        return (
+            f"run {newer['run_id']} planned afresh since and is held too:"
+            f" review and approve that one (`bas approve {newer['run_id']}`)"
+        )
+    return f"run {newer['run_id']} planned afresh since ({newer['status']}); its plan superseded this one"
+
+
 def _not_current(cfg: Config, store: StateStore, plan: Plan) -> str:
     """Why a held plan no longer applies ('' when it still does)."""
     newer = safety_reads.newer_run(store, plan.run_id)
     if newer is not None:
-        if newer["status"] == "held" and not newer["approved_at"]:
-            return (
-                f"run {newer['run_id']} planned afresh since and is held too:"
-                f" review and approve that one (`bas approve {newer['run_id']}`)"
-            )
-        return f"run {newer['run_id']} planned afresh since ({newer['status']}); its plan superseded this one"
+        return _superseded(newer)
     now = store.versions()
     stale = sorted(k for k in set(now) | set(plan.cookie) if now.get(k, 0) != plan.cookie.get(k, 0))
     if stale:

@@ -114,6 +114,7 @@ def _held(recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
             summary = json.loads(run["summary"]) if run["summary"] else {}
             held = [k for k, v in summary.get("results", {}).items() if v.get("status") == "held"]
             out.append({"run_id": run["run_id"], "started_at": run["started_at"], "targets": held})
+            break  # only the newest held plan can be approved: the older ones it superseded
     return out
 
 

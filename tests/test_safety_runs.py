@@ -205,6 +205,11 @@ def test_approve_of_a_superseded_held_run_applies_nothing(env: Env) -> None:
     first = _held(env)
     second = env.sync()
     assert second.status == "held"
+    # The superseded plan is not kept (it holds NINs and can never be applied); status
+    # names only the held run that can be approved.
+    assert env.store.get_run(first.run_id)["plan"] is None
+    assert env.store.get_run(second.run_id)["plan"]
+    assert [h["run_id"] for h in status.collect(env.store, FILES).held] == [second.run_id]
     before = {tg: env.persons(tg) for tg in FILES}
     out = runner.approve(env.cfg, env.store, first.run_id, "admin")
     assert out.exit_code == EXIT_USAGE, out.message
