@@ -19,7 +19,6 @@ from provisioner import activity, names, nin, usernames, validate
 from provisioner.config import LifecycleConfig, UsernameConfig
 from provisioner.model import (
     ALL_ROLES,
-    EMPLOYEE_ROLES,
     GUARDIAN,
     SCHOOL_GROUP_ROLES,
     SCHOOL_WIDE,
@@ -71,15 +70,6 @@ class Derivation:
 
 def _active(start: str | None, end: str | None, day: str) -> bool:
     return start is not None and start <= day and (end is None or end >= day)
-
-
-def _bad_period(start: str | None, end: str | None) -> str | None:
-    """Why a period cannot be used (no start, or ending before it starts), else None."""
-    if not start:
-        return "has no start date"
-    if end is not None and end < start:
-        return f"ends {end} before it starts {start}"
-    return None
 
 
 def _check_persons(
@@ -234,23 +224,11 @@ def derive(
     aff: dict[str, set[tuple[str, str]]] = defaultdict(set)
     primary: dict[str, tuple[int, str, str]] = {}  # pid -> (rank, start, school) lowest wins
     grade: dict[str, int | None] = {}
+    # Validation left only rows with good values and known schools and persons; a row of a
+    # person frozen meanwhile (by another of their rows) is passed over.
     for e in snap.enrollments:
-        ref = f"enrollment:{e.enrollment_id}"
-        bad = _bad_period(e.start_date, e.end_date)
-        if bad:
-            errors.append(DataError("bad_period", ref, f"{bad}; ignored"))
-            continue
         pid = canon(e.person_id)
         if pid not in persons:
-            if pid not in frozen_p:
-                errors.append(
-                    DataError("unknown_person", ref, f"refers to unknown person {e.person_id}; ignored")
-                )
-            continue
-        if e.school_id not in schools:
-            errors.append(
-                DataError("unknown_school", ref, f"refers to unknown school {e.school_id}; ignored")
-            )
             continue
         win = activity.window(STUDENT, e.start_date, e.end_date, lc)
         student_clocks.note(pid, win)
@@ -262,27 +240,8 @@ def derive(
             primary[pid] = rank
             grade[pid] = e.grade
     for m in snap.employments:
-        ref = f"employment:{m.employment_id}"
-        if m.role not in EMPLOYEE_ROLES:
-            errors.append(
-                DataError("bad_role", ref, f"role {m.role!r} is not one of {list(EMPLOYEE_ROLES)}; ignored")
-            )
-            continue
-        bad = _bad_period(m.start_date, m.end_date)
-        if bad:
-            errors.append(DataError("bad_period", ref, f"{bad}; ignored"))
-            continue
         pid = canon(m.person_id)
         if pid not in persons:
-            if pid not in frozen_p:
-                errors.append(
-                    DataError("unknown_person", ref, f"refers to unknown person {m.person_id}; ignored")
-                )
-            continue
-        if m.school_id not in schools:
-            errors.append(
-                DataError("unknown_school", ref, f"refers to unknown school {m.school_id}; ignored")
-            )
             continue
         if not clocks.note(pid, activity.window(m.role, m.start_date, m.end_date, lc)):
             continue
