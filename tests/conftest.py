@@ -14,9 +14,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from provisioner.state.store import StateStore
 
 settings.register_profile(
     "ci",
@@ -75,6 +78,22 @@ def pg_url() -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database, once as a SQLite file and once as a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bas.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture()
+def store(db_url: str) -> Iterator[StateStore]:
+    """A state store in that database, closed after the test."""
+    s = StateStore(db_url)
+    yield s
+    s.close()
 
 
 # The slapd fixtures (a real OpenLDAP server for the Feide LDAP tests).

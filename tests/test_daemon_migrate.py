@@ -21,14 +21,6 @@ from provisioner.state import schema as t
 from provisioner.state.store import StateStore
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return request.getfixturevalue("pg_url")
-
-
 def _diff(engine: sa.Engine) -> list:
     with engine.connect() as conn:
         return compare_metadata(MigrationContext.configure(conn), t.metadata)

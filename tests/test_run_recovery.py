@@ -35,21 +35,6 @@ from tests.test_cli import bas
 AS_OF = "2025-10-01"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty state store: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return request.getfixturevalue("pg_url")
-
-
-@pytest.fixture()
-def store(db_url: str) -> Iterator[StateStore]:
-    s = StateStore(db_url)
-    yield s
-    s.close()
-
-
 @pytest.fixture()
 def sleeper() -> Iterator[Callable[[], subprocess.Popen]]:
     """Starts a live process that has nothing to do with BAS (stopped after the test)."""

@@ -26,14 +26,6 @@ TABLE_OF = {
 }
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'sis.db'}"
-    return request.getfixturevalue("pg_url")
-
-
 def _sorted(snap: SourceSnapshot) -> dict[str, list]:
     return {name: sorted(getattr(snap, name), key=repr) for name in TABLE_OF}
 

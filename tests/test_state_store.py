@@ -31,21 +31,6 @@ from tests.sisbuilder import Sis, desired_student, make_config
 AS_OF = "2025-10-01"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return request.getfixturevalue("pg_url")
-
-
-@pytest.fixture()
-def store(db_url: str):  # noqa: ANN201
-    s = StateStore(db_url)
-    yield s
-    s.close()
-
-
 # -- a full sync of the demo, then nothing to do --------------------------------------------------------
 
 
