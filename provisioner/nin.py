@@ -149,13 +149,42 @@ def _valid_mask(m: re.Match[str]) -> str:
     return s[:6] + "*****" if is_valid(s) else s
 
 
+# Digits become 0xFF, a byte UTF-8 never holds: a run of eleven of them is a run of digits.
+_DIGITS_MARKED = bytes.maketrans(b"0123456789", b"\xff" * 10)
+_RUN11 = b"\xff" * 11
+
+
 def mask_nins(text: str) -> str:
     """Mask every stand-alone 11-digit number that is a valid NIN (structured data we store).
 
     Other numbers (ids, counts, digests) are left as they are, so a masked changelog row
-    still names the objects and members it is about.
+    still names the objects and members it is about. The same as ``_NIN_RUN.sub`` with
+    ``_valid_mask``, but found with bytes operations in C: every changelog row passes here
+    (about a million on an Oslo-size first run), and the regular expression costs ~10x more.
     """
-    return _NIN_RUN.sub(_valid_mask, text)
+    raw = text.encode("utf-8", "surrogatepass")
+    marked = raw.translate(_DIGITS_MARKED)
+    i = marked.find(_RUN11)
+    if i < 0:
+        return text
+    ascii_only = len(raw) == len(text)
+    pieces: list[str] = []
+    last = 0
+    while i >= 0:  # i starts a run of digits: the search resumes after the previous run
+        end = i + 11
+        while end < len(marked) and marked[end] == 0xFF:
+            end += 1
+        if end - i == 11:
+            digits = raw[i:end].decode("ascii")
+            if is_valid(digits):
+                at = i if ascii_only else len(raw[:i].decode("utf-8", "surrogatepass"))
+                pieces += (text[last:at], digits[:6] + "*****")
+                last = at + 11
+        i = marked.find(_RUN11, end)
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 def mask_error(text: str) -> str:

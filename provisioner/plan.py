@@ -41,6 +41,8 @@ _EMPTY: dict[str, Any] = {}
 
 # Operations that take something away; these count against the safety thresholds.
 DESTRUCTIVE_OPS = frozenset({Op.DISABLE, Op.DELETE})
+# ... and with membership removals, every operation the safety limits count.
+REMOVING_OPS = DESTRUCTIVE_OPS | {Op.REMOVE_MEMBERS}
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from provisioner.diff import diff_core, diff_target, needs_details
 from provisioner.executor import TargetResult, apply_plan
 from provisioner.lifecycle import policy_for
 from provisioner.model import SourceSnapshot
-from provisioner.plan import CORE, Plan, TargetPlan
+from provisioner.plan import CORE, REMOVING_OPS, Plan, TargetPlan
 from provisioner.recovery import tidy_after_killed_runs
 from provisioner.safety import (
     GateBaseline,
@@ -215,10 +215,17 @@ def hold_targets(cfg: Config, store: StateStore, plan: Plan, baseline: GateBasel
     """
     gone = gone_schools(plan.schools, baseline)
     gone_hold = school_hold(gone)
-    names = [tp.target for tp in plan.targets if tp.target != CORE]
+    # Only a target whose plan takes something away can pass a limit (the window holds no
+    # plan that adds no removal): the store is read for those alone, so a quiet run (the
+    # certified no-op) reads nothing more.
+    removing = [
+        tp.target
+        for tp in plan.targets
+        if tp.target != CORE and any(c.op in REMOVING_OPS for c in tp.changes)
+    ]
     hours = cfg.safety.window_hours
-    window = safety_reads.window_removals(store, names, hours) if hours > 0 else {}
-    members = safety_reads.member_populations(store)
+    window = safety_reads.window_removals(store, removing, hours) if hours > 0 and removing else {}
+    members = safety_reads.member_populations(store, removing) if removing else {}
     out = []
     for tp in plan.targets:
         tcfg = cfg.targets.get(tp.target)

@@ -284,3 +284,21 @@ def test_a_birth_date_after_the_day_is_invalid(born: dt.date, today: dt.date, va
     if not valid:
         with pytest.raises(nin.InvalidNIN, match="in the future"):
             nin.validate(number, today)
+
+
+_SOME_NINS = [n for n in (nin.make_synthetic(dt.date(2011, 3, 4), i) for i in range(500, 520)) if n][:4]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_SOME_NINS), st.text(alphabet='0123456789 ,:"{}aæ\U0001f600\x00', max_size=14)
+        ),
+        max_size=8,
+    )
+)
+def test_mask_nins_finds_exactly_what_the_pattern_finds(parts: list[str]) -> None:
+    # mask_nins searches with bytes operations for speed; it must mask exactly the
+    # stand-alone 11-digit runs that are valid NINs, as the regular expression does.
+    text = "".join(parts)
+    assert nin.mask_nins(text) == nin._NIN_RUN.sub(nin._valid_mask, text)

@@ -17,13 +17,13 @@ from provisioner.state import schema as t
 from provisioner.state.store import StateStore, iso_ago
 
 
-def member_populations(store: StateStore) -> dict[str, int]:
-    """Memberships (person, role pairs) the groups of each target hold (the member thresholds' base)."""
+def member_populations(store: StateStore, targets: Iterable[str]) -> dict[str, int]:
+    """Memberships (person, role pairs) the groups of these targets hold (the member thresholds' base)."""
     o = t.objects.c
     members = sa.cast(o.members, sa.JSON) if store.engine.dialect.name == "postgresql" else o.members
     q = (
         sa.select(o.target, sa.func.sum(sa.func.json_array_length(members)))
-        .where(o.members.is_not(None), o.status != "deleted")
+        .where(o.target.in_(list(targets)), o.members.is_not(None), o.status != "deleted")
         .group_by(o.target)
     )
     with store.engine.connect() as c:
