@@ -50,20 +50,26 @@ def window_removals(store: StateStore, targets: Iterable[str], hours: float) -> 
             for target in (json.loads(summary) or {}).get("results", {}) if summary else ():
                 if target in starts and finished > starts[target]:
                     starts[target] = finished
-        out = {}
-        for target, start in starts.items():
-            ok = (cl.target == target, cl.result == "ok", cl.at >= start)
-            objects = frozenset(
-                (k, key)
-                for k, key in c.execute(
-                    sa.select(cl.kind, cl.key).where(*ok, cl.op.in_(("disable", "delete"))).distinct()
-                )
-            )
-            members = sum(
-                len(json.loads(after).get("members", ())) if after else 0
-                for (after,) in c.execute(sa.select(cl.after).where(*ok, cl.op == "remove_members"))
-            )
-            out[target] = Removals(objects, members, start)
+        if not starts:
+            return {}
+        # One pass over the window's removals for every target (per-target queries each
+        # scanned the whole window: the day of a first run holds a million rows).
+        q = sa.select(cl.target, cl.op, cl.kind, cl.key, cl.after, cl.at).where(
+            cl.target.in_(list(starts)),
+            cl.result == "ok",
+            cl.at >= min(starts.values()),
+            cl.op.in_(("disable", "delete", "remove_members")),
+        )
+        objects: dict[str, set[tuple[str, str]]] = {k: set() for k in starts}
+        members = dict.fromkeys(starts, 0)
+        for target, op, kind, key, after, at in c.execute(q):
+            if at < starts[target]:
+                continue
+            if op == "remove_members":
+                members[target] += len(json.loads(after).get("members", ())) if after else 0
+            else:
+                objects[target].add((kind, key))
+        out = {k: Removals(frozenset(objects[k]), members[k], start) for k, start in starts.items()}
     return out
 
 
