@@ -142,7 +142,9 @@ pending_exports = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("target", sa.String(64), nullable=False, index=True),
     sa.Column("run_id", sa.String(64), nullable=False),  # the run that owes the export
-    sa.Column("change", sa.Text, nullable=False),  # JSON of the plan's Change
+    # JSON list of the plan's Changes of one written batch: one row a batch, not a change,
+    # as a first run records ~400,000 changes for the file targets.
+    sa.Column("changes", sa.Text, nullable=False),
 )
 
 locks = sa.Table(

@@ -23,7 +23,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("target", sa.String(64), nullable=False),
         sa.Column("run_id", sa.String(64), nullable=False),
-        sa.Column("change", sa.Text, nullable=False),
+        sa.Column("changes", sa.Text, nullable=False),
     )
     op.create_index("ix_pending_exports_target", "pending_exports", ["target"])
     op.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
