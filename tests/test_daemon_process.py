@@ -304,7 +304,14 @@ def test_a_held_run_sends_one_webhook_alert(tmp_path: Path, daemons: list[Daemon
     assert held[0]["source"] == "bas" and "bas approve" in held[0]["summary"]
     assert all(s["status"] == "held" for s in d.events("run summary"))
     st = bas(conf, "status").stdout
-    assert held[0]["run_id"] in st and "held runs waiting for approval" in st
+    # Each run planned afresh and was held again: status names the newest held run, the
+    # only one that can be approved (approving the alerted one says to approve that one).
+    newest = d.events("run summary")[-1]["run_id"]
+    assert "held runs waiting for approval (1)" in st and newest in st
+    if held[0]["run_id"] != newest:
+        assert held[0]["run_id"] not in st
+        refused = bas(conf, "approve", held[0]["run_id"], check=2)
+        assert f"bas approve {newest}" in refused.stdout + refused.stderr
 
 
 def test_two_daemons_on_one_postgresql_never_run_at_once(
