@@ -14,7 +14,7 @@ cleared) the connector tells (``FileTarget.exported``), so nothing is written tw
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
@@ -22,20 +22,26 @@ from provisioner.plan import Change
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore, bulk_insert, dumps
 
+_PER_ROW = 1000  # changes per row: few rows to insert and delete, no string of a whole batch
 
-def rows(target: str, run_id: str, changes: Iterable[Change]) -> list[dict[str, str]]:
-    """The pending-export row of one batch of changes recorded as applied (none for no change).
 
-    One row a batch (a JSON list): a first run records ~400,000 changes for the file
-    targets, and a row each cost seconds to insert and again to delete.
+def _row(target: str, run_id: str, changes: Sequence[Change]) -> dict[str, str]:
+    return {
+        "target": target,
+        "run_id": run_id,
+        "changes": "[" + ",".join(dumps(c.to_json()) for c in changes) + "]",
+    }
+
+
+def insert(conn: sa.Connection, target: str, run_id: str, changes: Sequence[Change]) -> None:
+    """Store changes recorded as applied, inside the caller's transaction.
+
+    A row holds a JSON list of up to ``_PER_ROW`` changes: a first run records ~400,000
+    changes for the file targets, and a row each cost seconds to insert and to delete. Each
+    row is built just before it is inserted, so a batch's JSON is never held whole.
     """
-    text = ",".join(dumps(c.to_json()) for c in changes)
-    return [{"target": target, "run_id": run_id, "changes": f"[{text}]"}] if text else []
-
-
-def insert(conn: sa.Connection, target: str, run_id: str, changes: Iterable[Change]) -> None:
-    """Store changes recorded as applied, inside the caller's transaction."""
-    bulk_insert(conn, t.pending_exports, rows(target, run_id, changes))
+    for i in range(0, len(changes), _PER_ROW):
+        bulk_insert(conn, t.pending_exports, [_row(target, run_id, changes[i : i + _PER_ROW])])
 
 
 def targets(store: StateStore) -> set[str]:
