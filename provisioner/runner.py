@@ -32,6 +32,7 @@ from provisioner.certificate import (
     predict_after_apply,
 )
 from provisioner.config import Config, ConfigError
+from provisioner.currency import superseded_reason, why_not_current
 from provisioner.derive import Derivation, derive
 from provisioner.diff import diff_core, diff_target, needs_details
 from provisioner.executor import TargetResult, apply_plan
@@ -339,7 +340,9 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
         plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
     )
     if status in ("done", "done_with_errors", "held"):
-        store.drop_superseded_plans(plan.run_id)  # this run planned afresh: older held plans are void
+        safety_reads.drop_superseded_plans(
+            store, plan.run_id
+        )  # this run planned afresh: older held plans are void
     code = (
         EXIT_HELD
         if held
@@ -544,7 +547,7 @@ def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
         return RunOutcome(run_id, EXIT_USAGE, run["status"], f"run {run_id} is {run['status']}, not held")
     if not run["plan"]:  # dropped when a newer run planned afresh
         newer = safety_reads.newer_run(store, run_id)
-        why = _superseded(newer) if newer else "its plan is no longer kept"
+        why = superseded_reason(newer) if newer else "its plan is no longer kept"
         return RunOutcome(
             run_id, EXIT_USAGE, "stale", f"run {run_id} cannot be approved: {why}; nothing was applied"
         )
@@ -552,7 +555,7 @@ def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
     plan = replace(held, targets=tuple(replace(tp, hold=None) for tp in held.targets), schools_gone=())
     try:
         with _locked(cfg, store, run_id):
-            why = _not_current(cfg, store, plan)
+            why = why_not_current(cfg, store, plan)
             if why:
                 return RunOutcome(
                     run_id,
@@ -587,37 +590,3 @@ def _approve_refusal(store: StateStore, run: dict, by: str) -> RunOutcome:
         "approved",
         f"source refusal approved: the next run accepts {run['active_persons']} active persons",
     )
-
-
-def _superseded(newer: dict) -> str:
-    """Why a held plan that a newer run superseded is not applied."""
-    if newer["status"] == "held" and not newer["approved_at"]:
-        return (
-            f"run {newer['run_id']} planned afresh since and is held too:"
-            f" review and approve that one (`bas approve {newer['run_id']}`)"
-        )
-    return f"run {newer['run_id']} planned afresh since ({newer['status']}); its plan superseded this one"
-
-
-def _not_current(cfg: Config, store: StateStore, plan: Plan) -> str:
-    """Why a held plan no longer applies ('' when it still does)."""
-    newer = safety_reads.newer_run(store, plan.run_id)
-    if newer is not None:
-        return _superseded(newer)
-    now = store.versions()
-    stale = sorted(k for k in set(now) | set(plan.cookie) if now.get(k, 0) != plan.cookie.get(k, 0))
-    if stale:
-        return f"the state of {', '.join(stale)} changed since; the next run plans afresh"
-    if plan.config_digest != config_digest(cfg):
-        return "the configuration changed since it was planned; the next run plans afresh"
-    try:
-        engine = source_engine(cfg.sqlalchemy_url(cfg.source.url))
-        try:
-            same = source_unchanged(engine, cfg.source.queries, plan.source_digests)
-        finally:
-            engine.dispose()
-    except SourceError as exc:
-        return f"the source cannot be read to check it is unchanged ({exc})"
-    if not same:
-        return "the source changed since it was planned; the next run plans afresh"
-    return ""

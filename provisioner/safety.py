@@ -112,33 +112,47 @@ def check_hold(
     """
     plan = planned_removals(changes)
     n, m = len(plan.objects), plan.members
-    over = _over(n, population, limits.max_deletes, limits.max_delete_percent)
-    if over == "count":
-        return Hold(
-            HoldRule.MAX_DELETES,
-            f"{n} objects would be disabled or deleted; the limit is {limits.max_deletes}",
-        )
-    if over == "percent":
-        return Hold(
-            HoldRule.MAX_DELETE_PERCENT,
-            f"{n} of {population} objects ({n * 100.0 / population:.1f} %) would be disabled or deleted;"
-            f" the limit is {limits.max_delete_percent:g} %",
-        )
-    over = _over(m, members_population, limits.max_member_removals, limits.max_member_removal_percent)
-    if over == "count":
-        return Hold(
-            HoldRule.MAX_MEMBER_REMOVALS,
-            f"{m} memberships would be removed; the limit is {limits.max_member_removals}",
-        )
-    if over == "percent":
-        return Hold(
-            HoldRule.MAX_MEMBER_REMOVAL_PERCENT,
-            f"{m} of {members_population} memberships ({m * 100.0 / members_population:.1f} %) would be"
-            f" removed; the limit is {limits.max_member_removal_percent:g} %",
-        )
+    hold = _limit_hold(
+        n,
+        population,
+        limits.max_deletes,
+        limits.max_delete_percent,
+        _DELETE_RULES,
+        "objects",
+        "disabled or deleted",
+    ) or _limit_hold(
+        m,
+        members_population,
+        limits.max_member_removals,
+        limits.max_member_removal_percent,
+        _MEMBER_RULES,
+        "memberships",
+        "removed",
+    )
+    if hold is not None:
+        return hold
     if window is None:
         return None
     return _check_window(plan, population, members_population, limits, window, window_hours)
+
+
+_DELETE_RULES = (HoldRule.MAX_DELETES, HoldRule.MAX_DELETE_PERCENT)
+_MEMBER_RULES = (HoldRule.MAX_MEMBER_REMOVALS, HoldRule.MAX_MEMBER_REMOVAL_PERCENT)
+
+
+def _limit_hold(
+    n: int, base: int, limit: int, percent: float, rules: tuple[HoldRule, HoldRule], what: str, done: str
+) -> Hold | None:
+    """The Hold of one limit pair (a count and a percent of ``base``) that ``n`` passes, else None."""
+    over = _over(n, base, limit, percent)
+    if over == "count":
+        return Hold(rules[0], f"{n} {what} would be {done}; the limit is {limit}")
+    if over == "percent":
+        return Hold(
+            rules[1],
+            f"{n} of {base} {what} ({n * 100.0 / base:.1f} %) would be {done}; the limit is {percent:g} %",
+        )
+    return None
 
 
 def _check_window(

@@ -91,3 +91,27 @@ def newer_run(store: StateStore, run_id: str) -> dict[str, Any] | None:
     with store.engine.connect() as c:
         row = c.execute(q).mappings().first()
     return dict(row) if row else None
+
+
+def drop_superseded_plans(store: StateStore, run_id: str) -> int:
+    """Forget the held plans of runs older than ``run_id``, which planned afresh.
+
+    Such a plan can no longer be approved (only the newest held plan can), and it holds
+    personal data (NINs in Feide attributes): it is not kept any longer than it can be used.
+    The run records stay, their status too; returns how many plans were dropped.
+    """
+    r = t.runs.c
+    started = sa.select(r.started_at).where(r.run_id == run_id).scalar_subquery()
+    with store.engine.begin() as c:
+        done = c.execute(
+            t.runs.update()
+            .where(
+                r.status == "held",
+                r.plan.is_not(None),
+                r.approved_at.is_(None),
+                r.run_id != run_id,
+                r.started_at <= started,
+            )
+            .values(plan=None)
+        )
+    return done.rowcount or 0
