@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from provisioner.config import LifecycleConfig, RoleWindowConfig
+from provisioner.lifecycle import days_between
 from provisioner.model import EMPLOYEE_ROLES, STUDENT
 
 
@@ -40,11 +41,6 @@ def shift(day: str, days: int) -> str:
         return (dt.date.fromisoformat(day[:10]) + dt.timedelta(days=days)).isoformat()
     except ValueError:
         return day
-
-
-def days_apart(start: str, end: str) -> int:
-    """Whole days from ISO date ``start`` to ``end``."""
-    return (dt.date.fromisoformat(end[:10]) - dt.date.fromisoformat(start[:10])).days
 
 
 def role_window(role: str, cfg: LifecycleConfig) -> RoleWindowConfig:
@@ -104,7 +100,7 @@ class Clocks:
             end = self.ended.get(pid)
             if pid in active or end is None:
                 continue  # active, or nothing has ended: a newcomer waits for their start
-            if days_apart(end, start) <= bridge_days:
+            if days_between(end, start) <= bridge_days:
                 out[pid] = start
         return out
 
