@@ -21,11 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connectors.base import StoredObject  # noqa: E402
-from connectors.feide_ldif import FeideLdifConnector  # noqa: E402
+from connectors.feide.ldif import FeideLdifConnector  # noqa: E402
 from mappings import ad, feide, m365  # noqa: E402
 from mappings.base import MappingContext  # noqa: E402
 from provisioner.config import ADConfig, FeideConfig, M365Config, OwnerConfig  # noqa: E402
-from provisioner.model import (  # noqa: E402
+from provisioner.core.model import (  # noqa: E402
     BASIS,
     CONTACT,
     EMPLOYEE_ROLES,
@@ -41,7 +41,7 @@ from provisioner.model import (  # noqa: E402
     School,
     school_group_key,
 )
-from provisioner.plan import Change, Op  # noqa: E402
+from provisioner.core.plan import Change, Op  # noqa: E402
 
 OWNER = OwnerConfig(
     name="Oslo kommune", org_number="958935420", realm="oslo.kommune.no", mail_domain="osloskolen.no"

@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from connectors.graph_client import GraphClient, Stats, TokenSource, make_session
-from connectors.m365 import M365Connector
+from connectors.m365.connector import M365Connector
+from connectors.m365.graph import GraphClient, Stats, TokenSource, make_session
 from provisioner.config import M365Config
-from provisioner.plan import Change, Op
+from provisioner.core.plan import Change, Op
 from tests.fake_graph import FakeGraph
 
 SKU = "314c4481-f395-4525-be8b-2ec4bb1e9d91"

@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connectors.base import StoredObject  # noqa: E402
-from connectors.itslearning import ItslearningConnector  # noqa: E402
+from connectors.itslearning.connector import ItslearningConnector  # noqa: E402
 from provisioner.config import ItslearningConfig, OwnerConfig  # noqa: E402
-from provisioner.plan import Change, Op  # noqa: E402
+from provisioner.core.plan import Change, Op  # noqa: E402
 
 GIVEN = ["Ola", "Kari", "Nora", "Jakob", "Émilie", "Øyvind", "Åse", "Muhammad", "Sofie", "Ida"]
 FAMILY = ["Nordmann", "Hansen", "Johansen", "Ødegård", "Berg & Co", "O'Brien", "Haugen", "Lie"]

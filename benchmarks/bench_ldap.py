@@ -14,7 +14,7 @@ In one run, on the same servers:
    bare loop doing add disabled, set unicodePwd, enable on one LDAPS connection. The
    connector's OU is deleted before the bare run (sAMAccountName is unique domain-wide)
    and the bare loop adds the same users under its own OU.
-3. Feide: a no-op ``connectors.feide_reconcile.reconcile`` of the 10,000 persons.
+3. Feide: a no-op ``connectors.feide.reconcile.reconcile`` of the 10,000 persons.
 
 Needs slapd (a private one on a free port, tests/slapd_server.py) and root for the Samba
 DC (tests/samba_dc.py; ports 389/636 must be free). Usage::
@@ -42,18 +42,18 @@ import ldap3  # noqa: E402
 from bench_feide_ldif import OWNER, build  # noqa: E402
 
 from connectors import passwords as pw  # noqa: E402
-from connectors.ad import UAC_DISABLED, UAC_NORMAL, USER_CLASSES, ADConnector, ldap_values  # noqa: E402
-from connectors.feide_ldap import FeideLdapConnector  # noqa: E402
-from connectors.feide_ldap_session import LdapSession  # noqa: E402
-from connectors.feide_reconcile import reconcile  # noqa: E402
-from connectors.ldif import values_of  # noqa: E402
+from connectors.ad.connector import UAC_DISABLED, UAC_NORMAL, USER_CLASSES, ADConnector, ldap_values  # noqa: E402
+from connectors.feide.ldap import FeideLdapConnector  # noqa: E402
+from connectors.feide.reconcile import reconcile  # noqa: E402
+from connectors.ldap.ldif import values_of  # noqa: E402
+from connectors.ldap.session import LdapSession  # noqa: E402
 from mappings import ad, feide  # noqa: E402
 from mappings.ad import PLACEMENT_ATTRS  # noqa: E402
 from mappings.base import MappingContext  # noqa: E402
 from mappings.feide import container_entries, escape_dn_value  # noqa: E402
 from provisioner.config import ADConfig, FeideConfig  # noqa: E402
-from provisioner.model import DesiredState  # noqa: E402
-from provisioner.plan import Change, Op  # noqa: E402
+from provisioner.core.model import DesiredState  # noqa: E402
+from provisioner.core.plan import Change, Op  # noqa: E402
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, SlapdServer  # noqa: E402
 
 PASSWORD_TEMPLATE = "{SASL}{username}@AD.EKSEMPEL.NO"
@@ -173,7 +173,7 @@ def ad_changes(state: DesiredState, acfg: ADConfig, users: int) -> list[Change]:
 
 def bench_ad(workdir: Path, state: DesiredState, users: int) -> None:
     """ADConnector creates vs a bare add / unicodePwd / enable loop on one LDAPS connection."""
-    from connectors.ad_conn import ADLink
+    from connectors.ad.link import ADLink
     from tests.samba_dc import start_dc
 
     dc = start_dc(workdir)

@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.base import Applied  # noqa: E402
 from provisioner import config, runner  # noqa: E402
-from provisioner.source import DEFAULT_QUERIES  # noqa: E402
 from provisioner.state.store import StateStore  # noqa: E402
+from sources.sql import DEFAULT_QUERIES  # noqa: E402
 
 CONFIG = """
 [owner]

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from provisioner.plan import Change
+from provisioner.core.plan import Change
 
 
 class ConnectorError(Exception):

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import structlog
 
-from provisioner.csv_cells import FORMULA_STARTS, neutralise
-from provisioner.names import fold
+from provisioner.core.csv_cells import FORMULA_STARTS, neutralise
+from provisioner.core.names import fold
 
 log = structlog.get_logger("bas.passwords")
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from mappings.base import MappingContext
 from mappings.feide import escape_dn_value
-from provisioner.model import (
+from provisioner.core.model import (
     GUARDIAN,
     LEADER,
     SCHOOL_WIDE,
@@ -53,7 +53,7 @@ from provisioner.model import (
     School,
     TargetObject,
 )
-from provisioner.names import fold
+from provisioner.core.names import fold
 
 __all__ = [
     "GROUP_NAME_MAX",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.config import OwnerConfig
-from provisioner.model import DesiredState, TargetObject
+from provisioner.core.model import DesiredState, TargetObject
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ from urllib.parse import quote
 from ldap3.utils.dn import escape_rdn, parse_dn, to_dn
 
 from mappings.base import MappingContext
-from provisioner.model import (
+from provisioner.core.model import (
     BASIS,
     GUARDIAN,
     LEADER,

@@ -55,7 +55,7 @@ from typing import Any
 
 from mappings.base import MappingContext
 from provisioner.config import OwnerConfig
-from provisioner.model import (
+from provisioner.core.model import (
     BASIS,
     CONTACT,
     EMPLOYEE_ROLES,

@@ -40,7 +40,7 @@ from mappings.ad import (
     main_role,
 )
 from mappings.base import MappingContext
-from provisioner.model import SCHOOL_WIDE, TEACHER, DesiredState, TargetObject
+from provisioner.core.model import SCHOOL_WIDE, TEACHER, DesiredState, TargetObject
 
 __all__ = ["PLACEMENT_ATTRS", "map_state"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from provisioner.nin import mask_text
+from provisioner.core.nin import mask_text
 
 _SECRET_KEYS = ("password", "passwd", "secret", "unicodepwd", "userpassword", "token", "credential")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import ldap3
 
-from connectors.ad_conn import ADLink, Entry, guid_dn, text
-from provisioner import runner
-from provisioner.runner import RunOutcome
+from connectors.ad.link import ADLink, Entry, guid_dn, text
+from provisioner.run import runner
+from provisioner.run.runner import RunOutcome
 from provisioner.state.store import StateStore
 from tests.samba_dc import SambaDC
 from tests.sisbuilder import Sis, make_config

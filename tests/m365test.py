@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from connectors.base import Connector
-from connectors.m365 import M365Connector
+from connectors.m365.connector import M365Connector
 from provisioner import config as config_mod
-from provisioner import runner
-from provisioner.runner import RunOutcome
+from provisioner.run import runner
+from provisioner.run.runner import RunOutcome
+from provisioner.run.targets import build_connector
 from provisioner.state.store import StateStore
-from provisioner.targets import build_connector
 from tests.fake_graph import FakeGraph, VirtualClock
 from tests.sisbuilder import Sis, config_toml, small_sis
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from demo.data import TABLES, create_schema
 from provisioner import config as config_mod
-from provisioner import nin as nin_mod
-from provisioner.demo_data import TABLES, create_schema
-from provisioner.model import (
+from provisioner.core import nin as nin_mod
+from provisioner.core.model import (
     DesiredPerson,
     Employment,
     Group,

@@ -1,13 +1,13 @@
-"""Active windows per role, the summer bridge and the SIS end date (provisioner.activity, derive)."""
+"""Active windows per role, the summer bridge and the SIS end date (provisioner.core.activity, derive)."""
 
 from __future__ import annotations
 
 import pytest
 
-from provisioner import activity
 from provisioner.config import ConfigError, LifecycleConfig, UsernameConfig, parse
-from provisioner.derive import Derivation, IdentityView, derive
-from provisioner.model import GUARDIAN, STUDENT, TEACHER
+from provisioner.core import activity
+from provisioner.core.derive import Derivation, IdentityView, derive
+from provisioner.core.model import GUARDIAN, STUDENT, TEACHER
 from tests.sisbuilder import Sis
 
 LC = LifecycleConfig()

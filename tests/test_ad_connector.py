@@ -10,10 +10,10 @@ from pathlib import Path
 import ldap3
 import pytest
 
-from connectors.ad_conn import guid_text, parent_dn, text
+from connectors.ad.link import guid_text, parent_dn, text
 from connectors.base import FatalError, RejectedError, TransientError
-from provisioner.plan import Change, Op
-from provisioner.runner import EXIT_TARGET_FAILED
+from provisioner.core.plan import Change, Op
+from provisioner.run.runner import EXIT_TARGET_FAILED
 from tests.adtest import ADEnv, can_bind, uac
 from tests.sisbuilder import small_sis
 
@@ -178,7 +178,7 @@ def test_a_returner_goes_where_they_belong_now(env: ADEnv) -> None:
 
 
 def connector(env: ADEnv, **ad):
-    from connectors.ad import ADConnector
+    from connectors.ad.connector import ADConnector
 
     env.configure(**ad)
     return ADConnector.from_config(env.cfg, "ad")
@@ -362,8 +362,8 @@ def changelog(env: ADEnv, run_id: str) -> list[dict]:
 
 
 def test_reconcile_reports_and_repairs_drift(env: ADEnv) -> None:
-    from connectors.ad import link_from_config
-    from connectors.ad_reconcile import reconcile
+    from connectors.ad.connector import link_from_config
+    from connectors.ad.reconcile import reconcile
 
     assert env.sync(DAY1).exit_code == 0
     link = link_from_config(env.cfg, env.cfg.targets["ad"])
@@ -406,7 +406,7 @@ def test_reconcile_reports_and_repairs_drift(env: ADEnv) -> None:
 
 
 def test_repair_forgets_a_hand_deleted_account_and_the_next_sync_recreates_it(env: ADEnv) -> None:
-    from provisioner.reconcile import reconcile_ad
+    from provisioner.run.reconcile import reconcile_ad
 
     assert env.sync(DAY1).exit_code == 0
     old_guid, user = env.objects()["S1"]["anchor"], env.objects()["S1"]["username"]
@@ -429,7 +429,7 @@ def test_repair_forgets_a_hand_deleted_account_and_the_next_sync_recreates_it(en
 
 def test_an_account_deleted_by_hand_between_plan_and_apply(env: ADEnv) -> None:
     """The saved plan renames S1 and S2; S1 vanishes before apply: S1 is rejected, S2 goes on."""
-    from provisioner import runner
+    from provisioner.run import runner
 
     assert env.sync(DAY1).exit_code == 0
     env.sis.update_person("S1", family_name="Nordmann-Berg")
@@ -472,7 +472,7 @@ def test_names_with_dn_and_filter_specials_and_emoji(env: ADEnv) -> None:
     conn = connector(env)
     conn.begin("again", lambda kind, key: None)
     try:
-        from provisioner.plan import Change as C
+        from provisioner.core.plan import Change as C
 
         again = conn.apply(
             C(target="ad", op=Op.CREATE, kind="person", key=o["key"], reason="t", attrs=o["attrs"])
@@ -534,7 +534,7 @@ def test_fatal_errors(env: ADEnv, settings: dict, match: str) -> None:
 
 
 def test_starttls_works_and_plain_ldap_is_refused(env: ADEnv) -> None:
-    from connectors.ad_conn import ADLink
+    from connectors.ad.link import ADLink
     from provisioner.config import ConfigError
 
     conn = connector(env, url="ldap://127.0.0.1:389", start_tls=True)

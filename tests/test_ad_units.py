@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from connectors import passwords as pw
-from connectors.ad_conn import first_rdn, guid_dn, parent_dn, ranged_chunk, same_dn, under
+from connectors.ad.link import first_rdn, guid_dn, parent_dn, ranged_chunk, same_dn, under
 from connectors.base import RejectedError
 from provisioner.config import ConfigError
 from tests.sisbuilder import make_config
@@ -93,7 +93,7 @@ def test_ad_apply_config_needs_tls_and_credentials(tmp_path: Path) -> None:
     cfg = make_config(
         tmp_path, src, state, targets=("ad",), target_settings={"ad": {**live, "url": "ldaps://dc"}}
     )
-    from provisioner.targets import build_connector
+    from provisioner.run.targets import build_connector
 
     with pytest.raises(ConfigError, match="ca_file"):
         build_connector(cfg, "ad")  # the CA file does not exist

@@ -1,6 +1,6 @@
 """Clear errors for the admin: --as-of, config errors, placeholders, exit codes, `person show` of leavers.
 
-Each test runs `bas` as the admin does (``python -m provisioner.cli``) on a tiny SIS, and
+Each test runs `bas` as the admin does (``python -m provisioner.cli.main``) on a tiny SIS, and
 checks the exit code and that no Python traceback reaches the terminal.
 """
 
@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import explain, runner
+from provisioner.run import runner
+from provisioner.service import explain
 from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, bad_check_digit, make_config, nin_pair, small_sis
 
-BAS = [sys.executable, "-m", "provisioner.cli"]
+BAS = [sys.executable, "-m", "provisioner.cli.main"]
 DAY1, DAY2 = "2025-10-01", "2025-10-02"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.bindings import read_binding_csv
+from provisioner.core.bindings import read_binding_csv
 from tests.sisbuilder import small_sis
 from tests.test_pipeline import DAY1, Env, ok
 
@@ -87,7 +87,7 @@ def test_cli_bind(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "provisioner.cli",
+        "provisioner.cli.main",
         "--config",
         str(tmp_path / "bas.toml"),
         "usernames",

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import certificate
-from provisioner.executor import TargetResult
-from provisioner.plan import CORE, Change, Op, Plan, TargetPlan
-from provisioner.runner import EXIT_OK
+from provisioner.apply.executor import TargetResult
+from provisioner.core import certificate
+from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
+from provisioner.run.runner import EXIT_OK
 from tests.sisbuilder import Sis, small_sis
 from tests.test_pipeline import DAY1, DAY2, Env, ok
 
@@ -83,7 +83,7 @@ def test_removals_are_not_predicted_but_the_plan_after_is_certified(env: Env) ->
 
 def test_a_rejected_change_leaves_nothing_certified(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     from connectors.base import RejectedError
-    from connectors.itslearning import ItslearningConnector
+    from connectors.itslearning.connector import ItslearningConnector
 
     real = ItslearningConnector.apply
 
@@ -179,7 +179,7 @@ def test_predict_needs_source_digests() -> None:
 def test_group_adds_wait_for_a_member_whose_create_failed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """The store must not record S7 as a member of 6A while S7's account does not exist."""
     from connectors.base import RejectedError
-    from connectors.itslearning import ItslearningConnector
+    from connectors.itslearning.connector import ItslearningConnector
 
     real = ItslearningConnector.apply
 
@@ -206,7 +206,7 @@ def test_group_adds_wait_for_a_member_whose_create_failed(env: Env, monkeypatch:
 
 def test_a_group_add_of_only_failed_members_is_skipped(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     from connectors.base import RejectedError
-    from connectors.itslearning import ItslearningConnector
+    from connectors.itslearning.connector import ItslearningConnector
 
     real = ItslearningConnector.apply
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from provisioner import probe, runner
+from provisioner.run import probe, runner
 from tests.m365test import M365Env
 from tests.sisbuilder import make_config, small_sis
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, SlapdServer, _make_certs
 
-BAS = [sys.executable, "-m", "provisioner.cli"]
+BAS = [sys.executable, "-m", "provisioner.cli.main"]
 
 
 def check(config: Path) -> subprocess.CompletedProcess:

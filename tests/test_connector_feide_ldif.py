@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from connectors import ldif
 from connectors.base import RejectedError, StoredObject
-from connectors.feide_ldif import FeideLdifConnector
+from connectors.feide.ldif import FeideLdifConnector
+from connectors.ldap import ldif
 from mappings import feide
 from mappings.base import MappingContext
+from provisioner.apply.executor import apply_plan
 from provisioner.config import FeideConfig
-from provisioner.diff import diff_target, needs_details
-from provisioner.executor import apply_plan
-from provisioner.lifecycle import policy_for
-from provisioner.model import DesiredState, TargetObject
-from provisioner.plan import Change, Op, Plan, TargetPlan
+from provisioner.core.diff import diff_target, needs_details
+from provisioner.core.lifecycle import policy_for
+from provisioner.core.model import DesiredState, TargetObject
+from provisioner.core.plan import Change, Op, Plan, TargetPlan
 from provisioner.state.store import StateStore, digest
 from tests.test_mapping_feide import NIN, OWNER, make_state
 

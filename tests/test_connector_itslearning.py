@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import xmlschema
 
-from connectors import ims_xml
 from connectors.base import FatalError, RejectedError, StoredObject
-from connectors.itslearning import LATEST_FULL, ItslearningConnector
+from connectors.itslearning import ims_xml
+from connectors.itslearning.connector import LATEST_FULL, ItslearningConnector
 from mappings import itslearning as mapping
 from mappings.base import MappingContext
 from provisioner.config import ItslearningConfig, OwnerConfig
-from provisioner.model import TargetObject
-from provisioner.plan import Change, Op
+from provisioner.core.model import TargetObject
+from provisioner.core.plan import Change, Op
 from tests.test_mapping_itslearning import state
 
 # A copy of ../shared/schemas/ims_epv1p1.xsd, so a clone anywhere can validate.

@@ -6,10 +6,10 @@ import datetime as dt
 
 from apscheduler.triggers.cron import CronTrigger
 
-from provisioner.alerts import Alerter, problems
 from provisioner.config import AlertsConfig
-from provisioner.daemon import previous_fire
-from provisioner.status import Health, TargetHealth
+from provisioner.service.alerts import Alerter, problems
+from provisioner.service.daemon import previous_fire
+from provisioner.service.status import Health, TargetHealth
 
 NOW = dt.datetime(2025, 10, 1, 12, 0, tzinfo=dt.UTC).timestamp()
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from provisioner.alerts import Alert, Alerter
 from provisioner.config import AlertsConfig
+from provisioner.service.alerts import Alert, Alerter
 from tests.slapd_server import _make_certs
 
 

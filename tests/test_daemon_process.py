@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from provisioner import demo_data
+from demo import data as demo_data
 from provisioner.state import store
 from tests.sisbuilder import config_toml
 
-BAS = [sys.executable, "-m", "provisioner.cli"]
+BAS = [sys.executable, "-m", "provisioner.cli.main"]
 TODAY = dt.date.today()
 SMALL = demo_data.Scale(1, 0, 0, 0, 0, students=40, employees=6, guardians=50, groups=8, memberships=200)
 NIN_RE = re.compile(r"(?<![0-9])[0-9]{11}(?![0-9])")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import demo_data, runner
+from demo import data as demo_data
+from provisioner.run import runner
 from provisioner.state.store import LockHeld, StateStore
 from tests.sisbuilder import make_config
 
@@ -75,7 +76,7 @@ def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
         planned = len(first.plan.target("itslearning").changes)
         assert first.results["itslearning"].status == "interrupted"
         assert first.results["itslearning"].ok == 25 < planned
-        # Feide is applied by a worker process alongside (provisioner.workers): it may have
+        # Feide is applied by a worker process alongside (provisioner.apply.workers): it may have
         # finished before the stop came, or stopped between changes itself.
         feide_planned, feide_done = len(first.plan.target("feide").changes), first.results["feide"]
         assert feide_done.status in ("applied", "interrupted") and feide_done.ok <= feide_planned

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from provisioner import demo_data, nin
-from provisioner.demo_data import DEMO, TABLES, create_schema, generate, school_year
+from demo import data as demo_data
+from demo.data import DEMO, TABLES, create_schema, generate, school_year
+from provisioner.core import nin
 
 AS_OF = dt.date(2025, 10, 1)
 YEAR_START, YEAR_END = school_year(AS_OF)

@@ -6,12 +6,12 @@ import unicodedata
 
 import pytest
 
-from provisioner import nin as nin_mod
 from provisioner.config import UsernameConfig
-from provisioner.derive import Derivation, IdentityView, derive
-from provisioner.diff import diff_target
-from provisioner.lifecycle import Policy
-from provisioner.model import (
+from provisioner.core import nin as nin_mod
+from provisioner.core.derive import Derivation, IdentityView, derive
+from provisioner.core.diff import diff_target
+from provisioner.core.lifecycle import Policy
+from provisioner.core.model import (
     GUARDIAN,
     LEADER,
     SCHOOL_WIDE,
@@ -22,9 +22,9 @@ from provisioner.model import (
     TargetObject,
     school_group_key,
 )
-from provisioner.plan import Op
+from provisioner.core.plan import Op
+from provisioner.core.usernames import valid_username
 from provisioner.state.store import IndexRow, digest
-from provisioner.usernames import valid_username
 from tests.sisbuilder import Sis, bad_check_digit, synthetic_nin
 
 AS_OF = "2025-10-01"

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from provisioner.diff import diff_core, diff_target, needs_details
-from provisioner.lifecycle import Policy
-from provisioner.model import STUDENT, DesiredPerson, TargetObject
-from provisioner.plan import CORE, Change, Op, Plan, TargetPlan
+from provisioner.core.diff import diff_core, diff_target, needs_details
+from provisioner.core.lifecycle import Policy
+from provisioner.core.model import STUDENT, DesiredPerson, TargetObject
+from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.state.store import IdentityRow, IndexRow, digest
 
 AS_OF = "2025-10-01"

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import demo_data, executor, runner
+from demo import data as demo_data
+from provisioner.apply import executor
+from provisioner.run import runner
 from provisioner.state.store import StateStore
 from tests.sisbuilder import make_config
 

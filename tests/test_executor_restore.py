@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from connectors.base import Applied, RejectedError
-from provisioner.diff import diff_target, needs_details
-from provisioner.executor import apply_plan
-from provisioner.lifecycle import Policy
-from provisioner.model import TargetObject
-from provisioner.plan import Change, Op, Plan, TargetPlan
+from provisioner.apply.executor import apply_plan
+from provisioner.core.diff import diff_target, needs_details
+from provisioner.core.lifecycle import Policy
+from provisioner.core.model import TargetObject
+from provisioner.core.plan import Change, Op, Plan, TargetPlan
 from provisioner.state.store import StateStore, digest, now_iso
 from tests.sisbuilder import desired_student
 

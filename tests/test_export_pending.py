@@ -16,11 +16,12 @@ import pytest
 import sqlalchemy as sa
 
 from connectors import files
-from connectors.feide_ldif import FeideLdifConnector
-from connectors.itslearning import ItslearningConnector
-from provisioner import runner, workers
+from connectors.feide.ldif import FeideLdifConnector
+from connectors.itslearning.connector import ItslearningConnector
+from provisioner.apply import workers
 from provisioner.config import FeideConfig, ItslearningConfig, OwnerConfig
-from provisioner.plan import Change, Op
+from provisioner.core.plan import Change, Op
+from provisioner.run import runner
 from provisioner.state import exports
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
@@ -70,7 +71,7 @@ def test_files_a_full_disk_refused_are_written_by_the_next_run(
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
             m.setattr(files, "atomic_text_file", full)
-            m.setattr("connectors.feide_ldif.atomic_text_file", full)
+            m.setattr("connectors.feide.ldif.atomic_text_file", full)
             failed = runner.sync(cfg, store, as_of=DAY2)
         assert failed.results["itslearning"].status == "failed"
         assert failed.results["feide"].status == "failed"

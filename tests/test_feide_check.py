@@ -9,11 +9,11 @@ from pathlib import Path
 
 from ldap3 import MODIFY_DELETE, MODIFY_REPLACE
 
-from connectors.ldif_read import read_entries
-from provisioner import runner
-from provisioner.feide_check import Checker, check_entries, ldap_entries
+from connectors.feide.check import Checker, check_entries, ldap_entries
+from connectors.ldap.ldif_read import read_entries
+from provisioner.run import runner
+from provisioner.run.targets import feide_session
 from provisioner.state.store import StateStore
-from provisioner.targets import feide_session
 from tests.sisbuilder import config_toml, make_config, small_sis
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX
 from tests.test_feide_ldap import DAY1, REALM, LiveEnv, new_base, ok, read_entry
@@ -173,7 +173,7 @@ def test_the_live_catalog_passes_and_planted_errors_are_found(tmp_path: Path, sl
 
 # -- end to end through the CLI ------------------------------------------------------------------
 
-BAS = [sys.executable, "-m", "provisioner.cli"]
+BAS = [sys.executable, "-m", "provisioner.cli.main"]
 
 
 def bas(config: Path, *args: str) -> subprocess.CompletedProcess:

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from ldap3 import BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE
 
-from connectors import ldif
 from connectors.base import FatalError, RejectedError, TransientError
-from connectors.feide_ldap import FeideLdapConnector, norm_dn
+from connectors.feide.ldap import FeideLdapConnector, norm_dn
+from connectors.ldap import ldif
 from mappings.feide import escape_dn_value
-from provisioner import runner
-from provisioner.executor import RetryPolicy, apply_plan
-from provisioner.plan import Change, Op, Plan, TargetPlan
-from provisioner.runner import EXIT_OK, EXIT_TARGET_FAILED, RunOutcome
+from provisioner.apply.executor import RetryPolicy, apply_plan
+from provisioner.core.plan import Change, Op, Plan, TargetPlan
+from provisioner.run import runner
+from provisioner.run.runner import EXIT_OK, EXIT_TARGET_FAILED, RunOutcome
 from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, make_config, small_sis
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, SlapdServer
@@ -238,7 +238,7 @@ def test_delete_and_a_repeated_delete(tmp_path: Path, slapd) -> None:
 
 def connector(env: LiveEnv, **session: Any) -> FeideLdapConnector:
     """A live connector for the env's config (as build_connector makes it)."""
-    from provisioner.targets import build_connector
+    from provisioner.run.targets import build_connector
 
     conn = build_connector(env.cfg, "feide")
     assert isinstance(conn, FeideLdapConnector)

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from ldap3 import MODIFY_REPLACE
 
 from connectors.base import FatalError
-from provisioner.cli import main
-from provisioner.reconcile import reconcile_feide
+from provisioner.cli.main import main
+from provisioner.run.reconcile import reconcile_feide
 from tests.sisbuilder import small_sis
 from tests.test_feide_ldap import LiveEnv, ok
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner.diff import diff_core, diff_target
-from provisioner.lifecycle import Policy
-from provisioner.plan import Op
+from provisioner.core.diff import diff_core, diff_target
+from provisioner.core.lifecycle import Policy
+from provisioner.core.plan import Op
 from provisioner.state.store import IdentityRow, IndexRow
 
 AD = Policy(disable_first=True, delete_after_days=90)

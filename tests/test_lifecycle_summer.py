@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import explain
-from provisioner.plan import CORE, Op
-from provisioner.runner import RunOutcome
+from provisioner.core.plan import CORE, Op
+from provisioner.run.runner import RunOutcome
+from provisioner.service import explain
 from tests.m365test import M365Env
 from tests.sisbuilder import Sis, small_sis
 from tests.test_pipeline import Env, ok
@@ -127,7 +127,7 @@ def test_plan_as_of_a_summer_day_shows_the_bridge_and_nothing_to_disable(env: En
             [
                 sys.executable,
                 "-m",
-                "provisioner.cli",
+                "provisioner.cli.main",
                 "--config",
                 str(env.tmp / "bas.toml"),
                 "plan",

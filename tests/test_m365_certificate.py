@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from connectors.base import FatalError
-from connectors.graph_client import TokenSource, make_session
-from connectors.m365 import M365Connector, client_from_config
+from connectors.m365.connector import M365Connector, client_from_config
+from connectors.m365.graph import TokenSource, make_session
 from provisioner.config import ConfigError
 from tests.m365test import M365Env
 from tests.sisbuilder import small_sis

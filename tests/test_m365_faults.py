@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from connectors.base import RejectedError
-from connectors.m365 import M365Connector
-from provisioner.plan import Change, Op
+from connectors.m365.connector import M365Connector
+from provisioner.core.plan import Change, Op
 from tests.fake_graph import VirtualClock
 from tests.m365test import M365Env
 from tests.sisbuilder import Sis, small_sis

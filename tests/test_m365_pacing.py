@@ -1,4 +1,4 @@
-"""Write pacing (connectors/m365_pacing.py): table-driven on a fake clock, then against the local Graph."""
+"""Write pacing (connectors/m365/pacing.py): table-driven on a fake clock, then against the local Graph."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from connectors.graph_client import GraphClient, Req, TokenSource, make_session
-from connectors.m365_pacing import POLL, Budget, WritePacer
+from connectors.m365.graph import GraphClient, Req, TokenSource, make_session
+from connectors.m365.pacing import POLL, Budget, WritePacer
 from tests.fake_graph import FakeGraph, VirtualClock
 
 # Each step: ("reserve", n, now, expected wait) | ("settle", n, sent, now, accepted)

@@ -17,8 +17,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from connectors.base import RejectedError
-from connectors.m365 import M365Connector
-from provisioner.plan import Change, Op
+from connectors.m365.connector import M365Connector
+from provisioner.core.plan import Change, Op
 from tests.m365test import PLAN_OFF, SKU_STUDENT, SKU_TEACHER, M365Env
 
 DAY1, DAY2, BACK = "2025-10-01", "2025-10-02", "2025-10-20"  # back after 18 days: restorable

@@ -12,7 +12,7 @@ from mappings import ad as m
 from mappings.base import MappingContext, mapping_for
 from mappings.feide import escape_dn_value
 from provisioner.config import ADConfig
-from provisioner.model import BASIS, STUDENT, DesiredState, TargetObject, school_group_key
+from provisioner.core.model import BASIS, STUDENT, DesiredState, TargetObject, school_group_key
 from tests.test_mapping_feide import (
     GUARDIAN_NIN,
     NIN,

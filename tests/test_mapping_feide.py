@@ -16,7 +16,7 @@ from ldap3.utils.dn import parse_dn
 from mappings import feide as m
 from mappings.base import MappingContext, mapping_for
 from provisioner.config import FeideConfig, OwnerConfig
-from provisioner.model import (
+from provisioner.core.model import (
     BASIS,
     CONTACT,
     GUARDIAN,

@@ -9,7 +9,7 @@ import pytest
 from mappings import itslearning as m
 from mappings.base import MappingContext, mapping_for
 from provisioner.config import ItslearningConfig, OwnerConfig
-from provisioner.model import (
+from provisioner.core.model import (
     BASIS,
     CONTACT,
     GUARDIAN,

@@ -11,7 +11,7 @@ from mappings import ad
 from mappings import m365 as m
 from mappings.base import MappingContext, mapping_for
 from provisioner.config import ADConfig, M365Config
-from provisioner.model import TargetObject, school_group_key
+from provisioner.core.model import TargetObject, school_group_key
 from tests.test_mapping_feide import GUARDIAN_NIN, NIN, OWNER, make_state
 
 CFG = M365Config(usage_location="NO", group_type="security")

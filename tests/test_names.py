@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provisioner.names import clean, display_name, fold, is_usable
+from provisioner.core.names import clean, display_name, fold, is_usable
 
 
 @pytest.mark.parametrize(

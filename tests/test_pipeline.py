@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from provisioner import runner
-from provisioner.plan import CORE, Op, Plan
-from provisioner.runner import EXIT_ERRORS, EXIT_HELD, EXIT_OK, EXIT_USAGE, RunOutcome
+from provisioner.core.plan import CORE, Op, Plan
+from provisioner.run import runner
+from provisioner.run.runner import EXIT_ERRORS, EXIT_HELD, EXIT_OK, EXIT_USAGE, RunOutcome
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, bad_check_digit, make_config, nin_pair, small_sis

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioner.model import DataError
-from provisioner.plan import CORE, PLAN_FORMAT, Change, Hold, Op, Plan, TargetPlan
+from provisioner.core.model import DataError
+from provisioner.core.plan import CORE, PLAN_FORMAT, Change, Hold, Op, Plan, TargetPlan
 
 
 def example_plan() -> Plan:

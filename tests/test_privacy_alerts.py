@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from provisioner import logs
-from provisioner.alerts import Alert, Alerter, webhook_origin
 from provisioner.config import AlertsConfig
+from provisioner.service.alerts import Alert, Alerter, webhook_origin
 
 
 @pytest.mark.parametrize(

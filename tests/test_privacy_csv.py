@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from connectors import passwords
-from provisioner import changelog
-from provisioner.csv_cells import FORMULA_STARTS, neutralise
+from provisioner.core.csv_cells import FORMULA_STARTS, neutralise
+from provisioner.service import changelog
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connectors.base import FatalError
-from connectors.feide_ldap_session import LdapSession
+from connectors.ldap.session import LdapSession
 from provisioner.config import ConfigError
 from tests.sisbuilder import make_config
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX

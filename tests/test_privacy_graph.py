@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from connectors.base import FatalError
-from connectors.graph_client import GraphClient, TokenSource, make_session
+from connectors.m365.graph import GraphClient, TokenSource, make_session
 from tests.fake_graph import FakeGraph
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from provisioner import changelog, explain, nin
-from provisioner.plan import Change, Op
+from provisioner.core import nin
+from provisioner.core.plan import Change, Op
+from provisioner.service import changelog, explain
 from provisioner.state import migrate
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore

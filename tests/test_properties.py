@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from provisioner import runner
-from provisioner.plan import CORE
+from provisioner.core.plan import CORE
+from provisioner.run import runner
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, make_config, nin_pair, synthetic_nin

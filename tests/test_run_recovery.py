@@ -24,8 +24,8 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.files import clean_stale_temp
-from provisioner import runner
-from provisioner.demo_data import DEMO, generate
+from demo.data import DEMO, generate
+from provisioner.run import runner
 from provisioner.state import schema as t
 from provisioner.state.process import process_start
 from provisioner.state.store import ABORTED_ERROR, LockHeld, StateStore, now_iso

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from provisioner.config import FeideConfig, ItslearningConfig, SafetyConfig
-from provisioner.plan import Change, Op
-from provisioner.safety import (
+from provisioner.core.plan import Change, Op
+from provisioner.core.safety import (
     TABLES,
     GateBaseline,
     HoldRule,

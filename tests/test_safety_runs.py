@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
-from provisioner import runner, status
 from provisioner.config import parse
-from provisioner.plan import CORE, Op
-from provisioner.runner import EXIT_HELD, EXIT_OK, EXIT_USAGE, RunOutcome
-from provisioner.safety import HoldRule
-from provisioner.source import DEFAULT_QUERIES
+from provisioner.core.plan import CORE, Op
+from provisioner.core.safety import HoldRule
+from provisioner.run import runner
+from provisioner.run.runner import EXIT_HELD, EXIT_OK, EXIT_USAGE, RunOutcome
+from provisioner.service import status
 from provisioner.state import safety_reads
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
+from sources.sql import DEFAULT_QUERIES
 from tests.sisbuilder import Sis, config_toml, make_config, small_sis
 
 DAY1, DAY2 = "2025-10-01", "2025-10-02"

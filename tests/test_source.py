@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from provisioner.demo_data import DEMO, generate
-from provisioner.model import SourceSnapshot
-from provisioner.source import DEFAULT_QUERIES, SourceError, read_snapshot, source_engine, source_unchanged
+from demo.data import DEMO, generate
+from provisioner.core.model import SourceSnapshot
+from sources.sql import DEFAULT_QUERIES, SourceError, read_snapshot, source_engine, source_unchanged
 from tests.sisbuilder import small_sis
 
 AS_OF = dt.date(2025, 10, 1)

@@ -15,15 +15,15 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.base import Applied
-from provisioner import runner
+from demo.data import DEMO, generate
+from provisioner.apply.executor import apply_plan
 from provisioner.config import UsernameConfig
-from provisioner.demo_data import DEMO, generate
-from provisioner.derive import derive
-from provisioner.diff import diff_target, needs_details
-from provisioner.executor import apply_plan
-from provisioner.lifecycle import Policy
-from provisioner.model import TargetObject
-from provisioner.plan import CORE, Op, Plan, TargetPlan
+from provisioner.core.derive import derive
+from provisioner.core.diff import diff_target, needs_details
+from provisioner.core.lifecycle import Policy
+from provisioner.core.model import TargetObject
+from provisioner.core.plan import CORE, Op, Plan, TargetPlan
+from provisioner.run import runner
 from provisioner.state import schema as t
 from provisioner.state.store import LockHeld, StateStore, digest, now_iso
 from tests.sisbuilder import Sis, desired_student, make_config
@@ -283,7 +283,7 @@ def test_ad_disable_then_delete_after_90_days_in_the_store(store: StateStore) ->
 
 def test_many_creates_replace_a_deleted_row_and_insert_the_new_ones(tmp_path: Path) -> None:
     """A first-run-sized batch inserts new keys without a delete, yet replaces a stored (deleted) one."""
-    from provisioner.plan import Change, Op
+    from provisioner.core.plan import Change, Op
     from provisioner.state.writer import TargetWriter
 
     store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")

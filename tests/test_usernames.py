@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioner.usernames import (
+from provisioner.core.usernames import (
     ALWAYS_RESERVED,
     FALLBACK,
     Scheme,

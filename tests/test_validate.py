@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner import runner
 from provisioner.config import UsernameConfig
-from provisioner.derive import Derivation, IdentityView, derive
-from provisioner.model import STUDENT, TEACHER, school_group_key
-from provisioner.plan import Op
+from provisioner.core.derive import Derivation, IdentityView, derive
+from provisioner.core.model import STUDENT, TEACHER, school_group_key
+from provisioner.core.plan import Op
+from provisioner.core.validate import is_iso_date, show
+from provisioner.run import runner
 from provisioner.state.store import StateStore
-from provisioner.validate import is_iso_date, show
 from tests.sisbuilder import Sis, make_config, small_sis, synthetic_nin
 
 AS_OF = "2025-10-01"

@@ -1,5 +1,5 @@
 """File targets applied in worker processes: the same outcome as in one process, errors
-raised, a stop relayed, nothing left running (provisioner.workers, provisioner.worker)."""
+raised, a stop relayed, nothing left running (provisioner.apply.workers, provisioner.apply.worker)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from provisioner import demo_data, executor, runner, workers
-from provisioner.plan import CORE, Change, Op, Plan, TargetPlan
+from demo import data as demo_data
+from provisioner.apply import executor, workers
+from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
+from provisioner.run import runner
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
 from tests.sisbuilder import make_config

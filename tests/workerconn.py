@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 
 from connectors.base import Applied, StoredObject
-from provisioner.plan import Change
+from provisioner.core.plan import Change
 
 
 class Recording:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
-from provisioner.plan import Change
+from provisioner.core.plan import Change
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore, bulk_insert, dumps
 

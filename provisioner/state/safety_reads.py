@@ -1,7 +1,7 @@
 """Reads of the state store for the safety rules: memberships held, the sliding window, newer runs.
 
 Kept apart from ``store`` (one job each): the runner calls these while planning and
-when an admin approves a held plan; ``provisioner.safety`` decides from the values.
+when an admin approves a held plan; ``provisioner.core.safety`` decides from the values.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from provisioner.safety import Removals
+from provisioner.core.safety import Removals
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore, iso_ago
 

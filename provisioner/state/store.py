@@ -22,16 +22,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from provisioner.derive import IdentityView
-from provisioner.nin import mask_error
-from provisioner.plan import CORE
-from provisioner.safety import GateBaseline
+from provisioner.core.derive import IdentityView
+from provisioner.core.nin import mask_error
+from provisioner.core.plan import CORE
+from provisioner.core.safety import GateBaseline
 from provisioner.state import schema as t
 from provisioner.state.migrate import ensure_current
 from provisioner.state.process import holder_alive, process_start
 
 _CHUNK = 500  # keys per IN (...) clause
-_CERT = "plan_certificate"  # meta key of the plan certificate (provisioner.certificate)
+_CERT = "plan_certificate"  # meta key of the plan certificate (provisioner.core.certificate)
 # pg_advisory_lock key of the run lock: any fixed 64-bit number, the same in every BAS.
 _ADVISORY_KEY = 0x0BA5_5E11_0C4B_0001
 _LOCK_PROCESS = "run_lock.process"  # meta key: the run lock holder's pid and process start
@@ -154,7 +154,7 @@ class StateStore:
         """The historic base as derivation needs it."""
         with self.engine.connect() as c:
             u = t.usernames.c
-            # Bound logins of persons not yet known (provisioner.bindings), then every identity.
+            # Bound logins of persons not yet known (provisioner.core.bindings), then every identity.
             by_person = dict(
                 c.execute(sa.select(u.person_id, u.username).where(u.origin == "adopted")).cursor
             )
@@ -494,7 +494,7 @@ class StateStore:
         return len(new), len(known)
 
     def bind_usernames(self, pairs: Iterable[tuple[str, str]], note: str) -> tuple[int, int, list[str]]:
-        """Record existing logins of persons (provisioner.bindings); returns (bound, already, conflicts).
+        """Record existing logins of persons (provisioner.core.bindings); returns (bound, already, conflicts).
 
         A binding is kept in the historic base with origin "adopted"; derivation then gives
         the person this username when they first come. Conflicts are reported, never forced.

@@ -19,8 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from provisioner.nin import mask_error, mask_nins
-from provisioner.plan import CORE, Change, Op
+from provisioner.core.nin import mask_error, mask_nins
+from provisioner.core.plan import CORE, Change, Op
 from provisioner.state import exports
 from provisioner.state import schema as t
 from provisioner.state.store import _CHUNK, IndexRow, StateStore, bulk_insert, digest_json, dumps, now_iso

@@ -1,0 +1,1 @@
+"""The Active Directory target: connector over LDAPS (ldap3)."""

@@ -1,0 +1,294 @@
+"""The Feide file connector: the catalog as LDIF files (connectors/feide/ldap.py writes it live).
+
+Owns what lands in ``output_dir`` after a run:
+
+- ``feide-full-<run id>.ldif``: content records (RFC 2849) for every object the target
+  holds that is not deleted: the owner's org entry, the containers under it
+  (``people_ou``, ``units_ou``, as organizationalUnit entries), the schools, then the
+  persons. Importing it into an empty directory gives the whole catalog.
+- ``feide-delta-<run id>.ldif``, only when the run applied changes: change records in
+  an order an LDAP server accepts in one pass: adds (org, its containers when the org
+  itself is new, schools, persons; each with the full entry from ``current``, the
+  store's record after apply), modrdn for moved entries and modify for updated ones
+  (``replace`` for a new value, ``delete`` where the value became None or empty), then
+  deletes (persons, schools, org) by the DN in ``Change.anchor``.
+- ``latest-full.ldif``: a hard link to the newest full file (a copy where the file
+  system has none), replaced atomically.
+
+``apply`` only records a change and reports the entry's DN as its anchor; ``finish``
+writes. Files are written to dot-prefixed ``.tmp`` files beside them and renamed into
+place, so an importer never sees a partial file. Full files beyond ``keep_full`` are
+pruned (oldest first); delta files are kept as the record of what was sent.
+
+Operations: CREATE, UPDATE, DELETE and MOVE (a changed ``dn``: the mapping's only
+placement attribute) for ``org``, ``orgunit`` and ``person``; anything else is refused
+with RejectedError. A subtree rename (a new base DN) is written as modrdn records but
+is better done as a fresh full import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from ldap3.utils.dn import to_dn
+
+from connectors.base import AnchorResolver, Applied, FatalError, FileTarget, RejectedError, StoredObject
+from connectors.files import atomic_text_file, link_latest
+from connectors.ldap import ldif
+from mappings.feide import container_entries
+from provisioner.config import FeideConfig, OwnerConfig
+from provisioner.core.plan import Change, Op
+
+KINDS = ("org", "orgunit", "person")
+_LEVEL = {"org": 0, "orgunit": 1, "person": 2}
+_OPS = (Op.CREATE, Op.UPDATE, Op.MOVE, Op.DELETE)
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_SKIP = ("dn",)  # attrs["dn"] is the entry's DN, not an LDAP attribute
+LATEST_FULL = "latest-full.ldif"
+
+ObjKey = tuple[str, str]
+
+
+class FeideLdifConnector(FileTarget):
+    """Writes full and delta LDIF files of the Feide catalog."""
+
+    target = "feide"
+
+    def __init__(
+        self, config: FeideConfig, owner: OwnerConfig, output_dir: Path, *, keep_full: int = 10
+    ) -> None:
+        self.config = config
+        self.owner = owner
+        self.output_dir = Path(output_dir)
+        self.keep_full = keep_full
+        self._run_id: str | None = None
+        self._resolve: AnchorResolver | None = None
+        # (op, kind, key, old DN, new DN, attrs) in apply order.
+        self._changes: list[tuple[Op, str, str, str | None, str, Mapping[str, Any]]] = []
+        self._dn: dict[ObjKey, str] = {}  # DNs as they stand after this run's changes so far
+        self.written: list[Path] = []  # files the last finish() wrote, for logs and tests
+
+    # -- the Connector protocol -------------------------------------------------------
+
+    def begin(self, run_id: str, resolve: AnchorResolver) -> None:
+        """Remember the run and the anchor resolver; make sure the output directory exists."""
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FatalError(f"feide: cannot create output directory {self.output_dir}: {exc}") from exc
+        for stale in self.output_dir.glob(".feide-*.tmp"):  # left by a crashed run of ours
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        self._run_id = run_id
+        self._resolve = resolve
+        self._changes = []
+        self._dn = {}
+        self.written = []
+
+    def apply(self, change: Change) -> Applied:
+        """Record one change for the delta file and report the entry's DN as its anchor."""
+        if self._run_id is None:
+            raise FatalError("feide: apply() before begin()")
+        if change.kind not in KINDS:
+            raise RejectedError(f"feide: unknown object kind {change.kind!r} ({change.kind}:{change.key})")
+        if change.op not in _OPS:
+            raise RejectedError(
+                f"feide: operation {change.op.value!r} is not supported ({change.kind}:{change.key}); "
+                "the LDIF target creates, updates, moves and deletes entries"
+            )
+        k = (change.kind, change.key)
+        _check_attrs(change)
+        if change.op is Op.CREATE:
+            dn = change.attrs.get("dn")
+            if not dn:
+                raise RejectedError(f"feide: create of {change.kind}:{change.key} has no dn")
+            if not change.attrs.get("objectClass"):
+                raise RejectedError(f"feide: create of {change.kind}:{change.key} has no objectClass")
+            self._changes.append((Op.CREATE, change.kind, change.key, None, dn, change.attrs))
+            self._dn[k] = dn
+            return Applied(anchor=dn, note="recorded for the delta file")
+        old = self._dn.get(k) or change.anchor or (self._resolve(*k) if self._resolve else None)
+        if change.op is Op.DELETE:
+            self._dn.pop(k, None)
+            if not old:
+                return Applied(note="no DN known: never written, nothing to delete")
+            self._changes.append((Op.DELETE, change.kind, change.key, old, old, {}))
+            return Applied(anchor=old, note="recorded for the delta file")
+        new = change.attrs.get("dn") or old
+        if not new:
+            raise RejectedError(f"feide: no DN known for {change.kind}:{change.key}")
+        self._changes.append((change.op, change.kind, change.key, old or new, new, change.attrs))
+        self._dn[k] = new
+        return Applied(anchor=new, note="recorded for the delta file")
+
+    def exported(self, run_id: str) -> bool:
+        """True when the delta file of ``run_id`` is in the output directory (renamed into place)."""
+        run = _SAFE_NAME.sub("_", run_id) or "run"
+        return (self.output_dir / f"feide-delta-{run}.ldif").exists()
+
+    def finish(self, current: Iterable[StoredObject]) -> None:
+        """Write the full file, the delta file (if the run had changes) and latest-full.ldif."""
+        if self._run_id is None:
+            raise FatalError("feide: finish() before begin()")
+        run = _SAFE_NAME.sub("_", self._run_id) or "run"
+        full_path = self.output_dir / f"feide-full-{run}.ldif"
+        delta_path = self.output_dir / f"feide-delta-{run}.ldif"
+        created = {(kind, key) for op, kind, key, *_ in self._changes if op is Op.CREATE}
+        try:
+            with (
+                tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n", dir=self.output_dir) as persons,
+                tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n", dir=self.output_dir) as adds,
+            ):
+                # One pass over current: persons stream to a scratch file (the full file
+                # needs the org and schools first, and current may be the whole catalog),
+                # as do the add records of created persons. Each entry is rendered once.
+                cache: ldif.LineCache = {}
+                heads: list[tuple[int, str, str, str]] = []  # (level, key, kind, record)
+                head_adds: dict[ObjKey, str] = {}
+                found: set[ObjKey] = set()
+                for obj in current:
+                    if obj.status == "deleted" or obj.kind not in _LEVEL:
+                        continue
+                    dn = obj.attrs.get("dn") or obj.anchor
+                    if not dn:
+                        continue
+                    k = (obj.kind, obj.key)
+                    dn_line = ldif.line("dn", dn)
+                    body = ldif.attr_block(obj.attrs, _SKIP, cache)
+                    if k in created:
+                        found.add(k)
+                        rec = dn_line + "changetype: add\n" + body + "\n"
+                        if obj.kind == "person":
+                            adds.write(rec)
+                        else:
+                            head_adds[k] = rec
+                    if obj.kind == "person":
+                        persons.write(dn_line + body + "\n")
+                    else:
+                        heads.append((_LEVEL[obj.kind], obj.key, obj.kind, dn_line + body + "\n"))
+                containers = "".join(ldif.content_record(d, a) for d, a in self._containers())
+                with atomic_text_file(full_path) as fh:
+                    fh.write(ldif.VERSION_LINE + "\n")
+                    heads.sort()
+                    for _, _, kind, rec in heads:
+                        fh.write(rec)
+                        if kind == "org":
+                            fh.write(containers)
+                    if not any(kind == "org" for _, _, kind, _ in heads):
+                        fh.write(containers)
+                    _copy(persons, fh)
+                self.written = [full_path]
+                if self._changes:
+                    with atomic_text_file(delta_path) as fh:
+                        self._write_delta(fh, head_adds, adds, found)
+                    self.written.append(delta_path)
+            self._link_latest(full_path)
+            self._prune()
+        except OSError as exc:  # disk full, permissions, the share gone
+            raise FatalError(f"feide: cannot write to {self.output_dir}: {exc}") from exc
+
+    def close(self) -> None:
+        """Nothing to release (files are closed as they are written); safe to call twice."""
+        self._resolve = None
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _containers(self) -> list[tuple[str, dict[str, Any]]]:
+        """The entries between the base DN and the people and units containers, parents first."""
+        return container_entries(self.config)
+
+    def _write_delta(
+        self, fh: TextIO, head_adds: dict[ObjKey, str], adds: TextIO, found: set[ObjKey]
+    ) -> None:
+        """Adds parents first, then renames and modifies, then deletes children first."""
+        fh.write(ldif.VERSION_LINE + "\n")
+        by_level: list[list[str]] = [[], [], []]  # modrdn/modify records per level, in apply order
+        deletes: list[tuple[int, int, str]] = []
+        for i, (op, kind, key, old, new, attrs) in enumerate(self._changes):
+            level = _LEVEL[kind]
+            if op is Op.CREATE:
+                if (kind, key) not in found:  # not in the store's record: the create's own attrs
+                    rec = ldif.add_record(new, attrs, _SKIP)
+                    if kind == "person":
+                        adds.write(rec)
+                    else:
+                        head_adds[(kind, key)] = rec
+            elif op is Op.DELETE:
+                deletes.append((-level, i, ldif.delete_record(new)))
+            else:
+                by_level[level].append(_rename(old, new) + ldif.modify_record(new, _without_dn(attrs)))
+        for level, kind in enumerate(KINDS):
+            for (k_kind, _), rec in sorted(head_adds.items()):
+                if k_kind == kind:
+                    fh.write(rec)
+                    if kind == "org":
+                        fh.write("".join(ldif.add_record(d, a) for d, a in self._containers()))
+            if kind == "person":
+                _copy(adds, fh)
+            fh.write("".join(by_level[level]))
+        fh.write("".join(rec for *_, rec in sorted(deletes)))
+
+    def _link_latest(self, full_path: Path) -> None:
+        """Point the latest-full file at the new full file, atomically."""
+        link_latest(full_path, self.output_dir / LATEST_FULL)
+
+    def _prune(self) -> None:
+        """Remove full files beyond the newest ``keep_full`` (by modification time)."""
+        if self.keep_full <= 0:
+            return
+        fulls = sorted(
+            self.output_dir.glob("feide-full-*.ldif"), key=lambda p: (p.stat().st_mtime_ns, p.name)
+        )
+        for old in fulls[: -self.keep_full]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+_GOOD_NAMES: set[str] = set()  # attribute names already checked (few, seen on every change)
+
+
+def _check_attrs(change: Change) -> None:
+    """Refuse a change whose attributes cannot be written as LDIF."""
+    for name, value in change.attrs.items():
+        if name == "dn":
+            if value is not None and not isinstance(value, str):
+                raise RejectedError(f"feide: dn of {change.kind}:{change.key} is not a string")
+            continue
+        if name not in _GOOD_NAMES:
+            if not ldif.is_attribute_name(name):
+                raise RejectedError(
+                    f"feide: {name!r} is not an LDAP attribute name ({change.kind}:{change.key})"
+                )
+            _GOOD_NAMES.add(name)
+        if isinstance(value, str) or value is None:
+            continue
+        try:
+            ldif.values_of(value)
+        except TypeError as exc:
+            raise RejectedError(f"feide: {name} of {change.kind}:{change.key}: {exc}") from exc
+
+
+def _without_dn(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if k != "dn"}
+
+
+def _rename(old: str | None, new: str) -> str:
+    """A modrdn record taking ``old`` to ``new`` ("" when the DN is unchanged)."""
+    if not old or old == new:
+        return ""
+    old_parts, new_parts = to_dn(old), to_dn(new)
+    old_parent, new_parent = ",".join(old_parts[1:]), ",".join(new_parts[1:])
+    return ldif.modrdn_record(old, new_parts[0], new_parent if new_parent != old_parent else None)
+
+
+def _copy(src: TextIO, dst: TextIO) -> None:
+    """Append the whole scratch file ``src`` to ``dst``."""
+    src.flush()
+    src.seek(0)
+    shutil.copyfileobj(src, dst, 1 << 20)

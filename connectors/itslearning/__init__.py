@@ -1,0 +1,1 @@
+"""The itslearning target: IMS Enterprise files."""

@@ -1,0 +1,1 @@
+"""What every LDAP target shares: the link, result codes, DNs and LDIF."""

@@ -1,0 +1,1 @@
+"""The Microsoft 365 target: Graph client, pacing and connector."""

@@ -1,0 +1,1 @@
+"""The demo and test data generator: a synthetic SIS in SQLite."""

@@ -1,0 +1,1 @@
+"""Applying a plan: the executor and its worker processes."""

@@ -1,0 +1,1 @@
+"""The `bas` command line."""

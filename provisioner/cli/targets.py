@@ -1,0 +1,194 @@
+"""CLI commands per live target: `bas feide check|reconcile`, `bas ad reconcile`, `bas m365 reconcile`.
+
+Kept apart from provisioner/cli/main.py (the run commands) so each file stays small. The
+commands get the CLI's lazily loaded context (config, state store) as ``click.pass_obj``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from provisioner import config as config_mod
+from provisioner.core.nin import mask_text
+from provisioner.run import runner
+from provisioner.run.targets import feide_session
+
+
+def fail(message: str, code: int = runner.EXIT_USAGE) -> None:
+    """Print an error and exit with the given code."""
+    click.echo(f"bas: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group("feide")
+def feide_group() -> None:
+    """The Feide catalog."""
+
+
+@feide_group.command("check")
+@click.option(
+    "--ldif", "ldif_file", type=click.Path(exists=True, dir_okay=False), help="Check this LDIF export."
+)
+@click.option("--target", "target_name", help="The Feide target to read (default: the first of kind feide).")
+@click.option("--realm", help="Feide realm for eduPersonPrincipalName (default: owner.realm).")
+@click.option("--show", default=200, show_default=True, help="Problems to print.")
+@click.pass_obj
+def feide_check(c: Any, ldif_file: str | None, target_name: str | None, realm: str | None, show: int) -> None:
+    """Validate the Feide catalog (live, or --ldif FILE) as Feide's validator does; exit 1 on errors."""
+    from connectors.base import ConnectorError
+    from connectors.feide.check import check_entries, ldap_entries, ldif_entries
+
+    cfg = c.cfg if (c.config_path or not ldif_file or not realm) else None
+    the_realm = realm or (cfg.owner.realm if cfg else "")
+    if ldif_file:
+        source, entries = ldif_file, ldif_entries(ldif_file)
+        session = None
+    else:
+        assert cfg is not None
+        name, tcfg = _feide_target(cfg, target_name)
+        try:
+            session = feide_session(cfg, tcfg)
+        except config_mod.ConfigError as exc:
+            fail(f"targets.{name}: {exc}")
+        source, entries = f"{tcfg.url} {tcfg.base_dn}", ldap_entries(session, tcfg.base_dn, tcfg.page_size)
+    try:
+        problems, persons = check_entries(entries, the_realm)
+    except (ConnectorError, ValueError, OSError) as exc:
+        # A live catalog that cannot be read is a failed target; an unreadable file, a usage error.
+        code = runner.EXIT_USAGE if session is None else runner.EXIT_TARGET_FAILED
+        fail(f"feide check: cannot read {source}: {exc}", code=code)
+    finally:
+        if session is not None:
+            session.close()
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems[:show]:
+        click.echo(mask_text(p.render()))
+    if len(problems) > show:
+        click.echo(f"… {len(problems) - show} more")
+    click.echo(
+        f"feide check {source}: {persons} persons,"
+        f" {len(errors)} errors, {len(problems) - len(errors)} warnings"
+    )
+    sys.exit(1 if errors else 0)
+
+
+@feide_group.command("reconcile")
+@click.option("--target", "target_name", help="The Feide target (default: the first of kind feide).")
+@click.option("--repair", is_flag=True, help="Write the recorded attribute values back.")
+@click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")
+@click.pass_obj
+def feide_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool) -> None:
+    """Report drift in the live Feide catalog (exit 1 when there is any); --repair fixes what it can."""
+    from provisioner.run.reconcile import reconcile_feide
+
+    name, _ = _feide_target(c.cfg, target_name)
+    _reconcile(lambda: reconcile_feide(c.cfg, c.store, name, repair=repair), name, "Feide", as_json)
+
+
+def _reconcile(run: Any, name: str, label: str, as_json: bool) -> None:
+    """Run one reconcile (``run`` returns run id and drift), map its errors to exit codes, print."""
+    from connectors.base import ConnectorError
+    from provisioner.state.store import LockHeld
+
+    try:
+        run_id, drift = run()
+    except config_mod.ConfigError as exc:
+        fail(str(exc))
+    except LockHeld as exc:
+        fail(str(exc), code=runner.EXIT_LOCKED)
+    except ConnectorError as exc:  # the target as a whole: unreachable, bind refused, base missing
+        fail(str(exc), code=runner.EXIT_TARGET_FAILED)
+    _print_drift(
+        drift,
+        as_json,
+        f"{name}: {len(drift)} difference(s) between {label} and the state store (run {run_id})",
+    )
+
+
+def _print_drift(drift: list, as_json: bool, summary: str) -> None:
+    """Print drift as JSON or as text lines with a summary; exit 1 when some is unrepaired."""
+    if as_json:
+        click.echo(json.dumps([d.to_json() for d in drift], ensure_ascii=False, indent=1))
+    else:
+        for d in drift:
+            fixed = " (repaired)" if d.repaired else ""
+            click.echo(f"{d.kind:<10} {d.detail}{fixed}")
+            for attr, vals in d.attrs.items():
+                click.echo(f"{'':<10}   {attr}: {json.dumps(vals, ensure_ascii=False)}")
+        click.echo(summary)
+    if drift and not all(d.repaired for d in drift):
+        sys.exit(runner.EXIT_ERRORS)
+
+
+def _feide_target(cfg: config_mod.Config, name: str | None) -> tuple[str, config_mod.FeideConfig]:
+    """The named Feide target, or the first one; exit 2 when there is none with a url."""
+    feide = {n: t for n, t in cfg.targets.items() if isinstance(t, config_mod.FeideConfig)}
+    if name is not None and name not in feide:
+        fail(f"no Feide target {name!r} in the config (have: {', '.join(feide) or 'none'})")
+    chosen = name or next(iter(feide), None)
+    if chosen is None:
+        fail("no Feide target in the config")
+    tcfg = feide[chosen]
+    if not tcfg.url:
+        fail(f"targets.{chosen}.url is not set: it writes LDIF files; check one with --ldif FILE")
+    return chosen, tcfg
+
+
+@click.group("ad")
+def ad_group() -> None:
+    """Active Directory: read back and compare with what BAS recorded."""
+
+
+@ad_group.command("reconcile")
+@click.option("--target", "target_name", help="The AD target's name (default: the only AD target).")
+@click.option(
+    "--repair", is_flag=True, help="Write the recorded values back (attributes, place, state, members)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")
+@click.pass_obj
+def ad_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool) -> None:
+    """Report drift in the managed OUs (exit 1 when there is any); --repair fixes what it can."""
+    from provisioner.run.reconcile import reconcile_ad
+
+    name = _only_target(c.cfg, "ad", target_name, "AD")
+    _reconcile(lambda: reconcile_ad(c.cfg, c.store, name, repair=repair), name, "AD", as_json)
+
+
+def _only_target(cfg: config_mod.Config, kind: str, name: str | None, label: str) -> str:
+    """The named target of this kind, or the only one; exit 2 otherwise."""
+    names = [n for n, t in cfg.targets.items() if t.kind == kind]
+    chosen = name or (names[0] if len(names) == 1 else None)
+    if chosen not in names:
+        fail(f"name the {label} target with --target ({label} targets: {', '.join(names) or 'none'})")
+    return chosen
+
+
+@click.group("m365")
+def m365_group() -> None:
+    """Microsoft 365: read the tenant back and compare with what BAS recorded."""
+
+
+@m365_group.command("reconcile")
+@click.option("--target", "target_name", help="The Microsoft 365 target's name (default: the only one).")
+@click.option("--repair", is_flag=True, help="Write the recorded values back (attributes, sign-in, restore).")
+@click.option("--full", is_flag=True, help="Read every user, not only the changes since the last reconcile.")
+@click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")
+@click.pass_obj
+def m365_reconcile(c: Any, target_name: str | None, repair: bool, full: bool, as_json: bool) -> None:
+    """Report user drift in the tenant (exit 1 when there is any); --repair fixes what it can."""
+    from provisioner.run.reconcile import reconcile_m365
+
+    name = _only_target(c.cfg, "m365", target_name, "Microsoft 365")
+    _reconcile(
+        lambda: reconcile_m365(c.cfg, c.store, name, repair=repair, full=full), name, "Microsoft 365", as_json
+    )
+
+
+def register(main: click.Group) -> None:
+    """Add the feide, ad and m365 command groups to the main group."""
+    for group in (feide_group, ad_group, m365_group):
+        main.add_command(group)

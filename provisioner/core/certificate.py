@@ -1,0 +1,118 @@
+"""The plan certificate: the same inputs give the same plan, so a no-op need not be recomputed.
+
+A plan is a function of four inputs: the source rows, the configuration, the state
+store (its version per target and core: the state cookie) and the day it is made for
+(activity and every lifecycle timer count whole days). After a run, the certificate
+records a digest of each input together with the plan those inputs give. The next run
+reads the source rows and hashes them (no derivation, no mapping, no diff); when every
+input matches, the certified plan is the plan, and the run costs little more than the
+SELECT. Any difference, even one changed row, and the run plans in full.
+
+Two ways to earn a certificate:
+
+- a full plan of at most ``MAX_CHANGES`` changes is certified as it is;
+- an apply that did everything its plan asked predicts the next plan: the applied
+  targets have nothing left to do, plan-only and held targets keep their changes.
+  The prediction is only made when the run removed nothing (no disable, delete or
+  purge), because removals change what later rules see (a purge waits until no
+  target holds the person). The property tests check prediction = full plan.
+
+Like Kanidm's sync cookie: nothing is trusted that the inputs do not prove.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from provisioner import __version__
+from provisioner.config import Config
+from provisioner.core.plan import PLAN_FORMAT, Op, Plan, TargetPlan
+
+MAX_CHANGES = 20_000  # larger plans are not stored (a first run's plan can be ~1 GB of JSON)
+REMOVALS = frozenset({Op.DISABLE, Op.DELETE, Op.PURGE})
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """Digests of a plan's inputs, and the plan they give."""
+
+    key: str  # digest of config, state versions, day and code version
+    source: Mapping[str, str]  # digest per source query
+    plan: str  # the plan as JSON
+
+    def dumps(self) -> str:
+        """As JSON text for the state store."""
+        return json.dumps({"key": self.key, "source": dict(self.source), "plan": self.plan})
+
+    @classmethod
+    def loads(cls, text: str) -> Certificate:
+        """Inverse of dumps."""
+        d = json.loads(text)
+        return cls(d["key"], dict(d["source"]), d["plan"])
+
+
+# Settings that never change a plan: editing them leaves a held plan approvable.
+_NOT_PLANNING = ("logging", "daemon", "metrics", "alerts")
+
+
+def config_digest(cfg: Config) -> str:
+    """Digest of the configuration a plan depends on (`bas approve` checks it is unchanged)."""
+    material = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_PLANNING}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def inputs_key(cfg: Config, versions: Mapping[str, int], as_of: str) -> str:
+    """Digest of everything but the source that a plan depends on."""
+    material = {
+        "config": cfg.model_dump(mode="json"),
+        "versions": {k: versions[k] for k in sorted(versions)},
+        "as_of": as_of,
+        "code": __version__,
+        "format": PLAN_FORMAT,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def certify(cfg: Config, plan: Plan, versions: Mapping[str, int]) -> Certificate | None:
+    """A certificate for a plan just made in full (None when too large or without source digests)."""
+    if not plan.source_digests or sum(len(tp.changes) for tp in plan.targets) > MAX_CHANGES:
+        return None
+    text = replace(plan, basis="full").dumps()
+    return Certificate(inputs_key(cfg, versions, plan.as_of), dict(plan.source_digests), text)
+
+
+def predict_after_apply(
+    plan: Plan, results: Mapping[str, Any], populations: Mapping[str, int]
+) -> Plan | None:
+    """The plan the next run will make from the same source, or None when it cannot be known.
+
+    ``results`` holds the executor's TargetResult per target; ``populations`` the active
+    objects per target after apply (the base of the percent thresholds).
+    """
+    if not plan.source_digests:
+        return None
+    out: list[TargetPlan] = []
+    for tp in plan.targets:
+        if tp.dry_run or (tp.hold is not None and tp.changes):
+            out.append(tp)  # not applied: the same changes (and hold) come again
+            continue
+        if not tp.changes:
+            out.append(tp)
+            continue
+        r = results.get(tp.target)
+        if r is None or r.status == "failed" or r.rejected or r.failed or r.ok != len(tp.changes):
+            return None  # something is left to retry: only a full plan can tell what
+        if any(c.op in REMOVALS for c in tp.changes):
+            return None
+        out.append(replace(tp, changes=(), population=populations.get(tp.target, 0), hold=None))
+    return replace(plan, targets=tuple(out))
+
+
+def plan_from(cert: Certificate, run_id: str, created_at: str, cookie: Mapping[str, int]) -> Plan:
+    """The certified plan, as this run's plan."""
+    plan = Plan.loads(cert.plan)
+    return replace(plan, run_id=run_id, created_at=created_at, cookie=dict(cookie), basis="certified")

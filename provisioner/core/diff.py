@@ -1,0 +1,404 @@
+"""The differ: desired target objects against the state store's record -> changes.
+
+Pure: everything it compares is handed to it (the index of stored objects, the
+attributes of those whose digest differs, identities, lifecycle policy). Each change
+carries its reason. Within a target, changes are ordered so that apply works in one
+pass: containers and persons first, then groups and members, removals last.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from provisioner.core.lifecycle import Policy, days_between
+from provisioner.core.model import DesiredPerson, TargetObject
+from provisioner.core.plan import CORE, Change, Op
+from provisioner.state.store import IdentityRow, IndexRow
+
+# Apply order by (phase); lower first.
+_KIND_RANK = {"org": 0, "orgunit": 1, "person": 2, "group": 3}
+
+
+def needs_details(
+    desired: Sequence[TargetObject], digests: Sequence[str], index: Mapping[str, IndexRow]
+) -> list[str]:
+    """Keys whose stored attributes the differ must see (digest differs or not active)."""
+    out = []
+    for obj, d in zip(desired, digests):
+        row = index.get(obj.key)
+        if row is not None and (row.digest != d or row.status != "active"):
+            out.append(obj.key)
+    return out
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def why_active(p: DesiredPerson, school_names: Mapping[str, str]) -> str:
+    """The source facts that make a person active, in words."""
+    parts = [f"{role} at {school_names.get(s, s)}" for s, role in p.affiliations]
+    # Interned: thousands of persons share each text, and a plan holds one per change.
+    return sys.intern("active in SIS: " + ", ".join(parts))
+
+
+def _attr_changes(
+    obj: TargetObject, current: Mapping[str, Any], placement: frozenset[str]
+) -> tuple[dict, dict, dict, dict]:
+    """(update attrs, update before, move attrs, move before)."""
+    upd, upd_b, mov, mov_b = {}, {}, {}, {}
+    for k in obj.attrs.keys() | current.keys():
+        new, old = _norm(obj.attrs.get(k)), current.get(k)
+        if new != old:
+            if k in placement:
+                mov[k], mov_b[k] = new, old
+            else:
+                upd[k], upd_b[k] = new, old
+    return upd, upd_b, mov, mov_b
+
+
+def diff_target(
+    target: str,
+    desired: Sequence[TargetObject],
+    digests: Sequence[str],
+    index: Mapping[str, IndexRow],
+    details: Mapping[str, tuple[Mapping[str, Any], list | None]],
+    *,
+    policy: Policy,
+    placement: frozenset[str],
+    persons: Mapping[str, DesiredPerson],
+    identities: Mapping[str, IdentityRow],
+    frozen: frozenset[str],
+    school_names: Mapping[str, str],
+    as_of: str,
+    bridged: Mapping[str, str] | None = None,
+    ended: Mapping[str, str] | None = None,
+) -> list[Change]:
+    """All changes that bring one target from its stored state to the desired one.
+
+    ``bridged`` (Derivation.bridged): persons whose objects stay exactly as they are (not
+    disabled, moved or deleted); only their group memberships end. ``ended``
+    (Derivation.ended): the SIS end date of persons not active, where lifecycle clocks start.
+    """
+    bridged = bridged or {}
+    first: list[Change] = []  # creates, restores, enables, updates, moves (persons, groups)
+    adds: list[Change] = []
+    removes: list[Change] = []
+    gone: list[Change] = []  # disables and deletes
+    seen: set[str] = set()
+
+    def reason_for(obj: TargetObject) -> str:
+        if obj.kind == "person" and obj.person_id in persons:
+            return why_active(persons[obj.person_id], school_names)
+        if obj.kind == "group":
+            return f"group {obj.attrs.get('name') or obj.key} is active in SIS"
+        return "school owner and schools in SIS"
+
+    for obj, dig in zip(desired, digests):
+        key = obj.key
+        seen.add(key)
+        row = index.get(key)
+        common = {
+            "target": target,
+            "kind": obj.kind,
+            "key": key,
+            "username": obj.username,
+            "person_id": obj.person_id,
+        }
+        if row is not None and row.status == "active" and row.digest == dig:
+            continue
+        restorable = (
+            row is not None
+            and row.status == "deleted"
+            and policy.soft_delete
+            and days_between(row.status_since, as_of) < policy.restore_within_days
+        )
+        if row is None or (row.status == "deleted" and not restorable):
+            first.append(Change(op=Op.CREATE, reason=reason_for(obj), attrs=obj.attrs, **common))
+            if obj.members:
+                adds.append(
+                    Change(
+                        op=Op.ADD_MEMBERS,
+                        reason=f"members of {obj.key} in SIS",
+                        members=obj.members,
+                        **common,
+                    )
+                )
+            continue
+        anchor = row.anchor
+        cur_attrs, cur_members = details.get(key, ({}, None))
+        if restorable:
+            # The desired attributes go along: if the target finds nothing to restore (purged
+            # from deleted items meanwhile), it creates the object again from them.
+            first.append(
+                Change(
+                    op=Op.RESTORE,
+                    anchor=anchor,
+                    attrs=obj.attrs,
+                    reason="active again: " + reason_for(obj),
+                    **common,
+                )
+            )
+        if row.status in ("disabled", "deleted"):
+            # The desired placement goes along, so a target that parked a disabled object
+            # (AD's disabled OU) can put it back where it now belongs.
+            place = {k: obj.attrs[k] for k in placement if k in obj.attrs}
+            first.append(
+                Change(
+                    op=Op.ENABLE,
+                    anchor=anchor,
+                    attrs=place,
+                    reason="active again: " + reason_for(obj),
+                    **common,
+                )
+            )
+        upd, upd_b, mov, mov_b = _attr_changes(obj, cur_attrs, placement)
+        if mov:
+            first.append(
+                Change(
+                    op=Op.MOVE,
+                    anchor=anchor,
+                    attrs=mov,
+                    before=mov_b,
+                    reason=f"changed in SIS: {', '.join(sorted(mov))}",
+                    **common,
+                )
+            )
+        if upd:
+            first.append(
+                Change(
+                    op=Op.UPDATE,
+                    anchor=anchor,
+                    attrs=upd,
+                    before=upd_b,
+                    reason=f"changed in SIS: {', '.join(sorted(upd))}",
+                    **common,
+                )
+            )
+        if obj.members is not None:
+            want, have = set(obj.members), set(cur_members or ())
+            if want - have:
+                adds.append(
+                    Change(
+                        op=Op.ADD_MEMBERS,
+                        anchor=anchor,
+                        members=tuple(sorted(want - have)),
+                        reason=f"joined {obj.attrs.get('name') or key} in SIS",
+                        **common,
+                    )
+                )
+            # A member whose source record is broken this run stays where they are.
+            leaving = {m for m in have - want if m[0] not in frozen}
+            if leaving:
+                removes.append(
+                    Change(
+                        op=Op.REMOVE_MEMBERS,
+                        anchor=anchor,
+                        members=tuple(sorted(leaving)),
+                        reason=f"left {obj.attrs.get('name') or key} in SIS",
+                        **common,
+                    )
+                )
+
+    for key, row in index.items():
+        if key in seen or row.status == "deleted" and not policy.soft_delete:
+            continue
+        if key in frozen or (row.person_id is not None and row.person_id in frozen):
+            continue  # its source record is broken this run: leave it as it is
+        if row.kind == "person" and (row.person_id or key) in bridged:
+            continue  # summer bridge: kept as it is until the next affiliation starts
+        gone.extend(_retire(target, key, row, policy, persons, identities, ended or {}, as_of))
+
+    first.sort(key=lambda c: _KIND_RANK.get(c.kind, 9))
+    gone.sort(key=lambda c: -_KIND_RANK.get(c.kind, 9))
+    return first + adds + removes + gone
+
+
+def _retire(
+    target: str,
+    key: str,
+    row: IndexRow,
+    policy: Policy,
+    persons: Mapping[str, DesiredPerson],
+    identities: Mapping[str, IdentityRow],
+    ended: Mapping[str, str],
+    as_of: str,
+) -> Iterable[Change]:
+    """Disable/delete changes for a stored object that is no longer desired.
+
+    A person who stopped in the SIS is counted from their SIS end date (``ended``), so a
+    delete falls due ``delete_after_days`` after that date however late BAS noticed.
+    """
+    common = {
+        "target": target,
+        "kind": row.kind,
+        "key": key,
+        "anchor": row.anchor,
+        "username": row.username,
+        "person_id": row.person_id,
+    }
+    if row.kind != "person":
+        if row.status != "deleted":
+            yield Change(op=Op.DELETE, reason=f"{row.kind} {key} is no longer active in SIS", **common)
+        return
+    pid = row.person_id or key
+    sis_end = None if pid in persons else ended.get(pid)
+    if pid in persons:
+        why = f"still active, but no longer in scope for {target}"
+        since = as_of
+    elif sis_end is not None:
+        since = sis_end
+        why = f"no active enrollment, employment or student in SIS since {since} (SIS end date)"
+    else:  # no dated record left in the SIS: counted from when BAS noticed
+        ident = identities.get(pid)
+        since = ident.inactive_since if ident and ident.inactive_since else as_of
+        why = f"no active enrollment, employment or student in SIS since {since}"
+    if row.status == "deleted":
+        return  # soft-deleted; the target purges it (Microsoft after 30 days)
+    if policy.disable_first:
+        # The delete clock runs from the SIS end date when there is one, else from the disable.
+        due = days_between(sis_end, as_of) >= policy.delete_after_days if sis_end else False
+        if row.status == "active":
+            yield Change(op=Op.DISABLE, reason=why, **common)
+            if policy.delete_after_days == 0:
+                yield Change(op=Op.DELETE, reason=why + "; deleted the same day", **common)
+            elif due:
+                yield Change(op=Op.DELETE, reason=f"{why}; {policy.delete_after_days} days passed", **common)
+        elif due or (sis_end is None and days_between(row.status_since, as_of) >= policy.delete_after_days):
+            yield Change(op=Op.DELETE, reason=f"{why}; disabled since {row.status_since}", **common)
+    elif pid in persons or days_between(since, as_of) >= policy.delete_after_days:
+        # The grace is for persons who stop in the SIS (their stop date is known); one who
+        # is still active but out of this target's scope has no such date and goes now.
+        yield Change(op=Op.DELETE, reason=why, **common)
+
+
+def diff_core(
+    persons: Mapping[str, DesiredPerson],
+    identities: Mapping[str, IdentityRow],
+    *,
+    new_usernames: Mapping[str, str],
+    new_aliases: Mapping[str, str],
+    frozen: frozenset[str],
+    live: frozenset[str] | set[str],
+    retention_days: int,
+    school_names: Mapping[str, str],
+    as_of: str,
+    inactive_nins: Mapping[str, str] | None = None,
+    bridged: Mapping[str, str] | None = None,
+    ended: Mapping[str, str] | None = None,
+) -> list[Change]:
+    """Identity changes: usernames issued, persons stopping or returning, purges, aliases.
+
+    ``inactive_nins``: new NINs of known persons who are not active (Derivation.inactive_nins).
+    ``bridged``/``ended``: the summer bridge and SIS end dates (Derivation.bridged/ended): a
+    bridged person stays active with the bridge recorded ("bridged until DAY"); one who
+    stops is inactive since their SIS end date, where the retention clock starts.
+    """
+    bridged, ended = bridged or {}, ended or {}
+    out: list[Change] = []
+    for sis_id, canon in sorted(new_aliases.items()):
+        out.append(
+            Change(
+                target=CORE,
+                op=Op.CREATE,
+                kind="alias",
+                key=sis_id,
+                person_id=canon,
+                attrs={"person_id": canon},
+                reason=f"SIS id {sis_id} has the NIN of known person {canon}: the same person returns",
+            )
+        )
+    for pid, p in persons.items():
+        row = identities.get(pid)
+        attrs = {"username": p.username, "nin": p.nin, "display_name": p.display_name, "roles": _roles(p)}
+        common = {"target": CORE, "kind": "identity", "key": pid, "person_id": pid, "username": p.username}
+        if row is None:
+            how = "issued" if pid in new_usernames else "from the historic base"
+            out.append(
+                Change(
+                    op=Op.CREATE,
+                    attrs=attrs,
+                    reason=f"{why_active(p, school_names)}; username {how}",
+                    **common,
+                )
+            )
+            continue
+        if row.status != "active":
+            out.append(
+                Change(op=Op.ENABLE, attrs=attrs, reason="returns: " + why_active(p, school_names), **common)
+            )
+            continue
+        cur = {"nin": row.nin, "display_name": row.display_name, "roles": row.roles}
+        changed = {k: attrs[k] for k in ("nin", "display_name", "roles") if attrs[k] != cur[k]}
+        before = {k: cur[k] for k in changed}
+        why = f"changed in SIS: {', '.join(sorted(changed))}"
+        if row.bridged_until is not None:
+            changed["bridged_until"], before["bridged_until"] = None, row.bridged_until
+            why = "bridge over: " + why_active(p, school_names)
+        if changed:
+            out.append(Change(op=Op.UPDATE, attrs=changed, before=before, reason=why, **common))
+    for pid, row in identities.items():
+        if pid in persons or pid in frozen:
+            continue
+        common = {"target": CORE, "kind": "identity", "key": pid, "person_id": pid, "username": row.username}
+        new_nin = (inactive_nins or {}).get(pid)
+        if new_nin and new_nin != row.nin and row.status in ("active", "inactive"):
+            # Recorded while they are away, so a return under a new SIS id with the new
+            # NIN is recognised as the same person (and gets the same username).
+            out.append(
+                Change(
+                    op=Op.UPDATE,
+                    attrs={"nin": new_nin},
+                    before={"nin": row.nin},
+                    reason="NIN changed in SIS while not active",
+                    **common,
+                )
+            )
+        until = bridged.get(pid)
+        if until is not None:
+            if row.status == "active" and row.bridged_until != until:
+                out.append(_bridge(until, ended.get(pid), row, common))
+            continue  # accounts stay as they are until the next affiliation starts
+        if row.status == "active":
+            since = ended.get(pid)
+            out.append(
+                Change(
+                    op=Op.DISABLE,
+                    attrs={"inactive_since": since or as_of},
+                    reason="no active enrollment, employment or student in SIS"
+                    + (f" since {since} (SIS end date)" if since else ""),
+                    **common,
+                )
+            )
+        elif (
+            row.status == "inactive"
+            and pid not in live
+            and days_between(row.inactive_since, as_of) >= retention_days
+        ):
+            out.append(
+                Change(
+                    op=Op.PURGE,
+                    reason=f"inactive since {row.inactive_since}, every target done, "
+                    f"retention of {retention_days} days passed; username and NIN stay in the historic base",
+                    **common,
+                )
+            )
+    return out
+
+
+def _bridge(until: str, end: str | None, row: IdentityRow, common: dict[str, Any]) -> Change:
+    """The core change that records a summer bridge (its reason lands in the changelog)."""
+    return Change(
+        op=Op.UPDATE,
+        attrs={"bridged_until": until},
+        before={"bridged_until": row.bridged_until},
+        reason=f"bridged until {until}: ended in SIS on {end} (SIS end date), the next affiliation"
+        f" starts {until}; every account stays as it is",
+        **common,
+    )
+
+
+def _roles(p: DesiredPerson) -> str:
+    return ",".join(f"{role}@{school}" for school, role in p.affiliations)

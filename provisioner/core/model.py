@@ -1,0 +1,214 @@
+"""The canonical model: what the source snapshot and the desired state are made of.
+
+Source records are NamedTuples (immutable and cheap: an Oslo-size owner has over a
+million membership rows). Dates are ISO strings ("YYYY-MM-DD"), which compare
+correctly as strings and survive JSON unchanged. The desired state is derived from a
+snapshot by ``provisioner.core.derive`` and is the only input the per-target mappings see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+# Roles a person can hold at a school. Guardians hold theirs through their students.
+STUDENT = "student"
+TEACHER = "teacher"
+STAFF = "staff"
+LEADER = "leader"
+GUARDIAN = "guardian"
+EMPLOYEE_ROLES = (TEACHER, STAFF, LEADER)
+ALL_ROLES = (STUDENT, TEACHER, STAFF, LEADER, GUARDIAN)
+
+# Group kinds. basis/teaching/contact come from the SIS; "school" groups are derived
+# per school and role (all students, all teachers, all staff, all guardians).
+BASIS = "basis"
+TEACHING = "teaching"
+CONTACT = "contact"
+SCHOOL_WIDE = "school"
+SIS_GROUP_KINDS = (BASIS, TEACHING, CONTACT)
+
+# School-wide groups: key suffix -> member roles that belong in it.
+SCHOOL_GROUP_ROLES: dict[str, tuple[str, ...]] = {
+    "students": (STUDENT,),
+    "teachers": (TEACHER,),
+    "staff": (TEACHER, STAFF, LEADER),
+    "guardians": (GUARDIAN,),
+}
+
+
+def school_group_key(school_id: str, which: str) -> str:
+    """Stable key of a derived school-wide group, e.g. ``school:NORDBY:students``."""
+    return f"school:{school_id}:{which}"
+
+
+class School(NamedTuple):
+    school_id: str
+    org_number: str
+    name: str
+    short_name: str
+    level: str
+
+
+class Person(NamedTuple):
+    person_id: str
+    nin: str | None
+    given_name: str | None
+    middle_name: str | None
+    family_name: str | None
+    birth_date: str | None
+    email: str | None
+    mobile: str | None
+
+
+class StudentEnrollment(NamedTuple):
+    enrollment_id: str
+    person_id: str
+    school_id: str
+    grade: int | None
+    start_date: str
+    end_date: str | None
+    main_school: bool
+
+
+class Employment(NamedTuple):
+    employment_id: str
+    person_id: str
+    school_id: str
+    role: str
+    start_date: str
+    end_date: str | None
+
+
+class Guardianship(NamedTuple):
+    guardian_id: str
+    student_id: str
+
+
+class Group(NamedTuple):
+    group_id: str
+    school_id: str
+    kind: str
+    name: str
+    subject_code: str | None
+    grade: int | None
+    start_date: str
+    end_date: str
+
+
+class GroupMembership(NamedTuple):
+    group_id: str
+    person_id: str
+    role: str
+
+
+@dataclass(frozen=True)
+class SourceSnapshot:
+    """Everything read from the school-admin database in one run, unvalidated."""
+
+    schools: tuple[School, ...]
+    persons: tuple[Person, ...]
+    enrollments: tuple[StudentEnrollment, ...]
+    employments: tuple[Employment, ...]
+    guardianships: tuple[Guardianship, ...]
+    groups: tuple[Group, ...]
+    memberships: tuple[GroupMembership, ...]
+    digests: Mapping[str, str] = field(default_factory=dict)  # per query: digest of the rows as read
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table, for logs and the sanity gate."""
+        return {
+            "schools": len(self.schools),
+            "persons": len(self.persons),
+            "enrollments": len(self.enrollments),
+            "employments": len(self.employments),
+            "guardianships": len(self.guardianships),
+            "groups": len(self.groups),
+            "memberships": len(self.memberships),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DataError:
+    """A problem with one source record: reported, the record skipped, the run goes on."""
+
+    kind: str  # e.g. "invalid_nin", "duplicate_nin", "missing_name", "unknown_person"
+    record: str  # what it concerns: "person:1234", "group:G17", "membership:G17/1234"
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        """Plain dict for plans and reports."""
+        return {"kind": self.kind, "record": self.record, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredPerson:
+    """An active person as every target should see them (before per-target mapping)."""
+
+    person_id: str
+    username: str
+    nin: str | None
+    given_name: str
+    middle_name: str | None
+    family_name: str
+    display_name: str
+    birth_date: str | None
+    email: str | None  # private e-mail from the SIS (guardians)
+    mobile: str | None
+    roles: tuple[str, ...]  # distinct active roles, in ALL_ROLES order
+    affiliations: tuple[tuple[str, str], ...]  # sorted (school_id, role) pairs that are active
+    primary_school: str  # the school that owns the account (OU, department)
+    grade: int | None  # students: grade at the primary school
+    students: tuple[str, ...] = ()  # guardians: person_ids of their active students
+
+    @property
+    def schools(self) -> tuple[str, ...]:
+        """Distinct school ids the person is active at, sorted."""
+        return tuple(sorted({s for s, _ in self.affiliations}))
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredGroup:
+    """A group every target that has groups should hold, with its active members."""
+
+    key: str  # SIS group_id, or school_group_key(...) for school-wide groups
+    school_id: str
+    kind: str  # basis | teaching | contact | school
+    name: str
+    subject_code: str | None
+    grade: int | None
+    start_date: str | None
+    end_date: str | None
+    members: tuple[tuple[str, str], ...]  # sorted (person_id, role) with role in ALL_ROLES
+    school_role: str | None = None  # school-wide groups: students | teachers | staff | guardians
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """The result of derivation: who should exist, in which groups, as of one day."""
+
+    as_of: str
+    schools: Mapping[str, School]
+    persons: Mapping[str, DesiredPerson]
+    groups: Mapping[str, DesiredGroup]
+    errors: tuple[DataError, ...] = ()
+    new_usernames: Mapping[str, str] = field(default_factory=dict)  # person_id -> username issued now
+
+
+@dataclass(frozen=True, slots=True)
+class TargetObject:
+    """One object as a target should hold it: the output of a target mapping.
+
+    ``attrs`` holds JSON-able values only (str, int, bool, None, lists of str, sorted
+    where order carries no meaning) so it can be hashed, stored and diffed as data.
+    ``members`` is set for groups: sorted (person_id, target role) pairs; the role is a
+    target's own vocabulary (itslearning "01"/"02", "" where the target has none).
+    """
+
+    kind: str  # person | group | org | orgunit
+    key: str
+    attrs: Mapping[str, Any]
+    members: tuple[tuple[str, str], ...] | None = None
+    username: str | None = None
+    person_id: str | None = None  # the SIS person behind a person object

@@ -1,0 +1,1 @@
+"""Runs: a sync or a reconcile from source to executor, with recovery and currency checks."""

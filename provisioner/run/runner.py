@@ -1,0 +1,592 @@
+"""One run, start to end: lock, read the source, gate, derive, diff, hold, apply, record.
+
+``make_plan`` is the pure-ish middle (reads the state store up front, then derives and
+diffs without further I/O); ``hold_targets`` then decides each target's hold from the
+safety rules. ``sync``, ``apply_saved`` and ``approve`` wrap it with the run lock, the
+run record and the executor; ``approve`` applies a held plan only while it is current.
+Exit codes are those of the CLI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import structlog
+
+from connectors.base import Connector
+from mappings.base import MappingContext, mapping_for
+from provisioner.apply.executor import TargetResult, apply_plan
+from provisioner.config import Config, ConfigError
+from provisioner.core.certificate import (
+    Certificate,
+    certify,
+    config_digest,
+    inputs_key,
+    plan_from,
+    predict_after_apply,
+)
+from provisioner.core.derive import Derivation, derive
+from provisioner.core.diff import diff_core, diff_target, needs_details
+from provisioner.core.lifecycle import policy_for
+from provisioner.core.model import SourceSnapshot
+from provisioner.core.plan import CORE, REMOVING_OPS, Plan, TargetPlan
+from provisioner.core.safety import (
+    GateBaseline,
+    SourceRefused,
+    check_hold,
+    check_source,
+    gone_schools,
+    present_schools,
+    school_hold,
+    thresholds_for,
+)
+from provisioner.run.currency import superseded_reason, why_not_current
+from provisioner.run.recovery import tidy_after_killed_runs
+from provisioner.run.targets import build_connector
+from provisioner.state import exports, safety_reads
+from provisioner.state.store import LockHeld, StateStore, digest, now_iso
+from sources.sql import SourceError, read_snapshot, source_engine, source_unchanged
+
+log = structlog.get_logger("bas.run")
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_HELD, EXIT_LOCKED = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 5  # stopped between changes (SIGTERM to the daemon); the next run does the rest
+EXIT_TARGET_FAILED = 6  # a target failed as a whole (unreachable, base DN missing); others went on
+EXIT_INTERNAL = 70  # an unexpected error, a bug (sysexits' EX_SOFTWARE); never Python's default 1
+
+
+@dataclass
+class RunOutcome:
+    """What a run did, for the CLI and the daemon."""
+
+    run_id: str
+    exit_code: int
+    status: str
+    message: str = ""
+    plan: Plan | None = None
+    results: dict[str, TargetResult] = field(default_factory=dict)
+
+
+def new_run_id() -> str:
+    """Sortable, unique run id: UTC time plus a random suffix."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def valid_day(value: str) -> str:
+    """``value`` when it is a real calendar day written YYYY-MM-DD; ValueError naming it otherwise.
+
+    Activity is compared as ISO text: anything else ("tomorrow", "2026-11-31") would give a
+    wrong plan on a fresh store, or fail deep inside derive.
+    """
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError("not in the form YYYY-MM-DD")
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a day YYYY-MM-DD ({exc})") from None
+    return value
+
+
+def read_source(cfg: Config) -> SourceSnapshot:
+    """Read the configured source once."""
+    engine = source_engine(cfg.source_db_url())
+    try:
+        return read_snapshot(engine, cfg.source.queries)
+    finally:
+        engine.dispose()
+
+
+def make_plan(
+    cfg: Config,
+    store: StateStore,
+    source: SourceSnapshot | Callable[[], SourceSnapshot],
+    as_of: str,
+    run_id: str,
+    *,
+    gate: bool = True,
+) -> tuple[Plan, Derivation]:
+    """Derive and diff every enabled target; raises SourceRefused from the gate.
+
+    ``source`` may be a function that reads the snapshot: then nothing outside this
+    function holds the snapshot, and it is freed as soon as derivation is done.
+    """
+    snap = source() if callable(source) else source
+    del source
+    derivation = derive(snap, as_of, store.identity_view(), cfg.usernames, cfg.lifecycle)
+    counts, source_digests, schools = snap.counts(), dict(snap.digests), present_schools(snap)
+    del snap  # the rest works from the derivation; an Oslo-size snapshot is ~0.5 GB
+    state = derivation.state
+    # Bridged persons keep their accounts (over the summer every pupil's school year has
+    # ended and the next one has not begun), and so do persons frozen by a broken record:
+    # neither is a fall in the source.
+    kept = len(state.persons) + len(derivation.bridged) + len(derivation.frozen_persons)
+    baseline = _gate(cfg, store, counts, kept, schools) if gate else None
+    cookie = store.versions()
+    identities = store.identities()
+    school_names = {sid: s.short_name for sid, s in state.schools.items()}
+    frozen = derivation.frozen_persons | derivation.frozen_groups
+    targets: list[TargetPlan] = []
+    live: set[str] = set()
+    for name, tcfg in cfg.enabled_targets().items():
+        map_state, placement = mapping_for(tcfg.kind)
+        objs = map_state(state, MappingContext(cfg.owner, tcfg, as_of))
+        index = store.target_index(name)
+        # Only a stored object has a digest to compare with; a new one is created whatever
+        # its digest is (the writer computes it once from the JSON it stores anyway).
+        digests = [digest(o.kind, o.attrs, o.members) if o.key in index else "" for o in objs]
+        details = store.target_details(name, needs_details(objs, digests, index))
+        changes = diff_target(
+            name,
+            objs,
+            digests,
+            index,
+            details,
+            policy=policy_for(tcfg),
+            placement=placement,
+            persons=state.persons,
+            identities=identities,
+            frozen=frozen,
+            school_names=school_names,
+            as_of=as_of,
+            bridged=derivation.bridged,
+            ended=derivation.ended,
+        )
+        population = sum(1 for r in index.values() if r.status == "active")
+        targets.append(TargetPlan(name, tuple(changes), population, dry_run=tcfg.mode == "plan"))
+        live.update(r.person_id for r in index.values() if r.person_id and r.status != "deleted")
+        del objs, digests, index, details  # free them before the next target is mapped
+    core = diff_core(
+        state.persons,
+        identities,
+        new_usernames=state.new_usernames,
+        new_aliases=derivation.new_aliases,
+        frozen=derivation.frozen_persons,
+        live=live,
+        retention_days=cfg.lifecycle.retention_days,
+        school_names=school_names,
+        as_of=as_of,
+        inactive_nins=derivation.inactive_nins,
+        bridged=derivation.bridged,
+        ended=derivation.ended,
+    )
+    plan = Plan(
+        run_id=run_id,
+        created_at=now_iso(),
+        as_of=as_of,
+        cookie=cookie,
+        targets=(TargetPlan(CORE, tuple(core), len(identities)), *targets),
+        errors=state.errors,
+        source_counts=counts,
+        active_persons=kept,
+        source_digests=source_digests,
+        schools=tuple(sorted(schools)),
+        config_digest=config_digest(cfg),
+    )
+    return hold_targets(cfg, store, plan, baseline), derivation
+
+
+def _gate(
+    cfg: Config, store: StateStore, counts: dict[str, int], active: int, schools: Iterable[str] | None
+) -> GateBaseline:
+    """The source gate (raises SourceRefused); returns the baseline it compared with."""
+    baseline = store.gate_baseline(cfg.safety.gate_days)
+    try:
+        check_source(counts, active, baseline, cfg.safety.max_source_drop_percent)
+    except SourceRefused as exc:
+        # A refusal does not accept a school gone: it stays in the record until a plan
+        # held for it is approved.
+        if schools is not None:
+            exc.schools = sorted(set(schools) | gone_schools(schools, baseline))
+        raise
+    return baseline
+
+
+def hold_targets(cfg: Config, store: StateStore, plan: Plan, baseline: GateBaseline | None) -> Plan:
+    """The plan with each target's hold decided now: thresholds, the sliding window, schools gone.
+
+    Also run on a certified plan: the window moves and run ids change, the inputs do not.
+    """
+    gone = gone_schools(plan.schools, baseline)
+    gone_hold = school_hold(gone)
+    # Only a target whose plan takes something away can pass a limit (the window holds no
+    # plan that adds no removal): the store is read for those alone, so a quiet run (the
+    # certified no-op) reads nothing more.
+    removing = [
+        tp.target
+        for tp in plan.targets
+        if tp.target != CORE and any(c.op in REMOVING_OPS for c in tp.changes)
+    ]
+    hours = cfg.safety.window_hours
+    window = safety_reads.window_removals(store, removing, hours) if hours > 0 and removing else {}
+    members = safety_reads.member_populations(store, removing) if removing else {}
+    out = []
+    for tp in plan.targets:
+        tcfg = cfg.targets.get(tp.target)
+        if tcfg is None:  # core: identities are never held
+            out.append(tp)
+            continue
+        hold = gone_hold if gone_hold and tp.changes else None
+        hold = hold or check_hold(
+            tp.changes,
+            tp.population,
+            thresholds_for(cfg.safety, tcfg),
+            members.get(tp.target, 0),
+            window.get(tp.target),
+            hours,
+        )
+        out.append(replace(tp, hold=hold))
+    return replace(plan, targets=tuple(out), schools_gone=tuple(sorted(gone)))
+
+
+def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool = False) -> Plan:
+    """This run's plan: the certified one when no input changed, else a full plan (then certified).
+
+    ``full`` ignores the certificate (a nightly reconciliation, or an admin in doubt).
+    Raises SourceRefused from the source gate either way.
+    """
+    if not full:
+        plan = _certified_plan(cfg, store, as_of, run_id)
+        if plan is not None:
+            baseline = _gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
+            return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
+    plan = make_plan(cfg, store, lambda: read_source(cfg), as_of, run_id)[0]
+    cert = certify(cfg, plan, plan.cookie)
+    store.save_certificate(cert.dumps() if cert else None)
+    return plan
+
+
+def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> Plan | None:
+    text = store.load_certificate()
+    if text is None:
+        return None
+    try:
+        cert = Certificate.loads(text)
+    except (ValueError, KeyError, TypeError):
+        return None  # written by another version: plan in full and replace it
+    versions = store.versions()
+    if cert.key != inputs_key(cfg, versions, as_of):
+        return None
+    engine = source_engine(cfg.source_db_url())
+    try:
+        if not source_unchanged(engine, cfg.source.queries, cert.source):
+            return None
+    finally:
+        engine.dispose()
+    log.info("source, config and state unchanged: the certified plan stands", run_id=run_id)
+    return plan_from(cert, run_id, now_iso(), versions)
+
+
+def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[str, TargetResult]) -> None:
+    """After apply: certify the plan the next run will make, when it can be known."""
+    predicted = predict_after_apply(plan, results, store.populations())
+    cert = certify(cfg, predicted, store.versions()) if predicted is not None else None
+    store.save_certificate(cert.dumps() if cert else None)
+
+
+ConnectorFactory = Callable[[Config, str], Connector]
+
+
+def _connectors(cfg: Config, plan: Plan, owed: set[str], connect: ConnectorFactory | None) -> dict:
+    """Connectors of the targets with changes, or with changes a killed run never wrote out (``owed``)."""
+    make = connect or build_connector  # looked up now: a test or benchmark may stand in for it
+    return {
+        tp.target: make(cfg, tp.target)
+        for tp in plan.targets
+        if tp.target != CORE and (tp.changes or tp.target in owed) and not tp.dry_run and tp.hold is None
+    }
+
+
+def _soft_delete(cfg: Config) -> dict[str, bool]:
+    return {n: policy_for(t).soft_delete for n, t in cfg.targets.items()}
+
+
+def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kind: str) -> RunOutcome:
+    held = [tp for tp in plan.targets if tp.hold is not None and tp.changes]
+    bad = sum(r.rejected + r.failed for r in results.values()) + len(plan.errors)
+    failed = any(r.status == "failed" for r in results.values())
+    stopped = any(r.status == "interrupted" for r in results.values())
+    status = (
+        "held"
+        if held
+        else "failed"
+        if failed
+        else "interrupted"
+        if stopped
+        else "done_with_errors"
+        if bad
+        else "done"
+    )
+    summary = {
+        "plan": plan.summary(),
+        "results": {k: v.to_json() for k, v in results.items()},
+        "data_errors": len(plan.errors),
+        "source": _source_record(plan, accept_gone=kind == "approve"),
+    }
+    # The held plan keeps the state versions as this run left them (it applied the other
+    # targets and the core): `bas approve` applies it only while nothing changed since.
+    held_plan = (
+        replace(plan, targets=tuple(held), errors=(), cookie=store.versions()).dumps() if held else None
+    )
+    extra = {"kind": "apply"} if kind == "apply" else {}  # a saved plan applied is a run that did work
+    store.finish_run(
+        plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
+    )
+    if status in ("done", "done_with_errors", "held"):
+        safety_reads.drop_superseded_plans(
+            store, plan.run_id
+        )  # this run planned afresh: older held plans are void
+    code = (
+        EXIT_HELD
+        if held
+        else EXIT_TARGET_FAILED
+        if failed
+        else EXIT_ERRORS
+        if bad
+        else EXIT_INTERRUPTED
+        if stopped
+        else EXIT_OK
+    )
+    msg = "; ".join(f"{tp.target} held: {tp.hold.message}" for tp in held if tp.hold)
+    if held:
+        msg += (
+            f". Nothing was applied to {', '.join(tp.target for tp in held)}: if this is right,"
+            f" `bas approve {plan.run_id}` applies this plan (or change the config)"
+        )
+    log.info(
+        "run finished",
+        run_id=plan.run_id,
+        kind=kind,
+        status=status,
+        data_errors=len(plan.errors),
+        **{f"{k}_ok": v.ok for k, v in results.items()},
+    )
+    return RunOutcome(plan.run_id, code, status, msg, plan, results)
+
+
+def _source_record(plan: Plan, *, accept_gone: bool) -> dict:
+    """What the gate of later runs compares with: the table counts and the schools present.
+
+    A school gone stays in the record (and holds every run) until an admin approves a
+    plan held for it (``accept_gone``).
+    """
+    schools = None if plan.schools is None else set(plan.schools)
+    if schools is not None and not accept_gone:
+        schools |= set(plan.schools_gone)
+    return {"counts": dict(plan.source_counts), "schools": None if schools is None else sorted(schools)}
+
+
+def _refused(store: StateStore, run_id: str, exc: SourceRefused) -> RunOutcome:
+    """Record a source refusal; the message names the run to approve (when it can be)."""
+    hint = (
+        f"; if this is real, `bas approve {run_id}` accepts it once"
+        if exc.approvable
+        else "; an empty table is never approved: fix the source"
+    )
+    message = f"{exc}{hint}"
+    summary = {"source": {"counts": exc.counts, "schools": exc.schools}, "gate": {"empty": list(exc.empty)}}
+    store.finish_run(run_id, "refused", error=message, active_persons=exc.active, summary=summary)
+    log.error("source refused", run_id=run_id, error=message)
+    return RunOutcome(run_id, EXIT_HELD, "refused", message)
+
+
+def _guarded_apply(
+    cfg: Config,
+    store: StateStore,
+    plan: Plan,
+    kind: str,
+    progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+    connect: ConnectorFactory | None = None,
+) -> RunOutcome:
+    """Apply a plan and record the run however it ends (a crash leaves no run 'running')."""
+    try:
+        results = apply_plan(
+            plan,
+            store,
+            _connectors(cfg, plan, exports.targets(store), connect),
+            soft_delete=_soft_delete(cfg),
+            progress=progress,
+            stop=stop,
+        )
+    except ConfigError as exc:
+        store.finish_run(plan.run_id, "failed", error=str(exc))
+        log.error("run failed", run_id=plan.run_id, error=str(exc))
+        return RunOutcome(plan.run_id, EXIT_USAGE, "failed", str(exc), plan)
+    except BaseException as exc:
+        store.save_certificate(None)
+        store.finish_run(plan.run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    if kind == "approve":
+        store.save_certificate(None)  # only the held part was applied: the next run plans in full
+    else:
+        _certify_applied(cfg, store, plan, results)
+    return _finish(store, plan, results, kind)
+
+
+def sync(
+    cfg: Config,
+    store: StateStore,
+    *,
+    dry_run: bool = False,
+    as_of: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    full: bool = False,
+    stop: threading.Event | None = None,
+    connect: ConnectorFactory | None = None,
+) -> RunOutcome:
+    """Plan and (unless dry_run) apply one run under the run lock (``full``: ignore the certificate).
+
+    ``stop`` set (SIGTERM to the daemon): the run ends between changes as "interrupted".
+    ``connect`` builds a target's connector (default ``build_connector``; tests give the Graph
+    client a virtual clock).
+    """
+    day = valid_day(as_of) if as_of is not None else dt.date.today().isoformat()
+    run_id = new_run_id()
+    rlog = log.bind(run_id=run_id)
+    try:
+        with _locked(cfg, store, run_id):
+            store.start_run(run_id, "plan" if dry_run else "sync", day)
+            try:
+                if not dry_run:
+                    _reserve_configured(cfg, store)
+                # Nothing here keeps the snapshot or the derivation: they are freed before apply.
+                plan = plan_run(cfg, store, day, run_id, full=full)
+            except SourceRefused as exc:
+                return _refused(store, run_id, exc)
+            except (SourceError, ConfigError) as exc:
+                store.finish_run(run_id, "failed", error=str(exc))
+                rlog.error("run failed", error=str(exc))
+                return RunOutcome(run_id, EXIT_USAGE, "failed", str(exc))
+            except Exception as exc:
+                store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+            if dry_run:
+                summary = {"plan": plan.summary(), "source": _source_record(plan, accept_gone=False)}
+                store.finish_run(run_id, "planned", summary=summary, active_persons=plan.active_persons)
+                # Data errors are per-object errors whether the plan is applied or not: a plan
+                # and a sync that changes nothing exit alike on the same data.
+                return RunOutcome(run_id, EXIT_ERRORS if plan.errors else EXIT_OK, "planned", "", plan)
+            if stop is not None and stop.is_set():  # asked to stop while planning: apply nothing
+                store.finish_run(run_id, "interrupted", summary={"plan": plan.summary()})
+                rlog.warning("run interrupted before apply")
+                return RunOutcome(run_id, EXIT_INTERRUPTED, "interrupted", "stopped before apply", plan)
+            return _guarded_apply(cfg, store, plan, "sync", progress, stop, connect)
+    except LockHeld as exc:
+        return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
+
+
+@contextmanager
+def _locked(cfg: Config, store: StateStore, run_id: str) -> Iterator[None]:
+    """The run lock; what a killed run left (its record, temp files) is put right first."""
+    with store.run_lock(run_id) as abandoned:
+        tidy_after_killed_runs(cfg, run_id, abandoned)
+        yield
+
+
+def _reserve_configured(cfg: Config, store: StateStore) -> None:
+    """Keep usernames listed in [usernames] reserved_files out of reach (idempotent)."""
+    from provisioner.core.usernames import read_reserved_csv
+
+    for f in cfg.usernames.reserved_files:
+        try:
+            names = read_reserved_csv(cfg.path(f))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"usernames.reserved_files: {exc}") from exc
+        store.reserve_usernames(names, note=f"reserved in {Path(f).name}")
+
+
+def _stale(store: StateStore, plan: Plan, targets: list[str]) -> list[str]:
+    now = store.versions()
+    return [t for t in targets if now.get(t, 0) != plan.cookie.get(t, 0)]
+
+
+def apply_saved(cfg: Config, store: StateStore, plan: Plan) -> RunOutcome:
+    """Apply exactly a saved plan, if the state has not changed since it was made."""
+    try:
+        with _locked(cfg, store, plan.run_id):
+            stale = _stale(store, plan, [tp.target for tp in plan.targets])
+            if stale:
+                return RunOutcome(
+                    plan.run_id,
+                    EXIT_USAGE,
+                    "stale",
+                    f"the state of {', '.join(stale)} changed since this plan was made: make a new plan",
+                )
+            if store.get_run(plan.run_id) is None:
+                store.start_run(plan.run_id, "apply", plan.as_of)
+            return _guarded_apply(cfg, store, plan, "apply")
+    except LockHeld as exc:
+        return RunOutcome(plan.run_id, EXIT_LOCKED, "locked", str(exc))
+
+
+def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
+    """Approve one held plan (apply it now) or one source refusal (accept it once).
+
+    A held plan is applied only while it is current: the newest plan of its targets, made
+    from the source, config and state as they are now. Otherwise nothing is applied, the
+    message says why, and the exit code is 2.
+    """
+    run = store.get_run(run_id)
+    if run is None:
+        return RunOutcome(run_id, EXIT_USAGE, "unknown", f"no run {run_id}")
+    if run["approved_at"]:
+        return RunOutcome(
+            run_id, EXIT_USAGE, run["status"], f"run {run_id} was already approved at {run['approved_at']}"
+        )
+    if run["status"] == "refused":
+        return _approve_refusal(store, run, by)
+    if run["status"] != "held":
+        return RunOutcome(run_id, EXIT_USAGE, run["status"], f"run {run_id} is {run['status']}, not held")
+    if not run["plan"]:  # dropped when a newer run planned afresh
+        newer = safety_reads.newer_run(store, run_id)
+        why = superseded_reason(newer) if newer else "its plan is no longer kept"
+        return RunOutcome(
+            run_id, EXIT_USAGE, "stale", f"run {run_id} cannot be approved: {why}; nothing was applied"
+        )
+    held = Plan.loads(run["plan"])
+    plan = replace(held, targets=tuple(replace(tp, hold=None) for tp in held.targets), schools_gone=())
+    try:
+        with _locked(cfg, store, run_id):
+            why = why_not_current(cfg, store, plan)
+            if why:
+                return RunOutcome(
+                    run_id,
+                    EXIT_USAGE,
+                    "stale",
+                    f"run {run_id} cannot be approved: {why}; nothing was applied",
+                )
+            store.approve_run(run_id, by)
+            out = _guarded_apply(cfg, store, plan, "approve")
+            store.finish_run(run_id, out.status, plan=None)
+            return out
+    except LockHeld as exc:
+        return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
+
+
+def _approve_refusal(store: StateStore, run: dict, by: str) -> RunOutcome:
+    run_id = run["run_id"]
+    summary = json.loads(run["summary"]) if run["summary"] else {}
+    empty = summary.get("gate", {}).get("empty", [])
+    if empty:
+        return RunOutcome(
+            run_id,
+            EXIT_USAGE,
+            "refused",
+            f"run {run_id} was refused for an empty {', '.join(empty)} table: that is never approved;"
+            " fix the SIS connection or queries",
+        )
+    store.approve_run(run_id, by)
+    return RunOutcome(
+        run_id,
+        EXIT_OK,
+        "approved",
+        f"source refusal approved: the next run accepts {run['active_persons']} active persons",
+    )

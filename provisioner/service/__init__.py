@@ -1,0 +1,1 @@
+"""The long-running service and its reports: daemon, metrics, alerts, status, explain, changelog."""

@@ -1,0 +1,1 @@
+"""Source readers: the school-admin system's data as a SourceSnapshot."""

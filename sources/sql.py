@@ -1,0 +1,284 @@
+"""Reading the school-admin database (read-only) into a SourceSnapshot.
+
+Every query has a default for the reference schema and can be replaced in the config
+(``[source.queries]``), so a real SIS is connected by configuration. Columns are
+matched by name, not position, so an override may order them freely; a missing
+column is a clear error naming the query. The connection is put in read-only mode
+where the database supports it: the source is never written.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import hashlib
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from provisioner.core.model import (
+    Employment,
+    Group,
+    GroupMembership,
+    Guardianship,
+    Person,
+    School,
+    SourceSnapshot,
+    StudentEnrollment,
+)
+
+DEFAULT_QUERIES: dict[str, str] = {
+    "schools": "SELECT school_id, org_number, name, short_name, level FROM school",
+    "persons": (
+        "SELECT person_id, nin, given_name, middle_name, family_name, birth_date, email, mobile FROM person"
+    ),
+    "enrollments": (
+        "SELECT enrollment_id, person_id, school_id, grade, start_date, end_date, main_school"
+        " FROM student_enrollment"
+    ),
+    "employments": "SELECT employment_id, person_id, school_id, role, start_date, end_date FROM employment",
+    "guardianships": "SELECT guardian_id, student_id FROM guardianship",
+    "groups": (
+        "SELECT group_id, school_id, kind, name, subject_code, grade, start_date, end_date FROM school_group"
+    ),
+    "memberships": "SELECT group_id, person_id, role FROM group_membership",
+}
+
+
+class SourceError(Exception):
+    """The source cannot be read as configured (connection, query or columns)."""
+
+
+# ISO 8601 calendar date, optionally with a time of day (some drivers and views give
+# "2025-08-15 00:00:00"): the date part is the value. Anything else is kept as read.
+_ISO_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?"
+)
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def _iso(value: Any) -> Any:
+    """Dates as ISO strings, whatever the driver returns (SQLite gives text).
+
+    Never raises: a value that is no ISO date is kept as text, and derivation reports
+    it as a data error naming the record and column (it is never cut to fit).
+    """
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    text = _str(value).strip()
+    if not text:
+        return None
+    return text[:10] if _ISO_DATE_TIME.fullmatch(text) else text
+
+
+def _str(value: Any) -> Any:
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        # A BLOB where text belongs: undecodable bytes survive as lone surrogates, which
+        # validation reports as invalid UTF-8 for that record and column.
+        return bytes(value).decode("utf-8", "surrogateescape")
+    return str(value)
+
+
+def _int(value: Any) -> Any:
+    """Integers; a value that is none (grade "6A") is kept as read for validation to report."""
+    if value is None or value == "":
+        return None
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        return int(value)
+    if isinstance(value, float | decimal.Decimal):
+        try:
+            if int(value) == value:
+                return int(value)  # 6.0 or Decimal("6") from a NUMERIC column
+        except (ValueError, OverflowError, ArithmeticError):
+            pass  # NaN or infinity: not a number of anything
+    return _str(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "t", "yes", "y")
+    return bool(value)
+
+
+# Per query: the model type, and a converter per column (None = take as str).
+_Conv = Callable[[Any], Any]
+_SHAPES: dict[str, tuple[type, dict[str, _Conv]]] = {
+    "schools": (School, {}),
+    "persons": (Person, {"birth_date": _iso}),
+    "enrollments": (
+        StudentEnrollment,
+        {"grade": _int, "start_date": _iso, "end_date": _iso, "main_school": _bool},
+    ),
+    "employments": (Employment, {"start_date": _iso, "end_date": _iso}),
+    "guardianships": (Guardianship, {}),
+    "groups": (Group, {"grade": _int, "start_date": _iso, "end_date": _iso}),
+    "memberships": (GroupMembership, {}),
+}
+
+
+_DIGEST_CHUNK = 20_000  # rows per hash update (the digest depends on it: keep it fixed)
+
+
+def _digest(name: str, cols: list[str], rows: list[Any]) -> str:
+    """Digest of one query's rows exactly as the driver returned them (order included)."""
+    h = hashlib.sha256(repr((name, cols)).encode())
+    for i in range(0, len(rows), _DIGEST_CHUNK):
+        # repr of a slice is one C call per chunk: ~1 s for 1.5 million rows
+        h.update(repr(rows[i : i + _DIGEST_CHUNK]).encode("utf-8", "surrogatepass"))
+    # base64, not hex: a hex digest can hold an 11-digit run that looks like a NIN to masking
+    return base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+
+
+def _fetch(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[Any]]:
+    """Run one query; its lowercased column names and raw driver rows."""
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        # The driver formats the statement (psycopg2, pymysql): a literal % (LIKE 'A%') must be doubled.
+        query = query.replace("%", "%%")
+    try:
+        return _run(conn, name, query)
+    except sqlite3.OperationalError:
+        return _run_lenient(conn, name, query)
+
+
+def _run_lenient(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[Any]]:
+    """SQLite again, undecodable text ("Could not decode to UTF-8 column ...") kept as lone surrogates.
+
+    Validation then reports the rows that hold it and every other row is read as usual.
+    Clean data never takes this path; a query that fails for another reason fails again here.
+    """
+    raw = conn.connection.dbapi_connection
+    assert isinstance(raw, sqlite3.Connection)
+    raw.text_factory = _lenient_text
+    try:
+        return _run(conn, name, query)
+    except sqlite3.Error as exc:
+        raise SourceError(f"source query {name!r} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        raw.text_factory = str
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _run(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[Any]]:
+    try:
+        result = conn.exec_driver_sql(query)
+    except sa.exc.OperationalError as exc:
+        if isinstance(exc.orig, sqlite3.OperationalError):
+            raise exc.orig from exc  # perhaps undecodable text in the first row: the caller retries
+        raise SourceError(f"source query {name!r} failed: {type(exc).__name__}: {exc.orig}") from exc
+    except sa.exc.SQLAlchemyError as exc:
+        detail = getattr(exc, "orig", None) or exc
+        raise SourceError(f"source query {name!r} failed: {type(exc).__name__}: {detail}") from exc
+    cols = [c.lower() for c in result.keys()]  # noqa: SIM118 (a Result is not a dict)
+    try:
+        return cols, result.cursor.fetchall()  # raw driver rows: SQLAlchemy's Row objects cost 4x here
+    except UnicodeDecodeError as exc:  # a server-side encoding (SQL_ASCII) that holds other bytes
+        raise SourceError(f"source query {name!r} returned text the driver cannot decode: {exc}") from exc
+
+
+def _read(conn: sa.Connection, name: str, query: str) -> tuple[tuple[Any, ...], str]:
+    """One query's rows as model records, and their digest."""
+    model, convs = _SHAPES[name]
+    fields: tuple[str, ...] = model._fields  # type: ignore[attr-defined]
+    cols, rows = _fetch(conn, name, query)
+    missing = [f for f in fields if f not in cols]
+    if missing:
+        raise SourceError(f"source query {name!r} lacks column(s) {missing}; it returned {cols}")
+    digest = _digest(name, cols, rows)
+    idx = [cols.index(f) for f in fields]
+    conv = [convs.get(f, _str) for f in fields]
+    if not rows:
+        return (), digest
+    # Column-wise: transpose in C, convert only columns whose values need it, rebuild.
+    cols = list(zip(*rows))
+    out_cols = []
+    for i, c in zip(idx, conv):
+        col = cols[i]
+        types = _types(col)
+        if types <= _AS_READ.get(c, frozenset()):
+            out_cols.append(col)  # the driver's values are already what the model holds
+        elif c is _iso and types <= _STR_TYPES and all(len(v) == 10 for v in col if v is not None):
+            out_cols.append(col)  # already ISO dates as text (SQLite)
+        else:
+            out_cols.append(tuple(map(c, col)))
+    return tuple(map(model, *out_cols)), digest
+
+
+_STR_TYPES = frozenset({str, type(None)})
+_INT_TYPES = frozenset({int, type(None)})
+_AS_READ: dict[_Conv, frozenset[type]] = {_str: _STR_TYPES, _int: _INT_TYPES}
+
+
+def _types(col: tuple[Any, ...]) -> set[type]:
+    return set(map(type, col))
+
+
+@contextmanager
+def _read_only(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection in one read-only transaction; SourceError when the database is unreachable."""
+    try:
+        with engine.connect() as conn:
+            sqlite = engine.dialect.name == "sqlite"
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA query_only = ON")
+            elif engine.dialect.name in ("postgresql", "mysql", "mariadb"):
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+                if sqlite:  # the pragma outlives the transaction: do not leave a pooled connection read-only
+                    conn.exec_driver_sql("PRAGMA query_only = OFF")
+    except sa.exc.OperationalError as exc:
+        raise SourceError(f"cannot read the source database: {exc.orig or exc}") from exc
+
+
+def read_snapshot(engine: sa.Engine, queries: Mapping[str, str] | None = None) -> SourceSnapshot:
+    """Read every table of the source in one read-only transaction."""
+    q = {**DEFAULT_QUERIES, **(queries or {})}
+    data: dict[str, Any] = {}
+    digests: dict[str, str] = {}
+    with _read_only(engine) as conn:
+        for name in _SHAPES:
+            data[name], digests[name] = _read(conn, name, q[name])
+    return SourceSnapshot(**data, digests=digests)
+
+
+def source_unchanged(
+    engine: sa.Engine, queries: Mapping[str, str] | None, digests: Mapping[str, str]
+) -> bool:
+    """True when every query returns exactly the rows these digests were made from.
+
+    Reads and hashes without converting anything; stops at the first query that differs.
+    """
+    q = {**DEFAULT_QUERIES, **(queries or {})}
+    if set(digests) != set(_SHAPES):
+        return False
+    with _read_only(engine) as conn:
+        for name in _SHAPES:
+            cols, rows = _fetch(conn, name, q[name])
+            if _digest(name, cols, rows) != digests[name]:
+                return False
+            del rows
+    return True
+
+
+def source_engine(url: str) -> sa.Engine:
+    """An engine for the source database (no pooling: one read per run)."""
+    return sa.create_engine(url, poolclass=sa.pool.NullPool)
