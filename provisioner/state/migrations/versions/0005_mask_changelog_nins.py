@@ -18,7 +18,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from alembic import op
 
-from provisioner.nin import mask_error, mask_nins
+from provisioner.core.nin import mask_error, mask_nins
 
 revision = "0005"
 down_revision = "0004"
