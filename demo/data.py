@@ -267,11 +267,11 @@ class _Builder:
         teachers = [(sid, pid) for sid in sids for pid in self.pools[sid]]
         if len(sids) < 2 or not teachers:
             return
-        start = dt.date(self.y, 8, 1).isoformat()
+        begins = dt.date(self.y, 8, 1).isoformat()
         for sid, pid in rng.sample(teachers, min(len(teachers), max(2, round(0.03 * len(teachers))))):
             other = rng.choice([s for s in sids if s != sid])
-            end = self.year_end.isoformat() if rng.random() < 0.5 else None
-            emp_rows.append((f"A{len(emp_rows) + 1:07d}", pid, other, "teacher", start, end))
+            ends = self.year_end.isoformat() if rng.random() < 0.5 else None
+            emp_rows.append((f"A{len(emp_rows) + 1:07d}", pid, other, "teacher", begins, ends))
             self.pools[other].append(pid)
 
     # -- students and guardians ----------------------------------------------------
@@ -472,10 +472,10 @@ class _Builder:
                 if c.vgs:
                     half = (len(members) + 1) // 2
                     for h, part in enumerate((members[:half], members[half:]), 1):
-                        g = f"{c.short}-{yy}-KG-{name}-{h}"
-                        self._group(g, c, "contact", f"Kontaktgruppe {name}-{h}", None, start, end, part, 1)
-            for code, chosen in items:
-                if chosen is None:  # whole classes, possibly several classes together
+                        kg = f"{c.short}-{yy}-KG-{name}-{h}"
+                        self._group(kg, c, "contact", f"Kontaktgruppe {name}-{h}", None, start, end, part, 1)
+            for code, picked in items:
+                if picked is None:  # whole classes, possibly several classes together
                     k = len(c.letters)
                     total = sum(len(m) for m in c.members)
                     g = min(k, max(1, math.ceil(total / cap)))
@@ -488,7 +488,7 @@ class _Builder:
                         self._group(f"{c.short}-{yy}-{code}-{c.prefix}{tag}", c, "teaching", gname, code,
                                     start, end, members, None)  # fmt: skip
                 else:  # a chosen subject: its students split into groups
-                    pids = chosen[0]
+                    pids = picked[0]
                     if not pids:
                         continue
                     g = math.ceil(len(pids) / min(cap, _ALT_GROUP_MAX))

@@ -17,7 +17,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -187,7 +187,8 @@ def _run(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[An
         raise SourceError(f"source query {name!r} failed: {type(exc).__name__}: {detail}") from exc
     cols = [c.lower() for c in result.keys()]  # noqa: SIM118 (a Result is not a dict)
     try:
-        return cols, result.cursor.fetchall()  # raw driver rows: SQLAlchemy's Row objects cost 4x here
+        # Raw driver rows (a list): SQLAlchemy's Row objects cost 4x here.
+        return cols, cast(list[Any], result.cursor.fetchall())
     except UnicodeDecodeError as exc:  # a server-side encoding (SQL_ASCII) that holds other bytes
         raise SourceError(f"source query {name!r} returned text the driver cannot decode: {exc}") from exc
 
@@ -206,10 +207,10 @@ def _read(conn: sa.Connection, name: str, query: str) -> tuple[tuple[Any, ...], 
     if not rows:
         return (), digest
     # Column-wise: transpose in C, convert only columns whose values need it, rebuild.
-    cols = list(zip(*rows))
-    out_cols = []
+    columns = list(zip(*rows))
+    out_cols: list[tuple[Any, ...]] = []
     for i, c in zip(idx, conv):
-        col = cols[i]
+        col = columns[i]
         types = _types(col)
         if types <= _AS_READ.get(c, frozenset()):
             out_cols.append(col)  # the driver's values are already what the model holds
@@ -220,8 +221,8 @@ def _read(conn: sa.Connection, name: str, query: str) -> tuple[tuple[Any, ...], 
     return tuple(map(model, *out_cols)), digest
 
 
-_STR_TYPES = frozenset({str, type(None)})
-_INT_TYPES = frozenset({int, type(None)})
+_STR_TYPES: frozenset[type] = frozenset({str, type(None)})
+_INT_TYPES: frozenset[type] = frozenset({int, type(None)})
 _AS_READ: dict[_Conv, frozenset[type]] = {_str: _STR_TYPES, _int: _INT_TYPES}
 
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy.exc import OperationalError
@@ -71,7 +71,7 @@ class Ctx:
         return self._store
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> None:
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print an error and exit with the given code."""
     click.echo(f"bas: {message}", err=True)
     sys.exit(code)

@@ -26,7 +26,7 @@ branch_labels = None
 depends_on = None
 
 _BATCH = 5000
-_CHANGELOG = {
+_CHANGELOG: dict[str, Callable[[str], str]] = {
     "key": mask_nins,
     "username": mask_nins,
     "before": mask_nins,
@@ -34,7 +34,7 @@ _CHANGELOG = {
     "reason": mask_nins,
     "error": mask_error,
 }
-_RUNS = {"summary": mask_error, "error": mask_error}
+_RUNS: dict[str, Callable[[str], str]] = {"summary": mask_error, "error": mask_error}
 
 
 def _mask_table(name: str, pk: str, columns: dict[str, Callable[[str], str]]) -> None:
