@@ -199,7 +199,9 @@ class LdapLink:
             if _is_tls_failure(exc):  # a certificate the CA file does not vouch for: config, not luck
                 raise self._fail(FatalError, f"TLS with {self.url} failed: {_short(exc)}") from exc
             self._failed_opens += 1
-            raise self._fail(TransientError, f"cannot reach {self.url}: {_short(exc)}") from exc
+            raise self._fail(
+                TransientError, f"cannot reach {self.url}: cannot connect ({_short(exc)})"
+            ) from exc
         except lx.LDAPException as exc:
             _quiet_unbind(conn)
             self._failed_opens += 1
