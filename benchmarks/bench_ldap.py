@@ -91,8 +91,9 @@ def feide_config(base: str, url: str) -> FeideConfig:
         mode="apply",
         base_dn=base,
         url=url,
+        start_tls=True,  # as BAS must; the link itself is built by feide_link
         bind_dn=ADMIN_DN,
-        password_file="unused",  # the session is built here with the password, not from a file
+        password_file="unused",  # the link is built here with the password, not from a file
         user_password_template=PASSWORD_TEMPLATE,
         page_size=1000,
     )
