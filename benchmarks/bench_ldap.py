@@ -42,14 +42,13 @@ import ldap3  # noqa: E402
 from bench_feide_ldif import OWNER, build  # noqa: E402
 
 from connectors import passwords as pw  # noqa: E402
-from connectors.ad.connector import UAC_DISABLED, UAC_NORMAL, USER_CLASSES, ADConnector, ldap_values  # noqa: E402
+from connectors.ad.connector import UAC_DISABLED, UAC_NORMAL, USER_CLASSES, ADConnector, entry_attrs  # noqa: E402
 from connectors.feide.ldap import FeideLdapConnector  # noqa: E402
 from connectors.feide.reconcile import reconcile  # noqa: E402
 from connectors.ldap.codes import Dialect  # noqa: E402
 from connectors.ldap.ldif import values_of  # noqa: E402
 from connectors.ldap.link import LdapLink  # noqa: E402
 from mappings import ad, feide  # noqa: E402
-from mappings.ad import PLACEMENT_ATTRS  # noqa: E402
 from mappings.base import MappingContext  # noqa: E402
 from mappings.feide import container_entries  # noqa: E402
 from provisioner.config import ADConfig, FeideConfig  # noqa: E402
@@ -244,8 +243,7 @@ def bench_ad(workdir: Path, state: DesiredState, users: int) -> None:
                     conn.add(ou, ["top", "organizationalUnit"])
                 for c in bare:
                     dn = f"CN={dns.escape(str(c.attrs['cn']))},{c.attrs['ou']}"
-                    attrs = {k: ldap_values(v) for k, v in c.attrs.items() if k not in PLACEMENT_ATTRS}
-                    attrs = {k: v for k, v in attrs.items() if v}
+                    attrs = entry_attrs(c.attrs)
                     attrs["userAccountControl"] = UAC_NORMAL | UAC_DISABLED
                     ok = conn.add(dn, USER_CLASSES, attrs)
                     secret = pw.generate(16, [c.username or "", str(c.attrs.get("displayName") or "")])

@@ -93,6 +93,12 @@ def ldap_values(value: Any) -> list[Any]:
     return [] if value == "" else [value]
 
 
+def entry_attrs(mapped: Mapping[str, Any]) -> dict[str, Any]:
+    """A new entry's attributes: the mapped ones as LDAP values, placement and empty ones left out."""
+    values = ((k, ldap_values(v)) for k, v in mapped.items() if k not in PLACEMENT_ATTRS)
+    return {k: v for k, v in values if v}
+
+
 class ADConnector:
     """Applies AD changes over one LDAP link (see the module docstring for the rules)."""
 
@@ -266,10 +272,7 @@ class ADConnector:
         if existing is not None:
             return self._adopt(c, *existing)
         dn = self._user_dn(c.attrs)
-        attrs = {
-            k: v for k, v in ((k, ldap_values(v)) for k, v in c.attrs.items() if k not in PLACEMENT_ATTRS)
-        }
-        attrs = {k: v for k, v in attrs.items() if v}
+        attrs = entry_attrs(c.attrs)
         attrs["userAccountControl"] = UAC_NORMAL | UAC_DISABLED  # disabled until it has a password
         self._add_placed(dn, USER_CLASSES, attrs)
         entry = self.link.read(dn, ["objectGUID"], what=f"read {dn}")
@@ -456,8 +459,7 @@ class ADConnector:
                     guid_dn(anchor), {"description": [(ldap3.MODIFY_REPLACE, desc)]}, f"update group {c.key}"
                 )
             return Applied(anchor=anchor, note="already existed")
-        attrs = {k: ldap_values(v) for k, v in c.attrs.items() if k not in PLACEMENT_ATTRS}
-        attrs = {k: v for k, v in attrs.items() if v}
+        attrs = entry_attrs(c.attrs)
         attrs["groupType"] = GLOBAL_SECURITY_GROUP
         self._add_placed(dn, GROUP_CLASSES, attrs)
         entry = self.link.read(dn, ["objectGUID"], what=f"read {dn}")

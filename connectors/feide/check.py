@@ -225,9 +225,9 @@ class Checker:
                         self._err(dn, "go-group", f"group values of {key[2]} disagree on its dates: {v}")
                     wanted[key] = gid_value
             elif v.startswith(GO_GROUPID):
-                key = self._groupid_value(dn, v)
-                if key:
-                    groupids.setdefault(key, []).append(v)
+                gkey = self._groupid_value(dn, v)
+                if gkey:
+                    groupids.setdefault(gkey, []).append(v)
         for key, gid_value in wanted.items():
             have = groupids.get(key, [])
             if len(have) != 1:

@@ -266,7 +266,7 @@ class FeideLdapConnector:
         if change.anchor and not is_dn(change.anchor):
             return change.anchor
         got = self._read(dn, ["entryUUID"]) or {}
-        return (got.get("entryUUID") or [change.anchor])[0]
+        return next(iter(got.get("entryUUID") or ()), change.anchor)
 
     def _uuid_of(self, res: Reply, dn: str) -> str | None:
         """The entryUUID from a write's post-read control (read back when the server sent none)."""
@@ -277,7 +277,7 @@ class FeideLdapConnector:
                 v = vals[0]
                 return v.decode("utf-8") if isinstance(v, bytes) else str(v)
         got = self._read(dn, ["entryUUID"]) or {}
-        return (got.get("entryUUID") or [None])[0]
+        return next(iter(got.get("entryUUID") or ()), None)
 
     def _bring_up_to_date(
         self, dn: str, entry: Mapping[str, list[str]], optional: frozenset[str]
@@ -301,7 +301,7 @@ class FeideLdapConnector:
         for name in optional:
             if name not in entry and lower.get(name.lower()):
                 mods[name] = [(MODIFY_REPLACE, [])]
-        uuid = (lower.get("entryuuid") or [None])[0]
+        uuid = next(iter(lower.get("entryuuid") or ()), None)
         if mods:
             uuid = self._uuid_of(self._modify(dn, mods), dn)
         return uuid, len(mods)

@@ -394,12 +394,13 @@ class LdapLink:
         size = page_size or self.page_size
         cookie: bytes | None = None
         while True:
-            res = self._call(
-                what,
-                lambda c, ck=cookie: c.search(
+
+            def page(c: ldap3.Connection, ck: bytes | None = cookie) -> Any:
+                return c.search(
                     base, filt, ldap3.SUBTREE, attributes=list(attrs), paged_size=size, paged_cookie=ck
-                ),
-            )
+                )
+
+            res = self._call(what, page)
             self.check(res, what)
             yield from _entries(res)
             ctrl = (res.get("controls") or {}).get(PAGED_RESULTS) or {}
