@@ -42,16 +42,17 @@ import ldap3  # noqa: E402
 from bench_feide_ldif import OWNER, build  # noqa: E402
 
 from connectors import passwords as pw  # noqa: E402
-from connectors.ad.connector import UAC_DISABLED, UAC_NORMAL, USER_CLASSES, ADConnector, ldap_values  # noqa: E402
+from connectors.ad.connector import UAC_DISABLED, UAC_NORMAL, USER_CLASSES, ADConnector, entry_attrs  # noqa: E402
 from connectors.feide.ldap import FeideLdapConnector  # noqa: E402
 from connectors.feide.reconcile import reconcile  # noqa: E402
+from connectors.ldap.codes import Dialect  # noqa: E402
 from connectors.ldap.ldif import values_of  # noqa: E402
-from connectors.ldap.session import LdapSession  # noqa: E402
+from connectors.ldap.link import LdapLink  # noqa: E402
 from mappings import ad, feide  # noqa: E402
-from mappings.ad import PLACEMENT_ATTRS  # noqa: E402
 from mappings.base import MappingContext  # noqa: E402
-from mappings.feide import container_entries, escape_dn_value  # noqa: E402
+from mappings.feide import container_entries  # noqa: E402
 from provisioner.config import ADConfig, FeideConfig  # noqa: E402
+from provisioner.core import dn as dns  # noqa: E402
 from provisioner.core.model import DesiredState  # noqa: E402
 from provisioner.core.plan import Change, Op  # noqa: E402
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, SlapdServer  # noqa: E402
@@ -89,10 +90,18 @@ def feide_config(base: str, url: str) -> FeideConfig:
         mode="apply",
         base_dn=base,
         url=url,
+        start_tls=True,  # as BAS must; the link itself is built by feide_link
         bind_dn=ADMIN_DN,
-        password_file="unused",  # the session is built here with the password, not from a file
+        password_file="unused",  # the link is built here with the password, not from a file
         user_password_template=PASSWORD_TEMPLATE,
         page_size=1000,
+    )
+
+
+def feide_link(server: SlapdServer) -> LdapLink:
+    """The link the live Feide connector uses: StartTLS against the server's CA."""
+    return LdapLink(
+        server.url, bind_dn=ADMIN_DN, password=ADMIN_PASSWORD, start_tls=True, ca_file=str(server.ca_file)
     )
 
 
@@ -102,8 +111,7 @@ def bench_feide(server: SlapdServer, state: DesiredState, persons: int) -> None:
     fcfg = feide_config(f"dc=conn{tag},{SUFFIX}", server.url)
     changes = feide_changes(state, fcfg, persons)
     n = len(changes)
-    session = LdapSession(server.url, ADMIN_DN, ADMIN_PASSWORD)
-    connector = FeideLdapConnector(fcfg, OWNER, session)
+    connector = FeideLdapConnector(fcfg, OWNER, feide_link(server))
     anchors: dict[str, str | None] = {}
 
     def run_connector() -> None:
@@ -119,14 +127,16 @@ def bench_feide(server: SlapdServer, state: DesiredState, persons: int) -> None:
     # The same entries (as the connector writes them, userPassword included) under another base.
     bcfg = feide_config(f"dc=bare{tag},{SUFFIX}", server.url)
     bare_changes = feide_changes(state, bcfg, persons)
-    shaper = FeideLdapConnector(bcfg, OWNER, LdapSession(server.url, None, None))
+    shaper = FeideLdapConnector(bcfg, OWNER, feide_link(server))
     entries = [(str(c.attrs["dn"]), shaper._entry(c)) for c in bare_changes]
     containers = [(dn, {k: values_of(v) for k, v in a.items()}) for dn, a in container_entries(bcfg)]
     entries = entries[:1] + containers + entries[1:]  # org, containers, units, persons
-    # Connected as the connector's session connects (no schema read, so no client-side checks).
-    conn = ldap3.Connection(
-        ldap3.Server(server.url, get_info=ldap3.NONE), ADMIN_DN, ADMIN_PASSWORD, auto_bind=True
-    )
+    # Connected as the connector's link connects (StartTLS, no schema read, so no client-side checks).
+    tls = ldap3.Tls(ca_certs_file=str(server.ca_file), validate=ssl.CERT_REQUIRED)
+    conn = ldap3.Connection(ldap3.Server(server.url, get_info=ldap3.NONE, tls=tls), ADMIN_DN, ADMIN_PASSWORD)
+    conn.open()
+    conn.start_tls()
+    conn.bind()
 
     def run_bare() -> int:
         failed = 0
@@ -155,9 +165,9 @@ def bench_feide(server: SlapdServer, state: DesiredState, persons: int) -> None:
         }
         for c in changes
     ]
-    session = LdapSession(server.url, ADMIN_DN, ADMIN_PASSWORD)
-    secs_rec, drift = clock(lambda: reconcile(session, fcfg, stored))
-    session.close()
+    link = feide_link(server)
+    secs_rec, drift = clock(lambda: reconcile(link, fcfg, stored))
+    link.close()
     print(f"Feide no-op reconcile: {len(stored)} stored objects, {len(drift)} drift")
     line("reconcile (read back + compare)", len(stored), secs_rec)
 
@@ -173,19 +183,20 @@ def ad_changes(state: DesiredState, acfg: ADConfig, users: int) -> list[Change]:
 
 def bench_ad(workdir: Path, state: DesiredState, users: int) -> None:
     """ADConnector creates vs a bare add / unicodePwd / enable loop on one LDAPS connection."""
-    from connectors.ad.link import ADLink
     from tests.samba_dc import start_dc
 
     dc = start_dc(workdir)
     try:
         print(f"AD (Samba DC {dc.url}, started in {dc.started_in:.1f} s): {users} users with passwords")
-        admin = ADLink(
+        admin = LdapLink(
             dc.url,
             bind_dn=dc.admin_dn,
             password=dc.admin_password,
             ca_file=str(dc.ca_file),
             tls_server_name=dc.tls_name,
             timeout=60,
+            dialect=Dialect.AD,
+            label="AD",
         )
         tag = secrets.token_hex(3)
         base_c, base_b = f"OU=bconn{tag},{dc.domain_dn}", f"OU=bbare{tag},{dc.domain_dn}"
@@ -194,13 +205,15 @@ def bench_ad(workdir: Path, state: DesiredState, users: int) -> None:
         try:
             acfg = ADConfig(base_dn=base_c, initial_passwords=False, password_length=16)
             changes = ad_changes(state, acfg, users)
-            link = ADLink(
+            link = LdapLink(
                 dc.url,
                 bind_dn=dc.admin_dn,
                 password=dc.admin_password,
                 ca_file=str(dc.ca_file),
                 tls_server_name=dc.tls_name,
                 timeout=60,
+                dialect=Dialect.AD,
+                label="AD",
             )
             connector = ADConnector(acfg, link, password_dir=None, name="ad")
 
@@ -229,9 +242,8 @@ def bench_ad(workdir: Path, state: DesiredState, users: int) -> None:
                 for ou in ous + [f"OU=Grupper,{base_b}", f"OU=Deaktiverte,{base_b}"]:
                     conn.add(ou, ["top", "organizationalUnit"])
                 for c in bare:
-                    dn = f"CN={escape_dn_value(str(c.attrs['cn']))},{c.attrs['ou']}"
-                    attrs = {k: ldap_values(v) for k, v in c.attrs.items() if k not in PLACEMENT_ATTRS}
-                    attrs = {k: v for k, v in attrs.items() if v}
+                    dn = f"CN={dns.escape(str(c.attrs['cn']))},{c.attrs['ou']}"
+                    attrs = entry_attrs(c.attrs)
                     attrs["userAccountControl"] = UAC_NORMAL | UAC_DISABLED
                     ok = conn.add(dn, USER_CLASSES, attrs)
                     secret = pw.generate(16, [c.username or "", str(c.attrs.get("displayName") or "")])
@@ -266,7 +278,7 @@ def main() -> None:
     args = ap.parse_args()
     state = build(max(0.1, args.persons / 100_000))
     with tempfile.TemporaryDirectory(prefix="bas-bench-ldap-") as tmp:
-        server = SlapdServer(Path(tmp) / "slapd")
+        server = SlapdServer(Path(tmp) / "slapd", tls=True)  # BAS talks LDAP only over TLS
         server.start()
         try:
             bench_feide(server, state, args.persons)

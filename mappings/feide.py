@@ -59,9 +59,8 @@ import unicodedata
 from typing import Any
 from urllib.parse import quote
 
-from ldap3.utils.dn import escape_rdn, parse_dn, to_dn
-
 from mappings.base import MappingContext
+from provisioner.core import dn as dns
 from provisioner.core.model import (
     BASIS,
     GUARDIAN,
@@ -82,13 +81,11 @@ __all__ = [
     "OPTIONAL_ATTRS",
     "PLACEMENT_ATTRS",
     "container_entries",
-    "escape_dn_value",
     "go_encode",
     "go_values",
     "map_state",
     "org_dn",
     "person_dn",
-    "unescape_rdn_value",
     "unit_dn",
 ]
 
@@ -139,32 +136,6 @@ def go_values(group: DesiredGroup, school_org_number: str) -> tuple[dict[str, st
     return by_role, groupid
 
 
-def escape_dn_value(value: str) -> str:
-    """An attribute value escaped for a DN (RFC 4514) with ldap3's escape_rdn.
-
-    On top of escape_rdn: every '#' is escaped (escape_rdn does only a leading one;
-    RFC 4514 allows ``\\#`` anywhere and ldap3's own DN parser insists on it), and NUL is
-    written as the hex pair ``\\00``.
-    """
-    if not value:
-        raise ValueError("an RDN value cannot be empty")
-    escaped = escape_rdn(value)
-    if "#" not in escaped and "\x00" not in escaped:
-        return escaped
-    out = []
-    i = 0
-    while i < len(escaped):
-        c = escaped[i]
-        if c == "\\":  # an escape pair from escape_rdn: keep it whole
-            nxt = escaped[i + 1]
-            out.append("\\00" if nxt == "\x00" else c + nxt)
-            i += 2
-            continue
-        out.append("\\#" if c == "#" else c)
-        i += 1
-    return "".join(out)
-
-
 def org_dn(ctx: MappingContext) -> str:
     """DN of the owner's norEduOrg entry (the configured base DN)."""
     return ctx.target.base_dn
@@ -172,12 +143,12 @@ def org_dn(ctx: MappingContext) -> str:
 
 def person_dn(username: str, ctx: MappingContext) -> str:
     """DN of a person entry: ``uid=<username>,<people_ou>,<base_dn>``."""
-    return f"uid={escape_dn_value(username)},{ctx.target.people_ou},{ctx.target.base_dn}"
+    return f"uid={dns.escape(username)},{ctx.target.people_ou},{ctx.target.base_dn}"
 
 
 def unit_dn(school_org_number: str, ctx: MappingContext) -> str:
     """DN of a school entry: ``norEduOrgUnitUniqueIdentifier=NO<orgnr>,<units_ou>,<base_dn>``."""
-    rdn = escape_dn_value("NO" + school_org_number)
+    rdn = dns.escape("NO" + school_org_number)
     return f"norEduOrgUnitUniqueIdentifier={rdn},{ctx.target.units_ou},{ctx.target.base_dn}"
 
 
@@ -187,8 +158,7 @@ def _org_object(ctx: MappingContext) -> TargetObject:
     classes = list(ORG_CLASSES)
     attrs: dict[str, Any] = {"dn": dn, "objectClass": classes, "o": [owner.name]}
     # The entry must hold its own RDN value: dc=... needs dcObject, o=... an o value.
-    rdn_attr, rdn_value, _ = parse_dn(dn)[0]
-    rdn_value = unescape_rdn_value(rdn_value)
+    rdn_attr, rdn_value = dns.parse(dn)[0][0]
     if rdn_attr.lower() == "dc":
         classes.insert(1, "dcObject")
         attrs["dc"] = rdn_value
@@ -217,39 +187,16 @@ def container_entries(target: Any) -> list[tuple[str, dict[str, Any]]]:
     base = target.base_dn
     out: dict[str, dict[str, Any]] = {}
     for rel in (target.people_ou, target.units_ou):
-        parts = to_dn(rel)
+        parts, pairs = dns.rdns(rel), dns.parse(rel)
         for i in range(len(parts) - 1, -1, -1):
-            dn = ",".join([*parts[i:], base])
-            attr, _, value = parts[i].partition("=")
-            attr, value = attr.strip(), unescape_rdn_value(value.strip())
+            dn = dns.join(*parts[i:], base)
+            attr, value = pairs[i][0]
             if attr.lower() == "ou":
                 attrs: dict[str, Any] = {"objectClass": ["top", "organizationalUnit"], "ou": value}
             else:
                 attrs = {"objectClass": ["top", "extensibleObject"], attr: value}
             out.setdefault(dn, attrs)
     return list(out.items())
-
-
-def unescape_rdn_value(value: str) -> str:
-    """RFC 4514 unescaping of one RDN value as parse_dn/to_dn return it (``\\,`` and ``\\2C``)."""
-    if "\\" not in value:
-        return value
-    out = bytearray()
-    i = 0
-    while i < len(value):
-        c = value[i]
-        if c == "\\" and i + 1 < len(value):
-            pair = value[i + 1 : i + 3]
-            if len(pair) == 2 and all(ch in "0123456789abcdefABCDEF" for ch in pair):
-                out.append(int(pair, 16))
-                i += 3
-                continue
-            out.extend(value[i + 1].encode("utf-8"))
-            i += 2
-            continue
-        out.extend(c.encode("utf-8"))
-        i += 1
-    return out.decode("utf-8")
 
 
 def _primary_affiliation(p: DesiredPerson, roles: set[str]) -> str:

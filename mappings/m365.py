@@ -3,8 +3,8 @@
 Owns what Microsoft 365 holds for a school owner (plan only for now; the live Graph
 connector comes later): one user per student and employee and one group per SIS group
 and per school-wide group. Guardians never go to Microsoft 365, and neither does the
-NIN. Pure, no I/O. Group names come from ``mappings.ad`` so a group is called the same
-in AD and Microsoft 365.
+NIN. Pure, no I/O. Group names come from ``mappings.common`` so a group is called the
+same in AD and Microsoft 365.
 
 Users (kind ``person``, key person_id): userPrincipalName (``username@`` upn_domain or the
 owner's mail domain), mailNickname (username), displayName, givenName, surname,
@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mappings.ad import (
+from mappings.base import MappingContext
+from mappings.common import (
     account_group_keys,
     cut,
     group_account_names,
@@ -39,7 +40,6 @@ from mappings.ad import (
     held_persons,
     main_role,
 )
-from mappings.base import MappingContext
 from provisioner.core.model import SCHOOL_WIDE, TEACHER, DesiredState, TargetObject
 
 __all__ = ["PLACEMENT_ATTRS", "map_state"]

@@ -13,7 +13,8 @@ from typing import Any
 
 import ldap3
 
-from connectors.ad.link import ADLink, Entry, guid_dn, text
+from connectors.ldap.codes import Dialect
+from connectors.ldap.link import Entry, LdapLink, escape_filter, guid_dn, text
 from provisioner.run import runner
 from provisioner.run.runner import RunOutcome
 from provisioner.state.store import StateStore
@@ -21,7 +22,7 @@ from tests.samba_dc import SambaDC
 from tests.sisbuilder import Sis, make_config
 
 
-def admin_link(dc: SambaDC, url: str | None = None, **kw: Any) -> ADLink:
+def admin_link(dc: SambaDC, url: str | None = None, **kw: Any) -> LdapLink:
     """A link bound as the domain Administrator over LDAPS, validating the DC's certificate."""
     opts: dict[str, Any] = {
         "bind_dn": dc.admin_dn,
@@ -29,9 +30,11 @@ def admin_link(dc: SambaDC, url: str | None = None, **kw: Any) -> ADLink:
         "ca_file": str(dc.ca_file),
         "tls_server_name": dc.tls_name,
         "timeout": 10,
+        "dialect": Dialect.AD,
+        "label": "AD",
         **kw,
     }
-    return ADLink(url or dc.url, **opts)
+    return LdapLink(url or dc.url, **opts)
 
 
 class ADEnv:
@@ -85,9 +88,7 @@ class ADEnv:
 
     def by_employee_id(self, pid: str) -> list[Entry]:
         """Users under the base with this employeeID."""
-        from ldap3.utils.conv import escape_filter_chars
-
-        return self.admin.search(self.base, f"(employeeID={escape_filter_chars(pid)})", ["*", "objectGUID"])
+        return self.admin.search(self.base, f"(employeeID={escape_filter(pid)})", ["*", "objectGUID"])
 
     def ous(self) -> set[str]:
         """Lowercased DNs of the OUs under the base."""

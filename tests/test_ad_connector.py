@@ -10,8 +10,9 @@ from pathlib import Path
 import ldap3
 import pytest
 
-from connectors.ad.link import guid_text, parent_dn, text
 from connectors.base import FatalError, RejectedError, TransientError
+from connectors.ldap.link import guid_text, text
+from provisioner.core.dn import parent as parent_dn
 from provisioner.core.plan import Change, Op
 from provisioner.run.runner import EXIT_TARGET_FAILED
 from tests.adtest import ADEnv, can_bind, uac
@@ -534,7 +535,7 @@ def test_fatal_errors(env: ADEnv, settings: dict, match: str) -> None:
 
 
 def test_starttls_works_and_plain_ldap_is_refused(env: ADEnv) -> None:
-    from connectors.ad.link import ADLink
+    from connectors.ldap.link import LdapLink
     from provisioner.config import ConfigError
 
     conn = connector(env, url="ldap://127.0.0.1:389", start_tls=True)
@@ -547,7 +548,7 @@ def test_starttls_works_and_plain_ldap_is_refused(env: ADEnv) -> None:
         conn.close()
     with pytest.raises(ConfigError, match="start_tls"):
         env.configure(url="ldap://127.0.0.1:389")
-    plain = ADLink("ldap://127.0.0.1:389", bind_dn="x", password="y", ca_file=str(env.dc.ca_file))
+    plain = LdapLink("ldap://127.0.0.1:389", bind_dn="x", password="y", ca_file=str(env.dc.ca_file))
     with pytest.raises(FatalError, match="refusing"):
         plain.open()
     # Even an open link that is somehow not encrypted never sends a password (the fake has

@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 
 from connectors import passwords as pw
-from connectors.ad.link import first_rdn, guid_dn, parent_dn, ranged_chunk, same_dn, under
 from connectors.base import RejectedError
+from connectors.ldap.link import guid_dn, ranged_chunk
 from provisioner.config import ConfigError
+from provisioner.core.dn import is_under as under
+from provisioner.core.dn import parent as parent_dn
+from provisioner.core.dn import rdn as first_rdn
+from provisioner.core.dn import same as same_dn
 from tests.sisbuilder import make_config
 
 

@@ -14,10 +14,11 @@ import pytest
 from ldap3 import BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE
 
 from connectors.base import FatalError, RejectedError, TransientError
-from connectors.feide.ldap import FeideLdapConnector, norm_dn
+from connectors.feide.ldap import FeideLdapConnector
 from connectors.ldap import ldif
-from mappings.feide import escape_dn_value
 from provisioner.apply.executor import RetryPolicy, apply_plan
+from provisioner.core.dn import escape as escape_dn_value
+from provisioner.core.dn import normalize as norm_dn
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
 from provisioner.run import runner
 from provisioner.run.runner import EXIT_OK, EXIT_TARGET_FAILED, RunOutcome
@@ -236,14 +237,14 @@ def test_delete_and_a_repeated_delete(tmp_path: Path, slapd) -> None:
     assert slapd.write_ops() == before
 
 
-def connector(env: LiveEnv, **session: Any) -> FeideLdapConnector:
+def connector(env: LiveEnv, **link: Any) -> FeideLdapConnector:
     """A live connector for the env's config (as build_connector makes it)."""
     from provisioner.run.targets import build_connector
 
     conn = build_connector(env.cfg, "feide")
     assert isinstance(conn, FeideLdapConnector)
-    for k, v in session.items():
-        setattr(conn.session, k, v)
+    for k, v in link.items():
+        setattr(conn.link, k, v)
     return conn
 
 

@@ -10,8 +10,8 @@ from ldap3.utils.dn import parse_dn
 
 from mappings import ad as m
 from mappings.base import MappingContext, mapping_for
-from mappings.feide import escape_dn_value
 from provisioner.config import ADConfig
+from provisioner.core.dn import escape as escape_dn_value
 from provisioner.core.model import BASIS, STUDENT, DesiredState, TargetObject, school_group_key
 from tests.test_mapping_feide import (
     GUARDIAN_NIN,

@@ -16,6 +16,7 @@ from ldap3.utils.dn import parse_dn
 from mappings import feide as m
 from mappings.base import MappingContext, mapping_for
 from provisioner.config import FeideConfig, OwnerConfig
+from provisioner.core import dn as dns
 from provisioner.core.model import (
     BASIS,
     CONTACT,
@@ -382,7 +383,7 @@ def test_person_dn_escapes_and_round_trips(username: str) -> None:
     attr, value, _ = rdns[0]
     assert attr == "uid"
     assert unescape(value) == username
-    assert m.unescape_rdn_value(value) == username
+    assert dns.unescape(value) == username
 
 
 def test_odd_names_are_kept_as_values(objs) -> None:

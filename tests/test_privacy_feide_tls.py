@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connectors.base import FatalError
-from connectors.ldap.session import LdapSession
+from connectors.ldap.link import LdapLink
 from provisioner.config import ConfigError
 from tests.sisbuilder import make_config
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX
@@ -43,15 +43,16 @@ def test_config_refuses_plain_ldap(tmp_path: Path, settings: dict, error: str | 
 
 
 def test_session_refuses_to_bind_in_clear(slapd) -> None:  # noqa: ANN001
-    plain = LdapSession(slapd.url, ADMIN_DN, ADMIN_PASSWORD)
+    plain = LdapLink(slapd.url, bind_dn=ADMIN_DN, password=ADMIN_PASSWORD)
     with pytest.raises(FatalError, match="neither ldaps:// nor StartTLS"):
         plain.open()
-    secured = LdapSession(slapd.url, ADMIN_DN, ADMIN_PASSWORD, start_tls=True, ca_file=str(slapd.ca_file))
+    secured = LdapLink(
+        slapd.url, bind_dn=ADMIN_DN, password=ADMIN_PASSWORD, start_tls=True, ca_file=str(slapd.ca_file)
+    )
     try:
-        conn = secured.open()
-        assert conn.tls_started and conn.bound
-        assert secured.check(
-            secured.run("read", lambda c: c.search(SUFFIX, "(objectClass=*)", "BASE")), "read"
-        )
+        secured.open()
+        conn = secured._conn
+        assert conn is not None and conn.tls_started and conn.bound and secured.encrypted
+        assert secured.read(SUFFIX, ["1.1"]) is not None
     finally:
         secured.close()

@@ -38,30 +38,23 @@ from typing import Any
 
 import ldap3
 import structlog
-from ldap3.utils.conv import escape_filter_chars
 
 from connectors import passwords as pw
-from connectors.ad.link import (
+from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
+from connectors.ldap.codes import (
     ATTRIBUTE_OR_VALUE_EXISTS,
     ENTRY_ALREADY_EXISTS,
     NO_SUCH_ATTRIBUTE,
     NO_SUCH_OBJECT,
     NOT_ALLOWED_ON_NON_LEAF,
+    SUCCESS,
     UNWILLING_TO_PERFORM,
-    ADLink,
-    Entry,
-    first_rdn,
-    guid_dn,
-    guid_text,
-    parent_dn,
-    same_dn,
-    text,
-    under,
+    Dialect,
 )
-from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
+from connectors.ldap.link import Entry, LdapLink, escape_filter, guid_dn, guid_text, text
 from mappings.ad import PLACEMENT_ATTRS
-from mappings.feide import escape_dn_value
 from provisioner.config import ADConfig, Config, ConfigError, read_secret
+from provisioner.core import dn as dns
 from provisioner.core.plan import Change, Op
 
 log = structlog.get_logger("bas.ad")
@@ -91,11 +84,6 @@ USER_ATTRS = (
 GROUP_ATTRS = ("objectGUID", "sAMAccountName", "description", "cn")
 
 
-def under_base(rel: str, base: str) -> str:
-    """An OU setting as a full DN: relative ones (``OU=Grupper``) go under ``base``."""
-    return rel if under(rel, base) else f"{rel},{base}"
-
-
 def ldap_values(value: Any) -> list[Any]:
     """A mapped attribute value as LDAP values: empty strings and None mean no value."""
     if value is None:
@@ -105,13 +93,19 @@ def ldap_values(value: Any) -> list[Any]:
     return [] if value == "" else [value]
 
 
+def entry_attrs(mapped: Mapping[str, Any]) -> dict[str, Any]:
+    """A new entry's attributes: the mapped ones as LDAP values, placement and empty ones left out."""
+    values = ((k, ldap_values(v)) for k, v in mapped.items() if k not in PLACEMENT_ATTRS)
+    return {k: v for k, v in values if v}
+
+
 class ADConnector:
     """Applies AD changes over one LDAP link (see the module docstring for the rules)."""
 
     def __init__(
         self,
         config: ADConfig,
-        link: ADLink,
+        link: LdapLink,
         *,
         password_dir: Path | None,
         name: str = "ad",
@@ -120,12 +114,12 @@ class ADConnector:
         self.config = config
         self.link = link
         self.base_dn = config.base_dn
-        self.groups_ou = under_base(config.groups_ou, config.base_dn)
-        self.disabled_ou = under_base(config.disabled_ou, config.base_dn)
+        self.groups_ou = dns.within(config.groups_ou, config.base_dn)
+        self.disabled_ou = dns.within(config.disabled_ou, config.base_dn)
         self.password_dir = password_dir
         self._resolve: AnchorResolver | None = None
         self._files: pw.PasswordFiles | None = None
-        self._known_ous: set[str] = set()
+        self._known_ous: set[dns.Key] = set()
         self._domain: str | None = None
 
     @classmethod
@@ -146,7 +140,7 @@ class ADConnector:
         self._domain = (root and text(root, "defaultNamingContext")) or self.base_dn
         if self.link.read(self.base_dn, ["objectClass"], what=f"read base {self.base_dn}") is None:
             raise FatalError(f"AD: base_dn {self.base_dn} does not exist; create it or fix the config")
-        self._known_ous = {self.base_dn.lower()}
+        self._known_ous = {dns.normalize(self.base_dn)}
         self.ensure_ou(self.groups_ou)
         self.ensure_ou(self.disabled_ou)
 
@@ -187,36 +181,38 @@ class ADConnector:
 
     def ensure_ou(self, dn: str) -> None:
         """Create an OU (and missing OUs above it) under the base; the base itself is never created."""
-        if dn.lower() in self._known_ous:
+        if dns.normalize(dn) in self._known_ous:
             return
-        if not under(dn, self.base_dn) or same_dn(dn, self.base_dn):
+        if not dns.is_under(dn, self.base_dn) or dns.same(dn, self.base_dn):
             raise FatalError(f"AD: {dn} is outside base_dn {self.base_dn}; BAS creates OUs only below it")
-        name = first_rdn(dn)
+        name = dns.rdn(dn)
         if not name.upper().startswith("OU="):
             raise RejectedError(f"AD: {dn} is not an OU")
-        code = self.link.add(dn, ("top", "organizationalUnit"), {}, ok=(NO_SUCH_OBJECT, ENTRY_ALREADY_EXISTS))
+        code = self.link.add(
+            dn, ("top", "organizationalUnit"), {}, ok=(NO_SUCH_OBJECT, ENTRY_ALREADY_EXISTS)
+        ).code
         if code == NO_SUCH_OBJECT:
-            parent = parent_dn(dn)
-            if same_dn(parent, self.base_dn):
+            parent = dns.parent(dn)
+            if dns.same(parent, self.base_dn):
                 raise FatalError(f"AD: base_dn {self.base_dn} does not exist")
             self.ensure_ou(parent)
             self.link.add(dn, ("top", "organizationalUnit"), {}, ok=(ENTRY_ALREADY_EXISTS,))
-        self._known_ous.add(dn.lower())
+        self._known_ous.add(dns.normalize(dn))
 
     def _add_placed(self, dn: str, classes: Iterable[str], attrs: Mapping[str, Any]) -> None:
         """Add an entry, creating its OU first when the OU is missing."""
-        code = self.link.add(dn, tuple(classes), attrs, ok=(NO_SUCH_OBJECT,))
+        code = self.link.add(dn, tuple(classes), attrs, ok=(NO_SUCH_OBJECT,)).code
         if code == NO_SUCH_OBJECT:
-            self.ensure_ou(parent_dn(dn))
+            self.ensure_ou(dns.parent(dn))
             self.link.add(dn, tuple(classes), attrs)
 
     def _move_to(self, dn: str, rdn: str, parent: str, what: str) -> str:
         """modify_dn to ``rdn,parent`` (creating the OU when missing); returns the new DN."""
-        if same_dn(first_rdn(dn), rdn) and same_dn(parent_dn(dn), parent):
+        if dns.same(dns.rdn(dn), rdn) and dns.same(dns.parent(dn), parent):
             return dn
         self.ensure_ou(parent)
         self.link.move(dn, rdn, parent, what)
-        return f"{rdn},{parent}"
+        return dns.join(rdn, parent)
 
     # -- lookups ----------------------------------------------------------------------
 
@@ -237,7 +233,7 @@ class ADConnector:
         """The account a create should use instead of adding one, or None; RejectedError on conflict."""
         pid = str(c.attrs.get("employeeID") or c.key)
         who = f"person {c.key} ({c.username})"
-        found = self._find_user(f"(employeeID={escape_filter_chars(pid)})")
+        found = self._find_user(f"(employeeID={escape_filter(pid)})")
         if len(found) > 1:
             dns = "; ".join(e[0] for e in found)
             raise RejectedError(f"AD: {who}: several accounts have employeeID {pid}: {dns}")
@@ -245,7 +241,7 @@ class ADConnector:
         attr = self.config.adopt_fallback
         value = c.attrs.get(attr) if attr else None
         if not found and attr and value:
-            found = self._find_user(f"({attr}={escape_filter_chars(str(value))})")
+            found = self._find_user(f"({attr}={escape_filter(str(value))})")
             matched_by = attr
             other = text(found[0], "employeeID") if found else None
             if len(found) > 1 or (other and other != pid):
@@ -269,17 +265,14 @@ class ADConnector:
     # -- users ------------------------------------------------------------------------
 
     def _user_dn(self, attrs: Mapping[str, Any]) -> str:
-        return f"CN={escape_dn_value(str(attrs['cn']))},{attrs['ou']}"
+        return f"CN={dns.escape(str(attrs['cn']))},{attrs['ou']}"
 
     def _create_person(self, c: Change) -> Applied:
         existing = self._find_existing(c)
         if existing is not None:
             return self._adopt(c, *existing)
         dn = self._user_dn(c.attrs)
-        attrs = {
-            k: v for k, v in ((k, ldap_values(v)) for k, v in c.attrs.items() if k not in PLACEMENT_ATTRS)
-        }
-        attrs = {k: v for k, v in attrs.items() if v}
+        attrs = entry_attrs(c.attrs)
         attrs["userAccountControl"] = UAC_NORMAL | UAC_DISABLED  # disabled until it has a password
         self._add_placed(dn, USER_CLASSES, attrs)
         entry = self.link.read(dn, ["objectGUID"], what=f"read {dn}")
@@ -325,7 +318,7 @@ class ADConnector:
             raise RejectedError(
                 f"AD: person {c.key}: {dn} is a privileged or system account; not adopting it"
             )
-        rdn = f"CN={escape_dn_value(str(c.attrs['cn']))}"
+        rdn = f"CN={dns.escape(str(c.attrs['cn']))}"
         dn = self._move_to(dn, rdn, str(c.attrs["ou"]), f"move {dn} into place")
         mods: dict[str, Any] = {}
         for k, v in c.attrs.items():
@@ -366,7 +359,7 @@ class ADConnector:
         }
         if not mods:
             return Applied(anchor=anchor, note="nothing to write")
-        code = self.link.modify(guid_dn(anchor), mods, f"update {c.kind} {c.key}", ok=(NO_SUCH_OBJECT,))
+        code = self.link.modify(guid_dn(anchor), mods, f"update {c.kind} {c.key}", ok=(NO_SUCH_OBJECT,)).code
         if code == NO_SUCH_OBJECT:
             raise RejectedError(f"AD: {c.kind} {c.key} ({anchor}) is not in AD (deleted by hand?)")
         return Applied(anchor=anchor)
@@ -377,10 +370,10 @@ class ADConnector:
         if entry is None:
             raise RejectedError(f"AD: {c.kind} {c.key} ({anchor}) is not in AD (deleted by hand?)")
         dn = entry[0]
-        rdn = f"CN={escape_dn_value(str(c.attrs['cn']))}" if c.attrs.get("cn") else first_rdn(dn)
-        parent = str(c.attrs.get("ou") or parent_dn(dn))
+        rdn = f"CN={dns.escape(str(c.attrs['cn']))}" if c.attrs.get("cn") else dns.rdn(dn)
+        parent = str(c.attrs.get("ou") or dns.parent(dn))
         uac = int(text(entry, "userAccountControl") or 0)
-        if c.kind == "person" and uac & UAC_DISABLED and same_dn(parent_dn(dn), self.disabled_ou):
+        if c.kind == "person" and uac & UAC_DISABLED and dns.same(dns.parent(dn), self.disabled_ou):
             # Disabled and parked: rename in place; the enable on return puts it in place.
             self._move_to(dn, rdn, self.disabled_ou, f"rename {c.kind} {c.key}")
             return Applied(anchor=anchor, note="disabled: stays in the disabled OU")
@@ -394,14 +387,14 @@ class ADConnector:
             return Applied(anchor=anchor, note="not in AD: nothing to disable")
         dn = entry[0]
         uac = int(text(entry, "userAccountControl") or UAC_NORMAL)
-        parked = same_dn(parent_dn(dn), self.disabled_ou)
+        parked = dns.same(dns.parent(dn), self.disabled_ou)
         mods: dict[str, Any] = {}
         if not uac & UAC_DISABLED:
             mods["userAccountControl"] = [(ldap3.MODIFY_REPLACE, [uac | UAC_DISABLED])]
         if mods:  # disabled first: that is what matters the same day
             self.link.modify(guid_dn(anchor), mods, f"disable person {c.key} ({c.username})")
         if not parked:
-            self._move_to(dn, first_rdn(dn), self.disabled_ou, f"move person {c.key} to the disabled OU")
+            self._move_to(dn, dns.rdn(dn), self.disabled_ou, f"move person {c.key} to the disabled OU")
         return Applied(anchor=anchor, note=None if mods else "already disabled")
 
     def _enable(self, c: Change) -> Applied:
@@ -413,9 +406,9 @@ class ADConnector:
             )
         dn = entry[0]
         note = None
-        if same_dn(parent_dn(dn), self.disabled_ou):
+        if dns.same(dns.parent(dn), self.disabled_ou):
             if c.attrs.get("ou"):  # the enable carries where the person belongs now
-                rdn = f"CN={escape_dn_value(str(c.attrs['cn']))}" if c.attrs.get("cn") else first_rdn(dn)
+                rdn = f"CN={dns.escape(str(c.attrs['cn']))}" if c.attrs.get("cn") else dns.rdn(dn)
                 self._move_to(dn, rdn, str(c.attrs["ou"]), f"move person {c.key} home")
             else:
                 note = "no placement in the change: left in the disabled OU"
@@ -432,42 +425,41 @@ class ADConnector:
         if entry is None:
             return Applied(anchor=anchor, note="already gone")
         dn = entry[0]
-        if not under(dn, self.base_dn):
+        if not dns.is_under(dn, self.base_dn):
             raise RejectedError(
                 f"AD: {c.kind} {c.key} is at {dn}, outside base_dn; BAS deletes only below it"
             )
         what = f"delete {c.kind} {c.key} ({dn})"
-        code = self.link.delete(dn, what, ok=(NO_SUCH_OBJECT, NOT_ALLOWED_ON_NON_LEAF))
+        code = self.link.delete(dn, what, ok=(NO_SUCH_OBJECT, NOT_ALLOWED_ON_NON_LEAF)).code
         if code == NOT_ALLOWED_ON_NON_LEAF:  # e.g. a device or mailbox object below the user
-            code = self.link.delete(dn, what, tree=True, ok=(NO_SUCH_OBJECT,))
+            code = self.link.delete(dn, what, tree=True, ok=(NO_SUCH_OBJECT,)).code
         return Applied(anchor=anchor, note="already gone" if code == NO_SUCH_OBJECT else None)
 
     # -- groups -----------------------------------------------------------------------
 
     def _create_group(self, c: Change) -> Applied:
         name = str(c.attrs.get("sAMAccountName") or c.attrs["cn"])
-        dn = f"CN={escape_dn_value(str(c.attrs['cn']))},{c.attrs['ou']}"
+        dn = f"CN={dns.escape(str(c.attrs['cn']))},{c.attrs['ou']}"
         base = self._domain or self.base_dn
         found = self.link.search(
-            base, f"(&(objectClass=group)(sAMAccountName={escape_filter_chars(name)}))", GROUP_ATTRS
+            base, f"(&(objectClass=group)(sAMAccountName={escape_filter(name)}))", GROUP_ATTRS
         )
         if found:
             gdn, raw = found[0]
-            if not under(gdn, self.base_dn):
+            if not dns.is_under(gdn, self.base_dn):
                 raise RejectedError(
                     f"AD: group {c.key}: a group named {name!r} exists outside base_dn at {gdn};"
                     " not taking it over"
                 )
             anchor = guid_text(raw["objectGUID"][0])
-            self._move_to(gdn, first_rdn(dn), parent_dn(dn), f"move group {c.key} into place")
+            self._move_to(gdn, dns.rdn(dn), dns.parent(dn), f"move group {c.key} into place")
             if text(found[0], "description") != c.attrs.get("description"):
                 desc = [str(x) for x in ldap_values(c.attrs.get("description"))]
                 self.link.modify(
                     guid_dn(anchor), {"description": [(ldap3.MODIFY_REPLACE, desc)]}, f"update group {c.key}"
                 )
             return Applied(anchor=anchor, note="already existed")
-        attrs = {k: ldap_values(v) for k, v in c.attrs.items() if k not in PLACEMENT_ATTRS}
-        attrs = {k: v for k, v in attrs.items() if v}
+        attrs = entry_attrs(c.attrs)
         attrs["groupType"] = GLOBAL_SECURITY_GROUP
         self._add_placed(dn, GROUP_CLASSES, attrs)
         entry = self.link.read(dn, ["objectGUID"], what=f"read {dn}")
@@ -501,11 +493,11 @@ class ADConnector:
         missing: list[str] = []
         for i in range(0, len(values), MEMBER_BATCH):
             batch = values[i : i + MEMBER_BATCH]
-            code = self.link.modify(gdn, {"member": [(op, batch)]}, what, ok=(*benign, NO_SUCH_OBJECT))
-            if code == 0:
+            code = self.link.modify(gdn, {"member": [(op, batch)]}, what, ok=(*benign, NO_SUCH_OBJECT)).code
+            if code == SUCCESS:
                 continue
             for v in batch:  # the batch stopped at one value: do them one by one
-                one = self.link.modify(gdn, {"member": [(op, [v])]}, what, ok=(*benign, NO_SUCH_OBJECT))
+                one = self.link.modify(gdn, {"member": [(op, [v])]}, what, ok=(*benign, NO_SUCH_OBJECT)).code
                 if one == NO_SUCH_OBJECT and add:
                     missing.append(pid_of[v])
         if not add:
@@ -520,7 +512,7 @@ class ADConnector:
         return Applied(anchor=anchor)
 
 
-def link_from_config(cfg: Config, tcfg: ADConfig) -> ADLink:
+def link_from_config(cfg: Config, tcfg: ADConfig) -> LdapLink:
     """The LDAP link of an AD target (reads the bind password file; does not connect)."""
     key = f"targets.{cfg.target_key(tcfg)}"
     if not (tcfg.url and tcfg.ca_file and tcfg.bind_dn and tcfg.password_file):
@@ -528,7 +520,7 @@ def link_from_config(cfg: Config, tcfg: ADConfig) -> ADLink:
     ca = cfg.path(tcfg.ca_file)
     if not ca.is_file():
         raise ConfigError(f"{key}.ca_file: {ca} not found")
-    return ADLink(
+    return LdapLink(
         tcfg.url,
         bind_dn=tcfg.bind_dn,
         password=read_secret(tcfg.password_file, cfg.base_dir, f"{key}.password_file"),
@@ -537,4 +529,6 @@ def link_from_config(cfg: Config, tcfg: ADConfig) -> ADLink:
         tls_server_name=tcfg.tls_server_name,
         timeout=tcfg.timeout,
         page_size=tcfg.page_size,
+        dialect=Dialect.AD,
+        label="AD",
     )

@@ -25,11 +25,11 @@ from typing import Any
 
 import ldap3
 
-from connectors.ad.connector import GROUP_ATTRS, UAC_DISABLED, USER_ATTRS, ldap_values, under_base
-from connectors.ad.link import ADLink, Entry, guid_dn, guid_text, parent_dn, same_dn, text
+from connectors.ad.connector import GROUP_ATTRS, UAC_DISABLED, USER_ATTRS, ldap_values
+from connectors.ldap.link import Entry, LdapLink, guid_dn, guid_text, text
 from mappings.ad import PLACEMENT_ATTRS
-from mappings.feide import escape_dn_value
 from provisioner.config import ADConfig
+from provisioner.core import dn as dns
 
 USER_FILTER = "(&(objectCategory=person)(objectClass=user))"
 GROUP_FILTER = "(objectClass=group)"
@@ -64,7 +64,7 @@ class Directory:
         return {dn.lower(): g for g, (dn, _) in self.users.items()}
 
 
-def read_directory(link: ADLink, base_dn: str) -> Directory:
+def read_directory(link: LdapLink, base_dn: str) -> Directory:
     """Every user and group under ``base_dn`` (paged)."""
     users = {
         guid_text(raw["objectGUID"][0]): (dn, raw) for dn, raw in link.paged(base_dn, USER_FILTER, USER_ATTRS)
@@ -77,11 +77,11 @@ def read_directory(link: ADLink, base_dn: str) -> Directory:
 
 
 def reconcile(
-    link: ADLink, cfg: ADConfig, stored: Iterable[Mapping[str, Any]], *, repair: bool = False
+    link: LdapLink, cfg: ADConfig, stored: Iterable[Mapping[str, Any]], *, repair: bool = False
 ) -> list[Drift]:
     """Compare AD under ``cfg.base_dn`` with the stored objects; optionally write the recorded values back."""
     found = read_directory(link, cfg.base_dn)
-    disabled_ou = under_base(cfg.disabled_ou, cfg.base_dn)
+    disabled_ou = dns.within(cfg.disabled_ou, cfg.base_dn)
     objs = [o for o in stored if o["status"] != "deleted"]
     person_anchor = {o["key"]: o["anchor"] for o in objs if o["kind"] == "person" and o["anchor"]}
     by_dn = found.guid_by_dn()
@@ -113,7 +113,9 @@ def reconcile(
     return out
 
 
-def _compare(link: ADLink, o: Mapping[str, Any], entry: Entry, disabled_ou: str, repair: bool) -> list[Drift]:
+def _compare(
+    link: LdapLink, o: Mapping[str, Any], entry: Entry, disabled_ou: str, repair: bool
+) -> list[Drift]:
     """Attribute, placement and enabled-state drift of one object."""
     dn, raw = entry
     key, kind, attrs = o["key"], o["kind"], o["attrs"]
@@ -137,9 +139,9 @@ def _compare(link: ADLink, o: Mapping[str, Any], entry: Entry, disabled_ou: str,
             d.repaired = True
         out.append(d)
     disabled = kind == "person" and o["status"] == "disabled"
-    rdn = f"CN={escape_dn_value(str(attrs['cn']))}"
-    parent = disabled_ou if disabled else str(attrs.get("ou") or parent_dn(dn))
-    if not same_dn(dn, f"{rdn},{parent}"):
+    rdn = f"CN={dns.escape(str(attrs['cn']))}"
+    parent = disabled_ou if disabled else str(attrs.get("ou") or dns.parent(dn))
+    if not dns.same(dn, f"{rdn},{parent}"):
         d = Drift("moved", kind, key, dn, f"{kind} {key}: expected at {rdn},{parent}")
         if repair:
             link.move(dn, rdn, parent, f"repair placement of {kind} {key}")
@@ -161,7 +163,7 @@ def _compare(link: ADLink, o: Mapping[str, Any], entry: Entry, disabled_ou: str,
 
 
 def _members(
-    link: ADLink,
+    link: LdapLink,
     cfg: ADConfig,
     o: Mapping[str, Any],
     entry: Entry,

@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from connectors.feide.ldap import norm_dn
 from connectors.ldap.ldif_read import Entry, read_entries
+from connectors.ldap.link import LdapLink, decode
 from mappings.feide import go_encode
+from provisioner.core import dn as dns
 from provisioner.core.nin import is_valid, mask
 
 PERSON_MANDATORY = (
@@ -89,11 +90,11 @@ def _kind(attrs: dict[str, list[str]]) -> str | None:
     return None
 
 
-def _norm_dn(dn: str) -> tuple:
+def _norm_dn(dn: str) -> dns.Key:
     try:
-        return norm_dn(dn)
-    except Exception:  # not a DN at all: compared as text (and so found missing)
-        return (("", dn.lower()),)
+        return dns.normalize(dn)
+    except ValueError:  # not a DN at all (DNError): compared as text, and so found missing
+        return ((("", dn.lower()),),)
 
 
 def _bad_name(value: str) -> str | None:
@@ -120,10 +121,10 @@ class Checker:
         self.realm = realm.lower()
         self.problems: list[Problem] = []
         self.persons = 0
-        self.org_dns: set[tuple] = set()
-        self.unit_dns: set[tuple] = set()
-        self._org_refs: dict[tuple, tuple[str, str]] = {}  # referenced DN -> (as written, one person)
-        self._unit_refs: dict[tuple, tuple[str, str]] = {}
+        self.org_dns: set[dns.Key] = set()
+        self.unit_dns: set[dns.Key] = set()
+        self._org_refs: dict[dns.Key, tuple[str, str]] = {}  # referenced DN -> (as written, one person)
+        self._unit_refs: dict[dns.Key, tuple[str, str]] = {}
         self._groupids: dict[tuple[str, str, str], tuple[str, str]] = {}  # group -> (groupid, first dn)
 
     def _err(self, dn: str, rule: str, message: str, severity: str = "error") -> None:
@@ -224,9 +225,9 @@ class Checker:
                         self._err(dn, "go-group", f"group values of {key[2]} disagree on its dates: {v}")
                     wanted[key] = gid_value
             elif v.startswith(GO_GROUPID):
-                key = self._groupid_value(dn, v)
-                if key:
-                    groupids.setdefault(key, []).append(v)
+                gkey = self._groupid_value(dn, v)
+                if gkey:
+                    groupids.setdefault(gkey, []).append(v)
         for key, gid_value in wanted.items():
             have = groupids.get(key, [])
             if len(have) != 1:
@@ -321,21 +322,7 @@ def ldif_entries(path: str | Path) -> Iterator[Entry]:
         yield from read_entries(fh)
 
 
-def ldap_entries(session, base_dn: str, page_size: int = 500) -> Iterator[Entry]:  # session: LdapSession
+def ldap_entries(link: LdapLink, base_dn: str, page_size: int = 500) -> Iterator[Entry]:
     """Every entry under ``base_dn`` on the server, read with paged searches."""
-    from ldap3 import SUBTREE
-    from ldap3.core import exceptions as lx
-
-    from connectors.base import TransientError
-    from connectors.feide.ldap import decode
-
-    conn = session.open()
-    try:
-        for r in conn.extend.standard.paged_search(
-            base_dn, "(objectClass=*)", SUBTREE, attributes=["*"], paged_size=page_size, generator=True
-        ):
-            if r.get("type") == "searchResEntry":
-                yield r["dn"], decode(r["raw_attributes"])
-    except lx.LDAPCommunicationError as exc:
-        raise TransientError(f"feide: reading {base_dn} from {session.url}: {exc}") from exc
-    session.check(dict(conn.result or {}), f"read {base_dn}")
+    for found_dn, raw in link.paged(base_dn, "(objectClass=*)", ["*"], page_size=page_size):
+        yield found_dn, decode(raw)

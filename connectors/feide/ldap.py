@@ -20,12 +20,12 @@ The anchor is the entry's ``entryUUID`` (read with the RFC 4527 post-read contro
 every write). Update, move and delete find the entry by ``(entryUUID=...)`` under the
 base DN, so a renamed entry is still found; an anchor that is a DN (written by the LDIF
 target before the switch to live writes) is used as the DN, and the reply's entryUUID
-becomes the anchor from then on. Filter values are escaped with escape_filter_chars;
-DNs come escaped from the mapping.
+becomes the anchor from then on. Filter values are escaped with the link's escape_filter;
+DNs come escaped from the mapping and are compared with ``provisioner.core.dn``.
 
-Errors are typed by ``feide_ldap_session``: an unreachable or busy server is transient,
-bad credentials or a missing base are fatal, a schema or constraint violation rejects
-that one entry and the run goes on.
+Errors are typed by the LDAP link (``connectors.ldap.link``, OpenLDAP dialect): an
+unreachable or busy server is transient, bad credentials or a missing base are fatal,
+a schema or constraint violation rejects that one entry and the run goes on.
 """
 
 from __future__ import annotations
@@ -33,21 +33,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ldap3 import BASE, MODIFY_ADD, MODIFY_REPLACE, SUBTREE, Connection
+from ldap3 import MODIFY_ADD, MODIFY_REPLACE
 from ldap3.protocol.rfc4527 import post_read_control
-from ldap3.utils.conv import escape_filter_chars
 
 from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
+from connectors.ldap.codes import ENTRY_ALREADY_EXISTS, NO_SUCH_OBJECT, NOT_ALLOWED_ON_NON_LEAF, Dialect
 from connectors.ldap.ldif import values_of
-from connectors.ldap.session import (
-    RESULT_ALREADY_EXISTS,
-    RESULT_NO_SUCH_OBJECT,
-    RESULT_NOT_ALLOWED_ON_NON_LEAF,
-    RESULT_SUCCESS,
-    LdapSession,
-)
-from mappings.feide import OPTIONAL_ATTRS, container_entries, escape_dn_value, unescape_rdn_value
-from provisioner.config import FeideConfig, OwnerConfig
+from connectors.ldap.link import LdapLink, Reply, decode, escape_filter
+from mappings.feide import OPTIONAL_ATTRS, container_entries
+from provisioner.config import Config, ConfigError, FeideConfig, OwnerConfig, read_secret
+from provisioner.core import dn as dns
 from provisioner.core.plan import Change, Op
 
 KINDS = ("org", "orgunit", "person")
@@ -57,68 +52,6 @@ _POST_READ = "1.3.6.1.1.13.2"
 _READ_UUID = post_read_control(["entryUUID"])
 # Attributes with DN syntax: the server may store them in another (equivalent) spelling.
 _DN_ATTRS = frozenset({"eduPersonOrgDN", "eduPersonOrgUnitDN", "eduPersonPrimaryOrgUnitDN"})
-
-
-def parse_rdns(dn: str) -> list[list[tuple[str, str]]]:
-    """A DN as RDNs of (attribute, raw value) pairs, leftmost first (RFC 4514).
-
-    Our own small parser: ldap3's parse_dn refuses DNs that OpenLDAP returns (an
-    unescaped ``#`` inside a value, valid in RFC 4514), and to_dn splits an escaped
-    trailing space before a comma in the wrong place.
-    """
-    rdns: list[list[tuple[str, str]]] = []
-    rdn: list[tuple[str, str]] = []
-    buf: list[str] = []
-    i = 0
-
-    def end_pair() -> None:
-        text = "".join(buf).lstrip(" ")
-        attr, eq, value = text.partition("=")
-        if not eq or not attr.strip():
-            raise ValueError(f"not a DN: {dn!r}")
-        value = value.lstrip(" ")
-        while value.endswith(" ") and not value.endswith("\\ "):  # unescaped trailing spaces
-            value = value[:-1]
-        rdn.append((attr.strip(), value))
-        buf.clear()
-
-    while i < len(dn):
-        c = dn[i]
-        if c == "\\" and i + 1 < len(dn):
-            buf.append(dn[i : i + 2])
-            i += 2
-            continue
-        if c in ",;+":
-            end_pair()
-            if c != "+":
-                rdns.append(rdn)
-                rdn = []
-        else:
-            buf.append(c)
-        i += 1
-    if buf or rdn:
-        end_pair()
-        rdns.append(rdn)
-    return rdns
-
-
-def norm_dn(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
-    """A DN in a form for comparing: attribute names and values case-folded, escapes undone."""
-    return tuple(
-        tuple(sorted((a.lower(), unescape_rdn_value(v).casefold()) for a, v in rdn)) for rdn in parse_rdns(dn)
-    )
-
-
-def clean_dn(dn: str) -> str:
-    """A DN (as a server returns it) re-escaped the way the mapping and ldap3 write DNs."""
-    return ",".join(
-        "+".join(f"{a}={escape_dn_value(unescape_rdn_value(v))}" for a, v in rdn) for rdn in parse_rdns(dn)
-    )
-
-
-def split_dn(dn: str) -> list[str]:
-    """The RDNs of a DN as strings, leftmost first (a multi-valued RDN kept whole)."""
-    return ["+".join(f"{a}={v}" for a, v in rdn) for rdn in parse_rdns(dn)]
 
 
 def is_dn(anchor: str) -> bool:
@@ -131,10 +64,10 @@ class FeideLdapConnector:
 
     target = "feide"
 
-    def __init__(self, config: FeideConfig, owner: OwnerConfig, session: LdapSession) -> None:
+    def __init__(self, config: FeideConfig, owner: OwnerConfig, link: LdapLink) -> None:
         self.config = config
         self.owner = owner
-        self.session = session
+        self.link = link
         self._resolve: AnchorResolver | None = None
         self._containers_ok = False  # the OU containers are known to exist this run
         self.writes = 0  # write operations sent this run (for logs and tests)
@@ -146,16 +79,16 @@ class FeideLdapConnector:
         self._resolve = resolve
         self._containers_ok = False
         self.writes = 0
-        self.session.open()
+        self.link.open()
         base = self.config.base_dn
         if self._exists(base):
             return
-        parent = ",".join(split_dn(base)[1:])
+        parent = dns.parent(base)
         if parent and self._exists(parent):
             return
         if self._is_naming_context(base):
             return  # an empty database: the org entry will be its suffix entry
-        raise FatalError(f"feide: no such base on {self.session.url}: neither {base} nor its parent exists")
+        raise FatalError(f"feide: no such base on {self.link.url}: neither {base} nor its parent exists")
 
     def apply(self, change: Change) -> Applied:
         """Apply one change to the server; raise a typed error on failure."""
@@ -179,7 +112,7 @@ class FeideLdapConnector:
 
     def close(self) -> None:
         """Unbind; safe to call twice."""
-        self.session.close()
+        self.link.close()
         self._resolve = None
 
     # -- operations -------------------------------------------------------------------
@@ -191,20 +124,20 @@ class FeideLdapConnector:
         entry = self._entry(change)
         if not entry.get("objectClass"):
             raise RejectedError(f"feide: create of {change.kind}:{change.key} has no objectClass")
-        what = f"add {dn}"
         res = self._add(dn, entry)
-        if res.get("result") == RESULT_NO_SUCH_OBJECT and change.kind != "org":
+        if res.code == NO_SUCH_OBJECT and change.kind != "org":
             self._ensure_containers(force=True)  # the people / units container is missing
             res = self._add(dn, entry)
-        if res.get("result") == RESULT_NO_SUCH_OBJECT and change.kind == "org":
+        if res.code == NO_SUCH_OBJECT and change.kind == "org":
             raise FatalError(f"feide: no such base: the parent of {dn} does not exist")
-        if res.get("result") == RESULT_ALREADY_EXISTS:
+        if res.code == NO_SUCH_OBJECT:
+            raise RejectedError(f"feide: add {dn}: the container above it is missing")
+        if res.code == ENTRY_ALREADY_EXISTS:
             uuid, changed = self._bring_up_to_date(dn, entry, OPTIONAL_ATTRS.get(change.kind, frozenset()))
             if change.kind == "org":
                 self._ensure_containers()
             note = f"already existed; {changed} attribute(s) updated" if changed else "already existed"
             return Applied(anchor=uuid, note=note)
-        self.session.check(res, what)
         if change.kind == "org":
             self._ensure_containers()
         return Applied(anchor=self._uuid_of(res, dn))
@@ -224,7 +157,6 @@ class FeideLdapConnector:
         if not mods:
             return Applied(anchor=self._anchor_for(change, dn), note="nothing to change")
         res = self._modify(dn, mods)
-        self.session.check(res, f"modify {dn} ({', '.join(sorted(mods))})")
         return Applied(anchor=self._uuid_of(res, dn))
 
     def _move(self, change: Change) -> Applied:
@@ -237,13 +169,12 @@ class FeideLdapConnector:
                 f"feide: move of {change.kind}:{change.key} to {new}: entry not found on the server "
                 f"(anchor {change.anchor})"
             )
-        if norm_dn(cur) == norm_dn(new):
+        if dns.same(cur, new):
             return Applied(anchor=self._anchor_for(change, cur), note="already at its new DN")
-        res = self._modify_dn(cur, new)
-        if res.get("result") == RESULT_NO_SUCH_OBJECT:
+        res = self._modify_dn(cur, new, ok=(NO_SUCH_OBJECT,))
+        if res.code == NO_SUCH_OBJECT:
             self._ensure_containers(force=True)  # a new people / units container
             res = self._modify_dn(cur, new)
-        self.session.check(res, f"rename {cur} to {new}")
         return Applied(anchor=self._uuid_of(res, new))
 
     def _delete(self, change: Change) -> Applied:
@@ -252,14 +183,12 @@ class FeideLdapConnector:
             return Applied(anchor=change.anchor, note="not on the server: nothing to delete")
         if change.kind == "org":
             self._delete_containers()
-        res = self.session.run(f"delete {dn}", lambda c: c.delete(dn))
         self.writes += 1
-        code = res.get("result")
-        if code == RESULT_NO_SUCH_OBJECT:
+        code = self.link.delete(dn, f"delete {dn}", ok=(NO_SUCH_OBJECT, NOT_ALLOWED_ON_NON_LEAF)).code
+        if code == NO_SUCH_OBJECT:
             return Applied(anchor=change.anchor, note="already gone")
-        if code == RESULT_NOT_ALLOWED_ON_NON_LEAF:
+        if code == NOT_ALLOWED_ON_NON_LEAF:
             raise RejectedError(f"feide: delete {dn}: it has entries below it that BAS does not own")
-        self.session.check(res, f"delete {dn}")
         return Applied(anchor=change.anchor, note="deleted")
 
     # -- helpers ----------------------------------------------------------------------
@@ -286,71 +215,42 @@ class FeideLdapConnector:
                 entry["userPassword"] = [template.replace("{username}", uid)]
         return entry
 
-    def _add(self, dn: str, entry: Mapping[str, list[str]]) -> dict[str, Any]:
+    def _add(self, dn: str, entry: Mapping[str, list[str]]) -> Reply:
         self.writes += 1
-        return self.session.run(
-            f"add {dn}",
-            lambda c: c.add(dn, attributes=dict(entry), controls=[_READ_UUID]),
-        )
+        ok = (NO_SUCH_OBJECT, ENTRY_ALREADY_EXISTS)
+        return self.link.add(dn, (), entry, ok=ok, controls=[_READ_UUID])
 
-    def _modify(self, dn: str, mods: Mapping[str, Any]) -> dict[str, Any]:
+    def _modify(self, dn: str, mods: Mapping[str, Any]) -> Reply:
         self.writes += 1
-        return self.session.run(f"modify {dn}", lambda c: c.modify(dn, dict(mods), controls=[_READ_UUID]))
+        what = f"modify {dn} ({', '.join(sorted(mods))})"
+        return self.link.modify(dn, mods, what, controls=[_READ_UUID])
 
-    def _modify_dn(self, cur: str, new: str) -> dict[str, Any]:
-        cur_parts, new_parts = split_dn(cur), split_dn(new)
-        new_parent = ",".join(new_parts[1:])
-        superior = new_parent if norm_dn(new_parent) != norm_dn(",".join(cur_parts[1:])) else None
+    def _modify_dn(self, cur: str, new: str, ok: tuple[int, ...] = ()) -> Reply:
+        new_parent = dns.parent(new)
+        superior = None if dns.same(new_parent, dns.parent(cur)) else new_parent
         self.writes += 1
-        return self.session.run(
-            f"rename {cur}",
-            lambda c: c.modify_dn(
-                cur,
-                new_parts[0],
-                delete_old_dn=True,
-                new_superior=superior,
-                controls=[_READ_UUID],
-            ),
+        return self.link.move(
+            cur, dns.rdn(new), superior, f"rename {cur} to {new}", ok, controls=[_READ_UUID]
         )
 
     def _read(self, dn: str, attributes: list[str]) -> dict[str, list[str]] | None:
         """One entry's attributes (values decoded as UTF-8), or None when it does not exist."""
-        box: list[Connection] = []
-
-        def op(c: Connection) -> None:
-            box.append(c)
-            c.search(dn, "(objectClass=*)", BASE, attributes=attributes)
-
-        res = self.session.run(f"read {dn}", op)
-        if res.get("result") == RESULT_NO_SUCH_OBJECT:
-            return None
-        self.session.check(res, f"read {dn}")
-        found = self.session.entries(box[0])
-        if not found:
-            return None
-        return decode(found[0]["raw_attributes"])
+        found = self.link.read(dn, attributes)
+        return None if found is None else decode(found[1])
 
     def _exists(self, dn: str) -> bool:
         return self._read(dn, ["1.1"]) is not None
 
     def _is_naming_context(self, dn: str) -> bool:
         root = self._read("", ["namingContexts"]) or {}
-        return any(norm_dn(nc) == norm_dn(dn) for nc in root.get("namingContexts", []))
+        return any(dns.same(nc, dn) for nc in root.get("namingContexts", []))
 
     def _find_by_uuid(self, uuid: str) -> str | None:
-        box: list[Connection] = []
-        flt = f"(entryUUID={escape_filter_chars(uuid)})"
-
-        def op(c: Connection) -> None:
-            box.append(c)
-            c.search(self.config.base_dn, flt, SUBTREE, attributes=["1.1"])
-
-        res = self.session.run(f"find entryUUID {uuid}", op)
-        if res.get("result") == RESULT_NO_SUCH_OBJECT:
-            return None
-        self.session.check(res, f"find entryUUID {uuid}")
-        found = self.session.entries(box[0])
-        return clean_dn(found[0]["dn"]) if found else None
+        flt = f"(entryUUID={escape_filter(uuid)})"
+        found = self.link.search(
+            self.config.base_dn, flt, ["1.1"], what=f"find entryUUID {uuid}", missing_ok=True
+        )
+        return dns.clean(found[0][0]) if found else None
 
     def _locate(self, change: Change) -> str | None:
         """The entry's DN on the server now, or None when it is not there."""
@@ -366,18 +266,18 @@ class FeideLdapConnector:
         if change.anchor and not is_dn(change.anchor):
             return change.anchor
         got = self._read(dn, ["entryUUID"]) or {}
-        return (got.get("entryUUID") or [change.anchor])[0]
+        return next(iter(got.get("entryUUID") or ()), change.anchor)
 
-    def _uuid_of(self, res: Mapping[str, Any], dn: str) -> str | None:
+    def _uuid_of(self, res: Reply, dn: str) -> str | None:
         """The entryUUID from a write's post-read control (read back when the server sent none)."""
-        ctrl = (res.get("controls") or {}).get(_POST_READ)
+        ctrl = res.controls.get(_POST_READ)
         if ctrl:
             vals = (ctrl.get("value") or {}).get("result", {}).get("entryUUID") or []
             if vals:
                 v = vals[0]
                 return v.decode("utf-8") if isinstance(v, bytes) else str(v)
         got = self._read(dn, ["entryUUID"]) or {}
-        return (got.get("entryUUID") or [None])[0]
+        return next(iter(got.get("entryUUID") or ()), None)
 
     def _bring_up_to_date(
         self, dn: str, entry: Mapping[str, list[str]], optional: frozenset[str]
@@ -401,11 +301,9 @@ class FeideLdapConnector:
         for name in optional:
             if name not in entry and lower.get(name.lower()):
                 mods[name] = [(MODIFY_REPLACE, [])]
-        uuid = (lower.get("entryuuid") or [None])[0]
+        uuid = next(iter(lower.get("entryuuid") or ()), None)
         if mods:
-            res = self._modify(dn, mods)
-            self.session.check(res, f"modify {dn} ({', '.join(sorted(mods))})")
-            uuid = self._uuid_of(res, dn)
+            uuid = self._uuid_of(self._modify(dn, mods), dn)
         return uuid, len(mods)
 
     def _ensure_containers(self, force: bool = False) -> None:
@@ -414,30 +312,43 @@ class FeideLdapConnector:
             return
         for dn, attrs in container_entries(self.config):
             entry = {k: values_of(v) for k, v in attrs.items()}
-            res = self.session.run(f"add {dn}", lambda c, dn=dn, entry=entry: c.add(dn, attributes=entry))
-            if res.get("result") != RESULT_ALREADY_EXISTS:
+            code = self.link.add(dn, (), entry, what=f"add container {dn}", ok=(ENTRY_ALREADY_EXISTS,)).code
+            if code != ENTRY_ALREADY_EXISTS:
                 self.writes += 1
-                self.session.check(res, f"add container {dn}")
         self._containers_ok = True
 
     def _delete_containers(self) -> None:
         """Remove the (empty) containers under the org before the org itself, children first."""
         for dn, _ in reversed(container_entries(self.config)):
-            res = self.session.run(f"delete {dn}", lambda c, dn=dn: c.delete(dn))
-            if res.get("result") not in (RESULT_SUCCESS, RESULT_NO_SUCH_OBJECT):
-                self.session.check(res, f"delete container {dn}")
+            self.link.delete(dn, f"delete container {dn}", ok=(NO_SUCH_OBJECT,))
             self.writes += 1
-
-
-def decode(raw: Mapping[str, list[bytes]]) -> dict[str, list[str]]:
-    """Raw attribute values as text (UTF-8; anything else is kept as escaped text)."""
-    return {name: [v.decode("utf-8", "backslashreplace") for v in vals] for name, vals in raw.items()}
 
 
 def _same_values(name: str, got: list[str], want: list[str]) -> bool:
     if name in _DN_ATTRS:
         try:
-            return sorted(norm_dn(v) for v in got) == sorted(norm_dn(v) for v in want)
-        except Exception:  # an unparsable stored value: not the same
+            return sorted(dns.normalize(v) for v in got) == sorted(dns.normalize(v) for v in want)
+        except ValueError:  # an unparsable stored value (DNError): not the same
             return False
     return sorted(got) == sorted(want)
+
+
+def link_from_config(cfg: Config, tcfg: FeideConfig) -> LdapLink:
+    """The LDAP link of a live Feide target (reads the bind password file now; does not connect)."""
+    key = f"targets.{cfg.target_key(tcfg)}"
+    if not tcfg.url:
+        raise ConfigError(f"{key}.url: not set (the target writes LDIF files)")
+    password = None
+    if tcfg.password_file:
+        password = read_secret(tcfg.password_file, cfg.base_dir, f"{key}.password_file")
+    return LdapLink(
+        tcfg.url,
+        bind_dn=tcfg.bind_dn,
+        password=password,
+        ca_file=str(cfg.path(tcfg.ca_file)) if tcfg.ca_file else None,
+        start_tls=tcfg.start_tls,
+        timeout=tcfg.timeout,
+        page_size=tcfg.page_size,
+        dialect=Dialect.OPENLDAP,
+        label="feide",
+    )

@@ -36,13 +36,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from ldap3.utils.dn import to_dn
-
 from connectors.base import AnchorResolver, Applied, FatalError, FileTarget, RejectedError, StoredObject
 from connectors.files import atomic_text_file, link_latest
 from connectors.ldap import ldif
 from mappings.feide import container_entries
 from provisioner.config import FeideConfig, OwnerConfig
+from provisioner.core import dn as dns
 from provisioner.core.plan import Change, Op
 
 KINDS = ("org", "orgunit", "person")
@@ -282,9 +281,8 @@ def _rename(old: str | None, new: str) -> str:
     """A modrdn record taking ``old`` to ``new`` ("" when the DN is unchanged)."""
     if not old or old == new:
         return ""
-    old_parts, new_parts = to_dn(old), to_dn(new)
-    old_parent, new_parent = ",".join(old_parts[1:]), ",".join(new_parts[1:])
-    return ldif.modrdn_record(old, new_parts[0], new_parent if new_parent != old_parent else None)
+    old_parent, new_parent = dns.parent(old), dns.parent(new)
+    return ldif.modrdn_record(old, dns.rdn(new), new_parent if new_parent != old_parent else None)
 
 
 def _copy(src: TextIO, dst: TextIO) -> None:

@@ -21,16 +21,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ldap3 import MODIFY_REPLACE, SUBTREE
-from ldap3.core import exceptions as lx
+from ldap3 import MODIFY_REPLACE
 
 from connectors.ad.reconcile import Drift
-from connectors.base import FatalError, TransientError
-from connectors.feide.ldap import _DN_ATTRS, KINDS, clean_dn, decode, is_dn, norm_dn
+from connectors.base import FatalError
+from connectors.feide.ldap import _DN_ATTRS, KINDS, is_dn
 from connectors.ldap.ldif import values_of
-from connectors.ldap.session import RESULT_NO_SUCH_OBJECT, LdapSession
+from connectors.ldap.link import LdapLink, decode
 from mappings.feide import OPTIONAL_ATTRS
 from provisioner.config import FeideConfig
+from provisioner.core import dn as dns
 
 # Attributes whose equality matching rule is case-sensitive (everything else BAS writes
 # is caseIgnore / numericString / objectIdentifier matching).
@@ -41,33 +41,17 @@ _SKIP = frozenset({"dn", "userpassword"})
 Catalog = dict[str, tuple[str, dict[str, list[str]]]]  # entryUUID -> (DN, attributes)
 
 
-def read_catalog(session: LdapSession, base_dn: str, page_size: int = 500) -> Catalog:
+def read_catalog(link: LdapLink, base_dn: str, page_size: int = 500) -> Catalog:
     """Every entry under ``base_dn`` (paged): entryUUID -> (DN, attributes as text)."""
-    conn = session.open()
-    out: Catalog = {}
-    try:
-        for r in conn.extend.standard.paged_search(
-            base_dn,
-            "(objectClass=*)",
-            SUBTREE,
-            attributes=["*", "entryUUID"],
-            paged_size=page_size,
-            generator=True,
-        ):
-            if r.get("type") != "searchResEntry":
-                continue
-            attrs = decode(r["raw_attributes"])
-            uuid = next((v[0] for k, v in attrs.items() if k.lower() == "entryuuid" and v), None)
-            if uuid:
-                out[uuid.lower()] = (clean_dn(r["dn"]), attrs)
-    except (lx.LDAPCommunicationError, lx.LDAPResponseTimeoutError, OSError) as exc:
-        session.drop()
-        raise TransientError(f"feide: reading {base_dn} from {session.url}: {exc}") from exc
-    result = dict(conn.result or {})
-    if result.get("result") == RESULT_NO_SUCH_OBJECT:
+    if link.read(base_dn, ["1.1"]) is None:
         # Not "everything missing": a wrong server or base must not make a repair forget it all.
-        raise FatalError(f"feide: base {base_dn} does not exist on {session.url}")
-    session.check(result, f"read {base_dn}")
+        raise FatalError(f"feide: base {base_dn} does not exist on {link.url}")
+    out: Catalog = {}
+    for found_dn, raw in link.paged(base_dn, "(objectClass=*)", ["*", "entryUUID"], page_size=page_size):
+        attrs = decode(raw)
+        uuid = next((v[0] for k, v in attrs.items() if k.lower() == "entryuuid" and v), None)
+        if uuid:
+            out[uuid.lower()] = (dns.clean(found_dn), attrs)
     return out
 
 
@@ -77,7 +61,7 @@ def norm_values(name: str, values: Iterable[str]) -> frozenset[Any]:
         out = set()
         for v in values:
             try:
-                out.add(norm_dn(v))
+                out.add(dns.normalize(v))
             except ValueError:  # an unparsable value: compared as it is
                 out.add(v)
         return frozenset(out)
@@ -106,7 +90,7 @@ def compare(kind: str, attrs: Mapping[str, Any], have: Mapping[str, list[str]]) 
 
 
 def _people_base(cfg: FeideConfig) -> tuple:
-    return norm_dn(f"{cfg.people_ou},{cfg.base_dn}")
+    return dns.normalize(f"{cfg.people_ou},{cfg.base_dn}")
 
 
 def _is_person(attrs: Mapping[str, list[str]]) -> bool:
@@ -115,17 +99,17 @@ def _is_person(attrs: Mapping[str, list[str]]) -> bool:
 
 
 def reconcile(
-    session: LdapSession, cfg: FeideConfig, stored: Iterable[Mapping[str, Any]], *, repair: bool = False
+    session: LdapLink, cfg: FeideConfig, stored: Iterable[Mapping[str, Any]], *, repair: bool = False
 ) -> list[Drift]:
     """Compare the catalog under ``cfg.base_dn`` with the stored objects; optionally write values back."""
     found = read_catalog(session, cfg.base_dn, cfg.page_size)
-    by_dn = {norm_dn(dn): uuid for uuid, (dn, _) in found.items()}
+    by_dn = {dns.normalize(dn): uuid for uuid, (dn, _) in found.items()}
     objs = [o for o in stored if o["status"] != "deleted" and o["kind"] in KINDS]
     out: list[Drift] = []
     seen: set[str] = set()
     for o in objs:
         anchor = o["anchor"] or ""
-        uuid = by_dn.get(norm_dn(anchor)) if is_dn(anchor) else anchor.lower()
+        uuid = by_dn.get(dns.normalize(anchor)) if is_dn(anchor) else anchor.lower()
         if not uuid or uuid not in found:
             out.append(Drift("missing", o["kind"], o["key"], "", f"{o['kind']} {o['key']}: deleted by hand"))
             continue
@@ -135,7 +119,7 @@ def reconcile(
     for uuid, (dn, attrs) in sorted(found.items(), key=lambda kv: kv[1][0].lower()):
         if uuid in seen or not _is_person(attrs):
             continue
-        if norm_dn(dn)[1:] == people:
+        if dns.normalize(dn)[1:] == people:
             out.append(
                 Drift(
                     "unmanaged",
@@ -149,14 +133,14 @@ def reconcile(
 
 
 def _check(
-    session: LdapSession, o: Mapping[str, Any], entry: tuple[str, dict[str, list[str]]], repair: bool
+    session: LdapLink, o: Mapping[str, Any], entry: tuple[str, dict[str, list[str]]], repair: bool
 ) -> list[Drift]:
     """Attribute and placement drift of one stored object."""
     dn, have = entry
     kind, key, attrs = o["kind"], o["key"], o["attrs"]
     out: list[Drift] = []
     want_dn = attrs.get("dn")
-    if isinstance(want_dn, str) and norm_dn(want_dn) != norm_dn(dn):
+    if isinstance(want_dn, str) and dns.normalize(want_dn) != dns.normalize(dn):
         out.append(Drift("moved", kind, key, dn, f"{kind} {key}: expected at {want_dn}"))
     diff = compare(kind, attrs, have)
     if diff:
@@ -165,8 +149,7 @@ def _check(
         )
         if repair:
             mods = {name: [(MODIFY_REPLACE, values_of(attrs.get(name)))] for name in diff}
-            res = session.run(f"repair {dn}", lambda c: c.modify(dn, mods))
-            session.check(res, f"repair {kind} {key} ({', '.join(sorted(diff))})")
+            session.modify(dn, mods, f"repair {kind} {key} ({', '.join(sorted(diff))})")
             d.repaired = True
         out.append(d)
     return out

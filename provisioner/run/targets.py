@@ -34,24 +34,11 @@ def build_connector(cfg: Config, name: str) -> Connector:
     )
 
 
-def feide_session(cfg: Config, tcfg: FeideConfig):  # -> connectors.ldap.session.LdapSession
-    """The LDAP session of a live Feide target (password read from its secret file now)."""
-    from connectors.ldap.session import LdapSession
+def feide_session(cfg: Config, tcfg: FeideConfig):  # -> connectors.ldap.link.LdapLink
+    """The LDAP link of a live Feide target (password read from its secret file now)."""
+    from connectors.feide.ldap import link_from_config
 
-    key = f"targets.{cfg.target_key(tcfg)}"
-    if not tcfg.url:
-        raise ConfigError(f"{key}.url: not set (the target writes LDIF files)")
-    password = None
-    if tcfg.password_file:
-        password = read_secret(tcfg.password_file, cfg.base_dir, f"{key}.password_file")
-    return LdapSession(
-        tcfg.url,
-        tcfg.bind_dn,
-        password,
-        ca_file=str(cfg.path(tcfg.ca_file)) if tcfg.ca_file else None,
-        start_tls=tcfg.start_tls,
-        timeout=tcfg.timeout,
-    )
+    return link_from_config(cfg, tcfg)
 
 
 def check_targets(cfg: Config) -> None:
