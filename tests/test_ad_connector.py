@@ -611,8 +611,15 @@ def test_cli_sync_and_reconcile_end_to_end(env: ADEnv) -> None:
     assert [(d["kind"], d["key"], d["attrs"]) for d in drift] == [
         ("changed", "S1", {"title": {"expected": "student", "actual": "rektor"}})
     ]
+    p = bas("ad", "reconcile", config=cfg_path, check=1)
+    assert "changed    person S1: drift: changed outside BAS (title)" in p.stdout
     bas("ad", "reconcile", "--repair", config=cfg_path)
     assert text(env.user("S1", ("title",)), "title") == "student"
+    run_id = env.store.list_runs(1)[0]["run_id"]
+    assert [(r["op"], r["key"], r["reason"], r["result"]) for r in changelog(env, run_id)] == [
+        ("update", "S1", "drift: changed outside BAS (title)", "ok")
+    ]
+    assert "0 difference(s)" in bas("ad", "reconcile", config=cfg_path).stdout
     p = bas("sync", "--as-of", DAY2, config=cfg_path)
     assert env.objects()["S1"]["anchor"]
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in env.password_dir.glob("*.csv"))
