@@ -15,6 +15,7 @@ import datetime as dt
 import threading
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -179,28 +180,19 @@ def read_target(cfg: Config, name: str, recorded: list[Recorded], cursor: str | 
         from connectors.ad.connector import link_from_config
         from connectors.ad.reader import read_directory
 
-        link = link_from_config(cfg, tcfg)
-        try:
+        with closing(link_from_config(cfg, tcfg)) as link:
             return read_directory(link, tcfg, recorded)
-        finally:
-            link.close()
     if tcfg.kind == "feide" and isinstance(tcfg, FeideConfig):
         from connectors.feide.reader import read_catalog_view
 
-        session = feide_session(cfg, tcfg)
-        try:
+        with closing(feide_session(cfg, tcfg)) as session:
             return read_catalog_view(session, tcfg, recorded)
-        finally:
-            session.close()
     if tcfg.kind == "m365":
         from connectors.m365.connector import client_from_config
         from connectors.m365.reader import read_users
 
-        client = client_from_config(cfg, tcfg)
-        try:
+        with closing(client_from_config(cfg, tcfg)) as client:
             return read_users(client, recorded, cursor)
-        finally:
-            client.close()
     raise ConfigError(f"targets.{name}: a {tcfg.kind} target cannot be read back")
 
 
