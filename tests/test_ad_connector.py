@@ -11,7 +11,7 @@ from typing import Any
 import ldap3
 import pytest
 
-from connectors.ad.link import guid_text, parent_dn, text
+from connectors.ad.link import first_rdn, guid_text, parent_dn, text
 from connectors.base import FatalError, RejectedError, TransientError
 from provisioner.core.plan import Change, Op
 from provisioner.run.runner import EXIT_TARGET_FAILED
@@ -408,6 +408,31 @@ def test_reconcile_reports_and_repairs_drift(env: ADEnv) -> None:
     assert text(env.user("S1", ("department",)), "department") == "Nord skole"
     assert not uac(env.user("T1", ("userAccountControl",))) & 2
     assert env.user("S1", ("cn",))[0].lower() in env.members("NORD-6A")
+
+
+def test_reconcile_keeps_a_disabled_account_parked_and_disabled(env: ADEnv) -> None:
+    from provisioner.run.reconcile import reconcile
+
+    assert env.sync(DAY1).exit_code == 0
+    env.sis.end_enrollments("S2", "2025-10-01")
+    assert env.sync(DAY2).exit_code == 0
+    disabled = f"OU=Deaktiverte,{env.base}".lower()
+    # Disabled and parked by BAS: no drift (its recorded OU is where an enable puts it back).
+    assert reconcile(env.cfg, env.store, "ad", repair=False).drift() == []
+    s2 = env.user("S2", ("userAccountControl",))
+    env.admin.modify(s2[0], {"userAccountControl": [(ldap3.MODIFY_REPLACE, [uac(s2) & ~2])]}, "hand")
+    found = reconcile(env.cfg, env.store, "ad", repair=True).drift()
+    assert [(d.kind, d.op, d.key, d.detail, d.repaired) for d in found] == [
+        ("state", "disable", "S2", "person S2: drift: enabled outside BAS", True)
+    ]
+    e = env.user("S2", ("userAccountControl",))
+    assert uac(e) & 2 and parent_dn(e[0]).lower() == disabled
+    # Moved out of the disabled OU by hand (still disabled): put back where BAS parks it.
+    env.admin.move(e[0], first_rdn(e[0]), f"OU=NORDBY,{env.base}", "hand")
+    found = reconcile(env.cfg, env.store, "ad", repair=True).drift()
+    assert [(d.kind, d.op, d.key) for d in found] == [("state", "disable", "S2")]
+    assert parent_dn(env.user("S2", ("cn",))[0]).lower() == disabled
+    assert reconcile(env.cfg, env.store, "ad", repair=False).drift() == []
 
 
 def test_repair_forgets_a_hand_deleted_account_and_the_next_sync_recreates_it(env: ADEnv) -> None:
