@@ -157,7 +157,7 @@ class TargetWriter:
         if c.key not in self.rows and c.op != Op.CREATE:
             self._load({c.key})  # evicted after an earlier flush
         row = self.rows.get(c.key)
-        if c.op == Op.CREATE or row is None:
+        if c.op == Op.CREATE or (row is None and c.op != Op.FORGET):
             row = {
                 "kind": c.kind,
                 "anchor": anchor or c.anchor,
@@ -250,10 +250,11 @@ class TargetWriter:
             exports.insert(conn, self.target, self.run_id, self.exports)
             if self.forgotten:
                 drop_members(conn, self.target, self.forgotten, stamp)
-        for row in self.rows.values():
-            if self.forgotten and row is not None and row["members"]:
-                row["members"] = {m for m in row["members"] if m[0] not in self.forgotten}
-        self.forgotten = set()
+        if self.forgotten:
+            for row in self.rows.values():
+                if row is not None and row["members"]:
+                    row["members"] = {m for m in row["members"] if m[0] not in self.forgotten}
+            self.forgotten = set()
         self.exports = []
         # Forget what is written, unless a change still to come needs it.
         for k in keys:
