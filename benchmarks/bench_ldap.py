@@ -14,7 +14,9 @@ In one run, on the same servers:
    bare loop doing add disabled, set unicodePwd, enable on one LDAPS connection. The
    connector's OU is deleted before the bare run (sAMAccountName is unique domain-wide)
    and the bare loop adds the same users under its own OU.
-3. Feide: a no-op ``connectors.feide.reconcile.reconcile`` of the 10,000 persons.
+3. Feide: a no-op reconcile of the 10,000 persons: the reader
+   (``connectors.feide.reader.read_catalog_view``) and the drift diff
+   (``provisioner.core.drift.diff_drift``).
 
 Needs slapd (a private one on a free port, tests/slapd_server.py) and root for the Samba
 DC (tests/samba_dc.py; ports 389/636 must be free). Usage::
@@ -44,7 +46,7 @@ from bench_feide_ldif import OWNER, build  # noqa: E402
 from connectors import passwords as pw  # noqa: E402
 from connectors.ad.connector import UAC_DISABLED, UAC_NORMAL, USER_CLASSES, ADConnector, entry_attrs  # noqa: E402
 from connectors.feide.ldap import FeideLdapConnector  # noqa: E402
-from connectors.feide.reconcile import reconcile  # noqa: E402
+from connectors.feide.reader import read_catalog_view  # noqa: E402
 from connectors.ldap.codes import Dialect  # noqa: E402
 from connectors.ldap.ldif import values_of  # noqa: E402
 from connectors.ldap.link import LdapLink  # noqa: E402
@@ -53,6 +55,8 @@ from mappings.base import MappingContext  # noqa: E402
 from mappings.feide import container_entries  # noqa: E402
 from provisioner.config import ADConfig, FeideConfig  # noqa: E402
 from provisioner.core import dn as dns  # noqa: E402
+from provisioner.core.drift import Recorded, diff_drift  # noqa: E402
+from provisioner.core.lifecycle import Policy  # noqa: E402
 from provisioner.core.model import DesiredState  # noqa: E402
 from provisioner.core.plan import Change, Op  # noqa: E402
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, SlapdServer  # noqa: E402
@@ -154,19 +158,28 @@ def bench_feide(server: SlapdServer, state: DesiredState, persons: int) -> None:
     print(f"  ratio connector/bare: {ratio:.2f} (target >= 0.8)", flush=True)
 
     stored = [
-        {
-            "kind": c.kind,
-            "key": c.key,
-            "anchor": anchors[f"{c.kind}:{c.key}"],
-            "status": "active",
-            "attrs": json.loads(json.dumps(c.attrs)),
-            "members": None,
-            "username": c.username,
-        }
+        Recorded(
+            c.kind,
+            c.key,
+            anchors[f"{c.kind}:{c.key}"],
+            "active",
+            json.loads(json.dumps(c.attrs)),
+            None,
+            c.person_id,
+            c.username,
+        )
         for c in changes
     ]
     link = feide_link(server)
-    secs_rec, drift = clock(lambda: reconcile(link, fcfg, stored))
+
+    def reconcile() -> list[Change]:
+        view = read_catalog_view(link, fcfg, stored)
+        policy = Policy(disable_first=False, delete_after_days=0)
+        return diff_drift(
+            "feide", stored, view, policy=policy, placement=feide.PLACEMENT_ATTRS, as_of="2025-10-01"
+        )
+
+    secs_rec, drift = clock(reconcile)
     link.close()
     print(f"Feide no-op reconcile: {len(stored)} stored objects, {len(drift)} drift")
     line("reconcile (read back + compare)", len(stored), secs_rec)

@@ -6,6 +6,7 @@ import csv
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import ldap3
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from connectors.base import FatalError, RejectedError, TransientError
 from connectors.ldap.link import guid_text, text
 from provisioner.core.dn import parent as parent_dn
+from provisioner.core.dn import rdn as first_rdn
 from provisioner.core.plan import Change, Op
 from provisioner.run.runner import EXIT_TARGET_FAILED
 from tests.adtest import ADEnv, can_bind, uac
@@ -363,57 +365,93 @@ def changelog(env: ADEnv, run_id: str) -> list[dict]:
 
 
 def test_reconcile_reports_and_repairs_drift(env: ADEnv) -> None:
-    from connectors.ad.connector import link_from_config
-    from connectors.ad.reconcile import reconcile
+    from provisioner.run.reconcile import reconcile
+
+    def drift(repair: bool = False) -> list:
+        return reconcile(env.cfg, env.store, "ad", repair=repair).drift()
 
     assert env.sync(DAY1).exit_code == 0
-    link = link_from_config(env.cfg, env.cfg.targets["ad"])
-    try:
-        assert reconcile(link, env.cfg.targets["ad"], env.store.iter_objects("ad")) == []
-        s1 = env.user("S1", ("cn",))[0]
-        env.admin.modify(s1, {"department": [(ldap3.MODIFY_REPLACE, ["Endret for hånd"])]}, "hand")
-        env.admin.delete(env.user("S5", ("cn",))[0], "hand")
-        t1 = env.user("T1", ("userAccountControl",))
-        env.admin.modify(t1[0], {"userAccountControl": [(ldap3.MODIFY_REPLACE, [uac(t1) | 2])]}, "hand")
-        g = f"<GUID={env.objects()['NORD-6A']['anchor']}>"
-        env.admin.modify(g, {"member": [(ldap3.MODIFY_DELETE, [s1])]}, "hand")
-        stray = f"CN=Ukjent Bruker,OU=NORDBY,{env.base}"
-        env.admin.add(stray, ("top", "person", "organizationalPerson", "user"), {"sAMAccountName": "ukjent1"})
-        s2 = env.user("S2", ("cn",))[0]
-        env.admin.move(s2, "CN=Flyttet", f"OU=SORBY,{env.base}", "hand")
+    assert drift() == []
+    s1 = env.user("S1", ("cn",))[0]
+    env.admin.modify(s1, {"department": [(ldap3.MODIFY_REPLACE, ["Endret for hånd"])]}, "hand")
+    env.admin.delete(env.user("S5", ("cn",))[0], "hand")
+    t1 = env.user("T1", ("userAccountControl",))
+    env.admin.modify(t1[0], {"userAccountControl": [(ldap3.MODIFY_REPLACE, [uac(t1) | 2])]}, "hand")
+    g = f"<GUID={env.objects()['NORD-6A']['anchor']}>"
+    env.admin.modify(g, {"member": [(ldap3.MODIFY_DELETE, [s1])]}, "hand")
+    stray = f"CN=Ukjent Bruker,OU=NORDBY,{env.base}"
+    env.admin.add(stray, ("top", "person", "organizationalPerson", "user"), {"sAMAccountName": "ukjent1"})
+    s2 = env.user("S2", ("cn",))[0]
+    env.admin.move(s2, "CN=Flyttet", f"OU=SORBY,{env.base}", "hand")
 
-        drift = reconcile(link, env.cfg.targets["ad"], env.store.iter_objects("ad"))
-        found = {(d.kind, d.key or d.dn) for d in drift}
-        assert found == {
-            ("changed", "S1"),
-            ("missing", "S5"),
-            ("state", "T1"),
-            ("members", "NORD-6A"),
-            ("unmanaged", stray),
-            ("moved", "S2"),
-        }
-        changed = next(d for d in drift if d.kind == "changed")
-        assert changed.attrs == {"department": {"expected": "Nord skole", "actual": "Endret for hånd"}}
-        members = next(d for d in drift if d.kind == "members")
-        assert members.attrs["member"]["expected_missing"] == ["S1"]
+    found = drift()
+    assert {(d.kind, d.key or d.where) for d in found} == {
+        ("changed", "S1"),
+        ("missing", "S5"),
+        ("state", "T1"),
+        ("members", "NORD-6A"),
+        ("unmanaged", stray),
+        ("moved", "S2"),
+    }
+    changed = next(d for d in found if d.kind == "changed")
+    assert changed.attrs == {"department": {"expected": "Nord skole", "actual": "Endret for hånd"}}
+    assert changed.detail == "person S1: drift: changed outside BAS (department)"
+    members = next(d for d in found if d.kind == "members")
+    assert members.attrs["member"]["expected_missing"] == ["S1"]
+    assert next(d for d in found if d.kind == "state").detail == "person T1: drift: disabled outside BAS"
 
-        repaired = reconcile(link, env.cfg.targets["ad"], env.store.iter_objects("ad"), repair=True)
-        assert {d.kind for d in repaired if d.repaired} == {"changed", "state", "members", "moved"}
-        left = reconcile(link, env.cfg.targets["ad"], env.store.iter_objects("ad"))
-        assert {(d.kind, d.key or d.dn) for d in left} == {("missing", "S5"), ("unmanaged", stray)}
-        assert env.admin.read(stray, ["cn"]) is not None  # unmanaged accounts are never touched
-    finally:
-        link.close()
+    repaired = drift(repair=True)
+    assert {d.kind for d in repaired if d.repaired} == {"changed", "state", "members", "moved", "missing"}
+    # The account deleted by hand was forgotten (the next sync creates it again): only the
+    # unmanaged account is left, and it is never touched.
+    assert {(d.kind, d.key or d.where) for d in drift()} == {("unmanaged", stray)}
+    assert "S5" not in env.objects()
+    assert env.admin.read(stray, ["cn"]) is not None
+    assert text(env.user("S1", ("department",)), "department") == "Nord skole"
+    assert not uac(env.user("T1", ("userAccountControl",))) & 2
+    assert env.user("S1", ("cn",))[0].lower() in env.members("NORD-6A")
+
+
+def test_reconcile_keeps_a_disabled_account_parked_and_disabled(env: ADEnv) -> None:
+    from provisioner.run.reconcile import reconcile
+
+    assert env.sync(DAY1).exit_code == 0
+    env.sis.end_enrollments("S2", "2025-10-01")
+    assert env.sync(DAY2).exit_code == 0
+    disabled = f"OU=Deaktiverte,{env.base}".lower()
+    # Disabled and parked by BAS: no drift (its recorded OU is where an enable puts it back).
+    assert reconcile(env.cfg, env.store, "ad", repair=False).drift() == []
+    s2 = env.user("S2", ("userAccountControl",))
+    env.admin.modify(s2[0], {"userAccountControl": [(ldap3.MODIFY_REPLACE, [uac(s2) & ~2])]}, "hand")
+    found = reconcile(env.cfg, env.store, "ad", repair=True).drift()
+    assert [(d.kind, d.op, d.key, d.detail, d.repaired) for d in found] == [
+        ("state", "disable", "S2", "person S2: drift: enabled outside BAS", True)
+    ]
+    e = env.user("S2", ("userAccountControl",))
+    assert uac(e) & 2 and parent_dn(e[0]).lower() == disabled
+    # Moved out of the disabled OU by hand (still disabled): put back where BAS parks it.
+    env.admin.move(e[0], first_rdn(e[0]), f"OU=NORDBY,{env.base}", "hand")
+    found = reconcile(env.cfg, env.store, "ad", repair=True).drift()
+    assert [(d.kind, d.op, d.key) for d in found] == [("state", "disable", "S2")]
+    assert parent_dn(env.user("S2", ("cn",))[0]).lower() == disabled
+    assert reconcile(env.cfg, env.store, "ad", repair=False).drift() == []
 
 
 def test_repair_forgets_a_hand_deleted_account_and_the_next_sync_recreates_it(env: ADEnv) -> None:
-    from provisioner.run.reconcile import reconcile_ad
+    from provisioner.run.reconcile import reconcile
+
+    def reconcile_ad(cfg: Any, store: Any, name: str, *, repair: bool) -> tuple[str, list]:
+        r = reconcile(cfg, store, name, repair=repair)
+        return r.run_id, r.drift()
 
     assert env.sync(DAY1).exit_code == 0
     old_guid, user = env.objects()["S1"]["anchor"], env.objects()["S1"]["username"]
     env.admin.delete(env.user("S1", ("cn",))[0], "deleted by hand")
     run_id, drift = reconcile_ad(env.cfg, env.store, "ad", repair=True)
     assert [(d.kind, d.key, d.repaired) for d in drift] == [("missing", "S1", True)]
+    assert drift[0].detail == (
+        "person S1: drift: deleted outside BAS; forgotten, so the next sync creates it again"
+    )
     assert "S1" not in env.objects()
     assert all("S1" not in {m[0] for m in o["members"] or ()} for o in env.objects().values())
     assert [(r["op"], r["key"]) for r in changelog(env, run_id)] == [("forget", "S1")]
@@ -600,8 +638,15 @@ def test_cli_sync_and_reconcile_end_to_end(env: ADEnv) -> None:
     assert [(d["kind"], d["key"], d["attrs"]) for d in drift] == [
         ("changed", "S1", {"title": {"expected": "student", "actual": "rektor"}})
     ]
+    p = bas("ad", "reconcile", config=cfg_path, check=1)
+    assert "changed    person S1: drift: changed outside BAS (title)" in p.stdout
     bas("ad", "reconcile", "--repair", config=cfg_path)
     assert text(env.user("S1", ("title",)), "title") == "student"
+    run_id = env.store.list_runs(1)[0]["run_id"]
+    assert [(r["op"], r["key"], r["reason"], r["result"]) for r in changelog(env, run_id)] == [
+        ("update", "S1", "drift: changed outside BAS (title)", "ok")
+    ]
+    assert "0 difference(s)" in bas("ad", "reconcile", config=cfg_path).stdout
     p = bas("sync", "--as-of", DAY2, config=cfg_path)
     assert env.objects()["S1"]["anchor"]
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in env.password_dir.glob("*.csv"))

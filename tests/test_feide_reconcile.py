@@ -1,4 +1,4 @@
-"""Feide reconcile against a real OpenLDAP server: read back, compare, repair (tests/slapd_server.py)."""
+"""Feide reconcile against a real OpenLDAP server: read back, plan, repair (tests/slapd_server.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ from ldap3 import MODIFY_REPLACE
 
 from connectors.base import FatalError
 from provisioner.cli.main import main
-from provisioner.run.reconcile import reconcile_feide
+from provisioner.run.reconcile import DriftItem, reconcile
 from tests.sisbuilder import small_sis
 from tests.test_feide_ldap import LiveEnv, ok
+
+
+def reconcile_feide(env: LiveEnv, *, repair: bool) -> tuple[str, list[DriftItem]]:
+    r = reconcile(env.cfg, env.store, "feide", repair=repair)
+    return r.run_id, r.drift()
 
 
 def _persons(env: LiveEnv) -> list[dict]:
@@ -23,7 +28,7 @@ def _persons(env: LiveEnv) -> list[dict]:
 def test_a_clean_sync_reconciles_to_nothing(tmp_path: Path, slapd) -> None:
     env = LiveEnv(tmp_path, slapd, small_sis(), user_password_template="{SASL}{username}@AD.TEST")
     ok(env.sync())
-    run_id, drift = reconcile_feide(env.cfg, env.store, "feide", repair=False)
+    run_id, drift = reconcile_feide(env, repair=False)
     assert drift == []
     assert any(r["run_id"] == run_id for r in env.store.list_runs(5))
 
@@ -43,7 +48,7 @@ def test_hand_edits_are_reported_and_repaired(tmp_path: Path, slapd) -> None:
     )
     conn.unbind()
 
-    _, drift = reconcile_feide(env.cfg, env.store, "feide", repair=False)
+    _, drift = reconcile_feide(env, repair=False)
     kinds = sorted((d.kind, d.key) for d in drift)
     assert kinds == sorted([("changed", edited["key"]), ("missing", deleted["key"]), ("unmanaged", None)])
     changed = next(d for d in drift if d.kind == "changed")
@@ -52,19 +57,19 @@ def test_hand_edits_are_reported_and_repaired(tmp_path: Path, slapd) -> None:
     }
     assert not any(d.repaired for d in drift)
 
-    _, drift = reconcile_feide(env.cfg, env.store, "feide", repair=True)
+    _, drift = reconcile_feide(env, repair=True)
     assert {d.kind: d.repaired for d in drift} == {"changed": True, "missing": True, "unmanaged": False}
     assert deleted["key"] not in env.stored()  # forgotten: the next sync creates it again
 
-    _, drift = reconcile_feide(env.cfg, env.store, "feide", repair=False)
-    assert [(d.kind, d.dn) for d in drift] == [("unmanaged", stray)]
+    _, drift = reconcile_feide(env, repair=False)
+    assert [(d.kind, d.where) for d in drift] == [("unmanaged", stray)]
 
     ok(env.sync("2025-10-02"))
     assert deleted["key"] in env.stored()
     conn = slapd.connect()
     conn.delete(stray)
     conn.unbind()
-    _, drift = reconcile_feide(env.cfg, env.store, "feide", repair=False)
+    _, drift = reconcile_feide(env, repair=False)
     assert drift == []
 
 
@@ -95,7 +100,7 @@ def test_a_rename_by_hand_is_reported_as_moved(tmp_path: Path, slapd) -> None:
     conn = slapd.connect()
     assert conn.modify_dn(person["attrs"]["dn"], "uid=renamed")
     conn.unbind()
-    _, drift = reconcile_feide(env.cfg, env.store, "feide", repair=False)
+    _, drift = reconcile_feide(env, repair=False)
     # The new RDN replaced the uid value too.
     assert [(d.kind, d.key) for d in drift] == [("moved", person["key"]), ("changed", person["key"])]
     assert drift[1].attrs == {"uid": {"expected": person["attrs"]["uid"], "actual": "renamed"}}
@@ -106,5 +111,5 @@ def test_a_missing_base_fails_instead_of_reporting_everything_missing(tmp_path: 
     ok(env.sync())
     env.configure(base_dn=f"dc=nothere,{env.base_dn}")
     with pytest.raises(FatalError, match="does not exist"):
-        reconcile_feide(env.cfg, env.store, "feide", repair=True)
+        reconcile_feide(env, repair=True)
     assert env.stored()  # nothing forgotten

@@ -40,6 +40,16 @@ def test_cli_sync_then_reconcile_and_repair(m365_env: M365Env) -> None:
     assert "(repaired)" in p.stdout
     assert d.users[s1]["displayName"] != "Hacked" and d.users[s2]["accountEnabled"] is True
     assert s3 in d.users
+    # Repaired through the executor: a changelog row per planned change, with its drift reason.
+    repairs = {
+        (r["op"], r["key"], r["reason"]) for r in m365_env.changelog("ok") if r["reason"].startswith("drift")
+    }
+    assert repairs == {
+        ("update", "S1", "drift: changed outside BAS (displayName)"),
+        ("enable", "S2", "drift: disabled outside BAS"),
+        ("restore", "S3", "drift: deleted outside BAS; restored"),
+        ("enable", "S3", "drift: deleted outside BAS; restored"),
+    }
     # After the repair only the unmanaged account is left.
     p = bas("m365", "reconcile", "--full", "--json", config=m365_env.config_path, check=1)
     assert [x["kind"] for x in json.loads(p.stdout)] == ["unmanaged"]

@@ -360,7 +360,7 @@ def _outcomes(
             if stop is not None and stop.is_set():
                 yield i, change, STOPPED
                 return
-            change, skip = _without_failed_members(change, failed)
+            change, skip = _decided(change, failed)
             if skip is not None:
                 yield i, change, skip
                 continue
@@ -375,7 +375,7 @@ def _outcomes(
         if stop is not None and stop.is_set():
             yield start + 1, changes[start], STOPPED
             return
-        prepared = [_without_failed_members(c, failed) for c in changes[start : start + size]]
+        prepared = [_decided(c, failed) for c in changes[start : start + size]]
         send = [c for c, skip in prepared if skip is None]
         answers = iter(_window_outcomes(many, send, retry, sleep, tlog) if send else ())
         for k, (change, skip) in enumerate(prepared):
@@ -412,6 +412,17 @@ def _window_outcomes(
         for k, r in zip(again, redo):
             results[k] = r
     return results
+
+
+def _decided(change: Change, failed: set[str]) -> tuple[Change, Applied | Skipped | None]:
+    """A change with its outcome when it is decided without the target (else None).
+
+    A forget is the state store's alone (the object is gone from the target already):
+    it is recorded, never sent.
+    """
+    if change.op is Op.FORGET:
+        return change, Applied(anchor=change.anchor, note="forgotten in the state store")
+    return _without_failed_members(change, failed)
 
 
 def _without_failed_members(change: Change, failed: set[str]) -> tuple[Change, Skipped | None]:

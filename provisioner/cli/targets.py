@@ -1,5 +1,9 @@
 """CLI commands per live target: `bas feide check|reconcile`, `bas ad reconcile`, `bas m365 reconcile`.
 
+A reconcile prints the drift repair plan of provisioner.run.reconcile (one line per
+planned change with its reason, then what is reported and never repaired); --repair
+applies it through the executor.
+
 Kept apart from provisioner/cli/main.py (the run commands) so each file stays small. The
 commands get the CLI's lazily loaded context (config, state store) as ``click.pass_obj``.
 """
@@ -78,50 +82,44 @@ def feide_check(c: Any, ldif_file: str | None, target_name: str | None, realm: s
 
 @feide_group.command("reconcile")
 @click.option("--target", "target_name", help="The Feide target (default: the first of kind feide).")
-@click.option("--repair", is_flag=True, help="Write the recorded attribute values back.")
+@click.option(
+    "--repair", is_flag=True, help="Apply the repair plan (recorded values back, within the limits)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")
 @click.pass_obj
 def feide_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool) -> None:
     """Report drift in the live Feide catalog (exit 1 when there is any); --repair fixes what it can."""
-    from provisioner.run.reconcile import reconcile_feide
-
     name, _ = _feide_target(c.cfg, target_name)
-    _reconcile(lambda: reconcile_feide(c.cfg, c.store, name, repair=repair), name, "Feide", as_json)
+    _reconcile(c, name, "Feide", repair=repair, full=False, as_json=as_json)
 
 
-def _reconcile(run: Any, name: str, label: str, as_json: bool) -> None:
-    """Run one reconcile (``run`` returns run id and drift), map its errors to exit codes, print."""
+def _reconcile(c: Any, name: str, label: str, *, repair: bool, full: bool, as_json: bool) -> None:
+    """Run one reconcile, map its errors to exit codes, print its plan; exit with its code."""
     from connectors.base import ConnectorError
+    from provisioner.run.reconcile import reconcile
     from provisioner.state.store import LockHeld
 
     try:
-        run_id, drift = run()
+        r = reconcile(c.cfg, c.store, name, repair=repair, full=full)
     except config_mod.ConfigError as exc:
         fail(str(exc))
     except LockHeld as exc:
         fail(str(exc), code=runner.EXIT_LOCKED)
     except ConnectorError as exc:  # the target as a whole: unreachable, bind refused, base missing
-        fail(str(exc), code=runner.EXIT_TARGET_FAILED)
-    _print_drift(
-        drift,
-        as_json,
-        f"{name}: {len(drift)} difference(s) between {label} and the state store (run {run_id})",
-    )
-
-
-def _print_drift(drift: list, as_json: bool, summary: str) -> None:
-    """Print drift as JSON or as text lines with a summary; exit 1 when some is unrepaired."""
+        fail(mask_text(str(exc)), code=runner.EXIT_TARGET_FAILED)
+    drift = r.drift()
     if as_json:
-        click.echo(json.dumps([d.to_json() for d in drift], ensure_ascii=False, indent=1))
+        click.echo(mask_text(json.dumps([d.to_json() for d in drift], ensure_ascii=False, indent=1)))
     else:
         for d in drift:
             fixed = " (repaired)" if d.repaired else ""
-            click.echo(f"{d.kind:<10} {d.detail}{fixed}")
+            click.echo(mask_text(f"{d.kind:<10} {d.detail}{fixed}"))
             for attr, vals in d.attrs.items():
-                click.echo(f"{'':<10}   {attr}: {json.dumps(vals, ensure_ascii=False)}")
-        click.echo(summary)
-    if drift and not all(d.repaired for d in drift):
-        sys.exit(runner.EXIT_ERRORS)
+                click.echo(mask_text(f"{'':<10}   {attr}: {json.dumps(vals, ensure_ascii=False)}"))
+        click.echo(f"{name}: {len(drift)} difference(s) between {label} and the state store (run {r.run_id})")
+    if r.message:
+        click.echo(f"bas: {mask_text(r.message)}", err=True)
+    sys.exit(r.exit_code)
 
 
 def _feide_target(cfg: config_mod.Config, name: str | None) -> tuple[str, config_mod.FeideConfig]:
@@ -146,16 +144,16 @@ def ad_group() -> None:
 @ad_group.command("reconcile")
 @click.option("--target", "target_name", help="The AD target's name (default: the only AD target).")
 @click.option(
-    "--repair", is_flag=True, help="Write the recorded values back (attributes, place, state, members)."
+    "--repair",
+    is_flag=True,
+    help="Apply the repair plan (attributes, place, state, members; within the limits).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")
 @click.pass_obj
 def ad_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool) -> None:
     """Report drift in the managed OUs (exit 1 when there is any); --repair fixes what it can."""
-    from provisioner.run.reconcile import reconcile_ad
-
     name = _only_target(c.cfg, "ad", target_name, "AD")
-    _reconcile(lambda: reconcile_ad(c.cfg, c.store, name, repair=repair), name, "AD", as_json)
+    _reconcile(c, name, "AD", repair=repair, full=False, as_json=as_json)
 
 
 def _only_target(cfg: config_mod.Config, kind: str, name: str | None, label: str) -> str:
@@ -174,18 +172,16 @@ def m365_group() -> None:
 
 @m365_group.command("reconcile")
 @click.option("--target", "target_name", help="The Microsoft 365 target's name (default: the only one).")
-@click.option("--repair", is_flag=True, help="Write the recorded values back (attributes, sign-in, restore).")
+@click.option(
+    "--repair", is_flag=True, help="Apply the repair plan (attributes, sign-in, restore; within the limits)."
+)
 @click.option("--full", is_flag=True, help="Read every user, not only the changes since the last reconcile.")
 @click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")
 @click.pass_obj
 def m365_reconcile(c: Any, target_name: str | None, repair: bool, full: bool, as_json: bool) -> None:
     """Report user drift in the tenant (exit 1 when there is any); --repair fixes what it can."""
-    from provisioner.run.reconcile import reconcile_m365
-
     name = _only_target(c.cfg, "m365", target_name, "Microsoft 365")
-    _reconcile(
-        lambda: reconcile_m365(c.cfg, c.store, name, repair=repair, full=full), name, "Microsoft 365", as_json
-    )
+    _reconcile(c, name, "Microsoft 365", repair=repair, full=full, as_json=as_json)
 
 
 def register(main: click.Group) -> None:

@@ -35,12 +35,14 @@ class Op(StrEnum):
     ADD_MEMBERS = "add_members"
     REMOVE_MEMBERS = "remove_members"
     PURGE = "purge"  # core only: personal data removed after retention
+    FORGET = "forget"  # state store only: an object deleted by hand is dropped, the next sync creates it
 
 
 _EMPTY: dict[str, Any] = {}
 
-# Operations that take something away; these count against the safety thresholds.
-DESTRUCTIVE_OPS = frozenset({Op.DISABLE, Op.DELETE})
+# Operations that take something away; these count against the safety thresholds. A
+# forget writes nothing to the target, but a repair forgetting many objects is as suspect.
+DESTRUCTIVE_OPS = frozenset({Op.DISABLE, Op.DELETE, Op.FORGET})
 # ... and with membership removals, every operation the safety limits count.
 REMOVING_OPS = DESTRUCTIVE_OPS | {Op.REMOVE_MEMBERS}
 
@@ -167,7 +169,9 @@ class Plan:
     source_counts: Mapping[str, int] = field(default_factory=dict)
     active_persons: int = 0
     source_digests: Mapping[str, str] = field(default_factory=dict)  # per query, for the certificate
-    basis: str = "full"  # full: derived and diffed; certified: inputs unchanged (core.certificate)
+    # full: derived and diffed; certified: inputs unchanged (core.certificate); drift: a
+    # reconcile's repair of a live target back to the state store's record (core.drift)
+    basis: str = "full"
     # The safety gate's inputs: schools present in the source (None: not recorded), the
     # schools gone since the last good run (they hold the plan), and the config digest an
     # approval must still match.

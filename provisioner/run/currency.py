@@ -35,6 +35,8 @@ def why_not_current(cfg: Config, store: StateStore, plan: Plan) -> str:
         return f"the state of {', '.join(stale)} changed since; the next run plans afresh"
     if plan.config_digest != config_digest(cfg):
         return "the configuration changed since it was planned; the next run plans afresh"
+    if plan.basis == "drift":
+        return ""  # a drift repair is planned from the state store and the target, not the source
     try:
         engine = source_engine(cfg.source_db_url())  # a missing SQLite file is not created
         try:

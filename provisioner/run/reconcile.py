@@ -1,104 +1,278 @@
-"""A reconciliation run: read a live target back, report drift, and (on request) repair it.
+"""A reconcile run: read a live target, plan the drift repair, and (on request) apply it.
 
-The connector's reconcile reads the target and compares it with the state store; this
-module makes it a run like any other: under the run lock, recorded in `bas runs`, and
-with the one repair only the core can make — an object deleted by hand in the target is
-forgotten in the state store (logged), so the next sync creates it again.
+Reconcile = the target's reader (``connectors/<kind>/reader.py``) → the pure drift diff
+(``provisioner.core.drift.diff_drift``: what BAS recorded against what the target
+holds) → a plan whose changes carry drift reasons → the executor. It is a run like any
+other: under the run lock, recorded in `bas runs`, every repair a changelog row (NINs
+masked), and a repair beyond the safety limits held until `bas approve RUN` applies it.
+Without ``repair`` the plan is only reported. ``repair_drift`` is the daemon's nightly
+entry point: every live target, read whole and repaired within the limits.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from provisioner.config import Config
-from provisioner.run.runner import new_run_id
-from provisioner.state.store import StateStore
-from provisioner.state.writer import forget_objects
+import sqlalchemy as sa
+import structlog
+
+from connectors.base import Connector, ConnectorError
+from mappings.base import mapping_for
+from provisioner.apply.executor import TargetResult, apply_plan
+from provisioner.config import Config, ConfigError, FeideConfig
+from provisioner.core.certificate import config_digest
+from provisioner.core.drift import LiveView, Note, Recorded, diff_drift, drift_attrs, drift_kind
+from provisioner.core.lifecycle import policy_for
+from provisioner.core.nin import mask_text
+from provisioner.core.plan import Change, Plan, TargetPlan
+from provisioner.run import runner
+from provisioner.run.targets import build_connector, feide_session
+from provisioner.state import schema as t
+from provisioner.state.store import LockHeld, StateStore, now_iso
+
+log = structlog.get_logger("bas.reconcile")
+
+READ_KINDS = ("ad", "feide", "m365")  # kinds with a reader
 
 
-def reconcile_ad(cfg: Config, store: StateStore, name: str, *, repair: bool) -> tuple[str, list[Any]]:
-    """Reconcile one AD target; returns (run id, drift). Raises LockHeld, ConfigError, ConnectorError."""
-    from connectors.ad.connector import link_from_config
-    from connectors.ad.reconcile import reconcile
+@dataclass
+class DriftItem:
+    """One line of a reconcile report: a planned repair or a note."""
 
-    def read(stored: list[dict[str, Any]]) -> list[Any]:
-        link = link_from_config(cfg, cfg.targets[name])
+    kind: str  # a DriftKind value
+    object_kind: str
+    key: str | None
+    where: str  # anchor, DN, userPrincipalName or id
+    detail: str  # the change's reason, or the note
+    attrs: dict[str, Any] = field(default_factory=dict)  # attr -> {expected, actual}
+    op: str | None = None  # the planned operation (None for a note)
+    repaired: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for JSON output."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Reconciled:
+    """What one reconcile run found and did."""
+
+    run_id: str
+    target: str
+    status: str  # done | drift | held | failed
+    exit_code: int
+    plan: Plan
+    notes: list[Note]
+    applied: set[tuple[str, str]] = field(default_factory=set)  # (op, key) applied ok
+    result: TargetResult | None = None
+    message: str = ""
+
+    def changes(self) -> tuple[Change, ...]:
+        """The planned repairs."""
+        return self.plan.targets[0].changes
+
+    def drift(self) -> list[DriftItem]:
+        """Every planned repair (marked when applied), then every note."""
+        out = [
+            DriftItem(
+                drift_kind(c).value,
+                c.kind,
+                c.key,
+                c.anchor or "",
+                f"{c.kind} {c.key}: {c.reason}",
+                drift_attrs(c),
+                c.op.value,
+                (c.op.value, c.key) in self.applied,
+            )
+            for c in self.changes()
+        ]
+        out += [DriftItem(n.kind.value, n.object_kind, n.key, n.where, n.detail) for n in self.notes]
+        return out
+
+    def drifted(self) -> int:
+        """Objects found drifted (repaired or not), unmanaged ones included (the metric)."""
+        return len({(c.kind, c.key) for c in self.changes()}) + len(self.notes)
+
+
+def reconcile(
+    cfg: Config,
+    store: StateStore,
+    name: str,
+    *,
+    repair: bool,
+    full: bool = False,
+    as_of: str | None = None,
+    stop: threading.Event | None = None,
+    connect: Callable[[Config, str], Connector] | None = None,
+) -> Reconciled:
+    """Reconcile one target. Raises LockHeld, ConfigError and ConnectorError (the run recorded failed).
+
+    ``full``: an incremental reader (Microsoft 365) reads everything instead of what
+    changed since the last reconcile. ``connect`` builds the connector (tests).
+    """
+    day = runner.valid_day(as_of) if as_of is not None else dt.date.today().isoformat()
+    run_id = runner.new_run_id()
+    with runner._locked(cfg, store, run_id):
+        store.start_run(run_id, "reconcile", day)
         try:
-            return reconcile(link, cfg.targets[name], stored, repair=repair)
-        finally:
-            link.close()
-
-    return _reconcile_run(store, name, read, repair=repair)
-
-
-def reconcile_feide(cfg: Config, store: StateStore, name: str, *, repair: bool) -> tuple[str, list[Any]]:
-    """Reconcile a Feide target; returns (run id, drift). Raises LockHeld, ConfigError, ConnectorError."""
-    from connectors.feide.reconcile import reconcile
-    from provisioner.run.targets import feide_session
-
-    def read(stored: list[dict[str, Any]]) -> list[Any]:
-        tcfg = cfg.targets[name]
-        session = feide_session(cfg, tcfg)
-        try:
-            return reconcile(session, tcfg, stored, repair=repair)
-        finally:
-            session.close()
-
-    return _reconcile_run(store, name, read, repair=repair)
-
-
-def reconcile_m365(
-    cfg: Config, store: StateStore, name: str, *, repair: bool, full: bool
-) -> tuple[str, list[Any]]:
-    """Reconcile a Microsoft 365 target's users; returns (run id, drift). Raises as the others."""
-    from connectors.m365.connector import client_from_config
-    from connectors.m365.reconcile import reconcile
-
-    def read(stored: list[dict[str, Any]]) -> list[Any]:
-        client = client_from_config(cfg, cfg.targets[name])
-        try:
-            return reconcile(client, store, name, stored, repair=repair, full=full)
-        finally:
-            client.close()
-
-    return _reconcile_run(store, name, read, repair=repair)
-
-
-def _reconcile_run(
-    store: StateStore, name: str, read: Callable[[list[dict[str, Any]]], list[Any]], *, repair: bool
-) -> tuple[str, list[Any]]:
-    """Run ``read`` as a recorded run under the run lock; forget missing objects on repair."""
-    run_id = new_run_id()
-    with store.run_lock(run_id):
-        store.start_run(run_id, "reconcile", dt.date.today().isoformat())
-        try:
-            drift = read(list(store.iter_objects(name)))
-            if repair:
-                # Missing and not brought back (Microsoft 365 restores from deleted items
-                # first); an AD drift with a DN still exists, outside base_dn.
-                gone = [
-                    d
-                    for d in drift
-                    if d.kind == "missing" and d.key and not d.repaired and not getattr(d, "dn", "")
-                ]
-                forget_objects(
-                    store,
-                    name,
-                    [d.key for d in gone],
-                    run_id,
-                    "deleted by hand in the target: forgotten, so the next sync creates it again",
-                )
-                for d in gone:
-                    d.repaired = True
+            plan, view = _plan(cfg, store, name, run_id, day, full)
+            tp = plan.targets[0]
+            result, applied = None, set()
+            if repair and tp.changes and tp.hold is None:
+                conn = (connect or build_connector)(cfg, name)
+                soft = {name: policy_for(cfg.targets[name]).soft_delete}
+                result = apply_plan(plan, store, {name: conn}, soft_delete=soft, stop=stop)[name]
+                applied = _applied(store, run_id, name)
+            if view.cursor and all((c.op.value, c.key) in applied for c in tp.changes):
+                store.set_meta(_cursor_key(name), view.cursor)  # else the drift is read again next time
         except BaseException as exc:
             store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
             raise
-        summary: dict[str, int] = {}
-        for d in drift:
-            summary[d.kind] = summary.get(d.kind, 0) + 1
-        store.finish_run(
-            run_id, "done" if all(d.repaired for d in drift) else "drift", summary={"drift": summary}
+        return _finish(store, plan, view.notes, result, applied, repair)
+
+
+def _cursor_key(name: str) -> str:
+    return f"reconcile_cursor:{name}"
+
+
+def _plan(
+    cfg: Config, store: StateStore, name: str, run_id: str, day: str, full: bool
+) -> tuple[Plan, LiveView]:
+    """The drift repair plan of one target (its hold decided), and the live view it came from."""
+    tcfg = cfg.targets[name]
+    index = store.target_index(name)
+    details = store.target_details(name, list(index))
+    recorded = []
+    for key, row in index.items():
+        attrs, members = details.get(key, ({}, None))
+        mem = None if members is None else tuple((p, r) for p, r in members)
+        recorded.append(
+            Recorded(row.kind, key, row.anchor, row.status, attrs, mem, row.person_id, row.username)
         )
-    return run_id, drift
+    del details
+    cursor = None if full else store.get_meta(_cursor_key(name))
+    view = read_target(cfg, name, recorded, cursor)
+    _map, placement = mapping_for(tcfg.kind)
+    changes = diff_drift(name, recorded, view, policy=policy_for(tcfg), placement=placement, as_of=day)
+    population = sum(1 for r in index.values() if r.status == "active")
+    plan = Plan(
+        run_id=run_id,
+        created_at=now_iso(),
+        as_of=day,
+        cookie=store.versions(),
+        targets=(TargetPlan(name, tuple(changes), population),),
+        basis="drift",
+        config_digest=config_digest(cfg),
+    )
+    return runner.hold_targets(cfg, store, plan, None), view
+
+
+def read_target(cfg: Config, name: str, recorded: list[Recorded], cursor: str | None) -> LiveView:
+    """Read one live target with its kind's reader (the link opened and closed here)."""
+    tcfg = cfg.targets[name]
+    if tcfg.kind == "ad":
+        from connectors.ad.connector import link_from_config
+        from connectors.ad.reader import read_directory
+
+        with closing(link_from_config(cfg, tcfg)) as link:
+            return read_directory(link, tcfg, recorded)
+    if tcfg.kind == "feide" and isinstance(tcfg, FeideConfig):
+        from connectors.feide.reader import read_catalog_view
+
+        with closing(feide_session(cfg, tcfg)) as session:
+            return read_catalog_view(session, tcfg, recorded)
+    if tcfg.kind == "m365":
+        from connectors.m365.connector import client_from_config
+        from connectors.m365.reader import read_users
+
+        with closing(client_from_config(cfg, tcfg)) as client:
+            return read_users(client, recorded, cursor)
+    raise ConfigError(f"targets.{name}: a {tcfg.kind} target cannot be read back")
+
+
+def _applied(store: StateStore, run_id: str, target: str) -> set[tuple[str, str]]:
+    """(op, key) of the changes this run applied to the target (ok in the changelog)."""
+    cl = t.changelog.c
+    q = sa.select(cl.op, cl.key).where(cl.run_id == run_id, cl.target == target, cl.result == "ok")
+    with store.engine.connect() as c:
+        return {(op, key) for op, key in c.execute(q)}
+
+
+def _finish(
+    store: StateStore,
+    plan: Plan,
+    notes: list[Note],
+    result: TargetResult | None,
+    applied: set[tuple[str, str]],
+    repair: bool,
+) -> Reconciled:
+    """Record how the run ended; the run's status and exit code."""
+    tp = plan.targets[0]
+    held = repair and tp.hold is not None and bool(tp.changes)
+    left = [c for c in tp.changes if (c.op.value, c.key) not in applied]
+    if result is not None and result.status == "failed":
+        status, code = "failed", runner.EXIT_TARGET_FAILED
+    elif held:
+        status, code = "held", runner.EXIT_HELD
+    elif left or notes:
+        status, code = "drift", runner.EXIT_ERRORS
+    else:
+        status, code = "done", runner.EXIT_OK
+    kinds = Counter(drift_kind(c).value for c in tp.changes) + Counter(n.kind.value for n in notes)
+    summary: dict[str, Any] = {"drift": dict(kinds), "plan": plan.summary()}
+    if result is not None:
+        summary["results"] = {tp.target: result.to_json()}
+    # A held repair keeps the state versions as they are now: `bas approve` applies it
+    # only while nothing changed since (provisioner.run.currency).
+    kept = replace(plan, cookie=store.versions()).dumps() if held else None
+    store.finish_run(plan.run_id, status, summary=summary, plan=kept)
+    message = ""
+    if held and tp.hold is not None:
+        message = (
+            f"{tp.target} held: {tp.hold.message}. Nothing was repaired: if this is right,"
+            f" `bas approve {plan.run_id}` applies this repair"
+        )
+    # The CLI prints the run itself (its --json output must stay clean); the daemon logs it.
+    log.debug("reconcile finished", run_id=plan.run_id, target=tp.target, status=status, drift=dict(kinds))
+    return Reconciled(plan.run_id, tp.target, status, code, plan, notes, applied, result, message)
+
+
+def live_targets(cfg: Config) -> list[str]:
+    """The enabled targets that apply changes to a live system BAS can read back."""
+    return [
+        name
+        for name, tcfg in cfg.enabled_targets().items()
+        if tcfg.mode == "apply"
+        and tcfg.kind in READ_KINDS
+        and (not isinstance(tcfg, FeideConfig) or bool(tcfg.url))
+    ]
+
+
+def repair_drift(cfg: Config, store: StateStore, *, stop: threading.Event | None = None) -> dict[str, int]:
+    """The nightly drift repair: every live target read whole and repaired within the limits.
+
+    Returns the objects found drifted per target read (for ``bas_drift_objects``). A
+    target that cannot be read is logged and skipped; the others go on.
+    """
+    out: dict[str, int] = {}
+    for name in live_targets(cfg):
+        if stop is not None and stop.is_set():
+            break
+        try:
+            r = reconcile(cfg, store, name, repair=True, full=True, stop=stop)
+        except (ConnectorError, ConfigError, LockHeld) as exc:
+            log.error("drift repair skipped", target=name, error=str(exc))
+            continue
+        out[name] = r.drifted()
+        fields = {"target": name, "run_id": r.run_id, "status": r.status, "drifted": out[name]}
+        if r.message:
+            log.error("drift repair held", message=mask_text(r.message), **fields)
+        else:
+            log.info("drift repair", **fields)
+    return out

@@ -1,5 +1,8 @@
 """`bas daemon`: incremental runs every few minutes and a nightly full reconciliation.
 
+The nightly full run is a sync planned in full, then a read of every live target that
+repairs drift within the safety limits (provisioner.run.reconcile.repair_drift).
+
 APScheduler (3.x) fires two jobs into a one-thread executor, so runs in this process
 never overlap; the state store's run lock (a PostgreSQL advisory lock, or the SQLite
 row) keeps them apart across processes and hosts. Jobs coalesce, and a run missed by
@@ -32,7 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from provisioner import config as config_mod
 from provisioner import logs
 from provisioner.core.nin import mask_text
-from provisioner.run import runner
+from provisioner.run import reconcile, runner
 from provisioner.run.targets import check_targets
 from provisioner.service import status
 from provisioner.service.alerts import Alerter
@@ -271,6 +274,9 @@ class Daemon:
             self._summarise(out, kind, seconds)
             if full and out.status in ("done", "done_with_errors"):
                 self._meta(_LAST_FULL, now_iso())
+            if full and out.status != "locked" and not self.stop.is_set():
+                # SPEC "Operations": the nightly run also reads the live targets and repairs drift.
+                self.metrics.observe_drift(reconcile.repair_drift(cfg, store, stop=self.stop))
             changes = status.run_change_counts(store, out.run_id) if out.status != "locked" else []
             self.metrics.observe_run(out.status, kind, seconds, changes)
             self._refresh_health()

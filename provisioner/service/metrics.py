@@ -9,7 +9,7 @@ successful run" is computed at scrape time, so it keeps growing while runs fail.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -67,6 +67,12 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        self.drift = Gauge(
+            "bas_drift_objects",
+            "Objects the last reconcile found changed outside BAS (repaired or not), unmanaged ones included",
+            ["target"],
+            registry=r,
+        )
         self.since = _SinceSuccess()
         r.register(self.since)
 
@@ -78,6 +84,11 @@ class Metrics:
         self.duration.labels(kind).observe(seconds)
         for target, op, result, n in changes:
             self.changes.labels(target, op, result).inc(n)
+
+    def observe_drift(self, drifted: Mapping[str, int]) -> None:
+        """Set bas_drift_objects from the last reconcile of each target read."""
+        for target, n in drifted.items():
+            self.drift.labels(target).set(n)
 
     def update_health(self, health: Health) -> None:
         """Set the gauges from the state store's view."""

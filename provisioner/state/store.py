@@ -437,6 +437,8 @@ class StateStore:
         """
         r = t.runs.c
         good = sa.or_(r.status.in_(("done", "done_with_errors", "held")), r.approved_at.is_not(None))
+        # A reconcile reads no source: the newest run being one must not hide the schools.
+        good = sa.and_(r.kind != "reconcile", good)
         newest = (r.started_at.desc(), r.run_id.desc())
         cols = (r.active_persons, r.summary)
         with self.engine.connect() as c:

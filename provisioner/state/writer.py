@@ -84,6 +84,10 @@ class TargetWriter:
         # memory, else every group add after its create was flushed re-read the row.
         self._pending: Counter[str] = Counter()
         self._new: set[str] = set()  # keys the store does not hold yet: inserted without a delete
+        # Persons forgotten (deleted by hand in the target) since the last flush: they leave
+        # the recorded members of the target's groups too, else a re-created account would
+        # never be added back.
+        self.forgotten: set[str] = set()
 
     def preload(self, changes: Iterable[Change]) -> None:
         """Read the stored rows of every object the plan changes but does not create."""
@@ -153,7 +157,7 @@ class TargetWriter:
         if c.key not in self.rows and c.op != Op.CREATE:
             self._load({c.key})  # evicted after an earlier flush
         row = self.rows.get(c.key)
-        if c.op == Op.CREATE or row is None:
+        if c.op == Op.CREATE or (row is None and c.op != Op.FORGET):
             row = {
                 "kind": c.kind,
                 "anchor": anchor or c.anchor,
@@ -176,6 +180,10 @@ class TargetWriter:
             row["status"], row["status_since"] = "disabled", self.as_of
             if c.attrs:  # nothing was left to restore: created again from these attributes
                 row["attrs"] = dict(c.attrs)
+        elif c.op == Op.FORGET:
+            row = None
+            if c.kind == "person":
+                self.forgotten.add(c.person_id or c.key)
         elif c.op == Op.DELETE:
             if self.soft_delete and c.kind == "person":
                 row["status"], row["status_since"] = "deleted", self.as_of
@@ -240,6 +248,13 @@ class TargetWriter:
             bulk_insert(conn, t.objects, inserts)
             bulk_insert(conn, t.changelog, log_rows)
             exports.insert(conn, self.target, self.run_id, self.exports)
+            if self.forgotten:
+                drop_members(conn, self.target, self.forgotten, stamp)
+        if self.forgotten:
+            for row in self.rows.values():
+                if row is not None and row["members"]:
+                    row["members"] = {m for m in row["members"] if m[0] not in self.forgotten}
+            self.forgotten = set()
         self.exports = []
         # Forget what is written, unless a change still to come needs it.
         for k in keys:
@@ -349,59 +364,23 @@ def _existing(conn: sa.Connection, col: sa.Column, values: list[str]) -> set[str
     return out
 
 
-def forget_objects(store: StateStore, target: str, keys: list[str], run_id: str, reason: str) -> int:
-    """Forget objects found deleted by hand in the target, so the next run creates them again.
-
-    A forgotten person is also taken out of the recorded members of the target's groups
-    (else the re-created account would never be added back). Logged as op "forget".
-    """
-    if not keys:
-        return 0
+def drop_members(conn: sa.Connection, target: str, persons: set[str], stamp: str) -> None:
+    """Take these persons out of the recorded members of every group of a target."""
     o = t.objects.c
-    stamp = now_iso()
-    gone = set(keys)
-    with store.engine.begin() as conn:
-        rows = conn.execute(
-            sa.select(o.key, o.kind, o.person_id, o.username).where(o.target == target, o.key.in_(keys))
-        ).all()
-        groups = conn.execute(
-            sa.select(o.key, o.attrs, o.members).where(
-                o.target == target, o.kind == "group", o.members.is_not(None)
-            )
-        ).all()
-        for gkey, attrs_json, members_json in groups:
-            members = json.loads(members_json)
-            kept = [m for m in members if m[0] not in gone]
-            if len(kept) != len(members):
-                kept_json = dumps(kept)
-                conn.execute(
-                    t.objects.update()
-                    .where(o.target == target, o.key == gkey)
-                    .values(
-                        members=kept_json,
-                        digest=digest_json("group", attrs_json, kept_json),
-                        updated_at=stamp,
-                    )
+    groups = conn.execute(
+        sa.select(o.key, o.attrs, o.members).where(
+            o.target == target, o.kind == "group", o.members.is_not(None)
+        )
+    ).all()
+    for gkey, attrs_json, members_json in groups:
+        members = json.loads(members_json)
+        kept = [m for m in members if m[0] not in persons]
+        if len(kept) != len(members):
+            kept_json = dumps(kept)
+            conn.execute(
+                t.objects.update()
+                .where(o.target == target, o.key == gkey)
+                .values(
+                    members=kept_json, digest=digest_json("group", attrs_json, kept_json), updated_at=stamp
                 )
-        conn.execute(t.objects.delete().where(o.target == target, o.key.in_(keys)))
-        log = [
-            {
-                "run_id": run_id,
-                "at": stamp,
-                "target": target,
-                "op": "forget",
-                "kind": kind,
-                "key": key,
-                "person_id": pid,
-                "username": user,
-                "before": None,
-                "after": None,
-                "reason": mask_nins(reason),
-                "result": "ok",
-                "error": None,
-            }
-            for key, kind, pid, user in rows
-        ]
-        bulk_insert(conn, t.changelog, log)
-        store.bump_version(conn, target)
-    return len(rows)
+            )
