@@ -14,6 +14,7 @@ from connectors.ad.link import guid_text, parent_dn, text
 from connectors.base import FatalError, RejectedError, TransientError
 from provisioner.core.plan import Change, Op
 from provisioner.run.runner import EXIT_TARGET_FAILED
+from provisioner.run.targets import build_connector
 from tests.adtest import ADEnv, can_bind, uac
 from tests.sisbuilder import small_sis
 
@@ -178,10 +179,8 @@ def test_a_returner_goes_where_they_belong_now(env: ADEnv) -> None:
 
 
 def connector(env: ADEnv, **ad):
-    from connectors.ad.connector import ADConnector
-
     env.configure(**ad)
-    return ADConnector.from_config(env.cfg, "ad")
+    return build_connector(env.cfg, "ad")
 
 
 def person_change(env: ADEnv, op: Op, pid: str, username: str, **kw) -> Change:

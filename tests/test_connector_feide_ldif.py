@@ -17,9 +17,9 @@ from mappings.base import MappingContext
 from provisioner.apply.executor import apply_plan
 from provisioner.config import FeideConfig
 from provisioner.core.diff import diff_target, needs_details
-from provisioner.core.lifecycle import policy_for
 from provisioner.core.model import DesiredState, TargetObject
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
+from provisioner.kinds import kind_of
 from provisioner.state.store import StateStore, digest
 from tests.test_mapping_feide import NIN, OWNER, make_state
 
@@ -436,7 +436,7 @@ def test_three_runs_through_differ_executor_and_store(tmp_path: Path) -> None:
             digs,
             index,
             details,
-            policy=policy_for(cfg),
+            policy=kind_of("feide").policy(cfg),
             placement=feide.PLACEMENT_ATTRS,
             persons=state.persons,
             identities={},

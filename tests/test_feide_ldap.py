@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ldap3 import BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE
 
-from connectors.base import FatalError, RejectedError, TransientError
+from connectors.base import Connector, FatalError, RejectedError, TransientError
 from connectors.feide.ldap import FeideLdapConnector, norm_dn
 from connectors.ldap import ldif
 from mappings.feide import escape_dn_value
@@ -411,7 +411,7 @@ def test_server_down_at_start_fails_the_target_alone_and_nothing_is_lost(
     assert len(env.stored()) == 12 and len(env.entries()) == 14
 
 
-class StopsServer:
+class StopsServer(Connector):
     """Wraps a connector: stops the server just before the n-th change (a crash mid-run)."""
 
     def __init__(self, inner: FeideLdapConnector, server: SlapdServer, at: int) -> None:

@@ -9,10 +9,11 @@ import pytest
 from ldap3.utils.dn import parse_dn
 
 from mappings import ad as m
-from mappings.base import MappingContext, mapping_for
+from mappings.base import MappingContext
 from mappings.feide import escape_dn_value
 from provisioner.config import ADConfig
 from provisioner.core.model import BASIS, STUDENT, DesiredState, TargetObject, school_group_key
+from provisioner.kinds import kind_of
 from tests.test_mapping_feide import (
     GUARDIAN_NIN,
     NIN,
@@ -35,7 +36,8 @@ def objs() -> dict[tuple[str, str], TargetObject]:
 
 
 def test_registered_as_the_ad_mapping() -> None:
-    fn, placement = mapping_for("ad")
+    kind = kind_of("ad")
+    fn, placement = kind.map_state, kind.placement
     assert fn is m.map_state
     assert placement == frozenset({"ou", "cn"})
 

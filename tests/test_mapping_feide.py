@@ -14,7 +14,7 @@ import pytest
 from ldap3.utils.dn import parse_dn
 
 from mappings import feide as m
-from mappings.base import MappingContext, mapping_for
+from mappings.base import MappingContext
 from provisioner.config import FeideConfig, OwnerConfig
 from provisioner.core.model import (
     BASIS,
@@ -34,6 +34,7 @@ from provisioner.core.model import (
     TargetObject,
     school_group_key,
 )
+from provisioner.kinds import kind_of
 
 OWNER = OwnerConfig(
     name="Eksempel kommune",
@@ -194,7 +195,8 @@ def persons_of(objs: dict[tuple[str, str], TargetObject]) -> dict[str, TargetObj
 
 
 def test_registered_as_the_feide_mapping() -> None:
-    fn, placement = mapping_for("feide")
+    kind = kind_of("feide")
+    fn, placement = kind.map_state, kind.placement
     assert fn is m.map_state
     assert placement == frozenset({"dn"})
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mappings import itslearning as m
-from mappings.base import MappingContext, mapping_for
+from mappings.base import MappingContext
 from provisioner.config import ItslearningConfig, OwnerConfig
 from provisioner.core.model import (
     BASIS,
@@ -26,6 +26,7 @@ from provisioner.core.model import (
     TargetObject,
     school_group_key,
 )
+from provisioner.kinds import kind_of
 
 OWNER = OwnerConfig(
     name="Nordby kommune", org_number="123456785", realm="nordby.kommune.no", mail_domain="skole.no"
@@ -140,7 +141,8 @@ def run(nin_as_sourcedid: bool = False) -> dict[tuple[str, str], TargetObject]:
 
 
 def test_registered_and_placement_free() -> None:
-    fn, placement = mapping_for("itslearning")
+    kind = kind_of("itslearning")
+    fn, placement = kind.map_state, kind.placement
     assert fn is m.map_state
     assert placement == frozenset()
 

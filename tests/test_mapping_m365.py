@@ -9,9 +9,10 @@ import pytest
 
 from mappings import ad
 from mappings import m365 as m
-from mappings.base import MappingContext, mapping_for
+from mappings.base import MappingContext
 from provisioner.config import ADConfig, M365Config
 from provisioner.core.model import TargetObject, school_group_key
+from provisioner.kinds import kind_of
 from tests.test_mapping_feide import GUARDIAN_NIN, NIN, OWNER, make_state
 
 CFG = M365Config(usage_location="NO", group_type="security")
@@ -28,7 +29,8 @@ def objs() -> dict[tuple[str, str], TargetObject]:
 
 
 def test_registered_as_the_m365_mapping() -> None:
-    fn, placement = mapping_for("m365")
+    kind = kind_of("m365")
+    fn, placement = kind.map_state, kind.placement
     assert fn is m.map_state
     assert placement == frozenset()
 

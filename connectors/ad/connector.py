@@ -58,7 +58,7 @@ from connectors.ad.link import (
     text,
     under,
 )
-from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
+from connectors.base import AnchorResolver, Applied, Connector, FatalError, RejectedError, StoredObject
 from mappings.ad import PLACEMENT_ATTRS
 from mappings.feide import escape_dn_value
 from provisioner.config import ADConfig, Config, ConfigError, read_secret
@@ -105,7 +105,7 @@ def ldap_values(value: Any) -> list[Any]:
     return [] if value == "" else [value]
 
 
-class ADConnector:
+class ADConnector(Connector):
     """Applies AD changes over one LDAP link (see the module docstring for the rules)."""
 
     def __init__(
@@ -127,13 +127,6 @@ class ADConnector:
         self._files: pw.PasswordFiles | None = None
         self._known_ous: set[str] = set()
         self._domain: str | None = None
-
-    @classmethod
-    def from_config(cls, cfg: Config, name: str) -> ADConnector:
-        """Build the connector of target ``name`` (reads the bind password; does not connect)."""
-        tcfg = cfg.targets[name]
-        assert isinstance(tcfg, ADConfig)
-        return cls(tcfg, link_from_config(cfg, tcfg), password_dir=cfg.path(tcfg.password_dir), name=name)
 
     # -- the Connector protocol -------------------------------------------------------
 

@@ -37,7 +37,7 @@ from ldap3 import BASE, MODIFY_ADD, MODIFY_REPLACE, SUBTREE, Connection
 from ldap3.protocol.rfc4527 import post_read_control
 from ldap3.utils.conv import escape_filter_chars
 
-from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
+from connectors.base import AnchorResolver, Applied, Connector, FatalError, RejectedError, StoredObject
 from connectors.ldap.ldif import values_of
 from connectors.ldap.session import (
     RESULT_ALREADY_EXISTS,
@@ -126,7 +126,7 @@ def is_dn(anchor: str) -> bool:
     return "=" in anchor
 
 
-class FeideLdapConnector:
+class FeideLdapConnector(Connector):
     """Writes the Feide catalog to an LDAP server, one change at a time."""
 
     target = "feide"

@@ -14,8 +14,8 @@ import click
 
 from provisioner import config as config_mod
 from provisioner.core.nin import mask_text
+from provisioner.kinds import feide_session, kind_of
 from provisioner.run import runner
-from provisioner.run.targets import feide_session
 
 
 def fail(message: str, code: int = runner.EXIT_USAGE) -> None:
@@ -126,14 +126,10 @@ def _print_drift(drift: list, as_json: bool, summary: str) -> None:
 
 def _feide_target(cfg: config_mod.Config, name: str | None) -> tuple[str, config_mod.FeideConfig]:
     """The named Feide target, or the first one; exit 2 when there is none with a url."""
-    feide = {n: t for n, t in cfg.targets.items() if isinstance(t, config_mod.FeideConfig)}
-    if name is not None and name not in feide:
-        fail(f"no Feide target {name!r} in the config (have: {', '.join(feide) or 'none'})")
-    chosen = name or next(iter(feide), None)
-    if chosen is None:
-        fail("no Feide target in the config")
-    tcfg = feide[chosen]
-    if not tcfg.url:
+    chosen = _only_target(cfg, "feide", name, first=True)
+    tcfg = cfg.targets[chosen]
+    assert isinstance(tcfg, config_mod.FeideConfig)
+    if not kind_of("feide").capabilities(tcfg).live:
         fail(f"targets.{chosen}.url is not set: it writes LDIF files; check one with --ldif FILE")
     return chosen, tcfg
 
@@ -154,13 +150,20 @@ def ad_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool) -
     """Report drift in the managed OUs (exit 1 when there is any); --repair fixes what it can."""
     from provisioner.run.reconcile import reconcile_ad
 
-    name = _only_target(c.cfg, "ad", target_name, "AD")
+    name = _only_target(c.cfg, "ad", target_name)
     _reconcile(lambda: reconcile_ad(c.cfg, c.store, name, repair=repair), name, "AD", as_json)
 
 
-def _only_target(cfg: config_mod.Config, kind: str, name: str | None, label: str) -> str:
-    """The named target of this kind, or the only one; exit 2 otherwise."""
+def _only_target(cfg: config_mod.Config, kind: str, name: str | None, *, first: bool = False) -> str:
+    """The named target of this kind, or the only one (``first``: the first one); exit 2 otherwise."""
+    label = kind_of(kind).label
     names = [n for n, t in cfg.targets.items() if t.kind == kind]
+    if first:
+        if name is not None and name not in names:
+            fail(f"no {label} target {name!r} in the config (have: {', '.join(names) or 'none'})")
+        if not names:
+            fail(f"no {label} target in the config")
+        return name or names[0]
     chosen = name or (names[0] if len(names) == 1 else None)
     if chosen not in names:
         fail(f"name the {label} target with --target ({label} targets: {', '.join(names) or 'none'})")
@@ -182,7 +185,7 @@ def m365_reconcile(c: Any, target_name: str | None, repair: bool, full: bool, as
     """Report user drift in the tenant (exit 1 when there is any); --repair fixes what it can."""
     from provisioner.run.reconcile import reconcile_m365
 
-    name = _only_target(c.cfg, "m365", target_name, "Microsoft 365")
+    name = _only_target(c.cfg, "m365", target_name)
     _reconcile(
         lambda: reconcile_m365(c.cfg, c.store, name, repair=repair, full=full), name, "Microsoft 365", as_json
     )

@@ -36,7 +36,7 @@ def reconcile_ad(cfg: Config, store: StateStore, name: str, *, repair: bool) -> 
 def reconcile_feide(cfg: Config, store: StateStore, name: str, *, repair: bool) -> tuple[str, list[Any]]:
     """Reconcile a Feide target; returns (run id, drift). Raises LockHeld, ConfigError, ConnectorError."""
     from connectors.feide.reconcile import reconcile
-    from provisioner.run.targets import feide_session
+    from provisioner.kinds import feide_session
 
     def read(stored: list[dict[str, Any]]) -> list[Any]:
         tcfg = cfg.targets[name]
