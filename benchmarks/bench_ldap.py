@@ -48,7 +48,6 @@ from connectors.feide.reconcile import reconcile  # noqa: E402
 from connectors.ldap.ldif import values_of  # noqa: E402
 from connectors.ldap.session import LdapSession  # noqa: E402
 from mappings import ad, feide  # noqa: E402
-from mappings.ad import PLACEMENT_ATTRS  # noqa: E402
 from mappings.base import MappingContext  # noqa: E402
 from mappings.feide import container_entries, escape_dn_value  # noqa: E402
 from provisioner.config import ADConfig, FeideConfig  # noqa: E402
@@ -79,7 +78,8 @@ def feide_changes(state: DesiredState, fcfg: FeideConfig, persons: int) -> list[
     people = [o for o in objs if o.kind == "person"][:persons]
     chosen = [o for o in objs if o.kind != "person"] + people
     return [
-        Change("feide", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, username=o.username) for o in chosen
+        Change("feide", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, place=o.place, username=o.username)
+        for o in chosen
     ]
 
 
@@ -120,7 +120,7 @@ def bench_feide(server: SlapdServer, state: DesiredState, persons: int) -> None:
     bcfg = feide_config(f"dc=bare{tag},{SUFFIX}", server.url)
     bare_changes = feide_changes(state, bcfg, persons)
     shaper = FeideLdapConnector(bcfg, OWNER, LdapSession(server.url, None, None))
-    entries = [(str(c.attrs["dn"]), shaper._entry(c)) for c in bare_changes]
+    entries = [(str(c.place["dn"]), shaper._entry(c)) for c in bare_changes]
     containers = [(dn, {k: values_of(v) for k, v in a.items()}) for dn, a in container_entries(bcfg)]
     entries = entries[:1] + containers + entries[1:]  # org, containers, units, persons
     # Connected as the connector's session connects (no schema read, so no client-side checks).
@@ -149,7 +149,7 @@ def bench_feide(server: SlapdServer, state: DesiredState, persons: int) -> None:
             "key": c.key,
             "anchor": anchors[f"{c.kind}:{c.key}"],
             "status": "active",
-            "attrs": json.loads(json.dumps(c.attrs)),
+            "attrs": json.loads(json.dumps(c.record())),
             "members": None,
             "username": c.username,
         }
@@ -167,7 +167,8 @@ def ad_changes(state: DesiredState, acfg: ADConfig, users: int) -> list[Change]:
     objs = ad.map_state(state, MappingContext(OWNER, acfg, state.as_of))
     people = [o for o in objs if o.kind == "person"][:users]
     return [
-        Change("ad", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, username=o.username) for o in people
+        Change("ad", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, place=o.place, username=o.username)
+        for o in people
     ]
 
 
@@ -216,7 +217,7 @@ def bench_ad(workdir: Path, state: DesiredState, users: int) -> None:
 
             bcfg = ADConfig(base_dn=base_b)
             bare = ad_changes(state, bcfg, users)
-            ous = sorted({str(c.attrs["ou"]) for c in bare}, key=len)
+            ous = sorted({str(c.place["ou"]) for c in bare}, key=len)
             tls = ldap3.Tls(
                 ca_certs_file=str(dc.ca_file), validate=ssl.CERT_REQUIRED, valid_names=[dc.tls_name]
             )
@@ -229,8 +230,8 @@ def bench_ad(workdir: Path, state: DesiredState, users: int) -> None:
                 for ou in ous + [f"OU=Grupper,{base_b}", f"OU=Deaktiverte,{base_b}"]:
                     conn.add(ou, ["top", "organizationalUnit"])
                 for c in bare:
-                    dn = f"CN={escape_dn_value(str(c.attrs['cn']))},{c.attrs['ou']}"
-                    attrs = {k: ldap_values(v) for k, v in c.attrs.items() if k not in PLACEMENT_ATTRS}
+                    dn = f"CN={escape_dn_value(str(c.place['cn']))},{c.place['ou']}"
+                    attrs = {k: ldap_values(v) for k, v in c.attrs.items()}
                     attrs = {k: v for k, v in attrs.items() if v}
                     attrs["userAccountControl"] = UAC_NORMAL | UAC_DISABLED
                     ok = conn.add(dn, USER_CLASSES, attrs)

@@ -75,12 +75,13 @@ class TargetKind:
     label: str  # how messages name it ("Microsoft 365")
     config_model: type[TargetBase]
     map_state: MapState
-    placement: frozenset[str]  # attributes whose change is a move, not an update
+    placement: frozenset[str]  # names in TargetObject.place: a change there is a move
     policy: Callable[[Any], Policy]  # lifecycle policy of a target, from its config model
     capabilities: Callable[[Any], Capabilities]
     # The connector of a target in apply mode (reads secrets, does not connect); None: the
     # kind can only be planned.
     connector: ConnectorFactory | None
+    links: frozenset[str] = frozenset()  # names in TargetObject.links (keys of other objects)
     # Reads the live target back for reconciliation; None: the kind has no reader.
     reader: Callable[[Config, str], Any] | None = None
     # Reaches a live target read-only for `bas config check`; returns what it reached.
@@ -299,6 +300,7 @@ register(
         config_model=M365Config,
         map_state=m365_mapping.map_state,
         placement=m365_mapping.PLACEMENT_ATTRS,
+        links=m365_mapping.LINK_ATTRS,
         policy=_m365_policy,
         capabilities=_live,
         connector=m365_connector,
@@ -312,6 +314,7 @@ register(
         config_model=ItslearningConfig,
         map_state=itslearning_mapping.map_state,
         placement=itslearning_mapping.PLACEMENT_ATTRS,
+        links=itslearning_mapping.LINK_ATTRS,
         policy=_remove_after,
         capabilities=_files,
         connector=_itslearning_connector,

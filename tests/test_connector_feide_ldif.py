@@ -427,7 +427,7 @@ def test_three_runs_through_differ_executor_and_store(tmp_path: Path) -> None:
 
     def run(state: DesiredState, run_id: str) -> dict[str, int]:
         objs = feide.map_state(state, MappingContext(OWNER, cfg, state.as_of))
-        digs = [digest(o.kind, o.attrs, o.members) for o in objs]
+        digs = [digest(o.kind, o.record(), o.members) for o in objs]
         index = store.target_index("feide")
         details = store.target_details("feide", needs_details(objs, digs, index))
         changes = diff_target(

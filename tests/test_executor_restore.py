@@ -69,7 +69,7 @@ def run(store: StateStore, as_of: str, name: str | None, conn: Scripted | None =
         if name
         else []
     )
-    digs = [digest(o.kind, o.attrs, o.members) for o in objs]
+    digs = [digest(o.kind, o.record(), o.members) for o in objs]
     index = store.target_index("m365")
     changes = diff_target(
         "m365",

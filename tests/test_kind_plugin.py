@@ -44,14 +44,15 @@ class NotesConfig(TargetBase):
 
 
 def notes_map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
-    """One note per active person: their name and roles; ``home`` (the primary school) is a placement."""
+    """One note per active person: name and roles; placed by ``home`` (the primary school)."""
     return [
         TargetObject(
             kind="person",
             key=pid,
-            attrs={"name": p.display_name, "roles": list(p.roles), "home": p.primary_school},
+            attrs={"name": p.display_name, "roles": list(p.roles)},
             username=p.username,
             person_id=pid,
+            place={"home": p.primary_school},
         )
         for pid, p in sorted(state.persons.items())
     ]
@@ -74,7 +75,7 @@ class NotesConnector(Connector):
             raise RejectedError(f"notes: {change.key} refused")
         note = self.notes.setdefault(change.key, {"status": "active"})
         if change.op in (Op.CREATE, Op.UPDATE, Op.MOVE):
-            note.update(change.attrs)
+            note.update({**change.attrs, **change.place})
         elif change.op is Op.DELETE:
             del self.notes[change.key]
         self.path.write_text(json.dumps(self.notes, sort_keys=True), encoding="utf-8")
@@ -193,7 +194,7 @@ def test_a_registered_kind_is_planned_applied_and_shown(notes_kind: TargetKind, 
     assert out.exit_code == EXIT_OK, out.message
     assert ops(out) == [("delete", "S5"), ("move", "S3"), ("update", "S1")]
     move = next(c for c in out.plan.target("notes").changes if c.op is Op.MOVE)
-    assert (move.attrs, move.before) == ({"home": "SOR"}, {"home": "NORD"})
+    assert (move.place, move.attrs, move.before) == ({"home": "SOR"}, {}, {"home": "NORD"})
     assert move.reason == "changed in SIS: home"
     notes = env.notes()
     assert notes["S1"]["name"] == "Ola Nordby" and notes["S3"]["home"] == "SOR" and "S5" not in notes
@@ -276,3 +277,19 @@ def test_connector_apply_many_applies_one_by_one_and_stops_at_a_fatal_error(tmp_
     assert all(isinstance(r, FatalError) for r in results[2:]) and len(results) == 4
     assert all(isinstance(r, ConnectorError) for r in results[1:])
     assert set(json.loads((tmp_path / "n.json").read_text())) == {"A"}
+
+
+@pytest.mark.parametrize("name", ["ad", "m365", "itslearning", "feide"])
+def test_built_in_kinds_declare_the_place_and_link_names_their_mappings_use(name: str) -> None:
+    from provisioner.config import FeideConfig, OwnerConfig
+    from tests.test_mapping_itslearning import state as itslearning_state
+
+    kind = kind_of(name)
+    owner = OwnerConfig(name="X", org_number="964000000", realm="x.no", mail_domain="x.no")
+    tcfg = FeideConfig(base_dn="dc=x,dc=no") if name == "feide" else kind.config_model()
+    objs = kind.map_state(itslearning_state(), MappingContext(owner, tcfg, "2025-09-01"))
+    assert objs and all(set(o.place) <= kind.placement and set(o.links) <= kind.links for o in objs)
+    for o in objs:  # one flat record: no name in two of attrs, place and links
+        assert len(o.record()) == len(o.attrs) + len(o.place) + len(o.links)
+    assert any(o.place for o in objs) == bool(kind.placement)
+    assert any(o.links for o in objs) == bool(kind.links)

@@ -210,8 +210,8 @@ def test_who_is_in_feide(objs) -> None:
 
 def test_org_entry(objs) -> None:
     org = objs[("org", "org")]
+    assert org.place == {"dn": "dc=eksempel,dc=no"}
     assert org.attrs == {
-        "dn": "dc=eksempel,dc=no",
         "objectClass": ["top", "dcObject", "organization", "eduOrg", "norEduOrg"],
         "o": ["Eksempel kommune"],
         "dc": "eksempel",
@@ -231,13 +231,13 @@ def test_org_entry_under_an_o_rdn_keeps_its_rdn_value() -> None:
 
 def test_orgunit_entries(objs) -> None:
     sor = objs[("orgunit", "SOR")]
+    assert sor.place == {"dn": UNIT_SOR}
     assert sor.attrs == {
-        "dn": UNIT_SOR,
         "objectClass": ["top", "organizationalUnit", "norEduOrgUnit"],
         "ou": "Sørby skole",
         "norEduOrgUnitUniqueIdentifier": "NO974000002",
     }
-    assert objs[("orgunit", "NORD")].attrs["dn"] == UNIT_NORD
+    assert objs[("orgunit", "NORD")].place["dn"] == UNIT_NORD
 
 
 AFFILIATION_CASES = [
@@ -264,8 +264,8 @@ def test_student_entry_in_full(objs) -> None:
         "urn:mace:feide.no:go:group:u:MAT0010:NO974000001:MAT%2F10A:2025-08-01:2026-06-30"
         ":student:Matematikk%2010A%2FB"
     )
+    assert o.place == {"dn": "uid=us1,ou=people,dc=eksempel,dc=no"}
     assert o.attrs == {
-        "dn": "uid=us1,ou=people,dc=eksempel,dc=no",
         "objectClass": [
             "top",
             "person",
@@ -361,7 +361,7 @@ def test_nin_only_when_present(objs) -> None:
 
 
 def test_no_guardian_data_anywhere(objs) -> None:
-    text = json.dumps([o.attrs for o in objs.values()], ensure_ascii=False)
+    text = json.dumps([o.record() for o in objs.values()], ensure_ascii=False)
     assert GUARDIAN_NIN not in text
     assert "ug1" not in text  # the guardian's username
     assert "privat@example.org" not in text  # private e-mail is not for Feide
@@ -396,8 +396,8 @@ def test_odd_names_are_kept_as_values(objs) -> None:
 
 def test_values_are_json_able_and_lists_sorted(objs) -> None:
     for o in objs.values():
-        json.dumps(dict(o.attrs))
-        for k, v in o.attrs.items():
+        json.dumps(dict(o.record()))
+        for k, v in o.record().items():
             assert isinstance(v, str | list), k
             if isinstance(v, list) and k not in ("objectClass", "o"):
                 assert v == sorted(v), k

@@ -225,7 +225,7 @@ def _lifecycle_run(
 ) -> list[tuple[str, str]]:
     person = desired_student("S1")
     objs = [TargetObject("person", "S1", {"upn": "s1@x"}, username="us1", person_id="S1")] if present else []
-    digs = [digest(o.kind, o.attrs, o.members) for o in objs]
+    digs = [digest(o.kind, o.record(), o.members) for o in objs]
     index = store.target_index(target)
     changes = diff_target(
         target,

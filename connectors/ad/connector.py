@@ -59,7 +59,6 @@ from connectors.ad.link import (
     under,
 )
 from connectors.base import AnchorResolver, Applied, Connector, FatalError, RejectedError, StoredObject
-from mappings.ad import PLACEMENT_ATTRS
 from mappings.feide import escape_dn_value
 from provisioner.config import ADConfig, Config, ConfigError, read_secret
 from provisioner.core.plan import Change, Op
@@ -261,18 +260,15 @@ class ADConnector(Connector):
 
     # -- users ------------------------------------------------------------------------
 
-    def _user_dn(self, attrs: Mapping[str, Any]) -> str:
-        return f"CN={escape_dn_value(str(attrs['cn']))},{attrs['ou']}"
+    def _user_dn(self, place: Mapping[str, Any]) -> str:
+        return f"CN={escape_dn_value(str(place['cn']))},{place['ou']}"
 
     def _create_person(self, c: Change) -> Applied:
         existing = self._find_existing(c)
         if existing is not None:
             return self._adopt(c, *existing)
-        dn = self._user_dn(c.attrs)
-        attrs = {
-            k: v for k, v in ((k, ldap_values(v)) for k, v in c.attrs.items() if k not in PLACEMENT_ATTRS)
-        }
-        attrs = {k: v for k, v in attrs.items() if v}
+        dn = self._user_dn(c.place)
+        attrs = {k: v for k, v in ((k, ldap_values(v)) for k, v in c.attrs.items()) if v}
         attrs["userAccountControl"] = UAC_NORMAL | UAC_DISABLED  # disabled until it has a password
         self._add_placed(dn, USER_CLASSES, attrs)
         entry = self.link.read(dn, ["objectGUID"], what=f"read {dn}")
@@ -318,12 +314,10 @@ class ADConnector(Connector):
             raise RejectedError(
                 f"AD: person {c.key}: {dn} is a privileged or system account; not adopting it"
             )
-        rdn = f"CN={escape_dn_value(str(c.attrs['cn']))}"
-        dn = self._move_to(dn, rdn, str(c.attrs["ou"]), f"move {dn} into place")
+        rdn = f"CN={escape_dn_value(str(c.place['cn']))}"
+        dn = self._move_to(dn, rdn, str(c.place["ou"]), f"move {dn} into place")
         mods: dict[str, Any] = {}
         for k, v in c.attrs.items():
-            if k in PLACEMENT_ATTRS:
-                continue
             want = [str(x) for x in ldap_values(v)]
             have = [x.decode("utf-8") for x in raw.get(k) or ()]
             if want != have:
@@ -352,11 +346,7 @@ class ADConnector(Connector):
 
     def _update(self, c: Change) -> Applied:
         anchor = self._anchor(c)
-        mods = {
-            k: [(ldap3.MODIFY_REPLACE, [str(x) for x in ldap_values(v)])]
-            for k, v in c.attrs.items()
-            if k not in PLACEMENT_ATTRS
-        }
+        mods = {k: [(ldap3.MODIFY_REPLACE, [str(x) for x in ldap_values(v)])] for k, v in c.attrs.items()}
         if not mods:
             return Applied(anchor=anchor, note="nothing to write")
         code = self.link.modify(guid_dn(anchor), mods, f"update {c.kind} {c.key}", ok=(NO_SUCH_OBJECT,))
@@ -370,8 +360,8 @@ class ADConnector(Connector):
         if entry is None:
             raise RejectedError(f"AD: {c.kind} {c.key} ({anchor}) is not in AD (deleted by hand?)")
         dn = entry[0]
-        rdn = f"CN={escape_dn_value(str(c.attrs['cn']))}" if c.attrs.get("cn") else first_rdn(dn)
-        parent = str(c.attrs.get("ou") or parent_dn(dn))
+        rdn = f"CN={escape_dn_value(str(c.place['cn']))}" if c.place.get("cn") else first_rdn(dn)
+        parent = str(c.place.get("ou") or parent_dn(dn))
         uac = int(text(entry, "userAccountControl") or 0)
         if c.kind == "person" and uac & UAC_DISABLED and same_dn(parent_dn(dn), self.disabled_ou):
             # Disabled and parked: rename in place; the enable on return puts it in place.
@@ -407,9 +397,9 @@ class ADConnector(Connector):
         dn = entry[0]
         note = None
         if same_dn(parent_dn(dn), self.disabled_ou):
-            if c.attrs.get("ou"):  # the enable carries where the person belongs now
-                rdn = f"CN={escape_dn_value(str(c.attrs['cn']))}" if c.attrs.get("cn") else first_rdn(dn)
-                self._move_to(dn, rdn, str(c.attrs["ou"]), f"move person {c.key} home")
+            if c.place.get("ou"):  # the enable carries where the person belongs now
+                rdn = f"CN={escape_dn_value(str(c.place['cn']))}" if c.place.get("cn") else first_rdn(dn)
+                self._move_to(dn, rdn, str(c.place["ou"]), f"move person {c.key} home")
             else:
                 note = "no placement in the change: left in the disabled OU"
         uac = int(text(entry, "userAccountControl") or UAC_NORMAL)
@@ -438,8 +428,8 @@ class ADConnector(Connector):
     # -- groups -----------------------------------------------------------------------
 
     def _create_group(self, c: Change) -> Applied:
-        name = str(c.attrs.get("sAMAccountName") or c.attrs["cn"])
-        dn = f"CN={escape_dn_value(str(c.attrs['cn']))},{c.attrs['ou']}"
+        name = str(c.attrs.get("sAMAccountName") or c.place["cn"])
+        dn = f"CN={escape_dn_value(str(c.place['cn']))},{c.place['ou']}"
         base = self._domain or self.base_dn
         found = self.link.search(
             base, f"(&(objectClass=group)(sAMAccountName={escape_filter_chars(name)}))", GROUP_ATTRS
@@ -459,8 +449,7 @@ class ADConnector(Connector):
                     guid_dn(anchor), {"description": [(ldap3.MODIFY_REPLACE, desc)]}, f"update group {c.key}"
                 )
             return Applied(anchor=anchor, note="already existed")
-        attrs = {k: ldap_values(v) for k, v in c.attrs.items() if k not in PLACEMENT_ATTRS}
-        attrs = {k: v for k, v in attrs.items() if v}
+        attrs = {k: v for k, v in ((k, ldap_values(v)) for k, v in c.attrs.items()) if v}
         attrs["groupType"] = GLOBAL_SECURITY_GROUP
         self._add_placed(dn, GROUP_CLASSES, attrs)
         entry = self.link.read(dn, ["objectGUID"], what=f"read {dn}")

@@ -141,7 +141,7 @@ def make_plan(
         index = store.target_index(name)
         # Only a stored object has a digest to compare with; a new one is created whatever
         # its digest is (the writer computes it once from the JSON it stores anyway).
-        digests = [digest(o.kind, o.attrs, o.members) if o.key in index else "" for o in objs]
+        digests = [digest(o.kind, o.record(), o.members) if o.key in index else "" for o in objs]
         details = store.target_details(name, needs_details(objs, digests, index))
         changes = diff_target(
             name,
@@ -151,6 +151,7 @@ def make_plan(
             details,
             policy=kind.policy(tcfg),
             placement=kind.placement,
+            links=kind.links,
             persons=state.persons,
             identities=identities,
             frozen=frozen,
