@@ -317,7 +317,6 @@ def person_change(env: LiveEnv, key: str, uid: str, **attrs: Any) -> Change:
     org = env.base_dn
     unit = f"norEduOrgUnitUniqueIdentifier=NO974000001,ou=units,{org}"
     base = {
-        "dn": f"uid={uid},ou=people,{org}",
         "objectClass": [
             "top",
             "person",
@@ -340,8 +339,16 @@ def person_change(env: LiveEnv, key: str, uid: str, **attrs: Any) -> Change:
         "eduPersonEntitlement": [],
         **attrs,
     }
+    place = {"dn": f"uid={uid},ou=people,{org}"}
     return Change(
-        target="feide", op=Op.CREATE, kind="person", key=key, reason="test", username=uid, attrs=base
+        target="feide",
+        op=Op.CREATE,
+        kind="person",
+        key=key,
+        reason="test",
+        username=uid,
+        attrs=base,
+        place=place,
     )
 
 
@@ -391,7 +398,7 @@ def test_errors_are_typed(tmp_path: Path, slapd) -> None:
         conn.apply(Change(target="feide", op=Op.DISABLE, kind="person", key="P", reason="t", anchor="x"))
     with pytest.raises(RejectedError, match="unknown object kind"):
         conn.apply(
-            Change(target="feide", op=Op.CREATE, kind="group", key="G", reason="t", attrs={"dn": "cn=g"})
+            Change(target="feide", op=Op.CREATE, kind="group", key="G", reason="t", place={"dn": "cn=g"})
         )
     conn.close()
 
