@@ -13,6 +13,7 @@ import pytest
 from connectors.ad.link import guid_text, parent_dn, text
 from connectors.base import FatalError, RejectedError, TransientError
 from provisioner.core.plan import Change, Op
+from provisioner.kinds import kind_of
 from provisioner.run.runner import EXIT_TARGET_FAILED
 from provisioner.run.targets import build_connector
 from tests.adtest import ADEnv, can_bind, uac
@@ -190,14 +191,13 @@ def person_change(env: ADEnv, op: Op, pid: str, username: str, **kw) -> Change:
         "givenName": "Test",
         "sn": pid,
         "displayName": f"Test {pid}",
-        "cn": f"Test {pid} ({username})",
         "mail": f"{username}@skole.eksempel.no",
         "employeeID": pid,
         "department": "Nord skole",
         "company": "Eksempel kommune",
         "title": "student",
-        "ou": f"OU=NORDBY,{env.base}",
     }
+    place = {"cn": f"Test {pid} ({username})", "ou": f"OU=NORDBY,{env.base}"}
     return Change(
         target="ad",
         op=op,
@@ -207,18 +207,15 @@ def person_change(env: ADEnv, op: Op, pid: str, username: str, **kw) -> Change:
         username=username,
         person_id=pid,
         attrs=attrs,
+        place=place,
         **kw,
     )
 
 
 def group_change(env: ADEnv, op: Op, key: str, **kw) -> Change:
-    attrs = {
-        "cn": f"NORDBY-{key}",
-        "sAMAccountName": f"NORDBY-{key}",
-        "description": key,
-        "ou": f"OU=Grupper,{env.base}",
-    }
-    return Change(target="ad", op=op, kind="group", key=key, reason="test", attrs=attrs, **kw)
+    attrs = {"sAMAccountName": f"NORDBY-{key}", "description": key}
+    place = {"cn": f"NORDBY-{key}", "ou": f"OU=Grupper,{env.base}"}
+    return Change(target="ad", op=op, kind="group", key=key, reason="test", attrs=attrs, place=place, **kw)
 
 
 def test_idempotent_create_delete_and_incremental_members(env: ADEnv) -> None:
@@ -473,8 +470,12 @@ def test_names_with_dn_and_filter_specials_and_emoji(env: ADEnv) -> None:
     try:
         from provisioner.core.plan import Change as C
 
+        # The stored record holds attributes and placement together; the kind names the placement.
+        placement = kind_of("ad").placement
+        attrs = {k: v for k, v in o["attrs"].items() if k not in placement}
+        place = {k: o["attrs"][k] for k in placement}
         again = conn.apply(
-            C(target="ad", op=Op.CREATE, kind="person", key=o["key"], reason="t", attrs=o["attrs"])
+            C(target="ad", op=Op.CREATE, kind="person", key=o["key"], reason="t", attrs=attrs, place=place)
         )
         assert again.anchor == o["anchor"]
     finally:
