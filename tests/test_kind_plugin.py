@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -240,10 +241,10 @@ def test_a_rejection_in_a_window_is_recorded(notes_kind: TargetKind, tmp_path: P
 
 def test_register_checks_the_record(notes_kind: TargetKind, tmp_path: Path) -> None:
     assert register(NOTES) is NOTES  # the same record again changes nothing
-    other = TargetKind(**{**{f: getattr(NOTES, f) for f in NOTES.__slots__}, "label": "Other notes"})
+    other = replace(NOTES, label="Other notes")
     with pytest.raises(ValueError, match="registered already"):
         register(other)
-    wrong = TargetKind(**{**{f: getattr(NOTES, f) for f in NOTES.__slots__}, "name": "memo"})
+    wrong = replace(NOTES, name="memo")
     with pytest.raises(ValueError, match="NotesConfig.kind defaults to 'notes', not 'memo'"):
         register(wrong)
     with pytest.raises(ConfigError, match="unknown target kind 'memo'"):
