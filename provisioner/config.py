@@ -4,12 +4,10 @@ Secrets never sit in this file: settings ending in ``_file`` name a file to read
 from; a relative name is looked up in ``$CREDENTIALS_DIRECTORY`` (systemd
 credentials) first, then beside the config file.
 
-Each ``[targets.NAME]`` table is validated by the config model of its ``kind``, looked up
-in ``TARGET_MODELS``. This module sits below the target-kind registry
-(``provisioner.kinds``) and must not import it, so the registry reaches down instead: the
-built-in kinds' models are in the table from the start (they are defined here), and
-``provisioner.kinds.register`` adds the model of every further kind with
-``add_target_model``. The table is only ever extended, never switched.
+A ``[targets.NAME]`` table is validated by its kind's model in ``TARGET_MODELS``. This
+module sits below the target-kind registry (``provisioner.kinds``), so the registry reaches
+down: the built-in models (defined here) are in the table from the start, and
+``provisioner.kinds.register`` adds any further kind's with ``add_target_model``.
 """
 
 from __future__ import annotations
@@ -381,7 +379,8 @@ def _validate_targets(tables: Any) -> dict[str, TargetBase]:
         if model is None:
             known = ", ".join(repr(k) for k in TARGET_MODELS)
             what = "missing" if kind is None else f"unknown target kind {kind!r}"
-            errors.append(_error((name, "kind"), table, f"{what}; known kinds: {known}"))
+            message = PydanticCustomError("target_kind", f"{what}; known kinds: {known}")
+            errors.append(InitErrorDetails(type=message, loc=(name, "kind"), input=table))
             continue
         try:
             out[name] = model.model_validate(table)
@@ -394,10 +393,6 @@ def _validate_targets(tables: Any) -> dict[str, TargetBase]:
     if errors:
         raise ValidationError.from_exception_data("targets", errors)
     return out
-
-
-def _error(loc: tuple[str, ...], value: Any, message: str) -> InitErrorDetails:
-    return InitErrorDetails(type=PydanticCustomError("target_kind", message), loc=loc, input=value)
 
 
 class LoggingConfig(_Strict):
@@ -497,7 +492,6 @@ class Config(_Strict):
     daemon: DaemonConfig = DaemonConfig()
     metrics: MetricsConfig = MetricsConfig()
     alerts: AlertsConfig = AlertsConfig()
-    # Each validated by its kind's model (TARGET_MODELS); dumped with all of that model's fields.
     targets: dict[str, SerializeAsAny[TargetBase]] = Field(default_factory=dict)
     # Where the file was read from: relative paths in it are relative to this folder.
     base_dir: str = "."
