@@ -177,8 +177,10 @@ def main() -> None:
     ents = sum(len(o.attrs["eduPersonEntitlement"]) for o in people)
     print(f"  feide: {len(people):,} persons, {ents / max(1, len(people)):.1f} entitlement values each")
 
-    current = [StoredObject(o.kind, o.key, o.attrs["dn"], "active", o.attrs, None, o.username) for o in objs]
-    changes = [Change("feide", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs) for o in objs]
+    current = [
+        StoredObject(o.kind, o.key, o.place["dn"], "active", o.record(), None, o.username) for o in objs
+    ]
+    changes = [Change("feide", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, place=o.place) for o in objs]
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
         conn = FeideLdifConnector(fcfg, OWNER, out)

@@ -84,7 +84,8 @@ def feide_changes(state: DesiredState, fcfg: FeideConfig, persons: int) -> list[
     people = [o for o in objs if o.kind == "person"][:persons]
     chosen = [o for o in objs if o.kind != "person"] + people
     return [
-        Change("feide", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, username=o.username) for o in chosen
+        Change("feide", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, place=o.place, username=o.username)
+        for o in chosen
     ]
 
 
@@ -132,7 +133,7 @@ def bench_feide(server: SlapdServer, state: DesiredState, persons: int) -> None:
     bcfg = feide_config(f"dc=bare{tag},{SUFFIX}", server.url)
     bare_changes = feide_changes(state, bcfg, persons)
     shaper = FeideLdapConnector(bcfg, OWNER, feide_link(server))
-    entries = [(str(c.attrs["dn"]), shaper._entry(c)) for c in bare_changes]
+    entries = [(str(c.place["dn"]), shaper._entry(c)) for c in bare_changes]
     containers = [(dn, {k: values_of(v) for k, v in a.items()}) for dn, a in container_entries(bcfg)]
     entries = entries[:1] + containers + entries[1:]  # org, containers, units, persons
     # Connected as the connector's link connects (StartTLS, no schema read, so no client-side checks).
@@ -163,7 +164,7 @@ def bench_feide(server: SlapdServer, state: DesiredState, persons: int) -> None:
             c.key,
             anchors[f"{c.kind}:{c.key}"],
             "active",
-            json.loads(json.dumps(c.attrs)),
+            json.loads(json.dumps(c.record())),
             None,
             c.person_id,
             c.username,
@@ -190,7 +191,8 @@ def ad_changes(state: DesiredState, acfg: ADConfig, users: int) -> list[Change]:
     objs = ad.map_state(state, MappingContext(OWNER, acfg, state.as_of))
     people = [o for o in objs if o.kind == "person"][:users]
     return [
-        Change("ad", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, username=o.username) for o in people
+        Change("ad", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, place=o.place, username=o.username)
+        for o in people
     ]
 
 
@@ -242,7 +244,7 @@ def bench_ad(workdir: Path, state: DesiredState, users: int) -> None:
 
             bcfg = ADConfig(base_dn=base_b)
             bare = ad_changes(state, bcfg, users)
-            ous = sorted({str(c.attrs["ou"]) for c in bare}, key=len)
+            ous = sorted({str(c.place["ou"]) for c in bare}, key=len)
             tls = ldap3.Tls(
                 ca_certs_file=str(dc.ca_file), validate=ssl.CERT_REQUIRED, valid_names=[dc.tls_name]
             )
@@ -255,7 +257,7 @@ def bench_ad(workdir: Path, state: DesiredState, users: int) -> None:
                 for ou in ous + [f"OU=Grupper,{base_b}", f"OU=Deaktiverte,{base_b}"]:
                     conn.add(ou, ["top", "organizationalUnit"])
                 for c in bare:
-                    dn = f"CN={dns.escape(str(c.attrs['cn']))},{c.attrs['ou']}"
+                    dn = f"CN={dns.escape(str(c.place['cn']))},{c.place['ou']}"
                     attrs = entry_attrs(c.attrs)
                     attrs["userAccountControl"] = UAC_NORMAL | UAC_DISABLED
                     ok = conn.add(dn, USER_CLASSES, attrs)

@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connectors.base import Applied  # noqa: E402
+from connectors.base import Applied, Connector  # noqa: E402
 from provisioner import config, runner  # noqa: E402
 from provisioner.state.store import StateStore  # noqa: E402
 from sources.sql import DEFAULT_QUERIES  # noqa: E402
@@ -80,7 +80,7 @@ base_dn = "dc=bench,dc=kommune,dc=no"
 """
 
 
-class Sink:
+class Sink(Connector):
     """Benchmark-only connector: accepts every change (measures the core, not a target)."""
 
     def __init__(self, target: str) -> None:

@@ -11,10 +11,12 @@ success. It reports failures by raising one of three errors, and the executor de
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from provisioner.core.drift import LiveView, Recorded
 from provisioner.core.plan import Change
 
 
@@ -66,29 +68,80 @@ class AnchorResolver(Protocol):
     def __call__(self, kind: str, key: str) -> str | None: ...
 
 
-class Connector(Protocol):
-    """What the executor needs from a target.
+class Connector(ABC):
+    """What the executor needs from a target; every connector derives from it.
 
-    A connector class may set ``process_safe = True`` when it holds no session to a remote
-    system and writes only its own files: the executor may then apply it in a worker process.
+    Its capabilities are typed attributes the executor reads (no probing):
+
+    - ``process_safe``: it holds no session to a remote system and writes only its own
+      files, so the executor may apply it in a worker process (``FileTarget`` sets it);
+    - ``window``: above 0, the executor hands ``apply_many`` windows of at most that many
+      changes, in plan order, instead of calling ``apply`` once per change.
     """
 
     target: str
+    process_safe: bool = False
+    window: int = 0
 
+    @abstractmethod
     def begin(self, run_id: str, resolve: AnchorResolver) -> None:
         """Open connections or files for this run."""
 
+    @abstractmethod
     def apply(self, change: Change) -> Applied:
         """Apply one change; raise a typed ConnectorError on failure."""
 
+    def apply_many(self, changes: Sequence[Change]) -> list[Applied | ConnectorError]:
+        """Apply a window of changes; one result per change, in order: ``Applied`` or its error.
+
+        A batching connector (``window`` > 0) overrides this to send many at once; this one
+        applies them one by one. A fatal error ends the window: it is every later change's
+        result too, as the target cannot be used any more.
+        """
+        out: list[Applied | ConnectorError] = []
+        for change in changes:
+            try:
+                out.append(self.apply(change))
+            except FatalError as exc:
+                return out + [exc] * (len(changes) - len(out))
+            except ConnectorError as exc:
+                out.append(exc)
+        return out
+
+    @abstractmethod
     def finish(self, current: Iterable[StoredObject]) -> None:
         """Flush after all changes: ``current`` is the target's whole state after apply."""
 
+    @abstractmethod
     def close(self) -> None:
         """Release connections; called even after errors."""
 
 
-class FileTarget:
+class Reader(ABC):
+    """Reads a live target back for a reconcile (provisioner.run.reconcile), never writes.
+
+    ``read`` describes the target in the differ's terms: each recorded object found by its
+    anchor, with the values the target holds in the vocabulary BAS recorded
+    (``provisioner.core.drift.LiveView``). ``cursor`` is where an incremental reader left
+    off last time (None: read everything). A reader owns its connection: ``close`` it.
+    """
+
+    @abstractmethod
+    def read(self, recorded: Sequence[Recorded], cursor: str | None) -> LiveView:
+        """The live target's view of the recorded objects."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection; called even after errors."""
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FileTarget(Connector):
     """Base of the file connectors: ``apply`` only records a change, ``finish`` writes the files.
 
     Every change such a target records as applied is also kept in the state store as a
@@ -102,16 +155,3 @@ class FileTarget:
     def exported(self, run_id: str) -> bool:
         """True when run ``run_id`` durably wrote its delta file (so its changes were written)."""
         raise NotImplementedError
-
-
-class BatchingConnector(Connector, Protocol):
-    """A connector that applies many changes at once (e.g. Graph $batch); optional.
-
-    The executor hands it windows of at most ``window`` changes, in plan order, and
-    records one result per change: ``Applied`` or the typed error of that change alone.
-    """
-
-    window: int
-
-    def apply_many(self, changes: Sequence[Change]) -> list[Applied | ConnectorError]:
-        """Apply a window of changes; one result per change, in order."""

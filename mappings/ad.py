@@ -13,8 +13,8 @@ Users (kind ``person``, key person_id): sAMAccountName (the username, at most 20
 characters by the username rules), userPrincipalName (``username@`` upn_domain or the
 owner's mail domain), givenName, sn, displayName, cn, mail (``username@mail_domain``),
 employeeID (SIS person_id), department (primary school name), company (owner name),
-title (``main_role``: leader, teacher, staff or student), ou (the school OU's DN,
-``OU=<school short name>,<base_dn>``).
+title (``main_role``: leader, teacher, staff or student); placed (``TargetObject.place``)
+by cn and ou (the school OU's DN, ``OU=<school short name>,<base_dn>``).
 
 ``cn`` is ``"<display name> (<username>)"``: the username makes it unique (AD needs a cn
 unique within its OU, and two pupils called Ola Nordmann may share a school), and the
@@ -24,10 +24,11 @@ code units, as AD counts) by shortening the name part, never the username. A cha
 Lengths are cut to AD's limits: givenName, sn, department, company, title 64; displayName
 256. employeeID is not cut (AD allows 16 characters; a longer SIS id is rejected by AD).
 
-Groups (kind ``group``, key group key): cn and sAMAccountName (the same name from
-``group_account_names``), description, ou (``groups_ou`` under base_dn, one OU for all
-schools: names carry the school), members ``(person_id, "")`` for persons AD holds. The
-school-wide guardians group is left out: guardians are never in AD.
+Groups (kind ``group``, key group key): sAMAccountName and cn (the same name from
+``group_account_names``; cn in ``place``), description, ou in ``place`` (``groups_ou``
+under base_dn, one OU for all schools: names carry the school), members
+``(person_id, "")`` for persons AD holds. The school-wide guardians group is left out:
+guardians are never in AD.
 """
 
 from __future__ import annotations
@@ -84,15 +85,14 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "givenName": cut(p.given_name, 64),
             "sn": cut(p.family_name, 64),
             "displayName": cut(p.display_name, 256),
-            "cn": person_cn(p),
             "mail": f"{u}@{owner.mail_domain}",
             "employeeID": pid,
             "department": cut(state.schools[p.primary_school].name, 64),
             "company": company,
             "title": main_role(p),
-            "ou": ous[p.primary_school],
         }
-        out.append(TargetObject(kind="person", key=pid, attrs=attrs, username=u, person_id=pid))
+        place = {"cn": person_cn(p), "ou": ous[p.primary_school]}
+        out.append(TargetObject("person", pid, attrs, username=u, person_id=pid, place=place))
 
     held_set = set(held)
     groups_ou = dns.within(cfg.groups_ou, cfg.base_dn)
@@ -102,10 +102,9 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
         g = state.groups[k]
         name = names[k]
         attrs = {
-            "cn": name,
             "sAMAccountName": name,
             "description": group_description(g, state.schools[g.school_id]),
-            "ou": groups_ou,
         }
-        out.append(TargetObject(kind="group", key=k, attrs=attrs, members=group_members(g, held_set)))
+        place = {"cn": name, "ou": groups_ou}
+        out.append(TargetObject("group", k, attrs, members=group_members(g, held_set), place=place))
     return out

@@ -8,7 +8,8 @@ and a ``PLACEMENT_ATTRS`` frozenset naming the attributes whose change is a move
 (e.g. the AD OU) rather than an update. It does no I/O and keeps data minimisation:
 a target gets only the persons and attributes SPEC says it needs. Attribute values are
 JSON-able (str, int, bool, None, or lists of str in a stable order), so the differ can
-compare them as data.
+compare them as data. Which kind uses which mapping is the kind's record in
+``provisioner.kinds``.
 """
 
 from __future__ import annotations
@@ -31,18 +32,3 @@ class MappingContext:
 
 
 MapState = Callable[[DesiredState, MappingContext], list[TargetObject]]
-
-
-def mapping_for(kind: str) -> tuple[MapState, frozenset[str]]:
-    """The map_state function and placement attributes of a target kind."""
-    if kind == "ad":
-        from mappings import ad as mod
-    elif kind == "m365":
-        from mappings import m365 as mod
-    elif kind == "itslearning":
-        from mappings import itslearning as mod
-    elif kind == "feide":
-        from mappings import feide as mod
-    else:
-        raise ValueError(f"no mapping for target kind {kind!r}")
-    return mod.map_state, mod.PLACEMENT_ATTRS

@@ -24,10 +24,10 @@ Objects (``TargetObject.kind`` / key):
   eduPersonOrgUnitDN, eduPersonPrimaryOrgUnitDN, eduPersonEntitlement (always present,
   possibly an empty list).
 
-Every object carries its entry DN in ``attrs["dn"]`` and its ``objectClass`` list, so the
-LDIF connector writes attributes as they are and the differ sees a DN change. A DN
-changes only when the config's base DN or OUs change or a school's org number does;
-``PLACEMENT_ATTRS = {"dn"}`` makes that a move (LDAP modrdn), not an update.
+Every object carries its entry DN in ``place["dn"]`` and its ``objectClass`` list in
+``attrs``, so the connectors write ``attrs`` as they are and the differ sees a DN change. A
+DN changes only when the config's base DN or OUs change or a school's org number does;
+being a placement (``PLACEMENT_ATTRS = {"dn"}``) makes that a move (LDAP modrdn), not an update.
 
 Affiliations: student -> student, member; teacher -> faculty, employee, member; staff
 -> staff, employee, member; leader -> staff, employee, member (a leader is not
@@ -156,7 +156,7 @@ def _org_object(ctx: MappingContext) -> TargetObject:
     owner = ctx.owner
     dn = org_dn(ctx)
     classes = list(ORG_CLASSES)
-    attrs: dict[str, Any] = {"dn": dn, "objectClass": classes, "o": [owner.name]}
+    attrs: dict[str, Any] = {"objectClass": classes, "o": [owner.name]}
     # The entry must hold its own RDN value: dc=... needs dcObject, o=... an o value.
     rdn_attr, rdn_value = dns.parse(dn)[0][0]
     if rdn_attr.lower() == "dc":
@@ -175,7 +175,7 @@ def _org_object(ctx: MappingContext) -> TargetObject:
             "norEduOrgSchemaVersion": NOREDU_SCHEMA_VERSION,
         }
     )
-    return TargetObject(kind="org", key="org", attrs=attrs)
+    return TargetObject(kind="org", key="org", attrs=attrs, place={"dn": dn})
 
 
 def container_entries(target: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -228,11 +228,11 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
                 kind="orgunit",
                 key=school_id,
                 attrs={
-                    "dn": dn,
                     "objectClass": list(UNIT_CLASSES),
                     "ou": school.name,
                     "norEduOrgUnitUniqueIdentifier": "NO" + school.org_number,
                 },
+                place={"dn": dn},
             )
         )
 
@@ -261,7 +261,6 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
         schools = sorted({s for s, r in p.affiliations if r != GUARDIAN})
         uid = p.username
         attrs: dict[str, Any] = {
-            "dn": person_dn(uid, ctx),
             "objectClass": list(PERSON_CLASSES),
             "uid": uid,
             "cn": p.display_name,
@@ -280,5 +279,6 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
         }
         if p.nin:
             attrs["norEduPersonNIN"] = p.nin
-        out.append(TargetObject(kind="person", key=pid, attrs=attrs, username=uid, person_id=pid))
+        place = {"dn": person_dn(uid, ctx)}
+        out.append(TargetObject("person", pid, attrs, username=uid, person_id=pid, place=place))
     return out

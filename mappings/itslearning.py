@@ -13,9 +13,10 @@ Objects and attributes
 - ``orgunit`` (key = school_id): sourcedid ``school:<school_id>``, name, short,
   org_number, grouptype ``Skole``; its parent is the org.
 - ``person`` (key = person_id): sourcedid, userid, given, family, fn, email,
-  institutionrole; guardians also ``students``.
+  institutionrole; guardians also ``students`` (in ``links``).
 - ``group`` (key = DesiredGroup.key, which is also its sourcedid): sourcedid, name,
-  school (school_id of the parent org unit), grouptype, subject_code, start, end.
+  grouptype, subject_code, start, end; ``school`` (in ``links``: school_id of the parent
+  org unit).
 
 Prefixing the org and school sourcedids keeps them apart from SIS group ids, which come
 from another table and may well be the same strings; school-wide group keys are already
@@ -73,6 +74,8 @@ from provisioner.core.model import (
 )
 
 PLACEMENT_ATTRS: frozenset[str] = frozenset()
+# Keys of other objects (TargetObject.links): a guardian's students, a group's school.
+LINK_ATTRS: frozenset[str] = frozenset({"students", "school"})
 
 ORG_KEY = "org"
 
@@ -177,10 +180,9 @@ def _person(
         "email": email,
         "institutionrole": role,
     }
-    if GUARDIAN in p.roles:
-        attrs["students"] = sorted(s for s in p.students if s in persons)
+    links = {"students": sorted(s for s in p.students if s in persons)} if GUARDIAN in p.roles else {}
     return TargetObject(
-        kind="person", key=p.person_id, attrs=attrs, username=p.username, person_id=p.person_id
+        kind="person", key=p.person_id, attrs=attrs, username=p.username, person_id=p.person_id, links=links
     )
 
 
@@ -199,11 +201,11 @@ def _group(g: DesiredGroup, persons: Mapping[str, DesiredPerson]) -> TargetObjec
         attrs={
             "sourcedid": g.key,
             "name": g.name,
-            "school": g.school_id,
             "grouptype": GROUPTYPE[g.kind],
             "subject_code": g.subject_code,
             "start": g.start_date,
             "end": g.end_date,
         },
         members=tuple(sorted(best.items())),
+        links={"school": g.school_id},
     )

@@ -18,10 +18,10 @@ Groups (kind ``group``, key group key): displayName (``"<short name> <group name
 school-wide groups already carry the short name), mailNickname (the AD group name:
 ``<SHORT>-<name>``, ASCII letters, digits and '-', unique, at most 64 characters, no
 spaces), description, groupType (``ctx.target.group_type``), securityEnabled and
-mailEnabled (security: True/False; m365: False/True, a Unified group), owners (sorted
-person_ids of the group's teachers that Microsoft 365 holds; empty for school-wide
-groups and groups without teachers: the connector adds the configured fallback owner),
-members ``(person_id, "")``. The school-wide guardians group is left out.
+mailEnabled (security: True/False; m365: False/True, a Unified group); in ``links``:
+owners (sorted person_ids of the group's teachers that Microsoft 365 holds; empty for
+school-wide groups and groups without teachers: the connector adds the configured
+fallback owner); members ``(person_id, "")``. The school-wide guardians group is left out.
 
 Nothing here is a placement: a changed department or name is a plain update.
 """
@@ -42,9 +42,10 @@ from mappings.common import (
 )
 from provisioner.core.model import SCHOOL_WIDE, TEACHER, DesiredState, TargetObject
 
-__all__ = ["PLACEMENT_ATTRS", "map_state"]
+__all__ = ["LINK_ATTRS", "PLACEMENT_ATTRS", "map_state"]
 
 PLACEMENT_ATTRS: frozenset[str] = frozenset()
+LINK_ATTRS: frozenset[str] = frozenset({"owners"})  # person_ids the connector turns into user ids
 
 
 def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
@@ -91,7 +92,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "groupType": cfg.group_type,
             "securityEnabled": security,
             "mailEnabled": not security,
-            "owners": owners,
         }
-        out.append(TargetObject(kind="group", key=k, attrs=attrs, members=group_members(g, held_set)))
+        members = group_members(g, held_set)
+        out.append(TargetObject("group", k, attrs, members=members, links={"owners": owners}))
     return out

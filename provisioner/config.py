@@ -3,6 +3,11 @@
 Secrets never sit in this file: settings ending in ``_file`` name a file to read them
 from; a relative name is looked up in ``$CREDENTIALS_DIRECTORY`` (systemd
 credentials) first, then beside the config file.
+
+A ``[targets.NAME]`` table is validated by its kind's model in ``TARGET_MODELS``. This
+module sits below the target-kind registry (``provisioner.kinds``), so the registry reaches
+down: the built-in models (defined here) are in the table from the start, and
+``provisioner.kinds.register`` adds any further kind's with ``add_target_model``.
 """
 
 from __future__ import annotations
@@ -10,12 +15,19 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-TARGET_KINDS = ("ad", "m365", "itslearning", "feide")
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 class ConfigError(Exception):
@@ -152,8 +164,9 @@ class LifecycleConfig(_Strict):
 
 
 class TargetBase(_Strict):
-    """Settings every target has."""
+    """Settings every target has; each kind's model narrows ``kind`` to its own name."""
 
+    kind: str
     enabled: bool = True
     # plan: compute and show the changes, never apply them (the default for targets whose
     # live connector is not configured); apply: apply them.
@@ -334,7 +347,52 @@ class FeideConfig(TargetBase):
         return self
 
 
-TargetConfig = Annotated[ADConfig | M365Config | ItslearningConfig | FeideConfig, Field(discriminator="kind")]
+# kind -> the config model of its targets (see the module docstring).
+TARGET_MODELS: dict[str, type[TargetBase]] = {
+    "ad": ADConfig,
+    "m365": M365Config,
+    "itslearning": ItslearningConfig,
+    "feide": FeideConfig,
+}
+
+
+def add_target_model(kind: str, model: type[TargetBase]) -> None:
+    """Let ``[targets.X]`` tables of ``kind`` validate with ``model`` (provisioner.kinds.register)."""
+    known = TARGET_MODELS.get(kind)
+    if known is not None and known is not model:
+        raise ValueError(f"target kind {kind!r} already has the config model {known.__name__}")
+    TARGET_MODELS[kind] = model
+
+
+def _validate_targets(tables: Any) -> dict[str, TargetBase]:
+    """Each target table validated by its kind's model; errors located as ``NAME.KIND.key``."""
+    if not isinstance(tables, dict):
+        return tables  # pydantic reports the wrong type
+    out: dict[str, TargetBase] = {}
+    errors: list[InitErrorDetails] = []
+    for name, table in tables.items():
+        if isinstance(table, TargetBase):
+            out[name] = table
+            continue
+        kind = table.get("kind") if isinstance(table, dict) else None
+        model = TARGET_MODELS.get(kind) if isinstance(kind, str) else None
+        if model is None:
+            known = ", ".join(repr(k) for k in TARGET_MODELS)
+            what = "missing" if kind is None else f"unknown target kind {kind!r}"
+            message = PydanticCustomError("target_kind", f"{what}; known kinds: {known}")
+            errors.append(InitErrorDetails(type=message, loc=(name, "kind"), input=table))
+            continue
+        try:
+            out[name] = model.model_validate(table)
+        except ValidationError as exc:
+            for e in exc.errors():
+                detail = InitErrorDetails(type=e["type"], loc=(name, kind, *e["loc"]), input=e["input"])
+                if "ctx" in e:
+                    detail["ctx"] = e["ctx"]
+                errors.append(detail)
+    if errors:
+        raise ValidationError.from_exception_data("targets", errors)
+    return out
 
 
 class LoggingConfig(_Strict):
@@ -434,7 +492,7 @@ class Config(_Strict):
     daemon: DaemonConfig = DaemonConfig()
     metrics: MetricsConfig = MetricsConfig()
     alerts: AlertsConfig = AlertsConfig()
-    targets: dict[str, TargetConfig] = Field(default_factory=dict)
+    targets: dict[str, SerializeAsAny[TargetBase]] = Field(default_factory=dict)
     # Where the file was read from: relative paths in it are relative to this folder.
     base_dir: str = "."
 
@@ -445,18 +503,23 @@ class Config(_Strict):
         if isinstance(data, dict) and isinstance(data.get("targets"), dict):
             targets = {}
             for name, t in data["targets"].items():
-                if isinstance(t, dict) and "kind" not in t and name in TARGET_KINDS:
+                if isinstance(t, dict) and "kind" not in t and name in TARGET_MODELS:
                     t = {**t, "kind": name}
                 targets[name] = t
             data = {**data, "targets": targets}
         return data
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _targets(cls, v: Any) -> Any:
+        return _validate_targets(v)
 
     def path(self, value: str) -> Path:
         """Resolve a path from the config relative to the config file's folder."""
         p = Path(value)
         return p if p.is_absolute() else Path(self.base_dir) / p
 
-    def enabled_targets(self) -> dict[str, TargetConfig]:
+    def enabled_targets(self) -> dict[str, TargetBase]:
         """The targets that are switched on, in file order."""
         return {name: t for name, t in self.targets.items() if t.enabled}
 

@@ -63,7 +63,7 @@ WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 class VirtualClock:
     """Time that passes only when someone waits: ``sleep(s)`` moves it ``s`` on, at once.
 
-    The client under test (``GraphClient(sleep=..., clock=...)``, ``M365Connector.from_config(
+    The client under test (``GraphClient(sleep=..., clock=...)``, ``provisioner.kinds.m365_connector(
     ..., clock=...)``) and the FakeGraph share one, so a throttling window opens when the
     client has waited for it, however fast or slow the machine is. Sleeps from several
     sender threads add up: time runs long, never short, which a window only makes safer.

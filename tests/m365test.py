@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from connectors.base import Connector
-from connectors.m365.connector import M365Connector
 from provisioner import config as config_mod
+from provisioner.kinds import m365_connector
 from provisioner.run import runner
 from provisioner.run.runner import RunOutcome
 from provisioner.run.targets import build_connector
@@ -98,7 +98,7 @@ class M365Env:
     def connect(self, cfg: config_mod.Config, name: str) -> Connector:
         """The connector of a target; the Microsoft 365 one on this env's clock."""
         if cfg.targets[name].kind == "m365":
-            return M365Connector.from_config(cfg, name, clock=self.clock)
+            return m365_connector(cfg, name, clock=self.clock)
         return build_connector(cfg, name)
 
     def sync(self, as_of: str, **kw: Any) -> RunOutcome:

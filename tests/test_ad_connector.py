@@ -16,7 +16,9 @@ from connectors.ldap.link import guid_text, text
 from provisioner.core.dn import parent as parent_dn
 from provisioner.core.dn import rdn as first_rdn
 from provisioner.core.plan import Change, Op
+from provisioner.kinds import kind_of
 from provisioner.run.runner import EXIT_TARGET_FAILED
+from provisioner.run.targets import build_connector
 from tests.adtest import ADEnv, can_bind, uac
 from tests.sisbuilder import small_sis
 
@@ -181,10 +183,8 @@ def test_a_returner_goes_where_they_belong_now(env: ADEnv) -> None:
 
 
 def connector(env: ADEnv, **ad):
-    from connectors.ad.connector import ADConnector
-
     env.configure(**ad)
-    return ADConnector.from_config(env.cfg, "ad")
+    return build_connector(env.cfg, "ad")
 
 
 def person_change(env: ADEnv, op: Op, pid: str, username: str, **kw) -> Change:
@@ -194,14 +194,13 @@ def person_change(env: ADEnv, op: Op, pid: str, username: str, **kw) -> Change:
         "givenName": "Test",
         "sn": pid,
         "displayName": f"Test {pid}",
-        "cn": f"Test {pid} ({username})",
         "mail": f"{username}@skole.eksempel.no",
         "employeeID": pid,
         "department": "Nord skole",
         "company": "Eksempel kommune",
         "title": "student",
-        "ou": f"OU=NORDBY,{env.base}",
     }
+    place = {"cn": f"Test {pid} ({username})", "ou": f"OU=NORDBY,{env.base}"}
     return Change(
         target="ad",
         op=op,
@@ -211,18 +210,15 @@ def person_change(env: ADEnv, op: Op, pid: str, username: str, **kw) -> Change:
         username=username,
         person_id=pid,
         attrs=attrs,
+        place=place,
         **kw,
     )
 
 
 def group_change(env: ADEnv, op: Op, key: str, **kw) -> Change:
-    attrs = {
-        "cn": f"NORDBY-{key}",
-        "sAMAccountName": f"NORDBY-{key}",
-        "description": key,
-        "ou": f"OU=Grupper,{env.base}",
-    }
-    return Change(target="ad", op=op, kind="group", key=key, reason="test", attrs=attrs, **kw)
+    attrs = {"sAMAccountName": f"NORDBY-{key}", "description": key}
+    place = {"cn": f"NORDBY-{key}", "ou": f"OU=Grupper,{env.base}"}
+    return Change(target="ad", op=op, kind="group", key=key, reason="test", attrs=attrs, place=place, **kw)
 
 
 def test_idempotent_create_delete_and_incremental_members(env: ADEnv) -> None:
@@ -513,8 +509,12 @@ def test_names_with_dn_and_filter_specials_and_emoji(env: ADEnv) -> None:
     try:
         from provisioner.core.plan import Change as C
 
+        # The stored record holds attributes and placement together; the kind names the placement.
+        placement = kind_of("ad").placement
+        attrs = {k: v for k, v in o["attrs"].items() if k not in placement}
+        place = {k: o["attrs"][k] for k in placement}
         again = conn.apply(
-            C(target="ad", op=Op.CREATE, kind="person", key=o["key"], reason="t", attrs=o["attrs"])
+            C(target="ad", op=Op.CREATE, kind="person", key=o["key"], reason="t", attrs=attrs, place=place)
         )
         assert again.anchor == o["anchor"]
     finally:

@@ -17,9 +17,9 @@ from mappings.base import MappingContext
 from provisioner.apply.executor import apply_plan
 from provisioner.config import FeideConfig
 from provisioner.core.diff import diff_target, needs_details
-from provisioner.core.lifecycle import policy_for
 from provisioner.core.model import DesiredState, TargetObject
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
+from provisioner.kinds import kind_of
 from provisioner.state.store import StateStore, digest
 from tests.test_mapping_feide import NIN, OWNER, make_state
 
@@ -120,13 +120,16 @@ def create(o: TargetObject) -> Change:
         key=o.key,
         reason="test",
         attrs=dict(o.attrs),
+        place=dict(o.place),
         username=o.username,
         person_id=o.person_id,
     )
 
 
 def stored(objs: list[TargetObject], status: str = "active") -> list[StoredObject]:
-    return [StoredObject(o.kind, o.key, o.attrs["dn"], status, dict(o.attrs), None, o.username) for o in objs]
+    return [
+        StoredObject(o.kind, o.key, o.place["dn"], status, dict(o.record()), None, o.username) for o in objs
+    ]
 
 
 def no_anchor(kind: str, key: str) -> str | None:
@@ -140,7 +143,7 @@ def first_run(tmp_path: Path) -> tuple[FeideLdifConnector, list[TargetObject]]:
     conn.begin("run-1", no_anchor)
     for o in objs:
         applied = conn.apply(create(o))
-        assert applied.anchor == o.attrs["dn"]
+        assert applied.anchor == o.place["dn"]
     conn.finish(stored(objs))
     conn.close()
     return conn, objs
@@ -204,7 +207,7 @@ def test_full_file_holds_every_entry_parents_first(first_run) -> None:
     by_dn = {r["dn"]: r["attrs"] for r in records}
     assert len(by_dn) == len(objs) + 2
     for o in objs:
-        assert by_dn[o.attrs["dn"]] == as_ldap(o.attrs), o.key
+        assert by_dn[o.place["dn"]] == as_ldap(o.attrs), o.key
     assert by_dn["ou=people,dc=eksempel,dc=no"] == {
         "objectClass": ["top", "organizationalUnit"],
         "ou": ["people"],
@@ -229,7 +232,7 @@ def test_entitlements_fold_and_round_trip(first_run) -> None:
     assert any(ln.startswith(" ") for ln in text.split("\n"))  # the long values are folded
     rec = {r["dn"]: r for r in read_ldif(text)}
     s1 = next(o for o in objs if o.key == "S1")
-    assert rec[s1.attrs["dn"]]["attrs"]["eduPersonEntitlement"] == s1.attrs["eduPersonEntitlement"]
+    assert rec[s1.place["dn"]]["attrs"]["eduPersonEntitlement"] == s1.attrs["eduPersonEntitlement"]
 
 
 def test_latest_is_the_full_file_and_no_temp_files_remain(first_run) -> None:
@@ -251,7 +254,7 @@ def test_first_delta_adds_everything_in_order(first_run) -> None:
     assert dns[:3] == [ORG_DN, "ou=people,dc=eksempel,dc=no", "ou=units,dc=eksempel,dc=no"]
     by_dn = {r["dn"]: r["attrs"] for r in records}
     for o in objs:
-        assert by_dn[o.attrs["dn"]] == as_ldap(o.attrs)
+        assert by_dn[o.place["dn"]] == as_ldap(o.attrs)
 
 
 def test_deleted_objects_are_left_out_of_the_full_file(tmp_path: Path) -> None:
@@ -262,7 +265,7 @@ def test_deleted_objects_are_left_out_of_the_full_file(tmp_path: Path) -> None:
     current = stored([o for o in objs if o.key != "S1"]) + stored(gone, status="deleted")
     conn.finish(current)
     text = (tmp_path / "feide-full-r.ldif").read_text()
-    assert gone[0].attrs["dn"] not in text
+    assert gone[0].place["dn"] not in text
     assert not (tmp_path / "feide-delta-r.ldif").exists()  # no changes, no delta
 
 
@@ -274,7 +277,7 @@ def test_update_move_and_delete_records(tmp_path: Path) -> None:
     by_key = {o.key: o for o in objs}
     s1, t1, nord = by_key["S1"], by_key["T1"], by_key["NORD"]
     conn = FeideLdifConnector(CFG, OWNER, tmp_path)
-    conn.begin("run-2", lambda kind, key: {"T1": t1.attrs["dn"]}.get(key))
+    conn.begin("run-2", lambda kind, key: {"T1": t1.place["dn"]}.get(key))
     new_nord = "norEduOrgUnitUniqueIdentifier=NO974000009,ou=units,dc=eksempel,dc=no"
     changes = [
         Change(
@@ -283,8 +286,8 @@ def test_update_move_and_delete_records(tmp_path: Path) -> None:
             "orgunit",
             "NORD",
             "org number changed",
-            anchor=nord.attrs["dn"],
-            attrs={"dn": new_nord},
+            anchor=nord.place["dn"],
+            place={"dn": new_nord},
         ),
         Change(
             "feide",
@@ -292,7 +295,7 @@ def test_update_move_and_delete_records(tmp_path: Path) -> None:
             "orgunit",
             "NORD",
             "org number changed",
-            anchor=nord.attrs["dn"],  # the differ's anchor is the one before the move
+            anchor=nord.place["dn"],  # the differ's anchor is the one before the move
             attrs={"norEduOrgUnitUniqueIdentifier": "NO974000009"},
         ),
         Change(
@@ -301,20 +304,20 @@ def test_update_move_and_delete_records(tmp_path: Path) -> None:
             "person",
             "S1",
             "renamed; NIN removed; left every group",
-            anchor=s1.attrs["dn"],
+            anchor=s1.place["dn"],
             attrs={"displayName": "Ola Ærlig", "norEduPersonNIN": None, "eduPersonEntitlement": []},
         ),
         Change("feide", Op.DELETE, "person", "T1", "stopped"),  # anchor from the resolver
     ]
     applied = [conn.apply(c) for c in changes]
-    assert [a.anchor for a in applied] == [new_nord, new_nord, s1.attrs["dn"], t1.attrs["dn"]]
+    assert [a.anchor for a in applied] == [new_nord, new_nord, s1.place["dn"], t1.place["dn"]]
     conn.finish(stored([o for o in objs if o.key != "T1"]))
     records = read_ldif((tmp_path / "feide-delta-run-2.ldif").read_text(encoding="utf-8"))
     assert [(r["dn"], r["changetype"]) for r in records] == [
-        (nord.attrs["dn"], "modrdn"),
+        (nord.place["dn"], "modrdn"),
         (new_nord, "modify"),
-        (s1.attrs["dn"], "modify"),
-        (t1.attrs["dn"], "delete"),
+        (s1.place["dn"], "modify"),
+        (t1.place["dn"], "delete"),
     ]
     modrdn = records[0]["attrs"]
     assert modrdn == {"newrdn": ["norEduOrgUnitUniqueIdentifier=NO974000009"], "deleteoldrdn": ["1"]}
@@ -358,11 +361,11 @@ def test_delete_without_a_dn_is_a_no_op(tmp_path: Path) -> None:
 
 def test_add_record_is_the_stores_entry_after_apply(tmp_path: Path) -> None:
     o = next(o for o in mapped() if o.key == "S1")
-    after = {**o.attrs, "displayName": "Stored After Apply"}
+    after = {**o.record(), "displayName": "Stored After Apply"}
     conn = FeideLdifConnector(CFG, OWNER, tmp_path)
     conn.begin("r", no_anchor)
     conn.apply(create(o))
-    conn.finish([StoredObject("person", "S1", o.attrs["dn"], "active", after, None, "us1")])
+    conn.finish([StoredObject("person", "S1", o.place["dn"], "active", after, None, "us1")])
     rec = read_ldif((tmp_path / "feide-delta-r.ldif").read_text())
     assert rec[0]["changetype"] == "add"
     assert rec[0]["attrs"] == as_ldap(after)
@@ -376,7 +379,7 @@ def test_create_without_a_store_record_uses_its_own_attrs(tmp_path: Path) -> Non
     conn.apply(create(o))
     conn.finish([])
     rec = read_ldif((tmp_path / "feide-delta-r.ldif").read_text())
-    assert [(r["dn"], r["changetype"]) for r in rec] == [(o.attrs["dn"], "add")]
+    assert [(r["dn"], r["changetype"]) for r in rec] == [(o.place["dn"], "add")]
     assert rec[0]["attrs"] == as_ldap(o.attrs)
 
 
@@ -386,7 +389,7 @@ def test_create_without_a_store_record_uses_its_own_attrs(tmp_path: Path) -> Non
         (Change("feide", Op.DISABLE, "person", "S1", "x", anchor="uid=a,dc=x"), "not supported"),
         (Change("feide", Op.ADD_MEMBERS, "group", "G", "x", members=(("S1", ""),)), "unknown object kind"),
         (Change("feide", Op.CREATE, "person", "S1", "x", attrs={"objectClass": ["top"]}), "no dn"),
-        (Change("feide", Op.CREATE, "person", "S1", "x", attrs={"dn": "uid=a,dc=x"}), "no objectClass"),
+        (Change("feide", Op.CREATE, "person", "S1", "x", place={"dn": "uid=a,dc=x"}), "no objectClass"),
         (
             Change("feide", Op.UPDATE, "person", "S1", "x", anchor="uid=a,dc=x", attrs={"bad name": "v"}),
             "not an LDAP",
@@ -427,7 +430,7 @@ def test_three_runs_through_differ_executor_and_store(tmp_path: Path) -> None:
 
     def run(state: DesiredState, run_id: str) -> dict[str, int]:
         objs = feide.map_state(state, MappingContext(OWNER, cfg, state.as_of))
-        digs = [digest(o.kind, o.attrs, o.members) for o in objs]
+        digs = [digest(o.kind, o.record(), o.members) for o in objs]
         index = store.target_index("feide")
         details = store.target_details("feide", needs_details(objs, digs, index))
         changes = diff_target(
@@ -436,7 +439,7 @@ def test_three_runs_through_differ_executor_and_store(tmp_path: Path) -> None:
             digs,
             index,
             details,
-            policy=policy_for(cfg),
+            policy=kind_of("feide").policy(cfg),
             placement=feide.PLACEMENT_ATTRS,
             persons=state.persons,
             identities={},
@@ -483,7 +486,7 @@ def test_three_runs_through_differ_executor_and_store(tmp_path: Path) -> None:
             r["dn"]: r["attrs"] for r in read_ldif((out / "latest-full.ldif").read_text(encoding="utf-8"))
         }
         for o in feide.map_state(s2, MappingContext(OWNER, cfg, s2.as_of)):
-            assert full[o.attrs["dn"]] == as_ldap(o.attrs)
+            assert full[o.place["dn"]] == as_ldap(o.attrs)
         assert len(full) == len(feide.map_state(s2, MappingContext(OWNER, cfg, s2.as_of))) + 2
     finally:
         store.close()

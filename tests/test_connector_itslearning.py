@@ -44,7 +44,7 @@ def objects(nin_as_sourcedid: bool = False) -> list[TargetObject]:
 def stored(objs: list[TargetObject], status: str = "active") -> list[StoredObject]:
     """Target objects as the state store would hold them after apply."""
     return [
-        StoredObject(o.kind, o.key, o.attrs["sourcedid"], status, dict(o.attrs), o.members, o.username)
+        StoredObject(o.kind, o.key, o.attrs["sourcedid"], status, dict(o.record()), o.members, o.username)
         for o in objs
     ]
 
@@ -64,7 +64,16 @@ def connector(
 
 
 def create(o: TargetObject) -> Change:
-    return Change("itslearning", Op.CREATE, o.kind, o.key, "new", attrs=dict(o.attrs), person_id=o.person_id)
+    return Change(
+        "itslearning",
+        Op.CREATE,
+        o.kind,
+        o.key,
+        "new",
+        attrs=dict(o.attrs),
+        links=dict(o.links),
+        person_id=o.person_id,
+    )
 
 
 def parse(path: Path) -> ET.Element:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.base import Connector
 from demo import data as demo_data
 from provisioner.run import runner
 from provisioner.state.store import LockHeld, StateStore
@@ -28,7 +29,7 @@ DAY = dt.date(2025, 10, 1)
 SMALL = demo_data.Scale(1, 0, 0, 0, 0, students=40, employees=6, guardians=50, groups=8, memberships=200)
 
 
-class _StopAfter:
+class _StopAfter(Connector):
     """Wraps a real connector: sets ``stop`` once ``n`` changes were applied through it."""
 
     def __init__(self, inner: object, stop: threading.Event, n: int) -> None:

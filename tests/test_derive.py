@@ -456,7 +456,7 @@ def test_frozen_person_is_not_retired(policy: Policy) -> None:
     changes = diff_target(
         "t",
         desired,
-        [digest(o.kind, o.attrs, o.members) for o in desired],
+        [digest(o.kind, o.record(), o.members) for o in desired],
         index,
         {"OK1": ({"name": "Trygve Trygg"}, None)},
         policy=policy,

@@ -41,9 +41,17 @@ def dp(
     )
 
 
-def pobj(pid: str, **attrs: Any) -> TargetObject:
+def pobj(
+    pid: str, place: Mapping[str, Any] | None = None, links: Mapping[str, Any] | None = None, **attrs: Any
+) -> TargetObject:
     return TargetObject(
-        "person", pid, {"name": f"Person {pid}", **attrs}, username=f"u{pid.lower()}", person_id=pid
+        "person",
+        pid,
+        {"name": f"Person {pid}", **attrs},
+        username=f"u{pid.lower()}",
+        person_id=pid,
+        place=place or {},
+        links=links or {},
     )
 
 
@@ -56,7 +64,7 @@ def uobj(key: str, **attrs: Any) -> TargetObject:
 
 
 def dig(o: TargetObject) -> str:
-    return digest(o.kind, o.attrs, o.members)
+    return digest(o.kind, o.record(), o.members)
 
 
 def row(
@@ -75,7 +83,7 @@ def row(
 
 
 def stored(o: TargetObject) -> tuple[dict[str, Any], list | None]:
-    return dict(o.attrs), None if o.members is None else list(o.members)
+    return dict(o.record()), None if o.members is None else list(o.members)
 
 
 def run(
@@ -85,6 +93,7 @@ def run(
     *,
     policy: Policy = FEIDE,
     placement: frozenset[str] = frozenset(),
+    links: frozenset[str] = frozenset(),
     persons: Mapping[str, DesiredPerson] | None = None,
     identities: Mapping[str, IdentityRow] | None = None,
     frozen: frozenset[str] = frozenset(),
@@ -100,6 +109,7 @@ def run(
         details or {},
         policy=policy,
         placement=placement,
+        links=links,
         persons=persons,
         identities=identities or {},
         frozen=frozen,
@@ -148,13 +158,33 @@ def test_tuple_and_list_values_compare_equal() -> None:
 
 
 def test_placement_change_is_a_move_before_the_update() -> None:
-    old = pobj("S1", ou="OU=A", title="x")
-    new = pobj("S1", ou="OU=B", title="y")
+    old = pobj("S1", {"ou": "OU=A"}, title="x")
+    new = pobj("S1", {"ou": "OU=B"}, title="y")
     changes = run([new], {"S1": row(old)}, {"S1": stored(old)}, placement=frozenset({"ou"}))
-    assert [(c.op, dict(c.attrs), dict(c.before)) for c in changes] == [
+    assert [(c.op, dict(c.record()), dict(c.before)) for c in changes] == [
         (Op.MOVE, {"ou": "OU=B"}, {"ou": "OU=A"}),
         (Op.UPDATE, {"title": "y"}, {"title": "x"}),
     ]
+    assert (changes[0].place, changes[0].attrs, changes[1].attrs) == ({"ou": "OU=B"}, {}, {"title": "y"})
+
+
+def test_links_are_updated_apart_from_attributes_and_a_dropped_one_is_sorted_by_the_kind() -> None:
+    old = pobj("G1", {"ou": "OU=A"}, {"students": ["S1"], "school": "NORD"}, title="x")
+    new = pobj("G1", {"ou": "OU=A"}, {"school": "SOR"}, title="x")
+    changes = run(
+        [new],
+        {"G1": row(old)},
+        {"G1": stored(old)},
+        placement=frozenset({"ou"}),
+        links=frozenset({"students"}),
+    )
+    assert [(c.op, dict(c.attrs), dict(c.links), dict(c.before)) for c in changes] == [
+        (Op.UPDATE, {}, {"school": "SOR", "students": None}, {"school": "NORD", "students": ["S1"]}),
+    ]
+    assert changes[0].reason == "changed in SIS: school, students"
+    gone = pobj("G1", {}, {"school": "SOR"}, title="x")  # the stored ou is a placement of the kind
+    (move,) = run([gone], {"G1": row(new)}, {"G1": stored(new)}, placement=frozenset({"ou"}))
+    assert (move.op, dict(move.place), dict(move.before)) == (Op.MOVE, {"ou": None}, {"ou": "OU=A"})
 
 
 def test_members_added_and_removed() -> None:
@@ -226,8 +256,8 @@ def test_ad_deletes_90_days_after_disable(since: str, deleted: bool) -> None:
 
 
 def test_ad_returning_person_is_enabled_in_place() -> None:
-    old = pobj("S1", ou="OU=Deaktiverte", title="x")
-    new = pobj("S1", ou="OU=NORD", title="y")
+    old = pobj("S1", {"ou": "OU=Deaktiverte"}, title="x")
+    new = pobj("S1", {"ou": "OU=NORD"}, title="y")
     changes = run(
         [new],
         {"S1": row(old, status="disabled", since="2025-09-01")},
@@ -237,6 +267,7 @@ def test_ad_returning_person_is_enabled_in_place() -> None:
     )
     assert [c.op for c in changes] == [Op.ENABLE, Op.MOVE, Op.UPDATE]
     assert changes[0].anchor == "anchor:S1" and changes[0].reason.startswith("active again")
+    assert changes[0].place == {"ou": "OU=NORD"}  # the enable carries where the person belongs now
 
 
 def test_ad_returning_disabled_person_with_same_attrs_is_enabled() -> None:

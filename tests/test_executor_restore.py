@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Applied, RejectedError
+from connectors.base import Applied, Connector, RejectedError
 from provisioner.apply.executor import apply_plan
 from provisioner.core.diff import diff_target, needs_details
 from provisioner.core.lifecycle import Policy
@@ -27,7 +27,7 @@ M365 = Policy(disable_first=True, delete_after_days=0, soft_delete=True, restore
 PERSON = desired_student("S1")
 
 
-class Scripted:
+class Scripted(Connector):
     """Accepts every change; a restore answers ``restore_anchor`` (created again), updates may fail."""
 
     def __init__(self, restore_anchor: str | None = None, reject_updates: bool = False) -> None:
@@ -69,7 +69,7 @@ def run(store: StateStore, as_of: str, name: str | None, conn: Scripted | None =
         if name
         else []
     )
-    digs = [digest(o.kind, o.attrs, o.members) for o in objs]
+    digs = [digest(o.kind, o.record(), o.members) for o in objs]
     index = store.target_index("m365")
     changes = diff_target(
         "m365",

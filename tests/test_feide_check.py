@@ -11,8 +11,8 @@ from ldap3 import MODIFY_DELETE, MODIFY_REPLACE
 
 from connectors.feide.check import Checker, check_entries, ldap_entries
 from connectors.ldap.ldif_read import read_entries
+from provisioner.kinds import feide_session
 from provisioner.run import runner
-from provisioner.run.targets import feide_session
 from provisioner.state.store import StateStore
 from tests.sisbuilder import config_toml, make_config, small_sis
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX

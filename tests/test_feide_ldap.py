@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ldap3 import BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE
 
-from connectors.base import FatalError, RejectedError, TransientError
+from connectors.base import Connector, FatalError, RejectedError, TransientError
 from connectors.feide.ldap import FeideLdapConnector
 from connectors.ldap import ldif
 from provisioner.apply.executor import RetryPolicy, apply_plan
@@ -318,7 +318,6 @@ def person_change(env: LiveEnv, key: str, uid: str, **attrs: Any) -> Change:
     org = env.base_dn
     unit = f"norEduOrgUnitUniqueIdentifier=NO974000001,ou=units,{org}"
     base = {
-        "dn": f"uid={uid},ou=people,{org}",
         "objectClass": [
             "top",
             "person",
@@ -341,8 +340,16 @@ def person_change(env: LiveEnv, key: str, uid: str, **attrs: Any) -> Change:
         "eduPersonEntitlement": [],
         **attrs,
     }
+    place = {"dn": f"uid={uid},ou=people,{org}"}
     return Change(
-        target="feide", op=Op.CREATE, kind="person", key=key, reason="test", username=uid, attrs=base
+        target="feide",
+        op=Op.CREATE,
+        kind="person",
+        key=key,
+        reason="test",
+        username=uid,
+        attrs=base,
+        place=place,
     )
 
 
@@ -392,7 +399,7 @@ def test_errors_are_typed(tmp_path: Path, slapd) -> None:
         conn.apply(Change(target="feide", op=Op.DISABLE, kind="person", key="P", reason="t", anchor="x"))
     with pytest.raises(RejectedError, match="unknown object kind"):
         conn.apply(
-            Change(target="feide", op=Op.CREATE, kind="group", key="G", reason="t", attrs={"dn": "cn=g"})
+            Change(target="feide", op=Op.CREATE, kind="group", key="G", reason="t", place={"dn": "cn=g"})
         )
     conn.close()
 
@@ -412,7 +419,7 @@ def test_server_down_at_start_fails_the_target_alone_and_nothing_is_lost(
     assert len(env.stored()) == 12 and len(env.entries()) == 14
 
 
-class StopsServer:
+class StopsServer(Connector):
     """Wraps a connector: stops the server just before the n-th change (a crash mid-run)."""
 
     def __init__(self, inner: FeideLdapConnector, server: SlapdServer, at: int) -> None:

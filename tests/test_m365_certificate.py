@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from connectors.base import FatalError
-from connectors.m365.connector import M365Connector, client_from_config
+from connectors.m365.connector import client_from_config
 from connectors.m365.graph import TokenSource, make_session
 from provisioner.config import ConfigError
+from provisioner.kinds import m365_connector
 from tests.m365test import M365Env
 from tests.sisbuilder import small_sis
 
@@ -73,7 +74,7 @@ def test_a_certificate_the_app_does_not_have_is_refused(tmp_path: Path) -> None:
         pem = tmp_path / "other.pem"
         pem.write_text(cert_pem + key_pem, encoding="utf-8")  # either order is a valid PEM file
         e.configure(client_secret_file=None, client_certificate_file=str(pem))
-        conn = M365Connector.from_config(e.cfg, "m365")
+        conn = m365_connector(e.cfg, "m365")
         with pytest.raises(FatalError, match="invalid_client"):
             conn.client.call("GET", "/users?$top=1")
         conn.close()

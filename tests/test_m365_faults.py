@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from connectors.base import RejectedError
-from connectors.m365.connector import M365Connector
 from provisioner.core.plan import Change, Op
+from provisioner.kinds import m365_connector
 from tests.fake_graph import VirtualClock
 from tests.m365test import M365Env
 from tests.sisbuilder import Sis, small_sis
@@ -78,7 +78,7 @@ def test_503_storm_and_dropped_connections_create_each_user_once(tmp_path: Path)
 def test_quotes_emoji_idempotent_create_and_delete(tmp_path: Path) -> None:
     e = M365Env(tmp_path, small_sis())
     try:
-        conn = M365Connector.from_config(e.cfg, "m365")
+        conn = m365_connector(e.cfg, "m365")
         conn.begin("run1", lambda kind, key: None)
         attrs = {
             "userPrincipalName": "o'brien.zoe@skole.eksempel.no",
@@ -114,7 +114,7 @@ def test_quotes_emoji_idempotent_create_and_delete(tmp_path: Path) -> None:
 def test_group_create_adopts_its_own_group_and_refuses_a_stranger(tmp_path: Path) -> None:
     e = M365Env(tmp_path, small_sis())
     try:
-        conn = M365Connector.from_config(e.cfg, "m365")
+        conn = m365_connector(e.cfg, "m365")
         conn.begin("run1", lambda kind, key: None)
         attrs = {
             "displayName": "NORDBY 6A",

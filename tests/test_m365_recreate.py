@@ -17,8 +17,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from connectors.base import RejectedError
-from connectors.m365.connector import M365Connector
 from provisioner.core.plan import Change, Op
+from provisioner.kinds import m365_connector
 from tests.m365test import PLAN_OFF, SKU_STUDENT, SKU_TEACHER, M365Env
 
 DAY1, DAY2, BACK = "2025-10-01", "2025-10-02", "2025-10-20"  # back after 18 days: restorable
@@ -203,7 +203,7 @@ def test_recreate_refused_when_upn_belongs_to_someone_else_then_done_when_freed(
 
 def test_restore_from_a_plan_saved_without_attributes_is_refused_clearly(m365_env: M365Env) -> None:
     old, _ = stopped_and_purged(m365_env, "S2")
-    conn = M365Connector.from_config(m365_env.cfg, "m365")
+    conn = m365_connector(m365_env.cfg, "m365")
     conn.begin("saved-plan", lambda kind, key: None)
     bare = Change(target="m365", op=Op.RESTORE, kind="person", key="S2", reason="active again", anchor=old)
     with pytest.raises(RejectedError, match="carries no attributes to create it from"):

@@ -14,7 +14,7 @@ import pytest
 from ldap3.utils.dn import parse_dn
 
 from mappings import feide as m
-from mappings.base import MappingContext, mapping_for
+from mappings.base import MappingContext
 from provisioner.config import FeideConfig, OwnerConfig
 from provisioner.core import dn as dns
 from provisioner.core.model import (
@@ -35,6 +35,7 @@ from provisioner.core.model import (
     TargetObject,
     school_group_key,
 )
+from provisioner.kinds import kind_of
 
 OWNER = OwnerConfig(
     name="Eksempel kommune",
@@ -195,7 +196,8 @@ def persons_of(objs: dict[tuple[str, str], TargetObject]) -> dict[str, TargetObj
 
 
 def test_registered_as_the_feide_mapping() -> None:
-    fn, placement = mapping_for("feide")
+    kind = kind_of("feide")
+    fn, placement = kind.map_state, kind.placement
     assert fn is m.map_state
     assert placement == frozenset({"dn"})
 
@@ -209,8 +211,8 @@ def test_who_is_in_feide(objs) -> None:
 
 def test_org_entry(objs) -> None:
     org = objs[("org", "org")]
+    assert org.place == {"dn": "dc=eksempel,dc=no"}
     assert org.attrs == {
-        "dn": "dc=eksempel,dc=no",
         "objectClass": ["top", "dcObject", "organization", "eduOrg", "norEduOrg"],
         "o": ["Eksempel kommune"],
         "dc": "eksempel",
@@ -230,13 +232,13 @@ def test_org_entry_under_an_o_rdn_keeps_its_rdn_value() -> None:
 
 def test_orgunit_entries(objs) -> None:
     sor = objs[("orgunit", "SOR")]
+    assert sor.place == {"dn": UNIT_SOR}
     assert sor.attrs == {
-        "dn": UNIT_SOR,
         "objectClass": ["top", "organizationalUnit", "norEduOrgUnit"],
         "ou": "Sørby skole",
         "norEduOrgUnitUniqueIdentifier": "NO974000002",
     }
-    assert objs[("orgunit", "NORD")].attrs["dn"] == UNIT_NORD
+    assert objs[("orgunit", "NORD")].place["dn"] == UNIT_NORD
 
 
 AFFILIATION_CASES = [
@@ -263,8 +265,8 @@ def test_student_entry_in_full(objs) -> None:
         "urn:mace:feide.no:go:group:u:MAT0010:NO974000001:MAT%2F10A:2025-08-01:2026-06-30"
         ":student:Matematikk%2010A%2FB"
     )
+    assert o.place == {"dn": "uid=us1,ou=people,dc=eksempel,dc=no"}
     assert o.attrs == {
-        "dn": "uid=us1,ou=people,dc=eksempel,dc=no",
         "objectClass": [
             "top",
             "person",
@@ -360,7 +362,7 @@ def test_nin_only_when_present(objs) -> None:
 
 
 def test_no_guardian_data_anywhere(objs) -> None:
-    text = json.dumps([o.attrs for o in objs.values()], ensure_ascii=False)
+    text = json.dumps([o.record() for o in objs.values()], ensure_ascii=False)
     assert GUARDIAN_NIN not in text
     assert "ug1" not in text  # the guardian's username
     assert "privat@example.org" not in text  # private e-mail is not for Feide
@@ -395,8 +397,8 @@ def test_odd_names_are_kept_as_values(objs) -> None:
 
 def test_values_are_json_able_and_lists_sorted(objs) -> None:
     for o in objs.values():
-        json.dumps(dict(o.attrs))
-        for k, v in o.attrs.items():
+        json.dumps(dict(o.record()))
+        for k, v in o.record().items():
             assert isinstance(v, str | list), k
             if isinstance(v, list) and k not in ("objectClass", "o"):
                 assert v == sorted(v), k

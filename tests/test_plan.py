@@ -21,7 +21,9 @@ def example_plan() -> Plan:
         "active in SIS: student at NORDBY",
         username="olanor",
         person_id="S1",
-        attrs={"given": "Åse «Ø»", "students": ["S2", "S3"], "n": 3, "ok": True, "none": None},
+        attrs={"given": "Åse «Ø»", "n": 3, "ok": True, "none": None},
+        place={"ou": "OU=Nordby «N»"},
+        links={"students": ["S2", "S3"]},
     )
     update = Change(
         "itslearning",
@@ -63,6 +65,9 @@ def test_round_trip_example() -> None:
     assert again == plan
     assert again.dumps() == text
     assert isinstance(again.targets[1].changes[0].op, Op)
+    create = again.targets[1].changes[0]
+    assert (create.place, create.links) == ({"ou": "OU=Nordby «N»"}, {"students": ["S2", "S3"]})
+    assert json.loads(text)["targets"][1]["changes"][0]["links"] == {"students": ["S2", "S3"]}
 
 
 def test_empty_fields_are_left_out() -> None:
@@ -116,6 +121,8 @@ changes = st.builds(
     attrs=attrs,
     before=attrs,
     members=members,
+    place=attrs,
+    links=attrs,
 )
 holds = st.none() | st.builds(Hold, rule=st.sampled_from(["max_deletes", "max_delete_percent"]), message=text)
 target_plans = st.builds(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from connectors.base import Applied
+from connectors.base import Applied, Connector
 from demo.data import DEMO, generate
 from provisioner.apply.executor import apply_plan
 from provisioner.config import UsernameConfig
@@ -197,7 +197,7 @@ def test_run_records(store: StateStore) -> None:
 # -- lifecycle status in the store, through the differ and the executor -----------------------------------
 
 
-class FakeConnector:
+class FakeConnector(Connector):
     """Accepts every change; new objects get an anchor of their own."""
 
     def __init__(self, target: str) -> None:
@@ -225,7 +225,7 @@ def _lifecycle_run(
 ) -> list[tuple[str, str]]:
     person = desired_student("S1")
     objs = [TargetObject("person", "S1", {"upn": "s1@x"}, username="us1", person_id="S1")] if present else []
-    digs = [digest(o.kind, o.attrs, o.members) for o in objs]
+    digs = [digest(o.kind, o.record(), o.members) for o in objs]
     index = store.target_index(target)
     changes = diff_target(
         target,

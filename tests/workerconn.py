@@ -6,11 +6,11 @@ import os
 import time
 from collections.abc import Iterable
 
-from connectors.base import Applied, StoredObject
+from connectors.base import Applied, Connector, StoredObject
 from provisioner.core.plan import Change
 
 
-class Recording:
+class Recording(Connector):
     """Accepts every change; ``process_safe`` says whether the executor may use a worker."""
 
     def __init__(self, target: str, *, process_safe: bool, delay: float = 0.0, fail: str = "") -> None:

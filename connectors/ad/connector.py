@@ -40,7 +40,7 @@ import ldap3
 import structlog
 
 from connectors import passwords as pw
-from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
+from connectors.base import AnchorResolver, Applied, Connector, FatalError, RejectedError, StoredObject
 from connectors.ldap.codes import (
     ATTRIBUTE_OR_VALUE_EXISTS,
     ENTRY_ALREADY_EXISTS,
@@ -52,7 +52,6 @@ from connectors.ldap.codes import (
     Dialect,
 )
 from connectors.ldap.link import Entry, LdapLink, escape_filter, guid_dn, guid_text, text
-from mappings.ad import PLACEMENT_ATTRS
 from provisioner.config import ADConfig, Config, ConfigError, read_secret
 from provisioner.core import dn as dns
 from provisioner.core.plan import Change, Op
@@ -94,12 +93,12 @@ def ldap_values(value: Any) -> list[Any]:
 
 
 def entry_attrs(mapped: Mapping[str, Any]) -> dict[str, Any]:
-    """A new entry's attributes: the mapped ones as LDAP values, placement and empty ones left out."""
-    values = ((k, ldap_values(v)) for k, v in mapped.items() if k not in PLACEMENT_ATTRS)
+    """A new entry's attributes: the mapped ones as LDAP values, empty ones left out."""
+    values = ((k, ldap_values(v)) for k, v in mapped.items())
     return {k: v for k, v in values if v}
 
 
-class ADConnector:
+class ADConnector(Connector):
     """Applies AD changes over one LDAP link (see the module docstring for the rules)."""
 
     def __init__(
@@ -121,13 +120,6 @@ class ADConnector:
         self._files: pw.PasswordFiles | None = None
         self._known_ous: set[dns.Key] = set()
         self._domain: str | None = None
-
-    @classmethod
-    def from_config(cls, cfg: Config, name: str) -> ADConnector:
-        """Build the connector of target ``name`` (reads the bind password; does not connect)."""
-        tcfg = cfg.targets[name]
-        assert isinstance(tcfg, ADConfig)
-        return cls(tcfg, link_from_config(cfg, tcfg), password_dir=cfg.path(tcfg.password_dir), name=name)
 
     # -- the Connector protocol -------------------------------------------------------
 
@@ -264,14 +256,14 @@ class ADConnector:
 
     # -- users ------------------------------------------------------------------------
 
-    def _user_dn(self, attrs: Mapping[str, Any]) -> str:
-        return f"CN={dns.escape(str(attrs['cn']))},{attrs['ou']}"
+    def _user_dn(self, place: Mapping[str, Any]) -> str:
+        return f"CN={dns.escape(str(place['cn']))},{place['ou']}"
 
     def _create_person(self, c: Change) -> Applied:
         existing = self._find_existing(c)
         if existing is not None:
             return self._adopt(c, *existing)
-        dn = self._user_dn(c.attrs)
+        dn = self._user_dn(c.place)
         attrs = entry_attrs(c.attrs)
         attrs["userAccountControl"] = UAC_NORMAL | UAC_DISABLED  # disabled until it has a password
         self._add_placed(dn, USER_CLASSES, attrs)
@@ -318,12 +310,10 @@ class ADConnector:
             raise RejectedError(
                 f"AD: person {c.key}: {dn} is a privileged or system account; not adopting it"
             )
-        rdn = f"CN={dns.escape(str(c.attrs['cn']))}"
-        dn = self._move_to(dn, rdn, str(c.attrs["ou"]), f"move {dn} into place")
+        rdn = f"CN={dns.escape(str(c.place['cn']))}"
+        dn = self._move_to(dn, rdn, str(c.place["ou"]), f"move {dn} into place")
         mods: dict[str, Any] = {}
         for k, v in c.attrs.items():
-            if k in PLACEMENT_ATTRS:
-                continue
             want = [str(x) for x in ldap_values(v)]
             have = [x.decode("utf-8") for x in raw.get(k) or ()]
             if want != have:
@@ -352,11 +342,7 @@ class ADConnector:
 
     def _update(self, c: Change) -> Applied:
         anchor = self._anchor(c)
-        mods = {
-            k: [(ldap3.MODIFY_REPLACE, [str(x) for x in ldap_values(v)])]
-            for k, v in c.attrs.items()
-            if k not in PLACEMENT_ATTRS
-        }
+        mods = {k: [(ldap3.MODIFY_REPLACE, [str(x) for x in ldap_values(v)])] for k, v in c.attrs.items()}
         if not mods:
             return Applied(anchor=anchor, note="nothing to write")
         code = self.link.modify(guid_dn(anchor), mods, f"update {c.kind} {c.key}", ok=(NO_SUCH_OBJECT,)).code
@@ -370,8 +356,8 @@ class ADConnector:
         if entry is None:
             raise RejectedError(f"AD: {c.kind} {c.key} ({anchor}) is not in AD (deleted by hand?)")
         dn = entry[0]
-        rdn = f"CN={dns.escape(str(c.attrs['cn']))}" if c.attrs.get("cn") else dns.rdn(dn)
-        parent = str(c.attrs.get("ou") or dns.parent(dn))
+        rdn = f"CN={dns.escape(str(c.place['cn']))}" if c.place.get("cn") else dns.rdn(dn)
+        parent = str(c.place.get("ou") or dns.parent(dn))
         uac = int(text(entry, "userAccountControl") or 0)
         if c.kind == "person" and uac & UAC_DISABLED and dns.same(dns.parent(dn), self.disabled_ou):
             # Disabled and parked: rename in place; the enable on return puts it in place.
@@ -407,9 +393,9 @@ class ADConnector:
         dn = entry[0]
         note = None
         if dns.same(dns.parent(dn), self.disabled_ou):
-            if c.attrs.get("ou"):  # the enable carries where the person belongs now
-                rdn = f"CN={dns.escape(str(c.attrs['cn']))}" if c.attrs.get("cn") else dns.rdn(dn)
-                self._move_to(dn, rdn, str(c.attrs["ou"]), f"move person {c.key} home")
+            if c.place.get("ou"):  # the enable carries where the person belongs now
+                rdn = f"CN={dns.escape(str(c.place['cn']))}" if c.place.get("cn") else dns.rdn(dn)
+                self._move_to(dn, rdn, str(c.place["ou"]), f"move person {c.key} home")
             else:
                 note = "no placement in the change: left in the disabled OU"
         uac = int(text(entry, "userAccountControl") or UAC_NORMAL)
@@ -438,8 +424,8 @@ class ADConnector:
     # -- groups -----------------------------------------------------------------------
 
     def _create_group(self, c: Change) -> Applied:
-        name = str(c.attrs.get("sAMAccountName") or c.attrs["cn"])
-        dn = f"CN={dns.escape(str(c.attrs['cn']))},{c.attrs['ou']}"
+        name = str(c.attrs.get("sAMAccountName") or c.place["cn"])
+        dn = f"CN={dns.escape(str(c.place['cn']))},{c.place['ou']}"
         base = self._domain or self.base_dn
         found = self.link.search(
             base, f"(&(objectClass=group)(sAMAccountName={escape_filter(name)}))", GROUP_ATTRS

@@ -27,7 +27,7 @@ from connectors.ad.connector import (
     USER_ATTRS,
     ldap_values,
 )
-from connectors.base import FatalError
+from connectors.base import FatalError, Reader
 from connectors.ldap.link import Entry, LdapLink, guid_dn, guid_text, text
 from mappings.ad import PLACEMENT_ATTRS
 from provisioner.config import ADConfig
@@ -129,3 +129,19 @@ def _members(
         else:
             out.append((pid, role.get(pid, "")))
     return out
+
+
+class ADReader(Reader):
+    """The AD target's reader: ``read_directory`` over its own link."""
+
+    def __init__(self, link: LdapLink, tcfg: ADConfig) -> None:
+        self.link = link
+        self.tcfg = tcfg
+
+    def read(self, recorded: Sequence[Recorded], cursor: str | None) -> LiveView:
+        """Everything under base_dn, read whole (AD has no cursor BAS uses)."""
+        return read_directory(self.link, self.tcfg, recorded)
+
+    def close(self) -> None:
+        """Unbind the link."""
+        self.link.close()

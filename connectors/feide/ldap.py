@@ -12,7 +12,7 @@ people / units OUs from ``mappings.feide.container_entries``):
 - UPDATE: one modify with a REPLACE per changed attribute in ``Change.attrs`` (a value
   that became None or empty is a REPLACE with no values, which removes the attribute
   and is no error when it is already gone); nothing else on the entry is touched.
-- MOVE: the new DN in ``attrs["dn"]``: a modify_dn (new RDN, and new superior when the
+- MOVE: the new DN in ``place["dn"]``: a modify_dn (new RDN, and new superior when the
   parent changed); an entry already at its new DN is success.
 - DELETE: a delete; an entry that is already gone is success.
 
@@ -36,7 +36,7 @@ from typing import Any
 from ldap3 import MODIFY_ADD, MODIFY_REPLACE
 from ldap3.protocol.rfc4527 import post_read_control
 
-from connectors.base import AnchorResolver, Applied, FatalError, RejectedError, StoredObject
+from connectors.base import AnchorResolver, Applied, Connector, FatalError, RejectedError, StoredObject
 from connectors.ldap.codes import ENTRY_ALREADY_EXISTS, NO_SUCH_OBJECT, NOT_ALLOWED_ON_NON_LEAF, Dialect
 from connectors.ldap.ldif import values_of
 from connectors.ldap.link import LdapLink, Reply, decode, escape_filter
@@ -59,7 +59,7 @@ def is_dn(anchor: str) -> bool:
     return "=" in anchor
 
 
-class FeideLdapConnector:
+class FeideLdapConnector(Connector):
     """Writes the Feide catalog to an LDAP server, one change at a time."""
 
     target = "feide"
@@ -118,7 +118,7 @@ class FeideLdapConnector:
     # -- operations -------------------------------------------------------------------
 
     def _create(self, change: Change) -> Applied:
-        dn = change.attrs.get("dn")
+        dn = change.place.get("dn")
         if not dn or not isinstance(dn, str):
             raise RejectedError(f"feide: create of {change.kind}:{change.key} has no dn")
         entry = self._entry(change)
@@ -151,8 +151,6 @@ class FeideLdapConnector:
             )
         mods: dict[str, list[tuple[str, list[str]]]] = {}
         for name, value in change.attrs.items():
-            if name == "dn":
-                continue
             mods[name] = [(MODIFY_REPLACE, self._values(change, name, value))]
         if not mods:
             return Applied(anchor=self._anchor_for(change, dn), note="nothing to change")
@@ -160,7 +158,7 @@ class FeideLdapConnector:
         return Applied(anchor=self._uuid_of(res, dn))
 
     def _move(self, change: Change) -> Applied:
-        new = change.attrs.get("dn")
+        new = change.place.get("dn")
         if not new or not isinstance(new, str):
             raise RejectedError(f"feide: move of {change.kind}:{change.key} has no new dn")
         cur = self._locate(change)
@@ -203,8 +201,6 @@ class FeideLdapConnector:
         """The entry's LDAP attributes (no empty ones), userPassword added for persons."""
         entry: dict[str, list[str]] = {}
         for name, value in change.attrs.items():
-            if name == "dn":
-                continue
             vals = self._values(change, name, value)
             if vals:
                 entry[name] = vals

@@ -48,7 +48,7 @@ KINDS = ("org", "orgunit", "person")
 _LEVEL = {"org": 0, "orgunit": 1, "person": 2}
 _OPS = (Op.CREATE, Op.UPDATE, Op.MOVE, Op.DELETE)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-_SKIP = ("dn",)  # attrs["dn"] is the entry's DN, not an LDAP attribute
+_SKIP = ("dn",)  # a stored record keeps the entry's DN (TargetObject.place) beside its attributes
 LATEST_FULL = "latest-full.ldif"
 
 ObjKey = tuple[str, str]
@@ -104,7 +104,7 @@ class FeideLdifConnector(FileTarget):
         k = (change.kind, change.key)
         _check_attrs(change)
         if change.op is Op.CREATE:
-            dn = change.attrs.get("dn")
+            dn = change.place.get("dn")
             if not dn:
                 raise RejectedError(f"feide: create of {change.kind}:{change.key} has no dn")
             if not change.attrs.get("objectClass"):
@@ -119,7 +119,7 @@ class FeideLdifConnector(FileTarget):
                 return Applied(note="no DN known: never written, nothing to delete")
             self._changes.append((Op.DELETE, change.kind, change.key, old, old, {}))
             return Applied(anchor=old, note="recorded for the delta file")
-        new = change.attrs.get("dn") or old
+        new = change.place.get("dn") or old
         if not new:
             raise RejectedError(f"feide: no DN known for {change.kind}:{change.key}")
         self._changes.append((change.op, change.kind, change.key, old or new, new, change.attrs))
@@ -213,7 +213,7 @@ class FeideLdifConnector(FileTarget):
             level = _LEVEL[kind]
             if op is Op.CREATE:
                 if (kind, key) not in found:  # not in the store's record: the create's own attrs
-                    rec = ldif.add_record(new, attrs, _SKIP)
+                    rec = ldif.add_record(new, attrs)
                     if kind == "person":
                         adds.write(rec)
                     else:
@@ -221,7 +221,7 @@ class FeideLdifConnector(FileTarget):
             elif op is Op.DELETE:
                 deletes.append((-level, i, ldif.delete_record(new)))
             else:
-                by_level[level].append(_rename(old, new) + ldif.modify_record(new, _without_dn(attrs)))
+                by_level[level].append(_rename(old, new) + ldif.modify_record(new, attrs))
         for level, kind in enumerate(KINDS):
             for (k_kind, _), rec in sorted(head_adds.items()):
                 if k_kind == kind:
@@ -253,12 +253,11 @@ _GOOD_NAMES: set[str] = set()  # attribute names already checked (few, seen on e
 
 
 def _check_attrs(change: Change) -> None:
-    """Refuse a change whose attributes cannot be written as LDIF."""
+    """Refuse a change whose DN or attributes cannot be written as LDIF."""
+    dn = change.place.get("dn")
+    if dn is not None and not isinstance(dn, str):
+        raise RejectedError(f"feide: dn of {change.kind}:{change.key} is not a string")
     for name, value in change.attrs.items():
-        if name == "dn":
-            if value is not None and not isinstance(value, str):
-                raise RejectedError(f"feide: dn of {change.kind}:{change.key} is not a string")
-            continue
         if name not in _GOOD_NAMES:
             if not ldif.is_attribute_name(name):
                 raise RejectedError(
@@ -271,10 +270,6 @@ def _check_attrs(change: Change) -> None:
             ldif.values_of(value)
         except TypeError as exc:
             raise RejectedError(f"feide: {name} of {change.kind}:{change.key}: {exc}") from exc
-
-
-def _without_dn(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in attrs.items() if k != "dn"}
 
 
 def _rename(old: str | None, new: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.base import FatalError
+from connectors.base import FatalError, Reader
 from connectors.feide.ldap import _DN_ATTRS, KINDS, is_dn
 from connectors.ldap.ldif import values_of
 from connectors.ldap.link import LdapLink, decode
@@ -111,3 +111,19 @@ def read_catalog_view(link: LdapLink, cfg: FeideConfig, recorded: Sequence[Recor
 def _is_person(attrs: Mapping[str, list[str]]) -> bool:
     classes = {c.lower() for k, v in attrs.items() if k.lower() == "objectclass" for c in v}
     return bool(classes & {"person", "inetorgperson", "eduperson"})
+
+
+class FeideReader(Reader):
+    """The live Feide target's reader: ``read_catalog_view`` over its own link."""
+
+    def __init__(self, link: LdapLink, tcfg: FeideConfig) -> None:
+        self.link = link
+        self.tcfg = tcfg
+
+    def read(self, recorded: Sequence[Recorded], cursor: str | None) -> LiveView:
+        """The catalog under base_dn, read whole."""
+        return read_catalog_view(self.link, self.tcfg, recorded)
+
+    def close(self) -> None:
+        """Unbind the link."""
+        self.link.close()

@@ -299,7 +299,7 @@ class ItslearningConnector(FileTarget):
                 box = members.setdefault(c.key, {})
                 for m in c.members:
                     box[m] = rs  # a later change to the same member wins
-        created = {(c.kind, c.key): c.attrs for c in self._changes if c.op is Op.CREATE}
+        created = {(c.kind, c.key): c.record() for c in self._changes if c.op is Op.CREATE}
 
         def record(k: ObjKey) -> Any:
             # The object's whole current record; a create's own attrs if the store has

@@ -48,6 +48,7 @@ from connectors import passwords as pw
 from connectors.base import (
     AnchorResolver,
     Applied,
+    Connector,
     ConnectorError,
     FatalError,
     RejectedError,
@@ -76,7 +77,7 @@ USER_SELECT = "id,accountEnabled,assignedLicenses," + ",".join(USER_ATTRS)
 BULK_LOOKUP = 50  # creates in one window from which the whole directory is read once instead
 
 
-class M365Connector(GroupSteps):
+class M365Connector(GroupSteps, Connector):
     """Applies Microsoft 365 changes through one GraphClient (see the module docstring)."""
 
     window = 2000  # changes per apply_many call: large enough to fill batches
@@ -97,17 +98,6 @@ class M365Connector(GroupSteps):
         self._users: dict[str, dict[str, dict[str, Any]]] | None = None  # bulk lookup index
         self._groups: dict[str, list[dict[str, Any]]] | None = None
         self._fallback: str | None = None
-
-    @classmethod
-    def from_config(cls, cfg: Config, name: str, clock: Clock | None = None) -> M365Connector:
-        """Build the connector of target ``name`` (reads the secret; does not connect).
-
-        ``clock``: where the Graph client reads the time and waits (default the system's).
-        """
-        tcfg = cfg.targets[name]
-        assert isinstance(tcfg, M365Config)
-        client = client_from_config(cfg, tcfg, clock)
-        return cls(tcfg, client, password_dir=cfg.path(tcfg.password_dir), name=name)
 
     # -- the Connector protocol -------------------------------------------------------
 

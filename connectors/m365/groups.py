@@ -45,7 +45,7 @@ class GroupSteps(StepsBase):
             if not r.ok:
                 raise graph_error(r, f"look up group {nick}")
             found = list(r.body.get("value", ()))
-        owners = self._owner_ids(c.attrs.get("owners") or ())
+        owners = self._owner_ids(c.links.get("owners") or ())
         note = None
         if not owners:
             fallback = yield from self._fallback_owner()
@@ -120,8 +120,8 @@ class GroupSteps(StepsBase):
             if not r.ok:
                 raise graph_error(r, f"update group {c.key}")
         notes = []
-        if "owners" in c.attrs:
-            new = self._owner_ids(c.attrs.get("owners") or ())
+        if "owners" in c.links:
+            new = self._owner_ids(c.links.get("owners") or ())
             old = self._owner_ids(c.before.get("owners") or ())
             if not new:
                 fallback = yield from self._fallback_owner()

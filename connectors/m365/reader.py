@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.base import FatalError
+from connectors.base import FatalError, Reader
 from connectors.m365.graph import GraphClient, GraphError
 from connectors.m365.steps import USER_ATTRS, same
 from provisioner.core.drift import DriftKind, LiveView, Note, Recorded
@@ -90,3 +90,18 @@ def read_users(client: GraphClient, recorded: Sequence[Recorded], cursor: str | 
     # A recorded person never created (no anchor) has nothing to read back.
     view.unread |= {r.key for r in live if r.kind == "person" and not r.anchor}
     return view
+
+
+class M365Reader(Reader):
+    """The Microsoft 365 target's reader: ``read_users`` (a delta query) over its own client."""
+
+    def __init__(self, client: GraphClient) -> None:
+        self.client = client
+
+    def read(self, recorded: Sequence[Recorded], cursor: str | None) -> LiveView:
+        """The users changed since ``cursor`` (all of them without one)."""
+        return read_users(self.client, recorded, cursor)
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.client.close()

@@ -186,7 +186,7 @@ def _split(
     """
     if len(todo) < 2 or not workers_available(store):
         return [], todo
-    safe = [tp for tp in todo if getattr(connectors[tp.target], "process_safe", False)]
+    safe = [tp for tp in todo if connectors[tp.target].process_safe]
     local = [tp for tp in todo if tp not in safe]
     if not local and safe:
         largest = max(safe, key=lambda tp: len(tp.changes))
@@ -288,7 +288,7 @@ def _apply_changes(
     tlog: Any,
 ) -> None:
     """Send every change of the plan and record each outcome (flushed every BATCH changes)."""
-    many = getattr(conn, "apply_many", None)
+    many = conn.apply_many if conn.window > 0 else None
     failed_creates: set[str] = set()
     site = f"{tp.target}:change"  # a test fault-injection point (provisioner/faults.py)
     for i, change, outcome in _outcomes(conn, many, tp.changes, retry, sleep, tlog, stop, failed_creates):
@@ -347,7 +347,7 @@ def _outcomes(
 ) -> Iterator[tuple[int, Change, Any]]:
     """(position, change, Applied or the error) for every change, in plan order.
 
-    A connector with ``apply_many`` (it batches requests) gets windows of ``conn.window``
+    A connector with a ``window`` (it batches requests) gets windows of ``conn.window``
     changes and answers each change separately, so per-object isolation holds; changes
     that failed transiently are retried together, with the same backoff as single ones.
     ``stop`` is checked before each change (each window when batching): then STOPPED is
@@ -370,7 +370,7 @@ def _outcomes(
             except (RejectedError, TransientError, FatalError) as exc:
                 yield i, change, exc
         return
-    size = max(1, int(getattr(conn, "window", 1000)))
+    size = conn.window
     for start in range(0, len(changes), size):
         if stop is not None and stop.is_set():
             yield start + 1, changes[start], STOPPED

@@ -18,8 +18,8 @@ import click
 
 from provisioner import config as config_mod
 from provisioner.core.nin import mask_text
+from provisioner.kinds import feide_session, kind_of
 from provisioner.run import runner
-from provisioner.run.targets import feide_session
 
 
 def fail(message: str, code: int = runner.EXIT_USAGE) -> None:
@@ -124,14 +124,10 @@ def _reconcile(c: Any, name: str, label: str, *, repair: bool, full: bool, as_js
 
 def _feide_target(cfg: config_mod.Config, name: str | None) -> tuple[str, config_mod.FeideConfig]:
     """The named Feide target, or the first one; exit 2 when there is none with a url."""
-    feide = {n: t for n, t in cfg.targets.items() if isinstance(t, config_mod.FeideConfig)}
-    if name is not None and name not in feide:
-        fail(f"no Feide target {name!r} in the config (have: {', '.join(feide) or 'none'})")
-    chosen = name or next(iter(feide), None)
-    if chosen is None:
-        fail("no Feide target in the config")
-    tcfg = feide[chosen]
-    if not tcfg.url:
+    chosen = _only_target(cfg, "feide", name, first=True)
+    tcfg = cfg.targets[chosen]
+    assert isinstance(tcfg, config_mod.FeideConfig)
+    if not kind_of("feide").capabilities(tcfg).live:
         fail(f"targets.{chosen}.url is not set: it writes LDIF files; check one with --ldif FILE")
     return chosen, tcfg
 
@@ -152,13 +148,20 @@ def ad_group() -> None:
 @click.pass_obj
 def ad_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool) -> None:
     """Report drift in the managed OUs (exit 1 when there is any); --repair fixes what it can."""
-    name = _only_target(c.cfg, "ad", target_name, "AD")
+    name = _only_target(c.cfg, "ad", target_name)
     _reconcile(c, name, "AD", repair=repair, full=False, as_json=as_json)
 
 
-def _only_target(cfg: config_mod.Config, kind: str, name: str | None, label: str) -> str:
-    """The named target of this kind, or the only one; exit 2 otherwise."""
+def _only_target(cfg: config_mod.Config, kind: str, name: str | None, *, first: bool = False) -> str:
+    """The named target of this kind, or the only one (``first``: the first one); exit 2 otherwise."""
+    label = kind_of(kind).label
     names = [n for n, t in cfg.targets.items() if t.kind == kind]
+    if first:
+        if name is not None and name not in names:
+            fail(f"no {label} target {name!r} in the config (have: {', '.join(names) or 'none'})")
+        if not names:
+            fail(f"no {label} target in the config")
+        return name or names[0]
     chosen = name or (names[0] if len(names) == 1 else None)
     if chosen not in names:
         fail(f"name the {label} target with --target ({label} targets: {', '.join(names) or 'none'})")
@@ -180,11 +183,25 @@ def m365_group() -> None:
 @click.pass_obj
 def m365_reconcile(c: Any, target_name: str | None, repair: bool, full: bool, as_json: bool) -> None:
     """Report user drift in the tenant (exit 1 when there is any); --repair fixes what it can."""
-    name = _only_target(c.cfg, "m365", target_name, "Microsoft 365")
+    name = _only_target(c.cfg, "m365", target_name)
     _reconcile(c, name, "Microsoft 365", repair=repair, full=full, as_json=as_json)
 
 
+@click.command("reconcile")
+@click.option("--target", "target_name", required=True, help="The target to read back (any kind with a reader).")
+@click.option("--repair", is_flag=True, help="Apply the repair plan (within the limits).")
+@click.option("--full", is_flag=True, help="An incremental reader reads everything.")
+@click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")
+@click.pass_obj
+def reconcile_any(c: Any, target_name: str, repair: bool, full: bool, as_json: bool) -> None:
+    """Report drift in one live target of any kind (exit 1 when there is any); --repair fixes it."""
+    tcfg = c.cfg.targets.get(target_name)
+    if tcfg is None:
+        fail(f"no target {target_name!r} in the config (have: {', '.join(c.cfg.targets) or 'none'})")
+    _reconcile(c, target_name, kind_of(tcfg.kind).label, repair=repair, full=full, as_json=as_json)
+
+
 def register(main: click.Group) -> None:
-    """Add the feide, ad and m365 command groups to the main group."""
-    for group in (feide_group, ad_group, m365_group):
-        main.add_command(group)
+    """Add the feide, ad and m365 command groups and the generic reconcile to the main group."""
+    for command in (feide_group, ad_group, m365_group, reconcile_any):
+        main.add_command(command)

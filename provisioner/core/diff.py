@@ -45,18 +45,25 @@ def why_active(p: DesiredPerson, school_names: Mapping[str, str]) -> str:
 
 
 def _attr_changes(
-    obj: TargetObject, current: Mapping[str, Any], placement: frozenset[str]
-) -> tuple[dict, dict, dict, dict]:
-    """(update attrs, update before, move attrs, move before)."""
-    upd, upd_b, mov, mov_b = {}, {}, {}, {}
-    for k in obj.attrs.keys() | current.keys():
-        new, old = _norm(obj.attrs.get(k)), current.get(k)
+    obj: TargetObject, current: Mapping[str, Any], placement: frozenset[str], links: frozenset[str]
+) -> tuple[dict, dict, dict, dict, dict]:
+    """(update attrs, update links, update before, move place, move before).
+
+    ``current`` is the stored record (attributes, placement and links in one mapping); a
+    value the object no longer has is sorted by the kind's ``placement`` and ``links``.
+    """
+    upd, upd_l, upd_b, mov, mov_b = {}, {}, {}, {}, {}
+    desired = obj.record()
+    for k in desired.keys() | current.keys():
+        new, old = _norm(desired.get(k)), current.get(k)
         if new != old:
-            if k in placement:
+            if k in obj.place or (k in placement and k not in desired):
                 mov[k], mov_b[k] = new, old
+            elif k in obj.links or (k in links and k not in desired):
+                upd_l[k], upd_b[k] = new, old
             else:
                 upd[k], upd_b[k] = new, old
-    return upd, upd_b, mov, mov_b
+    return upd, upd_l, upd_b, mov, mov_b
 
 
 def diff_target(
@@ -68,6 +75,7 @@ def diff_target(
     *,
     policy: Policy,
     placement: frozenset[str],
+    links: frozenset[str] = frozenset(),
     persons: Mapping[str, DesiredPerson],
     identities: Mapping[str, IdentityRow],
     frozen: frozenset[str],
@@ -81,6 +89,7 @@ def diff_target(
     ``bridged`` (Derivation.bridged): persons whose objects stay exactly as they are (not
     disabled, moved or deleted); only their group memberships end. ``ended``
     (Derivation.ended): the SIS end date of persons not active, where lifecycle clocks start.
+    ``placement`` and ``links``: the kind's names of place and link values (TargetKind).
     """
     bridged = bridged or {}
     first: list[Change] = []  # creates, restores, enables, updates, moves (persons, groups)
@@ -116,7 +125,16 @@ def diff_target(
             and days_between(row.status_since, as_of) < policy.restore_within_days
         )
         if row is None or (row.status == "deleted" and not restorable):
-            first.append(Change(op=Op.CREATE, reason=reason_for(obj), attrs=obj.attrs, **common))
+            first.append(
+                Change(
+                    op=Op.CREATE,
+                    reason=reason_for(obj),
+                    attrs=obj.attrs,
+                    place=obj.place,
+                    links=obj.links,
+                    **common,
+                )
+            )
             if obj.members:
                 adds.append(
                     Change(
@@ -137,6 +155,8 @@ def diff_target(
                     op=Op.RESTORE,
                     anchor=anchor,
                     attrs=obj.attrs,
+                    place=obj.place,
+                    links=obj.links,
                     reason="active again: " + reason_for(obj),
                     **common,
                 )
@@ -144,36 +164,36 @@ def diff_target(
         if row.status in ("disabled", "deleted"):
             # The desired placement goes along, so a target that parked a disabled object
             # (AD's disabled OU) can put it back where it now belongs.
-            place = {k: obj.attrs[k] for k in placement if k in obj.attrs}
             first.append(
                 Change(
                     op=Op.ENABLE,
                     anchor=anchor,
-                    attrs=place,
+                    place=obj.place,
                     reason="active again: " + reason_for(obj),
                     **common,
                 )
             )
-        upd, upd_b, mov, mov_b = _attr_changes(obj, cur_attrs, placement)
+        upd, upd_l, upd_b, mov, mov_b = _attr_changes(obj, cur_attrs, placement, links)
         if mov:
             first.append(
                 Change(
                     op=Op.MOVE,
                     anchor=anchor,
-                    attrs=mov,
+                    place=mov,
                     before=mov_b,
                     reason=f"changed in SIS: {', '.join(sorted(mov))}",
                     **common,
                 )
             )
-        if upd:
+        if upd or upd_l:
             first.append(
                 Change(
                     op=Op.UPDATE,
                     anchor=anchor,
                     attrs=upd,
+                    links=upd_l,
                     before=upd_b,
-                    reason=f"changed in SIS: {', '.join(sorted(upd))}",
+                    reason=f"changed in SIS: {', '.join(sorted(upd_b))}",
                     **common,
                 )
             )

@@ -34,7 +34,7 @@ from typing import Any
 
 from provisioner.core.diff import diff_target
 from provisioner.core.lifecycle import Policy
-from provisioner.core.model import TargetObject
+from provisioner.core.model import TargetObject, split_record
 from provisioner.core.plan import Change, Op
 from provisioner.state.store import IndexRow
 
@@ -125,25 +125,19 @@ def diff_drift(
     *,
     policy: Policy,
     placement: frozenset[str],
+    links: frozenset[str] = frozenset(),
     as_of: str,
 ) -> list[Change]:
-    """The changes that put a target back to what BAS recorded, each with its drift reason."""
+    """The changes that put a target back to what BAS recorded, each with its drift reason.
+
+    ``placement`` and ``links``: the kind's names of place and link values, which the
+    recorded flat records are split by (a change of place is a move)."""
     objs = [r for r in recorded if r.status != "deleted" and r.key not in live.unread]
     outside = {n.key for n in live.notes if n.kind is DriftKind.MISSING}
     gone = {r.key for r in objs if r.key in live.gone or (r.key not in live.index and r.key not in outside)}
     gone_persons = {r.person_id or r.key for r in objs if r.key in gone and r.kind == "person"}
     want = [r for r in objs if r.key in live.index]
-    desired = [
-        TargetObject(
-            r.kind,
-            r.key,
-            r.attrs,
-            None if r.members is None else tuple(m for m in r.members if m[0] not in gone_persons),
-            r.username,
-            r.person_id,
-        )
-        for r in want
-    ]
+    desired = [_desired(r, gone_persons, placement, links) for r in want]
     index: dict[str, IndexRow] = {}
     extra: list[Change] = []
     for r in want:
@@ -162,6 +156,7 @@ def diff_drift(
         live.details,
         policy=policy,
         placement=placement,
+        links=links,
         persons={},
         identities={},
         frozen=frozenset(),
@@ -171,6 +166,15 @@ def diff_drift(
     out = [replace(c, reason=_reason(c, index)) for c in changes]
     forget = [_change(target, r, Op.FORGET, FORGOTTEN) for r in objs if r.key in gone]
     return out + extra + forget
+
+
+def _desired(
+    r: Recorded, gone_persons: set[str], placement: frozenset[str], links: frozenset[str]
+) -> TargetObject:
+    """The recorded object as the target should hold it (members found gone left out)."""
+    attrs, place, linked = split_record(r.attrs, placement, links)
+    members = None if r.members is None else tuple(m for m in r.members if m[0] not in gone_persons)
+    return TargetObject(r.kind, r.key, attrs, members, r.username, r.person_id, place=place, links=linked)
 
 
 def _change(target: str, r: Recorded, op: Op, reason: str) -> Change:

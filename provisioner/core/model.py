@@ -196,14 +196,23 @@ class DesiredState:
     new_usernames: Mapping[str, str] = field(default_factory=dict)  # person_id -> username issued now
 
 
+# The one empty mapping objects without placement or links share (never mutated).
+NO_VALUES: Mapping[str, Any] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class TargetObject:
     """One object as a target should hold it: the output of a target mapping.
 
-    ``attrs`` holds JSON-able values only (str, int, bool, None, lists of str, sorted
-    where order carries no meaning) so it can be hashed, stored and diffed as data.
-    ``members`` is set for groups: sorted (person_id, target role) pairs; the role is a
-    target's own vocabulary (itslearning "01"/"02", "" where the target has none).
+    ``attrs`` are the target's own attributes, written as they are. ``place`` says where
+    the object sits (an LDAP entry's DN, an AD object's OU and cn): a change there is a
+    move, not an update. ``links`` name other BAS objects by key (a group's owners, a
+    guardian's students, a group's school), which the connector turns into the target's
+    references. All three hold JSON-able values only (str, int, bool, None, lists of str,
+    sorted where order carries no meaning) and use distinct names, so ``record()`` (what
+    the state store keeps, hashes and diffs) is one flat mapping of them. ``members`` is
+    set for groups: sorted (person_id, target role) pairs; the role is a target's own
+    vocabulary (itslearning "01"/"02", "" where the target has none).
     """
 
     kind: str  # person | group | org | orgunit
@@ -212,3 +221,30 @@ class TargetObject:
     members: tuple[tuple[str, str], ...] | None = None
     username: str | None = None
     person_id: str | None = None  # the SIS person behind a person object
+    place: Mapping[str, Any] = field(default_factory=lambda: NO_VALUES)
+    links: Mapping[str, Any] = field(default_factory=lambda: NO_VALUES)
+
+    def record(self) -> Mapping[str, Any]:
+        """Attributes, placement and links as one mapping (``attrs`` itself when there are no others)."""
+        return record_of(self.attrs, self.place, self.links)
+
+
+def split_record(
+    record: Mapping[str, Any], placement: frozenset[str], links: frozenset[str]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A stored flat record back into (attrs, place, links), by a kind's place and link names."""
+    attrs: dict[str, Any] = {}
+    place: dict[str, Any] = {}
+    linked: dict[str, Any] = {}
+    for k, v in record.items():
+        (place if k in placement else linked if k in links else attrs)[k] = v
+    return attrs, place, linked
+
+
+def record_of(
+    attrs: Mapping[str, Any], place: Mapping[str, Any], links: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The flat mapping the state store keeps for an object or a change (no copy when only attrs)."""
+    if not place and not links:
+        return attrs
+    return {**attrs, **place, **links}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from provisioner.core.model import DataError
+from provisioner.core.model import DataError, record_of
 
 PLAN_FORMAT = 1
 
@@ -59,12 +59,20 @@ class Change:
     anchor: str | None = None  # the target's immutable id (None until created)
     username: str | None = None
     person_id: str | None = None
-    # attrs: create: all; update/move: new values. before: update/move: their old values.
-    # A change without them shares one empty dict (never mutated): at Oslo size a plan
-    # holds about a million changes, and most carry no ``before``.
+    # attrs: create: all; update: new values. before: update/move: the old values of what
+    # changed (attributes, placement, links). place (TargetObject.place): create, restore,
+    # enable: all; move: the new values. links (TargetObject.links): create: all; update:
+    # the changed ones. A change without them shares one empty dict (never mutated): at
+    # Oslo size a plan holds about a million changes, and most carry no ``before``.
     attrs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     before: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     members: tuple[tuple[str, str], ...] = ()  # add/remove members: (person_id, role)
+    place: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    links: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    def record(self) -> Mapping[str, Any]:
+        """Attributes, placement and links as one mapping, as the state store keeps them."""
+        return record_of(self.attrs, self.place, self.links)
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict; empty fields left out to keep saved plans small."""
@@ -87,6 +95,10 @@ class Change:
             out["before"] = dict(self.before)
         if self.members:
             out["members"] = [list(m) for m in self.members]
+        if self.place:
+            out["place"] = dict(self.place)
+        if self.links:
+            out["links"] = dict(self.links)
         return out
 
     @classmethod
@@ -104,6 +116,8 @@ class Change:
             attrs=dict(data["attrs"]) if data.get("attrs") else _EMPTY,
             before=dict(data["before"]) if data.get("before") else _EMPTY,
             members=tuple((m[0], m[1]) for m in data.get("members", ())),
+            place=dict(data["place"]) if data.get("place") else _EMPTY,
+            links=dict(data["links"]) if data.get("links") else _EMPTY,
         )
 
 

@@ -10,7 +10,9 @@ probed the way its connector would start, nothing written:
 - File targets (itslearning, Feide LDIF) in apply mode: ``output_dir`` is (or can be made) a
   writable folder.
 
-Targets in plan mode are not reached: nothing would be applied to them.
+Targets in plan mode are not reached (nothing would be applied to them), except those
+whose kind says a checker reads them (Feide with ``url``). How a live target is reached
+is its kind's ``probe`` (provisioner/kinds.py).
 """
 
 from __future__ import annotations
@@ -20,16 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.base import ConnectorError
-from provisioner.config import (
-    ADConfig,
-    Config,
-    ConfigError,
-    FeideConfig,
-    ItslearningConfig,
-    M365Config,
-    TargetBase,
-)
-from provisioner.run.targets import build_connector
+from provisioner.config import Config, ConfigError, TargetBase
+from provisioner.kinds import kind_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,55 +47,15 @@ def probe_targets(cfg: Config) -> list[Probe]:
 
 
 def _probe(cfg: Config, name: str, tcfg: TargetBase) -> str:
-    if isinstance(tcfg, FeideConfig) and tcfg.url:
-        return _feide(cfg, name, tcfg)
-    if tcfg.mode != "apply":
+    kind = kind_of(tcfg.kind)
+    caps = kind.capabilities(tcfg)
+    if tcfg.mode != "apply" and not caps.reached_in_plan:
         return "plan only: not reached"
-    if isinstance(tcfg, ADConfig):
-        return _ad(cfg, tcfg)
-    if isinstance(tcfg, M365Config):
-        return _m365(cfg, tcfg)
-    if isinstance(tcfg, ItslearningConfig | FeideConfig):
-        return _folder(cfg.path(tcfg.output_dir), f"targets.{name}.output_dir")
+    if caps.live and kind.probe is not None:
+        return kind.probe(cfg, name)
+    if caps.output_dir is not None:
+        return _folder(cfg.path(caps.output_dir), f"targets.{name}.output_dir")
     raise ConfigError(f"targets.{name}: no probe for kind {tcfg.kind}")
-
-
-def _ad(cfg: Config, tcfg: ADConfig) -> str:
-    from connectors.ad.connector import link_from_config
-
-    link = link_from_config(cfg, tcfg)
-    try:
-        link.open()
-        if link.read(tcfg.base_dn, ["objectClass"], what=f"read base_dn {tcfg.base_dn}") is None:
-            raise ConfigError(f"targets.{cfg.target_key(tcfg)}.base_dn: {tcfg.base_dn} does not exist")
-    finally:
-        link.close()
-    return f"{tcfg.url}: bound as {tcfg.bind_dn}, base {tcfg.base_dn} found"
-
-
-def _feide(cfg: Config, name: str, tcfg: FeideConfig) -> str:
-    # The connector's own start: bind, then the base DN, its parent or the server's naming
-    # context must exist (a run creates the owner's entry there); it reads, never writes.
-    conn = build_connector(cfg, name)
-    try:
-        conn.begin("config-check", lambda kind, key: None)
-    finally:
-        conn.close()
-    return f"{tcfg.url}: bound as {tcfg.bind_dn or 'anonymous'}, base {tcfg.base_dn} usable"
-
-
-def _m365(cfg: Config, tcfg: M365Config) -> str:
-    from connectors.m365.connector import client_from_config
-
-    client = client_from_config(cfg, tcfg)
-    client.attempts = 1  # a check reports at once; a run retries
-    try:
-        resp = client.call("GET", "/users?$top=1&$select=id")
-    finally:
-        client.close()
-    if not resp.ok:
-        raise ConfigError(f"targets.{cfg.target_key(tcfg)}: Graph refused reading users: {resp.describe()}")
-    return f"{tcfg.graph_url}: token for app {tcfg.client_id}, users readable"
 
 
 def _folder(path: Path, key: str) -> str:

@@ -15,7 +15,6 @@ import datetime as dt
 import threading
 from collections import Counter
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,22 +22,19 @@ import sqlalchemy as sa
 import structlog
 
 from connectors.base import Connector, ConnectorError
-from mappings.base import mapping_for
 from provisioner.apply.executor import TargetResult, apply_plan
-from provisioner.config import Config, ConfigError, FeideConfig
+from provisioner.config import Config, ConfigError
 from provisioner.core.certificate import config_digest
 from provisioner.core.drift import LiveView, Note, Recorded, diff_drift, drift_attrs, drift_kind
-from provisioner.core.lifecycle import policy_for
 from provisioner.core.nin import mask_text
 from provisioner.core.plan import Change, Plan, TargetPlan
+from provisioner.kinds import kind_of
 from provisioner.run import runner
-from provisioner.run.targets import build_connector, feide_session
+from provisioner.run.targets import build_connector, build_reader
 from provisioner.state import schema as t
 from provisioner.state.store import LockHeld, StateStore, now_iso
 
 log = structlog.get_logger("bas.reconcile")
-
-READ_KINDS = ("ad", "feide", "m365")  # kinds with a reader
 
 
 @dataclass
@@ -126,7 +122,7 @@ def reconcile(
             result, applied = None, set()
             if repair and tp.changes and tp.hold is None:
                 conn = (connect or build_connector)(cfg, name)
-                soft = {name: policy_for(cfg.targets[name]).soft_delete}
+                soft = {name: kind_of(cfg.targets[name].kind).policy(cfg.targets[name]).soft_delete}
                 result = apply_plan(plan, store, {name: conn}, soft_delete=soft, stop=stop)[name]
                 applied = _applied(store, run_id, name)
             if view.cursor and all((c.op.value, c.key) in applied for c in tp.changes):
@@ -157,9 +153,12 @@ def _plan(
         )
     del details
     cursor = None if full else store.get_meta(_cursor_key(name))
-    view = read_target(cfg, name, recorded, cursor)
-    _map, placement = mapping_for(tcfg.kind)
-    changes = diff_drift(name, recorded, view, policy=policy_for(tcfg), placement=placement, as_of=day)
+    with build_reader(cfg, name) as reader:
+        view = reader.read(recorded, cursor)
+    kind = kind_of(tcfg.kind)
+    changes = diff_drift(
+        name, recorded, view, policy=kind.policy(tcfg), placement=kind.placement, links=kind.links, as_of=day
+    )
     population = sum(1 for r in index.values() if r.status == "active")
     plan = Plan(
         run_id=run_id,
@@ -171,29 +170,6 @@ def _plan(
         config_digest=config_digest(cfg),
     )
     return runner.hold_targets(cfg, store, plan, None), view
-
-
-def read_target(cfg: Config, name: str, recorded: list[Recorded], cursor: str | None) -> LiveView:
-    """Read one live target with its kind's reader (the link opened and closed here)."""
-    tcfg = cfg.targets[name]
-    if tcfg.kind == "ad":
-        from connectors.ad.connector import link_from_config
-        from connectors.ad.reader import read_directory
-
-        with closing(link_from_config(cfg, tcfg)) as link:
-            return read_directory(link, tcfg, recorded)
-    if tcfg.kind == "feide" and isinstance(tcfg, FeideConfig):
-        from connectors.feide.reader import read_catalog_view
-
-        with closing(feide_session(cfg, tcfg)) as session:
-            return read_catalog_view(session, tcfg, recorded)
-    if tcfg.kind == "m365":
-        from connectors.m365.connector import client_from_config
-        from connectors.m365.reader import read_users
-
-        with closing(client_from_config(cfg, tcfg)) as client:
-            return read_users(client, recorded, cursor)
-    raise ConfigError(f"targets.{name}: a {tcfg.kind} target cannot be read back")
 
 
 def _applied(store: StateStore, run_id: str, target: str) -> set[tuple[str, str]]:
@@ -245,13 +221,12 @@ def _finish(
 
 def live_targets(cfg: Config) -> list[str]:
     """The enabled targets that apply changes to a live system BAS can read back."""
-    return [
-        name
-        for name, tcfg in cfg.enabled_targets().items()
-        if tcfg.mode == "apply"
-        and tcfg.kind in READ_KINDS
-        and (not isinstance(tcfg, FeideConfig) or bool(tcfg.url))
-    ]
+    out = []
+    for name, tcfg in cfg.enabled_targets().items():
+        kind = kind_of(tcfg.kind)
+        if tcfg.mode == "apply" and kind.reader is not None and kind.capabilities(tcfg).live:
+            out.append(name)
+    return out
 
 
 def repair_drift(cfg: Config, store: StateStore, *, stop: threading.Event | None = None) -> dict[str, int]:

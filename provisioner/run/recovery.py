@@ -17,7 +17,8 @@ from pathlib import Path
 import structlog
 
 from connectors.files import clean_stale_temp
-from provisioner.config import Config, FeideConfig, ItslearningConfig
+from provisioner.config import Config
+from provisioner.kinds import kind_of
 
 log = structlog.get_logger("bas.run")
 
@@ -26,8 +27,9 @@ def output_dirs(cfg: Config) -> list[Path]:
     """The folders the enabled file targets write into."""
     dirs = []
     for tcfg in cfg.enabled_targets().values():
-        if isinstance(tcfg, ItslearningConfig) or (isinstance(tcfg, FeideConfig) and not tcfg.url):
-            dirs.append(cfg.path(tcfg.output_dir))
+        folder = kind_of(tcfg.kind).capabilities(tcfg).output_dir
+        if folder is not None:
+            dirs.append(cfg.path(folder))
     return sorted(set(dirs))
 
 

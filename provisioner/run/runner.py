@@ -22,7 +22,7 @@ from pathlib import Path
 import structlog
 
 from connectors.base import Connector
-from mappings.base import MappingContext, mapping_for
+from mappings.base import MappingContext
 from provisioner.apply.executor import TargetResult, apply_plan
 from provisioner.config import Config, ConfigError
 from provisioner.core.certificate import (
@@ -35,7 +35,6 @@ from provisioner.core.certificate import (
 )
 from provisioner.core.derive import Derivation, derive
 from provisioner.core.diff import diff_core, diff_target, needs_details
-from provisioner.core.lifecycle import policy_for
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import CORE, REMOVING_OPS, Plan, TargetPlan
 from provisioner.core.safety import (
@@ -48,6 +47,7 @@ from provisioner.core.safety import (
     school_hold,
     thresholds_for,
 )
+from provisioner.kinds import kind_of
 from provisioner.run.currency import superseded_reason, why_not_current
 from provisioner.run.recovery import tidy_after_killed_runs
 from provisioner.run.targets import build_connector
@@ -136,12 +136,12 @@ def make_plan(
     targets: list[TargetPlan] = []
     live: set[str] = set()
     for name, tcfg in cfg.enabled_targets().items():
-        map_state, placement = mapping_for(tcfg.kind)
-        objs = map_state(state, MappingContext(cfg.owner, tcfg, as_of))
+        kind = kind_of(tcfg.kind)
+        objs = kind.map_state(state, MappingContext(cfg.owner, tcfg, as_of))
         index = store.target_index(name)
         # Only a stored object has a digest to compare with; a new one is created whatever
         # its digest is (the writer computes it once from the JSON it stores anyway).
-        digests = [digest(o.kind, o.attrs, o.members) if o.key in index else "" for o in objs]
+        digests = [digest(o.kind, o.record(), o.members) if o.key in index else "" for o in objs]
         details = store.target_details(name, needs_details(objs, digests, index))
         changes = diff_target(
             name,
@@ -149,8 +149,9 @@ def make_plan(
             digests,
             index,
             details,
-            policy=policy_for(tcfg),
-            placement=placement,
+            policy=kind.policy(tcfg),
+            placement=kind.placement,
+            links=kind.links,
             persons=state.persons,
             identities=identities,
             frozen=frozen,
@@ -305,7 +306,7 @@ def _connectors(cfg: Config, plan: Plan, owed: set[str], connect: ConnectorFacto
 
 
 def _soft_delete(cfg: Config) -> dict[str, bool]:
-    return {n: policy_for(t).soft_delete for n, t in cfg.targets.items()}
+    return {n: kind_of(t.kind).policy(t).soft_delete for n, t in cfg.targets.items()}
 
 
 def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kind: str) -> RunOutcome:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -27,14 +27,22 @@ from provisioner.state.store import _CHUNK, IndexRow, StateStore, bulk_insert, d
 
 
 def _log_row(
-    run_id: str, at: str, c: Change, result: str, error: str | None, memo: dict[int, str] | None = None
+    run_id: str,
+    at: str,
+    c: Change,
+    result: str,
+    error: str | None,
+    memo: dict[int, str] | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``record``: ``c.record()`` when the caller has it (a created row stores that very dict)."""
+    record = c.record() if record is None else record
     if c.members:
-        after_json: str | None = dumps({**c.attrs, "members": [list(m) for m in c.members]})
-    elif c.attrs:
+        after_json: str | None = dumps({**record, "members": [list(m) for m in c.members]})
+    elif record:
         # A created object's attributes are the same dict the object row stores: encode once.
-        after_json = memo.get(id(c.attrs)) if memo is not None else None
-        after_json = after_json or dumps(dict(c.attrs))
+        after_json = memo.get(id(record)) if memo is not None else None
+        after_json = after_json or dumps(dict(record))
     else:
         after_json = None
     # The changelog outlives the retention purge: a NIN (a core "nin", norEduPersonNIN, an
@@ -77,7 +85,8 @@ class TargetWriter:
         self.exports: list[Change] = []
         self.rows: dict[str, dict[str, Any] | None] = {}  # None: the object is gone
         self.dirty: set[str] = set()
-        self.log: list[tuple[Change, str, str, str | None]] = []  # encoded at flush
+        # (change, at, result, note or error, its record): encoded at flush
+        self.log: list[tuple[Change, str, str, str | None, Mapping[str, Any] | None]] = []
         self.anchors: dict[str, str | None] = {}  # anchors of rows written (and evicted) this run
         self._index: dict[str, IndexRow] | None = None
         # Changes still to come per key (not creates): a flushed row they need stays in
@@ -153,10 +162,11 @@ class TargetWriter:
             # to restore (purged) can create the object again, under a new anchor. Restored
             # as it was deleted, the object keeps its stored attributes (an update later in
             # the plan records what it changes, and is planned again if it fails).
-            c = replace(c, attrs={})
+            c = replace(c, attrs={}, place={}, links={})
         if c.key not in self.rows and c.op != Op.CREATE:
             self._load({c.key})  # evicted after an earlier flush
         row = self.rows.get(c.key)
+        record = c.record()  # attributes, placement and links: what the row keeps
         if c.op == Op.CREATE or (row is None and c.op != Op.FORGET):
             row = {
                 "kind": c.kind,
@@ -165,21 +175,21 @@ class TargetWriter:
                 "status_since": self.as_of,
                 "person_id": c.person_id,
                 "username": c.username,
-                "attrs": c.attrs,  # shared with the change; copied on update
+                "attrs": record,  # shared with the changelog row; copied on update
                 "members": set() if c.kind == "group" else None,
             }
         elif c.op in (Op.UPDATE, Op.MOVE):
-            row["attrs"] = {**row["attrs"], **c.attrs}
+            row["attrs"] = {**row["attrs"], **record}
         elif c.op == Op.DISABLE:
             row["status"], row["status_since"] = "disabled", self.as_of
         elif c.op == Op.ENABLE:
             row["status"], row["status_since"] = "active", self.as_of
-            if c.attrs:  # an enable carries the placement it was put back into
-                row["attrs"] = {**row["attrs"], **c.attrs}
+            if record:  # an enable carries the placement it was put back into
+                row["attrs"] = {**row["attrs"], **record}
         elif c.op == Op.RESTORE:
             row["status"], row["status_since"] = "disabled", self.as_of
-            if c.attrs:  # nothing was left to restore: created again from these attributes
-                row["attrs"] = dict(c.attrs)
+            if record:  # nothing was left to restore: created again from these attributes
+                row["attrs"] = dict(record)
         elif c.op == Op.FORGET:
             row = None
             if c.kind == "person":
@@ -197,12 +207,12 @@ class TargetWriter:
             row["anchor"] = anchor
         self.rows[c.key] = row
         self.dirty.add(c.key)
-        self.log.append((c, now_iso(), "ok", note))
+        self.log.append((c, now_iso(), "ok", note, record))
 
     def failed(self, c: Change, result: str, error: str) -> None:
         """Record a change the target refused (rejected) or that could not be done (failed)."""
         self._done(c)
-        self.log.append((c, now_iso(), result, error))
+        self.log.append((c, now_iso(), result, error, None))
 
     def flush(self) -> None:
         """Write dirty rows and the changelog in one transaction."""
@@ -237,7 +247,9 @@ class TargetWriter:
                     "updated_at": stamp,
                 }
             )
-        log_rows = [_log_row(self.run_id, at, c, result, err, memo) for c, at, result, err in self.log]
+        log_rows = [
+            _log_row(self.run_id, at, c, result, err, memo, record) for c, at, result, err, record in self.log
+        ]
         stored = [k for k in keys if k not in self._new]
         self._new.difference_update(keys)
         with self.store.engine.begin() as conn:

@@ -1,0 +1,353 @@
+"""The target-kind registry: everything BAS knows about a kind of target, in one record.
+
+A kind (``ad``, ``m365``, ``itslearning``, ``feide``, or one a deployment adds) is one
+``TargetKind``: the config model of its ``[targets.X]`` tables, its mapping
+(``map_state`` and the attributes whose change is a move), its lifecycle policy, what a
+configured target of it can do (``Capabilities``), and the factories of its connector,
+its reader and its read-only probe. Every place that used to branch on a kind name (the
+config's default kind and validation, the runner's mapping and policy, building
+connectors, `bas config check`, the CLI's per-kind commands) asks ``kind_of(name)``.
+
+Adding a kind is one ``register(TargetKind(...))`` call: it also hands the kind's config
+model to ``provisioner.config.add_target_model``, because the config module sits below
+this one and must not import it. Layering: this module may import connectors, mappings,
+state, core and config, and is imported by apply, run, service and cli.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from connectors.base import Connector, Reader
+from mappings import ad as ad_mapping
+from mappings import feide as feide_mapping
+from mappings import itslearning as itslearning_mapping
+from mappings import m365 as m365_mapping
+from mappings.base import MapState
+from provisioner.config import (
+    ADConfig,
+    Config,
+    ConfigError,
+    FeideConfig,
+    ItslearningConfig,
+    M365Config,
+    TargetBase,
+    add_target_model,
+    read_secret,
+)
+from provisioner.core.lifecycle import Policy
+
+if TYPE_CHECKING:
+    from connectors.ldap.link import LdapLink
+    from connectors.m365.pacing import Clock
+
+__all__ = [
+    "KINDS",
+    "Capabilities",
+    "TargetKind",
+    "feide_session",
+    "kind_of",
+    "m365_connector",
+    "register",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What one configured target of a kind does, decided by its config alone."""
+
+    live: bool  # it writes to a remote system; False: it writes files into ``output_dir``
+    output_dir: str | None = None  # file targets: the folder of their files (as configured)
+    # `bas config check` reaches it even in plan mode (a checker reads it, e.g. `bas feide check`).
+    reached_in_plan: bool = False
+
+
+ConnectorFactory = Callable[[Config, str], Connector]
+ReaderFactory = Callable[[Config, str], Reader]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetKind:
+    """One kind of target: the one record every kind-dependent decision reads."""
+
+    name: str  # the ``kind`` value in the config
+    label: str  # how messages name it ("Microsoft 365")
+    config_model: type[TargetBase]
+    map_state: MapState
+    placement: frozenset[str]  # names in TargetObject.place: a change there is a move
+    policy: Callable[[Any], Policy]  # lifecycle policy of a target, from its config model
+    capabilities: Callable[[Any], Capabilities]
+    # The connector of a target in apply mode (reads secrets, does not connect); None: the
+    # kind can only be planned.
+    connector: ConnectorFactory | None
+    links: frozenset[str] = frozenset()  # names in TargetObject.links (keys of other objects)
+    # Reads the live target back for reconciliation; None: the kind has no reader.
+    reader: ReaderFactory | None = None
+    # Reaches a live target read-only for `bas config check`; returns what it reached.
+    probe: Callable[[Config, str], str] | None = None
+    # Fails early, naming the key, when a target cannot do what its config asks.
+    check: Callable[[Config, str], None] | None = None
+
+
+KINDS: dict[str, TargetKind] = {}
+
+
+def register(kind: TargetKind) -> TargetKind:
+    """Add a kind to the registry (and its config model to the config's table)."""
+    known = KINDS.get(kind.name)
+    if known is not None and known is not kind:
+        raise ValueError(f"target kind {kind.name!r} is registered already")
+    model_kind = kind.config_model.model_fields["kind"].default
+    if model_kind != kind.name:
+        raise ValueError(f"{kind.config_model.__name__}.kind defaults to {model_kind!r}, not {kind.name!r}")
+    add_target_model(kind.name, kind.config_model)
+    KINDS[kind.name] = kind
+    return kind
+
+
+def kind_of(name: str) -> TargetKind:
+    """The registered kind called ``name``; ConfigError naming the known kinds otherwise."""
+    kind = KINDS.get(name)
+    if kind is None:
+        raise ConfigError(f"unknown target kind {name!r} (known: {', '.join(KINDS)})")
+    return kind
+
+
+# -- lifecycle policies (SPEC "Lifecycle"; provisioner/core/lifecycle.py) ----------------
+
+
+def _remove_after(tcfg: Any) -> Policy:
+    """Removed after ``remove_after_days`` of grace, never disabled first (Feide, itslearning)."""
+    return Policy(disable_first=False, delete_after_days=tcfg.remove_after_days)
+
+
+def _ad_policy(tcfg: ADConfig) -> Policy:
+    """Disabled at once, deleted ``remove_after_days`` (90) later."""
+    return Policy(disable_first=True, delete_after_days=tcfg.remove_after_days)
+
+
+def _m365_policy(tcfg: M365Config) -> Policy:
+    """Sign-in blocked and soft-deleted the same day; restorable for ``restore_within_days``."""
+    return Policy(
+        disable_first=True,
+        delete_after_days=0,
+        soft_delete=True,
+        restore_within_days=tcfg.restore_within_days,
+    )
+
+
+# -- connectors, sessions and probes ---------------------------------------------------
+
+
+def _live(tcfg: Any) -> Capabilities:
+    return Capabilities(live=True)
+
+
+def _files(tcfg: Any) -> Capabilities:
+    return Capabilities(live=False, output_dir=tcfg.output_dir)
+
+
+def _ad_connector(cfg: Config, name: str) -> Connector:
+    """The AD connector of target ``name`` (reads the bind password; does not connect)."""
+    from connectors.ad.connector import ADConnector, link_from_config
+
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, ADConfig)
+    return ADConnector(tcfg, link_from_config(cfg, tcfg), password_dir=cfg.path(tcfg.password_dir), name=name)
+
+
+def _ad_probe(cfg: Config, name: str) -> str:
+    """Connect over TLS, bind as the service account, read ``base_dn``."""
+    from connectors.ad.connector import link_from_config
+
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, ADConfig)
+    link = link_from_config(cfg, tcfg)
+    try:
+        link.open()
+        if link.read(tcfg.base_dn, ["objectClass"], what=f"read base_dn {tcfg.base_dn}") is None:
+            raise ConfigError(f"targets.{name}.base_dn: {tcfg.base_dn} does not exist")
+    finally:
+        link.close()
+    return f"{tcfg.url}: bound as {tcfg.bind_dn}, base {tcfg.base_dn} found"
+
+
+def m365_connector(cfg: Config, name: str, clock: Clock | None = None) -> Connector:
+    """The Microsoft 365 connector of ``name`` (reads the secret; does not connect).
+
+    ``clock``: where the Graph client reads the time and waits (default the system's).
+    """
+    from connectors.m365.connector import M365Connector, client_from_config
+
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, M365Config)
+    client = client_from_config(cfg, tcfg, clock)
+    return M365Connector(tcfg, client, password_dir=cfg.path(tcfg.password_dir), name=name)
+
+
+def _m365_probe(cfg: Config, name: str) -> str:
+    """Get a token and read one user (what BAS needs to read)."""
+    from connectors.m365.connector import client_from_config
+
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, M365Config)
+    client = client_from_config(cfg, tcfg)
+    client.attempts = 1  # a check reports at once; a run retries
+    try:
+        resp = client.call("GET", "/users?$top=1&$select=id")
+    finally:
+        client.close()
+    if not resp.ok:
+        raise ConfigError(f"targets.{name}: Graph refused reading users: {resp.describe()}")
+    return f"{tcfg.graph_url}: token for app {tcfg.client_id}, users readable"
+
+
+def _itslearning_connector(cfg: Config, name: str) -> Connector:
+    from connectors.itslearning.connector import ItslearningConnector
+
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, ItslearningConfig)
+    return ItslearningConnector(tcfg, cfg.owner, cfg.path(tcfg.output_dir))
+
+
+def _feide_connector(cfg: Config, name: str) -> Connector:
+    """Live writes to the LDAP server with ``url``; LDIF files without."""
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, FeideConfig)
+    if tcfg.url:
+        from connectors.feide.ldap import FeideLdapConnector
+
+        return FeideLdapConnector(tcfg, cfg.owner, feide_session(cfg, tcfg))
+    from connectors.feide.ldif import FeideLdifConnector
+
+    return FeideLdifConnector(tcfg, cfg.owner, cfg.path(tcfg.output_dir))
+
+
+def feide_session(cfg: Config, tcfg: FeideConfig) -> LdapLink:
+    """The LDAP link of a live Feide target (password read from its secret file now)."""
+    from connectors.feide.ldap import link_from_config
+
+    return link_from_config(cfg, tcfg)
+
+
+def _ad_reader(cfg: Config, name: str) -> Reader:
+    from connectors.ad.connector import link_from_config
+    from connectors.ad.reader import ADReader
+
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, ADConfig)
+    return ADReader(link_from_config(cfg, tcfg), tcfg)
+
+
+def _feide_reader(cfg: Config, name: str) -> Reader:
+    from connectors.feide.reader import FeideReader
+
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, FeideConfig)
+    return FeideReader(feide_session(cfg, tcfg), tcfg)
+
+
+def _m365_reader(cfg: Config, name: str) -> Reader:
+    from connectors.m365.connector import client_from_config
+    from connectors.m365.reader import M365Reader
+
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, M365Config)
+    return M365Reader(client_from_config(cfg, tcfg))
+
+
+def _feide_capabilities(tcfg: FeideConfig) -> Capabilities:
+    if tcfg.url:
+        return Capabilities(live=True, reached_in_plan=True)
+    return _files(tcfg)
+
+
+def _feide_check(cfg: Config, name: str) -> None:
+    """A live Feide target's secret file and CA file exist (in plan mode too: `bas feide check`)."""
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, FeideConfig)
+    if not tcfg.url:
+        return
+    if tcfg.password_file:
+        try:
+            read_secret(tcfg.password_file, cfg.base_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"targets.{name}.password_file: {exc}") from exc
+    if tcfg.ca_file and not cfg.path(tcfg.ca_file).is_file():
+        raise ConfigError(f"targets.{name}.ca_file: {cfg.path(tcfg.ca_file)} is not a file")
+
+
+def _feide_probe(cfg: Config, name: str) -> str:
+    """The connector's own start: bind, then the base DN, its parent or the naming context.
+
+    A run creates the owner's entry there; the probe reads, never writes.
+    """
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, FeideConfig)
+    conn = _feide_connector(cfg, name)
+    try:
+        conn.begin("config-check", lambda kind, key: None)
+    finally:
+        conn.close()
+    return f"{tcfg.url}: bound as {tcfg.bind_dn or 'anonymous'}, base {tcfg.base_dn} usable"
+
+
+register(
+    TargetKind(
+        name="ad",
+        label="AD",
+        config_model=ADConfig,
+        map_state=ad_mapping.map_state,
+        placement=ad_mapping.PLACEMENT_ATTRS,
+        policy=_ad_policy,
+        capabilities=_live,
+        connector=_ad_connector,
+        reader=_ad_reader,
+        probe=_ad_probe,
+    )
+)
+register(
+    TargetKind(
+        name="m365",
+        label="Microsoft 365",
+        config_model=M365Config,
+        map_state=m365_mapping.map_state,
+        placement=m365_mapping.PLACEMENT_ATTRS,
+        links=m365_mapping.LINK_ATTRS,
+        policy=_m365_policy,
+        capabilities=_live,
+        connector=m365_connector,
+        reader=_m365_reader,
+        probe=_m365_probe,
+    )
+)
+register(
+    TargetKind(
+        name="itslearning",
+        label="itslearning",
+        config_model=ItslearningConfig,
+        map_state=itslearning_mapping.map_state,
+        placement=itslearning_mapping.PLACEMENT_ATTRS,
+        links=itslearning_mapping.LINK_ATTRS,
+        policy=_remove_after,
+        capabilities=_files,
+        connector=_itslearning_connector,
+    )
+)
+register(
+    TargetKind(
+        name="feide",
+        label="Feide",
+        config_model=FeideConfig,
+        map_state=feide_mapping.map_state,
+        placement=feide_mapping.PLACEMENT_ATTRS,
+        policy=_remove_after,
+        capabilities=_feide_capabilities,
+        connector=_feide_connector,
+        reader=_feide_reader,
+        probe=_feide_probe,
+        check=_feide_check,
+    )
+)
