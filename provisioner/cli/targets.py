@@ -188,7 +188,7 @@ def m365_reconcile(c: Any, target_name: str | None, repair: bool, full: bool, as
 
 
 @click.command("reconcile")
-@click.option("--target", "target_name", required=True, help="The target to read back (any kind with a reader).")
+@click.option("--target", "target_name", required=True, help="The target (any kind with a reader).")
 @click.option("--repair", is_flag=True, help="Apply the repair plan (within the limits).")
 @click.option("--full", is_flag=True, help="An incremental reader reads everything.")
 @click.option("--json", "as_json", is_flag=True, help="Print the drift as JSON.")

@@ -198,9 +198,9 @@ def _reason(c: Change, index: Mapping[str, IndexRow]) -> str:
     if c.op is Op.ENABLE:
         return DISABLED
     if c.op is Op.UPDATE:
-        return f"drift: changed outside BAS ({', '.join(sorted(c.attrs))})"
+        return f"drift: changed outside BAS ({', '.join(sorted(c.record()))})"
     if c.op is Op.MOVE:
-        return f"drift: moved outside BAS ({', '.join(sorted(c.attrs))})"
+        return f"drift: moved outside BAS ({', '.join(sorted(c.record()))})"
     if c.op is Op.ADD_MEMBERS:
         return MEMBERS_REMOVED
     if c.op is Op.REMOVE_MEMBERS:
@@ -228,5 +228,5 @@ def drift_attrs(c: Change) -> dict[str, Any]:
     if c.op is Op.REMOVE_MEMBERS:
         return {"member": {"unexpected": [m[0] for m in c.members]}}
     if c.op in (Op.UPDATE, Op.MOVE):
-        return {k: {"expected": v, "actual": c.before.get(k)} for k, v in c.attrs.items()}
+        return {k: {"expected": v, "actual": c.before.get(k)} for k, v in c.record().items()}
     return {}
