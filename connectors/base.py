@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from provisioner.core.plan import Change
+from provisioner.core.states import ObjectStatus
 
 
 class ConnectorError(Exception):
@@ -54,7 +55,7 @@ class StoredObject:
     kind: str
     key: str
     anchor: str | None
-    status: str  # active | disabled | deleted
+    status: ObjectStatus
     attrs: Mapping[str, Any]
     members: tuple[tuple[str, str], ...] | None
     username: str | None

@@ -340,7 +340,10 @@ def test_bound_logins_are_adopted_on_the_first_run(env: ADEnv) -> None:
             dn, ("top", "person", "organizationalPerson", "user"), {"sAMAccountName": login, **extra}
         )
         guids[pid] = guid_text(env.admin.read(dn, ["objectGUID"])[1]["objectGUID"][0])
-    assert env.store.bind_usernames([("S4", "ase.gammel"), ("S5", "nils.gml")], note="AD export")[0] == 2
+    assert (
+        env.store.identities.bind_usernames([("S4", "ase.gammel"), ("S5", "nils.gml")], note="AD export")[0]
+        == 2
+    )
     out = env.sync(DAY1)
     assert out.exit_code == 0, out.results["ad"].errors
     objs = env.objects()
@@ -368,7 +371,7 @@ def test_reconcile_reports_and_repairs_drift(env: ADEnv) -> None:
     assert env.sync(DAY1).exit_code == 0
     link = link_from_config(env.cfg, env.cfg.targets["ad"])
     try:
-        assert reconcile(link, env.cfg.targets["ad"], env.store.iter_objects("ad")) == []
+        assert reconcile(link, env.cfg.targets["ad"], env.store.objects.iterate("ad")) == []
         s1 = env.user("S1", ("cn",))[0]
         env.admin.modify(s1, {"department": [(ldap3.MODIFY_REPLACE, ["Endret for hånd"])]}, "hand")
         env.admin.delete(env.user("S5", ("cn",))[0], "hand")
@@ -381,7 +384,7 @@ def test_reconcile_reports_and_repairs_drift(env: ADEnv) -> None:
         s2 = env.user("S2", ("cn",))[0]
         env.admin.move(s2, "CN=Flyttet", f"OU=SORBY,{env.base}", "hand")
 
-        drift = reconcile(link, env.cfg.targets["ad"], env.store.iter_objects("ad"))
+        drift = reconcile(link, env.cfg.targets["ad"], env.store.objects.iterate("ad"))
         found = {(d.kind, d.key or d.dn) for d in drift}
         assert found == {
             ("changed", "S1"),
@@ -396,9 +399,9 @@ def test_reconcile_reports_and_repairs_drift(env: ADEnv) -> None:
         members = next(d for d in drift if d.kind == "members")
         assert members.attrs["member"]["expected_missing"] == ["S1"]
 
-        repaired = reconcile(link, env.cfg.targets["ad"], env.store.iter_objects("ad"), repair=True)
+        repaired = reconcile(link, env.cfg.targets["ad"], env.store.objects.iterate("ad"), repair=True)
         assert {d.kind for d in repaired if d.repaired} == {"changed", "state", "members", "moved"}
-        left = reconcile(link, env.cfg.targets["ad"], env.store.iter_objects("ad"))
+        left = reconcile(link, env.cfg.targets["ad"], env.store.objects.iterate("ad"))
         assert {(d.kind, d.key or d.dn) for d in left} == {("missing", "S5"), ("unmanaged", stray)}
         assert env.admin.read(stray, ["cn"]) is not None  # unmanaged accounts are never touched
     finally:
@@ -416,7 +419,7 @@ def test_repair_forgets_a_hand_deleted_account_and_the_next_sync_recreates_it(en
     assert "S1" not in env.objects()
     assert all("S1" not in {m[0] for m in o["members"] or ()} for o in env.objects().values())
     assert [(r["op"], r["key"]) for r in changelog(env, run_id)] == [("forget", "S1")]
-    assert env.store.get_run(run_id)["status"] == "done"
+    assert env.store.runs.get(run_id)["status"] == "done"
     out = env.sync(DAY2)
     assert out.exit_code == 0, out.results["ad"].errors
     ops = {(c.op.value, c.key) for c in out.plan.target("ad").changes}

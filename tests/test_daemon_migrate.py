@@ -71,7 +71,7 @@ def test_upgrade_from_previous_revision_keeps_data(db_url: str) -> None:
         assert _diff(engine) == []
         store = StateStore(db_url)
         try:
-            assert store.username_record("olanor")["person_id"] == "p1"
+            assert store.identities.username_record("olanor")["person_id"] == "p1"
             with store.engine.connect() as conn:
                 version = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version"))
                 assert version.scalar() == t.SCHEMA_VERSION

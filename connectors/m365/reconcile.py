@@ -88,7 +88,7 @@ def reconcile(
     """Compare the tenant's users (delta since last time, or all) with the record; optionally repair."""
     mine = {o["anchor"]: o for o in stored if o["kind"] == "person" and o["anchor"]}
     managed_ids = {str(o["attrs"].get("employeeId") or o["key"]) for o in mine.values()}
-    link = None if full else store.get_meta(delta_key(target))
+    link = None if full else store.meta.get(delta_key(target))
     users, new_link, was_full = read_delta(client, link)
     drift: list[Drift] = []
     seen: set[str] = set()
@@ -134,7 +134,7 @@ def reconcile(
                 drift.append(Drift("missing", rec["key"], uid, f"person {rec['key']} is not in the tenant"))
     if repair:
         _repair(client, drift, mine)
-    store.set_meta(delta_key(target), new_link)
+    store.meta.set(delta_key(target), new_link)
     return drift
 
 

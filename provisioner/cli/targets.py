@@ -92,7 +92,7 @@ def feide_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool
 def _reconcile(run: Any, name: str, label: str, as_json: bool) -> None:
     """Run one reconcile (``run`` returns run id and drift), map its errors to exit codes, print."""
     from connectors.base import ConnectorError
-    from provisioner.state.store import LockHeld
+    from provisioner.state.runs import LockHeld
 
     try:
         run_id, drift = run()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from provisioner.config import Config
+from provisioner.core.states import RunStatus
 from provisioner.run.runner import new_run_id
 from provisioner.state.store import StateStore
 from provisioner.state.writer import forget_objects
@@ -71,10 +72,10 @@ def _reconcile_run(
 ) -> tuple[str, list[Any]]:
     """Run ``read`` as a recorded run under the run lock; forget missing objects on repair."""
     run_id = new_run_id()
-    with store.run_lock(run_id):
-        store.start_run(run_id, "reconcile", dt.date.today().isoformat())
+    with store.runs.lock(run_id):
+        store.runs.start(run_id, "reconcile", dt.date.today().isoformat())
         try:
-            drift = read(list(store.iter_objects(name)))
+            drift = read(list(store.objects.iterate(name)))
             if repair:
                 # Missing and not brought back (Microsoft 365 restores from deleted items
                 # first); an AD drift with a DN still exists, outside base_dn.
@@ -93,12 +94,14 @@ def _reconcile_run(
                 for d in gone:
                     d.repaired = True
         except BaseException as exc:
-            store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            store.runs.finish(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
         summary: dict[str, int] = {}
         for d in drift:
             summary[d.kind] = summary.get(d.kind, 0) + 1
-        store.finish_run(
-            run_id, "done" if all(d.repaired for d in drift) else "drift", summary={"drift": summary}
+        store.runs.finish(
+            run_id,
+            RunStatus.DONE if all(d.repaired for d in drift) else RunStatus.DRIFT,
+            summary={"drift": summary},
         )
     return run_id, drift

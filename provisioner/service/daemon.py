@@ -32,14 +32,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from provisioner import config as config_mod
 from provisioner import logs
 from provisioner.core.nin import mask_text
+from provisioner.core.states import RUNS_DONE, RunStatus
 from provisioner.run import runner
 from provisioner.run.targets import check_targets
 from provisioner.service import status
 from provisioner.service.alerts import Alerter
 from provisioner.service.metrics import Metrics
-from provisioner.state import schema as t
+from provisioner.state.common import now_iso
 from provisioner.state.migrate import SchemaError
-from provisioner.state.store import LockHeld, StateStore, now_iso
+from provisioner.state.runs import LockHeld
+from provisioner.state.store import StateStore
 
 log = structlog.get_logger("bas.daemon")
 
@@ -148,7 +150,7 @@ class Daemon:
         """Runs left 'running' by a process that died are recorded aborted (by taking the lock)."""
         assert self.store is not None
         try:
-            with self.store.run_lock(f"daemon-start-{os.getpid()}") as abandoned:
+            with self.store.runs.lock(f"daemon-start-{os.getpid()}") as abandoned:
                 for run_id in abandoned:
                     log.warning("run left running by a process that ended: recorded aborted", run_id=run_id)
         except LockHeld:
@@ -184,21 +186,13 @@ class Daemon:
         return sched
 
     def _missed_full(self, now: dt.datetime) -> bool:
+        assert self.store is not None
         prev = previous_fire(_cron(self.cfg), now)
-        last = self._meta(_LAST_FULL)
+        last = self.store.meta.get(_LAST_FULL)
         if prev is None or last is None:
             return False  # never ran a full one: the first run plans in full anyway
         late = (now - prev).total_seconds()
         return dt.datetime.fromisoformat(last) < prev and late <= self.cfg.daemon.misfire_grace_seconds
-
-    def _meta(self, key: str, value: str | None = None) -> str | None:
-        assert self.store is not None
-        with self.store.engine.begin() as c:
-            if value is not None:
-                c.execute(t.meta.delete().where(t.meta.c.key == key))
-                c.execute(t.meta.insert().values(key=key, value=value))
-                return value
-            return c.execute(sa.select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
 
     def _write_status(self, state: str | None = None) -> None:
         assert self.store is not None
@@ -213,8 +207,7 @@ class Daemon:
                         full_at = job.next_run_time
         first = min(nxt) if nxt else None
         try:
-            status.write_daemon_status(
-                self.store,
+            self.store.daemons.report(
                 pid=os.getpid(),
                 started_at=dt.datetime.fromtimestamp(self.started, dt.UTC).isoformat(),
                 next_run_at=first[0].astimezone(dt.UTC).isoformat() if first else None,
@@ -269,9 +262,9 @@ class Daemon:
                 return
             seconds = time.monotonic() - t0
             self._summarise(out, kind, seconds)
-            if full and out.status in ("done", "done_with_errors"):
-                self._meta(_LAST_FULL, now_iso())
-            changes = status.run_change_counts(store, out.run_id) if out.status != "locked" else []
+            if full and out.status in RUNS_DONE:
+                store.meta.set(_LAST_FULL, now_iso())
+            changes = store.history.change_counts(out.run_id) if out.status != RunStatus.LOCKED else []
             self.metrics.observe_run(out.status, kind, seconds, changes)
             self._refresh_health()
         except Exception as exc:  # bookkeeping must never stop the schedule
@@ -297,7 +290,7 @@ class Daemon:
         }
         if out.message:
             fields["message"] = mask_text(out.message)
-        bad = out.status in ("failed", "refused", "held")
+        bad = out.status in (RunStatus.FAILED, RunStatus.REFUSED, RunStatus.HELD)
         (log.error if bad else log.info)("run summary", **fields)
 
     def _refresh_health(self) -> None:
