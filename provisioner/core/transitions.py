@@ -39,16 +39,21 @@ def transition(
     if row is None and op in _GONE:
         return None
     if op == Op.CREATE or row is None:
-        return ObjectRow(
+        fresh = ObjectRow(
             kind=change.kind,
             anchor=anchor or change.anchor,
             status=ObjectStatus.ACTIVE,
             status_since=as_of,
             person_id=change.person_id,
             username=change.username,
-            attrs=attrs,  # shared with the change; copied on update
+            attrs=attrs if op == Op.CREATE else {},  # shared with the change; copied on update
             members=frozenset() if change.kind == "group" else None,
         )
+        if op == Op.CREATE:
+            return fresh
+        # A change to an object the store does not hold (a saved plan applied late): it is
+        # recorded as the change leaves it, as if it had been created just before.
+        row = fresh
     next_row = _next(row, op, change, attrs, as_of, soft_delete)
     if next_row is not None and anchor:
         next_row = next_row._replace(anchor=anchor)
