@@ -16,6 +16,7 @@ from provisioner.core.states import (
     RUNS_THROUGH,
     TARGET_OK,
     ChangeResult,
+    DaemonState,
     IdentityStatus,
     ObjectStatus,
     Origin,
@@ -42,6 +43,7 @@ def test_stored_values_are_the_strings_the_store_always_held() -> None:
     assert [s.value for s in IdentityStatus] == ["active", "inactive", "purged"]
     assert [s.value for s in Origin] == ["issued", "reserved", "adopted"]
     assert [s.value for s in ChangeResult] == ["ok", "rejected", "failed", "skipped"]
+    assert [s.value for s in DaemonState] == ["idle", "running", "stopped"]
     assert {s.value for s in TargetOutcome} == {
         "applied",
         "held",

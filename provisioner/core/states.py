@@ -1,4 +1,5 @@
-"""The typed states BAS records: object, identity, username origin, run, target outcome, change result.
+"""The typed states BAS records: object, identity, username origin, run, target outcome,
+change result, daemon.
 
 Each is a ``StrEnum`` whose values are the strings the state store has always held, so
 stored rows, run summaries and the changelog read the same as before (no migration).
@@ -94,6 +95,14 @@ class RunStatus(StrEnum):
             if applies:
                 return status
         return cls.DONE
+
+
+class DaemonState(StrEnum):
+    """What a daemon reports in its heartbeat row (`bas status`)."""
+
+    IDLE = "idle"
+    RUNNING = "running"  # a run is in flight
+    STOPPED = "stopped"
 
 
 # Runs that went through: they planned afresh (older held plans are void) and their

@@ -32,7 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from provisioner import config as config_mod
 from provisioner import logs
 from provisioner.core.nin import mask_text
-from provisioner.core.states import RUNS_DONE, RunStatus
+from provisioner.core.states import RUNS_DONE, DaemonState, RunStatus
 from provisioner.run import runner
 from provisioner.run.targets import check_targets
 from provisioner.service import status
@@ -136,10 +136,10 @@ class Daemon:
                 "the run in flight did not stop in time; exiting anyway (the next run records it aborted)",
                 timeout=self.cfg.daemon.stop_timeout_seconds,
             )
-            self._write_status("stopped")
+            self._write_status(DaemonState.STOPPED)
             sys.stdout.flush()
             os._exit(0)  # the worker thread would keep the interpreter alive
-        self._write_status("stopped")
+        self._write_status(DaemonState.STOPPED)
         if server is not None:
             server.shutdown()
         self.store.close()
@@ -194,7 +194,7 @@ class Daemon:
         late = (now - prev).total_seconds()
         return dt.datetime.fromisoformat(last) < prev and late <= self.cfg.daemon.misfire_grace_seconds
 
-    def _write_status(self, state: str | None = None) -> None:
+    def _write_status(self, state: DaemonState | None = None) -> None:
         assert self.store is not None
         nxt: list[tuple[dt.datetime, str]] = []
         full_at = None
@@ -213,7 +213,7 @@ class Daemon:
                 next_run_at=first[0].astimezone(dt.UTC).isoformat() if first else None,
                 next_run_kind=first[1] if first else None,
                 next_full_at=full_at.astimezone(dt.UTC).isoformat() if full_at else None,
-                state=state or ("idle" if self._idle.is_set() else "running"),
+                state=state or (DaemonState.IDLE if self._idle.is_set() else DaemonState.RUNNING),
             )
         except sa.exc.SQLAlchemyError as exc:  # the database may be away for a moment
             log.error("cannot write daemon status", error=str(exc))
@@ -252,7 +252,7 @@ class Daemon:
         try:
             cfg, store = self.cfg, self.store
             assert store is not None
-            self._write_status("running")
+            self._write_status(DaemonState.RUNNING)
             t0 = time.monotonic()
             try:
                 out = runner.sync(cfg, store, full=full, stop=self.stop)
