@@ -76,7 +76,7 @@ def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) ->
     nins = store.identities.nins(ids)
     removed = _removed(store, ids, {a["target"] for a in accounts})
     history = store.history.query(Filter(person=who, limit=100))
-    result = {
+    result: dict[str, Any] = {
         "person_ids": sorted(ids),
         "identity": ident,
         "nins_seen": nins if show_nin else [mask(n) for n in nins],

@@ -88,7 +88,7 @@ class History:
         cl = t.changelog.c
         bad = sa.and_(cl.run_id == run_id, cl.result != ChangeResult.OK)
         with self.engine.connect() as c:
-            counts = dict(
+            counts: dict[str, int] = dict(
                 c.execute(sa.select(cl.target, sa.func.count()).where(bad).group_by(cl.target)).all()
             )
             rows = c.execute(

@@ -62,7 +62,7 @@ class Identities:
         """Add usernames in use elsewhere to the historic base; returns (added, already known)."""
         names = sorted(set(names))
         with self.engine.begin() as c:
-            known = set()
+            known: set[str] = set()
             for i in range(0, len(names), CHUNK):
                 q = sa.select(t.usernames.c.username).where(t.usernames.c.username.in_(names[i : i + CHUNK]))
                 known.update(r[0] for r in c.execute(q))
