@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from provisioner.core.drift import LiveView, Recorded
 from provisioner.core.plan import Change
+from provisioner.core.states import ObjectStatus
 
 
 class ConnectorError(Exception):
@@ -56,7 +57,7 @@ class StoredObject:
     kind: str
     key: str
     anchor: str | None
-    status: str  # active | disabled | deleted
+    status: ObjectStatus
     attrs: Mapping[str, Any]
     members: tuple[tuple[str, str], ...] | None
     username: str | None

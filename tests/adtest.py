@@ -79,7 +79,7 @@ class ADEnv:
 
     def objects(self) -> dict[str, dict[str, Any]]:
         """The AD target's stored objects by key."""
-        return {o["key"]: o for o in self.store.iter_objects("ad")}
+        return {o["key"]: o for o in self.store.objects.iterate("ad")}
 
     def user(self, pid: str, attrs: tuple[str, ...] = ("*",)) -> Entry | None:
         """The AD entry of a person, found by the anchor the store holds."""

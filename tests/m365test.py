@@ -108,7 +108,7 @@ class M365Env:
 
     def objects(self) -> dict[str, dict[str, Any]]:
         """The m365 target's stored objects by key."""
-        return {o["key"]: o for o in self.store.iter_objects("m365")}
+        return {o["key"]: o for o in self.store.objects.iterate("m365")}
 
     def user(self, pid: str) -> dict[str, Any] | None:
         """The tenant's active user of a person (by the stored anchor)."""

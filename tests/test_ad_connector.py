@@ -339,7 +339,10 @@ def test_bound_logins_are_adopted_on_the_first_run(env: ADEnv) -> None:
             dn, ("top", "person", "organizationalPerson", "user"), {"sAMAccountName": login, **extra}
         )
         guids[pid] = guid_text(env.admin.read(dn, ["objectGUID"])[1]["objectGUID"][0])
-    assert env.store.bind_usernames([("S4", "ase.gammel"), ("S5", "nils.gml")], note="AD export")[0] == 2
+    assert (
+        env.store.identities.bind_usernames([("S4", "ase.gammel"), ("S5", "nils.gml")], note="AD export")[0]
+        == 2
+    )
     out = env.sync(DAY1)
     assert out.exit_code == 0, out.results["ad"].errors
     objs = env.objects()
@@ -451,7 +454,7 @@ def test_repair_forgets_a_hand_deleted_account_and_the_next_sync_recreates_it(en
     assert "S1" not in env.objects()
     assert all("S1" not in {m[0] for m in o["members"] or ()} for o in env.objects().values())
     assert [(r["op"], r["key"]) for r in changelog(env, run_id)] == [("forget", "S1")]
-    assert env.store.get_run(run_id)["status"] == "done"
+    assert env.store.runs.get(run_id)["status"] == "done"
     out = env.sync(DAY2)
     assert out.exit_code == 0, out.results["ad"].errors
     ops = {(c.op.value, c.key) for c in out.plan.target("ad").changes}
@@ -642,7 +645,7 @@ def test_cli_sync_and_reconcile_end_to_end(env: ADEnv) -> None:
     assert "changed    person S1: drift: changed outside BAS (title)" in p.stdout
     bas("ad", "reconcile", "--repair", config=cfg_path)
     assert text(env.user("S1", ("title",)), "title") == "student"
-    run_id = env.store.list_runs(1)[0]["run_id"]
+    run_id = env.store.runs.newest(1)[0]["run_id"]
     assert [(r["op"], r["key"], r["reason"], r["result"]) for r in changelog(env, run_id)] == [
         ("update", "S1", "drift: changed outside BAS (title)", "ok")
     ]

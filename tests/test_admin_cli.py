@@ -18,7 +18,7 @@ from provisioner.service import explain
 from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, bad_check_digit, make_config, nin_pair, small_sis
 
-BAS = [sys.executable, "-m", "provisioner.cli.main"]
+BAS = [sys.executable, "-m", "provisioner.cli"]
 DAY1, DAY2 = "2025-10-01", "2025-10-02"
 
 
@@ -49,7 +49,7 @@ def test_as_of_must_be_a_real_day(tmp_path: Path, command: str, day: str) -> Non
     assert "--as-of" in p.stderr and day in p.stderr
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     try:
-        assert store.list_runs(5) == []  # refused before any run was started
+        assert store.runs.newest(5) == []  # refused before any run was started
     finally:
         store.close()
 
@@ -61,7 +61,7 @@ def test_runner_refuses_a_day_that_is_not_one(tmp_path: Path) -> None:
     try:
         with pytest.raises(ValueError, match="2025-02-29"):
             runner.sync(cfg, store, dry_run=True, as_of="2025-02-29")
-        assert store.list_runs(5) == []
+        assert store.runs.newest(5) == []
     finally:
         store.close()
 

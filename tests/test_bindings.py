@@ -53,23 +53,23 @@ def test_bad_binding_files_name_the_line(tmp_path: Path, text: str, message: str
 def test_bound_persons_get_their_login_and_conflicts_are_reported(tmp_path: Path) -> None:
     env = Env(tmp_path, small_sis())
     try:
-        env.store.reserve_usernames(["kari.ad"], note="from AD")
-        bound, already, conflicts = env.store.bind_usernames(
+        env.store.identities.reserve_usernames(["kari.ad"], note="from AD")
+        bound, already, conflicts = env.store.identities.bind_usernames(
             [("S1", "ola.gammel"), ("S2", "kari.ad")], note="test"
         )
         assert (bound, already, conflicts) == (2, 0, [])
         # A newer binding for the same person replaces the older one (before they are known).
-        assert env.store.bind_usernames([("S1", "ola.ad")], note="test")[0] == 1
-        assert env.store.username_record("ola.gammel") is None
+        assert env.store.identities.bind_usernames([("S1", "ola.ad")], note="test")[0] == 1
+        assert env.store.identities.username_record("ola.gammel") is None
         out = ok(env.sync(DAY1))
         assert env.username("S1") == "ola.ad" and env.username("S2") == "kari.ad"
-        rec = env.store.username_record("ola.ad")
+        rec = env.store.identities.username_record("ola.ad")
         assert (rec["person_id"], rec["origin"]) == ("S1", "adopted")
         reasons = {c.key: c.reason for c in out.plan.target("core").changes}
         assert "from the historic base" in reasons["S1"]
         # Nobody else is ever issued a bound name, and a person keeps the login they have.
         assert sorted(
-            env.store.bind_usernames([("S1", "ola.ad"), ("T9", "ola.ad"), ("S1", "x1")], "t")[2]
+            env.store.identities.bind_usernames([("S1", "ola.ad"), ("T9", "ola.ad"), ("S1", "x1")], "t")[2]
         ) == [
             "person S1 already has username 'ola.ad'; not bound to 'x1'",
             "username 'ola.ad' belongs to person S1; not bound to T9",
@@ -87,7 +87,7 @@ def test_cli_bind(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "provisioner.cli.main",
+        "provisioner.cli",
         "--config",
         str(tmp_path / "bas.toml"),
         "usernames",

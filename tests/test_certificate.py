@@ -61,13 +61,13 @@ def test_another_day_config_or_state_means_a_full_plan(env: Env) -> None:
     env.configure(safety={"max_deletes": 7})
     assert dry(env).basis == "full"
     assert dry(env).basis == "certified"
-    env.store.reserve_usernames(["olanor9"], note="test")  # fewer free names: state version bumps
+    env.store.identities.reserve_usernames(["olanor9"], note="test")  # fewer free names: state version bumps
     assert dry(env).basis == "full"
 
 
 def test_full_ignores_the_certificate_and_a_broken_one_is_replaced(env: Env) -> None:
     assert dry(env, full=True).basis == "full"
-    env.store.save_certificate("{not json")
+    env.store.meta.save_certificate("{not json")
     assert dry(env).basis == "full"
     assert dry(env).basis == "certified"
 
@@ -96,7 +96,7 @@ def test_a_rejected_change_leaves_nothing_certified(env: Env, monkeypatch: pytes
     env.sis.student("S7", "NORD", "Siv", "Ny")
     out = env.sync(DAY1)
     assert out.status == "done_with_errors"
-    assert env.store.load_certificate() is None
+    assert env.store.meta.certificate() is None
     plan = dry(env)
     assert plan.basis == "full"
     # ...and S7's group adds, which waited for the account (the store never recorded them)
@@ -111,7 +111,7 @@ def test_large_plans_are_not_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     e = Env(tmp_path, small_sis())
     try:
         assert dry(e).basis == "full"
-        assert e.store.load_certificate() is None
+        assert e.store.meta.certificate() is None
         assert dry(e).basis == "full"
     finally:
         e.store.close()

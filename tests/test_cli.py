@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-BAS = [sys.executable, "-m", "provisioner.cli.main"]
+BAS = [sys.executable, "-m", "provisioner.cli"]
 NIN_RE = re.compile(r"(?<![0-9])[0-9]{11}(?![0-9])")
 
 

@@ -17,7 +17,7 @@ from tests.m365test import M365Env
 from tests.sisbuilder import make_config, small_sis
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, SlapdServer, _make_certs
 
-BAS = [sys.executable, "-m", "provisioner.cli.main"]
+BAS = [sys.executable, "-m", "provisioner.cli"]
 
 
 def check(config: Path) -> subprocess.CompletedProcess:

@@ -19,8 +19,9 @@ from provisioner.config import FeideConfig
 from provisioner.core.diff import diff_target, needs_details
 from provisioner.core.model import DesiredState, TargetObject
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
+from provisioner.core.rows import digest
 from provisioner.kinds import kind_of
-from provisioner.state.store import StateStore, digest
+from provisioner.state.store import StateStore
 from tests.test_mapping_feide import NIN, OWNER, make_state
 
 CFG = FeideConfig(base_dn="dc=eksempel,dc=no")
@@ -431,8 +432,8 @@ def test_three_runs_through_differ_executor_and_store(tmp_path: Path) -> None:
     def run(state: DesiredState, run_id: str) -> dict[str, int]:
         objs = feide.map_state(state, MappingContext(OWNER, cfg, state.as_of))
         digs = [digest(o.kind, o.record(), o.members) for o in objs]
-        index = store.target_index("feide")
-        details = store.target_details("feide", needs_details(objs, digs, index))
+        index = store.objects.index("feide")
+        details = store.objects.details("feide", needs_details(objs, digs, index))
         changes = diff_target(
             "feide",
             objs,

@@ -39,7 +39,7 @@ from tests.sisbuilder import Sis, config_toml, small_sis
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, SlapdServer
 
 DAY1, DAY2 = "2025-10-01", "2025-10-02"
-BAS = [sys.executable, "-m", "provisioner.cli.main"]
+BAS = [sys.executable, "-m", "provisioner.cli"]
 FILES = ("itslearning", "feide")
 LIVE = ("feidelive", "m365")
 SEED = 10

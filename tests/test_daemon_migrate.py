@@ -71,7 +71,7 @@ def test_upgrade_from_previous_revision_keeps_data(db_url: str) -> None:
         assert _diff(engine) == []
         store = StateStore(db_url)
         try:
-            assert store.username_record("olanor")["person_id"] == "p1"
+            assert store.identities.username_record("olanor")["person_id"] == "p1"
             with store.engine.connect() as conn:
                 version = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version"))
                 assert version.scalar() == t.SCHEMA_VERSION
@@ -125,7 +125,7 @@ def test_cli_db_upgrade_and_current(tmp_path: Path) -> None:
         f'[source]\nurl = "sqlite:///{tmp_path / "sis.sqlite"}"\n[state]\nurl = "sqlite:///state.sqlite"\n',
         encoding="utf-8",
     )
-    bas = [sys.executable, "-m", "provisioner.cli.main", "--config", str(conf)]
+    bas = [sys.executable, "-m", "provisioner.cli", "--config", str(conf)]
     p = subprocess.run([*bas, "runs"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "run `bas db upgrade`" in p.stderr, p.stderr
     p = subprocess.run([*bas, "db", "current"], capture_output=True, text=True, timeout=60)

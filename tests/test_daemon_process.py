@@ -27,10 +27,10 @@ import pytest
 import sqlalchemy as sa
 
 from demo import data as demo_data
-from provisioner.state import store
+from provisioner.state import runs
 from tests.sisbuilder import config_toml
 
-BAS = [sys.executable, "-m", "provisioner.cli.main"]
+BAS = [sys.executable, "-m", "provisioner.cli"]
 TODAY = dt.date.today()
 SMALL = demo_data.Scale(1, 0, 0, 0, 0, students=40, employees=6, guardians=50, groups=8, memberships=200)
 NIN_RE = re.compile(r"(?<![0-9])[0-9]{11}(?![0-9])")
@@ -323,7 +323,7 @@ def test_two_daemons_on_one_postgresql_never_run_at_once(
     # the run lock itself (as a third BAS would) until both daemons have met it, then lets go.
     engine = sa.create_engine(pg_url)
     holder = engine.connect()
-    assert holder.execute(sa.select(sa.func.pg_try_advisory_lock(store._ADVISORY_KEY))).scalar()
+    assert holder.execute(sa.select(sa.func.pg_try_advisory_lock(runs._ADVISORY_KEY))).scalar()
     a, b = DaemonProc(conf, name="a"), DaemonProc(conf, name="b")
     daemons.extend([a, b])
     try:
@@ -333,7 +333,7 @@ def test_two_daemons_on_one_postgresql_never_run_at_once(
             )
         assert not [s for s in a.events("run summary") + b.events("run summary") if s["status"] == "done"]
     finally:
-        holder.execute(sa.select(sa.func.pg_advisory_unlock(store._ADVISORY_KEY)))
+        holder.execute(sa.select(sa.func.pg_advisory_unlock(runs._ADVISORY_KEY)))
         holder.close()
         engine.dispose()
     both = lambda: a.events("run summary") + b.events("run summary")  # noqa: E731

@@ -22,7 +22,8 @@ import pytest
 from connectors.base import Connector
 from demo import data as demo_data
 from provisioner.run import runner
-from provisioner.state.store import LockHeld, StateStore
+from provisioner.state.runs import LockHeld
+from provisioner.state.store import StateStore
 from tests.sisbuilder import make_config
 
 DAY = dt.date(2025, 10, 1)
@@ -82,8 +83,8 @@ def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
         feide_planned, feide_done = len(first.plan.target("feide").changes), first.results["feide"]
         assert feide_done.status in ("applied", "interrupted") and feide_done.ok <= feide_planned
         assert (feide_done.status == "applied") == (feide_done.ok == feide_planned)
-        assert store.get_run(first.run_id)["status"] == "interrupted"
-        assert len(list(store.iter_objects("itslearning"))) == 25  # flushed, though BATCH is 20000
+        assert store.runs.get(first.run_id)["status"] == "interrupted"
+        assert len(list(store.objects.iterate("itslearning"))) == 25  # flushed, though BATCH is 20000
         # The interrupted file target still wrote out what it applied.
         deltas = list((tmp_path / "itslearning").glob("ims-delta-*.xml"))
         assert len(deltas) == 1 and deltas[0].read_text(encoding="utf-8").count("<person") > 0
@@ -110,8 +111,8 @@ def test_stop_while_planning_applies_nothing(db_url: str, tmp_path: Path) -> Non
         stop = threading.Event()
         stop.set()
         out = runner.sync(cfg, store, as_of=DAY.isoformat(), stop=stop)
-        assert out.status == "interrupted" and store.get_run(out.run_id)["status"] == "interrupted"
-        assert store.identities() == {} and list(store.iter_objects("itslearning")) == []
+        assert out.status == "interrupted" and store.runs.get(out.run_id)["status"] == "interrupted"
+        assert store.identities.all() == {} and list(store.objects.iterate("itslearning")) == []
     finally:
         store.close()
 
@@ -122,7 +123,7 @@ _HOLDER = textwrap.dedent(
     socket.gethostname = lambda: sys.argv[2]  # pretend to run on another host
     from provisioner.state.store import StateStore
     store = StateStore(sys.argv[1])
-    with store.run_lock("holder-run"):
+    with store.runs.lock("holder-run"):
         print("locked", flush=True)
         time.sleep(120)
     """
@@ -137,14 +138,14 @@ def test_advisory_lock_across_processes_and_hosts(pg_url: str) -> None:
     try:
         assert holder.stdout.readline().strip() == "locked"
         held = rf"holder-run holds the lock \(pid {holder.pid} on host-b"
-        with pytest.raises(LockHeld, match=held), store.run_lock("mine"):
+        with pytest.raises(LockHeld, match=held), store.runs.lock("mine"):
             pass
         os.kill(holder.pid, signal.SIGKILL)  # dies holding it: no release, its row stays
         holder.wait(timeout=10)
         # The server ends the dead session and its advisory lock; the row of host-b is stale.
         for _ in range(50):
             try:
-                with store.run_lock("mine"):
+                with store.runs.lock("mine"):
                     break
             except LockHeld:
                 threading.Event().wait(0.1)
@@ -160,7 +161,7 @@ def test_sqlite_keeps_the_row_lock(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     a, b = StateStore(url), StateStore(url)
     try:
-        with a.run_lock("run-a"), pytest.raises(LockHeld, match="run-a"), b.run_lock("run-b"):
+        with a.runs.lock("run-a"), pytest.raises(LockHeld, match="run-a"), b.runs.lock("run-b"):
             pass
     finally:
         a.close()

@@ -23,8 +23,8 @@ from provisioner.core.model import (
     school_group_key,
 )
 from provisioner.core.plan import Op
+from provisioner.core.rows import IndexRow, digest
 from provisioner.core.usernames import valid_username
-from provisioner.state.store import IndexRow, digest
 from tests.sisbuilder import Sis, bad_check_digit, synthetic_nin
 
 AS_OF = "2025-10-01"

@@ -11,7 +11,7 @@ from provisioner.core.diff import diff_core, diff_target, needs_details
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import STUDENT, DesiredPerson, TargetObject
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
-from provisioner.state.store import IdentityRow, IndexRow, digest
+from provisioner.core.rows import IdentityRow, IndexRow, digest
 
 AS_OF = "2025-10-01"
 FEIDE = Policy(disable_first=False, delete_after_days=0)

@@ -37,7 +37,7 @@ def test_apply_in_many_batches_then_nothing_to_do(
         again = runner.sync(cfg, store, dry_run=True, as_of=day.isoformat())
         for t in ("core", "itslearning", "feide"):
             assert again.plan.target(t).changes == (), t
-        groups = [o for o in store.iter_objects("itslearning") if o["kind"] == "group"]
+        groups = [o for o in store.objects.iterate("itslearning") if o["kind"] == "group"]
         assert groups and all(o["attrs"].get("name") for o in groups)
         assert sum(len(o["members"]) for o in groups) > 0
     finally:

@@ -20,7 +20,9 @@ from provisioner.core.diff import diff_target, needs_details
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
-from provisioner.state.store import StateStore, digest, now_iso
+from provisioner.core.rows import digest
+from provisioner.state.common import now_iso
+from provisioner.state.store import StateStore
 from tests.sisbuilder import desired_student
 
 M365 = Policy(disable_first=True, delete_after_days=0, soft_delete=True, restore_within_days=30)
@@ -70,13 +72,13 @@ def run(store: StateStore, as_of: str, name: str | None, conn: Scripted | None =
         else []
     )
     digs = [digest(o.kind, o.record(), o.members) for o in objs]
-    index = store.target_index("m365")
+    index = store.objects.index("m365")
     changes = diff_target(
         "m365",
         objs,
         digs,
         index,
-        store.target_details("m365", needs_details(objs, digs, index)),
+        store.objects.details("m365", needs_details(objs, digs, index)),
         policy=M365,
         placement=frozenset(),
         persons={"S1": PERSON} if name else {},
@@ -85,13 +87,15 @@ def run(store: StateStore, as_of: str, name: str | None, conn: Scripted | None =
         school_names={},
         as_of=as_of,
     )
-    plan = Plan(f"r-{as_of}", now_iso(), as_of, store.versions(), (TargetPlan("m365", tuple(changes)),))
+    plan = Plan(
+        f"r-{as_of}", now_iso(), as_of, store.versions.current(), (TargetPlan("m365", tuple(changes)),)
+    )
     apply_plan(plan, store, {"m365": conn or Scripted()}, soft_delete={"m365": True})
     return changes
 
 
 def stored(store: StateStore) -> dict[str, Any]:
-    return next(o for o in store.iter_objects("m365") if o["key"] == "S1")
+    return next(o for o in store.objects.iterate("m365") if o["key"] == "S1")
 
 
 def deleted_s1(store: StateStore) -> None:

@@ -58,7 +58,7 @@ def test_files_a_full_disk_refused_are_written_by_the_next_run(
     try:
         sis.write(src)
         assert runner.sync(cfg, store, as_of=DAY1).status == "done"
-        s3_dn = next(o["anchor"] for o in store.iter_objects("feide") if o["key"] == "S3")
+        s3_dn = next(o["anchor"] for o in store.objects.iterate("feide") if o["key"] == "S3")
 
         # S3 leaves; the disk is full when the files are written (in this process only,
         # so the targets are applied here for this run).
@@ -76,7 +76,7 @@ def test_files_a_full_disk_refused_are_written_by_the_next_run(
         assert failed.results["itslearning"].status == "failed"
         assert failed.results["feide"].status == "failed"
         # The store records S3's removal as applied: no later plan has it again.
-        assert "S3" not in {o["key"] for o in store.iter_objects("feide")}
+        assert "S3" not in {o["key"] for o in store.objects.iterate("feide")}
         assert not _deleted_in_ims(_deltas(tmp_path / "itslearning", "ims-delta-*.xml"), "S3")
         assert "changetype: delete" not in _deltas(tmp_path / "feide", "feide-delta-*.ldif")
         assert _pending(store) > 0

@@ -173,7 +173,7 @@ def test_the_live_catalog_passes_and_planted_errors_are_found(tmp_path: Path, sl
 
 # -- end to end through the CLI ------------------------------------------------------------------
 
-BAS = [sys.executable, "-m", "provisioner.cli.main"]
+BAS = [sys.executable, "-m", "provisioner.cli"]
 
 
 def bas(config: Path, *args: str) -> subprocess.CompletedProcess:

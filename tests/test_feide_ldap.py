@@ -69,7 +69,7 @@ class LiveEnv:
         return runner.sync(self.cfg, self.store, as_of=as_of)
 
     def stored(self) -> dict[str, dict[str, Any]]:
-        return {o["key"]: o for o in self.store.iter_objects("feide")}
+        return {o["key"]: o for o in self.store.objects.iterate("feide")}
 
     def entries(self) -> dict[tuple, dict[str, list[str]]]:
         """Every entry under the base DN (see read_tree)."""
@@ -364,7 +364,7 @@ def test_a_schema_violation_rejects_that_entry_and_the_rest_goes_on(tmp_path: Pa
         person_change(env, "X5", "xgood2"),
     )
     plan = Plan("reject-run", "2025-10-02T00:00:00Z", DAY2, {}, (TargetPlan("feide", changes),))
-    env.store.start_run("reject-run", "sync", DAY2)
+    env.store.runs.start("reject-run", "sync", DAY2)
     results = apply_plan(plan, env.store, {"feide": connector(env)}, soft_delete={})
     res = results["feide"]
     assert (res.status, res.ok, res.rejected, res.failed) == ("applied", 2, 3, 0)
@@ -447,7 +447,7 @@ def test_server_down_mid_run_is_retried_and_nothing_is_lost(tmp_path: Path, slap
     env = LiveEnv(tmp_path, server, small_sis(), base_dn=f"dc=mid,{SUFFIX}")
     env.sis.write(env.src)
     plan, _ = runner.make_plan(env.cfg, env.store, lambda: runner.read_source(env.cfg), DAY1, "mid-run")
-    env.store.start_run("mid-run", "sync", DAY1)
+    env.store.runs.start("mid-run", "sync", DAY1)
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:  # the executor's backoff: the server comes back meanwhile
@@ -467,7 +467,7 @@ def test_a_server_that_stays_down_stops_the_target(tmp_path: Path, slapd_factory
     env = LiveEnv(tmp_path, server, small_sis(), base_dn=f"dc=gone,{SUFFIX}")
     env.sis.write(env.src)
     plan, _ = runner.make_plan(env.cfg, env.store, lambda: runner.read_source(env.cfg), DAY1, "gone-run")
-    env.store.start_run("gone-run", "sync", DAY1)
+    env.store.runs.start("gone-run", "sync", DAY1)
     inner = connector(env, max_reconnects=3)
     results = apply_plan(
         plan,

@@ -30,7 +30,7 @@ def test_a_clean_sync_reconciles_to_nothing(tmp_path: Path, slapd) -> None:
     ok(env.sync())
     run_id, drift = reconcile_feide(env, repair=False)
     assert drift == []
-    assert any(r["run_id"] == run_id for r in env.store.list_runs(5))
+    assert any(r["run_id"] == run_id for r in env.store.runs.newest(5))
 
 
 def test_hand_edits_are_reported_and_repaired(tmp_path: Path, slapd) -> None:

@@ -199,7 +199,7 @@ def test_a_registered_kind_is_planned_applied_and_shown(notes_kind: TargetKind, 
     assert out.results["notes"].status == "applied" and out.results["notes"].ok == len(persons)
     notes = env.notes()
     assert notes["S1"] == {"status": "active", "name": "Ola Nordmann", "roles": ["student"], "home": "NORD"}
-    assert {o["key"]: o["anchor"] for o in env.store.iter_objects("notes")} == {
+    assert {o["key"]: o["anchor"] for o in env.store.objects.iterate("notes")} == {
         pid: f"note-{pid}" for pid in persons
     }
 

@@ -7,7 +7,7 @@ import pytest
 from provisioner.core.diff import diff_core, diff_target
 from provisioner.core.lifecycle import Policy
 from provisioner.core.plan import Op
-from provisioner.state.store import IdentityRow, IndexRow
+from provisioner.core.rows import IdentityRow, IndexRow
 
 AD = Policy(disable_first=True, delete_after_days=90)
 M365 = Policy(disable_first=True, delete_after_days=0, soft_delete=True, restore_within_days=30)

@@ -83,7 +83,7 @@ def test_pupil_changing_school_is_bridged_over_the_summer(env: Env) -> None:
         for t in ("itslearning", "feide"):
             obj = env.persons(t)["P"]
             assert (obj["status"], obj["attrs"]) == ("active", before[t]), (day, t)
-    ident = env.store.identities()["P"]
+    ident = env.store.identities.all()["P"]
     assert (ident.status, ident.bridged_until) == ("active", START)
     shown = explain.render_text(explain.explain(env.cfg, env.store, "P"))
     assert f"status active, bridged until {START}" in shown
@@ -93,7 +93,7 @@ def test_pupil_changing_school_is_bridged_over_the_summer(env: Env) -> None:
     core = {c.key: c for c in back.plan.target(CORE).changes}
     assert core["P"].op == Op.UPDATE and core["P"].attrs["bridged_until"] is None
     assert core["P"].reason.startswith("bridge over: active in SIS: student at SORBY")
-    assert env.store.identities()["P"].bridged_until is None
+    assert env.store.identities.all()["P"].bridged_until is None
     assert env.persons("feide")["P"]["attrs"] != before["feide"]  # now at SOR
     assert "974000002" in env.persons("feide")["P"]["attrs"]["eduPersonPrimaryOrgUnitDN"]
     again = ok(env.sync(START)).plan
@@ -102,7 +102,7 @@ def test_pupil_changing_school_is_bridged_over_the_summer(env: Env) -> None:
 
 def test_bridged_pupil_whose_new_enrollment_is_removed_is_stopped_from_the_sis_end_date(env: Env) -> None:
     ok(env.sync("2026-06-25"))
-    assert env.store.identities()["P"].bridged_until == START
+    assert env.store.identities.all()["P"].bridged_until == START
     env.sis.enrollments = [
         e for e in env.sis.enrollments if not (e.person_id == "P" and e.school_id == "SOR")
     ]
@@ -115,7 +115,7 @@ def test_bridged_pupil_whose_new_enrollment_is_removed_is_stopped_from_the_sis_e
     assert f"since {END} (SIS end date)" in core.reason
     feide = next(c for c in out.plan.target("feide").changes if c.key == "P")
     assert f"since {END} (SIS end date)" in feide.reason
-    ident = env.store.identities()["P"]
+    ident = env.store.identities.all()["P"]
     assert (ident.status, ident.inactive_since, ident.bridged_until) == ("inactive", END, None)
     assert "G" not in env.persons("itslearning")  # the guardian of no active student goes too
 
@@ -127,7 +127,7 @@ def test_plan_as_of_a_summer_day_shows_the_bridge_and_nothing_to_disable(env: En
             [
                 sys.executable,
                 "-m",
-                "provisioner.cli.main",
+                "provisioner.cli",
                 "--config",
                 str(env.tmp / "bas.toml"),
                 "plan",

@@ -36,13 +36,13 @@ class Env:
         return runner.sync(self.cfg, self.store, as_of=as_of, **kw)
 
     def objects(self, target: str) -> dict[str, dict[str, Any]]:
-        return {o["key"]: o for o in self.store.iter_objects(target)}
+        return {o["key"]: o for o in self.store.objects.iterate(target)}
 
     def persons(self, target: str) -> dict[str, dict[str, Any]]:
         return {k: o for k, o in self.objects(target).items() if o["kind"] == "person"}
 
     def username(self, pid: str) -> str:
-        return self.store.identities()[pid].username
+        return self.store.identities.all()[pid].username
 
     def changelog(self, run_id: str) -> list[dict[str, Any]]:
         with self.store.engine.connect() as c:
@@ -97,10 +97,10 @@ def test_student_leaves_and_comes_back(env: Env) -> None:
         ("school:NORD:students", (("S3", "01"),)),
     }
     assert "S3" not in env.persons("itslearning") and "S3" not in env.persons("feide")
-    ident = env.store.identities()["S3"]
+    ident = env.store.identities.all()["S3"]
     # The lifecycle clocks count from the SIS end date, not from the day BAS noticed.
     assert (ident.status, ident.username, ident.inactive_since) == ("inactive", user, DAY1)
-    assert env.store.username_record(user)["person_id"] == "S3"
+    assert env.store.identities.username_record(user)["person_id"] == "S3"
     assert ok(env.sync(DAY2)).plan.target(CORE).changes == ()
 
     env.sis.enroll("S3", "NORD", start="2025-11-01")
@@ -109,7 +109,7 @@ def test_student_leaves_and_comes_back(env: Env) -> None:
     assert ("create", "S3") in ops(back, "itslearning") and ("create", "S3") in ops(back, "feide")
     assert env.persons("itslearning")["S3"]["attrs"]["userid"] == user
     assert env.persons("feide")["S3"]["attrs"]["uid"] == user
-    assert env.store.identities()["S3"].status == "active" and env.username("S3") == user
+    assert env.store.identities.all()["S3"].status == "active" and env.username("S3") == user
 
 
 def test_student_returns_under_a_new_sis_id_with_the_same_nin(env: Env) -> None:
@@ -122,8 +122,8 @@ def test_student_returns_under_a_new_sis_id_with_the_same_nin(env: Env) -> None:
     env.sis.student("S4NEW", "SOR", old.given_name, old.family_name, nin=old.nin, start="2025-11-01")
     back = ok(env.sync(DAY3))
     assert ops(back, CORE) == [("create", "S4NEW"), ("enable", "S4")]
-    assert env.username("S4") == user and "S4NEW" not in env.store.identities()
-    assert env.store.identity_view().aliases == {"S4NEW": "S4"}
+    assert env.username("S4") == user and "S4NEW" not in env.store.identities.all()
+    assert env.store.identities.view().aliases == {"S4NEW": "S4"}
     assert env.persons("itslearning")["S4"]["attrs"]["userid"] == user
     assert ok(env.sync(DAY3)).plan.target(CORE).changes == ()
 
@@ -158,8 +158,8 @@ def test_dnumber_replaced_by_fodselsnummer(tmp_path: Path) -> None:
         assert ops(out, "feide") == [("update", "D1")]
         assert out.plan.target("feide").changes[0].attrs == {"norEduPersonNIN": fnr}
         assert ops(out, "itslearning") == []  # no NIN there (sourcedid is the person_id)
-        assert e.username("D1") == user and e.store.identities()["D1"].nin == fnr
-        assert {dnr, fnr} <= set(e.store.identity_view().person_by_nin)
+        assert e.username("D1") == user and e.store.identities.all()["D1"].nin == fnr
+        assert {dnr, fnr} <= set(e.store.identities.view().person_by_nin)
         assert e.persons("feide")["D1"]["attrs"]["uid"] == user
     finally:
         e.store.close()
@@ -175,7 +175,7 @@ def test_a_bad_record_freezes_that_person_and_the_run_goes_on(env: Env) -> None:
     assert ("update", "S5") in ops(out, "itslearning")
     assert not [c for c in out.plan.changes() if c.key == "S1" or ("S1", "01") in c.members]
     assert "S1" in env.persons("itslearning") and "S1" in env.persons("feide")
-    assert env.store.identities()["S1"].status == "active"
+    assert env.store.identities.all()["S1"].status == "active"
 
 
 # -- data minimisation ------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_no_nin_in_ad_or_m365_plans(env: Env) -> None:
 def test_threshold_holds_then_approve_applies_exactly_the_held_changes(env: Env) -> None:
     env.configure(safety={"max_deletes": 1, "max_source_drop_percent": 50})  # 3 of 12 leave: 25 %
     before = {tg: env.objects(tg) for tg in ("itslearning", "feide")}
-    versions = env.store.versions()
+    versions = env.store.versions.current()
     for pid in ("S2", "S3", "S5"):
         env.sis.end_enrollments(pid, DAY1)
     out = env.sync(DAY2)
@@ -224,8 +224,8 @@ def test_threshold_holds_then_approve_applies_exactly_the_held_changes(env: Env)
         assert {c.key for c in tp.changes if c.op == Op.DELETE} == {"S2", "S3", "S5"}
         assert out.results[tg].status == "held"
         assert env.objects(tg) == before[tg]  # nothing applied to a held target
-        assert env.store.versions()[tg] == versions[tg]
-    run = env.store.get_run(out.run_id)
+        assert env.store.versions.current()[tg] == versions[tg]
+    run = env.store.runs.get(out.run_id)
     assert run["status"] == "held" and run["plan"]
     held = Plan.loads(run["plan"])
     assert [tp.target for tp in held.targets] == ["itslearning", "feide"]
@@ -238,7 +238,7 @@ def test_threshold_holds_then_approve_applies_exactly_the_held_changes(env: Env)
     logged = [(r["target"], r["op"], r["key"]) for r in env.changelog(out.run_id) if r["target"] != CORE]
     expected = [(c.target, c.op.value, c.key) for tg in held.targets for c in tg.changes]
     assert sorted(logged) == sorted(expected)
-    run = env.store.get_run(out.run_id)
+    run = env.store.runs.get(out.run_id)
     assert run["approved_by"] == "admin" and run["plan"] is None
 
     again = runner.approve(env.cfg, env.store, out.run_id, "admin")
@@ -261,15 +261,15 @@ def test_percent_threshold_per_target_override(env: Env) -> None:
 def test_gate_refuses_a_source_that_lost_half_its_persons(env: Env) -> None:
     age_runs(env.store)
     before = {tg: env.objects(tg) for tg in ("itslearning", "feide")}
-    idents, versions = env.store.identities(), env.store.versions()
+    idents, versions = env.store.identities.all(), env.store.versions.current()
     for pid in ("S1", "S2", "S3", "S4", "S5", "T1"):
         env.sis.remove_person(pid)
     out = env.sync(DAY2)
     assert (out.exit_code, out.status) == (EXIT_HELD, "refused")
     assert out.plan is None and "refusing" in out.message
     assert {tg: env.objects(tg) for tg in before} == before
-    assert env.store.identities() == idents and env.store.versions() == versions
-    assert env.store.get_run(out.run_id)["status"] == "refused"
+    assert env.store.identities.all() == idents and env.store.versions.current() == versions
+    assert env.store.runs.get(out.run_id)["status"] == "refused"
     # Still refused on the next run; approved once, the next run accepts the new size.
     assert env.sync(DAY2).status == "refused"
     assert runner.approve(env.cfg, env.store, out.run_id, "admin").exit_code == EXIT_OK
@@ -286,10 +286,10 @@ def test_gate_refuses_an_empty_source(env: Env, how: str) -> None:
     else:
         env.sis.enrollments = []
         env.sis.employments = []
-    versions = env.store.versions()
+    versions = env.store.versions.current()
     out = env.sync(DAY2)
     assert (out.exit_code, out.status) == (EXIT_HELD, "refused") and "empty" in out.message
-    assert env.store.versions() == versions and len(env.persons("itslearning")) == 12
+    assert env.store.versions.current() == versions and len(env.persons("itslearning")) == 12
 
 
 # -- saved plans -------------------------------------------------------------------------------------------
@@ -300,13 +300,13 @@ def test_apply_saved_plan_once_then_stale(tmp_path: Path) -> None:
     try:
         dry = e.sync(DAY1, dry_run=True)
         assert (dry.exit_code, dry.status) == (EXIT_OK, "planned")
-        assert e.store.identities() == {} and e.objects("itslearning") == {}
+        assert e.store.identities.all() == {} and e.objects("itslearning") == {}
         saved = tmp_path / "plan.json"
         saved.write_text(dry.plan.dumps(), encoding="utf-8")
         plan = Plan.loads(saved.read_text(encoding="utf-8"))
         first = runner.apply_saved(e.cfg, e.store, plan)
         assert first.exit_code == EXIT_OK, first.message
-        assert len(e.persons("itslearning")) == 12 and len(e.store.identities()) == 12
+        assert len(e.persons("itslearning")) == 12 and len(e.store.identities.all()) == 12
         second = runner.apply_saved(e.cfg, e.store, plan)
         assert (second.exit_code, second.status) == (EXIT_USAGE, "stale")
         assert "make a new plan" in second.message
@@ -346,7 +346,7 @@ def test_gate_counts_runs_applied_from_saved_plans(tmp_path: Path) -> None:
     try:
         dry = e.sync(DAY1, dry_run=True)
         assert runner.apply_saved(e.cfg, e.store, Plan.loads(dry.plan.dumps())).exit_code == EXIT_OK
-        assert e.store.gate_baseline().active_persons == 12
+        assert e.store.runs.gate_baseline().active_persons == 12
         for pid in ("S1", "S2", "S3", "S4", "S5", "T1"):
             e.sis.remove_person(pid)
         assert e.sync(DAY2, dry_run=True).status == "refused"
@@ -378,17 +378,17 @@ def test_purged_person_returns_with_the_same_username(env: Env) -> None:
     purge_day = "2026-04-01"  # 181 days after the last active day: retention (180) has passed
     out = ok(env.sync(purge_day))
     assert ops(out, CORE) == [("purge", "S5")]
-    ident = env.store.identities()["S5"]
+    ident = env.store.identities.all()["S5"]
     assert (ident.status, ident.username, ident.nin, ident.display_name) == ("purged", user, None, None)
-    assert env.store.username_record(user)["person_id"] == "S5"
-    assert nin in env.store.identity_view().person_by_nin
+    assert env.store.identities.username_record(user)["person_id"] == "S5"
+    assert nin in env.store.identities.view().person_by_nin
     # Back under a new SIS id with the same NIN: the historic base gives the old username.
     old = env.sis.get_person("S5")
     env.sis.remove_person("S5")
     env.sis.student("S5B", "SOR", old.given_name, old.family_name, nin=nin, start="2026-04-01")
     back = ok(env.sync("2026-04-02"))
     assert ops(back, CORE) == [("create", "S5B"), ("enable", "S5")]
-    assert env.username("S5") == user and env.store.identities()["S5"].nin == nin
+    assert env.username("S5") == user and env.store.identities.all()["S5"].nin == nin
     assert env.persons("feide")["S5"]["attrs"]["uid"] == user
 
 
@@ -439,7 +439,7 @@ def test_a_target_that_cannot_start_fails_alone(tmp_path: Path) -> None:
         out = e.sync(DAY1)
         assert out.results["itslearning"].status == "failed" and out.exit_code == runner.EXIT_TARGET_FAILED
         assert len(e.persons("feide")) == 9  # the other target goes on
-        assert e.store.get_run(out.run_id)["status"] == "failed"
+        assert e.store.runs.get(out.run_id)["status"] == "failed"
     finally:
         e.store.close()
 
@@ -451,6 +451,6 @@ def test_a_run_that_cannot_build_its_connectors_is_recorded_as_failed(tmp_path: 
     try:
         out = e.sync(DAY1)
         assert (out.exit_code, out.status) == (EXIT_USAGE, "failed") and "no-such-secret" in out.message
-        assert [r["status"] for r in e.store.list_runs()] == ["failed"]
+        assert [r["status"] for r in e.store.runs.newest()] == ["failed"]
     finally:
         e.store.close()

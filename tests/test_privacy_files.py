@@ -16,7 +16,7 @@ from connectors import files
 from provisioner.state.store import StateStore
 from tests.sisbuilder import make_config, small_sis
 
-BAS = [sys.executable, "-m", "provisioner.cli.main"]
+BAS = [sys.executable, "-m", "provisioner.cli"]
 
 
 def mode(p: Path) -> int:

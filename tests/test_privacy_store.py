@@ -12,9 +12,10 @@ import sqlalchemy as sa
 
 from provisioner.core import nin
 from provisioner.core.plan import Change, Op
-from provisioner.service import changelog, explain
+from provisioner.service import explain
 from provisioner.state import migrate
 from provisioner.state import schema as t
+from provisioner.state.history import Filter
 from provisioner.state.store import StateStore
 from provisioner.state.writer import TargetWriter
 from tests.sisbuilder import bad_check_digit, small_sis, synthetic_nin
@@ -68,13 +69,13 @@ def test_changelog_keeps_no_whole_nin_even_after_purge_and_person_show_finds_the
         e.sis.end_enrollments("S5", DAY1)
         ok(e.sync(DAY2))
         ok(e.sync("2026-04-01"))  # retention passed: S5 purged
-        assert e.store.identities()["S5"].status == "purged"
+        assert e.store.identities.all()["S5"].status == "purged"
         logged = dump_table(e.store, t.changelog)
         assert "norEduPersonNIN" in logged and nin5[:6] + "*****" in logged
         assert whole_nins(logged) == []
         # The historic base still has it, and `person show NIN` finds the person's history.
-        assert nin5 in e.store.identity_view().person_by_nin
-        rows = changelog.query(e.store, changelog.Filter(person=nin5))
+        assert nin5 in e.store.identities.view().person_by_nin
+        rows = e.store.history.query(Filter(person=nin5))
         assert {(r["target"], r["op"]) for r in rows} >= {("core", "create"), ("core", "purge")}
         # person show of a live person whose NIN is the itslearning sourcedid (and anchor).
         nin1 = e.sis.get_person("S1").nin
@@ -94,18 +95,18 @@ def test_stored_errors_are_masked(tmp_path: Path) -> None:
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     try:
         row_error = f"IntegrityError: duplicate row ('P1', '{VALID}', 'Ola', '{INVALID}')"
-        store.start_run("r1", "sync", DAY1)
-        store.finish_run(
+        store.runs.start("r1", "sync", DAY1)
+        store.runs.finish(
             "r1",
             "failed",
             error=row_error,
             summary={"results": {"feide": {"errors": [f"feide person P1: {row_error}"]}}},
         )
-        run = store.get_run("r1")
+        run = store.runs.get("r1")
         assert run is not None
         for text in (run["error"], run["summary"]):
             assert VALID not in text and INVALID not in text and VALID[:6] + "*****" in text
-        assert store.list_runs()[0]["error"] == run["error"]
+        assert store.runs.newest()[0]["error"] == run["error"]
         w = TargetWriter(store, "feide", "r1", DAY1, soft_delete=False)
         c = Change(
             "feide",

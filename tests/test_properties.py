@@ -123,7 +123,7 @@ class World:
         return runner.sync(self.cfg, self.store, as_of=day.isoformat())
 
     def check(self) -> None:
-        idents = self.store.identities()
+        idents = self.store.identities.all()
         with self.store.engine.connect() as c:
             issued = dict(c.execute(sa.select(t.usernames.c.username, t.usernames.c.person_id)).all())
         # (a) one username, one person: in the identities and in the historic base.
@@ -132,9 +132,9 @@ class World:
         for pid, r in idents.items():
             assert issued[r.username] == pid, (r.username, issued[r.username], pid)
         assert set(idents) == {p.canon for p in self.people} | {"T0"}
-        its = {o["key"]: o for o in self.store.iter_objects("itslearning") if o["kind"] == "person"}
-        feide = {o["key"]: o for o in self.store.iter_objects("feide") if o["kind"] == "person"}
-        aliases = self.store.identity_view().aliases
+        its = {o["key"]: o for o in self.store.objects.iterate("itslearning") if o["kind"] == "person"}
+        feide = {o["key"]: o for o in self.store.objects.iterate("feide") if o["kind"] == "person"}
+        aliases = self.store.identities.view().aliases
         for p in self.people:
             row = idents[p.canon]
             # (b) the first username, for good: renames, NIN changes, returns, new SIS ids.

@@ -133,7 +133,7 @@ def test_cli_drift_reported_repaired_with_changelog_rows_then_clean(tmp_path: Pa
         ("changed", "update", edited["key"], True),
         ("missing", "forget", deleted["key"], True),
     }
-    run_id = env.store.list_runs(1)[0]["run_id"]
+    run_id = env.store.runs.newest(1)[0]["run_id"]
     rows = {(r["op"], r["key"]): r for r in _changelog(env, run_id)}
     assert set(rows) == {("update", edited["key"]), ("forget", deleted["key"])}
     changed = "drift: changed outside BAS (displayName, norEduPersonNIN)"
@@ -142,7 +142,7 @@ def test_cli_drift_reported_repaired_with_changelog_rows_then_clean(tmp_path: Pa
     assert all(r["result"] == "ok" for r in rows.values())
     logged = json.dumps(list(rows.values()), default=str)
     assert nin not in logged and other not in logged and "Rektor" in logged
-    assert env.store.get_run(run_id)["status"] == "done"
+    assert env.store.runs.get(run_id)["status"] == "done"
     entry = slapd.connect()
     assert entry.search(
         edited["attrs"]["dn"], "(objectClass=*)", "BASE", attributes=["displayName", "norEduPersonNIN"]
@@ -169,8 +169,8 @@ def test_a_repair_over_the_limits_is_held_and_approve_applies_it(tmp_path: Path,
     conn.unbind()
 
     p = bas("feide", "reconcile", "--repair", config=config, check=runner.EXIT_HELD)
-    run_id = env.store.list_runs(1)[0]["run_id"]
-    assert env.store.get_run(run_id)["status"] == "held"
+    run_id = env.store.runs.newest(1)[0]["run_id"]
+    assert env.store.runs.get(run_id)["status"] == "held"
     assert f"bas approve {run_id}" in p.stderr and "the limit is 1" in p.stderr
     assert all(person["key"] in env.stored() for person in gone)  # nothing repaired
     assert not _changelog(env, run_id)
@@ -193,7 +193,7 @@ def test_the_daemons_full_run_repairs_drift_and_sets_the_gauge(tmp_path: Path, s
     d = Daemon(str(tmp_path / "bas.toml"))
     d.store = env.store
     d._job(True)
-    runs = env.store.list_runs(2)
+    runs = env.store.runs.newest(2)
     assert [r["kind"] for r in runs] == ["reconcile", "sync"]
     assert runs[0]["status"] == "done"
     assert d.metrics.registry.get_sample_value("bas_drift_objects", {"target": "feide"}) == 1

@@ -27,8 +27,10 @@ from connectors.files import clean_stale_temp
 from demo.data import DEMO, generate
 from provisioner.run import runner
 from provisioner.state import schema as t
+from provisioner.state.common import now_iso
 from provisioner.state.process import process_start
-from provisioner.state.store import ABORTED_ERROR, LockHeld, StateStore, now_iso
+from provisioner.state.runs import ABORTED_ERROR, LockHeld
+from provisioner.state.store import StateStore
 from tests.sisbuilder import make_config
 from tests.test_cli import bas
 
@@ -60,8 +62,8 @@ KILLED_RUN = textwrap.dedent(
     store = StateStore(sys.argv[1])
     out = Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    with store.run_lock("killed-run"):
-        store.start_run("killed-run", "sync", "2025-10-01")
+    with store.runs.lock("killed-run"):
+        store.runs.start("killed-run", "sync", "2025-10-01")
         (out / f".ims-full-x.xml.{os.getpid()}.tmp").write_text("<half")
         (out / f".latest-full.xml.{os.getpid()}.tmp").write_text("<half")
         os.kill(os.getpid(), signal.SIGKILL)
@@ -102,12 +104,12 @@ def test_lock_of_a_killed_holder_whose_pid_was_reused_is_taken_over(
     killed_run(store.url, tmp_path / "out")
     assert lock_row(store)["holder"] == "killed-run"
     give_pid_to(store, sleeper().pid)  # alive, but not the process that took the lock
-    with store.run_lock("next-run") as abandoned:
+    with store.runs.lock("next-run") as abandoned:
         row = lock_row(store)
         assert (row["holder"], row["pid"]) == ("next-run", os.getpid())
         assert abandoned == ["killed-run"]
     assert lock_row(store) is None
-    run = store.get_run("killed-run")
+    run = store.runs.get("killed-run")
     assert run["status"] == "aborted" and run["error"] == ABORTED_ERROR and run["finished_at"]
 
 
@@ -121,13 +123,13 @@ def test_live_holder_is_respected_with_its_process_start(
         )
         rec = {"holder": "live", "pid": live.pid, "start": process_start(live.pid)}
         c.execute(t.meta.insert().values(key="run_lock.process", value=json.dumps(rec)))
-    with pytest.raises(LockHeld, match="run live holds the lock"), store.run_lock("x"):
+    with pytest.raises(LockHeld, match="run live holds the lock"), store.runs.lock("x"):
         pass
     # The same row, but the process that took it started at another time: the PID was reused.
     with store.engine.begin() as c:
         rec["start"] = process_start(os.getpid())
         c.execute(t.meta.update().where(t.meta.c.key == "run_lock.process").values(value=json.dumps(rec)))
-    with store.run_lock("x"):
+    with store.runs.lock("x"):
         assert lock_row(store)["holder"] == "x"
 
 
@@ -139,8 +141,8 @@ def test_a_live_run_in_another_process_keeps_its_lock_and_its_record(store: Stat
             "import sys, time\n"
             "from provisioner.state.store import StateStore\n"
             "s = StateStore(sys.argv[1])\n"
-            "with s.run_lock('live-run'):\n"
-            "    s.start_run('live-run', 'sync', '2025-10-01')\n"
+            "with s.runs.lock('live-run'):\n"
+            "    s.runs.start('live-run', 'sync', '2025-10-01')\n"
             "    print('held', flush=True)\n"
             "    time.sleep(120)\n",
             store.url,
@@ -150,9 +152,9 @@ def test_a_live_run_in_another_process_keeps_its_lock_and_its_record(store: Stat
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(LockHeld, match="live-run"), store.run_lock("x"):
+        with pytest.raises(LockHeld, match="live-run"), store.runs.lock("x"):
             pass
-        assert store.get_run("live-run")["status"] == "running"
+        assert store.runs.get("live-run")["status"] == "running"
     finally:
         holder.kill()
         holder.wait()
@@ -200,10 +202,10 @@ def test_next_sync_records_the_killed_run_aborted_and_removes_its_temp_files(tmp
     try:
         killed_run(store.url, out)
         (out / ".keep.tmp").write_text("not ours")
-        assert store.get_run("killed-run")["status"] == "running"
+        assert store.runs.get("killed-run")["status"] == "running"
         done = runner.sync(cfg, store, as_of=AS_OF)
         assert done.exit_code == runner.EXIT_OK, done.message
-        run = store.get_run("killed-run")
+        run = store.runs.get("killed-run")
         assert (run["status"], run["error"]) == ("aborted", ABORTED_ERROR)
         assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == [".keep.tmp"]
         assert (out / "latest-full.xml").is_file()

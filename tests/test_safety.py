@@ -23,7 +23,8 @@ from provisioner.core.safety import (
     thresholds_for,
 )
 from provisioner.state import schema as t
-from provisioner.state.store import StateStore, iso_ago
+from provisioner.state.common import iso_ago
+from provisioner.state.store import StateStore
 from tests.sisbuilder import small_sis
 
 
@@ -244,35 +245,35 @@ def test_present_schools_needs_an_affiliation() -> None:
 def _run(
     store: StateStore, rid: str, status: str, active: int | None, kind: str = "sync", **counts: int
 ) -> None:
-    store.start_run(rid, kind, "2025-10-01")
+    store.runs.start(rid, kind, "2025-10-01")
     summary = {"source": {"counts": counts, "schools": sorted(counts)}} if counts else None
-    store.finish_run(rid, status, active_persons=active, summary=summary)
+    store.runs.finish(rid, status, active_persons=active, summary=summary)
 
 
 def test_gate_baseline_is_the_largest_good_run_since_the_last_approved_refusal(tmp_path: Path) -> None:
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     try:
-        assert store.gate_baseline() == GateBaseline()
+        assert store.runs.gate_baseline() == GateBaseline()
         _run(store, "r1", "done", 100, persons=120, groups=10)
-        assert store.gate_baseline().active_persons == 100
+        assert store.runs.gate_baseline().active_persons == 100
         _run(store, "r2", "planned", 10, kind="plan", persons=1)  # a dry-run is no baseline
         _run(store, "r3", "failed", 20)
         _run(store, "r4", "refused", 40, persons=50)  # refused, not approved: no baseline
         _run(store, "r4b", "done", 90, persons=110, groups=3)  # good, smaller: the largest stays
-        base = store.gate_baseline()
+        base = store.runs.gate_baseline()
         assert (base.active_persons, base.counts) == (100, {"persons": 120, "groups": 10})
         assert base.schools == {"persons", "groups"}  # the newest good run's (here: the counts' keys)
         with pytest.raises(SourceRefused):
             check_source({"persons": 50}, 40, base, 20)
-        store.approve_run("r4", "admin")  # approved: it and the runs after it count
-        base = store.gate_baseline()
+        store.runs.approve("r4", "admin")  # approved: it and the runs after it count
+        base = store.runs.gate_baseline()
         assert (base.active_persons, base.counts) == (90, {"persons": 110, "groups": 3})
         _run(store, "r5", "held", 95, persons=115)
-        assert store.gate_baseline().active_persons == 95
+        assert store.runs.gate_baseline().active_persons == 95
         _run(store, "r6", "done_with_errors", 44)
-        assert store.gate_baseline().active_persons == 95
+        assert store.runs.gate_baseline().active_persons == 95
         _run(store, "r7", "done", 300, kind="plan")  # a dry-run's plan applied later (apply_saved)
-        assert store.gate_baseline().active_persons == 300
+        assert store.runs.gate_baseline().active_persons == 300
     finally:
         store.close()
 
@@ -286,9 +287,9 @@ def test_gate_baseline_looks_back_days_or_else_at_the_newest_good_run(tmp_path: 
             r = t.runs.c
             c.execute(t.runs.update().where(r.run_id == "old").values(started_at=iso_ago(24 * 8)))
             c.execute(t.runs.update().where(r.run_id == "older").values(started_at=iso_ago(24 * 9)))
-        assert store.gate_baseline(7).active_persons == 500  # none within 7 days: the newest good run
-        assert store.gate_baseline(10).active_persons == 900
+        assert store.runs.gate_baseline(7).active_persons == 500  # none within 7 days: the newest good run
+        assert store.runs.gate_baseline(10).active_persons == 900
         _run(store, "new", "done", 400, persons=400)
-        assert store.gate_baseline(7).counts == {"persons": 400}
+        assert store.runs.gate_baseline(7).counts == {"persons": 400}
     finally:
         store.close()

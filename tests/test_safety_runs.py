@@ -47,10 +47,12 @@ class Env:
         return runner.sync(self.cfg, self.store, as_of=as_of)
 
     def persons(self, target: str) -> set[str]:
-        return {o["key"] for o in self.store.iter_objects(target) if o["kind"] == "person"}
+        return {o["key"] for o in self.store.objects.iterate(target) if o["kind"] == "person"}
 
     def members(self, target: str) -> int:
-        return sum(len(o["members"] or ()) for o in self.store.iter_objects(target) if o["kind"] == "group")
+        return sum(
+            len(o["members"] or ()) for o in self.store.objects.iterate(target) if o["kind"] == "group"
+        )
 
     def applied(self, run_id: str) -> int:
         with self.store.engine.connect() as c:
@@ -102,7 +104,7 @@ def test_empty_enrollments_are_refused_and_cannot_be_approved(env: Env) -> None:
     assert "enrollments" in out.message and "fix the source" in out.message
     assert "bas approve" not in out.message
     assert runner.approve(env.cfg, env.store, out.run_id, "admin").exit_code == EXIT_USAGE
-    assert env.store.get_run(out.run_id)["approved_at"] is None
+    assert env.store.runs.get(out.run_id)["approved_at"] is None
 
 
 def test_a_table_that_shrank_is_refused_against_the_largest_good_run(env: Env) -> None:
@@ -208,8 +210,8 @@ def test_approve_of_a_superseded_held_run_applies_nothing(env: Env) -> None:
     assert second.status == "held"
     # The superseded plan is not kept (it holds NINs and can never be applied); status
     # names only the held run that can be approved.
-    assert env.store.get_run(first.run_id)["plan"] is None
-    assert env.store.get_run(second.run_id)["plan"]
+    assert env.store.runs.get(first.run_id)["plan"] is None
+    assert env.store.runs.get(second.run_id)["plan"]
     assert [h["run_id"] for h in status.collect(env.store, FILES).held] == [second.run_id]
     before = {tg: env.persons(tg) for tg in FILES}
     out = runner.approve(env.cfg, env.store, first.run_id, "admin")
@@ -217,7 +219,7 @@ def test_approve_of_a_superseded_held_run_applies_nothing(env: Env) -> None:
     assert f"run {second.run_id} planned afresh since and is held too" in out.message
     assert f"`bas approve {second.run_id}`" in out.message
     assert {tg: env.persons(tg) for tg in FILES} == before and env.applied(first.run_id) == 0
-    assert env.store.get_run(first.run_id)["approved_at"] is None
+    assert env.store.runs.get(first.run_id)["approved_at"] is None
     done(runner.approve(env.cfg, env.store, second.run_id, "admin"))
     assert not {"S2", "S3", "S5"} & env.persons("feide")
 
@@ -241,7 +243,7 @@ def test_approve_after_the_config_or_state_changed_applies_nothing(env: Env) -> 
     assert out.exit_code == EXIT_USAGE and "the configuration changed" in out.message
     env.configure(safety={"max_deletes": 1, "max_source_drop_percent": 50.0})
     with env.store.engine.begin() as c:
-        env.store.bump_version(c, "feide")
+        env.store.versions.bump(c, "feide")
     out = runner.approve(env.cfg, env.store, held.run_id, "admin")
     assert out.exit_code == EXIT_USAGE and "the state of feide changed" in out.message
     assert "S2" in env.persons("feide") and env.applied(held.run_id) == 0

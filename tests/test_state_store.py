@@ -23,9 +23,12 @@ from provisioner.core.diff import diff_target, needs_details
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject
 from provisioner.core.plan import CORE, Op, Plan, TargetPlan
+from provisioner.core.rows import digest
 from provisioner.run import runner
 from provisioner.state import schema as t
-from provisioner.state.store import LockHeld, StateStore, digest, now_iso
+from provisioner.state.common import now_iso
+from provisioner.state.runs import LockHeld
+from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, desired_student, make_config
 
 AS_OF = "2025-10-01"
@@ -59,15 +62,15 @@ def test_full_sync_then_second_sync_plans_nothing(db_url: str, tmp_path: Path) -
         assert second.results["itslearning"].status == "unchanged"
         assert second.results[CORE].status == "unchanged"
         # Plan-only targets are never recorded as applied.
-        assert list(store.iter_objects("ad")) == [] and "ad" not in store.versions()
+        assert list(store.objects.iterate("ad")) == [] and "ad" not in store.versions.current()
 
-        ident = store.identity_view()
+        ident = store.identities.view()
         assert len(ident.username_by_person) == n_core
         assert len(set(ident.username_by_person.values())) == n_core
         assert ident.taken >= set(ident.username_by_person.values())
-        runs = store.list_runs()
+        runs = store.runs.newest()
         assert [r["status"] for r in runs] == ["done", "done"]
-        assert store.gate_baseline().active_persons == plan.active_persons
+        assert store.runs.gate_baseline().active_persons == plan.active_persons
     finally:
         store.close()
 
@@ -81,30 +84,30 @@ def test_store_reads_back_what_apply_wrote(store: StateStore, tmp_path: Path) ->
     cfg = make_config(tmp_path, src, store.url, targets=("itslearning",))
     out = runner.sync(cfg, store, as_of=AS_OF)
     assert out.exit_code == 0, out.message
-    index = store.target_index("itslearning")
+    index = store.objects.index("itslearning")
     assert sum(1 for r in index.values() if r.kind == "person") == 520
-    details = store.target_details("itslearning", sorted(index))
+    details = store.objects.details("itslearning", sorted(index))
     assert set(details) == set(index)
     attrs, members = details["S000"]
     assert attrs["userid"] == "olanor" and members is None
     _, school_members = details["school:NORD:students"]
     assert len(school_members) == 520 and all(isinstance(m, tuple) for m in school_members)
-    usernames = {store.identities()[f"S{i:03d}"].username for i in range(520)}
+    usernames = {store.identities.all()[f"S{i:03d}"].username for i in range(520)}
     assert len(usernames) == 520 and all(len(u) <= 20 for u in usernames)
-    assert store.versions() == {CORE: 1, "itslearning": 1}
+    assert store.versions.current() == {CORE: 1, "itslearning": 1}
 
 
 # -- the run lock ----------------------------------------------------------------------------------------
 
 
 def test_second_lock_is_refused_and_released_after(store: StateStore) -> None:
-    with store.run_lock("run-a"), pytest.raises(LockHeld, match=r"run run-a holds the lock"):
+    with store.runs.lock("run-a"), pytest.raises(LockHeld, match=r"run run-a holds the lock"):
         _acquire(store, "run-b")
     _acquire(store, "run-b")  # free again
 
 
 def _acquire(store: StateStore, holder: str) -> None:
-    with store.run_lock(holder):
+    with store.runs.lock(holder):
         pass
 
 
@@ -123,7 +126,7 @@ def _plant_lock(store: StateStore, host: str, pid: int) -> None:
 
 def test_stale_lock_of_a_dead_process_on_this_host_is_taken_over(store: StateStore) -> None:
     _plant_lock(store, socket.gethostname(), _dead_pid())
-    with store.run_lock("run-new"):
+    with store.runs.lock("run-new"):
         with store.engine.connect() as c:
             row = c.execute(sa.select(t.locks)).mappings().one()
         assert row["holder"] == "run-new" and row["pid"] == os.getpid()
@@ -133,7 +136,7 @@ def test_stale_lock_of_a_dead_process_on_this_host_is_taken_over(store: StateSto
 
 def test_lock_of_a_live_process_or_another_host_is_respected(store: StateStore) -> None:
     _plant_lock(store, socket.gethostname(), os.getppid())  # alive
-    with pytest.raises(LockHeld), store.run_lock("x"):
+    with pytest.raises(LockHeld), store.runs.lock("x"):
         pass
     with store.engine.begin() as c:
         c.execute(t.locks.update().values(host="some-other-host", pid=_dead_pid()))  # cannot be checked
@@ -141,7 +144,7 @@ def test_lock_of_a_live_process_or_another_host_is_respected(store: StateStore) 
         # The advisory lock is free, so the other host's holder is gone: its row is taken over.
         _acquire(store, "x")
         return
-    with pytest.raises(LockHeld, match="some-other-host"), store.run_lock("x"):
+    with pytest.raises(LockHeld, match="some-other-host"), store.runs.lock("x"):
         pass
 
 
@@ -149,22 +152,22 @@ def test_sync_reports_locked(store: StateStore, tmp_path: Path) -> None:
     src = f"sqlite:///{tmp_path / 'sis.db'}"
     Sis().school("NORD", "974000001").student("S1", "NORD").write(src)
     cfg = make_config(tmp_path, src, store.url)
-    with store.run_lock("other"):
+    with store.runs.lock("other"):
         out = runner.sync(cfg, store, as_of=AS_OF)
     assert (out.exit_code, out.status) == (runner.EXIT_LOCKED, "locked")
-    assert store.identities() == {}
+    assert store.identities.all() == {}
 
 
 # -- reserved usernames ------------------------------------------------------------------------------------
 
 
 def test_reserve_usernames(store: StateStore) -> None:
-    assert store.reserve_usernames(["olanor", "karhan", "olanor"], "in AD before BAS") == (2, 0)
-    assert store.reserve_usernames(["olanor", "perols"], "again") == (1, 1)
-    rec = store.username_record("OLANOR")
+    assert store.identities.reserve_usernames(["olanor", "karhan", "olanor"], "in AD before BAS") == (2, 0)
+    assert store.identities.reserve_usernames(["olanor", "perols"], "again") == (1, 1)
+    rec = store.identities.username_record("OLANOR")
     assert rec is not None and rec["origin"] == "reserved" and rec["person_id"] is None
     assert rec["note"] == "in AD before BAS"
-    ident = store.identity_view()
+    ident = store.identities.view()
     assert ident.taken == {"olanor", "karhan", "perols"} and ident.username_by_person == {}
     # Derivation skips reserved names.
     snap = Sis().school("NORD", "974000001").student("S1", "NORD", "Ola", "Nordmann").snapshot()
@@ -175,23 +178,23 @@ def test_reserve_usernames(store: StateStore) -> None:
 def test_reserved_name_is_never_issued_through_a_sync(store: StateStore, tmp_path: Path) -> None:
     src = f"sqlite:///{tmp_path / 'sis.db'}"
     Sis().school("NORD", "974000001").student("S1", "NORD", "Ola", "Nordmann").write(src)
-    store.reserve_usernames(["olanor"], "test")
+    store.identities.reserve_usernames(["olanor"], "test")
     out = runner.sync(cfg := make_config(tmp_path, src, store.url), store, as_of=AS_OF)
     assert out.exit_code == 0, out.message
-    assert store.identities()["S1"].username == "olanor1"
-    assert store.username_record("olanor")["origin"] == "reserved"
-    assert store.username_record("olanor1")["person_id"] == "S1"
+    assert store.identities.all()["S1"].username == "olanor1"
+    assert store.identities.username_record("olanor")["origin"] == "reserved"
+    assert store.identities.username_record("olanor1")["person_id"] == "S1"
     assert runner.sync(cfg, store, as_of=AS_OF).plan.target(CORE).changes == ()
 
 
 def test_run_records(store: StateStore) -> None:
-    store.start_run("r1", "sync", AS_OF)
-    store.finish_run("r1", "done", summary={"plan": {"core": {"create": 1}}}, active_persons=5)
-    run = store.get_run("r1")
+    store.runs.start("r1", "sync", AS_OF)
+    store.runs.finish("r1", "done", summary={"plan": {"core": {"create": 1}}}, active_persons=5)
+    run = store.runs.get("r1")
     assert run["status"] == "done" and run["active_persons"] == 5 and run["finished_at"]
     assert json.loads(run["summary"]) == {"plan": {"core": {"create": 1}}}
-    assert store.get_run("nope") is None
-    assert [r["run_id"] for r in store.list_runs()] == ["r1"] and "plan" not in store.list_runs()[0]
+    assert store.runs.get("nope") is None
+    assert [r["run_id"] for r in store.runs.newest()] == ["r1"] and "plan" not in store.runs.newest()[0]
 
 
 # -- lifecycle status in the store, through the differ and the executor -----------------------------------
@@ -226,13 +229,13 @@ def _lifecycle_run(
     person = desired_student("S1")
     objs = [TargetObject("person", "S1", {"upn": "s1@x"}, username="us1", person_id="S1")] if present else []
     digs = [digest(o.kind, o.record(), o.members) for o in objs]
-    index = store.target_index(target)
+    index = store.objects.index(target)
     changes = diff_target(
         target,
         objs,
         digs,
         index,
-        store.target_details(target, needs_details(objs, digs, index)),
+        store.objects.details(target, needs_details(objs, digs, index)),
         policy=policy,
         placement=frozenset(),
         persons={"S1": person} if present else {},
@@ -241,7 +244,9 @@ def _lifecycle_run(
         school_names={},
         as_of=as_of,
     )
-    plan = Plan(f"r-{as_of}", now_iso(), as_of, store.versions(), (TargetPlan(target, tuple(changes)),))
+    plan = Plan(
+        f"r-{as_of}", now_iso(), as_of, store.versions.current(), (TargetPlan(target, tuple(changes)),)
+    )
     conn = FakeConnector(target)
     res = apply_plan(plan, store, {target: conn}, soft_delete={target: policy.soft_delete})
     assert res[target].failed == res[target].rejected == 0
@@ -249,7 +254,7 @@ def _lifecycle_run(
 
 
 def _status(store: StateStore, target: str) -> tuple[str, str | None, str | None] | None:
-    row = store.target_index(target).get("S1")
+    row = store.objects.index(target).get("S1")
     return None if row is None else (row.status, row.status_since, row.anchor)
 
 
@@ -300,9 +305,9 @@ def test_many_creates_replace_a_deleted_row_and_insert_the_new_ones(tmp_path: Pa
 
     run([create("p0", "old")])
     run([Change("t", Op.DELETE, "person", "p0", "left", anchor="anchor-p0-old", person_id="p0")])
-    assert [o["status"] for o in store.iter_objects("t")] == ["deleted"]
+    assert [o["status"] for o in store.objects.iterate("t")] == ["deleted"]
     run([create(f"p{i}", "new") for i in range(60)])
-    objs = {o["key"]: o for o in store.iter_objects("t")}
+    objs = {o["key"]: o for o in store.objects.iterate("t")}
     assert len(objs) == 60
     assert objs["p0"]["status"] == "active" and objs["p0"]["attrs"] == {"name": "new"}
     store.close()

@@ -379,5 +379,5 @@ def test_broken_rows_in_the_sis_take_nothing_away_in_any_target(tmp_path: Path) 
     ]
     assert taken == []
     assert not [c for c in out.plan.changes() if c.person_id in broken or c.key in broken]
-    assert all(row.status == "active" for row in store.identities().values())
+    assert all(row.status == "active" for row in store.identities.all().values())
     store.close()

@@ -64,7 +64,7 @@ def test_a_process_safe_target_is_applied_in_another_process(store: StateStore) 
     assert _notes(store, "local") == {f"pid {os.getpid()}"}
     (note,) = _notes(store, "safe")  # one other process applied every change
     assert note != f"pid {os.getpid()}"
-    assert len(list(store.iter_objects("safe"))) == 40
+    assert len(list(store.objects.iterate("safe"))) == 40
     assert list(res) == ["local", "safe"]  # in plan order, as if applied one after the other
 
 
@@ -108,8 +108,8 @@ def test_a_failing_worker_fails_the_apply_after_this_process_finished_its_own(
     }
     with pytest.raises(workers.WorkerError, match=re.escape(message)):
         executor.apply_plan(plan, store, conns, soft_delete={})
-    assert len(list(store.iter_objects("local"))) == 20
-    assert list(store.iter_objects("safe")) == []
+    assert len(list(store.objects.iterate("local"))) == 20
+    assert list(store.objects.iterate("safe")) == []
 
 
 def test_a_stop_reaches_the_worker_which_keeps_what_it_did(store: StateStore) -> None:
@@ -127,7 +127,7 @@ def test_a_stop_reaches_the_worker_which_keeps_what_it_did(store: StateStore) ->
         timer.cancel()
     safe = res["safe"]
     assert safe.status == "interrupted" and safe.ok < 400
-    assert len(list(store.iter_objects("safe"))) == safe.ok  # flushed when stopped
+    assert len(list(store.objects.iterate("safe"))) == safe.ok  # flushed when stopped
     assert res["local"].ok == 1
 
 
@@ -152,7 +152,7 @@ def test_sync_with_workers_gives_the_same_state_and_files_as_without(
         try:
             out = runner.sync(cfg, store, as_of=DAY.isoformat())
             assert out.status == "done", out.message
-            objects = {n: sorted(map(repr, store.iter_objects(n))) for n in ("itslearning", "feide")}
+            objects = {n: sorted(map(repr, store.objects.iterate(n))) for n in ("itslearning", "feide")}
             with store.engine.connect() as c:
                 log = sorted(
                     c.execute(
@@ -198,4 +198,4 @@ def test_workers_wait_for_the_core_and_apply_nothing_when_it_fails(
     conns = {"local": Recording("local", process_safe=False), "safe": Recording("safe", process_safe=True)}
     with pytest.raises(RuntimeError, match="state store gone"):
         executor.apply_plan(plan, store, conns, soft_delete={})
-    assert list(store.iter_objects("safe")) == [] and list(store.iter_objects("local")) == []
+    assert list(store.objects.iterate("safe")) == [] and list(store.objects.iterate("local")) == []

@@ -43,6 +43,7 @@ from mappings.feide import container_entries
 from provisioner.config import FeideConfig, OwnerConfig
 from provisioner.core import dn as dns
 from provisioner.core.plan import Change, Op
+from provisioner.core.states import ObjectStatus
 
 KINDS = ("org", "orgunit", "person")
 _LEVEL = {"org": 0, "orgunit": 1, "person": 2}
@@ -152,7 +153,7 @@ class FeideLdifConnector(FileTarget):
                 head_adds: dict[ObjKey, str] = {}
                 found: set[ObjKey] = set()
                 for obj in current:
-                    if obj.status == "deleted" or obj.kind not in _LEVEL:
+                    if obj.status == ObjectStatus.DELETED or obj.kind not in _LEVEL:
                         continue
                     dn = obj.attrs.get("dn") or obj.anchor
                     if not dn:

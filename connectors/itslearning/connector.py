@@ -45,6 +45,7 @@ from connectors.itslearning import ims_xml
 from mappings.itslearning import ORG_KEY, org_sourcedid, school_sourcedid
 from provisioner.config import ItslearningConfig, OwnerConfig
 from provisioner.core.plan import Change, Op
+from provisioner.core.states import ObjectStatus
 
 KINDS = ("person", "org", "orgunit", "group")
 _GROUP_LEVEL = {"org": 0, "orgunit": 1, "group": 2}
@@ -241,7 +242,7 @@ class ItslearningConnector(FileTarget):
             if kind == "person":
                 sid = _sourcedid(obj)
                 idx.person_sid[obj.key] = sid
-                if obj.status == "deleted":
+                if obj.status == ObjectStatus.DELETED:
                     continue
                 esc[obj.key] = text(sid)
                 if obj.attrs.get("students"):
@@ -251,7 +252,7 @@ class ItslearningConnector(FileTarget):
                     w.person(sid, obj.attrs)
             elif kind in _GROUP_LEVEL:
                 idx.group_sid[(kind, obj.key)] = _sourcedid(obj)
-                if obj.status != "deleted":
+                if obj.status != ObjectStatus.DELETED:
                     groups.append(obj)
         if not esc:
             # A full import makes itslearning delete whatever the file lacks: an empty

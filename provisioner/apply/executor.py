@@ -39,6 +39,7 @@ from provisioner import faults
 from provisioner.apply.workers import Job, StopFlag, Workers, cores
 from provisioner.apply.workers import available as workers_available
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
+from provisioner.core.states import ChangeResult, TargetOutcome
 from provisioner.state import exports
 from provisioner.state.store import StateStore
 from provisioner.state.writer import TargetWriter, apply_core
@@ -58,7 +59,7 @@ class TargetResult:
     """How applying one target went."""
 
     target: str
-    status: str  # applied | held | planned | failed | unchanged | interrupted
+    status: TargetOutcome
     ok: int = 0
     rejected: int = 0
     failed: int = 0
@@ -118,13 +119,13 @@ def apply_plan(
         if tp.target == CORE or (only is not None and tp.target not in only):
             continue
         if tp.hold is not None:
-            results[tp.target] = TargetResult(tp.target, "held")
+            results[tp.target] = TargetResult(tp.target, TargetOutcome.HELD)
         elif tp.dry_run:
-            results[tp.target] = TargetResult(tp.target, "planned")
+            results[tp.target] = TargetResult(tp.target, TargetOutcome.PLANNED)
         elif not tp.changes and (tp.target not in owed or tp.target not in connectors):
-            results[tp.target] = TargetResult(tp.target, "unchanged")
+            results[tp.target] = TargetResult(tp.target, TargetOutcome.UNCHANGED)
         elif stop is not None and stop.is_set():
-            results[tp.target] = TargetResult(tp.target, "interrupted")
+            results[tp.target] = TargetResult(tp.target, TargetOutcome.INTERRUPTED)
             log.warning("target interrupted", run_id=plan.run_id, target=tp.target, done=0)
         else:
             todo.append(tp)
@@ -149,14 +150,14 @@ def apply_plan(
         core = plan.target(CORE)
         if core is not None and (only is None or CORE in only):
             n = apply_core(store, core.changes, plan.run_id, plan.as_of)
-            results[CORE] = TargetResult(CORE, "applied" if n else "unchanged", ok=n)
+            results[CORE] = TargetResult(CORE, TargetOutcome.APPLIED if n else TargetOutcome.UNCHANGED, ok=n)
             faults.point("core:committed")
             if progress:
                 progress(n)
         workers.go()
         for tp in local:
             if stop is not None and stop.is_set():
-                results[tp.target] = TargetResult(tp.target, "interrupted")
+                results[tp.target] = TargetResult(tp.target, TargetOutcome.INTERRUPTED)
                 log.warning("target interrupted", run_id=plan.run_id, target=tp.target, done=0)
                 continue
             conn, soft = connectors[tp.target], soft_delete.get(tp.target, False)
@@ -209,7 +210,7 @@ def apply_target(
     progress: Callable[[int], None] | None,
     stop: StopFlag | None = None,
 ) -> TargetResult:
-    res = TargetResult(tp.target, "applied")
+    res = TargetResult(tp.target, TargetOutcome.APPLIED)
     tlog = log.bind(run_id=run_id, target=tp.target)
     files = isinstance(conn, FileTarget)
     writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete, export=files)
@@ -222,7 +223,7 @@ def apply_target(
                 owed = _hand_over(conn, conn.exported, store, tp.target, run_id, tlog)
         except (FatalError, TransientError, OSError) as exc:
             # The target cannot even start: it fails alone, the other targets go on.
-            res.status, res.failed = "failed", len(tp.changes)
+            res.status, res.failed = TargetOutcome.FAILED, len(tp.changes)
             res.errors.append(f"target could not start: {exc}")
             tlog.error("target could not start", error=str(exc))
             return res
@@ -234,17 +235,19 @@ def apply_target(
         # An interrupted target still finishes: a file target writes out what was applied
         # (the state store now records it), so the target and the store stay in step.
         # Stopped before its first change, with nothing owed, it has nothing new to write.
-        if res.status != "failed" and not (res.status == "interrupted" and res.ok == 0 and not owed):
+        if res.status != TargetOutcome.FAILED and not (
+            res.status == TargetOutcome.INTERRUPTED and res.ok == 0 and not owed
+        ):
             current = (
                 StoredObject(
                     o["kind"], o["key"], o["anchor"], o["status"], o["attrs"], o["members"], o["username"]
                 )
-                for o in store.iter_objects(tp.target)
+                for o in store.objects.iterate(tp.target)
             )
             try:
                 conn.finish(current)
             except (FatalError, OSError) as exc:
-                res.status = "failed"
+                res.status = TargetOutcome.FAILED
                 res.errors.append(f"finishing failed: {exc}")
                 tlog.error("finishing target failed", error=str(exc))
             else:
@@ -294,7 +297,7 @@ def _apply_changes(
     for i, change, outcome in _outcomes(conn, many, tp.changes, retry, sleep, tlog, stop, failed_creates):
         plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
         if outcome is STOPPED:
-            res.status = "interrupted"
+            res.status = TargetOutcome.INTERRUPTED
             tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
             break
         if (
@@ -305,23 +308,23 @@ def _apply_changes(
             failed_creates.add(change.key)  # their group adds wait for the next run
         if isinstance(outcome, Skipped):
             res.skipped += 1
-            writer.failed(change, "skipped", str(outcome))
+            writer.failed(change, ChangeResult.SKIPPED, str(outcome))
             plog.warning("change skipped", reason=str(outcome))
         elif isinstance(outcome, RejectedError):
             res.rejected += 1
             res.errors.append(f"{change.op.value} {change.kind} {change.key}: {outcome}")
-            writer.failed(change, "rejected", str(outcome))
+            writer.failed(change, ChangeResult.REJECTED, str(outcome))
             plog.warning("change rejected", error=str(outcome))
         elif isinstance(outcome, TransientError):
             res.failed += 1
             res.errors.append(f"{change.op.value} {change.kind} {change.key}: gave up: {outcome}")
-            writer.failed(change, "failed", f"gave up after {retry.attempts} attempts: {outcome}")
+            writer.failed(change, ChangeResult.FAILED, f"gave up after {retry.attempts} attempts: {outcome}")
             plog.error("change failed after retries", error=str(outcome))
         elif isinstance(outcome, FatalError):
             res.failed += 1
-            res.status = "failed"
+            res.status = TargetOutcome.FAILED
             res.errors.append(f"target stopped: {outcome}")
-            writer.failed(change, "failed", f"fatal: {outcome}")
+            writer.failed(change, ChangeResult.FAILED, f"fatal: {outcome}")
             tlog.error("target stopped", error=str(outcome), remaining=len(tp.changes) - i)
             break
         else:

@@ -29,13 +29,14 @@ def main() -> int:
         from provisioner import logs
         from provisioner.apply import executor
         from provisioner.apply.executor import apply_target
+        from provisioner.core.states import TargetOutcome
         from provisioner.state.store import StateStore
 
         job = pickle.load(sys.stdin.buffer)  # noqa: S301 - from our parent, over a private pipe
         logs.configure(job.log_level, job.log_format, stream=sys.stderr)
         # "g" once the parent committed the core; anything else (or its end) means stop.
         if sys.stdin.buffer.read(1) != b"g":
-            pickle.dump(("ok", executor.TargetResult(job.plan.target, "interrupted")), out)
+            pickle.dump(("ok", executor.TargetResult(job.plan.target, TargetOutcome.INTERRUPTED)), out)
             out.flush()
             return 0
         # Any byte after that, or the parent gone (end of stdin): stop between changes.

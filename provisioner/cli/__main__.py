@@ -1,5 +1,5 @@
-"""`python -m provisioner.cli.main` runs the `bas` command."""
+"""`python -m provisioner.cli` runs the `bas` command."""
 
-from provisioner.cli.main.main import main
+from provisioner.cli.main import main
 
 main()

@@ -19,6 +19,7 @@ from provisioner import config
 from provisioner.core.plan import CORE
 from provisioner.run import runner
 from provisioner.service import changelog, explain
+from provisioner.state.history import Filter
 from provisioner.state.store import StateStore
 
 DEMO_CONFIG = """\
@@ -117,7 +118,7 @@ def run_demo(directory: Path, seed: int = 1) -> int:
     info = explain.explain(cfg, store, pid) if pid else None
     username = info["identity"]["username"] if info and info["identity"] else None
     _h(f"3. The changelog for one student ({username})")
-    rows = changelog.query(store, changelog.Filter(person=username, limit=12))
+    rows = store.history.query(Filter(person=username, limit=12))
     click.echo(changelog.render(rows, "table"))
 
     _h(f"4. One person explained: bas person show {username}")

@@ -27,10 +27,12 @@ from provisioner import logs
 from provisioner.cli import service as cli_service
 from provisioner.cli import targets as cli_targets
 from provisioner.core.nin import mask, mask_text
-from provisioner.core.plan import CORE, Plan
+from provisioner.core.plan import CORE, Op, Plan
+from provisioner.core.states import ChangeResult
 from provisioner.run import probe, runner
 from provisioner.run.targets import check_targets
 from provisioner.service import changelog, explain
+from provisioner.state.history import Filter
 from provisioner.state.migrate import SchemaError
 from provisioner.state.store import StateStore
 
@@ -190,7 +192,7 @@ def config_check(c: Ctx) -> None:
     except Exception as exc:  # any driver error: report it as a config problem
         fail(f"source: {exc}")
     click.echo("  source   reachable: " + ", ".join(f"{k} {v}" for k, v in snap.counts().items()))
-    runs = c.store.list_runs(1)
+    runs = c.store.runs.newest(1)
     click.echo(
         f"  state    reachable; last run: {runs[0]['run_id'] + ' ' + runs[0]['status'] if runs else 'none'}"
     )
@@ -204,18 +206,7 @@ def config_check(c: Ctx) -> None:
 
 # ---- plan / sync / apply / approve -----------------------------------------------------
 def _print_plan(plan: Plan, show: int, err: bool = False) -> None:
-    ops = [
-        "create",
-        "update",
-        "move",
-        "disable",
-        "enable",
-        "restore",
-        "delete",
-        "add_members",
-        "remove_members",
-        "purge",
-    ]
+    ops = [op.value for op in Op]
     rows = []
     for tp in plan.targets:
         counts = tp.counts()
@@ -377,7 +368,7 @@ def approve(c: Ctx, run_id: str, by: str | None) -> None:
 @pass_ctx
 def runs(c: Ctx, limit: int, as_json: bool) -> None:
     """Recent runs, newest first."""
-    rows = c.store.list_runs(limit)
+    rows = c.store.runs.newest(limit)
     if as_json:
         for r in rows:
             r["summary"] = json.loads(r["summary"]) if r["summary"] else None
@@ -415,8 +406,8 @@ def runs(c: Ctx, limit: int, as_json: bool) -> None:
 @click.option("--run", "run_id")
 @click.option("--since", help="From this date or timestamp (inclusive).")
 @click.option("--until", help="Up to this date or timestamp (inclusive).")
-@click.option("--op", help="Operation, e.g. create, disable, delete, add_members.")
-@click.option("--result", type=click.Choice(["ok", "rejected", "failed"]))
+@click.option("--op", type=click.Choice([op.value for op in Op]), help="Operation.")
+@click.option("--result", type=click.Choice([r.value for r in ChangeResult]))
 @click.option("--limit", default=200, show_default=True)
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
@@ -439,10 +430,10 @@ def changelog_cmd(
     show_nin: bool,
 ) -> None:
     """What was done, when and why."""
-    f = changelog.Filter(
+    f = Filter(
         person=person, target=target, run=run_id, since=since, until=until, op=op, result=result, limit=limit
     )
-    rows = changelog.query(c.store, f)
+    rows = c.store.history.query(f)
     if person and not rows and fmt == "table" and not as_json:
         fail(f"no changelog entries for {mask_text(person)}", code=1)
     click.echo(changelog.render(rows, "json" if as_json else fmt, show_nin))
@@ -479,11 +470,11 @@ def usernames_group() -> None:
 @pass_ctx
 def usernames_show(c: Ctx, name: str, as_json: bool) -> None:
     """Who a username was issued to (it is never issued to anyone else)."""
-    rec = c.store.username_record(name)
+    rec = c.store.identities.username_record(name)
     if rec is None:
         fail(f"username {name!r} has never been issued or reserved", code=1)
     rec["nin"] = mask(rec["nin"])
-    ident = c.store.identities().get(rec["person_id"]) if rec["person_id"] else None
+    ident = c.store.identities.all().get(rec["person_id"]) if rec["person_id"] else None
     rec["current_status"] = ident.status if ident else None
     if as_json:
         click.echo(json.dumps(rec, ensure_ascii=False, indent=1))
@@ -503,7 +494,7 @@ def usernames_import(c: Ctx, csv_file: str) -> None:
         found = read_reserved_csv(csv_file)
     except ValueError as exc:
         fail(str(exc))
-    added, known = c.store.reserve_usernames(found, note=f"imported from {Path(csv_file).name}")
+    added, known = c.store.identities.reserve_usernames(found, note=f"imported from {Path(csv_file).name}")
     click.echo(
         f"{csv_file}: {len(found)} usernames read, {added} reserved now, {known} already in the historic base"
     )
@@ -524,7 +515,9 @@ def usernames_bind(c: Ctx, csv_file: str) -> None:
         pairs = read_binding_csv(csv_file)
     except ValueError as exc:
         fail(str(exc))
-    bound, already, conflicts = c.store.bind_usernames(pairs, note=f"bound from {Path(csv_file).name}")
+    bound, already, conflicts = c.store.identities.bind_usernames(
+        pairs, note=f"bound from {Path(csv_file).name}"
+    )
     for line in conflicts:
         click.echo(f"conflict: {line}", err=True)
     click.echo(

@@ -97,7 +97,7 @@ def _reconcile(c: Any, name: str, label: str, *, repair: bool, full: bool, as_js
     """Run one reconcile, map its errors to exit codes, print its plan; exit with its code."""
     from connectors.base import ConnectorError
     from provisioner.run.reconcile import reconcile
-    from provisioner.state.store import LockHeld
+    from provisioner.state.runs import LockHeld
 
     try:
         r = reconcile(c.cfg, c.store, name, repair=repair, full=full)

@@ -31,6 +31,7 @@ from typing import Any
 from provisioner import __version__
 from provisioner.config import Config
 from provisioner.core.plan import PLAN_FORMAT, Op, Plan, TargetPlan
+from provisioner.core.states import TargetOutcome
 
 MAX_CHANGES = 20_000  # larger plans are not stored (a first run's plan can be ~1 GB of JSON)
 REMOVALS = frozenset({Op.DISABLE, Op.DELETE, Op.PURGE})
@@ -104,7 +105,7 @@ def predict_after_apply(
             out.append(tp)
             continue
         r = results.get(tp.target)
-        if r is None or r.status == "failed" or r.rejected or r.failed or r.ok != len(tp.changes):
+        if r is None or r.status == TargetOutcome.FAILED or r.rejected or r.failed or r.ok != len(tp.changes):
             return None  # something is left to retry: only a full plan can tell what
         if any(c.op in REMOVALS for c in tp.changes):
             return None

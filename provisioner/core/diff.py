@@ -15,7 +15,8 @@ from typing import Any
 from provisioner.core.lifecycle import Policy, days_between
 from provisioner.core.model import DesiredPerson, TargetObject
 from provisioner.core.plan import CORE, Change, Op
-from provisioner.state.store import IdentityRow, IndexRow
+from provisioner.core.rows import IdentityRow, IndexRow
+from provisioner.core.states import IdentityStatus, ObjectStatus
 
 # Apply order by (phase); lower first.
 _KIND_RANK = {"org": 0, "orgunit": 1, "person": 2, "group": 3}
@@ -28,7 +29,7 @@ def needs_details(
     out = []
     for obj, d in zip(desired, digests):
         row = index.get(obj.key)
-        if row is not None and (row.digest != d or row.status != "active"):
+        if row is not None and (row.digest != d or row.status != ObjectStatus.ACTIVE):
             out.append(obj.key)
     return out
 
@@ -116,15 +117,15 @@ def diff_target(
             "username": obj.username,
             "person_id": obj.person_id,
         }
-        if row is not None and row.status == "active" and row.digest == dig:
+        if row is not None and row.status == ObjectStatus.ACTIVE and row.digest == dig:
             continue
         restorable = (
             row is not None
-            and row.status == "deleted"
+            and row.status == ObjectStatus.DELETED
             and policy.soft_delete
             and days_between(row.status_since, as_of) < policy.restore_within_days
         )
-        if row is None or (row.status == "deleted" and not restorable):
+        if row is None or (row.status == ObjectStatus.DELETED and not restorable):
             first.append(
                 Change(
                     op=Op.CREATE,
@@ -161,7 +162,7 @@ def diff_target(
                     **common,
                 )
             )
-        if row.status in ("disabled", "deleted"):
+        if row.status in (ObjectStatus.DISABLED, ObjectStatus.DELETED):
             # The desired placement goes along, so a target that parked a disabled object
             # (AD's disabled OU) can put it back where it now belongs.
             first.append(
@@ -223,7 +224,7 @@ def diff_target(
                 )
 
     for key, row in index.items():
-        if key in seen or row.status == "deleted" and not policy.soft_delete:
+        if key in seen or row.status == ObjectStatus.DELETED and not policy.soft_delete:
             continue
         if key in frozen or (row.person_id is not None and row.person_id in frozen):
             continue  # its source record is broken this run: leave it as it is
@@ -260,7 +261,7 @@ def _retire(
         "person_id": row.person_id,
     }
     if row.kind != "person":
-        if row.status != "deleted":
+        if row.status != ObjectStatus.DELETED:
             yield Change(op=Op.DELETE, reason=f"{row.kind} {key} is no longer active in SIS", **common)
         return
     pid = row.person_id or key
@@ -275,12 +276,12 @@ def _retire(
         ident = identities.get(pid)
         since = ident.inactive_since if ident and ident.inactive_since else as_of
         why = f"no active enrollment, employment or student in SIS since {since}"
-    if row.status == "deleted":
+    if row.status == ObjectStatus.DELETED:
         return  # soft-deleted; the target purges it (Microsoft after 30 days)
     if policy.disable_first:
         # The delete clock runs from the SIS end date when there is one, else from the disable.
         due = days_between(sis_end, as_of) >= policy.delete_after_days if sis_end else False
-        if row.status == "active":
+        if row.status == ObjectStatus.ACTIVE:
             yield Change(op=Op.DISABLE, reason=why, **common)
             if policy.delete_after_days == 0:
                 yield Change(op=Op.DELETE, reason=why + "; deleted the same day", **common)
@@ -345,7 +346,7 @@ def diff_core(
                 )
             )
             continue
-        if row.status != "active":
+        if row.status != IdentityStatus.ACTIVE:
             out.append(
                 Change(op=Op.ENABLE, attrs=attrs, reason="returns: " + why_active(p, school_names), **common)
             )
@@ -364,7 +365,7 @@ def diff_core(
             continue
         common = {"target": CORE, "kind": "identity", "key": pid, "person_id": pid, "username": row.username}
         new_nin = (inactive_nins or {}).get(pid)
-        if new_nin and new_nin != row.nin and row.status in ("active", "inactive"):
+        if new_nin and new_nin != row.nin and row.status in (IdentityStatus.ACTIVE, IdentityStatus.INACTIVE):
             # Recorded while they are away, so a return under a new SIS id with the new
             # NIN is recognised as the same person (and gets the same username).
             out.append(
@@ -378,10 +379,10 @@ def diff_core(
             )
         until = bridged.get(pid)
         if until is not None:
-            if row.status == "active" and row.bridged_until != until:
+            if row.status == IdentityStatus.ACTIVE and row.bridged_until != until:
                 out.append(_bridge(until, ended.get(pid), row, common))
             continue  # accounts stay as they are until the next affiliation starts
-        if row.status == "active":
+        if row.status == IdentityStatus.ACTIVE:
             since = ended.get(pid)
             out.append(
                 Change(
@@ -393,7 +394,7 @@ def diff_core(
                 )
             )
         elif (
-            row.status == "inactive"
+            row.status == IdentityStatus.INACTIVE
             and pid not in live
             and days_between(row.inactive_since, as_of) >= retention_days
         ):

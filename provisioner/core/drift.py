@@ -36,7 +36,7 @@ from provisioner.core.diff import diff_target
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject, split_record
 from provisioner.core.plan import Change, Op
-from provisioner.state.store import IndexRow
+from provisioner.core.rows import IndexRow
 
 DELETED = "drift: deleted outside BAS"
 FORGOTTEN = f"{DELETED}; forgotten, so the next sync creates it again"

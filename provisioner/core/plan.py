@@ -25,13 +25,15 @@ CORE = "core"
 
 
 class Op(StrEnum):
+    """What a change does; the order is the plan table's column order (`bas plan`)."""
+
     CREATE = "create"
     UPDATE = "update"  # only the changed attributes
+    MOVE = "move"  # placement change (AD OU, school)
     DISABLE = "disable"
     ENABLE = "enable"
-    MOVE = "move"  # placement change (AD OU, school)
-    DELETE = "delete"
     RESTORE = "restore"  # undo a soft delete (Microsoft 365 deleted items, AD disabled OU)
+    DELETE = "delete"
     ADD_MEMBERS = "add_members"
     REMOVE_MEMBERS = "remove_members"
     PURGE = "purge"  # core only: personal data removed after retention

@@ -9,6 +9,7 @@ from __future__ import annotations
 from provisioner.config import Config, ConfigError
 from provisioner.core.certificate import config_digest
 from provisioner.core.plan import Plan
+from provisioner.core.states import RunStatus
 from provisioner.state import safety_reads
 from provisioner.state.store import StateStore
 from sources.sql import SourceError, source_engine, source_unchanged
@@ -16,7 +17,7 @@ from sources.sql import SourceError, source_engine, source_unchanged
 
 def superseded_reason(newer: dict) -> str:
     """Why a held plan that a newer run superseded is not applied."""
-    if newer["status"] == "held" and not newer["approved_at"]:
+    if newer["status"] == RunStatus.HELD and not newer["approved_at"]:
         return (
             f"run {newer['run_id']} planned afresh since and is held too:"
             f" review and approve that one (`bas approve {newer['run_id']}`)"
@@ -29,7 +30,7 @@ def why_not_current(cfg: Config, store: StateStore, plan: Plan) -> str:
     newer = safety_reads.newer_run(store, plan.run_id)
     if newer is not None:
         return superseded_reason(newer)
-    now = store.versions()
+    now = store.versions.current()
     stale = sorted(k for k in set(now) | set(plan.cookie) if now.get(k, 0) != plan.cookie.get(k, 0))
     if stale:
         return f"the state of {', '.join(stale)} changed since; the next run plans afresh"

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from connectors.base import Connector, ConnectorError
@@ -28,11 +27,13 @@ from provisioner.core.certificate import config_digest
 from provisioner.core.drift import LiveView, Note, Recorded, diff_drift, drift_attrs, drift_kind
 from provisioner.core.nin import mask_text
 from provisioner.core.plan import Change, Plan, TargetPlan
+from provisioner.core.states import ObjectStatus, RunStatus, TargetOutcome
 from provisioner.kinds import kind_of
 from provisioner.run import runner
 from provisioner.run.targets import build_connector, build_reader
-from provisioner.state import schema as t
-from provisioner.state.store import LockHeld, StateStore, now_iso
+from provisioner.state.common import now_iso
+from provisioner.state.runs import LockHeld
+from provisioner.state.store import StateStore
 
 log = structlog.get_logger("bas.reconcile")
 
@@ -61,7 +62,7 @@ class Reconciled:
 
     run_id: str
     target: str
-    status: str  # done | drift | held | failed
+    status: RunStatus  # done | drift | held | failed
     exit_code: int
     plan: Plan
     notes: list[Note]
@@ -115,7 +116,7 @@ def reconcile(
     day = runner.valid_day(as_of) if as_of is not None else dt.date.today().isoformat()
     run_id = runner.new_run_id()
     with runner._locked(cfg, store, run_id):
-        store.start_run(run_id, "reconcile", day)
+        store.runs.start(run_id, "reconcile", day)
         try:
             plan, view = _plan(cfg, store, name, run_id, day, full)
             tp = plan.targets[0]
@@ -124,11 +125,11 @@ def reconcile(
                 conn = (connect or build_connector)(cfg, name)
                 soft = {name: kind_of(cfg.targets[name].kind).policy(cfg.targets[name]).soft_delete}
                 result = apply_plan(plan, store, {name: conn}, soft_delete=soft, stop=stop)[name]
-                applied = _applied(store, run_id, name)
+                applied = store.history.applied(run_id, name)
             if view.cursor and all((c.op.value, c.key) in applied for c in tp.changes):
-                store.set_meta(_cursor_key(name), view.cursor)  # else the drift is read again next time
+                store.meta.set(_cursor_key(name), view.cursor)  # else the drift is read again next time
         except BaseException as exc:
-            store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            store.runs.finish(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
         return _finish(store, plan, view.notes, result, applied, repair)
 
@@ -142,8 +143,8 @@ def _plan(
 ) -> tuple[Plan, LiveView]:
     """The drift repair plan of one target (its hold decided), and the live view it came from."""
     tcfg = cfg.targets[name]
-    index = store.target_index(name)
-    details = store.target_details(name, list(index))
+    index = store.objects.index(name)
+    details = store.objects.details(name, list(index))
     recorded = []
     for key, row in index.items():
         attrs, members = details.get(key, ({}, None))
@@ -152,32 +153,24 @@ def _plan(
             Recorded(row.kind, key, row.anchor, row.status, attrs, mem, row.person_id, row.username)
         )
     del details
-    cursor = None if full else store.get_meta(_cursor_key(name))
+    cursor = None if full else store.meta.get(_cursor_key(name))
     with build_reader(cfg, name) as reader:
         view = reader.read(recorded, cursor)
     kind = kind_of(tcfg.kind)
     changes = diff_drift(
         name, recorded, view, policy=kind.policy(tcfg), placement=kind.placement, links=kind.links, as_of=day
     )
-    population = sum(1 for r in index.values() if r.status == "active")
+    population = sum(1 for r in index.values() if r.status == ObjectStatus.ACTIVE)
     plan = Plan(
         run_id=run_id,
         created_at=now_iso(),
         as_of=day,
-        cookie=store.versions(),
+        cookie=store.versions.current(),
         targets=(TargetPlan(name, tuple(changes), population),),
         basis="drift",
         config_digest=config_digest(cfg),
     )
     return runner.hold_targets(cfg, store, plan, None), view
-
-
-def _applied(store: StateStore, run_id: str, target: str) -> set[tuple[str, str]]:
-    """(op, key) of the changes this run applied to the target (ok in the changelog)."""
-    cl = t.changelog.c
-    q = sa.select(cl.op, cl.key).where(cl.run_id == run_id, cl.target == target, cl.result == "ok")
-    with store.engine.connect() as c:
-        return {(op, key) for op, key in c.execute(q)}
 
 
 def _finish(
@@ -192,22 +185,22 @@ def _finish(
     tp = plan.targets[0]
     held = repair and tp.hold is not None and bool(tp.changes)
     left = [c for c in tp.changes if (c.op.value, c.key) not in applied]
-    if result is not None and result.status == "failed":
-        status, code = "failed", runner.EXIT_TARGET_FAILED
+    if result is not None and result.status == TargetOutcome.FAILED:
+        status, code = RunStatus.FAILED, runner.EXIT_TARGET_FAILED
     elif held:
-        status, code = "held", runner.EXIT_HELD
+        status, code = RunStatus.HELD, runner.EXIT_HELD
     elif left or notes:
-        status, code = "drift", runner.EXIT_ERRORS
+        status, code = RunStatus.DRIFT, runner.EXIT_ERRORS
     else:
-        status, code = "done", runner.EXIT_OK
+        status, code = RunStatus.DONE, runner.EXIT_OK
     kinds = Counter(drift_kind(c).value for c in tp.changes) + Counter(n.kind.value for n in notes)
     summary: dict[str, Any] = {"drift": dict(kinds), "plan": plan.summary()}
     if result is not None:
         summary["results"] = {tp.target: result.to_json()}
     # A held repair keeps the state versions as they are now: `bas approve` applies it
     # only while nothing changed since (provisioner.run.currency).
-    kept = replace(plan, cookie=store.versions()).dumps() if held else None
-    store.finish_run(plan.run_id, status, summary=summary, plan=kept)
+    kept = replace(plan, cookie=store.versions.current()).dumps() if held else None
+    store.runs.finish(plan.run_id, status, summary=summary, plan=kept)
     message = ""
     if held and tp.hold is not None:
         message = (

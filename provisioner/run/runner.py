@@ -37,6 +37,7 @@ from provisioner.core.derive import Derivation, derive
 from provisioner.core.diff import diff_core, diff_target, needs_details
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import CORE, REMOVING_OPS, Plan, TargetPlan
+from provisioner.core.rows import digest
 from provisioner.core.safety import (
     GateBaseline,
     SourceRefused,
@@ -47,12 +48,15 @@ from provisioner.core.safety import (
     school_hold,
     thresholds_for,
 )
+from provisioner.core.states import RUNS_THROUGH, ObjectStatus, RunStatus
 from provisioner.kinds import kind_of
 from provisioner.run.currency import superseded_reason, why_not_current
 from provisioner.run.recovery import tidy_after_killed_runs
 from provisioner.run.targets import build_connector
 from provisioner.state import exports, safety_reads
-from provisioner.state.store import LockHeld, StateStore, digest, now_iso
+from provisioner.state.common import now_iso
+from provisioner.state.runs import LockHeld
+from provisioner.state.store import StateStore
 from sources.sql import SourceError, read_snapshot, source_engine, source_unchanged
 
 log = structlog.get_logger("bas.run")
@@ -61,6 +65,13 @@ EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_HELD, EXIT_LOCKED = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 5  # stopped between changes (SIGTERM to the daemon); the next run does the rest
 EXIT_TARGET_FAILED = 6  # a target failed as a whole (unreachable, base DN missing); others went on
 EXIT_INTERNAL = 70  # an unexpected error, a bug (sysexits' EX_SOFTWARE); never Python's default 1
+_EXIT_CODES = {
+    RunStatus.HELD: EXIT_HELD,
+    RunStatus.FAILED: EXIT_TARGET_FAILED,
+    RunStatus.INTERRUPTED: EXIT_INTERRUPTED,
+    RunStatus.DONE_WITH_ERRORS: EXIT_ERRORS,
+    RunStatus.DONE: EXIT_OK,
+}
 
 
 @dataclass
@@ -69,7 +80,7 @@ class RunOutcome:
 
     run_id: str
     exit_code: int
-    status: str
+    status: RunStatus
     message: str = ""
     plan: Plan | None = None
     results: dict[str, TargetResult] = field(default_factory=dict)
@@ -120,7 +131,7 @@ def make_plan(
     """
     snap = source() if callable(source) else source
     del source
-    derivation = derive(snap, as_of, store.identity_view(), cfg.usernames, cfg.lifecycle)
+    derivation = derive(snap, as_of, store.identities.view(), cfg.usernames, cfg.lifecycle)
     counts, source_digests, schools = snap.counts(), dict(snap.digests), present_schools(snap)
     del snap  # the rest works from the derivation; an Oslo-size snapshot is ~0.5 GB
     state = derivation.state
@@ -129,8 +140,8 @@ def make_plan(
     # neither is a fall in the source.
     kept = len(state.persons) + len(derivation.bridged) + len(derivation.frozen_persons)
     baseline = _gate(cfg, store, counts, kept, schools) if gate else None
-    cookie = store.versions()
-    identities = store.identities()
+    cookie = store.versions.current()
+    identities = store.identities.all()
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
     frozen = derivation.frozen_persons | derivation.frozen_groups
     targets: list[TargetPlan] = []
@@ -138,11 +149,11 @@ def make_plan(
     for name, tcfg in cfg.enabled_targets().items():
         kind = kind_of(tcfg.kind)
         objs = kind.map_state(state, MappingContext(cfg.owner, tcfg, as_of))
-        index = store.target_index(name)
+        index = store.objects.index(name)
         # Only a stored object has a digest to compare with; a new one is created whatever
         # its digest is (the writer computes it once from the JSON it stores anyway).
         digests = [digest(o.kind, o.record(), o.members) if o.key in index else "" for o in objs]
-        details = store.target_details(name, needs_details(objs, digests, index))
+        details = store.objects.details(name, needs_details(objs, digests, index))
         changes = diff_target(
             name,
             objs,
@@ -160,9 +171,9 @@ def make_plan(
             bridged=derivation.bridged,
             ended=derivation.ended,
         )
-        population = sum(1 for r in index.values() if r.status == "active")
+        population = sum(1 for r in index.values() if r.status == ObjectStatus.ACTIVE)
         targets.append(TargetPlan(name, tuple(changes), population, dry_run=tcfg.mode == "plan"))
-        live.update(r.person_id for r in index.values() if r.person_id and r.status != "deleted")
+        live.update(r.person_id for r in index.values() if r.person_id and r.status != ObjectStatus.DELETED)
         del objs, digests, index, details  # free them before the next target is mapped
     core = diff_core(
         state.persons,
@@ -198,7 +209,7 @@ def _gate(
     cfg: Config, store: StateStore, counts: dict[str, int], active: int, schools: Iterable[str] | None
 ) -> GateBaseline:
     """The source gate (raises SourceRefused); returns the baseline it compared with."""
-    baseline = store.gate_baseline(cfg.safety.gate_days)
+    baseline = store.runs.gate_baseline(cfg.safety.gate_days)
     try:
         check_source(counts, active, baseline, cfg.safety.max_source_drop_percent)
     except SourceRefused as exc:
@@ -260,19 +271,19 @@ def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: b
             return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
     plan = make_plan(cfg, store, lambda: read_source(cfg), as_of, run_id)[0]
     cert = certify(cfg, plan, plan.cookie)
-    store.save_certificate(cert.dumps() if cert else None)
+    store.meta.save_certificate(cert.dumps() if cert else None)
     return plan
 
 
 def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> Plan | None:
-    text = store.load_certificate()
+    text = store.meta.certificate()
     if text is None:
         return None
     try:
         cert = Certificate.loads(text)
     except (ValueError, KeyError, TypeError):
         return None  # written by another version: plan in full and replace it
-    versions = store.versions()
+    versions = store.versions.current()
     if cert.key != inputs_key(cfg, versions, as_of):
         return None
     engine = source_engine(cfg.source_db_url())
@@ -287,9 +298,9 @@ def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> 
 
 def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[str, TargetResult]) -> None:
     """After apply: certify the plan the next run will make, when it can be known."""
-    predicted = predict_after_apply(plan, results, store.populations())
-    cert = certify(cfg, predicted, store.versions()) if predicted is not None else None
-    store.save_certificate(cert.dumps() if cert else None)
+    predicted = predict_after_apply(plan, results, store.objects.populations())
+    cert = certify(cfg, predicted, store.versions.current()) if predicted is not None else None
+    store.meta.save_certificate(cert.dumps() if cert else None)
 
 
 ConnectorFactory = Callable[[Config, str], Connector]
@@ -312,19 +323,7 @@ def _soft_delete(cfg: Config) -> dict[str, bool]:
 def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kind: str) -> RunOutcome:
     held = [tp for tp in plan.targets if tp.hold is not None and tp.changes]
     bad = sum(r.rejected + r.failed for r in results.values()) + len(plan.errors)
-    failed = any(r.status == "failed" for r in results.values())
-    stopped = any(r.status == "interrupted" for r in results.values())
-    status = (
-        "held"
-        if held
-        else "failed"
-        if failed
-        else "interrupted"
-        if stopped
-        else "done_with_errors"
-        if bad
-        else "done"
-    )
+    status = RunStatus.of(held=bool(held), outcomes=(r.status for r in results.values()), errors=bad)
     summary = {
         "plan": plan.summary(),
         "results": {k: v.to_json() for k, v in results.items()},
@@ -334,27 +333,20 @@ def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kin
     # The held plan keeps the state versions as this run left them (it applied the other
     # targets and the core): `bas approve` applies it only while nothing changed since.
     held_plan = (
-        replace(plan, targets=tuple(held), errors=(), cookie=store.versions()).dumps() if held else None
+        replace(plan, targets=tuple(held), errors=(), cookie=store.versions.current()).dumps()
+        if held
+        else None
     )
     extra = {"kind": "apply"} if kind == "apply" else {}  # a saved plan applied is a run that did work
-    store.finish_run(
+    store.runs.finish(
         plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
     )
-    if status in ("done", "done_with_errors", "held"):
+    if status in RUNS_THROUGH:
         safety_reads.drop_superseded_plans(
             store, plan.run_id
         )  # this run planned afresh: older held plans are void
-    code = (
-        EXIT_HELD
-        if held
-        else EXIT_TARGET_FAILED
-        if failed
-        else EXIT_ERRORS
-        if bad
-        else EXIT_INTERRUPTED
-        if stopped
-        else EXIT_OK
-    )
+    # Data and change errors outrank an interruption in the exit code (not in the status).
+    code = EXIT_ERRORS if status == RunStatus.INTERRUPTED and bad else _EXIT_CODES[status]
     msg = "; ".join(f"{tp.target} held: {tp.hold.message}" for tp in held if tp.hold)
     if held:
         msg += (
@@ -393,9 +385,9 @@ def _refused(store: StateStore, run_id: str, exc: SourceRefused) -> RunOutcome:
     )
     message = f"{exc}{hint}"
     summary = {"source": {"counts": exc.counts, "schools": exc.schools}, "gate": {"empty": list(exc.empty)}}
-    store.finish_run(run_id, "refused", error=message, active_persons=exc.active, summary=summary)
+    store.runs.finish(run_id, RunStatus.REFUSED, error=message, active_persons=exc.active, summary=summary)
     log.error("source refused", run_id=run_id, error=message)
-    return RunOutcome(run_id, EXIT_HELD, "refused", message)
+    return RunOutcome(run_id, EXIT_HELD, RunStatus.REFUSED, message)
 
 
 def _guarded_apply(
@@ -418,15 +410,15 @@ def _guarded_apply(
             stop=stop,
         )
     except ConfigError as exc:
-        store.finish_run(plan.run_id, "failed", error=str(exc))
+        store.runs.finish(plan.run_id, RunStatus.FAILED, error=str(exc))
         log.error("run failed", run_id=plan.run_id, error=str(exc))
-        return RunOutcome(plan.run_id, EXIT_USAGE, "failed", str(exc), plan)
+        return RunOutcome(plan.run_id, EXIT_USAGE, RunStatus.FAILED, str(exc), plan)
     except BaseException as exc:
-        store.save_certificate(None)
-        store.finish_run(plan.run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        store.meta.save_certificate(None)
+        store.runs.finish(plan.run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     if kind == "approve":
-        store.save_certificate(None)  # only the held part was applied: the next run plans in full
+        store.meta.save_certificate(None)  # only the held part was applied: the next run plans in full
     else:
         _certify_applied(cfg, store, plan, results)
     return _finish(store, plan, results, kind)
@@ -454,7 +446,7 @@ def sync(
     rlog = log.bind(run_id=run_id)
     try:
         with _locked(cfg, store, run_id):
-            store.start_run(run_id, "plan" if dry_run else "sync", day)
+            store.runs.start(run_id, "plan" if dry_run else "sync", day)
             try:
                 if not dry_run:
                     _reserve_configured(cfg, store)
@@ -463,31 +455,37 @@ def sync(
             except SourceRefused as exc:
                 return _refused(store, run_id, exc)
             except (SourceError, ConfigError) as exc:
-                store.finish_run(run_id, "failed", error=str(exc))
+                store.runs.finish(run_id, RunStatus.FAILED, error=str(exc))
                 rlog.error("run failed", error=str(exc))
-                return RunOutcome(run_id, EXIT_USAGE, "failed", str(exc))
+                return RunOutcome(run_id, EXIT_USAGE, RunStatus.FAILED, str(exc))
             except Exception as exc:
-                store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                store.runs.finish(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
                 raise
             if dry_run:
                 summary = {"plan": plan.summary(), "source": _source_record(plan, accept_gone=False)}
-                store.finish_run(run_id, "planned", summary=summary, active_persons=plan.active_persons)
+                store.runs.finish(
+                    run_id, RunStatus.PLANNED, summary=summary, active_persons=plan.active_persons
+                )
                 # Data errors are per-object errors whether the plan is applied or not: a plan
                 # and a sync that changes nothing exit alike on the same data.
-                return RunOutcome(run_id, EXIT_ERRORS if plan.errors else EXIT_OK, "planned", "", plan)
+                return RunOutcome(
+                    run_id, EXIT_ERRORS if plan.errors else EXIT_OK, RunStatus.PLANNED, "", plan
+                )
             if stop is not None and stop.is_set():  # asked to stop while planning: apply nothing
-                store.finish_run(run_id, "interrupted", summary={"plan": plan.summary()})
+                store.runs.finish(run_id, RunStatus.INTERRUPTED, summary={"plan": plan.summary()})
                 rlog.warning("run interrupted before apply")
-                return RunOutcome(run_id, EXIT_INTERRUPTED, "interrupted", "stopped before apply", plan)
+                return RunOutcome(
+                    run_id, EXIT_INTERRUPTED, RunStatus.INTERRUPTED, "stopped before apply", plan
+                )
             return _guarded_apply(cfg, store, plan, "sync", progress, stop, connect)
     except LockHeld as exc:
-        return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
+        return RunOutcome(run_id, EXIT_LOCKED, RunStatus.LOCKED, str(exc))
 
 
 @contextmanager
 def _locked(cfg: Config, store: StateStore, run_id: str) -> Iterator[None]:
     """The run lock; what a killed run left (its record, temp files) is put right first."""
-    with store.run_lock(run_id) as abandoned:
+    with store.runs.lock(run_id) as abandoned:
         tidy_after_killed_runs(cfg, run_id, abandoned)
         yield
 
@@ -501,11 +499,11 @@ def _reserve_configured(cfg: Config, store: StateStore) -> None:
             names = read_reserved_csv(cfg.path(f))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"usernames.reserved_files: {exc}") from exc
-        store.reserve_usernames(names, note=f"reserved in {Path(f).name}")
+        store.identities.reserve_usernames(names, note=f"reserved in {Path(f).name}")
 
 
 def _stale(store: StateStore, plan: Plan, targets: list[str]) -> list[str]:
-    now = store.versions()
+    now = store.versions.current()
     return [t for t in targets if now.get(t, 0) != plan.cookie.get(t, 0)]
 
 
@@ -518,14 +516,14 @@ def apply_saved(cfg: Config, store: StateStore, plan: Plan) -> RunOutcome:
                 return RunOutcome(
                     plan.run_id,
                     EXIT_USAGE,
-                    "stale",
+                    RunStatus.STALE,
                     f"the state of {', '.join(stale)} changed since this plan was made: make a new plan",
                 )
-            if store.get_run(plan.run_id) is None:
-                store.start_run(plan.run_id, "apply", plan.as_of)
+            if store.runs.get(plan.run_id) is None:
+                store.runs.start(plan.run_id, "apply", plan.as_of)
             return _guarded_apply(cfg, store, plan, "apply")
     except LockHeld as exc:
-        return RunOutcome(plan.run_id, EXIT_LOCKED, "locked", str(exc))
+        return RunOutcome(plan.run_id, EXIT_LOCKED, RunStatus.LOCKED, str(exc))
 
 
 def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
@@ -535,22 +533,30 @@ def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
     from the source, config and state as they are now. Otherwise nothing is applied, the
     message says why, and the exit code is 2.
     """
-    run = store.get_run(run_id)
+    run = store.runs.get(run_id)
     if run is None:
-        return RunOutcome(run_id, EXIT_USAGE, "unknown", f"no run {run_id}")
+        return RunOutcome(run_id, EXIT_USAGE, RunStatus.UNKNOWN, f"no run {run_id}")
     if run["approved_at"]:
         return RunOutcome(
-            run_id, EXIT_USAGE, run["status"], f"run {run_id} was already approved at {run['approved_at']}"
+            run_id,
+            EXIT_USAGE,
+            RunStatus(run["status"]),
+            f"run {run_id} was already approved at {run['approved_at']}",
         )
-    if run["status"] == "refused":
+    if run["status"] == RunStatus.REFUSED:
         return _approve_refusal(store, run, by)
-    if run["status"] != "held":
-        return RunOutcome(run_id, EXIT_USAGE, run["status"], f"run {run_id} is {run['status']}, not held")
+    if run["status"] != RunStatus.HELD:
+        return RunOutcome(
+            run_id, EXIT_USAGE, RunStatus(run["status"]), f"run {run_id} is {run['status']}, not held"
+        )
     if not run["plan"]:  # dropped when a newer run planned afresh
         newer = safety_reads.newer_run(store, run_id)
         why = superseded_reason(newer) if newer else "its plan is no longer kept"
         return RunOutcome(
-            run_id, EXIT_USAGE, "stale", f"run {run_id} cannot be approved: {why}; nothing was applied"
+            run_id,
+            EXIT_USAGE,
+            RunStatus.STALE,
+            f"run {run_id} cannot be approved: {why}; nothing was applied",
         )
     held = Plan.loads(run["plan"])
     plan = replace(held, targets=tuple(replace(tp, hold=None) for tp in held.targets), schools_gone=())
@@ -561,15 +567,15 @@ def approve(cfg: Config, store: StateStore, run_id: str, by: str) -> RunOutcome:
                 return RunOutcome(
                     run_id,
                     EXIT_USAGE,
-                    "stale",
+                    RunStatus.STALE,
                     f"run {run_id} cannot be approved: {why}; nothing was applied",
                 )
-            store.approve_run(run_id, by)
+            store.runs.approve(run_id, by)
             out = _guarded_apply(cfg, store, plan, "approve")
-            store.finish_run(run_id, out.status, plan=None)
+            store.runs.finish(run_id, out.status, plan=None)
             return out
     except LockHeld as exc:
-        return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
+        return RunOutcome(run_id, EXIT_LOCKED, RunStatus.LOCKED, str(exc))
 
 
 def _approve_refusal(store: StateStore, run: dict, by: str) -> RunOutcome:
@@ -580,14 +586,14 @@ def _approve_refusal(store: StateStore, run: dict, by: str) -> RunOutcome:
         return RunOutcome(
             run_id,
             EXIT_USAGE,
-            "refused",
+            RunStatus.REFUSED,
             f"run {run_id} was refused for an empty {', '.join(empty)} table: that is never approved;"
             " fix the SIS connection or queries",
         )
-    store.approve_run(run_id, by)
+    store.runs.approve(run_id, by)
     return RunOutcome(
         run_id,
         EXIT_OK,
-        "approved",
+        RunStatus.APPROVED,
         f"source refusal approved: the next run accepts {run['active_persons']} active persons",
     )

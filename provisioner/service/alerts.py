@@ -23,8 +23,9 @@ import structlog
 
 from provisioner.config import AlertsConfig, ConfigError, read_secret
 from provisioner.core.nin import mask_text
+from provisioner.core.states import RunStatus
 from provisioner.service.status import Health, iso_to_epoch
-from provisioner.state.store import now_iso
+from provisioner.state.common import now_iso
 
 log = structlog.get_logger("bas.alerts")
 _URL = re.compile(r"https?://[^\s'\")]+")
@@ -69,8 +70,8 @@ def problems(health: Health, cfg: AlertsConfig, since: float, now: float) -> lis
             )
         )
     last = health.last_run
-    if last is not None and last["status"] in ("failed", "refused"):
-        what = "was refused by the source gate" if last["status"] == "refused" else "failed"
+    if last is not None and last["status"] in (RunStatus.FAILED, RunStatus.REFUSED):
+        what = "was refused by the source gate" if last["status"] == RunStatus.REFUSED else "failed"
         out.append(
             Alert("failed", "failed", f"run {last['run_id']} {what}: {last['error'] or ''}", last["run_id"])
         )

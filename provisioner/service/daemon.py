@@ -35,14 +35,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from provisioner import config as config_mod
 from provisioner import logs
 from provisioner.core.nin import mask_text
+from provisioner.core.states import RUNS_DONE, DaemonState, RunStatus
 from provisioner.run import reconcile, runner
 from provisioner.run.targets import check_targets
 from provisioner.service import status
 from provisioner.service.alerts import Alerter
 from provisioner.service.metrics import Metrics
-from provisioner.state import schema as t
+from provisioner.state.common import now_iso
 from provisioner.state.migrate import SchemaError
-from provisioner.state.store import LockHeld, StateStore, now_iso
+from provisioner.state.runs import LockHeld
+from provisioner.state.store import StateStore
 
 log = structlog.get_logger("bas.daemon")
 
@@ -137,10 +139,10 @@ class Daemon:
                 "the run in flight did not stop in time; exiting anyway (the next run records it aborted)",
                 timeout=self.cfg.daemon.stop_timeout_seconds,
             )
-            self._write_status("stopped")
+            self._write_status(DaemonState.STOPPED)
             sys.stdout.flush()
             os._exit(0)  # the worker thread would keep the interpreter alive
-        self._write_status("stopped")
+        self._write_status(DaemonState.STOPPED)
         if server is not None:
             server.shutdown()
         self.store.close()
@@ -151,7 +153,7 @@ class Daemon:
         """Runs left 'running' by a process that died are recorded aborted (by taking the lock)."""
         assert self.store is not None
         try:
-            with self.store.run_lock(f"daemon-start-{os.getpid()}") as abandoned:
+            with self.store.runs.lock(f"daemon-start-{os.getpid()}") as abandoned:
                 for run_id in abandoned:
                     log.warning("run left running by a process that ended: recorded aborted", run_id=run_id)
         except LockHeld:
@@ -187,23 +189,15 @@ class Daemon:
         return sched
 
     def _missed_full(self, now: dt.datetime) -> bool:
+        assert self.store is not None
         prev = previous_fire(_cron(self.cfg), now)
-        last = self._meta(_LAST_FULL)
+        last = self.store.meta.get(_LAST_FULL)
         if prev is None or last is None:
             return False  # never ran a full one: the first run plans in full anyway
         late = (now - prev).total_seconds()
         return dt.datetime.fromisoformat(last) < prev and late <= self.cfg.daemon.misfire_grace_seconds
 
-    def _meta(self, key: str, value: str | None = None) -> str | None:
-        assert self.store is not None
-        with self.store.engine.begin() as c:
-            if value is not None:
-                c.execute(t.meta.delete().where(t.meta.c.key == key))
-                c.execute(t.meta.insert().values(key=key, value=value))
-                return value
-            return c.execute(sa.select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
-
-    def _write_status(self, state: str | None = None) -> None:
+    def _write_status(self, state: DaemonState | None = None) -> None:
         assert self.store is not None
         nxt: list[tuple[dt.datetime, str]] = []
         full_at = None
@@ -216,14 +210,13 @@ class Daemon:
                         full_at = job.next_run_time
         first = min(nxt) if nxt else None
         try:
-            status.write_daemon_status(
-                self.store,
+            self.store.daemons.report(
                 pid=os.getpid(),
                 started_at=dt.datetime.fromtimestamp(self.started, dt.UTC).isoformat(),
                 next_run_at=first[0].astimezone(dt.UTC).isoformat() if first else None,
                 next_run_kind=first[1] if first else None,
                 next_full_at=full_at.astimezone(dt.UTC).isoformat() if full_at else None,
-                state=state or ("idle" if self._idle.is_set() else "running"),
+                state=state or (DaemonState.IDLE if self._idle.is_set() else DaemonState.RUNNING),
             )
         except sa.exc.SQLAlchemyError as exc:  # the database may be away for a moment
             log.error("cannot write daemon status", error=str(exc))
@@ -262,7 +255,7 @@ class Daemon:
         try:
             cfg, store = self.cfg, self.store
             assert store is not None
-            self._write_status("running")
+            self._write_status(DaemonState.RUNNING)
             t0 = time.monotonic()
             try:
                 out = runner.sync(cfg, store, full=full, stop=self.stop)
@@ -272,12 +265,12 @@ class Daemon:
                 return
             seconds = time.monotonic() - t0
             self._summarise(out, kind, seconds)
-            if full and out.status in ("done", "done_with_errors"):
-                self._meta(_LAST_FULL, now_iso())
-            if full and out.status != "locked" and not self.stop.is_set():
+            if full and out.status in RUNS_DONE:
+                store.meta.set(_LAST_FULL, now_iso())
+            if full and out.status != RunStatus.LOCKED and not self.stop.is_set():
                 # SPEC "Operations": the nightly run also reads the live targets and repairs drift.
                 self.metrics.observe_drift(reconcile.repair_drift(cfg, store, stop=self.stop))
-            changes = status.run_change_counts(store, out.run_id) if out.status != "locked" else []
+            changes = store.history.change_counts(out.run_id) if out.status != RunStatus.LOCKED else []
             self.metrics.observe_run(out.status, kind, seconds, changes)
             self._refresh_health()
         except Exception as exc:  # bookkeeping must never stop the schedule
@@ -303,7 +296,7 @@ class Daemon:
         }
         if out.message:
             fields["message"] = mask_text(out.message)
-        bad = out.status in ("failed", "refused", "held")
+        bad = out.status in (RunStatus.FAILED, RunStatus.REFUSED, RunStatus.HELD)
         (log.error if bad else log.info)("run summary", **fields)
 
     def _refresh_health(self) -> None:

@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 from provisioner.config import Config
 from provisioner.core.nin import mask, mask_nins, mask_text
+from provisioner.core.plan import Op
 from provisioner.service import changelog
-from provisioner.state import schema as t
+from provisioner.state.history import Filter
 from provisioner.state.store import StateStore
 from sources.sql import DEFAULT_QUERIES, source_engine
 
@@ -52,37 +53,32 @@ def source_facts(cfg: Config, sis_ids: set[str]) -> dict[str, list[dict[str, Any
 
 def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) -> dict[str, Any] | None:
     """Everything BAS knows about one person, or None if it knows nobody by that name."""
-    ids = changelog.resolve_person(store, who)
+    ids = store.identities.resolve(who)
     if not ids:
         return None
-    with store.engine.connect() as c:
-        ident = c.execute(sa.select(t.identities).where(t.identities.c.person_id.in_(ids))).mappings().first()
-        o = t.objects.c
-        accounts = [
-            {
-                "target": r["target"],
-                "kind": r["kind"],
-                "key": r["key"],
-                "anchor": r["anchor"],
-                "status": r["status"],
-                "since": r["status_since"],
-                "attrs": json.loads(r["attrs"]),
-            }
-            for r in c.execute(sa.select(t.objects).where(o.person_id.in_(ids)).order_by(o.target)).mappings()
-        ]
-        groups: dict[str, list[str]] = {}
-        for pid in ids:
-            q = sa.select(o.target, o.key, o.attrs).where(o.kind == "group", o.members.like(f'%"{pid}"%'))
-            for target, key, attrs in c.execute(q):
-                groups.setdefault(target, []).append(json.loads(attrs).get("name") or key)
-        nins = [
-            r[0] for r in c.execute(sa.select(t.person_nins.c.nin).where(t.person_nins.c.person_id.in_(ids)))
-        ]
-        removed = _removed(c, ids, {a["target"] for a in accounts})
-    history = changelog.query(store, changelog.Filter(person=who, limit=100))
-    result = {
+    ident = store.identities.record(ids)
+    accounts = [
+        {
+            "target": r["target"],
+            "kind": r["kind"],
+            "key": r["key"],
+            "anchor": r["anchor"],
+            "status": r["status"],
+            "since": r["status_since"],
+            "attrs": r["attrs"],
+        }
+        for r in store.objects.of_persons(ids)
+    ]
+    groups: dict[str, list[str]] = {}
+    for pid in ids:
+        for target, key, attrs in store.objects.groups_of(pid):
+            groups.setdefault(target, []).append(attrs.get("name") or key)
+    nins = store.identities.nins(ids)
+    removed = _removed(store, ids, {a["target"] for a in accounts})
+    history = store.history.query(Filter(person=who, limit=100))
+    result: dict[str, Any] = {
         "person_ids": sorted(ids),
-        "identity": dict(ident) if ident else None,
+        "identity": ident,
         "nins_seen": nins if show_nin else [mask(n) for n in nins],
         "source": source_facts(cfg, ids),
         "accounts": accounts,
@@ -99,22 +95,21 @@ def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) ->
     return result
 
 
-def _removed(c: sa.Connection, ids: set[str], current: set[str]) -> list[dict[str, Any]]:
+def _removed(store: StateStore, ids: set[str], current: set[str]) -> list[dict[str, Any]]:
     """The accounts BAS deleted (and the personal data it purged) that are gone now: the last each.
 
     A deleted account leaves the state store (a soft-deleted one stays, with its status);
     the changelog keeps what was done and when, so `person show` can say so.
     """
-    cl = t.changelog.c
-    q = (
-        sa.select(cl.target, cl.op, cl.at, cl.run_id, cl.reason)
-        .where(cl.person_id.in_(ids), cl.kind == "person", cl.op.in_(("delete", "purge")), cl.result == "ok")
-        .order_by(cl.id)
-    )
-    last = {r.target: r for r in c.execute(q)}  # the newest per target wins
     return [
-        {"target": r.target, "op": r.op, "at": r.at, "run_id": r.run_id, "reason": mask_text(r.reason)}
-        for target, r in sorted(last.items())
+        {
+            "target": r["target"],
+            "op": r["op"],
+            "at": r["at"],
+            "run_id": r["run_id"],
+            "reason": mask_text(r["reason"]),
+        }
+        for target, r in sorted(store.history.removals(ids).items())
         if target not in current
     ]
 
@@ -152,7 +147,7 @@ def render_text(info: dict[str, Any]) -> str:
     for a in info["accounts"]:
         lines.append(f"  {a['target']:<12} {a['status']:<9} since {a['since'] or '-'}  anchor {a['anchor']}")
     for r in info.get("removed", ()):
-        what = "personal data purged" if r["op"] == "purge" else "deleted"
+        what = "personal data purged" if r["op"] == Op.PURGE else "deleted"
         lines.append(f"  {r['target']:<12} {what} {r['at'][:10]} (run {r['run_id']}): {r['reason']}")
     if not info["accounts"] and not info.get("removed"):
         lines.append("  (none applied)")

@@ -3,28 +3,27 @@
 What an admin needs to see the same day: the last run per target and its last success,
 held runs waiting for approval and runs the source gate refused, objects that failed
 and wait for the next run's retry, and when the daemon runs next (``daemon_status``,
-written by the daemon itself).
+written by the daemon itself). Everything is read through the store's repositories;
+nothing here writes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
 from provisioner.core.nin import mask_text
+from provisioner.core.states import RUNS_DONE, RUNS_THROUGH, TARGET_OK, RunStatus, TargetOutcome
 from provisioner.service.changelog import table
-from provisioner.state import schema as t
-from provisioner.state.store import StateStore, now_iso
+from provisioner.state.store import StateStore
 
 _SCAN = 500  # recent runs read to find each target's last success
 _APPLYING = ("sync", "apply", "approve")
-_OK_RESULTS = ("applied", "unchanged", "planned")  # a target that did its job this run
+# Runs that applied nothing (yet): the failed objects are those of the last run that did.
+_NOT_APPLIED = (RunStatus.RUNNING, RunStatus.REFUSED, RunStatus.PLANNED)
 _STALE_HEARTBEAT = 300  # seconds: a daemon silent for longer is probably not running
 
 
@@ -62,26 +61,14 @@ def iso_to_epoch(value: str | None) -> float | None:
 
 def collect(store: StateStore, targets: Iterable[str], failed_limit: int = 50) -> Health:
     """Read the service's health from the state store."""
-    r = t.runs.c
-    cols = [r.run_id, r.kind, r.status, r.started_at, r.finished_at, r.summary, r.error, r.approved_at]
-    with store.engine.connect() as c:
-        recent = [
-            dict(x)
-            for x in c.execute(
-                sa.select(*cols)
-                .where(r.kind.in_(_APPLYING))
-                .order_by(r.started_at.desc(), r.run_id.desc())
-                .limit(_SCAN)
-            ).mappings()
-        ]
-        daemons = [dict(x) for x in c.execute(sa.select(t.daemon_status)).mappings()]
+    recent = store.runs.recent(_APPLYING, _SCAN)
     health = Health(
         last_run=_brief(recent[0]) if recent else None,
         targets={name: TargetHealth() for name in targets},
         held=_held(recent),
         failed=[],
         failed_counts={},
-        daemons=daemons,
+        daemons=store.daemons.all(),
         refused=_refused(recent),
     )
     for run in recent:
@@ -92,11 +79,12 @@ def collect(store: StateStore, targets: Iterable[str], failed_limit: int = 50) -
                 continue
             if th.last_run is None:
                 th.last_run, th.last_status, th.last_at = run["run_id"], res["status"], run["started_at"]
-            if th.last_success_at is None and res["status"] in _OK_RESULTS:
+            if th.last_success_at is None and res["status"] in TARGET_OK:
                 th.last_success_at = run["finished_at"] or run["started_at"]
-    applied = next((x for x in recent if x["status"] not in ("running", "refused", "planned")), None)
+    applied = next((x for x in recent if x["status"] not in _NOT_APPLIED), None)
     if applied is not None:
-        health.failed, health.failed_counts = _failed(store, applied["run_id"], failed_limit)
+        # Changes the last applying run could not make: the next run plans them again.
+        health.failed, health.failed_counts = store.history.failed(applied["run_id"], failed_limit)
     return health
 
 
@@ -108,11 +96,11 @@ def _held(recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Held runs not approved since the last run that went through."""
     out = []
     for run in recent:
-        if run["status"] in ("done", "done_with_errors"):
+        if run["status"] in RUNS_DONE:
             break  # a later good run planned afresh: older holds are history
-        if run["status"] == "held" and not run["approved_at"]:
+        if run["status"] == RunStatus.HELD and not run["approved_at"]:
             summary = json.loads(run["summary"]) if run["summary"] else {}
-            held = [k for k, v in summary.get("results", {}).items() if v.get("status") == "held"]
+            held = [k for k, v in summary.get("results", {}).items() if v.get("status") == TargetOutcome.HELD]
             out.append({"run_id": run["run_id"], "started_at": run["started_at"], "targets": held})
             break  # only the newest held plan can be approved: the older ones it superseded
     return out
@@ -122,9 +110,9 @@ def _refused(recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Source refusals not approved since the last run that went through (newest first)."""
     out = []
     for run in recent:
-        if run["status"] in ("done", "done_with_errors", "held"):
+        if run["status"] in RUNS_THROUGH:
             break  # a later run passed the gate: older refusals are history
-        if run["status"] == "refused" and not run["approved_at"]:
+        if run["status"] == RunStatus.REFUSED and not run["approved_at"]:
             summary = json.loads(run["summary"] or "null") or {}
             empty = summary.get("gate", {}).get("empty", [])
             out.append(
@@ -136,42 +124,6 @@ def _refused(recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return out
-
-
-def _failed(store: StateStore, run_id: str, limit: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Changes the last applying run could not make: the next run plans them again."""
-    cl = t.changelog.c
-    bad = sa.and_(cl.run_id == run_id, cl.result != "ok")
-    with store.engine.connect() as c:
-        counts = dict(c.execute(sa.select(cl.target, sa.func.count()).where(bad).group_by(cl.target)).all())
-        rows = c.execute(
-            sa.select(cl.target, cl.op, cl.kind, cl.key, cl.username, cl.result, cl.error)
-            .where(bad)
-            .order_by(cl.id)
-            .limit(limit)
-        ).mappings()
-        return [dict(x) for x in rows], counts
-
-
-def run_change_counts(store: StateStore, run_id: str) -> list[tuple[str, str, str, int]]:
-    """(target, op, result, count) of one run's changelog."""
-    cl = t.changelog.c
-    q = (
-        sa.select(cl.target, cl.op, cl.result, sa.func.count())
-        .where(cl.run_id == run_id)
-        .group_by(cl.target, cl.op, cl.result)
-    )
-    with store.engine.connect() as c:
-        return [tuple(x) for x in c.execute(q).all()]
-
-
-def write_daemon_status(store: StateStore, **values: Any) -> None:
-    """Upsert this host's daemon_status row (pid, started_at, next_run_at, state ...)."""
-    host = socket.gethostname()
-    values = {**values, "host": host, "heartbeat_at": now_iso()}
-    with store.engine.begin() as c:
-        c.execute(t.daemon_status.delete().where(t.daemon_status.c.host == host))
-        c.execute(t.daemon_status.insert().values(**values))
 
 
 def render_text(h: Health, now: float | None = None) -> str:

@@ -19,8 +19,10 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 
 from provisioner.core.plan import Change
+from provisioner.core.rows import dumps
 from provisioner.state import schema as t
-from provisioner.state.store import StateStore, bulk_insert, dumps
+from provisioner.state.common import bulk_insert
+from provisioner.state.store import StateStore
 
 _PER_ROW = 1000  # changes per row: few rows to insert and delete, no string of a whole batch
 

@@ -12,9 +12,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from provisioner.core.plan import REMOVING_OPS, Op
 from provisioner.core.safety import Removals
+from provisioner.core.states import RUNS_THROUGH, ChangeResult, ObjectStatus, RunStatus
 from provisioner.state import schema as t
-from provisioner.state.store import StateStore, iso_ago
+from provisioner.state.common import iso_ago
+from provisioner.state.store import StateStore
 
 
 def member_populations(store: StateStore, targets: Iterable[str]) -> dict[str, int]:
@@ -23,7 +26,7 @@ def member_populations(store: StateStore, targets: Iterable[str]) -> dict[str, i
     members = sa.cast(o.members, sa.JSON) if store.engine.dialect.name == "postgresql" else o.members
     q = (
         sa.select(o.target, sa.func.sum(sa.func.json_array_length(members)))
-        .where(o.target.in_(list(targets)), o.members.is_not(None), o.status != "deleted")
+        .where(o.target.in_(list(targets)), o.members.is_not(None), o.status != ObjectStatus.DELETED)
         .group_by(o.target)
     )
     with store.engine.connect() as c:
@@ -43,7 +46,7 @@ def window_removals(store: StateStore, targets: Iterable[str], hours: float) -> 
     with store.engine.connect() as c:
         approved = c.execute(
             sa.select(r.finished_at, r.summary).where(
-                r.approved_at.is_not(None), r.status != "refused", r.finished_at >= since
+                r.approved_at.is_not(None), r.status != RunStatus.REFUSED, r.finished_at >= since
             )
         ).all()
         for finished, summary in approved:
@@ -56,16 +59,16 @@ def window_removals(store: StateStore, targets: Iterable[str], hours: float) -> 
         # scanned the whole window: the day of a first run holds a million rows).
         q = sa.select(cl.target, cl.op, cl.kind, cl.key, cl.after, cl.at).where(
             cl.target.in_(list(starts)),
-            cl.result == "ok",
+            cl.result == ChangeResult.OK,
             cl.at >= min(starts.values()),
-            cl.op.in_(("disable", "delete", "remove_members")),
+            cl.op.in_(sorted(REMOVING_OPS)),
         )
         objects: dict[str, set[tuple[str, str]]] = {k: set() for k in starts}
         members = dict.fromkeys(starts, 0)
         for target, op, kind, key, after, at in c.execute(q):
             if at < starts[target]:
                 continue
-            if op == "remove_members":
+            if op == Op.REMOVE_MEMBERS:
                 members[target] += len(json.loads(after).get("members", ())) if after else 0
             else:
                 objects[target].add((kind, key))
@@ -83,7 +86,7 @@ def newer_run(store: StateStore, run_id: str) -> dict[str, Any] | None:
             r.started_at > started,
             r.run_id != run_id,
             r.kind.in_(("sync", "apply")),
-            r.status.in_(("done", "done_with_errors", "held")),
+            r.status.in_(sorted(RUNS_THROUGH)),
         )
         .order_by(r.started_at.desc(), r.run_id.desc())
         .limit(1)
@@ -106,7 +109,7 @@ def drop_superseded_plans(store: StateStore, run_id: str) -> int:
         done = c.execute(
             t.runs.update()
             .where(
-                r.status == "held",
+                r.status == RunStatus.HELD,
                 r.plan.is_not(None),
                 r.approved_at.is_(None),
                 r.run_id != run_id,

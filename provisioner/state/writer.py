@@ -14,23 +14,26 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 
 from provisioner.core.nin import mask_error, mask_nins
 from provisioner.core.plan import CORE, Change, Op
+from provisioner.core.rows import IndexRow, ObjectRow, digest_json, dumps
+from provisioner.core.states import ChangeResult, IdentityStatus, Origin
+from provisioner.core.transitions import transition
 from provisioner.state import exports
 from provisioner.state import schema as t
-from provisioner.state.store import _CHUNK, IndexRow, StateStore, bulk_insert, digest_json, dumps, now_iso
+from provisioner.state.common import CHUNK, bulk_insert, now_iso
+from provisioner.state.store import StateStore
 
 
 def _log_row(
     run_id: str,
     at: str,
     c: Change,
-    result: str,
+    result: ChangeResult,
     error: str | None,
     memo: dict[int, str] | None = None,
     record: Mapping[str, Any] | None = None,
@@ -83,10 +86,10 @@ class TargetWriter:
         # so each is kept as a pending export until then (committed with its rows).
         self.export = export
         self.exports: list[Change] = []
-        self.rows: dict[str, dict[str, Any] | None] = {}  # None: the object is gone
+        self.rows: dict[str, ObjectRow | None] = {}  # None: the object is gone
         self.dirty: set[str] = set()
         # (change, at, result, note or error, its record): encoded at flush
-        self.log: list[tuple[Change, str, str, str | None, Mapping[str, Any] | None]] = []
+        self.log: list[tuple[Change, str, ChangeResult, str | None, Mapping[str, Any] | None]] = []
         self.anchors: dict[str, str | None] = {}  # anchors of rows written (and evicted) this run
         self._index: dict[str, IndexRow] | None = None
         # Changes still to come per key (not creates): a flushed row they need stays in
@@ -108,47 +111,40 @@ class TargetWriter:
         if len(creates) > 50:
             # Many creates (a first run): one read of the index tells which keys are new,
             # and their rows are then inserted without a delete first.
-            index = self._index = self.store.target_index(self.target)
+            index = self._index = self.store.objects.index(self.target)
             self._new = {k for k in creates if k not in index}
         if keys:
             self._load(keys, index)
 
     def _load(self, keys: set[str], index: dict[str, IndexRow] | None = None) -> None:
         if index is None:
-            index = self.store.target_index(self.target) if len(keys) > 50 else self._index_of(keys)
-        details = self.store.target_details(self.target, [k for k in keys if k in index])
+            index = self.store.objects.index(self.target, None if len(keys) > 50 else keys)
+        details = self.store.objects.details(self.target, [k for k in keys if k in index])
         for k in keys:
             row = index.get(k)
             if row is None:
                 continue
             attrs, members = details.get(k, ({}, None))
-            self.rows[k] = {
-                "kind": row.kind,
-                "anchor": row.anchor,
-                "status": row.status,
-                "status_since": row.status_since,
-                "person_id": row.person_id,
-                "username": row.username,
-                "attrs": attrs,
-                "members": None if members is None else set(members),
-            }
-
-    def _index_of(self, keys: set[str]) -> dict:
-        o = t.objects.c
-        q = sa.select(o.key, o.kind, o.anchor, o.status, o.status_since, o.digest, o.person_id, o.username)
-        with self.store.engine.connect() as c:
-            rows = c.execute(q.where(o.target == self.target, o.key.in_(sorted(keys)))).all()
-        return {r[0]: IndexRow(*r[1:]) for r in rows}
+            self.rows[k] = ObjectRow(
+                kind=row.kind,
+                anchor=row.anchor,
+                status=row.status,
+                status_since=row.status_since,
+                person_id=row.person_id,
+                username=row.username,
+                attrs=attrs,
+                members=None if members is None else frozenset(members),
+            )
 
     def anchor(self, kind: str, key: str) -> str | None:
         """The anchor as known now (including objects created earlier in this run)."""
         if key in self.rows:
             row = self.rows[key]
-            return None if row is None else row["anchor"]
+            return None if row is None else row.anchor
         if key in self.anchors:
             return self.anchors[key]
         if self._index is None:  # what the store held before this run, read once
-            self._index = self.store.target_index(self.target)
+            self._index = self.store.objects.index(self.target)
         ir = self._index.get(key)
         return ir.anchor if ir is not None else None
 
@@ -157,59 +153,24 @@ class TargetWriter:
         self._done(c)
         if self.export:
             self.exports.append(c)  # as the connector got it: the next run may hand it over again
-        if c.op == Op.RESTORE and c.attrs and anchor in (None, c.anchor):
-            # A restore carries the desired attributes only so that a target finding nothing
-            # to restore (purged) can create the object again, under a new anchor. Restored
-            # as it was deleted, the object keeps its stored attributes (an update later in
-            # the plan records what it changes, and is planned again if it fails).
-            c = replace(c, attrs={}, place={}, links={})
         if c.key not in self.rows and c.op != Op.CREATE:
             self._load({c.key})  # evicted after an earlier flush
-        row = self.rows.get(c.key)
         record = c.record()  # attributes, placement and links: what the row keeps
-        if c.op == Op.CREATE or (row is None and c.op != Op.FORGET):
-            row = {
-                "kind": c.kind,
-                "anchor": anchor or c.anchor,
-                "status": "active",
-                "status_since": self.as_of,
-                "person_id": c.person_id,
-                "username": c.username,
-                "attrs": record,  # shared with the changelog row; copied on update
-                "members": set() if c.kind == "group" else None,
-            }
-        elif c.op in (Op.UPDATE, Op.MOVE):
-            row["attrs"] = {**row["attrs"], **record}
-        elif c.op == Op.DISABLE:
-            row["status"], row["status_since"] = "disabled", self.as_of
-        elif c.op == Op.ENABLE:
-            row["status"], row["status_since"] = "active", self.as_of
-            if record:  # an enable carries the placement it was put back into
-                row["attrs"] = {**row["attrs"], **record}
-        elif c.op == Op.RESTORE:
-            row["status"], row["status_since"] = "disabled", self.as_of
-            if record:  # nothing was left to restore: created again from these attributes
-                row["attrs"] = dict(record)
-        elif c.op == Op.FORGET:
-            row = None
-            if c.kind == "person":
-                self.forgotten.add(c.person_id or c.key)
-        elif c.op == Op.DELETE:
-            if self.soft_delete and c.kind == "person":
-                row["status"], row["status_since"] = "deleted", self.as_of
-            else:
-                row = None
-        elif c.op == Op.ADD_MEMBERS:
-            row["members"] = (row["members"] or set()) | set(c.members)
-        elif c.op == Op.REMOVE_MEMBERS:
-            row["members"] = (row["members"] or set()) - set(c.members)
-        if row is not None and anchor:
-            row["anchor"] = anchor
+        row = transition(
+            self.rows.get(c.key),
+            c,
+            as_of=self.as_of,
+            anchor=anchor,
+            soft_delete=self.soft_delete,
+            record=record,
+        )
+        if c.op is Op.FORGET and c.kind == "person":
+            self.forgotten.add(c.person_id or c.key)
         self.rows[c.key] = row
         self.dirty.add(c.key)
-        self.log.append((c, now_iso(), "ok", note, record))
+        self.log.append((c, now_iso(), ChangeResult.OK, note, record))
 
-    def failed(self, c: Change, result: str, error: str) -> None:
+    def failed(self, c: Change, result: ChangeResult, error: str) -> None:
         """Record a change the target refused (rejected) or that could not be done (failed)."""
         self._done(c)
         self.log.append((c, now_iso(), result, error, None))
@@ -227,21 +188,21 @@ class TargetWriter:
             row = self.rows[k]
             if row is None:
                 continue
-            members = None if row["members"] is None else sorted(row["members"])
-            attrs_json = memo.get(id(row["attrs"])) or dumps(row["attrs"])
-            memo[id(row["attrs"])] = attrs_json
+            members = None if row.members is None else sorted(row.members)
+            attrs_json = memo.get(id(row.attrs)) or dumps(row.attrs)
+            memo[id(row.attrs)] = attrs_json
             members_json = None if members is None else dumps(members)
             inserts.append(
                 {
                     "target": self.target,
                     "key": k,
-                    "kind": row["kind"],
-                    "anchor": row["anchor"],
-                    "status": row["status"],
-                    "status_since": row["status_since"],
-                    "person_id": row["person_id"],
-                    "username": row["username"],
-                    "digest": digest_json(row["kind"], attrs_json, members_json),
+                    "kind": row.kind,
+                    "anchor": row.anchor,
+                    "status": row.status,
+                    "status_since": row.status_since,
+                    "person_id": row.person_id,
+                    "username": row.username,
+                    "digest": digest_json(row.kind, attrs_json, members_json),
                     "attrs": attrs_json,
                     "members": members_json,
                     "updated_at": stamp,
@@ -253,9 +214,9 @@ class TargetWriter:
         stored = [k for k in keys if k not in self._new]
         self._new.difference_update(keys)
         with self.store.engine.begin() as conn:
-            for i in range(0, len(stored), _CHUNK):
+            for i in range(0, len(stored), CHUNK):
                 conn.execute(
-                    t.objects.delete().where(o.target == self.target, o.key.in_(stored[i : i + _CHUNK]))
+                    t.objects.delete().where(o.target == self.target, o.key.in_(stored[i : i + CHUNK]))
                 )
             bulk_insert(conn, t.objects, inserts)
             bulk_insert(conn, t.changelog, log_rows)
@@ -263,15 +224,16 @@ class TargetWriter:
             if self.forgotten:
                 drop_members(conn, self.target, self.forgotten, stamp)
         if self.forgotten:
-            for row in self.rows.values():
-                if row is not None and row["members"]:
-                    row["members"] = {m for m in row["members"] if m[0] not in self.forgotten}
+            for k, kept in self.rows.items():
+                if kept is not None and kept.members:
+                    members = frozenset(m for m in kept.members if m[0] not in self.forgotten)
+                    self.rows[k] = kept._replace(members=members)
             self.forgotten = set()
         self.exports = []
         # Forget what is written, unless a change still to come needs it.
         for k in keys:
             row = self.rows.get(k) if self._pending.get(k, 0) > 0 else self.rows.pop(k, None)
-            self.anchors[k] = None if row is None else row["anchor"]
+            self.anchors[k] = None if row is None else row.anchor
         self.dirty.clear()
         self.log = []
 
@@ -283,7 +245,7 @@ class TargetWriter:
         """Flush and advance the target's version (the state cookie)."""
         self.flush()
         with self.store.engine.begin() as conn:
-            self.store.bump_version(conn, self.target)
+            self.store.versions.bump(conn, self.target)
 
 
 def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of: str) -> int:
@@ -314,7 +276,7 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
                         "nin": a.get("nin"),
                         "display_name": a.get("display_name"),
                         "roles": a.get("roles"),
-                        "status": "active",
+                        "status": IdentityStatus.ACTIVE,
                         "inactive_since": None,
                         "created_at": stamp,
                         "updated_at": stamp,
@@ -327,7 +289,7 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
                             "username": a["username"],
                             "person_id": c.key,
                             "nin": a.get("nin"),
-                            "origin": "issued",
+                            "origin": Origin.ISSUED,
                             "created_at": stamp,
                             "note": None,
                         }
@@ -335,7 +297,7 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
             elif c.op in (Op.ENABLE, Op.UPDATE):
                 vals = {k: a[k] for k in ("nin", "display_name", "roles", "bridged_until") if k in a}
                 if c.op == Op.ENABLE:
-                    vals.update(status="active", inactive_since=None, bridged_until=None)
+                    vals.update(status=IdentityStatus.ACTIVE, inactive_since=None, bridged_until=None)
                 conn.execute(
                     t.identities.update().where(i_c.person_id == c.key).values(updated_at=stamp, **vals)
                 )
@@ -344,7 +306,7 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
                     t.identities.update()
                     .where(i_c.person_id == c.key)
                     .values(
-                        status="inactive",
+                        status=IdentityStatus.INACTIVE,
                         inactive_since=a.get("inactive_since", as_of),
                         bridged_until=None,
                         updated_at=stamp,
@@ -354,7 +316,13 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
                 conn.execute(
                     t.identities.update()
                     .where(i_c.person_id == c.key)
-                    .values(status="purged", nin=None, display_name=None, roles=None, updated_at=stamp)
+                    .values(
+                        status=IdentityStatus.PURGED,
+                        nin=None,
+                        display_name=None,
+                        roles=None,
+                        updated_at=stamp,
+                    )
                 )
                 conn.execute(t.objects.delete().where(t.objects.c.person_id == c.key))
         for table, rows in (
@@ -364,15 +332,15 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
             (t.aliases, new_alias),
         ):
             bulk_insert(conn, table, rows)
-        bulk_insert(conn, t.changelog, [_log_row(run_id, stamp, c, "ok", None) for c in changes])
-        store.bump_version(conn, CORE)
+        bulk_insert(conn, t.changelog, [_log_row(run_id, stamp, c, ChangeResult.OK, None) for c in changes])
+        store.versions.bump(conn, CORE)
     return len(changes)
 
 
 def _existing(conn: sa.Connection, col: sa.Column, values: list[str]) -> set[str]:
     out: set[str] = set()
-    for i in range(0, len(values), _CHUNK):
-        out.update(r[0] for r in conn.execute(sa.select(col).where(col.in_(values[i : i + _CHUNK]))))
+    for i in range(0, len(values), CHUNK):
+        out.update(r[0] for r in conn.execute(sa.select(col).where(col.in_(values[i : i + CHUNK]))))
     return out
 
 

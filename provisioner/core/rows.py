@@ -1,0 +1,73 @@
+"""The stored rows planning and apply work with, as plain values (no database in here).
+
+The state store (provisioner/state) reads and writes them; the differ and
+``transition`` take and return them. ``dumps``/``digest`` are the canonical encoding
+of a target object's content: equal digests mean nothing to change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from provisioner.core.states import IdentityStatus, ObjectStatus
+
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON: the same data always gives the same text (and digest)."""
+    return _ENCODER.encode(value)
+
+
+def digest(kind: str, attrs: Mapping[str, Any], members: Iterable[Iterable[str]] | None) -> str:
+    """Hash of what a target object holds; equal digests mean nothing to change."""
+    return digest_json(kind, dumps(attrs), None if members is None else dumps([list(m) for m in members]))
+
+
+def digest_json(kind: str, attrs_json: str, members_json: str | None) -> str:
+    """digest() from already-encoded attributes and members (the writer has them at hand)."""
+    body = f"{kind}\x00{attrs_json}\x00{members_json}"
+    return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    """What planning needs of every stored object, without its attributes."""
+
+    kind: str
+    anchor: str | None
+    status: ObjectStatus
+    status_since: str | None
+    digest: str
+    person_id: str | None
+    username: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRow:
+    """One person's identity record."""
+
+    username: str
+    nin: str | None
+    display_name: str | None
+    status: IdentityStatus
+    inactive_since: str | None
+    roles: str | None = None  # "role@school,..." as last applied
+    bridged_until: str | None = None  # summer bridge recorded: the day the next affiliation starts
+
+
+class ObjectRow(NamedTuple):
+    """One stored target object whole: what ``transition`` takes and returns."""
+
+    kind: str
+    anchor: str | None
+    status: ObjectStatus
+    status_since: str | None
+    person_id: str | None
+    username: str | None
+    attrs: Mapping[str, Any]
+    members: frozenset[tuple[str, str]] | None  # groups: (person_id, role) pairs

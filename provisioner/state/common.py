@@ -1,0 +1,48 @@
+"""What every repository of the state store shares: timestamps and bulk inserts.
+
+Timestamps are ISO text in UTC with microseconds, so they compare (and sort) as text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+CHUNK = 500  # keys per IN (...) clause
+
+# The last whole second, formatted (now_iso runs once per change); one tuple, replaced
+# whole, so a thread never pairs one second's text with another's number.
+_second: tuple[int, str] = (-1, "")
+
+
+def iso_ago(hours: float) -> str:
+    """The time this many hours ago, in now_iso's format (they compare as text)."""
+    then = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+    return then.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
+
+
+def now_iso() -> str:
+    """UTC timestamp in ISO format (microseconds: runs in one second still sort by time)."""
+    global _second
+    sec, us = divmod(time.time_ns() // 1000, 1_000_000)
+    known = _second
+    if known[0] != sec:
+        known = _second = (sec, dt.datetime.fromtimestamp(sec, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{known[1]}.{us:06d}+00:00"
+
+
+def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """executemany straight through the driver: SQLAlchemy's per-row work costs more than the insert."""
+    if not rows:
+        return
+    cols = [c.name for c in table.columns if c.name in rows[0]]
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in cols)})"
+        f" VALUES ({', '.join([mark] * len(cols))})"
+    )
+    conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows])

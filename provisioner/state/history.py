@@ -1,0 +1,136 @@
+"""The changelog as the service reads it: `bas changelog`, `person show`, `bas status`.
+
+Rows are written by the writer (provisioner/state/writer.py) and never changed; every
+NIN in them is stored masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from provisioner.core.plan import Op
+from provisioner.core.states import ChangeResult
+from provisioner.state import schema as t
+from provisioner.state.identities import Identities
+
+COLUMNS = (
+    "id",
+    "run_id",
+    "at",
+    "target",
+    "op",
+    "kind",
+    "key",
+    "username",
+    "result",
+    "reason",
+    "error",
+    "before",
+    "after",
+)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What to select; every field optional."""
+
+    person: str | None = None  # username, NIN or SIS person id
+    target: str | None = None
+    run: str | None = None
+    since: str | None = None  # ISO date or timestamp, inclusive
+    until: str | None = None  # ISO date or timestamp, inclusive (a date means the whole day)
+    op: str | None = None
+    result: str | None = None
+    limit: int = 200
+
+
+class History:
+    """Reads of the changelog."""
+
+    def __init__(self, engine: sa.Engine, identities: Identities) -> None:
+        self.engine = engine
+        self.identities = identities
+
+    def query(self, f: Filter) -> list[dict[str, Any]]:
+        """Changelog rows matching the filter, oldest first (the newest ``limit`` of them)."""
+        cl = t.changelog.c
+        conds = []
+        if f.person:
+            ids = self.identities.resolve(f.person)
+            if not ids:
+                return []
+            member_hits = [cl.after.like(f'%"{pid}"%') for pid in ids]
+            conds.append(
+                sa.or_(
+                    cl.person_id.in_(ids),
+                    sa.and_(cl.op.in_((Op.ADD_MEMBERS, Op.REMOVE_MEMBERS)), sa.or_(*member_hits)),
+                )
+            )
+        for col, value in ((cl.target, f.target), (cl.run_id, f.run), (cl.op, f.op), (cl.result, f.result)):
+            if value:
+                conds.append(col == value)
+        if f.since:
+            conds.append(cl.at >= f.since)
+        if f.until:
+            conds.append(cl.at <= (f.until + "T23:59:59~" if len(f.until) == 10 else f.until))
+        q = sa.select(*[cl[c] for c in COLUMNS]).where(*conds).order_by(cl.id.desc()).limit(f.limit)
+        with self.engine.connect() as c:
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        rows.reverse()
+        return rows
+
+    def failed(self, run_id: str, limit: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """The first ``limit`` changes a run could not make, and their count per target."""
+        cl = t.changelog.c
+        bad = sa.and_(cl.run_id == run_id, cl.result != ChangeResult.OK)
+        with self.engine.connect() as c:
+            counts: dict[str, int] = dict(
+                c.execute(sa.select(cl.target, sa.func.count()).where(bad).group_by(cl.target)).all()
+            )
+            rows = c.execute(
+                sa.select(cl.target, cl.op, cl.kind, cl.key, cl.username, cl.result, cl.error)
+                .where(bad)
+                .order_by(cl.id)
+                .limit(limit)
+            ).mappings()
+            return [dict(x) for x in rows], counts
+
+    def applied(self, run_id: str, target: str) -> set[tuple[str, str]]:
+        """(op, key) of the changes run ``run_id`` applied to ``target`` (ok in the changelog)."""
+        cl = t.changelog.c
+        q = sa.select(cl.op, cl.key).where(
+            cl.run_id == run_id, cl.target == target, cl.result == ChangeResult.OK
+        )
+        with self.engine.connect() as c:
+            return {(op, key) for op, key in c.execute(q)}
+
+    def change_counts(self, run_id: str) -> list[tuple[str, str, str, int]]:
+        """(target, op, result, count) of one run's changelog."""
+        cl = t.changelog.c
+        q = (
+            sa.select(cl.target, cl.op, cl.result, sa.func.count())
+            .where(cl.run_id == run_id)
+            .group_by(cl.target, cl.op, cl.result)
+        )
+        with self.engine.connect() as c:
+            return [(a, b, r, n) for a, b, r, n in c.execute(q).all()]
+
+    def removals(self, person_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Per target, the last person account of these persons deleted or purged (ok)."""
+        cl = t.changelog.c
+        q = (
+            sa.select(cl.target, cl.op, cl.at, cl.run_id, cl.reason)
+            .where(
+                cl.person_id.in_(list(person_ids)),
+                cl.kind == "person",
+                cl.op.in_((Op.DELETE, Op.PURGE)),
+                cl.result == ChangeResult.OK,
+            )
+            .order_by(cl.id)
+        )
+        with self.engine.connect() as c:
+            return {r.target: dict(r._mapping) for r in c.execute(q)}  # the newest per target wins

@@ -1,0 +1,175 @@
+"""Identities and usernames: the historic base that derivation reads and apply grows.
+
+A username, once issued, reserved or bound, stays in ``usernames`` for ever; the
+identity of a person who left keeps it (and their NINs) after personal data is purged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from provisioner.core.derive import IdentityView
+from provisioner.core.plan import CORE
+from provisioner.core.rows import IdentityRow
+from provisioner.core.states import IdentityStatus, Origin
+from provisioner.state import schema as t
+from provisioner.state.common import CHUNK, bulk_insert, now_iso
+from provisioner.state.meta import Versions
+
+
+class Identities:
+    """The historic base: identities, usernames, NINs seen and SIS id aliases."""
+
+    def __init__(self, engine: sa.Engine, versions: Versions) -> None:
+        self.engine = engine
+        self.versions = versions
+
+    def view(self) -> IdentityView:
+        """The historic base as derivation needs it."""
+        with self.engine.connect() as c:
+            u = t.usernames.c
+            # Bound logins of persons not yet known (provisioner.core.bindings), then every identity.
+            by_person = dict(
+                c.execute(sa.select(u.person_id, u.username).where(u.origin == Origin.ADOPTED)).cursor
+            )
+            by_person.update(c.execute(sa.select(t.identities.c.person_id, t.identities.c.username)).cursor)
+            by_nin = dict(c.execute(sa.select(t.person_nins.c.nin, t.person_nins.c.person_id)).cursor)
+            al = dict(c.execute(sa.select(t.aliases.c.sis_id, t.aliases.c.person_id)).cursor)
+            taken = frozenset(r[0] for r in c.execute(sa.select(t.usernames.c.username)).cursor)
+        return IdentityView(username_by_person=by_person, person_by_nin=by_nin, aliases=al, taken=taken)
+
+    def all(self) -> dict[str, IdentityRow]:
+        """Every identity row by person id."""
+        cols = t.identities.c
+        q = sa.select(
+            cols.person_id,
+            cols.username,
+            cols.nin,
+            cols.display_name,
+            cols.status,
+            cols.inactive_since,
+            cols.roles,
+            cols.bridged_until,
+        )
+        with self.engine.connect() as c:
+            rows = c.execute(q).cursor.fetchall()
+        return {r[0]: IdentityRow(r[1], r[2], r[3], IdentityStatus(r[4]), *r[5:]) for r in rows}
+
+    def reserve_usernames(self, names: Iterable[str], note: str) -> tuple[int, int]:
+        """Add usernames in use elsewhere to the historic base; returns (added, already known)."""
+        names = sorted(set(names))
+        with self.engine.begin() as c:
+            known: set[str] = set()
+            for i in range(0, len(names), CHUNK):
+                q = sa.select(t.usernames.c.username).where(t.usernames.c.username.in_(names[i : i + CHUNK]))
+                known.update(r[0] for r in c.execute(q))
+            new = [
+                {
+                    "username": u,
+                    "person_id": None,
+                    "nin": None,
+                    "origin": Origin.RESERVED,
+                    "created_at": now_iso(),
+                    "note": note,
+                }
+                for u in names
+                if u not in known
+            ]
+            bulk_insert(c, t.usernames, new)
+            if new:
+                self.versions.bump(c, CORE)  # fewer names are free: plans made before are stale
+        return len(new), len(known)
+
+    def bind_usernames(self, pairs: Iterable[tuple[str, str]], note: str) -> tuple[int, int, list[str]]:
+        """Record existing logins of persons (provisioner.core.bindings); returns (bound, already, conflicts).
+
+        A binding is kept in the historic base with origin "adopted"; derivation then gives
+        the person this username when they first come. Conflicts are reported, never forced.
+        """
+        pairs = list(pairs)
+        u, i = t.usernames.c, t.identities.c
+        bound, already, conflicts = 0, 0, []
+        with self.engine.begin() as c:
+            for start in range(0, len(pairs), CHUNK):
+                chunk = pairs[start : start + CHUNK]
+                names = {
+                    r[0]: r[1]
+                    for r in c.execute(
+                        sa.select(u.username, u.person_id).where(u.username.in_([n for _, n in chunk]))
+                    )
+                }
+                idents = dict(
+                    c.execute(
+                        sa.select(i.person_id, i.username).where(i.person_id.in_([p for p, _ in chunk]))
+                    ).all()
+                )
+                for pid, name in chunk:
+                    holder = names.get(name, "missing")
+                    has = idents.get(pid)
+                    if has == name or holder == pid:
+                        already += 1
+                    elif has is not None:
+                        conflicts.append(f"person {pid} already has username {has!r}; not bound to {name!r}")
+                    elif holder not in ("missing", None):
+                        conflicts.append(f"username {name!r} belongs to person {holder}; not bound to {pid}")
+                    else:
+                        # A person has at most one binding: a new one replaces an older one.
+                        c.execute(
+                            t.usernames.delete().where(
+                                u.person_id == pid, u.origin == Origin.ADOPTED, u.username != name
+                            )
+                        )
+                        row = {"person_id": pid, "origin": Origin.ADOPTED, "note": note}
+                        if holder is None:  # reserved (in use elsewhere): now known to be this person's
+                            c.execute(t.usernames.update().where(u.username == name).values(**row))
+                        else:
+                            c.execute(t.usernames.insert().values(username=name, created_at=now_iso(), **row))
+                        names[name] = pid
+                        bound += 1
+            if bound:
+                self.versions.bump(c, CORE)
+        return bound, already, conflicts
+
+    def username_record(self, username: str) -> dict[str, Any] | None:
+        """The historic base's row for a username."""
+        with self.engine.connect() as c:
+            row = (
+                c.execute(sa.select(t.usernames).where(t.usernames.c.username == username.lower()))
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def resolve(self, who: str) -> set[str]:
+        """Person ids (canonical and SIS aliases) a username, NIN or SIS id points to."""
+        who = who.strip()
+        ids: set[str] = set()
+        with self.engine.connect() as c:
+            for q in (
+                sa.select(t.usernames.c.person_id).where(t.usernames.c.username == who.lower()),
+                sa.select(t.identities.c.person_id).where(t.identities.c.username == who.lower()),
+                sa.select(t.person_nins.c.person_id).where(t.person_nins.c.nin == who),
+                sa.select(t.identities.c.person_id).where(t.identities.c.person_id == who),
+                sa.select(t.aliases.c.person_id).where(t.aliases.c.sis_id == who),
+            ):
+                ids.update(r[0] for r in c.execute(q) if r[0])
+            if ids:
+                al = sa.select(t.aliases.c.sis_id).where(t.aliases.c.person_id.in_(ids))
+                ids.update(r[0] for r in c.execute(al))
+        return ids
+
+    def record(self, person_ids: Iterable[str]) -> dict[str, Any] | None:
+        """The whole identity row of one of these person ids (the first found), if any."""
+        q = sa.select(t.identities).where(t.identities.c.person_id.in_(list(person_ids)))
+        with self.engine.connect() as c:
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
+
+    def nins(self, person_ids: Iterable[str]) -> list[str]:
+        """Every NIN seen for these person ids."""
+        n = t.person_nins.c
+        with self.engine.connect() as c:
+            return [r[0] for r in c.execute(sa.select(n.nin).where(n.person_id.in_(list(person_ids))))]

@@ -1,0 +1,101 @@
+"""Target objects as the store records them: the index and details planning reads,
+whole objects for exports and `person show`, and populations for the safety limits.
+
+The writer (provisioner/state/writer.py) is what changes them, one batch per transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from sys import intern
+from typing import Any
+
+import sqlalchemy as sa
+
+from provisioner.core.plan import CORE
+from provisioner.core.rows import IndexRow
+from provisioner.core.states import ObjectStatus
+from provisioner.state import schema as t
+from provisioner.state.common import CHUNK
+
+_STATUS = {s.value: s for s in ObjectStatus}  # stored text -> status, without an enum call per row
+
+
+class Objects:
+    """The target objects of every target."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def index(self, target: str, keys: Iterable[str] | None = None) -> dict[str, IndexRow]:
+        """Key -> index row for every object stored for a target (or for these keys of it)."""
+        o = t.objects.c
+        q = sa.select(
+            o.key, o.kind, o.anchor, o.status, o.status_since, o.digest, o.person_id, o.username
+        ).where(o.target == target)
+        if keys is not None:
+            q = q.where(o.key.in_(sorted(keys)))
+        with self.engine.connect() as c:
+            rows = c.execute(q).cursor.fetchall()  # raw driver rows: 150,000+ per target
+        status = _STATUS
+        return {r[0]: IndexRow(r[1], r[2], status[r[3]], *r[4:]) for r in rows}
+
+    def details(self, target: str, keys: Iterable[str]) -> dict[str, tuple[dict[str, Any], list | None]]:
+        """Key -> (attrs, members) for the given keys of a target."""
+        o = t.objects.c
+        out: dict[str, tuple[dict[str, Any], list | None]] = {}
+        keys = list(keys)
+        with self.engine.connect() as c:
+            for i in range(0, len(keys), CHUNK):
+                q = sa.select(o.key, o.attrs, o.members).where(
+                    o.target == target, o.key.in_(keys[i : i + CHUNK])
+                )
+                for k, a, m in c.execute(q):
+                    out[k] = (json.loads(a), None if m is None else [tuple(x) for x in json.loads(m)])
+        return out
+
+    def iterate(self, target: str) -> Iterator[dict[str, Any]]:
+        """Every stored object of a target, as plain dicts (for full exports and `person show`)."""
+        o = t.objects.c
+        q = sa.select(o.kind, o.key, o.anchor, o.status, o.attrs, o.members, o.username).where(
+            o.target == target
+        )
+        with self.engine.connect() as c:
+            for kind, key, anchor, status, a, m, u in c.execute(q.order_by(o.kind, o.key)):
+                yield {
+                    "kind": kind,
+                    "key": key,
+                    "anchor": anchor,
+                    "status": _STATUS[status],
+                    "attrs": json.loads(a),
+                    # Interned: a person is in several groups and roles repeat (~1M pairs).
+                    "members": None if m is None else [(intern(p), intern(r)) for p, r in json.loads(m)],
+                    "username": u,
+                }
+
+    def populations(self) -> dict[str, int]:
+        """Active objects per target, and identities for core (the thresholds' base)."""
+        o = t.objects.c
+        q = sa.select(o.target, sa.func.count()).where(o.status == ObjectStatus.ACTIVE).group_by(o.target)
+        with self.engine.connect() as c:
+            out = dict(c.execute(q).all())
+            out[CORE] = c.execute(sa.select(sa.func.count()).select_from(t.identities)).scalar() or 0
+        return out
+
+    def of_persons(self, person_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Every stored object of these persons, in every target (attributes decoded)."""
+        o = t.objects.c
+        q = sa.select(t.objects).where(o.person_id.in_(list(person_ids))).order_by(o.target)
+        with self.engine.connect() as c:
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        for r in rows:
+            r["attrs"] = json.loads(r["attrs"])
+        return rows
+
+    def groups_of(self, person_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(target, key, attrs) of every stored group that lists this person as a member."""
+        o = t.objects.c
+        q = sa.select(o.target, o.key, o.attrs).where(o.kind == "group", o.members.like(f'%"{person_id}"%'))
+        with self.engine.connect() as c:
+            return [(target, key, json.loads(attrs)) for target, key, attrs in c.execute(q)]
