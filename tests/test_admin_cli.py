@@ -1,6 +1,6 @@
 """Clear errors for the admin: --as-of, config errors, placeholders, exit codes, `person show` of leavers.
 
-Each test runs `bas` as the admin does (``python -m provisioner.cli.main``) on a tiny SIS, and
+Each test runs `bas` as the admin does (``python -m provisioner.cli``) on a tiny SIS, and
 checks the exit code and that no Python traceback reaches the terminal.
 """
 
