@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from connectors.base import Connector
+from connectors.base import Connector, Exporter
 from provisioner.config import Config, ConfigError, FeideConfig, read_secret
 
 
-def build_connector(cfg: Config, name: str) -> Connector:
-    """The live connector of a target in apply mode; ConfigError when it has none."""
+def build_connector(cfg: Config, name: str) -> Connector | Exporter:
+    """The connector (a file target's exporter) of a target in apply mode; ConfigError when it has none."""
     tcfg = cfg.targets[name]
     if tcfg.kind == "itslearning":
         from connectors.itslearning.connector import ItslearningConnector

@@ -2,9 +2,9 @@
 
 ``TargetWriter`` keeps the rows of the objects a target's plan touches, applies each
 successful change to them, and flushes dirty rows and changelog entries in batches
-(one transaction each). For a file target (``export``), each batch also stores the
-changes recorded as applied as pending exports (provisioner/state/exports.py) in the
-same transaction, kept until its files are durably written. ``apply_core`` writes
+(one transaction each). For a file target, each batch also clears the export journal
+rows it records (``settle``, provisioner/state/exports.py) in the same transaction.
+``apply_core`` writes
 identity changes (usernames issued, persons stopping, returning, purged) in one
 transaction: the historic base only grows.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +21,6 @@ import sqlalchemy as sa
 
 from provisioner.core.nin import mask_error, mask_nins
 from provisioner.core.plan import CORE, Change, Op
-from provisioner.state import exports
 from provisioner.state import schema as t
 from provisioner.state.store import _CHUNK, IndexRow, StateStore, bulk_insert, digest_json, dumps, now_iso
 
@@ -66,15 +65,11 @@ class TargetWriter:
         run_id: str,
         as_of: str,
         soft_delete: bool,
-        *,
-        export: bool = False,
     ) -> None:
         self.store, self.target, self.run_id, self.as_of = store, target, run_id, as_of
         self.soft_delete = soft_delete
-        # A file target: changes recorded as applied are written out only by its finish,
-        # so each is kept as a pending export until then (committed with its rows).
-        self.export = export
-        self.exports: list[Change] = []
+        # Run inside the next flush's transaction (the export journal rows it records).
+        self.settle: Callable[[sa.Connection], None] | None = None
         self.rows: dict[str, dict[str, Any] | None] = {}  # None: the object is gone
         self.dirty: set[str] = set()
         self.log: list[tuple[Change, str, str, str | None]] = []  # encoded at flush
@@ -142,8 +137,6 @@ class TargetWriter:
     def ok(self, c: Change, anchor: str | None, note: str | None) -> None:
         """Record a change the target accepted."""
         self._done(c)
-        if self.export:
-            self.exports.append(c)  # as the connector got it: the next run may hand it over again
         if c.op == Op.RESTORE and c.attrs and anchor in (None, c.anchor):
             # A restore carries the desired attributes only so that a target finding nothing
             # to restore (purged) can create the object again, under a new anchor. Restored
@@ -239,8 +232,8 @@ class TargetWriter:
                 )
             bulk_insert(conn, t.objects, inserts)
             bulk_insert(conn, t.changelog, log_rows)
-            exports.insert(conn, self.target, self.run_id, self.exports)
-        self.exports = []
+            if self.settle is not None:
+                self.settle(conn)
         # Forget what is written, unless a change still to come needs it.
         for k in keys:
             row = self.rows.get(k) if self._pending.get(k, 0) > 0 else self.rows.pop(k, None)
