@@ -54,7 +54,7 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
-    """A target object as the state store holds it after apply (for full exports)."""
+    """A target object as the state store holds it (what exporters write their full files from)."""
 
     kind: str
     key: str
@@ -154,37 +154,40 @@ def after_apply(
     new = sorted(((ps[0][0].kind, k) for k, ps in by_key.items() if ps[0][0].op is Op.CREATE), reverse=True)
     for obj in stored:
         while new and new[-1] < (obj.kind, obj.key):
-            yield from _applied(None, by_key.pop(new.pop()[1], ()))
+            if (made := _applied(None, by_key.pop(new.pop()[1], ()))) is not None:
+                yield made
         if obj.key in by_key:
             if new and new[-1][1] == obj.key:
                 new.pop()
-            yield from _applied(obj, by_key.pop(obj.key))
+            if (changed := _applied(obj, by_key.pop(obj.key))) is not None:
+                yield changed
         else:
             yield obj
     while new:
-        yield from _applied(None, by_key.pop(new.pop()[1], ()))
+        if (made := _applied(None, by_key.pop(new.pop()[1], ()))) is not None:
+            yield made
 
 
-def _applied(obj: StoredObject | None, pairs: Sequence[tuple[Change, str | None]]) -> Iterator[StoredObject]:
-    """One object after its changes, in plan order; nothing when it ends deleted or never existed."""
+def _applied(obj: StoredObject | None, pairs: Sequence[tuple[Change, str | None]]) -> StoredObject | None:
+    """One object after its changes, in plan order; None when it ends deleted or never existed."""
     for c, anchor in pairs:
-        if c.op is Op.CREATE or obj is None:
-            if c.op is not Op.CREATE:
-                continue  # a change to an object neither stored nor created: nothing to show
+        op = c.op
+        if op is Op.CREATE:
             members = () if c.kind == "group" else None
             obj = StoredObject(c.kind, c.key, anchor or c.anchor, "active", c.attrs, members, c.username)
-        elif c.op is Op.DELETE:
+        elif obj is None:
+            continue  # a change to an object neither stored nor created: nothing to show
+        elif op is Op.DELETE:
             obj = None
-        elif c.op in (Op.UPDATE, Op.MOVE):
+        elif op is Op.UPDATE or op is Op.MOVE:
             obj = _replace(obj, anchor, attrs={**obj.attrs, **c.attrs})
-        elif c.op in (Op.ADD_MEMBERS, Op.REMOVE_MEMBERS):
+        elif op is Op.ADD_MEMBERS or op is Op.REMOVE_MEMBERS:
             have = set(obj.members or ())
-            have = have | set(c.members) if c.op is Op.ADD_MEMBERS else have - set(c.members)
+            have = have | set(c.members) if op is Op.ADD_MEMBERS else have - set(c.members)
             obj = _replace(obj, anchor, members=tuple(sorted(have)))
         else:
-            raise ValueError(f"a file target does not {c.op.value} ({c.kind}:{c.key})")
-    if obj is not None:
-        yield obj
+            raise ValueError(f"a file target does not {op.value} ({c.kind}:{c.key})")
+    return obj
 
 
 def _replace(obj: StoredObject, anchor: str | None, **fields: Any) -> StoredObject:
