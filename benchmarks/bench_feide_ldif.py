@@ -188,14 +188,14 @@ def main() -> None:
         def first_run() -> None:
             conn.begin("first", lambda kind, key: None)
             for c in changes:
-                conn.apply(c)
-            conn.finish(current)
+                conn.accept(c)
+            conn.export([])  # nothing stored yet: everything comes from the changes
 
         def quiet_run() -> None:
             conn.begin("quiet", lambda kind, key: None)
-            conn.finish(current)
+            conn.export(current)
 
-        timed("LDIF first run (apply all + full + delta)", first_run)
+        timed("LDIF first run (accept all + full + delta)", first_run)
         timed("LDIF quiet run (full file only)", quiet_run)
         for p in sorted(out.glob("*.ldif")):
             print(f"  {p.name}: {p.stat().st_size / 1e6:,.1f} MB")

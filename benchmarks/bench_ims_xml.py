@@ -2,9 +2,10 @@
 
 Builds a synthetic target state of 255,000 persons (90,000 students, 15,000 staff,
 150,000 guardians linked to students), 20,000 groups and about 1,300,000 memberships,
-then times ``ItslearningConnector.finish`` writing the full file (and latest-full.xml)
-into a temp directory (with ``--first-run`` also a delta that creates everything,
-as the very first run does). Usage::
+then times ``ItslearningConnector.export`` writing the full file (and latest-full.xml)
+from that stored state into a temp directory (with ``--first-run``: from no stored state
+and the changes that create everything, as the very first run does, so also a delta).
+Usage::
 
     .venv/bin/python benchmarks/bench_ims_xml.py [--scale 1.0] [--first-run] [--keep DIR]
 """
@@ -132,15 +133,21 @@ def main() -> None:
             out,
         )
         conn.begin("bench", lambda kind, key: None)
+        stored = objs
         if args.first_run:
+            stored = []
             for o in objs:
-                conn.apply(Change("itslearning", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs))
+                conn.accept(Change("itslearning", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs))
+                if o.members:
+                    conn.accept(
+                        Change("itslearning", Op.ADD_MEMBERS, o.kind, o.key, "bench", members=o.members)
+                    )
         t1 = time.perf_counter()
-        conn.finish(objs)
+        conn.export(stored)
         elapsed = time.perf_counter() - t1
         conn.close()
         sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.0f} MB" for p in conn.written)
-        print(f"finish() wrote {sizes} in {elapsed:.2f} s")
+        print(f"export() wrote {sizes} in {elapsed:.2f} s")
 
 
 if __name__ == "__main__":

@@ -7,18 +7,23 @@ success. It reports failures by raising one of three errors, and the executor de
 - ``TransientError``: try again with backoff (target busy, throttled, connection lost);
 - ``RejectedError``: this object is refused; record it, skip it, go on with the rest;
 - ``FatalError``: stop this target now (bad credentials, target gone, disk full).
+
+File targets are not connectors but ``Exporter``s: they accept changes, then write their
+files from those and the stored state; only then are the changes recorded as applied.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from provisioner.core.drift import LiveView, Recorded
-from provisioner.core.plan import Change
+from provisioner.core.plan import Change, Op
+from provisioner.core.rows import ObjectRow
 from provisioner.core.states import ObjectStatus
+from provisioner.core.transitions import transition
 
 
 class ConnectorError(Exception):
@@ -52,7 +57,7 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
-    """A target object as the state store holds it after apply (for full exports)."""
+    """A target object as the state store holds it (what exporters write their full files from)."""
 
     kind: str
     key: str
@@ -142,17 +147,95 @@ class Reader(ABC):
         self.close()
 
 
-class FileTarget(Connector):
-    """Base of the file connectors: ``apply`` only records a change, ``finish`` writes the files.
+class Exporter(ABC):
+    """A file target: writes the run's delta and full files instead of talking to a system.
 
-    Every change such a target records as applied is also kept in the state store as a
-    pending export until ``finish`` has durably written the files carrying it; a run
-    killed in between leaves the next run to write them (provisioner/state/exports.py).
-    A file target holds no session to a remote system, so it may run in a worker process.
+    Nothing leaves the process before ``export``. ``accept`` checks one planned change (a
+    RejectedError refuses it) and names the anchor its object has: the stable id the files
+    carry (itslearning's sourcedid, the Feide entry's DN). ``export`` then writes the files
+    from the accepted changes and the target's stored state as it was before them, durably
+    (fsync, atomic rename, 0600), and returns only once they are. The executor records the
+    accepted changes as applied only after that: the store never records a change its files
+    lack. A run killed between the files and that record is finished by the next run, which
+    asks ``exported`` whether the killed run's delta file is in place (provisioner/state/exports.py).
+    An exporter holds no session to a remote system, so it may run in a worker process.
     """
 
     process_safe = True
+    target: str
 
+    @abstractmethod
+    def begin(self, run_id: str, resolve: AnchorResolver) -> None:
+        """Start a run: make the output directory; ``resolve`` gives anchors the store holds."""
+
+    @abstractmethod
+    def accept(self, change: Change) -> Applied:
+        """Check one change and remember it for the files; raise RejectedError to refuse it."""
+
+    @abstractmethod
+    def export(self, stored: Iterable[StoredObject]) -> None:
+        """Write the delta and full files from the accepted changes and ``stored`` (the state before them).
+
+        Returns once every file is durably in place; raises FatalError when they cannot be written.
+        """
+
+    @abstractmethod
     def exported(self, run_id: str) -> bool:
-        """True when run ``run_id`` durably wrote its delta file (so its changes were written)."""
-        raise NotImplementedError
+        """True when run ``run_id`` durably wrote its delta file (so its changes are in the files)."""
+
+    @abstractmethod
+    def recover(self, run_id: str) -> None:
+        """Finish what run ``run_id``, killed after its delta file, left undone (the latest-full link)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the run held; safe to call twice."""
+
+
+def after_apply(
+    stored: Iterable[StoredObject], accepted: Sequence[tuple[Change, str | None]]
+) -> Iterator[StoredObject]:
+    """The target's objects once ``accepted`` (change, anchor) pairs are applied to ``stored``.
+
+    File targets know create, update, move, delete and member changes; the result is what
+    the state store will hold after recording them (provisioner/state/writer.py), in the
+    order of ``stored`` (the store's (kind, key) order) with new objects merged in sorted.
+    """
+    by_key: dict[str, list[tuple[Change, str | None]]] = {}
+    for pair in accepted:
+        by_key.setdefault(pair[0].key, []).append(pair)
+    # Created objects, to merge in where the store will hold them (popped from the end).
+    new = sorted(((ps[0][0].kind, k) for k, ps in by_key.items() if ps[0][0].op is Op.CREATE), reverse=True)
+    for obj in stored:
+        while new and new[-1] < (obj.kind, obj.key):
+            if (made := _applied(None, by_key.pop(new.pop()[1], ()))) is not None:
+                yield made
+        if obj.key in by_key:
+            if new and new[-1][1] == obj.key:
+                new.pop()
+            if (changed := _applied(obj, by_key.pop(obj.key))) is not None:
+                yield changed
+        else:
+            yield obj
+    while new:
+        if (made := _applied(None, by_key.pop(new.pop()[1], ()))) is not None:
+            yield made
+
+
+def _applied(obj: StoredObject | None, pairs: Sequence[tuple[Change, str | None]]) -> StoredObject | None:
+    """One object after its changes, in plan order (``transition``, as the store will record
+    them); None when it ends deleted or never existed."""
+    row = None
+    if obj is not None:
+        members = None if obj.members is None else frozenset(obj.members)
+        status = ObjectStatus(obj.status)
+        row = ObjectRow(obj.kind, obj.anchor, status, None, None, obj.username, obj.attrs, members)
+    for c, anchor in pairs:
+        if row is None and c.op is not Op.CREATE:
+            continue  # a change to an object neither stored nor created: nothing to show
+        row = transition(row, c, as_of="", anchor=anchor)
+    if row is None:
+        return None
+    members_out = None if row.members is None else tuple(sorted(row.members))
+    key = obj.key if obj is not None else pairs[0][0].key
+    return StoredObject(row.kind, key, row.anchor, row.status, row.attrs, members_out, row.username)

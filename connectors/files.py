@@ -1,7 +1,9 @@
 """Writing output files safely: atomically, durably, and readable by the owner only.
 
 Export files carry personal data (the Feide LDIF carries NINs), so they are created
-with mode 0600; the drop directory's importer runs as the same service user.
+with mode 0600; the drop directory's importer runs as the same service user. Also the
+small things every exporter (connectors.base.Exporter) does alike: its output directory
+made ready, a run id made safe for a file name.
 """
 
 from __future__ import annotations
@@ -14,9 +16,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from connectors.base import FatalError
 from provisioner import faults
 
 _TEMP_NAME = re.compile(r"\..+\.[0-9]+\.tmp")  # ".<name>.<pid>.tmp", as the writers below name them
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def run_name(run_id: str) -> str:
+    """A run id as it appears in file names: anything but letters, digits and ``._-`` as ``_``."""
+    return _UNSAFE.sub("_", run_id) or "run"
+
+
+def prepare_dir(directory: Path, temp_glob: str, target: str) -> None:
+    """Make an exporter's output directory and remove the temp files (``temp_glob``) a crashed run left.
+
+    Raises FatalError when the directory cannot be made: the target cannot run at all.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FatalError(f"{target}: cannot create output directory {directory}: {exc}") from exc
+    for stale in directory.glob(temp_glob):  # ours, and importers ignore them anyway
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from connectors.base import Connector, Reader
+from connectors.base import Connector, Exporter, Reader
 from mappings import ad as ad_mapping
 from mappings import feide as feide_mapping
 from mappings import itslearning as itslearning_mapping
@@ -64,7 +64,7 @@ class Capabilities:
     reached_in_plan: bool = False
 
 
-ConnectorFactory = Callable[[Config, str], Connector]
+ConnectorFactory = Callable[[Config, str], Connector | Exporter]
 ReaderFactory = Callable[[Config, str], Reader]
 
 

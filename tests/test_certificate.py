@@ -85,14 +85,14 @@ def test_a_rejected_change_leaves_nothing_certified(env: Env, monkeypatch: pytes
     from connectors.base import RejectedError
     from connectors.itslearning.connector import ItslearningConnector
 
-    real = ItslearningConnector.apply
+    real = ItslearningConnector.accept
 
     def refuse_s7(self, change):  # noqa: ANN001, ANN202
         if change.key == "S7":
             raise RejectedError("refused by test")
         return real(self, change)
 
-    monkeypatch.setattr(ItslearningConnector, "apply", refuse_s7)
+    monkeypatch.setattr(ItslearningConnector, "accept", refuse_s7)
     env.sis.student("S7", "NORD", "Siv", "Ny")
     out = env.sync(DAY1)
     assert out.status == "done_with_errors"
@@ -181,14 +181,14 @@ def test_group_adds_wait_for_a_member_whose_create_failed(env: Env, monkeypatch:
     from connectors.base import RejectedError
     from connectors.itslearning.connector import ItslearningConnector
 
-    real = ItslearningConnector.apply
+    real = ItslearningConnector.accept
 
     def refuse_s7(self, change):  # noqa: ANN001, ANN202
         if change.key == "S7" and change.op is Op.CREATE:
             raise RejectedError("refused by test")
         return real(self, change)
 
-    monkeypatch.setattr(ItslearningConnector, "apply", refuse_s7)
+    monkeypatch.setattr(ItslearningConnector, "accept", refuse_s7)
     env.sis.student("S7", "NORD", "Siv", "Ny")
     env.sis.student("S8", "NORD", "Per", "Ny")
     g = next(m for m in env.sis.memberships if m.group_id == "NORD-6A")
@@ -197,7 +197,7 @@ def test_group_adds_wait_for_a_member_whose_create_failed(env: Env, monkeypatch:
     assert out.status == "done_with_errors"
     members = {m[0] for m in env.objects("itslearning")["NORD-6A"]["members"]}
     assert "S8" in members and "S7" not in members
-    monkeypatch.setattr(ItslearningConnector, "apply", real)
+    monkeypatch.setattr(ItslearningConnector, "accept", real)
     again = ok(env.sync(DAY1))
     its = [(c.op, c.key, c.members) for c in again.plan.target("itslearning").changes]
     assert (Op.CREATE, "S7", ()) in its and (Op.ADD_MEMBERS, "NORD-6A", (("S7", "01"),)) in its
@@ -208,14 +208,14 @@ def test_a_group_add_of_only_failed_members_is_skipped(env: Env, monkeypatch: py
     from connectors.base import RejectedError
     from connectors.itslearning.connector import ItslearningConnector
 
-    real = ItslearningConnector.apply
+    real = ItslearningConnector.accept
 
     def refuse_s7(self, change):  # noqa: ANN001, ANN202
         if change.key == "S7" and change.op is Op.CREATE:
             raise RejectedError("refused by test")
         return real(self, change)
 
-    monkeypatch.setattr(ItslearningConnector, "apply", refuse_s7)
+    monkeypatch.setattr(ItslearningConnector, "accept", refuse_s7)
     env.sis.student("S7", "NORD", "Siv", "Ny")
     g = next(m for m in env.sis.memberships if m.group_id == "NORD-6A")
     env.sis.memberships.append(g._replace(person_id="S7"))

@@ -143,9 +143,9 @@ def first_run(tmp_path: Path) -> tuple[FeideLdifConnector, list[TargetObject]]:
     conn = FeideLdifConnector(CFG, OWNER, tmp_path)
     conn.begin("run-1", no_anchor)
     for o in objs:
-        applied = conn.apply(create(o))
+        applied = conn.accept(create(o))
         assert applied.anchor == o.place["dn"]
-    conn.finish(stored(objs))
+    conn.export([])  # nothing stored yet: the files come from the changes alone
     conn.close()
     return conn, objs
 
@@ -264,7 +264,7 @@ def test_deleted_objects_are_left_out_of_the_full_file(tmp_path: Path) -> None:
     conn = FeideLdifConnector(CFG, OWNER, tmp_path)
     conn.begin("r", no_anchor)
     current = stored([o for o in objs if o.key != "S1"]) + stored(gone, status="deleted")
-    conn.finish(current)
+    conn.export(current)
     text = (tmp_path / "feide-full-r.ldif").read_text()
     assert gone[0].place["dn"] not in text
     assert not (tmp_path / "feide-delta-r.ldif").exists()  # no changes, no delta
@@ -310,9 +310,9 @@ def test_update_move_and_delete_records(tmp_path: Path) -> None:
         ),
         Change("feide", Op.DELETE, "person", "T1", "stopped"),  # anchor from the resolver
     ]
-    applied = [conn.apply(c) for c in changes]
+    applied = [conn.accept(c) for c in changes]
     assert [a.anchor for a in applied] == [new_nord, new_nord, s1.place["dn"], t1.place["dn"]]
-    conn.finish(stored([o for o in objs if o.key != "T1"]))
+    conn.export(stored(objs))  # what the store holds before the changes
     records = read_ldif((tmp_path / "feide-delta-run-2.ldif").read_text(encoding="utf-8"))
     assert [(r["dn"], r["changetype"]) for r in records] == [
         (nord.place["dn"], "modrdn"),
@@ -340,12 +340,12 @@ def test_move_to_another_parent_has_newsuperior() -> None:
 def test_deletes_go_children_first(tmp_path: Path) -> None:
     conn = FeideLdifConnector(CFG, OWNER, tmp_path)
     conn.begin("r", no_anchor)
-    conn.apply(Change("feide", Op.DELETE, "org", "org", "gone", anchor=ORG_DN))
-    conn.apply(Change("feide", Op.DELETE, "orgunit", "SOR", "gone", anchor=SOR_DN))
-    conn.apply(
+    conn.accept(Change("feide", Op.DELETE, "org", "org", "gone", anchor=ORG_DN))
+    conn.accept(Change("feide", Op.DELETE, "orgunit", "SOR", "gone", anchor=SOR_DN))
+    conn.accept(
         Change("feide", Op.DELETE, "person", "S1", "gone", anchor="uid=us1,ou=people,dc=eksempel,dc=no")
     )
-    conn.finish([])
+    conn.export([])
     records = read_ldif((tmp_path / "feide-delta-r.ldif").read_text())
     assert [r["dn"] for r in records] == ["uid=us1,ou=people,dc=eksempel,dc=no", SOR_DN, ORG_DN]
     assert {r["changetype"] for r in records} == {"delete"}
@@ -354,9 +354,9 @@ def test_deletes_go_children_first(tmp_path: Path) -> None:
 def test_delete_without_a_dn_is_a_no_op(tmp_path: Path) -> None:
     conn = FeideLdifConnector(CFG, OWNER, tmp_path)
     conn.begin("r", no_anchor)
-    applied = conn.apply(Change("feide", Op.DELETE, "person", "X", "gone"))
+    applied = conn.accept(Change("feide", Op.DELETE, "person", "X", "gone"))
     assert applied.anchor is None and "nothing to delete" in (applied.note or "")
-    conn.finish([])
+    conn.export([])
     assert not (tmp_path / "feide-delta-r.ldif").exists()
 
 
@@ -365,8 +365,12 @@ def test_add_record_is_the_stores_entry_after_apply(tmp_path: Path) -> None:
     after = {**o.record(), "displayName": "Stored After Apply"}
     conn = FeideLdifConnector(CFG, OWNER, tmp_path)
     conn.begin("r", no_anchor)
-    conn.apply(create(o))
-    conn.finish([StoredObject("person", "S1", o.place["dn"], "active", after, None, "us1")])
+    conn.accept(create(o))
+    # Updated later in the same run: the add record is the entry as the store will hold it.
+    conn.accept(
+        Change("feide", Op.UPDATE, "person", "S1", "renamed", attrs={"displayName": after["displayName"]})
+    )
+    conn.export([])
     rec = read_ldif((tmp_path / "feide-delta-r.ldif").read_text())
     assert rec[0]["changetype"] == "add"
     assert rec[0]["attrs"] == as_ldap(after)
@@ -377,8 +381,8 @@ def test_create_without_a_store_record_uses_its_own_attrs(tmp_path: Path) -> Non
     o = next(o for o in mapped() if o.key == "S1")
     conn = FeideLdifConnector(CFG, OWNER, tmp_path)
     conn.begin("r", no_anchor)
-    conn.apply(create(o))
-    conn.finish([])
+    conn.accept(create(o))
+    conn.export([])
     rec = read_ldif((tmp_path / "feide-delta-r.ldif").read_text())
     assert [(r["dn"], r["changetype"]) for r in rec] == [(o.place["dn"], "add")]
     assert rec[0]["attrs"] == as_ldap(o.attrs)
@@ -406,7 +410,7 @@ def test_rejected(tmp_path: Path, change: Change, message: str) -> None:
     conn = FeideLdifConnector(CFG, OWNER, tmp_path)
     conn.begin("r", no_anchor)
     with pytest.raises(RejectedError, match=message):
-        conn.apply(change)
+        conn.accept(change)
 
 
 def test_prunes_old_full_files(tmp_path: Path) -> None:
@@ -414,7 +418,7 @@ def test_prunes_old_full_files(tmp_path: Path) -> None:
     current = stored(mapped())
     for i in range(4):
         conn.begin(f"r{i}", no_anchor)
-        conn.finish(current)
+        conn.export(current)
     assert sorted(p.name for p in tmp_path.glob("feide-full-*")) == [
         "feide-full-r2.ldif",
         "feide-full-r3.ldif",

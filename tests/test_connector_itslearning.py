@@ -76,6 +76,11 @@ def create(o: TargetObject) -> Change:
     )
 
 
+def add_members(o: TargetObject) -> Change:
+    """The members of a created group: a change of their own, as the differ plans them."""
+    return Change("itslearning", Op.ADD_MEMBERS, o.kind, o.key, "new", members=tuple(o.members or ()))
+
+
 def parse(path: Path) -> ET.Element:
     return ET.parse(path).getroot()
 
@@ -118,9 +123,11 @@ def test_first_run_full_and_delta(tmp_path: Path, schema: xmlschema.XMLSchema) -
     objs = objects()
     conn = connector(tmp_path)
     for o in objs:
-        applied = conn.apply(create(o))
+        applied = conn.accept(create(o))
         assert applied.anchor == o.attrs["sourcedid"]
-    conn.finish(stored(objs))
+        if o.members:
+            assert conn.accept(add_members(o)).anchor == o.attrs["sourcedid"]
+    conn.export([])  # nothing stored yet: the files come from the changes alone
     conn.close()
     conn.close()  # safe twice
 
@@ -191,7 +198,7 @@ def test_nin_as_sourcedid_is_used_in_every_reference(tmp_path: Path, schema: xml
     # Guardians first: links to students written before the students still resolve.
     objs.sort(key=lambda o: (o.kind != "person", o.key[0] != "G"))
     conn = connector(tmp_path)
-    conn.finish(stored(objs))
+    conn.export(stored(objs))
     schema.validate(str(conn.written[0]))
     root = parse(conn.written[0])
     nin = "01010012356"
@@ -204,7 +211,8 @@ def test_nin_as_sourcedid_is_used_in_every_reference(tmp_path: Path, schema: xml
 def test_update_delete_and_member_changes(tmp_path: Path, schema: xmlschema.XMLSchema) -> None:
     objs = objects()
     gone = {("person", "G2"), ("group", "MIX")}
-    # The store keeps deleted objects (status "deleted"): never in a full file.
+    # The store keeps deleted objects (status "deleted"): never in a full file. (What the
+    # store holds before the changes; export applies them.)
     current = stored([o for o in objs if (o.kind, o.key) not in gone])
     current += stored([o for o in objs if (o.kind, o.key) in gone], status="deleted")
     conn = connector(tmp_path, run_id="2025-09-02/run 7")
@@ -238,8 +246,8 @@ def test_update_delete_and_member_changes(tmp_path: Path, schema: xmlschema.XMLS
             "itslearning", Op.REMOVE_MEMBERS, "group", "MIX", "gone", anchor="MIX", members=(("SE", "04"),)
         ),
     ]
-    assert [conn.apply(c).anchor for c in changes] == ["S1", "G2", "5A", "MIX", "5A-KL", "5A-KL", "MIX"]
-    conn.finish(current)
+    assert [conn.accept(c).anchor for c in changes] == ["S1", "G2", "5A", "MIX", "5A-KL", "5A-KL", "MIX"]
+    conn.export(current)
     full, delta = conn.written
     assert delta.name == "ims-delta-20250901T060000Z-2025-09-02_run_7.xml"
     schema.validate(str(full))
@@ -280,8 +288,8 @@ def test_changed_sourcedid_is_written_old_and_new(tmp_path: Path, schema: xmlsch
         attrs={"sourcedid": "01010012356"},
         before={"sourcedid": "41010012345"},
     )
-    assert conn.apply(change).anchor == "01010012356"
-    conn.finish(stored(objs))
+    assert conn.accept(change).anchor == "01010012356"
+    conn.export(stored(objs))
     schema.validate(str(conn.written[1]))
     s1 = parse(conn.written[1]).find("i:person", NS)
     ids = [(e.get("sourcedidtype"), e.findtext("i:id", namespaces=NS)) for e in s1.findall("i:sourcedid", NS)]
@@ -315,8 +323,8 @@ def test_awkward_names_round_trip(tmp_path: Path, schema: xmlschema.XMLSchema) -
         StoredObject("group", "G1", None, "active", gattrs, (("P1", "01"),), None),
     ]
     conn = connector(tmp_path)
-    conn.apply(Change("itslearning", Op.CREATE, "person", "P1", "new", attrs=attrs))
-    conn.finish(cur)
+    conn.accept(Change("itslearning", Op.CREATE, "person", "P1", "new", attrs=attrs))
+    conn.export(cur)
     for path in conn.written:
         schema.validate(str(path))
         root = parse(path)
@@ -353,7 +361,7 @@ def test_control_characters_do_not_break_the_file(tmp_path: Path, schema: xmlsch
         "institutionrole": "Student",
     }
     conn = connector(tmp_path)
-    conn.finish([StoredObject("person", "P1", "P1", "active", attrs, None, "p1")])
+    conn.export([StoredObject("person", "P1", "P1", "active", attrs, None, "p1")])
     schema.validate(str(conn.written[0]))
     p = persons(parse(conn.written[0]))["P1"]
     assert p.findtext("i:name/i:fn", namespaces=NS) == "Ana B"
@@ -366,33 +374,35 @@ def test_control_characters_do_not_break_the_file(tmp_path: Path, schema: xmlsch
 def test_unsupported_ops_are_rejected(tmp_path: Path, op: Op) -> None:
     conn = connector(tmp_path)
     with pytest.raises(RejectedError, match=op.value):
-        conn.apply(Change("itslearning", op, "person", "S1", "why"))
+        conn.accept(Change("itslearning", op, "person", "S1", "why"))
 
 
 def test_members_only_for_groups_and_known_kinds(tmp_path: Path) -> None:
     conn = connector(tmp_path)
     with pytest.raises(RejectedError, match="groups only"):
-        conn.apply(Change("itslearning", Op.ADD_MEMBERS, "orgunit", "NORDBY", "why", members=(("S1", "01"),)))
+        conn.accept(
+            Change("itslearning", Op.ADD_MEMBERS, "orgunit", "NORDBY", "why", members=(("S1", "01"),))
+        )
     with pytest.raises(RejectedError, match="unknown object kind"):
-        conn.apply(Change("itslearning", Op.CREATE, "mailbox", "x", "why"))
+        conn.accept(Change("itslearning", Op.CREATE, "mailbox", "x", "why"))
 
 
 def test_anchor_falls_back_to_resolver_then_key(tmp_path: Path) -> None:
     conn = ItslearningConnector(ItslearningConfig(), OWNER, tmp_path)
     conn.begin("r", lambda kind, key: "from-store" if key == "known" else None)
-    assert conn.apply(Change("itslearning", Op.DELETE, "person", "known", "gone")).anchor == "from-store"
-    assert conn.apply(Change("itslearning", Op.DELETE, "person", "other", "gone")).anchor == "other"
+    assert conn.accept(Change("itslearning", Op.DELETE, "person", "known", "gone")).anchor == "from-store"
+    assert conn.accept(Change("itslearning", Op.DELETE, "person", "other", "gone")).anchor == "other"
     assert (
-        conn.apply(Change("itslearning", Op.DELETE, "person", "x", "gone", anchor="given")).anchor == "given"
+        conn.accept(Change("itslearning", Op.DELETE, "person", "x", "gone", anchor="given")).anchor == "given"
     )
 
 
 def test_calls_before_begin_are_fatal(tmp_path: Path) -> None:
     conn = ItslearningConnector(ItslearningConfig(), OWNER, tmp_path)
     with pytest.raises(FatalError):
-        conn.apply(Change("itslearning", Op.CREATE, "person", "S1", "new"))
+        conn.accept(Change("itslearning", Op.CREATE, "person", "S1", "new"))
     with pytest.raises(FatalError):
-        conn.finish([])
+        conn.export([])
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -401,7 +411,7 @@ def test_calls_before_begin_are_fatal(tmp_path: Path) -> None:
 def test_no_partial_file_on_failure(tmp_path: Path) -> None:
     good = stored(objects())
     conn = connector(tmp_path, run_id="ok")
-    conn.finish(good)
+    conn.export(good)
     before = sorted(p.name for p in tmp_path.iterdir())
     latest = (tmp_path / LATEST_FULL).read_bytes()
 
@@ -410,9 +420,9 @@ def test_no_partial_file_on_failure(tmp_path: Path) -> None:
         raise RuntimeError("state store went away")
 
     conn = connector(tmp_path, run_id="bad", when="2025-09-02T06:00:00")
-    conn.apply(create(objects()[0]))
+    conn.accept(create(objects()[0]))
     with pytest.raises(RuntimeError):
-        conn.finish(broken())
+        conn.export(broken())
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "no partial file, no temp file"
     assert (tmp_path / LATEST_FULL).read_bytes() == latest
 
@@ -421,15 +431,15 @@ def test_write_errors_are_fatal(tmp_path: Path) -> None:
     conn = connector(tmp_path)
     conn.output_dir = tmp_path / "missing"  # gone after begin (e.g. an unmounted share)
     with pytest.raises(FatalError, match="cannot write"):
-        conn.finish(stored(objects()))
+        conn.export(stored(objects()))
 
 
 def test_names_sort_by_time_and_old_full_files_are_pruned(tmp_path: Path) -> None:
     cur = stored(objects())
     for i, when in enumerate(["2025-09-01T06:00:00", "2025-09-01T07:00:00", "2025-09-01T08:00:00"]):
         conn = connector(tmp_path, run_id=f"z{9 - i}", when=when, keep_full=2)
-        conn.apply(create(objects()[0]))
-        conn.finish(cur)
+        conn.accept(create(objects()[0]))
+        conn.export(cur)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
         "ims-delta-20250901T060000Z-z9.xml",
@@ -446,7 +456,7 @@ def test_refuses_an_empty_full_file(tmp_path: Path) -> None:
     conn = connector(tmp_path)
     org = [o for o in stored(objects()) if o.kind != "person"]
     with pytest.raises(FatalError, match="no persons"):
-        conn.finish(org)
+        conn.export(org)
     assert list(tmp_path.iterdir()) == [], "an empty full import would delete every account"
 
 

@@ -15,12 +15,15 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from connectors.base import Connector
+from connectors.base import Applied, Exporter, StoredObject
 from demo import data as demo_data
+from provisioner.core.plan import Change
 from provisioner.run import runner
 from provisioner.state.runs import LockHeld
 from provisioner.state.store import StateStore
@@ -30,24 +33,31 @@ DAY = dt.date(2025, 10, 1)
 SMALL = demo_data.Scale(1, 0, 0, 0, 0, students=40, employees=6, guardians=50, groups=8, memberships=200)
 
 
-class _StopAfter(Connector):
-    """Wraps a real connector: sets ``stop`` once ``n`` changes were applied through it."""
+class _StopAfter(Exporter):
+    """Wraps a real exporter: sets ``stop`` once ``n`` changes were accepted by it."""
 
-    def __init__(self, inner: object, stop: threading.Event, n: int) -> None:
+    def __init__(self, inner: Exporter, stop: threading.Event, n: int) -> None:
         self.inner, self.stop, self.n, self.applied = inner, stop, n, 0
+        self.target = inner.target
 
-    def begin(self, *a: object) -> None:
+    def begin(self, *a: Any) -> None:
         self.inner.begin(*a)
 
-    def apply(self, change: object) -> object:
-        out = self.inner.apply(change)
+    def accept(self, change: Change) -> Applied:
+        out = self.inner.accept(change)
         self.applied += 1
         if self.applied >= self.n:
             self.stop.set()
         return out
 
-    def finish(self, current: object) -> None:
-        self.inner.finish(current)
+    def export(self, stored: Iterable[StoredObject]) -> None:
+        self.inner.export(stored)
+
+    def exported(self, run_id: str) -> bool:
+        return self.inner.exported(run_id)
+
+    def recover(self, run_id: str) -> None:
+        self.inner.recover(run_id)
 
     def close(self) -> None:
         self.inner.close()
@@ -67,6 +77,7 @@ def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
     def build(cfg_: object, name: str) -> object:
         c = real_build(cfg_, name)
         if name == "itslearning" and not wrapped:  # the first run only
+            assert isinstance(c, Exporter)
             wrapped.append(_StopAfter(c, stop, 25))
             return wrapped[-1]
         return c

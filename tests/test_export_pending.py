@@ -1,9 +1,10 @@
 """File targets lose nothing the state store records as applied (SPEC "Safety", last rule).
 
-A file target's changes are recorded batch by batch before ``finish`` writes its files.
-When the files cannot be written (a full disk here; a kill -9 in tests/test_crash_kill.py)
-the next run must write the recorded changes into its delta file, even when it has
-nothing new for that target, and exactly once.
+A file target's changes are recorded as applied only once its files are durably written.
+When the files cannot be written (a full disk here) nothing is recorded and the next run
+writes the changes; when a run dies between its files and their record (a crash here, a
+kill -9 in tests/test_crash_kill.py) the next run records what the files carry, from the
+export journal, and writes nothing twice.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ import sqlalchemy as sa
 
 from connectors import files
 from connectors.feide.ldif import FeideLdifConnector
-from connectors.itslearning.connector import ItslearningConnector
 from provisioner.apply import workers
-from provisioner.config import FeideConfig, ItslearningConfig, OwnerConfig
+from provisioner.config import FeideConfig, OwnerConfig
 from provisioner.core.plan import Change, Op
-from provisioner.run import runner
+from provisioner.run import recovery, runner
 from provisioner.state import exports
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
@@ -45,6 +45,18 @@ def _deleted_in_ims(text: str, sourcedid: str) -> bool:
 def _pending(store: StateStore) -> int:
     with store.engine.connect() as c:
         return c.execute(sa.select(sa.func.count()).select_from(t.pending_exports)).scalar() or 0
+
+
+def _results(store: StateStore, run_id: str, key: str) -> set[tuple[str, str]]:
+    """(target, result) of the changelog rows of one run for one key."""
+    log = t.changelog.c
+    q = sa.select(log.target, log.result).where(log.run_id == run_id, log.key == key, log.target != "core")
+    with store.engine.connect() as c:
+        return {(target, result) for target, result in c.execute(q)}
+
+
+def _ops(outcome: runner.RunOutcome, target: str) -> list[tuple[str, str]]:
+    return [(c.op.value, c.key) for c in outcome.plan.target(target).changes]
 
 
 @pytest.mark.parametrize("in_workers", [False, True], ids=["in-process", "workers"])
@@ -75,16 +87,19 @@ def test_files_a_full_disk_refused_are_written_by_the_next_run(
             failed = runner.sync(cfg, store, as_of=DAY2)
         assert failed.results["itslearning"].status == "failed"
         assert failed.results["feide"].status == "failed"
-        # The store records S3's removal as applied: no later plan has it again.
-        assert "S3" not in {o["key"] for o in store.objects.iterate("feide")}
+        # No file carries S3's removal, so the store does not record it as applied (it did,
+        # before files came first): the next plan has it again, and nothing stays journaled.
+        assert "S3" in {o["key"] for o in store.objects.iterate("feide")}
+        assert _results(store, failed.run_id, "S3") == {("itslearning", "failed"), ("feide", "failed")}
         assert not _deleted_in_ims(_deltas(tmp_path / "itslearning", "ims-delta-*.xml"), "S3")
         assert "changetype: delete" not in _deltas(tmp_path / "feide", "feide-delta-*.ldif")
-        assert _pending(store) > 0
+        assert _pending(store) == 0
 
         monkeypatch.setattr(workers, "ENABLED", in_workers)
         again = runner.sync(cfg, store, as_of=DAY2)
         assert again.status == "done", again.message
-        assert again.plan.target("itslearning").changes == ()  # nothing new: only what was owed
+        for target in ("itslearning", "feide"):  # nothing new: only what failed
+            assert _ops(again, target) == _ops(failed, target) != []
         assert again.results["itslearning"].status == "applied"
         its = _deltas(tmp_path / "itslearning", f"ims-delta-*-{again.run_id}.xml")
         assert _deleted_in_ims(its, "S3")
@@ -100,28 +115,88 @@ def test_files_a_full_disk_refused_are_written_by_the_next_run(
         store.close()
 
 
+def test_a_run_dead_after_its_files_is_recorded_by_the_next_and_written_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files durable, then the process dies before recording them: the next run records them."""
+    sis = small_sis()
+    src = f"sqlite:///{tmp_path / 'sis.db'}"
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    cfg = make_config(tmp_path, src, store.url, targets=("itslearning", "feide"))
+    try:
+        sis.write(src)
+        assert runner.sync(cfg, store, as_of=DAY1).status == "done"
+        sis.end_enrollments("S3", DAY1)
+        sis.write(src)
+        first = set((tmp_path / "itslearning").glob("ims-delta-*.xml"))
+        with monkeypatch.context() as m:
+            m.setattr(workers, "ENABLED", False)
+
+            def crash(*_a: object, **_k: object) -> None:
+                raise KeyboardInterrupt  # as a kill: nothing after the files runs
+
+            m.setattr(exports, "record", crash)
+            with pytest.raises(KeyboardInterrupt):
+                runner.sync(cfg, store, as_of=DAY2)
+        assert "S3" in {o["key"] for o in store.iter_objects("feide")}  # not recorded yet
+        assert _pending(store) > 0
+        (its_delta,) = set((tmp_path / "itslearning").glob("ims-delta-*.xml")) - first  # durable
+        assert _deleted_in_ims(its_delta.read_text(encoding="utf-8"), "S3")
+
+        again = runner.sync(cfg, store, as_of=DAY2)
+        assert again.status == "done", again.message
+        assert "S3" not in {o["key"] for o in store.iter_objects("feide")}  # recorded before planning
+        assert again.plan.target("itslearning").changes == ()  # so nothing is planned again
+        assert again.results["itslearning"].status == "unchanged"
+        assert _pending(store) == 0
+        assert _deltas(tmp_path / "feide", "feide-delta-*.ldif").count("changetype: delete") == 1
+        assert set((tmp_path / "itslearning").glob("ims-delta-*.xml")) == first | {its_delta}
+        log = t.changelog.c
+        with store.engine.connect() as c:
+            deletes = c.execute(
+                sa.select(log.target).where(log.key == "S3", log.op == "delete", log.result == "ok")
+            ).all()
+        assert sorted(r[0] for r in deletes) == ["feide", "itslearning"]  # once each
+    finally:
+        store.close()
+
+
 def _change(key: str) -> Change:
     attrs = {"sourcedid": key, "name": {"given": "Ola", "family": key}, "roles": []}
     return Change("itslearning", Op.CREATE, "person", key, "test", person_id=key, attrs=attrs)
 
 
-def test_claim_drops_runs_whose_files_are_written_and_takes_over_the_rest(tmp_path: Path) -> None:
-    """Killed after its files and before its rows were cleared, a run is not written twice."""
+def test_settling_records_runs_whose_files_are_written_and_drops_the_rest(tmp_path: Path) -> None:
+    """A journal whose delta file is in place is recorded; one whose files never landed goes."""
+    src = f"sqlite:///{tmp_path / 'sis.db'}"
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    conn = ItslearningConnector(ItslearningConfig(), OWNER, tmp_path / "out")
+    cfg = make_config(tmp_path, src, store.url, targets=("itslearning", "feide"))
+    out = tmp_path / "itslearning"
     try:
-        with store.engine.begin() as c:
-            exports.insert(c, "itslearning", "written", [_change("P1")])
-            exports.insert(c, "itslearning", "lost", [_change("P2"), _change("P3")])
-            exports.insert(c, "feide", "lost", [_change("P4")])
-        (tmp_path / "out").mkdir()
-        (tmp_path / "out" / "ims-delta-20251001T000000Z-written.xml").write_text("<x/>", encoding="utf-8")
-        assert exports.targets(store) == {"itslearning", "feide"}
-        owed = exports.claim(store, "itslearning", "now", conn.exported)
-        assert [c.key for c in owed] == ["P2", "P3"]
-        assert owed[0] == _change("P2")  # the change as the connector got it
-        exports.clear(store, "itslearning", "now")
-        assert exports.targets(store) == {"feide"}
+        for run in ("written", "lost"):
+            store.start_run(run, "sync", DAY1)
+        exports.journal(store, "itslearning", "written", [(_change("P1"), "P1", None)])
+        exports.journal(
+            store, "itslearning", "lost", [(_change("P2"), "P2", None), (_change("P3"), "P3", None)]
+        )
+        exports.journal(store, "feide", "lost", [(_change("P4"), "uid=p4,dc=x", None)])
+        assert exports.pending(store) == [
+            ("itslearning", "written"),
+            ("itslearning", "lost"),
+            ("feide", "lost"),
+        ]
+        out.mkdir()
+        (out / "ims-full-20251001T000000Z-written.xml").write_text("<x/>", encoding="utf-8")
+        (out / "ims-delta-20251001T000000Z-written.xml").write_text("<x/>", encoding="utf-8")
+        recovery.settle_exports(cfg, store, "now")
+        assert exports.pending(store) == []
+        assert [(o["key"], o["anchor"]) for o in store.iter_objects("itslearning")] == [("P1", "P1")]
+        assert list(store.iter_objects("feide")) == []
+        assert (out / "latest-full.xml").read_text(encoding="utf-8") == "<x/>"  # the link it never made
+        log = t.changelog.c
+        with store.engine.connect() as c:
+            rows = c.execute(sa.select(log.run_id, log.key, log.result)).all()
+        assert rows == [("written", "P1", "ok")]  # recorded under the run that wrote it
     finally:
         store.close()
 

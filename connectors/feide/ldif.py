@@ -8,16 +8,17 @@ Owns what lands in ``output_dir`` after a run:
   persons. Importing it into an empty directory gives the whole catalog.
 - ``feide-delta-<run id>.ldif``, only when the run applied changes: change records in
   an order an LDAP server accepts in one pass: adds (org, its containers when the org
-  itself is new, schools, persons; each with the full entry from ``current``, the
-  store's record after apply), modrdn for moved entries and modify for updated ones
+  itself is new, schools, persons; each with the full entry as the store holds it
+  once the run is recorded), modrdn for moved entries and modify for updated ones
   (``replace`` for a new value, ``delete`` where the value became None or empty), then
   deletes (persons, schools, org) by the DN in ``Change.anchor``.
 - ``latest-full.ldif``: a hard link to the newest full file (a copy where the file
   system has none), replaced atomically.
 
-``apply`` only records a change and reports the entry's DN as its anchor; ``finish``
-writes. Files are written to dot-prefixed ``.tmp`` files beside them and renamed into
-place, so an importer never sees a partial file. Full files beyond ``keep_full`` are
+``accept`` checks a change and names the entry's DN as its anchor; ``export`` writes
+the files from the accepted changes and the stored state before them
+(connectors.base.Exporter). Files are written to dot-prefixed ``.tmp`` files beside
+them and renamed into place, so an importer never sees a partial file. Full files beyond ``keep_full`` are
 pruned (oldest first); delta files are kept as the record of what was sent.
 
 Operations: CREATE, UPDATE, DELETE and MOVE (a changed ``dn``: the mapping's only
@@ -29,14 +30,22 @@ is better done as a fresh full import.
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from connectors.base import AnchorResolver, Applied, FatalError, FileTarget, RejectedError, StoredObject
+from connectors import files
+from connectors.base import (
+    AnchorResolver,
+    Applied,
+    Exporter,
+    FatalError,
+    RejectedError,
+    StoredObject,
+    after_apply,
+)
 from connectors.files import atomic_text_file, link_latest
 from connectors.ldap import ldif
 from mappings.feide import container_entries
@@ -48,14 +57,13 @@ from provisioner.core.states import ObjectStatus
 KINDS = ("org", "orgunit", "person")
 _LEVEL = {"org": 0, "orgunit": 1, "person": 2}
 _OPS = (Op.CREATE, Op.UPDATE, Op.MOVE, Op.DELETE)
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _SKIP = ("dn",)  # a stored record keeps the entry's DN (TargetObject.place) beside its attributes
 LATEST_FULL = "latest-full.ldif"
 
 ObjKey = tuple[str, str]
 
 
-class FeideLdifConnector(FileTarget):
+class FeideLdifConnector(Exporter):
     """Writes full and delta LDIF files of the Feide catalog."""
 
     target = "feide"
@@ -69,32 +77,33 @@ class FeideLdifConnector(FileTarget):
         self.keep_full = keep_full
         self._run_id: str | None = None
         self._resolve: AnchorResolver | None = None
-        # (op, kind, key, old DN, new DN, attrs) in apply order.
+        # (op, kind, key, old DN, new DN, attrs) of the delta's records, in plan order.
         self._changes: list[tuple[Op, str, str, str | None, str, Mapping[str, Any]]] = []
+        self._accepted: list[tuple[Change, str | None]] = []  # every accepted change, with its anchor
         self._dn: dict[ObjKey, str] = {}  # DNs as they stand after this run's changes so far
-        self.written: list[Path] = []  # files the last finish() wrote, for logs and tests
+        self.written: list[Path] = []  # files the last export() wrote, for logs and tests
 
-    # -- the Connector protocol -------------------------------------------------------
+    # -- the Exporter contract --------------------------------------------------------
 
     def begin(self, run_id: str, resolve: AnchorResolver) -> None:
         """Remember the run and the anchor resolver; make sure the output directory exists."""
-        try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FatalError(f"feide: cannot create output directory {self.output_dir}: {exc}") from exc
-        for stale in self.output_dir.glob(".feide-*.tmp"):  # left by a crashed run of ours
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        files.prepare_dir(self.output_dir, ".feide-*.tmp", "feide")
         self._run_id = run_id
         self._resolve = resolve
         self._changes = []
+        self._accepted = []
         self._dn = {}
         self.written = []
 
-    def apply(self, change: Change) -> Applied:
-        """Record one change for the delta file and report the entry's DN as its anchor."""
+    def accept(self, change: Change) -> Applied:
+        """Check one change and keep it for the files; its anchor is the entry's DN."""
+        applied = self._accept(change)
+        self._accepted.append((change, applied.anchor))
+        return applied
+
+    def _accept(self, change: Change) -> Applied:
         if self._run_id is None:
-            raise FatalError("feide: apply() before begin()")
+            raise FatalError("feide: accept() before begin()")
         if change.kind not in KINDS:
             raise RejectedError(f"feide: unknown object kind {change.kind!r} ({change.kind}:{change.key})")
         if change.op not in _OPS:
@@ -112,31 +121,38 @@ class FeideLdifConnector(FileTarget):
                 raise RejectedError(f"feide: create of {change.kind}:{change.key} has no objectClass")
             self._changes.append((Op.CREATE, change.kind, change.key, None, dn, change.attrs))
             self._dn[k] = dn
-            return Applied(anchor=dn, note="recorded for the delta file")
+            return Applied(anchor=dn)
         old = self._dn.get(k) or change.anchor or (self._resolve(*k) if self._resolve else None)
         if change.op is Op.DELETE:
             self._dn.pop(k, None)
             if not old:
                 return Applied(note="no DN known: never written, nothing to delete")
             self._changes.append((Op.DELETE, change.kind, change.key, old, old, {}))
-            return Applied(anchor=old, note="recorded for the delta file")
+            return Applied(anchor=old)
         new = change.place.get("dn") or old
         if not new:
             raise RejectedError(f"feide: no DN known for {change.kind}:{change.key}")
         self._changes.append((change.op, change.kind, change.key, old or new, new, change.attrs))
         self._dn[k] = new
-        return Applied(anchor=new, note="recorded for the delta file")
+        return Applied(anchor=new)
 
     def exported(self, run_id: str) -> bool:
         """True when the delta file of ``run_id`` is in the output directory (renamed into place)."""
-        run = _SAFE_NAME.sub("_", run_id) or "run"
-        return (self.output_dir / f"feide-delta-{run}.ldif").exists()
+        return (self.output_dir / f"feide-delta-{files.run_name(run_id)}.ldif").exists()
 
-    def finish(self, current: Iterable[StoredObject]) -> None:
+    def recover(self, run_id: str) -> None:
+        """Point latest-full.ldif at the full file of ``run_id`` (killed after its delta) and prune."""
+        full = self.output_dir / f"feide-full-{files.run_name(run_id)}.ldif"
+        if full.exists():
+            self._link_latest(full)
+            self._prune()
+
+    def export(self, stored: Iterable[StoredObject]) -> None:
         """Write the full file, the delta file (if the run had changes) and latest-full.ldif."""
         if self._run_id is None:
-            raise FatalError("feide: finish() before begin()")
-        run = _SAFE_NAME.sub("_", self._run_id) or "run"
+            raise FatalError("feide: export() before begin()")
+        current = after_apply(stored, self._accepted)
+        run = files.run_name(self._run_id)
         full_path = self.output_dir / f"feide-full-{run}.ldif"
         delta_path = self.output_dir / f"feide-delta-{run}.ldif"
         created = {(kind, key) for op, kind, key, *_ in self._changes if op is Op.CREATE}

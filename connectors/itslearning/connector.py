@@ -19,10 +19,11 @@ The time prefix makes the names sort by time whatever the run id looks like. Eve
 file is written to a dot-prefixed ``.tmp`` beside it and renamed into place, so the
 importer never sees a partial file. Old full files beyond ``keep_full`` are removed
 (each is the size of the whole population); delta files are kept as the record of
-what was sent. ``finish`` refuses (FatalError) to write a full file without persons:
+what was sent. ``export`` refuses (FatalError) to write a full file without persons:
 itslearning's full import removes whatever a file lacks.
 
-``apply`` only records changes (a file is idempotent by nature); ``finish`` writes.
+``accept`` checks a change and names its sourcedid as the anchor; ``export`` writes the
+files from the accepted changes and the stored state before them (connectors.base.Exporter).
 Guardian -> student links: the XSD's person has no relationship element, so they go
 in the person's ``<extension>`` as IMS ``<relationship relation="2">`` elements
 (label "Child", itslearning's relation type) naming each student's sourcedid.
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -40,7 +40,15 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from connectors import files
-from connectors.base import AnchorResolver, Applied, FatalError, FileTarget, RejectedError, StoredObject
+from connectors.base import (
+    AnchorResolver,
+    Applied,
+    Exporter,
+    FatalError,
+    RejectedError,
+    StoredObject,
+    after_apply,
+)
 from connectors.itslearning import ims_xml
 from mappings.itslearning import ORG_KEY, org_sourcedid, school_sourcedid
 from provisioner.config import ItslearningConfig, OwnerConfig
@@ -49,7 +57,6 @@ from provisioner.core.states import ObjectStatus
 
 KINDS = ("person", "org", "orgunit", "group")
 _GROUP_LEVEL = {"org": 0, "orgunit": 1, "group": 2}
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 LATEST_FULL = "latest-full.xml"
 
 ObjKey = tuple[str, str]
@@ -64,7 +71,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class ItslearningConnector(FileTarget):
+class ItslearningConnector(Exporter):
     """Writes IMS Enterprise 1.1 full and delta files for itslearning's importer."""
 
     def __init__(
@@ -85,30 +92,23 @@ class ItslearningConnector(FileTarget):
         self._clock = clock or _utc_now  # a module function: the connector pickles (workers)
         self._run_id: str | None = None
         self._resolve: AnchorResolver | None = None
-        self._changes: list[Change] = []
-        self.written: list[Path] = []  # files the last finish() wrote, for logs and tests
+        self._changes: list[tuple[Change, str | None]] = []  # accepted, with their anchors
+        self.written: list[Path] = []  # files the last export() wrote, for logs and tests
 
-    # -- the Connector protocol -------------------------------------------------------
+    # -- the Exporter contract --------------------------------------------------------
 
     def begin(self, run_id: str, resolve: AnchorResolver) -> None:
         """Remember the run and the anchor resolver; make sure the drop directory exists."""
-        try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FatalError(f"itslearning: cannot create output directory {self.output_dir}: {exc}") from exc
-        # Temp files a crashed run left behind are ours; the importer ignores them anyway.
-        for stale in self.output_dir.glob(".ims-*.tmp"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        files.prepare_dir(self.output_dir, ".ims-*.tmp", "itslearning")
         self._run_id = run_id
         self._resolve = resolve
         self._changes = []
         self.written = []
 
-    def apply(self, change: Change) -> Applied:
-        """Record one change for the delta file and report the object's sourcedid."""
+    def accept(self, change: Change) -> Applied:
+        """Check one change and keep it for the files; its anchor is the object's sourcedid."""
         if self._run_id is None:
-            raise FatalError("itslearning: apply() before begin()")
+            raise FatalError("itslearning: accept() before begin()")
         if change.kind not in KINDS:
             raise RejectedError(
                 f"itslearning: unknown object kind {change.kind!r} ({change.kind}:{change.key})"
@@ -125,25 +125,30 @@ class ItslearningConnector(FileTarget):
                 f"itslearning: operation {change.op.value!r} is not supported "
                 f"({change.kind}:{change.key}); the file target only creates, updates and deletes"
             )
-        self._changes.append(change)
-        anchor = change.attrs.get("sourcedid") if change.op in (Op.CREATE, Op.UPDATE) else None
-        return Applied(
-            anchor=anchor or self._anchor(change.kind, change.key, change.anchor),
-            note="recorded for the delta file",
-        )
+        sid = change.attrs.get("sourcedid") if change.op in (Op.CREATE, Op.UPDATE) else None
+        anchor = sid or self._anchor(change.kind, change.key, change.anchor)
+        self._changes.append((change, anchor))
+        return Applied(anchor=anchor)
 
     def exported(self, run_id: str) -> bool:
         """True when the delta file of ``run_id`` is in the drop directory (renamed into place)."""
-        run = _SAFE_NAME.sub("_", run_id) or "run"
-        return any(self.output_dir.glob(f"ims-delta-*-{run}.xml"))
+        return any(self.output_dir.glob(f"ims-delta-*-{files.run_name(run_id)}.xml"))
 
-    def finish(self, current: Iterable[StoredObject]) -> None:
-        """Write the full file, the delta file (if the run had changes) and latest-full.xml."""
+    def recover(self, run_id: str) -> None:
+        """Point latest-full.xml at the full file of ``run_id`` (killed after its delta) and prune."""
+        full = sorted(self.output_dir.glob(f"ims-full-*-{files.run_name(run_id)}.xml"))
+        if full:
+            self._link_latest(full[-1])
+            self._prune()
+
+    def export(self, stored: Iterable[StoredObject]) -> None:
+        """Write the full file, the delta file (if changes were accepted) and latest-full.xml."""
         if self._run_id is None:
-            raise FatalError("itslearning: finish() before begin()")
+            raise FatalError("itslearning: export() before begin()")
+        current = after_apply(stored, self._changes)
         now = self._clock().astimezone(UTC)
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
-        run = _SAFE_NAME.sub("_", self._run_id) or "run"
+        run = files.run_name(self._run_id)
         full_path = self.output_dir / f"ims-full-{stamp}-{run}.xml"
         delta_path = self.output_dir / f"ims-delta-{stamp}-{run}.xml"
         datetime_text = now.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -152,7 +157,7 @@ class ItslearningConnector(FileTarget):
         # created record doubled peak memory on a first run at Oslo size.)
         wanted = {
             (c.kind, c.key)
-            for c in self._changes
+            for c, _ in self._changes
             if c.op is Op.UPDATE or (c.op is Op.CREATE and c.kind == "group")
         }
         try:
@@ -276,7 +281,7 @@ class ItslearningConnector(FileTarget):
         old_sid: dict[ObjKey, str] = {}  # sourcedids replaced this run (Old/New)
         deleted_sid: dict[ObjKey, str] = {}
         members: dict[str, dict[tuple[str, str], str]] = {}  # group key -> (pid, role) -> recstatus
-        for c in self._changes:
+        for c, _ in self._changes:
             k = (c.kind, c.key)
             if c.op is Op.CREATE:
                 status[k] = ims_xml.RECSTATUS_ADD
@@ -300,7 +305,7 @@ class ItslearningConnector(FileTarget):
                 box = members.setdefault(c.key, {})
                 for m in c.members:
                     box[m] = rs  # a later change to the same member wins
-        created = {(c.kind, c.key): c.record() for c in self._changes if c.op is Op.CREATE}
+        created = {(c.kind, c.key): c.record() for c, _ in self._changes if c.op is Op.CREATE}
 
         def record(k: ObjKey) -> Any:
             # The object's whole current record; a create's own attrs if the store has

@@ -8,11 +8,12 @@ the changelog as they happen, in batches, so an interrupted run is consistent. T
 whose connector is ``process_safe`` (file targets) are applied in worker processes at the
 same time (provisioner.apply.workers); each does exactly what it would do in this process.
 
-A file target (``FileTarget``) writes its files only in ``finish``, after the store has
-recorded its changes: those are kept as pending exports until the files are durably
-written, and a run killed in between leaves them to the next run, which hands them to
-the connector again before its own changes (provisioner/state/exports.py). Nothing the
-store records as applied is missing from the files for good.
+A file target (an ``Exporter``) takes another path with the same outcomes: it accepts
+or rejects each change, then writes its files from the accepted changes and the stored
+state, and only once they are durable are the changes recorded as applied. They are
+journaled before the files are written, so a run killed in between is settled by the
+next one (provisioner/state/exports.py): nothing the store records as applied is
+missing from the files, and nothing is written to them twice.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from connectors.base import (
     Applied,
     Connector,
     ConnectorError,
+    Exporter,
     FatalError,
-    FileTarget,
     RejectedError,
     StoredObject,
     TransientError,
@@ -114,7 +115,6 @@ def apply_plan(
     """
     results: dict[str, TargetResult] = {}
     todo: list[TargetPlan] = []
-    owed = exports.targets(store)  # file targets a killed run left with changes to write out
     for tp in plan.targets:
         if tp.target == CORE or (only is not None and tp.target not in only):
             continue
@@ -122,7 +122,7 @@ def apply_plan(
             results[tp.target] = TargetResult(tp.target, TargetOutcome.HELD)
         elif tp.dry_run:
             results[tp.target] = TargetResult(tp.target, TargetOutcome.PLANNED)
-        elif not tp.changes and (tp.target not in owed or tp.target not in connectors):
+        elif not tp.changes:
             results[tp.target] = TargetResult(tp.target, TargetOutcome.UNCHANGED)
         elif stop is not None and stop.is_set():
             results[tp.target] = TargetResult(tp.target, TargetOutcome.INTERRUPTED)
@@ -201,7 +201,7 @@ def _split(
 def apply_target(
     tp: TargetPlan,
     store: StateStore,
-    conn: Connector,
+    conn: Connector | Exporter,
     run_id: str,
     as_of: str,
     soft_delete: bool,
@@ -210,73 +210,150 @@ def apply_target(
     progress: Callable[[int], None] | None,
     stop: StopFlag | None = None,
 ) -> TargetResult:
+    """Apply one target's changes through its connector (or exporter) and record the outcomes."""
+    if isinstance(conn, Exporter):
+        return apply_export(tp, store, conn, run_id, as_of, soft_delete, progress, stop)
     res = TargetResult(tp.target, TargetOutcome.APPLIED)
     tlog = log.bind(run_id=run_id, target=tp.target)
-    files = isinstance(conn, FileTarget)
-    writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete, export=files)
+    writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete)
     writer.preload(tp.changes)
     try:
         try:
             conn.begin(run_id, writer.anchor)
-            owed = 0
-            if isinstance(conn, FileTarget):
-                owed = _hand_over(conn, conn.exported, store, tp.target, run_id, tlog)
         except (FatalError, TransientError, OSError) as exc:
-            # The target cannot even start: it fails alone, the other targets go on.
-            res.status, res.failed = TargetOutcome.FAILED, len(tp.changes)
-            res.errors.append(f"target could not start: {exc}")
-            tlog.error("target could not start", error=str(exc))
+            _not_started(res, tp, exc, tlog)
             return res
         _apply_changes(tp, conn, writer, res, retry, sleep, progress, stop, tlog)
         writer.finish()
         faults.point(f"{tp.target}:committed")
         if progress:
             progress(len(tp.changes) % BATCH)
-        # An interrupted target still finishes: a file target writes out what was applied
-        # (the state store now records it), so the target and the store stay in step.
-        # Stopped before its first change, with nothing owed, it has nothing new to write.
-        if res.status != TargetOutcome.FAILED and not (
-            res.status == TargetOutcome.INTERRUPTED and res.ok == 0 and not owed
-        ):
-            current = (
-                StoredObject(
-                    o["kind"], o["key"], o["anchor"], o["status"], o["attrs"], o["members"], o["username"]
-                )
-                for o in store.objects.iterate(tp.target)
-            )
+        stopped_at_once = res.status == TargetOutcome.INTERRUPTED and res.ok == 0
+        if res.status != TargetOutcome.FAILED and not stopped_at_once:
             try:
-                conn.finish(current)
+                conn.finish(_stored(store, tp.target))
             except (FatalError, OSError) as exc:
                 res.status = TargetOutcome.FAILED
                 res.errors.append(f"finishing failed: {exc}")
                 tlog.error("finishing target failed", error=str(exc))
             else:
                 faults.point(f"{tp.target}:finished")
-                if files:  # the files carrying every recorded change are durably written
-                    exports.clear(store, tp.target, run_id)
     finally:
         writer.flush()
         conn.close()
     return res
 
 
-def _hand_over(
-    conn: Connector, exported: Callable[[str], bool], store: StateStore, target: str, run_id: str, tlog: Any
-) -> int:
-    """Give a file target again what earlier runs recorded but never wrote out; returns how many.
+def _not_started(res: TargetResult, tp: TargetPlan, exc: Exception, tlog: Any) -> None:
+    """The target cannot even start: it fails alone, the other targets go on."""
+    res.status, res.failed = TargetOutcome.FAILED, len(tp.changes)
+    res.errors.append(f"target could not start: {exc}")
+    tlog.error("target could not start", error=str(exc))
 
-    The target accepted these changes before (the store records them as applied), so they
-    are not recorded again: the connector only needs them for this run's delta file.
+
+def _stored(store: StateStore, target: str) -> Iterator[StoredObject]:
+    """The target's objects as the state store holds them now."""
+    for o in store.objects.iterate(target):
+        yield StoredObject(
+            o["kind"], o["key"], o["anchor"], o["status"], o["attrs"], o["members"], o["username"]
+        )
+
+
+def apply_export(
+    tp: TargetPlan,
+    store: StateStore,
+    exp: Exporter,
+    run_id: str,
+    as_of: str,
+    soft_delete: bool,
+    progress: Callable[[int], None] | None,
+    stop: StopFlag | None = None,
+) -> TargetResult:
+    """A file target: accept the changes, journal them, write the files, then record them as applied.
+
+    A stop between changes exports and records what was accepted so far. When the files
+    cannot be written, nothing is recorded as applied (the changes are failed, planned
+    again next run), unless the delta file carrying them is in place after all.
     """
-    owed = exports.claim(store, target, run_id, exported)
-    for change in owed:
+    res = TargetResult(tp.target, TargetOutcome.APPLIED)
+    tlog = log.bind(run_id=run_id, target=tp.target)
+    writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete)
+    writer.preload(tp.changes)
+    try:
         try:
-            conn.apply(change)
-        except ConnectorError as exc:  # accepted once; if refused now, the full file still has it
-            tlog.warning("pending export refused", key=change.key, op=change.op.value, error=str(exc))
-    if owed:
-        tlog.warning("changes a stopped run never wrote out are written now", changes=len(owed))
-    return len(owed)
+            exp.begin(run_id, writer.anchor)
+        except (FatalError, OSError) as exc:
+            _not_started(res, tp, exc, tlog)
+            return res
+        accepted = _accept_all(tp, exp, writer, res, stop, tlog)
+        if res.status == TargetOutcome.FAILED or (res.status == TargetOutcome.INTERRUPTED and not accepted):
+            return res  # nothing to write; what was accepted is planned again
+        if accepted:
+            exports.journal(store, tp.target, run_id, accepted)
+        try:
+            exp.export(_stored(store, tp.target))
+        except (FatalError, OSError) as exc:
+            res.status = TargetOutcome.FAILED
+            res.errors.append(f"files not written: {exc}")
+            tlog.error("writing the files failed", error=str(exc))
+            if accepted and not exp.exported(run_id):  # no delta file carries them: not applied
+                exports.drop(store, tp.target, run_id)
+                for change, _, _ in accepted:
+                    writer.failed(change, ChangeResult.FAILED, f"files not written: {exc}")
+                res.failed += len(accepted)
+                accepted = []
+        else:
+            faults.point(f"{tp.target}:finished")
+        exports.record(writer, accepted, BATCH)
+        res.ok += len(accepted)
+        writer.finish()
+        faults.point(f"{tp.target}:committed")
+        if progress:
+            progress(len(tp.changes))
+    finally:
+        writer.flush()
+        exp.close()
+    return res
+
+
+def _accept_all(
+    tp: TargetPlan, exp: Exporter, writer: TargetWriter, res: TargetResult, stop: StopFlag | None, tlog: Any
+) -> list[exports.Accepted]:
+    """Offer every change to the exporter, in plan order; returns the accepted ones with their anchors."""
+    accepted: list[exports.Accepted] = []
+    failed_creates: set[str] = set()
+    site = f"{tp.target}:change"  # a test fault-injection point (provisioner/faults.py)
+    for i, planned in enumerate(tp.changes, 1):
+        if stop is not None and stop.is_set():
+            res.status = TargetOutcome.INTERRUPTED
+            tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
+            break
+        change, skip = _without_failed_members(planned, failed_creates)
+        try:
+            if skip is not None:
+                raise skip
+            applied = exp.accept(change)
+        except Skipped as exc:
+            res.skipped += 1
+            writer.failed(change, ChangeResult.SKIPPED, str(exc))
+        except RejectedError as exc:
+            if change.op is Op.CREATE and change.kind == "person":
+                failed_creates.add(change.key)  # their group adds wait for the next run
+            res.rejected += 1
+            res.errors.append(f"{change.op.value} {change.kind} {change.key}: {exc}")
+            writer.failed(change, ChangeResult.REJECTED, str(exc))
+            tlog.warning("change rejected", person=change.person_id, key=change.key, error=str(exc))
+        except FatalError as exc:
+            res.failed += 1
+            res.status = TargetOutcome.FAILED
+            res.errors.append(f"target stopped: {exc}")
+            writer.failed(change, ChangeResult.FAILED, f"fatal: {exc}")
+            tlog.error("target stopped", error=str(exc), remaining=len(tp.changes) - i)
+            break
+        else:
+            accepted.append((change, applied.anchor, applied.note))
+        faults.point(site)
+    return accepted
 
 
 def _apply_changes(

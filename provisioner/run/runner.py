@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from connectors.base import Connector
+from connectors.base import Connector, Exporter
 from mappings.base import MappingContext
 from provisioner.apply.executor import TargetResult, apply_plan
 from provisioner.config import Config, ConfigError
@@ -51,9 +51,9 @@ from provisioner.core.safety import (
 from provisioner.core.states import RUNS_THROUGH, ObjectStatus, RunStatus
 from provisioner.kinds import kind_of
 from provisioner.run.currency import superseded_reason, why_not_current
-from provisioner.run.recovery import tidy_after_killed_runs
+from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
 from provisioner.run.targets import build_connector
-from provisioner.state import exports, safety_reads
+from provisioner.state import safety_reads
 from provisioner.state.common import now_iso
 from provisioner.state.runs import LockHeld
 from provisioner.state.store import StateStore
@@ -303,16 +303,16 @@ def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[s
     store.meta.save_certificate(cert.dumps() if cert else None)
 
 
-ConnectorFactory = Callable[[Config, str], Connector]
+ConnectorFactory = Callable[[Config, str], Connector | Exporter]
 
 
-def _connectors(cfg: Config, plan: Plan, owed: set[str], connect: ConnectorFactory | None) -> dict:
-    """Connectors of the targets with changes, or with changes a killed run never wrote out (``owed``)."""
+def _connectors(cfg: Config, plan: Plan, connect: ConnectorFactory | None) -> dict:
+    """Connectors of the targets with changes to apply."""
     make = connect or build_connector  # looked up now: a test or benchmark may stand in for it
     return {
         tp.target: make(cfg, tp.target)
         for tp in plan.targets
-        if tp.target != CORE and (tp.changes or tp.target in owed) and not tp.dry_run and tp.hold is None
+        if tp.target != CORE and tp.changes and not tp.dry_run and tp.hold is None
     }
 
 
@@ -404,7 +404,7 @@ def _guarded_apply(
         results = apply_plan(
             plan,
             store,
-            _connectors(cfg, plan, exports.targets(store), connect),
+            _connectors(cfg, plan, connect),
             soft_delete=_soft_delete(cfg),
             progress=progress,
             stop=stop,
@@ -487,6 +487,7 @@ def _locked(cfg: Config, store: StateStore, run_id: str) -> Iterator[None]:
     """The run lock; what a killed run left (its record, temp files) is put right first."""
     with store.runs.lock(run_id) as abandoned:
         tidy_after_killed_runs(cfg, run_id, abandoned)
+        settle_exports(cfg, store, run_id)
         yield
 
 

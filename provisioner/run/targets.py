@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from connectors.base import Connector, Reader
+from connectors.base import Connector, Exporter, Reader
 from provisioner.config import Config, ConfigError
 from provisioner.kinds import kind_of
 
 
-def build_connector(cfg: Config, name: str) -> Connector:
-    """The live connector of a target in apply mode; ConfigError when its kind has none."""
+def build_connector(cfg: Config, name: str) -> Connector | Exporter:
+    """The connector (a file target's exporter) of a target in apply mode; ConfigError when it has none."""
     tcfg = cfg.targets[name]
     kind = kind_of(tcfg.kind)
     if kind.connector is None:

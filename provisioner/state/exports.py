@@ -1,20 +1,25 @@
-"""Pending exports: what a file target recorded as applied but has not yet written out.
+"""The export journal: a file target's accepted changes, from before its files until they are recorded.
 
-A file target's ``apply`` only records a change; its ``finish`` writes the files. The
-state store commits a target's rows batch by batch, before ``finish``, so the writer
-stores every change it records as applied here too, in the same transaction. The rows
-go once ``finish`` has durably written the files. A run killed (or a disk filling up) in
-between leaves them, and the next run hands them to the connector again before its own
-changes: its delta file carries them. Nothing recorded is ever missing from the files.
+An exporter (connectors.base.Exporter) writes its files first; only then are its changes
+recorded as applied. A run killed between the two would leave files carrying changes the
+store does not know, and the next run would plan (and write) them a second time. So the
+executor journals the accepted changes (with the anchors the exporter gave them) in one
+transaction before the files are written, and records them afterwards in batches, each
+batch deleting the journal rows it covered in its own transaction: the journal holds
+exactly what is durably decided but not yet recorded.
 
-Which pending run was in fact written (killed after its files, before their rows were
-cleared) the connector tells (``FileTarget.exported``), so nothing is written twice.
+The next run, under the run lock and before it plans (provisioner/run/recovery.py),
+settles what a killed run left: when the exporter finds that run's delta file in place,
+the files carry the journaled changes and they are recorded now (``replay``); otherwise
+the files were never completed, nothing was recorded, and the journal goes (``drop``):
+the next plan has those changes again. Nothing the store records as applied is missing
+from the files, and nothing is written to them twice.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -23,60 +28,112 @@ from provisioner.core.rows import dumps
 from provisioner.state import schema as t
 from provisioner.state.common import bulk_insert
 from provisioner.state.store import StateStore
+from provisioner.state.writer import TargetWriter
 
 _PER_ROW = 1000  # changes per row: few rows to insert and delete, no string of a whole batch
 
-
-def _row(target: str, run_id: str, changes: Sequence[Change]) -> dict[str, str]:
-    return {
-        "target": target,
-        "run_id": run_id,
-        "changes": "[" + ",".join(dumps(c.to_json()) for c in changes) + "]",
-    }
+Accepted = tuple[Change, str | None, str | None]  # a change, the anchor and the note it was accepted with
 
 
-def insert(conn: sa.Connection, target: str, run_id: str, changes: Sequence[Change]) -> None:
-    """Store changes recorded as applied, inside the caller's transaction.
+def _row(target: str, run_id: str, entries: Sequence[Accepted]) -> dict[str, str]:
+    text = ",".join(dumps({"change": c.to_json(), "anchor": a, "note": n}) for c, a, n in entries)
+    return {"target": target, "run_id": run_id, "changes": "[" + text + "]"}
 
-    A row holds a JSON list of up to ``_PER_ROW`` changes: a first run records ~400,000
-    changes for the file targets, and a row each cost seconds to insert and to delete. Each
-    row is built just before it is inserted, so a batch's JSON is never held whole.
+
+def _chunks(entries: Sequence[Accepted]) -> Iterator[Sequence[Accepted]]:
+    for i in range(0, len(entries), _PER_ROW):
+        yield entries[i : i + _PER_ROW]
+
+
+def journal(store: StateStore, target: str, run_id: str, entries: Sequence[Accepted]) -> None:
+    """Journal a run's accepted changes for a target, in one transaction, before its files are written.
+
+    A row holds a JSON list of up to ``_PER_ROW`` changes: a first run accepts ~400,000
+    changes for the file targets. Each row is built just before it is inserted, so the
+    JSON of the whole run is never held at once.
     """
-    for i in range(0, len(changes), _PER_ROW):
-        bulk_insert(conn, t.pending_exports, [_row(target, run_id, changes[i : i + _PER_ROW])])
+    with store.engine.begin() as conn:
+        for chunk in _chunks(entries):
+            bulk_insert(conn, t.pending_exports, [_row(target, run_id, chunk)])
 
 
-def targets(store: StateStore) -> set[str]:
-    """Targets that owe an export."""
+def pending(store: StateStore) -> list[tuple[str, str]]:
+    """(target, run id) of every journal a killed run left, oldest first."""
     p = t.pending_exports.c
+    q = sa.select(p.target, p.run_id, sa.func.min(p.id)).group_by(p.target, p.run_id)
     with store.engine.connect() as c:
-        return {r[0] for r in c.execute(sa.select(p.target).distinct())}
+        return [(target, run) for target, run, _ in sorted(c.execute(q).all(), key=lambda r: r[2])]
 
 
-def claim(store: StateStore, target: str, run_id: str, exported: Callable[[str], bool]) -> list[Change]:
-    """Take over what earlier runs left unexported; returns those changes, oldest first.
+def drop(store: StateStore, target: str, run_id: str) -> None:
+    """Forget a journal whose files were never completed: its changes stay unrecorded (planned again)."""
+    p = t.pending_exports.c
+    with store.engine.begin() as conn:
+        conn.execute(t.pending_exports.delete().where(p.target == target, p.run_id == run_id))
 
-    Runs whose files ``exported`` finds written are done (their rows are dropped); the
-    rest become this run's, so that this run's ``finish`` clears them with its own.
+
+def record(writer: TargetWriter, entries: Sequence[Accepted], batch: int) -> None:
+    """Record journaled changes as applied: about ``batch`` a transaction, each clearing its journal rows.
+
+    The writer flushes only at journal-row boundaries, so a kill between two batches leaves
+    exactly the rows not yet recorded. Call it only once the files carrying them are durable.
+    """
+    rows = 0
+    since = 0
+    for chunk in _chunks(entries):
+        for change, anchor, note in chunk:
+            writer.ok(change, anchor, note)
+        rows += 1
+        since += len(chunk)
+        if since >= batch:
+            _flush(writer, rows)
+            rows = since = 0
+    if rows:
+        _flush(writer, rows)
+
+
+def _flush(writer: TargetWriter, rows: int) -> None:
+    """Flush the writer; the same transaction deletes the first ``rows`` journal rows of its run."""
+    p = t.pending_exports.c
+    first = sa.select(p.id).where(p.target == writer.target, p.run_id == writer.run_id).order_by(p.id)
+
+    def settle(conn: sa.Connection) -> None:
+        ids = conn.execute(first.limit(rows)).scalars().all()
+        conn.execute(t.pending_exports.delete().where(p.id.in_(ids)))
+
+    writer.settle = settle
+    try:
+        writer.flush()
+    finally:
+        writer.settle = None
+
+
+def replay(store: StateStore, target: str, run_id: str, soft_delete: bool, batch: int) -> int:
+    """Record what a killed run journaled and durably exported; returns how many changes.
+
+    Rows an older version wrote (plain changes, recorded as applied before their files)
+    are only deleted: the store holds those changes already, and full files carry them.
     """
     p = t.pending_exports.c
+    mine = (p.target == target, p.run_id == run_id)
     with store.engine.connect() as c:
-        runs = [r[0] for r in c.execute(sa.select(p.run_id).where(p.target == target).distinct())]
-    if not runs:
-        return []
-    done = [r for r in runs if r != run_id and exported(r)]
-    # Write first, read after: with workers writing other targets, a read-then-write
-    # transaction could lose SQLite's write lock to them.
-    with store.engine.begin() as c:
-        if done:
-            c.execute(t.pending_exports.delete().where(p.target == target, p.run_id.in_(done)))
-        c.execute(t.pending_exports.update().where(p.target == target).values(run_id=run_id))
-        found = c.execute(sa.select(p.changes).where(p.target == target).order_by(p.id)).scalars().all()
-    return [Change.from_json(data) for text in found for data in json.loads(text)]
-
-
-def clear(store: StateStore, target: str, run_id: str) -> None:
-    """The files carrying this run's changes (and those it claimed) are durably written."""
-    p = t.pending_exports.c
-    with store.engine.begin() as c:
-        c.execute(t.pending_exports.delete().where(p.target == target, p.run_id == run_id))
+        rows = [
+            (i, json.loads(text))
+            for i, text in c.execute(sa.select(p.id, p.changes).where(*mine).order_by(p.id))
+        ]
+    old = [i for i, data in rows if data and "change" not in data[0]]
+    if old:
+        with store.engine.begin() as conn:
+            conn.execute(t.pending_exports.delete().where(p.id.in_(old)))
+    entries = [
+        (Change.from_json(e["change"]), e.get("anchor"), e.get("note"))
+        for i, data in rows
+        if i not in old
+        for e in data
+    ]
+    run = store.runs.get(run_id)
+    writer = TargetWriter(store, target, run_id, (run or {}).get("as_of") or "", soft_delete)
+    writer.preload(c for c, _, _ in entries)
+    record(writer, entries, batch)
+    writer.finish()
+    return len(entries)

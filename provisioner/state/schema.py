@@ -9,7 +9,7 @@
 - ``objects`` links our key to each target's immutable anchor and the attributes and
   members last applied (with a digest so a no-op run compares hashes, not documents).
 - ``versions`` is the state cookie: one counter per target, bumped by every apply.
-- ``pending_exports`` holds changes a file target recorded but has not yet written out.
+- ``pending_exports`` journals changes a file target accepted until they are recorded.
 - ``runs``, ``changelog`` (append-only) and ``locks`` are the audit and run control;
   ``daemon_status`` is what the daemon says about itself (next run, heartbeat).
 
@@ -133,17 +133,17 @@ changelog = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
 )
 
-# Changes a file target recorded as applied whose files are not yet durably written: a
-# run killed between its commit and its files leaves them here, and the next run writes
-# them into its delta file before anything else (provisioner/state/exports.py).
+# The export journal: changes a file target accepted, kept from before its files are
+# written until they are recorded as applied; a run killed in between leaves them for the
+# next run to record or drop (provisioner/state/exports.py).
 pending_exports = sa.Table(
     "pending_exports",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("target", sa.String(64), nullable=False, index=True),
-    sa.Column("run_id", sa.String(64), nullable=False),  # the run that owes the export
-    # JSON list of the plan's Changes of one written batch: one row a batch, not a change,
-    # as a first run records ~400,000 changes for the file targets.
+    sa.Column("run_id", sa.String(64), nullable=False),  # the run that accepted them
+    # JSON list of up to 1,000 {change, anchor, note}: one row a chunk, not a change, as a
+    # first run accepts ~400,000 changes for the file targets.
     sa.Column("changes", sa.Text, nullable=False),
 )
 

@@ -2,10 +2,9 @@
 
 ``TargetWriter`` keeps the rows of the objects a target's plan touches, applies each
 successful change to them, and flushes dirty rows and changelog entries in batches
-(one transaction each). For a file target (``export``), each batch also stores the
-changes recorded as applied as pending exports (provisioner/state/exports.py) in the
-same transaction, kept until its files are durably written. ``apply_core`` writes
-identity changes (usernames issued, persons stopping, returning, purged) in one
+(one transaction each). For a file target, each batch also clears the export journal
+rows it records (``settle``, provisioner/state/exports.py) in the same transaction.
+``apply_core`` writes identity changes (usernames issued, persons stopping, returning, purged) in one
 transaction: the historic base only grows.
 """
 
@@ -13,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +22,6 @@ from provisioner.core.plan import CORE, Change, Op
 from provisioner.core.rows import IndexRow, ObjectRow, digest_json, dumps
 from provisioner.core.states import ChangeResult, IdentityStatus, Origin
 from provisioner.core.transitions import transition
-from provisioner.state import exports
 from provisioner.state import schema as t
 from provisioner.state.common import CHUNK, bulk_insert, now_iso
 from provisioner.state.store import StateStore
@@ -77,15 +75,11 @@ class TargetWriter:
         run_id: str,
         as_of: str,
         soft_delete: bool,
-        *,
-        export: bool = False,
     ) -> None:
         self.store, self.target, self.run_id, self.as_of = store, target, run_id, as_of
         self.soft_delete = soft_delete
-        # A file target: changes recorded as applied are written out only by its finish,
-        # so each is kept as a pending export until then (committed with its rows).
-        self.export = export
-        self.exports: list[Change] = []
+        # Run inside the next flush's transaction (the export journal rows it records).
+        self.settle: Callable[[sa.Connection], None] | None = None
         self.rows: dict[str, ObjectRow | None] = {}  # None: the object is gone
         self.dirty: set[str] = set()
         # (change, at, result, note or error, its record): encoded at flush
@@ -151,8 +145,6 @@ class TargetWriter:
     def ok(self, c: Change, anchor: str | None, note: str | None) -> None:
         """Record a change the target accepted."""
         self._done(c)
-        if self.export:
-            self.exports.append(c)  # as the connector got it: the next run may hand it over again
         if c.key not in self.rows and c.op != Op.CREATE:
             self._load({c.key})  # evicted after an earlier flush
         record = c.record()  # attributes, placement and links: what the row keeps
@@ -220,7 +212,8 @@ class TargetWriter:
                 )
             bulk_insert(conn, t.objects, inserts)
             bulk_insert(conn, t.changelog, log_rows)
-            exports.insert(conn, self.target, self.run_id, self.exports)
+            if self.settle is not None:
+                self.settle(conn)
             if self.forgotten:
                 drop_members(conn, self.target, self.forgotten, stamp)
         if self.forgotten:
@@ -229,7 +222,6 @@ class TargetWriter:
                     members = frozenset(m for m in kept.members if m[0] not in self.forgotten)
                     self.rows[k] = kept._replace(members=members)
             self.forgotten = set()
-        self.exports = []
         # Forget what is written, unless a change still to come needs it.
         for k in keys:
             row = self.rows.get(k) if self._pending.get(k, 0) > 0 else self.rows.pop(k, None)
