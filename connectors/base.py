@@ -222,6 +222,10 @@ def after_apply(
             yield made
 
 
+# What a file target records: its objects are written or left out, never disabled.
+_FILE_OPS = frozenset({Op.CREATE, Op.UPDATE, Op.MOVE, Op.DELETE, Op.ADD_MEMBERS, Op.REMOVE_MEMBERS})
+
+
 def _applied(obj: StoredObject | None, pairs: Sequence[tuple[Change, str | None]]) -> StoredObject | None:
     """One object after its changes, in plan order (``transition``, as the store will record
     them); None when it ends deleted or never existed."""
@@ -231,6 +235,8 @@ def _applied(obj: StoredObject | None, pairs: Sequence[tuple[Change, str | None]
         status = ObjectStatus(obj.status)
         row = ObjectRow(obj.kind, obj.anchor, status, None, None, obj.username, obj.attrs, members)
     for c, anchor in pairs:
+        if c.op not in _FILE_OPS:
+            raise ValueError(f"a file target does not {c.op.value} ({c.kind}:{c.key})")
         if row is None and c.op is not Op.CREATE:
             continue  # a change to an object neither stored nor created: nothing to show
         row = transition(row, c, as_of="", anchor=anchor)

@@ -75,7 +75,7 @@ def test_the_same_as_the_state_store_records(tmp_path: Path) -> None:
             StoredObject(
                 o["kind"], o["key"], o["anchor"], o["status"], o["attrs"], o["members"], o["username"]
             )
-            for o in store.iter_objects("t")
+            for o in store.objects.iterate("t")
         ]
         # (Not P8's delete: the writer makes a row of a change to an object it does not hold.)
         changes = [(c, a) for c, a in CHANGES if c.key != "P8"]
@@ -94,7 +94,7 @@ def test_the_same_as_the_state_store_records(tmp_path: Path) -> None:
                 o["attrs"],
                 None if o["members"] is None else tuple(o["members"]),
             )
-            for o in store.iter_objects("t")
+            for o in store.objects.iterate("t")
         ]
         assert stored == [(o.kind, o.key, o.anchor, o.status, dict(o.attrs), o.members) for o in expected]
     finally:

@@ -138,14 +138,14 @@ def test_a_run_dead_after_its_files_is_recorded_by_the_next_and_written_once(
             m.setattr(exports, "record", crash)
             with pytest.raises(KeyboardInterrupt):
                 runner.sync(cfg, store, as_of=DAY2)
-        assert "S3" in {o["key"] for o in store.iter_objects("feide")}  # not recorded yet
+        assert "S3" in {o["key"] for o in store.objects.iterate("feide")}  # not recorded yet
         assert _pending(store) > 0
         (its_delta,) = set((tmp_path / "itslearning").glob("ims-delta-*.xml")) - first  # durable
         assert _deleted_in_ims(its_delta.read_text(encoding="utf-8"), "S3")
 
         again = runner.sync(cfg, store, as_of=DAY2)
         assert again.status == "done", again.message
-        assert "S3" not in {o["key"] for o in store.iter_objects("feide")}  # recorded before planning
+        assert "S3" not in {o["key"] for o in store.objects.iterate("feide")}  # recorded before planning
         assert again.plan.target("itslearning").changes == ()  # so nothing is planned again
         assert again.results["itslearning"].status == "unchanged"
         assert _pending(store) == 0
@@ -174,7 +174,7 @@ def test_settling_records_runs_whose_files_are_written_and_drops_the_rest(tmp_pa
     out = tmp_path / "itslearning"
     try:
         for run in ("written", "lost"):
-            store.start_run(run, "sync", DAY1)
+            store.runs.start(run, "sync", DAY1)
         exports.journal(store, "itslearning", "written", [(_change("P1"), "P1", None)])
         exports.journal(
             store, "itslearning", "lost", [(_change("P2"), "P2", None), (_change("P3"), "P3", None)]
@@ -190,8 +190,8 @@ def test_settling_records_runs_whose_files_are_written_and_drops_the_rest(tmp_pa
         (out / "ims-delta-20251001T000000Z-written.xml").write_text("<x/>", encoding="utf-8")
         recovery.settle_exports(cfg, store, "now")
         assert exports.pending(store) == []
-        assert [(o["key"], o["anchor"]) for o in store.iter_objects("itslearning")] == [("P1", "P1")]
-        assert list(store.iter_objects("feide")) == []
+        assert [(o["key"], o["anchor"]) for o in store.objects.iterate("itslearning")] == [("P1", "P1")]
+        assert list(store.objects.iterate("feide")) == []
         assert (out / "latest-full.xml").read_text(encoding="utf-8") == "<x/>"  # the link it never made
         log = t.changelog.c
         with store.engine.connect() as c:
