@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from connectors import files
 from connectors.feide.ldif import FeideLdifConnector
 from connectors.itslearning.connector import ItslearningConnector
-from provisioner.apply import workers
+from provisioner.apply.options import ApplyOptions
 from provisioner.config import FeideConfig, ItslearningConfig, OwnerConfig
 from provisioner.core.plan import Change, Op
 from provisioner.run import runner
@@ -65,14 +65,13 @@ def test_files_a_full_disk_refused_are_written_by_the_next_run(
         sis.end_enrollments("S3", DAY1)
         sis.write(src)
         with monkeypatch.context() as m:
-            m.setattr(workers, "ENABLED", False)
 
             def full(path: Path):  # noqa: ANN202
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
             m.setattr(files, "atomic_text_file", full)
             m.setattr("connectors.feide.ldif.atomic_text_file", full)
-            failed = runner.sync(cfg, store, as_of=DAY2)
+            failed = runner.sync(cfg, store, as_of=DAY2, options=ApplyOptions(workers=False))
         assert failed.results["itslearning"].status == "failed"
         assert failed.results["feide"].status == "failed"
         # The store records S3's removal as applied: no later plan has it again.
@@ -81,8 +80,7 @@ def test_files_a_full_disk_refused_are_written_by_the_next_run(
         assert "changetype: delete" not in _deltas(tmp_path / "feide", "feide-delta-*.ldif")
         assert _pending(store) > 0
 
-        monkeypatch.setattr(workers, "ENABLED", in_workers)
-        again = runner.sync(cfg, store, as_of=DAY2)
+        again = runner.sync(cfg, store, as_of=DAY2, options=ApplyOptions(workers=in_workers))
         assert again.status == "done", again.message
         assert again.plan.target("itslearning").changes == ()  # nothing new: only what was owed
         assert again.results["itslearning"].status == "applied"

@@ -36,6 +36,7 @@ from connectors.base import (
     TransientError,
 )
 from provisioner import faults
+from provisioner.apply.options import DEFAULT_BATCH, ApplyOptions
 from provisioner.apply.workers import Job, StopFlag, Workers, cores
 from provisioner.apply.workers import available as workers_available
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
@@ -45,7 +46,6 @@ from provisioner.state.writer import TargetWriter, apply_core
 
 log = structlog.get_logger("bas.executor")
 
-BATCH = 20000  # changes per state-store transaction
 STOPPED = object()  # yielded by _outcomes when the stop event is set
 
 
@@ -103,6 +103,7 @@ def apply_plan(
     progress: Callable[[int], None] | None = None,
     only: set[str] | None = None,
     stop: threading.Event | None = None,
+    options: ApplyOptions | None = None,
 ) -> dict[str, TargetResult]:
     """Apply every applicable part of a plan; returns a result per target.
 
@@ -110,7 +111,9 @@ def apply_plan(
     processes while this process applies the others (provisioner.apply.workers).
     ``stop`` (set by the daemon on SIGTERM) is checked between changes: the change in
     flight finishes, what was done is flushed, and the rest is left for the next run.
+    ``options``: the state-store batch size, whether workers are used, how they log.
     """
+    options = options or ApplyOptions()
     results: dict[str, TargetResult] = {}
     todo: list[TargetPlan] = []
     owed = exports.targets(store)  # file targets a killed run left with changes to write out
@@ -129,7 +132,7 @@ def apply_plan(
         else:
             todo.append(tp)
 
-    forked, local = _split(todo, connectors, store)
+    forked, local = _split(todo, connectors, store, options)
     with Workers(stop) as workers:
         # Workers start now and load their jobs while the core is written; they apply
         # only after it is committed (go), so no target may hold a username the
@@ -143,7 +146,7 @@ def apply_plan(
                 plan.as_of,
                 soft_delete.get(tp.target, False),
                 retry,
-                batch=BATCH,
+                options,
             )
             workers.start(job)
         core = plan.target(CORE)
@@ -161,7 +164,17 @@ def apply_plan(
                 continue
             conn, soft = connectors[tp.target], soft_delete.get(tp.target, False)
             results[tp.target] = apply_target(
-                tp, store, conn, plan.run_id, plan.as_of, soft, retry, sleep, progress, stop
+                tp,
+                store,
+                conn,
+                plan.run_id,
+                plan.as_of,
+                soft,
+                retry,
+                sleep,
+                progress,
+                stop,
+                batch=options.batch,
             )
 
         def done(target: str, res: TargetResult, changes: int) -> None:
@@ -176,7 +189,7 @@ def apply_plan(
 
 
 def _split(
-    todo: list[TargetPlan], connectors: Mapping[str, Connector], store: StateStore
+    todo: list[TargetPlan], connectors: Mapping[str, Connector], store: StateStore, options: ApplyOptions
 ) -> tuple[list[TargetPlan], list[TargetPlan]]:
     """(targets for worker processes, targets for this process).
 
@@ -184,7 +197,7 @@ def _split(
     process keeps the largest of them when it has nothing else to do: its plan is in
     memory here already, and a worker would hold a second copy of it.
     """
-    if len(todo) < 2 or not workers_available(store):
+    if len(todo) < 2 or not workers_available(store, options):
         return [], todo
     safe = [tp for tp in todo if getattr(connectors[tp.target], "process_safe", False)]
     local = [tp for tp in todo if tp not in safe]
@@ -208,6 +221,8 @@ def apply_target(
     sleep: Callable[[float], None],
     progress: Callable[[int], None] | None,
     stop: StopFlag | None = None,
+    *,
+    batch: int = DEFAULT_BATCH,
 ) -> TargetResult:
     res = TargetResult(tp.target, "applied")
     tlog = log.bind(run_id=run_id, target=tp.target)
@@ -226,11 +241,11 @@ def apply_target(
             res.errors.append(f"target could not start: {exc}")
             tlog.error("target could not start", error=str(exc))
             return res
-        _apply_changes(tp, conn, writer, res, retry, sleep, progress, stop, tlog)
+        _apply_changes(tp, conn, writer, res, retry, sleep, progress, stop, tlog, batch)
         writer.finish()
         faults.point(f"{tp.target}:committed")
         if progress:
-            progress(len(tp.changes) % BATCH)
+            progress(len(tp.changes) % batch)
         # An interrupted target still finishes: a file target writes out what was applied
         # (the state store now records it), so the target and the store stay in step.
         # Stopped before its first change, with nothing owed, it has nothing new to write.
@@ -286,8 +301,9 @@ def _apply_changes(
     progress: Callable[[int], None] | None,
     stop: StopFlag | None,
     tlog: Any,
+    batch: int,
 ) -> None:
-    """Send every change of the plan and record each outcome (flushed every BATCH changes)."""
+    """Send every change of the plan and record each outcome (flushed every ``batch`` changes)."""
     many = getattr(conn, "apply_many", None)
     failed_creates: set[str] = set()
     site = f"{tp.target}:change"  # a test fault-injection point (provisioner/faults.py)
@@ -328,11 +344,11 @@ def _apply_changes(
             res.ok += 1
             writer.ok(change, outcome.anchor, outcome.note)
         faults.point(site)
-        if i % BATCH == 0:
+        if i % batch == 0:
             writer.flush()
             faults.point(f"{tp.target}:flushed")
             if progress:
-                progress(BATCH)
+                progress(batch)
 
 
 def _outcomes(

@@ -24,6 +24,7 @@ import structlog
 from connectors.base import Connector
 from mappings.base import MappingContext, mapping_for
 from provisioner.apply.executor import TargetResult, apply_plan
+from provisioner.apply.options import ApplyOptions
 from provisioner.config import Config, ConfigError
 from provisioner.core.certificate import (
     Certificate,
@@ -48,6 +49,7 @@ from provisioner.core.safety import (
     school_hold,
     thresholds_for,
 )
+from provisioner.logs import LogSettings
 from provisioner.run.currency import superseded_reason, why_not_current
 from provisioner.run.recovery import tidy_after_killed_runs
 from provisioner.run.targets import build_connector
@@ -397,6 +399,11 @@ def _refused(store: StateStore, run_id: str, exc: SourceRefused) -> RunOutcome:
     return RunOutcome(run_id, EXIT_HELD, "refused", message)
 
 
+def apply_options(cfg: Config) -> ApplyOptions:
+    """How a run started from this config applies its plan (worker processes log as configured)."""
+    return ApplyOptions(log=LogSettings(cfg.logging.level, cfg.logging.format))
+
+
 def _guarded_apply(
     cfg: Config,
     store: StateStore,
@@ -405,6 +412,7 @@ def _guarded_apply(
     progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
     connect: ConnectorFactory | None = None,
+    options: ApplyOptions | None = None,
 ) -> RunOutcome:
     """Apply a plan and record the run however it ends (a crash leaves no run 'running')."""
     try:
@@ -415,6 +423,7 @@ def _guarded_apply(
             soft_delete=_soft_delete(cfg),
             progress=progress,
             stop=stop,
+            options=options or apply_options(cfg),
         )
     except ConfigError as exc:
         store.finish_run(plan.run_id, "failed", error=str(exc))
@@ -441,12 +450,13 @@ def sync(
     full: bool = False,
     stop: threading.Event | None = None,
     connect: ConnectorFactory | None = None,
+    options: ApplyOptions | None = None,
 ) -> RunOutcome:
     """Plan and (unless dry_run) apply one run under the run lock (``full``: ignore the certificate).
 
     ``stop`` set (SIGTERM to the daemon): the run ends between changes as "interrupted".
     ``connect`` builds a target's connector (default ``build_connector``; tests give the Graph
-    client a virtual clock).
+    client a virtual clock). ``options``: how to apply (default ``apply_options(cfg)``).
     """
     day = valid_day(as_of) if as_of is not None else dt.date.today().isoformat()
     run_id = new_run_id()
@@ -478,7 +488,7 @@ def sync(
                 store.finish_run(run_id, "interrupted", summary={"plan": plan.summary()})
                 rlog.warning("run interrupted before apply")
                 return RunOutcome(run_id, EXIT_INTERRUPTED, "interrupted", "stopped before apply", plan)
-            return _guarded_apply(cfg, store, plan, "sync", progress, stop, connect)
+            return _guarded_apply(cfg, store, plan, "sync", progress, stop, connect, options)
     except LockHeld as exc:
         return RunOutcome(run_id, EXIT_LOCKED, "locked", str(exc))
 
