@@ -32,6 +32,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.synchronize import Event
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -102,6 +103,12 @@ class _Spawn(SpawnContext):
         return p
 
 
+@dataclass(frozen=True)
+class _Events:
+    go: Event  # the core is committed: workers may apply
+    halt: Event  # workers stop between changes
+
+
 @dataclass
 class _Worker:
     target: str
@@ -116,9 +123,7 @@ class Workers:
 
     def __init__(self, stop: StopFlag | None) -> None:
         self._stop = stop
-        spawn = multiprocessing.get_context("spawn")
-        self._go = spawn.Event()  # the core is committed: workers may apply
-        self._halt = spawn.Event()  # workers stop between changes
+        self._events: _Events | None = None  # made with the first worker (none: no semaphores)
         self._done = threading.Event()  # every worker ended: the relay ends
         self._relay: threading.Thread | None = None
         self._running: list[_Worker] = []
@@ -129,7 +134,8 @@ class Workers:
     def __exit__(self, *exc: object) -> None:
         # Leaving early (an error here): ask the workers to stop between changes and wait,
         # so what they did is flushed and no process outlives the run.
-        self._halt.set()
+        if self._events is not None:
+            self._events.halt.set()
         for w in self._running:
             w.pool.shutdown(wait=True, cancel_futures=True)
         self._running = []
@@ -141,8 +147,11 @@ class Workers:
         """Start a worker for one target: it loads its job now and applies after ``go()``."""
         from provisioner.apply import worker  # the worker's entry points; it imports the executor
 
+        if self._events is None:
+            spawn = multiprocessing.get_context("spawn")
+            self._events = _Events(go=spawn.Event(), halt=spawn.Event())
         ctx = _Spawn()
-        signals = (self._go, self._halt)
+        signals = (self._events.go, self._events.halt)
         pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=worker.init, initargs=signals)
         w = _Worker(job.plan.target, len(job.plan.changes), ctx, pool, pool.submit(worker.run, job))
         self._running.append(w)
@@ -154,14 +163,15 @@ class Workers:
 
     def go(self) -> None:
         """The core is committed: the workers may apply (they loaded their jobs meanwhile)."""
-        self._go.set()
+        if self._events is not None:
+            self._events.go.set()
 
     def _relay_stop(self) -> None:
         """This process's stop (SIGTERM to the daemon's run) becomes the workers' stop."""
-        assert self._stop is not None
+        assert self._stop is not None and self._events is not None
         while not self._done.wait(0.2):
             if self._stop.is_set():
-                self._halt.set()
+                self._events.halt.set()
                 return
 
     def wait(self, on_done: Callable[[str, TargetResult, int], None]) -> None:
