@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import signal
 import socket
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,39 +31,55 @@ SMALL = demo_data.Scale(1, 0, 0, 0, 0, students=40, employees=6, guardians=50, g
 
 
 class Listener:
-    """A datagram socket standing in for systemd's notify socket."""
+    """A datagram socket standing in for systemd's notify socket; a thread reads it as systemd does."""
 
     def __init__(self, address: str) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(address)
+        self.sock.settimeout(0.1)
         self.got: list[dict[str, str]] = []
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.sock.recv(4096).decode("utf-8")
+            except TimeoutError:
+                continue
+            self.got.append(dict(line.split("=", 1) for line in data.split("\n")))
 
     def receive(self, timeout: float = 5.0) -> dict[str, str] | None:
-        """The next datagram as a dict of its KEY=value lines (None on timeout)."""
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(4096).decode("utf-8")
-        except TimeoutError:
-            return None
-        msg = dict(line.split("=", 1) for line in data.split("\n"))
-        self.got.append(msg)
-        return msg
+        """The oldest datagram not taken yet, as a dict of its KEY=value lines (None on timeout)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.got:
+                return self.got.pop(0)
+            time.sleep(0.01)
+        return None
 
     def until(self, key: str, timeout: float) -> dict[str, str]:
-        """Receive until a message has ``key``."""
+        """Take datagrams until one has ``key``."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             msg = self.receive(max(0.1, end - time.monotonic()))
             if msg is not None and key in msg:
                 return msg
-        pytest.fail(f"no {key} within {timeout} s; got {self.got}")
+        pytest.fail(f"no {key} within {timeout} s")
+
+    def close(self) -> None:
+        """Stop reading and close the socket."""
+        self._closed.set()
+        self._reader.join()
+        self.sock.close()
 
 
 @pytest.fixture()
 def listener(tmp_path: Path) -> Iterator[Listener]:
     lst = Listener(str(tmp_path / "notify.sock"))
     yield lst
-    lst.sock.close()
+    lst.close()
 
 
 def test_notify_sends_ready_watchdog_and_stopping_as_datagrams(tmp_path: Path, listener: Listener) -> None:
@@ -82,8 +99,19 @@ def test_notify_reaches_an_abstract_socket_and_is_a_no_op_without_one() -> None:
         assert notify.watchdog("idle", env={"NOTIFY_SOCKET": "@" + name})
         assert lst.receive() == {"WATCHDOG": "1", "STATUS": "idle"}
     finally:
-        lst.sock.close()
+        lst.close()
     assert notify.ready("idle", env={}) is False
+    # A receiver that never reads: the queue fills, and the daemon is not stalled.
+    path = f"/tmp/bas-test-{os.getpid()}-{time.monotonic_ns()}.sock"
+    deaf = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    deaf.bind(path)
+    try:
+        t0 = time.monotonic()
+        sent = [notify.watchdog("idle", env={"NOTIFY_SOCKET": path}) for _ in range(2000)]
+        assert time.monotonic() - t0 < 30 and sent[0] and not sent[-1]
+    finally:
+        deaf.close()
+        os.unlink(path)
     # systemd gone (socket removed): logged and dropped, never raised
     assert notify.watchdog("idle", env={"NOTIFY_SOCKET": "/nonexistent/notify.sock"}) is False
 
@@ -184,3 +212,28 @@ def _notified_ran_and_measured(d: DaemonProc, listener: Listener) -> None:
     assert (metric(body, "process_resident_memory_bytes") or 0) > 10_000_000
     assert metric(body, "process_cpu_seconds_total") is not None
     assert metric(body, "bas_runs_total", outcome="done") >= 2
+
+
+def test_a_run_that_does_not_stop_in_time_is_killed_and_the_daemon_exits(tmp_path: Path) -> None:
+    """No os._exit: the daemon kills its run's process after stop_timeout_seconds and ends cleanly."""
+    scale = demo_data.Scale(
+        1, 1, 0, 0, 0, students=4000, employees=400, guardians=4000, groups=150, memberships=20000
+    )
+    state = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    extra = "[daemon]\ninterval_seconds = 3600\nstop_timeout_seconds = 0.2\n"
+    conf = write_config(tmp_path, state, extra, scale)
+    d = DaemonProc(conf)
+    try:
+        # The run plans for a few seconds at this size and checks the stop only after planning.
+        started = d.wait_for(lambda: d.events("run started in its own process"), 60, "the run")[0]
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert d.stop() == 0, d.text()
+        assert time.monotonic() - t0 < 15
+        killed = "the run in flight did not stop in time; killing it (the next run records it aborted)"
+        assert d.events(killed), d.text()
+        assert d.events("daemon stopped")
+        with pytest.raises(ProcessLookupError):
+            os.kill(started["pid"], 0)
+    finally:
+        d.stop(signal.SIGKILL)

@@ -34,6 +34,7 @@ def send(*fields: str, env: Mapping[str, str] = os.environ) -> bool:
     message = "\n".join(f.replace("\n", " ") for f in fields).encode("utf-8")
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.setblocking(False)  # a receiver that does not read must never stall the daemon
             s.connect(addr)
             s.sendall(message)
     except OSError as exc:

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass, replace
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 
 import structlog
@@ -87,6 +88,9 @@ class RunProcess:
 
     def start(self) -> None:
         """Start the child with SIGTERM/SIGINT blocked until its own handlers are set."""
+        # multiprocessing starts its resource tracker with the first child and unblocks
+        # SIGTERM/SIGINT in this thread after that: so it is started before they are blocked.
+        resource_tracker.ensure_running()
         old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             self._proc.start()
