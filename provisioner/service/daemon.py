@@ -310,10 +310,10 @@ class Daemon:
 
     def _run_child(self, cfg: config_mod.Config, full: bool) -> runner.RunOutcome | Crashed | None:
         """One sync in a child process; None when the daemon is stopping and none was started."""
-        child = RunProcess(cfg, full, LogSettings(cfg.logging.level, "json"))
         with self._child_lock:
             if self.stop.is_set():
                 return None
+            child = RunProcess(cfg, full, LogSettings(cfg.logging.level, "json"))
             child.start()
             self._child = child
         log.info("run started in its own process", kind="full" if full else "incremental", pid=child.pid)
