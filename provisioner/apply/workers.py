@@ -154,9 +154,6 @@ class Workers:
         signals = (self._events.go, self._events.halt)
         pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=worker.init, initargs=signals)
         w = _Worker(job.plan.target, len(job.plan.changes), ctx, pool, pool.submit(worker.run, job))
-        # The worker ends as soon as its one job is answered, while this process works on:
-        # a spawned interpreter takes a moment to shut down, which need not be waited for.
-        w.future.add_done_callback(lambda _f: pool.shutdown(wait=False))
         self._running.append(w)
         if self._relay is None and self._stop is not None:
             self._relay = threading.Thread(target=self._relay_stop, name="bas-workers-stop", daemon=True)
