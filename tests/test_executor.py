@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from demo import data as demo_data
+from provisioner.apply.options import ApplyOptions
 from provisioner.run import runner
 from provisioner.state.store import StateStore
 from tests.sisbuilder import make_config
@@ -40,3 +41,9 @@ def test_apply_in_many_batches_then_nothing_to_do(tmp_path: Path, batch: int) ->
         assert sum(len(o["members"]) for o in groups) > 0
     finally:
         store.close()
+
+
+def test_apply_options_refuse_an_empty_batch() -> None:
+    assert ApplyOptions().batch == 20000 and ApplyOptions().workers
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        ApplyOptions(batch=0)
