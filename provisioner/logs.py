@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ def _is_secret(key: Any) -> bool:
     return any(s in k for s in _SECRET_KEYS)
 
 
-def _scrub(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _scrub(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     return {k: _scrub_value(v) for k, v in event.items() if not _is_secret(k)}
 
 
