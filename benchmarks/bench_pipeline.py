@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.base import Applied, Connector  # noqa: E402
-from provisioner import config, runner  # noqa: E402
+from provisioner import config  # noqa: E402
+from provisioner.run import runner  # noqa: E402
 from provisioner.state.store import StateStore  # noqa: E402
 from sources.sql import DEFAULT_QUERIES  # noqa: E402
 
@@ -185,7 +186,7 @@ def main() -> None:
             sys.executable,
             "-c",
             (
-                "import datetime as dt; from provisioner import demo_data as d;"
+                "import datetime as dt; from demo import data as d;"
                 f"print(d.generate('sqlite:///{db}', d.{args.scale.upper()}, seed=1,"
                 f" as_of=dt.date.fromisoformat('{as_of}')))"
             ),

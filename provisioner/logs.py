@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -33,22 +35,20 @@ def _is_secret(key: Any) -> bool:
     return any(s in k for s in _SECRET_KEYS)
 
 
-def _scrub(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _scrub(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     return {k: _scrub_value(v) for k, v in event.items() if not _is_secret(k)}
 
 
-_settings = ("info", "console")
+@dataclass(frozen=True)
+class LogSettings:
+    """How a process logs: handed to the processes it starts, so they log the same way."""
+
+    level: str = "info"
+    format: str = "console"
 
 
-def settings() -> tuple[str, str]:
-    """(level, format) as last configured: worker processes log the same way."""
-    return _settings
-
-
-def configure(level: str = "info", fmt: str = "console", stream: Any = None) -> None:
-    """Set up structlog for the process (idempotent)."""
-    global _settings
-    _settings = (level, fmt)
+def configure(level: str = "info", fmt: str = "console", stream: Any = None) -> LogSettings:
+    """Set up structlog for the process (idempotent); returns the settings, to pass on to children."""
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if fmt == "json"
@@ -67,3 +67,4 @@ def configure(level: str = "info", fmt: str = "console", stream: Any = None) -> 
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
+    return LogSettings(level, fmt)

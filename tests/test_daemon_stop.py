@@ -95,7 +95,7 @@ def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
         assert feide_done.status in ("applied", "interrupted") and feide_done.ok <= feide_planned
         assert (feide_done.status == "applied") == (feide_done.ok == feide_planned)
         assert store.runs.get(first.run_id)["status"] == "interrupted"
-        assert len(list(store.objects.iterate("itslearning"))) == 25  # flushed, though BATCH is 20000
+        assert len(list(store.objects.iterate("itslearning"))) == 25  # flushed; a batch is 20000
         # The interrupted file target still wrote out what it applied.
         deltas = list((tmp_path / "itslearning").glob("ims-delta-*.xml"))
         assert len(deltas) == 1 and deltas[0].read_text(encoding="utf-8").count("<person") > 0

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from demo import data as demo_data
-from provisioner.apply import executor
+from provisioner.apply.options import ApplyOptions
 from provisioner.run import runner
 from provisioner.state.store import StateStore
 from tests.sisbuilder import make_config
 
 
 @pytest.mark.parametrize("batch", [1, 7, 50])
-def test_apply_in_many_batches_then_nothing_to_do(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
-) -> None:
+def test_apply_in_many_batches_then_nothing_to_do(tmp_path: Path, batch: int) -> None:
     """Objects written in one batch and changed in a later one (group create, then members) stay whole."""
-    monkeypatch.setattr(executor, "BATCH", batch)
     day = dt.date(2025, 10, 1)
     src = f"sqlite:///{tmp_path / 'sis.sqlite'}"
     demo_data.generate(
@@ -31,7 +29,8 @@ def test_apply_in_many_batches_then_nothing_to_do(
     cfg = make_config(tmp_path, src, f"sqlite:///{tmp_path / 'state.sqlite'}")
     store = StateStore(cfg.sqlalchemy_url(cfg.state.url))
     try:
-        first = runner.sync(cfg, store, as_of=day.isoformat())
+        options = replace(runner.apply_options(cfg), batch=batch)
+        first = runner.sync(cfg, store, as_of=day.isoformat(), options=options)
         assert first.status == "done", first.message
         assert first.results["itslearning"].ok > batch
         again = runner.sync(cfg, store, dry_run=True, as_of=day.isoformat())
@@ -42,3 +41,9 @@ def test_apply_in_many_batches_then_nothing_to_do(
         assert sum(len(o["members"]) for o in groups) > 0
     finally:
         store.close()
+
+
+def test_apply_options_refuse_an_empty_batch() -> None:
+    assert ApplyOptions().batch == 20000 and ApplyOptions().workers
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        ApplyOptions(batch=0)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from connectors import files
 from connectors.feide.ldif import FeideLdifConnector
-from provisioner.apply import workers
+from provisioner.apply.options import ApplyOptions
 from provisioner.config import FeideConfig, OwnerConfig
 from provisioner.core.plan import Change, Op
 from provisioner.run import recovery, runner
@@ -77,14 +77,13 @@ def test_files_a_full_disk_refused_are_written_by_the_next_run(
         sis.end_enrollments("S3", DAY1)
         sis.write(src)
         with monkeypatch.context() as m:
-            m.setattr(workers, "ENABLED", False)
 
             def full(path: Path):  # noqa: ANN202
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
             m.setattr(files, "atomic_text_file", full)
             m.setattr("connectors.feide.ldif.atomic_text_file", full)
-            failed = runner.sync(cfg, store, as_of=DAY2)
+            failed = runner.sync(cfg, store, as_of=DAY2, options=ApplyOptions(workers=False))
         assert failed.results["itslearning"].status == "failed"
         assert failed.results["feide"].status == "failed"
         # No file carries S3's removal, so the store does not record it as applied (it did,
@@ -95,8 +94,7 @@ def test_files_a_full_disk_refused_are_written_by_the_next_run(
         assert "changetype: delete" not in _deltas(tmp_path / "feide", "feide-delta-*.ldif")
         assert _pending(store) == 0
 
-        monkeypatch.setattr(workers, "ENABLED", in_workers)
-        again = runner.sync(cfg, store, as_of=DAY2)
+        again = runner.sync(cfg, store, as_of=DAY2, options=ApplyOptions(workers=in_workers))
         assert again.status == "done", again.message
         for target in ("itslearning", "feide"):  # nothing new: only what failed
             assert _ops(again, target) == _ops(failed, target) != []
@@ -130,14 +128,13 @@ def test_a_run_dead_after_its_files_is_recorded_by_the_next_and_written_once(
         sis.write(src)
         first = set((tmp_path / "itslearning").glob("ims-delta-*.xml"))
         with monkeypatch.context() as m:
-            m.setattr(workers, "ENABLED", False)
 
             def crash(*_a: object, **_k: object) -> None:
                 raise KeyboardInterrupt  # as a kill: nothing after the files runs
 
             m.setattr(exports, "record", crash)
             with pytest.raises(KeyboardInterrupt):
-                runner.sync(cfg, store, as_of=DAY2)
+                runner.sync(cfg, store, as_of=DAY2, options=ApplyOptions(workers=False))
         assert "S3" in {o["key"] for o in store.objects.iterate("feide")}  # not recorded yet
         assert _pending(store) > 0
         (its_delta,) = set((tmp_path / "itslearning").glob("ims-delta-*.xml")) - first  # durable

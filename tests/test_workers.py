@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from demo import data as demo_data
 from provisioner.apply import executor, workers
+from provisioner.apply.options import ApplyOptions
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.run import runner
 from provisioner.state import schema as t
@@ -76,11 +78,9 @@ def test_this_process_keeps_the_largest_when_it_has_nothing_else(store: StateSto
     assert _notes(store, "small") != {f"pid {os.getpid()}"}
 
 
-def test_an_in_memory_store_or_a_single_target_stays_in_this_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_in_memory_store_or_a_single_target_stays_in_this_process(tmp_path: Path) -> None:
     mem = StateStore("sqlite://")
-    assert not workers.available(mem)
+    assert not workers.available(mem, ApplyOptions())
     mem.close()
     s = StateStore(f"sqlite:///{tmp_path / 's.sqlite'}")
     try:
@@ -88,8 +88,8 @@ def test_an_in_memory_store_or_a_single_target_stays_in_this_process(
             _plan(("only", 5)), s, {"only": Recording("only", process_safe=True)}, soft_delete={}
         )
         assert _notes(s, "only") == {f"pid {os.getpid()}"}
-        monkeypatch.setattr(workers, "ENABLED", False)
-        assert not workers.available(s)
+        assert workers.available(s, ApplyOptions())
+        assert not workers.available(s, ApplyOptions(workers=False))
     finally:
         s.close()
 
@@ -146,11 +146,11 @@ def test_sync_with_workers_gives_the_same_state_and_files_as_without(
     monkeypatch.setattr(workers.Workers, "start", start)
     outcome = {}
     for mode in ("workers", "one-process"):
-        monkeypatch.setattr(workers, "ENABLED", mode == "workers")
         cfg = make_config(tmp_path / mode, src, f"sqlite:///{tmp_path / mode / 'state.sqlite'}")
         store = StateStore(cfg.sqlalchemy_url(cfg.state.url))
+        options = replace(runner.apply_options(cfg), workers=mode == "workers")
         try:
-            out = runner.sync(cfg, store, as_of=DAY.isoformat())
+            out = runner.sync(cfg, store, as_of=DAY.isoformat(), options=options)
             assert out.status == "done", out.message
             objects = {n: sorted(map(repr, store.objects.iterate(n))) for n in ("itslearning", "feide")}
             with store.engine.connect() as c:

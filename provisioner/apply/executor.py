@@ -37,6 +37,7 @@ from connectors.base import (
     TransientError,
 )
 from provisioner import faults
+from provisioner.apply.options import DEFAULT_BATCH, ApplyOptions
 from provisioner.apply.workers import Job, StopFlag, Workers, cores
 from provisioner.apply.workers import available as workers_available
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
@@ -47,7 +48,6 @@ from provisioner.state.writer import TargetWriter, apply_core
 
 log = structlog.get_logger("bas.executor")
 
-BATCH = 20000  # changes per state-store transaction
 STOPPED = object()  # yielded by _outcomes when the stop event is set
 
 
@@ -105,6 +105,7 @@ def apply_plan(
     progress: Callable[[int], None] | None = None,
     only: set[str] | None = None,
     stop: threading.Event | None = None,
+    options: ApplyOptions | None = None,
 ) -> dict[str, TargetResult]:
     """Apply every applicable part of a plan; returns a result per target.
 
@@ -112,7 +113,9 @@ def apply_plan(
     processes while this process applies the others (provisioner.apply.workers).
     ``stop`` (set by the daemon on SIGTERM) is checked between changes: the change in
     flight finishes, what was done is flushed, and the rest is left for the next run.
+    ``options``: the state-store batch size, whether workers are used, how they log.
     """
+    options = options or ApplyOptions()
     results: dict[str, TargetResult] = {}
     todo: list[TargetPlan] = []
     for tp in plan.targets:
@@ -130,7 +133,7 @@ def apply_plan(
         else:
             todo.append(tp)
 
-    forked, local = _split(todo, connectors, store)
+    forked, local = _split(todo, connectors, store, options)
     with Workers(stop) as workers:
         # Workers start now and load their jobs while the core is written; they apply
         # only after it is committed (go), so no target may hold a username the
@@ -144,7 +147,7 @@ def apply_plan(
                 plan.as_of,
                 soft_delete.get(tp.target, False),
                 retry,
-                batch=BATCH,
+                options,
             )
             workers.start(job)
         core = plan.target(CORE)
@@ -162,7 +165,17 @@ def apply_plan(
                 continue
             conn, soft = connectors[tp.target], soft_delete.get(tp.target, False)
             results[tp.target] = apply_target(
-                tp, store, conn, plan.run_id, plan.as_of, soft, retry, sleep, progress, stop
+                tp,
+                store,
+                conn,
+                plan.run_id,
+                plan.as_of,
+                soft,
+                retry,
+                sleep,
+                progress,
+                stop,
+                batch=options.batch,
             )
 
         def done(target: str, res: TargetResult, changes: int) -> None:
@@ -177,7 +190,7 @@ def apply_plan(
 
 
 def _split(
-    todo: list[TargetPlan], connectors: Mapping[str, Connector], store: StateStore
+    todo: list[TargetPlan], connectors: Mapping[str, Connector], store: StateStore, options: ApplyOptions
 ) -> tuple[list[TargetPlan], list[TargetPlan]]:
     """(targets for worker processes, targets for this process).
 
@@ -185,7 +198,7 @@ def _split(
     process keeps the largest of them when it has nothing else to do: its plan is in
     memory here already, and a worker would hold a second copy of it.
     """
-    if len(todo) < 2 or not workers_available(store):
+    if len(todo) < 2 or not workers_available(store, options):
         return [], todo
     safe = [tp for tp in todo if connectors[tp.target].process_safe]
     local = [tp for tp in todo if tp not in safe]
@@ -209,10 +222,12 @@ def apply_target(
     sleep: Callable[[float], None],
     progress: Callable[[int], None] | None,
     stop: StopFlag | None = None,
+    *,
+    batch: int = DEFAULT_BATCH,
 ) -> TargetResult:
     """Apply one target's changes through its connector (or exporter) and record the outcomes."""
     if isinstance(conn, Exporter):
-        return apply_export(tp, store, conn, run_id, as_of, soft_delete, progress, stop)
+        return apply_export(tp, store, conn, run_id, as_of, soft_delete, progress, stop, batch=batch)
     res = TargetResult(tp.target, TargetOutcome.APPLIED)
     tlog = log.bind(run_id=run_id, target=tp.target)
     writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete)
@@ -223,11 +238,11 @@ def apply_target(
         except (FatalError, TransientError, OSError) as exc:
             _not_started(res, tp, exc, tlog)
             return res
-        _apply_changes(tp, conn, writer, res, retry, sleep, progress, stop, tlog)
+        _apply_changes(tp, conn, writer, res, retry, sleep, progress, stop, tlog, batch)
         writer.finish()
         faults.point(f"{tp.target}:committed")
         if progress:
-            progress(len(tp.changes) % BATCH)
+            progress(len(tp.changes) % batch)
         stopped_at_once = res.status == TargetOutcome.INTERRUPTED and res.ok == 0
         if res.status != TargetOutcome.FAILED and not stopped_at_once:
             try:
@@ -268,6 +283,8 @@ def apply_export(
     soft_delete: bool,
     progress: Callable[[int], None] | None,
     stop: StopFlag | None = None,
+    *,
+    batch: int = DEFAULT_BATCH,
 ) -> TargetResult:
     """A file target: accept the changes, journal them, write the files, then record them as applied.
 
@@ -304,7 +321,7 @@ def apply_export(
                 accepted = []
         else:
             faults.point(f"{tp.target}:finished")
-        exports.record(writer, accepted, BATCH)
+        exports.record(writer, accepted, batch)
         res.ok += len(accepted)
         writer.finish()
         faults.point(f"{tp.target}:committed")
@@ -366,8 +383,9 @@ def _apply_changes(
     progress: Callable[[int], None] | None,
     stop: StopFlag | None,
     tlog: Any,
+    batch: int,
 ) -> None:
-    """Send every change of the plan and record each outcome (flushed every BATCH changes)."""
+    """Send every change of the plan and record each outcome (flushed every ``batch`` changes)."""
     many = conn.apply_many if conn.window > 0 else None
     failed_creates: set[str] = set()
     site = f"{tp.target}:change"  # a test fault-injection point (provisioner/faults.py)
@@ -408,11 +426,11 @@ def _apply_changes(
             res.ok += 1
             writer.ok(change, outcome.anchor, outcome.note)
         faults.point(site)
-        if i % BATCH == 0:
+        if i % batch == 0:
             writer.flush()
             faults.point(f"{tp.target}:flushed")
             if progress:
-                progress(BATCH)
+                progress(batch)
 
 
 def _outcomes(

@@ -1,77 +1,106 @@
-"""A worker process applying one target: ``python -m provisioner.apply.worker`` (see workers.py).
+"""The worker side of provisioner.apply.workers: what a spawned worker process runs.
 
-Reads a pickled ``workers.Job`` on stdin, waits for the parent's go (one byte ``g``:
-the core changes are committed), applies the target with the executor's own
-``apply_target`` against its own state-store connection, and writes the pickled answer
-on stdout: ``("ok", TargetResult)`` or ``("error", traceback)``. Logs go to stderr,
-configured and masked like the parent's.
+``init`` runs once as the worker starts (the pool's initializer): it ignores SIGTERM and
+SIGINT (the parent decides when to stop) and keeps the parent's go and stop events.
+``run`` takes one ``workers.Job``, waits for go (the core changes are committed), applies
+the target with the executor's own ``apply_target`` against its own state-store
+connection, and returns the ``TargetResult``. Logs go to stderr, configured and masked
+like the parent's.
 """
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import os
-import pickle
 import signal
 import sys
 import threading
 import time
-import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from multiprocessing.synchronize import Event
+
+from provisioner import logs
+from provisioner.apply.executor import TargetResult, apply_target
+from provisioner.apply.workers import Job
+from provisioner.core.states import TargetOutcome
+from provisioner.state.store import StateStore
 
 
-def main() -> int:
-    """Run one job from stdin; always answer on stdout."""
-    # systemd and a terminal signal the whole process group; the parent decides (stdin).
+@dataclass(frozen=True)
+class _Signals:
+    go: Event
+    stop: Event
+    orphaned: threading.Event  # the parent died: stop between changes as on a stop
+
+
+# The events can reach a spawned process only as it starts (the pool's initializer), not
+# with a job: this process keeps them here for the one job it runs.
+_signals: list[_Signals] = []
+
+
+class _Stop:
+    """The stop the apply loop checks: the parent's stop, or the parent gone."""
+
+    def __init__(self, signals: _Signals) -> None:
+        self._signals = signals
+
+    def is_set(self) -> bool:
+        return self._signals.orphaned.is_set() or self._signals.stop.is_set()
+
+
+def _exit_now() -> None:
+    """No interpreter teardown at exit: its job is committed and answered by then.
+
+    Tearing down a spawned interpreter with SQLAlchemy and the connectors loaded takes a
+    noticeable part of a second, which the parent would wait for at the end of each apply.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def init(go: Event, stop: Event) -> None:
+    """Set up a fresh worker process (the pool's initializer)."""
+    # systemd and a terminal signal the whole process group; the parent decides (``stop``).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stop = threading.Event()
-    out = sys.stdout.buffer
+    atexit.register(_exit_now)
+    orphaned = threading.Event()
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+
+        def watch() -> None:
+            wait([parent.sentinel])
+            orphaned.set()
+
+        threading.Thread(target=watch, name="bas-parent-watch", daemon=True).start()
+    _signals.append(_Signals(go, stop, orphaned))
+
+
+def run(job: Job) -> TargetResult:
+    """Apply one target once the parent says go; interrupted, applying nothing, on a stop first."""
+    (signals,) = _signals
+    logs.configure(job.options.log.level, job.options.log.format, stream=sys.stderr)
+    stop = _Stop(signals)
+    while not signals.go.wait(0.1):
+        if stop.is_set():
+            return TargetResult(job.plan.target, TargetOutcome.INTERRUPTED)
+    store = StateStore(job.store_url, check=False)
     try:
-        from provisioner import logs
-        from provisioner.apply import executor
-        from provisioner.apply.executor import apply_target
-        from provisioner.core.states import TargetOutcome
-        from provisioner.state.store import StateStore
-
-        job = pickle.load(sys.stdin.buffer)  # noqa: S301 - from our parent, over a private pipe
-        logs.configure(job.log_level, job.log_format, stream=sys.stderr)
-        # "g" once the parent committed the core; anything else (or its end) means stop.
-        if sys.stdin.buffer.read(1) != b"g":
-            pickle.dump(("ok", executor.TargetResult(job.plan.target, TargetOutcome.INTERRUPTED)), out)
-            out.flush()
-            return 0
-        # Any byte after that, or the parent gone (end of stdin): stop between changes.
-        threading.Thread(target=lambda: (sys.stdin.buffer.read(1), stop.set()), daemon=True).start()
-        executor.BATCH = job.batch
-        store = StateStore(job.store_url, check=False)
-        try:
-            result = apply_target(
-                job.plan,
-                store,
-                job.connector,
-                job.run_id,
-                job.as_of,
-                job.soft_delete,
-                job.retry,
-                time.sleep,
-                None,
-                stop,
-            )
-        finally:
-            store.close()
-        answer: tuple = ("ok", result)
-    except BaseException:  # noqa: BLE001 - everything goes back to the parent, which raises it
-        answer = ("error", traceback.format_exc(limit=8))
-    try:
-        pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
-    except BrokenPipeError:
-        return 1  # the parent is gone; what was done is committed and logged
-    return 0
-
-
-if __name__ == "__main__":
-    code = main()
-    sys.stderr.flush()
-    # No interpreter shutdown: the thread waiting on stdin holds its lock, and finalizing
-    # around it aborts. Everything the worker did is committed and answered by now.
-    os._exit(code)
+        return apply_target(
+            job.plan,
+            store,
+            job.connector,
+            job.run_id,
+            job.as_of,
+            job.soft_delete,
+            job.retry,
+            time.sleep,
+            None,
+            stop,
+            batch=job.options.batch,
+        )
+    finally:
+        store.close()

@@ -5,41 +5,47 @@ changelog rows, then the full files rendered from the store. In one process the 
 a whole run on one core. Targets touch only their own rows, so once the core (identity)
 changes are committed, the executor hands each target whose connector says
 ``process_safe = True`` (no session to a remote system, only its own files) to a worker:
-a fresh ``python -m provisioner.apply.worker`` that gets the pickled connector and target plan
-on stdin, opens its own state-store connection, applies the target exactly as the
-executor would in this process, and pickles the ``TargetResult`` back on stdout.
+one typed ``Job`` run by ``provisioner.apply.worker.run`` in a
+``concurrent.futures.ProcessPoolExecutor`` with a spawn context. The worker opens its own
+state-store connection, applies the target exactly as the executor would in this process,
+and returns the ``TargetResult``.
 
-Why a fresh interpreter and not fork: a forked worker shares the parent's whole heap (the
-plan of every target, ~1.5 GB at Oslo size), and CPython's reference counting writes to
-every page the worker reads, so parent and worker together needed ~2.9 GB. A fresh worker
-holds only its own target's plan. Workers ignore SIGTERM and SIGINT (systemd and a
-terminal signal the whole group): the parent relays a stop as one byte on the worker's
-stdin, and the worker stops between changes and flushes what it did, as a target in this
-process does.
+Why spawn and not fork: a forked worker shares the parent's whole heap (the plan of every
+target, ~1.5 GB at Oslo size), and CPython's reference counting writes to every page the
+worker reads, so parent and worker together needed ~2.9 GB. A spawned worker holds only
+its own target's plan. Each target gets a pool of one process: a worker that dies breaks
+only its own pool, never a sibling target in the middle of its changes.
+
+Two events, given to every worker when it starts: ``go`` (the core is committed: apply)
+and ``stop`` (stop between changes). Workers ignore SIGTERM and SIGINT (a terminal signals
+the whole group): this process relays a stop through the event; a worker whose parent
+died stops between changes by itself.
 """
 
 from __future__ import annotations
 
-import contextlib
+import multiprocessing
 import os
-import pickle
-import subprocess
-import sys
 import threading
-import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.synchronize import Event
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from provisioner import logs
+from connectors.base import Connector
+from provisioner.apply.options import ApplyOptions
 from provisioner.core.plan import TargetPlan
 from provisioner.state.store import StateStore
 
-log = structlog.get_logger("bas.workers")
+if TYPE_CHECKING:
+    from provisioner.apply.executor import RetryPolicy, TargetResult
 
-# Set False to apply every target in this process (tests comparing both ways use it).
-ENABLED = True
+log = structlog.get_logger("bas.workers")
 
 
 class StopFlag(Protocol):
@@ -52,18 +58,16 @@ class StopFlag(Protocol):
 
 @dataclass(frozen=True)
 class Job:
-    """Everything a worker needs to apply one target (pickled to its stdin)."""
+    """Everything a worker needs to apply one target (pickled to the worker)."""
 
     plan: TargetPlan
-    connector: Any  # a process_safe connector, before begin()
+    connector: Connector  # a process_safe connector, before begin()
     store_url: str
     run_id: str
     as_of: str
     soft_delete: bool
-    retry: Any  # executor.RetryPolicy
-    batch: int = 20000  # changes per state-store transaction (executor.BATCH)
-    log_level: str = "info"
-    log_format: str = "console"
+    retry: RetryPolicy
+    options: ApplyOptions
 
 
 def cores() -> int:
@@ -74,9 +78,9 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def available(store: StateStore) -> bool:
+def available(store: StateStore, options: ApplyOptions) -> bool:
     """True when targets can be applied in worker processes with this store on this host."""
-    if not ENABLED or cores() < 2:
+    if not options.workers or cores() < 2:
         return False
     url = store.engine.url
     # An in-memory SQLite database exists only in this process.
@@ -86,13 +90,32 @@ def available(store: StateStore) -> bool:
     return not in_memory
 
 
+class _Spawn(SpawnContext):
+    """The spawn context, keeping the process it starts so that its exit code can be told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[SpawnProcess] = []
+
+    def Process(self, *args: Any, **kwargs: Any) -> SpawnProcess:  # type: ignore[override]  # noqa: N802
+        p = SpawnProcess(*args, **kwargs)
+        self.started.append(p)
+        return p
+
+
+@dataclass(frozen=True)
+class _Events:
+    go: Event  # the core is committed: workers may apply
+    halt: Event  # workers stop between changes
+
+
 @dataclass
 class _Worker:
     target: str
     changes: int
-    proc: subprocess.Popen
-    thread: threading.Thread | None = None  # feeds the job, relays a stop, reads the answer
-    out: dict[str, Any] = field(default_factory=dict)
+    context: _Spawn
+    pool: ProcessPoolExecutor
+    future: Future
 
 
 class Workers:
@@ -100,8 +123,9 @@ class Workers:
 
     def __init__(self, stop: StopFlag | None) -> None:
         self._stop = stop
-        self._leaving = threading.Event()  # the parent failed: stop the workers too
-        self._go = threading.Event()  # the core is committed: workers may apply
+        self._events: _Events | None = None  # made with the first worker (none: no semaphores)
+        self._done = threading.Event()  # every worker ended: the relay ends
+        self._relay: threading.Thread | None = None
         self._running: list[_Worker] = []
 
     def __enter__(self) -> Workers:
@@ -110,87 +134,47 @@ class Workers:
     def __exit__(self, *exc: object) -> None:
         # Leaving early (an error here): ask the workers to stop between changes and wait,
         # so what they did is flushed and no process outlives the run.
-        self._leaving.set()
+        if self._events is not None:
+            self._events.halt.set()
         for w in self._running:
-            if w.thread is not None:
-                w.thread.join()
+            w.pool.shutdown(wait=True, cancel_futures=True)
         self._running = []
+        self._done.set()
+        if self._relay is not None:
+            self._relay.join()
 
     def start(self, job: Job) -> None:
         """Start a worker for one target: it loads its job now and applies after ``go()``."""
-        level, fmt = logs.settings()
-        data = pickle.dumps(replace(job, log_level=level, log_format=fmt), protocol=pickle.HIGHEST_PROTOCOL)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "provisioner.apply.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
-        w = _Worker(job.plan.target, len(job.plan.changes), proc)
-        # The job goes in a box the thread empties: else the thread's own arguments would
-        # keep the pickled plan (tens of MB) alive until the worker ends.
-        w.thread = thread = threading.Thread(
-            target=self._talk, args=(w, [data]), name=f"bas-{w.target}", daemon=True
-        )
-        del data
-        thread.start()
+        from provisioner.apply import worker  # the worker's entry points; it imports the executor
+
+        if self._events is None:
+            spawn = multiprocessing.get_context("spawn")
+            self._events = _Events(go=spawn.Event(), halt=spawn.Event())
+        ctx = _Spawn()
+        signals = (self._events.go, self._events.halt)
+        pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=worker.init, initargs=signals)
+        w = _Worker(job.plan.target, len(job.plan.changes), ctx, pool, pool.submit(worker.run, job))
         self._running.append(w)
-        log.info("target applied in a worker process", run_id=job.run_id, target=w.target, pid=proc.pid)
+        if self._relay is None and self._stop is not None:
+            self._relay = threading.Thread(target=self._relay_stop, name="bas-workers-stop", daemon=True)
+            self._relay.start()
+        pid = ctx.started[0].pid
+        log.info("target applied in a worker process", run_id=job.run_id, target=w.target, pid=pid)
 
     def go(self) -> None:
         """The core is committed: the workers may apply (they loaded their jobs meanwhile)."""
-        self._go.set()
+        if self._events is not None:
+            self._events.go.set()
 
-    def _stopping(self) -> bool:
-        return self._leaving.is_set() or (self._stop is not None and self._stop.is_set())
-
-    def _talk(self, w: _Worker, box: list[bytes]) -> None:
-        """Feed the job, say go (or stop), relay a later stop, collect the answer.
-
-        One thread per worker. The job is written while the worker reads it (pipe writes
-        release the GIL). Stdin then stays open: ``g`` lets the worker apply, once the
-        core is committed; any other byte, or the end of stdin (this process gone), asks
-        it to stop between changes.
-        """
-        data = box.pop()
-        try:
-            w.proc.stdin.write(data)  # type: ignore[union-attr]
-            w.proc.stdin.flush()  # type: ignore[union-attr]
-        except BrokenPipeError:
-            pass  # the worker is gone: its exit code tells why
-        del data
-        while not self._go.wait(0.1) and not self._stopping():
-            pass
-        go = not self._stopping()
-        self._say(w, b"g" if go else b"s")
-        watcher = threading.Thread(target=self._relay_stop, args=(w,), daemon=True)
-        if go:
-            watcher.start()
-        raw = w.proc.stdout.read()  # type: ignore[union-attr]  # until the worker exits
-        w.proc.wait()
-        if go:
-            watcher.join()
-        with contextlib.suppress(BrokenPipeError):
-            w.proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            w.out["answer"] = pickle.loads(raw) if raw else None  # noqa: S301 - our own child
-        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-            w.out["answer"] = ("error", f"unreadable answer: {exc}")
-
-    @staticmethod
-    def _say(w: _Worker, byte: bytes) -> None:
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            w.proc.stdin.write(byte)  # type: ignore[union-attr]
-            w.proc.stdin.flush()  # type: ignore[union-attr]
-
-    def _relay_stop(self, w: _Worker) -> None:
-        while w.proc.poll() is None:
-            if self._stopping():
-                self._say(w, b"s")
+    def _relay_stop(self) -> None:
+        """This process's stop (SIGTERM to the daemon's run) becomes the workers' stop."""
+        assert self._stop is not None and self._events is not None
+        while not self._done.wait(0.2):
+            if self._stop.is_set():
+                self._events.halt.set()
                 return
-            time.sleep(0.2)
 
-    def wait(self, on_done: Any) -> None:
+    def wait(self, on_done: Callable[[str, TargetResult, int], None]) -> None:
         """Wait for every worker; ``on_done(target, result, changes)`` as each ends.
 
         A worker's unexpected error is raised here (after all workers ended), as it would
@@ -198,18 +182,25 @@ class Workers:
         """
         errors: list[str] = []
         for w in list(self._running):
-            if w.thread is not None:
-                w.thread.join()
-            self._running.remove(w)
-            answer = w.out.get("answer")
-            if answer is None:
-                errors.append(f"{w.target}: worker ended without an answer (exit code {w.proc.returncode})")
-            elif answer[0] == "ok":
-                on_done(w.target, answer[1], w.changes)
+            try:
+                result = w.future.result()
+            except BrokenProcessPool:
+                w.pool.shutdown(wait=True)  # joins the dead worker: its exit code is known
+                codes = [p.exitcode for p in w.context.started]
+                errors.append(f"{w.target}: worker ended without an answer (exit code {codes[0]})")
+            except Exception as exc:  # noqa: BLE001 - raised below for every worker together
+                errors.append(f"{w.target}: {type(exc).__name__}: {exc}{_remote_traceback(exc)}")
             else:
-                errors.append(f"{w.target}: {answer[1]}")
+                on_done(w.target, result, w.changes)
+            w.pool.shutdown(wait=True)
+            self._running.remove(w)
         if errors:
             raise WorkerError("; ".join(errors))
+
+
+def _remote_traceback(exc: BaseException) -> str:
+    """The worker's traceback, which concurrent.futures keeps as the error's cause."""
+    return f"\n{exc.__cause__}" if exc.__cause__ is not None else ""
 
 
 class WorkerError(RuntimeError):

@@ -21,7 +21,7 @@ import structlog
 
 from connectors.base import Exporter
 from connectors.files import clean_stale_temp
-from provisioner.apply import executor
+from provisioner.apply.options import ApplyOptions
 from provisioner.config import Config
 from provisioner.kinds import kind_of
 from provisioner.run.targets import build_connector
@@ -51,7 +51,7 @@ def tidy_after_killed_runs(cfg: Config, run_id: str, abandoned: list[str]) -> li
     return removed
 
 
-def settle_exports(cfg: Config, store: StateStore, run_id: str) -> None:
+def settle_exports(cfg: Config, store: StateStore, run_id: str, options: ApplyOptions) -> None:
     """Record or drop what file targets of killed runs journaled; see the module docstring."""
     for target, killed in exports.pending(store):
         tcfg = cfg.enabled_targets().get(target)
@@ -62,7 +62,7 @@ def settle_exports(cfg: Config, store: StateStore, run_id: str) -> None:
         tlog = log.bind(run_id=run_id, target=target, killed_run=killed)
         if exp.exported(killed):
             soft = kind_of(tcfg.kind).policy(tcfg).soft_delete
-            n = exports.replay(store, target, killed, soft, executor.BATCH)
+            n = exports.replay(store, target, killed, soft, options.batch)
             exp.recover(killed)
             tlog.warning("changes a killed run wrote to its files are recorded now", changes=n)
         else:

@@ -24,6 +24,7 @@ import structlog
 from connectors.base import Connector, Exporter
 from mappings.base import MappingContext
 from provisioner.apply.executor import TargetResult, apply_plan
+from provisioner.apply.options import ApplyOptions
 from provisioner.config import Config, ConfigError
 from provisioner.core.certificate import (
     Certificate,
@@ -50,6 +51,7 @@ from provisioner.core.safety import (
 )
 from provisioner.core.states import RUNS_THROUGH, ObjectStatus, RunStatus
 from provisioner.kinds import kind_of
+from provisioner.logs import LogSettings
 from provisioner.run.currency import superseded_reason, why_not_current
 from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
 from provisioner.run.targets import build_connector
@@ -390,6 +392,11 @@ def _refused(store: StateStore, run_id: str, exc: SourceRefused) -> RunOutcome:
     return RunOutcome(run_id, EXIT_HELD, RunStatus.REFUSED, message)
 
 
+def apply_options(cfg: Config) -> ApplyOptions:
+    """How a run started from this config applies its plan (worker processes log as configured)."""
+    return ApplyOptions(log=LogSettings(cfg.logging.level, cfg.logging.format))
+
+
 def _guarded_apply(
     cfg: Config,
     store: StateStore,
@@ -398,6 +405,7 @@ def _guarded_apply(
     progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
     connect: ConnectorFactory | None = None,
+    options: ApplyOptions | None = None,
 ) -> RunOutcome:
     """Apply a plan and record the run however it ends (a crash leaves no run 'running')."""
     try:
@@ -408,6 +416,7 @@ def _guarded_apply(
             soft_delete=_soft_delete(cfg),
             progress=progress,
             stop=stop,
+            options=options or apply_options(cfg),
         )
     except ConfigError as exc:
         store.runs.finish(plan.run_id, RunStatus.FAILED, error=str(exc))
@@ -434,12 +443,13 @@ def sync(
     full: bool = False,
     stop: threading.Event | None = None,
     connect: ConnectorFactory | None = None,
+    options: ApplyOptions | None = None,
 ) -> RunOutcome:
     """Plan and (unless dry_run) apply one run under the run lock (``full``: ignore the certificate).
 
     ``stop`` set (SIGTERM to the daemon): the run ends between changes as "interrupted".
     ``connect`` builds a target's connector (default ``build_connector``; tests give the Graph
-    client a virtual clock).
+    client a virtual clock). ``options``: how to apply (default ``apply_options(cfg)``).
     """
     day = valid_day(as_of) if as_of is not None else dt.date.today().isoformat()
     run_id = new_run_id()
@@ -477,7 +487,7 @@ def sync(
                 return RunOutcome(
                     run_id, EXIT_INTERRUPTED, RunStatus.INTERRUPTED, "stopped before apply", plan
                 )
-            return _guarded_apply(cfg, store, plan, "sync", progress, stop, connect)
+            return _guarded_apply(cfg, store, plan, "sync", progress, stop, connect, options)
     except LockHeld as exc:
         return RunOutcome(run_id, EXIT_LOCKED, RunStatus.LOCKED, str(exc))
 
@@ -487,7 +497,7 @@ def _locked(cfg: Config, store: StateStore, run_id: str) -> Iterator[None]:
     """The run lock; what a killed run left (its record, temp files) is put right first."""
     with store.runs.lock(run_id) as abandoned:
         tidy_after_killed_runs(cfg, run_id, abandoned)
-        settle_exports(cfg, store, run_id)
+        settle_exports(cfg, store, run_id, apply_options(cfg))
         yield
 
 

@@ -1,18 +1,20 @@
 """`bas daemon`: incremental runs every few minutes and a nightly full reconciliation.
 
-The nightly full run is a sync planned in full, then a read of every live target that
-repairs drift within the safety limits (provisioner.run.reconcile.repair_drift).
+APScheduler (3.x) fires two jobs into a one-thread executor, so runs of this daemon
+never overlap; each run is a child process of its own (provisioner.service.runchild), so
+the memory a run needs goes back to the operating system when it ends. The nightly full
+run is a sync planned in full, then (in the same child) a read of every live target that
+repairs drift within the safety limits (provisioner.run.reconcile.repair_drift). The
+state store's run lock (a PostgreSQL advisory lock, or the SQLite row) keeps runs apart
+across processes and hosts. Jobs coalesce, and a run missed by less than
+``misfire_grace_seconds`` still runs once, also a nightly full run missed while the
+daemon was down (found from ``daemon.last_full_at`` in the meta table).
 
-APScheduler (3.x) fires two jobs into a one-thread executor, so runs in this process
-never overlap; the state store's run lock (a PostgreSQL advisory lock, or the SQLite
-row) keeps them apart across processes and hosts. Jobs coalesce, and a run missed by
-less than ``misfire_grace_seconds`` still runs once, also a nightly full run missed
-while the daemon was down (found from ``daemon.last_full_at`` in the meta table).
-
-Signals: SIGTERM/SIGINT set the stop event the executor checks between changes, so
-the run in flight ends "interrupted" with its work flushed, and the process exits 0
-(after at most ``stop_timeout_seconds``). SIGHUP reloads the config; a config that
-does not validate is refused and the old one kept.
+Signals: SIGTERM/SIGINT are forwarded to the run in flight as SIGTERM; it stops between
+changes and ends "interrupted" with its work flushed, and the daemon exits 0. A run that
+has not stopped after ``stop_timeout_seconds`` is killed (the next run records it
+aborted). SIGHUP reloads the config; a config that does not validate is refused and the
+old one kept.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from provisioner import config as config_mod
 from provisioner import logs
 from provisioner.core.nin import mask_text
 from provisioner.core.states import RUNS_DONE, DaemonState, RunStatus
-from provisioner.run import reconcile, runner
+from provisioner.logs import LogSettings
+from provisioner.run import runner
 from provisioner.run.targets import check_targets
-from provisioner.service import status
+from provisioner.service import notify, status
 from provisioner.service.alerts import Alerter
 from provisioner.service.metrics import Metrics
+from provisioner.service.runchild import Crashed, RunProcess
 from provisioner.state.common import now_iso
 from provisioner.state.migrate import SchemaError
 from provisioner.state.runs import LockHeld
@@ -72,12 +76,15 @@ class Daemon:
         self.cfg = config_mod.load(config_path)
         check_targets(self.cfg)
         self.store: StateStore | None = None
-        self.stop = threading.Event()  # SIGTERM: the executor stops between changes
+        self.stop = threading.Event()  # SIGTERM: no new run; the one in flight is told to stop
         self._wake = threading.Event()
         self._reload = False
         self._idle = threading.Event()
         self._idle.set()
         self._busy = threading.Lock()
+        self._child: RunProcess | None = None  # the run in flight
+        self._child_lock = threading.Lock()  # a run starts, or the stop reaches it: never neither
+        self._drift: dict[str, int] | None = None  # what the last full run found drifted, per target
         self.metrics = Metrics()
         self.alerter = Alerter(self.cfg.alerts, self.cfg.base_dir, self.cfg.owner.name)
         self.started = time.time()
@@ -113,14 +120,27 @@ class Daemon:
             state=self.store.engine.url.render_as_string(hide_password=True),
         )
         self._write_status()
+        notify.ready(self._status_line())
+        # systemd's watchdog (WatchdogSec=) is fed by this loop's heartbeat, twice per interval.
+        watchdog = notify.watchdog_seconds()
+        beat = min(HEARTBEAT, watchdog / 2) if watchdog else HEARTBEAT
         while not self.stop.is_set():
-            self._wake.wait(HEARTBEAT)
+            self._wake.wait(beat)
             self._wake.clear()
             if self._reload and not self.stop.is_set():
                 self._reload = False
                 self._do_reload()
             self._write_status()
+            notify.watchdog(self._status_line())
         return self._shutdown(server)
+
+    def _status_line(self) -> str:
+        """One line for `systemctl status`: what the daemon does now."""
+        with self._child_lock:
+            child = self._child
+        if child is not None:
+            return f"running a sync (pid {child.pid})"
+        return f"idle; incremental runs every {self.interval()} s"
 
     def _on_stop(self, signum: int, _frame: Any) -> None:
         self.stop.set()
@@ -132,16 +152,21 @@ class Daemon:
 
     def _shutdown(self, server: Any) -> int:
         log.info("stopping: letting the change in flight finish", busy=not self._idle.is_set())
+        notify.stopping()
         assert self.scheduler is not None and self.store is not None
         self.scheduler.shutdown(wait=False)
+        with self._child_lock:
+            if self._child is not None:
+                self._child.stop()  # SIGTERM forwarded: it stops between changes
         if not self._idle.wait(self.cfg.daemon.stop_timeout_seconds):
             log.error(
-                "the run in flight did not stop in time; exiting anyway (the next run records it aborted)",
+                "the run in flight did not stop in time; killing it (the next run records it aborted)",
                 timeout=self.cfg.daemon.stop_timeout_seconds,
             )
-            self._write_status(DaemonState.STOPPED)
-            sys.stdout.flush()
-            os._exit(0)  # the worker thread would keep the interpreter alive
+            with self._child_lock:
+                if self._child is not None:
+                    self._child.kill()
+            self._idle.wait(30)
         self._write_status(DaemonState.STOPPED)
         if server is not None:
             server.shutdown()
@@ -257,19 +282,19 @@ class Daemon:
             assert store is not None
             self._write_status(DaemonState.RUNNING)
             t0 = time.monotonic()
-            try:
-                out = runner.sync(cfg, store, full=full, stop=self.stop)
-            except Exception as exc:  # recorded failed by the runner; the daemon goes on
-                log.exception("run crashed", kind=kind, error=str(exc))
+            out = self._run_child(cfg, full)
+            if out is None:  # stopping: no run started
+                return
+            if isinstance(out, Crashed):  # recorded failed by the runner; the daemon goes on
+                log.error("run crashed", kind=kind, error=out.message)
                 self.metrics.observe_run("crashed", kind, time.monotonic() - t0, [])
                 return
             seconds = time.monotonic() - t0
             self._summarise(out, kind, seconds)
             if full and out.status in RUNS_DONE:
                 store.meta.set(_LAST_FULL, now_iso())
-            if full and out.status != RunStatus.LOCKED and not self.stop.is_set():
-                # SPEC "Operations": the nightly run also reads the live targets and repairs drift.
-                self.metrics.observe_drift(reconcile.repair_drift(cfg, store, stop=self.stop))
+            if self._drift is not None:  # SPEC "Operations": the nightly run repaired drift
+                self.metrics.observe_drift(self._drift)
             changes = store.history.change_counts(out.run_id) if out.status != RunStatus.LOCKED else []
             self.metrics.observe_run(out.status, kind, seconds, changes)
             self._refresh_health()
@@ -280,6 +305,24 @@ class Daemon:
             self._busy.release()
             if not self.stop.is_set():
                 self._write_status()
+
+    def _run_child(self, cfg: config_mod.Config, full: bool) -> runner.RunOutcome | Crashed | None:
+        """One sync in a child process; None when the daemon is stopping and none was started."""
+        with self._child_lock:
+            if self.stop.is_set():
+                return None
+            self._drift = None
+            child = RunProcess(cfg, full, LogSettings(cfg.logging.level, "json"))
+            child.start()
+            self._child = child
+        log.info("run started in its own process", kind="full" if full else "incremental", pid=child.pid)
+        try:
+            out = child.result()
+            self._drift = child.drift
+            return out
+        finally:
+            with self._child_lock:
+                self._child = None
 
     def _summarise(self, out: runner.RunOutcome, kind: str, seconds: float) -> None:
         targets = {

@@ -1,5 +1,8 @@
 """Prometheus metrics of `bas daemon` (prometheus-client), served on a local address.
 
+The registry has the process and platform collectors too (process_resident_memory_bytes,
+process_cpu_seconds_total, process_open_fds, python_info).
+
 Counters and the run-duration histogram count what this process did; the health
 gauges (failed objects, held runs, last success per target) come from the state store
 after every run, so they are right after a restart too. "Seconds since the last
@@ -12,7 +15,15 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -75,6 +86,10 @@ class Metrics:
         )
         self.since = _SinceSuccess()
         r.register(self.since)
+        # The daemon's own memory, CPU and open files (process_*), and the Python it runs on
+        # (python_info). Each run is a child process that ends with it: its memory is not here.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
 
     def observe_run(
         self, outcome: str, kind: str, seconds: float, changes: Iterable[tuple[Any, ...]]
