@@ -386,7 +386,7 @@ def _validate_targets(tables: Any) -> dict[str, TargetBase]:
             out[name] = model.model_validate(table)
         except ValidationError as exc:
             for e in exc.errors():
-                detail = InitErrorDetails(type=e["type"], loc=(name, kind, *e["loc"]), input=e["input"])
+                detail = InitErrorDetails(type=e["type"], loc=(name, str(kind), *e["loc"]), input=e["input"])
                 if "ctx" in e:
                     detail["ctx"] = e["ctx"]
                 errors.append(detail)

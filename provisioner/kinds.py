@@ -204,7 +204,7 @@ def _m365_probe(cfg: Config, name: str) -> str:
     return f"{tcfg.graph_url}: token for app {tcfg.client_id}, users readable"
 
 
-def _itslearning_connector(cfg: Config, name: str) -> Connector:
+def _itslearning_connector(cfg: Config, name: str) -> Exporter:
     from connectors.itslearning.connector import ItslearningConnector
 
     tcfg = cfg.targets[name]
@@ -212,7 +212,7 @@ def _itslearning_connector(cfg: Config, name: str) -> Connector:
     return ItslearningConnector(tcfg, cfg.owner, cfg.path(tcfg.output_dir))
 
 
-def _feide_connector(cfg: Config, name: str) -> Connector:
+def _feide_connector(cfg: Config, name: str) -> Connector | Exporter:
     """Live writes to the LDAP server with ``url``; LDIF files without."""
     tcfg = cfg.targets[name]
     assert isinstance(tcfg, FeideConfig)

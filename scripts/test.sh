@@ -46,6 +46,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 .venv/bin/ruff check .
+# The type checker: every package, strict for the pure core (pyproject.toml [tool.mypy]).
+.venv/bin/mypy
 # Under CI, Hypothesis is derandomized (the "ci" profile in tests/conftest.py): the same
 # examples every run. The random, longer run is separate (README, "Tests").
 if [ -n "${CI:-}" ]; then

@@ -53,7 +53,7 @@ def read_catalog(link: LdapLink, base_dn: str, page_size: int = 500) -> Catalog:
 def norm_values(name: str, values: Iterable[str]) -> frozenset[Any]:
     """Values of one attribute in the form the server's matching rule compares them."""
     if name in _DN_ATTRS:
-        out = set()
+        out: set[Any] = set()
         for v in values:
             try:
                 out.add(dns.normalize(v))

@@ -136,7 +136,7 @@ def attr_block(attrs: Mapping[str, Any], skip: Iterable[str] = (), cache: LineCa
                         got[i] = ln = "".join(line(name, x) for x in values_of(v))
                         if isinstance(v, str):
                             seen[v] = ln
-            out += got
+            out += [ln for ln in got if ln is not None]  # every one filled in above
         else:
             out.extend(line(name, v) for v in values_of(value))
     return "".join(out)

@@ -53,7 +53,7 @@ _FATAL_TOKEN_ERRORS = frozenset(
 class _Session(requests.Session):
     """A session whose own CA bundle wins over ``REQUESTS_CA_BUNDLE`` (requests lets the env win)."""
 
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
         out = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if isinstance(self.verify, str) and verify in (True, None):
             out["verify"] = self.verify

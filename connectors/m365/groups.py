@@ -169,26 +169,26 @@ class GroupSteps(StepsBase):
             for ch in chunks
         ]
         retry = []
-        for ch, a in zip(chunks, answers):
-            if a.ok:
+        for ch, ans in zip(chunks, answers):
+            if ans.ok:
                 continue
-            if a.status == 404 and gid in a.message:
+            if ans.status == 404 and gid in ans.message:
                 raise RejectedError(f"M365: group {c.key} ({gid}) is not in the tenant (deleted by hand?)")
-            if a.status in RETRY_STATUS:
-                raise graph_error(a, what)
+            if ans.status in RETRY_STATUS:
+                raise graph_error(ans, what)
             retry.extend(ch)  # one value stopped the batch (already a member, or gone): one by one
         missing: list[str] = []
         if retry:
             answers = yield [
                 Req("POST", f"/groups/{gid}/members/$ref", {"@odata.id": self._bind(i)}) for i in retry
             ]
-            for i, a in zip(retry, answers):
-                if a.ok or already(a):
+            for i, ans in zip(retry, answers):
+                if ans.ok or already(ans):
                     continue
-                if a.status == 404 and gid not in a.message:
+                if ans.status == 404 and gid not in ans.message:
                     missing.append(pid_of[i])
                 else:
-                    raise graph_error(a, what)
+                    raise graph_error(ans, what)
         if unknown or missing:
             # Not recorded as done, so the next run plans these members again (adds are idempotent).
             raise RejectedError(

@@ -97,7 +97,7 @@ class RetryPolicy:
 def apply_plan(
     plan: Plan,
     store: StateStore,
-    connectors: Mapping[str, Connector],
+    connectors: Mapping[str, Connector | Exporter],
     *,
     soft_delete: Mapping[str, bool],
     retry: RetryPolicy = RetryPolicy(),
@@ -190,7 +190,10 @@ def apply_plan(
 
 
 def _split(
-    todo: list[TargetPlan], connectors: Mapping[str, Connector], store: StateStore, options: ApplyOptions
+    todo: list[TargetPlan],
+    connectors: Mapping[str, Connector | Exporter],
+    store: StateStore,
+    options: ApplyOptions,
 ) -> tuple[list[TargetPlan], list[TargetPlan]]:
     """(targets for worker processes, targets for this process).
 

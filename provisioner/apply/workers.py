@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from connectors.base import Connector
+from connectors.base import Connector, Exporter
 from provisioner.apply.options import ApplyOptions
 from provisioner.core.plan import TargetPlan
 from provisioner.state.store import StateStore
@@ -61,7 +61,7 @@ class Job:
     """Everything a worker needs to apply one target (pickled to the worker)."""
 
     plan: TargetPlan
-    connector: Connector  # a process_safe connector, before begin()
+    connector: Connector | Exporter  # a process_safe connector or exporter, before begin()
     store_url: str
     run_id: str
     as_of: str

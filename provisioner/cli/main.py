@@ -17,7 +17,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from sqlalchemy.exc import OperationalError
@@ -26,6 +26,7 @@ from provisioner import config as config_mod
 from provisioner import logs
 from provisioner.cli import service as cli_service
 from provisioner.cli import targets as cli_targets
+from provisioner.cli.common import fail
 from provisioner.core.nin import mask, mask_text
 from provisioner.core.plan import CORE, Op, Plan
 from provisioner.core.states import ChangeResult
@@ -71,12 +72,6 @@ class Ctx:
             except OperationalError as exc:  # server down, wrong host or database: not a bug
                 fail(f"state.url: cannot open the state store: {str(exc.orig).strip().splitlines()[0]}")
         return self._store
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print an error and exit with the given code."""
-    click.echo(f"bas: {message}", err=True)
-    sys.exit(code)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)

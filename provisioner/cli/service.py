@@ -14,12 +14,8 @@ import click
 
 from provisioner import config as config_mod
 from provisioner import logs
+from provisioner.cli.common import fail
 from provisioner.run import runner
-
-
-def _fail(message: str, code: int = runner.EXIT_USAGE) -> None:
-    click.echo(f"bas: {message}", err=True)
-    sys.exit(code)
 
 
 def _state_engine(c: Any) -> Any:
@@ -43,11 +39,11 @@ def register(main: click.Group) -> None:
         from provisioner.service.daemon import Daemon
 
         if not c.config_path:
-            _fail("no config: pass --config PATH or set BAS_CONFIG")
+            fail("no config: pass --config PATH or set BAS_CONFIG")
         try:
             d = Daemon(c.config_path, interval)
         except config_mod.ConfigError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         # The journal gets JSON lines on stdout, whatever [logging] format says for the CLI.
         logs.configure(d.cfg.logging.level, "json", stream=sys.stdout)
         sys.exit(d.run())

@@ -17,15 +17,10 @@ from typing import Any
 import click
 
 from provisioner import config as config_mod
+from provisioner.cli.common import fail
 from provisioner.core.nin import mask_text
 from provisioner.kinds import feide_session, kind_of
 from provisioner.run import runner
-
-
-def fail(message: str, code: int = runner.EXIT_USAGE) -> None:
-    """Print an error and exit with the given code."""
-    click.echo(f"bas: {message}", err=True)
-    sys.exit(code)
 
 
 @click.group("feide")
@@ -55,10 +50,11 @@ def feide_check(c: Any, ldif_file: str | None, target_name: str | None, realm: s
         assert cfg is not None
         name, tcfg = _feide_target(cfg, target_name)
         try:
-            session = feide_session(cfg, tcfg)
+            link = feide_session(cfg, tcfg)
         except config_mod.ConfigError as exc:
             fail(f"targets.{name}: {exc}")
-        source, entries = f"{tcfg.url} {tcfg.base_dn}", ldap_entries(session, tcfg.base_dn, tcfg.page_size)
+        session = link
+        source, entries = f"{tcfg.url} {tcfg.base_dn}", ldap_entries(link, tcfg.base_dn, tcfg.page_size)
     try:
         problems, persons = check_entries(entries, the_realm)
     except (ConnectorError, ValueError, OSError) as exc:

@@ -47,7 +47,7 @@ def why_active(p: DesiredPerson, school_names: Mapping[str, str]) -> str:
 
 def _attr_changes(
     obj: TargetObject, current: Mapping[str, Any], placement: frozenset[str], links: frozenset[str]
-) -> tuple[dict, dict, dict, dict, dict]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(update attrs, update links, update before, move place, move before).
 
     ``current`` is the stored record (attributes, placement and links in one mapping); a
@@ -72,7 +72,7 @@ def diff_target(
     desired: Sequence[TargetObject],
     digests: Sequence[str],
     index: Mapping[str, IndexRow],
-    details: Mapping[str, tuple[Mapping[str, Any], list | None]],
+    details: Mapping[str, tuple[Mapping[str, Any], list[tuple[str, str]] | None]],
     *,
     policy: Policy,
     placement: frozenset[str],
@@ -100,7 +100,7 @@ def diff_target(
     seen: set[str] = set()
 
     def reason_for(obj: TargetObject) -> str:
-        if obj.kind == "person" and obj.person_id in persons:
+        if obj.kind == "person" and obj.person_id is not None and obj.person_id in persons:
             return why_active(persons[obj.person_id], school_names)
         if obj.kind == "group":
             return f"group {obj.attrs.get('name') or obj.key} is active in SIS"
@@ -110,7 +110,7 @@ def diff_target(
         key = obj.key
         seen.add(key)
         row = index.get(key)
-        common = {
+        common: dict[str, Any] = {
             "target": target,
             "kind": obj.kind,
             "key": key,
@@ -252,7 +252,7 @@ def _retire(
     A person who stopped in the SIS is counted from their SIS end date (``ended``), so a
     delete falls due ``delete_after_days`` after that date however late BAS noticed.
     """
-    common = {
+    common: dict[str, Any] = {
         "target": target,
         "kind": row.kind,
         "key": key,
@@ -334,7 +334,9 @@ def diff_core(
     for pid, p in persons.items():
         row = identities.get(pid)
         attrs = {"username": p.username, "nin": p.nin, "display_name": p.display_name, "roles": _roles(p)}
-        common = {"target": CORE, "kind": "identity", "key": pid, "person_id": pid, "username": p.username}
+        common: dict[str, Any] = {
+            "target": CORE, "kind": "identity", "key": pid, "person_id": pid, "username": p.username
+        }
         if row is None:
             how = "issued" if pid in new_usernames else "from the historic base"
             out.append(

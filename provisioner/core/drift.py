@@ -37,6 +37,7 @@ from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject, split_record
 from provisioner.core.plan import Change, Op
 from provisioner.core.rows import IndexRow
+from provisioner.core.states import ObjectStatus
 
 DELETED = "drift: deleted outside BAS"
 FORGOTTEN = f"{DELETED}; forgotten, so the next sync creates it again"
@@ -102,9 +103,16 @@ class LiveView:
     notes: list[Note] = field(default_factory=list)
     cursor: str | None = None
 
-    def found(self, rec: Recorded, status: str, attrs: dict[str, Any], members: list | None = None) -> None:
-        """Record the live state of one recorded object."""
-        self.index[rec.key] = IndexRow(rec.kind, rec.anchor, status, None, "", rec.person_id, rec.username)
+    def found(
+        self,
+        rec: Recorded,
+        status: str,
+        attrs: dict[str, Any],
+        members: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Record the live state of one recorded object (``status``: an ObjectStatus value)."""
+        live = ObjectStatus(status)
+        self.index[rec.key] = IndexRow(rec.kind, rec.anchor, live, None, "", rec.person_id, rec.username)
         self.details[rec.key] = (attrs, members)
 
 
@@ -142,11 +150,11 @@ def diff_drift(
     extra: list[Change] = []
     for r in want:
         row = live.index[r.key]
-        if r.status == "disabled":
+        if r.status == ObjectStatus.DISABLED:
             # Disabled by BAS: its state is compared here; diff_target compares the rest.
-            if row.status == "active":
+            if row.status == ObjectStatus.ACTIVE:
                 extra.append(_change(target, r, Op.DISABLE, ENABLED))
-            row = replace(row, status="active")
+            row = replace(row, status=ObjectStatus.ACTIVE)
         index[r.key] = replace(row, status_since=as_of, digest="")
     changes = diff_target(
         target,

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from provisioner.config import SafetyConfig, TargetBase
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import DESTRUCTIVE_OPS, Change, Hold, Op
 
@@ -53,7 +54,7 @@ def _pick(override: float | None, default: float) -> float:
     return default if override is None else override
 
 
-def thresholds_for(safety_cfg, target_cfg) -> Thresholds:
+def thresholds_for(safety_cfg: SafetyConfig, target_cfg: TargetBase) -> Thresholds:
     """Target overrides win over the [safety] defaults."""
     s, t = safety_cfg, target_cfg
     return Thresholds(

@@ -303,8 +303,8 @@ def _check_table(name: str, rows: tuple[Any, ...]) -> tuple[tuple[Any, ...], dic
     if spec.period:
         s, e = fields.index("start_date"), fields.index("end_date")
         for r, row in enumerate(rows):
-            if r not in bad and (p := _period_problem(row[s], row[e])) is not None:
-                bad[r] = p
+            if r not in bad and (pp := _period_problem(row[s], row[e])) is not None:
+                bad[r] = pp
     if fixes:
         rows = tuple(
             row._replace(**fixes[r]) if r in fixes and r not in bad else row for r, row in enumerate(rows)

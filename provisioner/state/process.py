@@ -29,7 +29,7 @@ def process_start(pid: int) -> str | None:
     return f"{boot}:{fields[19]}" if len(fields) > 19 else None  # field 22, starttime
 
 
-def holder_alive(cur: Mapping[str, Any] | None, known: str | None) -> bool:
+def holder_alive(cur: Mapping[Any, Any] | None, known: str | None) -> bool:
     """Is the process a lock row names (on this host) still the one that took the lock?"""
     if cur is None or not pid_alive(cur["pid"]):
         return False

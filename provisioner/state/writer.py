@@ -219,8 +219,8 @@ class TargetWriter:
         if self.forgotten:
             for k, kept in self.rows.items():
                 if kept is not None and kept.members:
-                    members = frozenset(m for m in kept.members if m[0] not in self.forgotten)
-                    self.rows[k] = kept._replace(members=members)
+                    left = frozenset(m for m in kept.members if m[0] not in self.forgotten)
+                    self.rows[k] = kept._replace(members=left)
             self.forgotten = set()
         # Forget what is written, unless a change still to come needs it.
         for k in keys:
