@@ -37,6 +37,7 @@ from ldap3 import MODIFY_ADD, MODIFY_REPLACE
 from ldap3.protocol.rfc4527 import post_read_control
 
 from connectors.base import AnchorResolver, Applied, Connector, FatalError, RejectedError, StoredObject
+from connectors.feide.entries import refuse_unsupported
 from connectors.ldap.codes import ENTRY_ALREADY_EXISTS, NO_SUCH_OBJECT, NOT_ALLOWED_ON_NON_LEAF, Dialect
 from connectors.ldap.ldif import values_of
 from connectors.ldap.link import LdapLink, Reply, decode, escape_filter
@@ -45,8 +46,6 @@ from provisioner.config import Config, ConfigError, FeideConfig, OwnerConfig, re
 from provisioner.core import dn as dns
 from provisioner.core.plan import Change, Op
 
-KINDS = ("org", "orgunit", "person")
-_OPS = (Op.CREATE, Op.UPDATE, Op.MOVE, Op.DELETE)
 _POST_READ = "1.3.6.1.1.13.2"
 # The post-read control asking for entryUUID, built (BER-encoded) once: it never changes.
 _READ_UUID = post_read_control(["entryUUID"])
@@ -92,13 +91,7 @@ class FeideLdapConnector(Connector):
 
     def apply(self, change: Change) -> Applied:
         """Apply one change to the server; raise a typed error on failure."""
-        if change.kind not in KINDS:
-            raise RejectedError(f"feide: unknown object kind {change.kind!r} ({change.kind}:{change.key})")
-        if change.op not in _OPS:
-            raise RejectedError(
-                f"feide: operation {change.op.value!r} is not supported ({change.kind}:{change.key}); "
-                "Feide entries are created, updated, moved and deleted"
-            )
+        refuse_unsupported(change, "Feide entries are created, updated, moved and deleted")
         if change.op is Op.CREATE:
             return self._create(change)
         if change.op is Op.DELETE:

@@ -46,6 +46,7 @@ from connectors.base import (
     StoredObject,
     after_apply,
 )
+from connectors.feide.entries import KINDS, refuse_unsupported
 from connectors.files import atomic_text_file, link_latest
 from connectors.ldap import ldif
 from mappings.feide import container_entries
@@ -54,9 +55,7 @@ from provisioner.core import dn as dns
 from provisioner.core.plan import Change, Op
 from provisioner.core.states import ObjectStatus
 
-KINDS = ("org", "orgunit", "person")
 _LEVEL = {"org": 0, "orgunit": 1, "person": 2}
-_OPS = (Op.CREATE, Op.UPDATE, Op.MOVE, Op.DELETE)
 _SKIP = ("dn",)  # a stored record keeps the entry's DN (TargetObject.place) beside its attributes
 LATEST_FULL = "latest-full.ldif"
 
@@ -104,13 +103,7 @@ class FeideLdifConnector(Exporter):
     def _accept(self, change: Change) -> Applied:
         if self._run_id is None:
             raise FatalError("feide: accept() before begin()")
-        if change.kind not in KINDS:
-            raise RejectedError(f"feide: unknown object kind {change.kind!r} ({change.kind}:{change.key})")
-        if change.op not in _OPS:
-            raise RejectedError(
-                f"feide: operation {change.op.value!r} is not supported ({change.kind}:{change.key}); "
-                "the LDIF target creates, updates, moves and deletes entries"
-            )
+        refuse_unsupported(change, "the LDIF target creates, updates, moves and deletes entries")
         k = (change.kind, change.key)
         _check_attrs(change)
         if change.op is Op.CREATE:

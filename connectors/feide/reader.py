@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from connectors.base import FatalError, Reader
-from connectors.feide.ldap import _DN_ATTRS, KINDS, is_dn
+from connectors.feide.entries import KINDS
+from connectors.feide.ldap import _DN_ATTRS, is_dn
 from connectors.ldap.ldif import values_of
 from connectors.ldap.link import LdapLink, decode
 from mappings.feide import OPTIONAL_ATTRS
