@@ -49,14 +49,13 @@ from connectors.base import (
 from connectors.feide.entries import KINDS, refuse_unsupported
 from connectors.files import atomic_text_file, link_latest
 from connectors.ldap import ldif
-from mappings.feide import container_entries
+from mappings.feide import PLACEMENT_ATTRS, container_entries
 from provisioner.config import FeideConfig, OwnerConfig
 from provisioner.core import dn as dns
 from provisioner.core.plan import Change, Op
 from provisioner.core.states import ObjectStatus
 
 _LEVEL = {"org": 0, "orgunit": 1, "person": 2}
-_SKIP = ("dn",)  # a stored record keeps the entry's DN (TargetObject.place) beside its attributes
 LATEST_FULL = "latest-full.ldif"
 
 ObjKey = tuple[str, str]
@@ -169,7 +168,8 @@ class FeideLdifConnector(Exporter):
                         continue
                     k = (obj.kind, obj.key)
                     dn_line = ldif.line("dn", dn)
-                    body = ldif.attr_block(obj.attrs, _SKIP, cache)
+                    # A stored record keeps its place (the DN) beside the attributes: not an attribute.
+                    body = ldif.attr_block(obj.attrs, PLACEMENT_ATTRS, cache)
                     if k in created:
                         found.add(k)
                         rec = dn_line + "changetype: add\n" + body + "\n"
