@@ -185,7 +185,7 @@ def test_settling_records_runs_whose_files_are_written_and_drops_the_rest(tmp_pa
         out.mkdir()
         (out / "ims-full-20251001T000000Z-written.xml").write_text("<x/>", encoding="utf-8")
         (out / "ims-delta-20251001T000000Z-written.xml").write_text("<x/>", encoding="utf-8")
-        recovery.settle_exports(cfg, store, "now")
+        recovery.settle_exports(cfg, store, "now", ApplyOptions())
         assert exports.pending(store) == []
         assert [(o["key"], o["anchor"]) for o in store.objects.iterate("itslearning")] == [("P1", "P1")]
         assert list(store.objects.iterate("feide")) == []
