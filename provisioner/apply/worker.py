@@ -22,6 +22,7 @@ from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event
 
 from provisioner import logs
+from provisioner.apply.collector import run_collector
 from provisioner.apply.executor import TargetResult, apply_target
 from provisioner.apply.workers import Job
 from provisioner.core.states import TargetOutcome
@@ -89,18 +90,19 @@ def run(job: Job) -> TargetResult:
             return TargetResult(job.plan.target, TargetOutcome.INTERRUPTED)
     store = StateStore(job.store_url, check=False)
     try:
-        return apply_target(
-            job.plan,
-            store,
-            job.connector,
-            job.run_id,
-            job.as_of,
-            job.soft_delete,
-            job.retry,
-            time.sleep,
-            None,
-            stop,
-            batch=job.options.batch,
-        )
+        with run_collector():
+            return apply_target(
+                job.plan,
+                store,
+                job.connector,
+                job.run_id,
+                job.as_of,
+                job.soft_delete,
+                job.retry,
+                time.sleep,
+                None,
+                stop,
+                batch=job.options.batch,
+            )
     finally:
         store.close()
