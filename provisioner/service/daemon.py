@@ -290,7 +290,6 @@ class Daemon:
                 self.metrics.observe_run("crashed", kind, time.monotonic() - t0, [])
                 return
             seconds = time.monotonic() - t0
-            self._summarise(out, kind, seconds)
             if full and out.status in RUNS_DONE:
                 store.meta.set(_LAST_FULL, now_iso())
             if self._drift is not None:  # SPEC "Operations": the nightly run repaired drift
@@ -298,6 +297,8 @@ class Daemon:
             changes = store.history.change_counts(out.run_id) if out.status != RunStatus.LOCKED else []
             self.metrics.observe_run(out.status, kind, seconds, changes)
             self._refresh_health()
+            # Last: once the summary is logged, the metrics and health already count the run.
+            self._summarise(out, kind, seconds)
         except Exception as exc:  # bookkeeping must never stop the schedule
             log.exception("after-run bookkeeping failed", error=str(exc))
         finally:
