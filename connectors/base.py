@@ -17,6 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from provisioner.core.drift import LiveView, Recorded
@@ -163,10 +164,25 @@ class Exporter(ABC):
 
     process_safe = True
     target: str
+    output_dir: Path
+    temp_glob: str  # the temp files a crashed run of this exporter leaves in ``output_dir``
+    _run_id: str | None
+    _resolve: AnchorResolver | None
+    written: list[Path]  # files the last export() wrote, for logs and tests
+
+    def begin(self, run_id: str, resolve: AnchorResolver) -> None:
+        """Start a run: make the output directory (a crashed run's temp files go) and forget the
+        last run's changes; ``resolve`` gives anchors the store holds."""
+        from connectors import files  # it raises this module's errors: imported here, not above
+
+        files.prepare_dir(self.output_dir, self.temp_glob, self.target)
+        self._run_id, self._resolve = run_id, resolve
+        self.written = []
+        self._start()
 
     @abstractmethod
-    def begin(self, run_id: str, resolve: AnchorResolver) -> None:
-        """Start a run: make the output directory; ``resolve`` gives anchors the store holds."""
+    def _start(self) -> None:
+        """Reset what the exporter keeps for one run (its accepted changes)."""
 
     @abstractmethod
     def accept(self, change: Change) -> Applied:

@@ -43,6 +43,9 @@ class _StopAfter(Exporter):
     def begin(self, *a: Any) -> None:
         self.inner.begin(*a)
 
+    def _start(self) -> None:
+        """Not called: ``begin`` is the inner exporter's."""
+
     def accept(self, change: Change) -> Applied:
         out = self.inner.accept(change)
         self.applied += 1

@@ -65,6 +65,7 @@ class FeideLdifConnector(Exporter):
     """Writes full and delta LDIF files of the Feide catalog."""
 
     target = "feide"
+    temp_glob = ".feide-*.tmp"
 
     def __init__(
         self, config: FeideConfig, owner: OwnerConfig, output_dir: Path, *, keep_full: int = 10
@@ -83,15 +84,10 @@ class FeideLdifConnector(Exporter):
 
     # -- the Exporter contract --------------------------------------------------------
 
-    def begin(self, run_id: str, resolve: AnchorResolver) -> None:
-        """Remember the run and the anchor resolver; make sure the output directory exists."""
-        files.prepare_dir(self.output_dir, ".feide-*.tmp", "feide")
-        self._run_id = run_id
-        self._resolve = resolve
+    def _start(self) -> None:
         self._changes = []
         self._accepted = []
         self._dn = {}
-        self.written = []
 
     def accept(self, change: Change) -> Applied:
         """Check one change and keep it for the files; its anchor is the entry's DN."""

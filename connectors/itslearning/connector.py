@@ -74,6 +74,8 @@ def _utc_now() -> datetime:
 class ItslearningConnector(Exporter):
     """Writes IMS Enterprise 1.1 full and delta files for itslearning's importer."""
 
+    temp_glob = ".ims-*.tmp"
+
     def __init__(
         self,
         config: ItslearningConfig,
@@ -97,13 +99,8 @@ class ItslearningConnector(Exporter):
 
     # -- the Exporter contract --------------------------------------------------------
 
-    def begin(self, run_id: str, resolve: AnchorResolver) -> None:
-        """Remember the run and the anchor resolver; make sure the drop directory exists."""
-        files.prepare_dir(self.output_dir, ".ims-*.tmp", "itslearning")
-        self._run_id = run_id
-        self._resolve = resolve
+    def _start(self) -> None:
         self._changes = []
-        self.written = []
 
     def accept(self, change: Change) -> Applied:
         """Check one change and keep it for the files; its anchor is the object's sourcedid."""
