@@ -231,15 +231,9 @@ def apply_target(
     """Apply one target's changes through its connector (or exporter) and record the outcomes."""
     if isinstance(conn, Exporter):
         return apply_export(tp, store, conn, run_id, as_of, soft_delete, progress, stop, batch=batch)
-    res = TargetResult(tp.target, TargetOutcome.APPLIED)
-    tlog = log.bind(run_id=run_id, target=tp.target)
-    writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete)
-    writer.preload(tp.changes)
+    res, tlog, writer = _open(tp, store, run_id, as_of, soft_delete)
     try:
-        try:
-            conn.begin(run_id, writer.anchor)
-        except (FatalError, TransientError, OSError) as exc:
-            _not_started(res, tp, exc, tlog)
+        if not _begun(conn, tp, run_id, writer, res, tlog):
             return res
         _apply_changes(tp, conn, writer, res, retry, sleep, progress, stop, tlog, batch)
         writer.finish()
@@ -262,11 +256,32 @@ def apply_target(
     return res
 
 
-def _not_started(res: TargetResult, tp: TargetPlan, exc: Exception, tlog: Any) -> None:
-    """The target cannot even start: it fails alone, the other targets go on."""
-    res.status, res.failed = TargetOutcome.FAILED, len(tp.changes)
-    res.errors.append(f"target could not start: {exc}")
-    tlog.error("target could not start", error=str(exc))
+def _open(
+    tp: TargetPlan, store: StateStore, run_id: str, as_of: str, soft_delete: bool
+) -> tuple[TargetResult, Any, TargetWriter]:
+    """A target's result so far, its logger and its writer (the stored rows it changes read)."""
+    writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete)
+    writer.preload(tp.changes)
+    return TargetResult(tp.target, TargetOutcome.APPLIED), log.bind(run_id=run_id, target=tp.target), writer
+
+
+def _begun(
+    target: Connector | Exporter,
+    tp: TargetPlan,
+    run_id: str,
+    writer: TargetWriter,
+    res: TargetResult,
+    tlog: Any,
+) -> bool:
+    """Start the target; False when it cannot even start: it fails alone, the other targets go on."""
+    try:
+        target.begin(run_id, writer.anchor)
+    except (FatalError, TransientError, OSError) as exc:
+        res.status, res.failed = TargetOutcome.FAILED, len(tp.changes)
+        res.errors.append(f"target could not start: {exc}")
+        tlog.error("target could not start", error=str(exc))
+        return False
+    return True
 
 
 def _stored(store: StateStore, target: str) -> Iterator[StoredObject]:
@@ -295,15 +310,9 @@ def apply_export(
     cannot be written, nothing is recorded as applied (the changes are failed, planned
     again next run), unless the delta file carrying them is in place after all.
     """
-    res = TargetResult(tp.target, TargetOutcome.APPLIED)
-    tlog = log.bind(run_id=run_id, target=tp.target)
-    writer = TargetWriter(store, tp.target, run_id, as_of, soft_delete)
-    writer.preload(tp.changes)
+    res, tlog, writer = _open(tp, store, run_id, as_of, soft_delete)
     try:
-        try:
-            exp.begin(run_id, writer.anchor)
-        except (FatalError, OSError) as exc:
-            _not_started(res, tp, exc, tlog)
+        if not _begun(exp, tp, run_id, writer, res, tlog):
             return res
         accepted = _accept_all(tp, exp, writer, res, stop, tlog)
         if res.status == TargetOutcome.FAILED or (res.status == TargetOutcome.INTERRUPTED and not accepted):
