@@ -40,14 +40,12 @@ from provisioner.config import (
 from provisioner.core.lifecycle import Policy
 
 if TYPE_CHECKING:
-    from connectors.ldap.link import LdapLink
     from connectors.m365.pacing import Clock
 
 __all__ = [
     "KINDS",
     "Capabilities",
     "TargetKind",
-    "feide_session",
     "kind_of",
     "m365_connector",
     "register",
@@ -217,19 +215,12 @@ def _feide_connector(cfg: Config, name: str) -> Connector | Exporter:
     tcfg = cfg.targets[name]
     assert isinstance(tcfg, FeideConfig)
     if tcfg.url:
-        from connectors.feide.ldap import FeideLdapConnector
+        from connectors.feide.ldap import FeideLdapConnector, link_from_config
 
-        return FeideLdapConnector(tcfg, cfg.owner, feide_session(cfg, tcfg))
+        return FeideLdapConnector(tcfg, cfg.owner, link_from_config(cfg, tcfg))
     from connectors.feide.ldif import FeideLdifConnector
 
     return FeideLdifConnector(tcfg, cfg.owner, cfg.path(tcfg.output_dir))
-
-
-def feide_session(cfg: Config, tcfg: FeideConfig) -> LdapLink:
-    """The LDAP link of a live Feide target (password read from its secret file now)."""
-    from connectors.feide.ldap import link_from_config
-
-    return link_from_config(cfg, tcfg)
 
 
 def _ad_reader(cfg: Config, name: str) -> Reader:
@@ -242,11 +233,12 @@ def _ad_reader(cfg: Config, name: str) -> Reader:
 
 
 def _feide_reader(cfg: Config, name: str) -> Reader:
+    from connectors.feide.ldap import link_from_config
     from connectors.feide.reader import FeideReader
 
     tcfg = cfg.targets[name]
     assert isinstance(tcfg, FeideConfig)
-    return FeideReader(feide_session(cfg, tcfg), tcfg)
+    return FeideReader(link_from_config(cfg, tcfg), tcfg)
 
 
 def _m365_reader(cfg: Config, name: str) -> Reader:

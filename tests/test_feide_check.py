@@ -10,8 +10,8 @@ from pathlib import Path
 from ldap3 import MODIFY_DELETE, MODIFY_REPLACE
 
 from connectors.feide.check import Checker, check_entries, ldap_entries
+from connectors.feide.ldap import link_from_config
 from connectors.ldap.ldif_read import read_entries
-from provisioner.kinds import feide_session
 from provisioner.run import runner
 from provisioner.state.store import StateStore
 from tests.sisbuilder import config_toml, make_config, small_sis
@@ -151,7 +151,7 @@ def test_the_ldif_export_passes_and_planted_errors_are_found(tmp_path: Path) -> 
 def test_the_live_catalog_passes_and_planted_errors_are_found(tmp_path: Path, slapd) -> None:
     env = LiveEnv(tmp_path, slapd, small_sis())
     ok(env.sync())
-    session = feide_session(env.cfg, env.cfg.targets["feide"])
+    session = link_from_config(env.cfg, env.cfg.targets["feide"])
     found, persons = check_entries(ldap_entries(session, env.base_dn, page_size=3), REALM)
     assert persons == 9 and [p for p in found if p.severity == "error"] == []
     stored = env.stored()

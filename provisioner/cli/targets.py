@@ -19,7 +19,7 @@ import click
 from provisioner import config as config_mod
 from provisioner.cli.common import fail
 from provisioner.core.nin import mask_text
-from provisioner.kinds import feide_session, kind_of
+from provisioner.kinds import kind_of
 from provisioner.run import runner
 
 
@@ -40,6 +40,7 @@ def feide_check(c: Any, ldif_file: str | None, target_name: str | None, realm: s
     """Validate the Feide catalog (live, or --ldif FILE) as Feide's validator does; exit 1 on errors."""
     from connectors.base import ConnectorError
     from connectors.feide.check import check_entries, ldap_entries, ldif_entries
+    from connectors.feide.ldap import link_from_config
 
     cfg = c.cfg if (c.config_path or not ldif_file or not realm) else None
     the_realm = realm or (cfg.owner.realm if cfg else "")
@@ -50,7 +51,7 @@ def feide_check(c: Any, ldif_file: str | None, target_name: str | None, realm: s
         assert cfg is not None
         name, tcfg = _feide_target(cfg, target_name)
         try:
-            link = feide_session(cfg, tcfg)
+            link = link_from_config(cfg, tcfg)
         except config_mod.ConfigError as exc:
             fail(f"targets.{name}: {exc}")
         session = link
