@@ -358,29 +358,15 @@ def _accept_all(
             tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
             break
         change, skip = _without_failed_members(planned, failed_creates)
+        outcome: Applied | ConnectorError | Skipped
         try:
-            if skip is not None:
-                raise skip
-            applied = exp.accept(change)
-        except Skipped as exc:
-            res.skipped += 1
-            writer.failed(change, ChangeResult.SKIPPED, str(exc))
-        except RejectedError as exc:
-            if change.op is Op.CREATE and change.kind == "person":
-                failed_creates.add(change.key)  # their group adds wait for the next run
-            res.rejected += 1
-            res.errors.append(f"{change.op.value} {change.kind} {change.key}: {exc}")
-            writer.failed(change, ChangeResult.REJECTED, str(exc))
-            tlog.warning("change rejected", person=change.person_id, key=change.key, error=str(exc))
-        except FatalError as exc:
-            res.failed += 1
-            res.status = TargetOutcome.FAILED
-            res.errors.append(f"target stopped: {exc}")
-            writer.failed(change, ChangeResult.FAILED, f"fatal: {exc}")
-            tlog.error("target stopped", error=str(exc), remaining=len(tp.changes) - i)
+            outcome = skip if skip is not None else exp.accept(change)
+        except ConnectorError as exc:
+            outcome = exc
+        if isinstance(outcome, Applied):
+            accepted.append((change, outcome.anchor, outcome.note))
+        elif _not_applied(change, outcome, res, writer, failed_creates, tlog, len(tp.changes) - i, 1):
             break
-        else:
-            accepted.append((change, applied.anchor, applied.note))
         faults.point(site)
     return accepted
 
@@ -402,47 +388,65 @@ def _apply_changes(
     failed_creates: set[str] = set()
     site = f"{tp.target}:change"  # a test fault-injection point (provisioner/faults.py)
     for i, change, outcome in _outcomes(conn, many, tp.changes, retry, sleep, tlog, stop, failed_creates):
-        plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
         if outcome is STOPPED:
             res.status = TargetOutcome.INTERRUPTED
             tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
             break
-        if (
-            isinstance(outcome, ConnectorError)
-            and change.op in (Op.CREATE, Op.RESTORE)  # a restore may create the user again
-            and change.kind == "person"
-        ):
-            failed_creates.add(change.key)  # their group adds wait for the next run
-        if isinstance(outcome, Skipped):
-            res.skipped += 1
-            writer.failed(change, ChangeResult.SKIPPED, str(outcome))
-            plog.warning("change skipped", reason=str(outcome))
-        elif isinstance(outcome, RejectedError):
-            res.rejected += 1
-            res.errors.append(f"{change.op.value} {change.kind} {change.key}: {outcome}")
-            writer.failed(change, ChangeResult.REJECTED, str(outcome))
-            plog.warning("change rejected", error=str(outcome))
-        elif isinstance(outcome, TransientError):
-            res.failed += 1
-            res.errors.append(f"{change.op.value} {change.kind} {change.key}: gave up: {outcome}")
-            writer.failed(change, ChangeResult.FAILED, f"gave up after {retry.attempts} attempts: {outcome}")
-            plog.error("change failed after retries", error=str(outcome))
-        elif isinstance(outcome, FatalError):
-            res.failed += 1
-            res.status = TargetOutcome.FAILED
-            res.errors.append(f"target stopped: {outcome}")
-            writer.failed(change, ChangeResult.FAILED, f"fatal: {outcome}")
-            tlog.error("target stopped", error=str(outcome), remaining=len(tp.changes) - i)
-            break
-        else:
+        if isinstance(outcome, Applied):
             res.ok += 1
             writer.ok(change, outcome.anchor, outcome.note)
+        elif _not_applied(
+            change, outcome, res, writer, failed_creates, tlog, len(tp.changes) - i, retry.attempts
+        ):
+            break
         faults.point(site)
         if i % batch == 0:
             writer.flush()
             faults.point(f"{tp.target}:flushed")
             if progress:
                 progress(batch)
+
+
+def _not_applied(
+    change: Change,
+    outcome: ConnectorError | Skipped,
+    res: TargetResult,
+    writer: TargetWriter,
+    failed_creates: set[str],
+    tlog: Any,
+    remaining: int,
+    attempts: int,
+) -> bool:
+    """Record a change the target did not take (skipped, rejected, failed); True: stop the target."""
+    plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
+    if (
+        isinstance(outcome, ConnectorError)
+        and change.op in (Op.CREATE, Op.RESTORE)  # a restore may create the user again
+        and change.kind == "person"
+    ):
+        failed_creates.add(change.key)  # their group adds wait for the next run
+    if isinstance(outcome, Skipped):
+        res.skipped += 1
+        writer.failed(change, ChangeResult.SKIPPED, str(outcome))
+        plog.warning("change skipped", reason=str(outcome))
+    elif isinstance(outcome, RejectedError):
+        res.rejected += 1
+        res.errors.append(f"{change.op.value} {change.kind} {change.key}: {outcome}")
+        writer.failed(change, ChangeResult.REJECTED, str(outcome))
+        plog.warning("change rejected", error=str(outcome))
+    elif isinstance(outcome, FatalError):
+        res.failed += 1
+        res.status = TargetOutcome.FAILED
+        res.errors.append(f"target stopped: {outcome}")
+        writer.failed(change, ChangeResult.FAILED, f"fatal: {outcome}")
+        tlog.error("target stopped", error=str(outcome), remaining=remaining)
+        return True
+    else:  # transient to the end
+        res.failed += 1
+        res.errors.append(f"{change.op.value} {change.kind} {change.key}: gave up: {outcome}")
+        writer.failed(change, ChangeResult.FAILED, f"gave up after {attempts} attempts: {outcome}")
+        plog.error("change failed after retries", error=str(outcome))
+    return False
 
 
 def _outcomes(
