@@ -565,10 +565,10 @@ def _insert(conn: sa.Connection, table: str, rows: list[tuple[Any, ...]]) -> Non
     dialect = conn.dialect
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        if dialect.driver == "psycopg2":
-            from psycopg2.extras import execute_values
-
-            execute_values(cur, f"INSERT INTO {table} ({', '.join(cols)}) VALUES %s", rows, page_size=5000)
+        if dialect.driver == "psycopg":  # PostgreSQL's COPY: the fastest way in by far
+            with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
             return
         mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
         if mark is None:  # other drivers: SQLAlchemy's own executemany

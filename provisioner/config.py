@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from provisioner.source_config import SourceBase, database_url, validate_source
+
 
 class ConfigError(Exception):
     """The configuration is missing, unreadable or invalid; the message names the key."""
@@ -47,51 +49,6 @@ class OwnerConfig(_Strict):
     mail_domain: str  # UPN and mail domain
 
 
-def _database_url(url: str) -> str:
-    """A SQLAlchemy URL whose dialect and driver this installation has (checked, not connected)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ValueError(f"not a database URL ({exc})") from exc
-    except ValueError:  # make_url's int() of the port
-        raise ValueError("not a database URL: the port is not a number") from None
-    try:
-        dialect = parsed.get_dialect()
-    except ArgumentError:  # NoSuchModuleError included
-        raise ValueError(f"unknown database driver {parsed.drivername!r}") from None
-    try:
-        dialect.import_dbapi()
-    except ImportError as exc:
-        raise ValueError(f"the driver of {parsed.drivername!r} is not installed ({exc})") from None
-    return url
-
-
-class SourceConfig(_Strict):
-    """The school-admin database: a SQLAlchemy URL and optional query overrides."""
-
-    url: str
-    # Override any default query by name: schools, persons, enrollments, employments,
-    # guardianships, groups, memberships. Each must return the reference columns.
-    queries: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("queries")
-    @classmethod
-    def _known_queries(cls, v: dict[str, str]) -> dict[str, str]:
-        known = {"schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships"}
-        unknown = sorted(set(v) - known)
-        if unknown:
-            raise ValueError(f"unknown query name(s) {unknown}; known: {sorted(known)}")
-        return v
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return _database_url(v)
-
-
 class StateConfig(_Strict):
     """Where the state store lives."""
 
@@ -100,7 +57,7 @@ class StateConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        return _database_url(v)
+        return database_url(v)
 
 
 class UsernameConfig(_Strict):
@@ -483,7 +440,7 @@ class Config(_Strict):
     """The whole configuration file."""
 
     owner: OwnerConfig
-    source: SourceConfig
+    source: SerializeAsAny[SourceBase]
     state: StateConfig
     usernames: UsernameConfig = UsernameConfig()
     safety: SafetyConfig = SafetyConfig()
@@ -509,6 +466,11 @@ class Config(_Strict):
             data = {**data, "targets": targets}
         return data
 
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, v: Any) -> Any:
+        return validate_source(v)
+
     @field_validator("targets", mode="before")
     @classmethod
     def _targets(cls, v: Any) -> Any:
@@ -528,21 +490,6 @@ class Config(_Strict):
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
             return prefix + str(self.path(url[len(prefix) :]))
-        return url
-
-    def source_db_url(self) -> str:
-        """The source's SQLAlchemy URL; ConfigError when it names a SQLite file that does not exist.
-
-        SQLite would create an empty file and fail later with "no such table": the source
-        is only read, so a missing file is a configuration error.
-        """
-        url = self.sqlalchemy_url(self.source.url)
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        db = parsed.database or ":memory:"
-        if parsed.get_backend_name() == "sqlite" and db != ":memory:" and not Path(db).is_file():
-            raise ConfigError(f"source.url: the SQLite file {db} does not exist")
         return url
 
     def target_key(self, tcfg: TargetBase) -> str:

@@ -18,7 +18,7 @@ if [ "${BAS_SKIP_POSTGRES:-0}" != 1 ]; then
   fi
   # The tests connect as "postgres" over TCP without a password (trust, as on this
   # kind of machine); say so clearly if that does not work.
-  if ! .venv/bin/python -c "import psycopg2; psycopg2.connect(host='127.0.0.1', user='${BAS_TEST_PG_USER:-postgres}', dbname='postgres', connect_timeout=5).close()"; then
+  if ! .venv/bin/python -c "import psycopg; psycopg.connect(host='127.0.0.1', user='${BAS_TEST_PG_USER:-postgres}', dbname='postgres', connect_timeout=5).close()"; then
     echo "test: cannot connect to PostgreSQL on 127.0.0.1:5432 as ${BAS_TEST_PG_USER:-postgres} (trust auth expected);" \
          "set BAS_SKIP_POSTGRES=1 to run without it" >&2
     exit 2

@@ -9,7 +9,6 @@ where the database supports it: the source is never written.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import decimal
 import hashlib
@@ -17,10 +16,12 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import sqlalchemy as sa
 
+from provisioner.config import Config, ConfigError
 from provisioner.core.model import (
     Employment,
     Group,
@@ -31,6 +32,17 @@ from provisioner.core.model import (
     SourceSnapshot,
     StudentEnrollment,
 )
+from provisioner.source_config import SqlSourceConfig
+from sources.base import FACT_TABLES, Source, SourceError, digest_text
+
+__all__ = [
+    "DEFAULT_QUERIES",
+    "SourceError",
+    "SqlSource",
+    "read_snapshot",
+    "source_engine",
+    "source_unchanged",
+]
 
 DEFAULT_QUERIES: dict[str, str] = {
     "schools": "SELECT school_id, org_number, name, short_name, level FROM school",
@@ -38,8 +50,8 @@ DEFAULT_QUERIES: dict[str, str] = {
         "SELECT person_id, nin, given_name, middle_name, family_name, birth_date, email, mobile FROM person"
     ),
     "enrollments": (
-        "SELECT enrollment_id, person_id, school_id, grade, start_date, end_date, main_school"
-        " FROM student_enrollment"
+        "SELECT enrollment_id, person_id, school_id, grade, start_date, end_date, main_school,"
+        " programme, programme_area FROM student_enrollment"
     ),
     "employments": "SELECT employment_id, person_id, school_id, role, start_date, end_date FROM employment",
     "guardianships": "SELECT guardian_id, student_id FROM guardianship",
@@ -48,10 +60,6 @@ DEFAULT_QUERIES: dict[str, str] = {
     ),
     "memberships": "SELECT group_id, person_id, role FROM group_membership",
 }
-
-
-class SourceError(Exception):
-    """The source cannot be read as configured (connection, query or columns)."""
 
 
 # ISO 8601 calendar date, optionally with a time of day (some drivers and views give
@@ -139,8 +147,7 @@ def _digest(name: str, cols: list[str], rows: list[Any]) -> str:
     for i in range(0, len(rows), _DIGEST_CHUNK):
         # repr of a slice is one C call per chunk: ~1 s for 1.5 million rows
         h.update(repr(rows[i : i + _DIGEST_CHUNK]).encode("utf-8", "surrogatepass"))
-    # base64, not hex: a hex digest can hold an 11-digit run that looks like a NIN to masking
-    return base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+    return digest_text(h)
 
 
 def _fetch(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[Any]]:
@@ -198,12 +205,13 @@ def _read(conn: sa.Connection, name: str, query: str) -> tuple[tuple[Any, ...], 
     model, convs = _SHAPES[name]
     fields: tuple[str, ...] = model._fields  # type: ignore[attr-defined]
     cols, rows = _fetch(conn, name, query)
-    missing = [f for f in fields if f not in cols]
+    missing = [f for f in fields if f not in cols and f not in _OPTIONAL]
     if missing:
         raise SourceError(f"source query {name!r} lacks column(s) {missing}; it returned {cols}")
     digest = _digest(name, cols, rows)
-    idx = [cols.index(f) for f in fields]
-    conv = [convs.get(f, _str) for f in fields]
+    present = [f for f in fields if f in cols]
+    idx = [cols.index(f) for f in present]
+    conv = [convs.get(f, _str) for f in present]
     if not rows:
         return (), digest
     # Column-wise: transpose in C, convert only columns whose values need it, rebuild.
@@ -218,7 +226,22 @@ def _read(conn: sa.Connection, name: str, query: str) -> tuple[tuple[Any, ...], 
             out_cols.append(col)  # already ISO dates as text (SQLite)
         else:
             out_cols.append(tuple(map(c, col)))
-    return tuple(map(model, *out_cols)), digest
+    # An optional column the query does not return (an override written before it existed)
+    # takes the model's default.
+    return tuple(map(model, *_with_defaults(model, present, out_cols))), digest
+
+
+# Columns a query may leave out: the model's default stands in (programme and programme area
+# came with the upper-secondary Grep data; older query overrides do not return them).
+_OPTIONAL = frozenset({"programme", "programme_area"})
+
+
+def _with_defaults(model: Any, present: list[str], columns: list[tuple[Any, ...]]) -> list[Any]:
+    if len(present) == len(model._fields):
+        return columns
+    n = len(columns[0])
+    by_name = dict(zip(present, columns))
+    return [by_name[f] if f in by_name else (model._field_defaults[f],) * n for f in model._fields]
 
 
 _STR_TYPES: frozenset[type] = frozenset({str, type(None)})
@@ -283,3 +306,64 @@ def source_unchanged(
 def source_engine(url: str) -> sa.Engine:
     """An engine for the source database (no pooling: one read per run)."""
     return sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+
+class SqlSource(Source):
+    """The SQL source plug-in: the configured database, read with the (overridable) queries."""
+
+    kind = "sql"
+
+    def __init__(self, cfg: Config) -> None:
+        scfg = cfg.source
+        assert isinstance(scfg, SqlSourceConfig)
+        self.queries = {**DEFAULT_QUERIES, **scfg.queries}
+        self.url = _db_url(cfg, scfg.url)
+        self._engine: sa.Engine | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = source_engine(self.url)
+        return self._engine
+
+    def read(self) -> SourceSnapshot:
+        return read_snapshot(self.engine, self.queries)
+
+    def unchanged(self, digests: Mapping[str, str]) -> bool:
+        return source_unchanged(self.engine, self.queries, digests)
+
+    def describe(self) -> str:
+        return f"sql {sa.engine.make_url(self.url).render_as_string(hide_password=True)}"
+
+    def facts(self, sis_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+        """Only the rows about these persons, filtered in the database."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        with _read_only(self.engine) as c:
+            for label, (table, col) in FACT_TABLES.items():
+                q = sa.text(f"SELECT * FROM ({self.queries[table]}) AS q WHERE q.{col} IN :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                )
+                out[label] = [
+                    {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                    for r in c.execute(q, {"ids": sorted(sis_ids)}).mappings()
+                ]
+        return out
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def _db_url(cfg: Config, url: str) -> str:
+    """The source's SQLAlchemy URL; ConfigError when it names a SQLite file that does not exist.
+
+    SQLite would create an empty file and fail later with "no such table": the source is
+    only read, so a missing file is a configuration error.
+    """
+    url = cfg.sqlalchemy_url(url)
+    parsed = sa.engine.make_url(url)
+    db = parsed.database or ":memory:"
+    if parsed.get_backend_name() == "sqlite" and db != ":memory:" and not Path(db).is_file():
+        raise ConfigError(f"source.url: the SQLite file {db} does not exist")
+    return url

@@ -52,11 +52,11 @@ PG_USER = os.environ.get("BAS_TEST_PG_USER", "postgres")
 
 
 def _admin_connect():
-    import psycopg2
+    import psycopg
 
-    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5)
-    conn.autocommit = True
-    return conn
+    return psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5, autocommit=True
+    )
 
 
 @pytest.fixture()
@@ -73,7 +73,7 @@ def pg_url() -> Iterator[str]:
     try:
         with admin.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
     finally:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -80,7 +80,7 @@ GOOD = (
         ("postgresql+nodriver://h/db", "sqlite:///s.db", "source.url: unknown database driver"),
         ("nosuch://h/db", "sqlite:///s.db", "source.url: unknown database driver 'nosuch'"),
         ("postgresql://h:abc/db", "sqlite:///s.db", "source.url: not a database URL: the port is not a"),
-        ("sqlite:///sis.db", "postgresql+psycopg2://h:5x/db", "state.url: not a database URL"),
+        ("sqlite:///sis.db", "postgresql+psycopg://h:5x/db", "state.url: not a database URL"),
         ("sqlite:///sis.db", "oracle+nodriver://h/db", "state.url: unknown database driver"),
     ],
 )
@@ -191,7 +191,7 @@ def test_person_show_says_what_was_deleted_and_when(tmp_path: Path) -> None:
 def test_a_state_store_that_cannot_be_reached_is_a_config_error(tmp_path: Path) -> None:
     cfg = tmp_path / "bas.toml"
     cfg.write_text(
-        GOOD.format(source="sqlite:///sis.db", state="postgresql+psycopg2://postgres@127.0.0.1:1/bas"),
+        GOOD.format(source="sqlite:///sis.db", state="postgresql+psycopg://postgres@127.0.0.1:1/bas"),
         encoding="utf-8",
     )
     p = bas("runs", config=cfg)

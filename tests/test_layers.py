@@ -68,9 +68,7 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
 
 
 def project_modules() -> list[Path]:
-    return sorted(
-        p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if "migrations" not in p.parts
-    )
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if "migrations" not in p.parts)
 
 
 def test_every_module_has_a_layer() -> None:

@@ -62,9 +62,9 @@ def _h(text: str) -> None:
     click.secho(f"== {text}", bold=True)
 
 
-def _sample_student(cfg: config.Config) -> str | None:
+def _sample_student(db_url: str) -> str | None:
     """A student with a guardian, for `person show`."""
-    eng = sa.create_engine(cfg.sqlalchemy_url(cfg.source.url))
+    eng = sa.create_engine(db_url)
     try:
         with eng.connect() as c:
             row = c.execute(
@@ -114,7 +114,7 @@ def run_demo(directory: Path, seed: int = 1) -> int:
         click.echo(f"   stopped: {first.message}")
         return first.exit_code
 
-    pid = _sample_student(cfg)
+    pid = _sample_student(f"sqlite:///{directory / 'sis.sqlite'}")
     info = explain.explain(cfg, store, pid) if pid else None
     username = info["identity"]["username"] if info and info["identity"] else None
     _h(f"3. The changelog for one student ({username})")

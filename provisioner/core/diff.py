@@ -335,7 +335,11 @@ def diff_core(
         row = identities.get(pid)
         attrs = {"username": p.username, "nin": p.nin, "display_name": p.display_name, "roles": _roles(p)}
         common: dict[str, Any] = {
-            "target": CORE, "kind": "identity", "key": pid, "person_id": pid, "username": p.username
+            "target": CORE,
+            "kind": "identity",
+            "key": pid,
+            "person_id": pid,
+            "username": p.username,
         }
         if row is None:
             how = "issued" if pid in new_usernames else "from the historic base"

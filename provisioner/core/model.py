@@ -52,6 +52,9 @@ class School(NamedTuple):
 
 
 class Person(NamedTuple):
+    # The SIS's own id of the person (SQL person_id, PIFU sourcedid, FINT systemId): the
+    # anchor of everything BAS keeps about them. ``nin`` may be None (PIFU and FINT allow
+    # persons without a national identity number): such a person is keyed on this id alone.
     person_id: str
     nin: str | None
     given_name: str | None
@@ -70,6 +73,10 @@ class StudentEnrollment(NamedTuple):
     start_date: str
     end_date: str | None
     main_school: bool
+    # Upper secondary: the Grep education programme (utdanningsprogram) and programme area
+    # (programområde) of this enrollment, as the SIS gives them (a Grep URI, code or uuid).
+    programme: str | None = None
+    programme_area: str | None = None
 
 
 class Employment(NamedTuple):

@@ -99,7 +99,8 @@ _TABLES: dict[str, _Table] = {
         _About.PERSON,
         "person_id",
         {"enrollment_id": _ID, "person_id": _ID, "school_id": _ID, "grade": _INT}
-        | {"start_date": _DATE, "end_date": _DATE, "main_school": Kind.BOOL},
+        | {"start_date": _DATE, "end_date": _DATE, "main_school": Kind.BOOL}
+        | {"programme": _OPT, "programme_area": _OPT},
         period=True,
     ),
     "employments": _Table(

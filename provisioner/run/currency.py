@@ -12,7 +12,8 @@ from provisioner.core.plan import Plan
 from provisioner.core.states import RunStatus
 from provisioner.state import safety_reads
 from provisioner.state.store import StateStore
-from sources.sql import SourceError, source_engine, source_unchanged
+from sources.base import SourceError
+from sources.registry import open_source
 
 
 def superseded_reason(newer: dict) -> str:
@@ -39,11 +40,8 @@ def why_not_current(cfg: Config, store: StateStore, plan: Plan) -> str:
     if plan.basis == "drift":
         return ""  # a drift repair is planned from the state store and the target, not the source
     try:
-        engine = source_engine(cfg.source_db_url())  # a missing SQLite file is not created
-        try:
-            same = source_unchanged(engine, cfg.source.queries, plan.source_digests)
-        finally:
-            engine.dispose()
+        with open_source(cfg) as src:  # a missing SQLite file is not created
+            same = src.unchanged(plan.source_digests)
     except (SourceError, ConfigError) as exc:
         return f"the source cannot be read to check it is unchanged ({exc})"
     if not same:

@@ -60,7 +60,8 @@ from provisioner.state import safety_reads
 from provisioner.state.common import now_iso
 from provisioner.state.runs import LockHeld
 from provisioner.state.store import StateStore
-from sources.sql import SourceError, read_snapshot, source_engine, source_unchanged
+from sources.base import SourceError
+from sources.registry import open_source
 
 log = structlog.get_logger("bas.run")
 
@@ -111,11 +112,8 @@ def valid_day(value: str) -> str:
 
 def read_source(cfg: Config) -> SourceSnapshot:
     """Read the configured source once."""
-    engine = source_engine(cfg.source_db_url())
-    try:
-        return read_snapshot(engine, cfg.source.queries)
-    finally:
-        engine.dispose()
+    with open_source(cfg) as src:
+        return src.read()
 
 
 def make_plan(
@@ -289,12 +287,9 @@ def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> 
     versions = store.versions.current()
     if cert.key != inputs_key(cfg, versions, as_of):
         return None
-    engine = source_engine(cfg.source_db_url())
-    try:
-        if not source_unchanged(engine, cfg.source.queries, cert.source):
+    with open_source(cfg) as src:
+        if not src.unchanged(cert.source):
             return None
-    finally:
-        engine.dispose()
     log.info("source, config and state unchanged: the certified plan stands", run_id=run_id)
     return plan_from(cert, run_id, now_iso(), versions)
 

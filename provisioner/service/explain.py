@@ -1,7 +1,7 @@
 """`bas person show`: one person explained from source facts, accounts and history.
 
-The source is asked only about this person (each configured query wrapped in a
-filtering sub-select), so this stays quick on an Oslo-size SIS.
+The source is asked only about this person (a SQL source wraps each configured query in
+a filtering sub-select, so this stays quick on an Oslo-size SIS).
 """
 
 from __future__ import annotations
@@ -9,43 +9,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import sqlalchemy as sa
-
 from provisioner.config import Config
 from provisioner.core.nin import mask, mask_nins, mask_text
 from provisioner.core.plan import Op
 from provisioner.service import changelog
 from provisioner.state.history import Filter
 from provisioner.state.store import StateStore
-from sources.sql import DEFAULT_QUERIES, source_engine
-
-_FACTS = {
-    "person": ("persons", "person_id"),
-    "enrollments": ("enrollments", "person_id"),
-    "employments": ("employments", "person_id"),
-    "guardian_of": ("guardianships", "guardian_id"),
-    "guardians": ("guardianships", "student_id"),
-    "memberships": ("memberships", "person_id"),
-}
+from sources.registry import open_source
 
 
 def source_facts(cfg: Config, sis_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
-    """Rows of the source that concern these SIS ids (read-only)."""
-    queries = {**DEFAULT_QUERIES, **cfg.source.queries}
-    engine = source_engine(cfg.source_db_url())
-    out: dict[str, list[dict[str, Any]]] = {}
-    try:
-        with engine.connect() as c:
-            for label, (qname, col) in _FACTS.items():
-                q = sa.text(f"SELECT * FROM ({queries[qname]}) AS q WHERE q.{col} IN :ids").bindparams(
-                    sa.bindparam("ids", expanding=True)
-                )
-                out[label] = [
-                    {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-                    for r in c.execute(q, {"ids": sorted(sis_ids)}).mappings()
-                ]
-    finally:
-        engine.dispose()
+    """Rows of the source that concern these SIS ids (read-only; NINs masked)."""
+    with open_source(cfg) as src:
+        out = src.facts(sis_ids)
     for p in out.get("person", []):
         p["nin"] = mask(p.get("nin"))
     return out

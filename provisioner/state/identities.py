@@ -31,6 +31,7 @@ class Identities:
         """The historic base as derivation needs it."""
         with self.engine.connect() as c:
             u = t.usernames.c
+
             # Bound logins of persons not yet known (provisioner.core.bindings), then every identity.
             # Raw driver rows (the cursor): SQLAlchemy's Row objects cost several times more here.
             def rows(q: sa.Select[Any]) -> Any:
