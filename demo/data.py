@@ -33,6 +33,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
     "student_enrollment": (
         "enrollment_id", "person_id", "school_id", "grade", "start_date", "end_date", "main_school",
+        "programme", "programme_area",
     ),
     "employment": ("employment_id", "person_id", "school_id", "role", "start_date", "end_date"),
     "guardianship": ("guardian_id", "student_id"),
@@ -378,9 +379,10 @@ class _Builder:
         elif r < 0.015:  # moving away soon: still active
             end = as_of + dt.timedelta(days=rng.randint(1, 60))
         rows = self.rows["student_enrollment"]
+        programme, area = nm.grep_programme(cohort.prefix, grade) if cohort.vgs else (None, None)
         rows.append(
             (f"E{len(rows) + 1:07d}", pid, cohort.school_id, grade, start.isoformat(),
-             end and end.isoformat(), True)
+             end and end.isoformat(), True, programme, area)
         )  # fmt: skip
         if end is None or end >= as_of:
             cohort.members[cls].append(pid)
@@ -390,7 +392,7 @@ class _Builder:
             years = 7 if grade == 8 else 3
             rows.append(
                 (f"E{len(rows) + 1:07d}", pid, prev, grade - 1, dt.date(y - years, 8, 15).isoformat(),
-                 (self.year_start - dt.timedelta(days=56)).isoformat(), True)
+                 (self.year_start - dt.timedelta(days=56)).isoformat(), True, None, None)
             )  # fmt: skip
 
     def build_guardians(self, families: list[nm.Family]) -> None:

@@ -156,6 +156,23 @@ GRUNNSKOLE: tuple[tuple[str, ...], ...] = tuple(
     + ("KRO0020", "MUS0010", "KHV0010", "MHE0010")
 )
 ADULT_SUBJECTS = GRUNNSKOLE[:5]  # grunnskole for voksne: the exam subjects
+# Grep (LK20) codes of the demo's education programmes (utdanningsprogram) and, per Vg year,
+# the programme area (programområde) its pupils are in; Grep's own codes, e.g. "STUSP1----".
+GREP_PROGRAMMES: dict[str, tuple[str, tuple[str, str, str]]] = {
+    "ST": ("ST", ("STUSP1----", "STREA2----", "STREA3----")),
+    "MD": ("MD", ("MDMDD1----", "MDMUS2----", "MDMUS3----")),
+    "HO": ("HS", ("HSHSF1----", "HSHEA2----", "HSHEA3----")),
+}
+
+
+def grep_programme(prefix: str, grade: int | None) -> tuple[str | None, str | None]:
+    """(programme, programme area) of a Vg class prefix ("1ST" in grade 11), or (None, None)."""
+    known = GREP_PROGRAMMES.get(prefix[1:])
+    if known is None or grade is None or not 11 <= grade <= 13:
+        return None, None
+    return known[0], known[1][grade - 11]
+
+
 VGS: dict[tuple[str, int], tuple[tuple[str, ...], ...]] = {
     # Studiespesialisering: fellesfag, then programfag blocks (Biologi 1, Fysikk 1, ...).
     ("ST", 11): (("NOR1260",), ("MAT1019", "MAT1021"), ("ENG1007",), ("NAT1007",), ("SAK1001",),

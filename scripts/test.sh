@@ -25,6 +25,28 @@ if [ "${BAS_SKIP_POSTGRES:-0}" != 1 ]; then
   fi
 fi
 
+# MariaDB for the SQL source's tests on MySQL/MariaDB (root without a password on
+# 127.0.0.1:3306, as on this kind of machine): install and start it when missing.
+if [ "${BAS_SKIP_MARIADB:-0}" != 1 ]; then
+  if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+    apt_install mariadb-server
+  fi
+  if ! .venv/bin/python -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='${BAS_TEST_MARIADB_USER:-root}', connect_timeout=3).close()" 2>/dev/null; then
+    echo "test: starting MariaDB"
+    as_root mkdir -p /run/mysqld && as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+    as_root start-stop-daemon --start --oknodo --background --chuid mysql --exec /usr/sbin/mariadbd -- --bind-address=127.0.0.1 --port=3306 || true
+    for _ in $(seq 1 30); do
+      .venv/bin/python -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='${BAS_TEST_MARIADB_USER:-root}', connect_timeout=3).close()" 2>/dev/null && break
+      sleep 1
+    done
+  fi
+  if ! .venv/bin/python -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='${BAS_TEST_MARIADB_USER:-root}', connect_timeout=5).close()"; then
+    echo "test: cannot connect to MariaDB on 127.0.0.1:3306 as ${BAS_TEST_MARIADB_USER:-root} without a password;" \
+         "set BAS_SKIP_MARIADB=1 to run without it" >&2
+    exit 2
+  fi
+fi
+
 # Real directory servers for the connector tests, each run by the tests as a child
 # process on 127.0.0.1: OpenLDAP for Feide (tests/slapd_server.py) and a Samba AD DC for
 # AD (tests/samba_dc.py). A policy-rc.d keeps the packages' own services from starting

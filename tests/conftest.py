@@ -80,6 +80,44 @@ def pg_url() -> Iterator[str]:
         admin.close()
 
 
+MARIA_HOST = os.environ.get("BAS_TEST_MARIADB_HOST", "127.0.0.1")
+MARIA_PORT = int(os.environ.get("BAS_TEST_MARIADB_PORT", "3306"))
+MARIA_USER = os.environ.get("BAS_TEST_MARIADB_USER", "root")
+
+
+@pytest.fixture()
+def maria_url() -> Iterator[str]:
+    """A fresh, empty MariaDB database for one test (the SQL source on MySQL/MariaDB); dropped afterwards.
+
+    MariaDB is part of the test environment (scripts/test.sh starts it): an unreachable
+    server fails the test, unless BAS_SKIP_MARIADB=1 is set.
+    """
+    if os.environ.get("BAS_SKIP_MARIADB") == "1":
+        pytest.skip("BAS_SKIP_MARIADB=1")
+    import pymysql
+
+    name = f"bas_test_{uuid.uuid4().hex[:12]}"
+    admin = pymysql.connect(
+        host=MARIA_HOST, port=MARIA_PORT, user=MARIA_USER, connect_timeout=5, autocommit=True
+    )
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        yield f"mysql+pymysql://{MARIA_USER}@{MARIA_HOST}:{MARIA_PORT}/{name}?charset=utf8mb4"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for a SQL source: a SQLite file, PostgreSQL and MariaDB."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sis.db'}"
+    return request.getfixturevalue("pg_url" if request.param == "postgresql" else "maria_url")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database, once as a SQLite file and once as a fresh PostgreSQL database."""

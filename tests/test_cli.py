@@ -173,6 +173,7 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
 def test_config_check_on_demo(demo: Path) -> None:
     out = bas("config", "check", config=demo / "bas.toml").stdout
     assert "valid" in out and "source   reachable" in out
+    assert "source   sql sqlite:///" in out and "sis.sqlite" in out
 
 
 def test_saved_plan_applies_once_then_is_stale(demo: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Reading the source on SQLite and PostgreSQL: the demo database, query overrides, errors."""
+"""Reading the source on SQLite, PostgreSQL and MariaDB: the demo database, query overrides, errors."""
 
 from __future__ import annotations
 
@@ -30,11 +30,15 @@ def _sorted(snap: SourceSnapshot) -> dict[str, list]:
     return {name: sorted(getattr(snap, name), key=repr) for name in TABLE_OF}
 
 
-def test_demo_reads_the_same_on_sqlite_and_postgresql(tmp_path: Path, pg_url: str) -> None:
+@pytest.mark.parametrize("server", ["pg_url", "maria_url"])
+def test_demo_reads_the_same_on_sqlite_postgresql_and_mariadb(
+    tmp_path: Path, server: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(server)
     lite = f"sqlite:///{tmp_path / 'demo.db'}"
     rows = generate(lite, DEMO, seed=3, as_of=AS_OF)
-    assert generate(pg_url, DEMO, seed=3, as_of=AS_OF) == rows
-    snaps = [read_snapshot(source_engine(url)) for url in (lite, pg_url)]
+    assert generate(url, DEMO, seed=3, as_of=AS_OF) == rows
+    snaps = [read_snapshot(source_engine(u)) for u in (lite, url)]
     expected = {name: rows[table] for name, table in TABLE_OF.items()}
     assert snaps[0].counts() == snaps[1].counts() == expected
     # Not only the counts: the same rows, with the same Python types (dates as ISO text).
@@ -44,16 +48,16 @@ def test_demo_reads_the_same_on_sqlite_and_postgresql(tmp_path: Path, pg_url: st
     assert all(isinstance(g.grade, int | None) for g in snaps[1].groups)
 
 
-def test_small_sis_round_trips_through_the_database(db_url: str) -> None:
+def test_small_sis_round_trips_through_the_database(source_url: str) -> None:
     sis = small_sis()
     sis.enrollments[0] = sis.enrollments[0]._replace(end_date="2026-06-20", main_school=False)
-    sis.write(db_url)
-    snap = read_snapshot(source_engine(db_url))
+    sis.write(source_url)
+    snap = read_snapshot(source_engine(source_url))
     assert _sorted(snap) == _sorted(sis.snapshot())
 
 
-def test_override_with_columns_in_another_order_and_case(db_url: str) -> None:
-    small_sis().write(db_url)
+def test_override_with_columns_in_another_order_and_case(source_url: str) -> None:
+    small_sis().write(source_url)
     queries = {
         "persons": (
             "SELECT mobile AS MOBILE, email, birth_date, family_name, middle_name, given_name AS Given_Name,"
@@ -65,16 +69,16 @@ def test_override_with_columns_in_another_order_and_case(db_url: str) -> None:
         ),
         "memberships": "SELECT role, person_id, group_id FROM group_membership",
     }
-    eng = source_engine(db_url)
+    eng = source_engine(source_url)
     plain, over = read_snapshot(eng), read_snapshot(eng, queries)
     assert sorted(over.persons) == sorted(plain.persons)
     assert sorted(over.memberships) == sorted(plain.memberships)
     assert sorted(over.enrollments) == sorted(e for e in plain.enrollments if e.school_id == "NORD")
 
 
-def test_a_view_can_stand_in_for_a_table(db_url: str) -> None:
-    small_sis().write(db_url)
-    eng = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+def test_a_view_can_stand_in_for_a_table(source_url: str) -> None:
+    small_sis().write(source_url)
+    eng = sa.create_engine(source_url, poolclass=sa.pool.NullPool)
     with eng.begin() as conn:
         conn.exec_driver_sql(
             "CREATE VIEW elev AS SELECT person_id AS pid, enrollment_id AS eid, school_id AS skole,"
@@ -85,24 +89,24 @@ def test_a_view_can_stand_in_for_a_table(db_url: str) -> None:
         "enrollments": "SELECT eid AS enrollment_id, skole AS school_id, pid AS person_id, grade, start_date,"
         " end_date, main_school FROM elev"
     }
-    assert sorted(read_snapshot(source_engine(db_url), q).enrollments) == sorted(small_sis().enrollments)
+    assert sorted(read_snapshot(source_engine(source_url), q).enrollments) == sorted(small_sis().enrollments)
 
 
-def test_missing_column_names_query_and_column(db_url: str) -> None:
-    small_sis().write(db_url)
+def test_missing_column_names_query_and_column(source_url: str) -> None:
+    small_sis().write(source_url)
     q = {"groups": "SELECT group_id, school_id, kind, name, grade, start_date, end_date FROM school_group"}
     with pytest.raises(SourceError, match=r"source query 'groups' lacks column\(s\) \['subject_code'\]"):
-        read_snapshot(source_engine(db_url), q)
+        read_snapshot(source_engine(source_url), q)
 
 
 @pytest.mark.parametrize(
     "query",
     ["SELEC school_id FROM school", "SELECT school_id, org_number, name, short_name, level FROM skole"],
 )
-def test_broken_sql_is_a_source_error_naming_the_query(db_url: str, query: str) -> None:
-    small_sis().write(db_url)
+def test_broken_sql_is_a_source_error_naming_the_query(source_url: str, query: str) -> None:
+    small_sis().write(source_url)
     with pytest.raises(SourceError, match=r"source query 'schools' failed"):
-        read_snapshot(source_engine(db_url), {"schools": query})
+        read_snapshot(source_engine(source_url), {"schools": query})
 
 
 def test_unreachable_source(tmp_path: Path) -> None:
@@ -110,12 +114,12 @@ def test_unreachable_source(tmp_path: Path) -> None:
         read_snapshot(source_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"))
 
 
-def test_the_source_is_only_read(db_url: str) -> None:
-    small_sis().write(db_url)
+def test_the_source_is_only_read(source_url: str) -> None:
+    small_sis().write(source_url)
     writing = {"schools": "INSERT INTO school VALUES ('X', '1', 'x', 'x', 'x') RETURNING *"}
     with pytest.raises(SourceError, match="'schools' failed"):
-        read_snapshot(source_engine(db_url), writing)
-    eng = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+        read_snapshot(source_engine(source_url), writing)
+    eng = sa.create_engine(source_url, poolclass=sa.pool.NullPool)
     with eng.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM school").scalar() == 2
     eng.dispose()
@@ -136,13 +140,13 @@ def test_default_queries_cover_every_table() -> None:
     assert set(DEFAULT_QUERIES) == set(TABLE_OF)
 
 
-def test_digests_are_stable_and_follow_every_row(db_url: str) -> None:
-    small_sis().write(db_url)
-    engine = source_engine(db_url)
+def test_digests_are_stable_and_follow_every_row(source_url: str) -> None:
+    small_sis().write(source_url)
+    engine = source_engine(source_url)
     first, second = read_snapshot(engine), read_snapshot(engine)
     assert first.digests == second.digests and set(first.digests) == set(TABLE_OF)
     assert source_unchanged(engine, None, first.digests)
-    with sa.create_engine(db_url).begin() as c:
+    with sa.create_engine(source_url).begin() as c:
         c.execute(sa.text("UPDATE person SET given_name = 'Ola Johan' WHERE person_id = 'S1'"))
     assert not source_unchanged(engine, None, first.digests)
     changed = read_snapshot(engine).digests

@@ -36,6 +36,7 @@ from provisioner.service import changelog, explain
 from provisioner.state.history import Filter
 from provisioner.state.migrate import SchemaError
 from provisioner.state.store import StateStore
+from sources.registry import open_source
 
 EXIT_USAGE = runner.EXIT_USAGE
 
@@ -181,7 +182,9 @@ def config_check(c: Ctx) -> None:
             f"  target   {name:<12} kind {t.kind:<11} mode {t.mode}{'' if t.enabled else ' (disabled)'}"
         )
     try:
-        snap = runner.read_source(cfg)
+        with open_source(cfg) as src:
+            click.echo(f"  source   {mask_text(src.describe())}")
+            snap = src.read()
     except config_mod.ConfigError as exc:
         fail(str(exc))
     except Exception as exc:  # any driver error: report it as a config problem
