@@ -217,3 +217,26 @@ def test_a_missing_sqlite_source_is_a_config_error_not_a_new_file(tmp_path: Path
     with pytest.raises(config.ConfigError, match="source.url: the SQLite file .*nope.db does not exist"):
         registry.open_source(cfg)
     assert not (tmp_path / "nope.db").exists()
+
+
+def _example_block(text: str, start: str, end: str | None) -> str:
+    """A commented-out alternative [source] of the example config, uncommented."""
+    block = text.split(start, 1)[1]
+    if end is not None:
+        block = block.split(end, 1)[0]
+    lines = [line.removeprefix("# ") for line in block.splitlines()[1:] if line.startswith("# ")]
+    return "\n".join(line.split("  #")[0] for line in lines) + "\n"
+
+
+@pytest.mark.parametrize("kind", ["sql", "pifu", "fint"])
+def test_the_example_config_documents_each_source_kind(kind: str) -> None:
+    text = (Path(__file__).resolve().parents[1] / "config" / "bas.example.toml").read_text()
+    head, rest = text.split("[source]\n", 1)
+    tail = "[state]\n" + rest.split("[state]\n", 1)[1]
+    if kind == "sql":
+        cfg = config.parse(text)
+    else:
+        start = "# -- PIFU-IMS" if kind == "pifu" else "# -- FINT"
+        block = _example_block(text, start, "# -- FINT" if kind == "pifu" else "[state]")
+        cfg = config.parse(head + block + tail)
+    assert cfg.source.kind == kind

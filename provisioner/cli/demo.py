@@ -1,6 +1,7 @@
 """`bas demo`: a generated school owner, a first sync, the changelog, one person explained, a second sync.
 
-Everything lives in one folder (default ./bas-demo): the SIS database, the state
+Everything lives in one folder (default ./bas-demo): the SIS database (and with
+``--source pifu`` its PIFU-IMS export in ``sis-export/``, which BAS then reads), the state
 store, the config and the itslearning/Feide output files. AD and Microsoft 365 are in
 plan-only mode, so their changes are shown as a plan and never applied.
 """
@@ -31,9 +32,7 @@ org_number = "999888777"
 realm = "demo.kommune.no"
 mail_domain = "demo.kommune.no"
 
-[source]
-url = "sqlite:///sis.sqlite"
-
+{source}
 [state]
 url = "sqlite:///state.sqlite"
 
@@ -53,6 +52,13 @@ mode = "apply"
 output_dir = "out/feide"
 base_dn = "dc=demo,dc=kommune,dc=no"
 """
+
+SOURCES = {
+    "sql": '[source]\nurl = "sqlite:///sis.sqlite"\n',
+    # The export folder as a school-admin system leaves it; the demo writes it at once, so it
+    # need not wait for a file to settle.
+    "pifu": '[source]\nkind = "pifu"\npath = "sis-export"\nsettle_seconds = 0\n',
+}
 
 _OWN_FILES = ("sis.sqlite", "state.sqlite", "state.sqlite-wal", "state.sqlite-shm", "bas.toml")
 
@@ -79,12 +85,35 @@ def _sample_student(db_url: str) -> str | None:
     return row[0] if row else None
 
 
-def run_demo(directory: Path, seed: int = 1) -> int:
+def _pifu_export(directory: Path, today: dt.date) -> Path:
+    """The generated SIS written as a PIFU-IMS export, as Visma Flyt Skole or IST would leave it."""
+    from demo import pifu
+    from sources.sql import read_snapshot, source_engine
+
+    engine = source_engine(f"sqlite:///{directory / 'sis.sqlite'}")
+    try:
+        snap = read_snapshot(engine)
+    finally:
+        engine.dispose()
+    folder = directory / "sis-export"
+    folder.mkdir(exist_ok=True)
+    owner = config.parse(DEMO_CONFIG.format(source=SOURCES["sql"])).owner
+    return pifu.write_export(
+        snap,
+        folder / f"pifu-{today:%Y%m%d}.xml",
+        owner_name=owner.name,
+        owner_org_number=owner.org_number,
+        as_of=today.isoformat(),
+    )
+
+
+def run_demo(directory: Path, seed: int = 1, source: str = "sql") -> int:
     """Build the demo folder and run the main job twice; returns the exit code."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in _OWN_FILES:  # only what an earlier demo left here
         (directory / name).unlink(missing_ok=True)
-    shutil.rmtree(directory / "out", ignore_errors=True)
+    for folder in ("out", "sis-export"):
+        shutil.rmtree(directory / folder, ignore_errors=True)
     today = dt.date.today()
 
     _h(f"1. A generated school-admin database (SIS) in {directory / 'sis.sqlite'}")
@@ -92,7 +121,10 @@ def run_demo(directory: Path, seed: int = 1) -> int:
         f"sqlite:///{directory / 'sis.sqlite'}", demo_data.DEMO, seed=seed, as_of=today
     )
     click.echo("   " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    (directory / "bas.toml").write_text(DEMO_CONFIG, encoding="utf-8")
+    if source == "pifu":
+        export = _pifu_export(directory, today)
+        click.echo(f"   exported as PIFU-IMS 1.2: {export} ({export.stat().st_size:,} bytes); BAS reads that")
+    (directory / "bas.toml").write_text(DEMO_CONFIG.format(source=SOURCES[source]), encoding="utf-8")
     cfg = config.load(directory / "bas.toml")
     store = StateStore(cfg.sqlalchemy_url(cfg.state.url))
 

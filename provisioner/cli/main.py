@@ -150,11 +150,18 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     help="Folder for the demo's database, state, config and output files.",
 )
 @click.option("--seed", default=1, show_default=True, help="Seed for the generated school owner.")
-def demo(directory: str, seed: int) -> None:
+@click.option(
+    "--source",
+    type=click.Choice(["sql", "pifu"]),
+    default="sql",
+    show_default=True,
+    help="Read the generated SIS as a SQL database, or as the PIFU-IMS export a municipal SIS hands out.",
+)
+def demo(directory: str, seed: int, source: str) -> None:
     """Create a demo school owner and run the main job on it, twice."""
     from provisioner.cli.demo import run_demo
 
-    sys.exit(run_demo(Path(directory), seed))
+    sys.exit(run_demo(Path(directory), seed, source))
 
 
 # ---- config --------------------------------------------------------------------------
