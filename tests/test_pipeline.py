@@ -454,3 +454,32 @@ def test_a_run_that_cannot_build_its_connectors_is_recorded_as_failed(tmp_path: 
         assert [r["status"] for r in e.store.runs.newest()] == ["failed"]
     finally:
         e.store.close()
+
+
+def test_persons_without_a_nin_get_accounts_keyed_on_their_sis_id(tmp_path: Path) -> None:
+    """PIFU and FINT allow persons without a NIN: the SIS id alone keys them, everywhere."""
+    sis = small_sis().student("NN-S", "NORD", "Uten", "Nummer", nin=None, born="2013-02-03")
+    sis.employee("NN-T", "NORD", "Lærer", "Utennummer", nin=None)
+    e = Env(tmp_path, sis)
+    try:
+        ok(e.sync(DAY1))
+        for target in ("itslearning", "feide"):
+            assert {"NN-S", "NN-T"} <= set(e.persons(target)), target
+        plan = e.sync(DAY1, dry_run=True).plan
+        for target in ("ad", "m365"):
+            assert {"NN-S", "NN-T"} <= {c.key for c in plan.target(target).changes if c.kind == "person"}
+        assert "norEduPersonNIN" not in e.persons("feide")["NN-S"]["attrs"]
+        ident = e.store.identities.all()
+        assert ident["NN-S"].nin is None and ident["NN-T"].nin is None
+        with e.store.engine.connect() as c:
+            held = dict(c.execute(sa.select(t.usernames.c.username, t.usernames.c.person_id)).all())
+        assert held[e.username("NN-S")] == "NN-S" and held[e.username("NN-T")] == "NN-T"
+        # Gone from the SIS and back: the same username, found by the SIS id alone.
+        before = e.username("NN-S")
+        e.sis.remove_person("NN-S")
+        ok(e.sync(DAY2))
+        e.sis.student("NN-S", "NORD", "Uten", "Nummer", nin=None, born="2013-02-03")
+        ok(e.sync(DAY3))
+        assert e.username("NN-S") == before
+    finally:
+        e.store.close()
