@@ -1,0 +1,232 @@
+"""End to end through `bas`: a PIFU export and the local FINT drive the same runs as the SQL SIS.
+
+One generated owner (the demo's) is read three ways: from its SQL database, from the
+PIFU-IMS export of the same data, and from the local FINT serving the same data. The first
+plan, the sync, a quiet re-run and a small change in the SIS give the same plan whichever
+source is read (every change, with its reason). Bad input fails the run with a clear error
+and changes nothing: no change applied, nothing in the changelog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from demo.data import DEMO, generate
+from provisioner.core.model import SourceSnapshot
+from sources.sql import read_snapshot, source_engine
+
+BAS = [sys.executable, "-m", "provisioner.cli"]
+AS_OF = "2025-10-01"
+OWNER = """\
+[owner]
+name = "Demo kommune"
+org_number = "999888777"
+realm = "demo.kommune.no"
+mail_domain = "demo.kommune.no"
+
+[state]
+url = "sqlite:///state.sqlite"
+
+[targets.ad]
+mode = "plan"
+base_dn = "OU=Skoler,DC=demo,DC=kommune,DC=no"
+
+[targets.m365]
+mode = "plan"
+
+[targets.itslearning]
+mode = "apply"
+output_dir = "out/itslearning"
+
+[targets.feide]
+mode = "apply"
+output_dir = "out/feide"
+base_dn = "dc=demo,dc=kommune,dc=no"
+"""
+# What differs between two plans of the same inputs: when and by which run they were made,
+# and how the source is fingerprinted (a SQL source hashes its rows, PIFU its file).
+VOLATILE = {"run_id", "created_at", "source_digests", "config_digest", "cookie"}
+
+
+def bas(*args: str, config: Path, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+    cmd = [*BAS, "--config", str(config), *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if check is not None:
+        assert p.returncode == check, f"{cmd} -> {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return p
+
+
+def plan_of(config: Path) -> dict[str, Any]:
+    """`bas plan --json` without what differs between two plans of the same inputs."""
+    out = json.loads(bas("plan", "--json", "--as-of", AS_OF, config=config, check=None).stdout)
+    plan = {k: v for k, v in out["plan"].items() if k not in VOLATILE}
+    for t in plan["targets"]:
+        t["changes"] = sorted(t["changes"], key=lambda c: json.dumps(c, sort_keys=True))
+    return plan
+
+
+def changes(plan: dict[str, Any]) -> dict[str, int]:
+    return {t["target"]: len(t["changes"]) for t in plan["targets"]}
+
+
+def changelog_rows(folder: Path) -> int:
+    con = sqlite3.connect(folder / "state.sqlite")
+    try:
+        return int(con.execute("SELECT count(*) FROM changelog").fetchone()[0])
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def sis(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo owner's SIS database, generated once for the module."""
+    db = tmp_path_factory.mktemp("sis") / "sis.sqlite"
+    generate(f"sqlite:///{db}", DEMO, seed=5, as_of=dt.date.fromisoformat(AS_OF))
+    return db
+
+
+def snapshot(db: Path) -> SourceSnapshot:
+    engine = source_engine(f"sqlite:///{db}")
+    try:
+        return read_snapshot(engine)
+    finally:
+        engine.dispose()
+
+
+def sql_owner(sis: Path, folder: Path) -> Path:
+    folder.mkdir()
+    shutil.copy(sis, folder / "sis.sqlite")
+    (folder / "bas.toml").write_text(OWNER + '\n[source]\nurl = "sqlite:///sis.sqlite"\n')
+    return folder / "bas.toml"
+
+
+# -- PIFU -----------------------------------------------------------------------------------------------
+
+
+def export(db: Path, folder: Path, n: int) -> Path:
+    """The SIS as the n-th PIFU export in the folder (newer than every earlier one)."""
+    from demo.pifu import write_export
+
+    path = write_export(
+        snapshot(db),
+        folder / f"pifu-{n:03d}.xml",
+        owner_name="Demo kommune",
+        owner_org_number="999888777",
+        as_of=AS_OF,
+    )
+    stamp = 1_700_000_000 + 1000 * n  # mtimes in export order, whatever the clock does
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def pifu_owner(sis: Path, folder: Path) -> Path:
+    (folder / "export").mkdir(parents=True)
+    export(sis, folder / "export", 1)
+    source = '\n[source]\nkind = "pifu"\npath = "export"\nsettle_seconds = 0\n'
+    (folder / "bas.toml").write_text(OWNER + source)
+    return folder / "bas.toml"
+
+
+def small_change(db: Path) -> None:
+    """A pupil renamed, a teacher leaving, a pupil moving to another class: a typical quiet hour."""
+    con = sqlite3.connect(db)
+    try:
+        pupil = con.execute(
+            "SELECT person_id FROM student_enrollment WHERE end_date IS NULL ORDER BY person_id LIMIT 1"
+        ).fetchone()[0]
+        con.execute("UPDATE person SET family_name = 'Omdøpt-Hansen' WHERE person_id = ?", (pupil,))
+        teacher = con.execute(
+            "SELECT person_id FROM employment WHERE role = 'teacher' AND end_date IS NULL"
+            " ORDER BY person_id LIMIT 1"
+        ).fetchone()[0]
+        con.execute("UPDATE employment SET end_date = '2025-09-15' WHERE person_id = ?", (teacher,))
+        mover = con.execute(
+            "SELECT m.person_id, m.group_id FROM group_membership m JOIN school_group g USING (group_id)"
+            " WHERE g.kind = 'basis' AND m.role = 'student' ORDER BY m.person_id LIMIT 1 OFFSET 7"
+        ).fetchone()
+        other = con.execute(
+            "SELECT g2.group_id FROM school_group g1 JOIN school_group g2 ON g2.school_id = g1.school_id"
+            " AND g2.kind = 'basis' AND g2.group_id <> g1.group_id WHERE g1.group_id = ? LIMIT 1",
+            (mover[1],),
+        ).fetchone()[0]
+        con.execute(
+            "UPDATE group_membership SET group_id = ? WHERE person_id = ? AND group_id = ?",
+            (other, mover[0], mover[1]),
+        )
+        con.commit()
+    finally:
+        con.close()
+
+
+def test_a_pifu_export_drives_the_same_runs_as_the_sql_database(sis: Path, tmp_path: Path) -> None:
+    sql = sql_owner(sis, tmp_path / "sql")
+    pifu = pifu_owner(sis, tmp_path / "pifu")
+    out = bas("config", "check", config=pifu, check=None).stdout
+    assert "source   pifu" in out and "pifu-001.xml" in out and "source   reachable" in out
+
+    first = plan_of(sql)
+    assert changes(first)["feide"] > 100
+    assert plan_of(pifu) == first
+
+    for cfg in (sql, pifu):
+        bas("sync", "--as-of", AS_OF, config=cfg)
+    quiet = plan_of(sql)
+    assert changes(quiet)["itslearning"] == changes(quiet)["feide"] == 0
+    assert plan_of(pifu) == quiet
+
+    small_change(sql.parent / "sis.sqlite")
+    export(sql.parent / "sis.sqlite", pifu.parent / "export", 2)
+    changed = plan_of(sql)
+    assert changes(changed)["feide"] > 0
+    assert plan_of(pifu) == changed
+    for cfg in (sql, pifu):
+        bas("sync", "--as-of", AS_OF, config=cfg)
+    assert plan_of(pifu) == plan_of(sql)
+
+
+BAD_EXPORTS = {
+    "malformed": (b"<enterprise><properties></enterprise>", "pifu-900.xml"),
+    "xxe": (
+        b'<?xml version="1.0"?>\n<!DOCTYPE enterprise [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
+        b"<enterprise>&x;</enterprise>\n",
+        "DOCTYPE",
+    ),
+}
+
+
+@pytest.mark.parametrize("how", ["malformed", "truncated", "xxe", "invalid"])
+def test_a_bad_export_fails_the_run_and_changes_nothing(sis: Path, tmp_path: Path, how: str) -> None:
+    pifu = pifu_owner(sis, tmp_path / "pifu")
+    bas("sync", "--as-of", AS_OF, config=pifu)
+    rows = changelog_rows(pifu.parent)
+    files = sorted(p.name for p in (pifu.parent / "out").rglob("*"))
+    good = pifu.parent / "export" / "pifu-001.xml"
+    text = good.read_bytes()
+    bad = pifu.parent / "export" / "pifu-900.xml"
+    if how == "truncated":
+        bad.write_bytes(text[: len(text) * 2 // 3])
+        wanted = "pifu-900.xml"
+    elif how == "invalid":  # well-formed, but not PIFU-IMS 1.2: a person without a name
+        bad.write_bytes(text.replace(b"<name>", b"<nom>", 1).replace(b"</name>", b"</nom>", 1))
+        wanted = "pifu-900.xml"
+    else:
+        body, wanted = BAD_EXPORTS[how]
+        bad.write_bytes(body)
+    os.utime(bad, (1_800_000_000, 1_800_000_000))
+    p = bas("sync", "--as-of", AS_OF, config=pifu, check=2)
+    assert wanted in p.stdout + p.stderr
+    assert "root:" not in p.stdout + p.stderr  # nothing of /etc/passwd was read
+    assert changelog_rows(pifu.parent) == rows
+    assert sorted(p.name for p in (pifu.parent / "out").rglob("*")) == files
+    runs = bas("runs", "--json", config=pifu).stdout
+    assert json.loads(runs)[0]["status"] == "failed"
