@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from provisioner.core.plan import Change, Op
@@ -171,6 +171,19 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateStore]:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(a_change(), min_size=1, max_size=25), runs=st.integers(1, 3), soft=st.booleans())
+@example(  # found by a random run: a forgotten person leaves the groups' recorded members
+    steps=[
+        (Change("t", Op.CREATE, "group", "g0", "why", anchor="g0-a", person_id="g0"), None, False),
+        (
+            Change("t", Op.ADD_MEMBERS, "group", "g0", "why", anchor="g0-a", members=(("p0", "student"),)),
+            None,
+            False,
+        ),
+        (Change("t", Op.FORGET, "person", "p0", "why", anchor="p0-a", person_id="p0"), None, False),
+    ],
+    runs=1,
+    soft=False,
+)
 def test_the_writer_stores_what_transition_says(
     store: StateStore, steps: list[tuple[Change, str | None, bool]], runs: int, soft: bool
 ) -> None:
@@ -184,6 +197,13 @@ def test_the_writer_stores_what_transition_says(
         for c, anchor, flush in batch:
             w.ok(c, anchor, None)
             expected[c.key] = transition(expected.get(c.key), c, as_of=AS_OF, anchor=anchor, soft_delete=soft)
+            if c.op is Op.FORGET and c.kind == "person":
+                # A person deleted by hand leaves the recorded members of every group too, so the
+                # next sync adds them back once it has created them again (TargetWriter.forgotten).
+                gone = c.person_id or c.key
+                for k, row in expected.items():
+                    if row is not None and row.members and any(m[0] == gone for m in row.members):
+                        expected[k] = row._replace(members=frozenset(m for m in row.members if m[0] != gone))
             if flush:
                 w.flush()
         w.finish()
