@@ -1,0 +1,467 @@
+"""Streaming one PIFU-IMS 1.2 export file into a SourceSnapshot, validated as it is read.
+
+One pass of ``lxml.etree.iterparse`` over the file with the schema attached (validation
+in C, see ``sources.pifu.schema``), events only for the top-level records (``person``,
+``group``, ``membership``), each turned into canonical values and then cleared and
+detached, so the tree never holds more than one record: memory grows with the canonical
+records, not with the file. The XSD fixes the order persons, groups, memberships, so
+every group is known when the first membership arrives. The bytes are hashed as they are
+read (the ``export`` digest: which export a snapshot came from).
+
+All or nothing: a DOCTYPE, malformed or truncated XML, a schema error, a delta export,
+another owner's export, or a file that changes while it is read raises ``SourceError``
+naming the file, the line and the reason; nothing half-read is ever returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import structlog
+from lxml import etree
+
+from provisioner.core.model import (
+    Employment,
+    Group,
+    GroupMembership,
+    Guardianship,
+    Person,
+    School,
+    SourceSnapshot,
+)
+from sources.base import SourceError, digest_text, table_digest
+from sources.pifu import mapping
+from sources.pifu import vocabulary as v
+from sources.pifu.schema import clean_message, explain, pifu_schema, refuse_doctype, safe_parser_options
+
+log = structlog.get_logger("bas.source.pifu")
+
+
+def _q(name: str) -> str:
+    return f"{{{v.NS}}}{name}"
+
+
+ENTERPRISE, PROPERTIES, PERSON, GROUP, MEMBERSHIP = map(_q, ("enterprise", "properties", "person", "group", "membership"))  # fmt: skip
+SOURCEDID, ID, USERID, NAME, FN, N, GIVEN, FAMILY = map(_q, ("sourcedid", "id", "userid", "name", "fn", "n", "given", "family"))  # fmt: skip
+DEMOGRAPHICS, BDAY, EMAIL, TEL, EXTENSION = map(_q, ("demographics", "bday", "email", "tel", "extension"))
+PIFU_STATUS, CONTACT, PRIMARY = map(_q, ("pifu_status", "pifu_hasContactPerson", "pifu_primaryRelation"))
+GROUPTYPE, SCHEME, TYPEVALUE, DESCRIPTION, SHORT, LONG = map(_q, ("grouptype", "scheme", "typevalue", "description", "short", "long"))  # fmt: skip
+TIMEFRAME, BEGIN, END, RELATIONSHIP, PIFU_ID, PIFU_VALUE = map(_q, ("timeframe", "begin", "end", "relationship", "pifu_id", "pifu_value"))  # fmt: skip
+MEMBER, ROLE, STATUS, TYPE, DATETIME = map(_q, ("member", "role", "status", "type", "datetime"))
+
+_CHUNK = 1 << 20  # bytes per read from the file
+
+
+def _text(el: Any) -> str | None:
+    """An element's text trimmed; None for no element, no text or only blanks."""
+    if el is None:
+        return None
+    t = el.text
+    if t is None:
+        return None
+    t = t.strip()
+    return t or None
+
+
+def _find(el: Any, tag: str) -> str | None:
+    return _text(el.find(tag))
+
+
+def _sourcedid(el: Any) -> str | None:
+    """The record's id: its first sourcedid that is not marked Old (else its first)."""
+    first = None
+    for s in el.iterchildren(SOURCEDID):
+        sid = _find(s, ID)
+        if s.get("sourcedidtype") != "Old":
+            return sid
+        first = first or sid
+    return first
+
+
+def _timeframe(el: Any) -> tuple[str | None, str | None]:
+    tf = el.find(TIMEFRAME)
+    if tf is None:
+        return None, None
+    return _find(tf, BEGIN), _find(tf, END)
+
+
+class _GroupInfo(NamedTuple):
+    group_id: str
+    typevalue: str | None
+    short: str | None
+    long: str | None
+    begin: str | None
+    end: str | None
+    parent: str | None  # relationship relation=1: the parent group (a school, or a group under one)
+    org_number: str | None
+    codes: tuple[str, ...]  # extension pifu_id type=grepCode values, in order
+
+
+@dataclass
+class ExportInfo:
+    """What one export file was: for describe(), logs and the digests."""
+
+    path: Path
+    size: int
+    mtime: float
+    sha256: str
+    datetime: str | None = None
+    datasource: str | None = None
+
+
+_KNOWN_TYPES = frozenset({v.OWNER, v.SCHOOL, *v.GROUP_KINDS, *v.ENROLLMENT_GROUPS})
+
+
+@dataclass
+class _Collector:
+    """What the records of one export say, gathered in file order."""
+
+    school_levels: Mapping[str, str]
+    persons: list[Person] = field(default_factory=list)
+    guardianships: list[Guardianship] = field(default_factory=list)
+    adult: set[str] = field(default_factory=set)  # persons marked pupilStatus voksen
+    groups: dict[str, _GroupInfo] = field(default_factory=dict)
+    memberships: list[GroupMembership] = field(default_factory=list)
+    student_roles: list[mapping.StudentRole] = field(default_factory=list)
+    employments: list[Employment] = field(default_factory=list)
+    placements: defaultdict[tuple[str, str], list[mapping.Placement]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    ignored: Counter[str] = field(default_factory=Counter)
+    schools_of: dict[str, str | None] = field(default_factory=dict)  # group id -> its school's id
+    export_type: str | None = None
+    datetime: str | None = None
+    datasource: str | None = None
+    _employment_seen: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    # -- records ------------------------------------------------------------------------------
+
+    def properties(self, el: Any) -> None:
+        self.export_type = _find(el, TYPE)
+        self.datetime = _find(el, DATETIME)
+        self.datasource = _find(el, _q("datasource"))
+
+    def person(self, el: Any) -> None:
+        pid = _sourcedid(el)
+        nin = given = family = fn = bday = email = mobile = None
+        for c in el:
+            tag = c.tag
+            if tag == USERID:
+                if nin is None and c.get("useridtype") == v.NIN_USERID:
+                    nin = _text(c)
+            elif tag == NAME:
+                fn = _find(c, FN)
+                n = c.find(N)
+                if n is not None:
+                    given, family = _find(n, GIVEN), _find(n, FAMILY)
+            elif tag == DEMOGRAPHICS:
+                bday = _find(c, BDAY)
+            elif tag == EMAIL:
+                email = _text(c)
+            elif tag == TEL:
+                if mobile is None and c.get("teltype") == v.MOBILE_TELTYPE:
+                    mobile = _text(c)
+            elif tag == EXTENSION:
+                self._person_extension(pid, c)
+        middle = mapping.middle_name(fn, given, family)
+        self.persons.append(Person(pid, nin, given, middle, family, bday, email, mobile))  # type: ignore[arg-type]
+
+    def _person_extension(self, pid: str | None, ext: Any) -> None:
+        for c in ext:
+            tag = c.tag
+            if tag == CONTACT:
+                if c.get("type") == v.GUARDIAN_CONTACT:
+                    s = c.find(SOURCEDID)
+                    guardian = _find(s, ID) if s is not None else None
+                    self.guardianships.append(Guardianship(guardian, pid))  # type: ignore[arg-type]
+            elif tag == PIFU_STATUS and c.get("type") == "pupilStatus" and _text(c) == v.ADULT_PUPIL:
+                self.adult.add(pid)  # type: ignore[arg-type]
+
+    def group(self, el: Any) -> None:
+        gid = _sourcedid(el)
+        typevalue = None
+        for gt in el.iterchildren(GROUPTYPE):
+            tv = _find(gt, TYPEVALUE)
+            if tv in _KNOWN_TYPES:
+                typevalue = tv
+                break
+            typevalue = typevalue or tv
+        desc = el.find(DESCRIPTION)
+        short, long = (_find(desc, SHORT), _find(desc, LONG)) if desc is not None else (None, None)
+        begin, end = _timeframe(el)
+        parent = None
+        for rel in el.iterchildren(RELATIONSHIP):
+            if rel.get("relation") == "1":
+                s = rel.find(SOURCEDID)
+                parent = _find(s, ID) if s is not None else None
+                break
+        org, codes = None, []
+        ext = el.find(EXTENSION)
+        if ext is not None:
+            for pid_el in ext.iterchildren(PIFU_ID):
+                kind, value = pid_el.get("type"), _find(pid_el, PIFU_VALUE)
+                if kind == "organizationNumber" and org is None:
+                    org = value
+                elif kind == "grepCode" and value is not None:
+                    codes.append(value)
+        if gid is None:
+            self.ignored["groups without an id"] += 1
+            return
+        self.groups[gid] = _GroupInfo(gid, typevalue, short, long, begin, end, parent, org, tuple(codes))
+
+    def membership(self, el: Any) -> None:
+        s = el.find(SOURCEDID)
+        gid = _find(s, ID) if s is not None else None
+        info = self.groups.get(gid) if gid is not None else None
+        tv = info.typevalue if info is not None else None
+        if info is None or tv in v.GROUP_KINDS:
+            self._group_members(gid, el)
+        elif tv == v.SCHOOL:
+            self._school_members(info.group_id, el)
+        elif tv in v.ENROLLMENT_GROUPS:
+            self._placements(info, el)
+        else:
+            self.ignored[f"memberships of {tv} groups"] += 1
+
+    def _members(self, el: Any) -> Any:
+        """(person id, role element) for every role of every member."""
+        for member in el.iterchildren(MEMBER):
+            pid = None
+            for c in member:
+                tag = c.tag
+                if tag == ROLE:
+                    yield pid, c
+                elif tag == SOURCEDID:
+                    pid = _find(c, ID)
+
+    def _group_members(self, gid: str | None, el: Any) -> None:
+        # A membership of a group the export does not have is kept: derive reports it.
+        for pid, role in self._members(el):
+            kind = v.GROUP_ROLES.get(role.get("roletype"))
+            if kind is None:
+                self.ignored["group roles other than 01 and 02"] += 1
+            elif role.findtext(STATUS) == "0":
+                self.ignored["inactive group roles"] += 1
+            else:
+                self.memberships.append(GroupMembership(gid, pid, kind))  # type: ignore[arg-type]
+
+    def _school_members(self, school: str, el: Any) -> None:
+        for pid, role in self._members(el):
+            begin, end = _timeframe(role)
+            if role.findtext(STATUS) == "0" and end is None:
+                # Inactive with no end date: when it ended is unknown, so it is no affiliation.
+                self.ignored["inactive school roles without an end date"] += 1
+                continue
+            roletype = role.get("roletype")
+            if roletype == v.ROLE_STUDENT:
+                ext = role.find(EXTENSION)
+                primary = _find(ext, PRIMARY) if ext is not None else None
+                self.student_roles.append(mapping.StudentRole(pid, school, begin, end, primary != "0"))  # type: ignore[arg-type]
+                continue
+            kind = v.EMPLOYMENT_ROLES.get(roletype, v.DEFAULT_EMPLOYMENT_ROLE)  # type: ignore[arg-type]
+            key = (pid, school)
+            self._employment_seen[key] += 1  # type: ignore[index]
+            eid = mapping.role_record_id(school, pid, self._employment_seen[key])  # type: ignore[arg-type,index]
+            self.employments.append(Employment(eid, pid, school, kind, begin, end))  # type: ignore[arg-type]
+
+    def _placements(self, info: _GroupInfo, el: Any) -> None:
+        name = v.ENROLLMENT_GROUPS[info.typevalue]  # type: ignore[index]
+        value: int | str | None
+        if name == "grade":
+            value = next((g for g in map(v.grade_of_code, info.codes) if g is not None), None)
+        else:
+            value = info.codes[0] if info.codes else None
+        school = self.school_of(info.group_id)
+        if school is None:
+            self.ignored[f"memberships of {info.typevalue} groups under no school"] += 1
+            return
+        for pid, role in self._members(el):
+            if role.get("roletype") != v.ROLE_STUDENT or role.findtext(STATUS) == "0":
+                continue
+            begin, end = _timeframe(role)
+            self.placements[(pid, school)].append(mapping.Placement(name, value, begin, end))  # type: ignore[index]
+
+    # -- after the last record --------------------------------------------------------------------
+
+    def school_of(self, gid: str) -> str | None:
+        """The school a group sits under (following relation=1 parents); None when there is none."""
+        if gid in self.schools_of:
+            return self.schools_of[gid]
+        seen: list[str] = []
+        cur: str | None = gid
+        found: str | None = None
+        while cur is not None and cur not in seen and len(seen) < 16:
+            seen.append(cur)
+            info = self.groups.get(cur)
+            if info is None:
+                found = cur if cur != gid else None  # an unknown parent: named as the school, derive reports it
+                break
+            if info.typevalue == v.SCHOOL:
+                found = cur
+                break
+            cur = info.parent
+        self.schools_of[gid] = found
+        return found
+
+    def snapshot(self, owner_org: str | None) -> SourceSnapshot:
+        self._check_owner(owner_org)
+        enrollments = mapping.enrollments(self.student_roles, self.placements)
+        sis_groups: list[Group] = []
+        grades: defaultdict[str, list[int]] = defaultdict(list)
+        for info in self.groups.values():
+            kind = v.GROUP_KINDS.get(info.typevalue or "")
+            if kind is None:
+                if info.typevalue == v.GRADE_GROUP and (school := self.school_of(info.group_id)):
+                    grades[school].extend(g for g in map(v.grade_of_code, info.codes) if g is not None)
+                elif info.typevalue not in _KNOWN_TYPES:
+                    self.ignored[f"{info.typevalue} groups"] += 1
+                continue
+            grade = next((g for g in map(v.grade_of_code, info.codes) if g is not None), None)
+            subject = next((c for c in info.codes if v.grade_of_code(c) is None), None)
+            school = self.school_of(info.group_id)
+            sis_groups.append(
+                Group(info.group_id, school, kind, info.short, subject, grade, info.begin, info.end)  # type: ignore[arg-type]
+            )
+            if school and grade is not None:
+                grades[school].append(grade)
+        adult_at: set[str] = set()
+        for e in enrollments:
+            if e.grade is not None:
+                grades[e.school_id].append(e.grade)
+            if e.person_id in self.adult:
+                adult_at.add(e.school_id)
+        schools = [
+            School(
+                info.group_id,
+                info.org_number,  # type: ignore[arg-type]
+                info.long or info.short,  # type: ignore[arg-type]
+                info.short,  # type: ignore[arg-type]
+                self._level(info.group_id, grades.get(info.group_id, []), info.group_id in adult_at),
+            )
+            for info in self.groups.values()
+            if info.typevalue == v.SCHOOL
+        ]
+        if self.ignored:
+            log.info("pifu_records_ignored", **{k.replace(" ", "_"): n for k, n in sorted(self.ignored.items())})
+        return SourceSnapshot(
+            schools=tuple(schools),
+            persons=tuple(self.persons),
+            enrollments=tuple(enrollments),
+            employments=tuple(self.employments),
+            guardianships=tuple(self.guardianships),
+            groups=tuple(sis_groups),
+            memberships=tuple(self.memberships),
+        )
+
+    def _level(self, school_id: str, grades: list[int], adult: bool) -> str:
+        if school_id in self.school_levels:
+            return self.school_levels[school_id]
+        level = mapping.school_level(grades, adult)
+        if level is None:
+            log.warning(
+                "pifu_school_level_unknown",
+                school=school_id,
+                level=mapping.FALLBACK_LEVEL,
+                hint="set it in [source.school_levels]",
+            )
+            return mapping.FALLBACK_LEVEL
+        return level
+
+    def _check_owner(self, owner_org: str | None) -> None:
+        if owner_org is None:
+            return
+        for info in self.groups.values():
+            if info.typevalue == v.OWNER and info.org_number and info.org_number != owner_org:
+                raise SourceError(
+                    f"the export is of another school owner (skoleeier {info.group_id!r} has organization"
+                    f" number {info.org_number}; the config's owner is {owner_org})"
+                )
+
+
+class _Hashing:
+    """A binary file that hashes what is read from it (the parser reads through it)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.h = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.f.read(_CHUNK if n is None or n < 0 else n)
+        self.h.update(data)
+        return data
+
+
+_HANDLERS = {PERSON: _Collector.person, GROUP: _Collector.group, MEMBERSHIP: _Collector.membership}
+
+
+def _parse(f: _Hashing, col: _Collector) -> tuple[bool, str | None, int]:
+    """Stream the records into ``col``: (saw </enterprise>, the failure message, last line)."""
+    ctx = etree.iterparse(
+        f,
+        events=("end",),
+        tag=(PERSON, GROUP, MEMBERSHIP, PROPERTIES, ENTERPRISE),
+        schema=pifu_schema(),
+        **safe_parser_options(),
+    )
+    first, line, complete = True, 0, False
+    try:
+        for _, el in ctx:
+            if first:
+                first = False
+                if el.getroottree().docinfo.doctype:
+                    return False, "the file declares a DOCTYPE (entities and DTDs are not read)", 0
+            tag = el.tag
+            line = el.sourceline or line
+            if tag == ENTERPRISE:
+                complete = True  # read on: anything after the root element is an error
+                continue
+            handler = _HANDLERS.get(tag)
+            if handler is not None:
+                handler(col, el)
+            elif tag == PROPERTIES:
+                col.properties(el)
+            el.clear(keep_tail=False)
+            parent = el.getparent()
+            while el.getprevious() is not None:
+                del parent[0]
+    except etree.XMLSyntaxError as exc:
+        return False, clean_message(exc.msg), line
+    return complete, None, line
+
+
+def read_export(
+    path: Path, *, school_levels: Mapping[str, str] | None = None, owner_org: str | None = None
+) -> tuple[SourceSnapshot, ExportInfo]:
+    """The snapshot of one export file and what the file was; SourceError when it cannot be read whole."""
+    try:
+        before = path.stat()
+        refuse_doctype(path)
+        col = _Collector(dict(school_levels or {}))
+        with path.open("rb") as raw:
+            f = _Hashing(raw)
+            complete, failure, line = _parse(f, col)
+            while f.read(_CHUNK):  # the tail after </enterprise> (whitespace) is part of the export
+                pass
+        after = path.stat()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read the export: {exc.strerror or exc}") from exc
+    if failure and "DOCTYPE" in failure:
+        raise SourceError(f"{path}: refused: {failure}")
+    if not complete or failure:
+        raise SourceError(f"{path}: refused, nothing was read: {explain(path, failure)}")
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise SourceError(f"{path}: the file changed while it was read; nothing was read")
+    if col.export_type != "full":
+        raise SourceError(
+            f"{path}: a {col.export_type!r} export lists changes only; BAS reads full exports (type full)"
+        )
+    snap = col.snapshot(owner_org)
+    info = ExportInfo(path, after.st_size, after.st_mtime, digest_text(f.h), col.datetime, col.datasource)
+    digests = {"export": info.sha256, **{t: table_digest(t, getattr(snap, t)) for t in snap.counts()}}
+    log.info("pifu_export_read", file=str(path), size=info.size, line=line, **snap.counts())
+    return SourceSnapshot(**{t: getattr(snap, t) for t in snap.counts()}, digests=digests), info
