@@ -55,8 +55,9 @@ How the export maps to the canonical model (``provisioner.core.model``)::
                                role's place among the person's student roles at the school
   StudentEnrollment.grade,     the student's role in a trinn / utdanningsprogram /
     programme, programme_area  programområde group under the same school (its grepCode):
-                               the one with the enrollment's time frame, else the value
-                               all of them agree on, else None
+                               the one with the enrollment's time frame, else the one
+                               value of those with no other student role's time frame,
+                               else None
   Employment                   every other role of a skole membership: roletype 02 teacher,
                                05 leader, any other (04, 07, ...) staff; employment_id as
                                enrollment_id, counted over the person's employee roles

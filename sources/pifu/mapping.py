@@ -89,12 +89,18 @@ def role_record_id(school_id: str, person_id: str, index: int) -> str:
     return f"{school_id}/{person_id}/{index}"
 
 
-def _pick(placements: Sequence[Placement], begin: str | None, end: str | None) -> int | str | None:
-    """The value of the placement with this role's time frame; else the only value there is."""
+def _pick(
+    placements: Sequence[Placement], begin: str | None, end: str | None, others: set[tuple[str | None, str | None]]
+) -> int | str | None:
+    """The value of the placement with this role's time frame; else the one value of those left.
+
+    Left: placements whose time frame is not that of another of the student's roles at the
+    school (those belong to the other role).
+    """
     for p in placements:
         if p.begin == begin and p.end == end:
             return p.value
-    values = {p.value for p in placements}
+    values = {p.value for p in placements if (p.begin, p.end) not in others}
     return values.pop() if len(values) == 1 else None
 
 
@@ -104,17 +110,24 @@ def enrollments(
     """One enrollment per student role, its grade and programme from the student's placements.
 
     A placement with the same time frame as the role belongs to it; otherwise the value is
-    taken only when the student's placements at that school agree on one; else None.
+    taken only when the student's placements at that school that belong to no other role
+    agree on one; else None.
     """
+    roles = list(roles)
+    frames: dict[tuple[str, str], Counter[tuple[str | None, str | None]]] = {}
+    for r in roles:
+        frames.setdefault((r.person_id, r.school_id), Counter())[(r.begin, r.end)] += 1
     out: list[StudentEnrollment] = []
     seen: Counter[tuple[str, str]] = Counter()
     for r in roles:
         key = (r.person_id, r.school_id)
         seen[key] += 1
         found = placements.get(key, ())
+        mine = (r.begin, r.end)
+        others = set(frames[key]) - {mine}
         values: dict[str, int | str | None] = {}
         for name in ("grade", "programme", "programme_area"):
-            values[name] = _pick([p for p in found if p.field == name], r.begin, r.end)
+            values[name] = _pick([p for p in found if p.field == name], r.begin, r.end, others)
         grade = values["grade"]
         programme, area = values["programme"], values["programme_area"]
         out.append(

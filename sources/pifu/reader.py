@@ -460,7 +460,10 @@ def read_export(
         raise SourceError(
             f"{path}: a {col.export_type!r} export lists changes only; BAS reads full exports (type full)"
         )
-    snap = col.snapshot(owner_org)
+    try:
+        snap = col.snapshot(owner_org)
+    except SourceError as exc:
+        raise SourceError(f"{path}: refused, nothing was read: {exc}") from exc
     info = ExportInfo(path, after.st_size, after.st_mtime, digest_text(f.h), col.datetime, col.datasource)
     digests = {"export": info.sha256, **{t: table_digest(t, getattr(snap, t)) for t in snap.counts()}}
     log.info("pifu_export_read", file=str(path), size=info.size, line=line, **snap.counts())
