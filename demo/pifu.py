@@ -95,7 +95,8 @@ class _Writer:
             f"<group>{self.sid(gid)}<grouptype><scheme>{scheme}</scheme>"
             f'<typevalue level="{level}">{typevalue}</typevalue></grouptype>'
             f"<description>{desc}</description>{frame}"
-            f'<relationship relation="1">{self.sid(parent[0])}<label>{_x(parent[1], 128)}</label></relationship>'
+            f'<relationship relation="1">{self.sid(parent[0])}'
+            f"<label>{_x(parent[1], 128)}</label></relationship>"
             + (f"<extension>{ext}</extension>" if ext else "")
             + "</group>\n"
         )
@@ -114,9 +115,13 @@ class _Writer:
     def member(
         self, pid: str, roletype: str, begin: str | None = None, end: str | None = None, primary: str = ""
     ) -> str:
-        ext = f"<extension><pifu_primaryRelation>{primary}</pifu_primaryRelation></extension>" if primary else ""
+        ext = (
+            f"<extension><pifu_primaryRelation>{primary}</pifu_primaryRelation></extension>"
+            if primary
+            else ""
+        )
         return (
-            f"<member>{self.sid(pid)}<idtype>1</idtype><role roletype=\"{roletype}\"><status>1</status>"
+            f'<member>{self.sid(pid)}<idtype>1</idtype><role roletype="{roletype}"><status>1</status>'
             f"{_timeframe(begin, end)}{ext}</role></member>"
         )
 
@@ -196,7 +201,9 @@ def _placements(e: StudentEnrollment) -> Iterator[tuple[str, str]]:
         yield v.PROGRAMME_AREA_GROUP, e.programme_area
 
 
-def _groups(w: _Writer, snap: SourceSnapshot, owner: tuple[str, str], places: dict[tuple[str, str, str], str]) -> None:
+def _groups(
+    w: _Writer, snap: SourceSnapshot, owner: tuple[str, str], places: dict[tuple[str, str, str], str]
+) -> None:
     shorts = {s.school_id: s.short_name or s.school_id for s in snap.schools}
     for s in snap.schools:
         w.group(
@@ -205,7 +212,9 @@ def _groups(w: _Writer, snap: SourceSnapshot, owner: tuple[str, str], places: di
         )  # fmt: skip
     for (school, tv, value), gid in places.items():
         name = value.rsplit("/", 1)[-1][:60]
-        w.group(gid, v.SCHEME_GRP, tv, name, None, (school, shorts.get(school, school)), ids=[("grepCode", value)])
+        w.group(
+            gid, v.SCHEME_GRP, tv, name, None, (school, shorts.get(school, school)), ids=[("grepCode", value)]
+        )
     for g in snap.groups:
         codes = ([v.code_of_grade(g.grade)] if isinstance(g.grade, int) and 1 <= g.grade <= 13 else []) + (
             [g.subject_code] if g.subject_code else []
@@ -222,7 +231,9 @@ def _memberships(w: _Writer, snap: SourceSnapshot, places: dict[tuple[str, str, 
     placed: defaultdict[str, list[str]] = defaultdict(list)
     for e in snap.enrollments:
         primary = "1" if e.main_school else "0"
-        at_school[e.school_id].append(w.member(e.person_id, v.ROLE_STUDENT, e.start_date, e.end_date, primary))
+        at_school[e.school_id].append(
+            w.member(e.person_id, v.ROLE_STUDENT, e.start_date, e.end_date, primary)
+        )
         for tv, value in _placements(e):
             gid = places[(e.school_id, tv, value)]
             placed[gid].append(w.member(e.person_id, v.ROLE_STUDENT, e.start_date, e.end_date))
@@ -235,9 +246,9 @@ def _memberships(w: _Writer, snap: SourceSnapshot, places: dict[tuple[str, str, 
         w.membership(gid, members)
     in_group: defaultdict[str, list[str]] = defaultdict(list)
     for gm in snap.memberships:
-        roletype = v.GROUP_ROLETYPES.get(gm.role)
-        if roletype is not None:
-            in_group[gm.group_id].append(w.member(gm.person_id, roletype))
+        group_role = v.GROUP_ROLETYPES.get(gm.role)
+        if group_role is not None:
+            in_group[gm.group_id].append(w.member(gm.person_id, group_role))
     for gid, members in in_group.items():
         w.membership(gid, members)
 

@@ -77,7 +77,11 @@ def group(
     desc = f"<short>{escape(short or gid)}</short>" + (f"<long>{escape(long)}</long>" if long else "")
     frame = ""
     if begin or end:
-        frame = "<timeframe>" + (f"<begin>{begin}</begin>" if begin else "") + (f"<end>{end}</end>" if end else "")
+        frame = (
+            "<timeframe>"
+            + (f"<begin>{begin}</begin>" if begin else "")
+            + (f"<end>{end}</end>" if end else "")
+        )
         frame += "</timeframe>"
     ids = [("organizationNumber", org)] if org else []
     ids += [("grepCode", c) for c in codes]
@@ -87,7 +91,7 @@ def group(
         for k, val in ids
     )
     return (
-        f"<group>{sid(gid)}<grouptype><scheme>{scheme}</scheme><typevalue level=\"2\">{typevalue}</typevalue>"
+        f'<group>{sid(gid)}<grouptype><scheme>{scheme}</scheme><typevalue level="2">{typevalue}</typevalue>'
         f"</grouptype><description>{desc}</description>{frame}"
         f'<relationship relation="1">{sid(parent)}<label>x</label></relationship>'
         + (f"<extension>{ext}</extension>" if ext else "")
@@ -96,11 +100,20 @@ def group(
 
 
 def role(
-    roletype: str, *, status: str = "1", begin: str | None = None, end: str | None = None, primary: str | None = None
+    roletype: str,
+    *,
+    status: str = "1",
+    begin: str | None = None,
+    end: str | None = None,
+    primary: str | None = None,
 ) -> str:
     frame = ""
     if begin or end:
-        frame = "<timeframe>" + (f"<begin>{begin}</begin>" if begin else "") + (f"<end>{end}</end>" if end else "")
+        frame = (
+            "<timeframe>"
+            + (f"<begin>{begin}</begin>" if begin else "")
+            + (f"<end>{end}</end>" if end else "")
+        )
         frame += "</timeframe>"
     ext = f"<extension><pifu_primaryRelation>{primary}</pifu_primaryRelation></extension>" if primary else ""
     return f'<role roletype="{roletype}"><status>{status}</status>{frame}{ext}</role>'

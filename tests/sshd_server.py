@@ -7,7 +7,8 @@ serves SFTP with ``internal-sftp``, and starts ``sshd -D -e -f CONFIG`` as a chi
 process. ``known_hosts`` holds the server's real host key; ``wrong_known_hosts`` another
 key for the same address. ``stop()`` ends and reaps the process.
 
-Fixture: ``sshd`` (one server per test module). Skips only when sshd is not installed
+``running()`` is the body of a fixture (tests/test_pifu_sftp.py: one server per module).
+Skips only when sshd is not installed
 (scripts/test.sh installs openssh-server).
 """
 
@@ -111,8 +112,8 @@ class SshdServer:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshdServer]:
+def running() -> Iterator[SshdServer]:
+    """A started server until the generator is closed (for a fixture); skips without sshd."""
     if not Path(SSHD).exists():
         pytest.skip("sshd is not installed (apt-get install openssh-server)")
     server = SshdServer()

@@ -219,11 +219,17 @@ def test_a_missing_path_is_a_source_error(tmp_path: Path) -> None:
 
 # -- property: any small snapshot with hostile text round-trips ---------------------------------
 
-_HOSTILE = st.text(
-    alphabet=st.sampled_from(list(',+"\\<>;=*()#&\' ') + ["æ", "ø", "å", "É", "😀", "👩", "\u200d", "👧", "a", "Z", "9"]),
-    min_size=1,
-    max_size=12,
-).map(lambda s: s.strip()).filter(bool)
+_HOSTILE = (
+    st.text(
+        alphabet=st.sampled_from(
+            list(",+\"\\<>;=*()#&' ") + ["æ", "ø", "å", "É", "😀", "👩", "\u200d", "👧", "a", "Z", "9"]
+        ),
+        min_size=1,
+        max_size=12,
+    )
+    .map(lambda s: s.strip())
+    .filter(bool)
+)
 _MAYBE = st.none() | _HOSTILE
 _DATE = st.dates(dt.date(2000, 1, 1), dt.date(2030, 12, 31)).map(dt.date.isoformat)
 _LEVELS = ("primary", "lower_secondary", "combined", "upper_secondary", "adult")
@@ -239,8 +245,13 @@ def snapshots(draw: st.DrawFn) -> SourceSnapshot:
     n = draw(st.integers(1, 6))
     persons = [
         Person(
-            f"P{i}", draw(st.none() | st.just(f"0101{i:07d}")), draw(_HOSTILE), draw(_MAYBE), draw(_HOSTILE),
-            draw(st.none() | _DATE), draw(st.none() | st.just(f"p{i}@example.no")),
+            f"P{i}",
+            draw(st.none() | st.just(f"0101{i:07d}")),
+            draw(_HOSTILE),
+            draw(_MAYBE),
+            draw(_HOSTILE),
+            draw(st.none() | _DATE),
+            draw(st.none() | st.just(f"p{i}@example.no")),
             draw(st.none() | st.from_regex(r"\+[0-9]{8,12}", fullmatch=True)),
         )  # fmt: skip
         for i in range(n)
@@ -248,18 +259,35 @@ def snapshots(draw: st.DrawFn) -> SourceSnapshot:
     pids = [p.person_id for p in persons]
     sids = [s.school_id for s in schools]
     enrollments = []
-    for k, (pid, sid) in enumerate(draw(st.lists(st.tuples(st.sampled_from(pids), st.sampled_from(sids)), unique=True))):
+    for k, (pid, sid) in enumerate(
+        draw(st.lists(st.tuples(st.sampled_from(pids), st.sampled_from(sids)), unique=True))
+    ):
         start = draw(_DATE)
         enrollments.append(
             StudentEnrollment(
-                f"E{k}", pid, sid, draw(st.none() | st.integers(1, 13)), start, draw(st.none() | _DATE),
-                draw(st.booleans()), draw(_MAYBE), draw(_MAYBE),
+                f"E{k}",
+                pid,
+                sid,
+                draw(st.none() | st.integers(1, 13)),
+                start,
+                draw(st.none() | _DATE),
+                draw(st.booleans()),
+                draw(_MAYBE),
+                draw(_MAYBE),
             )  # fmt: skip
         )
     employments = [
         Employment(f"A{k}", pid, sid, role, draw(_DATE), draw(st.none() | _DATE))
         for k, (pid, sid, role) in enumerate(
-            draw(st.lists(st.tuples(st.sampled_from(pids), st.sampled_from(sids), st.sampled_from(("teacher", "staff", "leader")))))
+            draw(
+                st.lists(
+                    st.tuples(
+                        st.sampled_from(pids),
+                        st.sampled_from(sids),
+                        st.sampled_from(("teacher", "staff", "leader")),
+                    )
+                )
+            )
         )
     ]
     guardianships = [
@@ -269,14 +297,21 @@ def snapshots(draw: st.DrawFn) -> SourceSnapshot:
     ]
     groups = [
         Group(
-            f"G{k}", draw(st.sampled_from(sids)), draw(st.sampled_from(("basis", "teaching", "contact"))),
-            draw(_HOSTILE), draw(st.none() | st.sampled_from(("MAT0006", "NOR1260", "uuid:x+y"))),
-            draw(st.none() | st.integers(1, 13)), draw(_DATE), draw(_DATE),
+            f"G{k}",
+            draw(st.sampled_from(sids)),
+            draw(st.sampled_from(("basis", "teaching", "contact"))),
+            draw(_HOSTILE),
+            draw(st.none() | st.sampled_from(("MAT0006", "NOR1260", "uuid:x+y"))),
+            draw(st.none() | st.integers(1, 13)),
+            draw(_DATE),
+            draw(_DATE),
         )  # fmt: skip
         for k in range(draw(st.integers(0, 3)))
     ]
     memberships = [
-        GroupMembership(g.group_id, draw(st.sampled_from(pids)), draw(st.sampled_from(("student", "teacher"))))
+        GroupMembership(
+            g.group_id, draw(st.sampled_from(pids)), draw(st.sampled_from(("student", "teacher")))
+        )
         for g in groups
         for _ in range(draw(st.integers(0, 3)))
     ]
@@ -288,9 +323,13 @@ def snapshots(draw: st.DrawFn) -> SourceSnapshot:
 
 @settings(max_examples=60, deadline=None)
 @given(snap=snapshots())
-def test_any_small_snapshot_with_hostile_text_round_trips(tmp_path_factory: pytest.TempPathFactory, snap: SourceSnapshot) -> None:
+def test_any_small_snapshot_with_hostile_text_round_trips(
+    tmp_path_factory: pytest.TempPathFactory, snap: SourceSnapshot
+) -> None:
     tmp = tmp_path_factory.mktemp("prop")
-    path = write_export(snap, tmp / "x.xml", owner_name="Kommune <&>", owner_org_number=OWNER_ORG, as_of="2025-10-01")
+    path = write_export(
+        snap, tmp / "x.xml", owner_name="Kommune <&>", owner_org_number=OWNER_ORG, as_of="2025-10-01"
+    )
     levels = {s.school_id: s.level for s in snap.schools}
     back, _ = read_export(path, school_levels=levels, owner_org=OWNER_ORG)
     assert comparable(back) == comparable(snap)

@@ -83,14 +83,17 @@ class Placement(NamedTuple):
 def role_record_id(school_id: str, person_id: str, index: int) -> str:
     """The synthesized id of a person's ``index``-th (from 1) student (or employee) role at a school.
 
-    PIFU has no enrollment or employment id (file order counts); this one is stable as long as the export lists the roles in
-    the same order.
+    PIFU has no enrollment or employment id (file order counts); this one is stable as long
+    as the export lists the roles in the same order.
     """
     return f"{school_id}/{person_id}/{index}"
 
 
 def _pick(
-    placements: Sequence[Placement], begin: str | None, end: str | None, others: set[tuple[str | None, str | None]]
+    placements: Sequence[Placement],
+    begin: str | None,
+    end: str | None,
+    others: set[tuple[str | None, str | None]],
 ) -> int | str | None:
     """The value of the placement with this role's time frame; else the one value of those left.
 

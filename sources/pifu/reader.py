@@ -46,12 +46,20 @@ def _q(name: str) -> str:
     return f"{{{v.NS}}}{name}"
 
 
-ENTERPRISE, PROPERTIES, PERSON, GROUP, MEMBERSHIP = map(_q, ("enterprise", "properties", "person", "group", "membership"))  # fmt: skip
-SOURCEDID, ID, USERID, NAME, FN, N, GIVEN, FAMILY = map(_q, ("sourcedid", "id", "userid", "name", "fn", "n", "given", "family"))  # fmt: skip
+ENTERPRISE, PROPERTIES, PERSON, GROUP, MEMBERSHIP = map(
+    _q, ("enterprise", "properties", "person", "group", "membership")
+)
+SOURCEDID, ID, USERID, NAME, FN, N, GIVEN, FAMILY = map(
+    _q, ("sourcedid", "id", "userid", "name", "fn", "n", "given", "family")
+)
 DEMOGRAPHICS, BDAY, EMAIL, TEL, EXTENSION = map(_q, ("demographics", "bday", "email", "tel", "extension"))
 PIFU_STATUS, CONTACT, PRIMARY = map(_q, ("pifu_status", "pifu_hasContactPerson", "pifu_primaryRelation"))
-GROUPTYPE, SCHEME, TYPEVALUE, DESCRIPTION, SHORT, LONG = map(_q, ("grouptype", "scheme", "typevalue", "description", "short", "long"))  # fmt: skip
-TIMEFRAME, BEGIN, END, RELATIONSHIP, PIFU_ID, PIFU_VALUE = map(_q, ("timeframe", "begin", "end", "relationship", "pifu_id", "pifu_value"))  # fmt: skip
+GROUPTYPE, SCHEME, TYPEVALUE, DESCRIPTION, SHORT, LONG = map(
+    _q, ("grouptype", "scheme", "typevalue", "description", "short", "long")
+)
+TIMEFRAME, BEGIN, END, RELATIONSHIP, PIFU_ID, PIFU_VALUE = map(
+    _q, ("timeframe", "begin", "end", "relationship", "pifu_id", "pifu_value")
+)
 MEMBER, ROLE, STATUS, TYPE, DATETIME = map(_q, ("member", "role", "status", "type", "datetime"))
 
 _CHUNK = 1 << 20  # bytes per read from the file
@@ -261,12 +269,12 @@ class _Collector:
             if roletype == v.ROLE_STUDENT:
                 ext = role.find(EXTENSION)
                 primary = _find(ext, PRIMARY) if ext is not None else None
-                self.student_roles.append(mapping.StudentRole(pid, school, begin, end, primary != "0"))  # type: ignore[arg-type]
+                self.student_roles.append(mapping.StudentRole(pid, school, begin, end, primary != "0"))
                 continue
-            kind = v.EMPLOYMENT_ROLES.get(roletype, v.DEFAULT_EMPLOYMENT_ROLE)  # type: ignore[arg-type]
+            kind = v.EMPLOYMENT_ROLES.get(roletype, v.DEFAULT_EMPLOYMENT_ROLE)
             key = (pid, school)
-            self._employment_seen[key] += 1  # type: ignore[index]
-            eid = mapping.role_record_id(school, pid, self._employment_seen[key])  # type: ignore[arg-type,index]
+            self._employment_seen[key] += 1
+            eid = mapping.role_record_id(school, pid, self._employment_seen[key])
             self.employments.append(Employment(eid, pid, school, kind, begin, end))  # type: ignore[arg-type]
 
     def _placements(self, info: _GroupInfo, el: Any) -> None:
@@ -284,7 +292,7 @@ class _Collector:
             if role.get("roletype") != v.ROLE_STUDENT or role.findtext(STATUS) == "0":
                 continue
             begin, end = _timeframe(role)
-            self.placements[(pid, school)].append(mapping.Placement(name, value, begin, end))  # type: ignore[index]
+            self.placements[(pid, school)].append(mapping.Placement(name, value, begin, end))
 
     # -- after the last record --------------------------------------------------------------------
 
@@ -299,7 +307,9 @@ class _Collector:
             seen.append(cur)
             info = self.groups.get(cur)
             if info is None:
-                found = cur if cur != gid else None  # an unknown parent: named as the school, derive reports it
+                found = (
+                    cur if cur != gid else None
+                )  # an unknown parent: named as the school, derive reports it
                 break
             if info.typevalue == v.SCHOOL:
                 found = cur
@@ -347,7 +357,9 @@ class _Collector:
             if info.typevalue == v.SCHOOL
         ]
         if self.ignored:
-            log.info("pifu_records_ignored", **{k.replace(" ", "_"): n for k, n in sorted(self.ignored.items())})
+            log.info(
+                "pifu_records_ignored", **{k.replace(" ", "_"): n for k, n in sorted(self.ignored.items())}
+            )
         return SourceSnapshot(
             schools=tuple(schools),
             persons=tuple(self.persons),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import stat
 import time
 from pathlib import Path
@@ -96,21 +95,27 @@ def connect(cfg: SftpConfig, base_dir: str) -> paramiko.SSHClient:
         if "not found in known_hosts" in text:
             text = f"refused: the server's host key is not in {known} (add it there after checking it)"
         raise SourceError(f"SFTP {where}: {text}") from exc
-    except (OSError, socket.timeout) as exc:
+    except OSError as exc:  # TimeoutError included
         client.close()
         raise SourceError(f"SFTP {where}: cannot connect: {exc}") from exc
     return client
 
 
 def pickup(
-    cfg: SftpConfig, local: Path, pattern: str, settle_seconds: float, base_dir: str, *, now: float | None = None
+    cfg: SftpConfig,
+    local: Path,
+    pattern: str,
+    settle_seconds: float,
+    base_dir: str,
+    *,
+    now: float | None = None,
 ) -> Path:
     """Download the newest settled remote export into ``local`` (unless already there); its local path."""
     local.mkdir(parents=True, exist_ok=True, mode=0o700)
     client = connect(cfg, base_dir)
     try:
         sftp = client.open_sftp()
-        sftp.get_channel().settimeout(cfg.timeout)  # type: ignore[union-attr]
+        sftp.get_channel().settimeout(cfg.timeout)
         try:
             return _fetch(sftp, cfg, local, pattern, settle_seconds, now)
         finally:
@@ -131,7 +136,9 @@ def _fetch(
     ]
     pick = newest(entries, pattern)
     if pick is None:
-        raise SourceError(f"SFTP {cfg.host}:{cfg.port}: no export in {cfg.remote_dir} (no file matches {pattern!r})")
+        raise SourceError(
+            f"SFTP {cfg.host}:{cfg.port}: no export in {cfg.remote_dir} (no file matches {pattern!r})"
+        )
     name, mtime, size = pick
     age = (time.time() if now is None else now) - mtime
     if age < settle:
@@ -160,6 +167,10 @@ def _fetch(
 
 def _prune(local: Path, pattern: str) -> None:
     """Keep the KEEP newest exports in the local folder; delete the older ones."""
-    found = [(p.stat().st_mtime, p.name, p) for p in local.iterdir() if p.is_file() and is_candidate(p.name, pattern)]
+    found = [
+        (p.stat().st_mtime, p.name, p)
+        for p in local.iterdir()
+        if p.is_file() and is_candidate(p.name, pattern)
+    ]
     for _, _, p in sorted(found, reverse=True)[KEEP:]:
         p.unlink(missing_ok=True)
