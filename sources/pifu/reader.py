@@ -61,6 +61,7 @@ TIMEFRAME, BEGIN, END, RELATIONSHIP, PIFU_ID, PIFU_VALUE = map(
     _q, ("timeframe", "begin", "end", "relationship", "pifu_id", "pifu_value")
 )
 MEMBER, ROLE, STATUS, TYPE, DATETIME = map(_q, ("member", "role", "status", "type", "datetime"))
+COMMENTS = _q("comments")
 
 _CHUNK = 1 << 20  # bytes per read from the file
 
@@ -76,26 +77,82 @@ def _text(el: Any) -> str | None:
     return t or None
 
 
+# The hot paths walk children and compare tags: ``find`` parses a path and ``iterchildren(tag)``
+# builds a tag matcher on every call, several times slower at a million members. Positions
+# (a sourcedid's id is its second child) are safe because the schema is checked in the same
+# pass: a record that does not have them fails validation, and the whole file is refused.
+
+
+def _child(el: Any, tag: str) -> Any:
+    """The first child with this tag, or None."""
+    for c in el:
+        if c.tag == tag:
+            return c
+    return None
+
+
 def _find(el: Any, tag: str) -> str | None:
-    return _text(el.find(tag))
+    return _text(_child(el, tag))
 
 
 def _sourcedid(el: Any) -> str | None:
     """The record's id: its first sourcedid that is not marked Old (else its first)."""
     first = None
-    for s in el.iterchildren(SOURCEDID):
-        sid = _find(s, ID)
-        if s.get("sourcedidtype") != "Old":
-            return sid
-        first = first or sid
+    for c in el:
+        tag = c.tag
+        if tag == SOURCEDID:
+            sid = _text(c[1])  # sourcedid: (source, id)
+            if c.get("sourcedidtype") != "Old":
+                return sid
+            first = first or sid
+        elif tag != COMMENTS:
+            break  # the sourcedids come first
     return first
 
 
-def _timeframe(el: Any) -> tuple[str | None, str | None]:
-    tf = el.find(TIMEFRAME)
-    if tf is None:
-        return None, None
-    return _find(tf, BEGIN), _find(tf, END)
+def _timeframe(tf: Any) -> tuple[str | None, str | None]:
+    """(begin, end) of a timeframe element."""
+    begin = end = None
+    for d in tf:
+        tag = d.tag
+        if tag == BEGIN:
+            begin = _text(d)
+        elif tag == END:
+            end = _text(d)
+    return begin, end
+
+
+def _role(r: Any) -> tuple[str | None, str | None, str | None, str | None]:
+    """(status, begin, end, pifu_primaryRelation) of a role element."""
+    status = begin = end = primary = None
+    for c in r:
+        tag = c.tag
+        if tag == STATUS:
+            status = c.text
+        elif tag == TIMEFRAME:
+            begin, end = _timeframe(c)
+        elif tag == EXTENSION:
+            primary = _find(c, PRIMARY)
+    return status, begin, end, primary
+
+
+def _xpath(path: str) -> Any:
+    return etree.XPath(path, namespaces={"p": v.NS}, smart_strings=False)
+
+
+# A group's members in three C-level queries (a million members at Oslo size): used when
+# every member has exactly one role with a roletype and a status, the shape exports have.
+_MEMBER_IDS = _xpath("p:member/p:sourcedid[1]/p:id/text()")
+_MEMBER_ROLETYPES = _xpath("p:member/p:role/@roletype")
+_MEMBER_STATUSES = _xpath("p:member/p:role/p:status/text()")
+_MEMBER_COUNT = _xpath("count(p:member)")
+
+
+def _status(r: Any) -> str | None:
+    for c in r:
+        if c.tag == STATUS:
+            return c.text  # type: ignore[no-any-return]
+    return None
 
 
 class _GroupInfo(NamedTuple):
@@ -163,10 +220,8 @@ class _Collector:
                 if nin is None and c.get("useridtype") == v.NIN_USERID:
                     nin = _text(c)
             elif tag == NAME:
-                fn = _find(c, FN)
-                n = c.find(N)
-                if n is not None:
-                    given, family = _find(n, GIVEN), _find(n, FAMILY)
+                fn, n = _text(c[0]), c[1]  # name: (fn, n); n: (family, given)
+                family, given = _text(n[0]), _text(n[1])
             elif tag == DEMOGRAPHICS:
                 bday = _find(c, BDAY)
             elif tag == EMAIL:
@@ -184,47 +239,46 @@ class _Collector:
             tag = c.tag
             if tag == CONTACT:
                 if c.get("type") == v.GUARDIAN_CONTACT:
-                    s = c.find(SOURCEDID)
-                    guardian = _find(s, ID) if s is not None else None
+                    guardian = _text(c[0][1])  # its only child is a sourcedid
                     self.guardianships.append(Guardianship(guardian, pid))  # type: ignore[arg-type]
             elif tag == PIFU_STATUS and c.get("type") == "pupilStatus" and _text(c) == v.ADULT_PUPIL:
                 self.adult.add(pid)  # type: ignore[arg-type]
 
     def group(self, el: Any) -> None:
         gid = _sourcedid(el)
-        typevalue = None
-        for gt in el.iterchildren(GROUPTYPE):
-            tv = _find(gt, TYPEVALUE)
-            if tv in _KNOWN_TYPES:
-                typevalue = tv
-                break
-            typevalue = typevalue or tv
-        desc = el.find(DESCRIPTION)
-        short, long = (_find(desc, SHORT), _find(desc, LONG)) if desc is not None else (None, None)
-        begin, end = _timeframe(el)
-        parent = None
-        for rel in el.iterchildren(RELATIONSHIP):
-            if rel.get("relation") == "1":
-                s = rel.find(SOURCEDID)
-                parent = _find(s, ID) if s is not None else None
-                break
-        org, codes = None, []
-        ext = el.find(EXTENSION)
-        if ext is not None:
-            for pid_el in ext.iterchildren(PIFU_ID):
-                kind, value = pid_el.get("type"), _find(pid_el, PIFU_VALUE)
-                if kind == "organizationNumber" and org is None:
-                    org = value
-                elif kind == "grepCode" and value is not None:
-                    codes.append(value)
+        typevalue = short = long = begin = end = parent = org = None
+        codes: list[str] = []
+        for c in el:
+            tag = c.tag
+            if tag == GROUPTYPE:
+                tv = _text(c[1])  # grouptype: (scheme, typevalue)
+                if typevalue not in _KNOWN_TYPES:
+                    typevalue = tv if tv in _KNOWN_TYPES or typevalue is None else typevalue
+            elif tag == DESCRIPTION:
+                short = _text(c[0])  # description: (short, long?, full?)
+                long = _find(c, LONG)
+            elif tag == TIMEFRAME:
+                begin, end = _timeframe(c)
+            elif tag == RELATIONSHIP:
+                if parent is None and c.get("relation") == "1":
+                    parent = _text(c[0][1])  # relationship: (sourcedid, label)
+            elif tag == EXTENSION:
+                for pid_el in c:
+                    if pid_el.tag != PIFU_ID:
+                        continue
+                    kind, value = pid_el.get("type"), _text(pid_el[0])  # pifu_id: (value, scope, unique)
+                    if kind == "organizationNumber" and org is None:
+                        org = value
+                    elif kind == "grepCode" and value is not None:
+                        codes.append(value)
         if gid is None:
             self.ignored["groups without an id"] += 1
             return
         self.groups[gid] = _GroupInfo(gid, typevalue, short, long, begin, end, parent, org, tuple(codes))
 
     def membership(self, el: Any) -> None:
-        s = el.find(SOURCEDID)
-        gid = _find(s, ID) if s is not None else None
+        s = _child(el, SOURCEDID)
+        gid = _text(s[1]) if s is not None else None
         info = self.groups.get(gid) if gid is not None else None
         tv = info.typevalue if info is not None else None
         if info is None or tv in v.GROUP_KINDS:
@@ -238,37 +292,53 @@ class _Collector:
 
     def _members(self, el: Any) -> Any:
         """(person id, role element) for every role of every member."""
-        for member in el.iterchildren(MEMBER):
+        for member in el:
+            if member.tag != MEMBER:
+                continue
             pid = None
             for c in member:
                 tag = c.tag
                 if tag == ROLE:
                     yield pid, c
                 elif tag == SOURCEDID:
-                    pid = _find(c, ID)
+                    pid = _text(c[1])
 
     def _group_members(self, gid: str | None, el: Any) -> None:
         # A membership of a group the export does not have is kept: derive reports it.
+        ids, types, statuses = _MEMBER_IDS(el), _MEMBER_ROLETYPES(el), _MEMBER_STATUSES(el)
+        if len(ids) == len(types) == len(statuses) == _MEMBER_COUNT(el):
+            roles, add, skipped = v.GROUP_ROLES, self.memberships.append, 0
+            for pid, rt, status in zip(ids, types, statuses):
+                kind = roles.get(rt)
+                if kind is None or status == "0":
+                    skipped += 1
+                else:
+                    add(GroupMembership(gid, pid.strip() or None, kind))  # type: ignore[arg-type]
+            if skipped:
+                self._group_members_slowly(gid, el, count_only=True)
+            return
+        self._group_members_slowly(gid, el)
+
+    def _group_members_slowly(self, gid: str | None, el: Any, *, count_only: bool = False) -> None:
+        """Member by member: any shape the schema allows (several roles, blank ids)."""
         for pid, role in self._members(el):
             kind = v.GROUP_ROLES.get(role.get("roletype"))
             if kind is None:
                 self.ignored["group roles other than 01 and 02"] += 1
-            elif role.findtext(STATUS) == "0":
+            elif _status(role) == "0":
                 self.ignored["inactive group roles"] += 1
-            else:
+            elif not count_only:
                 self.memberships.append(GroupMembership(gid, pid, kind))  # type: ignore[arg-type]
 
     def _school_members(self, school: str, el: Any) -> None:
         for pid, role in self._members(el):
-            begin, end = _timeframe(role)
-            if role.findtext(STATUS) == "0" and end is None:
+            status, begin, end, primary = _role(role)
+            if status == "0" and end is None:
                 # Inactive with no end date: when it ended is unknown, so it is no affiliation.
                 self.ignored["inactive school roles without an end date"] += 1
                 continue
             roletype = role.get("roletype")
             if roletype == v.ROLE_STUDENT:
-                ext = role.find(EXTENSION)
-                primary = _find(ext, PRIMARY) if ext is not None else None
                 self.student_roles.append(mapping.StudentRole(pid, school, begin, end, primary != "0"))
                 continue
             kind = v.EMPLOYMENT_ROLES.get(roletype, v.DEFAULT_EMPLOYMENT_ROLE)
@@ -289,9 +359,11 @@ class _Collector:
             self.ignored[f"memberships of {info.typevalue} groups under no school"] += 1
             return
         for pid, role in self._members(el):
-            if role.get("roletype") != v.ROLE_STUDENT or role.findtext(STATUS) == "0":
+            if role.get("roletype") != v.ROLE_STUDENT:
                 continue
-            begin, end = _timeframe(role)
+            status, begin, end, _primary = _role(role)
+            if status == "0":
+                continue
             self.placements[(pid, school)].append(mapping.Placement(name, value, begin, end))
 
     # -- after the last record --------------------------------------------------------------------
