@@ -155,16 +155,16 @@ def main() -> None:
             f"  peak RSS {r['peak_mb']:7.1f} MB  (start {r['base_mb']:.0f} MB, kept {r['kept_mb']:.0f} MB)"
         )
     p, b = results["pifu"], results["bare"]
-    print(
-        f"counts: { {k: int(v) for k, v in p.items() if k not in ('seconds', 'base_mb', 'peak_mb', 'kept_mb')} }"
-    )
+    counts = {k: int(v) for k, v in p.items() if k not in ("seconds", "base_mb", "peak_mb", "kept_mb")}
+    print(f"counts: {counts}")
     ratio = b["seconds"] / p["seconds"]
     print(f"throughput PIFU reader / bare iterparse: {ratio:.2f}x  (target >= 0.80)")
     print(f"throughput iterparse+schema / bare iterparse: {b['seconds'] / results['schema']['seconds']:.2f}x")
     beyond = p["peak_mb"] - p["base_mb"] - p["kept_mb"]
     print(
         f"memory: bare iterparse peak {b['peak_mb'] - b['base_mb']:.0f} MB over start; reader peak"
-        f" {p['peak_mb'] - p['base_mb']:.0f} MB over start, of which the snapshot keeps {p['kept_mb']:.0f} MB:"
+        f" {p['peak_mb'] - p['base_mb']:.0f} MB over start, of which the snapshot keeps"
+        f" {p['kept_mb']:.0f} MB:"
         f" {beyond:.0f} MB beyond the snapshot ({beyond / size_mb:.2f} MB per MB of file)"
     )
     if "xmlschema" in results:

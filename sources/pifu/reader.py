@@ -151,7 +151,7 @@ _MEMBER_COUNT = _xpath("count(p:member)")
 def _status(r: Any) -> str | None:
     for c in r:
         if c.tag == STATUS:
-            return c.text  # type: ignore[no-any-return]
+            return c.text
     return None
 
 
@@ -188,6 +188,9 @@ class _Collector:
 
     school_levels: Mapping[str, str]
     persons: list[Person] = field(default_factory=list)
+    # person id -> the one str object of it: a million membership rows share the persons' ids
+    # instead of each holding its own copy (about 50 MB at Oslo size)
+    person_ids: dict[str, str] = field(default_factory=dict)
     guardianships: list[Guardianship] = field(default_factory=list)
     adult: set[str] = field(default_factory=set)  # persons marked pupilStatus voksen
     groups: dict[str, _GroupInfo] = field(default_factory=dict)
@@ -232,6 +235,8 @@ class _Collector:
             elif tag == EXTENSION:
                 self._person_extension(pid, c)
         middle = mapping.middle_name(fn, given, family)
+        if pid is not None:
+            pid = self.person_ids.setdefault(pid, pid)
         self.persons.append(Person(pid, nin, given, middle, family, bday, email, mobile))  # type: ignore[arg-type]
 
     def _person_extension(self, pid: str | None, ext: Any) -> None:
@@ -307,13 +312,14 @@ class _Collector:
         # A membership of a group the export does not have is kept: derive reports it.
         ids, types, statuses = _MEMBER_IDS(el), _MEMBER_ROLETYPES(el), _MEMBER_STATUSES(el)
         if len(ids) == len(types) == len(statuses) == _MEMBER_COUNT(el):
-            roles, add, skipped = v.GROUP_ROLES, self.memberships.append, 0
+            roles, add, same, skipped = v.GROUP_ROLES, self.memberships.append, self.person_ids.get, 0
             for pid, rt, status in zip(ids, types, statuses):
                 kind = roles.get(rt)
                 if kind is None or status == "0":
                     skipped += 1
                 else:
-                    add(GroupMembership(gid, pid.strip() or None, kind))  # type: ignore[arg-type]
+                    pid = pid.strip()
+                    add(GroupMembership(gid, same(pid, pid) or None, kind))  # type: ignore[arg-type]
             if skipped:
                 self._group_members_slowly(gid, el, count_only=True)
             return
