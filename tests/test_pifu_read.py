@@ -401,14 +401,16 @@ GOOD = doc(
         (GOOD.replace("</enterprise>\n", ""), r"not well-formed XML"),
         (GOOD + "<enterprise/>", r"not well-formed XML.*Extra content"),
         ("", r"not well-formed XML"),
-        (GOOD.replace("<name>", "<bogus/><name>"), r"not a valid PIFU-IMS 1.2 document: Element 'bogus'"),
-        (GOOD.replace("2025-08-15</begin>", "2025-13-15</begin>"), r"line \d+: not a valid.*'2025-13-15'"),
+        (GOOD.replace("<name>", "<bogus/><name>"), r"line 4: not a valid PIFU-IMS 1.2 .*'bogus'"),
+        (GOOD.replace("<n><family>Nordmann</family><given>Ola</given></n>", ""), r"line 4: not a.*'name'"),
+        (GOOD.replace("<sourcedid><source>test</source><id>NORD</id></sourcedid>", "", 1), r"not a valid"),
+        (GOOD.replace("2025-08-15</begin>", "2025-13-15</begin>"), r"line 5: not a valid.*'2025-13-15'"),
         (GOOD.replace('roletype="01"', 'roletype="99"'), r"not a valid PIFU-IMS"),
         (GOOD.replace("<enterprise xmlns", "<enterprise xmlns:x"), r"not a valid PIFU-IMS"),
     ],
     ids=[
         "bare-ampersand", "mismatched-tag", "truncated-half", "truncated-end", "extra-root", "empty",
-        "wrong-element", "bad-date", "bad-roletype", "no-namespace",
+        "wrong-element", "missing-n", "group-without-id", "bad-date", "bad-roletype", "no-namespace",
     ],
 )  # fmt: skip
 def test_malformed_truncated_or_invalid_exports_are_refused_whole(

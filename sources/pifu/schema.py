@@ -17,8 +17,8 @@ One libxml2 quirk shapes ``explain``: with a schema attached, a well-formedness 
 (truncated file, bad token) ends the event stream silently or with "no element found"
 and no line. The reader therefore insists on seeing ``</enterprise>``, and on any failure
 ``explain`` parses again without the schema (exact line and reason for malformed XML),
-then, if the file is well-formed, with the schema and every element's events (the line
-of the last element seen before the schema error). Both passes run only on a refused
+then, if the file is well-formed, with the schema, fed one line at a time (the line the
+schema error is on: lxml reports schema errors without one). Both passes run only on a refused
 file.
 """
 
@@ -115,14 +115,42 @@ def explain(path: Path, failure: str | None) -> str:
             pass
     except etree.XMLSyntaxError as exc:
         return f"line {exc.lineno}: not well-formed XML: {clean_message(exc.msg)}"
-    line = 0
     try:
-        for event, el in etree.iterparse(str(path), events=("start", "end"), schema=pifu_schema(), **opts):
-            line = el.sourceline or line
-            if event == "end":
-                el.clear(keep_tail=True)
+        line = _schema_error_line(path)
     except etree.XMLSyntaxError as exc:
-        return f"line {line}: not a valid PIFU-IMS 1.2 document: {clean_message(exc.msg)}"
+        return f"line {exc.lineno}: not a valid PIFU-IMS 1.2 document: {clean_message(exc.msg)}"
     if failure:
         return f"line {line}: {clean_message(failure)}"
     return f"line {line}: the document ends before </enterprise>"
+
+
+_RECORDS = tuple(f"{{{NS}}}{t}" for t in ("person", "group", "membership"))
+
+
+def _schema_error_line(path: Path) -> int:
+    """Validate feeding the parser line by line: a schema error is raised with the line it is on.
+
+    (lxml reports schema errors without a line; feeding one line at a time pins it.)
+    Returns the number of lines when the whole file is valid.
+    """
+    parser = etree.XMLPullParser(events=("end",), tag=_RECORDS, schema=pifu_schema(), **safe_parser_options())
+    line = 0
+    with path.open("rb") as f:
+        for line, text in enumerate(f, 1):
+            try:
+                for i in range(0, len(text), 1 << 16):
+                    parser.feed(text[i : i + (1 << 16)])
+                for _, el in parser.read_events():
+                    el.clear(keep_tail=False)
+                errors = [e for e in parser.feed_error_log if e.level_name in ("ERROR", "FATAL")]
+                if errors:
+                    raise etree.XMLSyntaxError(errors[0].message, None, line, 0)
+            except etree.XMLSyntaxError as exc:
+                exc.lineno = line
+                raise
+    try:
+        parser.close()
+    except etree.XMLSyntaxError as exc:
+        exc.lineno = line
+        raise
+    return line
