@@ -6,20 +6,22 @@ reader validates with while it streams, the prolog check that refuses a DOCTYPE 
 the parser sees one, and ``explain``, which finds the line and reason of a file the
 streaming pass refused.
 
-Why lxml validates and not xmlschema: the issue names xmlschema; measured on the same
-machine (benchmarks/bench_pifu.py, demo size, 5.6 MB), xmlschema's lazy validation ran at
-about 0.5 MB/s against about 60 MB/s for bare ``iterparse``, so at Oslo size (~450 MB) it
-would take 15 minutes where the target is within 1.25x of iterparse. libxml2's validator
-runs in C inside the same ``iterparse`` pass (``schema=``). xmlschema stays for what it
-does well: it loads and checks the packaged XSD itself (``check_schema``, a test).
+Why lxml validates and not xmlschema (the issue names xmlschema): measured with
+benchmarks/bench_pifu.py on the demo export (4.1 MB), xmlschema's lazy validation ran at
+0.3-0.5 MB/s, 0.02-0.05x a bare ``iterparse`` over the same file (9-12 MB/s), so the Oslo
+export (299 MB) would take 10-15 minutes against the target of 0.8x iterparse. libxml2's
+validator runs in C inside the reader's own ``iterparse`` pass (``schema=``): the whole
+reader (validation, mapping, digests) ran at 0.95x bare iterparse on the demo export and
+0.98x at Oslo size (36.1 s against 35.3 s). xmlschema stays for what it does well: it
+loads and checks the packaged XSD itself (``check_schema``, a test).
 
 One libxml2 quirk shapes ``explain``: with a schema attached, a well-formedness error
 (truncated file, bad token) ends the event stream silently or with "no element found"
 and no line. The reader therefore insists on seeing ``</enterprise>``, and on any failure
 ``explain`` parses again without the schema (exact line and reason for malformed XML),
 then, if the file is well-formed, with the schema, fed one line at a time (the line the
-schema error is on: lxml reports schema errors without one). Both passes run only on a refused
-file.
+schema error is on: lxml reports schema errors without one). Both passes run only on a
+refused file.
 """
 
 from __future__ import annotations
