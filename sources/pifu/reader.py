@@ -43,122 +43,51 @@ from provisioner.core.model import (
 from sources.base import SourceError, digest_text, table_digest
 from sources.pifu import mapping
 from sources.pifu import vocabulary as v
+from sources.pifu.elements import (
+    BDAY,
+    CONTACT,
+    DATETIME,
+    DEMOGRAPHICS,
+    DESCRIPTION,
+    EMAIL,
+    ENTERPRISE,
+    EXTENSION,
+    GROUP,
+    GROUPTYPE,
+    LONG,
+    MEMBER,
+    MEMBER_COUNT,
+    MEMBER_IDS,
+    MEMBER_ROLETYPES,
+    MEMBER_STATUSES,
+    MEMBERSHIP,
+    NAME,
+    PERSON,
+    PIFU_ID,
+    PIFU_STATUS,
+    PROPERTIES,
+    RELATIONSHIP,
+    ROLE,
+    SOURCEDID,
+    TEL,
+    TIMEFRAME,
+    TYPE,
+    USERID,
+    child,
+    find,
+    q,
+    role_parts,
+    sourcedid,
+    status_of,
+    text,
+    timeframe,
+)
 from sources.pifu.schema import clean_message, explain, pifu_schema, refuse_doctype, safe_parser_options
 
 log = structlog.get_logger("bas.source.pifu")
 
 
-def _q(name: str) -> str:
-    return f"{{{v.NS}}}{name}"
-
-
-ENTERPRISE, PROPERTIES, PERSON, GROUP, MEMBERSHIP = map(
-    _q, ("enterprise", "properties", "person", "group", "membership")
-)
-SOURCEDID, ID, USERID, NAME, FN, N, GIVEN, FAMILY = map(
-    _q, ("sourcedid", "id", "userid", "name", "fn", "n", "given", "family")
-)
-DEMOGRAPHICS, BDAY, EMAIL, TEL, EXTENSION = map(_q, ("demographics", "bday", "email", "tel", "extension"))
-PIFU_STATUS, CONTACT, PRIMARY = map(_q, ("pifu_status", "pifu_hasContactPerson", "pifu_primaryRelation"))
-GROUPTYPE, SCHEME, TYPEVALUE, DESCRIPTION, SHORT, LONG = map(
-    _q, ("grouptype", "scheme", "typevalue", "description", "short", "long")
-)
-TIMEFRAME, BEGIN, END, RELATIONSHIP, PIFU_ID, PIFU_VALUE = map(
-    _q, ("timeframe", "begin", "end", "relationship", "pifu_id", "pifu_value")
-)
-MEMBER, ROLE, STATUS, TYPE, DATETIME = map(_q, ("member", "role", "status", "type", "datetime"))
-COMMENTS = _q("comments")
-
 _CHUNK = 1 << 20  # bytes per read from the file
-
-
-def _text(el: Any) -> str | None:
-    """An element's text trimmed; None for no element, no text or only blanks."""
-    if el is None:
-        return None
-    t = el.text
-    if t is None:
-        return None
-    t = t.strip()
-    return t or None
-
-
-# The hot paths walk children and compare tags: ``find`` parses a path and ``iterchildren(tag)``
-# builds a tag matcher on every call, several times slower at a million members. Positions
-# (a sourcedid's id is its second child) are safe because the schema is checked in the same
-# pass: a record that does not have them fails validation, and the whole file is refused.
-
-
-def _child(el: Any, tag: str) -> Any:
-    """The first child with this tag, or None."""
-    for c in el:
-        if c.tag == tag:
-            return c
-    return None
-
-
-def _find(el: Any, tag: str) -> str | None:
-    return _text(_child(el, tag))
-
-
-def _sourcedid(el: Any) -> str | None:
-    """The record's id: its first sourcedid that is not marked Old (else its first)."""
-    first = None
-    for c in el:
-        tag = c.tag
-        if tag == SOURCEDID:
-            sid = _text(c[1])  # sourcedid: (source, id)
-            if c.get("sourcedidtype") != "Old":
-                return sid
-            first = first or sid
-        elif tag != COMMENTS:
-            break  # the sourcedids come first
-    return first
-
-
-def _timeframe(tf: Any) -> tuple[str | None, str | None]:
-    """(begin, end) of a timeframe element."""
-    begin = end = None
-    for d in tf:
-        tag = d.tag
-        if tag == BEGIN:
-            begin = _text(d)
-        elif tag == END:
-            end = _text(d)
-    return begin, end
-
-
-def _role(r: Any) -> tuple[str | None, str | None, str | None, str | None]:
-    """(status, begin, end, pifu_primaryRelation) of a role element."""
-    status = begin = end = primary = None
-    for c in r:
-        tag = c.tag
-        if tag == STATUS:
-            status = c.text
-        elif tag == TIMEFRAME:
-            begin, end = _timeframe(c)
-        elif tag == EXTENSION:
-            primary = _find(c, PRIMARY)
-    return status, begin, end, primary
-
-
-def _xpath(path: str) -> Any:
-    return etree.XPath(path, namespaces={"p": v.NS}, smart_strings=False)
-
-
-# A group's members in three C-level queries (a million members at Oslo size): used when
-# every member has exactly one role with a roletype and a status, the shape exports have.
-_MEMBER_IDS = _xpath("p:member/p:sourcedid[1]/p:id/text()")
-_MEMBER_ROLETYPES = _xpath("p:member/p:role/@roletype")
-_MEMBER_STATUSES = _xpath("p:member/p:role/p:status/text()")
-_MEMBER_COUNT = _xpath("count(p:member)")
-
-
-def _status(r: Any) -> str | None:
-    for c in r:
-        if c.tag == STATUS:
-            return c.text
-    return None
 
 
 class _GroupInfo(NamedTuple):
@@ -216,28 +145,28 @@ class _Collector:
     # -- records ------------------------------------------------------------------------------
 
     def properties(self, el: Any) -> None:
-        self.export_type = _find(el, TYPE)
-        self.datetime = _find(el, DATETIME)
-        self.datasource = _find(el, _q("datasource"))
+        self.export_type = find(el, TYPE)
+        self.datetime = find(el, DATETIME)
+        self.datasource = find(el, q("datasource"))
 
     def person(self, el: Any) -> None:
-        pid = _sourcedid(el)
+        pid = sourcedid(el)
         nin = given = family = fn = bday = email = mobile = None
         for c in el:
             tag = c.tag
             if tag == USERID:
                 if nin is None and c.get("useridtype") == v.NIN_USERID:
-                    nin = _text(c)
+                    nin = text(c)
             elif tag == NAME:
-                fn, n = _text(c[0]), c[1]  # name: (fn, n); n: (family, given)
-                family, given = _text(n[0]), _text(n[1])
+                fn, n = text(c[0]), c[1]  # name: (fn, n); n: (family, given)
+                family, given = text(n[0]), text(n[1])
             elif tag == DEMOGRAPHICS:
-                bday = _find(c, BDAY)
+                bday = find(c, BDAY)
             elif tag == EMAIL:
-                email = _text(c)
+                email = text(c)
             elif tag == TEL:
                 if mobile is None and c.get("teltype") == v.MOBILE_TELTYPE:
-                    mobile = _text(c)
+                    mobile = text(c)
             elif tag == EXTENSION:
                 self._person_extension(pid, c)
         middle = mapping.middle_name(fn, given, family)
@@ -250,34 +179,34 @@ class _Collector:
             tag = c.tag
             if tag == CONTACT:
                 if c.get("type") == v.GUARDIAN_CONTACT:
-                    guardian = _text(c[0][1])  # its only child is a sourcedid
+                    guardian = text(c[0][1])  # its only child is a sourcedid
                     self.guardianships.append(Guardianship(guardian, pid))  # type: ignore[arg-type]
-            elif tag == PIFU_STATUS and c.get("type") == "pupilStatus" and _text(c) == v.ADULT_PUPIL:
+            elif tag == PIFU_STATUS and c.get("type") == "pupilStatus" and text(c) == v.ADULT_PUPIL:
                 self.adult.add(pid)  # type: ignore[arg-type]
 
     def group(self, el: Any) -> None:
-        gid = _sourcedid(el)
+        gid = sourcedid(el)
         typevalue = short = long = begin = end = parent = org = None
         codes: list[str] = []
         for c in el:
             tag = c.tag
             if tag == GROUPTYPE:
-                tv = _text(c[1])  # grouptype: (scheme, typevalue)
+                tv = text(c[1])  # grouptype: (scheme, typevalue)
                 if typevalue not in _KNOWN_TYPES:
                     typevalue = tv if tv in _KNOWN_TYPES or typevalue is None else typevalue
             elif tag == DESCRIPTION:
-                short = _text(c[0])  # description: (short, long?, full?)
-                long = _find(c, LONG)
+                short = text(c[0])  # description: (short, long?, full?)
+                long = find(c, LONG)
             elif tag == TIMEFRAME:
-                begin, end = _timeframe(c)
+                begin, end = timeframe(c)
             elif tag == RELATIONSHIP:
                 if parent is None and c.get("relation") == "1":
-                    parent = _text(c[0][1])  # relationship: (sourcedid, label)
+                    parent = text(c[0][1])  # relationship: (sourcedid, label)
             elif tag == EXTENSION:
                 for pid_el in c:
                     if pid_el.tag != PIFU_ID:
                         continue
-                    kind, value = pid_el.get("type"), _text(pid_el[0])  # pifu_id: (value, scope, unique)
+                    kind, value = pid_el.get("type"), text(pid_el[0])  # pifu_id: (value, scope, unique)
                     if kind == "organizationNumber" and org is None:
                         org = value
                     elif kind == "grepCode" and value is not None:
@@ -288,8 +217,8 @@ class _Collector:
         self.groups[gid] = _GroupInfo(gid, typevalue, short, long, begin, end, parent, org, tuple(codes))
 
     def membership(self, el: Any) -> None:
-        s = _child(el, SOURCEDID)
-        gid = _text(s[1]) if s is not None else None
+        s = child(el, SOURCEDID)
+        gid = text(s[1]) if s is not None else None
         info = self.groups.get(gid) if gid is not None else None
         tv = info.typevalue if info is not None else None
         if info is None or tv in v.GROUP_KINDS:
@@ -312,12 +241,12 @@ class _Collector:
                 if tag == ROLE:
                     yield pid, c
                 elif tag == SOURCEDID:
-                    pid = _text(c[1])
+                    pid = text(c[1])
 
     def _group_members(self, gid: str | None, el: Any) -> None:
         # A membership of a group the export does not have is kept: derive reports it.
-        ids, types, statuses = _MEMBER_IDS(el), _MEMBER_ROLETYPES(el), _MEMBER_STATUSES(el)
-        if len(ids) == len(types) == len(statuses) == _MEMBER_COUNT(el):
+        ids, types, statuses = MEMBER_IDS(el), MEMBER_ROLETYPES(el), MEMBER_STATUSES(el)
+        if len(ids) == len(types) == len(statuses) == MEMBER_COUNT(el):
             roles, add, same, skipped = v.GROUP_ROLES, self.memberships.append, self.person_ids.get, 0
             for pid, rt, status in zip(ids, types, statuses):
                 kind = roles.get(rt)
@@ -337,14 +266,14 @@ class _Collector:
             kind = v.GROUP_ROLES.get(role.get("roletype"))
             if kind is None:
                 self.ignored["group roles other than 01 and 02"] += 1
-            elif _status(role) == "0":
+            elif status_of(role) == "0":
                 self.ignored["inactive group roles"] += 1
             elif not count_only:
                 self.memberships.append(GroupMembership(gid, pid, kind))  # type: ignore[arg-type]
 
     def _school_members(self, school: str, el: Any) -> None:
         for pid, role in self._members(el):
-            status, begin, end, primary = _role(role)
+            status, begin, end, primary = role_parts(role)
             if status == "0" and end is None:
                 # Inactive with no end date: when it ended is unknown, so it is no affiliation.
                 self.ignored["inactive school roles without an end date"] += 1
@@ -373,7 +302,7 @@ class _Collector:
         for pid, role in self._members(el):
             if role.get("roletype") != v.ROLE_STUDENT:
                 continue
-            status, begin, end, _primary = _role(role)
+            status, begin, end, _primary = role_parts(role)
             if status == "0":
                 continue
             self.placements[(pid, school)].append(mapping.Placement(name, value, begin, end))
