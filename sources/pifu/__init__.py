@@ -2,10 +2,10 @@
 
 PIFU-IMS (the Norwegian profile of IMS Enterprise 1.1, schema ``pifu-ims_sas-1.2.xsd``,
 packaged here) is what most Norwegian school-admin systems export. Modules:
-``vocabulary`` (the PIFU words), ``elements`` (tag names, element accessors), ``mapping``
-(pure rules that span records), ``schema``
-(the XSD and refusing bad files), ``reader`` (one streaming pass into a snapshot),
-``files`` (which export to read), ``sftp`` (the pickup), ``source`` (``PifuSource``).
+``vocabulary`` (the PIFU words), ``elements`` (tag names, element accessors),
+``mapping`` (pure rules that span records), ``schema`` (the XSD and refusing bad files),
+``reader`` (one streaming pass into a snapshot), ``files`` (which export to read),
+``sftp`` (the pickup), ``source`` (``PifuSource``).
 
 How the export maps to the canonical model (``provisioner.core.model``)::
 
