@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import stat
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,8 @@ def test_the_export_file_is_private_and_written_whole(demo: tuple[Path, SourceSn
     assert [p.name for p in export.parent.iterdir()] == [export.name]  # no temp file left
 
 
-def _config(tmp: Path, source: str, name: str) -> config_mod.Config:
-    text = config_toml(tmp / name, "sqlite:///unused.db", f"sqlite:///{tmp / name / 'state.db'}")
+def _config(tmp: Path, source: str, name: str, **kw: Any) -> config_mod.Config:
+    text = config_toml(tmp / name, "sqlite:///unused.db", f"sqlite:///{tmp / name / 'state.db'}", **kw)
     text = text.replace('url = "sqlite:///unused.db"', source)
     (tmp / name).mkdir(exist_ok=True)
     path = tmp / name / "bas.toml"
@@ -333,3 +334,42 @@ def test_any_small_snapshot_with_hostile_text_round_trips(
     levels = {s.school_id: s.level for s in snap.schools}
     back, _ = read_export(path, school_levels=levels, owner_org=OWNER_ORG)
     assert comparable(back) == comparable(snap)
+
+
+def test_a_full_sync_a_quiet_rerun_and_a_small_change(
+    demo: tuple[Path, SourceSnapshot, Path], tmp_path: Path
+) -> None:
+    _tmp, sql, export = demo
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first = folder / "pifu-1.xml"
+    first.write_bytes(export.read_bytes())
+    os.utime(first, (time.time() - 7200,) * 2)
+    # The targets that apply (AD and Microsoft 365 only plan in tests: they would plan again).
+    source = f'kind = "pifu"\npath = "{folder}"\nsettle_seconds = 60'
+    cfg = _config(tmp_path, source, "e2e", targets=("itslearning", "feide"))
+    store = StateStore(cfg.state.url)
+    try:
+        full = runner.sync(cfg, store, as_of=AS_OF.isoformat())
+        assert full.plan is not None and sum(len(tp.changes) for tp in full.plan.targets) > 1000
+        assert full.status.value not in ("failed", "refused"), full.message
+        quiet = runner.sync(cfg, store, as_of=AS_OF.isoformat())
+        assert quiet.plan is not None and quiet.plan.is_empty() and quiet.plan.basis == "certified"
+        # The SIS writes a newer export in which one student has a new family name.
+        student = next(e.person_id for e in sql.enrollments if e.end_date is None)
+        persons = tuple(
+            p._replace(family_name=f"{p.family_name}-Berg") if p.person_id == student else p
+            for p in sql.persons
+        )
+        second = folder / "pifu-2.xml"
+        write_export(
+            replace(sql, persons=persons), second,
+            owner_name="Eksempel kommune", owner_org_number=OWNER_ORG, as_of=AS_OF.isoformat(),
+        )  # fmt: skip
+        os.utime(second, (time.time() - 3600,) * 2)
+        small = runner.sync(cfg, store, as_of=AS_OF.isoformat())
+        assert small.plan is not None and small.plan.basis == "full"
+        changes = list(small.plan.changes())
+        assert changes and {c.person_id for c in changes} == {student}
+    finally:
+        store.close()
