@@ -466,3 +466,10 @@ def test_another_owners_export_is_refused(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="cannot read the export"):
         read_export(tmp_path / "nope.xml")
+
+
+def test_a_refusal_masks_a_nin_it_quotes(tmp_path: Path) -> None:
+    nin = synthetic_nin("2012-03-06")
+    text = doc(person("S1", tels=(("3", nin),)))  # a NIN where a "+digits" number belongs
+    msg = _refused(tmp_path, text)
+    assert "not a valid PIFU-IMS" in msg and nin not in msg and nin[:6] + "*****" in msg
