@@ -135,6 +135,7 @@ class PifuSourceConfig(SourceBase):
 
     kind: Literal["pifu"] = "pifu"
     path: str  # a file, or a folder of exports (relative to the config file's folder)
+    # (with [source.sftp]: the local folder the pickup downloads into; it keeps the 3 newest)
     pattern: str = "*.xml"  # which files in the folder are exports
     # A file changed less than this many seconds ago may still be being written: it waits.
     settle_seconds: Annotated[float, Field(ge=0)] = 60.0
