@@ -51,7 +51,9 @@ fi
 # process on 127.0.0.1: OpenLDAP for Feide (tests/slapd_server.py) and a Samba AD DC for
 # AD (tests/samba_dc.py). A policy-rc.d keeps the packages' own services from starting
 # at install time (a system slapd or samba would take the ports the tests need).
-wanted=(slapd ldap-utils openssl)  # openssl: the tests' TLS certificates (slapd, local Graph)
+# openssl: the tests' TLS certificates (slapd, local Graph, local FINT); openssh-server: the
+# SIS export server the PIFU source picks exports up from over SFTP (tests/sshd_server.py).
+wanted=(slapd ldap-utils openssl openssh-server)
 if [ "${BAS_SKIP_SAMBA:-0}" != 1 ]; then
   wanted+=(samba samba-ad-dc samba-ad-provision winbind)
 fi

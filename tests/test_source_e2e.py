@@ -66,9 +66,9 @@ def bas(*args: str, config: Path, check: int | None = 0) -> subprocess.Completed
     return p
 
 
-def plan_of(config: Path) -> dict[str, Any]:
+def plan_of(config: Path, as_of: str = AS_OF) -> dict[str, Any]:
     """`bas plan --json` without what differs between two plans of the same inputs."""
-    out = json.loads(bas("plan", "--json", "--as-of", AS_OF, config=config, check=None).stdout)
+    out = json.loads(bas("plan", "--json", "--as-of", as_of, config=config, check=None).stdout)
     plan = {k: v for k, v in out["plan"].items() if k not in VOLATILE}
     for t in plan["targets"]:
         t["changes"] = sorted(t["changes"], key=lambda c: json.dumps(c, sort_keys=True))
@@ -195,7 +195,7 @@ def test_a_pifu_export_drives_the_same_runs_as_the_sql_database(sis: Path, tmp_p
 
 
 BAD_EXPORTS = {
-    "malformed": (b"<enterprise><properties></enterprise>", "pifu-900.xml"),
+    "malformed": (b"<enterprise><properties></enterprise>", "line 1: not well-formed XML"),
     "xxe": (
         b'<?xml version="1.0"?>\n<!DOCTYPE enterprise [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
         b"<enterprise>&x;</enterprise>\n",
@@ -215,18 +215,55 @@ def test_a_bad_export_fails_the_run_and_changes_nothing(sis: Path, tmp_path: Pat
     bad = pifu.parent / "export" / "pifu-900.xml"
     if how == "truncated":
         bad.write_bytes(text[: len(text) * 2 // 3])
-        wanted = "pifu-900.xml"
+        wanted = "not well-formed XML"
     elif how == "invalid":  # well-formed, but not PIFU-IMS 1.2: a person without a name
         bad.write_bytes(text.replace(b"<name>", b"<nom>", 1).replace(b"</name>", b"</nom>", 1))
-        wanted = "pifu-900.xml"
+        wanted = "line 4: not a valid PIFU-IMS 1.2 document: Element 'nom'"
     else:
         body, wanted = BAD_EXPORTS[how]
         bad.write_bytes(body)
-    os.utime(bad, (1_800_000_000, 1_800_000_000))
+    os.utime(bad, (1_750_000_000, 1_750_000_000))  # newer than every good export, in the past
     p = bas("sync", "--as-of", AS_OF, config=pifu, check=2)
-    assert wanted in p.stdout + p.stderr
+    assert "pifu-900.xml: refused" in p.stdout + p.stderr and wanted in p.stdout + p.stderr
     assert "root:" not in p.stdout + p.stderr  # nothing of /etc/passwd was read
     assert changelog_rows(pifu.parent) == rows
     assert sorted(p.name for p in (pifu.parent / "out").rglob("*")) == files
     runs = bas("runs", "--json", config=pifu).stdout
     assert json.loads(runs)[0]["status"] == "failed"
+
+
+def test_the_pifu_demo_ends_where_the_sql_demo_ends(tmp_path: Path) -> None:
+    runs = {}
+    for source in ("sql", "pifu"):
+        folder = tmp_path / source
+        p = subprocess.run(
+            [*BAS, "demo", "--dir", str(folder), "--source", source],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        assert "changes for applied targets: {'core': 0, 'itslearning': 0, 'feide': 0}" in p.stdout
+        runs[source] = folder / "bas.toml"
+    assert "exported as PIFU-IMS 1.2" in p.stdout
+    assert [x.name for x in (tmp_path / "pifu" / "sis-export").iterdir()] == [
+        f"pifu-{dt.date.today():%Y%m%d}.xml"
+    ]
+    today = dt.date.today().isoformat()
+    # The same plan for the plan-only targets (every account of AD and Microsoft 365), the
+    # same changelog (what the first sync did to itslearning and Feide, with its reasons).
+    assert plan_of(runs["pifu"], today) == plan_of(runs["sql"], today)
+    log = [
+        bas("changelog", "--format", "json", "--limit", "100000", config=runs[s]).stdout
+        for s in ("sql", "pifu")
+    ]
+    entries = [
+        sorted(
+            json.dumps(
+                {k: v for k, v in e.items() if k not in ("id", "run_id", "at", "time")}, sort_keys=True
+            )
+            for e in json.loads(text)
+        )
+        for text in log
+    ]
+    assert entries[0] == entries[1] and len(entries[0]) > 1000
