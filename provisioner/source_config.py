@@ -163,6 +163,22 @@ class FintSourceConfig(SourceBase):
     # A full read at least this often, so deletions in FINT (which an incremental read does not
     # show) are seen; the daemon's nightly full run reads in full too.
     full_every_hours: Annotated[float, Field(gt=0)] = 24.0
+    # FINT has no school level: it is derived from the grades taught, or set here per school id.
+    school_levels: dict[str, SchoolLevel] = Field(default_factory=dict)
+    # Resources (paths below base_url) that may legitimately come back empty: an owner without
+    # upper secondary schools has no programme areas, one without VGS no contact-teacher groups.
+    # Every other resource that comes back empty refuses the run (the per-table gate).
+    may_be_empty: list[str] = Field(
+        default_factory=lambda: [
+            "utdanning/utdanningsprogram/programomrade",
+            "utdanning/utdanningsprogram/programomrademedlemskap",
+            "utdanning/utdanningsprogram/utdanningsprogram",
+            "utdanning/elev/kontaktlarergruppe",
+            "utdanning/elev/kontaktlarergruppemedlemskap",
+            "utdanning/elev/kontaktperson",
+            "utdanning/timeplan/fag",
+        ]
+    )
 
     @model_validator(mode="after")
     def _tls(self) -> FintSourceConfig:
