@@ -66,7 +66,8 @@ class FintClient:
         self.sleep = sleep
         self.clock = clock
         self.session = requests.Session()
-        self.session.verify = ca_file if ca_file else True
+        # Given per request: a session's verify loses to REQUESTS_CA_BUNDLE in the environment.
+        self.verify: str | bool = ca_file if ca_file else True
         self.requests = 0  # HTTP requests sent, token requests included
         self.bytes = 0  # response bytes received
         self._token: str | None = None
@@ -145,7 +146,9 @@ class FintClient:
                 headers["Authorization"] = f"Bearer {self._ensure_token()}"
             self.requests += 1
             try:
-                resp = self.session.request(method, url, headers=headers, timeout=self.timeout, **kw)
+                resp = self.session.request(
+                    method, url, headers=headers, timeout=self.timeout, verify=self.verify, **kw
+                )
             except requests.exceptions.SSLError as exc:
                 raise SourceError(f"TLS to {_host(url)} failed for {what}: {_reason(exc)}") from None
             except (requests.Timeout, requests.ConnectionError) as exc:

@@ -252,6 +252,7 @@ class Mapper:
                 nin = ident(e, "fodselsnummer")
                 k = f"nin:{nin}" if nin else f"self:{entry_key(e)}"
                 groups[k].append(e)
+        by_pid: dict[str, list[Entry]] = defaultdict(list)
         for members in groups.values():
             ranked = sorted((anchors[id(m)] for m in members if id(m) in anchors), key=lambda a: a[0])
             if ranked:
@@ -259,6 +260,8 @@ class Mapper:
             else:
                 seed = entry_key(members[0]) or repr(sorted(members[0]))
                 pid = "fint-" + hashlib.sha256(seed.encode()).hexdigest()[:16]
+            by_pid[pid].extend(members)  # one person without a NIN in both domains: one record
+        for pid, members in by_pid.items():
             for m in members:
                 self.person_of[id(m)] = pid
             self.persons.append(_person(pid, members))
