@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -266,6 +267,11 @@ def _handler(fake: FakeFint) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
             return
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in two writes: without this, delayed ACKs add 40 ms a request.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def _send(self, answer: Answer) -> None:
             status, body = answer

@@ -102,8 +102,9 @@ class FintCache:
         }
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")  # mkstemp: 0600
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(body, f, ensure_ascii=False, separators=(",", ":"))
+            with os.fdopen(fd, "wb") as f:
+                # dumps, not dump: dumps encodes in C, dump to a file in Python (10x slower)
+                f.write(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o600)
