@@ -52,7 +52,9 @@ Answer = tuple[int, Any]
 class FakeFint:
     """The server, its data, credentials, counters and fault switches."""
 
-    def __init__(self, folder: Path, snap: SourceSnapshot | None = None, *, token_lifetime: int = 3600) -> None:
+    def __init__(
+        self, folder: Path, snap: SourceSnapshot | None = None, *, token_lifetime: int = 3600
+    ) -> None:
         self.client_id = "bas-test-client"
         self.client_secret = secrets.token_urlsafe(24)
         self.username = "bas@fintlabs.no"
@@ -115,9 +117,7 @@ class FakeFint:
 
     def update_person(self, person_id: str, **fields: Any) -> None:
         """Change fields of one person (``family_name="Nyberg"``)."""
-        persons = tuple(
-            p._replace(**fields) if p.person_id == person_id else p for p in self.snap.persons
-        )
+        persons = tuple(p._replace(**fields) if p.person_id == person_id else p for p in self.snap.persons)
         self.load(dataclasses.replace(self.snap, persons=persons))
 
     def add_student(
@@ -247,7 +247,9 @@ class FakeFint:
         return 200, _envelope(f"{self.url}/{p}", page, len(keys), offset, size, since)
 
 
-def _envelope(self_url: str, page: list[dict[str, Any]], total: int, offset: int, size: int, since: int) -> Any:
+def _envelope(
+    self_url: str, page: list[dict[str, Any]], total: int, offset: int, size: int, since: int
+) -> Any:
     def url(off: int) -> str:
         q = f"?offset={off}&size={size}" + (f"&sinceTimeStamp={since}" if since else "")
         return self_url + q
@@ -303,7 +305,9 @@ def _handler(fake: FakeFint) -> type[BaseHTTPRequestHandler]:
                 return self._send((fail, {"message": "Service Unavailable"}))
             auth = self.headers.get("Authorization", "")
             if not auth.startswith("Bearer ") or auth[7:] not in fake.tokens:
-                return self._send((401, {"error": "invalid_token", "error_description": "Access token expired"}))
+                return self._send(
+                    (401, {"error": "invalid_token", "error_description": "Access token expired"})
+                )
             self._send(fake.api(split.path, dict(parse_qsl(split.query))))
 
     return Handler

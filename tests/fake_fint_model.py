@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from provisioner.core.model import SourceSnapshot, StudentEnrollment
+from provisioner.core.model import Person, SourceSnapshot, StudentEnrollment
 from sources.fint import mapping as fm
 
 _OSLO = ZoneInfo("Europe/Oslo")
@@ -34,12 +34,16 @@ def instant(day: str | None) -> str | None:
         d = dt.date.fromisoformat(day)
     except ValueError:
         return day
-    utc = dt.datetime(d.year, d.month, d.day, tzinfo=_OSLO).astimezone(dt.timezone.utc)
+    utc = dt.datetime(d.year, d.month, d.day, tzinfo=_OSLO).astimezone(dt.UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _id(value: str | None) -> dict[str, Any] | None:
     return None if value is None else {"identifikatorverdi": value}
+
+
+def _name(p: Person) -> dict[str, Any]:
+    return {"fornavn": p.given_name, "mellomnavn": p.middle_name, "etternavn": p.family_name}
 
 
 def _period(start: str | None, end: str | None) -> dict[str, Any]:
@@ -112,7 +116,7 @@ class Builder:
         for p in self.snap.persons:
             body = {
                 "fodselsnummer": _id(p.nin),
-                "navn": {"fornavn": p.given_name, "mellomnavn": p.middle_name, "etternavn": p.family_name},
+                "navn": _name(p),
                 "fodselsdato": instant(p.birth_date),
                 "kontaktinformasjon": {"epostadresse": p.email, "mobiltelefonnummer": p.mobile},
             }
@@ -159,7 +163,10 @@ class Builder:
         if e.programme is not None:
             pkey = self.href(fm.UTDANNINGSPROGRAM, "systemid", e.programme)
             prog = self.out[fm.UTDANNINGSPROGRAM].get(pkey) or self.add(
-                fm.UTDANNINGSPROGRAM, "systemid", e.programme, {"systemId": _id(e.programme), "navn": e.programme}
+                fm.UTDANNINGSPROGRAM,
+                "systemid",
+                e.programme,
+                {"systemId": _id(e.programme), "navn": e.programme},
             )
             self.link(area, "utdanningsprogram", self.self_href(prog))
         ms = self.add(
@@ -180,7 +187,11 @@ class Builder:
 
     def groups(self) -> None:
         self.group: dict[str, tuple[str, Entry]] = {}
-        kinds = {"basis": fm.BASISGRUPPE, "teaching": fm.UNDERVISNINGSGRUPPE, "contact": fm.KONTAKTLARERGRUPPE}
+        kinds = {
+            "basis": fm.BASISGRUPPE,
+            "teaching": fm.UNDERVISNINGSGRUPPE,
+            "contact": fm.KONTAKTLARERGRUPPE,
+        }
         for g in self.snap.groups:
             resource = kinds.get(g.kind)
             if resource is None:
@@ -252,7 +263,9 @@ class Builder:
         uf = self.uf.get((pid, school_id))
         if uf is None:
             sid = f"U-{uid or f'{pid}-{school_id}'}"
-            uf = self.add(fm.UNDERVISNINGSFORHOLD, "systemid", sid, {"systemId": _id(sid), "hovedskole": True})
+            uf = self.add(
+                fm.UNDERVISNINGSFORHOLD, "systemid", sid, {"systemId": _id(sid), "hovedskole": True}
+            )
             sr = self.sr[pid]
             self.link(uf, "skoleressurs", self.self_href(sr))
             self.link(sr, "undervisningsforhold", self.self_href(uf))
@@ -313,7 +326,7 @@ class Builder:
                 kp = self.add(
                     fm.KONTAKTPERSON, "systemid", g.guardian_id,
                     {"systemId": _id(g.guardian_id), "type": "foreldre", "foreldreansvar": True,
-                     "navn": {"fornavn": p.given_name, "mellomnavn": p.middle_name, "etternavn": p.family_name},
+                     "navn": _name(p),
                      "kontaktinformasjon": {"epostadresse": p.email, "mobiltelefonnummer": p.mobile}},
                 )  # fmt: skip
                 self.link(kp, "kontaktperson", self.self_href(gp))

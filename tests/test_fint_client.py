@@ -12,8 +12,8 @@ from sources.base import SourceError
 from sources.fint import mapping as fm
 from sources.fint.client import Credentials, FintClient
 from tests.fake_fint import FakeFint
-from tests.slapd_server import _make_certs
 from tests.sisbuilder import small_sis
+from tests.slapd_server import _make_certs
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +36,20 @@ class Clock:
         self.t += s
 
 
-def client(fake: FakeFint, clock: Clock, *, secret: str | None = None, ca: str | None = None, **kw: object) -> FintClient:
+def client(
+    fake: FakeFint, clock: Clock, *, secret: str | None = None, ca: str | None = None, **kw: object
+) -> FintClient:
     creds = Credentials(
         fake.token_url, fake.client_id, secret if secret is not None else fake.client_secret,
         fake.username, fake.password,
     )  # fmt: skip
     return FintClient(
-        fake.url, creds, ca_file=ca or str(fake.ca_file), sleep=clock.sleep, clock=clock.now, **kw  # type: ignore[arg-type]
+        fake.url,
+        creds,
+        ca_file=ca or str(fake.ca_file),
+        sleep=clock.sleep,
+        clock=clock.now,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -67,7 +74,9 @@ def test_an_expired_token_is_renewed_once_on_401(fake: FakeFint) -> None:
     assert fake.grants == ["password"]
 
 
-def test_a_token_refused_right_after_issue_is_an_error_not_a_loop(fake: FakeFint, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_token_refused_right_after_issue_is_an_error_not_a_loop(
+    fake: FakeFint, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Never(set[str]):
         def __contains__(self, item: object) -> bool:
             return False

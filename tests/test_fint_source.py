@@ -84,10 +84,15 @@ def fint_view(snap: SourceSnapshot) -> SourceSnapshot:
     latest: dict[tuple[str, str], StudentEnrollment] = {}
     for e in snap.enrollments:
         k = (e.person_id, e.school_id)
-        if k not in latest or (e.start_date, e.enrollment_id) > (latest[k].start_date, latest[k].enrollment_id):
+        if k not in latest or (e.start_date, e.enrollment_id) > (
+            latest[k].start_date,
+            latest[k].enrollment_id,
+        ):
             latest[k] = e
     enrollments = tuple(
-        e if (e.person_id, e.school_id) in grouped and latest[(e.person_id, e.school_id)] is e else e._replace(grade=None)
+        e
+        if (e.person_id, e.school_id) in grouped and latest[(e.person_id, e.school_id)] is e
+        else e._replace(grade=None)
         for e in snap.enrollments
     )
     return dataclasses.replace(snap, enrollments=enrollments)
@@ -132,7 +137,9 @@ def test_the_same_plan_as_from_the_sql_source(tmp_path: Path, demo_fake: FakeFin
     assert from_fint == from_sql
 
 
-def test_a_quiet_rerun_transfers_almost_nothing_and_gives_the_same_snapshot(fake: FakeFint, cfg: Config) -> None:
+def test_a_quiet_rerun_transfers_almost_nothing_and_gives_the_same_snapshot(
+    fake: FakeFint, cfg: Config
+) -> None:
     fake.reset_counts()
     first, _ = read(cfg)
     full_bytes = fake.bytes_sent
@@ -189,7 +196,9 @@ def test_a_removed_person_disappears(fake: FakeFint, cfg: Config) -> None:
     same_rows(second, fint_view(fake.snap))
 
 
-def test_a_corrupt_cache_is_read_in_full(fake: FakeFint, cfg: Config, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_corrupt_cache_is_read_in_full(
+    fake: FakeFint, cfg: Config, caplog: pytest.LogCaptureFixture
+) -> None:
     first, _ = read(cfg)
     cache = FintCache(cfg.path(cfg.source.cache_dir))  # type: ignore[union-attr]
     cache._file(fm.ELEVFORHOLD).write_text('{"version": 1, "entries": [', encoding="utf-8")
@@ -221,7 +230,9 @@ def test_an_old_cache_is_read_in_full(fake: FakeFint, cfg: Config) -> None:
 
 
 @pytest.mark.parametrize("resource", [fm.ELEVFORHOLD, fm.SKOLE, fm.ARBEIDSFORHOLD])
-def test_an_empty_resource_refuses_the_run_and_changes_nothing(fake: FakeFint, cfg: Config, resource: str) -> None:
+def test_an_empty_resource_refuses_the_run_and_changes_nothing(
+    fake: FakeFint, cfg: Config, resource: str
+) -> None:
     read(cfg)
     folder = cfg.path(cfg.source.cache_dir)  # type: ignore[union-attr]
     before = {f.name: f.read_bytes() for f in folder.iterdir()}
@@ -279,7 +290,9 @@ def test_unchanged_is_answered_without_downloading_entries(fake: FakeFint, cfg: 
         src.close()
 
 
-def test_a_sync_end_to_end_then_a_quiet_rerun_then_a_small_change(tmp_path: Path, fake: FakeFint, cfg: Config) -> None:
+def test_a_sync_end_to_end_then_a_quiet_rerun_then_a_small_change(
+    tmp_path: Path, fake: FakeFint, cfg: Config
+) -> None:
     store = StateStore(f"sqlite:///{tmp_path / 'e2e.db'}")
     try:
         first = runner.sync(cfg, store, as_of=DAY)

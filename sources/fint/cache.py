@@ -104,7 +104,11 @@ class FintCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 # dumps, not dump: dumps encodes in C, dump to a file in Python (10x slower)
-                f.write(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+                f.write(
+                    json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(
+                        "utf-8", "surrogatepass"
+                    )
+                )
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o600)

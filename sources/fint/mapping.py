@@ -55,10 +55,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from provisioner.core.model import (
-    Employment,
-    Group,
-    GroupMembership,
-    Guardianship,
     Person,
     School,
     SourceSnapshot,

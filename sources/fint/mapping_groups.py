@@ -6,11 +6,19 @@ Pure functions over a ``mapping.Mapper`` (its link index and person ids); see th
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.core.model import BASIS, CONTACT, TEACHING, Employment, Group, GroupMembership, StudentEnrollment
+from provisioner.core.model import (
+    BASIS,
+    CONTACT,
+    TEACHING,
+    Employment,
+    Group,
+    GroupMembership,
+    Guardianship,
+    StudentEnrollment,
+)
 from sources.fint.mapping import (
     ARBEIDSFORHOLD,
     ARSTRINN,
@@ -31,7 +39,6 @@ from sources.fint.mapping import (
     UNDERVISNINGSGRUPPE,
     UNDERVISNINGSGRUPPEMEDLEMSKAP,
     UTDANNINGSPROGRAM,
-    Entry,
     Mapper,
     _grep_code,
     _str_or_none,
@@ -71,8 +78,8 @@ def enrollments(m: Mapper) -> Enrollments:
         if ef is None or area is None:
             m.dropped["programomrademedlemskap linking nothing"] += 1
             continue
-        prog = m.ix.one(area, "utdanningsprogram", UTDANNINGSPROGRAM)
-        programme.setdefault(id(ef), (_grep_code(prog) if prog else None, _grep_code(area)))
+        up = m.ix.one(area, "utdanningsprogram", UTDANNINGSPROGRAM)
+        programme.setdefault(id(ef), (_grep_code(up) if up else None, _grep_code(area)))
         trinn = m.ix.one(area, "trinn", ARSTRINN)
         if trinn is not None:
             grade.setdefault(id(ef), grade_of(trinn))
@@ -85,7 +92,7 @@ def enrollments(m: Mapper) -> Enrollments:
             m.dropped["elevforhold without systemId, elev or skole"] += 1
             continue
         start, end = period(ef, "gyldighetsperiode")
-        prog, area = programme.get(id(ef), (None, None))
+        prog, area_code = programme.get(id(ef), (None, None))
         out.records.append(
             StudentEnrollment(
                 enrollment_id=eid,
@@ -96,13 +103,15 @@ def enrollments(m: Mapper) -> Enrollments:
                 end_date=end,
                 main_school=bool(ef.get("hovedskole")),
                 programme=prog,
-                programme_area=area,
+                programme_area=area_code,
             )
         )
     return out
 
 
-def groups_and_memberships(m: Mapper, grade_by_entry: dict[int, Any]) -> tuple[list[Group], list[GroupMembership]]:
+def groups_and_memberships(
+    m: Mapper, grade_by_entry: dict[int, Any]
+) -> tuple[list[Group], list[GroupMembership]]:
     """Groups of the three kinds with their student and teacher memberships."""
     groups: list[Group] = []
     members: list[GroupMembership] = []
@@ -129,7 +138,9 @@ def groups_and_memberships(m: Mapper, grade_by_entry: dict[int, Any]) -> tuple[l
             start, end = period(g, "periode", "gyldighetsperiode")
             trinn = m.ix.one(g, "trinn", ARSTRINN)
             shared = student_grades.get(gid, set())
-            grade = grade_of(trinn) if trinn is not None else (next(iter(shared)) if len(shared) == 1 else None)
+            grade = (
+                grade_of(trinn) if trinn is not None else (next(iter(shared)) if len(shared) == 1 else None)
+            )
             fag = m.ix.one(g, "fag", FAG)
             groups.append(
                 Group(
@@ -138,7 +149,7 @@ def groups_and_memberships(m: Mapper, grade_by_entry: dict[int, Any]) -> tuple[l
                     kind=kind,
                     name=_str_or_none(g.get("navn")),  # type: ignore[arg-type]
                     subject_code=_grep_code(fag) if fag is not None else None,
-                    grade=grade,
+                    grade=grade,  # type: ignore[arg-type]  # text that is no grade: the validator reports it
                     start_date=start,  # type: ignore[arg-type]
                     end_date=end,  # type: ignore[arg-type]
                 )
@@ -158,8 +169,8 @@ def groups_and_memberships(m: Mapper, grade_by_entry: dict[int, Any]) -> tuple[l
 def employments(m: Mapper) -> list[Employment]:
     """Employment per arbeidsforhold, at the school of its arbeidssted."""
     leaders: dict[int, set[str]] = {}
-    for org in m.get(ORGANISASJONSELEMENT):
-        leaders[id(org)] = set(links(org, "leder"))
+    for element in m.get(ORGANISASJONSELEMENT):
+        leaders[id(element)] = set(links(element, "leder"))
     out = []
     for af in m.get(ARBEIDSFORHOLD):
         eid = ident(af)
@@ -182,12 +193,9 @@ def employments(m: Mapper) -> list[Employment]:
     return out
 
 
-def guardianships(m: Mapper) -> list[tuple[str, str]]:
+def guardianships(m: Mapper) -> list[Guardianship]:
     """(guardian, student) pairs from foreldreansvar and foreldre links between persons."""
-    from provisioner.core.model import Guardianship
-
     out: list[Guardianship] = []
-    seen: Counter[str] = Counter()
     for resource in (ELEV_PERSON, PERSONAL_PERSON):
         for p in m.get(resource):
             me = m.pid(p)
@@ -201,5 +209,4 @@ def guardianships(m: Mapper) -> list[tuple[str, str]]:
                 g = m.pid(parent)
                 if g is not None:
                     out.append(Guardianship(g, me))
-            seen[resource] += 1
     return out

@@ -63,7 +63,12 @@ class FintSource(Source):
         )
         ca = str(cfg.path(scfg.ca_file)) if scfg.ca_file else None
         self.client = FintClient(
-            scfg.base_url, creds, ca_file=ca, timeout=scfg.timeout, max_attempts=scfg.max_attempts, sleep=sleep
+            scfg.base_url,
+            creds,
+            ca_file=ca,
+            timeout=scfg.timeout,
+            max_attempts=scfg.max_attempts,
+            sleep=sleep,
         )
         self.cache = FintCache(cfg.path(scfg.cache_dir))
         self.last_read: dict[str, str] = {}  # resource -> "full" | "incremental" | "quiet" (for logs, tests)
@@ -87,7 +92,9 @@ class FintSource(Source):
                     merged[key] = e
             if len(merged) == size:
                 return CachedResource(since, cached.full_at, merged), "incremental"
-            log.info("FINT %s: %d cached entries, %d in FINT: reading it in full", resource, len(merged), size)
+            log.info(
+                "FINT %s: %d cached entries, %d in FINT: reading it in full", resource, len(merged), size
+            )
         entries: dict[str, dict[str, Any]] = {}
         unkeyed = 0
         for e in self.client.entries(resource, self.scfg.page_size):
