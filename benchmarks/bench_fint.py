@@ -60,7 +60,10 @@ def main() -> None:
     t = time.perf_counter()
     fake = FakeFint(work / "tls", snap)
     sizes = fake.total_entries()
-    print(f"fake FINT serving {sum(sizes.values()):,} entries in {len(sizes)} resources ({time.perf_counter() - t:.1f} s)")
+    print(
+        f"fake FINT serving {sum(sizes.values()):,} entries in {len(sizes)} resources"
+        f" ({time.perf_counter() - t:.1f} s)"
+    )
     page = args.page_size
     ideal = sum(math.ceil(n / page) for n in sizes.values())
     try:
@@ -89,16 +92,16 @@ def main() -> None:
         # 3. quiet incremental read
         q_s, q_req, q_bytes, _, _ = _read(cfg, fake)
         print(
-            f"quiet read: {q_req} requests, {q_bytes:,} bytes = {100 * q_bytes / full_bytes:.3f} % of the full"
-            f" read (target < 1 %), {q_s:.2f} s"
+            f"quiet read: {q_req} requests, {q_bytes:,} bytes = {100 * q_bytes / full_bytes:.3f} %"
+            f" of the full read (target < 1 %), {q_s:.2f} s"
         )
         # 4. one change
         fake.update_person(snap.persons[len(snap.persons) // 2].person_id, family_name="Endretsen")
         c_s, c_req, c_bytes, _, src = _read(cfg, fake)
         how = {k.rsplit("/", 1)[-1]: v for k, v in src.last_read.items() if v != "quiet"}
         print(
-            f"one change: {c_req} requests, {c_bytes:,} bytes = {100 * c_bytes / full_bytes:.3f} % of the full"
-            f" read, {c_s:.2f} s; not quiet: {how}"
+            f"one change: {c_req} requests, {c_bytes:,} bytes = {100 * c_bytes / full_bytes:.3f} %"
+            f" of the full read, {c_s:.2f} s; not quiet: {how}"
         )
     finally:
         fake.close()

@@ -143,6 +143,33 @@ class PifuSourceConfig(SourceBase):
     sftp: SftpConfig | None = None
 
 
+# The resources the FINT source reads (paths below base_url), FINT information model 3.x.
+FINT_RESOURCES = (
+    "utdanning/utdanningsprogram/skole",
+    "utdanning/utdanningsprogram/arstrinn",
+    "utdanning/utdanningsprogram/programomrade",
+    "utdanning/utdanningsprogram/utdanningsprogram",
+    "utdanning/utdanningsprogram/programomrademedlemskap",
+    "utdanning/elev/person",
+    "utdanning/elev/elev",
+    "utdanning/elev/elevforhold",
+    "utdanning/elev/basisgruppe",
+    "utdanning/elev/basisgruppemedlemskap",
+    "utdanning/elev/kontaktlarergruppe",
+    "utdanning/elev/kontaktlarergruppemedlemskap",
+    "utdanning/elev/skoleressurs",
+    "utdanning/elev/undervisningsforhold",
+    "utdanning/elev/kontaktperson",
+    "utdanning/timeplan/undervisningsgruppe",
+    "utdanning/timeplan/undervisningsgruppemedlemskap",
+    "utdanning/timeplan/fag",
+    "administrasjon/personal/person",
+    "administrasjon/personal/personalressurs",
+    "administrasjon/personal/arbeidsforhold",
+    "administrasjon/organisasjon/organisasjonselement",
+)
+
+
 class FintSourceConfig(SourceBase):
     """The FINT API (Visma InSchool and the county HR systems) over OAuth2 and HAL+JSON."""
 
@@ -179,6 +206,14 @@ class FintSourceConfig(SourceBase):
             "utdanning/timeplan/fag",
         ]
     )
+
+    @field_validator("may_be_empty")
+    @classmethod
+    def _known_resources(cls, v: list[str]) -> list[str]:
+        unknown = sorted({r.strip("/") for r in v} - set(FINT_RESOURCES))
+        if unknown:
+            raise ValueError(f"unknown FINT resource(s) {unknown}; known: {list(FINT_RESOURCES)}")
+        return [r.strip("/") for r in v]
 
     @model_validator(mode="after")
     def _tls(self) -> FintSourceConfig:

@@ -336,3 +336,37 @@ def test_round_trip_through_the_fakes_model_keeps_the_small_sis() -> None:
 @given(st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2100, 12, 31)))
 def test_instants_written_by_the_fake_read_back_as_the_same_day(day: dt.date) -> None:
     assert fint_date(instant(day.isoformat())) == day.isoformat()
+
+
+def test_the_config_knows_every_resource_the_mapping_reads() -> None:
+    from provisioner.source_config import FINT_RESOURCES
+
+    assert FINT_RESOURCES == fm.RESOURCES
+
+
+def test_an_unknown_resource_allowed_to_be_empty_is_a_config_error_naming_the_key() -> None:
+    from pydantic import ValidationError
+
+    from provisioner.source_config import validate_source
+
+    table = {
+        "kind": "fint", "base_url": "https://api.example.no", "token_url": "https://idp.example.no/token",
+        "client_id": "c", "client_secret_file": "s", "username": "u", "password_file": "p",
+        "may_be_empty": ["utdanning/elev/nosuch"],
+    }  # fmt: skip
+    with pytest.raises(ValidationError, match="may_be_empty") as err:
+        validate_source(table)
+    assert "utdanning/elev/nosuch" in str(err.value)
+    table["may_be_empty"] = ["/utdanning/elev/kontaktperson/"]
+    assert validate_source(table).may_be_empty == ["utdanning/elev/kontaktperson"]
+
+
+@pytest.mark.parametrize("bad", ["Ola Nordmann", ["Ola"], 17, None])
+def test_a_malformed_complex_field_is_none_not_a_crash(bad: Any) -> None:
+    data = _small_owner()
+    data[fm.ELEV_PERSON][0]["navn"] = bad
+    data[fm.ELEV_PERSON][0]["kontaktinformasjon"] = bad
+    data[fm.ELEVFORHOLD][0]["gyldighetsperiode"] = bad
+    snap, _ = to_snapshot(data)
+    p1 = next(p for p in snap.persons if p.person_id == "P1")
+    assert (p1.given_name, p1.email) == (None, None)

@@ -199,9 +199,9 @@ class FintClient:
             page = _page_entries(body, path)
             yield from page
             offset += len(page)
-            total = body.get("total_items") if isinstance(body, dict) else None
-            if not page or not isinstance(total, int) or offset >= total:
-                return
+            total = body.get("total_items")
+            if not page or (offset >= total if isinstance(total, int) else len(page) < page_size):
+                return  # without total_items: until a page comes back short
 
 
 def _page_entries(body: Any, path: str) -> list[dict[str, Any]]:

@@ -301,10 +301,10 @@ def _person(pid: str, members: list[Entry]) -> Person:
         return None
 
     def name(part: str) -> Any:
-        return first(lambda m: _str_or_none((m.get("navn") or {}).get(part)))
+        return first(lambda m: _str_or_none(_sub(m, "navn", part)))
 
     def contact(part: str) -> Any:
-        return first(lambda m: _str_or_none((m.get("kontaktinformasjon") or {}).get(part)))
+        return first(lambda m: _str_or_none(_sub(m, "kontaktinformasjon", part)))
 
     return Person(
         person_id=pid,
@@ -316,6 +316,12 @@ def _person(pid: str, members: list[Entry]) -> Person:
         email=contact("epostadresse"),
         mobile=contact("mobiltelefonnummer"),
     )
+
+
+def _sub(entry: Mapping[str, Any], name: str, part: str) -> Any:
+    """A field of a complex field (``navn.fornavn``); None when either is missing or malformed."""
+    outer = entry.get(name)
+    return outer.get(part) if isinstance(outer, dict) else None
 
 
 def _str_or_none(v: Any) -> str | None:
