@@ -308,3 +308,22 @@ def test_a_sync_end_to_end_then_a_quiet_rerun_then_a_small_change(
         assert keys and {k for _, k in keys} == {pid}
     finally:
         store.close()
+
+
+def test_an_expired_token_that_cannot_be_renewed_fails_the_read_and_changes_nothing(
+    fake: FakeFint, cfg: Config
+) -> None:
+    src = FintSource(cfg)
+    try:
+        src.read()
+        folder = cfg.path(cfg.source.cache_dir)  # type: ignore[union-attr]
+        before = {f.name: f.read_bytes() for f in folder.iterdir()}
+        fake.update_person(fake.snap.persons[0].person_id, family_name="Endret")
+        fake.expire_tokens()
+        fake.refresh_tokens.clear()
+        fake.password = "changed-by-the-admin"  # the client's password no longer works
+        with pytest.raises(SourceError, match="token endpoint refused the credentials"):
+            src.read()
+        assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    finally:
+        src.close()
