@@ -36,10 +36,12 @@ Dates: FINT serialises java.util.Date as UTC instants ("2010-05-16T22:00:00Z" is
 Norway); they are read as the Europe/Oslo calendar date.
 
 What FINT cannot carry (differences from the same data read from SQL): an enrollment's
-grade when the student is in no basis group or programme area for it (a student who left);
-a teaching or contact group's grade when its students do not share one; a programme without
-a programme area; ids of persons no elev, personalressurs or kontaktperson names (synthesized);
-a person who is in no resource at all. Entries that are malformed (a missing field, a link to
+grade when the student is in no basis group or programme area for it (a student who left,
+last year's enrollment at the previous school); a teaching or contact group's grade when its
+students do not share one; a school's level (derived, or from the config); a programme
+without a programme area; a student membership of someone with no elevforhold; the ids of
+persons no elev, personalressurs or kontaktperson names (synthesized: a guardian whose
+students are all gone, a person with no role). Entries that are malformed (a missing field, a link to
 nothing) become records with None where the value is missing, for the validator to report,
 or are dropped and counted in ``dropped`` (logged by the source); never an exception.
 """
