@@ -92,7 +92,7 @@ def main() -> None:
         # 3. quiet incremental read
         q_s, q_req, q_bytes, _, _ = _read(cfg, fake)
         print(
-            f"quiet read: {q_req} requests, {q_bytes:,} bytes = {100 * q_bytes / full_bytes:.3f} %"
+            f"quiet read: {q_req} requests, {q_bytes:,} bytes = {100 * q_bytes / full_bytes:.4f} %"
             f" of the full read (target < 1 %), {q_s:.2f} s"
         )
         # 4. one change
@@ -100,7 +100,7 @@ def main() -> None:
         c_s, c_req, c_bytes, _, src = _read(cfg, fake)
         how = {k.rsplit("/", 1)[-1]: v for k, v in src.last_read.items() if v != "quiet"}
         print(
-            f"one change: {c_req} requests, {c_bytes:,} bytes = {100 * c_bytes / full_bytes:.3f} %"
+            f"one change: {c_req} requests, {c_bytes:,} bytes = {100 * c_bytes / full_bytes:.4f} %"
             f" of the full read, {c_s:.2f} s; not quiet: {how}"
         )
     finally:
