@@ -144,6 +144,33 @@ class PifuSourceConfig(SourceBase):
     sftp: SftpConfig | None = None
 
 
+# The resources the FINT source reads (paths below base_url), FINT information model 3.x.
+FINT_RESOURCES = (
+    "utdanning/utdanningsprogram/skole",
+    "utdanning/utdanningsprogram/arstrinn",
+    "utdanning/utdanningsprogram/programomrade",
+    "utdanning/utdanningsprogram/utdanningsprogram",
+    "utdanning/utdanningsprogram/programomrademedlemskap",
+    "utdanning/elev/person",
+    "utdanning/elev/elev",
+    "utdanning/elev/elevforhold",
+    "utdanning/elev/basisgruppe",
+    "utdanning/elev/basisgruppemedlemskap",
+    "utdanning/elev/kontaktlarergruppe",
+    "utdanning/elev/kontaktlarergruppemedlemskap",
+    "utdanning/elev/skoleressurs",
+    "utdanning/elev/undervisningsforhold",
+    "utdanning/elev/kontaktperson",
+    "utdanning/timeplan/undervisningsgruppe",
+    "utdanning/timeplan/undervisningsgruppemedlemskap",
+    "utdanning/timeplan/fag",
+    "administrasjon/personal/person",
+    "administrasjon/personal/personalressurs",
+    "administrasjon/personal/arbeidsforhold",
+    "administrasjon/organisasjon/organisasjonselement",
+)
+
+
 class FintSourceConfig(SourceBase):
     """The FINT API (Visma InSchool and the county HR systems) over OAuth2 and HAL+JSON."""
 
@@ -164,6 +191,30 @@ class FintSourceConfig(SourceBase):
     # A full read at least this often, so deletions in FINT (which an incremental read does not
     # show) are seen; the daemon's nightly full run reads in full too.
     full_every_hours: Annotated[float, Field(gt=0)] = 24.0
+    # FINT has no school level: it is derived from the grades taught, or set here per school id.
+    school_levels: dict[str, SchoolLevel] = Field(default_factory=dict)
+    # Resources (paths below base_url) that may legitimately come back empty: an owner without
+    # upper secondary schools has no programme areas, one without VGS no contact-teacher groups.
+    # Every other resource that comes back empty refuses the run (the per-table gate).
+    may_be_empty: list[str] = Field(
+        default_factory=lambda: [
+            "utdanning/utdanningsprogram/programomrade",
+            "utdanning/utdanningsprogram/programomrademedlemskap",
+            "utdanning/utdanningsprogram/utdanningsprogram",
+            "utdanning/elev/kontaktlarergruppe",
+            "utdanning/elev/kontaktlarergruppemedlemskap",
+            "utdanning/elev/kontaktperson",
+            "utdanning/timeplan/fag",
+        ]
+    )
+
+    @field_validator("may_be_empty")
+    @classmethod
+    def _known_resources(cls, v: list[str]) -> list[str]:
+        unknown = sorted({r.strip("/") for r in v} - set(FINT_RESOURCES))
+        if unknown:
+            raise ValueError(f"unknown FINT resource(s) {unknown}; known: {list(FINT_RESOURCES)}")
+        return [r.strip("/") for r in v]
 
     @model_validator(mode="after")
     def _tls(self) -> FintSourceConfig:
