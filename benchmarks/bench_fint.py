@@ -50,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", choices=("demo", "oslo"), default="demo")
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--page-size", type=int, default=5000)
+    ap.add_argument("--page-size", type=int, default=2000)
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bas-bench-fint-"))
     work.mkdir(parents=True, exist_ok=True)

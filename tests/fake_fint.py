@@ -7,7 +7,10 @@ resources (tests/fake_fint_model.py builds them), with the published contract:
 - the OAuth2 token endpoint ``/nidp/oauth/nam/token``: the password grant (client id and
   secret, username, password, scope ``fint-client``) and the refresh-token grant; a wrong
   client secret answers 401 ``invalid_client``, a wrong password 400 ``invalid_grant``;
-  ``expire_tokens()`` makes every access token issued so far answer 401 on the API;
+  ``expire_tokens()`` makes every access token issued so far answer 401 on the API, and
+  ``token_uses = N`` makes each token expire after N API requests (a long read outlives its
+  token, across processes too); ``revoke_client()`` refuses every later grant (the client
+  deactivated in FINT's customer portal: 401 ``invalid_client``);
 - ``GET /<domain>/<package>/<resource>``: HAL+JSON ``{"_embedded": {"_entries": [...]},
   "_links": {"self", "next", "prev"}, "total_items", "offset", "size"}`` paged with
   ``size``/``offset`` (size 0: all) and filtered with ``sinceTimeStamp`` (entries changed
@@ -67,6 +70,9 @@ class FakeFint:
         self.bytes_sent = 0
         self.grants: list[str] = []  # grant types asked for, in order
         self._fail: list[int] = []
+        self.token_uses: int | None = None  # API requests a token answers before it expires
+        self._uses: dict[str, int] = {}
+        self._revoked = False
         self._ms = 0
         self.entries: dict[str, dict[str, dict[str, Any]]] = {r: {} for r in fm.RESOURCES}
         self.updated: dict[str, dict[str, int]] = {r: {} for r in fm.RESOURCES}
@@ -177,6 +183,22 @@ class FakeFint:
         with self.lock:
             self._fail = [status] * n
 
+    def revoke_client(self) -> None:
+        """Every later grant is refused (401 invalid_client); tokens issued so far still work."""
+        with self.lock:
+            self._revoked = True
+
+    def use_token(self, token: str) -> bool:
+        """Whether this token may answer one more API request (counting its uses)."""
+        with self.lock:
+            if token not in self.tokens:
+                return False
+            self._uses[token] = self._uses.get(token, 0) + 1
+            if self.token_uses is not None and self._uses[token] > self.token_uses:
+                self.tokens.discard(token)
+                return False
+            return True
+
     def expire_tokens(self) -> None:
         """Every access token issued so far answers 401 (refresh tokens still work)."""
         with self.lock:
@@ -194,7 +216,11 @@ class FakeFint:
         grant = form.get("grant_type", "")
         with self.lock:
             self.grants.append(grant)
-        if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+        if (
+            self._revoked
+            or form.get("client_id") != self.client_id
+            or form.get("client_secret") != self.client_secret
+        ):
             return 401, {"error": "invalid_client", "error_description": "Client authentication failed"}
         if grant == "password":
             if form.get("username") != self.username or form.get("password") != self.password:
@@ -304,7 +330,7 @@ def _handler(fake: FakeFint) -> type[BaseHTTPRequestHandler]:
             if fail is not None:
                 return self._send((fail, {"message": "Service Unavailable"}))
             auth = self.headers.get("Authorization", "")
-            if not auth.startswith("Bearer ") or auth[7:] not in fake.tokens:
+            if not auth.startswith("Bearer ") or not fake.use_token(auth[7:]):
                 return self._send(
                     (401, {"error": "invalid_token", "error_description": "Access token expired"})
                 )

@@ -14,8 +14,10 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import pytest
 from demo.data import DEMO, generate
 from provisioner.core.model import SourceSnapshot
 from sources.sql import read_snapshot, source_engine
+from tests.fake_fint import FakeFint
 
 BAS = [sys.executable, "-m", "provisioner.cli"]
 AS_OF = "2025-10-01"
@@ -267,3 +270,109 @@ def test_the_pifu_demo_ends_where_the_sql_demo_ends(tmp_path: Path) -> None:
         for text in log
     ]
     assert entries[0] == entries[1] and len(entries[0]) > 1000
+
+
+# -- FINT -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def fake(tmp_path: Path, sis: Path) -> Iterator[FakeFint]:
+    """The local FINT serving the owner's SIS."""
+    f = FakeFint(tmp_path / "fake", snapshot(sis))
+    yield f
+    f.close()
+
+
+def fint_owner(fake: FakeFint, folder: Path, **extra: Any) -> Path:
+    folder.mkdir()
+    (folder / "fint-secret").write_text(fake.client_secret)
+    (folder / "fint-password").write_text(fake.password)
+    settings = {
+        "kind": "fint",
+        "base_url": fake.url,
+        "token_url": fake.token_url,
+        "client_id": fake.client_id,
+        "client_secret_file": "fint-secret",
+        "username": fake.username,
+        "password_file": "fint-password",
+        "ca_file": str(fake.ca_file),
+        **extra,
+    }
+    source = "\n[source]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    (folder / "bas.toml").write_text(OWNER + source)
+    return folder / "bas.toml"
+
+
+def test_the_local_fint_drives_the_same_runs_as_the_sql_database(
+    sis: Path, tmp_path: Path, fake: FakeFint
+) -> None:
+    sql = sql_owner(sis, tmp_path / "sql")
+    fint = fint_owner(fake, tmp_path / "fint")
+    fake.reset_counts()
+    out = bas("config", "check", config=fint).stdout  # the first read: in full
+    assert f"source   fint {fake.url}" in out and "source   reachable" in out
+    full = fake.bytes_sent
+
+    first = plan_of(sql)
+    assert plan_of(fint) == first
+    for cfg in (sql, fint):
+        bas("sync", "--as-of", AS_OF, config=cfg)
+    cache = sorted((fint.parent / "fint-cache").rglob("*"))
+    assert cache and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in cache if p.is_file())
+
+    # A quiet re-run: the same plan, and FINT sends almost nothing.
+    fake.reset_counts()
+    quiet = plan_of(fint)
+    assert quiet == plan_of(sql)
+    assert changes(quiet)["feide"] == 0
+    assert fake.bytes_sent < full / 100
+
+    small_change(sql.parent / "sis.sqlite")
+    fake.load(snapshot(sql.parent / "sis.sqlite"))
+    fake.reset_counts()
+    changed = plan_of(sql)
+    assert changes(changed)["feide"] > 0
+    assert plan_of(fint) == changed
+    # The changed entries, and in full the resources that lost one (a move: the old membership
+    # is gone, which only a full read of that resource shows).
+    assert fake.bytes_sent < full / 10
+    for cfg in (sql, fint):
+        bas("sync", "--as-of", AS_OF, config=cfg)
+    assert plan_of(fint) == plan_of(sql)
+
+
+def test_a_token_that_expires_mid_read_is_renewed(sis: Path, tmp_path: Path, fake: FakeFint) -> None:
+    sql = sql_owner(sis, tmp_path / "sql")
+    fint = fint_owner(fake, tmp_path / "fint", page_size=50)
+    fake.token_uses = 10  # far fewer than the pages of one read
+    assert plan_of(fint) == plan_of(sql)
+    assert fake.grants.count("refresh_token") + fake.grants.count("password") > 3
+
+
+@pytest.mark.parametrize("how", ["revoked", "empty", "down"])
+def test_fint_failures_fail_the_run_and_change_nothing(
+    sis: Path, tmp_path: Path, fake: FakeFint, how: str
+) -> None:
+    fint = fint_owner(fake, tmp_path / "fint", page_size=50, max_attempts=2)
+    bas("sync", "--as-of", AS_OF, config=fint)
+    rows = changelog_rows(fint.parent)
+    files = sorted(p.name for p in (fint.parent / "out").rglob("*"))
+    cache = {p: p.read_bytes() for p in (fint.parent / "fint-cache").rglob("*") if p.is_file()}
+    if how == "revoked":  # the token expires during the run and the client may not get another
+        fake.token_uses, _ = 3, fake.revoke_client()
+        want, code = "the FINT token endpoint refused the credentials (HTTP 401, invalid_client)", 2
+    elif how == "empty":
+        fake.clear("utdanning/elev/elevforhold")
+        want, code = "utdanning/elev/elevforhold came back empty", 3
+    else:
+        fake.fail_next(1000)
+        want, code = "FINT did not answer", 2
+    p = bas("sync", "--as-of", AS_OF, "--full", config=fint, check=code)
+    assert want in p.stdout + p.stderr
+    assert fake.client_secret not in p.stdout + p.stderr and fake.password not in p.stdout + p.stderr
+    assert changelog_rows(fint.parent) == rows
+    assert sorted(p.name for p in (fint.parent / "out").rglob("*")) == files
+    assert {p: p.read_bytes() for p in (fint.parent / "fint-cache").rglob("*") if p.is_file()} == cache
+    assert json.loads(bas("runs", "--json", config=fint).stdout)[0]["status"] == (
+        "refused" if how == "empty" else "failed"
+    )
