@@ -186,6 +186,11 @@ def test_a_pifu_export_drives_the_same_runs_as_the_sql_database(sis: Path, tmp_p
     quiet = plan_of(sql)
     assert changes(quiet)["itslearning"] == changes(quiet)["feide"] == 0
     assert plan_of(pifu) == quiet
+    # `person show` gives the same source facts from the export, NINs masked.
+    person = snapshot(sis).persons[0]
+    shown = [bas("person", "show", person.person_id, config=cfg).stdout for cfg in (sql, pifu)]
+    assert person.nin and person.nin[:6] + "*****" in shown[1] and person.nin not in shown[1]
+    assert shown[1].split("Source facts", 1)[1].split("\n\n", 1)[0].count(person.person_id) >= 1
 
     small_change(sql.parent / "sis.sqlite")
     export(sql.parent / "sis.sqlite", pifu.parent / "export", 2)
