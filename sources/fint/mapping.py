@@ -107,7 +107,7 @@ _VG = re.compile(r"vg\s*([1-3])", re.I)
 
 
 def ident(entry: Mapping[str, Any], name: str = "systemId") -> str | None:
-    """An Identifikator field's identifikatorverdi."""
+    """An Identifikator field's identifikatorverdi (slim entries hold it as a plain string)."""
     v = entry.get(name)
     if isinstance(v, dict):
         v = v.get("identifikatorverdi")
@@ -115,10 +115,16 @@ def ident(entry: Mapping[str, Any], name: str = "systemId") -> str | None:
 
 
 def links(entry: Mapping[str, Any], rel: str) -> list[str]:
-    """The link paths of one relation."""
-    out = []
+    """The link paths of one relation (of a full entry, or of a slim one: ``projection``)."""
     raw = entry.get("_links")
-    for link in (raw.get(rel) if isinstance(raw, dict) else None) or ():
+    rels = raw.get(rel) if isinstance(raw, dict) else None
+    if isinstance(rels, str):
+        return [rels]  # slim: one link, as its path
+    out = []
+    for link in rels or ():
+        if isinstance(link, str):
+            out.append(link)  # slim: a path already
+            continue
         href = link.get("href") if isinstance(link, dict) else None
         if isinstance(href, str) and href:
             out.append(link_path(href))
