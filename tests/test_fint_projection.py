@@ -286,4 +286,13 @@ def test_a_cache_of_the_old_format_is_read_in_full_once(
 def test_raw_relations_are_the_grep_references() -> None:
     assert {"grepreferanse"} == RAW_RELATIONS
     for r, proj in PROJECTION.items():
-        assert "self" in proj.relations and "systemId" in proj.fields, r
+        assert "self" in proj.relations, r
+
+
+def test_an_entry_without_a_self_link_keeps_its_system_id() -> None:
+    full = {"systemId": {"identifikatorverdi": "M1"}, "_links": {"elevforhold": [{"href": "https://x/a/B"}]}}
+    small = slim(fm.BASISGRUPPEMEDLEMSKAP, full)
+    assert small == {"systemId": "M1", "@elevforhold": "/a/b"}
+    assert entry_key(small) == entry_key(full) == "systemid:M1"
+    with_self = {**full, "_links": {"self": [{"href": "https://x/ms/1"}]}}
+    assert slim(fm.BASISGRUPPEMEDLEMSKAP, with_self) == {"@self": "/ms/1"}  # its systemId is not read

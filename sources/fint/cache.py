@@ -40,21 +40,33 @@ class CachedResource:
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+SLIM_LINK = "@"  # a slim entry's relation "rel" is its key "@rel" (no FINT field name has an @)
+
+
+def relation(entry: Mapping[str, Any], rel: str) -> Any:
+    """A relation's links as held: ``_links[rel]`` of a full entry, ``@rel`` of a slim one.
+
+    A slim entry (``projection.slim``) has no ``_links``: its relations are keys of the entry
+    itself, each link already a path, one link as a plain string.
+    """
+    raw = entry.get("_links")
+    if isinstance(raw, dict):
+        return raw.get(rel)
+    return entry.get(SLIM_LINK + rel)
+
+
 def entry_key(entry: Mapping[str, Any]) -> str | None:
     """An entry's identity: its first self link (path only, lowercased), else its systemId.
 
-    Of a full entry as FINT serves it, or of a slim one (``projection.slim``: the self link
-    already a path, one as a plain string; the systemId a plain string).
+    Of a full entry as FINT serves it, or of a slim one (the systemId a plain string).
     """
-    links = entry.get("_links")
-    if isinstance(links, dict):
-        selfs = links.get("self")
-        for link in (selfs,) if isinstance(selfs, str) else selfs or ():
-            if isinstance(link, str):
-                return link  # slim: a path already
-            href = link.get("href") if isinstance(link, dict) else None
-            if isinstance(href, str) and href:
-                return link_path(href)
+    selfs = relation(entry, "self")
+    for link in (selfs,) if isinstance(selfs, str) else selfs or ():
+        if isinstance(link, str):
+            return link  # slim: a path already
+        href = link.get("href") if isinstance(link, dict) else None
+        if isinstance(href, str) and href:
+            return link_path(href)
     sid = entry.get("systemId")
     if isinstance(sid, dict):
         sid = sid.get("identifikatorverdi")

@@ -62,7 +62,7 @@ from provisioner.core.model import (
     SourceSnapshot,
     StudentEnrollment,
 )
-from sources.fint.cache import entry_key, link_path
+from sources.fint.cache import entry_key, link_path, relation
 
 Entry = dict[str, Any]
 
@@ -116,12 +116,11 @@ def ident(entry: Mapping[str, Any], name: str = "systemId") -> str | None:
 
 def links(entry: Mapping[str, Any], rel: str) -> list[str]:
     """The link paths of one relation (of a full entry, or of a slim one: ``projection``)."""
-    raw = entry.get("_links")
-    rels = raw.get(rel) if isinstance(raw, dict) else None
+    rels = relation(entry, rel)
     if isinstance(rels, str):
         return [rels]  # slim: one link, as its path
     out = []
-    for link in rels or ():
+    for link in rels if isinstance(rels, list) else ():
         if isinstance(link, str):
             out.append(link)  # slim: a path already
             continue
@@ -185,8 +184,8 @@ def _grep_code(entry: Mapping[str, Any]) -> str | None:
 
 def _original_case(entry: Mapping[str, Any], seg: str) -> str:
     """Link paths are lowercased for matching; a Grep code keeps the case the href had."""
-    raw = entry.get("_links", {}).get("grepreferanse") or ()
-    for link in raw:
+    raw = relation(entry, "grepreferanse")
+    for link in raw if isinstance(raw, list) else ():
         href = link.get("href") if isinstance(link, dict) else None
         if isinstance(href, str) and href.rstrip("/").lower().endswith(seg):
             return href.rstrip("/").rsplit("/", 1)[-1]

@@ -7,22 +7,24 @@ entry as it arrives, to the one ``PROJECTION`` table below, declared per resourc
 mapping (``mapping.py`` and ``mapping_groups.py`` read nothing else: tests/test_fint_projection.py
 runs the mapping over entries that record every key read and fails on any key this table drops).
 
-The slim form is still a HAL entry the mapping's readers take as they take a full one, only
-smaller:
+The slim form is one flat dict the mapping's readers (``mapping.ident``, ``mapping.links``,
+``cache.entry_key``, ...) take as they take a full entry, only smaller:
 
-- an Identifikator (``ID``) is kept as its ``identifikatorverdi`` string (``mapping.ident``
-  reads both forms); one without a string value is dropped, as ``ident`` reads it as None;
+- an Identifikator (``ID``) is kept as its ``identifikatorverdi`` string; one without a
+  string value is dropped, as ``ident`` reads it as None;
 - a plain field (``VALUE``) is kept as read; a complex field (a frozenset of its parts: a
   Periode, navn, kontaktinformasjon) keeps those parts, and of a list of them (a group's
   ``periode``) its first, the only one read;
-- a relation keeps its links as link paths (``cache.link_path``: the form links are matched
-  by), one path as a plain string, several as a list; the relations in ``RAW_RELATIONS``
-  (Grep references, whose code keeps the case of the href) keep their ``{"href": ...}`` links;
-- the self link and ``systemId`` are always kept: they are the entry's identity
-  (``cache.entry_key``).
+- a relation ``rel`` is the key ``@rel`` (``cache.SLIM_LINK``; no ``_links`` object) holding
+  its links as link paths (``cache.link_path``: the form links are matched by), one path as a
+  plain string, several as a list; the relations in ``RAW_RELATIONS`` (Grep references, whose
+  code keeps the case of the href) keep their ``{"href": ...}`` links;
+- the self link is always kept, and the systemId when there is no self link: the entry's
+  identity (``cache.entry_key``); else the systemId only where the mapping reads it.
 
 Repeated strings are interned: link paths (every link to an entry shares its self path's
-string), dates and name parts. Keys absent or None in the full entry are absent in the slim one.
+string, and so does the cache's key of the entry), dates and name parts. Keys absent or None
+in the full entry are absent in the slim one.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sources.fint import mapping as fm
-from sources.fint.cache import link_path
+from sources.fint.cache import SLIM_LINK, link_path
 
 ID = "id"  # an Identifikator: kept as its identifikatorverdi
 VALUE = "value"  # a plain value (text, boolean): kept as read
@@ -57,25 +59,30 @@ class Projection:
 
 
 def _p(fields: Mapping[str, Shape], *relations: str) -> Projection:
-    return Projection({"systemId": ID, **fields}, frozenset({"self", *relations}))
+    return Projection(fields, frozenset({"self", *relations}))
+
+
+_SID: dict[str, Shape] = {"systemId": ID}
 
 
 _PERSON = _p(
     {"fodselsnummer": ID, "navn": NAVN, "fodselsdato": INTERNED, "kontaktinformasjon": KONTAKT},
     "foreldreansvar", "foreldre",
 )  # fmt: skip
-_GROUP = _p({"navn": VALUE, "periode": PERIODE, "gyldighetsperiode": PERIODE}, "skole", "trinn", "fag")
+_GROUP = _p(
+    {**_SID, "navn": VALUE, "periode": PERIODE, "gyldighetsperiode": PERIODE}, "skole", "trinn", "fag"
+)
 
 # What the mapping reads, per resource (see the mapping module docstring for why).
 PROJECTION: dict[str, Projection] = {
-    fm.SKOLE: _p({"organisasjonsnummer": ID, "skolenummer": ID, "navn": VALUE}),
-    fm.ARSTRINN: _p({"navn": VALUE, "beskrivelse": VALUE}, "grepreferanse"),
-    fm.PROGRAMOMRADE: _p({}, "utdanningsprogram", "trinn", "grepreferanse"),
-    fm.UTDANNINGSPROGRAM: _p({}, "grepreferanse"),
+    fm.SKOLE: _p({**_SID, "organisasjonsnummer": ID, "skolenummer": ID, "navn": VALUE}),
+    fm.ARSTRINN: _p({**_SID, "navn": VALUE, "beskrivelse": VALUE}, "grepreferanse"),
+    fm.PROGRAMOMRADE: _p(_SID, "utdanningsprogram", "trinn", "grepreferanse"),
+    fm.UTDANNINGSPROGRAM: _p(_SID, "grepreferanse"),
     fm.PROGRAMOMRADEMEDLEMSKAP: _p({}, "elevforhold", "programomrade"),
     fm.ELEV_PERSON: _PERSON,
-    fm.ELEV: _p({}, "person"),
-    fm.ELEVFORHOLD: _p({"gyldighetsperiode": PERIODE, "hovedskole": VALUE}, "elev", "skole"),
+    fm.ELEV: _p(_SID, "person"),
+    fm.ELEVFORHOLD: _p({**_SID, "gyldighetsperiode": PERIODE, "hovedskole": VALUE}, "elev", "skole"),
     fm.BASISGRUPPE: _GROUP,
     fm.BASISGRUPPEMEDLEMSKAP: _p({}, "elevforhold", "basisgruppe"),
     fm.KONTAKTLARERGRUPPE: _GROUP,
@@ -84,14 +91,14 @@ PROJECTION: dict[str, Projection] = {
     fm.UNDERVISNINGSFORHOLD: _p(
         {}, "skoleressurs", "basisgruppe", "undervisningsgruppe", "kontaktlarergruppe"
     ),
-    fm.KONTAKTPERSON: _p({}, "kontaktperson"),
+    fm.KONTAKTPERSON: _p(_SID, "kontaktperson"),
     fm.UNDERVISNINGSGRUPPE: _GROUP,
     fm.UNDERVISNINGSGRUPPEMEDLEMSKAP: _p({}, "elevforhold", "undervisningsgruppe"),
-    fm.FAG: _p({}, "grepreferanse"),
+    fm.FAG: _p(_SID, "grepreferanse"),
     fm.PERSONAL_PERSON: _PERSON,
-    fm.PERSONALRESSURS: _p({"ansattnummer": ID}, "person"),
+    fm.PERSONALRESSURS: _p({**_SID, "ansattnummer": ID}, "person"),
     fm.ARBEIDSFORHOLD: _p(
-        {"arbeidsforholdsperiode": PERIODE, "gyldighetsperiode": PERIODE},
+        {**_SID, "arbeidsforholdsperiode": PERIODE, "gyldighetsperiode": PERIODE},
         "personalressurs",
         "arbeidssted",
         "undervisningsforhold",
@@ -107,23 +114,31 @@ def slim(resource: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     proj = PROJECTION[resource]
     out: dict[str, Any] = {}
     for name, shape in proj.fields.items():
-        v = entry.get(name)
-        if v is None:
-            continue
-        if shape == ID:
-            if isinstance(v, dict):
-                v = v.get("identifikatorverdi")
-            if isinstance(v, str):
-                out[name] = v
-        elif isinstance(shape, frozenset):
-            out[name] = _complex(v, shape)
-        else:
-            out[name] = _intern(v) if shape == INTERNED and isinstance(v, str) else v
+        _field(out, entry, name, shape)
     raw = entry.get("_links")
     if isinstance(raw, dict):
-        kept = {rel: _relation(rel, raw[rel]) for rel in proj.relations if raw.get(rel)}
-        out["_links"] = {rel: v for rel, v in kept.items() if v != [] and v is not None}  # "" is a path
+        for rel in proj.relations:
+            v = _relation(rel, raw.get(rel))
+            if v is not None and v != []:  # "" is a path (of an href with none)
+                out[SLIM_LINK + rel] = v
+    if SLIM_LINK + "self" not in out and "systemId" not in out:
+        _field(out, entry, "systemId", ID)  # the identity of an entry without a self link
     return out
+
+
+def _field(out: dict[str, Any], entry: Mapping[str, Any], name: str, shape: Shape) -> None:
+    v = entry.get(name)
+    if v is None:
+        return
+    if shape == ID:
+        if isinstance(v, dict):
+            v = v.get("identifikatorverdi")
+        if isinstance(v, str):
+            out[name] = v
+    elif isinstance(shape, frozenset):
+        out[name] = _complex(v, shape)
+    else:
+        out[name] = _intern(v) if shape == INTERNED and isinstance(v, str) else v
 
 
 def _complex(v: Any, parts: frozenset[str]) -> Any:
@@ -148,11 +163,10 @@ def _relation(rel: str, links: Any) -> Any:
 
 def intern_links(entry: dict[str, Any]) -> dict[str, Any]:
     """A slim entry loaded from the cache, its link paths interned again (JSON does not)."""
-    raw = entry.get("_links")
-    if isinstance(raw, dict):
-        for rel, v in raw.items():
+    for key, v in entry.items():
+        if key.startswith(SLIM_LINK):
             if isinstance(v, str):
-                raw[rel] = _intern(v)
-            elif isinstance(v, list) and rel not in RAW_RELATIONS:
-                raw[rel] = [_intern(p) if isinstance(p, str) else p for p in v]
+                entry[key] = _intern(v)
+            elif isinstance(v, list) and key[len(SLIM_LINK) :] not in RAW_RELATIONS:
+                entry[key] = [_intern(p) if isinstance(p, str) else p for p in v]
     return entry
