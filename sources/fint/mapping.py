@@ -1,8 +1,10 @@
 """FINT resources (model 3.x) to the canonical SourceSnapshot: pure, joined by ``_links``.
 
-Input: per resource path (``RESOURCES``) the list of HAL entries as FINT serves them.
-Links are matched by their path (``cache.link_path``), so the host in an href does not
-matter. Where each canonical field comes from:
+Input: per resource path (``RESOURCES``) the list of HAL entries, as FINT serves them or
+slim (``projection.slim``, what the source holds: only what is read here, which
+``projection.PROJECTION`` must list: a field read here and not listed there is a test
+failure). Links are matched by their path (``cache.link_path``), so the host in an href does
+not matter. Where each canonical field comes from:
 
 - School: ``skole`` — school_id = systemId, org_number = organisasjonsnummer, name = navn,
   short_name = ``kortnavn`` of the ``organisasjonselement`` whose ``skole`` link names it
