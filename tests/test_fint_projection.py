@@ -253,10 +253,10 @@ def test_the_cache_holds_the_slim_form(tmp_path: Path, fake: FakeFint) -> None:
     first, _ = read(cfg)
     folder = cfg.path(cfg.source.cache_dir)  # type: ignore[union-attr]
     for r in fm.RESOURCES:
-        body = json.loads((folder / (r.replace("/", "__") + ".json")).read_text(encoding="utf-8"))
-        assert body["version"] == 2
-        served = {entry_key(e): e for e in fake.entries[r].values()}
-        assert body["entries"] == {k: slim(r, e) for k, e in served.items()}
+        head, *lines = (folder / (r.replace("/", "__") + ".json")).read_text(encoding="utf-8").splitlines()
+        assert json.loads(head)["version"] == 2
+        stored = [e for line in lines for e in json.loads(line)]
+        assert stored == [slim(r, e) for e in fake.entries[r].values()]
     second, src = read(cfg)
     assert set(src.last_read.values()) == {"quiet"}
     assert second == first
@@ -269,11 +269,18 @@ def test_a_cache_of_the_old_format_is_read_in_full_once(
     cfg = fint_config(tmp_path / "cfg", fake)
     first, _ = read(cfg)
     cache = FintCache(cfg.path(cfg.source.cache_dir))  # type: ignore[union-attr]
-    for r in fm.RESOURCES:  # what version 1 wrote: the entries whole
+    for r in fm.RESOURCES:  # what version 1 wrote: one object, the entries whole
         path = cache._file(r)
-        body = json.loads(path.read_text(encoding="utf-8"))
+        head = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
         whole = {entry_key(e): e for e in fake.entries[r].values()}
-        path.write_text(json.dumps({**body, "version": 1, "entries": whole}), encoding="utf-8")
+        body = {
+            "version": 1,
+            "resource": r,
+            "since": head["since"],
+            "full_at": head["full_at"],
+            "entries": whole,
+        }
+        path.write_text(json.dumps(body), encoding="utf-8")
     second, src = read(cfg)
     assert set(src.last_read.values()) == {"full"}
     assert "another format" in caplog.text

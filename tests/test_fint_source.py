@@ -201,7 +201,8 @@ def test_a_corrupt_cache_is_read_in_full(
 ) -> None:
     first, _ = read(cfg)
     cache = FintCache(cfg.path(cfg.source.cache_dir))  # type: ignore[union-attr]
-    cache._file(fm.ELEVFORHOLD).write_text('{"version": 1, "entries": [', encoding="utf-8")
+    path = cache._file(fm.ELEVFORHOLD)
+    path.write_bytes(path.read_bytes()[:-100])  # cut short
     second, src = read(cfg)
     assert src.last_read[fm.ELEVFORHOLD] == "full"
     assert second == first
