@@ -189,7 +189,12 @@ class FintClient:
         return _int_field(self.get(f"{path}/cache/size"), "size", path)
 
     def entries(self, path: str, page_size: int, since: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every entry of a resource (changed after ``since`` when given), page by page."""
+        """Every entry of a resource (changed after ``since`` when given), page by page.
+
+        Nothing of a page is held longer than needed: the body is let go once its entries are
+        taken out, and each entry once it was handed on (a caller that keeps only part of each
+        entry holds one page's raw entries at most, never two).
+        """
         offset = 0
         while True:
             params: dict[str, Any] = {"size": page_size, "offset": offset}
@@ -197,10 +202,14 @@ class FintClient:
                 params["sinceTimeStamp"] = since
             body = self.get(path, params)
             page = _page_entries(body, path)
-            yield from page
-            offset += len(page)
             total = body.get("total_items")
-            if not page or (offset >= total if isinstance(total, int) else len(page) < page_size):
+            del body
+            n = len(page)
+            page.reverse()
+            while page:
+                yield page.pop()
+            offset += n
+            if not n or (offset >= total if isinstance(total, int) else n < page_size):
                 return  # without total_items: until a page comes back short
 
 

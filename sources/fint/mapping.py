@@ -1,8 +1,10 @@
 """FINT resources (model 3.x) to the canonical SourceSnapshot: pure, joined by ``_links``.
 
-Input: per resource path (``RESOURCES``) the list of HAL entries as FINT serves them.
-Links are matched by their path (``cache.link_path``), so the host in an href does not
-matter. Where each canonical field comes from:
+Input: per resource path (``RESOURCES``) the list of HAL entries, as FINT serves them or
+slim (``projection.slim``, what the source holds: only what is read here, which
+``projection.PROJECTION`` must list: a field read here and not listed there is a test
+failure). Links are matched by their path (``cache.link_path``), so the host in an href does
+not matter. Where each canonical field comes from:
 
 - School: ``skole`` — school_id = systemId, org_number = organisasjonsnummer, name = navn,
   short_name = ``kortnavn`` of the ``organisasjonselement`` whose ``skole`` link names it
@@ -62,7 +64,7 @@ from provisioner.core.model import (
     SourceSnapshot,
     StudentEnrollment,
 )
-from sources.fint.cache import entry_key, link_path
+from sources.fint.cache import entry_key, link_path, relation
 
 Entry = dict[str, Any]
 
@@ -107,7 +109,7 @@ _VG = re.compile(r"vg\s*([1-3])", re.I)
 
 
 def ident(entry: Mapping[str, Any], name: str = "systemId") -> str | None:
-    """An Identifikator field's identifikatorverdi."""
+    """An Identifikator field's identifikatorverdi (slim entries hold it as a plain string)."""
     v = entry.get(name)
     if isinstance(v, dict):
         v = v.get("identifikatorverdi")
@@ -115,10 +117,15 @@ def ident(entry: Mapping[str, Any], name: str = "systemId") -> str | None:
 
 
 def links(entry: Mapping[str, Any], rel: str) -> list[str]:
-    """The link paths of one relation."""
+    """The link paths of one relation (of a full entry, or of a slim one: ``projection``)."""
+    rels = relation(entry, rel)
+    if isinstance(rels, str):
+        return [rels]  # slim: one link, as its path
     out = []
-    raw = entry.get("_links")
-    for link in (raw.get(rel) if isinstance(raw, dict) else None) or ():
+    for link in rels if isinstance(rels, list) else ():
+        if isinstance(link, str):
+            out.append(link)  # slim: a path already
+            continue
         href = link.get("href") if isinstance(link, dict) else None
         if isinstance(href, str) and href:
             out.append(link_path(href))
@@ -179,8 +186,8 @@ def _grep_code(entry: Mapping[str, Any]) -> str | None:
 
 def _original_case(entry: Mapping[str, Any], seg: str) -> str:
     """Link paths are lowercased for matching; a Grep code keeps the case the href had."""
-    raw = entry.get("_links", {}).get("grepreferanse") or ()
-    for link in raw:
+    raw = relation(entry, "grepreferanse")
+    for link in raw if isinstance(raw, list) else ():
         href = link.get("href") if isinstance(link, dict) else None
         if isinstance(href, str) and href.rstrip("/").lower().endswith(seg):
             return href.rstrip("/").rsplit("/", 1)[-1]

@@ -31,6 +31,7 @@ from sources.base import Source, SourceError, snapshot_digests
 from sources.fint.cache import CachedResource, FintCache, entry_key
 from sources.fint.client import Credentials, FintClient
 from sources.fint.mapping import RESOURCES, to_snapshot
+from sources.fint.projection import intern_links, slim
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class FintSource(Source):
             max_attempts=scfg.max_attempts,
             sleep=sleep,
         )
-        self.cache = FintCache(cfg.path(scfg.cache_dir))
+        self.cache = FintCache(cfg.path(scfg.cache_dir), on_load=intern_links)
         self.last_read: dict[str, str] = {}  # resource -> "full" | "incremental" | "quiet" (for logs, tests)
 
     # -- reading -----------------------------------------------------------------------
@@ -87,9 +88,10 @@ class FintSource(Source):
                 return cached, "quiet"
             merged = dict(cached.entries)
             for e in self.client.entries(resource, self.scfg.page_size, since=cached.since):
-                key = entry_key(e)
+                s = slim(resource, e)
+                key = entry_key(s)  # of the slim form: its interned self path
                 if key is not None:
-                    merged[key] = e
+                    merged[key] = s
             if len(merged) == size:
                 return CachedResource(since, cached.full_at, merged), "incremental"
             log.info(
@@ -98,11 +100,12 @@ class FintSource(Source):
         entries: dict[str, dict[str, Any]] = {}
         unkeyed = 0
         for e in self.client.entries(resource, self.scfg.page_size):
-            key = entry_key(e)
+            s = slim(resource, e)  # only what the mapping reads is kept, as the page goes by
+            key = entry_key(s)  # of the slim form: its interned self path, not a copy
             if key is None:
                 unkeyed += 1
                 continue
-            entries[key] = e
+            entries[key] = s
         if unkeyed:
             log.warning("FINT %s: %d entries without a self link or systemId skipped", resource, unkeyed)
         return CachedResource(since, self.now(), entries), "full"
