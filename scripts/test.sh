@@ -40,6 +40,12 @@ if [ "${BAS_SKIP_MARIADB:-0}" != 1 ]; then
       sleep 1
     done
   fi
+  # A freshly installed mariadb-server lets root in only over its socket: then a test user
+  # without a password, allowed only the tests' own databases (bas_test_*), over TCP.
+  if [ -z "${BAS_TEST_MARIADB_USER:-}" ] && ! .venv/bin/python -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='root', connect_timeout=3).close()" 2>/dev/null; then
+    as_root mariadb -e "CREATE USER IF NOT EXISTS 'bas_test'@'127.0.0.1'; GRANT ALL PRIVILEGES ON \`bas\\_test\\_%\`.* TO 'bas_test'@'127.0.0.1'" || true
+    export BAS_TEST_MARIADB_USER=bas_test
+  fi
   if ! .venv/bin/python -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='${BAS_TEST_MARIADB_USER:-root}', connect_timeout=5).close()"; then
     echo "test: cannot connect to MariaDB on 127.0.0.1:3306 as ${BAS_TEST_MARIADB_USER:-root} without a password;" \
          "set BAS_SKIP_MARIADB=1 to run without it" >&2

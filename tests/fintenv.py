@@ -22,10 +22,21 @@ def fint_config(
     tmp: Path, fake: FakeFint, state_url: str | None = None, *, secret: str | None = None, **source: Any
 ) -> config_mod.Config:
     """A BAS config reading the fake FINT (secrets in files beside the config)."""
+    settings = fint_source(tmp, fake, secret=secret, **source)
+    text = config_toml(tmp, "sqlite:///unused.db", state_url or f"sqlite:///{tmp / 'state.db'}")
+    head, rest = text.split("[source]\n", 1)
+    rest = rest.split("\n\n", 1)[1]
+    lines = ["[source]", *(f"{k} = {_toml(v)}" for k, v in settings.items())]
+    (tmp / "bas.toml").write_text(head + "\n".join(lines) + "\n\n" + rest, encoding="utf-8")
+    return config_mod.load(tmp / "bas.toml")
+
+
+def fint_source(tmp: Path, fake: FakeFint, *, secret: str | None = None, **source: Any) -> dict[str, Any]:
+    """The ``[source]`` settings that read the fake FINT; its secrets written to files in ``tmp``."""
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "fint-secret").write_text(secret if secret is not None else fake.client_secret, encoding="utf-8")
     (tmp / "fint-password").write_text(fake.password, encoding="utf-8")
-    settings: dict[str, Any] = {
+    return {
         "kind": "fint",
         "base_url": fake.url,
         "token_url": fake.token_url,
@@ -36,12 +47,6 @@ def fint_config(
         "ca_file": str(fake.ca_file),
         **source,
     }
-    text = config_toml(tmp, "sqlite:///unused.db", state_url or f"sqlite:///{tmp / 'state.db'}")
-    head, rest = text.split("[source]\n", 1)
-    rest = rest.split("\n\n", 1)[1]
-    lines = ["[source]", *(f"{k} = {_toml(v)}" for k, v in settings.items())]
-    (tmp / "bas.toml").write_text(head + "\n".join(lines) + "\n\n" + rest, encoding="utf-8")
-    return config_mod.load(tmp / "bas.toml")
 
 
 def _toml(v: Any) -> str:

@@ -24,38 +24,17 @@ from typing import Any
 import pytest
 
 from demo.data import DEMO, generate
+from provisioner.cli.demo import DEMO_CONFIG
 from provisioner.core.model import SourceSnapshot
 from sources.sql import read_snapshot, source_engine
 from tests.fake_fint import FakeFint
+from tests.fintenv import fint_source
 
 BAS = [sys.executable, "-m", "provisioner.cli"]
 AS_OF = "2025-10-01"
-OWNER = """\
-[owner]
-name = "Demo kommune"
-org_number = "999888777"
-realm = "demo.kommune.no"
-mail_domain = "demo.kommune.no"
-
-[state]
-url = "sqlite:///state.sqlite"
-
-[targets.ad]
-mode = "plan"
-base_dn = "OU=Skoler,DC=demo,DC=kommune,DC=no"
-
-[targets.m365]
-mode = "plan"
-
-[targets.itslearning]
-mode = "apply"
-output_dir = "out/itslearning"
-
-[targets.feide]
-mode = "apply"
-output_dir = "out/feide"
-base_dn = "dc=demo,dc=kommune,dc=no"
-"""
+# The demo's owner and targets (AD and Microsoft 365 plan-only, itslearning and Feide files);
+# each test appends its own [source] table.
+OWNER = DEMO_CONFIG.format(source="")
 # What differs between two plans of the same inputs: when and by which run they were made,
 # and how the source is fingerprinted (a SQL source hashes its rows, PIFU its file).
 VOLATILE = {"run_id", "created_at", "source_digests", "config_digest", "cookie"}
@@ -289,20 +268,7 @@ def fake(tmp_path: Path, sis: Path) -> Iterator[FakeFint]:
 
 
 def fint_owner(fake: FakeFint, folder: Path, **extra: Any) -> Path:
-    folder.mkdir()
-    (folder / "fint-secret").write_text(fake.client_secret)
-    (folder / "fint-password").write_text(fake.password)
-    settings = {
-        "kind": "fint",
-        "base_url": fake.url,
-        "token_url": fake.token_url,
-        "client_id": fake.client_id,
-        "client_secret_file": "fint-secret",
-        "username": fake.username,
-        "password_file": "fint-password",
-        "ca_file": str(fake.ca_file),
-        **extra,
-    }
+    settings = fint_source(folder, fake, **extra)
     source = "\n[source]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
     (folder / "bas.toml").write_text(OWNER + source)
     return folder / "bas.toml"
