@@ -32,6 +32,7 @@ from provisioner.core.model import (
     Person,
     School,
     SourceSnapshot,
+    Study,
     school_group_key,
 )
 
@@ -224,6 +225,7 @@ def derive(
     aff: dict[str, set[tuple[str, str]]] = defaultdict(set)
     primary: dict[str, tuple[int, str, str]] = {}  # pid -> (rank, start, school) lowest wins
     grade: dict[str, int | None] = {}
+    studies: dict[str, set[Study]] = defaultdict(set)
     # Validation left only rows with good values and known schools and persons; a row of a
     # person frozen meanwhile (by another of their rows) is passed over.
     for e in snap.enrollments:
@@ -235,6 +237,7 @@ def derive(
         if not clocks.note(pid, win):
             continue
         aff[pid].add((e.school_id, STUDENT))
+        studies[pid].add(Study(e.school_id, e.grade, e.programme or None, e.programme_area or None))
         rank = (0 if e.main_school else 1, e.start_date, e.school_id)
         if pid not in primary or rank < primary[pid]:
             primary[pid] = rank
@@ -336,6 +339,7 @@ def derive(
             primary_school=primary[pid][2],
             grade=grade.get(pid) if STUDENT in roles else None,
             students=tuple(sorted(students_of.get(pid, ()))),
+            studies=tuple(sorted(studies[pid], key=_study_order)) if pid in studies else (),
         )
 
     groups, frozen_g = _derive_groups(snap, as_of, schools, desired, canon, frozen_p, broken.groups, errors)
@@ -355,6 +359,11 @@ def derive(
     return Derivation(
         state, frozenset(frozen_p), frozenset(frozen_g), new_aliases, inactive_nins, bridged, ended
     )
+
+
+def _study_order(s: Study) -> tuple[str, int, str, str]:
+    """Sort key of a study: school, grade (unknown first), programme, programme area."""
+    return (s.school_id, -1 if s.grade is None else s.grade, s.programme or "", s.programme_area or "")
 
 
 def _derive_groups(

@@ -149,6 +149,19 @@ class DataError:
         return {"kind": self.kind, "record": self.record, "message": self.message}
 
 
+class Study(NamedTuple):
+    """One active enrollment of a student as the targets see it (Feide's Grep codes, level groups).
+
+    ``programme`` and ``programme_area`` are the SIS's Grep values as given (a Grep URI,
+    code or uuid), None below upper secondary or when the SIS has none.
+    """
+
+    school_id: str
+    grade: int | None
+    programme: str | None
+    programme_area: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class DesiredPerson:
     """An active person as every target should see them (before per-target mapping)."""
@@ -168,6 +181,9 @@ class DesiredPerson:
     primary_school: str  # the school that owns the account (OU, department)
     grade: int | None  # students: grade at the primary school
     students: tuple[str, ...] = ()  # guardians: person_ids of their active students
+    # students: their active enrollments, sorted and distinct (one per school, grade and
+    # programme), at every school of the owner, not only the primary one
+    studies: tuple[Study, ...] = ()
 
     @property
     def schools(self) -> tuple[str, ...]:
