@@ -53,6 +53,7 @@ __all__ = [
 GROUP_NAME_MAX = 64  # sAMAccountName of groups and Microsoft 365 mailNickname: both fit
 OWNER_PREFIX = "ALLE"  # the <SHORT> of owner-wide groups' account names: ALLE-teachers
 _ROLE_PRECEDENCE = (LEADER, TEACHER, STAFF, STUDENT)
+_STUDENT_ONLY = frozenset({STUDENT})
 _WORD_SPLIT = re.compile(r"[\W_]+")
 
 
@@ -74,11 +75,17 @@ def held_persons(state: DesiredState) -> list[str]:
 
 
 def main_role(p: DesiredPerson) -> str:
-    """The role shown as title: leader, teacher, staff, student, from the primary school first."""
+    """The role shown as title and deciding the address domains: leader, teacher, staff, student.
+
+    The primary school's roles first, then the others; an employee role anywhere beats
+    being a student, because the account must work for the job: a teacher who is also an
+    adult student (whose primary school is then where they study, enrollments ranking
+    first) is a teacher, with the staff domain and title.
+    """
     if len(p.affiliations) == 1:  # most persons: one role at one school
         return p.affiliations[0][1]
     at_primary = {r for s, r in p.affiliations if s == p.primary_school}
-    for pool in (at_primary, set(p.roles)):
+    for pool in (at_primary - _STUDENT_ONLY, set(p.roles) - _STUDENT_ONLY, at_primary, set(p.roles)):
         for r in _ROLE_PRECEDENCE:
             if r in pool:
                 return r
