@@ -6,14 +6,13 @@ and per school-wide group. Guardians never go to Microsoft 365, and neither does
 NIN. Pure, no I/O. Group names come from ``mappings.common`` so a group is called the
 same in AD and Microsoft 365.
 
-Users (kind ``person``, key person_id): userPrincipalName (``username@`` the UPN domain
-of the person's main role: ``mappings.common.AccountDomains``), mailNickname (username),
-displayName, givenName, surname, employeeId (SIS person_id), usageLocation (config,
-needed before licences), department (primary school name), jobTitle (leader, teacher,
-staff or student). Lengths are cut to Graph's limits (givenName, surname, department
-64; jobTitle 128; displayName 256); employeeId is not cut (Graph allows 16 characters).
-accountEnabled and the password profile belong to the connector and the lifecycle, not
-to the mapping.
+Users (kind ``person``, key person_id): userPrincipalName (``username@`` upn_domain of
+the main role, ``AccountDomains``), mailNickname (username), displayName, givenName, surname,
+employeeId (SIS person_id), usageLocation (config, needed before licences), department
+(primary school name), jobTitle (leader, teacher, staff or student). Lengths are cut
+to Graph's limits (givenName, surname, department 64; jobTitle 128; displayName 256);
+employeeId is not cut (Graph allows 16 characters). accountEnabled and the password
+profile belong to the connector and the lifecycle, not to the mapping.
 
 Groups (kind ``group``, key group key): displayName (``"<short name> <group name>"``;
 school-wide groups already carry the short name, owner-wide groups have no school:
@@ -22,8 +21,8 @@ school-wide groups already carry the short name, owner-wide groups have no schoo
 spaces), description, groupType (``ctx.target.group_type``), securityEnabled and
 mailEnabled (security: True/False; m365: False/True, a Unified group); in ``links``:
 owners (sorted person_ids of the group's teachers that Microsoft 365 holds; empty for
-school-wide, owner-wide and level groups and groups without teachers: the connector adds the configured
-fallback owner); members ``(person_id, "")``. The school-wide guardians group is left out.
+school-wide, owner-wide and level groups and groups without teachers: the connector adds
+the configured fallback owner); members ``(person_id, "")``. The school-wide guardians group is left out.
 
 Nothing here is a placement: a changed department or name is a plain update.
 """
