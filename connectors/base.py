@@ -203,6 +203,19 @@ class Exporter(ABC):
     def recover(self, run_id: str) -> None:
         """Finish what run ``run_id``, killed after its delta file, left undone (the latest-full link)."""
 
+    def deliver(self) -> int:
+        """Ship the written files not yet delivered, in order; returns how many went.
+
+        For a target that delivers its files somewhere (itslearning over SFTP); the others
+        deliver nothing. Called after the files are recorded, and in runs without changes:
+        TransientError when the receiver cannot be reached this run, FatalError when it refuses.
+        """
+        return 0
+
+    def waiting(self) -> int:
+        """How many written files wait for delivery (0 for a target that does not deliver)."""
+        return 0
+
     @abstractmethod
     def close(self) -> None:
         """Release what the run held; safe to call twice."""

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from provisioner.source_config import SourceBase, database_url, validate_source
+from provisioner.source_config import SftpConfig, SourceBase, database_url, validate_source
 
 
 class ConfigError(Exception):
@@ -285,13 +285,28 @@ class M365Config(TargetBase):
         return self
 
 
+class SftpDeliveryConfig(SftpConfig):
+    """Where a file target delivers its files over SFTP, and how hard a run tries.
+
+    The login settings are the PIFU source's (``SftpConfig``: host key pinned, a key or a
+    password from a secret file); ``remote_dir`` is the importer's drop folder. A refused
+    connection or a timeout is tried ``attempts`` times in a run, waiting ``retry_delay``
+    seconds, then twice that, and so on (with jitter); then the target fails for this run
+    and the next run delivers what is left.
+    """
+
+    attempts: Annotated[int, Field(ge=1, le=20)] = 4
+    retry_delay: Annotated[float, Field(ge=0, le=600)] = 5.0
+
+
 class ItslearningConfig(TargetBase):
-    """itslearning: IMS Enterprise 1.1 files in a drop directory."""
+    """itslearning: IMS Enterprise 1.1 files in a drop directory, delivered over SFTP when ``sftp`` is set."""
 
     kind: Literal["itslearning"] = "itslearning"
     output_dir: str = "out/itslearning"
     nin_as_sourcedid: bool = False  # person sourcedid = NIN instead of the SIS person_id
     source_name: str = "BAS"  # <sourcedid><source>
+    sftp: SftpDeliveryConfig | None = None  # [targets.NAME.sftp]: upload every file to itslearning
 
 
 class FeideConfig(TargetBase):

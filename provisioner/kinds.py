@@ -60,6 +60,10 @@ class Capabilities:
     output_dir: str | None = None  # file targets: the folder of their files (as configured)
     # `bas config check` reaches it even in plan mode (a checker reads it, e.g. `bas feide check`).
     reached_in_plan: bool = False
+    # File targets that also deliver their files (itslearning with [targets.X.sftp]): a run
+    # without changes still delivers what earlier runs left, and `bas config check` probes
+    # the receiver with the kind's ``probe``.
+    delivers: bool = False
 
 
 ConnectorFactory = Callable[[Config, str], Connector | Exporter]
@@ -207,7 +211,36 @@ def _itslearning_connector(cfg: Config, name: str) -> Exporter:
 
     tcfg = cfg.targets[name]
     assert isinstance(tcfg, ItslearningConfig)
-    return ItslearningConnector(tcfg, cfg.owner, cfg.path(tcfg.output_dir))
+    return ItslearningConnector(tcfg, cfg.owner, cfg.path(tcfg.output_dir), name=name, base_dir=cfg.base_dir)
+
+
+def _itslearning_capabilities(tcfg: ItslearningConfig) -> Capabilities:
+    return Capabilities(live=False, output_dir=tcfg.output_dir, delivers=tcfg.sftp is not None)
+
+
+def _itslearning_check(cfg: Config, name: str) -> None:
+    """The delivery's secret file and known_hosts file exist (apply mode), so a run does not find out."""
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, ItslearningConfig)
+    sftp = tcfg.sftp
+    if sftp is None or tcfg.mode != "apply":
+        return
+    key = f"targets.{name}.sftp"
+    if sftp.private_key_file:
+        read_secret(sftp.private_key_file, cfg.base_dir, f"{key}.private_key_file")
+    if sftp.password_file:
+        read_secret(sftp.password_file, cfg.base_dir, f"{key}.password_file")
+    if sftp.known_hosts_file and not cfg.path(sftp.known_hosts_file).is_file():
+        raise ConfigError(f"{key}.known_hosts_file: {cfg.path(sftp.known_hosts_file)} is not a file")
+
+
+def _itslearning_probe(cfg: Config, name: str) -> str:
+    """Log in to the delivery's SFTP server (host key, login) and list its remote_dir; nothing written."""
+    from connectors.itslearning.delivery import Delivery
+
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, ItslearningConfig) and tcfg.sftp is not None
+    return Delivery(tcfg.sftp, cfg.path(tcfg.output_dir), cfg.base_dir, f"targets.{name}.sftp").probe()
 
 
 def _feide_connector(cfg: Config, name: str) -> Connector | Exporter:
@@ -324,8 +357,10 @@ register(
         placement=itslearning_mapping.PLACEMENT_ATTRS,
         links=itslearning_mapping.LINK_ATTRS,
         policy=_remove_after,
-        capabilities=_files,
+        capabilities=_itslearning_capabilities,
         connector=_itslearning_connector,
+        probe=_itslearning_probe,
+        check=_itslearning_check,
     )
 )
 register(

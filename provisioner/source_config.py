@@ -109,15 +109,21 @@ SchoolLevel = Literal["primary", "lower_secondary", "combined", "upper_secondary
 
 
 class SftpConfig(BaseModel):
-    """Pick the export up from the SIS's export server over SFTP (host key checked)."""
+    """An SFTP server BAS logs in to with its host key pinned (provisioner/sftp.py).
+
+    The PIFU source picks its export up from one; the itslearning target delivers its
+    files to one (``provisioner.config.SftpDeliveryConfig`` adds its own settings).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 22
     username: str
-    # The server's host key must be in this known_hosts file: an unknown or changed key refuses.
-    known_hosts_file: str
+    # The server's host key is pinned by one of these: a known_hosts file that has it, or
+    # its SHA256 fingerprint as `ssh-keygen -lf` prints it. An unknown or changed key refuses.
+    known_hosts_file: str | None = None
+    host_key_fingerprint: Annotated[str, Field(pattern=r"^(SHA256:)?[A-Za-z0-9+/]{43}=?$")] | None = None
     private_key_file: str | None = None  # a secret file, as every *_file
     password_file: str | None = None
     remote_dir: str = "."
@@ -127,6 +133,8 @@ class SftpConfig(BaseModel):
     def _one_credential(self) -> SftpConfig:
         if (self.private_key_file is None) == (self.password_file is None):
             raise ValueError("set exactly one of private_key_file or password_file")
+        if (self.known_hosts_file is None) == (self.host_key_fingerprint is None):
+            raise ValueError("set exactly one of known_hosts_file or host_key_fingerprint (pin the host key)")
         return self
 
 

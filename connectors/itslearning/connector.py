@@ -22,6 +22,10 @@ importer never sees a partial file. Old full files beyond ``keep_full`` are remo
 what was sent. ``export`` refuses (FatalError) to write a full file without persons:
 itslearning's full import removes whatever a file lacks.
 
+With ``[targets.NAME.sftp]`` set, the files are also delivered to itslearning's import
+endpoint over SFTP (``deliver``, connectors/itslearning/delivery.py), in the order they
+were written, each once; what is written but not yet delivered waits for the next run.
+
 ``accept`` checks a change and names its sourcedid as the anchor; ``export`` writes the
 files from the accepted changes and the stored state before them (connectors.base.Exporter).
 Guardian -> student links: the XSD's person has no relationship element, so they go
@@ -49,7 +53,7 @@ from connectors.base import (
     StoredObject,
     after_apply,
 )
-from connectors.itslearning import ims_xml
+from connectors.itslearning import delivery, ims_xml
 from mappings.itslearning import ORG_KEY, org_sourcedid, school_sourcedid
 from provisioner.config import ItslearningConfig, OwnerConfig
 from provisioner.core.plan import Change, Op
@@ -85,6 +89,7 @@ class ItslearningConnector(Exporter):
         keep_full: int = 5,
         clock: Callable[[], datetime] | None = None,
         name: str = "itslearning",
+        base_dir: str = ".",
     ) -> None:
         self.target = name  # the target's name in the config ([targets.<name>])
         self.config = config
@@ -96,6 +101,12 @@ class ItslearningConnector(Exporter):
         self._resolve: AnchorResolver | None = None
         self._changes: list[tuple[Change, str | None]] = []  # accepted, with their anchors
         self.written: list[Path] = []  # files the last export() wrote, for logs and tests
+        sftp = config.sftp
+        self.delivery = (
+            None
+            if sftp is None
+            else delivery.Delivery(sftp, self.output_dir, base_dir, f"targets.{name}.sftp")
+        )
 
     # -- the Exporter contract --------------------------------------------------------
 
@@ -169,6 +180,14 @@ class ItslearningConnector(Exporter):
             self._prune()
         except OSError as exc:  # disk full, permissions, the share gone: nothing more to do this run
             raise FatalError(f"itslearning: cannot write to {self.output_dir}: {exc}") from exc
+
+    def deliver(self) -> int:
+        """Upload the files not yet delivered, oldest first (none without ``sftp``); how many went."""
+        return self.delivery.run() if self.delivery is not None else 0
+
+    def waiting(self) -> int:
+        """How many written files wait for delivery (0 without ``sftp``)."""
+        return len(delivery.waiting(self.output_dir)) if self.delivery is not None else 0
 
     def close(self) -> None:
         """Nothing to release (files are closed as they are written); safe to call twice."""

@@ -66,10 +66,12 @@ class TargetResult:
     failed: int = 0
     skipped: int = 0  # not sent: depended on a change that failed (planned again next run)
     errors: list[str] = field(default_factory=list)  # the first few, for the summary
+    delivered: int = 0  # files a delivering file target shipped this run (Exporter.deliver)
+    waiting: int = 0  # files it has written that still wait for delivery after this run
 
     def to_json(self) -> dict:
-        """Plain dict for run summaries."""
-        return {
+        """Plain dict for run summaries (the delivery counts only for a target that delivers)."""
+        out = {
             "status": self.status,
             "ok": self.ok,
             "rejected": self.rejected,
@@ -77,6 +79,9 @@ class TargetResult:
             "skipped": self.skipped,
             "errors": self.errors[:20],
         }
+        if self.delivered or self.waiting:
+            out |= {"delivered": self.delivered, "waiting": self.waiting}
+        return out
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,12 @@ def apply_plan(
         elif tp.dry_run:
             results[tp.target] = TargetResult(tp.target, TargetOutcome.PLANNED)
         elif not tp.changes:
-            results[tp.target] = TargetResult(tp.target, TargetOutcome.UNCHANGED)
+            exp = connectors.get(tp.target)  # given for a file target that delivers its files
+            res = TargetResult(tp.target, TargetOutcome.UNCHANGED)
+            if isinstance(exp, Exporter) and not (stop is not None and stop.is_set()):
+                _deliver(exp, res, log.bind(run_id=plan.run_id, target=tp.target))
+                exp.close()
+            results[tp.target] = res
         elif stop is not None and stop.is_set():
             results[tp.target] = TargetResult(tp.target, TargetOutcome.INTERRUPTED)
             log.warning("target interrupted", run_id=plan.run_id, target=tp.target, done=0)
@@ -337,12 +347,34 @@ def apply_export(
         res.ok += len(accepted)
         writer.finish()
         faults.point(f"{tp.target}:committed")
+        if not (stop is not None and stop.is_set()):
+            _deliver(exp, res, tlog)
         if progress:
             progress(len(tp.changes))
     finally:
         writer.flush()
         exp.close()
     return res
+
+
+def _deliver(exp: Exporter, res: TargetResult, tlog: Any) -> None:
+    """Ship what the exporter has written and not delivered (oldest first); a failure fails the target.
+
+    The changes stay recorded as applied: they are in the files, which wait in
+    ``output_dir`` and go first in the next run, whether it has changes or not.
+    """
+    try:
+        res.delivered = exp.deliver()
+    except (ConnectorError, OSError) as exc:
+        res.status = TargetOutcome.FAILED
+        res.errors.append(f"delivery failed: {exc}")
+        tlog.error("delivering the files failed", error=str(exc))
+    try:
+        res.waiting = exp.waiting()
+    except (ConnectorError, OSError) as exc:
+        res.errors.append(f"cannot count the files waiting for delivery: {exc}")
+    if res.delivered or res.waiting:
+        tlog.info("files delivered", delivered=res.delivered, waiting=res.waiting)
 
 
 def _accept_all(

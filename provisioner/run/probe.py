@@ -8,7 +8,8 @@ probed the way its connector would start, nothing written:
 - Feide with ``url``: the connector's own start (bind; ``base_dn`` or its parent exists).
 - Microsoft 365 (mode apply): get a token and read one user (what BAS needs to read).
 - File targets (itslearning, Feide LDIF) in apply mode: ``output_dir`` is (or can be made) a
-  writable folder.
+  writable folder; itslearning with ``sftp``: also log in to the SFTP server (host key
+  pinned) and list ``remote_dir``.
 
 Targets in plan mode are not reached (nothing would be applied to them), except those
 whose kind says a checker reads them (Feide with ``url``). How a live target is reached
@@ -54,7 +55,10 @@ def _probe(cfg: Config, name: str, tcfg: TargetBase) -> str:
     if caps.live and kind.probe is not None:
         return kind.probe(cfg, name)
     if caps.output_dir is not None:
-        return _folder(cfg.path(caps.output_dir), f"targets.{name}.output_dir")
+        folder = _folder(cfg.path(caps.output_dir), f"targets.{name}.output_dir")
+        if caps.delivers and kind.probe is not None:  # and where its files go (itslearning's SFTP)
+            return f"{folder}; {kind.probe(cfg, name)}"
+        return folder
     raise ConfigError(f"targets.{name}: no probe for kind {tcfg.kind}")
 
 

@@ -307,13 +307,16 @@ ConnectorFactory = Callable[[Config, str], Connector | Exporter]
 
 
 def _connectors(cfg: Config, plan: Plan, connect: ConnectorFactory | None) -> dict:
-    """Connectors of the targets with changes to apply."""
+    """Connectors of the targets with changes to apply, and of those delivering files an earlier run wrote."""
     make = connect or build_connector  # looked up now: a test or benchmark may stand in for it
-    return {
-        tp.target: make(cfg, tp.target)
-        for tp in plan.targets
-        if tp.target != CORE and tp.changes and not tp.dry_run and tp.hold is None
-    }
+
+    def wanted(tp: TargetPlan) -> bool:
+        if tp.target == CORE or tp.dry_run or tp.hold is not None:
+            return False
+        tcfg = cfg.targets.get(tp.target)
+        return bool(tp.changes) or (tcfg is not None and kind_of(tcfg.kind).capabilities(tcfg).delivers)
+
+    return {tp.target: make(cfg, tp.target) for tp in plan.targets if wanted(tp)}
 
 
 def _soft_delete(cfg: Config) -> dict[str, bool]:

@@ -1,9 +1,10 @@
 """Health of the service, read from the state store: for `bas status`, metrics and alerts.
 
-What an admin needs to see the same day: the last run per target and its last success,
-held runs waiting for approval and runs the source gate refused, objects that failed
-and wait for the next run's retry, and when the daemon runs next (``daemon_status``,
-written by the daemon itself). Everything is read through the store's repositories;
+What an admin needs to see the same day: the last run per target, its last success, the
+error it failed with and the files it wrote that still wait for delivery (itslearning
+over SFTP), held runs waiting for approval and runs the source gate refused, objects
+that failed and wait for the next run's retry, and when the daemon runs next
+(``daemon_status``, written by the daemon itself). Everything is read through the store's repositories;
 nothing here writes.
 """
 
@@ -35,6 +36,8 @@ class TargetHealth:
     last_status: str | None = None
     last_at: str | None = None
     last_success_at: str | None = None
+    last_error: str | None = None  # the first error of the last run, when it failed there
+    waiting: int = 0  # files written and not yet delivered after the last run (delivering file targets)
 
 
 @dataclass
@@ -79,6 +82,9 @@ def collect(store: StateStore, targets: Iterable[str], failed_limit: int = 50) -
                 continue
             if th.last_run is None:
                 th.last_run, th.last_status, th.last_at = run["run_id"], res["status"], run["started_at"]
+                th.waiting = res.get("waiting", 0)
+                if res["status"] == TargetOutcome.FAILED and res.get("errors"):
+                    th.last_error = res["errors"][0]
             if th.last_success_at is None and res["status"] in TARGET_OK:
                 th.last_success_at = run["finished_at"] or run["started_at"]
     applied = next((x for x in recent if x["status"] not in _NOT_APPLIED), None)
@@ -143,6 +149,11 @@ def render_text(h: Health, now: float | None = None) -> str:
         ago = f"{(now - ok) / 3600:.1f} h ago" if ok is not None else "never"
         rows.append([name, th.last_status or "-", (th.last_at or "-")[:19], ago, th.last_run or "-"])
     lines.append(table(["target", "last result", "at", "last success", "run"], rows))
+    for name, th in h.targets.items():
+        if th.waiting:
+            lines.append(f"  {name}: {th.waiting} files waiting for delivery")
+        if th.last_error:
+            lines.append(mask_text(f"  {name}: last error: {th.last_error[:300]}"))
     if h.held:
         lines.append(f"held runs waiting for approval ({len(h.held)}):")
         for x in h.held:

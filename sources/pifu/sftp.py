@@ -1,9 +1,8 @@
 """Picking the newest PIFU export up from the SIS's export server over SFTP (paramiko).
 
-The server's host key must be in ``known_hosts_file``: an unknown or changed key refuses
-the connection (``RejectPolicy``), never trusted on first use. Login with a private key
-or a password, each from a secret file (``provisioner.config.read_secret``: systemd
-credentials first, then relative to the config's folder); no agent, no ~/.ssh keys.
+The login is provisioner/sftp.py's, shared with the itslearning delivery: the server's
+host key pinned (in ``known_hosts_file``, or by ``host_key_fingerprint``), never trusted
+on first use; a private key or a password from a secret file; no agent, no ~/.ssh keys.
 
 In ``remote_dir`` the newest regular file matching the pattern is the export, chosen as
 the local folder is (``sources.pifu.files``): temp and hidden names never count, and one
@@ -17,17 +16,15 @@ and no more (older ones are deleted: they hold personal data).
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import time
 from pathlib import Path
-from typing import Any
 
 import paramiko
 import structlog
 
-from provisioner.config import ConfigError, read_secret
+from provisioner import sftp as sftp_login
 from provisioner.source_config import SftpConfig
 from sources.base import SourceError
 from sources.pifu.files import atomic_file, is_candidate, newest
@@ -37,68 +34,12 @@ log = structlog.get_logger("bas.source.pifu")
 KEEP = 3  # exports kept in the local folder: the one read now and two before it, for inspection
 
 
-def _private_key(text: str) -> paramiko.PKey:
-    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
-        try:
-            return cls.from_private_key(io.StringIO(text + "\n"))
-        except paramiko.SSHException:
-            continue
-    raise SourceError("source.sftp.private_key_file: not an unencrypted Ed25519, ECDSA or RSA private key")
-
-
-def _credentials(cfg: SftpConfig, base_dir: str) -> dict[str, Any]:
-    try:
-        if cfg.private_key_file is not None:
-            key = read_secret(cfg.private_key_file, base_dir, "source.sftp.private_key_file")
-            return {"pkey": _private_key(key)}
-        assert cfg.password_file is not None
-        return {"password": read_secret(cfg.password_file, base_dir, "source.sftp.password_file")}
-    except ConfigError as exc:
-        raise SourceError(str(exc)) from exc
-
-
 def connect(cfg: SftpConfig, base_dir: str) -> paramiko.SSHClient:
-    """A logged-in SSH client whose server presented the host key known_hosts_file has for it."""
-    known = Path(cfg.known_hosts_file)
-    known = known if known.is_absolute() else Path(base_dir) / known
-    client = paramiko.SSHClient()
+    """A logged-in SSH client whose server presented the pinned host key (provisioner/sftp.py)."""
     try:
-        client.load_host_keys(str(known))
-    except (OSError, paramiko.SSHException) as exc:
-        raise SourceError(f"source.sftp.known_hosts_file: cannot read {known}: {exc}") from exc
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    where = f"{cfg.username}@{cfg.host}:{cfg.port}"
-    try:
-        client.connect(
-            cfg.host,
-            port=cfg.port,
-            username=cfg.username,
-            timeout=cfg.timeout,
-            banner_timeout=cfg.timeout,
-            auth_timeout=cfg.timeout,
-            allow_agent=False,
-            look_for_keys=False,
-            **_credentials(cfg, base_dir),
-        )
-    except paramiko.BadHostKeyException as exc:
-        client.close()
-        raise SourceError(
-            f"SFTP {where}: refused: the server's host key ({exc.key.get_name()}) is not the one"
-            f" {known} has for it (changed key or a man in the middle)"
-        ) from exc
-    except paramiko.AuthenticationException as exc:
-        client.close()
-        raise SourceError(f"SFTP {where}: login refused ({exc})") from exc
-    except paramiko.SSHException as exc:
-        client.close()
-        text = str(exc)
-        if "not found in known_hosts" in text:
-            text = f"refused: the server's host key is not in {known} (add it there after checking it)"
-        raise SourceError(f"SFTP {where}: {text}") from exc
-    except OSError as exc:  # TimeoutError included
-        client.close()
-        raise SourceError(f"SFTP {where}: cannot connect: {exc}") from exc
-    return client
+        return sftp_login.connect(cfg, base_dir, "source.sftp")
+    except sftp_login.SftpError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 def pickup(
@@ -114,8 +55,7 @@ def pickup(
     local.mkdir(parents=True, exist_ok=True, mode=0o700)
     client = connect(cfg, base_dir)
     try:
-        sftp = client.open_sftp()
-        sftp.get_channel().settimeout(cfg.timeout)
+        sftp = sftp_login.open_sftp(client, cfg.timeout)
         try:
             return _fetch(sftp, cfg, local, pattern, settle_seconds, now)
         finally:
