@@ -89,7 +89,7 @@ def _pin(client: paramiko.SSHClient, cfg: SftpConfig, base_dir: str, key: str) -
     except (OSError, paramiko.SSHException) as exc:
         raise SftpError(f"{key}.known_hosts_file: cannot read {known}: {exc}", fatal=True) from exc
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    return str(known)
+    return f"{key}.known_hosts_file ({known})"
 
 
 def connect(cfg: SftpConfig, base_dir: str, key: str) -> paramiko.SSHClient:

@@ -219,29 +219,36 @@ class Delivery:
         name = path.name
         final, temp = self._remote(name), self._remote(f".{name}.part")
         size = path.stat().st_size
-        if journal.state(name) != RENAMING:
+        if journal.state(name) == RENAMING and not self._exists(sftp, temp):
+            pass  # renamed before the last run died (and maybe taken by the importer since)
+        else:
+            if journal.state(name) != RENAMING:
+                self._upload(sftp, path, temp, size)
+                journal.mark(name, RENAMING, size)
             try:
-                fh = path.open("rb")
+                sftp.rename(temp, final)
             except OSError as exc:
-                raise FatalError(f"itslearning: cannot read {path}: {exc}") from exc
-            with fh:
-                sftp.putfo(fh, temp, file_size=size, confirm=False)
-            got = sftp.stat(temp).st_size
-            if got != size:  # a full remote disk, a quota: the upload stopped short
-                raise OSError(None, f"{temp} has {got} bytes after the upload, not {size}")
-            journal.mark(name, RENAMING, size)
-        self._rename(sftp, temp, final)
+                if sftp_login.lost(exc):
+                    raise
+                # e.g. a file of that name is there already: not ours to replace
+                raise OSError(None, f"cannot rename {temp} to {final}: {exc}") from exc
         journal.mark(name, SENT, size)
 
-    def _rename(self, sftp: paramiko.SFTPClient, temp: str, final: str) -> None:
-        """Rename the uploaded temp file; done already when a run died after renaming (the temp is gone)."""
+    def _upload(self, sftp: paramiko.SFTPClient, path: Path, temp: str, size: int) -> None:
         try:
-            sftp.rename(temp, final)
+            fh = path.open("rb")
         except OSError as exc:
-            if sftp_login.lost(exc) and not isinstance(exc, FileNotFoundError):
-                raise
-            try:
-                sftp.stat(temp)
-            except FileNotFoundError:
-                return  # renamed before (and maybe taken by the importer since)
-            raise OSError(None, f"cannot rename {temp} to {final}: {exc}") from exc
+            raise FatalError(f"itslearning: cannot read {path}: {exc}") from exc
+        with fh:
+            sftp.putfo(fh, temp, file_size=size, confirm=False)
+        got = sftp.stat(temp).st_size
+        if got != size:  # a full remote disk, a quota: the upload stopped short
+            raise OSError(None, f"{temp} has {got} bytes after the upload, not {size}")
+
+    @staticmethod
+    def _exists(sftp: paramiko.SFTPClient, remote: str) -> bool:
+        try:
+            sftp.stat(remote)
+        except FileNotFoundError:
+            return False
+        return True

@@ -151,7 +151,7 @@ def render_text(h: Health, now: float | None = None) -> str:
     lines.append(table(["target", "last result", "at", "last success", "run"], rows))
     for name, th in h.targets.items():
         if th.waiting:
-            lines.append(f"  {name}: {th.waiting} files waiting for delivery")
+            lines.append(f"  {name}: {th.waiting} file{'s' if th.waiting != 1 else ''} waiting for delivery")
         if th.last_error:
             lines.append(mask_text(f"  {name}: last error: {th.last_error[:300]}"))
     if h.held:
