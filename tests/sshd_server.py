@@ -207,6 +207,13 @@ def password_user() -> Iterator[tuple[str, str]]:
         subprocess.run(["userdel", name], capture_output=True, check=False)
 
 
+def remote_folder(tmp: Path) -> Path:
+    """The server's folder a test uploads to or downloads from (a fixture's body)."""
+    folder = tmp / "remote"
+    folder.mkdir()
+    return folder
+
+
 def running(password_user: str | None = None) -> Iterator[SshdServer]:
     """A started server until the generator is closed (for a fixture); skips without sshd."""
     if not Path(SSHD).exists():

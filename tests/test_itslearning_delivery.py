@@ -22,7 +22,7 @@ from connectors.base import FatalError, TransientError
 from connectors.itslearning import delivery
 from connectors.itslearning.delivery import RENAMING, SENT, SKIPPED, Delivery, Journal, backoff
 from provisioner.config import ConfigError, SftpDeliveryConfig, parse
-from tests.sshd_server import SSH_KEYGEN, SshdServer, password_user, running
+from tests.sshd_server import SSH_KEYGEN, SshdServer, password_user, remote_folder, running
 
 KEY = "targets.itslearning.sftp"
 
@@ -34,9 +34,7 @@ def server() -> Iterator[SshdServer]:
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
-    r = tmp_path / "remote"
-    r.mkdir()
-    return r
+    return remote_folder(tmp_path)
 
 
 @pytest.fixture

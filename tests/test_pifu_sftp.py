@@ -22,7 +22,7 @@ from sources.pifu import PifuSource
 from sources.pifu.sftp import KEEP
 from tests.pifudoc import OWNER_ORG
 from tests.sisbuilder import config_toml, small_sis
-from tests.sshd_server import SshdServer, running
+from tests.sshd_server import SshdServer, remote_folder, running
 
 
 def _snapshot() -> SourceSnapshot:
@@ -77,9 +77,7 @@ def server() -> Iterator[SshdServer]:
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
-    r = tmp_path / "remote"
-    r.mkdir()
-    return r
+    return remote_folder(tmp_path)
 
 
 def test_pickup_downloads_the_newest_settled_export_and_reads_it(
