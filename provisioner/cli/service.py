@@ -52,7 +52,7 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True)
     @click.pass_obj
     def status(c: Any, as_json: bool) -> None:
-        """Health: last run per target (error, files waiting for delivery), held runs, failed objects, next run."""
+        """Health: each target's last run (error, files to deliver), held runs, failed objects, next run."""
         from provisioner.service import status as status_mod
 
         health = status_mod.collect(c.store, c.cfg.enabled_targets())
