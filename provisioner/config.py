@@ -297,6 +297,9 @@ class SftpDeliveryConfig(SftpConfig):
 
     attempts: Annotated[int, Field(ge=1, le=20)] = 4
     retry_delay: Annotated[float, Field(ge=0, le=600)] = 5.0
+    # Which files go: both, or only the full files (an import that takes each file as the
+    # whole population) or only the deltas (an import of IMS recstatus changes).
+    deliver: Literal["all", "full", "delta"] = "all"
 
 
 class ItslearningConfig(TargetBase):

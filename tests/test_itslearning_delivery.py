@@ -203,6 +203,15 @@ def test_a_run_killed_after_the_rename_does_not_send_the_file_again(
     assert not (remote / files[0].name).exists() and (remote / files[1].name).exists()
 
 
+@pytest.mark.parametrize("kind", ["full", "delta"])
+def test_deliver_chooses_the_files_that_go(server: SshdServer, remote: Path, out: Path, kind: str) -> None:
+    files = write_runs(out, ("20251001T060000Z", "r1"), ("20251002T060000Z", "r2"))
+    chosen = [p for p in files if p.name.startswith(f"ims-{kind}-")]
+    assert _delivery(sftp_cfg(server, remote, deliver=kind), out).run() == 2
+    assert _delivered_renames(server, remote) == [p.name for p in chosen]
+    assert _delivery(sftp_cfg(server, remote, deliver=kind), out).waiting() == []
+
+
 def test_a_wrong_host_key_is_refused_at_once(server: SshdServer, remote: Path, out: Path) -> None:
     write_runs(out, ("20251001T060000Z", "r1"))
     sleeps: list[float] = []
@@ -363,6 +372,22 @@ def test_what_waits_for_delivery(
     assert [p.name for p in delivery.waiting(tmp_path)] == waiting
 
 
+@pytest.mark.parametrize(
+    ("kinds", "waiting"),
+    [
+        (("full",), ["ims-full-20250102T000000Z-b.xml"]),
+        (("delta",), ["ims-delta-20250102T000000Z-b.xml"]),  # no journal: from the newest full file on
+        (("full", "delta"), ["ims-full-20250102T000000Z-b.xml", "ims-delta-20250102T000000Z-b.xml"]),
+    ],
+)
+def test_what_waits_of_the_kinds_delivered(
+    tmp_path: Path, kinds: tuple[str, ...], waiting: list[str]
+) -> None:
+    names = ["ims-full-20250101T000000Z-a.xml", "ims-delta-20250101T000000Z-a.xml"]
+    _stamped(tmp_path, [*names, "ims-full-20250102T000000Z-b.xml", "ims-delta-20250102T000000Z-b.xml"])
+    assert [p.name for p in delivery.waiting(tmp_path, kinds=kinds)] == waiting
+
+
 def test_an_unreadable_journal_stops_delivery(tmp_path: Path) -> None:
     (tmp_path / delivery.JOURNAL).write_text("{not json")
     with pytest.raises(FatalError, match="delivery journal .* unreadable"):
@@ -414,6 +439,10 @@ mode = "apply"
         (
             'host = "h"\nusername = "u"\nknown_hosts_file = "k"\nprivate_key_file = "p"\nattempts = 0',
             r"targets.itslearning.itslearning.sftp.attempts",
+        ),
+        (
+            'host = "h"\nusername = "u"\nknown_hosts_file = "k"\nprivate_key_file = "p"\ndeliver = "both"',
+            r"targets.itslearning.itslearning.sftp.deliver",
         ),
         (
             'host = "h"\nusername = "u"\nknown_hosts_file = "k"\nprivate_key_file = "p"\nretries = 3',

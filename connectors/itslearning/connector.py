@@ -187,7 +187,7 @@ class ItslearningConnector(Exporter):
 
     def waiting(self) -> int:
         """How many written files wait for delivery (0 without ``sftp``)."""
-        return len(delivery.waiting(self.output_dir)) if self.delivery is not None else 0
+        return len(self.delivery.waiting()) if self.delivery is not None else 0
 
     def close(self) -> None:
         """Nothing to release (files are closed as they are written); safe to call twice."""

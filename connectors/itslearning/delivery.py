@@ -24,7 +24,12 @@ importers need (as other SFTP roster drops document): the importer takes any com
   folder cannot tell what it had);
 - when the journal does not exist yet (delivery just configured), files older than the
   newest full file are recorded ``skipped``: they were written before delivery was set up,
-  and the newest full file carries all they did.
+  and the newest full file carries all they did. Likewise a full file the connector prunes
+  (it keeps the newest ``keep_full``) before it could be delivered is not sent: a newer
+  full file carries it; delta files are never pruned, so none is missed;
+- ``deliver`` chooses the files: ``all`` (the default), or only ``full`` files (an import
+  set up to take each file as the whole population, as the page above describes), or only
+  ``delta`` files (an import set up for IMS recstatus changes). The others are never sent.
 
 Errors are typed: a refused connection, a timeout or a connection lost mid-file is tried
 again within the run (``attempts``, backing off from ``retry_delay`` with jitter), then
@@ -57,12 +62,15 @@ SENT, RENAMING, SKIPPED = "sent", "renaming", "skipped"
 _FILE = re.compile(r"ims-(full|delta)-(\d{8}T\d{6}Z)-.+\.xml")
 
 
-def written(output_dir: Path) -> list[Path]:
-    """The full and delta files in ``output_dir``, in the order they were written."""
+ALL = ("full", "delta")
+
+
+def written(output_dir: Path, kinds: tuple[str, ...] = ALL) -> list[Path]:
+    """The full and delta files (of ``kinds``) in ``output_dir``, in the order they were written."""
     found = []
     for p in output_dir.iterdir() if output_dir.is_dir() else ():
         m = _FILE.fullmatch(p.name)
-        if m and p.is_file():
+        if m and m.group(1) in kinds and p.is_file():
             found.append(((m.group(2), p.stat().st_mtime_ns, m.group(1) == "delta", p.name), p))
     return [p for _, p in sorted(found)]
 
@@ -107,14 +115,14 @@ class Journal:
         self.fresh = False
 
 
-def waiting(output_dir: Path, journal: Journal | None = None) -> list[Path]:
-    """The files not yet delivered, in order (a missing journal: from the newest full file on)."""
+def waiting(output_dir: Path, journal: Journal | None = None, kinds: tuple[str, ...] = ALL) -> list[Path]:
+    """The files (of ``kinds``) not yet delivered, in order; with no journal, from the newest full file on."""
     journal = journal or Journal(output_dir)
     todo = [p for p in written(output_dir) if journal.state(p.name) not in (SENT, SKIPPED)]
     if journal.fresh:
         fulls = [i for i, p in enumerate(todo) if p.name.startswith("ims-full-")]
         todo = todo[fulls[-1] :] if fulls else todo
-    return todo
+    return [p for p in todo if p.name.split("-", 2)[1] in kinds]
 
 
 class Delivery:
@@ -135,19 +143,24 @@ class Delivery:
         self.key = key  # the settings' table in messages: "targets.itslearning.sftp"
         self.sleep = sleep
         self.where = f"SFTP {cfg.username}@{cfg.host}:{cfg.port}"
+        self.kinds = ALL if cfg.deliver == "all" else (cfg.deliver,)
+
+    def waiting(self) -> list[Path]:
+        """The files this delivery has still to send, in order."""
+        return waiting(self.output_dir, kinds=self.kinds)
 
     def run(self) -> int:
         """Deliver every waiting file; returns how many went. TransientError / FatalError: see the module."""
         journal = Journal(self.output_dir)
         if journal.fresh:  # delivery just configured: record what came before as skipped
-            first = set(waiting(self.output_dir, journal))
+            first = set(waiting(self.output_dir, journal, self.kinds))
             for p in written(self.output_dir):
                 if p not in first:
                     journal.entries[p.name] = {"state": SKIPPED, "size": p.stat().st_size}
             journal.save()
         sent, last = 0, ""
         for attempt in range(1, self.cfg.attempts + 1):
-            todo = waiting(self.output_dir, journal)
+            todo = waiting(self.output_dir, journal, self.kinds)
             if not todo:
                 return sent
             try:
@@ -166,7 +179,7 @@ class Delivery:
                 last = f"{self.where}: connection lost: {exc or type(exc).__name__}"
             if attempt < self.cfg.attempts:
                 self.sleep(backoff(attempt, self.cfg.retry_delay, random.random()))  # noqa: S311 - jitter
-        left = len(waiting(self.output_dir, journal))
+        left = len(waiting(self.output_dir, journal, self.kinds))
         raise TransientError(
             f"itslearning: delivery failed after {self.cfg.attempts} attempts ({last});"
             f" {left} files wait for the next run"

@@ -13,7 +13,10 @@ or rejects each change, then writes its files from the accepted changes and the 
 state, and only once they are durable are the changes recorded as applied. They are
 journaled before the files are written, so a run killed in between is settled by the
 next one (provisioner/state/exports.py): nothing the store records as applied is
-missing from the files, and nothing is written to them twice.
+missing from the files, and nothing is written to them twice. A file target that
+delivers its files (itslearning over SFTP) then ships what waits, this run's files and
+any an earlier run could not deliver, also in a run without changes for it; a failed
+delivery fails the target for the run (``Exporter.deliver``).
 """
 
 from __future__ import annotations
@@ -134,8 +137,10 @@ def apply_plan(
             exp = connectors.get(tp.target)  # given for a file target that delivers its files
             res = TargetResult(tp.target, TargetOutcome.UNCHANGED)
             if isinstance(exp, Exporter) and not (stop is not None and stop.is_set()):
-                _deliver(exp, res, log.bind(run_id=plan.run_id, target=tp.target))
-                exp.close()
+                try:
+                    _deliver(exp, res, log.bind(run_id=plan.run_id, target=tp.target))
+                finally:
+                    exp.close()
             results[tp.target] = res
         elif stop is not None and stop.is_set():
             results[tp.target] = TargetResult(tp.target, TargetOutcome.INTERRUPTED)
