@@ -193,3 +193,21 @@ def test_the_demo_syncs_and_delivers_through_the_cli(tmp_path: Path, server: Ssh
     new_delta = next(p for p in sorted(remote.glob("ims-delta-*.xml")) if p.name not in written)
     assert "Nyberg" in new_delta.read_text(encoding="utf-8")
     assert "waiting for delivery" not in bas("status", config=conf).stdout
+
+
+def test_metrics_and_the_start_check_see_the_delivery(tmp_path: Path, server: SshdServer) -> None:
+    """The daemon's gauge shows the files waiting; a missing secret stops a run before it starts."""
+    from provisioner.run.targets import check_targets
+    from provisioner.service.metrics import Metrics
+
+    text = config_toml(tmp_path, "sqlite:///sis.db", "sqlite:///state.db", targets=("itslearning",))
+    (tmp_path / "bas.toml").write_text(text + sftp_table(server, tmp_path, "secrets/missing-key"))
+    cfg = config_mod.load(tmp_path / "bas.toml")
+    with pytest.raises(
+        config_mod.ConfigError, match=r"targets.itslearning.sftp.private_key_file: secret file"
+    ):
+        check_targets(cfg)
+    metrics = Metrics()
+    health = status.Health(None, {"itslearning": status.TargetHealth(waiting=3)}, [], [], {})
+    metrics.update_health(health)
+    assert metrics.registry.get_sample_value("bas_files_waiting_delivery", {"target": "itslearning"}) == 3

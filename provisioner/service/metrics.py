@@ -4,9 +4,10 @@ The registry has the process and platform collectors too (process_resident_memor
 process_cpu_seconds_total, process_open_fds, python_info).
 
 Counters and the run-duration histogram count what this process did; the health
-gauges (failed objects, held runs, last success per target) come from the state store
-after every run, so they are right after a restart too. "Seconds since the last
-successful run" is computed at scrape time, so it keeps growing while runs fail.
+gauges (failed objects, held runs, last success and files waiting for delivery per
+target) come from the state store after every run, so they are right after a restart
+too. "Seconds since the last successful run" is computed at scrape time, so it keeps
+growing while runs fail.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class Metrics:
             registry=r,
         )
         self.held_runs = Gauge("bas_held_runs", "Held runs waiting for approval", registry=r)
+        self.waiting_files = Gauge(
+            "bas_files_waiting_delivery",
+            "Files a file target wrote that were not delivered yet (itslearning over SFTP)",
+            ["target"],
+            registry=r,
+        )
         self.last_success = Gauge(
             "bas_last_success_timestamp_seconds",
             "Time of the target's last successful run",
@@ -111,6 +118,7 @@ class Metrics:
         for target in health.targets:
             self.failed_objects.labels(target).set(health.failed_counts.get(target, 0))
         for target, th in health.targets.items():
+            self.waiting_files.labels(target).set(th.waiting)
             ts = iso_to_epoch(th.last_success_at)
             self.since.last[target] = ts
             if ts is not None:
