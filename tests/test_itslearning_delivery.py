@@ -453,3 +453,13 @@ mode = "apply"
 def test_delivery_settings_errors_name_the_key(table: str, error: str) -> None:
     with pytest.raises(ConfigError, match=error):
         parse(_BASE + table + "\n")
+
+
+def test_nothing_written_yet_delivers_nothing_and_reaches_no_server(tmp_path: Path) -> None:
+    down = SshdServer()  # never started: a connection would fail
+    try:
+        d = _delivery(sftp_cfg(down, tmp_path), tmp_path / "never-made")
+        assert d.run() == 0 and d.waiting() == []
+        assert not (tmp_path / "never-made").exists()
+    finally:
+        down.cleanup()

@@ -60,8 +60,6 @@ from provisioner.config import SftpDeliveryConfig
 JOURNAL = ".delivery.json"
 SENT, RENAMING, SKIPPED = "sent", "renaming", "skipped"
 _FILE = re.compile(r"ims-(full|delta)-(\d{8}T\d{6}Z)-.+\.xml")
-
-
 ALL = ("full", "delta")
 
 
@@ -152,20 +150,19 @@ class Delivery:
     def run(self) -> int:
         """Deliver every waiting file; returns how many went. TransientError / FatalError: see the module."""
         journal = Journal(self.output_dir)
+        todo = waiting(self.output_dir, journal, self.kinds)
+        if not todo:
+            return 0
         if journal.fresh:  # delivery just configured: record what came before as skipped
-            first = set(waiting(self.output_dir, journal, self.kinds))
             for p in written(self.output_dir):
-                if p not in first:
+                if p not in todo:
                     journal.entries[p.name] = {"state": SKIPPED, "size": p.stat().st_size}
             journal.save()
-        sent, last = 0, ""
+        last = ""
         for attempt in range(1, self.cfg.attempts + 1):
-            todo = waiting(self.output_dir, journal, self.kinds)
-            if not todo:
-                return sent
             try:
-                sent += self._session(journal, todo)
-                return sent
+                self._session(journal, waiting(self.output_dir, journal, self.kinds))
+                break
             except sftp_login.SftpError as exc:
                 if exc.fatal:
                     raise FatalError(f"itslearning: {exc}") from exc
@@ -179,11 +176,13 @@ class Delivery:
                 last = f"{self.where}: connection lost: {exc or type(exc).__name__}"
             if attempt < self.cfg.attempts:
                 self.sleep(backoff(attempt, self.cfg.retry_delay, random.random()))  # noqa: S311 - jitter
-        left = len(waiting(self.output_dir, journal, self.kinds))
-        raise TransientError(
-            f"itslearning: delivery failed after {self.cfg.attempts} attempts ({last});"
-            f" {left} files wait for the next run"
-        )
+        else:
+            left = len(waiting(self.output_dir, journal, self.kinds))
+            raise TransientError(
+                f"itslearning: delivery failed after {self.cfg.attempts} attempts ({last});"
+                f" {left} files wait for the next run"
+            )
+        return sum(journal.state(p.name) == SENT for p in todo)
 
     def probe(self) -> str:
         """Log in and list ``remote_dir`` (read-only, for `bas config check`)."""
@@ -208,8 +207,8 @@ class Delivery:
 
     # -- one session ------------------------------------------------------------------
 
-    def _session(self, journal: Journal, todo: list[Path]) -> int:
-        """Log in and send ``todo`` in order, each recorded as it goes; returns how many went."""
+    def _session(self, journal: Journal, todo: list[Path]) -> None:
+        """Log in and send ``todo`` in order, each recorded as it goes."""
         client = sftp_login.connect(self.cfg, self.base_dir, self.key)
         try:
             sftp = sftp_login.open_sftp(client, self.cfg.timeout)
@@ -221,7 +220,6 @@ class Delivery:
                     sftp.close()
         finally:
             client.close()
-        return len(todo)
 
     def _remote(self, name: str) -> str:
         folder = self.cfg.remote_dir.rstrip("/")
