@@ -8,13 +8,17 @@ and the files wait; the next run delivers them first, even when it plans no chan
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from connectors.itslearning import delivery
 from provisioner import config as config_mod
 from provisioner.apply.options import ApplyOptions
 from provisioner.run import runner
@@ -22,7 +26,7 @@ from provisioner.service import status
 from provisioner.state.store import StateStore
 from tests.sisbuilder import config_toml, small_sis
 from tests.sshd_server import SshdServer, remote_folder
-from tests.test_cli import bas
+from tests.test_cli import BAS, bas
 
 DAY1, DAY2 = "2025-10-01", "2025-10-02"
 
@@ -211,3 +215,45 @@ def test_metrics_and_the_start_check_see_the_delivery(tmp_path: Path, server: Ss
     health = status.Health(None, {"itslearning": status.TargetHealth(waiting=3)}, [], [], {})
     metrics.update_health(health)
     assert metrics.registry.get_sample_value("bas_files_waiting_delivery", {"target": "itslearning"}) == 3
+
+
+@pytest.mark.parametrize(
+    "kill_at",
+    ["file:.delivery.json#1", "delivery:renamed#1", "delivery:renamed#2"],
+    ids=["before-the-full-files-rename", "after-the-full-files-rename", "after-the-deltas-rename"],
+)
+def test_a_sync_killed_while_delivering_is_finished_by_the_next_with_each_file_once(
+    tmp_path: Path, server: SshdServer, kill_at: str
+) -> None:
+    """kill -9 (the whole process group) at a point of the delivery; the next sync delivers the rest."""
+    sis = small_sis()
+    src = f"sqlite:///{tmp_path / 'sis.db'}"
+    remote = remote_folder(tmp_path)
+    text = config_toml(tmp_path, src, f"sqlite:///{tmp_path / 'state.db'}", targets=("itslearning",))
+    conf = tmp_path / "bas.toml"
+    conf.write_text(text + sftp_table(server, remote, str(server.user_key)))
+    out = tmp_path / "itslearning"
+    server.start()
+    sis.write(src)
+    bas("sync", "--as-of", DAY1, config=conf)
+    sis.end_enrollments("S3", DAY1)
+    sis.write(src)
+    env = {**os.environ, "BAS_TEST_KILL_AT": kill_at}
+    killed = subprocess.run(
+        [*BAS, "--config", str(conf), "sync", "--as-of", DAY2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,  # its own process group: the kill takes the run and nothing else
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert len(_names(out)) == 4 and delivery.waiting(out)  # written, not all recorded delivered
+    bas("sync", "--as-of", DAY2, config=conf)
+    assert _names(remote) == _names(out)
+    renamed = [Path(new).name for _, new in server.renames() if Path(new).parent == remote]
+    assert sorted(renamed) == sorted(_names(out)) and len(renamed) == 4  # each once, none lost
+    uploaded = [Path(u).name for u in server.uploads() if Path(u).parent == remote]
+    assert sorted(uploaded) == sorted(f".{n}.part" for n in _names(out))  # none uploaded twice
+    assert "waiting for delivery" not in bas("status", config=conf).stdout

@@ -54,6 +54,7 @@ import paramiko
 
 from connectors import files
 from connectors.base import FatalError, TransientError
+from provisioner import faults
 from provisioner import sftp as sftp_login
 from provisioner.config import SftpDeliveryConfig
 
@@ -243,6 +244,7 @@ class Delivery:
                     raise
                 # e.g. a file of that name is there already: not ours to replace
                 raise OSError(None, f"cannot rename {temp} to {final}: {exc}") from exc
+            faults.point("delivery:renamed")  # a kill here: renamed, not yet recorded (tests only)
         journal.mark(name, SENT, size)
 
     def _upload(self, sftp: paramiko.SFTPClient, path: Path, temp: str, size: int) -> None:
