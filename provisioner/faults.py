@@ -3,12 +3,11 @@
 A TEST HOOK, NOT A SETTING. ``point(site)`` marks a boundary of the apply where a crash
 must not lose anything: between two changes of a target, after a target's rows are
 committed, after a file is durably written, after a target's files are finished, after a
-delivered file's remote rename (before it is recorded). When
-the environment variable ``BAS_TEST_KILL_AT`` is ``<site>#<n>``, the n-th time this
-process passes ``site`` it sends SIGKILL to its process group: the run and its worker
-processes die at once, as under ``kill -9``. Only tests set it, and they start the run
-as its own session (its own process group). Unset (always, in production) it does
-nothing at all.
+delivered file's remote rename (before it is recorded). When the environment variable
+``BAS_TEST_KILL_AT`` is ``<site>#<n>``, the n-th time this process passes ``site`` it
+sends SIGKILL to its process group: the run and its worker processes die at once, as
+under ``kill -9``. Only tests set it, and they start the run as its own session (its own
+process group). Unset (always, in production) it does nothing at all.
 """
 
 from __future__ import annotations
