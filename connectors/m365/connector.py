@@ -54,6 +54,7 @@ from connectors.base import (
     RejectedError,
     StoredObject,
     TransientError,
+    person_phases,
 )
 from connectors.m365.graph import (
     GraphClient,
@@ -119,7 +120,7 @@ class M365Connector(GroupSteps, Connector):
         if self._resolve is None:
             raise FatalError("M365: apply before begin()")
         results: list[Applied | ConnectorError | None] = [None] * len(changes)
-        for segment in _segments(changes):
+        for segment in person_phases(changes):
             self._prepare([changes[i] for i in segment])
             lanes: dict[tuple[str, str], list[int]] = {}
             for i in segment:
@@ -510,21 +511,6 @@ def body_of(c: Change) -> dict[str, Any]:
 def _refuse(message: str) -> Steps:
     raise RejectedError(message)
     yield []  # a generator, like every other step function
-
-
-def _segments(changes: Sequence[Change]) -> list[list[int]]:
-    """Split a window where a group change may need a person created or restored before it."""
-    out: list[list[int]] = [[]]
-    persons_pending = False
-    for i, c in enumerate(changes):
-        needs_persons = c.kind == "group" and c.op in (Op.CREATE, Op.UPDATE, Op.ADD_MEMBERS)
-        if needs_persons and persons_pending:
-            out.append([])
-            persons_pending = False
-        if c.kind == "person" and c.op in (Op.CREATE, Op.RESTORE):
-            persons_pending = True
-        out[-1].append(i)
-    return [s for s in out if s]
 
 
 def client_from_config(cfg: Config, tcfg: M365Config, clock: Clock | None = None) -> GraphClient:
