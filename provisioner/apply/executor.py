@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from connectors.base import (
+    AnchorResolver,
     Applied,
     Connector,
     ConnectorError,
@@ -287,7 +288,7 @@ def _begun(
     return True
 
 
-def _peer_resolver(store: StateStore, target: str) -> Callable[[str, str], str | None]:
+def _peer_resolver(store: StateStore, target: str) -> AnchorResolver:
     """The anchors another target's objects have in the store, read once at the first question
     (after the targets applied before this one have committed)."""
     index: dict[str, Any] | None = None
