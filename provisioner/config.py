@@ -243,6 +243,9 @@ class M365Config(TargetBase):
     @classmethod
     def _hybrid(cls, data: object) -> object:
         # The issue's literal ``mode = "hybrid"``: applied, users synced from AD.
+        if isinstance(data, dict) and isinstance(data.get("mode"), str):
+            if data["mode"] not in ("plan", "apply", "hybrid"):
+                raise ValueError(f'mode must be "plan", "apply" or "hybrid", not {data["mode"]!r}')
         if isinstance(data, dict) and data.get("mode") == "hybrid":
             if data.get("users", "synced") != "synced":
                 raise ValueError(f'mode = "hybrid" means users = "synced", not users = {data["users"]!r}')
@@ -253,12 +256,13 @@ class M365Config(TargetBase):
     def _live_settings(self) -> M365Config:
         if self.mode != "apply":
             return self
+        mode = '"hybrid"' if self.users == "synced" else '"apply"'
         missing = [k for k in ("tenant_id", "client_id") if not getattr(self, k)]
         if missing:
-            raise ValueError(f'mode = "apply" needs {", ".join(missing)}')
+            raise ValueError(f"mode = {mode} needs {', '.join(missing)}")
         if (self.client_secret_file is None) == (self.client_certificate_file is None):
             raise ValueError(
-                'mode = "apply" needs exactly one of client_secret_file or client_certificate_file'
+                f"mode = {mode} needs exactly one of client_secret_file or client_certificate_file"
             )
         for key in ("authority_host", "graph_url"):
             if not str(getattr(self, key)).startswith("https://"):
