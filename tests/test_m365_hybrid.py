@@ -7,6 +7,7 @@ connector does); ``sync_from_ad`` plays Entra Connect's sync cycle.
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +195,43 @@ def test_the_refused_write_check_sees_what_a_cloud_target_sends(m365_env: M365En
     m365_env.graph.record()
     m365_env.sync(DAY1)
     assert ("POST", "/users", None) in {(m, p, None) for m, p, _ in refused_writes(m365_env)}
+
+
+def test_hybrid_through_the_cli_pending_in_status_then_claimed(tmp_path: Path) -> None:
+    """What an admin does: switch the target to hybrid, check, sync, see who waits, sync again."""
+    from tests.test_cli import bas
+
+    e = M365Env(tmp_path, small_sis(), m365={"mode": "hybrid"})
+    try:
+        e.graph.record()
+        d = e.graph.directory
+        e.sis.write(e.src)
+        p = bas("config", "check", config=e.config_path)
+        assert "mode apply, users synced from AD (hybrid; matched by employeeId)" in p.stdout
+        ids = {
+            p: d.add_synced_user(immutable_id(str(uuid.uuid4())), p, f"{p.lower()}@skole.eksempel.no")
+            for p in ("S1", "T1")
+        }
+        p = bas("sync", "--as-of", DAY1, config=e.config_path)  # pending is no error: exit 0
+        line = next(x for x in p.stdout.splitlines() if x.strip().startswith("m365") and " ok " in x)
+        assert line.split() == ["m365", "applied", "ok", "16,", "pending", "11", "(retried", "next", "run)"]
+        st = bas("status", config=e.config_path)
+        assert "pending ones are no error" in st.stdout
+        assert "pending: M365: person S2" in st.stdout and "waiting for Entra Connect" in st.stdout
+        log = json.loads(bas("changelog", "--result", "pending", "--json", config=e.config_path).stdout)
+        assert {r["key"] for r in log if r["op"] == "create"} == set(PERSONS) - {"S1", "T1"}
+        assert d.users[ids["S1"]]["assignedLicenses"][0]["skuId"] == SKU_STUDENT
+        # Entra Connect has synced the rest: the next sync claims them, nothing waits.
+        for pid in set(PERSONS) - {"S1", "T1"}:
+            ids[pid] = d.add_synced_user(
+                immutable_id(str(uuid.uuid4())), pid, f"{pid.lower()}@skole.eksempel.no"
+            )
+        p = bas("sync", "--as-of", DAY2, config=e.config_path)
+        assert "pending" not in next(
+            x for x in p.stdout.splitlines() if x.strip().startswith("m365") and " ok " in x
+        )
+        assert {k: o["anchor"] for k, o in e.objects().items() if o["kind"] == "person"} == ids
+        assert "failed objects none" in bas("status", config=e.config_path).stdout
+        assert refused_writes(e) == []
+    finally:
+        e.close()
