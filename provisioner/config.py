@@ -243,10 +243,11 @@ class M365Config(TargetBase):
     @classmethod
     def _hybrid(cls, data: object) -> object:
         # The issue's literal ``mode = "hybrid"``: applied, users synced from AD.
-        if isinstance(data, dict) and isinstance(data.get("mode"), str):
-            if data["mode"] not in ("plan", "apply", "hybrid"):
-                raise ValueError(f'mode must be "plan", "apply" or "hybrid", not {data["mode"]!r}')
-        if isinstance(data, dict) and data.get("mode") == "hybrid":
+        if not isinstance(data, dict) or not isinstance(data.get("mode"), str):
+            return data
+        if data["mode"] not in ("plan", "apply", "hybrid"):
+            raise ValueError(f'mode must be "plan", "apply" or "hybrid", not {data["mode"]!r}')
+        if data["mode"] == "hybrid":
             if data.get("users", "synced") != "synced":
                 raise ValueError(f'mode = "hybrid" means users = "synced", not users = {data["users"]!r}')
             data = {**data, "mode": "apply", "users": "synced"}
