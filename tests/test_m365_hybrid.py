@@ -232,6 +232,35 @@ def test_hybrid_through_the_cli_pending_in_status_then_claimed(tmp_path: Path) -
         )
         assert {k: o["anchor"] for k, o in e.objects().items() if o["kind"] == "person"} == ids
         assert "failed objects none" in bas("status", config=e.config_path).stdout
+        # A reconcile finds no drift, even where AD blocked a user: sign-in is AD's, not drift here.
+        d.users[ids["S2"]]["accountEnabled"] = False
+        assert "0 difference(s)" in bas("m365", "reconcile", "--full", config=e.config_path).stdout
+        assert refused_writes(e) == []
+    finally:
+        e.close()
+
+
+def test_many_users_are_claimed_from_one_directory_read(tmp_path: Path) -> None:
+    from tests.sisbuilder import Sis
+
+    sis = Sis().school("NORD", "974000001", "NORDBY")
+    pids = [f"S{i:02d}" for i in range(60)]
+    for pid in pids:
+        sis.student(pid, "NORD", "Elev", f"Nummer{pid}")
+    e = M365Env(tmp_path, sis, ad=True, m365={"mode": "hybrid"})
+    try:
+        first = e.sync(DAY1)
+        assert (
+            sorted(k for (op, k), r in results(e, first.run_id).items() if op == "create" and r == "pending")
+            == pids
+        )
+        ids = e.sync_from_ad(*pids)
+        e.graph.record()
+        out = e.sync(DAY2)
+        assert out.exit_code == 0, out.results["m365"].errors
+        assert {k: o["anchor"] for k, o in e.objects().items() if o["kind"] == "person"} == ids
+        gets = [p for m, p, _ in e.graph.requests or [] if m == "GET" and p.startswith("/users?")]
+        assert gets and all("$filter" not in p for p in gets)  # one paged read, no lookup per user
         assert refused_writes(e) == []
     finally:
         e.close()
