@@ -264,3 +264,14 @@ def test_many_users_are_claimed_from_one_directory_read(tmp_path: Path) -> None:
         assert refused_writes(e) == []
     finally:
         e.close()
+
+
+def test_a_cloud_target_refuses_to_take_over_a_synced_user(m365_env: M365Env) -> None:
+    d = m365_env.graph.directory
+    uid = d.add_synced_user(immutable_id(str(uuid.uuid4())), "S1", "olanor@skole.eksempel.no")
+    m365_env.graph.record()
+    out = m365_env.sync(DAY1)
+    assert out.exit_code == 1
+    (err,) = [r["error"] for r in m365_env.changelog("rejected") if r["key"] == "S1"]
+    assert "synced from AD by Entra Connect" in err and 'set mode = "hybrid" for targets.m365' in err
+    assert not [r for r in m365_env.graph.requests or [] if uid in r[1] and r[0] != "GET"]

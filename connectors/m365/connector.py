@@ -12,9 +12,10 @@ $batch and retries are ``connectors.m365.graph``'s):
 - A create first looks for the account: by employeeId (the SIS person_id), then by
   userPrincipalName. Its own account (same employeeId) is brought in line; an account
   with that UPN and no employeeId is adopted; a UPN held by someone with another
-  employeeId is a conflict: RejectedError naming the UPN, never a guess. A user found
-  disabled (left by a run killed before its password was on file, or blocked by hand)
-  or made by a create whose answer was lost (a dropped connection) gets a new password,
+  employeeId is a conflict: RejectedError naming the UPN, never a guess; so is a user
+  Entra Connect syncs from AD (Graph refuses its AD attributes: hybrid mode is for
+  those). A user found disabled (left by a run killed before its password was on file,
+  or blocked by hand) or made by a create whose answer was lost (a dropped connection) gets a new password,
   written to this run's file before the user is enabled, and the change's note says so.
 - Lifecycle (SPEC): DISABLE blocks sign-in and revokes sessions; DELETE soft-deletes;
   RESTORE brings the user back from deleted items with its old id, licences and data

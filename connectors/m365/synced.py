@@ -9,8 +9,9 @@ https://github.com/microsoftgraph/microsoft-graph-docs/issues/7301 and /issues/1
 What it writes is cloud-only: usageLocation and licences.
 
 - Create = claim the synced user: the user whose ``onPremisesImmutableId`` is the base64
-  of the person's AD objectGUID (Entra Connect's default source anchor; the AD target's
-  anchor in the state store), else the one whose ``employeeId`` is the person_id. Both
+  of the person's AD objectGUID (the AD target's anchor in the state store; Entra
+  Connect's source anchor, objectGUID or ms-DS-ConsistencyGuid, which it fills from the
+  objectGUID), else the one whose ``employeeId`` is the person_id. Both
   are read with ``$filter`` eq on the user resource's filterable properties
   (https://learn.microsoft.com/graph/api/resources/user: onPremisesImmutableId,
   onPremisesSyncEnabled, employeeId). Found: usageLocation set and licences assigned,
