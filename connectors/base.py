@@ -8,6 +8,10 @@ success. It reports failures by raising one of three errors, and the executor de
 - ``RejectedError``: this object is refused; record it, skip it, go on with the rest;
 - ``FatalError``: stop this target now (bad credentials, target gone, disk full).
 
+``PendingError`` is no failure: the target cannot take the change *yet* (hybrid Microsoft
+365 waits for Entra Connect to sync a user from AD). The executor records it as pending,
+not as applied, so the next run plans it again; it counts as no error.
+
 File targets are not connectors but ``Exporter``s: they accept changes, then write their
 files from those and the stored state; only then are the changes recorded as applied.
 """
@@ -47,6 +51,10 @@ class FatalError(ConnectorError):
     """The target cannot be used at all this run."""
 
 
+class PendingError(ConnectorError):
+    """The target is not ready for this change yet (not an error): recorded as pending, retried next run."""
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What a connector reports after applying one change successfully."""
@@ -83,12 +91,20 @@ class Connector(ABC):
     - ``process_safe``: it holds no session to a remote system and writes only its own
       files, so the executor may apply it in a worker process (``FileTarget`` sets it);
     - ``window``: above 0, the executor hands ``apply_many`` windows of at most that many
-      changes, in plan order, instead of calling ``apply`` once per change.
+      changes, in plan order, instead of calling ``apply`` once per change;
+    - ``peers``: targets whose stored anchors it reads (``use_peers``).
     """
 
     target: str
     process_safe: bool = False
     window: int = 0
+    # Other targets whose stored anchors this connector reads: the executor hands it
+    # their resolvers (``use_peers``) before ``begin``. Hybrid Microsoft 365 finds a synced
+    # user by the objectGUID its AD target recorded.
+    peers: tuple[str, ...] = ()
+
+    def use_peers(self, resolvers: Mapping[str, AnchorResolver]) -> None:  # noqa: B027 (most have no peers)
+        """Take the anchor resolvers of the ``peers`` targets (called only when there are peers)."""
 
     @abstractmethod
     def begin(self, run_id: str, resolve: AnchorResolver) -> None:
@@ -274,3 +290,23 @@ def _applied(obj: StoredObject | None, pairs: Sequence[tuple[Change, str | None]
     members_out = None if row.members is None else tuple(sorted(row.members))
     key = obj.key if obj is not None else pairs[0][0].key
     return StoredObject(row.kind, key, row.anchor, row.status, row.attrs, members_out, row.username)
+
+
+def person_phases(changes: Sequence[Change]) -> list[list[int]]:
+    """Positions of ``changes`` split where a group change may need a person created or restored before it.
+
+    Each phase's person creates and restores are answered before the next phase's group
+    changes are looked at: the executor then knows whose account is missing (failed, or
+    pending) before it sends a group change naming them, and a connector knows the new ids.
+    """
+    out: list[list[int]] = [[]]
+    persons_pending = False
+    for i, c in enumerate(changes):
+        needs_persons = c.kind == "group" and c.op in (Op.CREATE, Op.UPDATE, Op.ADD_MEMBERS)
+        if needs_persons and persons_pending:
+            out.append([])
+            persons_pending = False
+        if c.kind == "person" and c.op in (Op.CREATE, Op.RESTORE):
+            persons_pending = True
+        out[-1].append(i)
+    return [s for s in out if s]

@@ -24,6 +24,13 @@ owners (sorted person_ids of the group's teachers that Microsoft 365 holds; empt
 school-wide, owner-wide and level groups and groups without teachers: the connector adds
 the configured fallback owner); members ``(person_id, "")``. The school-wide guardians group is left out.
 
+Hybrid (``users = "synced"``): Entra Connect brings the users from AD, and Graph refuses
+writes to what AD masters on them (names, UPN, mailNickname, employeeId, department,
+jobTitle, accountEnabled, password). A user then carries only what BAS may write in the
+cloud: usageLocation (needed before licences), and ``role`` (leader, teacher, staff or
+student: which ``licenses`` it gets; never sent to Graph). The connector finds the
+synced user by the AD objectGUID, then by employeeId (the key, the SIS person_id).
+
 Nothing here is a placement: a changed department or name is a plain update.
 """
 
@@ -42,7 +49,15 @@ from mappings.common import (
     held_persons,
     main_role,
 )
-from provisioner.core.model import LEVEL, OWNER_WIDE, SCHOOL_WIDE, TEACHER, DesiredState, TargetObject
+from provisioner.core.model import (
+    LEVEL,
+    OWNER_WIDE,
+    SCHOOL_WIDE,
+    TEACHER,
+    DesiredPerson,
+    DesiredState,
+    TargetObject,
+)
 
 __all__ = ["LINK_ATTRS", "PLACEMENT_ATTRS", "map_state"]
 
@@ -62,6 +77,9 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
     for pid in held:
         p = state.persons[pid]
         u = p.username
+        if cfg.users == "synced":
+            out.append(_synced_user(p, cfg.usage_location))
+            continue
         role = main_role(p)
         attrs: dict[str, Any] = {
             "userPrincipalName": f"{u}@{domains.upn(role)}",
@@ -101,3 +119,11 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
         members = group_members(g, held_set)
         out.append(TargetObject("group", k, attrs, members=members, links={"owners": owners}))
     return out
+
+
+def _synced_user(p: DesiredPerson, usage_location: str) -> TargetObject:
+    """A user Entra Connect syncs from AD: only what the cloud may write, and the licence role."""
+    attrs = {"usageLocation": usage_location, "role": main_role(p)}
+    return TargetObject(
+        kind="person", key=p.person_id, attrs=attrs, username=p.username, person_id=p.person_id
+    )

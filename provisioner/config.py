@@ -237,10 +237,21 @@ class M365Config(TargetBase):
     PEM with the private key and the certificate); both are secret files
     (``$CREDENTIALS_DIRECTORY`` first, then beside the config). ``licenses`` maps a role
     (student, teacher, staff, leader: the user's jobTitle) to the SKUs it gets.
+
+    ``users``: ``cloud`` (BAS creates cloud-only users) or ``synced`` (hybrid: Entra
+    Connect syncs the users from AD; BAS never creates, renames or deletes one, it waits
+    for the synced user, then licenses it, puts it in groups and revokes its sessions on
+    a stop). ``mode = "hybrid"`` is short for ``mode = "apply"`` with ``users = "synced"``;
+    ``mode = "plan"`` with ``users = "synced"`` plans hybrid without applying.
+    ``ad_target``: the AD target whose objectGUIDs Entra Connect uses as the synced
+    users' onPremisesImmutableId (default: the config's only AD target; with none, users
+    are matched by employeeId alone).
     """
 
     kind: Literal["m365"] = "m365"
     mode: Literal["plan", "apply"] = "plan"
+    users: Literal["cloud", "synced"] = "cloud"
+    ad_target: str | None = None
     upn_domain: str | None = None  # defaults to owner.mail_domain (or its role_domains)
     upn_domains: dict[AccountRole, Domain] = Field(default_factory=dict)  # per main role, beats upn_domain
     usage_location: str = "NO"
@@ -268,16 +279,31 @@ class M365Config(TargetBase):
     password_length: Annotated[int, Field(ge=14, le=128)] = 16
     force_change_password: bool = True  # users choose their own password at first sign-in
 
+    @model_validator(mode="before")
+    @classmethod
+    def _hybrid(cls, data: object) -> object:
+        # The issue's literal ``mode = "hybrid"``: applied, users synced from AD.
+        if not isinstance(data, dict) or not isinstance(data.get("mode"), str):
+            return data
+        if data["mode"] not in ("plan", "apply", "hybrid"):
+            raise ValueError(f'mode must be "plan", "apply" or "hybrid", not {data["mode"]!r}')
+        if data["mode"] == "hybrid":
+            if data.get("users", "synced") != "synced":
+                raise ValueError(f'mode = "hybrid" means users = "synced", not users = {data["users"]!r}')
+            data = {**data, "mode": "apply", "users": "synced"}
+        return data
+
     @model_validator(mode="after")
     def _live_settings(self) -> M365Config:
         if self.mode != "apply":
             return self
+        mode = '"hybrid"' if self.users == "synced" else '"apply"'
         missing = [k for k in ("tenant_id", "client_id") if not getattr(self, k)]
         if missing:
-            raise ValueError(f'mode = "apply" needs {", ".join(missing)}')
+            raise ValueError(f"mode = {mode} needs {', '.join(missing)}")
         if (self.client_secret_file is None) == (self.client_certificate_file is None):
             raise ValueError(
-                'mode = "apply" needs exactly one of client_secret_file or client_certificate_file'
+                f"mode = {mode} needs exactly one of client_secret_file or client_certificate_file"
             )
         for key in ("authority_host", "graph_url"):
             if not str(getattr(self, key)).startswith("https://"):
@@ -549,6 +575,34 @@ class Config(_Strict):
         if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
             return prefix + str(self.path(url[len(prefix) :]))
         return url
+
+    @model_validator(mode="after")
+    def _synced_ad_targets(self) -> Config:
+        for name, t in self.targets.items():
+            if isinstance(t, M365Config) and t.users == "synced":
+                self.synced_ad_target(name)
+        return self
+
+    def synced_ad_target(self, name: str) -> str | None:
+        """The AD target whose objectGUIDs the synced users of m365 target ``name`` carry.
+
+        Its ``ad_target``, else the only AD target (None without one: matched by employeeId).
+        """
+        t = self.targets[name]
+        assert isinstance(t, M365Config)
+        ads = [n for n, o in self.targets.items() if o.kind == "ad"]
+        if t.ad_target is not None:
+            if t.ad_target not in ads:
+                known = ", ".join(ads) or "none"
+                raise ValueError(
+                    f"targets.{name}.ad_target: {t.ad_target!r} is not an AD target (AD targets: {known})"
+                )
+            return t.ad_target
+        if len(ads) > 1:
+            raise ValueError(
+                f"targets.{name}.ad_target: name the AD target Entra Connect syncs from ({', '.join(ads)})"
+            )
+        return ads[0] if ads else None
 
     def target_key(self, tcfg: TargetBase) -> str:
         """The name of a target's table in the file (``ad`` for ``[targets.ad]``), for messages."""

@@ -91,6 +91,8 @@ class TargetKind:
     probe: Callable[[Config, str], str] | None = None
     # Fails early, naming the key, when a target cannot do what its config asks.
     check: Callable[[Config, str], None] | None = None
+    # What `bas config check` adds to a target's line (e.g. hybrid Microsoft 365's users).
+    describe: Callable[[Config, str], str] | None = None
 
 
 KINDS: dict[str, TargetKind] = {}
@@ -131,7 +133,15 @@ def _ad_policy(tcfg: ADConfig) -> Policy:
 
 
 def _m365_policy(tcfg: M365Config) -> Policy:
-    """Sign-in blocked and soft-deleted the same day; restorable for ``restore_within_days``."""
+    """Cloud users: sign-in blocked and soft-deleted the same day; restorable for ``restore_within_days``.
+
+    Synced users (hybrid) belong to AD: on a stop their sessions are revoked the same day
+    (the block comes from the AD disable through Entra Connect), and ``remove_after_days``
+    later BAS releases the licences it gave and forgets the user; it never deletes it
+    (the AD target's delete removes it through the sync).
+    """
+    if tcfg.users == "synced":
+        return Policy(disable_first=True, delete_after_days=tcfg.remove_after_days)
     return Policy(
         disable_first=True,
         delete_after_days=0,
@@ -186,7 +196,8 @@ def m365_connector(cfg: Config, name: str, clock: Clock | None = None) -> Connec
     tcfg = cfg.targets[name]
     assert isinstance(tcfg, M365Config)
     client = client_from_config(cfg, tcfg, clock)
-    return M365Connector(tcfg, client, password_dir=cfg.path(tcfg.password_dir), name=name)
+    ad = cfg.synced_ad_target(name) if tcfg.users == "synced" else None
+    return M365Connector(tcfg, client, password_dir=cfg.path(tcfg.password_dir), name=name, ad_target=ad)
 
 
 def _m365_probe(cfg: Config, name: str) -> str:
@@ -204,6 +215,16 @@ def _m365_probe(cfg: Config, name: str) -> str:
     if not resp.ok:
         raise ConfigError(f"targets.{name}: Graph refused reading users: {resp.describe()}")
     return f"{tcfg.graph_url}: token for app {tcfg.client_id}, users readable"
+
+
+def _m365_describe(cfg: Config, name: str) -> str:
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, M365Config)
+    if tcfg.users == "cloud":
+        return "users cloud (created by BAS)"
+    ad = cfg.synced_ad_target(name)
+    match = f"onPremisesImmutableId from AD target {ad!r}, then employeeId" if ad else "employeeId"
+    return f"users synced from AD (hybrid; matched by {match})"
 
 
 def _itslearning_connector(cfg: Config, name: str) -> Exporter:
@@ -280,7 +301,7 @@ def _m365_reader(cfg: Config, name: str) -> Reader:
 
     tcfg = cfg.targets[name]
     assert isinstance(tcfg, M365Config)
-    return M365Reader(client_from_config(cfg, tcfg))
+    return M365Reader(client_from_config(cfg, tcfg), synced=tcfg.users == "synced")
 
 
 def _feide_capabilities(tcfg: FeideConfig) -> Capabilities:
@@ -346,6 +367,7 @@ register(
         connector=m365_connector,
         reader=_m365_reader,
         probe=_m365_probe,
+        describe=_m365_describe,
     )
 )
 register(

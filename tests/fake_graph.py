@@ -28,6 +28,16 @@ code paths run against it, msal included:
   answer 503 (``fail_inner_next``), or connections are dropped before or after the
   request took effect (``drop_next``).
 
+- Synced users (hybrid): ``directory.add_synced_user`` seeds a user as Entra Connect
+  makes it (``onPremisesSyncEnabled`` true, ``onPremisesImmutableId``, employeeId);
+  ``$filter`` finds it by either; a PATCH of a property AD masters on it (names, UPN,
+  mailNickname, employeeId, department, jobTitle, accountEnabled, password) or its
+  DELETE is answered 400 ``Request_BadRequest`` "Unable to update the specified
+  properties for on-premises mastered Directory Sync objects or objects currently
+  undergoing migration." (as Graph words it); usageLocation and licences stay writable.
+- ``record()``: from then on every Graph request (inside batches too) is kept in
+  ``requests`` as (method, path with query, body), so a test can check what was sent.
+
 What it simplifies: one tenant, one verified domain, no replication delay (Graph's
 eventual consistency), throttling counts writes only and with one sliding window (real
 Graph has several limits and also counts reads), ``$filter`` knows ``eq``/``ne``/
@@ -35,8 +45,10 @@ Graph has several limits and also counts reads), ``$filter`` knows ``eq``/``ne``
 ``$count`` or ``$search``; delta covers users only and returns every selected property
 of a changed user; groups are hard-deleted; no password policy beyond a minimum length;
 tokens do not expire during a test; the user and group objects hold only the properties
-BAS uses. Counters (``writes``, ``http_requests``, ``batches``) let tests assert what
-the connector sent.
+BAS uses; which synced properties are AD's is a fixed list (real Entra Connect's sync
+rules decide it, and a synced user's mail and proxy addresses are not modelled); a synced
+user appears only when a test seeds it (no sync cycle). Counters (``writes``,
+``http_requests``, ``batches``) let tests assert what the connector sent.
 """
 
 from __future__ import annotations
@@ -124,6 +136,7 @@ class FakeGraph:
         # Called with each $batch's requests after they took effect, before the answer goes
         # out: a test can kill its client there (a crash with the writes made, the answers lost).
         self.on_batch: Callable[[list[dict[str, Any]]], None] | None = None
+        self.requests: list[tuple[str, str, Any]] | None = None  # see record()
         self._t0 = self._now()
         ca, cert, key = _make_certs(folder)
         self.ca_file = ca
@@ -149,7 +162,8 @@ class FakeGraph:
         with self.lock:
             self._limit, self._window, self.time_scale = limit, window, time_scale
             self._recent.clear()
-            self._t0 = self._now()
+            self.requests: list[tuple[str, str, Any]] | None = None  # see record()
+        self._t0 = self._now()
 
     def fail_next(self, n: int, retry_after: str | None = None) -> None:
         """The next ``n`` HTTP requests answer 503 (with this Retry-After, if given)."""
@@ -165,6 +179,10 @@ class FakeGraph:
         """Drop the connection of the next ``n`` Graph requests, before or after they take effect."""
         with self.lock:
             self._drop_next, self._drop_after = n, after
+
+    def record(self) -> None:
+        """Keep every Graph request in ``requests`` (method, path below /v1.0 and query, body)."""
+        self.requests = []
 
     def reset_counts(self) -> None:
         """Zero the counters."""
@@ -211,6 +229,11 @@ class FakeGraph:
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         if path == "/$batch" and method == "POST" and not inner:
             return self._batch(body)
+        if self.requests is not None:
+            with self.lock:
+                self.requests.append(
+                    (method, unquote(path + (f"?{split.query}" if split.query else "")), body)
+                )
         if inner:
             with self.lock:
                 self.counts["inner"] += 1

@@ -29,8 +29,17 @@ USER_PROPS = (
     "department",
     "jobTitle",
     "assignedLicenses",
+    "onPremisesImmutableId",
+    "onPremisesSyncEnabled",
 )
-USER_WRITABLE = frozenset(USER_PROPS) - {"id", "assignedLicenses"} | {"passwordProfile"}
+USER_WRITABLE = frozenset(USER_PROPS) - {"id", "assignedLicenses", "onPremisesSyncEnabled"} | {
+    "passwordProfile"
+}
+# What Entra Connect masters on a synced user (AD's attributes): Graph refuses to write them
+# (tests/fake_graph.py says where this list simplifies). usageLocation and licences stay writable.
+ON_PREMISES_MASTERED = (
+    frozenset(USER_PROPS) - {"id", "usageLocation", "assignedLicenses", "onPremisesSyncEnabled"}
+) | {"passwordProfile"}
 GROUP_PROPS = (
     "id",
     "displayName",
@@ -72,6 +81,14 @@ def conflict(prop: str) -> Answer:
         "Request_BadRequest",
         f"Another object with the same value for property {prop} already exists.",
         [{"code": "ObjectConflict", "target": prop}],
+    )
+
+
+def on_premises_mastered() -> Answer:
+    """Graph's answer to a write of an AD-mastered property of a synced user (or its delete)."""
+    return bad(
+        "Unable to update the specified properties for on-premises mastered Directory Sync objects or"
+        " objects currently undergoing migration."
     )
 
 
@@ -224,6 +241,21 @@ class Directory:
             self._touch(uid)
             return uid
 
+    def add_synced_user(
+        self, immutable_id: str | None, employee_id: str | None, upn: str, **props: Any
+    ) -> str:
+        """A user as Entra Connect syncs it from AD (onPremisesSyncEnabled, its immutable id)."""
+        return self.add_user(
+            userPrincipalName=upn,
+            mailNickname=upn.split("@", 1)[0],
+            displayName=props.pop("displayName", upn.split("@", 1)[0]),
+            employeeId=employee_id,
+            onPremisesImmutableId=immutable_id,
+            onPremisesSyncEnabled=True,
+            usageLocation=None,
+            **props,
+        )
+
     def user_by_upn(self, upn: str) -> dict[str, Any] | None:
         """An active user by UPN (case-insensitive)."""
         with self.lock:
@@ -285,6 +317,8 @@ class Directory:
                 if m == "PATCH":
                     return self._patch_user(uid, body)
                 if m == "DELETE":
+                    if self.users[uid].get("onPremisesSyncEnabled"):
+                        return on_premises_mastered()
                     self._unindex(uid)
                     self.deleted[uid] = self.users.pop(uid)
                     self._touch(uid)
@@ -437,6 +471,8 @@ class Directory:
         )
 
     def _patch_user(self, uid: str, body: dict[str, Any]) -> Answer:
+        if self.users[uid].get("onPremisesSyncEnabled") and ON_PREMISES_MASTERED & set(body):
+            return on_premises_mastered()
         self._check_user_props(body)
         upn = body.get("userPrincipalName")
         if upn:

@@ -1,17 +1,27 @@
-"""Helpers for the Microsoft 365 tests: a local Graph, a tiny SIS, a config applying to it, reads."""
+"""Helpers for the Microsoft 365 tests: a local Graph, a tiny SIS, a config applying to it, reads.
+
+For hybrid mode (``users = "synced"``) an ``M365Env`` made with ``ad=True`` also has an
+AD target, applied by ``RecordingAD``: it stands in for the AD connector (the Samba DC
+tests are elsewhere) and gives each created account an objectGUID, the anchor Entra
+Connect's immutable id comes from; ``sync_from_ad`` then plays the sync cycle, seeding
+the local Graph with those users as Entra Connect would.
+"""
 
 from __future__ import annotations
 
 import csv
 import stat
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from connectors.base import Connector
+from connectors.base import AnchorResolver, Applied, Connector, StoredObject
+from connectors.m365.synced import immutable_id
 from provisioner import config as config_mod
+from provisioner.core.plan import Change, Op
 from provisioner.kinds import m365_connector
 from provisioner.run import runner
 from provisioner.run.runner import RunOutcome
@@ -23,6 +33,35 @@ from tests.sisbuilder import Sis, config_toml, small_sis
 SKU_STUDENT = "314c4481-f395-4525-be8b-2ec4bb1e9d91"  # the A1 for students SKU id
 SKU_TEACHER = "94763226-9b3c-4e75-a931-5c89701abe66"  # the A1 for faculty SKU id
 PLAN_OFF = "a23b959c-7ce8-4e57-9140-b90eb88a9e97"  # a service plan switched off
+
+
+class RecordingAD(Connector):
+    """An AD target's stand-in: creates "accounts" with new objectGUIDs and remembers them."""
+
+    def __init__(self, name: str = "ad") -> None:
+        self.target = name
+        self.guids: dict[str, str] = {}  # person key -> objectGUID
+        self.disabled: set[str] = set()
+
+    def begin(self, run_id: str, resolve: AnchorResolver) -> None:
+        """Nothing to open."""
+
+    def apply(self, change: Change) -> Applied:
+        """A create gets a new objectGUID; a disable is remembered; the rest keep their anchor."""
+        if change.op is Op.CREATE:
+            guid = str(uuid.uuid4())
+            if change.kind == "person":
+                self.guids[change.key] = guid
+            return Applied(anchor=guid)
+        if change.op is Op.DISABLE:
+            self.disabled.add(change.key)
+        return Applied(anchor=change.anchor)
+
+    def finish(self, current: Iterable[StoredObject]) -> None:
+        """Nothing buffered."""
+
+    def close(self) -> None:
+        """Nothing held."""
 
 
 class M365Env:
@@ -38,8 +77,11 @@ class M365Env:
         *,
         skus: tuple[str, ...] = (SKU_STUDENT, SKU_TEACHER),
         clock: VirtualClock | None = None,
+        ad: bool = False,
+        m365: dict[str, Any] | None = None,
     ) -> None:
         self.tmp, self.sis, self.clock = tmp, sis, clock
+        self.ad = RecordingAD() if ad else None
         self.graph = FakeGraph(tmp / "graph", skus=skus, clock=clock)
         self.src = f"sqlite:///{tmp / 'sis.db'}"
         self.store = StateStore(f"sqlite:///{tmp / 'state.db'}")
@@ -52,7 +94,7 @@ class M365Env:
             "student": [{"sku_id": SKU_STUDENT, "disabled_plans": [PLAN_OFF]}],
             "teacher": [{"sku_id": SKU_TEACHER}],
         }
-        self.configure()
+        self.configure(**(m365 or {}))
 
     def settings(self, **m365: Any) -> dict[str, Any]:
         """The scalar [targets.m365] settings for this fake Graph (overridable; None leaves one out)."""
@@ -73,12 +115,19 @@ class M365Env:
 
     def config_text(self, **m365: Any) -> str:
         """The whole config TOML (licences appended as tables)."""
+        ad = {
+            "mode": "apply",  # applied by RecordingAD: these only pass the config's checks
+            "url": "ldaps://dc.invalid",
+            "ca_file": "ca.pem",
+            "bind_dn": "CN=bas",
+            "password_file": "ad.secret",
+        }
         text = config_toml(
             self.tmp,
             self.src,
             self.store.url,
-            targets=("m365",),
-            target_settings={"m365": self.settings(**m365)},
+            targets=("ad", "m365") if self.ad is not None else ("m365",),
+            target_settings={"m365": self.settings(**m365), "ad": ad},
         )
         for role, lics in self.licenses.items():
             for lic in lics:
@@ -99,7 +148,24 @@ class M365Env:
         """The connector of a target; the Microsoft 365 one on this env's clock."""
         if cfg.targets[name].kind == "m365":
             return m365_connector(cfg, name, clock=self.clock)
+        if cfg.targets[name].kind == "ad" and self.ad is not None:
+            return self.ad
         return build_connector(cfg, name)
+
+    def sync_from_ad(self, *pids: str, immutable: bool = True) -> dict[str, str]:
+        """Entra Connect's sync cycle for these persons: their AD accounts as synced users (pid -> id).
+
+        ``immutable=False``: the users carry an immutable id BAS cannot know (only employeeId matches).
+        """
+        assert self.ad is not None
+        out = {}
+        for pid in pids:
+            guid = self.ad.guids[pid] if immutable else str(uuid.uuid4())
+            username = self.store.objects.index("ad")[pid].username
+            out[pid] = self.graph.directory.add_synced_user(
+                immutable_id(guid), pid, f"{username}@skole.eksempel.no", department="AD", jobTitle="AD"
+            )
+        return out
 
     def sync(self, as_of: str, **kw: Any) -> RunOutcome:
         """Write the SIS and run one sync."""

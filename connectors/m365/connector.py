@@ -12,9 +12,10 @@ $batch and retries are ``connectors.m365.graph``'s):
 - A create first looks for the account: by employeeId (the SIS person_id), then by
   userPrincipalName. Its own account (same employeeId) is brought in line; an account
   with that UPN and no employeeId is adopted; a UPN held by someone with another
-  employeeId is a conflict: RejectedError naming the UPN, never a guess. A user found
-  disabled (left by a run killed before its password was on file, or blocked by hand)
-  or made by a create whose answer was lost (a dropped connection) gets a new password,
+  employeeId is a conflict: RejectedError naming the UPN, never a guess; so is a user
+  Entra Connect syncs from AD (Graph refuses its AD attributes: hybrid mode is for
+  those). A user found disabled (left by a run killed before its password was on file,
+  or blocked by hand) or made by a create whose answer was lost (a dropped connection) gets a new password,
   written to this run's file before the user is enabled, and the change's note says so.
 - Lifecycle (SPEC): DISABLE blocks sign-in and revokes sessions; DELETE soft-deletes;
   RESTORE brings the user back from deleted items with its old id, licences and data
@@ -28,6 +29,11 @@ $batch and retries are ``connectors.m365.graph``'s):
   finds an existing group with the same mailNickname and displayName and adopts it.
   Membership changes are incremental: adds as ``members@odata.bind`` (20 per PATCH,
   one by one when a batch fails on a value), removals as ``$ref`` deletes.
+
+Hybrid (``users = "synced"``): users come from AD through Entra Connect; their steps are
+``connectors.m365.synced``'s (claimed, never created; licences, usageLocation, sessions
+revoked on a stop; nothing Graph refuses on a synced user is ever sent). Groups are the
+same in both.
 
 Throughput: the executor hands over windows of changes (``apply_many``). Each change is
 a small generator that yields the requests of its next step and gets their answers;
@@ -54,6 +60,7 @@ from connectors.base import (
     RejectedError,
     StoredObject,
     TransientError,
+    person_phases,
 )
 from connectors.m365.graph import (
     GraphClient,
@@ -67,26 +74,37 @@ from connectors.m365.graph import (
 )
 from connectors.m365.groups import GroupSteps
 from connectors.m365.pacing import Clock, SystemClock
-from connectors.m365.steps import GROUP_SELECT, USER_ATTRS, Steps, graph_error, same, value
+from connectors.m365.steps import GROUP_SELECT, USER_ATTRS, Steps, graph_error, refuse, same, value
+from connectors.m365.synced import SYNC_PROPS, SyncedSteps
 from provisioner.config import Config, ConfigError, M365Config, read_secret
 from provisioner.core.plan import Change, Op
 
 log = structlog.get_logger("bas.m365")
 
-USER_SELECT = "id,accountEnabled,assignedLicenses," + ",".join(USER_ATTRS)
+USER_SELECT = f"id,accountEnabled,assignedLicenses,{SYNC_PROPS}," + ",".join(USER_ATTRS)
 BULK_LOOKUP = 50  # creates in one window from which the whole directory is read once instead
 
 
-class M365Connector(GroupSteps, Connector):
+class M365Connector(SyncedSteps, GroupSteps, Connector):
     """Applies Microsoft 365 changes through one GraphClient (see the module docstring)."""
 
     window = 2000  # changes per apply_many call: large enough to fill batches
 
     def __init__(
-        self, config: M365Config, client: GraphClient, *, password_dir: Path | None, name: str = "m365"
+        self,
+        config: M365Config,
+        client: GraphClient,
+        *,
+        password_dir: Path | None,
+        name: str = "m365",
+        ad_target: str | None = None,
     ) -> None:
         self.target = name
         self.config = config
+        self.synced = config.users == "synced"  # hybrid: users come from AD (connectors.m365.synced)
+        self.ad_target = ad_target  # whose objectGUIDs are the synced users' immutable ids
+        self.peers = (ad_target,) if self.synced and ad_target else ()
+        self._ad_resolve: AnchorResolver | None = None
         self.client = client
         self.password_dir = password_dir
         self.graph_root = client.base_url
@@ -100,6 +118,10 @@ class M365Connector(GroupSteps, Connector):
         self._fallback: str | None = None
 
     # -- the Connector protocol -------------------------------------------------------
+
+    def use_peers(self, resolvers: Mapping[str, AnchorResolver]) -> None:
+        """The AD target's stored anchors (objectGUIDs): synced users are found by them."""
+        self._ad_resolve = resolvers.get(self.ad_target or "")
 
     def begin(self, run_id: str, resolve: AnchorResolver) -> None:
         """Remember the resolver and open this run's password files (no request yet)."""
@@ -119,7 +141,7 @@ class M365Connector(GroupSteps, Connector):
         if self._resolve is None:
             raise FatalError("M365: apply before begin()")
         results: list[Applied | ConnectorError | None] = [None] * len(changes)
-        for segment in _segments(changes):
+        for segment in person_phases(changes):
             self._prepare([changes[i] for i in segment])
             lanes: dict[tuple[str, str], list[int]] = {}
             for i in segment:
@@ -141,6 +163,8 @@ class M365Connector(GroupSteps, Connector):
 
     def _steps(self, c: Change) -> Steps:
         kind, op = c.kind, c.op
+        if kind == "person" and self.synced:
+            return self._synced_steps(c)
         if kind == "person":
             if op is Op.CREATE:
                 return self._create_user(c)
@@ -163,7 +187,7 @@ class M365Connector(GroupSteps, Connector):
                 return self._delete(c, "groups")
             if op in (Op.ADD_MEMBERS, Op.REMOVE_MEMBERS):
                 return self._members(c, add=op is Op.ADD_MEMBERS)
-        return _refuse(f"M365: operation {op.value!r} does not apply to {kind} {c.key}")
+        return refuse(f"M365: operation {op.value!r} does not apply to {kind} {c.key}")
 
     def _run(self, lanes: list[list[int]], changes: Sequence[Change], results: list[Any]) -> None:
         """Run every lane's changes, one step of each lane per round of $batch requests."""
@@ -217,7 +241,7 @@ class M365Connector(GroupSteps, Connector):
         groups = sum(1 for c in changes if c.op is Op.CREATE and c.kind == "group")
         try:
             if users >= BULK_LOOKUP and self._users is None:
-                self._users = {"eid": {}, "upn": {}}
+                self._users = {"eid": {}, "upn": {}, "iid": {}}
                 for page in self.client.pages(f"/users?$select={USER_SELECT}&$top=999"):
                     for u in page.get("value", ()):
                         self._index_user(u)
@@ -236,6 +260,8 @@ class M365Connector(GroupSteps, Connector):
             self._users["eid"][str(u["employeeId"]).lower()] = dict(u)
         if u.get("userPrincipalName"):
             self._users["upn"][str(u["userPrincipalName"]).lower()] = dict(u)
+        if u.get("onPremisesImmutableId"):  # base64: case matters
+            self._users["iid"][str(u["onPremisesImmutableId"])] = dict(u)
 
     def _find_users(self, pid: str, upn: str, fresh: bool = False) -> Generator[list[Req], list[Resp], list]:
         """Users with this employeeId or UPN (from the bulk index, else one $filter request)."""
@@ -337,6 +363,12 @@ class M365Connector(GroupSteps, Connector):
             matched = "userPrincipalName"
         else:
             raise RejectedError(f"M365: {who}: userPrincipalName {upn} is taken (conflict) but not found")
+        if user.get("onPremisesSyncEnabled"):
+            # Graph refuses writes to its AD-mastered attributes: hybrid mode is for such users.
+            raise RejectedError(
+                f"M365: {who}: {user.get('userPrincipalName')} is synced from AD by Entra Connect; a cloud"
+                f' target cannot take it over (set mode = "hybrid" for targets.{self.target})'
+            )
         uid = str(user["id"])
         patch = {
             k: value(c.attrs.get(k)) for k in USER_ATTRS if k in c.attrs and not same(c.attrs[k], user.get(k))
@@ -372,32 +404,6 @@ class M365Connector(GroupSteps, Connector):
         extra["password_reset"] = True
         return Applied(anchor=uid, note=f"{note}; was disabled: new password ({kept}), enabled", extra=extra)
 
-    def _license_req(self, c: Change, uid: str, assigned: list[Mapping[str, Any]]) -> Req | None:
-        """The one assignLicense request that gives the role's SKUs and removes stale managed ones."""
-        role = str(c.attrs.get("jobTitle") or "")
-        lics = self.config.licenses.get(role, ())  # type: ignore[call-overload]
-        want = {lic.sku_id.lower(): sorted(lic.disabled_plans) for lic in lics}
-        have = {str(a.get("skuId", "")).lower(): sorted(a.get("disabledPlans") or []) for a in assigned}
-        add = [{"skuId": s, "disabledPlans": plans} for s, plans in want.items() if have.get(s) != plans]
-        remove = [s for s in have if s in self.managed_skus and s not in want]
-        if not add and not remove:
-            return None
-        return Req("POST", f"/users/{uid}/assignLicense", {"addLicenses": add, "removeLicenses": remove})
-
-    def _check_licenses(self, c: Change, uid: str, r: Resp, state: str) -> None:
-        if not r.ok:
-            upn = c.attrs.get("userPrincipalName") or c.key
-            role = str(c.attrs.get("jobTitle") or "")
-            raise graph_error(r, f"user {upn} {state} ({uid}), but licences for {role!r}")
-
-    def _licenses(self, c: Change, uid: str, assigned: list[Mapping[str, Any]]) -> Steps:
-        """Assign the role's SKUs and remove managed SKUs the role no longer has (one write, or none)."""
-        req = self._license_req(c, uid, assigned)
-        if req is not None:
-            (r,) = yield [req]
-            self._check_licenses(c, uid, r, "updated")
-        return Applied(anchor=uid)
-
     def _update_user(self, c: Change) -> Steps:
         uid = self._need_anchor(c)
         if self._remade(c):
@@ -410,7 +416,7 @@ class M365Connector(GroupSteps, Connector):
                 raise RejectedError(f"M365: person {c.key} ({uid}) is not in the tenant (deleted by hand?)")
             if not r.ok:
                 raise graph_error(r, f"update person {c.key}")
-        if "jobTitle" in c.attrs and self.config.licenses:
+        if "jobTitle" in c.attrs and self.config.licenses:  # the role: licences may change
             (r,) = yield [Req("GET", f"/users/{uid}?$select=id,assignedLicenses")]
             if not r.ok:
                 raise graph_error(r, f"read licences of person {c.key}")
@@ -505,26 +511,6 @@ class M365Connector(GroupSteps, Connector):
 def body_of(c: Change) -> dict[str, Any]:
     """The Graph user properties a change carries."""
     return {k: v for k, v in c.attrs.items() if k in USER_ATTRS}
-
-
-def _refuse(message: str) -> Steps:
-    raise RejectedError(message)
-    yield []  # a generator, like every other step function
-
-
-def _segments(changes: Sequence[Change]) -> list[list[int]]:
-    """Split a window where a group change may need a person created or restored before it."""
-    out: list[list[int]] = [[]]
-    persons_pending = False
-    for i, c in enumerate(changes):
-        needs_persons = c.kind == "group" and c.op in (Op.CREATE, Op.UPDATE, Op.ADD_MEMBERS)
-        if needs_persons and persons_pending:
-            out.append([])
-            persons_pending = False
-        if c.kind == "person" and c.op in (Op.CREATE, Op.RESTORE):
-            persons_pending = True
-        out[-1].append(i)
-    return [s for s in out if s]
 
 
 def client_from_config(cfg: Config, tcfg: M365Config, clock: Clock | None = None) -> GraphClient:

@@ -12,7 +12,8 @@ connector writes them) and its sign-in state; a user removed in the delta, or (o
 full read) not there at all, is "deleted": a soft-deleting target restores it from
 deleted items (the restore creates it again if it was purged). A user with an
 employeeId BAS does not manage is a note, never touched. Groups are not compared yet:
-they are ``unread``.
+they are ``unread``. Synced users (hybrid): their sign-in state is AD's, so it is never
+drift here (read as recorded).
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def read_delta(client: GraphClient, link: str | None) -> tuple[list[dict[str, An
     raise AssertionError("unreachable")
 
 
-def read_users(client: GraphClient, recorded: Sequence[Recorded], cursor: str | None) -> LiveView:
+def read_users(
+    client: GraphClient, recorded: Sequence[Recorded], cursor: str | None, *, synced: bool = False
+) -> LiveView:
     """The tenant's users (all, or those changed since ``cursor``) matched with the recorded ones."""
     live = [r for r in recorded if r.status != "deleted"]
     mine = {r.anchor: r for r in live if r.kind == "person" and r.anchor}
@@ -79,7 +82,9 @@ def read_users(client: GraphClient, recorded: Sequence[Recorded], cursor: str | 
             k: u.get(k) if k in USER_ATTRS and k in u and not same(v, u.get(k)) else v
             for k, v in rec.attrs.items()
         }
-        enabled = bool(u["accountEnabled"]) if "accountEnabled" in u else rec.status == "active"
+        enabled = (
+            bool(u["accountEnabled"]) if "accountEnabled" in u and not synced else rec.status == "active"
+        )
         view.found(rec, "active" if enabled else "disabled", attrs)
     for uid, rec in mine.items():
         if uid not in seen:
@@ -95,12 +100,13 @@ def read_users(client: GraphClient, recorded: Sequence[Recorded], cursor: str | 
 class M365Reader(Reader):
     """The Microsoft 365 target's reader: ``read_users`` (a delta query) over its own client."""
 
-    def __init__(self, client: GraphClient) -> None:
+    def __init__(self, client: GraphClient, *, synced: bool = False) -> None:
         self.client = client
+        self.synced = synced  # users synced from AD: their sign-in state is AD's
 
     def read(self, recorded: Sequence[Recorded], cursor: str | None) -> LiveView:
         """The users changed since ``cursor`` (all of them without one)."""
-        return read_users(self.client, recorded, cursor)
+        return read_users(self.client, recorded, cursor, synced=self.synced)
 
     def close(self) -> None:
         """Close the HTTP session."""

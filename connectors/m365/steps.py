@@ -3,12 +3,15 @@
 A step function is a generator: it yields the requests of its next step (a list, sent
 together with other changes' requests in $batch requests) and receives their answers;
 it returns ``Applied`` or raises a typed connector error. ``StepsBase`` holds what the
-user and group steps both need: anchors made this run, the fallback owner, binds.
+user, synced-user and group steps share: anchors made this run, the fallback owner,
+binds, and licences per role (one assignLicense request gives the role's SKUs and
+removes the managed ones it no longer has:
+https://learn.microsoft.com/graph/api/user-assignlicense).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -63,6 +66,7 @@ class StepsBase:
 
     config: M365Config
     graph_root: str
+    managed_skus: set[str]
     _resolve: AnchorResolver | None
     _anchors: dict[tuple[str, str], str]
     _recreated: dict[tuple[str, str], str]  # (kind, key) -> new id, purged objects created again
@@ -103,3 +107,40 @@ class StepsBase:
                 raise graph_error(r, f"fallback_owner {upn}")
             self._fallback = str(r.body["id"])
         return self._fallback
+
+    # -- licences per role --------------------------------------------------------------
+
+    @staticmethod
+    def _role(c: Change) -> str:
+        """The role whose ``licenses`` a user gets: its jobTitle (cloud), or ``role`` (synced)."""
+        return str(c.attrs.get("role") or c.attrs.get("jobTitle") or "")
+
+    def _license_req(self, c: Change, uid: str, assigned: list[Mapping[str, Any]]) -> Req | None:
+        """The one assignLicense request that gives the role's SKUs and removes stale managed ones."""
+        lics = self.config.licenses.get(self._role(c), ())  # type: ignore[call-overload]
+        want = {lic.sku_id.lower(): sorted(lic.disabled_plans) for lic in lics}
+        have = {str(a.get("skuId", "")).lower(): sorted(a.get("disabledPlans") or []) for a in assigned}
+        add = [{"skuId": s, "disabledPlans": plans} for s, plans in want.items() if have.get(s) != plans]
+        remove = [s for s in have if s in self.managed_skus and s not in want]
+        if not add and not remove:
+            return None
+        return Req("POST", f"/users/{uid}/assignLicense", {"addLicenses": add, "removeLicenses": remove})
+
+    def _check_licenses(self, c: Change, uid: str, r: Resp, state: str) -> None:
+        if not r.ok:
+            upn = c.attrs.get("userPrincipalName") or c.username or c.key
+            raise graph_error(r, f"user {upn} {state} ({uid}), but licences for {self._role(c)!r}")
+
+    def _licenses(self, c: Change, uid: str, assigned: list[Mapping[str, Any]]) -> Steps:
+        """Assign the role's SKUs and remove managed SKUs the role no longer has (one write, or none)."""
+        req = self._license_req(c, uid, assigned)
+        if req is not None:
+            (r,) = yield [req]
+            self._check_licenses(c, uid, r, "updated")
+        return Applied(anchor=uid)
+
+
+def refuse(message: str) -> Steps:
+    """A step that refuses its change at once."""
+    raise RejectedError(message)
+    yield []  # a generator, like every other step function

@@ -24,22 +24,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from connectors.base import (
+    AnchorResolver,
     Applied,
     Connector,
     ConnectorError,
     Exporter,
     FatalError,
+    PendingError,
     RejectedError,
     StoredObject,
     TransientError,
+    person_phases,
 )
 from provisioner import faults
+from provisioner.apply.absent import Absent, Skipped, narrowed, note_absent
 from provisioner.apply.options import DEFAULT_BATCH, ApplyOptions
 from provisioner.apply.workers import Job, StopFlag, Workers, cores
 from provisioner.apply.workers import available as workers_available
@@ -54,10 +58,6 @@ log = structlog.get_logger("bas.executor")
 STOPPED = object()  # yielded by _outcomes when the stop event is set
 
 
-class Skipped(Exception):
-    """A change not sent, because what it depends on failed earlier in this run."""
-
-
 @dataclass
 class TargetResult:
     """How applying one target went."""
@@ -68,6 +68,7 @@ class TargetResult:
     rejected: int = 0
     failed: int = 0
     skipped: int = 0  # not sent: depended on a change that failed (planned again next run)
+    pending: int = 0  # the target is not ready for them yet (no error; planned again next run)
     errors: list[str] = field(default_factory=list)  # the first few, for the summary
     delivered: int = 0  # files a delivering file target shipped this run (Exporter.deliver)
     waiting: int = 0  # files it has written that still wait for delivery after this run
@@ -80,6 +81,7 @@ class TargetResult:
             "rejected": self.rejected,
             "failed": self.failed,
             "skipped": self.skipped,
+            "pending": self.pending,
             "errors": self.errors[:20],
         }
         if self.delivered or self.waiting:
@@ -248,6 +250,8 @@ def apply_target(
         return apply_export(tp, store, conn, run_id, as_of, soft_delete, progress, stop, batch=batch)
     res, tlog, writer = _open(tp, store, run_id, as_of, soft_delete)
     try:
+        if conn.peers:
+            conn.use_peers({p: _peer_resolver(store, p) for p in conn.peers})
         if not _begun(conn, tp, run_id, writer, res, tlog):
             return res
         _apply_changes(tp, conn, writer, res, retry, sleep, progress, stop, tlog, batch)
@@ -297,6 +301,21 @@ def _begun(
         tlog.error("target could not start", error=str(exc))
         return False
     return True
+
+
+def _peer_resolver(store: StateStore, target: str) -> AnchorResolver:
+    """The anchors another target's objects have in the store, read once at the first question
+    (after the targets applied before this one have committed)."""
+    index: dict[str, Any] | None = None
+
+    def resolve(kind: str, key: str) -> str | None:
+        nonlocal index
+        if index is None:
+            index = store.objects.index(target)
+        row = index.get(key)
+        return row.anchor if row is not None and row.kind == kind else None
+
+    return resolve
 
 
 def _stored(store: StateStore, target: str) -> Iterator[StoredObject]:
@@ -387,14 +406,14 @@ def _accept_all(
 ) -> list[exports.Accepted]:
     """Offer every change to the exporter, in plan order; returns the accepted ones with their anchors."""
     accepted: list[exports.Accepted] = []
-    failed_creates: set[str] = set()
+    absent: Absent = {}
     site = f"{tp.target}:change"  # a test fault-injection point (provisioner/faults.py)
     for i, planned in enumerate(tp.changes, 1):
         if stop is not None and stop.is_set():
             res.status = TargetOutcome.INTERRUPTED
             tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
             break
-        change, skip = _without_failed_members(planned, failed_creates)
+        change, skip = narrowed(planned, absent)
         outcome: Applied | ConnectorError | Skipped
         try:
             outcome = skip if skip is not None else exp.accept(change)
@@ -402,7 +421,7 @@ def _accept_all(
             outcome = exc
         if isinstance(outcome, Applied):
             accepted.append((change, outcome.anchor, outcome.note))
-        elif _not_applied(change, outcome, res, writer, failed_creates, tlog, len(tp.changes) - i, 1):
+        elif _not_applied(change, outcome, res, writer, absent, tlog, len(tp.changes) - i, 1):
             break
         faults.point(site)
     return accepted
@@ -422,9 +441,9 @@ def _apply_changes(
 ) -> None:
     """Send every change of the plan and record each outcome (flushed every ``batch`` changes)."""
     many = conn.apply_many if conn.window > 0 else None
-    failed_creates: set[str] = set()
+    absent: Absent = {}
     site = f"{tp.target}:change"  # a test fault-injection point (provisioner/faults.py)
-    for i, change, outcome in _outcomes(conn, many, tp.changes, retry, sleep, tlog, stop, failed_creates):
+    for i, change, outcome in _outcomes(conn, many, tp.changes, retry, sleep, tlog, stop, absent):
         if outcome is STOPPED:
             res.status = TargetOutcome.INTERRUPTED
             tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
@@ -432,9 +451,7 @@ def _apply_changes(
         if isinstance(outcome, Applied):
             res.ok += 1
             writer.ok(change, outcome.anchor, outcome.note)
-        elif _not_applied(
-            change, outcome, res, writer, failed_creates, tlog, len(tp.changes) - i, retry.attempts
-        ):
+        elif _not_applied(change, outcome, res, writer, absent, tlog, len(tp.changes) - i, retry.attempts):
             break
         faults.point(site)
         if i % batch == 0:
@@ -449,20 +466,21 @@ def _not_applied(
     outcome: ConnectorError | Skipped,
     res: TargetResult,
     writer: TargetWriter,
-    failed_creates: set[str],
+    absent: Absent,
     tlog: Any,
     remaining: int,
     attempts: int,
 ) -> bool:
-    """Record a change the target did not take (skipped, rejected, failed); True: stop the target."""
+    """Record a change the target did not take (skipped, pending, rejected, failed); True: stop the target."""
     plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
-    if (
-        isinstance(outcome, ConnectorError)
-        and change.op in (Op.CREATE, Op.RESTORE)  # a restore may create the user again
-        and change.kind == "person"
-    ):
-        failed_creates.add(change.key)  # their group adds wait for the next run
-    if isinstance(outcome, Skipped):
+    if isinstance(outcome, ConnectorError):  # its group changes leave the person out this run
+        pending = isinstance(outcome, PendingError)
+        note_absent(absent, change, ChangeResult.PENDING if pending else ChangeResult.FAILED)
+    if isinstance(outcome, PendingError):
+        res.pending += 1
+        writer.failed(change, ChangeResult.PENDING, str(outcome))
+        plog.info("change pending", reason=str(outcome))
+    elif isinstance(outcome, Skipped):
         res.skipped += 1
         writer.failed(change, ChangeResult.SKIPPED, str(outcome))
         plog.warning("change skipped", reason=str(outcome))
@@ -494,7 +512,7 @@ def _outcomes(
     sleep: Callable[[float], None],
     tlog: Any,
     stop: StopFlag | None = None,
-    failed_creates: set[str] | None = None,
+    absent: Absent | None = None,
 ) -> Iterator[tuple[int, Change, Any]]:
     """(position, change, Applied or the error) for every change, in plan order.
 
@@ -502,10 +520,12 @@ def _outcomes(
     changes and answers each change separately, so per-object isolation holds; changes
     that failed transiently are retried together, with the same backoff as single ones.
     ``stop`` is checked before each change (each window when batching): then STOPPED is
-    yielded once. Members whose create or restore failed earlier (``failed_creates``, filled
-    by the caller) are left out of group adds, so the state store never records them as added.
+    yielded once. Persons whose create or restore failed or is pending (``absent``, filled by
+    the caller) are left out of later group changes (provisioner.apply.absent), so the state
+    store never records them as members or owners; a window is cut where a group change
+    follows person creates (``person_phases``), so their outcomes are known first.
     """
-    failed = failed_creates if failed_creates is not None else set()
+    failed = absent if absent is not None else {}
     if many is None:
         for i, change in enumerate(changes, 1):
             if stop is not None and stop.is_set():
@@ -518,7 +538,7 @@ def _outcomes(
             plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
             try:
                 yield i, change, _with_retries(conn, change, retry, sleep, plog)
-            except (RejectedError, TransientError, FatalError) as exc:
+            except ConnectorError as exc:
                 yield i, change, exc
         return
     size = conn.window
@@ -526,14 +546,16 @@ def _outcomes(
         if stop is not None and stop.is_set():
             yield start + 1, changes[start], STOPPED
             return
-        prepared = [_decided(c, failed) for c in changes[start : start + size]]
-        send = [c for c, skip in prepared if skip is None]
-        answers = iter(_window_outcomes(many, send, retry, sleep, tlog) if send else ())
-        for k, (change, skip) in enumerate(prepared):
-            outcome = skip if skip is not None else next(answers)
-            yield start + k + 1, change, outcome
-            if isinstance(outcome, FatalError):
-                return
+        window = changes[start : start + size]
+        for phase in person_phases(window):
+            prepared = [_decided(window[k], failed) for k in phase]
+            send = [c for c, skip in prepared if skip is None]
+            answers = iter(_window_outcomes(many, send, retry, sleep, tlog) if send else ())
+            for k, (change, skip) in zip(phase, prepared):
+                outcome = skip if skip is not None else next(answers)
+                yield start + k + 1, change, outcome
+                if isinstance(outcome, FatalError):
+                    return
 
 
 def _window_outcomes(
@@ -565,7 +587,7 @@ def _window_outcomes(
     return results
 
 
-def _decided(change: Change, failed: set[str]) -> tuple[Change, Applied | Skipped | None]:
+def _decided(change: Change, absent: Absent) -> tuple[Change, Applied | Skipped | PendingError | None]:
     """A change with its outcome when it is decided without the target (else None).
 
     A forget is the state store's alone (the object is gone from the target already):
@@ -573,19 +595,7 @@ def _decided(change: Change, failed: set[str]) -> tuple[Change, Applied | Skippe
     """
     if change.op is Op.FORGET:
         return change, Applied(anchor=change.anchor, note="forgotten in the state store")
-    return _without_failed_members(change, failed)
-
-
-def _without_failed_members(change: Change, failed: set[str]) -> tuple[Change, Skipped | None]:
-    """A group add without members whose create failed this run; Skipped when none is left."""
-    if change.op is not Op.ADD_MEMBERS or not failed:
-        return change, None
-    kept = tuple(m for m in change.members if m[0] not in failed)
-    if len(kept) == len(change.members):
-        return change, None
-    if not kept:
-        return change, Skipped("every member's account could not be created this run; added next run")
-    return replace(change, members=kept), None
+    return narrowed(change, absent)
 
 
 def _with_retries(

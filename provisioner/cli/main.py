@@ -33,6 +33,7 @@ from provisioner.core.nin import mask, mask_text
 from provisioner.core.plan import CORE, Op, Plan
 from provisioner.core.scope import Scope, unknown_names
 from provisioner.core.states import ChangeResult
+from provisioner.kinds import kind_of
 from provisioner.run import probe, runner
 from provisioner.run.targets import check_targets
 from provisioner.service import changelog, explain
@@ -188,9 +189,9 @@ def config_check(c: Ctx) -> None:
     click.echo(f"config {c.config_path}: valid")
     click.echo(f"  owner    {cfg.owner.name} ({cfg.owner.org_number}), realm {cfg.owner.realm}")
     for name, t in cfg.targets.items():
-        click.echo(
-            f"  target   {name:<12} kind {t.kind:<11} mode {t.mode}{'' if t.enabled else ' (disabled)'}"
-        )
+        describe = kind_of(t.kind).describe
+        extra = ("" if t.enabled else " (disabled)") + (f", {describe(cfg, name)}" if describe else "")
+        click.echo(f"  target   {name:<12} kind {t.kind:<11} mode {t.mode}{extra}")
     try:
         with open_source(cfg) as src:
             click.echo(f"  source   {mask_text(src.describe())}")
@@ -342,6 +343,8 @@ def _report(out: runner.RunOutcome, show: int = 10, as_json: bool = False, show_
         line = f"  {name:<12} {r.status:<10} ok {r.ok}"
         if r.rejected or r.failed:
             line += f", rejected {r.rejected}, failed {r.failed}"
+        if r.pending:
+            line += f", pending {r.pending} (retried next run)"
         click.echo(line)
         for e in r.errors[:10]:
             click.echo(f"    {mask_text(e)}")

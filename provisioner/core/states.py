@@ -58,6 +58,9 @@ class ChangeResult(StrEnum):
     REJECTED = "rejected"  # the target refused this one change
     FAILED = "failed"  # could not be done (gave up retrying, or the target stopped)
     SKIPPED = "skipped"  # not sent: it depended on a change that failed
+    # Not applied, not an error: the target is not ready for it yet (hybrid Microsoft 365
+    # waits for Entra Connect to sync the user); planned again next run.
+    PENDING = "pending"
 
 
 class RunStatus(StrEnum):

@@ -327,7 +327,13 @@ class Daemon:
 
     def _summarise(self, out: runner.RunOutcome, kind: str, seconds: float) -> None:
         targets = {
-            name: {"status": r.status, "ok": r.ok, "rejected": r.rejected, "failed": r.failed}
+            name: {
+                "status": r.status,
+                "ok": r.ok,
+                "rejected": r.rejected,
+                "failed": r.failed,
+                "pending": r.pending,
+            }
             for name, r in out.results.items()
         }
         fields = {

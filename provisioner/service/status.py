@@ -170,7 +170,8 @@ def render_text(h: Health, now: float | None = None) -> str:
     total = sum(h.failed_counts.values())
     if total:
         per = ", ".join(f"{k} {v}" for k, v in sorted(h.failed_counts.items()))
-        lines.append(f"failed objects waiting for retry: {total} ({per})")
+        # Pending ones (a synced user still to come) are no failure, but wait for the next run too.
+        lines.append(f"failed objects waiting for retry: {total} ({per}; pending ones are no error)")
         for f in h.failed[:20]:
             who = f["username"] or f["key"]
             lines.append(
