@@ -141,6 +141,9 @@ def test_local_rows_do_not_mask_an_empty_sis_table(env: Env) -> None:
     env.sis.employments.clear()
     out = env.sync(DAY2)
     assert out.status == "refused" and "employments" in out.message
+    summary = json.loads(env.store.runs.get(out.run_id)["summary"])
+    assert summary["gate"]["empty"] == ["employments"]  # empty, however many local persons there are
+    assert "never approved" in out.message
 
 
 def test_a_local_change_is_not_hidden_by_a_certified_quiet_run(env: Env) -> None:

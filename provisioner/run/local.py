@@ -73,7 +73,7 @@ def with_locks(
 ) -> list[Change]:
     """A target's changes with its locks planned; a target that cannot disable is left as it is."""
     if not inputs.locks or not policy.disable_first:
-        return list(changes)
+        return changes if isinstance(changes, list) else list(changes)
     return plan_locks(
         target,
         changes,
