@@ -188,7 +188,7 @@ def test_csv_reads_semicolons_windows_1252_and_powershell_type_line(tmp_path: Pa
     f = tmp_path / "p.csv"
     text = (
         '#TYPE System.Object\r\n"ref";"given_name";"family_name";"school";"role";"end"\r\n'
-        '"v1";"Åse";"Ødegård";"NORD";"staff";"2027-01-01"\r\n'
+        '"v1";"Åse";"Ødegård";"NORD";"Staff";"2027-01-01"\r\n'
     )
     f.write_bytes(text.encode("cp1252"))
     [(line, values)] = read_local_csv(f)

@@ -88,6 +88,8 @@ def read_local_csv(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
                 if value.lower() not in _YES | _NO:
                     raise ValueError(f"{p}:{line}: protected {value!r} is not yes or no")
                 values[field] = value.lower() in _YES
+            elif field == "role":
+                values[field] = value.lower() or None  # "Teacher" is the role teacher
             else:
                 values[field] = value or None
         if not values.get("ref"):

@@ -53,8 +53,10 @@ def merged(
     """The snapshot with the local persons in; records the local digest in ``digests``.
 
     Call it after the SIS tables were counted for the gate: the counts stay the SIS's.
+    A source without digests is never certified: it gets no local digest either.
     """
-    digests[LOCAL_DIGEST] = inputs.digest
+    if digests:
+        digests[LOCAL_DIGEST] = inputs.digest
     return merge(snap, inputs.persons)
 
 
