@@ -34,41 +34,47 @@ def test_local_person_added_synced_and_ended(demo: Path, tmp_path: Path) -> None
     assert "in the past" in p.stderr
     p = bas(*add, "--end", (TODAY + dt.timedelta(days=400)).isoformat(), config=cfg, check=2)
     assert "more than 366 days ahead" in p.stderr
+    typo = ["--given", "Tor", "--family", "Typo", "--school", "SK999", "--role", "staff", "--ref", "typo"]
+    p = bas("local", "add", *typo, "--end", END, config=cfg)
+    assert "warning: the last run saw no school 'SK999' (schools: SK001" in p.stderr
+    p = bas("plan", config=cfg, check=1)  # a data error naming the record; the run goes on
+    assert "local person local:1 left out: school 'SK999' is not in the source" in p.stdout + p.stderr
+    bas("local", "set", "typo", "--school", "SK002", config=cfg)
     p = bas(*add, "--end", END, "--ref", "vik-1", "--by", "ola", config=cfg)
     assert p.stdout.startswith(
-        f"added local:1 Vera Vikar: teacher at SK001 {TODAY.isoformat()}..{END} ref vik-1"
+        f"added local:2 Vera Vikar: teacher at SK001 {TODAY.isoformat()}..{END} ref vik-1"
     )
     plan = _plan(cfg)
-    changes = _changes(plan, "local:1")
+    changes = _changes(plan, "local:2")
     assert set(changes) == {"core", "ad", "m365", "itslearning", "feide"}
     assert changes["core"] == [
-        ("create", "active by local record local:1: teacher at NORDBY; username issued")
+        ("create", "active by local record local:2: teacher at NORDBY; username issued")
     ]
     assert (
         plan["source_counts"]["persons"]
         == json.loads(bas("runs", "--json", config=cfg).stdout)[0]["summary"]["source"]["counts"]["persons"]
     )  # the gate still counts the SIS alone
     bas("sync", config=cfg)
-    p = bas("person", "show", "local:1", config=cfg)
-    assert "local record local:1: teacher at SK001" in p.stdout
+    p = bas("person", "show", "local:2", config=cfg)
+    assert "local record local:2: teacher at SK001" in p.stdout
     username = p.stdout.split("username")[1].split()[0]
     assert username == "vervik"
     show = bas("usernames", "show", username, config=cfg).stdout
-    assert "local:1" in show and "issued" in show
+    assert "local:2" in show and "issued" in show
     assert "itslearning  active" in p.stdout and "feide        active" in p.stdout
     # ended today: the sync of the next day stops their accounts (the lifecycle, not a lock)
     bas("local", "end", "vik-1", "--by", "kari", config=cfg)
     tomorrow = (TODAY + dt.timedelta(days=1)).isoformat()
     bas("sync", "--as-of", tomorrow, config=cfg, check=None)
-    changes = _changes(_plan(cfg, "--as-of", tomorrow, "--full"), "local:1")
+    changes = _changes(_plan(cfg, "--as-of", tomorrow, "--full"), "local:2")
     assert "itslearning" not in changes and "feide" not in changes  # gone already
     log = bas("changelog", "--person", username, "--json", config=cfg).stdout
     removed = [r for r in json.loads(log) if r["op"] in ("delete", "disable")]
     assert {r["target"] for r in removed} >= {"core", "itslearning", "feide"}
     assert all(
-        f"local record local:1 ended on {TODAY.isoformat()} (its end date)" in r["reason"] for r in removed
+        f"local record local:2 ended on {TODAY.isoformat()} (its end date)" in r["reason"] for r in removed
     )
-    audit = bas("local", "audit", "local:1", "--json", config=cfg).stdout
+    audit = bas("local", "audit", "local:2", "--json", config=cfg).stdout
     assert [(r["action"], r["by"]) for r in json.loads(audit)] == [("add", "ola"), ("end", "kari")]
 
 

@@ -42,6 +42,17 @@ def _local_or_fail(c: Any, who: str) -> LocalPerson:
     return lp
 
 
+def _warn_school(c: Any, school_id: str) -> None:
+    """Say so when the last run saw no such school (the run reports the record as a data error)."""
+    known = c.store.runs.gate_baseline(c.cfg.safety.gate_days).schools
+    if known is not None and school_id not in known:
+        click.echo(
+            f"warning: the last run saw no school {school_id!r} (schools: {', '.join(sorted(known))});"
+            " a run leaves the person out while the source has no such school",
+            err=True,
+        )
+
+
 _BY = click.option(
     "--by", default=None, help="Who makes the change, for the audit (default: the login name)."
 )
@@ -101,6 +112,7 @@ def local_add(c: Any, by: str | None, **values: Any) -> None:
     except EditError as exc:
         fail(str(exc))
     click.echo(f"added {local_edit.describe_local(lp)}")
+    _warn_school(c, lp.school_id)
     click.echo("the next `bas sync` gives them a username and accounts (`bas plan` shows them)")
 
 
@@ -118,6 +130,8 @@ def local_set(c: Any, who: str, by: str | None, **values: Any) -> None:
     except EditError as exc:
         fail(str(exc))
     click.echo(f"{lp.person_id}: {'changed ' + ', '.join(sorted(changed)) if changed else 'nothing changed'}")
+    if "school_id" in changed:
+        _warn_school(c, changed["school_id"])
 
 
 @local_group.command("end")
