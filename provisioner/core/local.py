@@ -149,6 +149,8 @@ def merge(
     rules: two records for one NIN would freeze both), or when its school is not in the
     source. The digests are the SIS's own: the caller adds the local digest.
     """
+    if not persons:
+        return snap, ()  # most owners, most runs: no set of an Oslo-size SIS's ids is built
     sis_ids = {p.person_id for p in snap.persons}
     sis_nins = {p.nin for p in snap.persons if p.nin}
     schools = {s.school_id for s in snap.schools}
