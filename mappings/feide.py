@@ -19,7 +19,7 @@ Objects (``TargetObject.kind`` / key):
 * ``person`` / person_id: DN = ``uid=<username>,<people_ou>,<base_dn>`` (usernames never
   change, so neither does the DN). cn, displayName, norEduPersonLegalName (the full
   name), givenName, sn, uid, eduPersonPrincipalName (lowercase ``uid@realm``), mail
-  (``uid@mail_domain``), norEduPersonNIN (only when the person has one; absent otherwise),
+  (``uid@<role domain>``), norEduPersonNIN (only when the person has one; absent otherwise),
   eduPersonAffiliation, eduPersonPrimaryAffiliation, eduPersonOrgDN,
   eduPersonOrgUnitDN, eduPersonPrimaryOrgUnitDN, eduPersonEntitlement (always present,
   possibly an empty list).
@@ -60,12 +60,13 @@ from typing import Any
 from urllib.parse import quote
 
 from mappings.base import MappingContext
+from mappings.common import person_mail_domain
 from provisioner.core import dn as dns
 from provisioner.core.model import (
     BASIS,
     GUARDIAN,
     LEADER,
-    SCHOOL_WIDE,
+    SIS_GROUP_KINDS,
     STAFF,
     STUDENT,
     TEACHER,
@@ -242,7 +243,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
     # One pass over every membership: entitlements per person.
     ents: dict[str, list[str]] = {pid: [] for pid in held}
     for g in state.groups.values():
-        if g.kind == SCHOOL_WIDE or not g.members:
+        if g.kind not in SIS_GROUP_KINDS or not g.members:  # school, level, owner: not GO groups
             continue
         by_role, groupid = go_values(g, state.schools[g.school_id].org_number)
         for pid, role in g.members:
@@ -269,7 +270,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "sn": p.family_name,
             "norEduPersonLegalName": p.display_name,
             "eduPersonPrincipalName": f"{uid}@{realm}".lower(),
-            "mail": f"{uid}@{owner.mail_domain}",
+            "mail": f"{uid}@{person_mail_domain(owner, p)}",
             "eduPersonAffiliation": sorted(affs),
             "eduPersonPrimaryAffiliation": _primary_affiliation(p, roles),
             "eduPersonOrgDN": the_org_dn,

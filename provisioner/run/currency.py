@@ -40,13 +40,13 @@ def why_not_current(cfg: Config, store: StateStore, plan: Plan) -> str:
         return "the configuration changed since it was planned; the next run plans afresh"
     if plan.basis == "drift":
         return ""  # a drift repair is planned from the state store and the target, not the source
-    if not local_runs.local_unchanged(store, plan.source_digests):
-        return "local persons or locks changed since it was planned; the next run plans afresh"
     try:
         with open_source(cfg) as src:  # a missing SQLite file is not created
-            same = src.unchanged(local_runs.sis_digests(plan.source_digests))
+            same = local_runs.inputs_unchanged(store, src, plan.source_digests)
     except (SourceError, ConfigError) as exc:
         return f"the source cannot be read to check it is unchanged ({exc})"
     if not same:
-        return "the source changed since it was planned; the next run plans afresh"
+        return (
+            "the source (or a local person or lock) changed since it was planned; the next run plans afresh"
+        )
     return ""

@@ -19,6 +19,7 @@ from provisioner.core.model import DataError, SourceSnapshot
 from provisioner.core.plan import Change
 from provisioner.core.rows import IndexRow
 from provisioner.state.store import StateStore
+from sources.base import Source
 
 # The key of the local records' digest among a plan's source digests (no SIS query is
 # called so: sources name theirs after tables or resources).
@@ -60,9 +61,9 @@ def merged(
     return merge(snap, inputs.persons)
 
 
-def count_local(*person_ids: Iterable[str]) -> int:
-    """How many of these person ids are local persons (they are no SIS population)."""
-    return sum(1 for ids in person_ids for pid in ids if is_local(pid))
+def sis_count(*person_ids: Iterable[str]) -> int:
+    """How many of these person ids (mappings or sets, disjoint) are SIS persons, not local ones."""
+    return sum(1 for ids in person_ids for pid in ids if not is_local(pid))
 
 
 def with_locks(
@@ -85,14 +86,11 @@ def with_locks(
     )
 
 
-def sis_digests(digests: Mapping[str, str]) -> dict[str, str]:
-    """The source's own digests (what ``Source.unchanged`` checks), without the local one."""
-    return {k: v for k, v in digests.items() if k != LOCAL_DIGEST}
-
-
-def local_unchanged(store: StateStore, digests: Mapping[str, str]) -> bool:
-    """True when the local records are what ``digests`` were made from.
+def inputs_unchanged(store: StateStore, src: Source, digests: Mapping[str, str]) -> bool:
+    """True when the source and the local records are what ``digests`` were made from.
 
     Digests without the local one (a plan from before local persons) were made from none.
     """
-    return digests.get(LOCAL_DIGEST, LocalInputs().digest) == read_inputs(store).digest
+    if digests.get(LOCAL_DIGEST, LocalInputs().digest) != read_inputs(store).digest:
+        return False
+    return src.unchanged({k: v for k, v in digests.items() if k != LOCAL_DIGEST})

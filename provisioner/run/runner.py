@@ -50,6 +50,7 @@ from provisioner.core.safety import (
     school_hold,
     thresholds_for,
 )
+from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import RUNS_THROUGH, ObjectStatus, RunStatus
 from provisioner.kinds import kind_of
 from provisioner.logs import LogSettings
@@ -143,8 +144,7 @@ def make_plan(
     # Bridged persons keep their accounts (over the summer every pupil's school year has
     # ended and the next one has not begun), and so do persons frozen by a broken record:
     # neither is a fall in the source. Local persons are no SIS population.
-    kept_ids = (state.persons, derivation.bridged, derivation.frozen_persons)
-    kept = sum(map(len, kept_ids)) - local_runs.count_local(*kept_ids)
+    kept = local_runs.sis_count(state.persons, derivation.bridged, derivation.frozen_persons)
     baseline = _gate(cfg, store, counts, kept, schools) if gate else None
     cookie = store.versions.current()
     identities = store.identities.all()
@@ -154,7 +154,8 @@ def make_plan(
     live: set[str] = set()
     for name, tcfg in cfg.enabled_targets().items():
         kind = kind_of(tcfg.kind)
-        objs = kind.map_state(state, MappingContext(cfg.owner, tcfg, as_of))
+        # The target's own schools, roles and extra groups; the very state when it has none.
+        objs = kind.map_state(restrict(state, Scope.of(tcfg)), MappingContext(cfg.owner, tcfg, as_of))
         index = store.objects.index(name)
         # Only a stored object has a digest to compare with; a new one is created whatever
         # its digest is (the writer computes it once from the JSON it stores anyway).
@@ -294,10 +295,8 @@ def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> 
     versions = store.versions.current()
     if cert.key != inputs_key(cfg, versions, as_of):
         return None
-    if not local_runs.local_unchanged(store, cert.source):
-        return None
     with open_source(cfg) as src:
-        if not src.unchanged(local_runs.sis_digests(cert.source)):
+        if not local_runs.inputs_unchanged(store, src, cert.source):
             return None
     log.info("source, config and state unchanged: the certified plan stands", run_id=run_id)
     return plan_from(cert, run_id, now_iso(), versions)
