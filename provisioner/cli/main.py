@@ -1,5 +1,5 @@
 """The `bas` command line: demo, config, plan, apply, sync, approve, runs, changelog, person, usernames,
-daemon, status, db.
+daemon, status, db, local, lock, unlock.
 
 Exit codes: 0 done; 1 done with per-object errors (rejected changes, or data errors in
 the source: `plan` too); 2 usage or config error; 3 held by a safety rule; 4 another run
@@ -25,9 +25,10 @@ from sqlalchemy.exc import OperationalError
 
 from provisioner import config as config_mod
 from provisioner import logs
+from provisioner.cli import local as cli_local
 from provisioner.cli import service as cli_service
 from provisioner.cli import targets as cli_targets
-from provisioner.cli.common import fail
+from provisioner.cli.common import check_day, fail
 from provisioner.core.model import School
 from provisioner.core.nin import mask, mask_text
 from provisioner.core.plan import CORE, Op, Plan
@@ -115,16 +116,6 @@ class _Main(click.Group):
                 err=True,
             )
             sys.exit(runner.EXIT_INTERNAL)
-
-
-def check_day(_ctx: click.Context | None, _param: click.Parameter | None, value: str | None) -> str | None:
-    """A click callback: ``--as-of`` must be a real calendar day written YYYY-MM-DD."""
-    if value is None:
-        return None
-    try:
-        return runner.valid_day(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -565,6 +556,9 @@ cli_targets.register(main)
 
 # ---- daemon, status, db (provisioner/cli/service.py) -------------------------------------
 cli_service.register(main)
+
+# ---- local persons, lock, unlock (provisioner/cli/local.py) ------------------------------
+cli_local.register(main)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from provisioner.core.lifecycle import Policy, days_between
+from provisioner.core.local import is_local
 from provisioner.core.model import DesiredPerson, TargetObject
 from provisioner.core.plan import CORE, Change, Op
 from provisioner.core.rows import IdentityRow, IndexRow
@@ -41,6 +42,8 @@ def _norm(v: Any) -> Any:
 def why_active(p: DesiredPerson, school_names: Mapping[str, str]) -> str:
     """The source facts that make a person active, in words."""
     parts = [f"{role} at {school_names.get(s, s)}" for s, role in p.affiliations]
+    if is_local(p.person_id):  # the changelog names the admin's local record, not the SIS
+        return f"active by local record {p.person_id}: " + ", ".join(parts)
     # Interned: thousands of persons share each text, and a plan holds one per change.
     return sys.intern("active in SIS: " + ", ".join(parts))
 
@@ -269,6 +272,9 @@ def _retire(
     if pid in persons:
         why = f"still active, but no longer in scope for {target}"
         since = as_of
+    elif sis_end is not None and is_local(pid):
+        since = sis_end
+        why = f"local record {pid} ended on {since} (its end date)"
     elif sis_end is not None:
         since = sis_end
         why = f"no active enrollment, employment or student in SIS since {since} (SIS end date)"
@@ -394,7 +400,9 @@ def diff_core(
                 Change(
                     op=Op.DISABLE,
                     attrs={"inactive_since": since or as_of},
-                    reason="no active enrollment, employment or student in SIS"
+                    reason=f"local record {pid} ended on {since} (its end date)"
+                    if since and is_local(pid)
+                    else "no active enrollment, employment or student in SIS"
                     + (f" since {since} (SIS end date)" if since else ""),
                     **common,
                 )

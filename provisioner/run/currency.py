@@ -10,6 +10,7 @@ from provisioner.config import Config, ConfigError
 from provisioner.core.certificate import config_digest
 from provisioner.core.plan import Plan
 from provisioner.core.states import RunStatus
+from provisioner.run import local as local_runs
 from provisioner.state import safety_reads
 from provisioner.state.store import StateStore
 from sources.base import SourceError
@@ -41,9 +42,11 @@ def why_not_current(cfg: Config, store: StateStore, plan: Plan) -> str:
         return ""  # a drift repair is planned from the state store and the target, not the source
     try:
         with open_source(cfg) as src:  # a missing SQLite file is not created
-            same = src.unchanged(plan.source_digests)
+            same = local_runs.inputs_unchanged(store, src, plan.source_digests)
     except (SourceError, ConfigError) as exc:
         return f"the source cannot be read to check it is unchanged ({exc})"
     if not same:
-        return "the source changed since it was planned; the next run plans afresh"
+        return (
+            "the source (or a local person or lock) changed since it was planned; the next run plans afresh"
+        )
     return ""

@@ -54,6 +54,7 @@ from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import RUNS_THROUGH, ObjectStatus, RunStatus
 from provisioner.kinds import kind_of
 from provisioner.logs import LogSettings
+from provisioner.run import local as local_runs
 from provisioner.run.currency import superseded_reason, why_not_current
 from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
 from provisioner.run.targets import build_connector
@@ -133,14 +134,17 @@ def make_plan(
     """
     snap = source() if callable(source) else source
     del source
-    derivation = derive(snap, as_of, store.identities.view(), cfg.usernames, cfg.lifecycle)
+    # The gate counts the SIS's own rows: local persons join after (provisioner/run/local.py).
     counts, source_digests, schools = snap.counts(), dict(snap.digests), present_schools(snap)
+    local_in = local_runs.read_inputs(store)
+    snap, local_errors = local_runs.merged(snap, local_in, source_digests)
+    derivation = derive(snap, as_of, store.identities.view(), cfg.usernames, cfg.lifecycle)
     del snap  # the rest works from the derivation; an Oslo-size snapshot is ~0.5 GB
     state = derivation.state
     # Bridged persons keep their accounts (over the summer every pupil's school year has
     # ended and the next one has not begun), and so do persons frozen by a broken record:
-    # neither is a fall in the source.
-    kept = len(state.persons) + len(derivation.bridged) + len(derivation.frozen_persons)
+    # neither is a fall in the source. Local persons are no SIS population.
+    kept = local_runs.sis_count(state.persons, derivation.bridged, derivation.frozen_persons)
     baseline = _gate(cfg, store, counts, kept, schools) if gate else None
     cookie = store.versions.current()
     identities = store.identities.all()
@@ -157,13 +161,14 @@ def make_plan(
         # its digest is (the writer computes it once from the JSON it stores anyway).
         digests = [digest(o.kind, o.record(), o.members) if o.key in index else "" for o in objs]
         details = store.objects.details(name, needs_details(objs, digests, index))
+        policy = kind.policy(tcfg)
         changes = diff_target(
             name,
             objs,
             digests,
             index,
             details,
-            policy=kind.policy(tcfg),
+            policy=policy,
             placement=kind.placement,
             links=kind.links,
             persons=state.persons,
@@ -174,6 +179,7 @@ def make_plan(
             bridged=derivation.bridged,
             ended=derivation.ended,
         )
+        changes = local_runs.with_locks(name, changes, index, local_in, as_of, policy)
         population = sum(1 for r in index.values() if r.status == ObjectStatus.ACTIVE)
         targets.append(TargetPlan(name, tuple(changes), population, dry_run=tcfg.mode == "plan"))
         live.update(r.person_id for r in index.values() if r.person_id and r.status != ObjectStatus.DELETED)
@@ -198,7 +204,7 @@ def make_plan(
         as_of=as_of,
         cookie=cookie,
         targets=(TargetPlan(CORE, tuple(core), len(identities)), *targets),
-        errors=state.errors,
+        errors=state.errors + local_errors,
         source_counts=counts,
         active_persons=kept,
         source_digests=source_digests,
@@ -290,7 +296,7 @@ def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> 
     if cert.key != inputs_key(cfg, versions, as_of):
         return None
     with open_source(cfg) as src:
-        if not src.unchanged(cert.source):
+        if not local_runs.inputs_unchanged(store, src, cert.source):
             return None
     log.info("source, config and state unchanged: the certified plan stands", run_id=run_id)
     return plan_from(cert, run_id, now_iso(), versions)

@@ -6,10 +6,12 @@ a filtering sub-select, so this stays quick on an Oslo-size SIS).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 from provisioner.config import Config
+from provisioner.core.locks import ALL_TARGETS
 from provisioner.core.nin import mask, mask_nins, mask_text
 from provisioner.core.plan import Op
 from provisioner.service import changelog
@@ -61,6 +63,7 @@ def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) ->
         "removed": removed,
         "groups": {k: sorted(v) for k, v in groups.items()},
         "history": [changelog._present(r, show_nin) for r in history],
+        **local_facts(store, ids),
     }
     if result["identity"] and not show_nin:
         result["identity"]["nin"] = mask(result["identity"]["nin"])
@@ -69,6 +72,27 @@ def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) ->
         # nin_as_sourcedid = true, which is also that account's anchor).
         result["accounts"] = json.loads(mask_nins(json.dumps(accounts, ensure_ascii=False)))
     return result
+
+
+def local_facts(store: StateStore, ids: set[str]) -> dict[str, Any]:
+    """The person's locks (in force or not, today) and local record, for `bas person show`."""
+    today = dt.date.today().isoformat()
+    locks = [
+        {
+            "target": "every target that can disable" if x.target == ALL_TARGETS else x.target,
+            "text": x.text(),
+            "since": x.locked_at[:19],
+            "in_force": x.in_force(today),
+            "released": f"{x.released_at[:19]} by {x.released_by}" if x.released_at else None,
+        }
+        for x in store.local.locks(ids)
+    ]
+    records = [lp for lp in store.local.persons() if lp.person_id in ids]
+    local = None
+    if records:
+        lp = records[0]
+        local = {**lp.values(), "person_id": lp.person_id, "nin": mask(lp.nin)}
+    return {"locks": locks, "local": local}
 
 
 def _removed(store: StateStore, ids: set[str], current: set[str]) -> list[dict[str, Any]]:
@@ -104,6 +128,17 @@ def render_text(info: dict[str, Any]) -> str:
     )
     lines.append(f"  NIN(s)     {', '.join(n for n in info['nins_seen'] if n) or '-'}")
     lines.append(f"  roles      {ident.get('roles') or '-'}")
+    for lock in info.get("locks", ()):
+        state = "LOCKED" if lock["in_force"] else "was locked"
+        ended = f", unlocked {lock['released']}" if lock["released"] else ""
+        lines.append(f"  {state:<10} in {lock['target']} since {lock['since']}: {lock['text']}{ended}")
+    local = info.get("local")
+    if local:
+        kind = ", protected identity" if local["protected"] else ""
+        lines.append(
+            f"  local record {local['person_id']}{kind}: {local['role']} at {local['school_id']}"
+            f" {local['start_date']}..{local['end_date']}" + (f" ({local['note']})" if local["note"] else "")
+        )
     src = info["source"]
     lines.append("Source facts (SIS):")
     for e in src["enrollments"]:

@@ -12,6 +12,8 @@
 - ``pending_exports`` journals changes a file target accepted until they are recorded.
 - ``runs``, ``changelog`` (append-only) and ``locks`` are the audit and run control;
   ``daemon_status`` is what the daemon says about itself (next run, heartbeat).
+- ``local_persons``, ``person_locks`` and ``local_audit``: the admin's local persons and
+  locks, and the audit of every change to them.
 
 Changes go through Alembic revisions in ``migrations/versions`` (``bas db upgrade``).
 """
@@ -172,4 +174,60 @@ daemon_status = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),  # idle | running | stopped
 )
 
-SCHEMA_VERSION = "5"  # meta.schema_version; the Alembic revision (alembic_version) is the authority
+# Local persons (provisioner/core/local.py): kept by the admin with `bas local`, never
+# deleted (``local:<n>`` is never given to anyone else). Added by migration 0006.
+local_persons = sa.Table(
+    "local_persons",
+    metadata,
+    sa.Column("local_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ref", sa.String(64), nullable=True, unique=True),  # the admin's own key (CSV)
+    sa.Column("given_name", sa.Text, nullable=False),
+    sa.Column("middle_name", sa.Text, nullable=True),
+    sa.Column("family_name", sa.Text, nullable=False),
+    sa.Column("nin", sa.String(11), nullable=True),
+    sa.Column("protected", sa.Boolean, nullable=False),  # skjermet identitet: NIN never sent
+    sa.Column("school_id", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("start_date", sa.String(10), nullable=False),
+    sa.Column("end_date", sa.String(10), nullable=False),
+    sa.Column("email", sa.Text, nullable=True),
+    sa.Column("mobile", sa.String(32), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.Column("updated_by", sa.String(128), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# Locks (provisioner/core/locks.py): `bas lock`/`bas unlock`; a released lock stays as record.
+person_locks = sa.Table(
+    "person_locks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("person_id", sa.String(64), nullable=False, index=True),
+    sa.Column("target", sa.String(64), nullable=False),  # a target name, or "*": every one
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("until", sa.String(10), nullable=True),  # last day in force
+    sa.Column("locked_at", sa.String(32), nullable=False),
+    sa.Column("locked_by", sa.String(128), nullable=False),
+    sa.Column("released_at", sa.String(32), nullable=True),
+    sa.Column("released_by", sa.String(128), nullable=True),
+)
+
+# Every change to a local person or a lock: who (OS user or --by), when, before/after
+# (JSON, NINs masked). Append-only.
+local_audit = sa.Table(
+    "local_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("by", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # add | set | end | lock | unlock
+    sa.Column("subject", sa.String(64), nullable=False, index=True),  # local:<n> or a person id
+    sa.Column("before", sa.Text, nullable=True),
+    sa.Column("after", sa.Text, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),  # e.g. "import people.csv"
+)
+
+SCHEMA_VERSION = "6"  # meta.schema_version; the Alembic revision (alembic_version) is the authority

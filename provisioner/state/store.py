@@ -2,9 +2,10 @@
 
 Each repository owns one part of the schema: ``runs`` (run records, the run lock),
 ``identities`` (the historic base), ``objects`` (target objects), ``history`` (changelog
-reads), ``meta`` (key values, the plan certificate), ``versions`` (the state cookie) and
-``daemons`` (heartbeats). Planning reads everything it needs up front, so the differ does
-no I/O; apply writes through provisioner/state/writer.py, one batch per transaction.
+reads), ``meta`` (key values, the plan certificate), ``versions`` (the state cookie),
+``daemons`` (heartbeats) and ``local`` (local persons, locks, their audit). Planning
+reads everything it needs up front, so the differ does no I/O; apply writes through
+provisioner/state/writer.py, one batch per transaction.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from provisioner.state import schema as t
 from provisioner.state.history import History
 from provisioner.state.identities import Identities
+from provisioner.state.local import LocalRecords
 from provisioner.state.meta import Daemons, Meta, Versions
 from provisioner.state.migrate import ensure_current
 from provisioner.state.objects import Objects
@@ -43,6 +45,7 @@ class StateStore:
         self.objects = Objects(self.engine)
         self.identities = Identities(self.engine, self.versions)
         self.history = History(self.engine, self.identities)
+        self.local = LocalRecords(self.engine)
         if not check:
             return
         # An empty database is created at the newest revision; an older one is refused
