@@ -229,7 +229,7 @@ def test_approve_after_the_source_changed_applies_nothing(env: Env) -> None:
     env.sis.enroll("S2", "NORD", start=DAY1)  # S2 is back: deleting them now would be wrong
     env.sis.write(env.src)
     out = runner.approve(env.cfg, env.store, held.run_id, "admin")
-    assert out.exit_code == EXIT_USAGE and "the source changed" in out.message
+    assert out.exit_code == EXIT_USAGE and "the source (or a local person or lock) changed" in out.message
     assert "S2" in env.persons("feide") and env.applied(held.run_id) == 0
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,22 +40,20 @@ from connectors.base import (
     RejectedError,
     StoredObject,
     TransientError,
-    person_phases,
 )
 from provisioner import faults
 from provisioner.apply.absent import Absent, Skipped, narrowed, note_absent
 from provisioner.apply.options import DEFAULT_BATCH, ApplyOptions
+from provisioner.apply.outcomes import DEFAULT_RETRY, STOPPED, RetryPolicy, outcomes
 from provisioner.apply.workers import Job, StopFlag, Workers, cores
 from provisioner.apply.workers import available as workers_available
-from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
+from provisioner.core.plan import CORE, Change, Plan, TargetPlan
 from provisioner.core.states import ChangeResult, TargetOutcome
 from provisioner.state import exports
 from provisioner.state.store import StateStore
 from provisioner.state.writer import TargetWriter, apply_core
 
 log = structlog.get_logger("bas.executor")
-
-STOPPED = object()  # yielded by _outcomes when the stop event is set
 
 
 @dataclass
@@ -89,28 +87,13 @@ class TargetResult:
         return out
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff for transient errors."""
-
-    attempts: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before the next attempt (Retry-After wins when given)."""
-        if retry_after is not None:
-            return min(retry_after, self.max_delay)
-        return min(self.base_delay * 2**attempt, self.max_delay)
-
-
 def apply_plan(
     plan: Plan,
     store: StateStore,
     connectors: Mapping[str, Connector | Exporter],
     *,
     soft_delete: Mapping[str, bool],
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = DEFAULT_RETRY,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[int], None] | None = None,
     only: set[str] | None = None,
@@ -443,7 +426,7 @@ def _apply_changes(
     many = conn.apply_many if conn.window > 0 else None
     absent: Absent = {}
     site = f"{tp.target}:change"  # a test fault-injection point (provisioner/faults.py)
-    for i, change, outcome in _outcomes(conn, many, tp.changes, retry, sleep, tlog, stop, absent):
+    for i, change, outcome in outcomes(conn, many, tp.changes, retry, sleep, tlog, stop, absent):
         if outcome is STOPPED:
             res.status = TargetOutcome.INTERRUPTED
             tlog.warning("target interrupted", done=i - 1, remaining=len(tp.changes) - i + 1)
@@ -502,113 +485,3 @@ def _not_applied(
         writer.failed(change, ChangeResult.FAILED, f"gave up after {attempts} attempts: {outcome}")
         plog.error("change failed after retries", error=str(outcome))
     return False
-
-
-def _outcomes(
-    conn: Connector,
-    many: Callable[[Sequence[Change]], list[Applied | ConnectorError]] | None,
-    changes: Sequence[Change],
-    retry: RetryPolicy,
-    sleep: Callable[[float], None],
-    tlog: Any,
-    stop: StopFlag | None = None,
-    absent: Absent | None = None,
-) -> Iterator[tuple[int, Change, Any]]:
-    """(position, change, Applied or the error) for every change, in plan order.
-
-    A connector with a ``window`` (it batches requests) gets windows of ``conn.window``
-    changes and answers each change separately, so per-object isolation holds; changes
-    that failed transiently are retried together, with the same backoff as single ones.
-    ``stop`` is checked before each change (each window when batching): then STOPPED is
-    yielded once. Persons whose create or restore failed or is pending (``absent``, filled by
-    the caller) are left out of later group changes (provisioner.apply.absent), so the state
-    store never records them as members or owners; a window is cut where a group change
-    follows person creates (``person_phases``), so their outcomes are known first.
-    """
-    failed = absent if absent is not None else {}
-    if many is None:
-        for i, change in enumerate(changes, 1):
-            if stop is not None and stop.is_set():
-                yield i, change, STOPPED
-                return
-            change, skip = _decided(change, failed)
-            if skip is not None:
-                yield i, change, skip
-                continue
-            plog = tlog.bind(person=change.person_id, key=change.key, op=change.op.value)
-            try:
-                yield i, change, _with_retries(conn, change, retry, sleep, plog)
-            except ConnectorError as exc:
-                yield i, change, exc
-        return
-    size = conn.window
-    for start in range(0, len(changes), size):
-        if stop is not None and stop.is_set():
-            yield start + 1, changes[start], STOPPED
-            return
-        window = changes[start : start + size]
-        for phase in person_phases(window):
-            prepared = [_decided(window[k], failed) for k in phase]
-            send = [c for c, skip in prepared if skip is None]
-            answers = iter(_window_outcomes(many, send, retry, sleep, tlog) if send else ())
-            for k, (change, skip) in zip(phase, prepared):
-                outcome = skip if skip is not None else next(answers)
-                yield start + k + 1, change, outcome
-                if isinstance(outcome, FatalError):
-                    return
-
-
-def _window_outcomes(
-    many: Callable[[Sequence[Change]], list[Applied | ConnectorError]],
-    window: list[Change],
-    retry: RetryPolicy,
-    sleep: Callable[[float], None],
-    tlog: Any,
-) -> list[Applied | ConnectorError]:
-    """One window through ``apply_many``, transient failures retried together with backoff."""
-    try:
-        results: list[Applied | ConnectorError] = list(many(window))
-    except FatalError as exc:
-        return [exc] * len(window)
-    for attempt in range(1, retry.attempts):
-        again = [k for k, r in enumerate(results) if isinstance(r, TransientError)]
-        if not again:
-            break
-        hint = max((results[k].retry_after or 0.0) for k in again)  # type: ignore[union-attr]
-        wait = retry.delay(attempt - 1, hint or None)
-        tlog.warning("transient errors, retrying", changes=len(again), attempt=attempt, wait=wait)
-        sleep(wait)
-        try:
-            redo = many([window[k] for k in again])
-        except FatalError as exc:
-            redo = [exc] * len(again)
-        for k, r in zip(again, redo):
-            results[k] = r
-    return results
-
-
-def _decided(change: Change, absent: Absent) -> tuple[Change, Applied | Skipped | PendingError | None]:
-    """A change with its outcome when it is decided without the target (else None).
-
-    A forget is the state store's alone (the object is gone from the target already):
-    it is recorded, never sent.
-    """
-    if change.op is Op.FORGET:
-        return change, Applied(anchor=change.anchor, note="forgotten in the state store")
-    return narrowed(change, absent)
-
-
-def _with_retries(
-    conn: Connector, change: Change, retry: RetryPolicy, sleep: Callable[[float], None], plog: Any
-) -> Applied:
-    """Apply one change, retrying transient errors with backoff."""
-    for attempt in range(retry.attempts):
-        try:
-            return conn.apply(change)
-        except TransientError as exc:
-            if attempt + 1 >= retry.attempts:
-                raise
-            wait = retry.delay(attempt, exc.retry_after)
-            plog.warning("transient error, retrying", error=str(exc), attempt=attempt + 1, wait=wait)
-            sleep(wait)
-    raise AssertionError("unreachable")

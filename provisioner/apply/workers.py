@@ -43,7 +43,8 @@ from provisioner.core.plan import TargetPlan
 from provisioner.state.store import StateStore
 
 if TYPE_CHECKING:
-    from provisioner.apply.executor import RetryPolicy, TargetResult
+    from provisioner.apply.executor import TargetResult
+    from provisioner.apply.outcomes import RetryPolicy
 
 log = structlog.get_logger("bas.workers")
 

@@ -14,7 +14,7 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,24 +38,20 @@ from provisioner.core.certificate import (
 from provisioner.core.derive import Derivation, derive
 from provisioner.core.diff import diff_core, diff_target, needs_details
 from provisioner.core.model import SourceSnapshot
-from provisioner.core.plan import CORE, REMOVING_OPS, Plan, TargetPlan
+from provisioner.core.plan import CORE, Plan, TargetPlan
 from provisioner.core.rows import digest
 from provisioner.core.safety import (
-    GateBaseline,
     SourceRefused,
-    check_hold,
-    check_source,
-    gone_schools,
     present_schools,
-    school_hold,
-    thresholds_for,
 )
 from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import RUNS_THROUGH, ObjectStatus, RunStatus
 from provisioner.kinds import kind_of
 from provisioner.logs import LogSettings
+from provisioner.run import holds
 from provisioner.run import local as local_runs
 from provisioner.run.currency import superseded_reason, why_not_current
+from provisioner.run.holds import hold_targets
 from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
 from provisioner.run.targets import build_connector
 from provisioner.state import safety_reads
@@ -145,7 +141,7 @@ def make_plan(
     # ended and the next one has not begun), and so do persons frozen by a broken record:
     # neither is a fall in the source. Local persons are no SIS population.
     kept = local_runs.sis_count(state.persons, derivation.bridged, derivation.frozen_persons)
-    baseline = _gate(cfg, store, counts, kept, schools) if gate else None
+    baseline = holds.gate(cfg, store, counts, kept, schools) if gate else None
     cookie = store.versions.current()
     identities = store.identities.all()
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
@@ -214,59 +210,6 @@ def make_plan(
     return hold_targets(cfg, store, plan, baseline), derivation
 
 
-def _gate(
-    cfg: Config, store: StateStore, counts: dict[str, int], active: int, schools: Iterable[str] | None
-) -> GateBaseline:
-    """The source gate (raises SourceRefused); returns the baseline it compared with."""
-    baseline = store.runs.gate_baseline(cfg.safety.gate_days)
-    try:
-        check_source(counts, active, baseline, cfg.safety.max_source_drop_percent)
-    except SourceRefused as exc:
-        # A refusal does not accept a school gone: it stays in the record until a plan
-        # held for it is approved.
-        if schools is not None:
-            exc.schools = sorted(set(schools) | gone_schools(schools, baseline))
-        raise
-    return baseline
-
-
-def hold_targets(cfg: Config, store: StateStore, plan: Plan, baseline: GateBaseline | None) -> Plan:
-    """The plan with each target's hold decided now: thresholds, the sliding window, schools gone.
-
-    Also run on a certified plan: the window moves and run ids change, the inputs do not.
-    """
-    gone = gone_schools(plan.schools, baseline)
-    gone_hold = school_hold(gone)
-    # Only a target whose plan takes something away can pass a limit (the window holds no
-    # plan that adds no removal): the store is read for those alone, so a quiet run (the
-    # certified no-op) reads nothing more.
-    removing = [
-        tp.target
-        for tp in plan.targets
-        if tp.target != CORE and any(c.op in REMOVING_OPS for c in tp.changes)
-    ]
-    hours = cfg.safety.window_hours
-    window = safety_reads.window_removals(store, removing, hours) if hours > 0 and removing else {}
-    members = safety_reads.member_populations(store, removing) if removing else {}
-    out = []
-    for tp in plan.targets:
-        tcfg = cfg.targets.get(tp.target)
-        if tcfg is None:  # core: identities are never held
-            out.append(tp)
-            continue
-        hold = gone_hold if gone_hold and tp.changes else None
-        hold = hold or check_hold(
-            tp.changes,
-            tp.population,
-            thresholds_for(cfg.safety, tcfg),
-            members.get(tp.target, 0),
-            window.get(tp.target),
-            hours,
-        )
-        out.append(replace(tp, hold=hold))
-    return replace(plan, targets=tuple(out), schools_gone=tuple(sorted(gone)))
-
-
 def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool = False) -> Plan:
     """This run's plan: the certified one when no input changed, else a full plan (then certified).
 
@@ -276,7 +219,7 @@ def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: b
     if not full:
         plan = _certified_plan(cfg, store, as_of, run_id)
         if plan is not None:
-            baseline = _gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
+            baseline = holds.gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
             return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
     plan = make_plan(cfg, store, lambda: read_source(cfg), as_of, run_id)[0]
     cert = certify(cfg, plan, plan.cookie)
