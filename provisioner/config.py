@@ -270,6 +270,13 @@ class FeideConfig(TargetBase):
     written when an entry is created (and set when a create finds the entry existing
     with another value), kept out of the state store and the changelog, never logged;
     changing the template does not rewrite existing entries.
+
+    ``org_mail`` and ``school_mail`` (a template: ``{short_name}`` folded to a-z0-9,
+    ``{school_id}`` lowercased, ``{org_number}``), with ``school_mails`` overriding it per
+    school id, give the org and school entries the ``mail`` the GO profile makes mandatory.
+    ``teacher_grep_codes`` gives teachers the Grep codes of the teaching groups they teach;
+    ``sms_authn`` gives employees (never students) a ``norEduPersonAuthnMethod`` SMS value
+    for their SIS mobile, labelled ``sms_authn_label``.
     """
 
     kind: Literal["feide"] = "feide"
@@ -285,9 +292,23 @@ class FeideConfig(TargetBase):
     timeout: Annotated[float, Field(gt=0)] = 30.0  # seconds to connect and per operation
     page_size: Annotated[int, Field(ge=1, le=10000)] = 500  # paged reads by `bas feide check`
     user_password_template: str | None = None
+    org_mail: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    school_mail: str | None = None  # e.g. "postmottak.{short_name}@kommune.no"
+    school_mails: dict[str, Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = {}
+    teacher_grep_codes: bool = False
+    sms_authn: bool = False
+    sms_authn_label: Annotated[str, Field(pattern=r"^\S+$")] = "Mobil"
 
     @model_validator(mode="after")
     def _live_settings(self) -> FeideConfig:
+        if self.school_mail is not None:
+            try:
+                sample = self.school_mail.format(short_name="x", school_id="x", org_number="1")
+            except (KeyError, IndexError, ValueError) as exc:
+                known = "{short_name}, {school_id} or {org_number}"
+                raise ValueError(f"school_mail: {exc!s} is not {known}") from None
+            if sample.count("@") != 1 or any(c.isspace() for c in sample):
+                raise ValueError("school_mail: must give one mail address (local@domain)")
         if self.url is not None:
             scheme = self.url.split("://", 1)[0].lower() if "://" in self.url else ""
             if scheme not in ("ldap", "ldaps"):
