@@ -39,7 +39,8 @@ norEduPersonAuthnMethod (Feide's strong authentication, SMS one-time codes,
 https://www.feide.no/metoder-sterk-autentisering): ``urn:mace:feide.no:auth:method:sms
 +4712345678 label=<text>``. Written only when ``sms_authn`` is on, only for employees
 who are not also students (never students or guardians), and only when the SIS mobile
-normalises to an international number (``normalise_mobile``); otherwise none.
+normalises to an international number (``normalise_mobile``); otherwise none. The label
+is percent-encoded (RFC 3986) as Feide's own method values are, so it holds no space.
 
 Every object carries its entry DN in ``place["dn"]`` and its ``objectClass`` list in
 ``attrs``, so the connectors write ``attrs`` as they are and the differ sees a DN change. A
@@ -296,7 +297,8 @@ def _identity_attrs(attrs: dict[str, Any], p: DesiredPerson, realm: str, ctx: Ma
     if ctx.target.sms_authn and STUDENT not in p.roles and any(r in EMPLOYEE_ROLES for r in p.roles):
         number = normalise_mobile(p.mobile)
         if number:
-            attrs["norEduPersonAuthnMethod"] = f"{SMS_METHOD} {number} label={ctx.target.sms_authn_label}"
+            label = go_encode(ctx.target.sms_authn_label)
+            attrs["norEduPersonAuthnMethod"] = f"{SMS_METHOD} {number} label={label}"
 
 
 def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:

@@ -297,7 +297,7 @@ class FeideConfig(TargetBase):
     school_mails: dict[str, Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = {}
     teacher_grep_codes: bool = False
     sms_authn: bool = False
-    sms_authn_label: Annotated[str, Field(pattern=r"^\S+$")] = "Mobil"
+    sms_authn_label: Annotated[str, Field(min_length=1)] = "Mobil"  # written percent-encoded
 
     @model_validator(mode="after")
     def _live_settings(self) -> FeideConfig:
