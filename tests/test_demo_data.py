@@ -168,7 +168,7 @@ def test_grades_and_birth_dates_fit_the_level(demo) -> None:
         "lower_secondary": {8, 9, 10},
         "combined": set(range(1, 11)),
         "upper_secondary": {11, 12, 13},
-        "adult": {None},
+        "adult": {10},  # grunnskole for adults: every student has a grade (Feide's Grep codes)
     }
     rows = db.execute(
         "SELECT s.level, e.grade, p.birth_date, e.end_date FROM student_enrollment e"
@@ -179,11 +179,23 @@ def test_grades_and_birth_dates_fit_the_level(demo) -> None:
             continue  # last year's enrollment at the previous school
         assert grade in allowed[level]
         age = YEAR_START.year - int(born[:4])
-        if grade is None:
+        if level == "adult":
             assert 19 <= age <= 60
         else:
             assert age - 5 - grade in (0, 1)
     assert _one(db, "SELECT COUNT(*) FROM student_enrollment WHERE main_school = 0") == 0
+
+
+def test_every_student_has_a_grade_and_vgs_pupils_a_grep_programme(demo) -> None:
+    # What Feide's validator asks of each student (Grep grade; programme and area in VGS).
+    db, _, _ = demo
+    assert _one(db, "SELECT COUNT(*) FROM student_enrollment WHERE grade IS NULL") == 0
+    vgs = db.execute(
+        "SELECT e.programme, e.programme_area FROM student_enrollment e"
+        " JOIN school s ON s.school_id = e.school_id WHERE s.level = 'upper_secondary'"
+    ).fetchall()
+    assert vgs and all(prog and area for prog, area in vgs)
+    assert _one(db, "SELECT COUNT(*) FROM student_enrollment WHERE grade < 11 AND programme IS NOT NULL") == 0
 
 
 def test_activity_rules_have_something_to_decide(demo) -> None:
