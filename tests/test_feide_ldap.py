@@ -210,7 +210,11 @@ def test_removing_an_attribute_value_and_the_nin(tmp_path: Path, slapd) -> None:
     env.sis.update_person("S3", nin=None)
     ok(env.sync(DAY2))
     entry = read_entry(slapd, dn)
-    assert "eduPersonEntitlement" not in entry and "norEduPersonNIN" not in entry
+    # Out of every group, S3 keeps only the Grep code of their grade; without a NIN the
+    # SIS id stands in for it as norEduPersonLIN.
+    grade = "urn:mace:feide.no:go:grep:http://psi.udir.no/laereplan/aarstrinn/aarstrinn6"
+    assert entry["eduPersonEntitlement"] == [grade] and "norEduPersonNIN" not in entry
+    assert entry["norEduPersonLIN"] == [f"{REALM.lower()}:sis:S3"]
     assert ok(env.sync(DAY2)).plan.target("feide").changes == ()
 
 
