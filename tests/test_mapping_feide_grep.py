@@ -7,6 +7,8 @@ LIN of persons without a NIN, the mail settings, and the norEduPersonAuthnMethod
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mappings import feide as m
@@ -255,3 +257,17 @@ def test_sms_label_is_percent_encoded() -> None:
         ("person", "P1")
     ]
     assert attrs.attrs["norEduPersonAuthnMethod"] == f"{SMS} +4799999999 label=Mobil%20%28jobb%29"
+
+
+def test_the_example_config_documents_every_feide_setting() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "config" / "bas.example.toml").read_text(encoding="utf-8")
+    for name in ("school_mails", "teacher_grep_codes", "sms_authn", "sms_authn_label"):
+        text = re.sub(rf"^# ({name} = [^#\n]*?)\s*(#.*)?$", r"\1", text, count=1, flags=re.M)
+    feide = parse(text).targets["feide"]
+    assert isinstance(feide, FeideConfig)
+    assert feide.org_mail == "postmottak@eksempel.kommune.no"
+    assert feide.school_mail == "postmottak.{short_name}@eksempel.kommune.no"
+    assert feide.school_mails == {"NORDBY": "nordby.skole@eksempel.kommune.no"}
+    assert (feide.teacher_grep_codes, feide.sms_authn, feide.sms_authn_label) == (False, False, "Mobil")
