@@ -192,7 +192,7 @@ def _school_mail(school: School, ctx: MappingContext) -> str | None:
         return own or None
     return str(
         t.school_mail.format(
-            short_name=names.fold(school.short_name),
+            short_name=names.fold(school.short_name) or names.fold(school.school_id),
             school_id=school.school_id.lower(),
             org_number=school.org_number,
         )

@@ -271,9 +271,10 @@ class FeideConfig(TargetBase):
     with another value), kept out of the state store and the changelog, never logged;
     changing the template does not rewrite existing entries.
 
-    ``org_mail`` and ``school_mail`` (a template: ``{short_name}`` folded to a-z0-9,
-    ``{school_id}`` lowercased, ``{org_number}``), with ``school_mails`` overriding it per
-    school id, give the org and school entries the ``mail`` the GO profile makes mandatory.
+    ``org_mail`` and ``school_mail`` (a template: ``{short_name}`` folded to a-z0-9, or the
+    folded school id when that leaves nothing; ``{school_id}`` lowercased; ``{org_number}``),
+    with ``school_mails`` overriding it per school id, give the org and school entries the
+    ``mail`` the GO profile makes mandatory.
     ``teacher_grep_codes`` gives teachers the Grep codes of the teaching groups they teach;
     ``sms_authn`` gives employees (never students) a ``norEduPersonAuthnMethod`` SMS value
     for their SIS mobile, labelled ``sms_authn_label``.

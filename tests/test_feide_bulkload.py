@@ -137,3 +137,23 @@ def _password_file(tmp_path: Path) -> Path:
     path.write_text(ADMIN_PASSWORD, encoding="utf-8")
     path.chmod(0o600)
     return path
+
+
+def test_feide_check_reports_a_student_without_grade_codes(demo: Path, tmp_path: Path) -> None:
+    text = full_ldif(demo).read_text(encoding="utf-8")
+    # Unfold the lines (the reader takes long ones as they are) and drop every Grep grade
+    # value of the first Vg1 pupil.
+    logical = re.sub(r"\n ", "", text)
+    first = re.search(
+        r"^dn: (uid=[^\n]+)\n(?:[^\n]+\n)*?eduPersonEntitlement: [^\n]*aarstrinn/vg1\n", logical, re.M
+    )
+    assert first is not None
+    start, end = first.start(), logical.index("\n\n", first.start())
+    record = re.sub(
+        r"^eduPersonEntitlement: [^\n]*aarstrinn/[^\n]*\n", "", logical[start:end] + "\n", flags=re.M
+    )
+    bad = tmp_path / "bad.ldif"
+    bad.write_text(logical[:start] + record + logical[end + 1 :], encoding="utf-8")
+    p = bas("feide", "check", "--ldif", str(bad), "--show", "1000", config=demo / "bas.toml", check=1)
+    assert f"{first.group(1)}: Missing Grep codes for student" in p.stdout
+    assert " persons, 1 errors, " in p.stdout, p.stdout[-500:]
