@@ -41,6 +41,8 @@ https://www.feide.no/metoder-sterk-autentisering): ``urn:mace:feide.no:auth:meth
 who are not also students (never students or guardians), and only when the SIS mobile
 normalises to an international number (``normalise_mobile``); otherwise none. The label
 is percent-encoded (RFC 3986) as Feide's own method values are, so it holds no space.
+With ``sms_authn`` on, BAS owns the attribute of the entries it writes it to (the SMS
+value replaces what is there); with it off, BAS never touches the attribute.
 
 Every object carries its entry DN in ``place["dn"]`` and its ``objectClass`` list in
 ``attrs``, so the connectors write ``attrs`` as they are and the differ sees a DN change. A
@@ -118,11 +120,11 @@ PLACEMENT_ATTRS: frozenset[str] = frozenset({"dn"})
 # Attributes an entry of a kind holds only sometimes: the key is left out of ``attrs``
 # (not set to an empty value) when there is nothing to write. A writer that compares an
 # existing entry with ``attrs`` removes these when they are missing from ``attrs``.
-OPTIONAL_ATTRS: dict[str, frozenset[str]] = {
-    "org": frozenset({"mail"}),
-    "orgunit": frozenset({"mail"}),
-    "person": frozenset({"norEduPersonNIN", "norEduPersonLIN", "norEduPersonAuthnMethod"}),
-}
+# mail, norEduPersonLIN and norEduPersonAuthnMethod are left out on purpose: an adopted
+# catalog may hold values BAS never wrote (a school address set by hand, a county's ``fin``
+# LIN, an authenticator-app method), and those stay. Values BAS wrote and no longer wants
+# go through the differ (the stored record has them, the new one not: a removal).
+OPTIONAL_ATTRS: dict[str, frozenset[str]] = {"person": frozenset({"norEduPersonNIN"})}
 SMS_METHOD = "urn:mace:feide.no:auth:method:sms"
 
 # norEdu* object class specification version the entries follow (Feide's docs use 2.0).
