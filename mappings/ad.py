@@ -10,8 +10,9 @@ The persons and groups it holds, group names, roles and length cuts come from
 groups and a group has the same name in both.
 
 Users (kind ``person``, key person_id): sAMAccountName (the username, at most 20
-characters by the username rules), userPrincipalName (``username@`` upn_domain or the
-owner's mail domain), givenName, sn, displayName, cn, mail (``username@mail_domain``),
+characters by the username rules), userPrincipalName and mail (``username@`` the
+domains of the person's main role: ``mappings.common.AccountDomains``), givenName, sn,
+displayName, cn,
 employeeID (SIS person_id), department (primary school name), company (owner name),
 title (``main_role``: leader, teacher, staff or student); placed (``TargetObject.place``)
 by cn and ou (the school OU's DN, ``OU=<school short name>,<base_dn>``).
@@ -28,7 +29,8 @@ Groups (kind ``group``, key group key): sAMAccountName and cn (the same name fro
 ``group_account_names``; cn in ``place``), description, ou in ``place`` (``groups_ou``
 under base_dn, one OU for all schools: names carry the school), members
 ``(person_id, "")`` for persons AD holds. The school-wide guardians group is left out:
-guardians are never in AD.
+guardians are never in AD. A target's level groups (``NORDBY-8-trinn``) and owner-wide
+groups (``ALLE-teachers``, description without a school) go to the same OU.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 from mappings.base import MappingContext
 from mappings.common import (
+    AccountDomains,
     account_group_keys,
     cut,
     group_account_names,
@@ -70,7 +73,7 @@ def school_ou(school: School, ctx: MappingContext) -> str:
 def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
     """The AD users and security groups for this desired state."""
     owner, cfg = ctx.owner, ctx.target
-    upn_domain = cfg.upn_domain or owner.mail_domain
+    domains = AccountDomains.of(owner, cfg.upn_domain, cfg.upn_domains)
     company = cut(owner.name, 64)
     ous = {sid: school_ou(s, ctx) for sid, s in state.schools.items()}
     out: list[TargetObject] = []
@@ -79,17 +82,18 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
     for pid in held:
         p = state.persons[pid]
         u = p.username
+        role = main_role(p)
         attrs: dict[str, Any] = {
             "sAMAccountName": u,
-            "userPrincipalName": f"{u}@{upn_domain}",
+            "userPrincipalName": f"{u}@{domains.upn(role)}",
             "givenName": cut(p.given_name, 64),
             "sn": cut(p.family_name, 64),
             "displayName": cut(p.display_name, 256),
-            "mail": f"{u}@{owner.mail_domain}",
+            "mail": f"{u}@{domains.mail(role)}",
             "employeeID": pid,
             "department": cut(state.schools[p.primary_school].name, 64),
             "company": company,
-            "title": main_role(p),
+            "title": role,
         }
         place = {"cn": person_cn(p), "ou": ous[p.primary_school]}
         out.append(TargetObject("person", pid, attrs, username=u, person_id=pid, place=place))
@@ -103,7 +107,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
         name = names[k]
         attrs = {
             "sAMAccountName": name,
-            "description": group_description(g, state.schools[g.school_id]),
+            "description": group_description(g, state.schools.get(g.school_id)),
         }
         place = {"cn": name, "ou": groups_ou}
         out.append(TargetObject("group", k, attrs, members=group_members(g, held_set), place=place))

@@ -21,7 +21,7 @@ Objects (``TargetObject.kind`` / key):
 * ``person`` / person_id: DN = ``uid=<username>,<people_ou>,<base_dn>`` (usernames never
   change, so neither does the DN). cn, displayName, norEduPersonLegalName (the full
   name), givenName, sn, uid, eduPersonPrincipalName (lowercase ``uid@realm``), mail
-  (``uid@mail_domain``), norEduPersonNIN (only when the person has one), else
+  (``uid@<role domain>``), norEduPersonNIN (only when the person has one), else
   norEduPersonLIN, eduPersonAffiliation, eduPersonPrimaryAffiliation, eduPersonOrgDN,
   eduPersonOrgUnitDN, eduPersonPrimaryOrgUnitDN, eduPersonEntitlement (always present,
   possibly an empty list: GO groups and Grep codes, ``mappings.feide_grep``), and
@@ -81,6 +81,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mappings.base import MappingContext
+from mappings.common import person_mail_domain
 from mappings.feide_grep import student_codes, teacher_codes
 from provisioner.core import dn as dns
 from provisioner.core import names
@@ -89,7 +90,7 @@ from provisioner.core.model import (
     EMPLOYEE_ROLES,
     GUARDIAN,
     LEADER,
-    SCHOOL_WIDE,
+    SIS_GROUP_KINDS,
     STAFF,
     STUDENT,
     TEACHER,
@@ -188,6 +189,7 @@ def normalise_mobile(number: str | None) -> str | None:
 
 
 def _school_mail(school: School, ctx: MappingContext) -> str | None:
+    """A school's mail: its own in ``school_mails``, else the ``school_mail`` template, else None."""
     t = ctx.target
     own = t.school_mails.get(school.school_id)
     if own or not t.school_mail:
@@ -330,7 +332,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
     ents: dict[str, list[str]] = {pid: [] for pid in held}
     taught = teacher_codes(state.groups.values()) if ctx.target.teacher_grep_codes else {}
     for g in state.groups.values():
-        if g.kind == SCHOOL_WIDE or not g.members:
+        if g.kind not in SIS_GROUP_KINDS or not g.members:  # school, level, owner: not GO groups
             continue
         by_role, groupid = go_values(g, state.schools[g.school_id].org_number)
         for pid, role in g.members:
@@ -357,7 +359,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "sn": p.family_name,
             "norEduPersonLegalName": p.display_name,
             "eduPersonPrincipalName": f"{uid}@{realm}".lower(),
-            "mail": f"{uid}@{owner.mail_domain}",
+            "mail": f"{uid}@{person_mail_domain(owner, p)}",
             "eduPersonAffiliation": sorted(affs),
             "eduPersonPrimaryAffiliation": _primary_affiliation(p, roles),
             "eduPersonOrgDN": the_org_dn,

@@ -35,8 +35,9 @@ Decisions
   has no Guardian value, and Guest is itslearning's default guardian profile.
 - given/family: ``given`` is given name plus middle name, so that itslearning's
   "first last" equals the display name and sorting is by family name.
-- email: ``username@<mail domain>`` for students and employees; for persons who are
-  only guardians their private e-mail from the SIS, or None.
+- email: ``username@<mail domain of their main role>`` (``[owner] role_domains``, else
+  ``mail_domain``; ``mappings.common.AccountDomains``) for students and employees; for
+  persons who are only guardians their private e-mail from the SIS, or None.
 - students (guardians): sorted person_ids of their active students in this target; the
   connector writes them as parent/child links (itslearning relation "Child").
 - Data minimisation: no birth date, no mobile, no NIN except as sourcedid.
@@ -46,7 +47,10 @@ Decisions
   with no teaching rights). A person holding several roles in one group gets the
   strongest: 02 > 04 > 06 > 01. Members not among this target's persons are left out.
 - grouptype: basis ``Basisgruppe``, teaching ``Undervisningsgruppe``, contact
-  ``Kontaktlærergruppe``, school-wide ``Skolegruppe``.
+  ``Kontaktlærergruppe``, school-wide ``Skolegruppe``, level (a target's trinn groups)
+  ``Trinngruppe``, owner-wide ``Skoleeiergruppe``.
+- A group's parent (``links["school"]``) is its school; an owner-wide group has none
+  (None), so the connector places it under the owner.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mappings.base import MappingContext
+from mappings.common import AccountDomains, main_role
 from provisioner.config import OwnerConfig
 from provisioner.core.model import (
     BASIS,
@@ -62,6 +67,8 @@ from provisioner.core.model import (
     EMPLOYEE_ROLES,
     GUARDIAN,
     LEADER,
+    LEVEL,
+    OWNER_WIDE,
     SCHOOL_WIDE,
     STAFF,
     STUDENT,
@@ -101,6 +108,8 @@ GROUPTYPE: Mapping[str, str] = {
     TEACHING: "Undervisningsgruppe",
     CONTACT: "Kontaktlærergruppe",
     SCHOOL_WIDE: "Skolegruppe",
+    LEVEL: "Trinngruppe",
+    OWNER_WIDE: "Skoleeiergruppe",
 }
 
 
@@ -146,8 +155,9 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
         )
     nin_as_sourcedid = bool(getattr(ctx.target, "nin_as_sourcedid", False))
     persons = state.persons
+    domains = AccountDomains.of(owner)
     for pid in sorted(persons):
-        out.append(_person(persons[pid], persons, owner.mail_domain, nin_as_sourcedid))
+        out.append(_person(persons[pid], persons, domains, nin_as_sourcedid))
     for key in sorted(state.groups):
         out.append(_group(state.groups[key], persons))
     return out
@@ -164,12 +174,12 @@ def institution_role(person: DesiredPerson) -> str:
 
 
 def _person(
-    p: DesiredPerson, persons: Mapping[str, DesiredPerson], mail_domain: str, nin_as_sourcedid: bool
+    p: DesiredPerson, persons: Mapping[str, DesiredPerson], domains: AccountDomains, nin_as_sourcedid: bool
 ) -> TargetObject:
     role = institution_role(p)
     # Only a person with a school account gets the school address; a pure guardian
     # has none, so itslearning gets the private address the SIS holds (or nothing).
-    email = f"{p.username}@{mail_domain}" if role != ROLE_GUARDIAN else (p.email or None)
+    email = f"{p.username}@{domains.mail(main_role(p))}" if role != ROLE_GUARDIAN else (p.email or None)
     given = f"{p.given_name} {p.middle_name}" if p.middle_name else p.given_name
     attrs: dict[str, Any] = {
         "sourcedid": p.nin if nin_as_sourcedid and p.nin else p.person_id,
@@ -207,5 +217,5 @@ def _group(g: DesiredGroup, persons: Mapping[str, DesiredPerson]) -> TargetObjec
             "end": g.end_date,
         },
         members=tuple(sorted(best.items())),
-        links={"school": g.school_id},
+        links={"school": g.school_id or None},
     )

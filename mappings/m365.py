@@ -6,8 +6,8 @@ and per school-wide group. Guardians never go to Microsoft 365, and neither does
 NIN. Pure, no I/O. Group names come from ``mappings.common`` so a group is called the
 same in AD and Microsoft 365.
 
-Users (kind ``person``, key person_id): userPrincipalName (``username@`` upn_domain or the
-owner's mail domain), mailNickname (username), displayName, givenName, surname,
+Users (kind ``person``, key person_id): userPrincipalName (``username@`` upn_domain of
+the main role, ``AccountDomains``), mailNickname (username), displayName, givenName, surname,
 employeeId (SIS person_id), usageLocation (config, needed before licences), department
 (primary school name), jobTitle (leader, teacher, staff or student). Lengths are cut
 to Graph's limits (givenName, surname, department 64; jobTitle 128; displayName 256);
@@ -15,13 +15,14 @@ employeeId is not cut (Graph allows 16 characters). accountEnabled and the passw
 profile belong to the connector and the lifecycle, not to the mapping.
 
 Groups (kind ``group``, key group key): displayName (``"<short name> <group name>"``;
-school-wide groups already carry the short name), mailNickname (the AD group name:
+school-wide groups already carry the short name, owner-wide groups have no school:
+``"Alle lærere"``; level groups ``"NORDBY 8. trinn"``), mailNickname (the AD group name:
 ``<SHORT>-<name>``, ASCII letters, digits and '-', unique, at most 64 characters, no
 spaces), description, groupType (``ctx.target.group_type``), securityEnabled and
 mailEnabled (security: True/False; m365: False/True, a Unified group); in ``links``:
 owners (sorted person_ids of the group's teachers that Microsoft 365 holds; empty for
-school-wide groups and groups without teachers: the connector adds the configured
-fallback owner); members ``(person_id, "")``. The school-wide guardians group is left out.
+school-wide, owner-wide and level groups and groups without teachers: the connector adds
+the configured fallback owner); members ``(person_id, "")``. The school-wide guardians group is left out.
 
 Nothing here is a placement: a changed department or name is a plain update.
 """
@@ -32,6 +33,7 @@ from typing import Any
 
 from mappings.base import MappingContext
 from mappings.common import (
+    AccountDomains,
     account_group_keys,
     cut,
     group_account_names,
@@ -40,26 +42,29 @@ from mappings.common import (
     held_persons,
     main_role,
 )
-from provisioner.core.model import SCHOOL_WIDE, TEACHER, DesiredState, TargetObject
+from provisioner.core.model import LEVEL, OWNER_WIDE, SCHOOL_WIDE, TEACHER, DesiredState, TargetObject
 
 __all__ = ["LINK_ATTRS", "PLACEMENT_ATTRS", "map_state"]
 
 PLACEMENT_ATTRS: frozenset[str] = frozenset()
 LINK_ATTRS: frozenset[str] = frozenset({"owners"})  # person_ids the connector turns into user ids
+# Derived groups have no teachers of their own: the connector's fallback owner owns them.
+_NO_OWNERS = frozenset({SCHOOL_WIDE, OWNER_WIDE, LEVEL})
 
 
 def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
     """The Microsoft 365 users and groups for this desired state."""
     owner, cfg = ctx.owner, ctx.target
-    upn_domain = cfg.upn_domain or owner.mail_domain
+    domains = AccountDomains.of(owner, cfg.upn_domain, cfg.upn_domains)
     out: list[TargetObject] = []
 
     held = held_persons(state)
     for pid in held:
         p = state.persons[pid]
         u = p.username
+        role = main_role(p)
         attrs: dict[str, Any] = {
-            "userPrincipalName": f"{u}@{upn_domain}",
+            "userPrincipalName": f"{u}@{domains.upn(role)}",
             "mailNickname": u,
             "displayName": cut(p.display_name, 256),
             "givenName": cut(p.given_name, 64),
@@ -67,7 +72,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "employeeId": pid,
             "usageLocation": cfg.usage_location,
             "department": cut(state.schools[p.primary_school].name, 64),
-            "jobTitle": main_role(p),
+            "jobTitle": role,
         }
         out.append(TargetObject(kind="person", key=pid, attrs=attrs, username=u, person_id=pid))
 
@@ -77,12 +82,12 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
     names = group_account_names(state, keys)
     for k in keys:
         g = state.groups[k]
-        school = state.schools[g.school_id]
+        school = state.schools.get(g.school_id)  # None: an owner-wide group
         name = " ".join(g.name.split())
-        display = name if g.kind == SCHOOL_WIDE else f"{school.short_name} {name}"
+        display = name if g.kind == SCHOOL_WIDE or school is None else f"{school.short_name} {name}"
         owners = (
             []
-            if g.kind == SCHOOL_WIDE
+            if g.kind in _NO_OWNERS
             else sorted({pid for pid, role in g.members if role == TEACHER and pid in held_set})
         )
         attrs = {

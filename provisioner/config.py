@@ -40,13 +40,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A DNS domain as a UPN or mail address takes it: labels of letters, digits and '-', one dot at least.
+Domain = Annotated[
+    str,
+    Field(max_length=253, pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"),
+]
+# The roles that have accounts (and so addresses): guardians have none.
+AccountRole = Literal["student", "teacher", "staff", "leader"]
+
+
 class OwnerConfig(_Strict):
-    """The school owner (municipality or county)."""
+    """The school owner (municipality or county).
+
+    ``mail_domain`` is everyone's UPN and mail domain unless ``role_domains`` gives their
+    main role another (pupils ``elev.kommune.no``, staff ``kommune.no`` is common).
+    """
 
     name: str
     org_number: Annotated[str, Field(pattern=r"^\d{9}$")]
     realm: str  # Feide realm, e.g. "oslo.kommune.no"
     mail_domain: str  # UPN and mail domain
+    role_domains: dict[AccountRole, Domain] = Field(default_factory=dict)  # per main role
 
 
 class StateConfig(_Strict):
@@ -133,6 +147,30 @@ class TargetBase(_Strict):
     max_member_removals: Annotated[int, Field(ge=0)] | None = None
     max_member_removal_percent: Annotated[float, Field(ge=0, le=100)] | None = None
     remove_after_days: Annotated[int, Field(ge=0)] = 0  # grace before an inactive person is removed
+    # -- scope: which schools and roles this target gets (unset: all; see provisioner.core.scope) --
+    schools: tuple[Annotated[str, Field(min_length=1)], ...] | None = None  # school ids or org numbers
+    school_levels: tuple[Annotated[str, Field(min_length=1)], ...] | None = None  # School.level values
+    exclude_schools: tuple[Annotated[str, Field(min_length=1)], ...] = ()  # ids or org numbers
+    roles: tuple[Literal["student", "teacher", "staff", "leader", "guardian"], ...] | None = None
+    # -- extra groups this target gets --
+    level_groups: bool = False  # one group per school and grade ("8. trinn", "Vg1")
+    owner_groups: tuple[Literal["students", "teachers", "staff"], ...] = ()  # owner-wide groups
+
+    @model_validator(mode="after")
+    def _scope(self) -> TargetBase:
+        for key in ("schools", "school_levels", "roles"):
+            value = getattr(self, key)
+            if value is not None and not value:
+                raise ValueError(f"{key}: an empty list selects nothing; leave {key} out to select all")
+        for key in ("schools", "school_levels", "exclude_schools", "roles", "owner_groups"):
+            value = getattr(self, key) or ()
+            twice = sorted({v for v in value if value.count(v) > 1})
+            if twice:
+                raise ValueError(f"{key}: {', '.join(twice)} named more than once")
+        both = sorted(set(self.schools or ()) & set(self.exclude_schools))
+        if both:
+            raise ValueError(f"exclude_schools: {', '.join(both)} is also in schools")
+        return self
 
 
 class ADConfig(TargetBase):
@@ -145,6 +183,7 @@ class ADConfig(TargetBase):
     groups_ou: str = "OU=Grupper"
     remove_after_days: Annotated[int, Field(ge=0)] = 90  # disabled at once, deleted after 90 days
     upn_domain: str | None = None  # defaults to owner.mail_domain
+    upn_domains: dict[AccountRole, Domain] = Field(default_factory=dict)  # per main role, beats upn_domain
     # -- the live connection (needed when mode = "apply") --
     url: str | None = None  # ldaps://dc1.example.local (or ldap://... with start_tls = true)
     start_tls: bool = False
@@ -202,7 +241,8 @@ class M365Config(TargetBase):
 
     kind: Literal["m365"] = "m365"
     mode: Literal["plan", "apply"] = "plan"
-    upn_domain: str | None = None
+    upn_domain: str | None = None  # defaults to owner.mail_domain (or its role_domains)
+    upn_domains: dict[AccountRole, Domain] = Field(default_factory=dict)  # per main role, beats upn_domain
     usage_location: str = "NO"
     restore_within_days: Annotated[int, Field(ge=0)] = 30  # Microsoft purges deleted users after 30 days
     group_type: Literal["security", "m365"] = "security"
@@ -269,15 +309,8 @@ class FeideConfig(TargetBase):
     ``{SASL}{username}@AD.EKSEMPEL.NO`` for pass-through authentication to AD. It is
     written when an entry is created (and set when a create finds the entry existing
     with another value), kept out of the state store and the changelog, never logged;
-    changing the template does not rewrite existing entries.
-
-    ``org_mail`` and ``school_mail`` (a template: ``{short_name}`` folded to a-z0-9, or the
-    folded school id when that leaves nothing; ``{school_id}`` lowercased; ``{org_number}``),
-    with ``school_mails`` overriding it per school id, give the org and school entries the
-    ``mail`` the GO profile makes mandatory.
-    ``teacher_grep_codes`` gives teachers the Grep codes of the teaching groups they teach;
-    ``sms_authn`` gives employees (never students) a ``norEduPersonAuthnMethod`` SMS value
-    for their SIS mobile, labelled ``sms_authn_label``.
+    changing the template does not rewrite existing entries. The GO extras (org and school
+    mail, teachers' Grep codes, SMS MFA for employees) are described in mappings/feide.py.
     """
 
     kind: Literal["feide"] = "feide"
@@ -293,11 +326,11 @@ class FeideConfig(TargetBase):
     timeout: Annotated[float, Field(gt=0)] = 30.0  # seconds to connect and per operation
     page_size: Annotated[int, Field(ge=1, le=10000)] = 500  # paged reads by `bas feide check`
     user_password_template: str | None = None
-    org_mail: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
-    school_mail: str | None = None  # e.g. "postmottak.{short_name}@kommune.no"
-    school_mails: dict[str, Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = {}
-    teacher_grep_codes: bool = False
-    sms_authn: bool = False
+    org_mail: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None  # the owner's entry
+    school_mail: str | None = None  # template: {short_name} (folded), {school_id}, {org_number}
+    school_mails: dict[str, Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = {}  # by school id
+    teacher_grep_codes: bool = False  # teachers get the Grep codes of the groups they teach
+    sms_authn: bool = False  # norEduPersonAuthnMethod SMS to the SIS mobile, employees only
     sms_authn_label: Annotated[str, Field(min_length=1)] = "Mobil"  # written percent-encoded
 
     @model_validator(mode="after")

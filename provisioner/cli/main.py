@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,10 @@ from provisioner import logs
 from provisioner.cli import service as cli_service
 from provisioner.cli import targets as cli_targets
 from provisioner.cli.common import fail
+from provisioner.core.model import School
 from provisioner.core.nin import mask, mask_text
 from provisioner.core.plan import CORE, Op, Plan
+from provisioner.core.scope import Scope, unknown_names
 from provisioner.core.states import ChangeResult
 from provisioner.run import probe, runner
 from provisioner.run.targets import check_targets
@@ -197,6 +200,7 @@ def config_check(c: Ctx) -> None:
     except Exception as exc:  # any driver error: report it as a config problem
         fail(f"source: {exc}")
     click.echo("  source   reachable: " + ", ".join(f"{k} {v}" for k, v in snap.counts().items()))
+    unknown = _print_scopes(cfg, snap.schools)
     runs = c.store.runs.newest(1)
     click.echo(
         f"  state    reachable; last run: {runs[0]['run_id'] + ' ' + runs[0]['status'] if runs else 'none'}"
@@ -207,6 +211,26 @@ def config_check(c: Ctx) -> None:
     failed = [p.target for p in probes if not p.ok]
     if failed:
         fail(f"cannot reach target(s) {', '.join(failed)} (see above)", code=runner.EXIT_TARGET_FAILED)
+    if unknown:
+        fail(f"the scope of {', '.join(unknown)} names schools the source does not have (see above)")
+
+
+def _print_scopes(cfg: config_mod.Config, schools: Sequence[School]) -> list[str]:
+    """Each enabled target's scope in a few words; returns the targets whose scope names unknown schools.
+
+    A school in a scope that the source lacks is a data problem (schools come from the
+    SIS, and one may close), so it is reported here, not when the config is parsed.
+    """
+    by_id = {s.school_id: s for s in schools}
+    unknown: list[str] = []
+    for name, t in cfg.enabled_targets().items():
+        scope = Scope.of(t)
+        click.echo(f"  scope    {name:<12} {scope.describe(by_id)}")
+        for what in unknown_names(scope, schools):
+            click.echo(f"  scope    {name:<12} UNKNOWN targets.{name}.{what}: no school of the source has it")
+            if name not in unknown:
+                unknown.append(name)
+    return unknown
 
 
 # ---- plan / sync / apply / approve -----------------------------------------------------

@@ -22,11 +22,15 @@ EMPLOYEE_ROLES = (TEACHER, STAFF, LEADER)
 ALL_ROLES = (STUDENT, TEACHER, STAFF, LEADER, GUARDIAN)
 
 # Group kinds. basis/teaching/contact come from the SIS; "school" groups are derived
-# per school and role (all students, all teachers, all staff, all guardians).
+# per school and role (all students, all teachers, all staff, all guardians). "level"
+# (all pupils of a grade at a school: a trinn) and "owner" (all students, teachers or
+# staff of the owner, school_id "") are added per target by provisioner.core.scope.
 BASIS = "basis"
 TEACHING = "teaching"
 CONTACT = "contact"
 SCHOOL_WIDE = "school"
+LEVEL = "level"
+OWNER_WIDE = "owner"
 SIS_GROUP_KINDS = (BASIS, TEACHING, CONTACT)
 
 # School-wide groups: key suffix -> member roles that belong in it.
@@ -38,9 +42,32 @@ SCHOOL_GROUP_ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Owner-wide groups: which -> member roles (as the school-wide ones), and their names.
+OWNER_GROUP_NAMES: dict[str, str] = {
+    "students": "Alle elever",
+    "teachers": "Alle lærere",
+    "staff": "Alle ansatte",
+}
+
+
 def school_group_key(school_id: str, which: str) -> str:
     """Stable key of a derived school-wide group, e.g. ``school:NORDBY:students``."""
     return f"school:{school_id}:{which}"
+
+
+def level_group_key(school_id: str, grade: int) -> str:
+    """Stable key of a level group (all pupils of a grade at a school), e.g. ``level:NORDBY:8``."""
+    return f"level:{school_id}:{grade}"
+
+
+def owner_group_key(which: str) -> str:
+    """Stable key of an owner-wide group, e.g. ``owner:teachers``."""
+    return f"owner:{which}"
+
+
+def level_name(grade: int) -> str:
+    """A grade as schools name it: 1-10 ``"8. trinn"``, 11-13 (upper secondary) ``"Vg1"``..``"Vg3"``."""
+    return f"Vg{grade - 10}" if grade > 10 else f"{grade}. trinn"
 
 
 class School(NamedTuple):
@@ -195,16 +222,17 @@ class DesiredPerson:
 class DesiredGroup:
     """A group every target that has groups should hold, with its active members."""
 
-    key: str  # SIS group_id, or school_group_key(...) for school-wide groups
-    school_id: str
-    kind: str  # basis | teaching | contact | school
+    key: str  # SIS group_id, or school_group_key/level_group_key/owner_group_key(...)
+    school_id: str  # "" for owner-wide groups (no school)
+    kind: str  # basis | teaching | contact | school | level | owner
     name: str
     subject_code: str | None
     grade: int | None
     start_date: str | None
     end_date: str | None
     members: tuple[tuple[str, str], ...]  # sorted (person_id, role) with role in ALL_ROLES
-    school_role: str | None = None  # school-wide groups: students | teachers | staff | guardians
+    # school-wide and owner-wide groups: students | teachers | staff | guardians
+    school_role: str | None = None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from provisioner.core.safety import (
     school_hold,
     thresholds_for,
 )
+from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import RUNS_THROUGH, ObjectStatus, RunStatus
 from provisioner.kinds import kind_of
 from provisioner.logs import LogSettings
@@ -149,7 +150,8 @@ def make_plan(
     live: set[str] = set()
     for name, tcfg in cfg.enabled_targets().items():
         kind = kind_of(tcfg.kind)
-        objs = kind.map_state(state, MappingContext(cfg.owner, tcfg, as_of))
+        # The target's own schools, roles and extra groups; the very state when it has none.
+        objs = kind.map_state(restrict(state, Scope.of(tcfg)), MappingContext(cfg.owner, tcfg, as_of))
         index = store.objects.index(name)
         # Only a stored object has a digest to compare with; a new one is created whatever
         # its digest is (the writer computes it once from the JSON it stores anyway).

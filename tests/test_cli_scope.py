@@ -1,0 +1,120 @@
+"""End to end through `bas` on the demo: a per-target scope, level and owner-wide groups, per-role domains."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.test_cli import bas, copy_demo, demo
+
+__all__ = ["demo"]  # the module-scoped demo folder fixture of tests/test_cli.py
+
+
+def _schools(folder: Path) -> list[tuple[str, str, str, str]]:
+    con = sqlite3.connect(folder / "sis.sqlite")
+    try:
+        return con.execute(
+            "SELECT school_id, org_number, short_name, level FROM school ORDER BY school_id"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def _configure(cfg: Path, adult: list[tuple[str, str, str, str]]) -> None:
+    """AD for lower and upper secondary with level groups; itslearning without adult education."""
+    excluded = ", ".join(
+        f'"{sid if i % 2 else org}"' for i, (sid, org, _, _) in enumerate(adult)
+    )  # ids and org numbers
+    text = cfg.read_text(encoding="utf-8")
+    text = text.replace(
+        'mail_domain = "demo.kommune.no"\n',
+        'mail_domain = "demo.kommune.no"\nrole_domains = { student = "elev.demo.kommune.no" }\n',
+    )
+    text = text.replace(
+        "[targets.ad]\n",
+        '[targets.ad]\nschool_levels = ["lower_secondary", "upper_secondary"]\nlevel_groups = true\n'
+        'owner_groups = ["teachers"]\n',
+    )
+    text = text.replace(
+        "[targets.itslearning]\n",
+        f"[targets.itslearning]\nexclude_schools = [{excluded}]\n"
+        'level_groups = true\nowner_groups = ["staff"]\n',
+    )
+    cfg.write_text(text, encoding="utf-8")
+
+
+def test_scope_level_groups_and_role_domains_on_the_demo(demo: Path, tmp_path: Path) -> None:
+    cfg = copy_demo(demo, tmp_path)
+    schools = _schools(cfg.parent)
+    secondary = {short for _, _, short, level in schools if level in ("lower_secondary", "upper_secondary")}
+    adult = [s for s in schools if s[3] == "adult"]
+    assert secondary and adult
+    _configure(cfg, adult)
+
+    out = bas("config", "check", config=cfg).stdout
+    assert f"scope    ad           {len(secondary)} of {len(schools)} schools; all roles; level groups" in out
+    assert f"scope    itslearning  {len(schools) - len(adult)} of {len(schools)} schools; all roles" in out
+    assert "scope    feide        all schools; all roles" in out
+
+    plan = json.loads(bas("plan", "--json", config=cfg).stdout)["plan"]
+    changes = {t["target"]: t["changes"] for t in plan["targets"]}
+    # AD: only persons at lower and upper secondary schools, students at the pupils' domain
+    ad_persons = [c for c in changes["ad"] if c["kind"] == "person"]
+    assert ad_persons and all(c["op"] == "create" for c in ad_persons)
+    assert {c["place"]["ou"].split(",")[0].removeprefix("OU=") for c in ad_persons} == secondary
+    titles = {c["attrs"]["title"]: c["attrs"]["userPrincipalName"].split("@")[1] for c in ad_persons}
+    assert titles["student"] == "elev.demo.kommune.no" and titles["teacher"] == "demo.kommune.no"
+    ad_groups = {
+        c["key"]: c["attrs"]["sAMAccountName"]
+        for c in changes["ad"]
+        if c["op"] == "create" and c["kind"] == "group"
+    }
+    levels = {k: n for k, n in ad_groups.items() if k.startswith("level:")}
+    assert levels and all(n.split("-", 1)[0] in secondary for n in levels.values())
+    assert {n.split("-", 1)[1] for n in levels.values()} <= {
+        "8-trinn",
+        "9-trinn",
+        "10-trinn",
+        "vg1",
+        "vg2",
+        "vg3",
+    }
+    assert ad_groups["owner:teachers"] == "ALLE-teachers"
+    # itslearning (applied by the demo): adult-education-only persons leave, level and owner groups come
+    its = changes["itslearning"]
+    gone = [c for c in its if c["op"] == "delete" and c["kind"] == "person"]
+    assert gone and all("no longer in scope for itslearning" in c["reason"] for c in gone)
+    made = {c["key"]: c["attrs"] for c in its if c["op"] == "create" and c["kind"] == "group"}
+    assert made["owner:staff"]["grouptype"] == "Skoleeiergruppe"
+    assert {a["grouptype"] for k, a in made.items() if k.startswith("level:")} == {"Trinngruppe"}
+    assert not any(k.startswith(f"level:{sid}:") for k in made for sid, *_ in adult)
+    mails = [c for c in its if c["op"] == "update" and "email" in c.get("attrs", {})]
+    assert mails and all(c["attrs"]["email"].endswith("@elev.demo.kommune.no") for c in mails)
+    # Feide: the new student mail domain, no level or owner groups (not GO groups)
+    feide = changes["feide"]
+    assert feide and all(set(c["attrs"]) == {"mail"} for c in feide)
+
+    bas("sync", config=cfg)
+    full = (cfg.parent / "out" / "itslearning" / "latest-full.xml").read_text(encoding="utf-8")
+    assert "<id>owner:staff</id>" in full and "Trinngruppe" in full
+    owner_group = full[full.index("<id>owner:staff</id>") :].split("</group>", 1)[0]
+    assert "<id>org:999888777</id>" in owner_group  # under the owner, not a school
+    again = json.loads(bas("plan", "--json", "--full", config=cfg).stdout)["plan"]
+    assert {t["target"]: len(t["changes"]) for t in again["targets"] if not t.get("dry_run")} == {
+        "core": 0,
+        "itslearning": 0,
+        "feide": 0,
+    }
+
+
+def test_config_check_reports_a_scope_naming_no_school(demo: Path, tmp_path: Path) -> None:
+    cfg = copy_demo(demo, tmp_path)
+    scope = '[targets.ad]\nschools = ["SK001", "NEDLAGT"]\n'
+    text = cfg.read_text(encoding="utf-8").replace("[targets.ad]\n", scope)
+    cfg.write_text(text, encoding="utf-8")
+    p = bas("config", "check", config=cfg, check=2)
+    assert "scope    ad           1 of " in p.stdout
+    assert "UNKNOWN targets.ad.schools: NEDLAGT: no school of the source has it" in p.stdout
+    assert "the scope of ad names schools the source does not have" in p.stderr
+    bas("plan", config=cfg)  # a data problem, not a config error: runs go on
