@@ -88,7 +88,6 @@ _GRADES: dict[str, tuple[int | None, ...]] = {
     "upper_secondary": (11, 12, 13),
     "adult": (None,),
 }
-ADULT_GRADE = 10  # the grade adult-education enrollments are registered in (groups keep none)
 _FIRST_GRADE = {"primary": 1, "lower_secondary": 8, "combined": 1, "upper_secondary": 11}
 # Relative size of one year cohort: ungdomsskoler and VGS draw from several barneskoler.
 _COHORT_WEIGHT = {"primary": 1, "lower_secondary": 1.6, "combined": 0.9, "upper_secondary": 3.5, "adult": 3}
@@ -381,11 +380,8 @@ class _Builder:
             end = as_of + dt.timedelta(days=rng.randint(1, 60))
         rows = self.rows["student_enrollment"]
         programme, area = nm.grep_programme(cohort.prefix, grade) if cohort.vgs else (None, None)
-        # Adult education is grunnskole for adults, towards the 10th-grade exams: its pupils
-        # are registered in grade 10 (Feide wants a Grep grade for every student).
-        row_grade = ADULT_GRADE if grade is None else grade
         rows.append(
-            (f"E{len(rows) + 1:07d}", pid, cohort.school_id, row_grade, start.isoformat(),
+            (f"E{len(rows) + 1:07d}", pid, cohort.school_id, grade, start.isoformat(),
              end and end.isoformat(), True, programme, area)
         )  # fmt: skip
         if end is None or end >= as_of:

@@ -282,11 +282,13 @@ def _primary_affiliation(p: DesiredPerson, roles: set[str]) -> str:
     return "member"
 
 
-def _entitlements(p: DesiredPerson, groups: list[str], taught: set[str] | None) -> list[str]:
+def _entitlements(
+    p: DesiredPerson, groups: list[str], taught: set[str] | None, adult: set[str], ctx: MappingContext
+) -> list[str]:
     """GO group values, and Grep codes: a student's own, a teacher's where configured."""
     values = set(groups)
     if STUDENT in p.roles:
-        values |= student_codes(p)
+        values |= student_codes(p, adult, ctx.target.adult_grade)
     if taught and TEACHER in p.roles:
         values |= taught
     return sorted(values)
@@ -331,6 +333,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
     # One pass over every membership: entitlements per person.
     ents: dict[str, list[str]] = {pid: [] for pid in held}
     taught = teacher_codes(state.groups.values()) if ctx.target.teacher_grep_codes else {}
+    adult = {sid for sid, s in state.schools.items() if s.level == "adult"}
     for g in state.groups.values():
         if g.kind not in SIS_GROUP_KINDS or not g.members:  # school, level, owner: not GO groups
             continue
@@ -365,7 +368,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "eduPersonOrgDN": the_org_dn,
             "eduPersonOrgUnitDN": sorted(unit_dns[s] for s in schools),
             "eduPersonPrimaryOrgUnitDN": unit_dns[p.primary_school],
-            "eduPersonEntitlement": _entitlements(p, ents[pid], taught.get(pid)),
+            "eduPersonEntitlement": _entitlements(p, ents[pid], taught.get(pid), adult, ctx),
         }
         _identity_attrs(attrs, p, realm, ctx)
         place = {"dn": person_dn(uid, ctx)}

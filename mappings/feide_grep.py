@@ -20,6 +20,10 @@ Grades: 1-10 are ``aarstrinn1``-``aarstrinn10``, 11-13 are Vg1-Vg3. Grep also ho
 and Feide lists only Vg1-Vg3: a grade of 14 or more (or 0, or none) gives no grade code,
 and ``bas feide check`` shows the student so the SIS can be corrected (a fourth-year
 pupil, e.g. on påbygging, is registered in the Vg3 year of their programme area).
+Adult education has no years in the SIS (the sources tell an adult-education school by
+exactly that), but Feide wants a grade for every pupil: an enrollment without a grade at a
+school of level ``adult`` takes ``FeideConfig.adult_grade`` (default 10: grunnskole for
+adults leads to the 10th-grade exams; 0 gives no code).
 
 Programme and programme area values are normalised from whatever the SIS gives:
 
@@ -39,7 +43,7 @@ Pure, no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from urllib.parse import urlsplit
 
 from provisioner.core.model import TEACHER, TEACHING, DesiredGroup, DesiredPerson
@@ -110,13 +114,22 @@ def _values(refs: Iterable[str | None]) -> set[str]:
     return {GREP_PREFIX + r for r in refs if r}
 
 
-def student_codes(p: DesiredPerson) -> set[str]:
-    """A student's Grep values: grade, programme and programme area of every active study."""
+def student_codes(
+    p: DesiredPerson, adult_schools: Collection[str] = (), adult_grade: int | None = None
+) -> set[str]:
+    """A student's Grep values: grade, programme and programme area of every active study.
+
+    A study without a grade at one of ``adult_schools`` counts as ``adult_grade``.
+    """
+
+    def grade(school_id: str, g: int | None) -> str | None:
+        return grade_uri(adult_grade if g is None and school_id in adult_schools else g)
+
     if not p.studies:  # a person built without studies (older callers): the primary grade
-        return _values([grade_uri(p.grade)])
+        return _values([grade(p.primary_school, p.grade)])
     refs: list[str | None] = []
     for s in p.studies:
-        refs += [grade_uri(s.grade), grep_ref(s.programme), grep_ref(s.programme_area)]
+        refs += [grade(s.school_id, s.grade), grep_ref(s.programme), grep_ref(s.programme_area)]
     return _values(refs)
 
 

@@ -330,6 +330,7 @@ class FeideConfig(TargetBase):
     school_mail: str | None = None  # template: {short_name} (folded), {school_id}, {org_number}
     school_mails: dict[str, Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = {}  # by school id
     teacher_grep_codes: bool = False  # teachers get the Grep codes of the groups they teach
+    adult_grade: Annotated[int, Field(ge=0, le=13)] = 10  # Grep grade of adult-education pupils; 0: none
     sms_authn: bool = False  # norEduPersonAuthnMethod SMS to the SIS mobile, employees only
     sms_authn_label: Annotated[str, Field(min_length=1)] = "Mobil"  # written percent-encoded
 

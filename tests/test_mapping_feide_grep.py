@@ -24,6 +24,7 @@ from provisioner.core.model import (
     TEACHER,
     TEACHING,
     DesiredState,
+    School,
     Study,
     TargetObject,
 )
@@ -33,6 +34,7 @@ GREP = "urn:mace:feide.no:go:grep:"
 TRINN = GREP + "http://psi.udir.no/laereplan/aarstrinn/"
 KL06 = GREP + "http://psi.udir.no/kl06/"
 UUID = "c473400d-5c2c-46ca-9008-26e66ed9e3bd"
+WITH_ADULT = {**SCHOOLS, "VO": School("VO", "974000009", "Voksenopplæringa", "VO", "adult")}
 
 GREP_REF_CASES = [
     ("ST", "http://psi.udir.no/kl06/ST"),
@@ -85,7 +87,7 @@ def mapped(
     cfg = FeideConfig(base_dn="dc=eksempel,dc=no", **settings)  # type: ignore[arg-type]
     state = DesiredState(
         as_of="2025-09-01",
-        schools=SCHOOLS,
+        schools=WITH_ADULT,
         persons={p.person_id: p for p in persons},
         groups={g.key: g for g in groups or []},
     )
@@ -133,6 +135,25 @@ STUDENT_CASES = [
     (person("E2", (STAFF,)), []),
     (person("E3", (LEADER,)), []),
 ]
+
+
+ADULT_CASES = [
+    # Adult education has no years: the target's adult_grade (default 10) stands in.
+    ({}, (Study("VO", None, None, None),), [TRINN + "aarstrinn10"]),
+    ({"adult_grade": 9}, (Study("VO", None, None, None),), [TRINN + "aarstrinn9"]),
+    ({"adult_grade": 0}, (Study("VO", None, None, None),), []),
+    ({}, (Study("VO", 8, None, None),), [TRINN + "aarstrinn8"]),  # a grade the SIS gave wins
+    ({}, (Study("NORD", None, None, None),), []),  # not adult education: nothing made up
+    ({}, (), [TRINN + "aarstrinn10"]),  # without studies: the primary school (VO) decides
+]
+
+
+@pytest.mark.parametrize(("settings", "studies", "expected"), ADULT_CASES)
+def test_adult_education_pupils_get_the_adult_grade(
+    settings: dict, studies: tuple, expected: list[str]
+) -> None:
+    p = person("V1", (STUDENT,), school="VO", studies=studies)
+    assert greps(mapped([p], **settings)[("person", "V1")]) == expected
 
 
 @pytest.mark.parametrize(("p", "expected"), STUDENT_CASES, ids=[c[0].person_id for c in STUDENT_CASES])
@@ -263,11 +284,12 @@ def test_the_example_config_documents_every_feide_setting() -> None:
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "config" / "bas.example.toml").read_text(encoding="utf-8")
-    for name in ("school_mails", "teacher_grep_codes", "sms_authn", "sms_authn_label"):
+    for name in ("school_mails", "teacher_grep_codes", "adult_grade", "sms_authn", "sms_authn_label"):
         text = re.sub(rf"^# ({name} = [^#\n]*?)\s*(#.*)?$", r"\1", text, count=1, flags=re.M)
     feide = parse(text).targets["feide"]
     assert isinstance(feide, FeideConfig)
     assert feide.org_mail == "postmottak@eksempel.kommune.no"
     assert feide.school_mail == "postmottak.{short_name}@eksempel.kommune.no"
     assert feide.school_mails == {"NORDBY": "nordby.skole@eksempel.kommune.no"}
-    assert (feide.teacher_grep_codes, feide.sms_authn, feide.sms_authn_label) == (False, False, "Mobil")
+    assert (feide.teacher_grep_codes, feide.adult_grade) == (False, 10)
+    assert (feide.sms_authn, feide.sms_authn_label) == (False, "Mobil")
