@@ -9,20 +9,40 @@ Objects (``TargetObject.kind`` / key):
 
 * ``org`` / ``"org"``: DN = ``FeideConfig.base_dn``. ``o`` and ``eduOrgLegalName`` (owner
   name), ``norEduOrgNIN`` ("NO" + org number), ``norEduOrgUniqueIdentifier`` (the bare
-  org number), ``norEduOrgSchemaVersion`` (``NOREDU_SCHEMA_VERSION``). The GO profile
-  also makes ``mail`` mandatory for the org and each school; the model has no such
-  address, so it is left out (a later config field can add it).
+  org number), ``norEduOrgSchemaVersion`` (``NOREDU_SCHEMA_VERSION``), and ``mail``
+  (``FeideConfig.org_mail``) when set: the GO profile makes it mandatory for the org and
+  each school (https://docs.feide.no/reference/schema/info_go/index.html, sections 4 and
+  5), so ``bas feide check`` warns where it is missing.
 * ``orgunit`` / school_id: DN = ``norEduOrgUnitUniqueIdentifier=NO<orgnr>,<units_ou>,<base_dn>``
   (an RDN that survives a school being renamed). ``ou`` (school name),
-  ``norEduOrgUnitUniqueIdentifier`` ("NO" + school org number). No ``displayName``:
-  ``organizationalUnit`` does not allow it, and ``ou`` carries the name.
+  ``norEduOrgUnitUniqueIdentifier`` ("NO" + school org number), ``mail`` when set
+  (``FeideConfig.school_mails`` for the school id, else the ``school_mail`` template). No
+  ``displayName``: ``organizationalUnit`` does not allow it, and ``ou`` carries the name.
 * ``person`` / person_id: DN = ``uid=<username>,<people_ou>,<base_dn>`` (usernames never
   change, so neither does the DN). cn, displayName, norEduPersonLegalName (the full
   name), givenName, sn, uid, eduPersonPrincipalName (lowercase ``uid@realm``), mail
-  (``uid@<role domain>``), norEduPersonNIN (only when the person has one; absent otherwise),
-  eduPersonAffiliation, eduPersonPrimaryAffiliation, eduPersonOrgDN,
+  (``uid@<role domain>``), norEduPersonNIN (only when the person has one), else
+  norEduPersonLIN, eduPersonAffiliation, eduPersonPrimaryAffiliation, eduPersonOrgDN,
   eduPersonOrgUnitDN, eduPersonPrimaryOrgUnitDN, eduPersonEntitlement (always present,
-  possibly an empty list).
+  possibly an empty list: GO groups and Grep codes, ``mappings.feide_grep``), and
+  norEduPersonAuthnMethod when ``FeideConfig.sms_authn`` is on.
+
+norEduPersonLIN (GO information model, optional attributes, 6.3 norEduPersonLIN,
+https://docs.feide.no/reference/schema/info_go/go_attributter_ch05.html): a locally
+issued id for a person without a national identity number, written
+``<realm>:<kind>:<id>`` (Feide's examples: ``uninett.no:employee:035016``,
+``feide.trondelagfylke.no:fin:51030299250``). BAS writes ``<realm>:sis:<SIS person id>``
+(the id percent-encoded where it holds anything but letters, digits and ``-._~``): the
+SIS id is the anchor BAS keys the person on, so the value never changes with a name.
+
+norEduPersonAuthnMethod (Feide's strong authentication, SMS one-time codes,
+https://www.feide.no/metoder-sterk-autentisering): ``urn:mace:feide.no:auth:method:sms
++4712345678 label=<text>``. Written only when ``sms_authn`` is on, only for employees
+who are not also students (never students or guardians), and only when the SIS mobile
+normalises to an international number (``normalise_mobile``); otherwise none. The label
+is percent-encoded (RFC 3986) as Feide's own method values are, so it holds no space.
+With ``sms_authn`` on, BAS owns the attribute of the entries it writes it to (the SMS
+value replaces what is there); with it off, BAS never touches the attribute.
 
 Every object carries its entry DN in ``place["dn"]`` and its ``objectClass`` list in
 ``attrs``, so the connectors write ``attrs`` as they are and the differ sees a DN change. A
@@ -55,15 +75,19 @@ requires. Runs of whitespace in names are collapsed to one space.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 from urllib.parse import quote
 
 from mappings.base import MappingContext
 from mappings.common import person_mail_domain
+from mappings.feide_grep import student_codes, teacher_codes
 from provisioner.core import dn as dns
+from provisioner.core import names
 from provisioner.core.model import (
     BASIS,
+    EMPLOYEE_ROLES,
     GUARDIAN,
     LEADER,
     SIS_GROUP_KINDS,
@@ -74,6 +98,7 @@ from provisioner.core.model import (
     DesiredGroup,
     DesiredPerson,
     DesiredState,
+    School,
     TargetObject,
 )
 
@@ -85,6 +110,7 @@ __all__ = [
     "go_encode",
     "go_values",
     "map_state",
+    "normalise_mobile",
     "org_dn",
     "person_dn",
     "unit_dn",
@@ -95,7 +121,12 @@ PLACEMENT_ATTRS: frozenset[str] = frozenset({"dn"})
 # Attributes an entry of a kind holds only sometimes: the key is left out of ``attrs``
 # (not set to an empty value) when there is nothing to write. A writer that compares an
 # existing entry with ``attrs`` removes these when they are missing from ``attrs``.
+# mail, norEduPersonLIN and norEduPersonAuthnMethod are left out on purpose: an adopted
+# catalog may hold values BAS never wrote (a school address set by hand, a county's ``fin``
+# LIN, an authenticator-app method), and those stay. Values BAS wrote and no longer wants
+# go through the differ (the stored record has them, the new one not: a removal).
 OPTIONAL_ATTRS: dict[str, frozenset[str]] = {"person": frozenset({"norEduPersonNIN"})}
+SMS_METHOD = "urn:mace:feide.no:auth:method:sms"
 
 # norEdu* object class specification version the entries follow (Feide's docs use 2.0).
 NOREDU_SCHEMA_VERSION = "2.0"
@@ -112,6 +143,7 @@ _AFFILIATIONS: dict[str, tuple[str, ...]] = {
 }
 _GO_TYPE = {BASIS: "b", TEACHING: "u"}  # everything else (contact, ...) is "a"
 _GO_ROLE = {STUDENT: "student", TEACHER: "faculty"}
+_PHONE_NOISE = re.compile(r"[\s().-]")
 
 
 def go_encode(text: str) -> str:
@@ -135,6 +167,40 @@ def go_values(group: DesiredGroup, school_org_number: str) -> tuple[dict[str, st
     by_role = {role: f"{head}{go_role}:{name}" for role, go_role in _GO_ROLE.items()}
     groupid = f"urn:mace:feide.no:go:groupid:{t}:{org}:{quote(gid.lower(), safe='')}:{dates}"
     return by_role, groupid
+
+
+def normalise_mobile(number: str | None) -> str | None:
+    """A mobile number as ``+<country><number>``, or None when it is not one.
+
+    Spaces, dots, dashes and brackets are dropped; ``00`` becomes ``+``; eight digits
+    without a prefix are Norwegian, and taken only in the mobile ranges (4 and 9) since an
+    SMS cannot go to a landline. An international number has 8-15 digits (E.164).
+    """
+    n = _PHONE_NOISE.sub("", number or "")
+    if n.startswith("00"):
+        n = "+" + n[2:]
+    if n.isdigit() and len(n) == 8:
+        return "+47" + n if n[0] in "49" else None
+    if n.startswith("+47") and n[1:].isdigit():
+        return n if len(n) == 11 and n[3] in "49" else None
+    if n.startswith("+") and n[1:].isdigit() and 8 <= len(n) - 1 <= 15:
+        return n
+    return None
+
+
+def _school_mail(school: School, ctx: MappingContext) -> str | None:
+    """A school's mail: its own in ``school_mails``, else the ``school_mail`` template, else None."""
+    t = ctx.target
+    own = t.school_mails.get(school.school_id)
+    if own or not t.school_mail:
+        return own or None
+    return str(
+        t.school_mail.format(
+            short_name=names.fold(school.short_name) or names.fold(school.school_id),
+            school_id=school.school_id.lower(),
+            org_number=school.org_number,
+        )
+    )
 
 
 def org_dn(ctx: MappingContext) -> str:
@@ -176,6 +242,8 @@ def _org_object(ctx: MappingContext) -> TargetObject:
             "norEduOrgSchemaVersion": NOREDU_SCHEMA_VERSION,
         }
     )
+    if ctx.target.org_mail:
+        attrs["mail"] = ctx.target.org_mail
     return TargetObject(kind="org", key="org", attrs=attrs, place={"dn": dn})
 
 
@@ -214,6 +282,31 @@ def _primary_affiliation(p: DesiredPerson, roles: set[str]) -> str:
     return "member"
 
 
+def _entitlements(
+    p: DesiredPerson, groups: list[str], taught: set[str] | None, adult: set[str], ctx: MappingContext
+) -> list[str]:
+    """GO group values, and Grep codes: a student's own, a teacher's where configured."""
+    values = set(groups)
+    if STUDENT in p.roles:
+        values |= student_codes(p, adult, ctx.target.adult_grade)
+    if taught and TEACHER in p.roles:
+        values |= taught
+    return sorted(values)
+
+
+def _identity_attrs(attrs: dict[str, Any], p: DesiredPerson, realm: str, ctx: MappingContext) -> None:
+    """norEduPersonNIN, else norEduPersonLIN; norEduPersonAuthnMethod (SMS) for employees if on."""
+    if p.nin:
+        attrs["norEduPersonNIN"] = p.nin
+    else:
+        attrs["norEduPersonLIN"] = f"{realm}:sis:{quote(p.person_id, safe='')}"
+    if ctx.target.sms_authn and STUDENT not in p.roles and any(r in EMPLOYEE_ROLES for r in p.roles):
+        number = normalise_mobile(p.mobile)
+        if number:
+            label = go_encode(ctx.target.sms_authn_label)
+            attrs["norEduPersonAuthnMethod"] = f"{SMS_METHOD} {number} label={label}"
+
+
 def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
     """The Feide catalog's org, school and person entries for this desired state."""
     owner = ctx.owner
@@ -224,24 +317,23 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
     for school_id, school in sorted(state.schools.items()):
         dn = unit_dn(school.org_number, ctx)
         unit_dns[school_id] = dn
-        out.append(
-            TargetObject(
-                kind="orgunit",
-                key=school_id,
-                attrs={
-                    "objectClass": list(UNIT_CLASSES),
-                    "ou": school.name,
-                    "norEduOrgUnitUniqueIdentifier": "NO" + school.org_number,
-                },
-                place={"dn": dn},
-            )
-        )
+        unit: dict[str, Any] = {
+            "objectClass": list(UNIT_CLASSES),
+            "ou": school.name,
+            "norEduOrgUnitUniqueIdentifier": "NO" + school.org_number,
+        }
+        mail = _school_mail(school, ctx)
+        if mail:
+            unit["mail"] = mail
+        out.append(TargetObject(kind="orgunit", key=school_id, attrs=unit, place={"dn": dn}))
 
     # Feide holds students and employees; a person who is only a guardian is left out.
     held = {pid for pid, p in state.persons.items() if any(r != GUARDIAN for r in p.roles)}
 
     # One pass over every membership: entitlements per person.
     ents: dict[str, list[str]] = {pid: [] for pid in held}
+    taught = teacher_codes(state.groups.values()) if ctx.target.teacher_grep_codes else {}
+    adult = {sid for sid, s in state.schools.items() if s.level == "adult"}
     for g in state.groups.values():
         if g.kind not in SIS_GROUP_KINDS or not g.members:  # school, level, owner: not GO groups
             continue
@@ -276,10 +368,9 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "eduPersonOrgDN": the_org_dn,
             "eduPersonOrgUnitDN": sorted(unit_dns[s] for s in schools),
             "eduPersonPrimaryOrgUnitDN": unit_dns[p.primary_school],
-            "eduPersonEntitlement": sorted(set(ents[pid])),
+            "eduPersonEntitlement": _entitlements(p, ents[pid], taught.get(pid), adult, ctx),
         }
-        if p.nin:
-            attrs["norEduPersonNIN"] = p.nin
+        _identity_attrs(attrs, p, realm, ctx)
         place = {"dn": person_dn(uid, ctx)}
         out.append(TargetObject("person", pid, attrs, username=uid, person_id=pid, place=place))
     return out

@@ -353,7 +353,8 @@ class FeideConfig(TargetBase):
     ``{SASL}{username}@AD.EKSEMPEL.NO`` for pass-through authentication to AD. It is
     written when an entry is created (and set when a create finds the entry existing
     with another value), kept out of the state store and the changelog, never logged;
-    changing the template does not rewrite existing entries.
+    changing the template does not rewrite existing entries. The GO extras (org and school
+    mail, teachers' Grep codes, SMS MFA for employees) are described in mappings/feide.py.
     """
 
     kind: Literal["feide"] = "feide"
@@ -369,9 +370,24 @@ class FeideConfig(TargetBase):
     timeout: Annotated[float, Field(gt=0)] = 30.0  # seconds to connect and per operation
     page_size: Annotated[int, Field(ge=1, le=10000)] = 500  # paged reads by `bas feide check`
     user_password_template: str | None = None
+    org_mail: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None  # the owner's entry
+    school_mail: str | None = None  # template: {short_name} (folded), {school_id}, {org_number}
+    school_mails: dict[str, Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = {}  # by school id
+    teacher_grep_codes: bool = False  # teachers get the Grep codes of the groups they teach
+    adult_grade: Annotated[int, Field(ge=0, le=13)] = 10  # Grep grade of adult-education pupils; 0: none
+    sms_authn: bool = False  # norEduPersonAuthnMethod SMS to the SIS mobile, employees only
+    sms_authn_label: Annotated[str, Field(min_length=1)] = "Mobil"  # written percent-encoded
 
     @model_validator(mode="after")
     def _live_settings(self) -> FeideConfig:
+        if self.school_mail is not None:
+            try:
+                sample = self.school_mail.format(short_name="x", school_id="x", org_number="1")
+            except (KeyError, IndexError, ValueError) as exc:
+                known = "{short_name}, {school_id} or {org_number}"
+                raise ValueError(f"school_mail: {exc!s} is not {known}") from None
+            if sample.count("@") != 1 or any(c.isspace() for c in sample):
+                raise ValueError("school_mail: must give one mail address (local@domain)")
         if self.url is not None:
             scheme = self.url.split("://", 1)[0].lower() if "://" in self.url else ""
             if scheme not in ("ldap", "ldaps"):

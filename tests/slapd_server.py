@@ -94,8 +94,14 @@ def _has_module(name: str) -> bool:
 class SlapdServer:
     """One slapd child process with an mdb database under ``SUFFIX``."""
 
-    def __init__(self, tmp: Path, tls: bool = False) -> None:
+    def __init__(self, tmp: Path, tls: bool = False, suffix: str = SUFFIX, load_base: bool = True) -> None:
+        """``suffix`` other than SUFFIX (with its rootdn ``cn=admin,<suffix>``) and no base
+        entry (``load_base=False``) give an empty database for a test to bulk-load itself."""
+        if load_base and suffix != SUFFIX:
+            raise ValueError("only SUFFIX has a base entry to load")
         self.tmp = tmp
+        self.suffix = suffix
+        self.admin = ADMIN_DN if suffix == SUFFIX else f"cn=admin,{suffix}"
         self.port = _free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
         self.tls_port = _free_port() if tls else None
@@ -110,8 +116,8 @@ class SlapdServer:
             project=PROJECT_SCHEMA,
             tmp=tmp,
             modules=modules,
-            suffix=SUFFIX,
-            admin=ADMIN_DN,
+            suffix=suffix,
+            admin=self.admin,
             password=ADMIN_PASSWORD,
         )
         if tls:
@@ -124,16 +130,26 @@ class SlapdServer:
             conf = conf.replace("database monitor", tls_conf + "database monitor", 1)
         self.conf = tmp / "slapd.conf"
         self.conf.write_text(conf, encoding="utf-8")
-        base = tmp / "base.ldif"
+        if load_base:
+            self._load_base()
+
+    def _load_base(self) -> None:
+        """The suffix entry, added offline with slapadd."""
+        base = self.tmp / "base.ldif"
         base.write_text(_BASE_LDIF.format(suffix=SUFFIX), encoding="utf-8")
-        out = subprocess.run(
-            [SLAPADD, "-f", str(self.conf), "-b", SUFFIX, "-l", str(base)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = self.slapadd(base)
         if out.returncode != 0:
             raise RuntimeError(f"slapadd failed ({out.returncode}): {out.stderr.strip()}")
+
+    def slapadd(self, ldif: Path) -> subprocess.CompletedProcess[str]:
+        """Load an LDIF file offline into the database (slapd must not be running)."""
+        assert self.proc is None, "slapadd needs slapd stopped"
+        return subprocess.run(
+            [SLAPADD, "-f", str(self.conf), "-b", self.suffix, "-l", str(ldif)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     def start(self, timeout: float = 20.0) -> None:
         """Start slapd in the foreground (-d 0) and wait until it answers on its port."""
@@ -205,7 +221,7 @@ class SlapdServer:
         """A bound admin connection (for tests to look at or change the server directly)."""
         from ldap3 import Connection, Server
 
-        return Connection(Server(self.url, connect_timeout=5), ADMIN_DN, ADMIN_PASSWORD, auto_bind=True)
+        return Connection(Server(self.url, connect_timeout=5), self.admin, ADMIN_PASSWORD, auto_bind=True)
 
     def write_ops(self, ops: tuple[str, ...] = ("Add", "Modify", "Modrdn", "Delete")) -> int:
         """Write operations the server completed (refused ones too) since it started."""

@@ -186,6 +186,21 @@ def test_grades_and_birth_dates_fit_the_level(demo) -> None:
     assert _one(db, "SELECT COUNT(*) FROM student_enrollment WHERE main_school = 0") == 0
 
 
+def test_every_student_has_a_grade_and_vgs_pupils_a_grep_programme(demo) -> None:
+    # What Feide's Grep codes are made of: a grade for every student outside adult education
+    # (which has no years; the Feide target's adult_grade stands in), programme and
+    # programme area for every upper-secondary pupil.
+    db, _, _ = demo
+    rows = db.execute(
+        "SELECT s.level, e.grade, e.programme, e.programme_area FROM student_enrollment e"
+        " JOIN school s ON s.school_id = e.school_id"
+    ).fetchall()
+    assert all((grade is None) == (level == "adult") for level, grade, _, _ in rows)
+    vgs = [(prog, area) for level, _, prog, area in rows if level == "upper_secondary"]
+    assert vgs and all(prog and area for prog, area in vgs)
+    assert not any(prog for level, _, prog, _ in rows if level != "upper_secondary")
+
+
 def test_activity_rules_have_something_to_decide(demo) -> None:
     db, _, _ = demo
     day = AS_OF.isoformat()

@@ -19,6 +19,8 @@ from provisioner.core.model import (
     STUDENT,
     TEACHER,
     DataError,
+    StudentEnrollment,
+    Study,
     TargetObject,
     school_group_key,
 )
@@ -125,6 +127,32 @@ def test_primary_school_main_enrollment_wins_over_earlier_secondary() -> None:
     assert p.primary_school == "NORD" and p.grade == 6
     assert p.affiliations == (("NORD", STUDENT), ("SOR", STUDENT))
     assert p.schools == ("NORD", "SOR")
+
+
+def test_studies_cover_every_active_enrollment_at_every_school() -> None:
+    s = base().school("VGS", "974000003", "VGS").person("P").person("E")
+    s.enroll("P", "NORD", grade=10, start="2015-08-15", end="2025-06-20")  # ended: left out
+    s.enrollments.append(
+        StudentEnrollment("E-P-1", "P", "VGS", 11, "2025-08-15", None, True, "ST", "STUSP1----")
+    )
+    s.enrollments.append(StudentEnrollment("E-P-2", "P", "SOR", 11, "2025-08-15", None, False, "", None))
+    s.enrollments.append(
+        StudentEnrollment("E-P-3", "P", "VGS", 11, "2025-08-15", None, True, "ST", "STUSP1----")
+    )
+    s.enrollments.append(
+        StudentEnrollment("E-P-4", "P", "VGS", 12, "2026-08-15", None, True, "ST", "STREA2----")
+    )
+    s.employ("E", "NORD", role="teacher")
+    d = run(s).state.persons
+    # Sorted, distinct (the doubled VGS row is one study), at every school; the
+    # ended and the future enrollment are not studies; an empty programme is None.
+    assert d["P"].studies == (
+        Study("SOR", 11, None, None),
+        Study("VGS", 11, "ST", "STUSP1----"),
+    )
+    assert d["P"].primary_school == "VGS" and d["P"].grade == 11
+    assert d["E"].studies == ()
+    assert d["OK1"].studies == (Study("NORD", 6, None, None),)
 
 
 def test_primary_school_earliest_start_among_equals() -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from ldap3 import MODIFY_DELETE, MODIFY_REPLACE
 
 from connectors.feide.check import Checker, check_entries, ldap_entries
@@ -22,6 +23,8 @@ ORG = "dc=eksempel,dc=no"
 UNIT = f"norEduOrgUnitUniqueIdentifier=NO974000001,ou=units,{ORG}"
 GID = "urn:mace:feide.no:go:groupid:u:NO974000001:nord-mat:2025-08-15:2026-06-20"
 GRP = "urn:mace:feide.no:go:group:u:MAT0006:NO974000001:NORD-MAT:2025-08-15:2026-06-20:student:MAT%206A"
+GREP = "urn:mace:feide.no:go:grep:"
+GRADE6 = GREP + "http://psi.udir.no/laereplan/aarstrinn/aarstrinn6"
 
 
 def catalog(person: dict[str, list[str]]) -> list[tuple[str, dict[str, list[str]]]]:
@@ -48,7 +51,7 @@ def catalog(person: dict[str, list[str]]) -> list[tuple[str, dict[str, list[str]
         "eduPersonOrgDN": [ORG],
         "eduPersonOrgUnitDN": [UNIT],
         "eduPersonPrimaryOrgUnitDN": [UNIT],
-        "eduPersonEntitlement": [GRP, GID],
+        "eduPersonEntitlement": [GRP, GID, GRADE6],
     }
     base.update(person)
     return [
@@ -58,6 +61,7 @@ def catalog(person: dict[str, list[str]]) -> list[tuple[str, dict[str, list[str]
                 "objectClass": ["top", "organization", "norEduOrg"],
                 "o": ["Kommune"],
                 "norEduOrgNIN": ["NO964000000"],
+                "mail": ["postmottak@kommune.example"],
             },
         ),
         (
@@ -66,6 +70,7 @@ def catalog(person: dict[str, list[str]]) -> list[tuple[str, dict[str, list[str]
                 "objectClass": ["organizationalUnit", "norEduOrgUnit"],
                 "ou": ["Nord skole"],
                 "norEduOrgUnitUniqueIdentifier": ["NO974000001"],
+                "mail": ["nord.skole@kommune.example"],
             },
         ),
         (f"uid=olanor,ou=people,{ORG}", {k: v for k, v in base.items() if v is not None}),
@@ -96,7 +101,85 @@ def test_person_rules() -> None:
     assert any("not among eduPersonOrgUnitDN" in p for p in problems({"eduPersonPrimaryOrgUnitDN": [ORG]}))
     assert any("not an org unit" in p for p in problems({"eduPersonOrgUnitDN": [UNIT, "ou=x," + ORG]}))
     assert problems({"eduPersonEntitlement": None}) == [
-        "warning:entitlement:no eduPersonEntitlement (the person is in no GO group)"
+        "warning:entitlement:no eduPersonEntitlement (the person is in no GO group)",
+        MISSING,
+    ]
+
+
+VG2 = GREP + "http://psi.udir.no/laereplan/aarstrinn/vg2"
+STAFF_AFFS = {
+    "eduPersonAffiliation": ["employee", "member", "staff"],
+    "eduPersonPrimaryAffiliation": ["staff"],
+    "eduPersonEntitlement": [GRP.replace(":student:", ":faculty:"), GID],
+}
+FACULTY_AFFS = {
+    "eduPersonAffiliation": ["employee", "faculty", "member"],
+    "eduPersonPrimaryAffiliation": ["faculty"],
+}
+MISSING = "error:grep:Missing Grep codes for student (no aarstrinn1-10 or vg1-3 grade value)"
+SMS = "urn:mace:feide.no:auth:method:sms"
+
+# (person overrides, the problems expected): the Grep, LIN and MFA rules, one case a row.
+IDENTITY_AND_GREP_CASES = [
+    ({"eduPersonEntitlement": [GRP, GID, VG2]}, []),
+    ({"eduPersonEntitlement": [GRP, GID, GREP + "http://psi.udir.no/laereplan/aarstrinn/aarstrinn10"]}, []),
+    ({"eduPersonEntitlement": [GRP, GID]}, [MISSING]),
+    # A programme without a grade is still a student without grade codes.
+    ({"eduPersonEntitlement": [GRP, GID, GREP + "http://psi.udir.no/kl06/ST"]}, [MISSING]),
+    ({"eduPersonEntitlement": [GRP, GID, GREP + "http://psi.udir.no/laereplan/aarstrinn/vg4"]}, [MISSING]),
+    (
+        {"eduPersonEntitlement": [GRP, GID, GREP + "http://psi.udir.no/laereplan/aarstrinn/aarstrinn11"]},
+        [MISSING],
+    ),
+    (
+        {"eduPersonEntitlement": [GRP, GID, GRADE6, GREP + "uuid:c473400d-5c2c-46ca-9008-26e66ed9e3bd"]},
+        [],
+    ),
+    (
+        {"eduPersonEntitlement": [GRP, GID, GRADE6, GREP + "STREA2----"]},
+        [f"error:grep:Grep value is neither a psi.udir.no URI nor uuid:<uuid>: {GREP}STREA2----"],
+    ),
+    ({**FACULTY_AFFS, "eduPersonEntitlement": [GREP + "http://psi.udir.no/kl06/MAT0010"]}, []),
+    (
+        {**STAFF_AFFS, "eduPersonEntitlement": [GRADE6]},
+        ["warning:grep:Grep codes on a person who is neither student nor faculty"],
+    ),
+    ({**STAFF_AFFS, "eduPersonEntitlement": [GRP.replace(":student:", ":faculty:"), GID]}, []),
+    ({"norEduPersonNIN": None, "norEduPersonLIN": [f"{REALM}:sis:P-17"]}, []),
+    (
+        {"norEduPersonNIN": None},
+        ["error:mandatory:mandatory attribute norEduPersonNIN is missing (no norEduPersonLIN)"],
+    ),
+    (
+        {"norEduPersonNIN": None, "norEduPersonLIN": ["P-17"]},
+        ["error:lin:norEduPersonLIN 'P-17' is not <realm>:<kind>:<id>"],
+    ),
+    ({**STAFF_AFFS, "norEduPersonAuthnMethod": [f"{SMS} +4791234567 label=Mobil"]}, []),
+    ({**STAFF_AFFS, "norEduPersonAuthnMethod": [f"{SMS} +4791234567"]}, []),
+    (
+        {**STAFF_AFFS, "norEduPersonAuthnMethod": [f"{SMS} 91234567 label=Mobil"]},
+        ["error:authn:norEduPersonAuthnMethod SMS value is not 'sms +<number> label=...'"],
+    ),
+    (
+        {**STAFF_AFFS, "norEduPersonAuthnMethod": ["sms +4791234567"]},
+        ["error:authn:norEduPersonAuthnMethod is not a Feide method: sms"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("person", "expected"), IDENTITY_AND_GREP_CASES)
+def test_identity_and_grep_rules(person: dict, expected: list[str]) -> None:
+    assert problems(person) == expected
+
+
+def test_org_and_school_without_mail_are_warned_about() -> None:
+    entries = catalog({})
+    for _, attrs in entries[:2]:
+        del attrs["mail"]
+    found, _ = check_entries(entries, REALM)
+    assert [(p.dn, p.severity, p.message) for p in found] == [
+        (ORG, "warning", "the org has no mail (mandatory in the GO profile)"),
+        (UNIT, "warning", "the school has no mail (mandatory in the GO profile)"),
     ]
 
 

@@ -210,7 +210,11 @@ def test_removing_an_attribute_value_and_the_nin(tmp_path: Path, slapd) -> None:
     env.sis.update_person("S3", nin=None)
     ok(env.sync(DAY2))
     entry = read_entry(slapd, dn)
-    assert "eduPersonEntitlement" not in entry and "norEduPersonNIN" not in entry
+    # Out of every group, S3 keeps only the Grep code of their grade; without a NIN the
+    # SIS id stands in for it as norEduPersonLIN.
+    grade = "urn:mace:feide.no:go:grep:http://psi.udir.no/laereplan/aarstrinn/aarstrinn6"
+    assert entry["eduPersonEntitlement"] == [grade] and "norEduPersonNIN" not in entry
+    assert entry["norEduPersonLIN"] == [f"{REALM.lower()}:sis:S3"]
     assert ok(env.sync(DAY2)).plan.target("feide").changes == ()
 
 
@@ -520,3 +524,30 @@ def test_start_tls_and_ldaps_with_a_ca_file(tmp_path: Path, slapd_factory) -> No
         env.configure(url=url, start_tls=start_tls, ca_file="/etc/ssl/certs/ca-certificates.crt")
         with pytest.raises(FatalError, match="TLS"):
             connector(env).begin("r", lambda k, key: None)
+
+
+def test_sms_mfa_and_org_mail_are_written_and_only_what_bas_wrote_is_removed(tmp_path: Path, slapd) -> None:
+    sis = small_sis().update_person("T1", mobile="912 34 567").update_person("S1", mobile="98765432")
+    env = LiveEnv(tmp_path, slapd, sis, sms_authn=True, org_mail="post@eksempel.kommune.no")
+    ok(env.sync())
+    t1, s1, a1 = (env.stored()[k]["attrs"]["dn"] for k in ("T1", "S1", "A1"))
+    sms = "urn:mace:feide.no:auth:method:sms +4791234567 label=Mobil"
+    assert read_entry(slapd, t1)["norEduPersonAuthnMethod"] == [sms]
+    assert "norEduPersonAuthnMethod" not in read_entry(slapd, s1)  # a student: never
+    assert read_entry(slapd, env.base_dn)["mail"] == ["post@eksempel.kommune.no"]
+    # An authenticator-app method and a school address set outside BAS on entries BAS has
+    # no value for: turning the settings off removes BAS's own values, not those.
+    ga = "urn:mace:feide.no:auth:method:ga c2VjcmV0 label=App"
+    unit = env.stored()["NORD"]["attrs"]["dn"]
+    conn = slapd.connect()
+    conn.modify(a1, {"norEduPersonAuthnMethod": [(MODIFY_REPLACE, [ga])]})
+    conn.modify(unit, {"mail": [(MODIFY_REPLACE, ["nord@eksempel.kommune.no"])]})
+    conn.unbind()
+    del env.feide["org_mail"]
+    env.configure(sms_authn=False)
+    ok(env.sync(DAY2))
+    assert "norEduPersonAuthnMethod" not in read_entry(slapd, t1)
+    assert "mail" not in read_entry(slapd, env.base_dn)
+    assert read_entry(slapd, a1)["norEduPersonAuthnMethod"] == [ga]
+    assert read_entry(slapd, unit)["mail"] == ["nord@eksempel.kommune.no"]
+    assert ok(env.sync(DAY2)).plan.target("feide").changes == ()

@@ -295,6 +295,7 @@ def test_student_entry_in_full(objs) -> None:
                 "urn:mace:feide.no:go:groupid:b:NO974000001:b1:2025-08-01:2026-06-30",
                 u1,
                 "urn:mace:feide.no:go:groupid:u:NO974000001:mat%2F10a:2025-08-01:2026-06-30",
+                "urn:mace:feide.no:go:grep:http://psi.udir.no/laereplan/aarstrinn/aarstrinn10",
             ]
         ),
     }

@@ -134,11 +134,16 @@ def small_change(db: Path) -> None:
         con.execute("UPDATE employment SET end_date = '2025-09-15' WHERE person_id = ?", (teacher,))
         mover = con.execute(
             "SELECT m.person_id, m.group_id FROM group_membership m JOIN school_group g USING (group_id)"
-            " WHERE g.kind = 'basis' AND m.role = 'student' ORDER BY m.person_id LIMIT 1 OFFSET 7"
+            " WHERE g.kind = 'basis' AND m.role = 'student' AND EXISTS (SELECT 1 FROM school_group g2"
+            " WHERE g2.school_id = g.school_id AND g2.kind = 'basis' AND g2.group_id <> g.group_id"
+            " AND g2.grade IS g.grade) ORDER BY m.person_id LIMIT 1 OFFSET 7"
         ).fetchone()
         other = con.execute(
+            # Another class of the same year: FINT takes a pupil's grade from the class, SQL
+            # from the enrollment, and a move across years would make the two sources differ.
             "SELECT g2.group_id FROM school_group g1 JOIN school_group g2 ON g2.school_id = g1.school_id"
-            " AND g2.kind = 'basis' AND g2.group_id <> g1.group_id WHERE g1.group_id = ? LIMIT 1",
+            " AND g2.kind = 'basis' AND g2.group_id <> g1.group_id AND g2.grade IS g1.grade"
+            " WHERE g1.group_id = ? LIMIT 1",
             (mover[1],),
         ).fetchone()[0]
         con.execute(

@@ -9,9 +9,20 @@ catalog (DN references, one groupid per group across members) is checked in
 Errors (the catalog is wrong; exit 1):
 
 - a person lacks a mandatory attribute: cn, displayName, givenName, sn,
-  norEduPersonLegalName, uid, eduPersonPrincipalName, norEduPersonNIN,
-  eduPersonAffiliation, eduPersonOrgDN, eduPersonOrgUnitDN, eduPersonPrimaryOrgUnitDN;
-  the org lacks o or norEduOrgNIN; a school lacks ou or norEduOrgUnitUniqueIdentifier;
+  norEduPersonLegalName, uid, eduPersonPrincipalName, eduPersonAffiliation,
+  eduPersonOrgDN, eduPersonOrgUnitDN, eduPersonPrimaryOrgUnitDN, and norEduPersonNIN
+  unless a norEduPersonLIN stands in for it (a person without a national identity
+  number); the org lacks o or norEduOrgNIN; a school lacks ou or
+  norEduOrgUnitUniqueIdentifier;
+- "Missing Grep codes for student", as Feide's validator says since schema 1.5: a
+  student (eduPersonAffiliation student) without a Grep grade value
+  (``urn:mace:feide.no:go:grep:http://psi.udir.no/laereplan/aarstrinn/aarstrinn1`` ...
+  ``aarstrinn10``, ``.../vg1`` ... ``vg3``; GO information model appendix 2,
+  https://docs.feide.no/reference/schema/info_go/go_attributter_chA2.html); a Grep
+  value that is neither a ``http://psi.udir.no/`` URI nor ``uuid:<uuid>``;
+- a norEduPersonLIN not ``<realm>:<kind>:<id>``; a norEduPersonAuthnMethod SMS value not
+  ``urn:mace:feide.no:auth:method:sms +<digits> [label=...]``
+  (https://www.feide.no/metoder-sterk-autentisering);
 - eduPersonPrincipalName not lowercase, or not ``uid@realm``;
 - a name with double spaces, leading or trailing space, or empty;
 - a NIN that fails its check digits; an org number not ``NO`` + 9 digits;
@@ -25,7 +36,10 @@ Errors (the catalog is wrong; exit 1):
   (and a groupid without a group value); a groupid whose group id is not the lowercased
   one; members of one group with different groupid values.
 
-Warnings (printed, exit 0): a person with no eduPersonEntitlement (no GO groups).
+Warnings (printed, exit 0): a person with no eduPersonEntitlement (no GO groups); the
+org or a school without ``mail`` (mandatory in the GO profile, which BAS writes from
+``FeideConfig.org_mail`` / ``school_mail``); Grep codes on a person who is neither a
+student nor faculty (Feide: other employees shall have none).
 NINs are masked in every message.
 """
 
@@ -40,7 +54,8 @@ from urllib.parse import unquote
 
 from connectors.ldap.ldif_read import Entry, read_entries
 from connectors.ldap.link import LdapLink, decode
-from mappings.feide import go_encode
+from mappings.feide import SMS_METHOD, go_encode
+from mappings.feide_grep import GREP_PREFIX, is_grade_value
 from provisioner.core import dn as dns
 from provisioner.core.nin import is_valid, mask
 
@@ -52,7 +67,6 @@ PERSON_MANDATORY = (
     "norEduPersonLegalName",
     "uid",
     "eduPersonPrincipalName",
-    "norEduPersonNIN",
     "eduPersonAffiliation",
     "eduPersonOrgDN",
     "eduPersonOrgUnitDN",
@@ -63,6 +77,12 @@ AFFILIATIONS = {"student", "faculty", "staff", "employee", "member", "affiliate"
 GO_GROUP = "urn:mace:feide.no:go:group:"
 GO_GROUPID = "urn:mace:feide.no:go:groupid:"
 _ORGNR = re.compile(r"NO[0-9]{9}")
+_GREP_REF = re.compile(
+    r"(?:http://psi\.udir\.no(?:/[A-Za-z0-9._~-]+)+|uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
+_LIN = re.compile(r"[^:\s]+:[^:\s]+:\S+")
+_SMS = re.compile(re.escape(SMS_METHOD) + r" \+[0-9]{8,15}(?: label=\S.*)?")
+_AUTHN = "urn:mace:feide.no:auth:method:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +159,7 @@ class Checker:
         elif kind == "orgunit":
             self.unit_dns.add(_norm_dn(dn))
             self._require(dn, attrs, ("ou", "norEduOrgUnitUniqueIdentifier"))
+            self._want_mail(dn, attrs, "school")
             self._names(dn, attrs, ("ou",))
             for v in attrs.get("norEduOrgUnitUniqueIdentifier", []):
                 if not _ORGNR.fullmatch(v):
@@ -146,6 +167,7 @@ class Checker:
         elif kind == "org":
             self.org_dns.add(_norm_dn(dn))
             self._require(dn, attrs, ("o", "norEduOrgNIN"))
+            self._want_mail(dn, attrs, "org")
             self._names(dn, attrs, ("o", "eduOrgLegalName"))
             for v in attrs.get("norEduOrgNIN", []):
                 if not _ORGNR.fullmatch(v):
@@ -155,6 +177,10 @@ class Checker:
         for name in names:
             if not any(v.strip() for v in attrs.get(name, [])):
                 self._err(dn, "mandatory", f"mandatory attribute {name} is missing")
+
+    def _want_mail(self, dn: str, attrs: dict[str, list[str]], what: str) -> None:
+        if not any(v.strip() for v in attrs.get("mail", [])):
+            self._err(dn, "mail", f"the {what} has no mail (mandatory in the GO profile)", "warning")
 
     def _names(self, dn: str, attrs: dict[str, list[str]], names: Iterable[str]) -> None:
         for name in names:
@@ -177,9 +203,7 @@ class Checker:
                 self._err(
                     dn, "eppn", f"eduPersonPrincipalName {eppn!r} is not uid@realm ({uid}@{self.realm})"
                 )
-        for nin in attrs.get("norEduPersonNIN", []):
-            if not is_valid(nin):
-                self._err(dn, "nin", f"norEduPersonNIN {mask(nin)} is not a valid national identity number")
+        self._identity(dn, attrs)
         self._affiliations(dn, attrs)
         for v in attrs.get("eduPersonOrgDN", []):
             self._org_refs.setdefault(_norm_dn(v), (v, dn))
@@ -196,6 +220,36 @@ class Checker:
         if not ents:
             self._err(dn, "entitlement", "no eduPersonEntitlement (the person is in no GO group)", "warning")
         self._entitlements(dn, ents)
+        self._grep(dn, attrs, ents)
+
+    def _identity(self, dn: str, attrs: dict[str, list[str]]) -> None:
+        """norEduPersonNIN (or a norEduPersonLIN in its place) and norEduPersonAuthnMethod."""
+        nins, lins = attrs.get("norEduPersonNIN", []), attrs.get("norEduPersonLIN", [])
+        if not any(v.strip() for v in nins + lins):
+            self._err(dn, "mandatory", "mandatory attribute norEduPersonNIN is missing (no norEduPersonLIN)")
+        for nin in nins:
+            if not is_valid(nin):
+                self._err(dn, "nin", f"norEduPersonNIN {mask(nin)} is not a valid national identity number")
+        for lin in lins:
+            if not _LIN.fullmatch(lin):
+                self._err(dn, "lin", f"norEduPersonLIN {lin!r} is not <realm>:<kind>:<id>")
+        for v in attrs.get("norEduPersonAuthnMethod", []):
+            if not v.startswith(_AUTHN):
+                self._err(dn, "authn", f"norEduPersonAuthnMethod is not a Feide method: {v.split(' ', 1)[0]}")
+            elif v.split(" ", 1)[0] == SMS_METHOD and not _SMS.fullmatch(v):
+                self._err(dn, "authn", "norEduPersonAuthnMethod SMS value is not 'sms +<number> label=...'")
+
+    def _grep(self, dn: str, attrs: dict[str, list[str]], ents: list[str]) -> None:
+        """Grep codes: well-formed; a student has a grade; only students and faculty have any."""
+        greps = [v for v in ents if v.startswith(GREP_PREFIX)]
+        for v in greps:
+            if not _GREP_REF.fullmatch(v[len(GREP_PREFIX) :]):
+                self._err(dn, "grep", f"Grep value is neither a psi.udir.no URI nor uuid:<uuid>: {v}")
+        affs = {a.lower() for a in attrs.get("eduPersonAffiliation", [])}
+        if "student" in affs and not any(is_grade_value(v) for v in greps):
+            self._err(dn, "grep", "Missing Grep codes for student (no aarstrinn1-10 or vg1-3 grade value)")
+        if greps and not affs & {"student", "faculty"}:
+            self._err(dn, "grep", "Grep codes on a person who is neither student nor faculty", "warning")
 
     def _affiliations(self, dn: str, attrs: dict[str, list[str]]) -> None:
         affs = {a.lower() for a in attrs.get("eduPersonAffiliation", [])}

@@ -5,7 +5,10 @@ Owns what lands in ``output_dir`` after a run:
 - ``feide-full-<run id>.ldif``: content records (RFC 2849) for every object the target
   holds that is not deleted: the owner's org entry, the containers under it
   (``people_ou``, ``units_ou``, as organizationalUnit entries), the schools, then the
-  persons. Importing it into an empty directory gives the whole catalog.
+  persons. Importing it into an empty directory gives the whole catalog, offline with
+  OpenLDAP's ``slapadd`` or online with ``ldapadd``: it has no ``version: 1`` line, which
+  slapadd (2.5) takes for an attribute of a record without a dn ("str2entry: entry -1
+  has no dn") and ldapadd does not need.
 - ``feide-delta-<run id>.ldif``, only when the run applied changes: change records in
   an order an LDAP server accepts in one pass: adds (org, its containers when the org
   itself is new, schools, persons; each with the full entry as the store holds it
@@ -179,7 +182,8 @@ class FeideLdifConnector(Exporter):
                         heads.append((_LEVEL[obj.kind], obj.key, obj.kind, dn_line + body + "\n"))
                 containers = "".join(ldif.content_record(d, a) for d, a in self._containers())
                 with atomic_text_file(full_path) as fh:
-                    fh.write(ldif.VERSION_LINE + "\n")
+                    # No "version: 1" line: slapadd reads it as an attribute of a record
+                    # without a dn and refuses the file (ldapadd takes either).
                     heads.sort()
                     for _, _, kind, rec in heads:
                         fh.write(rec)

@@ -15,7 +15,10 @@ Rules applied:
 * Every physical line is at most 76 characters: longer lines are folded, each
   continuation line starting with one space. Because non-ASCII values are base64,
   every line is ASCII, so folding never splits a character.
-* Records are separated by one empty line; a file starts with ``version: 1``.
+* Records are separated by one empty line. A file of change records starts with
+  ``VERSION_LINE`` (``version: 1``); a file of content records (an export to bulk-load)
+  is written without it, because OpenLDAP's slapadd does not read a version line (it
+  takes it for an attribute of a record with no dn) while ldapadd loads either.
 """
 
 from __future__ import annotations

@@ -51,6 +51,8 @@ output_dir = "out/itslearning"
 mode = "apply"
 output_dir = "out/feide"
 base_dn = "dc=demo,dc=kommune,dc=no"
+org_mail = "postmottak@demo.kommune.no"
+school_mail = "postmottak.{{short_name}}@demo.kommune.no"
 """
 
 SOURCES = {
