@@ -151,8 +151,12 @@ NOTES = TargetKind(
 def notes_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[TargetKind]:
     """The notes kind registered for one test (the registry and the config table restored after)."""
     monkeypatch.setattr(kinds, "KINDS", dict(kinds.KINDS))
-    monkeypatch.setattr(config_mod, "TARGET_MODELS", dict(config_mod.TARGET_MODELS))
+    # One table of models (provisioner.target_config, which provisioner.config re-exports):
+    # restored in place, so every module that holds it sees the same contents.
+    saved = dict(config_mod.TARGET_MODELS)
     yield register(NOTES)
+    config_mod.TARGET_MODELS.clear()
+    config_mod.TARGET_MODELS.update(saved)
 
 
 class Env:
