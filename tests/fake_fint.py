@@ -34,11 +34,10 @@ import dataclasses
 import json
 import secrets
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -46,7 +45,7 @@ from urllib.parse import parse_qsl, urlsplit
 from provisioner.core.model import GroupMembership, Person, SourceSnapshot, StudentEnrollment
 from sources.fint import mapping as fm
 from tests.fake_fint_model import build
-from tests.slapd_server import _make_certs
+from tests.slapd_server import https_server
 
 TOKEN_PATH = "/nidp/oauth/nam/token"
 Answer = tuple[int, Any]
@@ -77,13 +76,7 @@ class FakeFint:
         self.entries: dict[str, dict[str, dict[str, Any]]] = {r: {} for r in fm.RESOURCES}
         self.updated: dict[str, dict[str, int]] = {r: {} for r in fm.RESOURCES}
         self.last_updated: dict[str, int] = {r: 0 for r in fm.RESOURCES}
-        ca, cert, key = _make_certs(folder)
-        self.ca_file = ca
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.server, self.ca_file = https_server(folder, _handler(self))
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
         self.token_url = self.url + TOKEN_PATH
         self.snap = SourceSnapshot((), (), (), (), (), (), ())

@@ -56,18 +56,17 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import ssl
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tests.fake_graph_directory import Answer, Directory, error
-from tests.slapd_server import _make_certs
+from tests.slapd_server import https_server
 
 WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
@@ -138,13 +137,7 @@ class FakeGraph:
         self.on_batch: Callable[[list[dict[str, Any]]], None] | None = None
         self.requests: list[tuple[str, str, Any]] | None = None  # see record()
         self._t0 = self._now()
-        ca, cert, key = _make_certs(folder)
-        self.ca_file = ca
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.server, self.ca_file = https_server(folder, _handler(self))
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
         self.graph_url = self.url + "/v1.0"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)

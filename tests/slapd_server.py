@@ -20,10 +20,12 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -254,6 +256,17 @@ def _make_certs(folder: Path) -> tuple[Path, Path, Path]:
     for args in steps:
         subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
     return ca, cert, key
+
+
+def https_server(folder: Path, handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, Path]:
+    """An HTTPS server on a free 127.0.0.1 port with a throw-away CA (not yet serving), and the CA file."""
+    ca, cert, key = _make_certs(folder)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    return server, ca
 
 
 @pytest.fixture(scope="session")
