@@ -53,7 +53,8 @@ def idp() -> Iterator[FakeOidc]:
 
 
 @pytest.fixture(autouse=True)
-def _no_preselect(idp: FakeOidc) -> Iterator[None]:
+def _reset(idp: FakeOidc) -> Iterator[None]:
+    """Each test starts with the form (no preselected user) and the provider's clock at the wall clock."""
     yield
     idp.preselect(None)
     idp.advance(-idp.clock_offset)
@@ -234,6 +235,8 @@ def test_preselected_user_skips_the_form(idp: FakeOidc) -> None:
     token = login.tokens(answer.headers["Location"])
     claims = verify_id_token(idp, token["id_token"], nonce=login.nonce, access_token=token["access_token"])
     assert claims["roles"] == ["teacher"] and claims["name"] == "Ola Lærer"
+    forced = Login(idp, prompt="login").start()  # prompt=login asks even so
+    assert forced.status_code == 200 and "username" in Form(forced.text).inputs
 
 
 def test_wrong_password_shows_the_form_again_and_cancel_denies(idp: FakeOidc) -> None:
@@ -248,8 +251,8 @@ def test_wrong_password_shows_the_form_again_and_cancel_denies(idp: FakeOidc) ->
 # -- refusals ---------------------------------------------------------------------------------
 
 
-def _params(idp: FakeOidc, **change: str | None) -> dict[str, str]:
-    base = {
+def _params(**change: str | None) -> dict[str, str]:
+    base: dict[str, str | None] = {
         "client_id": "bas-web",
         "redirect_uri": CALLBACK,
         "response_type": "code",
@@ -259,7 +262,7 @@ def _params(idp: FakeOidc, **change: str | None) -> dict[str, str]:
         "code_challenge": "x" * 43,
         "code_challenge_method": "S256",
     }
-    base.update(change)  # type: ignore[arg-type]
+    base.update(change)
     return {k: v for k, v in base.items() if v is not None}
 
 
@@ -278,7 +281,7 @@ def _params(idp: FakeOidc, **change: str | None) -> dict[str, str]:
 def test_authorization_errors_redirect_with_state(
     idp: FakeOidc, change: dict[str, str | None], error: str
 ) -> None:
-    answer = get(idp, config(idp)["authorization_endpoint"], **_params(idp, **change))
+    answer = get(idp, config(idp)["authorization_endpoint"], **_params(**change))
     assert answer.status_code == 302
     assert answer.headers["Location"].startswith(CALLBACK + "?")
     got = query(answer.headers["Location"])
@@ -299,7 +302,7 @@ def test_authorization_errors_redirect_with_state(
 def test_bad_client_or_redirect_uri_is_a_page_not_a_redirect(
     idp: FakeOidc, change: dict[str, str | None]
 ) -> None:
-    answer = get(idp, config(idp)["authorization_endpoint"], **_params(idp, **change))
+    answer = get(idp, config(idp)["authorization_endpoint"], **_params(**change))
     assert answer.status_code == 400 and "Location" not in answer.headers
     assert "text/html" in answer.headers["Content-Type"]
 
