@@ -59,9 +59,15 @@ fi
 # at install time (a system slapd or samba would take the ports the tests need).
 # openssl: the tests' TLS certificates (slapd, local Graph, local FINT); openssh-server: the
 # SIS export server the PIFU source picks exports up from over SFTP (tests/sshd_server.py).
+# chromium + chromium-driver: the web console's real-browser tests (tests/browser.py) drive
+# Debian's Chromium through its chromedriver; BAS_SKIP_BROWSER=1 leaves them out (the tests
+# then skip; without it a missing or broken Chromium fails them, never a silent skip).
 wanted=(slapd ldap-utils openssl openssh-server)
 if [ "${BAS_SKIP_SAMBA:-0}" != 1 ]; then
   wanted+=(samba samba-ad-dc samba-ad-provision winbind)
+fi
+if [ "${BAS_SKIP_BROWSER:-0}" != 1 ]; then
+  wanted+=(chromium chromium-driver)
 fi
 missing=()
 for p in "${wanted[@]}"; do
@@ -74,6 +80,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   apt_install "${missing[@]}"
 fi
+
+# Selenium uses /usr/bin/chromedriver as given and must never download a driver or browser.
+export SE_OFFLINE=true
 
 .venv/bin/ruff check .
 # The type checker: every package, strict for the pure core (pyproject.toml [tool.mypy]).

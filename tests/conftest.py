@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from provisioner.state.store import StateStore
+from tests.browser import browser, chrome, test_ca  # noqa: F401 (the browser tests' fixtures)
 
 settings.register_profile(
     "ci",

@@ -193,7 +193,16 @@ Answer = tuple[int, dict[str, str], bytes]
 class FakeOidc:
     """The server, its users, clients, keys, issued codes and tokens, and ended sessions."""
 
-    def __init__(self, folder: Path, *, code_lifetime: int = 60, token_lifetime: int = 3600) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        code_lifetime: int = 60,
+        token_lifetime: int = 3600,
+        ca_pair: tuple[Path, Path] | None = None,
+    ) -> None:
+        """``ca_pair`` (a CA certificate and key): the server's certificate is signed by that CA
+        (the one the browser tests' Chromium trusts) instead of a new throw-away one."""
         self.code_lifetime = code_lifetime
         self.token_lifetime = token_lifetime
         self.lock = threading.Lock()
@@ -209,7 +218,7 @@ class FakeOidc:
         self._pending: dict[str, dict[str, str]] = {}  # form id -> the authorization request
         self._preselected: str | None = None
         self.clock_offset = 0.0
-        self.server, self.ca_file = https_server(folder, _handler(self))
+        self.server, self.ca_file = https_server(folder, _handler(self), ca_pair)
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
         self.issuer = self.url
         self.discovery_url = self.url + "/.well-known/openid-configuration"

@@ -238,29 +238,42 @@ class SlapdServer:
         return total
 
 
-def _make_certs(folder: Path) -> tuple[Path, Path, Path]:
-    """A throw-away CA and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
+def _make_certs(folder: Path, ca_pair: tuple[Path, Path] | None = None) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 signed by it (openssl CLI).
+
+    ``ca_pair`` (a CA certificate and its key) signs with that CA instead of a new one: a
+    browser started once per session trusts one CA, and every server it visits uses it."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca, key, csr, cert = (
         folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
     )
+    if ca_pair is not None:
+        shutil.copyfile(ca_pair[0], ca)
+        shutil.copyfile(ca_pair[1], ca_key)
     ext = folder / "ext.cnf"
     ext.write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\n", encoding="utf-8")
-    steps = [
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
-         "-subj", "/CN=BAS test CA"],
+    new_ca = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+              "-subj", "/CN=BAS test CA"]  # fmt: skip
+    steps = [] if ca_pair is not None else [new_ca]
+    steps += [
         ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
         ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
          "-days", "2", "-extfile", ext],
     ]  # fmt: skip
     for args in steps:
         subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+    if ca_pair is not None:  # send the whole chain: Chromium's SPKI trust needs the CA in it
+        cert.write_text(cert.read_text(encoding="ascii") + ca.read_text(encoding="ascii"), encoding="ascii")
     return ca, cert, key
 
 
-def https_server(folder: Path, handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, Path]:
-    """An HTTPS server on a free 127.0.0.1 port with a throw-away CA (not yet serving), and the CA file."""
-    ca, cert, key = _make_certs(folder)
+def https_server(
+    folder: Path, handler: type[BaseHTTPRequestHandler], ca_pair: tuple[Path, Path] | None = None
+) -> tuple[ThreadingHTTPServer, Path]:
+    """An HTTPS server on a free 127.0.0.1 port with a throw-away CA (not yet serving), and the CA file.
+
+    ``ca_pair``: sign the server's certificate with this CA (certificate, key) instead."""
+    ca, cert, key = _make_certs(folder, ca_pair)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
