@@ -31,6 +31,9 @@ Chromium's flags, and why:
   Chosen over ``--ignore-certificate-errors`` (which accepts anything, so a test could never
   catch a TLS mistake) and over importing the CA into an NSS database (needs ``certutil``
   and a private ``$HOME`` for the browser).
+- ``--disable-background-networking``, ``--disable-component-update``, ``--disable-sync``:
+  the browser talks only to the tests' servers on 127.0.0.1 (no update or service calls
+  out of CI; the runs are the same offline).
 """
 
 from __future__ import annotations
@@ -108,6 +111,9 @@ def chromium_options(ca_file: Path) -> webdriver.ChromeOptions:
         "--lang=nb-NO",
         "--no-first-run",
         "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
     ):
         options.add_argument(flag)
     return options
@@ -256,7 +262,8 @@ def browser(chrome: webdriver.Chrome, request: pytest.FixtureRequest) -> Iterato
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     b = Browser(chrome, name, artifacts_dir() / "screenshots" / name)
     shutil.rmtree(b.folder, ignore_errors=True)
-    chrome.delete_all_cookies()
+    chrome.get("about:blank")
+    chrome.execute_cdp_cmd("Network.clearBrowserCookies", {})  # every site's, not just the page's
     b.desktop()
     try:
         yield b
