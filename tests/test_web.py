@@ -330,3 +330,54 @@ def test_teacher_rule_matches_a_claim_value_or_list() -> None:
         assert user is not None and user.role == TEACHER
     assert user_for({"sub": "p1", "eduPersonAffiliation": ["student"]}, "sub", roles) is None
     assert user_for({"email": "x@y"}, "sub", roles) is None
+
+
+def test_id_token_verification_refuses_forged_tokens(tmp_path: Path) -> None:
+    """The provider client itself: signature against the JWKS, iss, aud, nonce, expiry; a rolled key."""
+    from provisioner.web.oidc import LoginError, Provider
+    from provisioner.web_config import OidcConfig
+
+    with FakeOidc(tmp_path) as fake:
+        fake.add_user("u", "pw", name="U", email="u@example.org", sub="sub-u")
+        cfg = OidcConfig(issuer=fake.issuer, client_id="bas-web", client_secret_file="x")
+        p = Provider(cfg, "secret", "https://127.0.0.1/auth/callback", str(fake.ca_file))
+        good = fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False)
+        assert p._verify(good, "n1", None)["sub"] == "sub-u"
+        fake.rotate_key()  # a new key the client has not fetched yet: it fetches the JWKS again
+        assert p._verify(fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False), "n1", None)
+        for token, nonce in (
+            (fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=True), "n1"),
+            (fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False), "other"),
+            (fake.forge_id_token("another-client", "u", nonce="n1", wrong_key=False), "n1"),
+            (fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False, iss="https://evil"), "n1"),
+            (
+                fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False, exp=int(time.time()) - 3600),
+                "n1",
+            ),
+            (fake.forge_id_token("bas-web", "u", nonce=None, wrong_key=False), "n1"),
+        ):
+            with pytest.raises(LoginError):
+                p._verify(token, nonce, None)
+        token = fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False, at_hash="wrong")
+        with pytest.raises(LoginError, match="at_hash"):
+            p._verify(token, "n1", "an-access-token")
+
+
+def test_sessions_expire_when_idle_or_old() -> None:
+    from provisioner.web.sessions import CookieSigner, Expiring
+
+    store: Expiring[str] = Expiring(lifetime=100, idle=10)
+    key = store.add("x")
+    assert store.get(key) == "x"
+    value, created, used = store._items[key]
+    store._items[key] = (value, created, used - 11)
+    assert store.get(key) is None
+    key = store.add("y")
+    value, created, used = store._items[key]
+    store._items[key] = (value, created - 101, used)
+    assert store.get(key) is None
+    signer = CookieSigner()
+    assert signer.loads(signer.dumps("abc")) == "abc"
+    assert (
+        signer.loads(signer.dumps("abc") + "x") is None and CookieSigner().loads(signer.dumps("abc")) is None
+    )
