@@ -39,6 +39,7 @@ from provisioner.target_config import SftpDeliveryConfig as SftpDeliveryConfig
 from provisioner.target_config import Strict as _Strict
 from provisioner.target_config import TargetBase as TargetBase
 from provisioner.target_config import add_target_model as add_target_model
+from provisioner.web_config import WebConfig
 
 
 class ConfigError(Exception):
@@ -227,6 +228,7 @@ class Config(_Strict):
     daemon: DaemonConfig = DaemonConfig()
     metrics: MetricsConfig = MetricsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    web: WebConfig = WebConfig()
     targets: dict[str, SerializeAsAny[TargetBase]] = Field(default_factory=dict)
     # Where the file was read from: relative paths in it are relative to this folder.
     base_dir: str = "."

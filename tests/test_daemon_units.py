@@ -1,4 +1,4 @@
-"""The systemd unit: `systemd-analyze verify` passes and `security` rates it 1.5 or better."""
+"""The systemd units (bas, bas-web): `systemd-analyze verify` passes and `security` rates it 1.5 or better."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "bas.service"
+UNITS = ("bas.service", "bas-web.service")
 
 
-@pytest.fixture()
-def unit(tmp_path: Path) -> Path:
+@pytest.fixture(params=UNITS)
+def unit(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     """The unit with ExecStart pointing at this checkout's `bas` (verify checks it exists)."""
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
     bas = Path(sys.executable).parent / "bas"
     assert bas.is_file()
-    out = tmp_path / "bas.service"
-    out.write_text(
-        UNIT.read_text(encoding="utf-8").replace("/opt/bas/.venv/bin/bas", str(bas)), encoding="utf-8"
-    )
+    out = tmp_path / request.param
+    text = (UNIT.parent / request.param).read_text(encoding="utf-8")
+    out.write_text(text.replace("/opt/bas/.venv/bin/bas", str(bas)), encoding="utf-8")
     return out
 
 
@@ -39,7 +39,7 @@ def test_unit_security_exposure(unit: Path) -> None:
         text=True,
         timeout=60,
     )
-    m = re.search(r"Overall exposure level for bas.service: ([0-9.]+)", p.stdout)
+    m = re.search(rf"Overall exposure level for {re.escape(unit.name)}: ([0-9.]+)", p.stdout)
     assert m, p.stdout[-2000:] + p.stderr
     assert float(m.group(1)) <= 1.5, p.stdout
 

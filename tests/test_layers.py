@@ -18,7 +18,7 @@ PACKAGES = ("provisioner", "connectors", "mappings", "sources", "demo")
 
 # High to low. A module may import its own layer or any layer below it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("provisioner.cli",),
+    ("provisioner.cli", "provisioner.web"),
     ("provisioner.service",),
     ("provisioner.run",),
     ("provisioner.apply",),

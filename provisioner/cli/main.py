@@ -28,6 +28,7 @@ from provisioner import logs
 from provisioner.cli import local as cli_local
 from provisioner.cli import service as cli_service
 from provisioner.cli import targets as cli_targets
+from provisioner.cli import web as cli_web
 from provisioner.cli.common import check_day, fail
 from provisioner.core.model import School
 from provisioner.core.nin import mask, mask_text
@@ -552,6 +553,7 @@ def usernames_bind(c: Ctx, csv_file: str) -> None:
 
 # ---- feide, ad, m365: checks and reconciliation (provisioner/cli/targets.py) -------------
 cli_targets.register(main)
+cli_web.register(main)
 
 
 # ---- daemon, status, db (provisioner/cli/service.py) -------------------------------------

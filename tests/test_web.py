@@ -1,0 +1,383 @@
+"""`bas web` end to end: a running console on the demo's state, logging in through tests/fake_oidc.py.
+
+The console runs as `bas web` in a subprocess on a free 127.0.0.1 port with its own TLS (a
+throw-away CA), so Secure cookies travel as in a browser; requests drives it, one redirect
+at a time, against the local OpenID Connect provider.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import pytest
+import requests
+
+from tests.fake_oidc import FakeOidc
+from tests.slapd_server import _make_certs
+from tests.test_cli import bas
+
+OWNER, SCHOOL, STRANGER = "ola.owner", "siri.school", "ukjent"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Console:
+    """A running `bas web` and the provider it logs in through."""
+
+    def __init__(self, url: str, ca: Path, fake: FakeOidc, cfg: Path) -> None:
+        self.url, self.ca, self.fake, self.cfg = url, ca, fake, cfg
+
+    def client(self) -> requests.Session:
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = str(self.ca)
+        return s
+
+    def authorize(self, s: requests.Session, user: str | None) -> tuple[str, requests.Response]:
+        """GET /login and the provider's /authorize: the authorize URL and the provider's redirect."""
+        r = s.get(self.url + "/login", allow_redirects=False)
+        assert r.status_code == 303, r.text
+        auth_url = r.headers["location"]
+        self.fake.preselect(user)
+        r2 = s.get(auth_url, allow_redirects=False, verify=str(self.fake.ca_file))
+        return auth_url, r2
+
+    def login(self, user: str) -> tuple[requests.Session, requests.Response]:
+        s = self.client()
+        _, r = self.authorize(s, user)
+        assert r.status_code in (302, 303), r.text
+        back = s.get(r.headers["location"], allow_redirects=False)
+        return s, back
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    d = tmp_path_factory.mktemp("web")
+    bas("demo", "--dir", str(d / "demo"))
+    fake = FakeOidc(d / "oidc")
+    port = _free_port()
+    url = f"https://127.0.0.1:{port}"
+    fake.add_user(OWNER, "pw", name="Ola Owner", email="ola@example.org", sub="sub-owner")
+    fake.add_user(SCHOOL, "pw", name="Siri School", email="siri@example.org", sub="sub-school")
+    fake.add_user(STRANGER, "pw", name="Ukjent", email="u@example.org", sub="sub-unknown")
+    client = fake.add_client(
+        "bas-web", [url + "/auth/callback"], post_logout_redirect_uris=[url + "/logged-out"]
+    )
+    (d / "secret").write_text(client.client_secret, encoding="utf-8")
+    ca, cert, key = _make_certs(d / "tls")
+    cfg = d / "demo" / "bas.toml"
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8")
+        + f"""
+[web]
+listen = "127.0.0.1:{port}"
+public_url = "{url}"
+tls_cert_file = "{cert}"
+tls_key_file = "{key}"
+
+[web.oidc]
+issuer = "{fake.issuer}"
+client_id = "bas-web"
+client_secret_file = "{d / "secret"}"
+ca_file = "{fake.ca_file}"
+
+[web.roles]
+owner_admins = ["sub-owner"]
+school_admins = {{ "sub-school" = ["S1"] }}
+""",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provisioner.cli", "--config", str(cfg), "web"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    c = Console(url, ca, fake, cfg)
+    try:
+        _wait(c, proc)
+        yield c
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        fake.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _wait(c: Console, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"bas web exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
+            )
+        try:
+            c.client().get(c.url + "/logged-out", timeout=2)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise AssertionError("bas web did not answer within 60 s")
+
+
+def _csrf(html: str) -> str:
+    marker = 'name="csrf_token" value="'
+    i = html.index(marker) + len(marker)
+    return html[i : html.index('"', i)]
+
+
+def test_owner_admin_logs_in_and_sees_the_overview(console: Console) -> None:
+    s, back = console.login(OWNER)
+    assert back.status_code == 200 and 'http-equiv="refresh"' in back.text
+    cookie = back.headers["set-cookie"]
+    assert "__Host-bas_session=" in cookie
+    for flag in ("Secure", "HttpOnly", "SameSite=strict", "Path=/"):
+        assert flag.lower() in cookie.lower(), cookie
+    page = s.get(console.url + "/", allow_redirects=False)
+    assert page.status_code == 200
+    assert "<h1>Overview</h1>" in page.text and "Ola Owner" in page.text
+    for target in ("feide", "itslearning"):
+        assert f'<th scope="row">{target}</th>' in page.text
+    assert "Held runs waiting for approval" in page.text and "Next scheduled run" in page.text
+    part = s.get(console.url + "/overview/part", headers={"HX-Request": "true"})
+    assert part.status_code == 200 and "<html" not in part.text and "Targets" in part.text
+
+
+def test_headers_csp_no_store_and_static_htmx(console: Console) -> None:
+    s, _ = console.login(OWNER)
+    page = s.get(console.url + "/")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "<script>" not in page.text and " on" + "click=" not in page.text
+    js = s.get(console.url + "/static/htmx.min.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"] and "htmx" in js.text
+
+
+def test_school_admin_is_told_the_overview_is_not_for_their_role(console: Console) -> None:
+    s, back = console.login(SCHOOL)
+    assert back.status_code == 200
+    page = s.get(console.url + "/", allow_redirects=False)
+    assert page.status_code == 403 and "Not for your role" in page.text
+    assert "Targets" not in page.text and "S1" in page.text
+    assert s.get(console.url + "/overview/part").status_code == 403
+
+
+def test_unknown_user_is_refused_without_a_session(console: Console) -> None:
+    s, back = console.login(STRANGER)
+    assert back.status_code == 403 and "no role in BAS" in back.text
+    assert "__Host-bas_session" not in back.headers.get("set-cookie", "")
+    assert s.get(console.url + "/", allow_redirects=False).status_code == 303
+
+
+def test_not_logged_in_goes_to_login(console: Console) -> None:
+    r = console.client().get(console.url + "/", allow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+
+
+def test_authorization_request_uses_pkce_s256_state_and_nonce(console: Console) -> None:
+    s = console.client()
+    auth_url, _ = console.authorize(s, OWNER)
+    q = parse_qs(urlsplit(auth_url).query)
+    assert q["code_challenge_method"] == ["S256"] and len(q["code_challenge"][0]) >= 43
+    assert len(q["state"][0]) >= 32 and len(q["nonce"][0]) >= 32
+
+
+def test_forged_state_is_refused(console: Console) -> None:
+    s = console.client()
+    _, r = console.authorize(s, OWNER)
+    parts = urlsplit(r.headers["location"])
+    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    q["state"] = "forged" + q["state"]
+    back = s.get(urlunsplit(parts._replace(query=urlencode(q))), allow_redirects=False)
+    assert back.status_code == 400 and "state mismatch" in back.text
+    assert "__Host-bas_session" not in back.headers.get("set-cookie", "")
+
+
+def test_callback_from_another_browser_is_refused(console: Console) -> None:
+    _, r = console.authorize(console.client(), OWNER)
+    back = console.client().get(r.headers["location"], allow_redirects=False)  # no login cookie
+    assert back.status_code == 400 and "not started here" in back.text
+
+
+def test_missing_or_mismatched_pkce_is_refused(console: Console) -> None:
+    s = console.client()
+    auth_url, _ = console.authorize(s, OWNER)
+    parts = urlsplit(auth_url)
+    q = {k: v[0] for k, v in parse_qs(parts.query).items() if not k.startswith("code_challenge")}
+    r = s.get(
+        urlunsplit(parts._replace(query=urlencode(q))),
+        allow_redirects=False,
+        verify=str(console.fake.ca_file),
+    )
+    back = s.get(r.headers["location"], allow_redirects=False)
+    assert back.status_code == 400 and "invalid_request" in back.text
+    # An attacker's code (from their own login) injected into a victim's login: the verifier differs.
+    victim = console.client()
+    _, vr = console.authorize(victim, OWNER)
+    attacker = console.client()
+    _, ar = console.authorize(attacker, OWNER)
+    v_state = parse_qs(urlsplit(vr.headers["location"]).query)["state"][0]
+    a_code = parse_qs(urlsplit(ar.headers["location"]).query)["code"][0]
+    back = victim.get(
+        console.url + "/auth/callback?" + urlencode({"code": a_code, "state": v_state}), allow_redirects=False
+    )
+    assert back.status_code == 400 and "refused the code" in back.text
+
+
+def test_post_without_csrf_is_refused(console: Console) -> None:
+    s, _ = console.login(OWNER)
+    assert s.post(console.url + "/logout", allow_redirects=False).status_code == 403
+    assert (
+        s.post(console.url + "/logout", data={"csrf_token": "wrong"}, allow_redirects=False).status_code
+        == 403
+    )
+    assert s.get(console.url + "/", allow_redirects=False).status_code == 200  # still logged in
+
+
+def test_logout_ends_the_session_here_and_at_the_provider(console: Console) -> None:
+    s, _ = console.login(OWNER)
+    page = s.get(console.url + "/")
+    old_cookie = s.cookies.get("__Host-bas_session")
+    ended = len(console.fake.ended_sessions)
+    r = s.post(console.url + "/logout", data={"csrf_token": _csrf(page.text)}, allow_redirects=False)
+    assert r.status_code == 303
+    end = urlsplit(r.headers["location"])
+    assert f"{end.scheme}://{end.netloc}" == console.fake.url and end.path == "/logout"
+    assert "id_token_hint" in parse_qs(end.query)
+    r2 = s.get(r.headers["location"], allow_redirects=False, verify=str(console.fake.ca_file))
+    assert r2.status_code in (302, 303) and r2.headers["location"].startswith(console.url + "/logged-out")
+    assert len(console.fake.ended_sessions) == ended + 1
+    assert s.get(r2.headers["location"]).status_code == 200
+    replay = console.client()
+    replay.cookies.set("__Host-bas_session", old_cookie, domain="127.0.0.1", path="/")
+    assert replay.get(console.url + "/", allow_redirects=False).status_code == 303
+
+
+def _app():  # type: ignore[no-untyped-def]
+    from provisioner import config as config_mod
+    from provisioner.web.app import create_app
+    from provisioner.web.oidc import Provider
+
+    cfg = config_mod.Config.model_construct(web=config_mod.WebConfig())
+    return create_app(cfg, None, Provider(cfg.web.oidc, "", "https://127.0.0.1/auth/callback", None))  # type: ignore[arg-type]
+
+
+def test_every_route_declares_who_may_reach_it() -> None:
+    from starlette.routing import Mount, Route
+
+    from provisioner.web.access import PUBLIC, ROLES
+
+    public = set()
+    for route in _app().routes:
+        if isinstance(route, Mount):
+            assert route.path == "/static", f"{route.path}: only /static may be mounted"
+            continue
+        assert isinstance(route, Route), route
+        roles = getattr(route.endpoint, "__bas_access__", None)
+        assert roles, f"{route.path}: declares no access(...)"
+        assert set(roles) <= {PUBLIC, *ROLES}
+        if PUBLIC in roles:
+            public.add(route.path)
+    assert public == {"/login", "/auth/callback", "/logged-out"}
+
+
+def test_web_config_errors_name_the_key() -> None:
+    from provisioner import config as config_mod
+
+    base = (Path(__file__).resolve().parents[1] / "config" / "bas.example.toml").read_text(encoding="utf-8")
+    cfg = config_mod.parse(base)
+    assert cfg.web.oidc.user_claim and cfg.web.roles.owner_admins
+    for bad, key in (
+        ('[web]\npublic_url = "http://bas.example.org"', "web.public_url"),
+        ('[web]\ntls_cert_file = "c.pem"', "web: tls_cert_file and tls_key_file"),
+        ('[web]\nlisten = "8080"', "web.listen"),
+        ('[web.oidc]\nissuer = "http://idp.example.org"', "web.oidc.issuer"),
+        ('[web.oidc]\nscopes = ["email"]', "web.oidc.scopes"),
+        ('[web.roles]\nschool_admins = { "x" = [] }', "web.roles.school_admins"),
+        ('[web.roles]\nteachers = { values = ["faculty"] }', "web.roles.teachers.claim"),
+    ):
+        text = base.split("\n[web]")[0] + "\n" + bad + "\n"
+        with pytest.raises(config_mod.ConfigError) as err:
+            config_mod.parse(text)
+        assert key in str(err.value), (bad, str(err.value))
+    empty = config_mod.WebConfig()
+    assert empty.missing()[0] == "web.oidc.issuer: not set"
+
+
+def test_teacher_rule_matches_a_claim_value_or_list() -> None:
+    from provisioner.web.access import TEACHER, user_for
+    from provisioner.web_config import RolesConfig
+
+    roles = RolesConfig.model_validate({"teachers": {"claim": "eduPersonAffiliation", "values": ["faculty"]}})
+    for value in ("faculty", ["member", "faculty"]):
+        user = user_for({"sub": "t1", "eduPersonAffiliation": value}, "sub", roles)
+        assert user is not None and user.role == TEACHER
+    assert user_for({"sub": "p1", "eduPersonAffiliation": ["student"]}, "sub", roles) is None
+    assert user_for({"email": "x@y"}, "sub", roles) is None
+
+
+def test_id_token_verification_refuses_forged_tokens(tmp_path: Path) -> None:
+    """The provider client itself: signature against the JWKS, iss, aud, nonce, expiry; a rolled key."""
+    from provisioner.web.oidc import LoginError, Provider
+    from provisioner.web_config import OidcConfig
+
+    with FakeOidc(tmp_path) as fake:
+        fake.add_user("u", "pw", name="U", email="u@example.org", sub="sub-u")
+        cfg = OidcConfig(issuer=fake.issuer, client_id="bas-web", client_secret_file="x")
+        p = Provider(cfg, "secret", "https://127.0.0.1/auth/callback", str(fake.ca_file))
+        good = fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False)
+        assert p._verify(good, "n1", None)["sub"] == "sub-u"
+        fake.rotate_key()  # a new key the client has not fetched yet: it fetches the JWKS again
+        assert p._verify(fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False), "n1", None)
+        for token, nonce in (
+            (fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=True), "n1"),
+            (fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False), "other"),
+            (fake.forge_id_token("another-client", "u", nonce="n1", wrong_key=False), "n1"),
+            (fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False, iss="https://evil"), "n1"),
+            (
+                fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False, exp=int(time.time()) - 3600),
+                "n1",
+            ),
+            (fake.forge_id_token("bas-web", "u", nonce=None, wrong_key=False), "n1"),
+        ):
+            with pytest.raises(LoginError):
+                p._verify(token, nonce, None)
+        token = fake.forge_id_token("bas-web", "u", nonce="n1", wrong_key=False, at_hash="wrong")
+        with pytest.raises(LoginError, match="at_hash"):
+            p._verify(token, "n1", "an-access-token")
+
+
+def test_sessions_expire_when_idle_or_old() -> None:
+    from provisioner.web.sessions import CookieSigner, Expiring
+
+    store: Expiring[str] = Expiring(lifetime=100, idle=10)
+    key = store.add("x")
+    assert store.get(key) == "x"
+    value, created, used = store._items[key]
+    store._items[key] = (value, created, used - 11)
+    assert store.get(key) is None
+    key = store.add("y")
+    value, created, used = store._items[key]
+    store._items[key] = (value, created - 101, used)
+    assert store.get(key) is None
+    signer = CookieSigner()
+    assert signer.loads(signer.dumps("abc")) == "abc"
+    assert (
+        signer.loads(signer.dumps("abc") + "x") is None and CookieSigner().loads(signer.dumps("abc")) is None
+    )
