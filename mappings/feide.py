@@ -31,7 +31,7 @@ norEduPersonLIN (GO information model, optional attributes, 6.3 norEduPersonLIN,
 https://docs.feide.no/reference/schema/info_go/go_attributter_ch05.html): a locally
 issued id for a person without a national identity number, written
 ``<realm>:<kind>:<id>`` (Feide's examples: ``uninett.no:employee:035016``,
-``feide.trondelagfylke.no:fin:51030299250``). BAS writes ``<realm>:sis:<SIS person id>``
+``feide.trondelagfylke.no:fin:<local id>``). BAS writes ``<realm>:sis:<SIS person id>``
 (the id percent-encoded where it holds anything but letters, digits and ``-._~``): the
 SIS id is the anchor BAS keys the person on, so the value never changes with a name.
 
