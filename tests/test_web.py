@@ -169,13 +169,14 @@ def test_headers_csp_no_store_and_static_htmx(console: Console) -> None:
     assert js.status_code == 200 and "javascript" in js.headers["content-type"] and "htmx" in js.text
 
 
-def test_school_admin_is_told_the_overview_is_not_for_their_role(console: Console) -> None:
+def test_school_admin_goes_to_people_and_cannot_reach_the_overview(console: Console) -> None:
     s, back = console.login(SCHOOL)
     assert back.status_code == 200
-    page = s.get(console.url + "/", allow_redirects=False)
-    assert page.status_code == 403 and "Not for your role" in page.text
-    assert "Targets" not in page.text and "S1" in page.text
-    assert s.get(console.url + "/overview/part").status_code == 403
+    home = s.get(console.url + "/", allow_redirects=False)
+    assert home.status_code == 303 and home.headers["location"] == "/people"
+    part = s.get(console.url + "/overview/part")
+    assert part.status_code == 403 and "Not for your role" in part.text
+    assert "Targets" not in part.text and "S1" in part.text
 
 
 def test_unknown_user_is_refused_without_a_session(console: Console) -> None:

@@ -221,7 +221,10 @@ def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: b
         if plan is not None:
             baseline = holds.gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
             return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
-    plan = make_plan(cfg, store, lambda: read_source(cfg), as_of, run_id)[0]
+    plan, derivation = make_plan(cfg, store, lambda: read_source(cfg), as_of, run_id)
+    written = store.directory.update(derivation.state, derivation.frozen_persons, derivation.frozen_groups)
+    log.debug("directory updated", run_id=run_id, **written.__dict__)
+    del derivation
     cert = certify(cfg, plan, plan.cookie)
     store.meta.save_certificate(cert.dumps() if cert else None)
     return plan

@@ -14,6 +14,7 @@
   ``daemon_status`` is what the daemon says about itself (next run, heartbeat).
 - ``local_persons``, ``person_locks`` and ``local_audit``: the admin's local persons and
   locks, and the audit of every change to them.
+- ``dir_*``: the web console's directory (persons' schools, SIS groups, data errors).
 
 Changes go through Alembic revisions in ``migrations/versions`` (``bas db upgrade``).
 """
@@ -230,4 +231,73 @@ local_audit = sa.Table(
     sa.Column("note", sa.Text, nullable=True),  # e.g. "import people.csv"
 )
 
-SCHEMA_VERSION = "6"  # meta.schema_version; the Alembic revision (alembic_version) is the authority
+# The web console's directory (provisioner/core/directory.py, provisioner/state/directory.py):
+# who is at which school and in which SIS group, rewritten per row when its digest changes.
+# Persons who left stay (``active`` false) with their last schools, so the school that had
+# them can still look them up. Added by migration 0007.
+dir_persons = sa.Table(
+    "dir_persons",
+    metadata,
+    sa.Column("person_id", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, index=True),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("search", sa.Text, nullable=False),  # case-folded "display name username"
+    sa.Column("roles", sa.String(128), nullable=False),
+    sa.Column("schools", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("digest", sa.String(24), nullable=False),
+)
+
+dir_affiliations = sa.Table(
+    "dir_affiliations",
+    metadata,
+    sa.Column("person_id", sa.String(64), primary_key=True),
+    sa.Column("school_id", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), primary_key=True),
+    sa.Index("ix_dir_affiliations_school", "school_id", "person_id"),
+)
+
+dir_groups = sa.Table(
+    "dir_groups",
+    metadata,
+    sa.Column("group_key", sa.String(200), primary_key=True),
+    sa.Column("school_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("digest", sa.String(24), nullable=False),
+)
+
+dir_members = sa.Table(
+    "dir_members",
+    metadata,
+    sa.Column("group_key", sa.String(200), primary_key=True),
+    sa.Column("person_id", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), primary_key=True),
+    sa.Index("ix_dir_members_person", "person_id", "role"),
+)
+
+dir_schools = sa.Table(
+    "dir_schools",
+    metadata,
+    sa.Column("school_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+)
+
+# The data errors of the newest derivation, each at a school ("" when none is known).
+dir_errors = sa.Table(
+    "dir_errors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("school_id", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("person_id", sa.String(64), nullable=True),
+)
+
+# The changelog read newest first by target or by operation (the console's filters over a
+# year of history): these keep such a page an index walk, not a scan. Migration 0007.
+sa.Index("ix_changelog_target_id", changelog.c.target, changelog.c.id)
+sa.Index("ix_changelog_op_id", changelog.c.op, changelog.c.id)
+
+SCHEMA_VERSION = "7"  # meta.schema_version; the Alembic revision (alembic_version) is the authority

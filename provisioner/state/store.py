@@ -3,7 +3,8 @@
 Each repository owns one part of the schema: ``runs`` (run records, the run lock),
 ``identities`` (the historic base), ``objects`` (target objects), ``history`` (changelog
 reads), ``meta`` (key values, the plan certificate), ``versions`` (the state cookie),
-``daemons`` (heartbeats) and ``local`` (local persons, locks, their audit). Planning
+``daemons`` (heartbeats), ``local`` (local persons, locks, their audit) and ``directory``
+(the web console's view of schools, groups and data errors). Planning
 reads everything it needs up front, so the differ does no I/O; apply writes through
 provisioner/state/writer.py, one batch per transaction.
 """
@@ -16,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from provisioner.state import schema as t
+from provisioner.state.directory import Directory
 from provisioner.state.history import History
 from provisioner.state.identities import Identities
 from provisioner.state.local import LocalRecords
@@ -46,6 +48,7 @@ class StateStore:
         self.identities = Identities(self.engine, self.versions)
         self.history = History(self.engine, self.identities)
         self.local = LocalRecords(self.engine)
+        self.directory = Directory(self.engine)
         if not check:
             return
         # An empty database is created at the newest revision; an older one is refused

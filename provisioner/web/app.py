@@ -1,4 +1,4 @@
-"""The Starlette application of `bas web`: login, logout and the Overview page.
+"""The Starlette application of `bas web`: login, logout, the Overview page, and the page modules.
 
 Every response carries a strict Content-Security-Policy (scripts only from 'self': the
 vendored htmx), ``Cache-Control: no-store`` (pages hold personal data) and the usual
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -24,66 +23,24 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from provisioner.config import Config
 from provisioner.service import status as status_mod
 from provisioner.state.store import StateStore
 from provisioner.web.access import LOGIN_COOKIE, OWNER_ADMIN, PUBLIC, ROLES, SESSION_COOKIE, access, user_for
-from provisioner.web.oidc import LoginError, Pending, Provider
-from provisioner.web.sessions import CookieSigner, Expiring, Session
+from provisioner.web.common import HERE, LOGIN_SECONDS, Web, page, web_of
+from provisioner.web.oidc import LoginError, Provider
+from provisioner.web.sessions import Session
 
-HERE = Path(__file__).parent
-LOGIN_SECONDS = 600
+# The console's parts, each a module with ``routes()`` (mounted in this order).
+PAGES: tuple[Any, ...] = ()
 log = structlog.get_logger("bas.web")
-
-
-class Web:
-    """The console's state: config, state store, provider, sessions."""
-
-    def __init__(self, cfg: Config, store: StateStore, provider: Provider) -> None:
-        self.cfg, self.store, self.provider = cfg, store, provider
-        w = cfg.web
-        self.sessions: Expiring[Session] = Expiring(w.session_minutes * 60, w.idle_minutes * 60)
-        self.logins: Expiring[Pending] = Expiring(LOGIN_SECONDS)
-        self.signer = CookieSigner()
-        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
-
-    def session_of(self, request: Request) -> Session | None:
-        key = self.signer.loads(request.cookies.get(SESSION_COOKIE))
-        return self.sessions.get(key) if key else None
-
-    def render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
-        return self.templates.TemplateResponse(request, name, ctx, status_code=status)
-
-    def message(
-        self, request: Request, status: int, title: str, text: str, session: Session | None = None
-    ) -> Response:
-        return self.render(request, "message.html", status, title=title, text=text, session=session)
-
-    def set_cookie(
-        self, resp: Response, name: str, key: str, samesite: Literal["lax", "strict"], max_age: int
-    ) -> None:
-        resp.set_cookie(
-            name,
-            self.signer.dumps(key),
-            max_age=max_age,
-            path="/",
-            secure=True,
-            httponly=True,
-            samesite=samesite,
-        )
-
-
-def _web(request: Request) -> Web:
-    web: Web = request.app.state.web
-    return web
 
 
 @access(PUBLIC)
 async def login(request: Request) -> Response:
     """Start the code flow: state, nonce and PKCE verifier kept here, the browser sent on."""
-    web = _web(request)
+    web = web_of(request)
     try:
         pending, url = await run_in_threadpool(web.provider.start, time.time())
     except (LoginError, OSError) as exc:
@@ -97,7 +54,7 @@ async def login(request: Request) -> Response:
 @access(PUBLIC)
 async def callback(request: Request) -> Response:
     """The provider's answer: state checked, code exchanged with the verifier, ID token verified."""
-    web = _web(request)
+    web = web_of(request)
     key = web.signer.loads(request.cookies.get(LOGIN_COOKIE))
     pending = web.logins.pop(key) if key else None
     q = request.query_params
@@ -153,7 +110,7 @@ def _clear_login(resp: Response) -> Response:
 @access(*ROLES)
 async def logout(request: Request) -> Response:
     """End the session here and at the provider (RP-initiated logout)."""
-    web = _web(request)
+    web = web_of(request)
     key = web.signer.loads(request.cookies.get(SESSION_COOKIE))
     session = web.sessions.pop(key) if key else None
     back = web.cfg.web.public_url + "/logged-out"
@@ -169,25 +126,28 @@ async def logout(request: Request) -> Response:
 @access(PUBLIC)
 async def logged_out(request: Request) -> Response:
     """Where the provider sends the browser after logout."""
-    return _web(request).message(request, 200, "Logged out", "You are logged out of BAS.")
+    return web_of(request).message(request, 200, "Logged out", "You are logged out of BAS.")
 
 
-async def _overview_ctx(request: Request) -> dict[str, Any]:
-    web = _web(request)
+async def _health(request: Request) -> dict[str, Any]:
+    web = web_of(request)
     health = await run_in_threadpool(status_mod.collect, web.store, web.cfg.enabled_targets())
-    return {"h": health.to_json(), "session": request.state.session, "csrf": request.state.session.csrf}
+    return {"h": health.to_json()}
 
 
-@access(OWNER_ADMIN)
+@access(*ROLES)
 async def overview(request: Request) -> Response:
-    """What `bas status` shows, for the owner's admins (it covers every school)."""
-    return _web(request).render(request, "overview.html", **await _overview_ctx(request))
+    """What `bas status` shows, for the owner's admins (it covers every school); others go to People."""
+    session: Session = request.state.session
+    if session.user.role != OWNER_ADMIN:
+        return RedirectResponse("/people", status_code=303)
+    return page(request, "overview.html", **await _health(request))
 
 
 @access(OWNER_ADMIN)
 async def overview_part(request: Request) -> Response:
     """The overview's body alone, for htmx's refresh."""
-    return _web(request).render(request, "overview_body.html", **await _overview_ctx(request))
+    return page(request, "overview_body.html", **await _health(request))
 
 
 def _csp(issuer_origin: str) -> str:
@@ -226,6 +186,8 @@ def create_app(cfg: Config, store: StateStore, provider: Provider) -> Starlette:
         Route("/logged-out", logged_out, name="logged_out"),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
+    for module in PAGES:
+        routes[-1:-1] = module.routes()
     issuer = urlsplit(cfg.web.oidc.issuer)
     csp = _csp(f"{issuer.scheme}://{issuer.netloc}" if issuer.netloc else "")
     https = cfg.web.public_url.startswith("https://")

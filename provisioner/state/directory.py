@@ -1,0 +1,285 @@
+"""The web console's directory in the state store (``store.directory``; tables ``dir_*``).
+
+Written once per derivation (provisioner/run/runner.py ``plan_run``): a person or group row
+is rewritten only when its digest changed, persons who left are marked inactive (never
+removed: the school that had them can still look them up), a frozen person or group
+(broken record) keeps its last rows, and the data errors are replaced whole. Read by the
+console (provisioner/web) for search, authorization and the data-quality page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from provisioner.core.directory import (
+    ErrorRow,
+    GroupRow,
+    PersonRow,
+    error_rows,
+    fold,
+    group_rows,
+    person_rows,
+)
+from provisioner.core.model import STUDENT, TEACHER, DataError, DesiredState
+from provisioner.state import schema as t
+from provisioner.state.common import CHUNK, bulk_insert
+
+
+@dataclass(frozen=True)
+class Written:
+    """How many rows one update wrote (for the log and the tests)."""
+
+    persons: int
+    left: int
+    groups: int
+    groups_gone: int
+    errors: int
+
+
+def _like(q: str) -> str:
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class Directory:
+    """Reads and writes of the ``dir_*`` tables."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def update(
+        self,
+        state: DesiredState,
+        frozen_persons: Iterable[str] = (),
+        frozen_groups: Iterable[str] = (),
+    ) -> Written:
+        """Bring the directory in line with one derivation (see the module docstring)."""
+        frozen_p, frozen_g = set(frozen_persons), set(frozen_groups)
+        dp, dg = t.dir_persons.c, t.dir_groups.c
+        with self.engine.begin() as c:
+            stored_p = dict(c.execute(sa.select(dp.person_id, dp.digest)).all())
+            active_p = {r[0] for r in c.execute(sa.select(dp.person_id).where(dp.active.is_(True)))}
+            changed = [r for r in person_rows(state.persons) if stored_p.get(r.person_id) != r.digest]
+            self._write_persons(c, changed, replace=[r.person_id for r in changed if r.person_id in stored_p])
+            left = sorted(active_p - set(state.persons) - frozen_p)
+            for i in range(0, len(left), CHUNK):
+                # The digest is cleared with it: coming back, even unchanged, rewrites the row.
+                c.execute(
+                    t.dir_persons.update()
+                    .where(dp.person_id.in_(left[i : i + CHUNK]))
+                    .values(active=False, digest="")
+                )
+            stored_g = dict(c.execute(sa.select(dg.group_key, dg.digest)).all())
+            groups = list(group_rows(state.groups))
+            new_g = [g for g in groups if stored_g.get(g.key) != g.digest]
+            gone = sorted(set(stored_g) - {g.key for g in groups} - frozen_g)
+            self._delete_groups(c, [g.key for g in new_g if g.key in stored_g] + gone)
+            self._write_groups(c, new_g)
+            c.execute(t.dir_schools.delete())
+            bulk_insert(
+                c,
+                t.dir_schools,
+                [{"school_id": s, "name": v.name or v.short_name} for s, v in state.schools.items()],
+            )
+            errors = self._place_errors(c, state, state.errors)
+            c.execute(t.dir_errors.delete())
+            bulk_insert(c, t.dir_errors, [_err(e) for e in errors])
+        return Written(len(changed), len(left), len(new_g), len(gone), len(errors))
+
+    @staticmethod
+    def _write_persons(c: sa.Connection, rows: list[PersonRow], replace: list[str]) -> None:
+        for i in range(0, len(replace), CHUNK):
+            part = replace[i : i + CHUNK]
+            c.execute(t.dir_persons.delete().where(t.dir_persons.c.person_id.in_(part)))
+            c.execute(t.dir_affiliations.delete().where(t.dir_affiliations.c.person_id.in_(part)))
+        bulk_insert(
+            c,
+            t.dir_persons,
+            [
+                {
+                    "person_id": r.person_id,
+                    "username": r.username,
+                    "display_name": r.display_name,
+                    "search": r.search,
+                    "roles": r.roles,
+                    "schools": r.schools,
+                    "active": r.active,
+                    "digest": r.digest,
+                }
+                for r in rows
+            ],
+        )
+        bulk_insert(
+            c,
+            t.dir_affiliations,
+            [
+                {"person_id": r.person_id, "school_id": s, "role": role}
+                for r in rows
+                for s, role in sorted(set(r.affiliations))
+            ],
+        )
+
+    @staticmethod
+    def _delete_groups(c: sa.Connection, keys: list[str]) -> None:
+        for i in range(0, len(keys), CHUNK):
+            part = keys[i : i + CHUNK]
+            c.execute(t.dir_groups.delete().where(t.dir_groups.c.group_key.in_(part)))
+            c.execute(t.dir_members.delete().where(t.dir_members.c.group_key.in_(part)))
+
+    @staticmethod
+    def _write_groups(c: sa.Connection, rows: list[GroupRow]) -> None:
+        bulk_insert(
+            c,
+            t.dir_groups,
+            [
+                {
+                    "group_key": g.key,
+                    "school_id": g.school_id,
+                    "name": g.name,
+                    "kind": g.kind,
+                    "digest": g.digest,
+                }
+                for g in rows
+            ],
+        )
+        bulk_insert(
+            c,
+            t.dir_members,
+            [
+                {"group_key": g.key, "person_id": p, "role": role}
+                for g in rows
+                for p, role in sorted(set(g.members))
+            ],
+        )
+
+    @staticmethod
+    def _place_errors(c: sa.Connection, state: DesiredState, errors: Iterable[DataError]) -> list[ErrorRow]:
+        errors = list(errors)
+        if not errors:
+            return []
+        # Persons and groups frozen or gone are not in this derivation: their last stored rows say where.
+        wanted_p = {e.record.partition(":")[2].rpartition("/")[2] for e in errors}
+        wanted_g = {e.record.partition(":")[2].partition("/")[0] for e in errors}
+        stored_p: dict[str, set[str]] = {}
+        stored_g: dict[str, str] = {}
+        pl, gl = sorted(wanted_p), sorted(wanted_g)
+        for i in range(0, len(pl), CHUNK):
+            q = sa.select(t.dir_affiliations.c.person_id, t.dir_affiliations.c.school_id).where(
+                t.dir_affiliations.c.person_id.in_(pl[i : i + CHUNK])
+            )
+            for pid, school in c.execute(q):
+                stored_p.setdefault(pid, set()).add(school)
+        for i in range(0, len(gl), CHUNK):
+            q2 = sa.select(t.dir_groups.c.group_key, t.dir_groups.c.school_id).where(
+                t.dir_groups.c.group_key.in_(gl[i : i + CHUNK])
+            )
+            stored_g.update(dict(c.execute(q2).all()))
+
+        def schools_of(pid: str) -> Iterable[str]:
+            p = state.persons.get(pid)
+            return p.schools if p is not None else stored_p.get(pid, ())
+
+        def school_of(gid: str) -> str | None:
+            g = state.groups.get(gid)
+            return g.school_id if g is not None else stored_g.get(gid)
+
+        return error_rows(errors, schools_of, school_of)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def search(self, q: str, schools: Iterable[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Persons whose name or username contains ``q`` (case-folded), active first, then by name.
+
+        ``schools``: only persons with an affiliation there (None: everyone).
+        """
+        dp = t.dir_persons.c
+        needle = fold(q)
+        if not needle:
+            return []
+        query = sa.select(t.dir_persons).where(dp.search.like(_like(needle), escape="\\"))
+        if schools is not None:
+            query = query.where(dp.person_id.in_(self._at_schools(schools)))
+        query = query.order_by(dp.active.desc(), dp.display_name, dp.person_id).limit(limit)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(query).mappings()]
+
+    def persons(self, person_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The directory rows of these persons."""
+        ids = sorted(set(person_ids))
+        out: list[dict[str, Any]] = []
+        with self.engine.connect() as c:
+            for i in range(0, len(ids), CHUNK):
+                q = sa.select(t.dir_persons).where(t.dir_persons.c.person_id.in_(ids[i : i + CHUNK]))
+                out.extend(dict(r) for r in c.execute(q).mappings())
+        return out
+
+    def schools_of(self, person_ids: Iterable[str]) -> set[str]:
+        """Every school these persons are (or, having left, were last) affiliated with."""
+        a = t.dir_affiliations.c
+        with self.engine.connect() as c:
+            return {r[0] for r in c.execute(sa.select(a.school_id).where(a.person_id.in_(list(person_ids))))}
+
+    def pupils_of(self, teacher_ids: Iterable[str]) -> set[str]:
+        """Students of the SIS groups where these persons are teachers."""
+        with self.engine.connect() as c:
+            return {r[0] for r in c.execute(self.pupils_select(teacher_ids))}
+
+    @staticmethod
+    def pupils_select(teacher_ids: Iterable[str]) -> sa.Select[Any]:
+        """pupils_of as a sub-select (for other queries' IN)."""
+        m1, m2 = t.dir_members.alias("m1"), t.dir_members.alias("m2")
+        return (
+            sa.select(m2.c.person_id)
+            .join(m1, m1.c.group_key == m2.c.group_key)
+            .where(m1.c.person_id.in_(sorted(teacher_ids)), m1.c.role == TEACHER, m2.c.role == STUDENT)
+        )
+
+    def groups_of(self, person_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The SIS groups these persons are in (key, school, name, kind, role)."""
+        g, m = t.dir_groups.c, t.dir_members.c
+        q = (
+            sa.select(g.group_key, g.school_id, g.name, g.kind, m.role)
+            .join(t.dir_members, m.group_key == g.group_key)
+            .where(m.person_id.in_(list(person_ids)))
+            .order_by(g.school_id, g.name)
+        )
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    def school_names(self) -> dict[str, str]:
+        """School id -> name, as of the newest derivation."""
+        with self.engine.connect() as c:
+            return dict(c.execute(sa.select(t.dir_schools.c.school_id, t.dir_schools.c.name)).all())
+
+    def errors(self, schools: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The newest derivation's data errors (at these schools; None: all, "" for no school)."""
+        e = t.dir_errors.c
+        q = sa.select(e.school_id, e.kind, e.record, e.message, e.person_id).order_by(e.school_id, e.id)
+        if schools is not None:
+            q = q.where(e.school_id.in_(list(schools)))
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    @staticmethod
+    def _at_schools(schools: Iterable[str]) -> sa.Select[Any]:
+        a = t.dir_affiliations.c
+        return sa.select(a.person_id).where(a.school_id.in_(list(schools)))
+
+    def at_schools(self, schools: Iterable[str]) -> sa.Select[Any]:
+        """A sub-select of the person ids affiliated with these schools (for other queries' IN)."""
+        return self._at_schools(schools)
+
+
+def _err(e: ErrorRow) -> dict[str, Any]:
+    return {
+        "school_id": e.school_id,
+        "kind": e.kind,
+        "record": e.record,
+        "message": e.message,
+        "person_id": e.person_id,
+    }
