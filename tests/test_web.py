@@ -7,136 +7,22 @@ at a time, against the local OpenID Connect provider.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
-import requests
 
 from tests.fake_oidc import FakeOidc
-from tests.slapd_server import _make_certs
-from tests.test_cli import bas
-
-OWNER, SCHOOL, STRANGER = "ola.owner", "siri.school", "ukjent"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Console:
-    """A running `bas web` and the provider it logs in through."""
-
-    def __init__(self, url: str, ca: Path, fake: FakeOidc, cfg: Path) -> None:
-        self.url, self.ca, self.fake, self.cfg = url, ca, fake, cfg
-
-    def client(self) -> requests.Session:
-        s = requests.Session()
-        s.trust_env = False
-        s.verify = str(self.ca)
-        return s
-
-    def authorize(self, s: requests.Session, user: str | None) -> tuple[str, requests.Response]:
-        """GET /login and the provider's /authorize: the authorize URL and the provider's redirect."""
-        r = s.get(self.url + "/login", allow_redirects=False)
-        assert r.status_code == 303, r.text
-        auth_url = r.headers["location"]
-        self.fake.preselect(user)
-        r2 = s.get(auth_url, allow_redirects=False, verify=str(self.fake.ca_file))
-        return auth_url, r2
-
-    def login(self, user: str) -> tuple[requests.Session, requests.Response]:
-        s = self.client()
-        _, r = self.authorize(s, user)
-        assert r.status_code in (302, 303), r.text
-        back = s.get(r.headers["location"], allow_redirects=False)
-        return s, back
+from tests.webenv import OWNER, SCHOOL, STRANGER, Console, start_console
+from tests.webenv import csrf as _csrf
 
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    d = tmp_path_factory.mktemp("web")
-    bas("demo", "--dir", str(d / "demo"))
-    fake = FakeOidc(d / "oidc")
-    port = _free_port()
-    url = f"https://127.0.0.1:{port}"
-    fake.add_user(OWNER, "pw", name="Ola Owner", email="ola@example.org", sub="sub-owner")
-    fake.add_user(SCHOOL, "pw", name="Siri School", email="siri@example.org", sub="sub-school")
-    fake.add_user(STRANGER, "pw", name="Ukjent", email="u@example.org", sub="sub-unknown")
-    client = fake.add_client(
-        "bas-web", [url + "/auth/callback"], post_logout_redirect_uris=[url + "/logged-out"]
-    )
-    (d / "secret").write_text(client.client_secret, encoding="utf-8")
-    ca, cert, key = _make_certs(d / "tls")
-    cfg = d / "demo" / "bas.toml"
-    cfg.write_text(
-        cfg.read_text(encoding="utf-8")
-        + f"""
-[web]
-listen = "127.0.0.1:{port}"
-public_url = "{url}"
-tls_cert_file = "{cert}"
-tls_key_file = "{key}"
-
-[web.oidc]
-issuer = "{fake.issuer}"
-client_id = "bas-web"
-client_secret_file = "{d / "secret"}"
-ca_file = "{fake.ca_file}"
-
-[web.roles]
-owner_admins = ["sub-owner"]
-school_admins = {{ "sub-school" = ["S1"] }}
-""",
-        encoding="utf-8",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "provisioner.cli", "--config", str(cfg), "web"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    c = Console(url, ca, fake, cfg)
-    try:
-        _wait(c, proc)
+    with start_console(tmp_path_factory.mktemp("web")) as c:
         yield c
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        fake.close()
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _wait(c: Console, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"bas web exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
-            )
-        try:
-            c.client().get(c.url + "/logged-out", timeout=2)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError("bas web did not answer within 60 s")
-
-
-def _csrf(html: str) -> str:
-    marker = 'name="csrf_token" value="'
-    i = html.index(marker) + len(marker)
-    return html[i : html.index('"', i)]
 
 
 def test_owner_admin_logs_in_and_sees_the_overview(console: Console) -> None:
@@ -176,7 +62,7 @@ def test_school_admin_goes_to_people_and_cannot_reach_the_overview(console: Cons
     assert home.status_code == 303 and home.headers["location"] == "/people"
     part = s.get(console.url + "/overview/part")
     assert part.status_code == 403 and "Not for your role" in part.text
-    assert "Targets" not in part.text and "S1" in part.text
+    assert "Targets" not in part.text and "SK001" in part.text
 
 
 def test_unknown_user_is_refused_without_a_session(console: Console) -> None:
