@@ -12,6 +12,7 @@ from ldap3 import MODIFY_REPLACE
 from connectors.base import FatalError
 from provisioner.cli.main import main
 from provisioner.run.reconcile import DriftItem, reconcile
+from provisioner.service import status
 from tests.sisbuilder import small_sis
 from tests.test_feide_ldap import LiveEnv, ok
 
@@ -36,6 +37,8 @@ def test_a_clean_sync_reconciles_to_nothing(tmp_path: Path, slapd) -> None:
 def test_hand_edits_are_reported_and_repaired(tmp_path: Path, slapd) -> None:
     env = LiveEnv(tmp_path, slapd, small_sis())
     ok(env.sync())
+    assert status.collect(env.store, ["feide"]).targets["feide"].drifted is None  # never checked
+    reconcile_feide(env, repair=False)
     edited, deleted = _persons(env)[:2]
     conn = slapd.connect()
     assert conn.modify(edited["attrs"]["dn"], {"displayName": [(MODIFY_REPLACE, ["Changed By Hand"])]})
@@ -48,7 +51,10 @@ def test_hand_edits_are_reported_and_repaired(tmp_path: Path, slapd) -> None:
     )
     conn.unbind()
 
-    _, drift = reconcile_feide(env, repair=False)
+    assert status.collect(env.store, ["feide"]).targets["feide"].drifted == 0  # the clean sync's check
+    run_id, drift = reconcile_feide(env, repair=False)
+    th = status.collect(env.store, ["feide"]).targets["feide"]  # what `bas status` and the console show
+    assert (th.drifted, th.drift_run) == (3, run_id)
     kinds = sorted((d.kind, d.key) for d in drift)
     assert kinds == sorted([("changed", edited["key"]), ("missing", deleted["key"]), ("unmanaged", None)])
     changed = next(d for d in drift if d.kind == "changed")

@@ -3,9 +3,9 @@
 What an admin needs to see the same day: the last run per target, its last success, the
 error it failed with and the files it wrote that still wait for delivery (itslearning
 over SFTP), held runs waiting for approval and runs the source gate refused, objects
-that failed and wait for the next run's retry, and when the daemon runs next
-(``daemon_status``, written by the daemon itself). Everything is read through the store's repositories;
-nothing here writes.
+that failed and wait for the next run's retry, the drift the last reconcile found, and
+when the daemon runs next (``daemon_status``, written by the daemon itself). Everything is
+read through the store's repositories; nothing here writes.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ class TargetHealth:
     last_success_at: str | None = None
     last_error: str | None = None  # the first error of the last run, when it failed there
     waiting: int = 0  # files written and not yet delivered after the last run (delivering file targets)
+    drift_checked_at: str | None = None  # the last reconcile (`bas reconcile`, the nightly repair)
+    drift_run: str | None = None
+    drifted: int | None = None  # objects found drifted then (None: never checked)
 
 
 @dataclass
@@ -87,11 +90,25 @@ def collect(store: StateStore, targets: Iterable[str], failed_limit: int = 50) -
                     th.last_error = res["errors"][0]
             if th.last_success_at is None and res["status"] in TARGET_OK:
                 th.last_success_at = run["finished_at"] or run["started_at"]
+    _drift(store, health.targets)
     applied = next((x for x in recent if x["status"] not in _NOT_APPLIED), None)
     if applied is not None:
         # Changes the last applying run could not make: the next run plans them again.
         health.failed, health.failed_counts = store.history.failed(applied["run_id"], failed_limit)
     return health
+
+
+def _drift(store: StateStore, targets: dict[str, TargetHealth]) -> None:
+    """Each target's last drift check: when, which run, how many objects had drifted."""
+    for run in store.runs.recent(("reconcile",), _SCAN):
+        summary = json.loads(run["summary"]) if run["summary"] else {}
+        for name in summary.get("plan", {}):  # a reconcile plans exactly one target
+            th = targets.get(name)
+            if th is not None and th.drift_checked_at is None and "drift" in summary:
+                th.drift_checked_at, th.drift_run = run["started_at"], run["run_id"]
+                th.drifted = sum(summary["drift"].values())
+        if all(th.drift_checked_at is not None for th in targets.values()):
+            break
 
 
 def _brief(run: dict[str, Any]) -> dict[str, Any]:
@@ -147,8 +164,9 @@ def render_text(h: Health, now: float | None = None) -> str:
     for name, th in h.targets.items():
         ok = iso_to_epoch(th.last_success_at)
         ago = f"{(now - ok) / 3600:.1f} h ago" if ok is not None else "never"
-        rows.append([name, th.last_status or "-", (th.last_at or "-")[:19], ago, th.last_run or "-"])
-    lines.append(table(["target", "last result", "at", "last success", "run"], rows))
+        drift = "-" if th.drifted is None else f"{th.drifted} ({(th.drift_checked_at or '')[:10]})"
+        rows.append([name, th.last_status or "-", (th.last_at or "-")[:19], ago, th.last_run or "-", drift])
+    lines.append(table(["target", "last result", "at", "last success", "run", "drift"], rows))
     for name, th in h.targets.items():
         if th.waiting:
             lines.append(f"  {name}: {th.waiting} file{'s' if th.waiting != 1 else ''} waiting for delivery")
