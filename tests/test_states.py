@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from provisioner.cli import main as cli
+from provisioner.cli import runs as cli
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
 from provisioner.core.states import (
     RUNS_DONE,

@@ -7,7 +7,7 @@ from typing import NoReturn
 
 import click
 
-from provisioner.run.runner import EXIT_USAGE, valid_day
+from provisioner.run.exits import EXIT_USAGE
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -20,6 +20,8 @@ def check_day(_ctx: click.Context | None, _param: click.Parameter | None, value:
     """A click callback: a day option (``--as-of``, ``--end``) must be a real calendar day YYYY-MM-DD."""
     if value is None:
         return None
+    from provisioner.run.runner import valid_day  # loaded when a command runs, not at start-up
+
     try:
         return valid_day(value)
     except ValueError as exc:

@@ -134,7 +134,7 @@ def run_demo(directory: Path, seed: int = 1, source: str = "sql") -> int:
     click.echo("   AD and Microsoft 365 shown as a plan (plan-only targets)")
     first = runner.sync(cfg, store)
     click.echo(f"   run {first.run_id}: {first.status}")
-    from provisioner.cli.main import _print_plan
+    from provisioner.cli.runs import _print_plan
 
     if first.plan is not None:
         _print_plan(first.plan, show=3)

@@ -270,9 +270,3 @@ def unlock_cmd(c: Any, who: str, target: str | None, by: str | None) -> None:
         f"unlocked {pid}{' in ' + target if target else ''}: the next `bas sync` enables their accounts"
     )
     sys.exit(runner.EXIT_OK)
-
-
-def register(main: click.Group) -> None:
-    """Add `bas local`, `bas lock` and `bas unlock` to the main group."""
-    for command in (local_group, lock_cmd, unlock_cmd):
-        main.add_command(command)

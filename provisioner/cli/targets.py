@@ -196,9 +196,3 @@ def reconcile_any(c: Any, target_name: str, repair: bool, full: bool, as_json: b
     if tcfg is None:
         fail(f"no target {target_name!r} in the config (have: {', '.join(c.cfg.targets) or 'none'})")
     _reconcile(c, target_name, kind_of(tcfg.kind).label, repair=repair, full=full, as_json=as_json)
-
-
-def register(main: click.Group) -> None:
-    """Add the feide, ad and m365 command groups and the generic reconcile to the main group."""
-    for command in (feide_group, ad_group, m365_group, reconcile_any):
-        main.add_command(command)

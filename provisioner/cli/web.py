@@ -46,8 +46,3 @@ def web_command(c: Any) -> None:
     )
     # No access log: the callback's query string holds the authorization code.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **tls)
-
-
-def register(main: click.Group) -> None:
-    """Add `bas web` to the main group."""
-    main.add_command(web_command)

@@ -51,6 +51,16 @@ from provisioner.logs import LogSettings
 from provisioner.run import holds
 from provisioner.run import local as local_runs
 from provisioner.run.currency import superseded_reason, why_not_current
+from provisioner.run.exits import (  # noqa: F401 (re-exported: callers use runner.EXIT_*)
+    EXIT_ERRORS,
+    EXIT_HELD,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_TARGET_FAILED,
+    EXIT_USAGE,
+)
 from provisioner.run.holds import hold_targets
 from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
 from provisioner.run.targets import build_connector
@@ -63,10 +73,6 @@ from sources.registry import open_source
 
 log = structlog.get_logger("bas.run")
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_HELD, EXIT_LOCKED = 0, 1, 2, 3, 4
-EXIT_INTERRUPTED = 5  # stopped between changes (SIGTERM to the daemon); the next run does the rest
-EXIT_TARGET_FAILED = 6  # a target failed as a whole (unreachable, base DN missing); others went on
-EXIT_INTERNAL = 70  # an unexpected error, a bug (sysexits' EX_SOFTWARE); never Python's default 1
 _EXIT_CODES = {
     RunStatus.HELD: EXIT_HELD,
     RunStatus.FAILED: EXIT_TARGET_FAILED,
