@@ -209,6 +209,9 @@ def main() -> None:
             print(f"bas web stopped (exit {code}); stopping the provider.", flush=True)
     except KeyboardInterrupt:
         print("\nStopped the web console and the provider.", flush=True)
+    except AssertionError as exc:  # bas web did not start (its own message is above)
+        why = str(exc).split(":")[0]
+        raise SystemExit(f"demo-web: {why} (port {args.port} taken? BAS_WEB_PORT=... for another)") from None
 
 
 if __name__ == "__main__":
