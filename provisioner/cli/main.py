@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from provisioner import config as config_mod
 from provisioner import logs
 from provisioner.cli import local as cli_local
+from provisioner.cli import password as cli_password
 from provisioner.cli import service as cli_service
 from provisioner.cli import targets as cli_targets
 from provisioner.cli import web as cli_web
@@ -561,6 +562,9 @@ cli_service.register(main)
 
 # ---- local persons, lock, unlock (provisioner/cli/local.py) ------------------------------
 cli_local.register(main)
+
+# ---- delegated password resets (provisioner/cli/password.py) -----------------------------
+cli_password.register(main)
 
 
 if __name__ == "__main__":
