@@ -63,7 +63,8 @@ def test_the_new_password_binds_and_the_old_one_does_not(env: ADEnv) -> None:
 
 def test_the_pupil_must_change_it_at_next_logon_by_default(env: ADEnv) -> None:
     assert env.sync(DAY).exit_code == 0
-    out = pw_run.reset_password(env.cfg, env.store, "S2", "kari", reason="password reset by kari (web console)")
+    reason = "password reset by kari (web console)"
+    out = pw_run.reset_password(env.cfg, env.store, "S2", "kari", reason=reason)
     assert out.ok, out.message
     entry = env.user("S2", ("pwdLastSet",))
     assert entry is not None and entry[1]["pwdLastSet"] == [b"0"]
