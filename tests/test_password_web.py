@@ -109,7 +109,10 @@ def test_a_teacher_resets_a_pupil_and_sees_the_password_once(served: Served) -> 
     assert r.status_code == 200, r.text
     secret = served.env.graph.directory.passwords[served.env.objects()["S1"]["anchor"]]
     assert f'<code id="new-password">{secret}</code>' in r.text
-    assert "Du må bytte passordet" in r.text and "Change this password when you first sign in" in r.text
+    assert (
+        "Bytt passordet første gang du logger inn" in r.text
+        and "Change this password when you first sign in" in r.text
+    )
     assert '<script src="/static/password.js"' in r.text and "onclick" not in r.text
     assert r.headers["cache-control"] == "no-store" and secret not in r.url
     [row] = _changelog(served)

@@ -25,7 +25,9 @@ $batch and retries are ``connectors.m365.graph``'s):
   planned after it then have nothing to write. A disable or delete that finds nothing
   is success. SET_PASSWORD (a delegated reset) PATCHes the user's passwordProfile (a
   change at next sign-in per ``force_change_password``); a synced user's password comes
-  from AD by password hash sync, so none is ever sent for one.
+  from AD by password hash sync, so none is ever sent for one. (Graph lets an app set a
+  password with User-PasswordProfile.ReadWrite.All or User.ReadWrite.All and a directory
+  role allowed to reset that user's password, e.g. Helpdesk Administrator for pupils.)
 - Groups: security or Microsoft 365 groups, created with their teachers as owners (the
   configured fallback owner when there are none, so no group is ownerless); a create
   finds an existing group with the same mailNickname and displayName and adopts it.
