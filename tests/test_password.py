@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -150,10 +152,30 @@ def test_no_account_and_refused_password_are_clear(env: M365Env) -> None:
 def test_a_running_sync_holds_the_reset_off(env: M365Env) -> None:
     assert env.sync(DAY).exit_code == 0
     with env.store.runs.lock("a-sync-run"):
-        out = pw_run.reset_password(env.cfg, env.store, "S1", "kari", connect=env.connect)
+        t0 = time.monotonic()
+        out = pw_run.reset_password(env.cfg, env.store, "S1", "kari", connect=env.connect, wait=0.5)
+        assert time.monotonic() - t0 >= 0.5  # it waited for the lock before giving up
     assert out.status == RunStatus.LOCKED and out.exit_code == runner.EXIT_LOCKED
     assert out.password is None and "try again in a minute" in out.message
     assert not [r for r in _rows(env, "changelog") if r["op"] == "set_password"]
+
+
+def test_a_reset_waits_for_a_short_run_to_end(env: M365Env) -> None:
+    assert env.sync(DAY).exit_code == 0
+    taken, release = threading.Event(), threading.Event()
+
+    def short_run() -> None:
+        with env.store.runs.lock("another-reset"):
+            taken.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=short_run)
+    holder.start()
+    assert taken.wait(5)
+    threading.Timer(0.4, release.set).start()
+    out = pw_run.reset_password(env.cfg, env.store, "S1", "kari", connect=env.connect)
+    holder.join()
+    assert out.ok and out.status == RunStatus.DONE, out.message
 
 
 def test_cli_prints_the_password_once(env: M365Env, monkeypatch: pytest.MonkeyPatch) -> None:

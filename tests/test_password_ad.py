@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from connectors.base import RejectedError
 from provisioner.core.plan import Change, Op
@@ -49,7 +50,8 @@ def test_the_new_password_binds_and_the_old_one_does_not(env: ADEnv) -> None:
     assert can_bind(env.dc, dn, old)
     version = env.store.versions.current()["ad"]
 
-    out = pw_run.reset_password(env.cfg, env.store, "S1", "kari")
+    with capture_logs() as logs:
+        out = pw_run.reset_password(env.cfg, env.store, "S1", "kari")
     assert out.exit_code == runner.EXIT_OK and out.status == RunStatus.DONE, out.message
     assert out.password is not None and out.password != old
     assert len(out.password) == 16  # the AD target's password_length
@@ -59,6 +61,9 @@ def test_the_new_password_binds_and_the_old_one_does_not(env: ADEnv) -> None:
     assert int(env.user("S1", ("pwdLastSet",))[1]["pwdLastSet"][0]) > 0
     rows = env.store.history.applied(out.run_id, "ad")
     assert rows == {("set_password", "S1")}
+    with env.store.engine.connect() as c:
+        stored = [list(c.exec_driver_sql(f"SELECT * FROM {t}")) for t in ("changelog", "runs", "objects")]
+    assert out.password not in repr(stored) and out.password not in repr(logs)
 
 
 def test_the_pupil_must_change_it_at_next_logon_by_default(env: ADEnv) -> None:

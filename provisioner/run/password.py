@@ -17,6 +17,8 @@ JSON, repr and changelog row) and in the outcome returned, for the caller to sho
 from __future__ import annotations
 
 import datetime as dt
+import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,6 +32,7 @@ from provisioner.core.plan import Change, Op, Plan, TargetPlan
 from provisioner.core.states import ObjectStatus, RunStatus, TargetOutcome
 from provisioner.kinds import kind_of
 from provisioner.run import runner
+from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
 from provisioner.run.targets import build_connector
 from provisioner.state.common import now_iso
 from provisioner.state.runs import LockHeld
@@ -40,6 +43,8 @@ log = structlog.get_logger("bas.password")
 RUN_KIND = "password"
 MIN_LENGTH = 14  # connectors.passwords.generate's floor (and AD's config minimum)
 BUSY = "a run is in progress: try again in a minute"
+LOCK_WAIT = 3.0  # seconds a reset waits for the run lock (another reset takes well under one)
+LOCK_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -144,19 +149,21 @@ def reset_password(
     *,
     reason: str | None = None,
     connect: runner.ConnectorFactory | None = None,
+    wait: float = LOCK_WAIT,
 ) -> PasswordOutcome:
     """Set one new, generated password on every live account of a person, under the run lock.
 
     ``by`` names who asked (the changelog reason); ``reason`` overrides the whole reason
     (default: CLI). ``connect`` builds a target's connector (tests). The outcome holds the
-    password only when a target took it; when the run lock is held (a sync running), nothing
-    is done and the message says to try again.
+    password only when a target took it; when the run lock stays held for ``wait`` seconds
+    (a sync running), nothing is done and the message says to try again.
     """
     reason = reason or via_reason(by, "CLI")
     ident = store.identities.record({person_id}) or {}
     run_id = runner.new_run_id()
     try:
-        with runner._locked(cfg, store, run_id):  # the runners' one lock, as reconcile takes it
+        with ExitStack() as locked:
+            _lock(cfg, store, run_id, wait, locked)
             changes, left, length = _plan_changes(cfg, store, person_id, reason)
             if not changes:
                 why = "; ".join(f"{t.target}: {t.message}" for t in left) or "no target is enabled"
@@ -178,6 +185,26 @@ def reset_password(
         return PasswordOutcome(
             run_id, runner.EXIT_LOCKED, RunStatus.LOCKED, BUSY, username=ident.get("username")
         )
+
+
+def _lock(cfg: Config, store: StateStore, run_id: str, wait: float, stack: ExitStack) -> None:
+    """Take the one run lock into ``stack``, waiting up to ``wait`` seconds (another reset is over
+    in a moment; a sync is not); then put right what a killed run left, as every run does.
+
+    Not the runner's ``_locked``: a reset is tiny, so it leaves the garbage collector's
+    thresholds alone, which the web console's threads share.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            abandoned = stack.enter_context(store.runs.lock(run_id))
+            break
+        except LockHeld:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(LOCK_POLL)
+    tidy_after_killed_runs(cfg, run_id, abandoned)
+    settle_exports(cfg, store, run_id, runner.apply_options(cfg))
 
 
 def _apply(
