@@ -94,8 +94,8 @@ def _holds_passwords(tcfg: TargetBase) -> str | None:
 def _plan_changes(
     cfg: Config, store: StateStore, person_id: str, reason: str
 ) -> tuple[list[Change], list[TargetReset], int]:
-    """One SET_PASSWORD per live target with an active account (no secret yet), the targets
-    left out with why, and the password length (the first AD target's, else Microsoft 365's)."""
+    """One SET_PASSWORD per live target with an active account (no secret yet), the targets left
+    out with why, and the password length (an AD target's, else Microsoft 365's: AD's is stricter)."""
     changes: list[Change] = []
     left: list[TargetReset] = []
     lengths: list[tuple[int, int]] = []
