@@ -215,6 +215,9 @@ def test_lock_and_unlock_by_the_schools_admin(
     empty = s.post(url + "/lock", data={"csrf_token": token, "reason": " "}, allow_redirects=False)
     assert empty.status_code == 400 and "A lock needs a reason." in empty.text
     assert store.local.locks([pupil["person_id"]]) == []
+    store.daemons.report(
+        pid=1, started_at="2026-11-30T00:00:00", next_run_at="2026-12-01T02:00:00", state="idle"
+    )
     r = s.post(
         url + "/lock",
         data={"csrf_token": token, "reason": "laptop stolen", "until": "2099-12-31", "target": ""},
@@ -223,6 +226,7 @@ def test_lock_and_unlock_by_the_schools_admin(
     assert r.status_code == 303 and r.headers["location"].endswith("?done=locked")
     back = _get(s, console.url + r.headers["location"])
     assert "The next run disables their accounts" in back.text and "laptop stolen" in back.text
+    assert "The next run is at 2026-12-01 02:00." in back.text
     assert "Unlock" in back.text
     (made,) = store.local.locks([pupil["person_id"]])
     assert made.by == "sub-school (web)" and made.until == "2099-12-31" and made.in_force("2026-01-01")
@@ -251,6 +255,39 @@ def test_other_school_admin_locks_their_own_only(
     )
     assert bad.status_code == 400 and "must be a date" in bad.text
     assert store.local.locks([other["person_id"]]) == []
+
+
+def test_lock_in_one_target_by_the_owner(console: Console, store: StateStore, other: dict[str, str]) -> None:
+    s, _ = console.login(OWNER)
+    page = _get(s, _url(console, other["person_id"]))
+    targets = re.findall(r'<option value="([^"]+)">', page.text)
+    assert targets, "the demo has a target that can disable"
+    r = s.post(
+        _url(console, other["person_id"], "/lock"),
+        data={"csrf_token": csrf(page.text), "reason": "on leave", "target": targets[0]},
+        allow_redirects=False,
+    )
+    assert r.status_code == 303
+    (made,) = store.local.locks([other["person_id"]])
+    assert made.target == targets[0] and made.by == "sub-owner (web)" and made.until is None
+    bad = s.post(
+        _url(console, other["person_id"], "/lock"),
+        data={"csrf_token": csrf(page.text), "reason": "x", "target": "no-such-target"},
+        allow_redirects=False,
+    )
+    assert bad.status_code == 400 and "no enabled target" in bad.text
+
+
+def test_person_page_survives_an_unreachable_sis(console: Console, pupil: dict[str, str]) -> None:
+    s, _ = console.login(SCHOOL)
+    sis = console.demo / "sis.sqlite"
+    sis.rename(sis.with_suffix(".away"))
+    try:
+        page = _get(s, _url(console, pupil["person_id"]))
+    finally:
+        sis.with_suffix(".away").rename(sis)
+    assert page.status_code == 200 and "The SIS cannot be read just now" in page.text
+    assert "Accounts per target" in page.text and "Enrolled at" not in page.text
 
 
 def test_no_unmasked_nin_in_any_page(console: Console, store: StateStore, pupil: dict[str, str]) -> None:
