@@ -1,11 +1,10 @@
 """The Data quality page of a running `bas web`: each school's SIS data errors, per role, and its CSV.
 
-The demo's SIS has no broken records, so this module breaks a few in the demo's SIS
-SQLite before a `bas sync` (the demo generator itself stays clean: its tests check
-integrity): a SK001 pupil's NIN made invalid (the pupil is frozen, their accounts kept),
-a membership of an unknown person (11 digits, masked on the page) in a SK002 group, and
-a group at a school the SIS does not have (no school known: owner admins only). SK002's
-name is made to start with "=" so the CSV must neutralise it.
+The demo's SIS has no broken records, so this module spoils a few with demo/broken.py
+before a `bas sync`: a SK001 pupil's NIN made invalid (the pupil is frozen, their accounts
+kept), a membership of an unknown person (11 digits, masked on the page) in a SK002
+group, and a group at a school the SIS does not have (no school known: owner admins
+only). SK002's name is made to start with "=" so the CSV must neutralise it.
 """
 
 from __future__ import annotations
@@ -20,41 +19,27 @@ from pathlib import Path
 
 import pytest
 
+from demo.broken import UNKNOWN_MEMBER, Broken, break_records
 from provisioner.web.pages_quality import FIXES, GENERIC, KEPT, fix_for
 from tests.test_cli import bas
 from tests.webenv import OTHER_SCHOOL, OWNER, SCHOOL, TEACHER, Console, start_console
 
 ROOT = Path(__file__).resolve().parents[1]
 ELEVEN = re.compile(r"(?<![0-9])[0-9]{11}(?![0-9])")
-UNKNOWN = "01017012345"  # the unknown member: 11 digits, never shown whole
 
 
-def _break_sis(sis: Path) -> str:
-    """Broken records in the demo SIS; the frozen pupil's person id."""
+def _break_sis(sis: Path) -> Broken:
+    """demo.broken's records, and SK002's name starting with "=" (for the CSV)."""
+    broken = break_records(f"sqlite:///{sis}")
     with sqlite3.connect(sis) as db:
-        (pupil,) = db.execute(
-            "SELECT e.person_id FROM student_enrollment e WHERE e.school_id = 'SK001'"
-            " AND e.person_id NOT IN (SELECT person_id FROM student_enrollment WHERE school_id != 'SK001')"
-            " ORDER BY e.person_id LIMIT 1"
-        ).fetchone()
-        db.execute("UPDATE person SET nin = '12345678901' WHERE person_id = ?", (pupil,))
-        (group,) = db.execute(
-            "SELECT group_id FROM school_group WHERE school_id = 'SK002' ORDER BY group_id LIMIT 1"
-        ).fetchone()
-        db.execute("INSERT INTO group_membership VALUES (?, ?, 'student')", (group, UNKNOWN))
-        db.execute(
-            "INSERT INTO school_group SELECT 'G-NOWHERE', 'SK999', kind, 'Lost group', subject_code, grade,"
-            " start_date, end_date FROM school_group WHERE group_id = ?",
-            (group,),
-        )
         db.execute("UPDATE school SET name = '=Andre skole' WHERE school_id = 'SK002'")
-    return str(pupil)
+    return broken
 
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     with start_console(tmp_path_factory.mktemp("quality")) as c:
-        c.frozen = _break_sis(c.demo / "sis.sqlite")  # type: ignore[attr-defined]
+        c.broken = _break_sis(c.demo / "sis.sqlite")  # type: ignore[attr-defined]
         bas("sync", config=c.cfg, check=None)  # held or not, the derivation updates the directory
         yield c
 
@@ -77,8 +62,8 @@ def test_owner_sees_every_school_and_no_school_known_last(console: Console) -> N
     assert "(SK001)" in names[0] and "(SK002)" in names[1]
     for kind in ("invalid_nin", "unknown_person", "unknown_school"):
         assert kind in text and FIXES[kind] in text, kind
-    assert f"person:{console.frozen}" in text and KEPT in text  # type: ignore[attr-defined]
-    assert UNKNOWN[:6] + "*****" in text and ELEVEN.search(page.text) is None
+    assert f"person:{console.broken.pupil}" in text and KEPT in text  # type: ignore[attr-defined]
+    assert UNKNOWN_MEMBER[:6] + "*****" in text and ELEVEN.search(page.text) is None
     assert "123456*****" in text  # the invalid NIN, masked by derive already
     only = s.get(console.url + "/quality", params={"school": "SK002"})
     assert _names(only.text) == ["=Andre skole"]
@@ -119,7 +104,7 @@ def test_csv_masked_and_neutralised(console: Console) -> None:
     assert "attachment" in r.headers["content-disposition"] and r.headers["cache-control"] == "no-store"
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert {row["kind"] for row in rows} >= {"invalid_nin", "unknown_person", "unknown_school"}
-    assert ELEVEN.search(r.text) is None and UNKNOWN[:6] + "*****" in r.text
+    assert ELEVEN.search(r.text) is None and UNKNOWN_MEMBER[:6] + "*****" in r.text
     sk002 = [row for row in rows if row["school_id"] == "SK002"]
     assert sk002 and all(row["school"] == "'=Andre skole" for row in sk002)
     assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values())
