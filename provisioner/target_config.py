@@ -114,6 +114,11 @@ class ADConfig(TargetBase):
     initial_passwords: bool = True  # write new accounts' passwords for the school office
     password_dir: str = "passwords"  # noqa: S105 (a folder name) per-school files of new accounts (0600), one per run
     password_length: Annotated[int, Field(ge=14, le=128)] = 16
+    # -- delegated password resets (`bas password reset`, the web console) --
+    # The pupil must choose a password of their own at the next sign-in (pwdLastSet = 0):
+    # the one a teacher read out or printed is known to others. A school whose youngest
+    # pupils cannot manage that sets false (the reset password then stays until changed).
+    force_change_password_on_reset: bool = True
     # -- first run against an existing AD: adopt accounts by employeeID, then by this --
     adopt_fallback: Literal["sAMAccountName", "userPrincipalName", "mail"] | None = "sAMAccountName"
 

@@ -224,7 +224,11 @@ def start_dc(workdir: Path) -> SambaDC:
     target = workdir / "dc"
     shutil.copytree(tpl, target, symlinks=True, ignore=_sockets)
     conf = _conf(target)
-    conf.write_text(conf.read_text(encoding="utf-8").replace(str(tpl), str(target)), encoding="utf-8")
+    text = conf.read_text(encoding="utf-8").replace(str(tpl), str(target))
+    # A replaced password stops working at once (Samba, like AD, otherwise accepts the
+    # previous one for an hour: the password reset tests prove the old one is refused).
+    text = text.replace("[global]\n", "[global]\n\told password allowed period = 0\n", 1)
+    conf.write_text(text, encoding="utf-8")
     t0 = time.monotonic()
     log_path = workdir / "samba.log"
     proc = _start(target, log_path)

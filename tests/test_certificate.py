@@ -227,3 +227,17 @@ def test_a_group_add_of_only_failed_members_is_skipped(env: Env, monkeypatch: py
         ("create", "S7", "rejected"),
         ("add_members", "NORD-6A", "skipped"),
     }
+
+
+def test_settings_that_plan_nothing_keep_the_certificate_and_a_held_plan_approvable(env: Env) -> None:
+    """Logging and the web console's login and roles change no plan: editing them recomputes nothing."""
+    assert dry(env).basis == "certified"
+    before = certificate.config_digest(env.cfg)
+    env.cfg = env.cfg.model_copy(
+        update={
+            "logging": env.cfg.logging.model_copy(update={"level": "debug"}),
+            "web": env.cfg.web.model_copy(update={"idle_minutes": 15}),
+        }
+    )
+    assert certificate.config_digest(env.cfg) == before
+    assert dry(env).basis == "certified"

@@ -37,6 +37,7 @@ HARD_DELETE: dict[Op, tuple[ObjectStatus | None, ...]] = {
     Op.DISABLE: (D, D, D, D),
     Op.ENABLE: (A, A, A, A),
     Op.RESTORE: (D, D, D, D),
+    Op.SET_PASSWORD: (None, A, D, X),  # the row as it was (none stays none)
     Op.DELETE: (None, None, None, None),
     Op.ADD_MEMBERS: (A, A, D, X),
     Op.REMOVE_MEMBERS: (A, A, D, X),

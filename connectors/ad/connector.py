@@ -22,7 +22,9 @@ Owns what BAS does to the directory, change by change, idempotently:
   disabled OU; a return (ENABLE, which carries the desired OU and CN) moves it to where
   it belongs now and enables it; DELETE removes it,
   and only ever an object under ``base_dn``. A delete or disable that finds nothing is
-  success.
+  success. SET_PASSWORD (a delegated reset) sets the change's password on the account
+  and, per ``force_change_password_on_reset``, requires a new one at the next logon; a
+  password the domain's policy refuses is a RejectedError saying so.
 - Groups: global security groups in the groups OU; membership changes are incremental
   MODIFY_ADD / MODIFY_DELETE of ``member`` values written as ``<GUID=...>``, never a
   rewrite of the list. Adding a member that is there already (entryAlreadyExists) or
@@ -157,6 +159,8 @@ class ADConnector(Connector):
             return self._disable(change)
         if op is Op.ENABLE and kind == "person":
             return self._enable(change)
+        if op is Op.SET_PASSWORD and kind == "person":
+            return self._set_password(change)
         raise RejectedError(f"AD: operation {op.value!r} does not apply to {kind} {change.key}")
 
     def finish(self, current: Iterable[StoredObject]) -> None:
@@ -402,6 +406,35 @@ class ADConnector(Connector):
         mods: dict[str, Any] = {"userAccountControl": [(ldap3.MODIFY_REPLACE, [uac & ~UAC_DISABLED])]}
         self.link.modify(guid_dn(anchor), mods, f"enable person {c.key} ({c.username})")
         return Applied(anchor=anchor, note=note)
+
+    def _set_password(self, c: Change) -> Applied:
+        """A delegated reset: the change's password on the account (found by its objectGUID).
+
+        ``force_change_password_on_reset``: pwdLastSet 0 makes the pupil choose their own at
+        the next sign-in; otherwise -1 (now) clears a must-change left by an earlier reset.
+        """
+        anchor = self._anchor(c)
+        if not c.secret:
+            raise RejectedError(
+                f"AD: person {c.key}: the change carries no password (a saved plan never does)"
+            )
+        who = f"person {c.key} ({c.username})"
+        if self._read(anchor, ["objectClass"]) is None:
+            raise RejectedError(f"AD: {who} ({anchor}) is not in AD (deleted by hand?); no password set")
+        try:
+            self.link.set_password(guid_dn(anchor), c.secret, f"set password of {who}")
+        except RejectedError as exc:
+            raise RejectedError(
+                f"AD refused the new password of {who}: the domain's password policy (length,"
+                f" complexity, history) or the account does not allow it: {exc}"
+            ) from exc
+        must_change = self.config.force_change_password_on_reset
+        self.link.modify(
+            guid_dn(anchor),
+            {"pwdLastSet": [(ldap3.MODIFY_REPLACE, ["0" if must_change else "-1"])]},
+            f"{'require' if must_change else 'clear'} a password change at next logon of {who}",
+        )
+        return Applied(anchor=anchor, note="must change it at next sign-in" if must_change else None)
 
     def _delete(self, c: Change) -> Applied:
         anchor = c.anchor or (self._resolve(c.kind, c.key) if self._resolve else None)

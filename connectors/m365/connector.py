@@ -23,7 +23,11 @@ $batch and retries are ``connectors.m365.graph``'s):
   (purged from deleted items by hand or by Microsoft) creates the user again from the
   change's attributes, as a create does, and returns the new id; the enable and update
   planned after it then have nothing to write. A disable or delete that finds nothing
-  is success.
+  is success. SET_PASSWORD (a delegated reset) PATCHes the user's passwordProfile (a
+  change at next sign-in per ``force_change_password``); a synced user's password comes
+  from AD by password hash sync, so none is ever sent for one. (Graph lets an app set a
+  password with User-PasswordProfile.ReadWrite.All or User.ReadWrite.All and a directory
+  role allowed to reset that user's password, e.g. Helpdesk Administrator for pupils.)
 - Groups: security or Microsoft 365 groups, created with their teachers as owners (the
   configured fallback owner when there are none, so no group is ownerless); a create
   finds an existing group with the same mailNickname and displayName and adopts it.
@@ -178,6 +182,8 @@ class M365Connector(SyncedSteps, GroupSteps, Connector):
                 return self._delete(c, "users")
             if op is Op.RESTORE:
                 return self._restore(c)
+            if op is Op.SET_PASSWORD:
+                return self._set_password(c)
         if kind == "group":
             if op is Op.CREATE:
                 return self._create_group(c)
@@ -447,6 +453,29 @@ class M365Connector(SyncedSteps, GroupSteps, Connector):
         if not r.ok:
             raise graph_error(r, f"enable person {c.key}")
         return Applied(anchor=uid)
+
+    def _set_password(self, c: Change) -> Steps:
+        """A delegated reset: PATCH passwordProfile (change at next sign-in per ``force_change_password``)."""
+        uid = self._need_anchor(c)
+        if not c.secret:
+            raise RejectedError(
+                f"M365: person {c.key}: the change carries no password (a saved plan never does)"
+            )
+        profile = {"password": c.secret, "forceChangePasswordNextSignIn": self.config.force_change_password}
+        (r,) = yield [Req("PATCH", f"/users/{uid}", {"passwordProfile": profile})]
+        del profile
+        if r.status == 404:
+            raise RejectedError(f"M365: person {c.key} ({uid}) is not in the tenant; no password set")
+        if r.status == 400:
+            raise RejectedError(
+                f"M365 refused the new password of person {c.key} ({c.username}): the tenant's"
+                f" password policy does not allow it: {r.describe()}"
+            )
+        if not r.ok:
+            raise graph_error(r, f"set the password of person {c.key}")
+        return Applied(
+            anchor=uid, note="must change it at next sign-in" if self.config.force_change_password else None
+        )
 
     def _delete(self, c: Change, collection: str) -> Steps:
         anchor = self._anchor(c.kind, c.key, c.anchor)

@@ -94,6 +94,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "lock_cmd",
         "Lock a person (username, NIN, SIS id, local:<n>): accounts disabled until unlocked, never deleted.",
     ),
+    "password": (
+        "provisioner.cli.password",
+        "password_group",
+        "Delegated password resets (AD and cloud Microsoft 365).",
+    ),
     "unlock": (
         "provisioner.cli.local",
         "unlock_cmd",

@@ -56,20 +56,24 @@ class Certificate:
         return cls(d["key"], dict(d["source"]), d["plan"])
 
 
-# Settings that never change a plan: editing them leaves a held plan approvable.
-_NOT_PLANNING = ("logging", "daemon", "metrics", "alerts")
+# Settings that never change a plan: editing them leaves a held plan approvable and the
+# certificate standing (the web console's roles and login among them).
+_NOT_PLANNING = ("logging", "daemon", "metrics", "alerts", "web")
+
+
+def _planning(cfg: Config) -> dict[str, Any]:
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_PLANNING}
 
 
 def config_digest(cfg: Config) -> str:
     """Digest of the configuration a plan depends on (`bas approve` checks it is unchanged)."""
-    material = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_PLANNING}
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(_planning(cfg), sort_keys=True).encode()).hexdigest()
 
 
 def inputs_key(cfg: Config, versions: Mapping[str, int], as_of: str) -> str:
     """Digest of everything but the source that a plan depends on."""
     material = {
-        "config": cfg.model_dump(mode="json"),
+        "config": _planning(cfg),
         "versions": {k: versions[k] for k in sorted(versions)},
         "as_of": as_of,
         "code": __version__,

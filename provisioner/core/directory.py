@@ -9,8 +9,9 @@ the school-wide and owner-wide groups say nothing a person's affiliations do not
 
 Data errors are placed at a school here (``error_rows``) so each school office sees its
 own: a person's error at the person's schools, a group's or membership's at the group's
-school, a guardianship's at the pupil's schools; anything else at no school ("", the
-owner's admins only).
+school, a guardianship's at the pupil's schools, a school row's at that school; anything
+else (enrollments and employments name no school in their record, local persons) at no
+school ("", the owner's admins only).
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def error_rows(
         elif table == "guardianship":
             _, _, student = ident.partition("/")
             schools = sorted(set(schools_of_person(student)))
+        elif table == "school" and ident:
+            schools = [ident]  # a broken school row: that school's office fixes it
         for s in schools or [""]:
             out.append(ErrorRow(s, e.kind, e.record, e.message, person))
     return out

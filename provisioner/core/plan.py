@@ -33,6 +33,10 @@ class Op(StrEnum):
     DISABLE = "disable"
     ENABLE = "enable"
     RESTORE = "restore"  # undo a soft delete (Microsoft 365 deleted items, AD disabled OU)
+    # A new password for a person's account (a delegated reset, provisioner/run/password.py).
+    # It changes no stored attribute: the object's row stays as it is, only the changelog
+    # records it; the password itself travels in ``Change.secret``, never in a plan's JSON.
+    SET_PASSWORD = "set_password"  # noqa: S105 (an operation name)
     DELETE = "delete"
     ADD_MEMBERS = "add_members"
     REMOVE_MEMBERS = "remove_members"
@@ -71,13 +75,17 @@ class Change:
     members: tuple[tuple[str, str], ...] = ()  # add/remove members: (person_id, role)
     place: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     links: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    # SET_PASSWORD only: the new password, held in memory for the one apply. It is left out
+    # of to_json (so of saved and held plans, the certificate and the runs table), of repr
+    # (so of logs and tracebacks) and of comparisons; the changelog never records it.
+    secret: str | None = field(default=None, repr=False, compare=False)
 
     def record(self) -> Mapping[str, Any]:
         """Attributes, placement and links as one mapping, as the state store keeps them."""
         return record_of(self.attrs, self.place, self.links)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain dict; empty fields left out to keep saved plans small."""
+        """Plain dict; empty fields left out to keep saved plans small (``secret`` never written)."""
         out: dict[str, Any] = {
             "target": self.target,
             "op": self.op.value,
@@ -105,7 +113,7 @@ class Change:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Change:
-        """Inverse of to_json."""
+        """Inverse of to_json (a change read back carries no secret)."""
         return cls(
             target=data["target"],
             op=Op(data["op"]),

@@ -41,6 +41,8 @@ def transition(
     and links in one mapping). Returns None when the object is gone.
     """
     op = change.op
+    if op is Op.SET_PASSWORD:
+        return row  # a new password changes nothing the store records
     attrs = change.record() if record is None else record
     if op is _RESTORE and attrs and anchor in (None, change.anchor):
         # A restore carries the desired attributes only so that a target finding nothing

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 from provisioner.config import Config
@@ -29,8 +30,16 @@ def source_facts(cfg: Config, sis_ids: set[str]) -> dict[str, list[dict[str, Any
     return out
 
 
-def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) -> dict[str, Any] | None:
-    """Everything BAS knows about one person, or None if it knows nobody by that name."""
+Facts = Callable[[Config, set[str]], dict[str, list[dict[str, Any]]]]
+
+
+def explain(
+    cfg: Config, store: StateStore, who: str, show_nin: bool = False, facts: Facts = source_facts
+) -> dict[str, Any] | None:
+    """Everything BAS knows about one person, or None if it knows nobody by that name.
+
+    ``facts`` reads the source (the web console passes one that survives an unreachable SIS).
+    """
     ids = store.identities.resolve(who)
     if not ids:
         return None
@@ -58,7 +67,7 @@ def explain(cfg: Config, store: StateStore, who: str, show_nin: bool = False) ->
         "person_ids": sorted(ids),
         "identity": ident,
         "nins_seen": nins if show_nin else [mask(n) for n in nins],
-        "source": source_facts(cfg, ids),
+        "source": facts(cfg, ids),
         "accounts": accounts,
         "removed": removed,
         "groups": {k: sorted(v) for k, v in groups.items()},

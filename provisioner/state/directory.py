@@ -28,6 +28,9 @@ from provisioner.core.model import STUDENT, TEACHER, DataError, DesiredState
 from provisioner.state import schema as t
 from provisioner.state.common import CHUNK, bulk_insert
 
+Row = dict[str, Any]
+_PERSON_COLUMNS = tuple(c.name for c in t.dir_persons.columns)
+
 
 @dataclass(frozen=True)
 class Written:
@@ -192,10 +195,17 @@ class Directory:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def search(self, q: str, schools: Iterable[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def search(
+        self,
+        q: str,
+        schools: Iterable[str] | None = None,
+        limit: int = 50,
+        within: sa.Select[Any] | None = None,
+    ) -> list[dict[str, Any]]:
         """Persons whose name or username contains ``q`` (case-folded), active first, then by name.
 
-        ``schools``: only persons with an affiliation there (None: everyone).
+        ``schools``: only persons with an affiliation there (None: everyone); ``within``: only
+        the person ids this sub-select gives (a user's reach, provisioner/web/reach.py).
         """
         dp = t.dir_persons.c
         needle = fold(q)
@@ -204,6 +214,8 @@ class Directory:
         query = sa.select(t.dir_persons).where(dp.search.like(_like(needle), escape="\\"))
         if schools is not None:
             query = query.where(dp.person_id.in_(self._at_schools(schools)))
+        if within is not None:
+            query = query.where(dp.person_id.in_(within))
         query = query.order_by(dp.active.desc(), dp.display_name, dp.person_id).limit(limit)
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(query).mappings()]
@@ -223,6 +235,33 @@ class Directory:
         a = t.dir_affiliations.c
         with self.engine.connect() as c:
             return {r[0] for r in c.execute(sa.select(a.school_id).where(a.person_id.in_(list(person_ids))))}
+
+    def by_username(self, username: str) -> set[str]:
+        """The person ids holding this username (usernames are stored in lower case)."""
+        dp = t.dir_persons.c
+        with self.engine.connect() as c:
+            return {r[0] for r in c.execute(sa.select(dp.person_id).where(dp.username == username.lower()))}
+
+    def pupils_by_group(self, teacher_ids: Iterable[str]) -> list[tuple[dict[str, Any], list[Row]]]:
+        """The groups these persons teach, each with its pupils' directory rows (by group, then name)."""
+        m1, m2, g, p = t.dir_members.alias("m1"), t.dir_members.alias("m2"), t.dir_groups, t.dir_persons
+        q = (
+            sa.select(g.c.group_key, g.c.school_id, g.c.name, g.c.kind, p)
+            .select_from(m1)
+            .join(g, g.c.group_key == m1.c.group_key)
+            .join(m2, m2.c.group_key == m1.c.group_key)
+            .join(p, p.c.person_id == m2.c.person_id)
+            .where(m1.c.person_id.in_(sorted(teacher_ids)), m1.c.role == TEACHER, m2.c.role == STUDENT)
+            .order_by(g.c.school_id, g.c.name, g.c.group_key, p.c.display_name, p.c.person_id)
+        )
+        out: list[tuple[dict[str, Any], list[Row]]] = []
+        with self.engine.connect() as c:
+            for r in c.execute(q).mappings():
+                if not out or out[-1][0]["group_key"] != r["group_key"]:
+                    group = {k: r[k] for k in ("group_key", "school_id", "name", "kind")}
+                    out.append((group, []))
+                out[-1][1].append({k: r[k] for k in _PERSON_COLUMNS})
+        return out
 
     def pupils_of(self, teacher_ids: Iterable[str]) -> set[str]:
         """Students of the SIS groups where these persons are teachers."""

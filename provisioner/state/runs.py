@@ -204,8 +204,9 @@ class Runs:
         """
         r = t.runs.c
         good = sa.or_(r.status.in_(sorted(RUNS_THROUGH)), r.approved_at.is_not(None))
-        # A reconcile reads no source: the newest run being one must not hide the schools.
-        good = sa.and_(r.kind != "reconcile", good)
+        # A reconcile or a password reset reads no source: the newest run being one must not
+        # hide the schools.
+        good = sa.and_(r.kind.not_in(("reconcile", "password")), good)
         newest = (r.started_at.desc(), r.run_id.desc())
         cols = (r.active_persons, r.summary)
         with self.engine.connect() as c:

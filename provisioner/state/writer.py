@@ -26,6 +26,8 @@ from provisioner.state import schema as t
 from provisioner.state.common import CHUNK, bulk_insert, now_iso
 from provisioner.state.store import StateStore
 
+_EMPTY_RECORD: Mapping[str, Any] = {}  # a new password's changelog row: no attributes
+
 
 def _log_row(
     run_id: str,
@@ -94,6 +96,10 @@ class TargetWriter:
         # the recorded members of the target's groups too, else a re-created account would
         # never be added back.
         self.forgotten: set[str] = set()
+        # A target that only set passwords leaves the stored state as it was, so its state
+        # version (the cookie a held plan is checked against, and the certificate's key) is
+        # not advanced either: a reset never makes a held plan stale.
+        self.passwords_only: bool | None = None  # None: nothing recorded yet
 
     def preload(self, changes: Iterable[Change]) -> None:
         """Read the stored rows of every object the plan changes but does not create."""
@@ -143,8 +149,13 @@ class TargetWriter:
         return ir.anchor if ir is not None else None
 
     def ok(self, c: Change, anchor: str | None, note: str | None) -> None:
-        """Record a change the target accepted."""
+        """Record a change the target accepted (a new password: the changelog row alone)."""
         self._done(c)
+        if c.op is Op.SET_PASSWORD:
+            # Op, reason (who asked), result: the row has no attributes, and the password is
+            # in no field ``_log_row`` reads.
+            self.log.append((c, now_iso(), ChangeResult.OK, note, _EMPTY_RECORD))
+            return
         if c.key not in self.rows and c.op != Op.CREATE:
             self._load({c.key})  # evicted after an earlier flush
         record = c.record()  # attributes, placement and links: what the row keeps
@@ -230,12 +241,15 @@ class TargetWriter:
         self.log = []
 
     def _done(self, c: Change) -> None:
+        self.passwords_only = c.op is Op.SET_PASSWORD and self.passwords_only is not False
         if c.op != Op.CREATE and self._pending.get(c.key, 0) > 0:
             self._pending[c.key] -= 1
 
     def finish(self) -> None:
-        """Flush and advance the target's version (the state cookie)."""
+        """Flush and advance the target's version (the state cookie), unless only passwords were set."""
         self.flush()
+        if self.passwords_only:
+            return
         with self.store.engine.begin() as conn:
             self.store.versions.bump(conn, self.target)
 

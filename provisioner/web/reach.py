@@ -16,6 +16,7 @@ about who is at which school.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,13 @@ from provisioner.state import schema as t
 from provisioner.state.store import StateStore
 from provisioner.web.access import OWNER_ADMIN, SCHOOL_ADMIN, TEACHER
 from provisioner.web.sessions import User
+
+_NIN_SHAPED = re.compile(r"\s*[0-9]{11}\s*")
+
+
+def nin_shaped(text: str) -> bool:
+    """Does this look like a national identity number (11 digits)? Only owner admins look those up."""
+    return _NIN_SHAPED.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -59,11 +67,15 @@ class Reach:
         return self.everything
 
     def teacher_ids(self) -> set[str]:
-        """The BAS person ids of a teacher user (empty for other roles or when not found)."""
+        """The BAS person ids of a teacher user (empty for other roles or when not found).
+
+        Matched on the username alone: a user id that happens to equal some person's SIS id
+        or NIN must not make its holder that person.
+        """
         if self.user.role != TEACHER:
             return set()
         username = self.user.user_id.partition("@")[0]
-        return self.store.identities.resolve(username) if username else set()
+        return self.store.directory.by_username(username) if username else set()
 
     def pupils(self) -> set[str]:
         """A teacher's pupils (students of the SIS groups they teach)."""
@@ -71,6 +83,10 @@ class Reach:
         return self.store.directory.pupils_of(ids) if ids else set()
 
     def _ids(self, person_id: str) -> set[str]:
+        if not self.may_search_nin and nin_shaped(person_id):
+            # Resolving would look the number up as a NIN: the answer (seen or not) would
+            # tell a school admin whether that NIN belongs to one of their persons.
+            return {person_id}
         ids = self.store.identities.resolve(person_id)
         return ids | {person_id}
 
