@@ -1,12 +1,15 @@
-"""The changelog as the service reads it: `bas changelog`, `person show`, `bas status`.
+"""The changelog as the service reads it: `bas changelog`, `person show`, `bas status`, the console.
 
 Rows are written by the writer (provisioner/state/writer.py) and never changed; every
-NIN in them is stored masked.
+NIN in them is stored masked. The console pages through a year of history by keyset
+(``page``: rows before or after an id, newest first; never OFFSET, which reads every
+skipped row) and exports it in chunks (``export``), both optionally limited to a
+sub-select of person ids (a school admin's reach).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +49,22 @@ class Filter:
     op: str | None = None
     result: str | None = None
     limit: int = 200
+    text: str | None = None  # a fragment of the key, username or reason (the console's run page)
+    before: int | None = None  # keyset paging: only rows with a smaller id
+    after: int | None = None  # keyset paging: only rows with a larger id
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of changelog rows, newest first, and the ids to page on from it."""
+
+    rows: list[dict[str, Any]]
+    older: int | None  # ``before`` of the next older page (None: no older row)
+    newer: int | None  # ``after`` of the next newer page (None: no newer row)
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class History:
@@ -55,14 +74,14 @@ class History:
         self.engine = engine
         self.identities = identities
 
-    def query(self, f: Filter) -> list[dict[str, Any]]:
-        """Changelog rows matching the filter, oldest first (the newest ``limit`` of them)."""
+    def conditions(self, f: Filter, scope: sa.Select[Any] | None = None) -> list[Any] | None:
+        """The WHERE conditions of a filter (None: nothing can match); ``scope``: person ids allowed."""
         cl = t.changelog.c
-        conds = []
+        conds: list[Any] = []
         if f.person:
             ids = self.identities.resolve(f.person)
             if not ids:
-                return []
+                return None
             member_hits = [cl.after.like(f'%"{pid}"%') for pid in ids]
             conds.append(
                 sa.or_(
@@ -77,11 +96,77 @@ class History:
             conds.append(cl.at >= f.since)
         if f.until:
             conds.append(cl.at <= (f.until + "T23:59:59~" if len(f.until) == 10 else f.until))
-        q = sa.select(*[cl[c] for c in COLUMNS]).where(*conds).order_by(cl.id.desc()).limit(f.limit)
-        with self.engine.connect() as c:
-            rows = [dict(r) for r in c.execute(q).mappings()]
+        if f.text:
+            pattern = _like(f.text)
+            conds.append(
+                sa.or_(*(col.like(pattern, escape="\\") for col in (cl.key, cl.username, cl.reason)))
+            )
+        if scope is not None:
+            conds.append(cl.person_id.in_(scope))
+        return conds
+
+    def query(self, f: Filter) -> list[dict[str, Any]]:
+        """Changelog rows matching the filter, oldest first (the newest ``limit`` of them)."""
+        rows = self.page(f).rows
         rows.reverse()
         return rows
+
+    def page(self, f: Filter, scope: sa.Select[Any] | None = None) -> Page:
+        """Up to ``limit`` rows newest first: the newest, or those just before or after an id.
+
+        ``before`` and ``after`` are the ids a previous page handed out (``Page.older`` and
+        ``Page.newer``); one more row than asked is read to know whether there is another page.
+        """
+        cl = t.changelog.c
+        conds = self.conditions(f, scope)
+        if conds is None:
+            return Page([], None, None)
+        upward = f.after is not None and f.before is None
+        if f.before is not None:
+            conds.append(cl.id < f.before)
+        if f.after is not None:
+            conds.append(cl.id > f.after)
+        order = cl.id.asc() if upward else cl.id.desc()
+        q = sa.select(*[cl[c] for c in COLUMNS]).where(*conds).order_by(order).limit(f.limit + 1)
+        with self.engine.connect() as c:
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        more = len(rows) > f.limit
+        rows = rows[: f.limit]
+        if upward:
+            rows.reverse()
+        if not rows:
+            return Page([], None, None)
+        older = rows[-1]["id"] if (more if not upward else True) else None
+        newer = rows[0]["id"] if (more if upward else f.before is not None) else None
+        return Page(rows, older, newer)
+
+    def export(
+        self, f: Filter, scope: sa.Select[Any] | None = None, cap: int = 100_000, chunk: int = 2_000
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The newest ``cap`` matching rows, oldest first (as ``query``), in chunks of ``chunk``."""
+        cl = t.changelog.c
+        conds = self.conditions(f, scope)
+        if conds is None:
+            return
+        newest = sa.select(cl.id).where(*conds).order_by(cl.id.desc()).limit(cap).subquery()
+        with self.engine.connect() as c:
+            low, high = c.execute(sa.select(sa.func.min(newest.c.id), sa.func.max(newest.c.id))).one()
+        if low is None:
+            return
+        last = low - 1  # rows written during the export (above ``high``) are left out: the cap holds
+        while True:
+            q = (
+                sa.select(*[cl[c] for c in COLUMNS])
+                .where(*conds, cl.id > last, cl.id <= high)
+                .order_by(cl.id)
+                .limit(chunk)
+            )
+            with self.engine.connect() as c:
+                rows = [dict(r) for r in c.execute(q).mappings()]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1]["id"]
 
     def failed(self, run_id: str, limit: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
         """The first ``limit`` changes a run could not make, and their count per target."""
