@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provisioner.state import schema as t
-from provisioner.state.history import Filter, History
+from provisioner.state.history import Filter
 from provisioner.state.store import StateStore
 
 PERSONS = [f"P{i:03d}" for i in range(12)]

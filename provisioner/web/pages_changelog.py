@@ -147,6 +147,8 @@ async def changelog_page(request: Request) -> Response:
         got = await run_in_threadpool(web.store.history.page, f, _scope(request))
         rows, older, newer = got.rows, got.older, got.newer
     params = query.params()
+    if query.refused:
+        params.pop("person", None)  # a refused NIN is not written back into the page's links
     return page(
         request,
         "changelog.html",
