@@ -157,11 +157,13 @@ def build(path: Path, rows: int, persons: int) -> None:
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=OFF")
     con.execute("PRAGMA synchronous=OFF")
+    # Indexes and the membership trigger are made after the rows: far faster than row by row.
     idx = con.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='changelog'"
+        "SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name='changelog'"
+        " AND sql IS NOT NULL ORDER BY type"
     ).fetchall()
-    for name, _ in idx:
-        con.execute(f"DROP INDEX {name}")
+    for name, sql in idx:
+        con.execute(f"DROP {'TRIGGER' if sql.startswith('CREATE TRIGGER') else 'INDEX'} {name}")
     t0 = time.perf_counter()
     for ident, users, dperson, affil in _persons(rng, persons):
         con.execute("BEGIN")
@@ -191,6 +193,8 @@ def build(path: Path, rows: int, persons: int) -> None:
         done += len(chunk)
         if done % 1_000_000 < CHUNK:
             print(f"  changelog {done:>10,} rows  {time.perf_counter() - t0:7.1f} s", flush=True)
+    con.execute(t.CHANGELOG_MEMBERS_BACKFILL["sqlite"])
+    print(f"  changelog_members          {time.perf_counter() - t0:7.1f} s", flush=True)
     for name, sql in idx:
         con.execute(sql)
         print(f"  index {name:<28} {time.perf_counter() - t0:7.1f} s", flush=True)
@@ -331,7 +335,7 @@ def main() -> None:
     ap.add_argument("--pg", help="also on PostgreSQL at this SQLAlchemy URL (a throw-away database)")
     ap.add_argument("--pg-rows", type=int, default=1_000_000)
     args = ap.parse_args()
-    path = Path(f"/tmp/bas-bench-web-{args.persons}-{args.rows}.sqlite")
+    path = Path(f"/tmp/bas-bench-web-v2-{args.persons}-{args.rows}.sqlite")
     if args.rebuild or not path.exists():
         print(f"building {path} ({args.persons:,} persons, {args.rows:,} changelog rows)", flush=True)
         t0 = time.perf_counter()

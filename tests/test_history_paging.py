@@ -8,6 +8,7 @@ first, as ``query`` (the CLI's read) does.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from provisioner.state import migrate
 from provisioner.state import schema as t
 from provisioner.state.history import Filter
 from provisioner.state.store import StateStore
@@ -176,3 +178,69 @@ def test_text_filter_matches_key_username_or_reason(store: StateStore) -> None:
 def test_scope_keeps_only_rows_of_persons_at_the_school(store: StateStore) -> None:
     rows = store.history.page(Filter(limit=500), store.directory.at_schools(["S2"])).rows
     assert rows and {SCHOOL_OF[r["key"]] for r in rows} == {"S2"}
+
+
+def _member_row(run: str, key: str, members: list[list[str]]) -> dict[str, Any]:
+    return {
+        "run_id": run,
+        "at": "2026-02-01T10:00:00+00:00",
+        "target": "ad",
+        "op": "add_members",
+        "kind": "group",
+        "key": key,
+        "person_id": None,
+        "after": json.dumps({"members": members}),
+        "reason": "members in SIS",
+        "result": "ok",
+    }
+
+
+def test_membership_changes_are_found_by_person_through_the_trigger(db_url: str) -> None:
+    s = StateStore(db_url)
+    try:
+        with s.engine.begin() as c:
+            c.execute(
+                t.identities.insert().values(
+                    person_id="P1", username="pone", status="active", created_at="x", updated_at="x"
+                )
+            )
+            c.execute(
+                t.changelog.insert(),
+                [
+                    _member_row("R1", "G1", [["P1", "student"], ["P1", "teacher"], ["P2", "student"]]),
+                    _member_row("R1", "G2", [["P2", "student"]]),
+                    {**_member_row("R1", "P1", []), "op": "update", "kind": "person", "person_id": "P1"},
+                ],
+            )
+        got = s.history.query(Filter(person="pone"))
+        assert [(r["key"], r["op"]) for r in got] == [("G1", "add_members"), ("P1", "update")]
+        with s.engine.connect() as c:
+            pairs = set(c.execute(sa.select(t.changelog_members)).all())
+        assert {p for p, _ in pairs} == {"P1", "P2"} and len(pairs) == 3
+    finally:
+        s.close()
+
+
+def test_migration_0007_indexes_the_membership_changes_already_written(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0006")
+        with engine.begin() as c:
+            c.execute(t.changelog.insert(), [_member_row("R0", "G9", [["P7", "student"], ["P8", "student"]])])
+        migrate.upgrade(engine)
+        with engine.begin() as c:
+            c.execute(t.changelog.insert(), [_member_row("R1", "G9", [["P7", "student"]])])
+            listed = c.execute(
+                sa.select(t.changelog_members.c.person_id, sa.func.count()).group_by(
+                    t.changelog_members.c.person_id
+                )
+            ).all()
+        assert dict(listed) == {"P7": 2, "P8": 1}
+        from alembic import command
+
+        with engine.begin() as c:
+            command.downgrade(migrate.alembic_config(c), "0006")
+            c.execute(t.changelog.insert(), [_member_row("R2", "G9", [["P7", "student"]])])  # no trigger left
+        assert "changelog_members" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
