@@ -256,6 +256,7 @@ def measure(store: StateStore, persons: int, reps: int) -> list[tuple[str, float
     scope = store.directory.at_schools(school)
     with store.engine.connect() as c:
         top = c.execute(sa.select(sa.func.max(t.changelog.c.id))).scalar() or 0
+        mid_run = c.execute(sa.select(t.changelog.c.run_id).where(t.changelog.c.id == top // 2)).scalar()
         week = c.execute(
             sa.select(t.runs.c.started_at).order_by(t.runs.c.started_at).offset(RUNS // 2).limit(1)
         ).scalar()
@@ -277,6 +278,7 @@ def measure(store: StateStore, persons: int, reps: int) -> list[tuple[str, float
         ("changelog school scope", Filter(limit=50), scope),
         ("changelog scope+target", Filter(target="m365", limit=50), scope),
         ("changelog a week", Filter(since=since, until=until, limit=50), None),
+        ("changelog one run, a text", Filter(run=mid_run, text="disable", limit=50), None),
         ("changelog deep page", Filter(target="itslearning", before=top // 2, limit=50), None),
         ("changelog person (school)", Filter(person=username(17), limit=50), scope),
     ]
