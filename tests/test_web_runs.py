@@ -166,3 +166,20 @@ def test_approve_while_a_run_holds_the_lock_says_so(console: Console) -> None:
         con.execute("DELETE FROM locks")
         con.commit()
         con.close()
+
+
+def test_a_source_refusal_is_approved_once(console: Console) -> None:
+    sis = sqlite3.connect(console.demo / "sis.sqlite")
+    sis.execute("UPDATE student_enrollment SET end_date = date('now', '-1 day') WHERE rowid % 2 = 0")
+    sis.execute("UPDATE employment SET end_date = date('now', '-1 day') WHERE rowid % 2 = 0")
+    sis.commit()
+    sis.close()
+    p = bas("sync", config=console.cfg, check=3)
+    m = re.search(r"run (\S+): refused", p.stdout)
+    assert m, p.stdout + p.stderr
+    s, _ = console.login(OWNER)
+    page = s.get(f"{console.url}/runs/{m.group(1)}")
+    assert "Approving accepts this source snapshot once" in page.text
+    r = s.post(f"{console.url}/runs/{m.group(1)}/approve", data={"csrf_token": csrf(page.text)})
+    assert r.status_code == 200 and "source refusal approved: the next run accepts" in r.text
+    assert "Approve run" not in r.text  # approved once: no form any more
