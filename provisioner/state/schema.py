@@ -15,6 +15,7 @@
 - ``local_persons``, ``person_locks`` and ``local_audit``: the admin's local persons and
   locks, and the audit of every change to them.
 - ``dir_*``: the web console's directory (persons' schools, SIS groups, data errors).
+- ``changelog_members``: who each membership change lists, kept by a trigger on the changelog.
 
 Changes go through Alembic revisions in ``migrations/versions`` (``bas db upgrade``).
 """
