@@ -95,6 +95,13 @@ def test_owner_nin_search_goes_by_person_id_and_others_are_refused(console: Cons
     assert "Only the owner" in refused.text and "No changes match." in refused.text
     assert nin not in refused.text
     assert school.get(console.url + "/changelog.csv", params={"person": nin}).status_code == 403
+    # NIN-like text in any field is never written back into the page (inputs, links)
+    for params in ({"run": nin}, {"person": f"x {nin}"}, {"run": nin, "target": "feide", "since": nin}):
+        for who in (s, school):
+            page = who.get(console.url + "/changelog", params=params)
+            assert page.status_code == 200 and nin not in page.text, params
+    missing = s.get(f"{console.url}/runs/{nin}")
+    assert missing.status_code == 404 and nin not in missing.text
 
 
 def test_csv_equals_the_cli_csv(console: Console) -> None:

@@ -71,9 +71,14 @@ class Query:
         )
 
     def params(self) -> dict[str, str]:
-        """The filters as query parameters (for paging and export links)."""
+        """The filters as query parameters (for paging and export links).
+
+        A value holding something NIN-like is left out: links are part of the page, and
+        no username, SIS id or run id holds an 11-digit number.
+        """
         keys = ("person", "target", "run", "op", "result", "since", "until")
-        return {k: getattr(self, k) for k in keys if getattr(self, k)}
+        values = {k: getattr(self, k) for k in keys}
+        return {k: v for k, v in values.items() if v and mask_text(v) == v}
 
 
 def _day(value: str) -> str:
@@ -155,6 +160,7 @@ async def changelog_page(request: Request) -> Response:
         title="Changelog",
         q=query,
         person_shown=mask_text(query.person),
+        run_shown=mask_text(query.run),
         rows=[_view(r) for r in rows],
         older=f"/changelog?{urlencode({**params, 'before': older})}" if older else None,
         newer=f"/changelog?{urlencode({**params, 'after': newer})}" if newer else None,

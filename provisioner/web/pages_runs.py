@@ -219,7 +219,7 @@ async def _run_page(request: Request, run_id: str, outcome: dict[str, str] | Non
     run = await run_in_threadpool(web.store.runs.get, run_id)
     if run is None:
         return web.message(
-            request, 404, "No such run", f"There is no run {run_id}.", session=session_of(request)
+            request, 404, "No such run", f"There is no run {mask_text(run_id)}.", session=session_of(request)
         )
     cq = ChangeQuery.of(request)
     if run["status"] == RunStatus.HELD and run["plan"]:
