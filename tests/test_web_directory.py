@@ -132,6 +132,36 @@ def test_error_rows_place_each_record(record: str, schools: list[str], person_id
     assert rows == [ErrorRow(s, "some_kind", record, "msg", person_id) for s in schools]
 
 
+@pytest.mark.parametrize(
+    ("record", "schools"),
+    [
+        ("group:gx", ["S7"]),  # a group never stored: the school its own row names
+        ("enrollment:E17", ["S7"]),
+        ("group:g1", ["S1"]),  # a stored group's school wins (it is the same school in practice)
+        ("person:P1", ["S1", "S2"]),
+    ],
+)
+def test_error_rows_fall_back_to_the_school_the_row_names(record: str, schools: list[str]) -> None:
+    e = DataError("some_kind", record, "msg", school_id="S7")
+    rows = error_rows([e], lambda p: {"P1": ["S1", "S2"]}.get(p, ()), {"g1": "S1"}.get)
+    assert [r.school_id for r in rows] == schools
+
+
+def test_derive_names_the_school_of_a_broken_group_or_enrollment() -> None:
+    from provisioner.config import UsernameConfig
+    from provisioner.core.derive import IdentityView, derive
+    from tests.sisbuilder import small_sis
+
+    sis = small_sis()
+    school = sis.schools[0].school_id
+    sis.group("BAD1", school, "teaching", "Matte uten kode", subject=None, members=[])
+    sis.enroll("NOBODY-HERE", school, grade=5)
+    errors = derive(sis.snapshot(), "2025-10-01", IdentityView(), UsernameConfig()).state.errors
+    by_record = {e.record.split(":")[0] + ":" + e.kind: e.school_id for e in errors}
+    assert by_record["group:missing_subject_code"] == school
+    assert by_record["enrollment:unknown_person"] == school
+
+
 # -- the store ----------------------------------------------------------------------------
 
 

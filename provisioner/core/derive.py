@@ -398,12 +398,13 @@ def _derive_groups(
                     "missing_subject_code",
                     ref,
                     f"teaching group {g.name!r} has no subject code; group frozen",
+                    g.school_id,
                 )
             )
             frozen.add(g.group_id)
             continue
         if not names.clean(g.name):
-            errors.append(DataError("missing_name", ref, "group has no name; group frozen"))
+            errors.append(DataError("missing_name", ref, "group has no name; group frozen", g.school_id))
             frozen.add(g.group_id)
             continue
         if _active(g.start_date, g.end_date, as_of):

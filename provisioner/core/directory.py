@@ -129,6 +129,8 @@ def error_rows(
             schools = sorted(set(schools_of_person(student)))
         elif table == "school" and ident:
             schools = [ident]  # a broken school row: that school's office fixes it
+        if not schools and e.school_id:
+            schools = [e.school_id]  # the row names its school (a group never stored, an enrollment)
         for s in schools or [""]:
             out.append(ErrorRow(s, e.kind, e.record, e.message, person))
     return out

@@ -170,10 +170,16 @@ class DataError:
     kind: str  # e.g. "invalid_nin", "duplicate_nin", "missing_name", "unknown_person"
     record: str  # what it concerns: "person:1234", "group:G17", "membership:G17/1234"
     message: str
+    # The school the broken row names, where the row itself says (a group, an enrollment): the
+    # console shows the error to that school's office (provisioner/core/directory.py).
+    school_id: str | None = None
 
     def to_json(self) -> dict[str, str]:
         """Plain dict for plans and reports."""
-        return {"kind": self.kind, "record": self.record, "message": self.message}
+        out = {"kind": self.kind, "record": self.record, "message": self.message}
+        if self.school_id is not None:
+            out["school_id"] = self.school_id
+        return out
 
 
 class Study(NamedTuple):

@@ -402,7 +402,7 @@ def check_references(
             ref = f"{record}:{getattr(row, key)}"
             if unknown(row.person_id):
                 msg = f"refers to unknown person {row.person_id}; person frozen"
-                errors.append(DataError("unknown_person", ref, msg))
+                errors.append(DataError("unknown_person", ref, msg, school if school in schools else None))
             elif pid in frozen:
                 continue  # frozen already: nothing at all is derived for them
             elif school not in schools and school not in broken.schools:

@@ -1,12 +1,15 @@
-"""The changelog as the service reads it: `bas changelog`, `person show`, `bas status`.
+"""The changelog as the service reads it: `bas changelog`, `person show`, `bas status`, the console.
 
 Rows are written by the writer (provisioner/state/writer.py) and never changed; every
-NIN in them is stored masked.
+NIN in them is stored masked. The console pages through a year of history by keyset
+(``page``: rows before or after an id, newest first; never OFFSET, which reads every
+skipped row) and exports it in chunks (``export``), both optionally limited to a
+sub-select of person ids (a school admin's reach).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +49,22 @@ class Filter:
     op: str | None = None
     result: str | None = None
     limit: int = 200
+    text: str | None = None  # a fragment of the key, username or reason (the console's run page)
+    before: int | None = None  # keyset paging: only rows with a smaller id
+    after: int | None = None  # keyset paging: only rows with a larger id
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of changelog rows, newest first, and the ids to page on from it."""
+
+    rows: list[dict[str, Any]]
+    older: int | None  # ``before`` of the next older page (None: no older row)
+    newer: int | None  # ``after`` of the next newer page (None: no newer row)
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class History:
@@ -55,33 +74,111 @@ class History:
         self.engine = engine
         self.identities = identities
 
-    def query(self, f: Filter) -> list[dict[str, Any]]:
-        """Changelog rows matching the filter, oldest first (the newest ``limit`` of them)."""
+    def conditions(self, f: Filter, scope: sa.Select[Any] | None = None) -> list[Any] | None:
+        """The WHERE conditions of a filter (None: nothing can match); ``scope``: person ids allowed."""
         cl = t.changelog.c
-        conds = []
+        conds: list[Any] = []
         if f.person:
             ids = self.identities.resolve(f.person)
             if not ids:
-                return []
-            member_hits = [cl.after.like(f'%"{pid}"%') for pid in ids]
-            conds.append(
-                sa.or_(
-                    cl.person_id.in_(ids),
-                    sa.and_(cl.op.in_((Op.ADD_MEMBERS, Op.REMOVE_MEMBERS)), sa.or_(*member_hits)),
-                )
+                return None
+            # The person's rows and the membership changes naming them (changelog_members, kept
+            # by the database), as one id list: an OR of the two reads the whole table on PostgreSQL.
+            own, cm = t.changelog.alias("own"), t.changelog_members.c
+            ids_of = sa.union_all(
+                sa.select(own.c.id).where(own.c.person_id.in_(sorted(ids))),
+                sa.select(cm.changelog_id).where(cm.person_id.in_(sorted(ids))),
             )
+            conds.append(cl.id.in_(ids_of))
         for col, value in ((cl.target, f.target), (cl.run_id, f.run), (cl.op, f.op), (cl.result, f.result)):
             if value:
                 conds.append(col == value)
+        when = []
         if f.since:
-            conds.append(cl.at >= f.since)
+            when.append(cl.at >= f.since)
         if f.until:
-            conds.append(cl.at <= (f.until + "T23:59:59~" if len(f.until) == 10 else f.until))
-        q = sa.select(*[cl[c] for c in COLUMNS]).where(*conds).order_by(cl.id.desc()).limit(f.limit)
-        with self.engine.connect() as c:
-            rows = [dict(r) for r in c.execute(q).mappings()]
+            when.append(cl.at <= (f.until + "T23:59:59~" if len(f.until) == 10 else f.until))
+        if when:
+            # The ids the window spans, from the ``at`` index: the page then walks the id order
+            # between them instead of sorting every row of the window (exact: a bound, not a guess).
+            # OFFSET 0 keeps PostgreSQL from answering min/max by walking the primary key.
+            window = sa.select(cl.id).where(*when).offset(0).subquery()
+            with self.engine.connect() as c:
+                low, high = c.execute(sa.select(sa.func.min(window.c.id), sa.func.max(window.c.id))).one()
+            if low is None:
+                return None
+            conds += [*when, cl.id.between(low, high)]
+        if f.text:
+            pattern = _like(f.text)
+            conds.append(
+                sa.or_(*(col.like(pattern, escape="\\") for col in (cl.key, cl.username, cl.reason)))
+            )
+        if scope is not None:
+            conds.append(cl.person_id.in_(scope))
+        return conds
+
+    def query(self, f: Filter) -> list[dict[str, Any]]:
+        """Changelog rows matching the filter, oldest first (the newest ``limit`` of them)."""
+        rows = self.page(f).rows
         rows.reverse()
         return rows
+
+    def page(self, f: Filter, scope: sa.Select[Any] | None = None) -> Page:
+        """Up to ``limit`` rows newest first: the newest, or those just before or after an id.
+
+        ``before`` and ``after`` are the ids a previous page handed out (``Page.older`` and
+        ``Page.newer``); one more row than asked is read to know whether there is another page.
+        """
+        cl = t.changelog.c
+        conds = self.conditions(f, scope)
+        if conds is None:
+            return Page([], None, None)
+        upward = f.after is not None and f.before is None
+        if f.before is not None:
+            conds.append(cl.id < f.before)
+        if f.after is not None:
+            conds.append(cl.id > f.after)
+        order = cl.id.asc() if upward else cl.id.desc()
+        q = sa.select(*[cl[c] for c in COLUMNS]).where(*conds).order_by(order).limit(f.limit + 1)
+        with self.engine.connect() as c:
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        more = len(rows) > f.limit
+        rows = rows[: f.limit]
+        if upward:
+            rows.reverse()
+        if not rows:
+            return Page([], None, None)
+        older = rows[-1]["id"] if (more if not upward else True) else None
+        newer = rows[0]["id"] if (more if upward else f.before is not None) else None
+        return Page(rows, older, newer)
+
+    def export(
+        self, f: Filter, scope: sa.Select[Any] | None = None, cap: int = 100_000, chunk: int = 2_000
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The newest ``cap`` matching rows, oldest first (as ``query``), in chunks of ``chunk``."""
+        cl = t.changelog.c
+        conds = self.conditions(f, scope)
+        if conds is None:
+            return
+        newest = sa.select(cl.id).where(*conds).order_by(cl.id.desc()).limit(cap).subquery()
+        with self.engine.connect() as c:
+            low, high = c.execute(sa.select(sa.func.min(newest.c.id), sa.func.max(newest.c.id))).one()
+        if low is None:
+            return
+        last = low - 1  # rows written during the export (above ``high``) are left out: the cap holds
+        while True:
+            q = (
+                sa.select(*[cl[c] for c in COLUMNS])
+                .where(*conds, cl.id > last, cl.id <= high)
+                .order_by(cl.id)
+                .limit(chunk)
+            )
+            with self.engine.connect() as c:
+                rows = [dict(r) for r in c.execute(q).mappings()]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1]["id"]
 
     def failed(self, run_id: str, limit: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
         """The first ``limit`` changes a run could not make, and their count per target."""

@@ -193,6 +193,21 @@ class Runs:
             )
             return [dict(r) for r in rows.mappings()]
 
+    def older_than(self, run_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """The newest runs (without their plans) started before run ``run_id`` (None: the newest).
+
+        Keyset paging for the console's run list: ``limit + 1`` rows are read, so a caller
+        sees whether an older page exists.
+        """
+        r = t.runs.c
+        cols = [c for c in t.runs.c if c.name != "plan"]
+        q = sa.select(*cols).order_by(r.started_at.desc(), r.run_id.desc()).limit(limit + 1)
+        if run_id is not None:
+            at = sa.select(r.started_at).where(r.run_id == run_id).scalar_subquery()
+            q = q.where(sa.or_(r.started_at < at, sa.and_(r.started_at == at, r.run_id < run_id)))
+        with self.engine.connect() as c:
+            return [dict(x) for x in c.execute(q).mappings()]
+
     def gate_baseline(self, days: float = 7.0) -> GateBaseline:
         """What the source gate compares with: the largest counts of the good runs of the last days.
 

@@ -15,6 +15,7 @@
 - ``local_persons``, ``person_locks`` and ``local_audit``: the admin's local persons and
   locks, and the audit of every change to them.
 - ``dir_*``: the web console's directory (persons' schools, SIS groups, data errors).
+- ``changelog_members``: who each membership change lists, kept by a trigger on the changelog.
 
 Changes go through Alembic revisions in ``migrations/versions`` (``bas db upgrade``).
 """
@@ -299,5 +300,58 @@ dir_errors = sa.Table(
 # year of history): these keep such a page an index walk, not a scan. Migration 0007.
 sa.Index("ix_changelog_target_id", changelog.c.target, changelog.c.id)
 sa.Index("ix_changelog_op_id", changelog.c.op, changelog.c.id)
+
+# Who each membership change (add_members, remove_members) lists, one row per person: the
+# changelog by person (`bas changelog --person`, the console) finds those changes by index,
+# not by reading every membership row of a year. Filled by the database itself (a trigger
+# on changelog inserts, below), so every writer keeps it whole. Migration 0007.
+changelog_members = sa.Table(
+    "changelog_members",
+    metadata,
+    sa.Column("person_id", sa.String(64), primary_key=True),
+    sa.Column("changelog_id", sa.Integer, primary_key=True),
+)
+
+MEMBER_OPS_SQL = "('add_members', 'remove_members')"
+CHANGELOG_MEMBERS_DDL = {
+    "sqlite": [
+        "CREATE TRIGGER changelog_members_fill AFTER INSERT ON changelog"
+        f" WHEN NEW.op IN {MEMBER_OPS_SQL} AND json_valid(NEW.after)"
+        " BEGIN INSERT OR IGNORE INTO changelog_members (person_id, changelog_id)"
+        " SELECT json_extract(m.value, '$[0]'), NEW.id FROM json_each(NEW.after, '$.members') AS m"
+        " WHERE json_extract(m.value, '$[0]') IS NOT NULL; END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION changelog_members_fill() RETURNS trigger LANGUAGE plpgsql AS $fn$"
+        f" BEGIN IF NEW.op IN {MEMBER_OPS_SQL} AND jsonb_typeof(NEW.after::jsonb -> 'members') = 'array' THEN"
+        " INSERT INTO changelog_members (person_id, changelog_id)"
+        " SELECT DISTINCT m ->> 0, NEW.id FROM jsonb_array_elements(NEW.after::jsonb -> 'members') AS m"
+        " WHERE m ->> 0 IS NOT NULL ON CONFLICT DO NOTHING; END IF; RETURN NULL; END $fn$",
+        "CREATE TRIGGER changelog_members_fill AFTER INSERT ON changelog"
+        " FOR EACH ROW EXECUTE FUNCTION changelog_members_fill()",
+    ],
+}
+# The same for rows already in the changelog (migration 0007; a bulk load without the trigger).
+CHANGELOG_MEMBERS_BACKFILL = {
+    "sqlite": "INSERT OR IGNORE INTO changelog_members (person_id, changelog_id)"
+    " SELECT json_extract(m.value, '$[0]'), c.id FROM changelog AS c, json_each(c.after, '$.members') AS m"
+    f" WHERE c.op IN {MEMBER_OPS_SQL} AND json_valid(c.after) AND json_extract(m.value, '$[0]') IS NOT NULL",
+    # The CASE keeps other rows' ``after`` from reaching jsonb_array_elements (it fails on a non-array).
+    "postgresql": "INSERT INTO changelog_members (person_id, changelog_id)"
+    " SELECT DISTINCT m ->> 0, c.id FROM changelog AS c, jsonb_array_elements("
+    f"CASE WHEN c.op IN {MEMBER_OPS_SQL} AND jsonb_typeof(c.after::jsonb -> 'members') = 'array'"
+    " THEN c.after::jsonb -> 'members' END) AS m"
+    " WHERE m ->> 0 IS NOT NULL ON CONFLICT DO NOTHING",
+}
+CHANGELOG_MEMBERS_DROP = {
+    "sqlite": ["DROP TRIGGER IF EXISTS changelog_members_fill"],
+    "postgresql": [
+        "DROP TRIGGER IF EXISTS changelog_members_fill ON changelog",
+        "DROP FUNCTION IF EXISTS changelog_members_fill()",
+    ],
+}
+for _dialect, _statements in CHANGELOG_MEMBERS_DDL.items():
+    for _sql in _statements:
+        sa.event.listen(changelog_members, "after_create", sa.DDL(_sql).execute_if(dialect=_dialect))
 
 SCHEMA_VERSION = "7"  # meta.schema_version; the Alembic revision (alembic_version) is the authority

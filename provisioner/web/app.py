@@ -27,14 +27,14 @@ from starlette.staticfiles import StaticFiles
 from provisioner.config import Config
 from provisioner.service import status as status_mod
 from provisioner.state.store import StateStore
-from provisioner.web import pages_password, pages_people, pages_quality
+from provisioner.web import pages_changelog, pages_password, pages_people, pages_quality, pages_runs
 from provisioner.web.access import LOGIN_COOKIE, OWNER_ADMIN, PUBLIC, ROLES, SESSION_COOKIE, access, user_for
 from provisioner.web.common import HERE, LOGIN_SECONDS, Web, page, web_of
 from provisioner.web.oidc import LoginError, Provider
 from provisioner.web.sessions import Session
 
 # The console's parts, each a module with ``routes()`` (mounted in this order).
-PAGES: tuple[Any, ...] = (pages_password, pages_people, pages_quality)
+PAGES: tuple[Any, ...] = (pages_password, pages_people, pages_quality, pages_runs, pages_changelog)
 log = structlog.get_logger("bas.web")
 
 

@@ -1,4 +1,7 @@
-"""The web console's directory (``dir_*``) and two changelog indexes for its filters.
+"""The web console's directory (``dir_*``), two changelog indexes and the membership index.
+
+``changelog_members`` lists the persons each membership change names, filled by a trigger
+on changelog inserts and here, once, for the rows already written.
 
 Revision ID: 0007
 Revises: 0006
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from provisioner.state.schema import CHANGELOG_MEMBERS_BACKFILL, CHANGELOG_MEMBERS_DDL, CHANGELOG_MEMBERS_DROP
 
 revision = "0007"
 down_revision = "0006"
@@ -69,11 +74,23 @@ def upgrade() -> None:
     op.create_index("ix_dir_errors_school_id", "dir_errors", ["school_id"])
     op.create_index("ix_changelog_target_id", "changelog", ["target", "id"])
     op.create_index("ix_changelog_op_id", "changelog", ["op", "id"])
+    op.create_table(
+        "changelog_members",
+        sa.Column("person_id", sa.String(64), primary_key=True),
+        sa.Column("changelog_id", sa.Integer, primary_key=True),
+    )
+    dialect = op.get_bind().dialect.name
+    for sql in CHANGELOG_MEMBERS_DDL[dialect]:
+        op.execute(sql)
+    op.execute(CHANGELOG_MEMBERS_BACKFILL[dialect])
     op.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
 
 
 def downgrade() -> None:
-    """Drop the directory and the two changelog indexes."""
+    """Drop the directory, the two changelog indexes and the membership index."""
+    for sql in CHANGELOG_MEMBERS_DROP[op.get_bind().dialect.name]:
+        op.execute(sql)
+    op.drop_table("changelog_members")
     op.drop_index("ix_changelog_op_id", table_name="changelog")
     op.drop_index("ix_changelog_target_id", table_name="changelog")
     op.drop_index("ix_dir_errors_school_id", table_name="dir_errors")
