@@ -114,6 +114,8 @@ def test_each_role_logs_in_by_keyboard_and_lands_on_its_page(
     log_in(browser, console, user, size, landing)
     assert browser.url == console.url + ("/" if user == OWNER else "/people")
     assert nav(browser) == links
+    current = browser.driver.find_elements(By.CSS_SELECTOR, "nav[aria-label=Main] a[aria-current=page]")
+    assert [a.text for a in current] == [landing]
     assert named in browser.driver.find_element(By.CSS_SELECTOR, ".who").text
     if user == TEACHER:  # their pupils are listed at once, per SIS group
         assert browser.driver.find_elements(By.CSS_SELECTOR, "#results table caption"), "no pupils listed"
