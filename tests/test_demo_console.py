@@ -97,6 +97,8 @@ def test_each_printed_login_gets_in_through_the_form(started: tuple[Console, lis
         assert home.status_code == 303 and home.headers["location"] == "/people"
         refused = s.get(console.url + "/overview/part")  # owner admins only: refused, with who you are
         assert refused.status_code == 403 and shown in refused.text
+    # The teacher's Feide name found their BAS person: their pupils are listed by group.
+    assert "Pupils of " in s.get(console.url + "/people").text
     wrong = DemoLogin(owner.username, owner.password + "x", owner.role)
     with pytest.raises(AssertionError):
         through_the_form(console, wrong)
