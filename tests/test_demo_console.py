@@ -25,7 +25,8 @@ from tests.webenv import Console, free_port
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo-web") / "bas-demo"
-    bas("demo", "--dir", str(folder))
+    out = bas("demo", "--dir", str(folder)).stdout
+    assert f"BAS_DEMO_DIR={folder} bash scripts/demo-web.sh" in out  # the demo's hint names its folder
     return folder
 
 
