@@ -180,5 +180,7 @@ def run_demo(directory: Path, seed: int = 1, source: str = "sql") -> int:
         "changelog --target feide --format csv --limit 5",
     ):
         click.echo(f"   bas --config {conf} {cmd}")
+    where = "" if directory.resolve() == Path("bas-demo").resolve() else f"BAS_DEMO_DIR={directory} "
+    click.echo(f"   {where}bash scripts/demo-web.sh    # the web console on this demo (BAS source tree)")
     store.close()
     return max(first.exit_code, second.exit_code)
