@@ -37,6 +37,7 @@ class OidcConfig(Strict):
         "sub"  # the claim holding the user id the roles name (sub, email, eduPersonPrincipalName)
     )
     ca_file: str | None = None  # verify the provider's TLS with this CA bundle instead of the system's
+    userinfo: bool = True  # add the userinfo endpoint's claims (Feide's ID token is minimal)
 
     @field_validator("issuer")
     @classmethod

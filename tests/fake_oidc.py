@@ -40,7 +40,8 @@ then); the code flow only (no implicit or hybrid flow, no refresh tokens, no
 ``request``/``request_uri`` objects, no dynamic registration, no pairwise subjects);
 ``max_age``, ``acr_values``, ``claims``, ``login_hint`` and ``ui_locales`` are ignored;
 the user's extra claims are in every ID token and userinfo answer whatever the scope (only
-name and email follow the ``profile`` and ``email`` scopes); passwords are compared in
+name and email follow the ``profile`` and ``email`` scopes; ``userinfo_only`` keeps some out
+of the ID token, as Feide's minimal ID token does); passwords are compared in
 plain text; time is the wall clock plus ``advance(seconds)``.
 """
 
@@ -54,6 +55,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -148,6 +150,8 @@ class User:
     name: str
     email: str
     claims: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Claims given only by /userinfo, left out of the ID token (Feide's ID token is minimal).
+    userinfo_only: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass
@@ -217,6 +221,7 @@ class FakeOidc:
         self.logins: list[str] = []  # usernames, one per successful login
         self._pending: dict[str, dict[str, str]] = {}  # form id -> the authorization request
         self._preselected: str | None = None
+        self.userinfo_sub: str | None = None  # answer /userinfo with this sub (a negative test)
         self.clock_offset = 0.0
         self.server, self.ca_file = https_server(folder, _handler(self), ca_pair)
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
@@ -240,10 +245,27 @@ class FakeOidc:
     # -- set-up and switches ---------------------------------------------------------------
 
     def add_user(
-        self, username: str, password: str, *, name: str, email: str, sub: str | None = None, **claims: Any
+        self,
+        username: str,
+        password: str,
+        *,
+        name: str,
+        email: str,
+        sub: str | None = None,
+        userinfo_only: Iterable[str] = (),
+        **claims: Any,
     ) -> User:
-        """A user who can log in; ``claims`` go into the ID token and userinfo as given."""
-        user = User(username, password, sub or secrets.token_hex(16), name, email, dict(claims))
+        """A user who can log in; ``claims`` go into the ID token and userinfo as given (those
+        named in ``userinfo_only`` into userinfo alone)."""
+        user = User(
+            username,
+            password,
+            sub or secrets.token_hex(16),
+            name,
+            email,
+            dict(claims),
+            frozenset(userinfo_only),
+        )
         with self.lock:
             self.users[username] = user
         return user
@@ -344,6 +366,8 @@ class FakeOidc:
             "iss": self.issuer, "sub": user.sub, "aud": client_id, "exp": now + self.token_lifetime,
             "iat": now, "auth_time": auth_time, "sid": sid, **self._user_claims(user, scope),
         }  # fmt: skip
+        for name in user.userinfo_only:
+            claims.pop(name, None)
         if nonce is not None:
             claims["nonce"] = nonce
         if access_token is not None:
@@ -503,7 +527,7 @@ class FakeOidc:
         if at is None or at.expires < self.now():
             challenge = 'Bearer error="invalid_token"' if token else 'Bearer realm="fake-oidc"'
             return _json(401, {"error": "invalid_token"}, {"WWW-Authenticate": challenge})
-        return _json(200, {"sub": at.user.sub, **self._user_claims(at.user, at.scope)})
+        return _json(200, {**self._user_claims(at.user, at.scope), "sub": self.userinfo_sub or at.user.sub})
 
     def end_session(self, q: dict[str, str]) -> Answer:
         """RP-initiated logout (RP-Initiated Logout 1.0 section 2)."""

@@ -268,3 +268,62 @@ def test_sessions_expire_when_idle_or_old() -> None:
     assert (
         signer.loads(signer.dumps("abc") + "x") is None and CookieSigner().loads(signer.dumps("abc")) is None
     )
+
+
+def _code_flow(fake: FakeOidc, provider: object, user: str) -> dict:
+    """One login through the provider client: start, the provider's redirect, finish."""
+    import requests
+
+    pending, url = provider.start(time.time())  # type: ignore[attr-defined]
+    fake.preselect(user)
+    s = requests.Session()
+    s.trust_env = False
+    r = s.get(url, allow_redirects=False, verify=str(fake.ca_file))
+    code = parse_qs(urlsplit(r.headers["location"]).query)["code"][0]
+    claims, _ = provider.finish(pending, code)  # type: ignore[attr-defined]
+    return claims
+
+
+def test_claims_only_userinfo_gives_reach_the_roles(tmp_path: Path) -> None:
+    """Feide's ID token is minimal: the user id and affiliation the roles need come from userinfo."""
+    from provisioner.web.access import TEACHER, user_for
+    from provisioner.web.oidc import LoginError, Provider
+    from provisioner.web_config import OidcConfig, RolesConfig
+
+    with FakeOidc(tmp_path) as fake:
+        fake.add_user(
+            "t",
+            "pw",
+            name="T",
+            email="t@example.org",
+            sub="opaque-sub",
+            eduPersonPrincipalName="olan@demo.kommune.no",
+            eduPersonAffiliation=["faculty", "member"],
+            userinfo_only=["eduPersonPrincipalName", "eduPersonAffiliation"],
+        )
+        client = fake.add_client("bas-web", ["https://127.0.0.1/auth/callback"])
+        roles = RolesConfig.model_validate(
+            {"teachers": {"claim": "eduPersonAffiliation", "values": ["faculty"]}}
+        )
+
+        def login(userinfo: bool) -> dict:
+            cfg = OidcConfig(
+                issuer=fake.issuer,
+                client_id="bas-web",
+                client_secret_file="x",
+                user_claim="eduPersonPrincipalName",
+                userinfo=userinfo,
+            )
+            p = Provider(cfg, client.client_secret, "https://127.0.0.1/auth/callback", str(fake.ca_file))
+            return _code_flow(fake, p, "t")
+
+        without = login(userinfo=False)
+        assert "eduPersonAffiliation" not in without  # the ID token alone
+        assert user_for(without, "eduPersonPrincipalName", roles) is None
+        claims = login(userinfo=True)
+        assert claims["sub"] == "opaque-sub" and claims["iss"] == fake.issuer  # the ID token's own
+        user = user_for(claims, "eduPersonPrincipalName", roles)
+        assert user is not None and (user.user_id, user.role) == ("olan@demo.kommune.no", TEACHER)
+        fake.userinfo_sub = "someone-else"
+        with pytest.raises(LoginError, match="another user"):
+            login(userinfo=True)

@@ -1,9 +1,12 @@
 """OpenID Connect login with authlib: the authorization code flow with PKCE S256, state and nonce.
 
 The provider's endpoints and keys come from its discovery document; the ID token's
-signature is checked against its JWKS, and iss, aud, exp, iat, nonce and at_hash with
-authlib's CodeIDToken. The JWKS is fetched again once when a token names a key it does
-not hold (a key rollover).
+signature is checked against its JWKS, and iss, aud, exp, iat, nonce and at_hash. The
+JWKS is fetched again once when a token names a key it does not hold (a key rollover).
+With ``userinfo`` on (the default) the claims of the provider's userinfo endpoint are
+added, as Core 5.3 describes: Feide's ID token is minimal, and the user id and
+affiliation the roles need may come only from there. Its ``sub`` must be the ID token's;
+a claim in both keeps the ID token's value.
 """
 
 from __future__ import annotations
@@ -109,8 +112,24 @@ class Provider:
         id_token = token.get("id_token")
         if not id_token:
             raise LoginError("the provider sent no ID token")
-        claims = self._verify(id_token, pending.nonce, token.get("access_token"))
+        access_token = token.get("access_token")
+        claims = self._verify(id_token, pending.nonce, access_token)
+        if self.cfg.userinfo and access_token and meta.get("userinfo_endpoint"):
+            claims = {**self._userinfo(meta["userinfo_endpoint"], access_token, claims["sub"]), **claims}
         return claims, id_token
+
+    def _userinfo(self, url: str, access_token: str, sub: str) -> dict[str, Any]:
+        """The userinfo endpoint's claims for this login (its sub checked against the ID token's)."""
+        try:
+            with self._session(token={"access_token": access_token, "token_type": "Bearer"}) as s:
+                r = s.get(url, timeout=_TIMEOUT)
+            r.raise_for_status()
+            info = r.json()
+        except Exception as exc:  # the network, a refusal or a body that is not JSON
+            raise LoginError(f"the provider's userinfo endpoint failed: {exc}") from exc
+        if not isinstance(info, dict) or info.get("sub") != sub:
+            raise LoginError("the provider's userinfo answer is for another user (sub differs)")
+        return info
 
     def _verify(self, id_token: str, nonce: str, access_token: str | None) -> dict[str, Any]:
         registry = jwt.JWTClaimsRegistry(
