@@ -8,8 +8,10 @@ has checked the session), never through module globals.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,6 +26,7 @@ from provisioner.web.sessions import CookieSigner, Expiring, Session
 
 HERE = Path(__file__).parent
 LOGIN_SECONDS = 600
+_OSLO = ZoneInfo("Europe/Oslo")  # Norwegian school owners read local time
 
 
 class Web:
@@ -36,6 +39,7 @@ class Web:
         self.logins: Expiring[Pending] = Expiring(LOGIN_SECONDS)
         self.signer = CookieSigner()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.templates.env.filters["when"] = when
 
     def session_of(self, request: Request) -> Session | None:
         key = self.signer.loads(request.cookies.get(SESSION_COOKIE))
@@ -66,6 +70,19 @@ class Web:
 def _web(request: Request) -> Web:
     web: Web = request.app.state.web
     return web
+
+
+def when(value: str | None, default: str = "-") -> str:
+    """A stored UTC timestamp as the school owner's wall-clock time, to the minute (Europe/Oslo)."""
+    if not value:
+        return default
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone(_OSLO).strftime("%Y-%m-%d %H:%M")
 
 
 def web_of(request: Request) -> Web:

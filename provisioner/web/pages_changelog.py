@@ -34,7 +34,7 @@ from provisioner.core.states import ChangeResult
 from provisioner.service import changelog as render_mod
 from provisioner.state.history import Filter, History
 from provisioner.web.access import OWNER_ADMIN, SCHOOL_ADMIN, access
-from provisioner.web.common import page, reach_of, session_of, web_of
+from provisioner.web.common import page, reach_of, session_of, web_of, when
 from provisioner.web.pages_runs import PER_PAGE, target_names
 
 EXPORT_CAP = 100_000
@@ -116,7 +116,7 @@ def _view(r: dict[str, Any]) -> dict[str, Any]:
     """A changelog row as the table shows it (the CLI's table columns), NINs masked."""
     result = r["result"] + (f" ({r['error']})" if r["error"] and r["result"] != ChangeResult.OK else "")
     return {
-        "at": r["at"][:19],
+        "at": when(r["at"]),
         "run_id": r["run_id"],
         "target": r["target"],
         "op": r["op"],

@@ -33,7 +33,7 @@ from provisioner.core.states import RunStatus
 from provisioner.run import runner
 from provisioner.state.history import Filter
 from provisioner.web.access import OWNER_ADMIN, access
-from provisioner.web.common import page, session_of, web_of
+from provisioner.web.common import page, session_of, web_of, when
 
 PER_PAGE = 50
 log = structlog.get_logger("bas.web")
@@ -59,7 +59,7 @@ def _line(r: dict[str, Any]) -> dict[str, Any]:
         "run_id": r["run_id"],
         "kind": r["kind"],
         "status": r["status"],
-        "started": r["started_at"][:19],
+        "started": when(r["started_at"]),
         "as_of": r["as_of"] or "",
         "active": "" if r["active_persons"] is None else r["active_persons"],
         "changes": sum(sum(v.values()) for v in summary.get("plan", {}).values()),
@@ -237,8 +237,8 @@ async def _run_page(request: Request, run_id: str, outcome: dict[str, str] | Non
         409 if outcome and outcome["bad"] else 200,
         title=f"Run {run_id}",
         run=_line(run),
-        finished=(run["finished_at"] or "")[:19],
-        approved=(run["approved_at"] or "")[:19],
+        finished=when(run["finished_at"], ""),
+        approved=when(run["approved_at"], ""),
         approved_by=run["approved_by"] or "",
         held=run["status"] == RunStatus.HELD and bool(run["plan"]),
         summary=_summary_view(run),
