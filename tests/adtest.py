@@ -7,6 +7,7 @@ are unique domain-wide, which is why each test must clean up.
 
 from __future__ import annotations
 
+import csv
 import secrets
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,12 @@ def can_bind(dc: SambaDC, dn: str, password: str) -> bool:
         return bool(conn.bind())
     finally:
         conn.unbind()
+
+
+def initial_password(env: ADEnv, username: str) -> str:
+    """The initial password BAS wrote for the school office (0600 CSV files per school)."""
+    for f in env.password_dir.glob("*.csv"):
+        for row in csv.reader(f.read_text(encoding="utf-8-sig").splitlines()[1:], delimiter=";"):
+            if row[0] == username:
+                return row[2]
+    raise AssertionError(f"no initial password for {username}")

@@ -3,7 +3,6 @@ disabled, `bas unlock` enables it in place again, and a lock never deletes (test
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from provisioner.core.dn import parent as parent_dn
 from provisioner.core.plan import Op
 from provisioner.core.states import ObjectStatus
-from tests.adtest import ADEnv, can_bind, uac
+from tests.adtest import ADEnv, can_bind, initial_password, uac
 from tests.sisbuilder import small_sis
 
 DAY1, DAY2, DAY3 = "2025-10-01", "2025-10-02", "2025-10-03"
@@ -28,15 +27,6 @@ def env(tmp_path: Path, samba_dc) -> Iterator[ADEnv]:
         e.close()
 
 
-def _password(env: ADEnv, username: str) -> str:
-    """The initial password BAS wrote for the school office (0600 CSV files per school)."""
-    for f in env.password_dir.glob("*.csv"):
-        for row in csv.reader(f.read_text(encoding="utf-8-sig").splitlines()[1:], delimiter=";"):
-            if row[0] == username:
-                return row[2]
-    raise AssertionError(f"no initial password for {username}")
-
-
 def _changes(out, key: str) -> list[tuple[Op, str]]:
     return [(c.op, c.reason) for c in out.plan.target("ad").changes if c.key == key]
 
@@ -45,7 +35,7 @@ def test_lock_disables_keeps_disabled_and_unlock_enables_in_place(env: ADEnv) ->
     assert env.sync(DAY1).exit_code == 0
     home = parent_dn(env.user("T1", ("cn",))[0]).lower()
     assert not uac(env.user("T1", ("userAccountControl",))) & DISABLED
-    password = _password(env, env.objects()["T1"]["username"])
+    password = initial_password(env, env.objects()["T1"]["username"])
     assert can_bind(env.dc, env.user("T1", ("cn",))[0], password)
 
     env.store.local.lock("T1", ["ad"], "misuse", None, "ola")

@@ -4,7 +4,6 @@ a password the domain refuses is a clear rejected change."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from provisioner.core.states import RunStatus
 from provisioner.run import password as pw_run
 from provisioner.run import runner
 from provisioner.run.targets import build_connector
-from tests.adtest import ADEnv, can_bind
+from tests.adtest import ADEnv, can_bind, initial_password
 from tests.sisbuilder import small_sis
 
 DAY = "2025-10-01"
@@ -30,15 +29,6 @@ def env(tmp_path: Path, samba_dc) -> Iterator[ADEnv]:
         yield e
     finally:
         e.close()
-
-
-def initial_password(env: ADEnv, username: str) -> str:
-    """The initial password BAS wrote for the school office."""
-    for f in env.password_dir.glob("*.csv"):
-        for row in csv.reader(f.read_text(encoding="utf-8-sig").splitlines()[1:], delimiter=";"):
-            if row[0] == username:
-                return row[2]
-    raise AssertionError(f"no initial password for {username}")
 
 
 def test_the_new_password_binds_and_the_old_one_does_not(env: ADEnv) -> None:

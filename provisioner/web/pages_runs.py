@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from provisioner.config import Config
@@ -214,13 +214,14 @@ def _summary_view(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _run_page(request: Request, run_id: str, outcome: dict[str, str] | None = None) -> Response:
+async def _run_page(request: Request, run_id: str) -> Response:
     web = web_of(request)
     run = await run_in_threadpool(web.store.runs.get, run_id)
     if run is None:
         return web.message(
             request, 404, "No such run", f"There is no run {mask_text(run_id)}.", session=session_of(request)
         )
+    outcome = session_of(request).notices.pop(run_id, None)  # what an approve just did, shown once
     cq = ChangeQuery.of(request)
     if run["status"] == RunStatus.HELD and run["plan"]:
         start = _int(request.query_params.get("start")) or 0
@@ -234,7 +235,7 @@ async def _run_page(request: Request, run_id: str, outcome: dict[str, str] | Non
     return page(
         request,
         "run.html",
-        409 if outcome and outcome["bad"] else 200,
+        200,
         title=f"Run {run_id}",
         run=_line(run),
         finished=when(run["finished_at"], ""),
@@ -275,9 +276,10 @@ async def approve(request: Request) -> Response:
         title = "Not approved"
         text = out.message
     bad = out.exit_code not in (runner.EXIT_OK, runner.EXIT_ERRORS)
-    return await _run_page(
-        request, run_id, {"title": title, "text": mask_text(text), "bad": "1" if bad else ""}
-    )
+    notice = {"title": title, "text": mask_text(text), "bad": "1" if bad else ""}
+    session_of(request).notices[run_id] = notice
+    # Post-redirect-get: the run page shows the outcome once; a reload does not approve again.
+    return RedirectResponse(f"/runs/{quote(run_id)}", status_code=303)
 
 
 def routes() -> list[Route]:

@@ -37,6 +37,9 @@ class Session:
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     created: float = field(default_factory=time.time)
     used: float = field(default_factory=time.time)
+    # What a form post did, shown once by the page it redirects to (post-redirect-get: a
+    # reload never posts again): key (e.g. a run id) -> the notice's fields.
+    notices: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class Expiring(Generic[T]):
