@@ -10,7 +10,7 @@ reaches (provisioner/web/reach.py) on a small store.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -165,11 +165,7 @@ def test_derive_names_the_school_of_a_broken_group_or_enrollment() -> None:
 # -- the store ----------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> Iterator[StateStore]:
-    s = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
+# ``store`` is tests/conftest.py's: each store test runs on SQLite and on PostgreSQL.
 
 
 def _rows(store: StateStore, table: sa.Table, order: str) -> list[dict[str, Any]]:
@@ -330,7 +326,12 @@ def _clear(store: StateStore) -> None:
             c.execute(table.delete())
 
 
-def test_any_update_sequence_equals_a_fresh_update_of_the_last(tmp_path: Path) -> None:
+def test_any_update_sequence_equals_a_fresh_update_of_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also across batches: the sequence is written two rows at a time, the fresh one whole."""
+    from provisioner.state import directory as directory_mod
+
     many, fresh = StateStore(f"sqlite:///{tmp_path / 'a.db'}"), StateStore(f"sqlite:///{tmp_path / 'b.db'}")
 
     @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -338,8 +339,10 @@ def test_any_update_sequence_equals_a_fresh_update_of_the_last(tmp_path: Path) -
     def check(states: list[DesiredState]) -> None:
         _clear(many)
         _clear(fresh)
+        monkeypatch.setattr(directory_mod, "_BATCH", 2)
         for s in states:
             many.directory.update(s)
+        monkeypatch.setattr(directory_mod, "_BATCH", 10_000)
         fresh.directory.update(states[-1])
         assert _snapshot(many) == _snapshot(fresh)
         again = many.directory.update(states[-1])

@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -228,8 +229,10 @@ def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: b
             baseline = holds.gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
             return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
     plan, derivation = make_plan(cfg, store, lambda: read_source(cfg), as_of, run_id)
+    started = time.perf_counter()
     written = store.directory.update(derivation.state, derivation.frozen_persons, derivation.frozen_groups)
-    log.debug("directory updated", run_id=run_id, **written.__dict__)
+    seconds = round(time.perf_counter() - started, 2)
+    log.debug("directory updated", run_id=run_id, seconds=seconds, **written.__dict__)
     del derivation
     cert = certify(cfg, plan, plan.cookie)
     store.meta.save_certificate(cert.dumps() if cert else None)
