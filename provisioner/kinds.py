@@ -64,6 +64,11 @@ class Capabilities:
     # without changes still delivers what earlier runs left, and `bas config check` probes
     # the receiver with the kind's ``probe``.
     delivers: bool = False
+    # Targets whose user accounts take a password BAS sets (a delegated reset,
+    # provisioner/run/password.py): the length of those passwords; None when its users
+    # hold none BAS may set (files, Feide, hybrid Microsoft 365: Entra gets it from AD).
+    password_length: int | None = None
+    secretless_why: str = ""  # why it holds none, when that is worth saying
 
 
 ConnectorFactory = Callable[[Config, str], Connector | Exporter]
@@ -155,6 +160,19 @@ def _m365_policy(tcfg: M365Config) -> Policy:
 
 def _live(tcfg: Any) -> Capabilities:
     return Capabilities(live=True)
+
+
+def _ad_capabilities(tcfg: Any) -> Capabilities:
+    return Capabilities(live=True, password_length=tcfg.password_length)
+
+
+def _m365_capabilities(tcfg: Any) -> Capabilities:
+    if tcfg.users == "synced":
+        return Capabilities(
+            live=True,
+            secretless_why="users are synced from AD: the password reaches them by password hash sync",
+        )
+    return Capabilities(live=True, password_length=tcfg.password_length)
 
 
 def _files(tcfg: Any) -> Capabilities:
@@ -348,7 +366,7 @@ register(
         map_state=ad_mapping.map_state,
         placement=ad_mapping.PLACEMENT_ATTRS,
         policy=_ad_policy,
-        capabilities=_live,
+        capabilities=_ad_capabilities,
         connector=_ad_connector,
         reader=_ad_reader,
         probe=_ad_probe,
@@ -363,7 +381,7 @@ register(
         placement=m365_mapping.PLACEMENT_ATTRS,
         links=m365_mapping.LINK_ATTRS,
         policy=_m365_policy,
-        capabilities=_live,
+        capabilities=_m365_capabilities,
         connector=m365_connector,
         reader=_m365_reader,
         probe=_m365_probe,

@@ -5,10 +5,10 @@ password (connectors.passwords: no look-alike characters, no part of the person'
 AD's complexity rule), plans one SET_PASSWORD change per enabled live target where the
 person has an active account, and applies that plan with the executor under the run lock,
 recorded as a run of kind "password"; each change's changelog row names who asked (its
-reason). Which targets take a password is decided by their config: a kind that issues
-passwords has ``password_length`` (AD, cloud Microsoft 365); hybrid Microsoft 365
-(``users = "synced"``) gets none, as the password reaches Entra ID from AD by password
-hash sync; Feide, itslearning and PIFU hold no passwords.
+reason). Which targets take a password their kind declares (``Capabilities.password_length``
+in provisioner/kinds.py: AD and cloud Microsoft 365); hybrid Microsoft 365 (``users =
+"synced"``) gets none, as the password reaches Entra ID from AD by password hash sync;
+Feide, itslearning and PIFU hold no passwords.
 
 The password lives in memory only: in the changes' ``secret`` (left out of every plan
 JSON, repr and changelog row) and in the outcome returned, for the caller to show once.
@@ -17,8 +17,6 @@ JSON, repr and changelog row) and in the outcome returned, for the caller to sho
 from __future__ import annotations
 
 import datetime as dt
-import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,7 +30,6 @@ from provisioner.core.plan import Change, Op, Plan, TargetPlan
 from provisioner.core.states import ObjectStatus, RunStatus, TargetOutcome
 from provisioner.kinds import kind_of
 from provisioner.run import runner
-from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
 from provisioner.run.targets import build_connector
 from provisioner.state.common import now_iso
 from provisioner.state.runs import LockHeld
@@ -44,7 +41,6 @@ RUN_KIND = "password"
 MIN_LENGTH = 14  # connectors.passwords.generate's floor (and AD's config minimum)
 BUSY = "a run is in progress: try again in a minute"
 LOCK_WAIT = 3.0  # seconds a reset waits for the run lock (another reset takes well under one)
-LOCK_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -79,16 +75,15 @@ def via_reason(by: str, via: str) -> str:
     return f"password reset by {by} ({via})"
 
 
-def _holds_passwords(tcfg: TargetBase) -> str | None:
-    """None when a target of this config takes passwords; else why it does not."""
-    label = kind_of(tcfg.kind).label
-    if not hasattr(tcfg, "password_length"):
-        return f"{label} holds no passwords"
-    if getattr(tcfg, "users", None) == "synced":
-        return f"{label} users are synced from AD: the password reaches them by password hash sync"
+def _holds_passwords(tcfg: TargetBase) -> tuple[int | None, str]:
+    """(the length of the passwords a target of this config takes, or None; why it takes none)."""
+    kind = kind_of(tcfg.kind)
+    caps = kind.capabilities(tcfg)
+    if caps.password_length is None:
+        return None, f"{kind.label} {caps.secretless_why or 'holds no passwords'}"
     if tcfg.mode != "apply":
-        return f'plan only (mode = "plan"): no live {label} account can take a password'
-    return None
+        return None, f'plan only (mode = "plan"): no live {kind.label} account can take a password'
+    return caps.password_length, ""
 
 
 def _plan_changes(
@@ -100,8 +95,8 @@ def _plan_changes(
     left: list[TargetReset] = []
     lengths: list[tuple[int, int]] = []
     for name, tcfg in cfg.enabled_targets().items():
-        why = _holds_passwords(tcfg)
-        if why is None:
+        target_length, why = _holds_passwords(tcfg)
+        if target_length is not None:
             row = store.objects.index(name, {person_id}).get(person_id)
             if row is None or row.kind != "person":
                 why = "no account there"
@@ -112,7 +107,7 @@ def _plan_changes(
                     name, Op.SET_PASSWORD, "person", person_id, reason, row.anchor, row.username, person_id
                 )
                 changes.append(change)
-                lengths.append((0 if tcfg.kind == "ad" else 1, int(getattr(tcfg, "password_length", 0))))
+                lengths.append((0 if tcfg.kind == "ad" else 1, target_length))
                 continue
         left.append(TargetReset(name, "none", why))
     length = max(MIN_LENGTH, min(lengths)[1]) if lengths else MIN_LENGTH
@@ -162,8 +157,7 @@ def reset_password(
     ident = store.identities.record({person_id}) or {}
     run_id = runner.new_run_id()
     try:
-        with ExitStack() as locked:
-            _lock(cfg, store, run_id, wait, locked)
+        with runner.run_lock(cfg, store, run_id, wait):
             changes, left, length = _plan_changes(cfg, store, person_id, reason)
             if not changes:
                 why = "; ".join(f"{t.target}: {t.message}" for t in left) or "no target is enabled"
@@ -185,26 +179,6 @@ def reset_password(
         return PasswordOutcome(
             run_id, runner.EXIT_LOCKED, RunStatus.LOCKED, BUSY, username=ident.get("username")
         )
-
-
-def _lock(cfg: Config, store: StateStore, run_id: str, wait: float, stack: ExitStack) -> None:
-    """Take the one run lock into ``stack``, waiting up to ``wait`` seconds (another reset is over
-    in a moment; a sync is not); then put right what a killed run left, as every run does.
-
-    Not the runner's ``_locked``: a reset is tiny, so it leaves the garbage collector's
-    thresholds alone, which the web console's threads share.
-    """
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            abandoned = stack.enter_context(store.runs.lock(run_id))
-            break
-        except LockHeld:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(LOCK_POLL)
-    tidy_after_killed_runs(cfg, run_id, abandoned)
-    settle_exports(cfg, store, run_id, runner.apply_options(cfg))
 
 
 def _apply(

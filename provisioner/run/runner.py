@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -73,6 +73,7 @@ from sources.base import SourceError
 from sources.registry import open_source
 
 log = structlog.get_logger("bas.run")
+_LOCK_POLL = 0.2  # seconds between tries while run_lock waits
 
 _EXIT_CODES = {
     RunStatus.HELD: EXIT_HELD,
@@ -456,11 +457,30 @@ def sync(
 
 @contextmanager
 def _locked(cfg: Config, store: StateStore, run_id: str) -> Iterator[None]:
-    """The run lock; what a killed run left (its record, temp files) is put right first.
+    """``run_lock`` for a whole run: its bulk work runs with fewer garbage collections
+    (provisioner.apply.collector)."""
+    with run_collector(), run_lock(cfg, store, run_id):
+        yield
 
-    The run's bulk work runs with fewer garbage collections (provisioner.apply.collector).
+
+@contextmanager
+def run_lock(cfg: Config, store: StateStore, run_id: str, wait: float = 0.0) -> Iterator[None]:
+    """The one run lock, waited for up to ``wait`` seconds (LockHeld after); what a killed run
+    left (its record, temp files, unrecorded exports) is put right first, as every run does.
+
+    A small write (a password reset, provisioner/run/password.py) takes it directly: it
+    leaves the collector's thresholds alone, which the web console's threads share.
     """
-    with run_collector(), store.runs.lock(run_id) as abandoned:
+    deadline = time.monotonic() + wait
+    with ExitStack() as stack:
+        while True:
+            try:
+                abandoned = stack.enter_context(store.runs.lock(run_id))
+                break
+            except LockHeld:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(_LOCK_POLL)
         tidy_after_killed_runs(cfg, run_id, abandoned)
         settle_exports(cfg, store, run_id, apply_options(cfg))
         yield

@@ -46,3 +46,8 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
         f" VALUES ({', '.join([mark] * len(cols))})"
     )
     conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows])
+
+
+def contains(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, its % _ and \\ taken literally (use escape="\\")."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -26,7 +26,7 @@ from provisioner.core.directory import (
 )
 from provisioner.core.model import STUDENT, TEACHER, DataError, DesiredState
 from provisioner.state import schema as t
-from provisioner.state.common import CHUNK, bulk_insert
+from provisioner.state.common import CHUNK, bulk_insert, contains
 
 Row = dict[str, Any]
 _PERSON_COLUMNS = tuple(c.name for c in t.dir_persons.columns)
@@ -44,10 +44,6 @@ class Written:
     groups: int
     groups_gone: int
     errors: int
-
-
-def _like(q: str) -> str:
-    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class Directory:
@@ -251,9 +247,9 @@ class Directory:
         needle = fold(q)
         if not needle:
             return []
-        query = sa.select(t.dir_persons).where(dp.search.like(_like(needle), escape="\\"))
+        query = sa.select(t.dir_persons).where(dp.search.like(contains(needle), escape="\\"))
         if schools is not None:
-            query = query.where(dp.person_id.in_(self._at_schools(schools)))
+            query = query.where(dp.person_id.in_(self.at_schools(schools)))
         if within is not None:
             query = query.where(dp.person_id.in_(within))
         query = query.order_by(dp.active.desc(), dp.display_name, dp.person_id).limit(limit)
@@ -345,13 +341,10 @@ class Directory:
             return [dict(r) for r in c.execute(q).mappings()]
 
     @staticmethod
-    def _at_schools(schools: Iterable[str]) -> sa.Select[Any]:
+    def at_schools(schools: Iterable[str]) -> sa.Select[Any]:
+        """A sub-select of the person ids affiliated with these schools (for other queries' IN)."""
         a = t.dir_affiliations.c
         return sa.select(a.person_id).where(a.school_id.in_(list(schools)))
-
-    def at_schools(self, schools: Iterable[str]) -> sa.Select[Any]:
-        """A sub-select of the person ids affiliated with these schools (for other queries' IN)."""
-        return self._at_schools(schools)
 
 
 _BATCH = 5_000  # persons or groups compared and written at a time

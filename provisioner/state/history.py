@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from provisioner.core.plan import Op
 from provisioner.core.states import ChangeResult
 from provisioner.state import schema as t
+from provisioner.state.common import contains
 from provisioner.state.identities import Identities
 
 COLUMNS = (
@@ -63,10 +64,6 @@ class Page:
     newer: int | None  # ``after`` of the next newer page (None: no newer row)
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 class History:
     """Reads of the changelog."""
 
@@ -109,7 +106,7 @@ class History:
                 return None
             conds += [*when, cl.id.between(low, high)]
         if f.text:
-            pattern = _like(f.text)
+            pattern = contains(f.text)
             conds.append(
                 sa.or_(*(col.like(pattern, escape="\\") for col in (cl.key, cl.username, cl.reason)))
             )
