@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from provisioner.apply.executor import TargetResult
-from provisioner.core import certificate
+from provisioner.core import certificate, stored
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
+from provisioner.core.safety import planned_removals
+from provisioner.core.stored import StoredChanges
 from provisioner.run.runner import EXIT_OK
 from tests.sisbuilder import Sis, small_sis
 from tests.test_pipeline import DAY1, DAY2, Env, ok
@@ -67,7 +70,7 @@ def test_another_day_config_or_state_means_a_full_plan(env: Env) -> None:
 
 def test_full_ignores_the_certificate_and_a_broken_one_is_replaced(env: Env) -> None:
     assert dry(env, full=True).basis == "full"
-    env.store.meta.save_certificate("{not json")
+    env.store.meta.set("plan_certificate", "{not json")
     assert dry(env).basis == "full"
     assert dry(env).basis == "certified"
 
@@ -96,7 +99,7 @@ def test_a_rejected_change_leaves_nothing_certified(env: Env, monkeypatch: pytes
     env.sis.student("S7", "NORD", "Siv", "Ny")
     out = env.sync(DAY1)
     assert out.status == "done_with_errors"
-    assert env.store.meta.certificate() is None
+    assert env.store.certificates.load() is None
     plan = dry(env)
     assert plan.basis == "full"
     # ...and S7's group adds, which waited for the account (the store never recorded them)
@@ -106,15 +109,66 @@ def test_a_rejected_change_leaves_nothing_certified(env: Env, monkeypatch: pytes
     ]
 
 
-def test_large_plans_are_not_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(certificate, "MAX_CHANGES", 3)
+def test_pending_changes_of_plan_only_targets_are_certified_and_left_encoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AD and Microsoft 365 in plan mode keep their changes pending run after run: a quiet
+    sync reuses them as stored, decoding none and writing none (issue 15's quiet run)."""
+    monkeypatch.setattr(stored, "CHUNK", 2)  # several chunks per target even on a small SIS
     e = Env(tmp_path, small_sis())
     try:
-        assert dry(e).basis == "full"
-        assert e.store.meta.certificate() is None
-        assert dry(e).basis == "full"
+        ok(e.sync(DAY1))
+        parts = _parts(e)
+        assert len(parts) == 2 and all(n > 1 for n in parts.values())  # ad and m365, chunked
+
+        def no_decoding(self: StoredChanges) -> tuple:
+            raise AssertionError("a quiet run decoded stored changes")
+
+        with monkeypatch.context() as m:
+            m.setattr(StoredChanges, "decoded", no_decoding)
+            out = ok(e.sync(DAY1))
+            assert out.plan.basis == "certified"
+            assert out.plan.summary()["ad"]["create"] > 0
+        assert _parts(e) == parts  # named again, not rewritten
+        assert same_changes(dry(e), dry(e, full=True))
     finally:
         e.store.close()
+
+
+def test_a_certificate_whose_stored_changes_are_gone_is_not_used(env: Env) -> None:
+    assert dry(env).basis == "certified"
+    with env.store.engine.begin() as c:
+        c.execute(sa.text("DELETE FROM plan_parts"))
+    assert env.store.certificates.load() is None
+    assert dry(env).basis == "full"
+    assert dry(env).basis == "certified"
+
+
+def test_stored_changes_round_trip_and_count_what_they_remove() -> None:
+    changes = (
+        Change("ad", Op.CREATE, "person", "S1", "new", attrs={"cn": "Å\udcff"}),
+        Change("ad", Op.DELETE, "person", "S2", "gone"),
+        Change("ad", Op.DISABLE, "person", "S2", "gone"),
+        Change(
+            "ad", Op.REMOVE_MEMBERS, "group", "G1", "left", members=(("S2", "student"), ("S3", "student"))
+        ),
+    )
+    s = stored.encode(changes)
+    assert len(s) == 4 and s.op_counts == {"create": 1, "delete": 1, "disable": 1, "remove_members": 1}
+    assert s.destructive == {("person", "S2")} and s.member_removals == 2
+    assert planned_removals(s) == planned_removals(changes)
+    assert s == changes and list(s) == list(changes) and s[1:3] == changes[1:3]
+    again = stored.from_meta(stored.meta_of(s.with_ref("r1")), s.chunks)
+    assert again == changes and again.ref == "r1"
+    assert TargetPlan("ad", s).counts() == TargetPlan("ad", changes).counts()
+    broken = stored.StoredChanges(s.chunks, 5, s.op_counts, s.destructive, 2)
+    with pytest.raises(ValueError, match="not the 5 recorded"):
+        broken.decoded()
+
+
+def _parts(e: Env) -> dict[str, int]:
+    with e.store.engine.connect() as c:
+        return dict(c.execute(sa.text("SELECT part, count(*) FROM plan_parts GROUP BY part")).all())
 
 
 def test_a_source_drop_is_refused_with_a_certificate_in_place(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ SELECT. Any difference, even one changed row, and the run plans in full.
 
 Two ways to earn a certificate:
 
-- a full plan of at most ``MAX_CHANGES`` changes is certified as it is;
+- a full plan is certified as it is (whatever its size: the store keeps each target's
+  changes encoded apart, provisioner.core.stored, and a quiet run decodes none of them);
 - an apply that did everything its plan asked predicts the next plan: the applied
   targets have nothing left to do, plan-only and held targets keep their changes.
   The prediction is only made when the run removed nothing (no disable, delete or
@@ -33,27 +34,20 @@ from provisioner.config import Config
 from provisioner.core.plan import PLAN_FORMAT, Op, Plan, TargetPlan
 from provisioner.core.states import TargetOutcome
 
-MAX_CHANGES = 20_000  # larger plans are not stored (a first run's plan can be ~1 GB of JSON)
 REMOVALS = frozenset({Op.DISABLE, Op.DELETE, Op.PURGE})
 
 
 @dataclass(frozen=True, slots=True)
 class Certificate:
-    """Digests of a plan's inputs, and the plan they give."""
+    """Digests of a plan's inputs, and the plan they give.
+
+    The state store keeps it (provisioner.state.certificates): each target's changes apart,
+    encoded, so a certified plan of any size costs a quiet run only what it reads.
+    """
 
     key: str  # digest of config, state versions, day and code version
     source: Mapping[str, str]  # digest per source query
-    plan: str  # the plan as JSON
-
-    def dumps(self) -> str:
-        """As JSON text for the state store."""
-        return json.dumps({"key": self.key, "source": dict(self.source), "plan": self.plan})
-
-    @classmethod
-    def loads(cls, text: str) -> Certificate:
-        """Inverse of dumps."""
-        d = json.loads(text)
-        return cls(d["key"], dict(d["source"]), d["plan"])
+    plan: Plan
 
 
 # Settings that never change a plan: editing them leaves a held plan approvable and the
@@ -83,11 +77,12 @@ def inputs_key(cfg: Config, versions: Mapping[str, int], as_of: str) -> str:
 
 
 def certify(cfg: Config, plan: Plan, versions: Mapping[str, int]) -> Certificate | None:
-    """A certificate for a plan just made in full (None when too large or without source digests)."""
-    if not plan.source_digests or sum(len(tp.changes) for tp in plan.targets) > MAX_CHANGES:
+    """A certificate for a plan just made in full (None without source digests)."""
+    if not plan.source_digests:
         return None
-    text = replace(plan, basis="full").dumps()
-    return Certificate(inputs_key(cfg, versions, plan.as_of), dict(plan.source_digests), text)
+    return Certificate(
+        inputs_key(cfg, versions, plan.as_of), dict(plan.source_digests), replace(plan, basis="full")
+    )
 
 
 def predict_after_apply(
@@ -111,7 +106,7 @@ def predict_after_apply(
         r = results.get(tp.target)
         if r is None or r.status == TargetOutcome.FAILED or r.rejected or r.failed or r.ok != len(tp.changes):
             return None  # something is left to retry: only a full plan can tell what
-        if any(c.op in REMOVALS for c in tp.changes):
+        if tp.ops() & REMOVALS:
             return None
         out.append(replace(tp, changes=(), population=populations.get(tp.target, 0), hold=None))
     return replace(plan, targets=tuple(out))
@@ -119,5 +114,4 @@ def predict_after_apply(
 
 def plan_from(cert: Certificate, run_id: str, created_at: str, cookie: Mapping[str, int]) -> Plan:
     """The certified plan, as this run's plan."""
-    plan = Plan.loads(cert.plan)
-    return replace(plan, run_id=run_id, created_at=created_at, cookie=dict(cookie), basis="certified")
+    return replace(cert.plan, run_id=run_id, created_at=created_at, cookie=dict(cookie), basis="certified")

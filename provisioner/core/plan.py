@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -148,14 +148,23 @@ class TargetPlan:
     """The changes for one target, and whether they are held or only planned."""
 
     target: str
-    changes: tuple[Change, ...]
+    # A tuple, or StoredChanges (provisioner.core.stored) in a certified plan: decoded when read.
+    changes: Sequence[Change]
     population: int = 0  # objects the target holds before this plan (for percent thresholds)
     dry_run: bool = False  # the target is configured plan-only (no live connector yet, or by choice)
     hold: Hold | None = None
 
     def counts(self) -> dict[str, int]:
-        """Changes by operation."""
+        """Changes by operation (stored changes know theirs without being decoded)."""
+        from provisioner.core.stored import StoredChanges  # it builds on this module
+
+        if isinstance(self.changes, StoredChanges):
+            return dict(self.changes.op_counts)
         return dict(Counter(c.op.value for c in self.changes))
+
+    def ops(self) -> frozenset[Op]:
+        """The operations this target's changes take."""
+        return frozenset(Op(k) for k in self.counts())
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict."""

@@ -55,11 +55,7 @@ def hold_targets(cfg: Config, store: StateStore, plan: Plan, baseline: GateBasel
     # Only a target whose plan takes something away can pass a limit (the window holds no
     # plan that adds no removal): the store is read for those alone, so a quiet run (the
     # certified no-op) reads nothing more.
-    removing = [
-        tp.target
-        for tp in plan.targets
-        if tp.target != CORE and any(c.op in REMOVING_OPS for c in tp.changes)
-    ]
+    removing = [tp.target for tp in plan.targets if tp.target != CORE and tp.ops() & REMOVING_OPS]
     hours = cfg.safety.window_hours
     window = safety_reads.window_removals(store, removing, hours) if hours > 0 and removing else {}
     members = safety_reads.member_populations(store, removing) if removing else {}

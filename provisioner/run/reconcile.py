@@ -72,7 +72,7 @@ class Reconciled:
 
     def changes(self) -> tuple[Change, ...]:
         """The planned repairs."""
-        return self.plan.targets[0].changes
+        return tuple(self.plan.targets[0].changes)
 
     def drift(self) -> list[DriftItem]:
         """Every planned repair (marked when applied), then every note."""

@@ -29,7 +29,6 @@ from provisioner.apply.executor import TargetResult, apply_plan
 from provisioner.apply.options import ApplyOptions
 from provisioner.config import Config, ConfigError
 from provisioner.core.certificate import (
-    Certificate,
     certify,
     config_digest,
     inputs_key,
@@ -235,19 +234,16 @@ def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: b
     seconds = round(time.perf_counter() - started, 2)
     log.debug("directory updated", run_id=run_id, seconds=seconds, **written.__dict__)
     del derivation
-    cert = certify(cfg, plan, plan.cookie)
-    store.meta.save_certificate(cert.dumps() if cert else None)
-    return plan
+    stored = store.certificates.save(certify(cfg, plan, plan.cookie))
+    # The same changes, each target's now named by its stored copy: certifying what this
+    # run leaves pending (plan-only targets) after apply rewrites none of them.
+    return plan if stored is None else replace(plan, targets=stored.targets)
 
 
 def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> Plan | None:
-    text = store.meta.certificate()
-    if text is None:
+    cert = store.certificates.load()  # None also when written by another version: plan in full
+    if cert is None:
         return None
-    try:
-        cert = Certificate.loads(text)
-    except (ValueError, KeyError, TypeError):
-        return None  # written by another version: plan in full and replace it
     versions = store.versions.current()
     if cert.key != inputs_key(cfg, versions, as_of):
         return None
@@ -262,7 +258,7 @@ def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[s
     """After apply: certify the plan the next run will make, when it can be known."""
     predicted = predict_after_apply(plan, results, store.objects.populations())
     cert = certify(cfg, predicted, store.versions.current()) if predicted is not None else None
-    store.meta.save_certificate(cert.dumps() if cert else None)
+    store.certificates.save(cert)
 
 
 ConnectorFactory = Callable[[Config, str], Connector | Exporter]
@@ -386,11 +382,11 @@ def _guarded_apply(
         log.error("run failed", run_id=plan.run_id, error=str(exc))
         return RunOutcome(plan.run_id, EXIT_USAGE, RunStatus.FAILED, str(exc), plan)
     except BaseException as exc:
-        store.meta.save_certificate(None)
+        store.certificates.save(None)
         store.runs.finish(plan.run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     if kind == "approve":
-        store.meta.save_certificate(None)  # only the held part was applied: the next run plans in full
+        store.certificates.save(None)  # only the held part was applied: the next run plans in full
     else:
         _certify_applied(cfg, store, plan, results)
     return _finish(store, plan, results, kind)

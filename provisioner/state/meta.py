@@ -1,4 +1,5 @@
-"""The store's small records: key values (connector bookmarks, the plan certificate),
+"""The store's small records: key values (connector bookmarks; the plan certificate's own
+module is provisioner/state/certificates.py),
 the state versions (the cookie a plan carries) and the daemons' heartbeat rows.
 """
 
@@ -11,8 +12,6 @@ import sqlalchemy as sa
 
 from provisioner.state import schema as t
 from provisioner.state.common import now_iso
-
-_CERT = "plan_certificate"  # meta key of the plan certificate (provisioner.core.certificate)
 
 
 class Meta:
@@ -32,14 +31,6 @@ class Meta:
             c.execute(t.meta.delete().where(t.meta.c.key == key))
             if value is not None:
                 c.execute(t.meta.insert().values(key=key, value=value))
-
-    def certificate(self) -> str | None:
-        """The stored plan certificate (JSON), if any."""
-        return self.get(_CERT)
-
-    def save_certificate(self, text: str | None) -> None:
-        """Replace the plan certificate (None: drop it)."""
-        self.set(_CERT, text)
 
 
 class Versions:

@@ -354,4 +354,15 @@ for _dialect, _statements in CHANGELOG_MEMBERS_DDL.items():
     for _sql in _statements:
         sa.event.listen(changelog_members, "after_create", sa.DDL(_sql).execute_if(dialect=_dialect))
 
-SCHEMA_VERSION = "7"  # meta.schema_version; the Alembic revision (alembic_version) is the authority
+# The certified plan's changes, per target, as compressed JSON chunks (provisioner.core.stored):
+# the certificate in ``meta`` names them by ``part``; a quiet run reads them as bytes and
+# decodes none. Migration 0008.
+plan_parts = sa.Table(
+    "plan_parts",
+    metadata,
+    sa.Column("part", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+)
+
+SCHEMA_VERSION = "8"  # meta.schema_version; the Alembic revision (alembic_version) is the authority

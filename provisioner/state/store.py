@@ -2,7 +2,7 @@
 
 Each repository owns one part of the schema: ``runs`` (run records, the run lock),
 ``identities`` (the historic base), ``objects`` (target objects), ``history`` (changelog
-reads), ``meta`` (key values, the plan certificate), ``versions`` (the state cookie),
+reads), ``meta`` (key values), ``certificates`` (the plan certificate), ``versions`` (the state cookie),
 ``daemons`` (heartbeats), ``local`` (local persons, locks, their audit) and ``directory``
 (the web console's view of schools, groups and data errors). Planning
 reads everything it needs up front, so the differ does no I/O; apply writes through
@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from provisioner.state import schema as t
+from provisioner.state.certificates import Certificates
 from provisioner.state.directory import Directory
 from provisioner.state.history import History
 from provisioner.state.identities import Identities
@@ -42,6 +43,7 @@ class StateStore:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.versions = Versions(self.engine)
         self.meta = Meta(self.engine)
+        self.certificates = Certificates(self.engine)
         self.daemons = Daemons(self.engine)
         self.runs = Runs(self.engine)
         self.objects = Objects(self.engine)

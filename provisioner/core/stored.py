@@ -1,0 +1,172 @@
+"""A target plan's changes kept encoded: read only when someone looks at them.
+
+A plan-only target (AD or Microsoft 365 while an owner rolls BAS out) keeps the same
+100,000-odd pending changes run after run. A run whose inputs did not change reuses the
+certified plan (provisioner.core.certificate); decoding those changes again, only to
+count them and see that none removes anything, would cost more than the run itself.
+So a certified plan holds each target's changes as ``StoredChanges``: the compressed
+JSON chunks as the state store keeps them (provisioner.state.certificates), with what
+the run needs without them (how many, of which operations, and what they remove, for
+the safety limits). Iterating, indexing or comparing decodes them once.
+
+Pure: the chunks are bytes in memory; nothing here reads the store.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, overload
+
+from provisioner.core.plan import DESTRUCTIVE_OPS, Change, Op
+
+CHUNK = 5_000  # changes per compressed chunk: bounds the memory of encoding a large plan
+_LEVEL = 1  # zlib's fastest level: JSON of changes still shrinks about tenfold
+
+
+class StoredChanges(Sequence[Change]):
+    """Encoded changes with their counts; a sequence of Change once decoded (cached).
+
+    ``ref`` names the stored copy (provisioner.state.certificates), so certifying the same
+    changes again rewrites nothing; "" when not stored yet.
+    """
+
+    __slots__ = ("ref", "chunks", "size", "op_counts", "destructive", "member_removals", "_decoded")
+
+    def __init__(
+        self,
+        chunks: tuple[bytes, ...],
+        size: int,
+        op_counts: Mapping[str, int],
+        destructive: frozenset[tuple[str, str]],
+        member_removals: int,
+        ref: str = "",
+    ) -> None:
+        self.ref = ref
+        self.chunks = chunks
+        self.size = size
+        self.op_counts = dict(op_counts)
+        self.destructive = destructive  # (kind, key) of objects disabled, deleted or forgotten
+        self.member_removals = member_removals  # (person, role) pairs removed from groups
+        self._decoded: tuple[Change, ...] | None = None
+
+    def decoded(self) -> tuple[Change, ...]:
+        """The changes, decoded once."""
+        if self._decoded is None:
+            out: list[Change] = []
+            for chunk in self.chunks:
+                text = zlib.decompress(chunk).decode("utf-8", "surrogatepass")
+                out.extend(Change.from_json(d) for d in json.loads(text))
+            if len(out) != self.size:
+                raise ValueError(f"stored changes hold {len(out)} changes, not the {self.size} recorded")
+            self._decoded = tuple(out)
+        return self._decoded
+
+    def ops(self) -> frozenset[Op]:
+        """The operations among the changes, without decoding them."""
+        return frozenset(Op(k) for k in self.op_counts)
+
+    def with_ref(self, ref: str) -> StoredChanges:
+        """The same changes, named by their stored copy."""
+        out = StoredChanges(
+            self.chunks, self.size, self.op_counts, self.destructive, self.member_removals, ref
+        )
+        out._decoded = self._decoded
+        return out
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    @overload
+    def __getitem__(self, i: int) -> Change: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Change, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> Change | tuple[Change, ...]:
+        return self.decoded()[i]
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.decoded())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StoredChanges):
+            return self.decoded() == other.decoded()
+        if isinstance(other, tuple | list):
+            return self.size == len(other) and self.decoded() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.decoded())
+
+    def __repr__(self) -> str:
+        return f"StoredChanges({self.size} changes, {self.op_counts})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Worker processes get the encoded chunks, not a decoded copy as well.
+        return (
+            StoredChanges,
+            (self.chunks, self.size, self.op_counts, self.destructive, self.member_removals, self.ref),
+        )
+
+
+def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
+    """Encode changes in compressed JSON chunks, counting as it goes (never all in one text).
+
+    ``keep``: the changes (a tuple) stay at hand as the decoded ones: encoding a plan the
+    run goes on to apply does not make it decode them again.
+    """
+    chunks: list[bytes] = []
+    counts: Counter[str] = Counter()
+    destructive: set[tuple[str, str]] = set()
+    members = 0
+    batch: list[dict[str, Any]] = []
+    for c in changes:
+        counts[c.op.value] += 1
+        if c.op in DESTRUCTIVE_OPS:
+            destructive.add((c.kind, c.key))
+        elif c.op == Op.REMOVE_MEMBERS:
+            members += len(c.members)
+        batch.append(c.to_json())
+        if len(batch) == CHUNK:
+            chunks.append(_compress(batch))
+            batch = []
+    if batch:
+        chunks.append(_compress(batch))
+    out = StoredChanges(tuple(chunks), sum(counts.values()), counts, frozenset(destructive), members)
+    if keep and isinstance(changes, tuple):
+        out._decoded = changes
+    return out
+
+
+def _compress(batch: list[dict[str, Any]]) -> bytes:
+    text = json.dumps(batch, ensure_ascii=False, separators=(",", ":"))
+    return zlib.compress(text.encode("utf-8", "surrogatepass"), _LEVEL)
+
+
+def meta_of(s: StoredChanges) -> dict[str, Any]:
+    """What a certificate records of stored changes besides the chunks (JSON-able)."""
+    return {
+        "ref": s.ref,
+        "count": s.size,
+        "counts": s.op_counts,
+        "destructive": sorted([k, key] for k, key in s.destructive),
+        "member_removals": s.member_removals,
+    }
+
+
+def from_meta(meta: Mapping[str, Any], chunks: tuple[bytes, ...]) -> StoredChanges:
+    """Inverse of meta_of, given the chunks read back."""
+    return StoredChanges(
+        chunks,
+        int(meta["count"]),
+        dict(meta["counts"]),
+        frozenset((k, key) for k, key in meta["destructive"]),
+        int(meta["member_removals"]),
+        meta["ref"],
+    )

@@ -1,0 +1,117 @@
+"""Keeping the plan certificate (provisioner.core.certificate): its digests and plan in ``meta``,
+each target's changes apart in ``plan_parts``.
+
+A target's changes are stored once, as compressed JSON chunks (provisioner.core.stored),
+and the certificate names them. Certifying the same changes again (a quiet run, or the
+plan an apply predicts, where plan-only targets keep theirs) names the stored copy and
+writes nothing; a quiet run reads the chunks as bytes and decodes none of them. The
+certificate and its parts are replaced in one transaction, and parts no certificate
+names are dropped there too, so a killed run leaves either the old pair or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import defaultdict
+from dataclasses import replace
+from typing import Any
+
+import sqlalchemy as sa
+
+from provisioner.core.certificate import Certificate
+from provisioner.core.plan import Plan, TargetPlan
+from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of
+from provisioner.state import schema as t
+
+_CERT = "plan_certificate"  # meta key
+
+
+class Certificates:
+    """The stored plan certificate."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def load(self) -> Certificate | None:
+        """The certificate, its changes as stored (undecoded); None when there is none or it is unreadable.
+
+        Unreadable: written by another version, or broken; the next run plans in full and
+        replaces it.
+        """
+        with self.engine.connect() as c:
+            text = c.execute(sa.select(t.meta.c.value).where(t.meta.c.key == _CERT)).scalar()
+            if text is None:
+                return None
+            try:
+                d = json.loads(text)
+                plan = Plan.from_json(d["plan"])
+                stored = {name: meta for name, meta in d["stored"].items()}
+                cert = Certificate(str(d["key"]), dict(d["source"]), plan)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return None
+            chunks = _chunks(c, [m["ref"] for m in stored.values()])
+        targets = []
+        for tp in plan.targets:
+            meta = stored.get(tp.target)
+            if meta is not None:
+                if meta["ref"] not in chunks:
+                    return None  # its changes are gone: never certify a plan that lost some
+                tp = replace(tp, changes=from_meta(meta, chunks[meta["ref"]]))
+            targets.append(tp)
+        return replace(cert, plan=replace(plan, targets=tuple(targets)))
+
+    def save(self, cert: Certificate | None) -> Plan | None:
+        """Replace the certificate (None: drop it); the plan as stored, its changes named by their copies.
+
+        Changes already stored (a certified plan certified again) are named, not rewritten.
+        """
+        with self.engine.begin() as c:
+            c.execute(t.meta.delete().where(t.meta.c.key == _CERT))
+            if cert is None:
+                c.execute(t.plan_parts.delete())
+                return None
+            kept = {r for (r,) in c.execute(sa.select(t.plan_parts.c.part).distinct())}
+            targets: list[TargetPlan] = []
+            stored: dict[str, dict[str, Any]] = {}
+            for tp in cert.plan.targets:
+                if not tp.changes:
+                    targets.append(tp)
+                    continue
+                changes = _stored(c, tp, kept)
+                stored[tp.target] = meta_of(changes)
+                targets.append(replace(tp, changes=changes))
+            bare = replace(cert.plan, targets=tuple(replace(tp, changes=()) for tp in targets))
+            body = {"key": cert.key, "source": dict(cert.source), "plan": bare.to_json(), "stored": stored}
+            c.execute(t.meta.insert().values(key=_CERT, value=json.dumps(body, ensure_ascii=False)))
+            named = [m["ref"] for m in stored.values()]
+            c.execute(t.plan_parts.delete().where(t.plan_parts.c.part.not_in(named)))
+        return replace(cert.plan, targets=tuple(targets))
+
+
+def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> StoredChanges:
+    """A target's changes as stored: the copy already in the store, or a new one written now."""
+    changes = tp.changes
+    if isinstance(changes, StoredChanges) and changes.ref in kept:
+        return changes
+    if not isinstance(changes, StoredChanges):
+        changes = encode(changes, keep=True)
+    ref = secrets.token_hex(8)
+    c.execute(
+        t.plan_parts.insert(),
+        [{"part": ref, "seq": i, "body": chunk} for i, chunk in enumerate(changes.chunks)],
+    )
+    kept.add(ref)
+    return changes.with_ref(ref)
+
+
+def _chunks(c: sa.Connection, refs: list[str]) -> dict[str, tuple[bytes, ...]]:
+    """The stored chunks of these parts, in order, by part."""
+    if not refs:
+        return {}
+    p = t.plan_parts.c
+    rows = c.execute(sa.select(p.part, p.body).where(p.part.in_(refs)).order_by(p.part, p.seq))
+    out: dict[str, list[bytes]] = defaultdict(list)
+    for part, body in rows:
+        out[part].append(bytes(body))
+    return {k: tuple(v) for k, v in out.items()}
