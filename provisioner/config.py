@@ -141,7 +141,7 @@ class LoggingConfig(_Strict):
 class DaemonConfig(_Strict):
     """`bas daemon`: when runs happen and how it stops."""
 
-    interval_seconds: Annotated[int, Field(ge=1)] = 900  # incremental runs (900 = every 15 minutes)
+    interval_seconds: Annotated[int, Field(ge=1)] = 60  # incremental runs (a quiet one is certified: cheap)
     full_cron: str = "30 2 * * *"  # the nightly full reconciliation (crontab: min hour day month dow)
     timezone: str | None = None  # for full_cron; default the host's
     # A run missed by less than this (the host was down, or a long run was in the way) still

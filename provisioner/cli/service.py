@@ -26,7 +26,7 @@ def _state_engine(c: Any) -> Any:
 @click.option(
     "--interval",
     type=click.IntRange(min=1),
-    help="Seconds between incremental runs (overrides the config).",
+    help="Seconds between incremental runs (overrides [daemon] interval_seconds, default 60).",
 )
 @click.pass_obj
 def daemon(c: Any, interval: int | None) -> None:

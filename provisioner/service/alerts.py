@@ -3,7 +3,8 @@
 After every run the daemon asks ``Alerter.evaluate`` which problems are active; each is
 sent once when it starts (webhook JSON POST and/or e-mail) and again every
 ``repeat_hours`` while it lasts, so a halted sync is noticed the same day without a
-mail every 15 minutes. Sending never raises: a failure is logged and tried next time.
+mail every run (every minute by default). Sending never raises: a failure is logged
+and tried next time.
 """
 
 from __future__ import annotations

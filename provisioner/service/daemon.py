@@ -1,4 +1,4 @@
-"""`bas daemon`: incremental runs every few minutes and a nightly full reconciliation.
+"""`bas daemon`: incremental runs every minute (by default) and a nightly full reconciliation.
 
 APScheduler (3.x) fires two jobs into a one-thread executor, so runs of this daemon
 never overlap; each run is a child process of its own (provisioner.service.runchild), so
@@ -64,6 +64,16 @@ def previous_fire(trigger: CronTrigger, now: dt.datetime) -> dt.datetime | None:
     return prev
 
 
+def heartbeat_seconds(watchdog: float | None) -> float:
+    """Seconds between the main loop's heartbeats, which feed systemd's watchdog.
+
+    At least twice per ``WatchdogSec=`` (``watchdog``), and never slower than HEARTBEAT;
+    it does not depend on ``interval_seconds``: runs go on in the scheduler's thread and
+    their own process, so a run longer than the watchdog never silences the loop.
+    """
+    return min(HEARTBEAT, watchdog / 2) if watchdog else HEARTBEAT
+
+
 def _cron(cfg: config_mod.Config) -> CronTrigger:
     return CronTrigger.from_crontab(cfg.daemon.full_cron, timezone=cfg.daemon.timezone)
 
@@ -121,9 +131,7 @@ class Daemon:
         )
         self._write_status()
         notify.ready(self._status_line())
-        # systemd's watchdog (WatchdogSec=) is fed by this loop's heartbeat, twice per interval.
-        watchdog = notify.watchdog_seconds()
-        beat = min(HEARTBEAT, watchdog / 2) if watchdog else HEARTBEAT
+        beat = heartbeat_seconds(notify.watchdog_seconds())
         while not self.stop.is_set():
             self._wake.wait(beat)
             self._wake.clear()
