@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
+import marshal
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
@@ -145,9 +146,23 @@ def _digest(name: str, cols: list[str], rows: list[Any]) -> str:
     """Digest of one query's rows exactly as the driver returned them (order included)."""
     h = hashlib.sha256(repr((name, cols)).encode())
     for i in range(0, len(rows), _DIGEST_CHUNK):
-        # repr of a slice is one C call per chunk: ~1 s for 1.5 million rows
-        h.update(repr(rows[i : i + _DIGEST_CHUNK]).encode("utf-8", "surrogatepass"))
+        h.update(_encoded(rows[i : i + _DIGEST_CHUNK]))
     return digest_text(h)
+
+
+def _encoded(chunk: list[Any]) -> bytes:
+    """A chunk of driver rows as bytes, the same bytes for the same values.
+
+    marshal is one C call per chunk, ~0.3 s for 1.5 million rows (repr took ~0.7 s, and
+    every quiet run of a daemon polling each minute pays it). Format 0 writes no
+    back-references and no interning marks, so equal values give equal bytes whichever
+    objects hold them. A value marshal cannot write (a driver's date or Decimal) sends
+    the chunk through repr instead; the first byte says which.
+    """
+    try:
+        return b"m" + marshal.dumps(chunk, 0)
+    except ValueError:
+        return b"r" + repr(chunk).encode("utf-8", "surrogatepass")
 
 
 def _fetch(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[Any]]:

@@ -200,3 +200,24 @@ def test_undecodable_text_after_the_first_row_is_read_too(tmp_path: Path) -> Non
     _corrupt_sqlite(path, "UPDATE school_group SET name = CAST(x'36ff' AS TEXT) WHERE group_id = 'NORD-MAT'")
     groups = {g.group_id: g for g in read_snapshot(source_engine(f"sqlite:///{path}")).groups}
     assert groups["NORD-MAT"].name == "6\udcff" and groups["NORD-6A"].name == "6A"
+
+
+def test_row_digest_is_by_value_and_takes_any_driver_value() -> None:
+    """Equal rows give equal digests whatever objects hold them; one changed value changes it;
+    a driver's date or Decimal (no marshal encoding) is digested too."""
+    import datetime as dt
+    import decimal
+
+    from sources.sql import _digest
+
+    def rows(family: str, extra: object = None) -> list[tuple]:
+        # Built afresh each time: distinct string objects with equal values.
+        return [("P1", "".join(["Nord", family]), None, 7, extra), ("P2", "Ola\udcff", "x", -1, extra)]
+
+    cols = ["person_id", "family_name", "email", "grade", "extra"]
+    assert _digest("persons", cols, rows("mann")) == _digest("persons", cols, rows("mann"))
+    assert _digest("persons", cols, rows("mann")) != _digest("persons", cols, rows("menn"))
+    assert _digest("persons", cols, rows("mann")) != _digest("other", cols, rows("mann"))
+    for odd in (dt.date(2026, 8, 15), decimal.Decimal("6")):
+        assert _digest("persons", cols, rows("mann", odd)) == _digest("persons", cols, rows("mann", odd))
+        assert _digest("persons", cols, rows("mann", odd)) != _digest("persons", cols, rows("mann"))

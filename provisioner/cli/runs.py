@@ -21,6 +21,7 @@ from provisioner.core.nin import mask, mask_text
 from provisioner.core.plan import CORE, Op, Plan
 from provisioner.core.states import ChangeResult
 from provisioner.run import runner
+from provisioner.run.records import quiet_note
 from provisioner.service import changelog, explain
 from provisioner.state.history import Filter
 
@@ -202,6 +203,7 @@ def runs(c: Ctx, limit: int, as_json: bool) -> None:
         summ = json.loads(r["summary"]) if r["summary"] else {}
         changes = sum(sum(v.values()) for v in summ.get("plan", {}).values())
         note = (r["error"] or "")[:60] or (f"approved by {r['approved_by']}" if r["approved_by"] else "")
+        note = note or quiet_note(summ)
         table_rows.append(
             [
                 r["run_id"],

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -46,7 +46,7 @@ from provisioner.core.safety import (
     present_schools,
 )
 from provisioner.core.scope import Scope, restrict
-from provisioner.core.states import RUNS_THROUGH, ObjectStatus, RunStatus
+from provisioner.core.states import ObjectStatus, RunStatus
 from provisioner.kinds import kind_of
 from provisioner.logs import LogSettings
 from provisioner.run import holds
@@ -63,6 +63,7 @@ from provisioner.run.exits import (  # noqa: F401 (re-exported: callers use runn
     EXIT_USAGE,
 )
 from provisioner.run.holds import hold_targets
+from provisioner.run.records import RunOutcome, finish_run, refused, source_record
 from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
 from provisioner.run.targets import build_connector
 from provisioner.state import safety_reads
@@ -74,26 +75,6 @@ from sources.registry import open_source
 
 log = structlog.get_logger("bas.run")
 _LOCK_POLL = 0.2  # seconds between tries while run_lock waits
-
-_EXIT_CODES = {
-    RunStatus.HELD: EXIT_HELD,
-    RunStatus.FAILED: EXIT_TARGET_FAILED,
-    RunStatus.INTERRUPTED: EXIT_INTERRUPTED,
-    RunStatus.DONE_WITH_ERRORS: EXIT_ERRORS,
-    RunStatus.DONE: EXIT_OK,
-}
-
-
-@dataclass
-class RunOutcome:
-    """What a run did, for the CLI and the daemon."""
-
-    run_id: str
-    exit_code: int
-    status: RunStatus
-    message: str = ""
-    plan: Plan | None = None
-    results: dict[str, TargetResult] = field(default_factory=dict)
 
 
 def new_run_id() -> str:
@@ -286,76 +267,6 @@ def _soft_delete(cfg: Config) -> dict[str, bool]:
     return {n: kind_of(t.kind).policy(t).soft_delete for n, t in cfg.targets.items()}
 
 
-def _finish(store: StateStore, plan: Plan, results: dict[str, TargetResult], kind: str) -> RunOutcome:
-    held = [tp for tp in plan.targets if tp.hold is not None and tp.changes]
-    bad = sum(r.rejected + r.failed for r in results.values()) + len(plan.errors)
-    status = RunStatus.of(held=bool(held), outcomes=(r.status for r in results.values()), errors=bad)
-    summary = {
-        "plan": plan.summary(),
-        "results": {k: v.to_json() for k, v in results.items()},
-        "data_errors": len(plan.errors),
-        "source": _source_record(plan, accept_gone=kind == "approve"),
-    }
-    # The held plan keeps the state versions as this run left them (it applied the other
-    # targets and the core): `bas approve` applies it only while nothing changed since.
-    held_plan = (
-        replace(plan, targets=tuple(held), errors=(), cookie=store.versions.current()).dumps()
-        if held
-        else None
-    )
-    extra = {"kind": "apply"} if kind == "apply" else {}  # a saved plan applied is a run that did work
-    store.runs.finish(
-        plan.run_id, status, summary=summary, active_persons=plan.active_persons, plan=held_plan, **extra
-    )
-    if status in RUNS_THROUGH:
-        safety_reads.drop_superseded_plans(
-            store, plan.run_id
-        )  # this run planned afresh: older held plans are void
-    # Data and change errors outrank an interruption in the exit code (not in the status).
-    code = EXIT_ERRORS if status == RunStatus.INTERRUPTED and bad else _EXIT_CODES[status]
-    msg = "; ".join(f"{tp.target} held: {tp.hold.message}" for tp in held if tp.hold)
-    if held:
-        msg += (
-            f". Nothing was applied to {', '.join(tp.target for tp in held)}: if this is right,"
-            f" `bas approve {plan.run_id}` applies this plan (or change the config)"
-        )
-    log.info(
-        "run finished",
-        run_id=plan.run_id,
-        kind=kind,
-        status=status,
-        data_errors=len(plan.errors),
-        **{f"{k}_ok": v.ok for k, v in results.items()},
-    )
-    return RunOutcome(plan.run_id, code, status, msg, plan, results)
-
-
-def _source_record(plan: Plan, *, accept_gone: bool) -> dict:
-    """What the gate of later runs compares with: the table counts and the schools present.
-
-    A school gone stays in the record (and holds every run) until an admin approves a
-    plan held for it (``accept_gone``).
-    """
-    schools = None if plan.schools is None else set(plan.schools)
-    if schools is not None and not accept_gone:
-        schools |= set(plan.schools_gone)
-    return {"counts": dict(plan.source_counts), "schools": None if schools is None else sorted(schools)}
-
-
-def _refused(store: StateStore, run_id: str, exc: SourceRefused) -> RunOutcome:
-    """Record a source refusal; the message names the run to approve (when it can be)."""
-    hint = (
-        f"; if this is real, `bas approve {run_id}` accepts it once"
-        if exc.approvable
-        else "; an empty table is never approved: fix the source"
-    )
-    message = f"{exc}{hint}"
-    summary = {"source": {"counts": exc.counts, "schools": exc.schools}, "gate": {"empty": list(exc.empty)}}
-    store.runs.finish(run_id, RunStatus.REFUSED, error=message, active_persons=exc.active, summary=summary)
-    log.error("source refused", run_id=run_id, error=message)
-    return RunOutcome(run_id, EXIT_HELD, RunStatus.REFUSED, message)
-
-
 def apply_options(cfg: Config) -> ApplyOptions:
     """How a run started from this config applies its plan (worker processes log as configured)."""
     return ApplyOptions(log=LogSettings(cfg.logging.level, cfg.logging.format))
@@ -394,7 +305,7 @@ def _guarded_apply(
         store.certificates.save(None)  # only the held part was applied: the next run plans in full
     else:
         _certify_applied(cfg, store, plan, results)
-    return _finish(store, plan, results, kind)
+    return finish_run(store, plan, results, kind)
 
 
 def sync(
@@ -427,7 +338,7 @@ def sync(
                 # Nothing here keeps the snapshot or the derivation: they are freed before apply.
                 plan = plan_run(cfg, store, day, run_id, full=full)
             except SourceRefused as exc:
-                return _refused(store, run_id, exc)
+                return refused(store, run_id, exc)
             except (SourceError, ConfigError) as exc:
                 store.runs.finish(run_id, RunStatus.FAILED, error=str(exc))
                 rlog.error("run failed", error=str(exc))
@@ -436,7 +347,7 @@ def sync(
                 store.runs.finish(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
                 raise
             if dry_run:
-                summary = {"plan": plan.summary(), "source": _source_record(plan, accept_gone=False)}
+                summary = {"plan": plan.summary(), "source": source_record(plan, accept_gone=False)}
                 store.runs.finish(
                     run_id, RunStatus.PLANNED, summary=summary, active_persons=plan.active_persons
                 )

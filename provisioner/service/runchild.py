@@ -1,8 +1,12 @@
-"""One scheduled run of `bas daemon` in its own child process (multiprocessing, spawn).
+"""One scheduled run of `bas daemon` in its own child process (multiprocessing, forkserver).
 
 The daemon keeps only its scheduler, metrics and health in its own process; each sync is
-a fresh interpreter that ends with the run, so the memory a run needed (the plan, the
+a process of its own that ends with the run, so the memory a run needed (the plan, the
 derivation, up to ~1.5 GB at Oslo size) goes back to the operating system every time.
+The processes are forked from multiprocessing's fork server, a clean single-threaded
+process that imported the run's code once (``_PRELOAD``): a run starts without importing
+it again (~0.6 s of CPU a run, which at one run a minute was a tenth of the daemon's
+quiet CPU), and inherits neither the daemon's threads nor its memory.
 
 The daemon forwards SIGTERM to the child, which sets the stop event the executor checks
 between changes: the run ends "interrupted" at a safe point, as a run in the daemon's own
@@ -77,11 +81,22 @@ def child_main(cfg: Config, full: bool, log_settings: LogSettings, answer: Conne
         answer.close()
 
 
+# What the fork server imports once, for every run it forks: this module imports the runner,
+# the reconciliation and through them the sources, mappings and connectors.
+_PRELOAD = [__name__]
+
+
+def _context() -> multiprocessing.context.ForkServerContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
 class RunProcess:
     """The daemon's handle on one run's child process."""
 
     def __init__(self, cfg: Config, full: bool, log_settings: LogSettings) -> None:
-        ctx = multiprocessing.get_context("spawn")
+        ctx = _context()
         self._answer, theirs = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(
             target=child_main, args=(cfg, full, log_settings, theirs), name="bas-run", daemon=False
@@ -100,6 +115,9 @@ class RunProcess:
         # multiprocessing starts its resource tracker with the first child and unblocks
         # SIGTERM/SIGINT in this thread after that: so it is started before they are blocked.
         resource_tracker.ensure_running()
+        # The fork server, by contrast, is started with them blocked (below, with the first
+        # child): its children inherit its mask, so each one starts with a stop held back
+        # until child_main has its handlers in place, as a spawned child did.
         old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             self._proc.start()

@@ -178,6 +178,45 @@ class Runs:
                 .values(status=status, finished_at=now_iso(), **values)
             )
 
+    def fold_quiet(self, run_id: str) -> int:
+        """Fold a finished quiet run into the streak before it; the streak's length now.
+
+        The daemon polls every minute: a week of runs that found nothing to do would be ten
+        thousand rows that `bas runs`, the console and every source gate read. A quiet run
+        (the caller's judgement: certified, nothing applied) that wrote nothing to the
+        changelog and ended as the newest run before it did, with the same summary, takes
+        its place: one row per streak, the newest, with ``summary.quiet`` saying how many
+        runs since when. Any other run ends a streak.
+        """
+        r = t.runs.c
+        cols = (r.run_id, r.status, r.started_at, r.summary)
+        with self.engine.begin() as c:
+            me = c.execute(sa.select(*cols).where(r.run_id == run_id)).first()
+            if me is None or me.summary is None:
+                return 0
+            wrote = c.execute(
+                sa.select(t.changelog.c.id).where(t.changelog.c.run_id == run_id).limit(1)
+            ).first()
+            if wrote is not None:
+                return 0
+            prev = c.execute(
+                sa.select(*cols)
+                .where(r.run_id != run_id, r.started_at <= me.started_at)
+                .order_by(r.started_at.desc(), r.run_id.desc())
+                .limit(1)
+            ).first()
+            summary = json.loads(me.summary)
+            streak = {"runs": 1, "since": me.started_at}
+            if prev is not None and prev.status == me.status and prev.summary:
+                before = json.loads(prev.summary)
+                quiet = before.pop("quiet", None)
+                if quiet is not None and before == summary:
+                    streak = {"runs": int(quiet["runs"]) + 1, "since": quiet["since"]}
+                    c.execute(t.runs.delete().where(r.run_id == prev.run_id))
+            summary["quiet"] = streak
+            c.execute(t.runs.update().where(r.run_id == run_id).values(summary=dumps(summary)))
+        return int(streak["runs"])
+
     def get(self, run_id: str) -> dict[str, Any] | None:
         """One run record."""
         with self.engine.connect() as c:

@@ -31,6 +31,7 @@ from provisioner.core.nin import mask_text
 from provisioner.core.plan import CORE, Change, Op, Plan
 from provisioner.core.states import RunStatus
 from provisioner.run import runner
+from provisioner.run.records import quiet_note
 from provisioner.state.history import Filter
 from provisioner.web.access import OWNER_ADMIN, access
 from provisioner.web.common import page, session_of, web_of, when
@@ -55,6 +56,7 @@ def _line(r: dict[str, Any]) -> dict[str, Any]:
     """One row of the run list: the columns of `bas runs`."""
     summary = _json(r["summary"]) or {}
     note = (r["error"] or "")[:120] or (f"approved by {r['approved_by']}" if r["approved_by"] else "")
+    note = note or quiet_note(summary)
     return {
         "run_id": r["run_id"],
         "kind": r["kind"],
