@@ -39,7 +39,7 @@ def test_a_run_that_did_something_ends_the_streak(env: Env) -> None:
     ok(env.sync(DAY1))
     env.sis.update_person("S2", family_name="Hansen-Berg")
     changed = ok(env.sync(DAY1))
-    assert changed.plan.basis == "full"
+    assert changed.plan.basis == "incremental"
     after = ok(env.sync(DAY1))
     rows = _rows(env)
     assert [r["run_id"] for r in rows[:2]] == [after.run_id, changed.run_id]

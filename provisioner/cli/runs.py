@@ -54,6 +54,12 @@ def _print_plan(plan: Plan, show: int, err: bool = False) -> None:
             " (--full recomputes)",
             err=err,
         )
+    elif plan.basis == "incremental":
+        click.echo(
+            "only some persons' names, e-mail or mobile changed since the last run: its plan,"
+            " patched for them (--full recomputes)",
+            err=err,
+        )
     if plan.errors:
         click.echo(f"{len(plan.errors)} data error(s) in the source (records skipped, run goes on):", err=err)
         for e in plan.errors[:20]:

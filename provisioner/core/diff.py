@@ -9,7 +9,8 @@ pass: containers and persons first, then groups and members, removals last.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from provisioner.core.lifecycle import Policy, days_between
@@ -322,8 +323,10 @@ def diff_core(
     ``bridged``/``ended``: the summer bridge and SIS end dates (Derivation.bridged/ended): a
     bridged person stays active with the bridge recorded ("bridged until DAY"); one who
     stops is inactive since their SIS end date, where the retention clock starts.
+
+    Aliases first, then person by person in person-id order: a plan patched for a few
+    persons (provisioner/run/incremental.py) puts theirs where a full plan has them.
     """
-    bridged, ended = bridged or {}, ended or {}
     out: list[Change] = []
     for sis_id, canon in sorted(new_aliases.items()):
         out.append(
@@ -337,90 +340,110 @@ def diff_core(
                 reason=f"SIS id {sis_id} has the NIN of known person {canon}: the same person returns",
             )
         )
-    for pid, p in persons.items():
-        row = identities.get(pid)
-        attrs = {"username": p.username, "nin": p.nin, "display_name": p.display_name, "roles": _roles(p)}
+    inactive = _Inactive(inactive_nins or {}, bridged or {}, ended or {}, live, retention_days, as_of)
+    for pid in sorted(persons.keys() | identities.keys()):
+        p = persons.get(pid)
+        if p is not None:
+            out.extend(_active(p, identities.get(pid), new_usernames, school_names))
+        elif pid not in frozen:
+            out.extend(inactive.changes(pid, identities[pid]))
+    return out
+
+
+def _active(
+    p: DesiredPerson,
+    row: IdentityRow | None,
+    new_usernames: Mapping[str, str],
+    school_names: Mapping[str, str],
+) -> Iterator[Change]:
+    """The identity change of an active person: issued, returning, or changed in the SIS."""
+    pid = p.person_id
+    attrs = {"username": p.username, "nin": p.nin, "display_name": p.display_name, "roles": _roles(p)}
+    common: dict[str, Any] = {
+        "target": CORE,
+        "kind": "identity",
+        "key": pid,
+        "person_id": pid,
+        "username": p.username,
+    }
+    if row is None:
+        how = "issued" if pid in new_usernames else "from the historic base"
+        yield Change(
+            op=Op.CREATE, attrs=attrs, reason=f"{why_active(p, school_names)}; username {how}", **common
+        )
+        return
+    if row.status != IdentityStatus.ACTIVE:
+        yield Change(op=Op.ENABLE, attrs=attrs, reason="returns: " + why_active(p, school_names), **common)
+        return
+    cur = {"nin": row.nin, "display_name": row.display_name, "roles": row.roles}
+    changed = {k: attrs[k] for k in ("nin", "display_name", "roles") if attrs[k] != cur[k]}
+    before = {k: cur[k] for k in changed}
+    why = f"changed in SIS: {', '.join(sorted(changed))}"
+    if row.bridged_until is not None:
+        changed["bridged_until"], before["bridged_until"] = None, row.bridged_until
+        why = "bridge over: " + why_active(p, school_names)
+    if changed:
+        yield Change(op=Op.UPDATE, attrs=changed, before=before, reason=why, **common)
+
+
+@dataclass(frozen=True)
+class _Inactive:
+    """What the identity changes of persons not active this run depend on."""
+
+    inactive_nins: Mapping[str, str]
+    bridged: Mapping[str, str]
+    ended: Mapping[str, str]
+    live: frozenset[str] | set[str]
+    retention_days: int
+    as_of: str
+
+    def changes(self, pid: str, row: IdentityRow) -> Iterator[Change]:
+        """A new NIN recorded, a bridge, a stop, or a purge once retention passed."""
         common: dict[str, Any] = {
             "target": CORE,
             "kind": "identity",
             "key": pid,
             "person_id": pid,
-            "username": p.username,
+            "username": row.username,
         }
-        if row is None:
-            how = "issued" if pid in new_usernames else "from the historic base"
-            out.append(
-                Change(
-                    op=Op.CREATE,
-                    attrs=attrs,
-                    reason=f"{why_active(p, school_names)}; username {how}",
-                    **common,
-                )
-            )
-            continue
-        if row.status != IdentityStatus.ACTIVE:
-            out.append(
-                Change(op=Op.ENABLE, attrs=attrs, reason="returns: " + why_active(p, school_names), **common)
-            )
-            continue
-        cur = {"nin": row.nin, "display_name": row.display_name, "roles": row.roles}
-        changed = {k: attrs[k] for k in ("nin", "display_name", "roles") if attrs[k] != cur[k]}
-        before = {k: cur[k] for k in changed}
-        why = f"changed in SIS: {', '.join(sorted(changed))}"
-        if row.bridged_until is not None:
-            changed["bridged_until"], before["bridged_until"] = None, row.bridged_until
-            why = "bridge over: " + why_active(p, school_names)
-        if changed:
-            out.append(Change(op=Op.UPDATE, attrs=changed, before=before, reason=why, **common))
-    for pid, row in identities.items():
-        if pid in persons or pid in frozen:
-            continue
-        common = {"target": CORE, "kind": "identity", "key": pid, "person_id": pid, "username": row.username}
-        new_nin = (inactive_nins or {}).get(pid)
+        new_nin = self.inactive_nins.get(pid)
         if new_nin and new_nin != row.nin and row.status in (IdentityStatus.ACTIVE, IdentityStatus.INACTIVE):
             # Recorded while they are away, so a return under a new SIS id with the new
             # NIN is recognised as the same person (and gets the same username).
-            out.append(
-                Change(
-                    op=Op.UPDATE,
-                    attrs={"nin": new_nin},
-                    before={"nin": row.nin},
-                    reason="NIN changed in SIS while not active",
-                    **common,
-                )
+            yield Change(
+                op=Op.UPDATE,
+                attrs={"nin": new_nin},
+                before={"nin": row.nin},
+                reason="NIN changed in SIS while not active",
+                **common,
             )
-        until = bridged.get(pid)
+        until = self.bridged.get(pid)
         if until is not None:
             if row.status == IdentityStatus.ACTIVE and row.bridged_until != until:
-                out.append(_bridge(until, ended.get(pid), row, common))
-            continue  # accounts stay as they are until the next affiliation starts
+                yield _bridge(until, self.ended.get(pid), row, common)
+            return  # accounts stay as they are until the next affiliation starts
         if row.status == IdentityStatus.ACTIVE:
-            since = ended.get(pid)
-            out.append(
-                Change(
-                    op=Op.DISABLE,
-                    attrs={"inactive_since": since or as_of},
-                    reason=f"local record {pid} ended on {since} (its end date)"
-                    if since and is_local(pid)
-                    else "no active enrollment, employment or student in SIS"
-                    + (f" since {since} (SIS end date)" if since else ""),
-                    **common,
-                )
+            since = self.ended.get(pid)
+            yield Change(
+                op=Op.DISABLE,
+                attrs={"inactive_since": since or self.as_of},
+                reason=f"local record {pid} ended on {since} (its end date)"
+                if since and is_local(pid)
+                else "no active enrollment, employment or student in SIS"
+                + (f" since {since} (SIS end date)" if since else ""),
+                **common,
             )
         elif (
             row.status == IdentityStatus.INACTIVE
-            and pid not in live
-            and days_between(row.inactive_since, as_of) >= retention_days
+            and pid not in self.live
+            and days_between(row.inactive_since, self.as_of) >= self.retention_days
         ):
-            out.append(
-                Change(
-                    op=Op.PURGE,
-                    reason=f"inactive since {row.inactive_since}, every target done, "
-                    f"retention of {retention_days} days passed; username and NIN stay in the historic base",
-                    **common,
-                )
+            yield Change(
+                op=Op.PURGE,
+                reason=f"inactive since {row.inactive_since}, every target done, "
+                f"retention of {self.retention_days} days passed; username and NIN stay in the historic base",
+                **common,
             )
-    return out
 
 
 def _bridge(until: str, end: str | None, row: IdentityRow, common: dict[str, Any]) -> Change:

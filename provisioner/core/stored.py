@@ -24,6 +24,7 @@ from provisioner.core.plan import DESTRUCTIVE_OPS, Change, Op
 
 CHUNK = 5_000  # changes per compressed chunk: bounds the memory of encoding a large plan
 _LEVEL = 1  # zlib's fastest level: JSON of changes still shrinks about tenfold
+_PERSON_KINDS = frozenset({"person", "identity"})
 
 
 class StoredChanges(Sequence[Change]):
@@ -33,7 +34,16 @@ class StoredChanges(Sequence[Change]):
     changes again rewrites nothing; "" when not stored yet.
     """
 
-    __slots__ = ("ref", "chunks", "size", "op_counts", "destructive", "member_removals", "_decoded")
+    __slots__ = (
+        "ref",
+        "chunks",
+        "size",
+        "op_counts",
+        "destructive",
+        "member_removals",
+        "persons",
+        "_decoded",
+    )
 
     def __init__(
         self,
@@ -43,6 +53,7 @@ class StoredChanges(Sequence[Change]):
         destructive: frozenset[tuple[str, str]],
         member_removals: int,
         ref: str = "",
+        persons: frozenset[str] = frozenset(),
     ) -> None:
         self.ref = ref
         self.chunks = chunks
@@ -50,6 +61,9 @@ class StoredChanges(Sequence[Change]):
         self.op_counts = dict(op_counts)
         self.destructive = destructive  # (kind, key) of objects disabled, deleted or forgotten
         self.member_removals = member_removals  # (person, role) pairs removed from groups
+        # keys of the person objects and identities changed: a plan patched for other
+        # persons (provisioner/run/incremental.py) leaves these changes as they are, encoded
+        self.persons = persons
         self._decoded: tuple[Change, ...] | None = None
 
     def decoded(self) -> tuple[Change, ...]:
@@ -71,7 +85,7 @@ class StoredChanges(Sequence[Change]):
     def with_ref(self, ref: str) -> StoredChanges:
         """The same changes, named by their stored copy."""
         out = StoredChanges(
-            self.chunks, self.size, self.op_counts, self.destructive, self.member_removals, ref
+            self.chunks, self.size, self.op_counts, self.destructive, self.member_removals, ref, self.persons
         )
         out._decoded = self._decoded
         return out
@@ -111,7 +125,15 @@ class StoredChanges(Sequence[Change]):
         # Worker processes get the encoded chunks, not a decoded copy as well.
         return (
             StoredChanges,
-            (self.chunks, self.size, self.op_counts, self.destructive, self.member_removals, self.ref),
+            (
+                self.chunks,
+                self.size,
+                self.op_counts,
+                self.destructive,
+                self.member_removals,
+                self.ref,
+                self.persons,
+            ),
         )
 
 
@@ -124,10 +146,13 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
     chunks: list[bytes] = []
     counts: Counter[str] = Counter()
     destructive: set[tuple[str, str]] = set()
+    persons: set[str] = set()
     members = 0
     batch: list[dict[str, Any]] = []
     for c in changes:
         counts[c.op.value] += 1
+        if c.kind in _PERSON_KINDS:
+            persons.add(c.key)
         if c.op in DESTRUCTIVE_OPS:
             destructive.add((c.kind, c.key))
         elif c.op == Op.REMOVE_MEMBERS:
@@ -138,7 +163,9 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
             batch = []
     if batch:
         chunks.append(_compress(batch))
-    out = StoredChanges(tuple(chunks), sum(counts.values()), counts, frozenset(destructive), members)
+    out = StoredChanges(
+        tuple(chunks), sum(counts.values()), counts, frozenset(destructive), members, "", frozenset(persons)
+    )
     if keep and isinstance(changes, tuple):
         out._decoded = changes
     return out
@@ -157,6 +184,7 @@ def meta_of(s: StoredChanges) -> dict[str, Any]:
         "counts": s.op_counts,
         "destructive": sorted([k, key] for k, key in s.destructive),
         "member_removals": s.member_removals,
+        "persons": sorted(s.persons),
     }
 
 
@@ -169,4 +197,5 @@ def from_meta(meta: Mapping[str, Any], chunks: tuple[bytes, ...]) -> StoredChang
         frozenset((k, key) for k, key in meta["destructive"]),
         int(meta["member_removals"]),
         meta["ref"],
+        frozenset(meta.get("persons", ())),
     )

@@ -28,8 +28,9 @@ from provisioner.apply.collector import run_collector
 from provisioner.apply.executor import TargetResult, apply_plan
 from provisioner.apply.options import ApplyOptions
 from provisioner.config import Config, ConfigError
-from provisioner.core import stored
+from provisioner.core import patch, stored
 from provisioner.core.certificate import (
+    Certificate,
     certify,
     config_digest,
     inputs_key,
@@ -49,7 +50,7 @@ from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import ObjectStatus, RunStatus
 from provisioner.kinds import kind_of
 from provisioner.logs import LogSettings
-from provisioner.run import holds
+from provisioner.run import holds, incremental
 from provisioner.run import local as local_runs
 from provisioner.run.currency import superseded_reason, why_not_current
 from provisioner.run.exits import (  # noqa: F401 (re-exported: callers use runner.EXIT_*)
@@ -204,40 +205,72 @@ def make_plan(
 
 
 def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool = False) -> Plan:
-    """This run's plan: the certified one when no input changed, else a full plan (then certified).
+    """This run's plan: the certified one when no input changed, patched when only some
+    persons' names, e-mail or mobile did (provisioner/run/incremental.py), else a full plan.
 
-    ``full`` ignores the certificate (a nightly reconciliation, or an admin in doubt).
-    Raises SourceRefused from the source gate either way.
+    Every plan made here is certified for the next run. ``full`` ignores the certificate
+    (a nightly reconciliation, or an admin in doubt). Raises SourceRefused from the source
+    gate either way.
     """
-    if not full:
-        plan = _certified_plan(cfg, store, as_of, run_id)
+    cert = None if full else _current_certificate(cfg, store, as_of)
+    if cert is not None:
+        plan = _certified_plan(cfg, store, cert, run_id)
         if plan is not None:
             baseline = holds.gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
             return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
-    plan, derivation = make_plan(cfg, store, lambda: read_source(cfg), as_of, run_id)
-    started = time.perf_counter()
-    written = store.directory.update(derivation.state, derivation.frozen_persons, derivation.frozen_groups)
-    seconds = round(time.perf_counter() - started, 2)
-    log.debug("directory updated", run_id=run_id, seconds=seconds, **written.__dict__)
-    del derivation
+    snap = [read_source(cfg)]  # handed on in a list: make_plan frees it once derived
+    prints = patch.prints(snap[0].persons)
+    if full:  # the nightly run: the patch the certificate allows is made too, and checked below
+        cert = _current_certificate(cfg, store, as_of)
+    got = incremental.patched(cfg, store, cert, snap[0], prints, as_of, run_id) if cert is not None else None
+    if got is None or full:
+        plan, derivation = make_plan(cfg, store, snap.pop, as_of, run_id)
+        if got is not None:
+            incremental.check(store, got.plan, plan)
+        started = time.perf_counter()
+        written = store.directory.update(
+            derivation.state, derivation.frozen_persons, derivation.frozen_groups
+        )
+        seconds = round(time.perf_counter() - started, 2)
+        log.debug("directory updated", run_id=run_id, seconds=seconds, **written.__dict__)
+        del derivation
+    else:
+        snap.clear()
+        baseline = holds.gate(
+            cfg, store, dict(got.plan.source_counts), got.plan.active_persons, got.plan.schools
+        )
+        plan = hold_targets(cfg, store, got.plan, baseline)
+        store.directory.update_persons(got.persons)
+        log.info(
+            "plan patched: only these persons' names, e-mail or mobile changed",
+            run_id=run_id,
+            persons=len(got.persons),
+        )
     stored = store.certificates.save(certify(cfg, plan, plan.cookie))
+    if stored is None:
+        return plan
+    if prints is not None:
+        store.certificates.save_prints(plan.source_digests, prints)
     # The same changes, each target's now named by its stored copy: certifying what this
     # run leaves pending (plan-only targets) after apply rewrites none of them.
-    return plan if stored is None else replace(plan, targets=stored.targets)
+    return replace(plan, targets=stored.targets)
 
 
-def _certified_plan(cfg: Config, store: StateStore, as_of: str, run_id: str) -> Plan | None:
+def _current_certificate(cfg: Config, store: StateStore, as_of: str) -> Certificate | None:
+    """The stored certificate when its key (config, state, day, code) holds now."""
     cert = store.certificates.load()  # None also when written by another version: plan in full
-    if cert is None:
+    if cert is None or cert.key != inputs_key(cfg, store.versions.current(), as_of):
         return None
-    versions = store.versions.current()
-    if cert.key != inputs_key(cfg, versions, as_of):
-        return None
+    return cert
+
+
+def _certified_plan(cfg: Config, store: StateStore, cert: Certificate, run_id: str) -> Plan | None:
+    """The certified plan as this run's, when the source and local records are unchanged too."""
     with open_source(cfg) as src:
         if not local_runs.inputs_unchanged(store, src, cert.source):
             return None
     log.info("source, config and state unchanged: the certified plan stands", run_id=run_id)
-    return plan_from(cert, run_id, now_iso(), versions)
+    return plan_from(cert, run_id, now_iso(), store.versions.current())
 
 
 def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[str, TargetResult]) -> None:

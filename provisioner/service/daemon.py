@@ -20,6 +20,7 @@ old one kept.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import sys
@@ -39,7 +40,7 @@ from provisioner import logs
 from provisioner.core.nin import mask_text
 from provisioner.core.states import RUNS_DONE, DaemonState, RunStatus
 from provisioner.logs import LogSettings
-from provisioner.run import runner
+from provisioner.run import incremental, runner
 from provisioner.run.targets import check_targets
 from provisioner.service import notify, status
 from provisioner.service.alerts import Alerter
@@ -300,6 +301,8 @@ class Daemon:
             seconds = time.monotonic() - t0
             if full and out.status in RUNS_DONE:
                 store.meta.set(_LAST_FULL, now_iso())
+            if full and _patch_differed(store, out.run_id):
+                self.metrics.patch_mismatches.inc()
             if self._drift is not None:  # SPEC "Operations": the nightly run repaired drift
                 self.metrics.observe_drift(self._drift)
             changes = store.history.change_counts(out.run_id) if out.status != RunStatus.LOCKED else []
@@ -362,3 +365,12 @@ class Daemon:
         health = status.collect(self.store, self.cfg.enabled_targets())
         self.metrics.update_health(health)
         self.alerter.evaluate(health, self.started)
+
+
+def _patch_differed(store: StateStore, run_id: str) -> bool:
+    """Whether this full run found its plan different from the patch of the same inputs."""
+    raw = store.meta.get(incremental.CHECK_KEY)
+    if not raw:
+        return False
+    got = json.loads(raw)
+    return bool(got.get("run_id") == run_id and got.get("same") is False)

@@ -91,6 +91,11 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        self.patch_mismatches = Counter(
+            "bas_patch_mismatches",
+            "Nightly full runs whose plan differed from the patch of the same inputs (the full plan is used)",
+            registry=r,
+        )
         self.since = _SinceSuccess()
         r.register(self.since)
         # The daemon's own memory, CPU and open files (process_*), and the Python it runs on

@@ -9,7 +9,7 @@ console (provisioner/web) for search, authorization and the data-quality page.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,7 +24,7 @@ from provisioner.core.directory import (
     group_rows,
     person_rows,
 )
-from provisioner.core.model import STUDENT, TEACHER, DataError, DesiredState
+from provisioner.core.model import STUDENT, TEACHER, DataError, DesiredPerson, DesiredState
 from provisioner.state import schema as t
 from provisioner.state.common import CHUNK, bulk_insert, contains
 
@@ -110,6 +110,21 @@ class Directory:
             c.execute(t.dir_errors.delete())
             bulk_insert(c, t.dir_errors, [_err(e) for e in errors])
         return Written(changed, len(left), new_g, len(gone), len(errors))
+
+    def update_persons(self, persons: Mapping[str, DesiredPerson]) -> int:
+        """Rewrite these active persons' rows where they changed (a patched plan's persons); how many."""
+        dp = t.dir_persons.c
+        ids = sorted(persons)
+        with self.engine.begin() as c:
+            stored: dict[str, str] = {}
+            for i in range(0, len(ids), CHUNK):
+                q = sa.select(dp.person_id, dp.digest).where(dp.person_id.in_(ids[i : i + CHUNK]))
+                stored.update(c.execute(q).all())
+            rows = [(r, r.digest) for r in person_rows(persons)]
+            rows = [(r, d) for r, d in rows if stored.get(r.person_id) != d]
+            for batch in _batches(rows):
+                self._write_persons(c, batch, [r.person_id for r, _ in batch if r.person_id in stored])
+        return len(rows)
 
     @staticmethod
     def _write_persons(c: sa.Connection, rows: list[tuple[PersonRow, str]], replace: list[str]) -> None:

@@ -44,8 +44,39 @@ class Identities:
             taken = frozenset(r[0] for r in rows(sa.select(t.usernames.c.username)))
         return IdentityView(username_by_person=by_person, person_by_nin=by_nin, aliases=al, taken=taken)
 
-    def all(self) -> dict[str, IdentityRow]:
-        """Every identity row by person id."""
+    def view_of(self, sis_ids: Iterable[str], nins: Iterable[str]) -> IdentityView:
+        """The historic base as derivation needs it for these SIS ids and NINs only.
+
+        Enough to derive persons who all hold a username already (a patched plan,
+        provisioner/run/incremental.py): ``taken`` is left empty, as none is issued.
+        """
+        ids, nins = sorted(set(sis_ids)), sorted(set(nins))
+        u, i, n, a = t.usernames.c, t.identities.c, t.person_nins.c, t.aliases.c
+        by_person: dict[str, str] = {}
+        by_nin: dict[str, str] = {}
+        al: dict[str, str] = {}
+        with self.engine.connect() as c:
+            for k in range(0, len(ids), CHUNK):
+                part = ids[k : k + CHUNK]
+                al.update(c.execute(sa.select(a.sis_id, a.person_id).where(a.sis_id.in_(part))).all())
+            known = sorted(set(ids) | set(al.values()))
+            for k in range(0, len(known), CHUNK):
+                part = known[k : k + CHUNK]
+                adopted = sa.select(u.person_id, u.username).where(
+                    u.origin == Origin.ADOPTED, u.person_id.in_(part)
+                )
+                by_person.update(c.execute(adopted).all())
+                by_person.update(
+                    c.execute(sa.select(i.person_id, i.username).where(i.person_id.in_(part))).all()
+                )
+            for k in range(0, len(nins), CHUNK):
+                by_nin.update(
+                    c.execute(sa.select(n.nin, n.person_id).where(n.nin.in_(nins[k : k + CHUNK]))).all()
+                )
+        return IdentityView(username_by_person=by_person, person_by_nin=by_nin, aliases=al)
+
+    def all(self, person_ids: Iterable[str] | None = None) -> dict[str, IdentityRow]:
+        """Every identity row by person id (or those of these persons)."""
         cols = t.identities.c
         q = sa.select(
             cols.person_id,
@@ -58,7 +89,12 @@ class Identities:
             cols.bridged_until,
         )
         with self.engine.connect() as c:
-            rows = c.execute(q).cursor.fetchall()
+            if person_ids is None:
+                rows = c.execute(q).cursor.fetchall()
+            else:
+                ids, rows = sorted(set(person_ids)), []
+                for k in range(0, len(ids), CHUNK):
+                    rows.extend(c.execute(q.where(cols.person_id.in_(ids[k : k + CHUNK]))).cursor.fetchall())
         return {r[0]: IdentityRow(r[1], r[2], r[3], IdentityStatus(r[4]), *r[5:]) for r in rows}
 
     def reserve_usernames(self, names: Iterable[str], note: str) -> tuple[int, int]:

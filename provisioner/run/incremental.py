@@ -1,0 +1,255 @@
+"""A plan patched for the persons whose own SIS row changed, instead of a full plan.
+
+When the only difference from the certified plan's inputs (provisioner.core.certificate)
+is that some persons' rows changed in their names, e-mail or mobile, the rest of the
+plan still holds: the patch derives those persons from the rows that judge them
+(provisioner.core.patch.context), maps and diffs only their person objects and
+identities, and puts the changes in the certified plan where a full plan has them.
+Everything else it cannot prove alike returns None and the run plans in full:
+
+- another table, the config, the state, the day or the local records changed;
+- persons came or went, or one's id, NIN or birth date changed;
+- more than ``patch.LIMIT`` persons, or their context is large;
+- a changed person, or anyone in the context, holds a NIN another row holds;
+- the certified plan had a data error about a changed person, or deriving the context
+  reports an error the certified plan did not have (a context that lacked a row);
+- a changed person is frozen, would be issued a username or found under an alias;
+- local locks (their changes follow the whole plan), or a change other than to a
+  person object or an identity.
+
+The differ's order makes the splice exact (provisioner/core/patch.py); the property
+test runs random SIS edits and asserts after every step that this plan equals the full one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import structlog
+
+from mappings.base import MappingContext
+from provisioner.config import Config
+from provisioner.core import patch, stored
+from provisioner.core.certificate import Certificate, config_digest
+from provisioner.core.derive import Derivation, derive
+from provisioner.core.diff import diff_core, diff_target, needs_details
+from provisioner.core.model import DesiredPerson, SourceSnapshot
+from provisioner.core.plan import CORE, Change, Plan, TargetPlan
+from provisioner.core.rows import IdentityRow, digest
+from provisioner.core.safety import present_schools
+from provisioner.core.scope import Scope, restrict
+from provisioner.core.states import ObjectStatus
+from provisioner.kinds import kind_of
+from provisioner.run import local as local_runs
+from provisioner.state.common import now_iso
+from provisioner.state.store import StateStore
+
+log = structlog.get_logger("bas.run")
+
+# meta key: how the last full run's own plan compared with the patch it could have used
+CHECK_KEY = "patch_check"
+
+
+@dataclass(frozen=True)
+class Patched:
+    """A patched plan, and the changed persons as derived (for the console's directory)."""
+
+    plan: Plan
+    persons: Mapping[str, DesiredPerson]
+
+
+def patched(
+    cfg: Config,
+    store: StateStore,
+    cert: Certificate,
+    snap: SourceSnapshot,
+    prints: patch.Prints | None,
+    as_of: str,
+    run_id: str,
+) -> Patched | None:
+    """The certified plan patched for ``snap`` (holds not decided yet), or None: plan in full.
+
+    ``prints``: the snapshot's person fingerprints (patch.prints). The caller has checked
+    that the certificate's key (config, state, day, code) holds.
+    """
+    local_in = local_runs.read_inputs(store)
+    if local_in.persons or local_in.locks:
+        return None
+    digests = dict(snap.digests)
+    local_runs.merged(snap, local_in, digests)  # only to add the local digest, as a full plan does
+    if {k for k in digests.keys() | cert.source.keys() if digests.get(k) != cert.source.get(k)} != {
+        "persons"
+    }:
+        return None
+    before = store.certificates.prints(cert.source)
+    changed = patch.changed_persons(before, prints) if before is not None and prints is not None else None
+    if not changed or any(e.record in {f"person:{p}" for p in changed} for e in cert.plan.errors):
+        return None
+    ctx = patch.context(snap, changed)
+    if ctx is None or patch.shared_nins(snap.persons) & {p.nin.strip() for p in ctx.persons if p.nin}:
+        return None
+    ident = store.identities.view_of(
+        (p.person_id for p in ctx.persons), (p.nin.strip() for p in ctx.persons if p.nin)
+    )
+    d = derive(ctx, as_of, ident, cfg.usernames, cfg.lifecycle)
+    keys = {ident.aliases.get(p, p) for p in changed}
+    if not set(d.state.errors) <= set(cert.plan.errors) or d.state.new_usernames or d.new_aliases:
+        return None
+    if keys & (d.frozen_persons | d.frozen_groups):
+        return None
+    return _patch(cfg, store, cert, d, keys, digests, snap, as_of, run_id)
+
+
+def check(store: StateStore, patched_plan: Plan, full_plan: Plan) -> bool:
+    """Compare a patch with the full plan of the same inputs (the nightly run makes both).
+
+    The full plan is the one used either way. A difference is logged as an error and kept
+    in the store for the daemon, which counts it (``bas_patch_mismatches``): it would be a
+    bug in the patch, which the property tests are there to rule out.
+    """
+    same = _shape(patched_plan) == _shape(full_plan)
+    if not same:
+        log.error(
+            "the patched plan differs from the full plan of the same inputs: the full plan is used",
+            run_id=full_plan.run_id,
+        )
+    store.meta.set(CHECK_KEY, json.dumps({"run_id": full_plan.run_id, "same": same}))
+    return same
+
+
+def _shape(plan: Plan) -> tuple[object, ...]:
+    """What a patch must get right: every target's changes in order, populations, errors, counts."""
+    return (
+        [(tp.target, tuple(tp.changes), tp.population, tp.dry_run) for tp in plan.targets],
+        plan.errors,
+        plan.active_persons,
+        dict(plan.source_counts),
+    )
+
+
+def _patch(
+    cfg: Config,
+    store: StateStore,
+    cert: Certificate,
+    d: Derivation,
+    keys: set[str],
+    digests: dict[str, str],
+    snap: SourceSnapshot,
+    as_of: str,
+    run_id: str,
+) -> Patched | None:
+    """Map, diff and splice the changed persons' objects and identities into the certified plan."""
+    state = d.state
+    identities = store.identities.all(keys)
+    school_names = {sid: s.short_name for sid, s in state.schools.items()}
+    frozen = d.frozen_persons | d.frozen_groups
+    targets: list[TargetPlan] = []
+    live: set[str] = set()
+    for name, tcfg in cfg.enabled_targets().items():
+        prev = cert.plan.target(name)
+        if prev is None:
+            return None
+        kind = kind_of(tcfg.kind)
+        seen = restrict(state, Scope.of(tcfg))
+        objs = [
+            o
+            for o in kind.map_state(seen, MappingContext(cfg.owner, tcfg, as_of))
+            if o.kind == "person" and o.key in keys
+        ]
+        index = store.objects.index(name, keys)
+        digs = [digest(o.kind, o.record(), o.members) if o.key in index else "" for o in objs]
+        policy = kind.policy(tcfg)
+        changes = diff_target(
+            name,
+            objs,
+            digs,
+            index,
+            store.objects.details(name, needs_details(objs, digs, index)),
+            policy=policy,
+            placement=kind.placement,
+            links=kind.links,
+            persons=state.persons,  # unrestricted, as a full plan: "still active, but out of scope"
+            identities=identities,
+            frozen=frozen,
+            school_names=school_names,
+            as_of=as_of,
+            bridged=d.bridged,
+            ended=d.ended,
+        )
+        spliced = _spliced(prev, changes, keys, tcfg.mode == "plan")
+        if spliced is None:
+            return None
+        targets.append(replace(prev, changes=spliced, hold=None))
+        live.update(r.person_id for r in index.values() if r.person_id and r.status != ObjectStatus.DELETED)
+    core = _core(cfg, cert, d, keys, identities, live, school_names, as_of)
+    if core is None:
+        return None
+    plan = replace(
+        cert.plan,
+        run_id=run_id,
+        created_at=now_iso(),
+        cookie=store.versions.current(),
+        targets=(core, *targets),
+        source_counts=snap.counts(),
+        source_digests=digests,
+        basis="incremental",
+        schools=tuple(sorted(present_schools(snap))),
+        schools_gone=(),
+        config_digest=config_digest(cfg),
+    )
+    return Patched(plan, {k: state.persons[k] for k in keys if k in state.persons})
+
+
+def _core(
+    cfg: Config,
+    cert: Certificate,
+    d: Derivation,
+    keys: set[str],
+    identities: Mapping[str, IdentityRow],
+    live: set[str],
+    school_names: Mapping[str, str],
+    as_of: str,
+) -> TargetPlan | None:
+    prev = cert.plan.target(CORE)
+    if prev is None:
+        return None
+    changes = diff_core(
+        {k: p for k, p in d.state.persons.items() if k in keys},
+        identities,
+        new_usernames={},
+        new_aliases={},
+        frozen=d.frozen_persons,
+        live=live,
+        retention_days=cfg.lifecycle.retention_days,
+        school_names=school_names,
+        as_of=as_of,
+        inactive_nins={k: v for k, v in d.inactive_nins.items() if k in keys},
+        bridged={k: v for k, v in d.bridged.items() if k in keys},
+        ended={k: v for k, v in d.ended.items() if k in keys},
+    )
+    if _untouched(prev, changes, keys):
+        return replace(prev, hold=None)
+    spliced = patch.splice_core(prev.changes, changes, keys)
+    return None if spliced is None else replace(prev, changes=spliced, hold=None)
+
+
+def _spliced(
+    prev: TargetPlan, changes: list[Change], keys: set[str], encode: bool
+) -> Sequence[Change] | None:
+    """A target's changes patched (kept encoded when untouched); None when they cannot be."""
+    if _untouched(prev, changes, keys):
+        return prev.changes
+    spliced = patch.splice_target(prev.changes, changes, keys)
+    if spliced is None:
+        return None
+    return stored.encode(spliced) if encode else spliced
+
+
+def _untouched(prev: TargetPlan, changes: list[Change], keys: set[str]) -> bool:
+    """Nothing to change for these persons, and nothing planned for them before: read from
+    the stored changes' record, so a plan-only target's 100,000-odd are never decoded."""
+    return (
+        not changes and isinstance(prev.changes, stored.StoredChanges) and not (prev.changes.persons & keys)
+    )
