@@ -153,7 +153,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
                 },
             )
         )
-    nin_as_sourcedid = bool(getattr(ctx.target, "nin_as_sourcedid", False))
+    nin_as_sourcedid = ctx.target.nin_as_sourcedid  # ctx.target is this kind's ItslearningConfig
     persons = state.persons
     domains = AccountDomains.of(owner)
     for pid in sorted(persons):

@@ -40,7 +40,7 @@ _PERSON_RANK_BEFORE = frozenset({"org", "orgunit"})  # kinds a phase puts before
 
 
 def _print(value: tuple[object, ...]) -> bytes:
-    # marshal format 0: equal values give equal bytes (provisioner/sources/sql.py says why)
+    # marshal format 0: equal values give equal bytes (sources/sql.py, _encoded, says why)
     return hashlib.blake2b(marshal.dumps(value, 0), digest_size=12).digest()  # type: ignore[arg-type]
 
 

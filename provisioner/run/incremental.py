@@ -79,13 +79,12 @@ def patched(
         return None
     digests = dict(snap.digests)
     local_runs.merged(snap, local_in, digests)  # only to add the local digest, as a full plan does
-    if {k for k in digests.keys() | cert.source.keys() if digests.get(k) != cert.source.get(k)} != {
-        "persons"
-    }:
-        return None
+    if _differing(digests, cert.source) != {"persons"}:
+        return None  # another table (or the local records) changed too
     before = store.certificates.prints(cert.source)
     changed = patch.changed_persons(before, prints) if before is not None and prints is not None else None
-    if not changed or any(e.record in {f"person:{p}" for p in changed} for e in cert.plan.errors):
+    records = {f"person:{p}" for p in changed or ()}
+    if not changed or any(e.record in records for e in cert.plan.errors):
         return None
     ctx = patch.context(snap, changed)
     if ctx is None or patch.shared_nins(snap.persons) & {p.nin.strip() for p in ctx.persons if p.nin}:
@@ -100,6 +99,11 @@ def patched(
     if keys & (d.frozen_persons | d.frozen_groups):
         return None
     return _patch(cfg, store, cert, d, keys, digests, snap, as_of, run_id)
+
+
+def _differing(a: Mapping[str, str], b: Mapping[str, str]) -> set[str]:
+    """The tables (and local records) whose digests differ."""
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
 
 
 def check(store: StateStore, patched_plan: Plan, full_plan: Plan) -> bool:

@@ -204,13 +204,17 @@ def make_plan(
     return hold_targets(cfg, store, plan, baseline), derivation
 
 
-def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool = False) -> Plan:
+def plan_run(
+    cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool = False, certify_now: bool = True
+) -> Plan:
     """This run's plan: the certified one when no input changed, patched when only some
     persons' names, e-mail or mobile did (provisioner/run/incremental.py), else a full plan.
 
-    Every plan made here is certified for the next run. ``full`` ignores the certificate
-    (a nightly reconciliation, or an admin in doubt). Raises SourceRefused from the source
-    gate either way.
+    A plan made here is certified for the next run (``certify_now``), or, by a run that
+    goes on to apply it, after the apply (the plan it leaves is the one to certify; a
+    first run's million changes are then never encoded). ``full`` ignores the
+    certificate (a nightly reconciliation, or an admin in doubt). Raises SourceRefused
+    from the source gate either way.
     """
     cert = None if full else _current_certificate(cfg, store, as_of)
     if cert is not None:
@@ -246,11 +250,11 @@ def plan_run(cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: b
             run_id=run_id,
             persons=len(got.persons),
         )
-    stored = store.certificates.save(certify(cfg, plan, plan.cookie))
+    stored = store.certificates.save(certify(cfg, plan, plan.cookie) if certify_now else None)
+    if prints is not None and plan.source_digests:
+        store.certificates.save_prints(plan.source_digests, prints)  # for the next run's patch
     if stored is None:
-        return plan
-    if prints is not None:
-        store.certificates.save_prints(plan.source_digests, prints)
+        return plan  # (not certified now: the apply certifies what it leaves)
     # The same changes, each target's now named by its stored copy: certifying what this
     # run leaves pending (plan-only targets) after apply rewrites none of them.
     return replace(plan, targets=stored.targets)
@@ -369,7 +373,7 @@ def sync(
                 if not dry_run:
                     _reserve_configured(cfg, store)
                 # Nothing here keeps the snapshot or the derivation: they are freed before apply.
-                plan = plan_run(cfg, store, day, run_id, full=full)
+                plan = plan_run(cfg, store, day, run_id, full=full, certify_now=dry_run)
             except SourceRefused as exc:
                 return refused(store, run_id, exc)
             except (SourceError, ConfigError) as exc:
