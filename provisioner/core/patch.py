@@ -6,8 +6,8 @@ certified one, provisioner.core.certificate) is right for everyone else, so a ru
 not derive, map and diff the whole owner again. This module holds the pure parts of
 that patch (provisioner/run/incremental.py runs it):
 
-- ``prints``: a fingerprint per SIS person row, split in what identifies the person
-  (id, NIN, birth date) and the whole row, kept beside the certificate;
+- ``PersonPrints``: a fingerprint per SIS person row, of what identifies the person
+  (id, NIN, birth date) and of the whole row, kept beside the certificate;
 - ``changed_persons``: the persons whose row changed in nothing but those other fields
   (names, e-mail, mobile), or None when anything else differs;
 - ``context``: the rows derive needs to judge those persons exactly as a full run does
@@ -25,53 +25,76 @@ from __future__ import annotations
 
 import hashlib
 import marshal
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
 
 from provisioner.core.model import Person, SourceSnapshot
 from provisioner.core.plan import Change, Op
 
-# A person's fingerprints: (what identifies them: id, NIN, birth date; the whole row).
-Prints = Mapping[str, tuple[bytes, bytes]]
-
 LIMIT = 500  # more changed persons than this: a full plan is about as cheap as the patch
 _FIRST = frozenset({Op.CREATE, Op.RESTORE, Op.ENABLE, Op.MOVE, Op.UPDATE})  # the differ's first phase
 _PERSON_RANK_BEFORE = frozenset({"org", "orgunit"})  # kinds a phase puts before persons
+PRINT_SIZE = 12  # bytes of one fingerprint
+_BLOCK = 4096  # fingerprints compared at once while looking for the rows that changed
 
 
 def _print(value: tuple[object, ...]) -> bytes:
     # marshal format 0: equal values give equal bytes (sources/sql.py, _encoded, says why)
-    return hashlib.blake2b(marshal.dumps(value, 0), digest_size=12).digest()  # type: ignore[arg-type]
+    return hashlib.blake2b(marshal.dumps(value, 0), digest_size=PRINT_SIZE).digest()  # type: ignore[arg-type]
 
 
-def prints(persons: Iterable[Person]) -> dict[str, tuple[bytes, bytes]] | None:
-    """A fingerprint pair per SIS person id; None when an id appears twice (never patched)."""
-    out: dict[str, tuple[bytes, bytes]] = {}
-    for p in persons:
-        if p.person_id in out:
-            return None
-        out[p.person_id] = (_print((p.person_id, p.nin, p.birth_date)), _print(tuple(p)))
-    return out
+@dataclass(frozen=True)
+class PersonPrints:
+    """A fingerprint of every SIS person row, in person-id order, kept beside the certificate.
 
-
-def changed_persons(before: Prints, after: Prints) -> set[str] | None:
-    """SIS ids whose row changed only in names, e-mail or mobile; None if anything else did.
-
-    None also when persons came or went, or when more than LIMIT changed.
+    ``whole`` holds one per row, ``ident`` one of what identifies the person (id, NIN,
+    birth date), each ``PRINT_SIZE`` bytes at the row's position in ``ids``.
     """
-    if before.keys() != after.keys():
-        return None
-    out: set[str] = set()
-    for pid, (ident, whole) in after.items():
-        was = before[pid]
-        if whole == was[1]:
-            continue
-        if ident != was[0]:
-            return None  # a new NIN or birth date: identities and aliases may follow
-        out.add(pid)
-        if len(out) > LIMIT:
+
+    ids: tuple[str, ...]
+    whole: bytes
+    ident: bytes
+
+    @classmethod
+    def of(cls, persons: Iterable[Person]) -> PersonPrints | None:
+        """The fingerprints of these rows; None when an id appears twice (never patched)."""
+        rows = sorted(persons, key=itemgetter(0))
+        ids = tuple(r.person_id for r in rows)
+        if len(set(ids)) != len(ids):
             return None
-    return out
+        whole = b"".join(_print(tuple(r)) for r in rows)
+        ident = b"".join(_print((r.person_id, r.nin, r.birth_date)) for r in rows)
+        return cls(ids, whole, ident)
+
+
+def changed_persons(before: PersonPrints, persons: Sequence[Person]) -> tuple[set[str], PersonPrints] | None:
+    """SIS ids whose row changed only in names, e-mail or mobile, and the rows' fingerprints now.
+
+    None when anything else differs: persons came or went, an id, NIN or birth date
+    changed, or more than LIMIT rows did. Only the whole rows are fingerprinted here: a
+    row that did not change keeps its identifying fingerprint.
+    """
+    rows = sorted(persons, key=itemgetter(0))
+    ids = tuple(r.person_id for r in rows)
+    if ids != before.ids:
+        return None
+    whole = b"".join(_print(tuple(r)) for r in rows)
+    changed: set[str] = set()
+    for start in range(0, len(whole), PRINT_SIZE * _BLOCK):
+        end = start + PRINT_SIZE * _BLOCK
+        if whole[start:end] == before.whole[start:end]:
+            continue
+        for at in range(start, min(end, len(whole)), PRINT_SIZE):
+            if whole[at : at + PRINT_SIZE] == before.whole[at : at + PRINT_SIZE]:
+                continue
+            r = rows[at // PRINT_SIZE]
+            if _print((r.person_id, r.nin, r.birth_date)) != before.ident[at : at + PRINT_SIZE]:
+                return None  # a new NIN or birth date: identities and aliases may follow
+            changed.add(r.person_id)
+            if len(changed) > LIMIT:
+                return None
+    return changed, PersonPrints(ids, whole, before.ident)
 
 
 def context(snap: SourceSnapshot, changed: set[str], *, max_rows: int = 20_000) -> SourceSnapshot | None:
@@ -110,12 +133,6 @@ def context(snap: SourceSnapshot, changed: set[str], *, max_rows: int = 20_000) 
     if sum(out.counts().values()) > max_rows:
         return None
     return out
-
-
-def shared_nins(persons: Iterable[Person]) -> set[str]:
-    """NINs on more than one SIS person row (those persons are never patched)."""
-    seen = Counter(p.nin.strip() for p in persons if p.nin and p.nin.strip())
-    return {n for n, k in seen.items() if k > 1}
 
 
 def splice_target(prev: Sequence[Change], new: Sequence[Change], keys: set[str]) -> tuple[Change, ...] | None:

@@ -10,9 +10,9 @@ Everything else it cannot prove alike returns None and the run plans in full:
 - another table, the config, the state, the day or the local records changed;
 - persons came or went, or one's id, NIN or birth date changed;
 - more than ``patch.LIMIT`` persons, or their context is large;
-- a changed person, or anyone in the context, holds a NIN another row holds;
-- the certified plan had a data error about a changed person, or deriving the context
-  reports an error the certified plan did not have (a context that lacked a row);
+- the certified plan had a data error about anyone in the context (a NIN two rows hold
+  among them), or deriving the context reports an error the certified plan did not have
+  (a context that lacked a row);
 - a changed person is frozen, would be issued a username or found under an alias;
 - local locks (their changes follow the whole plan), or a change other than to a
   person object or an identity.
@@ -58,6 +58,7 @@ class Patched:
 
     plan: Plan
     persons: Mapping[str, DesiredPerson]
+    prints: patch.PersonPrints | None = None  # the snapshot's, to keep for the next run
 
 
 def patched(
@@ -65,14 +66,12 @@ def patched(
     store: StateStore,
     cert: Certificate,
     snap: SourceSnapshot,
-    prints: patch.Prints | None,
     as_of: str,
     run_id: str,
 ) -> Patched | None:
     """The certified plan patched for ``snap`` (holds not decided yet), or None: plan in full.
 
-    ``prints``: the snapshot's person fingerprints (patch.prints). The caller has checked
-    that the certificate's key (config, state, day, code) holds.
+    The caller has checked that the certificate's key (config, state, day, code) holds.
     """
     local_in = local_runs.read_inputs(store)
     if local_in.persons or local_in.locks:
@@ -82,12 +81,17 @@ def patched(
     if _differing(digests, cert.source) != {"persons"}:
         return None  # another table (or the local records) changed too
     before = store.certificates.prints(cert.source)
-    changed = patch.changed_persons(before, prints) if before is not None and prints is not None else None
-    records = {f"person:{p}" for p in changed or ()}
-    if not changed or any(e.record in records for e in cert.plan.errors):
+    found = patch.changed_persons(before, snap.persons) if before is not None else None
+    if not found or not found[0]:
         return None
+    changed, prints = found
     ctx = patch.context(snap, changed)
-    if ctx is None or patch.shared_nins(snap.persons) & {p.nin.strip() for p in ctx.persons if p.nin}:
+    if ctx is None:
+        return None
+    # A data error about anyone here (a NIN another row holds among them) may freeze them
+    # for a reason the context does not show: leave it to a full plan.
+    records = {f"person:{p.person_id}" for p in ctx.persons}
+    if any(e.record in records for e in cert.plan.errors):
         return None
     ident = store.identities.view_of(
         (p.person_id for p in ctx.persons), (p.nin.strip() for p in ctx.persons if p.nin)
@@ -98,7 +102,8 @@ def patched(
         return None
     if keys & (d.frozen_persons | d.frozen_groups):
         return None
-    return _patch(cfg, store, cert, d, keys, digests, snap, as_of, run_id)
+    got = _patch(cfg, store, cert, d, keys, digests, snap, as_of, run_id)
+    return None if got is None else replace(got, prints=prints)
 
 
 def _differing(a: Mapping[str, str], b: Mapping[str, str]) -> set[str]:

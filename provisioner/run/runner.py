@@ -223,10 +223,10 @@ def plan_run(
             baseline = holds.gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
             return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
     snap = [read_source(cfg)]  # handed on in a list: make_plan frees it once derived
-    prints = patch.prints(snap[0].persons)
     if full:  # the nightly run: the patch the certificate allows is made too, and checked below
         cert = _current_certificate(cfg, store, as_of)
-    got = incremental.patched(cfg, store, cert, snap[0], prints, as_of, run_id) if cert is not None else None
+    got = incremental.patched(cfg, store, cert, snap[0], as_of, run_id) if cert is not None else None
+    prints = got.prints if got is not None else patch.PersonPrints.of(snap[0].persons)
     if got is None or full:
         plan, derivation = make_plan(cfg, store, snap.pop, as_of, run_id)
         if got is not None:

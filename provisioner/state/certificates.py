@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from provisioner.core.certificate import Certificate
-from provisioner.core.patch import Prints
+from provisioner.core.patch import PRINT_SIZE, PersonPrints
 from provisioner.core.plan import Plan, TargetPlan
 from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of
 from provisioner.state import schema as t
@@ -92,42 +92,42 @@ class Certificates:
             c.execute(t.plan_parts.delete().where(t.plan_parts.c.part.not_in(named)))
         return replace(cert.plan, targets=tuple(targets))
 
-    def save_prints(self, source: Mapping[str, str], prints: Prints) -> None:
+    def save_prints(self, source: Mapping[str, str], prints: PersonPrints) -> None:
         """Keep the person fingerprints of the source these digests describe (provisioner.core.patch).
 
         Kept while the certificate is of that source; an id holding NUL is not kept (then
         no plan is patched: the next change plans in full).
         """
-        ids = sorted(prints)
-        if any("\x00" in i for i in ids):
+        if any("\x00" in i for i in prints.ids):
             return
         ref = _prints_ref(source)
-        names = zlib.compress("\x00".join(ids).encode("utf-8", "surrogatepass"), 1)
-        marks = zlib.compress(b"".join(prints[i][0] + prints[i][1] for i in ids), 1)
+        ids = zlib.compress("\x00".join(prints.ids).encode("utf-8", "surrogatepass"), 1)
         p = t.plan_parts.c
         with self.engine.begin() as c:
             if c.execute(sa.select(p.seq).where(p.part == ref).limit(1)).first() is None:
                 c.execute(
                     t.plan_parts.insert(),
-                    [{"part": ref, "seq": 0, "body": names}, {"part": ref, "seq": 1, "body": marks}],
+                    [
+                        {"part": ref, "seq": 0, "body": ids},
+                        {"part": ref, "seq": 1, "body": prints.whole},
+                        {"part": ref, "seq": 2, "body": prints.ident},
+                    ],
                 )
 
-    def prints(self, source: Mapping[str, str]) -> dict[str, tuple[bytes, bytes]] | None:
+    def prints(self, source: Mapping[str, str]) -> PersonPrints | None:
         """The person fingerprints kept for the source these digests describe, if any."""
         p = t.plan_parts.c
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(p.body).where(p.part == _prints_ref(source)).order_by(p.seq)).all()
-        if len(rows) != 2:
+            rows = [
+                bytes(r[0])
+                for r in c.execute(sa.select(p.body).where(p.part == _prints_ref(source)).order_by(p.seq))
+            ]
+        if len(rows) != 3:
             return None
-        ids = zlib.decompress(rows[0][0]).decode("utf-8", "surrogatepass").split("\x00")
-        marks = zlib.decompress(rows[1][0])
-        half = len(marks) // (2 * len(ids)) if ids else 0
-        if not ids or len(marks) != 2 * half * len(ids):
-            return None
-        return {
-            pid: (marks[2 * half * k : 2 * half * k + half], marks[2 * half * k + half : 2 * half * (k + 1)])
-            for k, pid in enumerate(ids)
-        }
+        ids = tuple(zlib.decompress(rows[0]).decode("utf-8", "surrogatepass").split("\x00"))
+        if not len(rows[1]) == len(rows[2]) == len(ids) * PRINT_SIZE:
+            return None  # written by another version
+        return PersonPrints(ids, rows[1], rows[2])
 
 
 def _prints_ref(source: Mapping[str, str]) -> str:

@@ -1,0 +1,113 @@
+"""The pure parts of a patched plan (provisioner/core/patch.py), table-driven."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioner.core import patch
+from provisioner.core.model import Person
+from provisioner.core.plan import Change, Op
+from tests.sisbuilder import small_sis, synthetic_nin
+
+
+def _person(pid: str, given: str = "Ola", nin: str | None = None, born: str = "2012-03-04") -> Person:
+    return Person(pid, nin, given, None, "Nordmann", born, None, None)
+
+
+BASE = [_person(f"P{i:05d}", nin=None) for i in range(10_000)]  # more than one comparison block
+
+
+def _with(i: int, **changes: object) -> list[Person]:
+    rows = list(BASE)
+    rows[i] = rows[i]._replace(**changes)
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        (list(reversed(BASE)), set()),  # order does not matter
+        (_with(9_999, given_name="Kari"), {"P09999"}),  # past the first block
+        (_with(3, email="ola@example.org", mobile="+47 40000000"), {"P00003"}),
+        (_with(7, nin=synthetic_nin("2012-03-04")), None),  # a NIN: identities follow
+        (_with(7, birth_date="2012-03-05"), None),
+        (_with(7, person_id="X7"), None),  # one went, another came
+        (BASE + [_person("P10000")], None),
+        (BASE[:-1], None),
+        (BASE + [BASE[0]._replace(given_name="Twin")], None),  # an id twice
+        ([p._replace(given_name="Alle") for p in BASE[: patch.LIMIT + 1]] + BASE[patch.LIMIT + 1 :], None),
+    ],
+)
+def test_changed_persons(after: list[Person], expected: set[str] | None) -> None:
+    before = patch.PersonPrints.of(BASE)
+    assert before is not None
+    got = patch.changed_persons(before, after)
+    if expected is None:
+        assert got is None
+        return
+    assert got is not None and got[0] == expected
+    assert got[1] == patch.PersonPrints.of(after)  # the fingerprints now, as a full read makes them
+
+
+def test_prints_refuse_an_id_twice() -> None:
+    assert patch.PersonPrints.of([_person("A"), _person("A", given="Kari")]) is None
+
+
+def test_context_holds_the_groups_their_members_and_students_of_guardians() -> None:
+    snap = small_sis().snapshot()
+    ctx = patch.context(snap, {"S2", "G1"})
+    assert ctx is not None
+    # S2's class with every member; G1 with both students; guardianships inside only
+    assert {g.group_id for g in ctx.groups} == {"NORD-6A"}
+    assert {m.person_id for m in ctx.memberships} == {"S1", "S2", "T1"}
+    assert {p.person_id for p in ctx.persons} == {"S1", "S2", "T1", "G1"}
+    assert {(g.guardian_id, g.student_id) for g in ctx.guardianships} == {("G1", "S1"), ("G1", "S2")}
+    assert {e.person_id for e in ctx.enrollments} == {"S1", "S2"} and {
+        e.person_id for e in ctx.employments
+    } == {"T1"}
+    assert ctx.schools == snap.schools
+    assert patch.context(snap, {"S2"}, max_rows=3) is None
+
+
+def _c(op: Op, key: str, kind: str = "person", reason: str = "r") -> Change:
+    return Change("t", op, kind, key, reason)
+
+
+ORG, G1 = _c(Op.UPDATE, "org", "org"), _c(Op.UPDATE, "g1", "group")
+A, C, E = _c(Op.UPDATE, "a"), _c(Op.UPDATE, "c"), _c(Op.UPDATE, "e")
+ADD, GONE = _c(Op.ADD_MEMBERS, "g1", "group"), _c(Op.DISABLE, "b")
+
+
+@pytest.mark.parametrize(
+    ("prev", "new", "keys", "expected"),
+    [
+        (
+            (ORG, A, E, G1, ADD),
+            [_c(Op.UPDATE, "c", reason="new")],
+            {"c"},
+            (ORG, A, _c(Op.UPDATE, "c", reason="new"), E, G1, ADD),
+        ),
+        ((ORG, A, C, E, G1), [], {"c"}, (ORG, A, E, G1)),  # nothing left to do for c
+        (
+            (ORG, G1),
+            [_c(Op.MOVE, "c"), _c(Op.UPDATE, "c")],
+            {"c"},
+            (ORG, _c(Op.MOVE, "c"), _c(Op.UPDATE, "c"), G1),
+        ),
+        ((A, ADD, GONE), [_c(Op.UPDATE, "b"), GONE], {"b"}, (A, _c(Op.UPDATE, "b"), ADD, GONE)),
+        ((A, GONE), [], {"b"}, None),  # b's removal would change: not a name change
+        ((A,), [_c(Op.UPDATE, "g1", "group")], {"g1"}, None),  # only person objects are patched
+        ((A,), [_c(Op.UPDATE, "x")], {"c"}, None),
+    ],
+)
+def test_splice_target(prev: tuple, new: list, keys: set[str], expected: tuple | None) -> None:
+    assert patch.splice_target(prev, new, keys) == expected
+
+
+def test_splice_core_keeps_aliases_first_and_identities_by_person_id() -> None:
+    alias = _c(Op.CREATE, "X9", "alias")
+    ids = [_c(Op.UPDATE, k, "identity") for k in ("a", "c", "e")]
+    new = [_c(Op.UPDATE, "d", "identity", "renamed")]
+    assert patch.splice_core((alias, *ids), new, {"d", "c"}) == (alias, ids[0], new[0], ids[2])
+    assert patch.splice_core((alias,), new, {"d"}) == (alias, new[0])
+    assert patch.splice_core((alias,), [_c(Op.UPDATE, "d", "person")], {"d"}) is None
