@@ -111,3 +111,14 @@ def test_splice_core_keeps_aliases_first_and_identities_by_person_id() -> None:
     assert patch.splice_core((alias, *ids), new, {"d", "c"}) == (alias, ids[0], new[0], ids[2])
     assert patch.splice_core((alias,), new, {"d"}) == (alias, new[0])
     assert patch.splice_core((alias,), [_c(Op.UPDATE, "d", "person")], {"d"}) is None
+
+
+def test_no_row_fingerprint_holds_a_nin() -> None:
+    """A fingerprint of one row's NIN could be found by trying the NINs of its birth date:
+    the rows' fingerprints leave it out, and one digest of the whole table tells a change."""
+    a = patch.PersonPrints.of([_person("A", nin=synthetic_nin("2012-03-04"))])
+    c = patch.PersonPrints.of([_person("A", nin=None)])
+    assert a is not None and c is not None
+    assert a.whole == c.whole and a.ident == c.ident
+    assert a.nins != c.nins
+    assert patch.changed_persons(c, [_person("A", nin=synthetic_nin("2012-03-04"))]) is None

@@ -7,7 +7,8 @@ not derive, map and diff the whole owner again. This module holds the pure parts
 that patch (provisioner/run/incremental.py runs it):
 
 - ``PersonPrints``: a fingerprint per SIS person row, of what identifies the person
-  (id, NIN, birth date) and of the whole row, kept beside the certificate;
+  (id, birth date) and of the whole row, and one digest of all NINs, kept beside the
+  certificate;
 - ``changed_persons``: the persons whose row changed in nothing but those other fields
   (names, e-mail, mobile), or None when anything else differs;
 - ``context``: the rows derive needs to judge those persons exactly as a full run does
@@ -48,13 +49,17 @@ def _print(value: tuple[object, ...]) -> bytes:
 class PersonPrints:
     """A fingerprint of every SIS person row, in person-id order, kept beside the certificate.
 
-    ``whole`` holds one per row, ``ident`` one of what identifies the person (id, NIN,
-    birth date), each ``PRINT_SIZE`` bytes at the row's position in ``ids``.
+    ``whole`` holds one per row, ``ident`` one of what identifies the person (id and
+    birth date), each PRINT_SIZE bytes at the row's position in ``ids``. NINs are left
+    out of both: a fingerprint of one row's NIN could be found by trying every NIN of
+    that birth date. They are in ``nins`` instead, one digest of every (id, NIN) pair
+    of the table, which tells that some NIN changed and nothing about any one.
     """
 
     ids: tuple[str, ...]
     whole: bytes
     ident: bytes
+    nins: bytes
 
     @classmethod
     def of(cls, persons: Iterable[Person]) -> PersonPrints | None:
@@ -63,9 +68,17 @@ class PersonPrints:
         ids = tuple(r.person_id for r in rows)
         if len(set(ids)) != len(ids):
             return None
-        whole = b"".join(_print(tuple(r)) for r in rows)
-        ident = b"".join(_print((r.person_id, r.nin, r.birth_date)) for r in rows)
-        return cls(ids, whole, ident)
+        whole = b"".join(_print(_no_nin(r)) for r in rows)
+        ident = b"".join(_print((r.person_id, r.birth_date)) for r in rows)
+        return cls(ids, whole, ident, _nins(rows))
+
+
+def _no_nin(r: Person) -> tuple[object, ...]:
+    return (r.person_id, r.given_name, r.middle_name, r.family_name, r.birth_date, r.email, r.mobile)
+
+
+def _nins(rows: Sequence[Person]) -> bytes:
+    return hashlib.sha256(marshal.dumps([(r.person_id, r.nin) for r in rows], 0)).digest()
 
 
 def changed_persons(before: PersonPrints, persons: Sequence[Person]) -> tuple[set[str], PersonPrints] | None:
@@ -77,9 +90,9 @@ def changed_persons(before: PersonPrints, persons: Sequence[Person]) -> tuple[se
     """
     rows = sorted(persons, key=itemgetter(0))
     ids = tuple(r.person_id for r in rows)
-    if ids != before.ids:
-        return None
-    whole = b"".join(_print(tuple(r)) for r in rows)
+    if ids != before.ids or _nins(rows) != before.nins:
+        return None  # persons came or went, or a NIN changed: identities and aliases may follow
+    whole = b"".join(_print(_no_nin(r)) for r in rows)
     changed: set[str] = set()
     for start in range(0, len(whole), PRINT_SIZE * _BLOCK):
         end = start + PRINT_SIZE * _BLOCK
@@ -89,12 +102,12 @@ def changed_persons(before: PersonPrints, persons: Sequence[Person]) -> tuple[se
             if whole[at : at + PRINT_SIZE] == before.whole[at : at + PRINT_SIZE]:
                 continue
             r = rows[at // PRINT_SIZE]
-            if _print((r.person_id, r.nin, r.birth_date)) != before.ident[at : at + PRINT_SIZE]:
-                return None  # a new NIN or birth date: identities and aliases may follow
+            if _print((r.person_id, r.birth_date)) != before.ident[at : at + PRINT_SIZE]:
+                return None  # a new birth date
             changed.add(r.person_id)
             if len(changed) > LIMIT:
                 return None
-    return changed, PersonPrints(ids, whole, before.ident)
+    return changed, PersonPrints(ids, whole, before.ident, before.nins)
 
 
 def context(snap: SourceSnapshot, changed: set[str], *, max_rows: int = 20_000) -> SourceSnapshot | None:

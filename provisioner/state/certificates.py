@@ -111,6 +111,7 @@ class Certificates:
                         {"part": ref, "seq": 0, "body": ids},
                         {"part": ref, "seq": 1, "body": prints.whole},
                         {"part": ref, "seq": 2, "body": prints.ident},
+                        {"part": ref, "seq": 3, "body": prints.nins},
                     ],
                 )
 
@@ -122,12 +123,12 @@ class Certificates:
                 bytes(r[0])
                 for r in c.execute(sa.select(p.body).where(p.part == _prints_ref(source)).order_by(p.seq))
             ]
-        if len(rows) != 3:
+        if len(rows) != 4:
             return None
         ids = tuple(zlib.decompress(rows[0]).decode("utf-8", "surrogatepass").split("\x00"))
         if not len(rows[1]) == len(rows[2]) == len(ids) * PRINT_SIZE:
             return None  # written by another version
-        return PersonPrints(ids, rows[1], rows[2])
+        return PersonPrints(ids, rows[1], rows[2], rows[3])
 
 
 def _prints_ref(source: Mapping[str, str]) -> str:
