@@ -9,6 +9,7 @@ the system. A ``Source`` is opened for one run from the config and offers:
   keys the kind needs to tell later whether its input changed;
 - ``unchanged(digests)``: whether the input is still exactly what those digests were made
   from, as cheaply as the kind can tell (the plan certificate and held plans ask it);
+  ``read_unless(digests)``: that, or else the snapshot, from one read where it can;
 - ``facts(ids)``: the source rows about some persons, for `bas person show`.
 
 Errors: ``SourceError`` when the source cannot be read as configured (unreachable,
@@ -84,6 +85,14 @@ class Source(ABC):
     @abstractmethod
     def unchanged(self, digests: Mapping[str, str]) -> bool:
         """True only when the input is exactly what ``digests`` (from an earlier ``read``) were made from."""
+
+    def read_unless(self, digests: Mapping[str, str]) -> SourceSnapshot | None:
+        """None when the input is exactly what ``digests`` were made from, else the whole snapshot.
+
+        A kind that can tell both from one read (the SQL source) does; this default asks
+        ``unchanged`` and then reads.
+        """
+        return None if self.unchanged(digests) else self.read()
 
     def describe(self) -> str:
         """One line for `bas config check`: what this source reads."""

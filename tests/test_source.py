@@ -11,7 +11,14 @@ import sqlalchemy as sa
 
 from demo.data import DEMO, generate
 from provisioner.core.model import SourceSnapshot
-from sources.sql import DEFAULT_QUERIES, SourceError, read_snapshot, source_engine, source_unchanged
+from sources.sql import (
+    DEFAULT_QUERIES,
+    SourceError,
+    read_snapshot,
+    read_unless,
+    source_engine,
+    source_unchanged,
+)
 from tests.sisbuilder import small_sis
 
 AS_OF = dt.date(2025, 10, 1)
@@ -152,6 +159,12 @@ def test_digests_are_stable_and_follow_every_row(source_url: str) -> None:
     changed = read_snapshot(engine).digests
     assert {k for k in changed if changed[k] != first.digests[k]} == {"persons"}
     assert not source_unchanged(engine, None, {"persons": changed["persons"]})  # incomplete: never a match
+    # One read for both questions: None while unchanged, else the very snapshot a read gives.
+    assert read_unless(engine, None, changed) is None
+    got = read_unless(engine, None, first.digests)
+    assert got is not None and got == read_snapshot(engine)
+    partial = read_unless(engine, None, {"persons": changed["persons"]})
+    assert partial is not None and partial.digests == changed
 
 
 def _corrupt_sqlite(path: Path, *statements: str) -> None:

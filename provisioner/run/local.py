@@ -86,6 +86,15 @@ def with_locks(
     )
 
 
+def read_unless_unchanged(
+    store: StateStore, src: Source, digests: Mapping[str, str]
+) -> SourceSnapshot | None:
+    """None when the source and local records are what ``digests`` were made from, else the source read."""
+    if digests.get(LOCAL_DIGEST, LocalInputs().digest) != read_inputs(store).digest:
+        return src.read()
+    return src.read_unless({k: v for k, v in digests.items() if k != LOCAL_DIGEST})
+
+
 def inputs_unchanged(store: StateStore, src: Source, digests: Mapping[str, str]) -> bool:
     """True when the source and the local records are what ``digests`` were made from.
 

@@ -217,12 +217,17 @@ def plan_run(
     from the source gate either way.
     """
     cert = None if full else _current_certificate(cfg, store, as_of)
+    read = None
     if cert is not None:
-        plan = _certified_plan(cfg, store, cert, run_id)
-        if plan is not None:
+        with open_source(cfg) as src:
+            read = local_runs.read_unless_unchanged(store, src, cert.source)
+        if read is None:
+            log.info("source, config and state unchanged: the certified plan stands", run_id=run_id)
+            plan = plan_from(cert, run_id, now_iso(), store.versions.current())
             baseline = holds.gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
             return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
-    snap = [read_source(cfg)]  # handed on in a list: make_plan frees it once derived
+    snap = [read if read is not None else read_source(cfg)]  # in a list: make_plan frees it once derived
+    del read
     if full:  # the nightly run: the patch the certificate allows is made too, and checked below
         cert = _current_certificate(cfg, store, as_of)
     got = incremental.patched(cfg, store, cert, snap[0], as_of, run_id) if cert is not None else None
@@ -266,15 +271,6 @@ def _current_certificate(cfg: Config, store: StateStore, as_of: str) -> Certific
     if cert is None or cert.key != inputs_key(cfg, store.versions.current(), as_of):
         return None
     return cert
-
-
-def _certified_plan(cfg: Config, store: StateStore, cert: Certificate, run_id: str) -> Plan | None:
-    """The certified plan as this run's, when the source and local records are unchanged too."""
-    with open_source(cfg) as src:
-        if not local_runs.inputs_unchanged(store, src, cert.source):
-            return None
-    log.info("source, config and state unchanged: the certified plan stands", run_id=run_id)
-    return plan_from(cert, run_id, now_iso(), store.versions.current())
 
 
 def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[str, TargetResult]) -> None:
