@@ -49,8 +49,12 @@ def test_changed_persons(after: list[Person], expected: set[str] | None) -> None
     assert got[1] == patch.PersonPrints.of(after)  # the fingerprints now, as a full read makes them
 
 
-def test_prints_refuse_an_id_twice() -> None:
+def test_prints_refuse_an_id_twice_or_missing() -> None:
     assert patch.PersonPrints.of([_person("A"), _person("A", given="Kari")]) is None
+    assert patch.PersonPrints.of([_person("A"), _person(None)]) is None  # type: ignore[arg-type]
+    before = patch.PersonPrints.of([_person("A"), _person("B")])
+    assert before is not None
+    assert patch.changed_persons(before, [_person("A"), _person(None)]) is None  # type: ignore[arg-type]
 
 
 def test_context_holds_the_groups_their_members_and_students_of_guardians() -> None:

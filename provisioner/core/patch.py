@@ -63,14 +63,24 @@ class PersonPrints:
 
     @classmethod
     def of(cls, persons: Iterable[Person]) -> PersonPrints | None:
-        """The fingerprints of these rows; None when an id appears twice (never patched)."""
-        rows = sorted(persons, key=itemgetter(0))
+        """The fingerprints of these rows; None when an id is missing or appears twice (never patched)."""
+        rows = _by_id(persons)
+        if rows is None:
+            return None
         ids = tuple(r.person_id for r in rows)
         if len(set(ids)) != len(ids):
             return None
         whole = b"".join(_print(_no_nin(r)) for r in rows)
         ident = b"".join(_print((r.person_id, r.birth_date)) for r in rows)
         return cls(ids, whole, ident, _nins(rows))
+
+
+def _by_id(persons: Iterable[Person]) -> list[Person] | None:
+    """The rows in person-id order; None when an id is no text (a NULL: validation reports it)."""
+    rows = list(persons)
+    if any(type(r.person_id) is not str for r in rows):
+        return None
+    return sorted(rows, key=itemgetter(0))
 
 
 def _no_nin(r: Person) -> tuple[object, ...]:
@@ -88,7 +98,9 @@ def changed_persons(before: PersonPrints, persons: Sequence[Person]) -> tuple[se
     changed, or more than LIMIT rows did. Only the whole rows are fingerprinted here: a
     row that did not change keeps its identifying fingerprint.
     """
-    rows = sorted(persons, key=itemgetter(0))
+    rows = _by_id(persons)
+    if rows is None:
+        return None
     ids = tuple(r.person_id for r in rows)
     if ids != before.ids or _nins(rows) != before.nins:
         return None  # persons came or went, or a NIN changed: identities and aliases may follow
