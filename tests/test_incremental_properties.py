@@ -72,7 +72,12 @@ def _edit(env: Env, edit: str, who: list[str], value: int, seq: int) -> None:
         sis.memberships = [m for m in sis.memberships if m.person_id != who[0]]
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Each example runs a few plans per step: 20 in a normal run, ten times more in the thorough profile.
+@settings(
+    max_examples=max(20, settings().max_examples // 5),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     steps=st.lists(
         st.tuples(
