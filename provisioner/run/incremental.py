@@ -14,7 +14,7 @@ Everything else it cannot prove alike returns None and the run plans in full:
   among them), or deriving the context reports an error the certified plan did not have
   (a context that lacked a row);
 - a changed person is frozen, would be issued a username or found under an alias;
-- local locks (their changes follow the whole plan), or a change other than to a
+- local persons or locks (merged into, and planned over, the whole plan), or a change other than to a
   person object or an identity.
 
 The differ's order makes the splice exact (provisioner/core/patch.py); the property
