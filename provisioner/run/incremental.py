@@ -34,15 +34,16 @@ from provisioner.config import Config
 from provisioner.core import patch, stored
 from provisioner.core.certificate import Certificate, config_digest
 from provisioner.core.derive import Derivation, derive
-from provisioner.core.diff import diff_core, diff_target, needs_details
+from provisioner.core.diff import diff_core
 from provisioner.core.model import DesiredPerson, SourceSnapshot
 from provisioner.core.plan import CORE, Change, Plan, TargetPlan
-from provisioner.core.rows import IdentityRow, digest
+from provisioner.core.rows import IdentityRow
 from provisioner.core.safety import present_schools
 from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import ObjectStatus
 from provisioner.kinds import kind_of
 from provisioner.run import local as local_runs
+from provisioner.run.targets import diff_objects
 from provisioner.state.common import now_iso
 from provisioner.state.store import StateStore
 
@@ -153,7 +154,6 @@ def _patch(
     state = d.state
     identities = store.identities.all(keys)
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
-    frozen = d.frozen_persons | d.frozen_groups
     targets: list[TargetPlan] = []
     live: set[str] = set()
     for name, tcfg in cfg.enabled_targets().items():
@@ -168,24 +168,17 @@ def _patch(
             if o.kind == "person" and o.key in keys
         ]
         index = store.objects.index(name, keys)
-        digs = [digest(o.kind, o.record(), o.members) if o.key in index else "" for o in objs]
-        policy = kind.policy(tcfg)
-        changes = diff_target(
+        changes = diff_objects(
+            store,
             name,
+            kind,
+            kind.policy(tcfg),
             objs,
-            digs,
             index,
-            store.objects.details(name, needs_details(objs, digs, index)),
-            policy=policy,
-            placement=kind.placement,
-            links=kind.links,
-            persons=state.persons,  # unrestricted, as a full plan: "still active, but out of scope"
+            d,
             identities=identities,
-            frozen=frozen,
             school_names=school_names,
             as_of=as_of,
-            bridged=d.bridged,
-            ended=d.ended,
         )
         spliced = _spliced(prev, changes, keys, tcfg.mode == "plan")
         if spliced is None:

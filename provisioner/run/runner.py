@@ -38,10 +38,9 @@ from provisioner.core.certificate import (
     predict_after_apply,
 )
 from provisioner.core.derive import Derivation, derive
-from provisioner.core.diff import diff_core, diff_target, needs_details
+from provisioner.core.diff import diff_core
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import CORE, Plan, TargetPlan
-from provisioner.core.rows import digest
 from provisioner.core.safety import (
     SourceRefused,
     present_schools,
@@ -66,7 +65,7 @@ from provisioner.run.exits import (  # noqa: F401 (re-exported: callers use runn
 from provisioner.run.holds import hold_targets
 from provisioner.run.records import RunOutcome, finish_run, refused, source_record
 from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
-from provisioner.run.targets import build_connector
+from provisioner.run.targets import build_connector, diff_objects
 from provisioner.state import safety_reads
 from provisioner.state.common import now_iso
 from provisioner.state.runs import LockHeld
@@ -135,7 +134,6 @@ def make_plan(
     cookie = store.versions.current()
     identities = store.identities.all()
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
-    frozen = derivation.frozen_persons | derivation.frozen_groups
     targets: list[TargetPlan] = []
     live: set[str] = set()
     for name, tcfg in cfg.enabled_targets().items():
@@ -143,27 +141,18 @@ def make_plan(
         # The target's own schools, roles and extra groups; the very state when it has none.
         objs = kind.map_state(restrict(state, Scope.of(tcfg)), MappingContext(cfg.owner, tcfg, as_of))
         index = store.objects.index(name)
-        # Only a stored object has a digest to compare with; a new one is created whatever
-        # its digest is (the writer computes it once from the JSON it stores anyway).
-        digests = [digest(o.kind, o.record(), o.members) if o.key in index else "" for o in objs]
-        details = store.objects.details(name, needs_details(objs, digests, index))
         policy = kind.policy(tcfg)
-        changes = diff_target(
+        changes = diff_objects(
+            store,
             name,
+            kind,
+            policy,
             objs,
-            digests,
             index,
-            details,
-            policy=policy,
-            placement=kind.placement,
-            links=kind.links,
-            persons=state.persons,
+            derivation,
             identities=identities,
-            frozen=frozen,
             school_names=school_names,
             as_of=as_of,
-            bridged=derivation.bridged,
-            ended=derivation.ended,
         )
         changes = local_runs.with_locks(name, changes, index, local_in, as_of, policy)
         population = sum(1 for r in index.values() if r.status == ObjectStatus.ACTIVE)
@@ -173,7 +162,7 @@ def make_plan(
         pending = stored.encode(changes) if dry_run else tuple(changes)
         targets.append(TargetPlan(name, pending, population, dry_run=dry_run))
         live.update(r.person_id for r in index.values() if r.person_id and r.status != ObjectStatus.DELETED)
-        del objs, digests, index, details, changes  # free them before the next target is mapped
+        del objs, index, changes  # free them before the next target is mapped
     core = diff_core(
         state.persons,
         identities,
@@ -216,9 +205,11 @@ def plan_run(
     certificate (a nightly reconciliation, or an admin in doubt). Raises SourceRefused
     from the source gate either way.
     """
-    cert = None if full else _current_certificate(cfg, store, as_of)
+    # The nightly run (``full``) plans in full, and makes the patch the certificate allows too,
+    # to check it (incremental.check).
+    cert = _current_certificate(cfg, store, as_of)
     read = None
-    if cert is not None:
+    if cert is not None and not full:
         with open_source(cfg) as src:
             read = local_runs.read_unless_unchanged(store, src, cert.source)
         if read is None:
@@ -228,8 +219,6 @@ def plan_run(
             return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
     snap = [read if read is not None else read_source(cfg)]  # in a list: make_plan frees it once derived
     del read
-    if full:  # the nightly run: the patch the certificate allows is made too, and checked below
-        cert = _current_certificate(cfg, store, as_of)
     got = incremental.patched(cfg, store, cert, snap[0], as_of, run_id) if cert is not None else None
     prints = got.prints if got is not None else patch.PersonPrints.of(snap[0].persons)
     if got is None or full:

@@ -1,10 +1,20 @@
-"""Building what a run needs of each configured target, through the target-kind registry."""
+"""Building what a run needs of each configured target, through the target-kind registry,
+and diffing a target's mapped objects against the state store (a full plan and a patch alike)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from connectors.base import Connector, Exporter, Reader
 from provisioner.config import Config, ConfigError
-from provisioner.kinds import kind_of
+from provisioner.core.derive import Derivation
+from provisioner.core.diff import diff_target, needs_details
+from provisioner.core.lifecycle import Policy
+from provisioner.core.model import TargetObject
+from provisioner.core.plan import Change
+from provisioner.core.rows import IdentityRow, IndexRow, digest
+from provisioner.kinds import TargetKind, kind_of
+from provisioner.state.store import StateStore
 
 
 def build_connector(cfg: Config, name: str) -> Connector | Exporter:
@@ -39,3 +49,44 @@ def check_targets(cfg: Config) -> None:
             kind.check(cfg, name)
         if tcfg.mode == "apply" and (kind.connector is None or kind.capabilities(tcfg).live):
             build_connector(cfg, name)
+
+
+def diff_objects(
+    store: StateStore,
+    name: str,
+    kind: TargetKind,
+    policy: Policy,
+    objs: Sequence[TargetObject],
+    index: Mapping[str, IndexRow],
+    d: Derivation,
+    *,
+    identities: Mapping[str, IdentityRow],
+    school_names: Mapping[str, str],
+    as_of: str,
+) -> list[Change]:
+    """One target's changes: these mapped objects against the stored rows in ``index``.
+
+    ``index`` holds every stored object of the target for a full plan, or only those of
+    the patched persons' keys for a patch (provisioner/run/incremental.py). The persons
+    are the derivation's own, not the target's scope: one out of scope is "still active".
+    """
+    # Only a stored object has a digest to compare with; a new one is created whatever
+    # its digest is (the writer computes it once from the JSON it stores anyway).
+    digests = [digest(o.kind, o.record(), o.members) if o.key in index else "" for o in objs]
+    return diff_target(
+        name,
+        objs,
+        digests,
+        index,
+        store.objects.details(name, needs_details(objs, digests, index)),
+        policy=policy,
+        placement=kind.placement,
+        links=kind.links,
+        persons=d.state.persons,
+        identities=identities,
+        frozen=d.frozen_persons | d.frozen_groups,
+        school_names=school_names,
+        as_of=as_of,
+        bridged=d.bridged,
+        ended=d.ended,
+    )
