@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar
 
+from provisioner.core.fetched import Converted, Fetched
 from provisioner.core.model import SourceSnapshot
 
 # Which column of which table names the person a row is about (for ``facts``).
@@ -86,13 +87,14 @@ class Source(ABC):
     def unchanged(self, digests: Mapping[str, str]) -> bool:
         """True only when the input is exactly what ``digests`` (from an earlier ``read``) were made from."""
 
-    def read_unless(self, digests: Mapping[str, str]) -> SourceSnapshot | None:
-        """None when the input is exactly what ``digests`` were made from, else the whole snapshot.
+    def read_unless(self, digests: Mapping[str, str]) -> Fetched | None:
+        """None when the input is exactly what ``digests`` were made from, else the read.
 
-        A kind that can tell both from one read (the SQL source) does; this default asks
+        A kind that can tell both from one read (the SQL source) does, and converts its
+        rows only as they are asked for (provisioner.core.fetched); this default asks
         ``unchanged`` and then reads.
         """
-        return None if self.unchanged(digests) else self.read()
+        return None if self.unchanged(digests) else Converted(self.read())
 
     def describe(self) -> str:
         """One line for `bas config check`: what this source reads."""

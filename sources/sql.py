@@ -15,14 +15,17 @@ import hashlib
 import marshal
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import compress
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
 
 import sqlalchemy as sa
 
 from provisioner.config import Config, ConfigError
+from provisioner.core.fetched import Converted, Fetched
 from provisioner.core.model import (
     Employment,
     Group,
@@ -225,11 +228,7 @@ def _read(conn: sa.Connection, name: str, query: str) -> tuple[tuple[Any, ...], 
 def _convert(name: str, cols: list[str], rows: list[Any], digest: str) -> tuple[tuple[Any, ...], str]:
     """One query's driver rows as model records (SourceError for a missing column), with their digest."""
     model, convs = _SHAPES[name]
-    fields: tuple[str, ...] = model._fields  # type: ignore[attr-defined]
-    missing = [f for f in fields if f not in cols and f not in _OPTIONAL]
-    if missing:
-        raise SourceError(f"source query {name!r} lacks column(s) {missing}; it returned {cols}")
-    present = [f for f in fields if f in cols]
+    present = _columns(name, cols)
     idx = [cols.index(f) for f in present]
     conv = [convs.get(f, _str) for f in present]
     if not rows:
@@ -251,6 +250,15 @@ def _convert(name: str, cols: list[str], rows: list[Any], digest: str) -> tuple[
     return tuple(map(model, *_with_defaults(model, present, out_cols))), digest
 
 
+def _columns(name: str, cols: list[str]) -> list[str]:
+    """The model fields one query returns; SourceError naming those it lacks."""
+    fields: tuple[str, ...] = _SHAPES[name][0]._fields  # type: ignore[attr-defined]
+    missing = [f for f in fields if f not in cols and f not in _OPTIONAL]
+    if missing:
+        raise SourceError(f"source query {name!r} lacks column(s) {missing}; it returned {cols}")
+    return [f for f in fields if f in cols]
+
+
 # Columns a query may leave out: the model's default stands in (programme and programme area
 # came with the upper-secondary Grep data; older query overrides do not return them).
 _OPTIONAL = frozenset({"programme", "programme_area"})
@@ -269,7 +277,7 @@ _INT_TYPES: frozenset[type] = frozenset({int, type(None)})
 _AS_READ: dict[_Conv, frozenset[type]] = {_str: _STR_TYPES, _int: _INT_TYPES}
 
 
-def _types(col: tuple[Any, ...]) -> set[type]:
+def _types(col: Sequence[Any]) -> set[type]:
     return set(map(type, col))
 
 
@@ -325,29 +333,68 @@ def source_unchanged(
 
 def read_unless(
     engine: sa.Engine, queries: Mapping[str, str] | None, digests: Mapping[str, str]
-) -> SourceSnapshot | None:
-    """None when every query returns exactly the rows these digests were made from; else the snapshot.
+) -> Fetched | None:
+    """None when every query returns exactly the rows these digests were made from; else the read.
 
-    One read either way: a run whose certificate no longer holds converts the rows it
-    fetched to compare, instead of reading the source a second time.
+    One read either way: a run whose certificate no longer holds keeps the rows it
+    fetched to compare, and converts them only as they are asked for (a patch needs a
+    few hundred of them, provisioner.core.fetched).
     """
     q = {**DEFAULT_QUERIES, **(queries or {})}
     if set(digests) != set(_SHAPES):
-        return read_snapshot(engine, queries)
-    fetched: list[tuple[str, list[str], list[Any], str]] = []
+        return Converted(read_snapshot(engine, queries))
+    fetched: dict[str, tuple[list[str], list[Any], str]] = {}
     with _read_only(engine) as conn:
         for name in _SHAPES:
             cols, rows = _fetch(conn, name, q[name])
-            fetched.append((name, cols, rows, _digest(name, cols, rows)))
-    if all(d == digests[name] for name, _, _, d in fetched):
+            fetched[name] = (cols, rows, _digest(name, cols, rows))
+    if all(d == digests[name] for name, (_, _, d) in fetched.items()):
         return None
-    data: dict[str, Any] = {}
-    out: dict[str, str] = {}
-    while fetched:
-        name, cols, rows, d = fetched.pop(0)  # each table's driver rows go as soon as converted
-        data[name], out[name] = _convert(name, cols, rows, d)
-        del rows
-    return SourceSnapshot(**data, digests=out)
+    return _Rows(fetched)
+
+
+class _Rows(Fetched):
+    """The driver rows of one read, each table converted to records when first asked for."""
+
+    def __init__(self, fetched: dict[str, tuple[list[str], list[Any], str]]) -> None:
+        self._raw = fetched
+        self._done: dict[str, tuple[Any, ...]] = {}
+        self._key_columns: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.digests = {name: d for name, (_, _, d) in fetched.items()}
+
+    def table(self, name: str) -> tuple[Any, ...]:
+        if name not in self._done:
+            cols, rows, d = self._raw[name]
+            self._done[name] = _convert(name, cols, rows, d)[0]
+        return self._done[name]
+
+    def where(self, name: str, column: str, values: Collection[object]) -> tuple[Any, ...]:
+        if name in self._done:
+            return tuple(r for r in self._done[name] if getattr(r, column) in values)
+        cols, rows, d = self._raw[name]
+        picked = list(compress(rows, map(values.__contains__, self._keys(name, column))))
+        return _convert(name, cols, picked, d)[0]
+
+    def _keys(self, name: str, column: str) -> tuple[Any, ...]:
+        """One column of a table's rows as the records hold it (kept: a patch asks more than once)."""
+        if (name, column) not in self._key_columns:
+            cols, rows, _ = self._raw[name]
+            _columns(name, cols)  # a missing column is the same error as converting the table
+            keys = tuple(map(itemgetter(cols.index(column)), rows))
+            conv = _SHAPES[name][1].get(column, _str)
+            if not _types(keys) <= _AS_READ.get(conv, frozenset()):
+                keys = tuple(map(conv, keys))  # as the record would hold it (an integer id as text)
+            self._key_columns[name, column] = keys
+        return self._key_columns[name, column]
+
+    def snapshot(self) -> SourceSnapshot:
+        data: dict[str, Any] = {}
+        for name in _SHAPES:  # each table's driver rows go as soon as converted
+            data[name] = self.table(name)
+            del self._raw[name]
+        self._done.clear()
+        self._key_columns.clear()  # the snapshot holds the records now: nothing here keeps them alive
+        return SourceSnapshot(**data, digests=self.digests)
 
 
 def source_engine(url: str) -> sa.Engine:
@@ -379,7 +426,7 @@ class SqlSource(Source):
     def unchanged(self, digests: Mapping[str, str]) -> bool:
         return source_unchanged(self.engine, self.queries, digests)
 
-    def read_unless(self, digests: Mapping[str, str]) -> SourceSnapshot | None:
+    def read_unless(self, digests: Mapping[str, str]) -> Fetched | None:
         return read_unless(self.engine, self.queries, digests)
 
     def describe(self) -> str:

@@ -8,11 +8,13 @@ import pytest
 import sqlalchemy as sa
 
 from provisioner.apply.executor import TargetResult
-from provisioner.core import certificate, stored
+from provisioner.core import certificate, patch, stored
+from provisioner.core.model import Person
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.core.safety import planned_removals
 from provisioner.core.stored import StoredChanges
 from provisioner.run.runner import EXIT_OK
+from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, small_sis
 from tests.test_pipeline import DAY1, DAY2, Env, ok
 
@@ -172,7 +174,10 @@ def test_stored_changes_round_trip_and_count_what_they_remove() -> None:
 
 def _parts(e: Env) -> dict[str, int]:
     """The stored changes' parts and their chunks (the person fingerprints aside)."""
-    q = "SELECT part, count(*) FROM plan_parts WHERE part NOT LIKE 'persons-%' GROUP BY part"
+    q = (
+        "SELECT part, count(*) FROM plan_parts"
+        " WHERE part NOT LIKE 'persons-%' AND part NOT LIKE 'print-%' GROUP BY part"
+    )
     with e.store.engine.connect() as c:
         return dict(c.execute(sa.text(q)).all())
 
@@ -301,3 +306,37 @@ def test_settings_that_plan_nothing_keep_the_certificate_and_a_held_plan_approva
     )
     assert certificate.config_digest(env.cfg) == before
     assert dry(env).basis == "certified"
+
+
+def test_person_fingerprints_are_stored_in_pieces_and_a_patch_writes_only_what_changed(
+    store: StateStore,
+) -> None:
+    """A patched run's fingerprints differ in a block or two: only those pieces are written,
+    the certificate keeps the fingerprints of its source, and dropping it keeps them too."""
+    rows = [
+        Person(f"P{i:05d}", None, "Ola", None, "Nordmann", "2012-03-04", None, None) for i in range(9_000)
+    ]
+    first = patch.PersonPrints.of(rows)
+    assert first is not None
+    store.certificates.save_prints({"persons": "one"}, first)
+    assert store.certificates.prints({"persons": "one"}) == first
+    written = _all_parts(store)
+    assert len(written) == 1 + 2 + 3  # the index, ids and birth dates, three blocks of rows
+    rows[5_000] = rows[5_000]._replace(given_name="Kari")
+    found = patch.changed_persons(first, rows)
+    assert found is not None and found[0] == {"P05000"}
+    store.certificates.save_prints({"persons": "two"}, found[1])
+    assert store.certificates.prints({"persons": "two"}) == found[1] == patch.PersonPrints.of(rows)
+    assert len(_all_parts(store) - written) == 2  # its index and the one block that changed
+    plan = Plan(run_id="r", created_at="t", as_of=DAY1, cookie={}, targets=())
+    store.certificates.save(certificate.Certificate("key", {"persons": "two"}, plan))
+    assert store.certificates.prints({"persons": "one"}) is None  # of a source no certificate is of
+    assert store.certificates.prints({"persons": "two"}) == found[1]
+    store.certificates.save(None)
+    assert store.certificates.prints({"persons": "two"}) == found[1]
+    assert store.certificates.prints({"persons": "three"}) is None
+
+
+def _all_parts(store: StateStore) -> set[str]:
+    with store.engine.connect() as c:
+        return {p for (p,) in c.execute(sa.text("SELECT DISTINCT part FROM plan_parts"))}

@@ -29,6 +29,10 @@ def _with(i: int, **changes: object) -> list[Person]:
         (list(reversed(BASE)), set()),  # order does not matter
         (_with(9_999, given_name="Kari"), {"P09999"}),  # past the first block
         (_with(3, email="ola@example.org", mobile="+47 40000000"), {"P00003"}),
+        (  # two blocks changed
+            [*_with(3, given_name="Kari")[:5000], *_with(9_000, family_name="Berg")[5000:]],
+            {"P00003", "P09000"},
+        ),
         (_with(7, nin=synthetic_nin("2012-03-04")), None),  # a NIN: identities follow
         (_with(7, birth_date="2012-03-05"), None),
         (_with(7, person_id="X7"), None),  # one went, another came
@@ -123,6 +127,6 @@ def test_no_row_fingerprint_holds_a_nin() -> None:
     a = patch.PersonPrints.of([_person("A", nin=synthetic_nin("2012-03-04"))])
     c = patch.PersonPrints.of([_person("A", nin=None)])
     assert a is not None and c is not None
-    assert a.whole == c.whole and a.ident == c.ident
+    assert a.whole == c.whole and a.ident == c.ident and a.blocks == c.blocks
     assert a.nins != c.nins
     assert patch.changed_persons(c, [_person("A", nin=synthetic_nin("2012-03-04"))]) is None

@@ -30,14 +30,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
+from provisioner.core.fetched import Converted, Fetched
 from provisioner.core.model import Person, SourceSnapshot
 from provisioner.core.plan import Change, Op
 
 LIMIT = 500  # more changed persons than this: a full plan is about as cheap as the patch
 _FIRST = frozenset({Op.CREATE, Op.RESTORE, Op.ENABLE, Op.MOVE, Op.UPDATE})  # the differ's first phase
 _PERSON_RANK_BEFORE = frozenset({"org", "orgunit"})  # kinds a phase puts before persons
-PRINT_SIZE = 12  # bytes of one fingerprint
-_BLOCK = 4096  # fingerprints compared at once while looking for the rows that changed
+PRINT_SIZE = 12  # bytes of one row's fingerprint
+BLOCK = 4096  # rows fingerprinted together (in person-id order)
+BLOCK_PRINT_SIZE = 16  # bytes of one block's fingerprint
 
 
 def _print(value: tuple[object, ...]) -> bytes:
@@ -50,15 +52,18 @@ class PersonPrints:
     """A fingerprint of every SIS person row, in person-id order, kept beside the certificate.
 
     ``whole`` holds one per row, ``ident`` one of what identifies the person (id and
-    birth date), each PRINT_SIZE bytes at the row's position in ``ids``. NINs are left
-    out of both: a fingerprint of one row's NIN could be found by trying every NIN of
-    that birth date. They are in ``nins`` instead, one digest of every (id, NIN) pair
-    of the table, which tells that some NIN changed and nothing about any one.
+    birth date), each PRINT_SIZE bytes at the row's position in ``ids``; ``blocks`` one
+    of each BLOCK rows together, so that a run fingerprints a row alone only in the
+    blocks that changed. NINs are left out of all three: a fingerprint of one row's NIN
+    could be found by trying every NIN of that birth date. They are in ``nins`` instead,
+    one digest of every (id, NIN) pair of the table, which tells that some NIN changed
+    and nothing about any one.
     """
 
     ids: tuple[str, ...]
     whole: bytes
     ident: bytes
+    blocks: bytes
     nins: bytes
 
     @classmethod
@@ -72,7 +77,8 @@ class PersonPrints:
             return None
         whole = b"".join(_print(_no_nin(r)) for r in rows)
         ident = b"".join(_print((r.person_id, r.birth_date)) for r in rows)
-        return cls(ids, whole, ident, _nins(rows))
+        blocks = b"".join(_block(rows, at) for at in range(0, len(rows), BLOCK))
+        return cls(ids, whole, ident, blocks, _nins(ids, rows))
 
 
 def _by_id(persons: Iterable[Person]) -> list[Person] | None:
@@ -87,73 +93,83 @@ def _no_nin(r: Person) -> tuple[object, ...]:
     return (r.person_id, r.given_name, r.middle_name, r.family_name, r.birth_date, r.email, r.mobile)
 
 
-def _nins(rows: Sequence[Person]) -> bytes:
-    return hashlib.sha256(marshal.dumps([(r.person_id, r.nin) for r in rows], 0)).digest()
+def _block(rows: Sequence[Person], at: int) -> bytes:
+    """The fingerprint of BLOCK rows from ``at``: one marshal call for them all, no NIN."""
+    part = rows[at : at + BLOCK]
+    value = ([r[0] for r in part], [r[2:] for r in part])  # a slice of a record is a plain tuple
+    return hashlib.blake2b(marshal.dumps(value, 0), digest_size=BLOCK_PRINT_SIZE).digest()
+
+
+def _nins(ids: tuple[str, ...], rows: Sequence[Person]) -> bytes:
+    return hashlib.sha256(marshal.dumps((ids, [r.nin for r in rows]), 0)).digest()
 
 
 def changed_persons(before: PersonPrints, persons: Sequence[Person]) -> tuple[set[str], PersonPrints] | None:
     """SIS ids whose row changed only in names, e-mail or mobile, and the rows' fingerprints now.
 
     None when anything else differs: persons came or went, an id, NIN or birth date
-    changed, or more than LIMIT rows did. Only the whole rows are fingerprinted here: a
-    row that did not change keeps its identifying fingerprint.
+    changed, or more than LIMIT rows did. Blocks are fingerprinted, and only in a block
+    that changed each row: a row that did not change keeps its fingerprints.
     """
     rows = _by_id(persons)
     if rows is None:
         return None
     ids = tuple(r.person_id for r in rows)
-    if ids != before.ids or _nins(rows) != before.nins:
+    if ids != before.ids or _nins(ids, rows) != before.nins:
         return None  # persons came or went, or a NIN changed: identities and aliases may follow
-    whole = b"".join(_print(_no_nin(r)) for r in rows)
     changed: set[str] = set()
-    for start in range(0, len(whole), PRINT_SIZE * _BLOCK):
-        end = start + PRINT_SIZE * _BLOCK
-        if whole[start:end] == before.whole[start:end]:
+    whole, blocks = bytearray(before.whole), bytearray()
+    for n, at in enumerate(range(0, len(rows), BLOCK)):
+        block = _block(rows, at)
+        blocks += block
+        if block == before.blocks[n * BLOCK_PRINT_SIZE : (n + 1) * BLOCK_PRINT_SIZE]:
             continue
-        for at in range(start, min(end, len(whole)), PRINT_SIZE):
-            if whole[at : at + PRINT_SIZE] == before.whole[at : at + PRINT_SIZE]:
+        for i in range(at, min(at + BLOCK, len(rows))):
+            r, span = rows[i], slice(i * PRINT_SIZE, (i + 1) * PRINT_SIZE)
+            now = _print(_no_nin(r))
+            if now == before.whole[span]:
                 continue
-            r = rows[at // PRINT_SIZE]
-            if _print((r.person_id, r.birth_date)) != before.ident[at : at + PRINT_SIZE]:
+            if _print((r.person_id, r.birth_date)) != before.ident[span]:
                 return None  # a new birth date
+            whole[span] = now
             changed.add(r.person_id)
             if len(changed) > LIMIT:
                 return None
-    return changed, PersonPrints(ids, whole, before.ident, before.nins)
+    return changed, PersonPrints(ids, bytes(whole), before.ident, bytes(blocks), before.nins)
 
 
-def context(snap: SourceSnapshot, changed: set[str], *, max_rows: int = 20_000) -> SourceSnapshot | None:
+def context(
+    read: Fetched | SourceSnapshot, changed: set[str], *, max_rows: int = 20_000
+) -> SourceSnapshot | None:
     """The rows that judge ``changed`` persons as the whole snapshot does; None when too many.
 
     Their groups come with every member (a group with a member who cannot be judged is
     frozen, which decides the persons' Feide entitlements), and every guardian among them
     with their students (a guardian is active through them), closed under that rule. A
     guardianship is kept only when both ends are: one that names a guardian outside is
-    about that guardian, not about anyone here.
+    about that guardian, not about anyone here. Only these rows are made records of
+    (provisioner.core.fetched).
     """
-    groups = {m.group_id for m in snap.memberships if m.person_id in changed}
-    memberships = tuple(m for m in snap.memberships if m.group_id in groups)
+    src = Converted(read) if isinstance(read, SourceSnapshot) else read
+    groups = {m.group_id for m in src.where("memberships", "person_id", changed)}
+    memberships = src.where("memberships", "group_id", groups)
     ids = set(changed) | {m.person_id for m in memberships}
-    guardian_of: dict[str, list[str]] = {}
-    for g in snap.guardianships:
-        guardian_of.setdefault(g.guardian_id, []).append(g.student_id)
-    todo = list(ids)
-    while todo:
-        for sid in guardian_of.get(todo.pop(), ()):
-            if sid not in ids:
-                ids.add(sid)
-                todo.append(sid)
+    todo = set(ids)
+    while todo:  # guardians here bring their students, who may be guardians too
+        found = {g.student_id for g in src.where("guardianships", "guardian_id", todo)} - ids
+        ids |= found
+        todo = found
         if len(ids) > max_rows:
             return None
     out = SourceSnapshot(
-        schools=snap.schools,
-        persons=tuple(p for p in snap.persons if p.person_id in ids),
-        enrollments=tuple(e for e in snap.enrollments if e.person_id in ids),
-        employments=tuple(e for e in snap.employments if e.person_id in ids),
-        guardianships=tuple(g for g in snap.guardianships if g.guardian_id in ids and g.student_id in ids),
-        groups=tuple(g for g in snap.groups if g.group_id in groups),
+        schools=src.table("schools"),
+        persons=src.where("persons", "person_id", ids),
+        enrollments=src.where("enrollments", "person_id", ids),
+        employments=src.where("employments", "person_id", ids),
+        guardianships=tuple(g for g in src.where("guardianships", "guardian_id", ids) if g.student_id in ids),
+        groups=src.where("groups", "group_id", groups),
         memberships=memberships,
-        digests=snap.digests,
+        digests=src.digests,
     )
     if sum(out.counts().values()) > max_rows:
         return None

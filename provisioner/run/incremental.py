@@ -35,10 +35,10 @@ from provisioner.core import patch, stored
 from provisioner.core.certificate import Certificate, config_digest
 from provisioner.core.derive import Derivation, derive
 from provisioner.core.diff import diff_core
-from provisioner.core.model import DesiredPerson, SourceSnapshot
+from provisioner.core.fetched import Fetched
+from provisioner.core.model import DesiredPerson
 from provisioner.core.plan import CORE, Change, Plan, TargetPlan
 from provisioner.core.rows import IdentityRow
-from provisioner.core.safety import present_schools
 from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import ObjectStatus
 from provisioner.kinds import kind_of
@@ -66,27 +66,28 @@ def patched(
     cfg: Config,
     store: StateStore,
     cert: Certificate,
-    snap: SourceSnapshot,
+    read: Fetched,
     as_of: str,
     run_id: str,
 ) -> Patched | None:
-    """The certified plan patched for ``snap`` (holds not decided yet), or None: plan in full.
+    """The certified plan patched for what was ``read`` (holds not decided yet), or None: plan in full.
 
     The caller has checked that the certificate's key (config, state, day, code) holds.
+    Only the persons table is converted whole; of the others, the context's rows.
     """
     local_in = local_runs.read_inputs(store)
     if local_in.persons or local_in.locks:
         return None
-    digests = dict(snap.digests)
-    local_runs.merged(snap, local_in, digests)  # only to add the local digest, as a full plan does
+    digests = dict(read.digests)
+    local_runs.with_local_digest(digests, local_in)  # as a full plan records it
     if _differing(digests, cert.source) != {"persons"}:
         return None  # another table (or the local records) changed too
     before = store.certificates.prints(cert.source)
-    found = patch.changed_persons(before, snap.persons) if before is not None else None
+    found = patch.changed_persons(before, read.table("persons")) if before is not None else None
     if not found or not found[0]:
         return None
     changed, prints = found
-    ctx = patch.context(snap, changed)
+    ctx = patch.context(read, changed)
     if ctx is None:
         return None
     # A data error about anyone here (a NIN another row holds among them) may freeze them
@@ -103,7 +104,7 @@ def patched(
         return None
     if keys & (d.frozen_persons | d.frozen_groups):
         return None
-    got = _patch(cfg, store, cert, d, keys, digests, snap, as_of, run_id)
+    got = _patch(cfg, store, cert, d, keys, digests, as_of, run_id)
     return None if got is None else replace(got, prints=prints)
 
 
@@ -146,7 +147,6 @@ def _patch(
     d: Derivation,
     keys: set[str],
     digests: dict[str, str],
-    snap: SourceSnapshot,
     as_of: str,
     run_id: str,
 ) -> Patched | None:
@@ -194,10 +194,10 @@ def _patch(
         created_at=now_iso(),
         cookie=store.versions.current(),
         targets=(core, *targets),
-        source_counts=snap.counts(),
+        # Persons came or went in no table (changed_persons): the counts and the schools
+        # with affiliations are the certified plan's.
         source_digests=digests,
         basis="incremental",
-        schools=tuple(sorted(present_schools(snap))),
         schools_gone=(),
         config_digest=config_digest(cfg),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from provisioner.core.fetched import Converted, Fetched
 from provisioner.core.lifecycle import Policy
 from provisioner.core.local import LocalPerson, is_local, local_digest, merge
 from provisioner.core.locks import Lock, locked_in, plan_locks, released_in
@@ -56,9 +57,14 @@ def merged(
     Call it after the SIS tables were counted for the gate: the counts stay the SIS's.
     A source without digests is never certified: it gets no local digest either.
     """
+    with_local_digest(digests, inputs)
+    return merge(snap, inputs.persons)
+
+
+def with_local_digest(digests: dict[str, str], inputs: LocalInputs) -> None:
+    """Add the local records' digest to a source's digests (none when the source gave none)."""
     if digests:
         digests[LOCAL_DIGEST] = inputs.digest
-    return merge(snap, inputs.persons)
 
 
 def sis_count(*person_ids: Iterable[str]) -> int:
@@ -86,12 +92,10 @@ def with_locks(
     )
 
 
-def read_unless_unchanged(
-    store: StateStore, src: Source, digests: Mapping[str, str]
-) -> SourceSnapshot | None:
+def read_unless_unchanged(store: StateStore, src: Source, digests: Mapping[str, str]) -> Fetched | None:
     """None when the source and local records are what ``digests`` were made from, else the source read."""
     if digests.get(LOCAL_DIGEST, LocalInputs().digest) != read_inputs(store).digest:
-        return src.read()
+        return Converted(src.read())
     return src.read_unless({k: v for k, v in digests.items() if k != LOCAL_DIGEST})
 
 

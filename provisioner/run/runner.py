@@ -24,7 +24,7 @@ import structlog
 
 from connectors.base import Connector, Exporter
 from mappings.base import MappingContext
-from provisioner.apply.collector import run_collector
+from provisioner.apply.collector import paused, run_collector
 from provisioner.apply.executor import TargetResult, apply_plan
 from provisioner.apply.options import ApplyOptions
 from provisioner.config import Config, ConfigError
@@ -39,6 +39,7 @@ from provisioner.core.certificate import (
 )
 from provisioner.core.derive import Derivation, derive
 from provisioner.core.diff import diff_core
+from provisioner.core.fetched import Converted, Fetched
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import CORE, Plan, TargetPlan
 from provisioner.core.safety import (
@@ -210,19 +211,21 @@ def plan_run(
     cert = _current_certificate(cfg, store, as_of)
     read = None
     if cert is not None and not full:
-        with open_source(cfg) as src:
+        with open_source(cfg) as src, paused():
             read = local_runs.read_unless_unchanged(store, src, cert.source)
         if read is None:
             log.info("source, config and state unchanged: the certified plan stands", run_id=run_id)
             plan = plan_from(cert, run_id, now_iso(), store.versions.current())
             baseline = holds.gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
             return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
-    snap = [read if read is not None else read_source(cfg)]  # in a list: make_plan frees it once derived
+    # In a list: make_plan frees the snapshot once derived.
+    fetched = [read if read is not None else Converted(read_source(cfg))]
     del read
-    got = incremental.patched(cfg, store, cert, snap[0], as_of, run_id) if cert is not None else None
-    prints = got.prints if got is not None else patch.PersonPrints.of(snap[0].persons)
+    with paused():
+        got = incremental.patched(cfg, store, cert, fetched[0], as_of, run_id) if cert is not None else None
+    prints = got.prints if got is not None else _prints(fetched[0])
     if got is None or full:
-        plan, derivation = make_plan(cfg, store, snap.pop, as_of, run_id)
+        plan, derivation = make_plan(cfg, store, lambda: fetched.pop().snapshot(), as_of, run_id)
         if got is not None:
             incremental.check(store, got.plan, plan)
         started = time.perf_counter()
@@ -233,7 +236,7 @@ def plan_run(
         log.debug("directory updated", run_id=run_id, seconds=seconds, **written.__dict__)
         del derivation
     else:
-        snap.clear()
+        fetched.clear()
         baseline = holds.gate(
             cfg, store, dict(got.plan.source_counts), got.plan.active_persons, got.plan.schools
         )
@@ -244,14 +247,21 @@ def plan_run(
             run_id=run_id,
             persons=len(got.persons),
         )
-    stored = store.certificates.save(certify(cfg, plan, plan.cookie) if certify_now else None)
     if prints is not None and plan.source_digests:
-        store.certificates.save_prints(plan.source_digests, prints)  # for the next run's patch
+        # For the next run's patch; before the certificate, which keeps those of its source.
+        store.certificates.save_prints(plan.source_digests, prints)
+    stored = store.certificates.save(certify(cfg, plan, plan.cookie) if certify_now else None)
     if stored is None:
         return plan  # (not certified now: the apply certifies what it leaves)
     # The same changes, each target's now named by its stored copy: certifying what this
     # run leaves pending (plan-only targets) after apply rewrites none of them.
     return replace(plan, targets=stored.targets)
+
+
+def _prints(fetched: Fetched) -> patch.PersonPrints | None:
+    """The person fingerprints a later patch compares with; none for a source without digests
+    (it is never certified, so never patched)."""
+    return patch.PersonPrints.of(fetched.table("persons")) if fetched.digests else None
 
 
 def _current_certificate(cfg: Config, store: StateStore, as_of: str) -> Certificate | None:

@@ -23,12 +23,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from provisioner.core.certificate import Certificate
-from provisioner.core.patch import PRINT_SIZE, PersonPrints
+from provisioner.core.patch import BLOCK, BLOCK_PRINT_SIZE, PRINT_SIZE, PersonPrints
 from provisioner.core.plan import Plan, TargetPlan
 from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of
 from provisioner.state import schema as t
 
 _CERT = "plan_certificate"  # meta key
+_PIECE = "print-"  # parts holding a piece of person fingerprints, named by its content
+
+
+def _is_prints(part: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    return part.like("persons-%") | part.like(_PIECE + "%")
 
 
 class Certificates:
@@ -72,8 +77,8 @@ class Certificates:
         """
         with self.engine.begin() as c:
             c.execute(t.meta.delete().where(t.meta.c.key == _CERT))
-            if cert is None:
-                c.execute(t.plan_parts.delete())
+            if cert is None:  # the person fingerprints stay: the next certificate keeps those of its source
+                c.execute(t.plan_parts.delete().where(~_is_prints(t.plan_parts.c.part)))
                 return None
             kept = {r for (r,) in c.execute(sa.select(t.plan_parts.c.part).distinct())}
             targets: list[TargetPlan] = []
@@ -88,52 +93,86 @@ class Certificates:
             bare = replace(cert.plan, targets=tuple(replace(tp, changes=()) for tp in targets))
             body = {"key": cert.key, "source": dict(cert.source), "plan": bare.to_json(), "stored": stored}
             c.execute(t.meta.insert().values(key=_CERT, value=json.dumps(body, ensure_ascii=False)))
-            named = [m["ref"] for m in stored.values()] + [_prints_ref(cert.source)]
+            named = [m["ref"] for m in stored.values()] + _prints_parts(c, cert.source)
             c.execute(t.plan_parts.delete().where(t.plan_parts.c.part.not_in(named)))
         return replace(cert.plan, targets=tuple(targets))
 
     def save_prints(self, source: Mapping[str, str], prints: PersonPrints) -> None:
         """Keep the person fingerprints of the source these digests describe (provisioner.core.patch).
 
-        Kept while the certificate is of that source; an id holding NUL is not kept (then
-        no plan is patched: the next change plans in full).
+        Kept while the certificate is of that source (save them before it). They are stored
+        in pieces named by their content, so the fingerprints of a patched run write only
+        the blocks of rows that changed: the rest are the pieces already stored. An id
+        holding NUL is not kept (then no plan is patched: the next change plans in full).
         """
         if any("\x00" in i for i in prints.ids):
             return
-        ref = _prints_ref(source)
         ids = zlib.compress("\x00".join(prints.ids).encode("utf-8", "surrogatepass"), 1)
+        step = BLOCK * PRINT_SIZE
+        bodies = [
+            ids,
+            prints.ident,
+            *(prints.whole[at : at + step] for at in range(0, len(prints.whole), step)),
+        ]
+        names = [_PIECE + hashlib.blake2b(b, digest_size=12).hexdigest() for b in bodies]
+        index = json.dumps({"ids": names[0], "ident": names[1], "whole": names[2:]}).encode()
         p = t.plan_parts.c
         with self.engine.begin() as c:
-            if c.execute(sa.select(p.seq).where(p.part == ref).limit(1)).first() is None:
-                c.execute(
-                    t.plan_parts.insert(),
-                    [
-                        {"part": ref, "seq": 0, "body": ids},
-                        {"part": ref, "seq": 1, "body": prints.whole},
-                        {"part": ref, "seq": 2, "body": prints.ident},
-                        {"part": ref, "seq": 3, "body": prints.nins},
-                    ],
-                )
+            ref = _prints_ref(source)
+            if c.execute(sa.select(p.seq).where(p.part == ref).limit(1)).first() is not None:
+                return
+            have = {r for (r,) in c.execute(sa.select(p.part).where(p.part.in_(names)).distinct())}
+            new = {n: b for n, b in zip(names, bodies) if n not in have}
+            rows = [{"part": n, "seq": 0, "body": b} for n, b in new.items()]
+            rows += [
+                {"part": ref, "seq": i, "body": b} for i, b in enumerate((index, prints.blocks, prints.nins))
+            ]
+            c.execute(t.plan_parts.insert(), rows)
 
     def prints(self, source: Mapping[str, str]) -> PersonPrints | None:
         """The person fingerprints kept for the source these digests describe, if any."""
         p = t.plan_parts.c
         with self.engine.connect() as c:
-            rows = [
+            head = [
                 bytes(r[0])
                 for r in c.execute(sa.select(p.body).where(p.part == _prints_ref(source)).order_by(p.seq))
             ]
-        if len(rows) != 4:
+            if len(head) != 3:
+                return None  # none, or written by another version
+            try:
+                index = json.loads(head[0])
+                names = [index["ids"], index["ident"], *index["whole"]]
+            except (ValueError, KeyError, TypeError):
+                return None
+            pieces = {
+                part: bytes(body)
+                for part, body in c.execute(sa.select(p.part, p.body).where(p.part.in_(names)))
+            }
+        if not all(n in pieces for n in names):
             return None
-        ids = tuple(zlib.decompress(rows[0]).decode("utf-8", "surrogatepass").split("\x00"))
-        if not len(rows[1]) == len(rows[2]) == len(ids) * PRINT_SIZE:
+        ids = tuple(zlib.decompress(pieces[names[0]]).decode("utf-8", "surrogatepass").split("\x00"))
+        whole = b"".join(pieces[n] for n in names[2:])
+        blocks = -(-len(ids) // BLOCK) * BLOCK_PRINT_SIZE
+        if not len(whole) == len(pieces[names[1]]) == len(ids) * PRINT_SIZE or len(head[1]) != blocks:
             return None  # written by another version
-        return PersonPrints(ids, rows[1], rows[2], rows[3])
+        return PersonPrints(ids, whole, pieces[names[1]], head[1], head[2])
 
 
 def _prints_ref(source: Mapping[str, str]) -> str:
     """The part name of the person fingerprints of one source (its digests name it)."""
     return "persons-" + hashlib.sha256(json.dumps(sorted(source.items())).encode()).hexdigest()[:24]
+
+
+def _prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
+    """The parts the person fingerprints of one source are made of (none when there are none)."""
+    ref = _prints_ref(source)
+    p = t.plan_parts.c
+    index = c.execute(sa.select(p.body).where(p.part == ref, p.seq == 0)).scalar()
+    try:
+        d = json.loads(bytes(index)) if index is not None else {}
+        return [ref, d["ids"], d["ident"], *d["whole"]] if d else [ref]
+    except (ValueError, KeyError, TypeError):
+        return [ref]
 
 
 def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> StoredChanges:

@@ -1,0 +1,60 @@
+"""A source read whose records are made only when asked for.
+
+A run whose certificate no longer holds has read every table (it compared their
+digests), but a patch (provisioner/run/incremental.py) needs only the persons table
+whole and a few hundred rows of the others. Making a model record of every one of
+an Oslo-size owner's 1.5 million rows costs about as much as reading them, so a
+source may hand over its rows as read and convert them on demand:
+
+- ``table(name)``: one table whole (kept, so asking again costs nothing);
+- ``where(name, column, values)``: only the rows whose column holds one of the values,
+  in the order read, exactly the records ``table(name)`` filtered would give;
+- ``snapshot()``: every table (a full plan), the rows as read freed as they are converted.
+
+``Converted`` is the same over a snapshot a source made whole (PIFU, FINT, CSV).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from provisioner.core.model import SourceSnapshot
+
+TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
+
+
+class Fetched(ABC):
+    """One read of the source, its records made on demand."""
+
+    digests: Mapping[str, str]
+
+    @abstractmethod
+    def table(self, name: str) -> tuple[Any, ...]:
+        """Every record of one table, in the order read."""
+
+    @abstractmethod
+    def where(self, name: str, column: str, values: Collection[object]) -> tuple[Any, ...]:
+        """The records of one table whose ``column`` is one of ``values``, in the order read."""
+
+    @abstractmethod
+    def snapshot(self) -> SourceSnapshot:
+        """The whole snapshot (once: the rows as read go as they are converted)."""
+
+
+class Converted(Fetched):
+    """A snapshot already made whole."""
+
+    def __init__(self, snap: SourceSnapshot) -> None:
+        self._snap = snap
+        self.digests = snap.digests
+
+    def table(self, name: str) -> tuple[Any, ...]:
+        return tuple(getattr(self._snap, name))
+
+    def where(self, name: str, column: str, values: Collection[object]) -> tuple[Any, ...]:
+        return tuple(r for r in getattr(self._snap, name) if getattr(r, column) in values)
+
+    def snapshot(self) -> SourceSnapshot:
+        return self._snap
