@@ -83,6 +83,14 @@ class Source(ABC):
         SourceError when it cannot be read; SourceRefused when a table that must not be empty is.
         """
 
+    def fetch(self) -> Fetched:
+        """The whole read, its records made as they are asked for (provisioner.core.fetched).
+
+        A kind that reads rows it must convert (the SQL source) converts them then; this
+        default reads the snapshot whole.
+        """
+        return Converted(self.read())
+
     @abstractmethod
     def unchanged(self, digests: Mapping[str, str]) -> bool:
         """True only when the input is exactly what ``digests`` (from an earlier ``read``) were made from."""
@@ -94,7 +102,7 @@ class Source(ABC):
         rows only as they are asked for (provisioner.core.fetched); this default asks
         ``unchanged`` and then reads.
         """
-        return None if self.unchanged(digests) else Converted(self.read())
+        return None if self.unchanged(digests) else self.fetch()
 
     def describe(self) -> str:
         """One line for `bas config check`: what this source reads."""

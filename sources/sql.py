@@ -25,7 +25,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from provisioner.config import Config, ConfigError
-from provisioner.core.fetched import Converted, Fetched
+from provisioner.core.fetched import Fetched
 from provisioner.core.model import (
     Employment,
     Group,
@@ -277,6 +277,11 @@ _INT_TYPES: frozenset[type] = frozenset({int, type(None)})
 _AS_READ: dict[_Conv, frozenset[type]] = {_str: _STR_TYPES, _int: _INT_TYPES}
 
 
+def _plain(rows: list[Any]) -> bool:
+    """Whether a driver's rows are plain tuples (sqlite3, psycopg2 and PyMySQL give them)."""
+    return set(map(type, rows)) <= {tuple}
+
+
 def _types(col: Sequence[Any]) -> set[type]:
     return set(map(type, col))
 
@@ -303,13 +308,19 @@ def _read_only(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 def read_snapshot(engine: sa.Engine, queries: Mapping[str, str] | None = None) -> SourceSnapshot:
     """Read every table of the source in one read-only transaction."""
+    return fetch(engine, queries).snapshot()
+
+
+def fetch(engine: sa.Engine, queries: Mapping[str, str] | None = None) -> Fetched:
+    """Every table's rows as the driver gives them, read in one read-only transaction, with
+    their digests; made records of as they are asked for (provisioner.core.fetched)."""
     q = {**DEFAULT_QUERIES, **(queries or {})}
-    data: dict[str, Any] = {}
-    digests: dict[str, str] = {}
+    fetched: dict[str, tuple[list[str], list[Any], str]] = {}
     with _read_only(engine) as conn:
         for name in _SHAPES:
-            data[name], digests[name] = _read(conn, name, q[name])
-    return SourceSnapshot(**data, digests=digests)
+            cols, rows = _fetch(conn, name, q[name])
+            fetched[name] = (cols, rows, _digest(name, cols, rows))
+    return _Rows(fetched)
 
 
 def source_unchanged(
@@ -340,17 +351,10 @@ def read_unless(
     fetched to compare, and converts them only as they are asked for (a patch needs a
     few hundred of them, provisioner.core.fetched).
     """
-    q = {**DEFAULT_QUERIES, **(queries or {})}
-    if set(digests) != set(_SHAPES):
-        return Converted(read_snapshot(engine, queries))
-    fetched: dict[str, tuple[list[str], list[Any], str]] = {}
-    with _read_only(engine) as conn:
-        for name in _SHAPES:
-            cols, rows = _fetch(conn, name, q[name])
-            fetched[name] = (cols, rows, _digest(name, cols, rows))
-    if all(d == digests[name] for name, (_, _, d) in fetched.items()):
+    read = fetch(engine, queries)
+    if set(digests) == set(_SHAPES) and all(d == digests[name] for name, d in read.digests.items()):
         return None
-    return _Rows(fetched)
+    return read
 
 
 class _Rows(Fetched):
@@ -360,6 +364,7 @@ class _Rows(Fetched):
         self._raw = fetched
         self._done: dict[str, tuple[Any, ...]] = {}
         self._key_columns: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._converted: set[tuple[str, str]] = set()  # key columns the driver gave in another type
         self.digests = {name: d for name, (_, _, d) in fetched.items()}
 
     def table(self, name: str) -> tuple[Any, ...]:
@@ -384,8 +389,20 @@ class _Rows(Fetched):
             conv = _SHAPES[name][1].get(column, _str)
             if not _types(keys) <= _AS_READ.get(conv, frozenset()):
                 keys = tuple(map(conv, keys))  # as the record would hold it (an integer id as text)
+                self._converted.add((name, column))
             self._key_columns[name, column] = keys
         return self._key_columns[name, column]
+
+    def person_rows(self) -> Sequence[tuple[Any, ...]]:
+        if "persons" in self._done:
+            return self._done["persons"]
+        cols, rows, _ = self._raw["persons"]
+        fields = _columns("persons", cols)
+        ids = self._keys("persons", "person_id")
+        if cols == fields and ("persons", "person_id") not in self._converted and _plain(rows):
+            return rows  # the default query: the driver's rows are what is asked for already
+        rest = itemgetter(*(cols.index(f) for f in fields[1:]))
+        return [(i, *rest(r)) for i, r in zip(ids, rows)]
 
     def snapshot(self) -> SourceSnapshot:
         data: dict[str, Any] = {}
@@ -422,6 +439,9 @@ class SqlSource(Source):
 
     def read(self) -> SourceSnapshot:
         return read_snapshot(self.engine, self.queries)
+
+    def fetch(self) -> Fetched:
+        return fetch(self.engine, self.queries)
 
     def unchanged(self, digests: Mapping[str, str]) -> bool:
         return source_unchanged(self.engine, self.queries, digests)

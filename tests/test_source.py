@@ -199,6 +199,19 @@ def test_a_read_converts_only_the_rows_asked_for_and_exactly_as_a_snapshot_holds
         assert read.where(name, column, values) == want  # from the converted table now
         assert read.snapshot() == whole
     assert any(m.person_id == "17" for m in whole.memberships) == source_url.startswith("sqlite")
+    # The persons as the patch fingerprints them: in the field order, ids as the records hold them.
+    for persons in (
+        DEFAULT_QUERIES["persons"],
+        "SELECT mobile, email, birth_date, family_name, middle_name, given_name, nin, person_id FROM person",
+    ):
+        read = read_unless(engine, {**queries, "persons": persons}, {})
+        assert read is not None
+        rows = read.person_rows()
+        assert [r[0] for r in rows] == [p.person_id for p in whole.persons]
+        if source_url.startswith("sqlite"):  # text as read is what the records hold
+            assert [tuple(r) for r in rows] == [tuple(p) for p in whole.persons]
+        read.table("persons")
+        assert read.person_rows() == whole.persons
     read = read_unless(engine, {"groups": "SELECT group_id FROM school_group"}, dict(whole.digests))
     assert read is not None
     with pytest.raises(SourceError, match="'groups' lacks column"):

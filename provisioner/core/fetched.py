@@ -9,7 +9,10 @@ source may hand over its rows as read and convert them on demand:
 - ``table(name)``: one table whole (kept, so asking again costs nothing);
 - ``where(name, column, values)``: only the rows whose column holds one of the values,
   in the order read, exactly the records ``table(name)`` filtered would give;
-- ``snapshot()``: every table (a full plan), the rows as read freed as they are converted.
+- ``snapshot()``: every table (a full plan), the rows as read freed as they are converted;
+- ``person_rows()``: the persons table as tuples in the record's field order, values as
+  read, ids as the records hold them: what the patch fingerprints (provisioner.core.patch),
+  with no record made.
 
 ``Converted`` is the same over a snapshot a source made whole (PIFU, FINT, CSV).
 """
@@ -17,7 +20,7 @@ source may hand over its rows as read and convert them on demand:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from provisioner.core.model import SourceSnapshot
@@ -42,6 +45,10 @@ class Fetched(ABC):
     def snapshot(self) -> SourceSnapshot:
         """The whole snapshot (once: the rows as read go as they are converted)."""
 
+    @abstractmethod
+    def person_rows(self) -> Sequence[tuple[Any, ...]]:
+        """The persons in Person's field order, ids as the records hold them, other values as read."""
+
 
 class Converted(Fetched):
     """A snapshot already made whole."""
@@ -58,3 +65,6 @@ class Converted(Fetched):
 
     def snapshot(self) -> SourceSnapshot:
         return self._snap
+
+    def person_rows(self) -> Sequence[tuple[Any, ...]]:
+        return self._snap.persons

@@ -29,9 +29,10 @@ import marshal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import Any
 
 from provisioner.core.fetched import Converted, Fetched
-from provisioner.core.model import Person, SourceSnapshot
+from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import Change, Op
 
 LIMIT = 500  # more changed persons than this: a full plan is about as cheap as the patch
@@ -42,9 +43,28 @@ BLOCK = 4096  # rows fingerprinted together (in person-id order)
 BLOCK_PRINT_SIZE = 16  # bytes of one block's fingerprint
 
 
+# A person row in the model's field order (provisioner.core.model.Person): the record, or
+# the row as the source read it (provisioner.core.fetched), whose values may be another
+# driver type than the record's (a date): a fingerprint tells that a row changed, and
+# raw values that are the same make the same record.
+Row = tuple[Any, ...]
+_ID, _NIN = itemgetter(0), itemgetter(1)
+
+
+def _bytes(value: object) -> bytes:
+    """Values as bytes, the same bytes for the same values.
+
+    marshal format 0: equal values give equal bytes (sources/sql.py, _encoded, says
+    why); a value marshal cannot write (a driver's date) goes through repr instead.
+    """
+    try:
+        return b"m" + marshal.dumps(value, 0)  # type: ignore[arg-type]
+    except ValueError:
+        return b"r" + repr(value).encode("utf-8", "surrogatepass")
+
+
 def _print(value: tuple[object, ...]) -> bytes:
-    # marshal format 0: equal values give equal bytes (sources/sql.py, _encoded, says why)
-    return hashlib.blake2b(marshal.dumps(value, 0), digest_size=PRINT_SIZE).digest()  # type: ignore[arg-type]
+    return hashlib.blake2b(_bytes(value), digest_size=PRINT_SIZE).digest()
 
 
 @dataclass(frozen=True)
@@ -67,44 +87,48 @@ class PersonPrints:
     nins: bytes
 
     @classmethod
-    def of(cls, persons: Iterable[Person]) -> PersonPrints | None:
+    def of(cls, persons: Iterable[Row]) -> PersonPrints | None:
         """The fingerprints of these rows; None when an id is missing or appears twice (never patched)."""
         rows = _by_id(persons)
         if rows is None:
             return None
-        ids = tuple(r.person_id for r in rows)
+        ids = tuple(map(_ID, rows))
         if len(set(ids)) != len(ids):
             return None
         whole = b"".join(_print(_no_nin(r)) for r in rows)
-        ident = b"".join(_print((r.person_id, r.birth_date)) for r in rows)
+        ident = b"".join(_print(_ident(r)) for r in rows)
         blocks = b"".join(_block(rows, at) for at in range(0, len(rows), BLOCK))
         return cls(ids, whole, ident, blocks, _nins(ids, rows))
 
 
-def _by_id(persons: Iterable[Person]) -> list[Person] | None:
+def _by_id(persons: Iterable[Row]) -> list[Row] | None:
     """The rows in person-id order; None when an id is no text (a NULL: validation reports it)."""
     rows = list(persons)
-    if any(type(r.person_id) is not str for r in rows):
+    if any(type(i) is not str for i in map(_ID, rows)):
         return None
-    return sorted(rows, key=itemgetter(0))
+    return sorted(rows, key=_ID)
 
 
-def _no_nin(r: Person) -> tuple[object, ...]:
-    return (r.person_id, r.given_name, r.middle_name, r.family_name, r.birth_date, r.email, r.mobile)
+def _no_nin(r: Row) -> tuple[object, ...]:
+    return (r[0], *r[2:])
 
 
-def _block(rows: Sequence[Person], at: int) -> bytes:
+def _ident(r: Row) -> tuple[object, ...]:
+    return (r[0], r[5])  # id and birth date
+
+
+def _block(rows: Sequence[Row], at: int) -> bytes:
     """The fingerprint of BLOCK rows from ``at``: one marshal call for them all, no NIN."""
     part = rows[at : at + BLOCK]
-    value = ([r[0] for r in part], [r[2:] for r in part])  # a slice of a record is a plain tuple
-    return hashlib.blake2b(marshal.dumps(value, 0), digest_size=BLOCK_PRINT_SIZE).digest()
+    value = (list(map(_ID, part)), [r[2:] for r in part])  # a slice of a record is a plain tuple
+    return hashlib.blake2b(_bytes(value), digest_size=BLOCK_PRINT_SIZE).digest()
 
 
-def _nins(ids: tuple[str, ...], rows: Sequence[Person]) -> bytes:
-    return hashlib.sha256(marshal.dumps((ids, [r.nin for r in rows]), 0)).digest()
+def _nins(ids: tuple[str, ...], rows: Sequence[Row]) -> bytes:
+    return hashlib.sha256(_bytes((ids, list(map(_NIN, rows))))).digest()
 
 
-def changed_persons(before: PersonPrints, persons: Sequence[Person]) -> tuple[set[str], PersonPrints] | None:
+def changed_persons(before: PersonPrints, persons: Sequence[Row]) -> tuple[set[str], PersonPrints] | None:
     """SIS ids whose row changed only in names, e-mail or mobile, and the rows' fingerprints now.
 
     None when anything else differs: persons came or went, an id, NIN or birth date
@@ -114,7 +138,7 @@ def changed_persons(before: PersonPrints, persons: Sequence[Person]) -> tuple[se
     rows = _by_id(persons)
     if rows is None:
         return None
-    ids = tuple(r.person_id for r in rows)
+    ids = tuple(map(_ID, rows))
     if ids != before.ids or _nins(ids, rows) != before.nins:
         return None  # persons came or went, or a NIN changed: identities and aliases may follow
     changed: set[str] = set()
@@ -129,10 +153,10 @@ def changed_persons(before: PersonPrints, persons: Sequence[Person]) -> tuple[se
             now = _print(_no_nin(r))
             if now == before.whole[span]:
                 continue
-            if _print((r.person_id, r.birth_date)) != before.ident[span]:
+            if _print(_ident(r)) != before.ident[span]:
                 return None  # a new birth date
             whole[span] = now
-            changed.add(r.person_id)
+            changed.add(r[0])
             if len(changed) > LIMIT:
                 return None
     return changed, PersonPrints(ids, bytes(whole), before.ident, bytes(blocks), before.nins)

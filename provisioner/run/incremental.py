@@ -73,7 +73,7 @@ def patched(
     """The certified plan patched for what was ``read`` (holds not decided yet), or None: plan in full.
 
     The caller has checked that the certificate's key (config, state, day, code) holds.
-    Only the persons table is converted whole; of the others, the context's rows.
+    Of the rows read, only the context's are made records (provisioner.core.fetched).
     """
     local_in = local_runs.read_inputs(store)
     if local_in.persons or local_in.locks:
@@ -83,7 +83,7 @@ def patched(
     if _differing(digests, cert.source) != {"persons"}:
         return None  # another table (or the local records) changed too
     before = store.certificates.prints(cert.source)
-    found = patch.changed_persons(before, read.table("persons")) if before is not None else None
+    found = patch.changed_persons(before, read.person_rows()) if before is not None else None
     if not found or not found[0]:
         return None
     changed, prints = found

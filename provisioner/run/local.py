@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from provisioner.core.fetched import Converted, Fetched
+from provisioner.core.fetched import Fetched
 from provisioner.core.lifecycle import Policy
 from provisioner.core.local import LocalPerson, is_local, local_digest, merge
 from provisioner.core.locks import Lock, locked_in, plan_locks, released_in
@@ -95,7 +95,7 @@ def with_locks(
 def read_unless_unchanged(store: StateStore, src: Source, digests: Mapping[str, str]) -> Fetched | None:
     """None when the source and local records are what ``digests`` were made from, else the source read."""
     if digests.get(LOCAL_DIGEST, LocalInputs().digest) != read_inputs(store).digest:
-        return Converted(src.read())
+        return src.fetch()
     return src.read_unless({k: v for k, v in digests.items() if k != LOCAL_DIGEST})
 
 

@@ -39,7 +39,7 @@ from provisioner.core.certificate import (
 )
 from provisioner.core.derive import Derivation, derive
 from provisioner.core.diff import diff_core
-from provisioner.core.fetched import Converted, Fetched
+from provisioner.core.fetched import Fetched
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import CORE, Plan, TargetPlan
 from provisioner.core.safety import (
@@ -102,6 +102,12 @@ def read_source(cfg: Config) -> SourceSnapshot:
     """Read the configured source once."""
     with open_source(cfg) as src:
         return src.read()
+
+
+def fetch_source(cfg: Config) -> Fetched:
+    """Read the configured source once, its records made as they are asked for."""
+    with open_source(cfg) as src:
+        return src.fetch()
 
 
 def make_plan(
@@ -219,7 +225,7 @@ def plan_run(
             baseline = holds.gate(cfg, store, dict(plan.source_counts), plan.active_persons, plan.schools)
             return hold_targets(cfg, store, replace(plan, config_digest=config_digest(cfg)), baseline)
     # In a list: make_plan frees the snapshot once derived.
-    fetched = [read if read is not None else Converted(read_source(cfg))]
+    fetched = [read if read is not None else fetch_source(cfg)]
     del read
     with paused():
         got = incremental.patched(cfg, store, cert, fetched[0], as_of, run_id) if cert is not None else None
@@ -261,7 +267,7 @@ def plan_run(
 def _prints(fetched: Fetched) -> patch.PersonPrints | None:
     """The person fingerprints a later patch compares with; none for a source without digests
     (it is never certified, so never patched)."""
-    return patch.PersonPrints.of(fetched.table("persons")) if fetched.digests else None
+    return patch.PersonPrints.of(fetched.person_rows()) if fetched.digests else None
 
 
 def _current_certificate(cfg: Config, store: StateStore, as_of: str) -> Certificate | None:
