@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.apply.collector import RUN_THRESHOLDS, run_collector
+from provisioner.apply.collector import RUN_THRESHOLDS, paused, run_collector
 from provisioner.run import runner
 from provisioner.state.store import StateStore
 from tests.sisbuilder import make_config, small_sis
@@ -34,3 +34,25 @@ def test_every_run_works_under_the_run_thresholds(tmp_path: Path) -> None:
         assert gc.get_threshold() == before
     finally:
         store.close()
+
+
+def test_a_paused_stretch_collects_nothing_and_leaves_what_it_made_out_until_the_run_ends() -> None:
+    """Reading and planning run paused (runner.plan_run): no collection walks their objects,
+    which stay frozen to the end of the run and are collected as usual after."""
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with run_collector():
+        with pytest.raises(RuntimeError), paused():
+            assert not gc.isenabled()
+            made = [[i] for i in range(1_000)]
+            raise RuntimeError("a plan that fails")
+        assert gc.isenabled()  # as it was
+        assert gc.get_freeze_count() >= len(made)  # left out of every collection of the run
+    assert gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        with paused():
+            pass
+        assert not gc.isenabled()  # a collector someone turned off stays off
+    finally:
+        gc.enable()
+        gc.unfreeze()

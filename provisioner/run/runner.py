@@ -212,12 +212,21 @@ def plan_run(
     certificate (a nightly reconciliation, or an admin in doubt). Raises SourceRefused
     from the source gate either way.
     """
+    # Reading and planning make millions of objects and no cycles worth collecting: no
+    # cyclic collection until the plan is made, and none walks them after (collector.paused).
+    with paused():
+        return _plan_run(cfg, store, as_of, run_id, full=full, certify_now=certify_now)
+
+
+def _plan_run(
+    cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool, certify_now: bool
+) -> Plan:
     # The nightly run (``full``) plans in full, and makes the patch the certificate allows too,
     # to check it (incremental.check).
     cert = _current_certificate(cfg, store, as_of)
     read = None
     if cert is not None and not full:
-        with open_source(cfg) as src, paused():
+        with open_source(cfg) as src:
             read = local_runs.read_unless_unchanged(store, src, cert.source)
         if read is None:
             log.info("source, config and state unchanged: the certified plan stands", run_id=run_id)
@@ -227,8 +236,7 @@ def plan_run(
     # In a list: make_plan frees the snapshot once derived.
     fetched = [read if read is not None else fetch_source(cfg)]
     del read
-    with paused():
-        got = incremental.patched(cfg, store, cert, fetched[0], as_of, run_id) if cert is not None else None
+    got = incremental.patched(cfg, store, cert, fetched[0], as_of, run_id) if cert is not None else None
     prints = got.prints if got is not None else _prints(fetched[0])
     if got is None or full:
         plan, derivation = make_plan(cfg, store, lambda: fetched.pop().snapshot(), as_of, run_id)
