@@ -14,8 +14,9 @@ worker processes it forks to apply file targets):
    that step 4 measures a true no-op for all four targets — reported separately;
 4. a no-op plan right after (all four targets): certified, as every input is unchanged;
    then the same no-op recomputed in full (``--full``), for comparison;
-5. a plan after one person's name changed, then after 1 % churn (leavers, joiners,
-   renames, moved memberships);
+5. a plan after one person's name changed (also before step 3, while AD and Microsoft
+   365 are plan-only with a change pending for nearly everyone), then after 1 % churn
+   (leavers, joiners, renames, moved memberships);
 6. `bas --help` start-up; then issue 15's table, each figure against its target.
 
 Usage: .venv/bin/python benchmarks/bench_pipeline.py [--workdir DIR] [--scale oslo|demo]
@@ -222,6 +223,19 @@ def main() -> None:
         f" {quiet_plan['seconds'] / bare:.2f} x bare SELECT; peak {quiet_plan['peak_mb']:.0f} MB)"
     )
 
+    # One person renamed while AD and Microsoft 365 are still plan-only: nearly everyone has a
+    # change pending there, so the patch must splice theirs in without decoding all of them.
+    one_pending = one_person(db)
+    single_pending = in_child(
+        lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), dry_run=True, as_of=day)
+    )
+    print(
+        f"plan after one changed person ({one_pending}), AD + M365 plan-only:"
+        f" {single_pending['seconds']:.2f} s"
+        f"  (basis {single_pending['basis']}; {single_pending['seconds'] / bare:.2f} x bare SELECT;"
+        f" peak {single_pending['peak_mb']:.0f} MB)"
+    )
+
     def record_with_sink() -> runner.RunOutcome:
         real_build = runner.build_connector
         runner.build_connector = lambda c, name: Sink(name) if name in ("ad", "m365") else real_build(c, name)
@@ -264,7 +278,7 @@ def main() -> None:
         f" (basis {ch['basis']}, peak {ch['peak_mb']:.0f} MB)"
     )
     print("   " + str(ch["summary"]))
-    peak = max(r["peak_mb"] for r in (first, quiet_plan, noop, full, single, ch))
+    peak = max(r["peak_mb"] for r in (first, quiet_plan, single_pending, noop, full, single, ch))
     print(f"peak memory of one run (largest above, sink set-up aside): {peak:7.0f} MB")
     help_s, python_s = cli_startup()
     print()
@@ -273,6 +287,7 @@ def main() -> None:
         ("quiet run, AD + M365 plan-only", quiet_plan["seconds"] / bare, 2.0, "x"),
         ("quiet run, all four recorded", noop["seconds"] / bare, 2.0, "x"),
         ("one changed person", single["seconds"] / bare, 2.0, "x"),
+        ("one changed person, plan-only", single_pending["seconds"] / bare, 2.0, "x"),
         ("1 % churn", ch["seconds"] / bare, 5.0, "x"),
         ("first full run + file apply", first["seconds"] / bare, 25.0, "x"),
         ("peak memory of any run", peak, 1024.0, " MB"),

@@ -17,11 +17,13 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from provisioner.core import stored
 from provisioner.core.plan import Plan
 from provisioner.run import incremental, runner
 from provisioner.service import daemon
@@ -87,10 +89,11 @@ def _edit(env: Env, edit: str, who: list[str], value: int, seq: int) -> None:
         ),
         min_size=1,
         max_size=6,
-    )
+    ),
+    chunk=st.sampled_from([2, stored.CHUNK]),  # small chunks: a patch decodes some of them only
 )
-def test_the_patched_plan_is_the_full_plan(steps: list[tuple[str, list[str], int]]) -> None:
-    with tempfile.TemporaryDirectory() as d:
+def test_the_patched_plan_is_the_full_plan(steps: list[tuple[str, list[str], int]], chunk: int) -> None:
+    with tempfile.TemporaryDirectory() as d, mock.patch.object(stored, "CHUNK", chunk):
         env = Env(Path(d), small_sis(), safety={"max_source_drop_percent": 100})  # the gate is not under test
         try:
             assert env.sync(DAY1).exit_code in (runner.EXIT_OK, runner.EXIT_ERRORS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner.core import patch
+from provisioner.core import patch, stored
 from provisioner.core.model import Person
 from provisioner.core.plan import Change, Op
 from tests.sisbuilder import small_sis, synthetic_nin
@@ -110,6 +110,70 @@ ADD, GONE = _c(Op.ADD_MEMBERS, "g1", "group"), _c(Op.DISABLE, "b")
 )
 def test_splice_target(prev: tuple, new: list, keys: set[str], expected: tuple | None) -> None:
     assert patch.splice_target(prev, new, keys) == expected
+
+
+PENDING = (
+    ORG,
+    *(_c(Op.CREATE, k) for k in "abcdefgh"),
+    G1,
+    ADD,
+    _c(Op.REMOVE_MEMBERS, "g1", "group"),
+    GONE,
+    _c(Op.DELETE, "f"),
+    _c(Op.DISABLE, "z"),
+)
+
+
+@pytest.mark.parametrize(
+    ("new", "keys", "splices"),
+    [
+        ([_c(Op.CREATE, "c", reason="renamed")], {"c"}, True),  # where c's was: two chunks of two
+        ([_c(Op.CREATE, "a", reason="x"), _c(Op.CREATE, "h", reason="y")], {"a", "h"}, True),
+        ([], {"d"}, True),  # nothing left for d
+        ([_c(Op.CREATE, "b", reason="x"), GONE], {"b"}, True),  # b's removal stays, in its chunk
+        ([_c(Op.CREATE, "f", reason="x"), _c(Op.DELETE, "f")], {"f"}, True),
+        ([_c(Op.CREATE, "f", reason="x")], {"f"}, False),  # f's removal would go: no name change
+        ([_c(Op.CREATE, "x")], {"x"}, False),  # x had none: where it goes is not in a chunk here
+        ([_c(Op.UPDATE, "z"), _c(Op.DISABLE, "z")], {"z"}, False),  # z's only chunk is past the creates
+        ([_c(Op.CREATE, "c")], {"q"}, False),  # nothing of q's is stored
+        ([_c(Op.UPDATE, "g1", "group")], {"c"}, False),
+    ],
+)
+def test_splice_stored_decodes_only_the_chunks_with_their_changes(
+    monkeypatch: pytest.MonkeyPatch, new: list, keys: set[str], splices: bool
+) -> None:
+    """The same changes and counts as splicing them all and encoding the result."""
+    monkeypatch.setattr(stored, "CHUNK", 2)
+    prev = stored.encode(PENDING)
+    decoded = []
+    monkeypatch.setattr(stored.StoredChanges, "decode_chunks", _counting(decoded))
+    got = patch.splice_stored(prev, new, keys)
+    want = patch.splice_target(PENDING, new, keys)
+    if not splices:
+        assert got is None  # the caller splices them all (want), or plans in full (None)
+        return
+    assert got is not None and want is not None
+    assert sum(decoded) < len(PENDING)  # not all of them
+    expected = stored.encode(want)
+    assert tuple(got) == want
+    assert (got.size, got.op_counts, got.destructive, got.member_removals, got.persons) == (
+        expected.size,
+        expected.op_counts,
+        expected.destructive,
+        expected.member_removals,
+        expected.persons,
+    )
+
+
+def _counting(decoded: list[int]):  # noqa: ANN202
+    real = stored.StoredChanges.decode_chunks
+
+    def decode_chunks(self: stored.StoredChanges, lo: int, hi: int) -> list[Change]:
+        out = real(self, lo, hi)
+        decoded.append(len(out))
+        return out
+
+    return decode_chunks
 
 
 def test_splice_core_keeps_aliases_first_and_identities_by_person_id() -> None:

@@ -34,6 +34,7 @@ from typing import Any
 from provisioner.core.fetched import Converted, Fetched
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import Change, Op
+from provisioner.core.stored import StoredChanges
 
 LIMIT = 500  # more changed persons than this: a full plan is about as cheap as the patch
 _FIRST = frozenset({Op.CREATE, Op.RESTORE, Op.ENABLE, Op.MOVE, Op.UPDATE})  # the differ's first phase
@@ -218,6 +219,27 @@ def splice_target(prev: Sequence[Change], new: Sequence[Change], keys: set[str])
     kept = [c for c in head if not (c.kind == "person" and c.key in keys)]
     fresh = sorted((c for c in new if c.op in _FIRST), key=lambda c: c.key)  # stable: a key's ops keep order
     return (*_merged(kept, fresh, "person", _PERSON_RANK_BEFORE), *tail)
+
+
+def splice_stored(prev: StoredChanges, new: Sequence[Change], keys: set[str]) -> StoredChanges | None:
+    """``splice_target`` on the chunks that hold the changes of ``keys``, the others left encoded.
+
+    A plan-only target keeps a pending change for nearly everyone (AD while an owner rolls
+    BAS out): patching one person must not decode and encode all of them. The chunks from
+    the first to the last that change a person of ``keys`` are spliced as a whole plan
+    would be, which is exact when every person given a first-phase change here had one
+    there already (it goes where theirs was). None otherwise: the caller splices it all.
+    """
+    touched = [i for i, p in enumerate(prev.chunk_persons) if p & keys]
+    if not touched:
+        return None
+    lo, hi = touched[0], touched[-1]
+    old = prev.decode_chunks(lo, hi)
+    had = {c.key for c in old if c.kind == "person" and c.key in keys and c.op in _FIRST}
+    if not {c.key for c in new if c.op in _FIRST} <= had:
+        return None
+    spliced = splice_target(old, new, keys)
+    return None if spliced is None else prev.replaced(lo, hi, old, spliced)
 
 
 def splice_core(prev: Sequence[Change], new: Sequence[Change], keys: set[str]) -> tuple[Change, ...] | None:

@@ -41,7 +41,8 @@ class StoredChanges(Sequence[Change]):
         "op_counts",
         "destructive",
         "member_removals",
-        "persons",
+        "chunk_persons",
+        "_persons",
         "_decoded",
     )
 
@@ -53,7 +54,7 @@ class StoredChanges(Sequence[Change]):
         destructive: frozenset[tuple[str, str]],
         member_removals: int,
         ref: str = "",
-        persons: frozenset[str] = frozenset(),
+        chunk_persons: tuple[frozenset[str], ...] | None = None,
     ) -> None:
         self.ref = ref
         self.chunks = chunks
@@ -61,18 +62,51 @@ class StoredChanges(Sequence[Change]):
         self.op_counts = dict(op_counts)
         self.destructive = destructive  # (kind, key) of objects disabled, deleted or forgotten
         self.member_removals = member_removals  # (person, role) pairs removed from groups
-        # keys of the person objects and identities changed: a plan patched for other
-        # persons (provisioner/run/incremental.py) leaves these changes as they are, encoded
-        self.persons = persons
+        # per chunk, the keys of the person objects and identities it changes: a plan patched
+        # for some persons (provisioner/run/incremental.py) decodes only the chunks with theirs
+        self.chunk_persons = chunk_persons if chunk_persons is not None else (frozenset(),) * len(chunks)
+        self._persons: frozenset[str] | None = None
         self._decoded: tuple[Change, ...] | None = None
+
+    @property
+    def persons(self) -> frozenset[str]:
+        """The keys of the person objects and identities changed (in any chunk)."""
+        if self._persons is None:
+            self._persons = frozenset().union(*self.chunk_persons)
+        return self._persons
+
+    def decode_chunks(self, lo: int, hi: int) -> list[Change]:
+        """The changes of chunks ``lo`` to ``hi`` (both included), decoded (not kept)."""
+        out: list[Change] = []
+        for chunk in self.chunks[lo : hi + 1]:
+            out.extend(_decode(chunk))
+        return out
+
+    def replaced(self, lo: int, hi: int, old: Sequence[Change], new: Sequence[Change]) -> StoredChanges:
+        """These changes with chunks ``lo`` to ``hi`` (which hold ``old``) holding ``new`` instead.
+
+        The counts follow by difference. A destructive (kind, key) only ``old`` has is
+        dropped: the caller replaces changes of objects no other chunk changes.
+        """
+        part = encode(new)
+        counts = Counter(self.op_counts)
+        counts.subtract(Counter(c.op.value for c in old))
+        counts.update(part.op_counts)
+        gone = _destructive(old) - part.destructive
+        return StoredChanges(
+            self.chunks[:lo] + part.chunks + self.chunks[hi + 1 :],
+            self.size - len(old) + len(new),
+            {op: n for op, n in counts.items() if n},
+            (self.destructive - gone) | part.destructive,
+            self.member_removals - _member_removals(old) + part.member_removals,
+            "",
+            self.chunk_persons[:lo] + part.chunk_persons + self.chunk_persons[hi + 1 :],
+        )
 
     def decoded(self) -> tuple[Change, ...]:
         """The changes, decoded once."""
         if self._decoded is None:
-            out: list[Change] = []
-            for chunk in self.chunks:
-                text = zlib.decompress(chunk).decode("utf-8", "surrogatepass")
-                out.extend(Change.from_json(d) for d in json.loads(text))
+            out = self.decode_chunks(0, len(self.chunks) - 1)
             if len(out) != self.size:
                 raise ValueError(f"stored changes hold {len(out)} changes, not the {self.size} recorded")
             self._decoded = tuple(out)
@@ -85,7 +119,13 @@ class StoredChanges(Sequence[Change]):
     def with_ref(self, ref: str) -> StoredChanges:
         """The same changes, named by their stored copy."""
         out = StoredChanges(
-            self.chunks, self.size, self.op_counts, self.destructive, self.member_removals, ref, self.persons
+            self.chunks,
+            self.size,
+            self.op_counts,
+            self.destructive,
+            self.member_removals,
+            ref,
+            self.chunk_persons,
         )
         out._decoded = self._decoded
         return out
@@ -132,7 +172,7 @@ class StoredChanges(Sequence[Change]):
                 self.destructive,
                 self.member_removals,
                 self.ref,
-                self.persons,
+                self.chunk_persons,
             ),
         )
 
@@ -146,6 +186,7 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
     chunks: list[bytes] = []
     counts: Counter[str] = Counter()
     destructive: set[tuple[str, str]] = set()
+    chunk_persons: list[frozenset[str]] = []
     persons: set[str] = set()
     members = 0
     batch: list[dict[str, Any]] = []
@@ -160,15 +201,30 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
         batch.append(c.to_json())
         if len(batch) == CHUNK:
             chunks.append(_compress(batch))
-            batch = []
+            chunk_persons.append(frozenset(persons))
+            batch, persons = [], set()
     if batch:
         chunks.append(_compress(batch))
+        chunk_persons.append(frozenset(persons))
     out = StoredChanges(
-        tuple(chunks), sum(counts.values()), counts, frozenset(destructive), members, "", frozenset(persons)
+        tuple(chunks), sum(counts.values()), counts, frozenset(destructive), members, "", tuple(chunk_persons)
     )
     if keep and isinstance(changes, tuple):
         out._decoded = changes
     return out
+
+
+def _decode(chunk: bytes) -> Iterator[Change]:
+    text = zlib.decompress(chunk).decode("utf-8", "surrogatepass")
+    return (Change.from_json(d) for d in json.loads(text))
+
+
+def _destructive(changes: Iterable[Change]) -> set[tuple[str, str]]:
+    return {(c.kind, c.key) for c in changes if c.op in DESTRUCTIVE_OPS}
+
+
+def _member_removals(changes: Iterable[Change]) -> int:
+    return sum(len(c.members) for c in changes if c.op == Op.REMOVE_MEMBERS)
 
 
 def _compress(batch: list[dict[str, Any]]) -> bytes:
@@ -184,12 +240,14 @@ def meta_of(s: StoredChanges) -> dict[str, Any]:
         "counts": s.op_counts,
         "destructive": sorted([k, key] for k, key in s.destructive),
         "member_removals": s.member_removals,
-        "persons": sorted(s.persons),
+        "chunk_persons": [sorted(p) for p in s.chunk_persons],
     }
 
 
 def from_meta(meta: Mapping[str, Any], chunks: tuple[bytes, ...]) -> StoredChanges:
-    """Inverse of meta_of, given the chunks read back."""
+    """Inverse of meta_of, given the chunks read back; ValueError when they do not match."""
+    if len(meta["chunk_persons"]) != len(chunks):
+        raise ValueError(f"{len(chunks)} chunks stored, {len(meta['chunk_persons'])} described")
     return StoredChanges(
         chunks,
         int(meta["count"]),
@@ -197,5 +255,5 @@ def from_meta(meta: Mapping[str, Any], chunks: tuple[bytes, ...]) -> StoredChang
         frozenset((k, key) for k, key in meta["destructive"]),
         int(meta["member_removals"]),
         meta["ref"],
-        frozenset(meta.get("persons", ())),
+        tuple(frozenset(p) for p in meta["chunk_persons"]),
     )

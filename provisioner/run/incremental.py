@@ -243,6 +243,10 @@ def _spliced(
     """A target's changes patched (kept encoded when untouched); None when they cannot be."""
     if _untouched(prev, changes, keys):
         return prev.changes
+    if isinstance(prev.changes, stored.StoredChanges):
+        part = patch.splice_stored(prev.changes, changes, keys)  # only the chunks with theirs
+        if part is not None:
+            return part if encode else part.decoded()
     spliced = patch.splice_target(prev.changes, changes, keys)
     if spliced is None:
         return None

@@ -66,7 +66,11 @@ class Certificates:
             if meta is not None:
                 if meta["ref"] not in chunks:
                     return None  # its changes are gone: never certify a plan that lost some
-                tp = replace(tp, changes=from_meta(meta, chunks[meta["ref"]]))
+                try:
+                    changes = from_meta(meta, chunks[meta["ref"]])
+                except (ValueError, KeyError, TypeError):
+                    return None  # written by another version
+                tp = replace(tp, changes=changes)
             targets.append(tp)
         return replace(cert, plan=replace(plan, targets=tuple(targets)))
 
