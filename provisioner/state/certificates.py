@@ -7,6 +7,9 @@ plan an apply predicts, where plan-only targets keep theirs) names the stored co
 writes nothing; a quiet run reads the chunks as bytes and decodes none of them. The
 certificate and its parts are replaced in one transaction, and parts no certificate
 names are dropped there too, so a killed run leaves either the old pair or the new one.
+The person fingerprints a patch compares with (provisioner.core.patch) are kept there too,
+an index per source and pieces named by their content, which a patched run mostly shares
+with the run before.
 """
 
 from __future__ import annotations
