@@ -219,12 +219,6 @@ def _run(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[An
         raise SourceError(f"source query {name!r} returned text the driver cannot decode: {exc}") from exc
 
 
-def _read(conn: sa.Connection, name: str, query: str) -> tuple[tuple[Any, ...], str]:
-    """One query's rows as model records, and their digest."""
-    cols, rows = _fetch(conn, name, query)
-    return _convert(name, cols, rows, _digest(name, cols, rows))
-
-
 def _convert(name: str, cols: list[str], rows: list[Any], digest: str) -> tuple[tuple[Any, ...], str]:
     """One query's driver rows as model records (SourceError for a missing column), with their digest."""
     model, convs = _SHAPES[name]
@@ -394,8 +388,8 @@ class _Rows(Fetched):
         return self._key_columns[name, column]
 
     def person_rows(self) -> Sequence[tuple[Any, ...]]:
-        if "persons" in self._done:
-            return self._done["persons"]
+        # Always the rows as read, whether or not the table was made records of too: the
+        # fingerprints of one run and the next must be taken of the same values.
         cols, rows, _ = self._raw["persons"]
         fields = _columns("persons", cols)
         ids = self._keys("persons", "person_id")

@@ -105,7 +105,7 @@ class PersonPrints:
 def _by_id(persons: Iterable[Row]) -> list[Row] | None:
     """The rows in person-id order; None when an id is no text (a NULL: validation reports it)."""
     rows = list(persons)
-    if any(type(i) is not str for i in map(_ID, rows)):
+    if not set(map(type, map(_ID, rows))) <= {str}:
         return None
     return sorted(rows, key=_ID)
 
