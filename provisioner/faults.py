@@ -8,20 +8,31 @@ delivered file's remote rename (before it is recorded). When the environment var
 sends SIGKILL to its process group: the run and its worker processes die at once, as
 under ``kill -9``. Only tests set it, and they start the run as its own session (its own
 process group). Unset (always, in production) it does nothing at all.
+
+``BAS_TEST_SLOW_AT`` is ``<site>@<seconds>``, or several joined by commas: every pass of such
+a site sleeps that long first.
+Tests that stop a run part-way use it to hold the run at a known place (still planning, or
+between two changes of a target) however fast the machine plans or applies.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
 
 ENV = "BAS_TEST_KILL_AT"
+SLOW_ENV = "BAS_TEST_SLOW_AT"
 _passed: Counter[str] = Counter()  # times this process passed each site (a counter, not a switch)
 
 
 def point(site: str) -> None:
-    """A place a run may be killed; see the module docstring."""
+    """A place a run may be killed or held; see the module docstring."""
+    for slow in filter(None, os.environ.get(SLOW_ENV, "").split(",")):
+        at, _, seconds = slow.rpartition("@")
+        if site == at:
+            time.sleep(float(seconds))
     spec = os.environ.get(ENV)
     if not spec:
         return

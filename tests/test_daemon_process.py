@@ -27,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from demo import data as demo_data
+from provisioner import faults
 from provisioner.state import runs
 from tests.sisbuilder import config_toml
 
@@ -39,11 +40,16 @@ NIN_RE = re.compile(r"(?<![0-9])[0-9]{11}(?![0-9])")
 class DaemonProc:
     """A `bas daemon` child process and its JSON log lines."""
 
-    def __init__(self, conf: Path, *args: str, name: str = "daemon") -> None:
+    def __init__(
+        self, conf: Path, *args: str, name: str = "daemon", env: dict[str, str] | None = None
+    ) -> None:
         self.log_path = conf.parent / f"{name}.log"
         self.fh = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [*BAS, "--config", str(conf), "daemon", *args], stdout=self.fh, stderr=subprocess.STDOUT
+            [*BAS, "--config", str(conf), "daemon", *args],
+            stdout=self.fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
 
     def lines(self) -> list[dict]:
@@ -217,9 +223,12 @@ def test_sigterm_mid_run_leaves_a_consistent_state_and_the_next_run_completes(
     )
     conf = write_config(tmp_path, state_url, "[daemon]\ninterval_seconds = 3600\n", scale=big)
     bas(conf, "db", "upgrade")  # the tables exist before the test polls them
-    d = DaemonProc(conf)
+    # Each itslearning and Feide change is held 5 ms (a test hook, provisioner/faults.py), so
+    # the targets are surely still applying when the stop comes, however fast this machine is.
+    slow = {faults.SLOW_ENV: "itslearning:change@0.005,feide:change@0.005"}
+    d = DaemonProc(conf, env=slow)
     daemons.append(d)
-    # Core changes are committed first; the target changes follow for about two seconds.
+    # Core changes are committed first; the target changes follow.
     d.wait_for(
         lambda: _pg_or_sqlite_rows(state_url, "SELECT 1 FROM changelog WHERE target = 'core' LIMIT 1"),
         120,

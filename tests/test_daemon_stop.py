@@ -66,13 +66,15 @@ class _StopAfter(Exporter):
         self.inner.close()
 
 
-def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _small_owner(tmp_path: Path, db_url: str, targets: tuple[str, ...]) -> tuple[Any, StateStore]:
+    """A small generated SIS and its config with these targets, and the state store."""
     src = f"sqlite:///{tmp_path / 'sis.sqlite'}"
     demo_data.generate(src, SMALL, seed=3, as_of=DAY)
-    cfg = make_config(tmp_path, src, db_url, targets=("itslearning", "feide"))
-    store = StateStore(db_url)
+    return make_config(tmp_path, src, db_url, targets=targets), StateStore(db_url)
+
+
+def _stop_itslearning_after(monkeypatch: pytest.MonkeyPatch, n: int) -> threading.Event:
+    """The first run's itslearning exporter sets the returned stop once it accepted ``n`` changes."""
     stop = threading.Event()
     real_build = runner.build_connector
     wrapped: list[_StopAfter] = []
@@ -81,11 +83,19 @@ def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
         c = real_build(cfg_, name)
         if name == "itslearning" and not wrapped:  # the first run only
             assert isinstance(c, Exporter)
-            wrapped.append(_StopAfter(c, stop, 25))
+            wrapped.append(_StopAfter(c, stop, n))
             return wrapped[-1]
         return c
 
     monkeypatch.setattr(runner, "build_connector", build)
+    return stop
+
+
+def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, store = _small_owner(tmp_path, db_url, ("itslearning", "feide"))
+    stop = _stop_itslearning_after(monkeypatch, 25)
     try:
         first = runner.sync(cfg, store, as_of=DAY.isoformat(), stop=stop)
         assert (first.status, first.exit_code) == ("interrupted", runner.EXIT_INTERRUPTED)
@@ -112,6 +122,31 @@ def test_stop_between_changes_records_interrupted_and_next_run_does_the_rest(
         third = runner.sync(cfg, store, dry_run=True, as_of=DAY.isoformat(), full=True)
         for t in ("core", "itslearning", "feide"):
             assert third.plan.target(t).changes == (), t
+    finally:
+        store.close()
+
+
+def test_a_first_file_run_stopped_before_its_first_person_is_interrupted_not_failed(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No whole itslearning file can be written yet (no full file may be empty): nothing is
+    recorded, the target and the run end "interrupted", and the next run does everything."""
+    cfg, store = _small_owner(tmp_path, db_url, ("itslearning",))
+    stop = _stop_itslearning_after(monkeypatch, 1)
+    try:
+        first = runner.sync(cfg, store, as_of=DAY.isoformat(), stop=stop)
+        planned = first.plan.target("itslearning").changes
+        assert planned[0].kind != "person"  # the owner's org unit comes first
+        assert (first.status, first.exit_code) == ("interrupted", runner.EXIT_INTERRUPTED), first.message
+        res = first.results["itslearning"]
+        assert (res.status, res.ok, res.failed, res.errors) == ("interrupted", 0, 0, [])
+        assert list(store.objects.iterate("itslearning")) == []
+        assert not list((tmp_path / "itslearning").glob("ims-*.xml"))
+
+        stop.clear()
+        second = runner.sync(cfg, store, as_of=DAY.isoformat(), stop=stop)
+        assert second.status == "done", second.message
+        assert second.results["itslearning"].ok == len(planned)
     finally:
         store.close()
 

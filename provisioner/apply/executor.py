@@ -339,15 +339,7 @@ def apply_export(
         try:
             exp.export(_stored(store, tp.target))
         except (FatalError, OSError) as exc:
-            res.status = TargetOutcome.FAILED
-            res.errors.append(f"files not written: {exc}")
-            tlog.error("writing the files failed", error=str(exc))
-            if accepted and not exp.exported(run_id):  # no delta file carries them: not applied
-                exports.drop(store, tp.target, run_id)
-                for change, _, _ in accepted:
-                    writer.failed(change, ChangeResult.FAILED, f"files not written: {exc}")
-                res.failed += len(accepted)
-                accepted = []
+            accepted = _not_exported(tp, store, exp, run_id, writer, res, accepted, exc, tlog)
         else:
             faults.point(f"{tp.target}:finished")
         exports.record(writer, accepted, batch)
@@ -362,6 +354,41 @@ def apply_export(
         writer.flush()
         exp.close()
     return res
+
+
+def _not_exported(
+    tp: TargetPlan,
+    store: StateStore,
+    exp: Exporter,
+    run_id: str,
+    writer: TargetWriter,
+    res: TargetResult,
+    accepted: list[exports.Accepted],
+    exc: Exception,
+    tlog: Any,
+) -> list[exports.Accepted]:
+    """The files could not be written: what stays accepted (the changes a delta file carries).
+
+    A run stopped part-way may have accepted too little for whole files (a first itslearning
+    run stopped before its first person: no full file may be empty). That is the stop's
+    doing, not a failure: the target stays interrupted and every change is planned again,
+    as when nothing was accepted.
+    """
+    carried = exp.exported(run_id)
+    if accepted and not carried:  # no delta file carries them: not applied
+        exports.drop(store, tp.target, run_id)
+    if res.status == TargetOutcome.INTERRUPTED and not carried:
+        tlog.warning("files not written; the target was stopped before they could be whole", error=str(exc))
+        return []
+    res.status = TargetOutcome.FAILED
+    res.errors.append(f"files not written: {exc}")
+    tlog.error("writing the files failed", error=str(exc))
+    if accepted and not carried:
+        for change, _, _ in accepted:
+            writer.failed(change, ChangeResult.FAILED, f"files not written: {exc}")
+        res.failed += len(accepted)
+        return []
+    return accepted
 
 
 def _deliver(exp: Exporter, res: TargetResult, tlog: Any) -> None:

@@ -24,6 +24,7 @@ import structlog
 
 from connectors.base import Connector, Exporter
 from mappings.base import MappingContext
+from provisioner import faults
 from provisioner.apply.collector import paused, run_collector
 from provisioner.apply.executor import TargetResult, apply_plan
 from provisioner.apply.options import ApplyOptions
@@ -392,6 +393,7 @@ def sync(
             except Exception as exc:
                 store.runs.finish(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
                 raise
+            faults.point("plan:made")  # a test hook (provisioner/faults.py): nothing here checks the stop
             if dry_run:
                 summary = {"plan": plan.summary(), "source": source_record(plan, accept_gone=False)}
                 store.runs.finish(
