@@ -125,7 +125,7 @@ def test_pending_changes_of_plan_only_targets_are_certified_and_left_encoded(
     try:
         ok(e.sync(DAY1))
         parts = _parts(e)
-        assert len(parts) == 2 and all(n > 1 for n in parts.values())  # ad and m365, chunked
+        assert len(parts) > 2 and set(parts.values()) == {2}  # chunks of ad and m365, each with its persons
 
         def no_decoding(self: StoredChanges) -> tuple:
             raise AssertionError("a quiet run decoded stored changes")
@@ -136,6 +136,14 @@ def test_pending_changes_of_plan_only_targets_are_certified_and_left_encoded(
             assert out.plan.basis == "certified"
             assert out.plan.summary()["ad"]["create"] > 0
         assert _parts(e) == parts  # named again, not rewritten
+        assert same_changes(dry(e), dry(e, full=True))
+        # One changed name: the patch replaces the chunk with that person's changes in each
+        # plan-only target; only those are written, the rest are the chunks already stored.
+        e.sis.update_person("S2", family_name="Hansen-Berg")
+        out = ok(e.sync(DAY1))
+        assert out.plan.basis == "incremental"
+        new = set(_parts(e)) - set(parts)
+        assert 1 <= len(new) <= 2 and len(set(parts) - set(_parts(e))) == len(new)
         assert same_changes(dry(e), dry(e, full=True))
     finally:
         e.store.close()
@@ -164,8 +172,9 @@ def test_stored_changes_round_trip_and_count_what_they_remove() -> None:
     assert s.destructive == {("person", "S2")} and s.member_removals == 2
     assert planned_removals(s) == planned_removals(changes)
     assert s == changes and list(s) == list(changes) and s[1:3] == changes[1:3]
-    again = stored.from_meta(stored.meta_of(s.with_ref("r1")), s.chunks)
-    assert again == changes and again.ref == "r1"
+    persons = tuple(stored.unpack_persons(stored.pack_persons(p)) for p in s.chunk_persons)
+    again = stored.from_meta(stored.meta_of(s), s.chunks, persons)
+    assert again == changes and again.chunk_persons == s.chunk_persons == (frozenset({"S1", "S2"}),)
     assert TargetPlan("ad", s).counts() == TargetPlan("ad", changes).counts()
     broken = stored.StoredChanges(s.chunks, 5, s.op_counts, s.destructive, 2)
     with pytest.raises(ValueError, match="not the 5 recorded"):

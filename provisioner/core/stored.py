@@ -30,12 +30,12 @@ _PERSON_KINDS = frozenset({"person", "identity"})
 class StoredChanges(Sequence[Change]):
     """Encoded changes with their counts; a sequence of Change once decoded (cached).
 
-    ``ref`` names the stored copy (provisioner.state.certificates), so certifying the same
-    changes again rewrites nothing; "" when not stored yet.
+    The state store keeps each chunk under a name of its content
+    (provisioner.state.certificates), so certifying the same changes again, or a patch
+    that replaced a few chunks, writes only the chunks it has not stored yet.
     """
 
     __slots__ = (
-        "ref",
         "chunks",
         "size",
         "op_counts",
@@ -53,10 +53,8 @@ class StoredChanges(Sequence[Change]):
         op_counts: Mapping[str, int],
         destructive: frozenset[tuple[str, str]],
         member_removals: int,
-        ref: str = "",
         chunk_persons: tuple[frozenset[str], ...] | None = None,
     ) -> None:
-        self.ref = ref
         self.chunks = chunks
         self.size = size
         self.op_counts = dict(op_counts)
@@ -99,7 +97,6 @@ class StoredChanges(Sequence[Change]):
             {op: n for op, n in counts.items() if n},
             (self.destructive - gone) | part.destructive,
             self.member_removals - _member_removals(old) + part.member_removals,
-            "",
             self.chunk_persons[:lo] + part.chunk_persons + self.chunk_persons[hi + 1 :],
         )
 
@@ -115,20 +112,6 @@ class StoredChanges(Sequence[Change]):
     def ops(self) -> frozenset[Op]:
         """The operations among the changes, without decoding them."""
         return frozenset(Op(k) for k in self.op_counts)
-
-    def with_ref(self, ref: str) -> StoredChanges:
-        """The same changes, named by their stored copy."""
-        out = StoredChanges(
-            self.chunks,
-            self.size,
-            self.op_counts,
-            self.destructive,
-            self.member_removals,
-            ref,
-            self.chunk_persons,
-        )
-        out._decoded = self._decoded
-        return out
 
     def __len__(self) -> int:
         return self.size
@@ -171,7 +154,6 @@ class StoredChanges(Sequence[Change]):
                 self.op_counts,
                 self.destructive,
                 self.member_removals,
-                self.ref,
                 self.chunk_persons,
             ),
         )
@@ -207,7 +189,7 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
         chunks.append(_compress(batch))
         chunk_persons.append(frozenset(persons))
     out = StoredChanges(
-        tuple(chunks), sum(counts.values()), counts, frozenset(destructive), members, "", tuple(chunk_persons)
+        tuple(chunks), sum(counts.values()), counts, frozenset(destructive), members, tuple(chunk_persons)
     )
     if keep and isinstance(changes, tuple):
         out._decoded = changes
@@ -233,27 +215,39 @@ def _compress(batch: list[dict[str, Any]]) -> bytes:
 
 
 def meta_of(s: StoredChanges) -> dict[str, Any]:
-    """What a certificate records of stored changes besides the chunks (JSON-able)."""
+    """What a certificate records of stored changes besides the chunks and their persons (JSON-able)."""
     return {
-        "ref": s.ref,
         "count": s.size,
         "counts": s.op_counts,
         "destructive": sorted([k, key] for k, key in s.destructive),
         "member_removals": s.member_removals,
-        "chunk_persons": [sorted(p) for p in s.chunk_persons],
     }
 
 
-def from_meta(meta: Mapping[str, Any], chunks: tuple[bytes, ...]) -> StoredChanges:
-    """Inverse of meta_of, given the chunks read back; ValueError when they do not match."""
-    if len(meta["chunk_persons"]) != len(chunks):
-        raise ValueError(f"{len(chunks)} chunks stored, {len(meta['chunk_persons'])} described")
+def from_meta(
+    meta: Mapping[str, Any], chunks: tuple[bytes, ...], persons: tuple[frozenset[str], ...]
+) -> StoredChanges:
+    """Inverse of meta_of, given the chunks and their persons read back (KeyError, ValueError: unreadable)."""
+    if len(persons) != len(chunks):
+        raise ValueError(f"{len(chunks)} chunks stored, {len(persons)} described")
     return StoredChanges(
         chunks,
         int(meta["count"]),
         dict(meta["counts"]),
         frozenset((k, key) for k, key in meta["destructive"]),
         int(meta["member_removals"]),
-        meta["ref"],
-        tuple(frozenset(p) for p in meta["chunk_persons"]),
+        persons,
     )
+
+
+def pack_persons(persons: frozenset[str]) -> bytes:
+    """One chunk's person keys as stored beside it."""
+    return zlib.compress(json.dumps(sorted(persons), ensure_ascii=False).encode("utf-8", "surrogatepass"), 1)
+
+
+def unpack_persons(body: bytes) -> frozenset[str]:
+    """Inverse of pack_persons (ValueError, zlib.error: unreadable)."""
+    keys = json.loads(zlib.decompress(body).decode("utf-8", "surrogatepass"))
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ValueError("a chunk's persons are not a list of keys")
+    return frozenset(keys)

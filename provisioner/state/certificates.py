@@ -1,10 +1,12 @@
 """Keeping the plan certificate (provisioner.core.certificate): its digests and plan in ``meta``,
 each target's changes apart in ``plan_parts``.
 
-A target's changes are stored once, as compressed JSON chunks (provisioner.core.stored),
-and the certificate names them. Certifying the same changes again (a quiet run, or the
-plan an apply predicts, where plan-only targets keep theirs) names the stored copy and
-writes nothing; a quiet run reads the chunks as bytes and decodes none of them. The
+A target's changes are stored as compressed JSON chunks (provisioner.core.stored), each
+under a name of its content, and the certificate lists them. Certifying the same changes
+again (a quiet run, or the plan an apply predicts, where plan-only targets keep theirs)
+writes no chunk; a patch that replaced a few chunks writes only those (a state store of
+a million pending changes then writes a few hundred kB, not all of them). A quiet run
+reads the chunks as bytes and decodes none of them. The
 certificate and its parts are replaced in one transaction, and parts no certificate
 names are dropped there too, so a killed run leaves either the old pair or the new one.
 The person fingerprints a patch compares with (provisioner.core.patch) are kept there too,
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import zlib
 from collections import defaultdict
 from collections.abc import Mapping
@@ -28,11 +29,12 @@ import sqlalchemy as sa
 from provisioner.core.certificate import Certificate
 from provisioner.core.patch import BLOCK, BLOCK_PRINT_SIZE, PRINT_SIZE, PersonPrints
 from provisioner.core.plan import Plan, TargetPlan
-from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of
+from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of, pack_persons, unpack_persons
 from provisioner.state import schema as t
 
 _CERT = "plan_certificate"  # meta key
 _PIECE = "print-"  # parts holding a piece of person fingerprints, named by its content
+_CHUNK = "chunk-"  # parts holding a chunk of changes (0) and its persons (1), named by its content
 
 
 def _is_prints(part: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
@@ -62,25 +64,30 @@ class Certificates:
                 cert = Certificate(str(d["key"]), dict(d["source"]), plan)
             except (ValueError, KeyError, TypeError, AttributeError):
                 return None
-            chunks = _chunks(c, [m["ref"] for m in stored.values()])
+            names = [n for m in stored.values() if isinstance(m, dict) for n in m.get("chunks", ())]
+            parts = _parts(c, [n for n in names if isinstance(n, str)])
         targets = []
         for tp in plan.targets:
             meta = stored.get(tp.target)
             if meta is not None:
-                if meta["ref"] not in chunks:
-                    return None  # its changes are gone: never certify a plan that lost some
                 try:
-                    changes = from_meta(meta, chunks[meta["ref"]])
-                except (ValueError, KeyError, TypeError):
+                    names = meta["chunks"]
+                    if not all(n in parts and len(parts[n]) == 2 for n in names):
+                        return None  # its changes are gone: never certify a plan that lost some
+                    chunks = tuple(parts[n][0] for n in names)
+                    persons = tuple(unpack_persons(parts[n][1]) for n in names)
+                    changes = from_meta(meta, chunks, persons)
+                except (ValueError, KeyError, TypeError, zlib.error):
                     return None  # written by another version
                 tp = replace(tp, changes=changes)
             targets.append(tp)
         return replace(cert, plan=replace(plan, targets=tuple(targets)))
 
     def save(self, cert: Certificate | None) -> Plan | None:
-        """Replace the certificate (None: drop it); the plan as stored, its changes named by their copies.
+        """Replace the certificate (None: drop it); the plan as stored (its changes encoded).
 
-        Changes already stored (a certified plan certified again) are named, not rewritten.
+        Chunks already stored (a certified plan certified again, or the chunks a patch kept)
+        are named, not rewritten.
         """
         with self.engine.begin() as c:
             c.execute(t.meta.delete().where(t.meta.c.key == _CERT))
@@ -94,13 +101,13 @@ class Certificates:
                 if not tp.changes:
                     targets.append(tp)
                     continue
-                changes = _stored(c, tp, kept)
-                stored[tp.target] = meta_of(changes)
+                changes, names = _stored(c, tp, kept)
+                stored[tp.target] = {**meta_of(changes), "chunks": names}
                 targets.append(replace(tp, changes=changes))
             bare = replace(cert.plan, targets=tuple(replace(tp, changes=()) for tp in targets))
             body = {"key": cert.key, "source": dict(cert.source), "plan": bare.to_json(), "stored": stored}
             c.execute(t.meta.insert().values(key=_CERT, value=json.dumps(body, ensure_ascii=False)))
-            named = [m["ref"] for m in stored.values()] + _prints_parts(c, cert.source)
+            named = [n for m in stored.values() for n in m["chunks"]] + _prints_parts(c, cert.source)
             c.execute(t.plan_parts.delete().where(t.plan_parts.c.part.not_in(named)))
         return replace(cert.plan, targets=tuple(targets))
 
@@ -182,29 +189,28 @@ def _prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
         return [ref]
 
 
-def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> StoredChanges:
-    """A target's changes as stored: the copy already in the store, or a new one written now."""
-    changes = tp.changes
-    if isinstance(changes, StoredChanges) and changes.ref in kept:
-        return changes
-    if not isinstance(changes, StoredChanges):
-        changes = encode(changes, keep=True)
-    ref = secrets.token_hex(8)
-    c.execute(
-        t.plan_parts.insert(),
-        [{"part": ref, "seq": i, "body": chunk} for i, chunk in enumerate(changes.chunks)],
-    )
-    kept.add(ref)
-    return changes.with_ref(ref)
+def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> tuple[StoredChanges, list[str]]:
+    """A target's changes as stored, and the names of their chunks; chunks not stored yet written now."""
+    changes = tp.changes if isinstance(tp.changes, StoredChanges) else encode(tp.changes, keep=True)
+    names = [_CHUNK + hashlib.blake2b(b, digest_size=12).hexdigest() for b in changes.chunks]
+    rows = []
+    for name, body, persons in zip(names, changes.chunks, changes.chunk_persons):
+        if name not in kept:
+            rows.append({"part": name, "seq": 0, "body": body})
+            rows.append({"part": name, "seq": 1, "body": pack_persons(persons)})
+            kept.add(name)
+    if rows:
+        c.execute(t.plan_parts.insert(), rows)
+    return changes, names
 
 
-def _chunks(c: sa.Connection, refs: list[str]) -> dict[str, tuple[bytes, ...]]:
-    """The stored chunks of these parts, in order, by part."""
-    if not refs:
+def _parts(c: sa.Connection, names: list[str]) -> dict[str, list[bytes]]:
+    """The bodies of these parts, in order, by part."""
+    if not names:
         return {}
     p = t.plan_parts.c
-    rows = c.execute(sa.select(p.part, p.body).where(p.part.in_(refs)).order_by(p.part, p.seq))
+    rows = c.execute(sa.select(p.part, p.body).where(p.part.in_(set(names))).order_by(p.part, p.seq))
     out: dict[str, list[bytes]] = defaultdict(list)
     for part, body in rows:
         out[part].append(bytes(body))
-    return {k: tuple(v) for k, v in out.items()}
+    return out
