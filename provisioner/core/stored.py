@@ -246,8 +246,8 @@ def pack_persons(persons: frozenset[str]) -> bytes:
 
 
 def unpack_persons(body: bytes) -> frozenset[str]:
-    """Inverse of pack_persons (ValueError, zlib.error: unreadable)."""
+    """Inverse of pack_persons (ValueError, TypeError, zlib.error: unreadable)."""
     keys = json.loads(zlib.decompress(body).decode("utf-8", "surrogatepass"))
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+    if not isinstance(keys, list):
         raise ValueError("a chunk's persons are not a list of keys")
-    return frozenset(keys)
+    return frozenset(keys)  # TypeError for a list or an object among them (pack_persons writes text)
