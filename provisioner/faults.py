@@ -29,10 +29,12 @@ _passed: Counter[str] = Counter()  # times this process passed each site (a coun
 
 def point(site: str) -> None:
     """A place a run may be killed or held; see the module docstring."""
-    for slow in filter(None, os.environ.get(SLOW_ENV, "").split(",")):
-        at, _, seconds = slow.rpartition("@")
-        if site == at:
-            time.sleep(float(seconds))
+    held = os.environ.get(SLOW_ENV)  # passed once per change: nothing more is done when unset
+    if held:
+        for slow in held.split(","):
+            at, _, seconds = slow.rpartition("@")
+            if site == at:
+                time.sleep(float(seconds))
     spec = os.environ.get(ENV)
     if not spec:
         return

@@ -374,21 +374,25 @@ def _not_exported(
     doing, not a failure: the target stays interrupted and every change is planned again,
     as when nothing was accepted.
     """
-    carried = exp.exported(run_id)
-    if accepted and not carried:  # no delta file carries them: not applied
+    if exp.exported(run_id):  # a delta file carries them: applied after all, the full file failed
+        _export_failed(res, exc, tlog)
+        return accepted
+    if accepted:
         exports.drop(store, tp.target, run_id)
-    if res.status == TargetOutcome.INTERRUPTED and not carried:
+    if res.status == TargetOutcome.INTERRUPTED:
         tlog.warning("files not written; the target was stopped before they could be whole", error=str(exc))
         return []
+    _export_failed(res, exc, tlog)
+    for change, _, _ in accepted:  # not applied: planned again next run
+        writer.failed(change, ChangeResult.FAILED, f"files not written: {exc}")
+    res.failed += len(accepted)
+    return []
+
+
+def _export_failed(res: TargetResult, exc: Exception, tlog: Any) -> None:
     res.status = TargetOutcome.FAILED
     res.errors.append(f"files not written: {exc}")
     tlog.error("writing the files failed", error=str(exc))
-    if accepted and not carried:
-        for change, _, _ in accepted:
-            writer.failed(change, ChangeResult.FAILED, f"files not written: {exc}")
-        res.failed += len(accepted)
-        return []
-    return accepted
 
 
 def _deliver(exp: Exporter, res: TargetResult, tlog: Any) -> None:

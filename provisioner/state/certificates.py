@@ -64,8 +64,8 @@ class Certificates:
                 cert = Certificate(str(d["key"]), dict(d["source"]), plan)
             except (ValueError, KeyError, TypeError, AttributeError):
                 return None
-            names = [n for m in stored.values() if isinstance(m, dict) for n in m.get("chunks", ())]
-            parts = _parts(c, [n for n in names if isinstance(n, str)])
+            wanted = [n for m in stored.values() if isinstance(m, dict) for n in m.get("chunks", ())]
+            parts = _parts(c, [n for n in wanted if isinstance(n, str)])
         targets = []
         for tp in plan.targets:
             meta = stored.get(tp.target)
@@ -94,7 +94,8 @@ class Certificates:
             if cert is None:  # the person fingerprints stay: the next certificate keeps those of its source
                 c.execute(t.plan_parts.delete().where(~_is_prints(t.plan_parts.c.part)))
                 return None
-            kept = {r for (r,) in c.execute(sa.select(t.plan_parts.c.part).distinct())}
+            part = t.plan_parts.c.part
+            kept = {r for (r,) in c.execute(sa.select(part).where(part.like(_CHUNK + "%")).distinct())}
             targets: list[TargetPlan] = []
             stored: dict[str, dict[str, Any]] = {}
             for tp in cert.plan.targets:
@@ -128,7 +129,7 @@ class Certificates:
             prints.ident,
             *(prints.whole[at : at + step] for at in range(0, len(prints.whole), step)),
         ]
-        names = [_PIECE + hashlib.blake2b(b, digest_size=12).hexdigest() for b in bodies]
+        names = [_named(_PIECE, b) for b in bodies]
         index = json.dumps({"ids": names[0], "ident": names[1], "whole": names[2:]}).encode()
         p = t.plan_parts.c
         with self.engine.begin() as c:
@@ -158,10 +159,7 @@ class Certificates:
                 names = [index["ids"], index["ident"], *index["whole"]]
             except (ValueError, KeyError, TypeError):
                 return None
-            pieces = {
-                part: bytes(body)
-                for part, body in c.execute(sa.select(p.part, p.body).where(p.part.in_(names)))
-            }
+            pieces = {part: bodies[0] for part, bodies in _parts(c, names).items()}
         if not all(n in pieces for n in names):
             return None
         ids = tuple(zlib.decompress(pieces[names[0]]).decode("utf-8", "surrogatepass").split("\x00"))
@@ -189,10 +187,15 @@ def _prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
         return [ref]
 
 
+def _named(prefix: str, body: bytes) -> str:
+    """The name of a part holding ``body``: by its content, so the same body is stored once."""
+    return prefix + hashlib.blake2b(body, digest_size=12).hexdigest()
+
+
 def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> tuple[StoredChanges, list[str]]:
     """A target's changes as stored, and the names of their chunks; chunks not stored yet written now."""
     changes = tp.changes if isinstance(tp.changes, StoredChanges) else encode(tp.changes, keep=True)
-    names = [_CHUNK + hashlib.blake2b(b, digest_size=12).hexdigest() for b in changes.chunks]
+    names = [_named(_CHUNK, b) for b in changes.chunks]
     rows = []
     for name, body, persons in zip(names, changes.chunks, changes.chunk_persons):
         if name not in kept:
