@@ -109,7 +109,9 @@ def test_local_import_dry_run_then_apply_and_list_round_trip(demo: Path, tmp_pat
 
 def test_lock_and_unlock_through_the_cli(demo: Path, tmp_path: Path) -> None:  # noqa: F811
     cfg = copy_demo(demo, tmp_path)
-    p = bas("lock", "sarnae", "--reason", "misuse", "--until", END, "--by", "ola", config=cfg)
+    # The demo SIS is generated for today's date, so P0000151's username changes from day to day.
+    user = json.loads(bas("person", "show", "P0000151", "--json", config=cfg).stdout)["identity"]["username"]
+    p = bas("lock", user, "--reason", "misuse", "--until", END, "--by", "ola", config=cfg)
     assert f"locked P0000151 in ad, m365: locked by ola until {END}: misuse" in p.stdout
     assert "itslearning, feide cannot disable an account: left as they are" in p.stdout
     changes = _changes(_plan(cfg), "P0000151")
@@ -117,28 +119,28 @@ def test_lock_and_unlock_through_the_cli(demo: Path, tmp_path: Path) -> None:  #
         assert changes[target][-1] == ("disable", f"locked by ola until {END}: misuse")
     assert "itslearning" not in changes and "feide" not in changes
     assert not any(op == "delete" for ops in changes.values() for op, _ in ops)
-    show = bas("person", "show", "sarnae", config=cfg).stdout
+    show = bas("person", "show", user, config=cfg).stdout
     assert f"LOCKED     in every target that can disable since {TODAY.isoformat()}" in show
     assert f"locked by ola until {END}: misuse" in show
     # expiry: the day after --until nothing is disabled any more
     after = (dt.date.fromisoformat(END) + dt.timedelta(days=1)).isoformat()
     changes = _changes(_plan(cfg, "--as-of", after), "P0000151")
     assert not any(op == "disable" for ops in changes.values() for op, _ in ops)
-    bas("unlock", "sarnae", "--target", "ad", "--by", "kari", config=cfg)
+    bas("unlock", user, "--target", "ad", "--by", "kari", config=cfg)
     changes = _changes(_plan(cfg), "P0000151")
     assert [op for op, _ in changes["ad"]] == ["create"] and changes["m365"][-1][0] == "disable"
     bas("unlock", "238420" + "x", config=cfg, check=1)  # nobody by that NIN
     bas("unlock", "P0000151", "--by", "kari", config=cfg)
     assert "disable" not in {op for ops in _changes(_plan(cfg), "P0000151").values() for op, _ in ops}
-    p = bas("unlock", "sarnae", config=cfg, check=1)
+    p = bas("unlock", user, config=cfg, check=1)
     assert "is not locked" in p.stderr
-    show = bas("person", "show", "sarnae", config=cfg).stdout
+    show = bas("person", "show", user, config=cfg).stdout
     assert "was locked" in show and "unlocked" in show and "by kari" in show
-    audit = json.loads(bas("local", "audit", "sarnae", "--json", config=cfg).stdout)
+    audit = json.loads(bas("local", "audit", user, "--json", config=cfg).stdout)
     assert [(r["action"], r["by"]) for r in audit] == [
         ("lock", "ola"),
         ("unlock", "kari"),  # the lock on every target, released for ad ...
         ("lock", "kari"),  # ... kept on m365
         ("unlock", "kari"),
     ]
-    bas("lock", "sarnae", "--reason", "x", "--target", "feide", config=cfg, check=2)
+    bas("lock", user, "--reason", "x", "--target", "feide", config=cfg, check=2)
