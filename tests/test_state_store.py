@@ -22,10 +22,11 @@ from provisioner.core.derive import derive
 from provisioner.core.diff import diff_target, needs_details
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject
-from provisioner.core.plan import CORE, Op, Plan, TargetPlan
+from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.core.rows import digest
 from provisioner.run import runner
 from provisioner.state import schema as t
+from provisioner.state import writer
 from provisioner.state.common import now_iso
 from provisioner.state.runs import LockHeld
 from provisioner.state.store import StateStore
@@ -311,3 +312,35 @@ def test_many_creates_replace_a_deleted_row_and_insert_the_new_ones(tmp_path: Pa
     assert len(objs) == 60
     assert objs["p0"]["status"] == "active" and objs["p0"]["attrs"] == {"name": "new"}
     store.close()
+
+
+@pytest.mark.parametrize("creates", [3, writer._READ_ALL + 1], ids=["a few", "more than one query each"])
+def test_apply_core_adds_to_the_historic_base_only_what_it_lacks(store: StateStore, creates: int) -> None:
+    """Usernames and NINs the base holds already are not inserted again (a first run
+    issues ~250,000 at once: then the base is read in one go, not 500 at a time)."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            t.usernames.insert().values(
+                username="u00001", person_id=None, nin=None, origin="reserved", created_at=now_iso()
+            )
+        )
+    changes = [
+        Change(
+            target=CORE,
+            op=Op.CREATE,
+            kind="person",
+            key=f"P{i:06d}",
+            person_id=f"P{i:06d}",
+            reason="active in SIS",
+            attrs={"username": f"u{i:05d}", "display_name": f"Person {i}"},
+        )
+        for i in range(creates)
+    ]
+    assert writer.apply_core(store, changes, "run-1", "2026-12-01") == creates
+    with store.engine.connect() as conn:
+        rows = dict(conn.execute(sa.select(t.usernames.c.username, t.usernames.c.person_id)).all())
+        idents = conn.execute(sa.select(sa.func.count()).select_from(t.identities)).scalar()
+    assert len(rows) == creates
+    assert rows["u00001"] is None  # still the reservation, not issued a second time
+    assert rows["u00000"] == "P000000" and rows[f"u{creates - 1:05d}"] == f"P{creates - 1:06d}"
+    assert idents == creates

@@ -17,10 +17,10 @@ school ("", the owner's admins only).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from provisioner.core.jsontext import canonical
 from provisioner.core.model import SIS_GROUP_KINDS, DataError, DesiredGroup, DesiredPerson
 
 
@@ -30,7 +30,7 @@ def fold(text: str) -> str:
 
 
 def _digest(value: object) -> str:
-    raw = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    raw = canonical(value)
     return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
 
 

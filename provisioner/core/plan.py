@@ -8,13 +8,13 @@ guarded by the state cookie it carries.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from provisioner.core.jsontext import compact, loads
 from provisioner.core.model import DataError, record_of
 
 PLAN_FORMAT = 1
@@ -274,9 +274,9 @@ class Plan:
 
     def dumps(self) -> str:
         """The plan as JSON text."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        return compact(self.to_json())
 
     @classmethod
     def loads(cls, text: str) -> Plan:
         """Parse a plan saved by ``dumps``."""
-        return cls.from_json(json.loads(text))
+        return cls.from_json(loads(text))

@@ -8,24 +8,24 @@ of a target object's content: equal digests mean nothing to change.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from provisioner.core.jsontext import canonical
 from provisioner.core.states import IdentityStatus, ObjectStatus
-
-_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def dumps(value: Any) -> str:
     """Canonical JSON: the same data always gives the same text (and digest)."""
-    return _ENCODER.encode(value)
+    return canonical(value)
 
 
 def digest(kind: str, attrs: Mapping[str, Any], members: Iterable[Iterable[str]] | None) -> str:
     """Hash of what a target object holds; equal digests mean nothing to change."""
-    return digest_json(kind, dumps(attrs), None if members is None else dumps([list(m) for m in members]))
+    if members is not None and not isinstance(members, tuple):
+        members = [list(m) for m in members]  # a tuple of pairs is written as it is
+    return digest_json(kind, dumps(attrs), None if members is None else dumps(members))
 
 
 def digest_json(kind: str, attrs_json: str, members_json: str | None) -> str:

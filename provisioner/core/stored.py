@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
+from provisioner.core.jsontext import compact, loads
 from provisioner.core.plan import DESTRUCTIVE_OPS, Change, Op
 
 CHUNK = 5_000  # changes per compressed chunk: bounds the memory of encoding a large plan
@@ -198,7 +199,7 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
 
 def _decode(chunk: bytes) -> Iterator[Change]:
     text = zlib.decompress(chunk).decode("utf-8", "surrogatepass")
-    return (Change.from_json(d) for d in json.loads(text))
+    return (Change.from_json(d) for d in loads(text))
 
 
 def _destructive(changes: Iterable[Change]) -> set[tuple[str, str]]:
@@ -210,7 +211,7 @@ def _member_removals(changes: Iterable[Change]) -> int:
 
 
 def _compress(batch: list[dict[str, Any]]) -> bytes:
-    text = json.dumps(batch, ensure_ascii=False, separators=(",", ":"))
+    text = compact(batch)
     return zlib.compress(text.encode("utf-8", "surrogatepass"), _LEVEL)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,7 +46,9 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in cols)})"
         f" VALUES ({', '.join([mark] * len(cols))})"
     )
-    conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows])
+    # itemgetter makes each row's tuple in C: a first run inserts about two million rows.
+    values = itemgetter(*cols)
+    conn.exec_driver_sql(sql, [values(r) for r in rows] if len(cols) > 1 else [(r[cols[0]],) for r in rows])
 
 
 def contains(text: str) -> str:

@@ -6,13 +6,13 @@ The writer (provisioner/state/writer.py) is what changes them, one batch per tra
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from sys import intern
 from typing import Any
 
 import sqlalchemy as sa
 
+from provisioner.core.jsontext import loads
 from provisioner.core.plan import CORE
 from provisioner.core.rows import IndexRow
 from provisioner.core.states import ObjectStatus
@@ -52,7 +52,7 @@ class Objects:
                     o.target == target, o.key.in_(keys[i : i + CHUNK])
                 )
                 for k, a, m in c.execute(q):
-                    out[k] = (json.loads(a), None if m is None else [tuple(x) for x in json.loads(m)])
+                    out[k] = (loads(a), None if m is None else [tuple(x) for x in loads(m)])
         return out
 
     def iterate(self, target: str) -> Iterator[dict[str, Any]]:
@@ -68,9 +68,9 @@ class Objects:
                     "key": key,
                     "anchor": anchor,
                     "status": _STATUS[status],
-                    "attrs": json.loads(a),
+                    "attrs": loads(a),
                     # Interned: a person is in several groups and roles repeat (~1M pairs).
-                    "members": None if m is None else [(intern(p), intern(r)) for p, r in json.loads(m)],
+                    "members": None if m is None else [(intern(p), intern(r)) for p, r in loads(m)],
                     "username": u,
                 }
 
@@ -90,7 +90,7 @@ class Objects:
         with self.engine.connect() as c:
             rows = [dict(r) for r in c.execute(q).mappings()]
         for r in rows:
-            r["attrs"] = json.loads(r["attrs"])
+            r["attrs"] = loads(r["attrs"])
         return rows
 
     def groups_of(self, person_id: str) -> list[tuple[str, str, dict[str, Any]]]:
@@ -98,4 +98,4 @@ class Objects:
         o = t.objects.c
         q = sa.select(o.target, o.key, o.attrs).where(o.kind == "group", o.members.like(f'%"{person_id}"%'))
         with self.engine.connect() as c:
-            return [(target, key, json.loads(attrs)) for target, key, attrs in c.execute(q)]
+            return [(target, key, loads(attrs)) for target, key, attrs in c.execute(q)]

@@ -26,6 +26,7 @@ from provisioner.state import schema as t
 from provisioner.state.common import CHUNK, bulk_insert, now_iso
 from provisioner.state.store import StateStore
 
+_READ_ALL = 20 * CHUNK  # more values to look up than this: read the whole column once
 _EMPTY_RECORD: Mapping[str, Any] = {}  # a new password's changelog row: no attributes
 
 
@@ -344,6 +345,12 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
 
 
 def _existing(conn: sa.Connection, col: sa.Column, values: list[str]) -> set[str]:
+    """Which of ``values`` the column holds already."""
+    if len(values) > _READ_ALL:
+        # A first run issues a username to everyone: one read of the column costs less
+        # than a query per 500 of them (a historic base holds one row per person ever).
+        wanted = set(values)
+        return {v for (v,) in conn.execute(sa.select(col)) if v in wanted}
     out: set[str] = set()
     for i in range(0, len(values), CHUNK):
         out.update(r[0] for r in conn.execute(sa.select(col).where(col.in_(values[i : i + CHUNK]))))
