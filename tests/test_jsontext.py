@@ -6,6 +6,7 @@ a single differing byte would plan an update of every object of every target.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -72,8 +73,6 @@ def test_a_stored_digest_is_the_one_the_standard_library_made() -> None:
     # The digest of a Feide person with hostile text, as every earlier version stored it.
     attrs = {"cn": 'Åse "Ø" Grønlie, jr.', "uid": "aasgro", "eduPersonAffiliation": ["member", "student"]}
     members = (("P1", "student"), ("P2", "teacher"))
-    import hashlib
-
     body = f"person\x00{SORTED.encode(attrs)}\x00{SORTED.encode([list(m) for m in members])}"
     assert digest("person", attrs, members) == hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
     assert digest("person", attrs, iter(members)) == digest("person", attrs, members)

@@ -61,5 +61,5 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
     try:
         return orjson.loads(text)
-    except ValueError:  # orjson.JSONDecodeError: a lone surrogate, NaN, a huge integer, or not JSON
+    except ValueError:  # orjson.JSONDecodeError: a lone surrogate, NaN or Infinity, or not JSON
         return json.loads(text)
