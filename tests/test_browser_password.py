@@ -25,7 +25,7 @@ from tests.fake_oidc import FakeOidc
 from tests.sisbuilder import Sis
 from tests.slapd_server import _make_certs
 from tests.test_password_ad import initial_password
-from tests.webenv import PASSWORD, SCHOOL, SCHOOL_ID, Console, _wait, _web_toml, free_port
+from tests.webenv import PASSWORD, SCHOOL, SCHOOL_ID, Console, _wait, _web_toml, free_port, stop
 
 pytestmark = pytest.mark.browser
 DAY = "2025-10-01"
@@ -70,11 +70,14 @@ def console(tmp_path: Path, samba_dc, test_ca: tuple[Path, Path]) -> Iterator[tu
         _wait(c, proc)
         yield c, env
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
-        fake.close()
-        env.close()
+        # Whatever happens, the test's AD objects go: group names are unique in the whole
+        # domain, so a group left behind would make the next AD test's sync fail.
+        try:
+            if proc is not None:
+                stop(proc)
+        finally:
+            fake.close()
+            env.close()
 
 
 def test_a_school_admin_resets_a_pupils_password_and_it_binds(

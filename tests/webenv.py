@@ -187,13 +187,22 @@ def start_console(
         _wait(c, proc)
         yield c
     finally:
-        proc.terminate()
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        fake.close()
-        shutil.rmtree(folder, ignore_errors=True)
+            stop(proc)
+        finally:
+            fake.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a `bas web` started by a test: SIGTERM, then SIGKILL if it has not ended in 30 s
+    (a loaded CI machine), so a teardown never fails before it has cleaned up."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _wait(c: Console, proc: subprocess.Popen) -> None:

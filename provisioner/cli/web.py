@@ -13,6 +13,9 @@ import click
 from provisioner import config as config_mod
 from provisioner.cli.common import fail
 
+# seconds a stop waits for requests in flight
+STOP_GRACE_SECONDS = 5
+
 
 @click.command("web")
 @click.pass_obj
@@ -44,5 +47,15 @@ def web_command(c: Any) -> None:
     click.echo(
         f"bas web: listening on {'https' if tls else 'http'}://{host}:{port}, public URL {w.public_url}"
     )
-    # No access log: the callback's query string holds the authorization code.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **tls)
+    # No access log: the callback's query string holds the authorization code. A stop
+    # (SIGTERM, `systemctl stop`) waits at most a few seconds for requests in flight (a
+    # changelog download) before it closes them.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=STOP_GRACE_SECONDS,
+        **tls,
+    )

@@ -162,6 +162,8 @@ def mask_nins(text: str) -> str:
     ``_valid_mask``, but found with bytes operations in C: every changelog row passes here
     (about a million on an Oslo-size first run), and the regular expression costs ~10x more.
     """
+    if len(text) < 11:  # a key or username: too short to hold one
+        return text
     raw = text.encode("utf-8", "surrogatepass")
     marked = raw.translate(_DIGITS_MARKED)
     i = marked.find(_RUN11)

@@ -23,7 +23,7 @@ from provisioner.core.rows import IndexRow, ObjectRow, digest_json, dumps
 from provisioner.core.states import ChangeResult, IdentityStatus, Origin
 from provisioner.core.transitions import transition
 from provisioner.state import schema as t
-from provisioner.state.common import CHUNK, bulk_insert, now_iso
+from provisioner.state.common import CHUNK, bulk_insert, changelog_transaction, now_iso
 from provisioner.state.store import StateStore
 
 _READ_ALL = 20 * CHUNK  # more values to look up than this: read the whole column once
@@ -217,7 +217,7 @@ class TargetWriter:
         ]
         stored = [k for k in keys if k not in self._new]
         self._new.difference_update(keys)
-        with self.store.engine.begin() as conn:
+        with changelog_transaction(self.store.engine) as conn:
             for i in range(0, len(stored), CHUNK):
                 conn.execute(
                     t.objects.delete().where(o.target == self.target, o.key.in_(stored[i : i + CHUNK]))
@@ -262,7 +262,7 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
         return 0
     stamp = now_iso()
     i_c, u_c, n_c = t.identities.c, t.usernames.c, t.person_nins.c
-    with store.engine.begin() as conn:
+    with changelog_transaction(store.engine) as conn:
         known_users = _existing(
             conn, u_c.username, [c.attrs["username"] for c in changes if "username" in c.attrs]
         )
