@@ -8,7 +8,7 @@ What it does, in a work folder (``--workdir``):
 
 1. generates an Oslo-size SIS (``demo.data.generate(..., OSLO, seed=1, as_of=today)``, as
    benchmarks/bench_pipeline.py does) and times the bare SELECT of every source table
-   (``bench_pipeline.bare_select``: the sqlite3 driver alone), the baseline of the ratios;
+   (``bench_pipeline.bare_select``: the sqlite3 driver alone, fastest of three), the baseline;
 2. writes a config like bench_pipeline's: itslearning and Feide (file targets) apply, AD
    and Microsoft 365 stay in ``mode = "plan"`` (as owners roll BAS out), ``[daemon]
    interval_seconds`` as given (60) and a ``full_cron`` that does not fire during the run
