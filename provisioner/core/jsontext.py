@@ -24,7 +24,6 @@ back as a float, so text with a run of 19 digits or more is read by the standard
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -33,9 +32,11 @@ _SORTED = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", 
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _SORT_KEYS = orjson.OPT_SORT_KEYS
 # 19 digits in a row: maybe an integer orjson would read as a float (or a long number in
-# a text, which the standard library reads as well, only slower)
-_LONG = re.compile(r"[0-9]{19}")
-_LONG_BYTES = re.compile(rb"[0-9]{19}")
+# a text, which the standard library reads as well, only slower). Found by marking every
+# digit with 0xFF, a byte UTF-8 never holds, and looking for a run of 19 marks: ten times
+# faster than a regular expression on a plan's stored chunks (megabytes of text).
+_DIGITS_MARKED = bytes.maketrans(b"0123456789", b"\xff" * 10)
+_RUN19 = b"\xff" * 19
 
 
 def canonical(value: Any) -> str:
@@ -56,8 +57,8 @@ def compact(value: Any) -> str:
 
 def loads(text: str | bytes) -> Any:
     """The value of JSON text (ValueError when it is not JSON)."""
-    long = _LONG_BYTES.search(text) if isinstance(text, bytes) else _LONG.search(text)
-    if long is not None:
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    if raw.translate(_DIGITS_MARKED).find(_RUN19) >= 0:
         return json.loads(text)
     try:
         return orjson.loads(text)
