@@ -24,8 +24,9 @@ from provisioner.core.jsontext import compact, loads
 from provisioner.core.plan import DESTRUCTIVE_OPS, Change, Op
 
 # Changes per compressed chunk: bounds the memory of encoding a large plan, and what a
-# patch for one person decodes and encodes again in a plan-only target (5,000 made that
-# 0.2 s of a 2.4 s one-person plan at Oslo size; 1,000 takes 0.05 s, same quiet run).
+# patch for one person decodes and encodes again in a plan-only target (at Oslo size a
+# one-person plan took 2.37-2.45 s with 5,000 and 2.21-2.32 s with 1,000; the quiet run
+# 1.69 s with either).
 CHUNK = 1_000
 _LEVEL = 1  # zlib's fastest level: JSON of changes still shrinks about tenfold
 _PERSON_KINDS = frozenset({"person", "identity"})
