@@ -36,6 +36,7 @@ from provisioner.core.model import (
     SourceSnapshot,
     StudentEnrollment,
 )
+from provisioner.core.rows import shared
 from provisioner.source_config import SqlSourceConfig
 from sources.base import FACT_TABLES, Source, SourceError, digest_text
 
@@ -219,8 +220,13 @@ def _run(conn: sa.Connection, name: str, query: str) -> tuple[list[str], list[An
         raise SourceError(f"source query {name!r} returned text the driver cannot decode: {exc}") from exc
 
 
-def _convert(name: str, cols: list[str], rows: list[Any], digest: str) -> tuple[tuple[Any, ...], str]:
-    """One query's driver rows as model records (SourceError for a missing column), with their digest."""
+def _convert(
+    name: str, cols: list[str], rows: list[Any], digest: str, pool: dict[str, str] | None = None
+) -> tuple[tuple[Any, ...], str]:
+    """One query's driver rows as model records (SourceError for a missing column), with their digest.
+
+    ``pool``: text columns of ``_SHARED`` hold one string object per value (rows.shared).
+    """
     model, convs = _SHAPES[name]
     present = _columns(name, cols)
     idx = [cols.index(f) for f in present]
@@ -230,18 +236,43 @@ def _convert(name: str, cols: list[str], rows: list[Any], digest: str) -> tuple[
     # Column-wise: transpose in C, convert only columns whose values need it, rebuild.
     columns = list(zip(*rows))
     out_cols: list[tuple[Any, ...]] = []
-    for i, c in zip(idx, conv):
+    for field, i, c in zip(present, idx, conv):
         col = columns[i]
         types = _types(col)
         if types <= _AS_READ.get(c, frozenset()):
-            out_cols.append(col)  # the driver's values are already what the model holds
+            pass  # the driver's values are already what the model holds
         elif c is _iso and types <= _STR_TYPES and all(len(v) == 10 for v in col if v is not None):
-            out_cols.append(col)  # already ISO dates as text (SQLite)
+            pass  # already ISO dates as text (SQLite)
         else:
-            out_cols.append(tuple(map(c, col)))
+            col = tuple(map(c, col))
+            types = _types(col)
+        if pool is not None and field in _SHARED and types <= _STR_TYPES:
+            col = shared(col, pool)
+        out_cols.append(col)
     # An optional column the query does not return (an override written before it existed)
     # takes the model's default.
     return tuple(map(model, *_with_defaults(model, present, out_cols))), digest
+
+
+# Columns whose values repeat (ids other tables refer to, codes, days): one string per value
+# (provisioner.core.rows.shared).
+# Names, NINs and contact details are nearly all distinct: sharing them cost more than it saved.
+_SHARED = frozenset(
+    {
+        "person_id",
+        "guardian_id",
+        "student_id",
+        "school_id",
+        "group_id",
+        "role",
+        "kind",
+        "subject_code",
+        "start_date",
+        "end_date",
+        "programme",
+        "programme_area",
+    }
+)
 
 
 def _columns(name: str, cols: list[str]) -> list[str]:
@@ -359,12 +390,13 @@ class _Rows(Fetched):
         self._done: dict[str, tuple[Any, ...]] = {}
         self._key_columns: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._converted: set[tuple[str, str]] = set()  # key columns the driver gave in another type
+        self._pool: dict[str, str] = {}  # one string object per text value, across tables
         self.digests = {name: d for name, (_, _, d) in fetched.items()}
 
     def table(self, name: str) -> tuple[Any, ...]:
         if name not in self._done:
             cols, rows, d = self._raw[name]
-            self._done[name] = _convert(name, cols, rows, d)[0]
+            self._done[name] = _convert(name, cols, rows, d, self._pool)[0]
         return self._done[name]
 
     def where(self, name: str, column: str, values: Collection[object]) -> tuple[Any, ...]:
@@ -405,6 +437,7 @@ class _Rows(Fetched):
             del self._raw[name]
         self._done.clear()
         self._key_columns.clear()  # the snapshot holds the records now: nothing here keeps them alive
+        self._pool = {}
         return SourceSnapshot(**data, digests=self.digests)
 
 

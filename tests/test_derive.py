@@ -211,6 +211,16 @@ def test_school_wide_groups_and_members() -> None:
     assert groups[school_group_key("SOR", "students")].name == "SORBY students"
 
 
+def test_a_member_in_many_groups_is_one_pair() -> None:
+    """Every group listing (person, role) holds the same tuple: a pupil is in five or six."""
+    s = base().student("S", "SOR").employee("T", "SOR")
+    s.group("G1", "SOR", "basis", "6A", members=[("S", "student"), ("T", "teacher")])
+    s.group("G2", "SOR", "teaching", "6A math", members=[("S", "student")], subject="MAT0006")
+    groups = run(s).state.groups
+    pairs = [m for g in groups.values() for m in g.members if m == ("S", STUDENT)]
+    assert len(pairs) >= 2 and all(p is pairs[0] for p in pairs)
+
+
 def test_sis_group_period_and_active_members_only() -> None:
     s = base().student("S", "NORD").student("GONE", "NORD", end="2025-09-01").employee("T", "NORD")
     s.group("G1", "NORD", "basis", "6A", members=[("S", "student"), ("GONE", "student"), ("T", "teacher")])

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from provisioner.core import jsontext
-from provisioner.core.rows import digest
+from provisioner.core.rows import digest, shared
 
 SORTED = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -76,3 +76,17 @@ def test_a_stored_digest_is_the_one_the_standard_library_made() -> None:
     body = f"person\x00{SORTED.encode(attrs)}\x00{SORTED.encode([list(m) for m in members])}"
     assert digest("person", attrs, members) == hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
     assert digest("person", attrs, iter(members)) == digest("person", attrs, members)
+
+
+@given(st.lists(st.lists(st.one_of(st.none(), st.sampled_from(["a", "bb", "student", ""]), st.text()))))
+def test_shared_columns_hold_the_same_values_one_object_per_value(columns: list[list[str | None]]) -> None:
+    """rows.shared: every column reads the same, and equal text is one object across columns."""
+    pool: dict[Any, Any] = {}
+    # Built from pieces, so that equal values are (mostly) distinct objects before sharing.
+    made = [tuple(None if v is None else "".join(list(v)) for v in col) for col in columns]
+    out = [shared(col, pool) for col in made]
+    assert out == made
+    first: dict[str | None, int] = {}
+    for col in out:
+        for v in col:
+            assert id(v) == first.setdefault(v, id(v))

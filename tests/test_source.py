@@ -63,6 +63,42 @@ def test_small_sis_round_trips_through_the_database(source_url: str) -> None:
     assert _sorted(snap) == _sorted(sis.snapshot())
 
 
+def test_repeated_text_is_one_object_and_reads_the_same(source_url: str) -> None:
+    """Ids other tables refer to, roles and days are one string per value; values unchanged."""
+    sis = small_sis()
+    sis.write(source_url)
+    snap = read_snapshot(source_engine(source_url))
+    assert _sorted(snap) == _sorted(sis.snapshot())
+    ids = {p.person_id: p.person_id for p in snap.persons}
+    assert snap.memberships and all(m.person_id is ids[m.person_id] for m in snap.memberships)
+    assert all(e.person_id is ids[e.person_id] for e in snap.enrollments)
+    assert len({id(m.role) for m in snap.memberships}) == len({m.role for m in snap.memberships})
+    group_ids = {g.group_id: g.group_id for g in snap.groups}
+    assert all(m.group_id is group_ids[m.group_id] for m in snap.memberships)
+    schools = {s.school_id: s.school_id for s in snap.schools}
+    assert all(g.school_id is schools[g.school_id] for g in snap.groups)
+
+
+def test_an_id_the_driver_gives_as_a_number_is_shared_as_text(tmp_path: Path) -> None:
+    """SQLite keeps a column's values in any type: an id stored as 1001 in one table and as
+    '1001' in another is the same text (ints and bools, being equal keys, are never pooled)."""
+    path = tmp_path / "sis.db"
+    small_sis().write(f"sqlite:///{path}")
+    _corrupt_sqlite(
+        path,
+        "UPDATE person SET person_id = 1001 WHERE person_id = 'S1'",
+        "UPDATE group_membership SET person_id = '1001' WHERE person_id = 'S1'",
+        "UPDATE student_enrollment SET person_id = 1001, main_school = 1 WHERE person_id = 'S1'",
+    )
+    snap = read_snapshot(source_engine(f"sqlite:///{path}"))
+    one = next(p.person_id for p in snap.persons if p.person_id == "1001")
+    assert type(one) is str
+    held = [m.person_id for m in snap.memberships if m.person_id == "1001"]
+    assert held and all(pid is one for pid in held)
+    enr = next(e for e in snap.enrollments if e.person_id == "1001")
+    assert enr.person_id is one and enr.main_school is True
+
+
 def test_override_with_columns_in_another_order_and_case(source_url: str) -> None:
     small_sis().write(source_url)
     queries = {

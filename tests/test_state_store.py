@@ -24,6 +24,7 @@ from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.core.rows import digest
+from provisioner.core.states import ObjectStatus
 from provisioner.run import runner
 from provisioner.state import schema as t
 from provisioner.state import writer
@@ -81,6 +82,7 @@ def test_store_reads_back_what_apply_wrote(store: StateStore, tmp_path: Path) ->
     sis = Sis().school("NORD", "974000001")
     for i in range(520):  # more than one chunk of keys
         sis.student(f"S{i:03d}", "NORD", "Ola", "Nordmann")
+    sis.group("G1", "NORD", "basis", "1A", members=[("S000", "student"), ("S001", "student")])
     sis.write(src)
     cfg = make_config(tmp_path, src, store.url, targets=("itslearning",))
     out = runner.sync(cfg, store, as_of=AS_OF)
@@ -93,6 +95,13 @@ def test_store_reads_back_what_apply_wrote(store: StateStore, tmp_path: Path) ->
     assert attrs["userid"] == "olanor" and members is None
     _, school_members = details["school:NORD:students"]
     assert len(school_members) == 520 and all(isinstance(m, tuple) for m in school_members)
+    # A member listed by several groups is read as one tuple (a pupil is in five or six).
+    listed = [m for _, ms in details.values() if ms for m in ms if m[0] == "S000"]
+    assert len(listed) >= 2 and all(m is listed[0] for m in listed)
+    # The index shares repeated text (kinds, days) and holds the values stored.
+    kinds = [r.kind for r in index.values() if r.kind == "person"]
+    assert all(k is kinds[0] for k in kinds)
+    assert {r.status for r in index.values()} == {ObjectStatus.ACTIVE}
     usernames = {store.identities.all()[f"S{i:03d}"].username for i in range(520)}
     assert len(usernames) == 520 and all(len(u) <= 20 for u in usernames)
     assert store.versions.current() == {CORE: 1, "itslearning": 1}

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from provisioner.core.jsontext import loads
 from provisioner.core.plan import CORE
-from provisioner.core.rows import IndexRow
+from provisioner.core.rows import IndexRow, shared
 from provisioner.core.states import ObjectStatus
 from provisioner.state import schema as t
 from provisioner.state.common import CHUNK
@@ -38,21 +38,43 @@ class Objects:
             q = q.where(o.key.in_(sorted(keys)))
         with self.engine.connect() as c:
             rows = c.execute(q).cursor.fetchall()  # raw driver rows: 150,000+ per target
-        status = _STATUS
-        return {r[0]: IndexRow(r[1], r[2], status[r[3]], *r[4:]) for r in rows}
+        if not rows:
+            return {}
+        keys_, kinds, anchors, states, since, digests, pids, users = zip(*rows)
+        del rows
+        # Column-wise, in C: the kinds and days repeat, so each row shares one string of them.
+        return dict(
+            zip(
+                keys_,
+                map(
+                    IndexRow,
+                    shared(kinds),
+                    anchors,
+                    map(_STATUS.__getitem__, states),
+                    shared(since),
+                    digests,
+                    pids,
+                    users,
+                ),
+            )
+        )
 
     def details(self, target: str, keys: Iterable[str]) -> dict[str, tuple[dict[str, Any], list | None]]:
         """Key -> (attrs, members) for the given keys of a target."""
         o = t.objects.c
         out: dict[str, tuple[dict[str, Any], list | None]] = {}
         keys = list(keys)
+        # One (person, role) tuple for every group that lists it: a run that moved pupils
+        # reads the members of ten thousand groups, a pupil in five or six of them.
+        pairs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         with self.engine.connect() as c:
             for i in range(0, len(keys), CHUNK):
                 q = sa.select(o.key, o.attrs, o.members).where(
                     o.target == target, o.key.in_(keys[i : i + CHUNK])
                 )
                 for k, a, m in c.execute(q):
-                    out[k] = (loads(a), None if m is None else [tuple(x) for x in loads(m)])
+                    members = None if m is None else [pairs.setdefault(p, p) for p in map(tuple, loads(m))]
+                    out[k] = (loads(a), members)
         return out
 
     def iterate(self, target: str) -> Iterator[dict[str, Any]]:
