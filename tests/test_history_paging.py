@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner.state import migrate
+from provisioner.state import common, migrate
 from provisioner.state import schema as t
 from provisioner.state.common import bulk_insert, changelog_transaction
 from provisioner.state.history import Filter
@@ -278,3 +278,21 @@ def test_migration_0007_indexes_the_membership_changes_already_written(db_url: s
         assert "changelog_members" not in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_bulk_insert_writes_every_row_of_several_slices(db_url: str) -> None:
+    """bulk_insert makes and sends its rows a slice at a time: none lost at a slice's edge."""
+    s = StateStore(db_url)
+    n = 2 * common._SLICE + 7
+    rows = [
+        {"nin": f"N{i:07d}", "person_id": f"P{i}", "first_seen": "2026-12-01T00:00:00.000000+00:00"}
+        for i in range(n)
+    ]
+    try:
+        with s.engine.begin() as c:
+            bulk_insert(c, t.person_nins, rows)
+        with s.engine.connect() as c:
+            got = c.execute(sa.select(t.person_nins.c.nin, t.person_nins.c.person_id)).all()
+        assert sorted(got) == sorted((r["nin"], r["person_id"]) for r in rows)
+    finally:
+        s.close()

@@ -12,9 +12,10 @@ far less often. Measured on the Oslo-size first run (benchmarks/bench_pipeline.p
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 RUN_THRESHOLDS = (200_000, 20, 10)
 
@@ -50,3 +51,15 @@ def run_collector() -> Iterator[None]:
     finally:
         gc.unfreeze()  # what ``paused`` froze is collected again as usual
         gc.set_threshold(*old)
+
+
+def release_freed() -> None:
+    """Give the pages the heap holds free back to the system (glibc's ``malloc_trim``).
+
+    Planning frees the snapshot and the derivation, but the allocator keeps most of the
+    pages they were in; the apply then runs beside the worker processes, whose memory
+    adds to this one's. At Oslo size this gave back about 100 MB before the apply. Where
+    the C library has no ``malloc_trim`` (musl, macOS) nothing happens.
+    """
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)

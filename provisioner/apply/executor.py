@@ -43,6 +43,7 @@ from connectors.base import (
 )
 from provisioner import faults
 from provisioner.apply.absent import Absent, Skipped, narrowed, note_absent
+from provisioner.apply.collector import release_freed
 from provisioner.apply.options import DEFAULT_BATCH, ApplyOptions
 from provisioner.apply.outcomes import DEFAULT_RETRY, STOPPED, RetryPolicy, outcomes
 from provisioner.apply.workers import Job, StopFlag, Workers, cores
@@ -134,6 +135,8 @@ def apply_plan(
             todo.append(tp)
 
     forked, local = _split(todo, connectors, store, options)
+    if forked:
+        release_freed()  # what planning freed, given back before workers add their own memory
     with Workers(stop) as workers:
         # Workers start now and load their jobs while the core is written; they apply
         # only after it is committed (go), so no target may hold a username the

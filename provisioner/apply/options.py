@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 
 from provisioner.logs import LogSettings
 
-DEFAULT_BATCH = 20000  # changes per state-store transaction
+# Changes per state-store transaction. At Oslo size a worker recording Feide's 104,000
+# changes peaked at 596 MB with 20,000 and at 443 MB with 5,000 (the rows and changelog
+# entries of one transaction are held until it commits), for about 1 s more.
+DEFAULT_BATCH = 5000
 
 
 @dataclass(frozen=True)
