@@ -412,8 +412,8 @@ def _derive_groups(
     known_groups = {g.group_id for g in snap.groups}
     known_persons = {p.person_id for p in snap.persons}
     members: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    # One (person, role) tuple for all the groups that hold it: a pupil is in five or six
-    # groups, and at Oslo size a tuple apiece was 1.5 million of them.
+    # One (person, role) tuple for all the groups that hold it: a pupil is in several
+    # groups, and a tuple per membership was a million of them at Oslo size.
     pairs: dict[tuple[str, str], tuple[str, str]] = {}
     for m in snap.memberships:
         gid, pid = m.group_id, canon(m.person_id)

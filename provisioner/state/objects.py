@@ -65,7 +65,7 @@ class Objects:
         out: dict[str, tuple[dict[str, Any], list | None]] = {}
         keys = list(keys)
         # One (person, role) tuple for every group that lists it: a run that moved pupils
-        # reads the members of ten thousand groups, a pupil in five or six of them.
+        # reads the members of thousands of groups, and a pupil is in several of them.
         pairs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         with self.engine.connect() as c:
             for i in range(0, len(keys), CHUNK):

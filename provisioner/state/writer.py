@@ -261,7 +261,8 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
 
     In this order: the updates, then the new identities, usernames, NINs and aliases, then
     the changelog. Each kind of row is made and inserted a slice at a time: a first run
-    issues 250,000 identities, and their rows all at once held about 300 MB.
+    issues 250,000 identities, and made all at once their rows and changelog entries
+    raised the run process's peak by about 100 MB at Oslo size (1,419 -> 1,319 MB).
     """
     changes = [c for c in changes if c.target == CORE]
     if not changes:
