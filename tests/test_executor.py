@@ -44,6 +44,6 @@ def test_apply_in_many_batches_then_nothing_to_do(tmp_path: Path, batch: int) ->
 
 
 def test_apply_options_refuse_an_empty_batch() -> None:
-    assert ApplyOptions().batch == 20000 and ApplyOptions().workers
+    assert ApplyOptions().batch == 5000 and ApplyOptions().workers
     with pytest.raises(ValueError, match="batch must be at least 1"):
         ApplyOptions(batch=0)
