@@ -296,3 +296,14 @@ def test_bulk_insert_writes_every_row_of_several_slices(db_url: str) -> None:
         assert sorted(got) == sorted((r["nin"], r["person_id"]) for r in rows)
     finally:
         s.close()
+
+
+@pytest.mark.parametrize(
+    ("n", "size", "lengths"),
+    [(0, 3, []), (1, 3, [1]), (3, 3, [3]), (7, 3, [3, 3, 1]), (6, 2, [2, 2, 2])],
+)
+def test_batches_keep_every_item_in_order(n: int, size: int, lengths: list[int]) -> None:
+    """state.common.batches, which the core writer and the directory write with."""
+    got = list(common.batches(iter(range(n)), size))
+    assert [len(b) for b in got] == lengths
+    assert [x for b in got for x in b] == list(range(n))

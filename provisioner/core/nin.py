@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from provisioner.core.jsontext import DIGITS_MARKED
+
 W1 = (3, 7, 6, 1, 8, 9, 4, 5, 2)
 W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
 
@@ -149,8 +151,8 @@ def _valid_mask(m: re.Match[str]) -> str:
     return s[:6] + "*****" if is_valid(s) else s
 
 
-# Digits become 0xFF, a byte UTF-8 never holds: a run of eleven of them is a run of digits.
-_DIGITS_MARKED = bytes.maketrans(b"0123456789", b"\xff" * 10)
+# Digits become 0xFF (jsontext.DIGITS_MARKED), a byte UTF-8 never holds: a run of eleven
+# of them is a run of digits.
 _RUN11 = b"\xff" * 11
 
 
@@ -165,7 +167,7 @@ def mask_nins(text: str) -> str:
     if len(text) < 11:  # a key or username: too short to hold one
         return text
     raw = text.encode("utf-8", "surrogatepass")
-    marked = raw.translate(_DIGITS_MARKED)
+    marked = raw.translate(DIGITS_MARKED)
     i = marked.find(_RUN11)
     if i < 0:
         return text

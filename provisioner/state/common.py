@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 CHUNK = 500  # keys per IN (...) clause
 _SLICE = 10_000  # rows per executemany of bulk_insert
+
+T = TypeVar("T")
 
 # The last whole second, formatted (now_iso runs once per change); one tuple, replaced
 # whole, so a thread never pairs one second's text with another's number.
@@ -54,6 +56,18 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     values = itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
     for i in range(0, len(rows), _SLICE):
         conn.exec_driver_sql(sql, [values(r) for r in rows[i : i + _SLICE]])
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of up to ``size`` items, in order: rows made and written a batch at a time."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -26,13 +26,10 @@ from provisioner.core.directory import (
 )
 from provisioner.core.model import STUDENT, TEACHER, DataError, DesiredPerson, DesiredState
 from provisioner.state import schema as t
-from provisioner.state.common import CHUNK, bulk_insert, contains
+from provisioner.state.common import CHUNK, batches, bulk_insert, contains
 
 Row = dict[str, Any]
 _PERSON_COLUMNS = tuple(c.name for c in t.dir_persons.columns)
-
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class Directory:
             active_p = {r[0] for r in c.execute(sa.select(dp.person_id).where(dp.active.is_(True)))}
             changed = 0
             pairs = ((r, r.digest) for r in person_rows(state.persons))
-            for batch in _batches((r, d) for r, d in pairs if stored_p.get(r.person_id) != d):
+            for batch in batches(((r, d) for r, d in pairs if stored_p.get(r.person_id) != d), _BATCH):
                 self._write_persons(c, batch, [r.person_id for r, _ in batch if r.person_id in stored_p])
                 changed += len(batch)
             del stored_p
@@ -95,7 +92,7 @@ class Directory:
                         yield g, d
 
             new_g = 0
-            for gbatch in _batches(changed_groups()):
+            for gbatch in batches(changed_groups(), _BATCH):
                 self._write_groups(c, gbatch, [g.key for g, _ in gbatch if g.key in stored_g])
                 new_g += len(gbatch)
             gone = sorted(set(stored_g) - seen - frozen_g)
@@ -122,7 +119,7 @@ class Directory:
                 stored.update(c.execute(q).all())
             rows = [(r, r.digest) for r in person_rows(persons)]
             rows = [(r, d) for r, d in rows if stored.get(r.person_id) != d]
-            for batch in _batches(rows):
+            for batch in batches(rows, _BATCH):
                 self._write_persons(c, batch, [r.person_id for r, _ in batch if r.person_id in stored])
         return len(rows)
 
@@ -363,18 +360,6 @@ class Directory:
 
 
 _BATCH = 5_000  # persons or groups compared and written at a time
-
-
-def _batches(items: Iterable[T]) -> Iterator[list[T]]:
-    """Lists of up to _BATCH items, in order."""
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= _BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _err(e: ErrorRow) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from provisioner.core.rows import IndexRow, ObjectRow, digest_json, dumps
 from provisioner.core.states import ChangeResult, IdentityStatus, Origin
 from provisioner.core.transitions import transition
 from provisioner.state import schema as t
-from provisioner.state.common import CHUNK, bulk_insert, changelog_transaction, now_iso
+from provisioner.state.common import CHUNK, batches, bulk_insert, changelog_transaction, now_iso
 from provisioner.state.store import StateStore
 
 _READ_ALL = 20 * CHUNK  # more values to look up than this: read the whole column once
@@ -292,21 +292,10 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
             ),
             (t.changelog, (_log_row(run_id, stamp, c, ChangeResult.OK, None) for c in changes)),
         ):
-            for part in _slices(rows):
+            for part in batches(rows, _ROW_SLICE):
                 bulk_insert(conn, table, part)
         store.versions.bump(conn, CORE)
     return len(changes)
-
-
-def _slices(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    part: list[dict[str, Any]] = []
-    for row in rows:
-        part.append(row)
-        if len(part) == _ROW_SLICE:
-            yield part
-            part = []
-    if part:
-        yield part
 
 
 def _identity_row(c: Change, stamp: str) -> dict[str, Any]:
