@@ -170,9 +170,12 @@ def main() -> None:
     print(f"  {len(state.persons):,} persons, {len(state.groups):,} groups, {sis_rows:,} SIS memberships")
     fcfg = FeideConfig(base_dn="dc=oslo,dc=kommune,dc=no")
     fctx = MappingContext(OWNER, fcfg, state.as_of)
-    objs = timed("feide.map_state", lambda: feide.map_state(state, fctx))
-    timed("ad.map_state", lambda: ad.map_state(state, MappingContext(OWNER, ADConfig(), state.as_of)))
-    timed("m365.map_state", lambda: m365.map_state(state, MappingContext(OWNER, M365Config(), state.as_of)))
+    objs = timed("feide.map_state", lambda: list(feide.map_state(state, fctx)))
+    timed("ad.map_state", lambda: list(ad.map_state(state, MappingContext(OWNER, ADConfig(), state.as_of))))
+    timed(
+        "m365.map_state",
+        lambda: list(m365.map_state(state, MappingContext(OWNER, M365Config(), state.as_of))),
+    )
     people = [o for o in objs if o.kind == "person"]
     ents = sum(len(o.attrs["eduPersonEntitlement"]) for o in people)
     print(f"  feide: {len(people):,} persons, {ents / max(1, len(people)):.1f} entitlement values each")

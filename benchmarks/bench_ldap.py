@@ -78,7 +78,7 @@ def line(label: str, n: int, secs: float) -> None:
 
 def feide_changes(state: DesiredState, fcfg: FeideConfig, persons: int) -> list[Change]:
     """CREATE changes for the org, the units and the first ``persons`` persons (the pipeline's order)."""
-    objs = feide.map_state(state, MappingContext(OWNER, fcfg, state.as_of))
+    objs = list(feide.map_state(state, MappingContext(OWNER, fcfg, state.as_of)))
     order = {"org": 0, "orgunit": 1, "person": 2}
     objs.sort(key=lambda o: order[o.kind])
     people = [o for o in objs if o.kind == "person"][:persons]
@@ -188,7 +188,7 @@ def bench_feide(server: SlapdServer, state: DesiredState, persons: int) -> None:
 
 def ad_changes(state: DesiredState, acfg: ADConfig, users: int) -> list[Change]:
     """CREATE changes for the first ``users`` AD persons."""
-    objs = ad.map_state(state, MappingContext(OWNER, acfg, state.as_of))
+    objs = list(ad.map_state(state, MappingContext(OWNER, acfg, state.as_of)))
     people = [o for o in objs if o.kind == "person"][:users]
     return [
         Change("ad", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, place=o.place, username=o.username)

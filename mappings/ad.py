@@ -35,6 +35,7 @@ groups (``ALLE-teachers``, description without a school) go to the same OU.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from mappings.base import MappingContext
@@ -70,13 +71,12 @@ def school_ou(school: School, ctx: MappingContext) -> str:
     return f"OU={dns.escape(school.short_name or school.school_id)},{ctx.target.base_dn}"
 
 
-def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
+def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject]:
     """The AD users and security groups for this desired state."""
     owner, cfg = ctx.owner, ctx.target
     domains = AccountDomains.of(owner, cfg.upn_domain, cfg.upn_domains)
     company = cut(owner.name, 64)
     ous = {sid: school_ou(s, ctx) for sid, s in state.schools.items()}
-    out: list[TargetObject] = []
 
     held = held_persons(state)
     for pid in held:
@@ -96,7 +96,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "title": role,
         }
         place = {"cn": person_cn(p), "ou": ous[p.primary_school]}
-        out.append(TargetObject("person", pid, attrs, username=u, person_id=pid, place=place))
+        yield TargetObject("person", pid, attrs, username=u, person_id=pid, place=place)
 
     held_set = set(held)
     groups_ou = dns.within(cfg.groups_ou, cfg.base_dn)
@@ -110,5 +110,4 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "description": group_description(g, state.schools.get(g.school_id)),
         }
         place = {"cn": name, "ou": groups_ou}
-        out.append(TargetObject("group", k, attrs, members=group_members(g, held_set), place=place))
-    return out
+        yield TargetObject("group", k, attrs, members=group_members(g, held_set), place=place)

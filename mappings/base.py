@@ -2,19 +2,21 @@
 
 A mapping module exposes one pure conversion function::
 
-    def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]
+    def map_state(state: DesiredState, ctx: MappingContext) -> Iterable[TargetObject]
 
-and a ``PLACEMENT_ATTRS`` frozenset naming the attributes whose change is a move
-(e.g. the AD OU) rather than an update. It does no I/O and keeps data minimisation:
-a target gets only the persons and attributes SPEC says it needs. Attribute values are
-JSON-able (str, int, bool, None, or lists of str in a stable order), so the differ can
-compare them as data. Which kind uses which mapping is the kind's record in
-``provisioner.kinds``.
+(the four built-in mappings are generators: the differ compares each object with the
+stored one as it comes and keeps only those that changed, so a run that changes little
+never holds a whole target's objects at once), and a ``PLACEMENT_ATTRS`` frozenset
+naming the attributes whose change is a move (e.g. the AD OU) rather than an update. It
+does no I/O and keeps data minimisation: a target gets only the persons and attributes
+SPEC says it needs. Attribute values are JSON-able (str, int, bool, None, or lists of
+str in a stable order), so the differ can compare them as data. Which kind uses which
+mapping is the kind's record in ``provisioner.kinds``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,4 +33,4 @@ class MappingContext:
     as_of: str  # ISO date the desired state was derived for
 
 
-MapState = Callable[[DesiredState, MappingContext], list[TargetObject]]
+MapState = Callable[[DesiredState, MappingContext], Iterable[TargetObject]]

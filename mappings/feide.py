@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -307,11 +308,11 @@ def _identity_attrs(attrs: dict[str, Any], p: DesiredPerson, realm: str, ctx: Ma
             attrs["norEduPersonAuthnMethod"] = f"{SMS_METHOD} {number} label={label}"
 
 
-def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
+def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject]:
     """The Feide catalog's org, school and person entries for this desired state."""
     owner = ctx.owner
     the_org_dn = org_dn(ctx)
-    out: list[TargetObject] = [_org_object(ctx)]
+    yield _org_object(ctx)
 
     unit_dns: dict[str, str] = {}
     for school_id, school in sorted(state.schools.items()):
@@ -325,7 +326,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
         mail = _school_mail(school, ctx)
         if mail:
             unit["mail"] = mail
-        out.append(TargetObject(kind="orgunit", key=school_id, attrs=unit, place={"dn": dn}))
+        yield TargetObject(kind="orgunit", key=school_id, attrs=unit, place={"dn": dn})
 
     # Feide holds students and employees; a person who is only a guardian is left out.
     held = {pid for pid, p in state.persons.items() if any(r != GUARDIAN for r in p.roles)}
@@ -372,5 +373,4 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
         }
         _identity_attrs(attrs, p, realm, ctx)
         place = {"dn": person_dn(uid, ctx)}
-        out.append(TargetObject("person", pid, attrs, username=uid, person_id=pid, place=place))
-    return out
+        yield TargetObject("person", pid, attrs, username=uid, person_id=pid, place=place)

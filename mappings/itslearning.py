@@ -55,7 +55,7 @@ Decisions
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mappings.base import MappingContext
@@ -123,44 +123,40 @@ def school_sourcedid(school_id: str) -> str:
     return f"school:{school_id}"
 
 
-def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
+def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject]:
     """Every itslearning object for the desired state: org, schools, persons, groups."""
     owner = ctx.owner
-    out: list[TargetObject] = [
-        TargetObject(
-            kind="org",
-            key=ORG_KEY,
-            attrs={
-                "sourcedid": org_sourcedid(owner),
-                "name": owner.name,
-                "org_number": owner.org_number,
-                "grouptype": GROUPTYPE_ORG,
-            },
-        )
-    ]
+    yield TargetObject(
+        kind="org",
+        key=ORG_KEY,
+        attrs={
+            "sourcedid": org_sourcedid(owner),
+            "name": owner.name,
+            "org_number": owner.org_number,
+            "grouptype": GROUPTYPE_ORG,
+        },
+    )
     for school_id in sorted(state.schools):
         school = state.schools[school_id]
-        out.append(
-            TargetObject(
-                kind="orgunit",
-                key=school_id,
-                attrs={
-                    "sourcedid": school_sourcedid(school_id),
-                    "name": school.name,
-                    "short": school.short_name,
-                    "org_number": school.org_number,
-                    "grouptype": GROUPTYPE_SCHOOL,
-                },
-            )
+        yield TargetObject(
+            kind="orgunit",
+            key=school_id,
+            attrs={
+                "sourcedid": school_sourcedid(school_id),
+                "name": school.name,
+                "short": school.short_name,
+                "org_number": school.org_number,
+                "grouptype": GROUPTYPE_SCHOOL,
+            },
         )
+
     nin_as_sourcedid = ctx.target.nin_as_sourcedid  # ctx.target is this kind's ItslearningConfig
     persons = state.persons
     domains = AccountDomains.of(owner)
     for pid in sorted(persons):
-        out.append(_person(persons[pid], persons, domains, nin_as_sourcedid))
+        yield _person(persons[pid], persons, domains, nin_as_sourcedid)
     for key in sorted(state.groups):
-        out.append(_group(state.groups[key], persons))
-    return out
+        yield _group(state.groups[key], persons)
 
 
 def institution_role(person: DesiredPerson) -> str:

@@ -36,6 +36,7 @@ Nothing here is a placement: a changed department or name is a plain update.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from mappings.base import MappingContext
@@ -67,18 +68,17 @@ LINK_ATTRS: frozenset[str] = frozenset({"owners"})  # person_ids the connector t
 _NO_OWNERS = frozenset({SCHOOL_WIDE, OWNER_WIDE, LEVEL})
 
 
-def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
+def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject]:
     """The Microsoft 365 users and groups for this desired state."""
     owner, cfg = ctx.owner, ctx.target
     domains = AccountDomains.of(owner, cfg.upn_domain, cfg.upn_domains)
-    out: list[TargetObject] = []
 
     held = held_persons(state)
     for pid in held:
         p = state.persons[pid]
         u = p.username
         if cfg.users == "synced":
-            out.append(_synced_user(p, cfg.usage_location))
+            yield _synced_user(p, cfg.usage_location)
             continue
         role = main_role(p)
         attrs: dict[str, Any] = {
@@ -92,7 +92,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "department": cut(state.schools[p.primary_school].name, 64),
             "jobTitle": role,
         }
-        out.append(TargetObject(kind="person", key=pid, attrs=attrs, username=u, person_id=pid))
+        yield TargetObject(kind="person", key=pid, attrs=attrs, username=u, person_id=pid)
 
     held_set = set(held)
     security = cfg.group_type == "security"
@@ -117,8 +117,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> list[TargetObject]:
             "mailEnabled": not security,
         }
         members = group_members(g, held_set)
-        out.append(TargetObject("group", k, attrs, members=members, links={"owners": owners}))
-    return out
+        yield TargetObject("group", k, attrs, members=members, links={"owners": owners})
 
 
 def _synced_user(p: DesiredPerson, usage_location: str) -> TargetObject:

@@ -113,7 +113,7 @@ def as_ldap(attrs: Any) -> dict[str, list[str]]:
 
 
 def mapped() -> list[TargetObject]:
-    return feide.map_state(make_state(), CTX)
+    return list(feide.map_state(make_state(), CTX))
 
 
 def create(o: TargetObject) -> Change:
@@ -437,7 +437,7 @@ def test_three_runs_through_differ_executor_and_store(tmp_path: Path) -> None:
     out = tmp_path / "out"
 
     def run(state: DesiredState, run_id: str) -> dict[str, int]:
-        objs = feide.map_state(state, MappingContext(OWNER, cfg, state.as_of))
+        objs = list(feide.map_state(state, MappingContext(OWNER, cfg, state.as_of)))
         digs = [digest(o.kind, o.record(), o.members) for o in objs]
         index = store.objects.index("feide")
         details = store.objects.details("feide", needs_details(objs, digs, index))
@@ -495,6 +495,6 @@ def test_three_runs_through_differ_executor_and_store(tmp_path: Path) -> None:
         }
         for o in feide.map_state(s2, MappingContext(OWNER, cfg, s2.as_of)):
             assert full[o.place["dn"]] == as_ldap(o.attrs)
-        assert len(full) == len(feide.map_state(s2, MappingContext(OWNER, cfg, s2.as_of))) + 2
+        assert len(full) == len(list(feide.map_state(s2, MappingContext(OWNER, cfg, s2.as_of)))) + 2
     finally:
         store.close()

@@ -38,7 +38,7 @@ def schema() -> xmlschema.XMLSchema:
 def objects(nin_as_sourcedid: bool = False) -> list[TargetObject]:
     """The mapped test state."""
     ctx = MappingContext(OWNER, ItslearningConfig(nin_as_sourcedid=nin_as_sourcedid), "2025-09-01")
-    return mapping.map_state(state(), ctx)
+    return list(mapping.map_state(state(), ctx))
 
 
 def stored(objs: list[TargetObject], status: str = "active") -> list[StoredObject]:

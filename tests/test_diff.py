@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from provisioner.core.diff import diff_core, diff_target, needs_details
+from provisioner.core.diff import compared, diff_core, diff_target, needs_details
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import STUDENT, DesiredPerson, TargetObject
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
@@ -387,6 +390,61 @@ def test_needs_details() -> None:
     }
     objs = [same, changed, disabled, new]
     assert needs_details(objs, [dig(o) for o in objs], index) == ["B", "C"]
+
+
+def test_compared_keeps_what_the_differ_must_see_and_names_the_rest() -> None:
+    same, changed, disabled, deleted, new = pobj("A"), pobj("B"), pobj("C"), pobj("D"), pobj("E")
+    index = {
+        "A": row(same),
+        "B": row(changed, digest_="f" * 32),
+        "C": row(disabled, status="disabled"),
+        "D": row(deleted, status="deleted"),
+    }
+    got = compared(iter([same, changed, disabled, deleted, new]), index)  # one pass, as a mapping yields
+    assert [o.key for o in got.desired] == ["B", "C", "D", "E"]
+    assert got.digests == [dig(changed), dig(disabled), dig(deleted), ""]
+    assert got.unchanged == {"A"}
+
+
+# What may happen to one object between the stored row and the desired one.
+_FATES = ("same", "changed", "disabled", "deleted", "new", "gone")
+
+
+@given(st.lists(st.sampled_from(_FATES), max_size=12), st.sampled_from([FEIDE, AD, M365]))
+def test_diffing_only_the_compared_objects_plans_what_diffing_all_does(
+    fates: list[str], policy: Policy
+) -> None:
+    """Leaving unchanged objects out (and naming them) changes nothing in the plan."""
+    desired: list[TargetObject] = []
+    index: dict[str, IndexRow] = {}
+    details: dict[str, tuple[dict[str, Any], list | None]] = {}
+    for n, fate in enumerate(fates):
+        key = f"K{n:02d}"
+        o = gobj(key, ((f"P{n}", "01"),)) if n % 3 == 0 else pobj(key)
+        if fate != "gone":
+            desired.append(o)
+        if fate == "new":
+            continue
+        old = replace(o, attrs={**o.attrs, "name": "old"}) if fate == "changed" else o
+        status = fate if fate in ("disabled", "deleted") else "active"
+        index[key] = row(old, status=status, since="2025-09-20")
+        details[key] = stored(old)
+    persons = {o.key: dp(o.key) for o in desired if o.kind == "person"}
+    common: dict[str, Any] = dict(
+        policy=policy,
+        placement=frozenset(),
+        persons=persons,
+        identities={},
+        frozen=frozenset(),
+        school_names={},
+        as_of=AS_OF,
+    )
+    whole = diff_target(
+        "t", desired, [dig(o) if o.key in index else "" for o in desired], index, details, **common
+    )
+    got = compared(desired, index)
+    part = diff_target("t", got.desired, got.digests, index, details, unchanged=got.unchanged, **common)
+    assert part == whole
 
 
 # -- diff_core -------------------------------------------------------------------------------------

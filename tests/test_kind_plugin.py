@@ -314,7 +314,7 @@ def test_built_in_kinds_declare_the_place_and_link_names_their_mappings_use(name
     kind = kind_of(name)
     owner = OwnerConfig(name="X", org_number="964000000", realm="x.no", mail_domain="x.no")
     tcfg = FeideConfig(base_dn="dc=x,dc=no") if name == "feide" else kind.config_model()
-    objs = kind.map_state(itslearning_state(), MappingContext(owner, tcfg, "2025-09-01"))
+    objs = list(kind.map_state(itslearning_state(), MappingContext(owner, tcfg, "2025-09-01")))
     assert objs and all(set(o.place) <= kind.placement and set(o.links) <= kind.links for o in objs)
     for o in objs:  # one flat record: no name in two of attrs, place and links
         assert len(o.record()) == len(o.attrs) + len(o.place) + len(o.links)

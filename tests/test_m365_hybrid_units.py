@@ -99,7 +99,7 @@ def test_policy_revokes_then_releases_never_soft_deletes() -> None:
 
 def test_synced_users_carry_only_what_the_cloud_may_write() -> None:
     cfg = M365Config(users="synced", usage_location="NO")
-    objs = m.map_state(make_state(), MappingContext(owner=OWNER, target=cfg, as_of="2025-09-01"))
+    objs = list(m.map_state(make_state(), MappingContext(owner=OWNER, target=cfg, as_of="2025-09-01")))
     users = {o.key: o for o in objs if o.kind == "person"}
     cloud = {o.key for o in m.map_state(make_state(), MappingContext(OWNER, M365Config(), "2025-09-01"))}
     assert set(users) == cloud - {o.key for o in objs if o.kind == "group"}  # the same persons

@@ -134,7 +134,7 @@ def run(nin_as_sourcedid: bool = False) -> dict[tuple[str, str], TargetObject]:
     ctx = MappingContext(
         owner=OWNER, target=ItslearningConfig(nin_as_sourcedid=nin_as_sourcedid), as_of="2025-09-01"
     )
-    objs = m.map_state(state(), ctx)
+    objs = list(m.map_state(state(), ctx))
     out = {(o.kind, o.key): o for o in objs}
     assert len(out) == len(objs), "keys must be unique"
     return out
@@ -267,8 +267,8 @@ def test_group_dates_and_subject() -> None:
 
 def test_attrs_are_json_and_deterministic() -> None:
     ctx = MappingContext(owner=OWNER, target=ItslearningConfig(), as_of="2025-09-01")
-    a = m.map_state(state(), ctx)
-    b = m.map_state(state(), ctx)
+    a = list(m.map_state(state(), ctx))
+    b = list(m.map_state(state(), ctx))
     assert a == b
     for o in a:
         json.dumps(dict(o.record()))

@@ -26,7 +26,7 @@ SCOPED = restrict(STATE, EXTRA)
 def objects(
     mapping: object, target: object, owner: OwnerConfig = OWNER
 ) -> dict[tuple[str, str], TargetObject]:
-    out = mapping.map_state(SCOPED, MappingContext(owner, target, "2025-09-01"))  # type: ignore[attr-defined]
+    out = list(mapping.map_state(SCOPED, MappingContext(owner, target, "2025-09-01")))  # type: ignore[attr-defined]
     return {(o.kind, o.key): o for o in out}
 
 

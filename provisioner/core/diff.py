@@ -9,7 +9,7 @@ pass: containers and persons first, then groups and members, removals last.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +17,50 @@ from provisioner.core.lifecycle import Policy, days_between
 from provisioner.core.local import is_local
 from provisioner.core.model import DesiredPerson, TargetObject
 from provisioner.core.plan import CORE, Change, Op
-from provisioner.core.rows import IdentityRow, IndexRow
+from provisioner.core.rows import IdentityRow, IndexRow, digest
 from provisioner.core.states import IdentityStatus, ObjectStatus
 
 # Apply order by (phase); lower first.
 _KIND_RANK = {"org": 0, "orgunit": 1, "person": 2, "group": 3}
+
+
+@dataclass
+class Compared:
+    """A target's desired objects against its stored rows, the unchanged ones left out.
+
+    ``desired`` holds the objects with something to do (new, changed, not active), with
+    their ``digests`` ("" for a new one: the writer computes its digest when it stores
+    it); ``unchanged`` the keys of the others, which the differ must still count as
+    desired (or it would retire them).
+    """
+
+    desired: list[TargetObject]
+    digests: list[str]
+    unchanged: set[str]
+
+
+def compared(objs: Iterable[TargetObject], index: Mapping[str, IndexRow]) -> Compared:
+    """Compare mapped objects with the index as they come, keeping only the ones to diff.
+
+    A mapping yields its objects one at a time: a run that changes little holds only the
+    index and the few changed objects, never the whole target's objects at once (at Oslo
+    size ~0.2 GB for itslearning's 290,000).
+    """
+    out = Compared([], [], set())
+    active = ObjectStatus.ACTIVE
+    for o in objs:
+        row = index.get(o.key)
+        if row is None:
+            out.desired.append(o)
+            out.digests.append("")
+            continue
+        dig = digest(o.kind, o.record(), o.members)
+        if row.status == active and row.digest == dig:
+            out.unchanged.add(o.key)
+            continue
+        out.desired.append(o)
+        out.digests.append(dig)
+    return out
 
 
 def needs_details(
@@ -88,8 +127,12 @@ def diff_target(
     as_of: str,
     bridged: Mapping[str, str] | None = None,
     ended: Mapping[str, str] | None = None,
+    unchanged: Collection[str] = frozenset(),
 ) -> list[Change]:
     """All changes that bring one target from its stored state to the desired one.
+
+    ``unchanged``: keys of desired objects left out of ``desired`` because they equal
+    their active stored row (``compared``): desired all the same, never retired.
 
     ``bridged`` (Derivation.bridged): persons whose objects stay exactly as they are (not
     disabled, moved or deleted); only their group memberships end. ``ended``
@@ -228,7 +271,7 @@ def diff_target(
                 )
 
     for key, row in index.items():
-        if key in seen or row.status == ObjectStatus.DELETED and not policy.soft_delete:
+        if key in seen or key in unchanged or row.status == ObjectStatus.DELETED and not policy.soft_delete:
             continue
         if key in frozen or (row.person_id is not None and row.person_id in frozen):
             continue  # its source record is broken this run: leave it as it is

@@ -3,16 +3,16 @@ and diffing a target's mapped objects against the state store (a full plan and a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 from connectors.base import Connector, Exporter, Reader
 from provisioner.config import Config, ConfigError
 from provisioner.core.derive import Derivation
-from provisioner.core.diff import diff_target, needs_details
+from provisioner.core.diff import compared, diff_target, needs_details
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject
 from provisioner.core.plan import Change
-from provisioner.core.rows import IdentityRow, IndexRow, digest
+from provisioner.core.rows import IdentityRow, IndexRow
 from provisioner.kinds import TargetKind, kind_of
 from provisioner.state.store import StateStore
 
@@ -56,7 +56,7 @@ def diff_objects(
     name: str,
     kind: TargetKind,
     policy: Policy,
-    objs: Sequence[TargetObject],
+    objs: Iterable[TargetObject],
     index: Mapping[str, IndexRow],
     d: Derivation,
     *,
@@ -71,14 +71,15 @@ def diff_objects(
     are the derivation's own, not the target's scope: one out of scope is "still active".
     """
     # Only a stored object has a digest to compare with; a new one is created whatever
-    # its digest is (the writer computes it once from the JSON it stores anyway).
-    digests = [digest(o.kind, o.record(), o.members) if o.key in index else "" for o in objs]
+    # its digest is (the writer computes it once from the JSON it stores anyway). The
+    # objects are compared as the mapping yields them, and only the changed ones kept.
+    got = compared(objs, index)
     return diff_target(
         name,
-        objs,
-        digests,
+        got.desired,
+        got.digests,
         index,
-        store.objects.details(name, needs_details(objs, digests, index)),
+        store.objects.details(name, needs_details(got.desired, got.digests, index)),
         policy=policy,
         placement=kind.placement,
         links=kind.links,
@@ -89,4 +90,5 @@ def diff_objects(
         as_of=as_of,
         bridged=d.bridged,
         ended=d.ended,
+        unchanged=got.unchanged,
     )
