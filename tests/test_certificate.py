@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,24 @@ def test_stored_changes_round_trip_and_count_what_they_remove() -> None:
     broken = stored.StoredChanges(s.chunks, 5, s.op_counts, s.destructive, 2)
     with pytest.raises(ValueError, match="not the 5 recorded"):
         broken.decoded()
+
+
+def test_the_first_stored_changes_are_read_without_decoding_the_rest() -> None:
+    """`bas plan` shows a few changes of each target: a plan-only target's 100,000-odd
+    pending ones are not all decoded for that (a chunk that is never read may be anything)."""
+    changes = tuple(
+        Change("ad", Op.CREATE, "person", f"S{n:04d}", "new") for n in range(2 * stored.CHUNK + 5)
+    )
+    s = stored.encode(changes)
+    unread = stored.StoredChanges(
+        (s.chunks[0], b"never read", b"never read"), s.size, s.op_counts, s.destructive, 0
+    )
+    assert unread[:3] == changes[:3] and unread[0 : stored.CHUNK] == changes[: stored.CHUNK]
+    assert unread[:0] == ()
+    assert s[: stored.CHUNK + 2] == changes[: stored.CHUNK + 2] and s[:100_000] == changes
+    assert s[1:4] == changes[1:4] and s[-2:] == changes[-2:]  # other slices decode them all, as before
+    with pytest.raises(zlib.error):
+        unread[: stored.CHUNK + 1]
 
 
 def _parts(e: Env) -> dict[str, int]:
