@@ -51,6 +51,28 @@ def test_a_clean_apply_certifies_the_next_plan(env: Env) -> None:
     assert same_changes(plan, dry(env, full=True))
 
 
+def test_a_quiet_sync_stays_certified_without_counting_the_populations(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Populations are counted for the targets that applied changes; a quiet run has none."""
+    counted: list[int] = []
+    real = env.store.objects.populations
+
+    def populations() -> dict[str, int]:
+        counted.append(1)
+        return real()
+
+    monkeypatch.setattr(env.store.objects, "populations", populations)
+    quiet = env.sync(DAY1)
+    ok(quiet)
+    assert quiet.plan is not None and quiet.plan.basis == "certified" and counted == []
+    assert same_changes(dry(env), dry(env, full=True))  # still certified, and right
+    env.sis.update_person("S2", family_name="Hansen-Berg")
+    ok(env.sync(DAY1))  # applies a change: the next plan's populations are counted
+    assert counted == [1]
+    assert same_changes(dry(env), dry(env, full=True))
+
+
 def test_a_changed_name_patches_the_plan_any_other_row_means_a_full_plan(env: Env) -> None:
     env.sis.update_person("S2", family_name="Hansen-Berg")
     plan = dry(env)
