@@ -279,7 +279,7 @@ RES_OK = {"its": TargetResult("its", "applied", ok=1), CORE: TargetResult(CORE, 
     ],
 )
 def test_predict_after_apply(tps: tuple, results: dict, expect: list | None) -> None:
-    got = certificate.predict_after_apply(_plan(*tps), results, {"its": 5, CORE: 9})
+    got = certificate.predict_after_apply(_plan(*tps), results, lambda: {"its": 5, CORE: 9})
     if expect is None:
         assert got is None
     else:
@@ -288,7 +288,7 @@ def test_predict_after_apply(tps: tuple, results: dict, expect: list | None) -> 
 
 def test_predict_needs_source_digests() -> None:
     plan = Plan("r1", "t", DAY1, {}, (TargetPlan("its", (), 0),))
-    assert certificate.predict_after_apply(plan, {}, {}) is None
+    assert certificate.predict_after_apply(plan, {}, dict) is None
 
 
 def test_group_adds_wait_for_a_member_whose_create_failed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

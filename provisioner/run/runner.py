@@ -289,10 +289,7 @@ def _current_certificate(cfg: Config, store: StateStore, as_of: str) -> Certific
 
 def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[str, TargetResult]) -> None:
     """After apply: certify the plan the next run will make, when it can be known."""
-    # The populations only matter for a target that applied changes; counting them is a
-    # tenth of a quiet run's CPU (~0.3 s at Oslo size, every minute for a polling daemon).
-    applied = any(len(tp.changes) and not tp.dry_run and tp.hold is None for tp in plan.targets)
-    predicted = predict_after_apply(plan, results, store.objects.populations() if applied else {})
+    predicted = predict_after_apply(plan, results, store.objects.populations)
     cert = certify(cfg, predicted, store.versions.current()) if predicted is not None else None
     store.certificates.save(cert)
 
