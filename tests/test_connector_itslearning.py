@@ -465,3 +465,48 @@ def test_stale_temp_files_are_cleared_at_begin(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("not ours")
     connector(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_every_guardian_keeps_their_own_names_in_the_full_file(
+    tmp_path: Path, schema: xmlschema.XMLSchema
+) -> None:
+    """Guardians wait in a scratch file until their students' sourcedids are known.
+
+    A value held twice in one guardian's record (given and family name the same text,
+    one string object, as the source reader and the plan share equal values) is pickled
+    once and referred back to. Read back with one Unpickler for every record, such a
+    reference named the first guardian's objects: every later guardian so named got the
+    first one's family name. Each record must come back as it was written.
+    """
+    student = {
+        "sourcedid": "S1",
+        "userid": "s1",
+        "given": "Ola",
+        "family": "Hansen",
+        "fn": "Ola Hansen",
+        "email": "s1@skole.no",
+        "institutionrole": "Student",
+    }
+    cur = [StoredObject("person", "S1", "S1", "active", student, None, "s1")]
+    for n, name in enumerate(("Berg", "Dahl", "Lie", "Moe"), 1):
+        attrs = {
+            "sourcedid": f"G{n}",
+            "userid": f"g{n}",
+            "given": name,
+            "family": name,  # the very object of the given name
+            "fn": f"{name} {name}",
+            "email": f"g{n}@skole.no",
+            "institutionrole": "Guest",
+            "students": ["S1"],
+        }
+        cur.append(StoredObject("person", f"G{n}", f"G{n}", "active", attrs, None, f"g{n}"))
+    conn = connector(tmp_path)
+    conn.export(cur)
+    schema.validate(str(conn.written[0]))
+    people = persons(parse(conn.written[0]))
+    for n, name in enumerate(("Berg", "Dahl", "Lie", "Moe"), 1):
+        p = people[f"G{n}"]
+        assert p.findtext("i:name/i:n/i:given", namespaces=NS) == name
+        assert p.findtext("i:name/i:n/i:family", namespaces=NS) == name
+        assert p.findtext("i:name/i:fn", namespaces=NS) == f"{name} {name}"
+        assert [sid(r) for r in p.findall("i:extension/i:relationship", NS)] == ["S1"]

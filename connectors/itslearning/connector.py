@@ -223,10 +223,12 @@ class ItslearningConnector(Exporter):
         with tempfile.TemporaryFile(dir=self.output_dir, prefix=".ims-") as guardians:
             self._full_pass(w, current, wanted, idx, guardians, groups)
             guardians.seek(0)
-            load = pickle.Unpickler(guardians).load  # noqa: S301 - our own scratch file, written above
             while True:
+                # One unpickler per record, as each was pickled with the memo cleared: one
+                # for all kept every record read (~150 MB) and resolved a value held twice
+                # in a record to the first record's (a guardian got another's family name).
                 try:
-                    key, attrs = load()
+                    key, attrs = pickle.load(guardians)  # noqa: S301 - our own scratch file, written above
                 except EOFError:
                     break
                 w.person(idx.person_sid[key], attrs, children=_children(attrs, idx))
