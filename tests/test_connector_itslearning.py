@@ -274,6 +274,26 @@ def test_update_delete_and_member_changes(tmp_path: Path, schema: xmlschema.XMLS
     assert all(m[0] != "G2" for m in memberships(f)["school:NORDBY:guardians"]), "non-persons are left out"
 
 
+@pytest.mark.parametrize(
+    ("ops", "recstatus"),
+    [((Op.REMOVE_MEMBERS, Op.ADD_MEMBERS), ("1", "1")), ((Op.ADD_MEMBERS, Op.REMOVE_MEMBERS), ("3", "0"))],
+)
+def test_the_later_change_to_a_member_wins_in_the_delta(
+    tmp_path: Path, schema: xmlschema.XMLSchema, ops: tuple[Op, Op], recstatus: tuple[str, str]
+) -> None:
+    """Two changes to one (member, role) of a group in one run: the delta says what the later did."""
+    objs = objects()
+    conn = connector(tmp_path)
+    for op in ops:
+        conn.accept(
+            Change("itslearning", op, "group", "5A-KL", "moved", anchor="5A-KL", members=(("SE", "01"),))
+        )
+    conn.export(stored(objs))
+    delta = conn.written[1]
+    schema.validate(str(delta))
+    assert memberships(parse(delta)) == {"5A-KL": [("SE", "01", *recstatus)]}
+
+
 def test_changed_sourcedid_is_written_old_and_new(tmp_path: Path, schema: xmlschema.XMLSchema) -> None:
     objs = objects(nin_as_sourcedid=True)
     conn = connector(tmp_path)

@@ -298,7 +298,10 @@ class ItslearningConnector(Exporter):
         status: dict[ObjKey, str] = {}  # (kind, key) -> final recstatus
         old_sid: dict[ObjKey, str] = {}  # sourcedids replaced this run (Old/New)
         deleted_sid: dict[ObjKey, str] = {}
-        members: dict[str, dict[tuple[str, str], str]] = {}  # group key -> (pid, role) -> recstatus
+        # group key -> the member pairs of its changes with their recstatus, in plan order;
+        # resolved a group at a time as it is written (a first run adds ~1M pairs: one
+        # dict entry each, all at once, cost ~100 MB at Oslo size).
+        members: dict[str, list[tuple[Iterable[tuple[str, str]], str]]] = {}
         for c, _ in self._changes:
             k = (c.kind, c.key)
             if c.op is Op.CREATE:
@@ -306,9 +309,7 @@ class ItslearningConnector(Exporter):
                 if c.kind == "group":
                     rec = idx.records.get(k)
                     adds = c.members or (rec.members if rec and rec.members else ())
-                    box = members.setdefault(c.key, {})
-                    for m in adds:
-                        box[m] = ims_xml.RECSTATUS_ADD
+                    members.setdefault(c.key, []).append((adds, ims_xml.RECSTATUS_ADD))
             elif c.op is Op.UPDATE:
                 if status.get(k) != ims_xml.RECSTATUS_ADD:
                     status[k] = ims_xml.RECSTATUS_UPDATE
@@ -320,17 +321,18 @@ class ItslearningConnector(Exporter):
                 deleted_sid[k] = self._anchor(c.kind, c.key, c.anchor)
             else:
                 rs = ims_xml.RECSTATUS_ADD if c.op is Op.ADD_MEMBERS else ims_xml.RECSTATUS_DELETE
-                box = members.setdefault(c.key, {})
-                for m in c.members:
-                    box[m] = rs  # a later change to the same member wins
-        created = {(c.kind, c.key): c.record() for c, _ in self._changes if c.op is Op.CREATE}
+                members.setdefault(c.key, []).append((c.members, rs))
+        created = {(c.kind, c.key): c for c, _ in self._changes if c.op is Op.CREATE}
 
         def record(k: ObjKey) -> Any:
             # The object's whole current record; a create's own attrs if the store has
-            # none. An update without a record is left out rather than written half-empty
-            # (which would blank the name in itslearning).
+            # none (made as it is written). An update without a record is left out rather
+            # than written half-empty (which would blank the name in itslearning).
             rec = idx.records.get(k)
-            return rec.attrs if rec is not None else created.get(k)
+            if rec is not None:
+                return rec.attrs
+            made = created.get(k)
+            return made.record() if made is not None else None
 
         w = ims_xml.ImsWriter(fh, self.config.source_name)
         w.start(self.config.source_name, datetime_text)
@@ -355,8 +357,11 @@ class ItslearningConnector(Exporter):
         for gkey in sorted(members):
             if status.get(("group", gkey)) == ims_xml.RECSTATUS_DELETE:
                 continue  # the group is gone, and its memberships with it
+            box: dict[tuple[str, str], str] = {}
+            for pairs, rs in members[gkey]:
+                box.update(dict.fromkeys(pairs, rs))  # a later change to the same member wins
             rows = []
-            for (pid, role), rs in sorted(members[gkey].items()):
+            for (pid, role), rs in sorted(box.items()):
                 esc = live.get(pid)
                 if esc is None:
                     if rs == ims_xml.RECSTATUS_ADD:
