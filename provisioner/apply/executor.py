@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -50,6 +50,7 @@ from provisioner.apply.workers import Job, StopFlag, Workers, cores
 from provisioner.apply.workers import available as workers_available
 from provisioner.core.plan import CORE, Change, Plan, TargetPlan
 from provisioner.core.states import ChangeResult, TargetOutcome
+from provisioner.core.stored import at_hand
 from provisioner.state import exports
 from provisioner.state.store import StateStore
 from provisioner.state.writer import TargetWriter, apply_core
@@ -232,6 +233,8 @@ def apply_target(
     batch: int = DEFAULT_BATCH,
 ) -> TargetResult:
     """Apply one target's changes through its connector (or exporter) and record the outcomes."""
+    # Packed until now (provisioner.core.stored): unpacked once here, freed when it returns.
+    tp = replace(tp, changes=at_hand(tp.changes))
     if isinstance(conn, Exporter):
         return apply_export(tp, store, conn, run_id, as_of, soft_delete, progress, stop, batch=batch)
     res, tlog, writer = _open(tp, store, run_id, as_of, soft_delete)

@@ -17,6 +17,7 @@ from provisioner.core.lifecycle import Policy, days_between
 from provisioner.core.local import is_local
 from provisioner.core.model import DesiredPerson, TargetObject
 from provisioner.core.plan import CORE, Change, Op
+from provisioner.core.pool import Pool
 from provisioner.core.rows import IdentityRow, IndexRow, digest
 from provisioner.core.states import IdentityStatus, ObjectStatus
 
@@ -39,26 +40,32 @@ class Compared:
     unchanged: set[str]
 
 
-def compared(objs: Iterable[TargetObject], index: Mapping[str, IndexRow]) -> Compared:
+def compared(
+    objs: Iterable[TargetObject], index: Mapping[str, IndexRow], pool: Pool | None = None
+) -> Compared:
     """Compare mapped objects with the index as they come, keeping only the ones to diff.
 
     A mapping yields its objects one at a time: a run that changes little holds only the
     index and the few changed objects, never the whole target's objects at once (at Oslo
-    size ~0.2 GB for itslearning's 290,000).
+    size ~0.2 GB for itslearning's 290,000). The kept objects are made of ``pool``'s
+    values (a plan shares one pool among its targets; provisioner.core.pool), as their
+    changes are held until applied.
     """
     out = Compared([], [], set())
     active = ObjectStatus.ACTIVE
+    if pool is None:
+        pool = Pool()
     for o in objs:
         row = index.get(o.key)
         if row is None:
-            out.desired.append(o)
+            out.desired.append(pool.obj(o))
             out.digests.append("")
             continue
         dig = digest(o.kind, o.record(), o.members)
         if row.status == active and row.digest == dig:
             out.unchanged.add(o.key)
             continue
-        out.desired.append(o)
+        out.desired.append(pool.obj(o))
         out.digests.append(dig)
     return out
 
@@ -359,6 +366,7 @@ def diff_core(
     inactive_nins: Mapping[str, str] | None = None,
     bridged: Mapping[str, str] | None = None,
     ended: Mapping[str, str] | None = None,
+    pool: Pool | None = None,
 ) -> list[Change]:
     """Identity changes: usernames issued, persons stopping or returning, purges, aliases.
 
@@ -366,6 +374,7 @@ def diff_core(
     ``bridged``/``ended``: the summer bridge and SIS end dates (Derivation.bridged/ended): a
     bridged person stays active with the bridge recorded ("bridged until DAY"); one who
     stops is inactive since their SIS end date, where the retention clock starts.
+    ``pool``: shares names, roles and reasons with the rest of the plan (provisioner.core.pool).
 
     Aliases first, then person by person in person-id order: a plan patched for a few
     persons (provisioner/run/incremental.py) puts theirs where a full plan has them.
@@ -384,10 +393,12 @@ def diff_core(
             )
         )
     inactive = _Inactive(inactive_nins or {}, bridged or {}, ended or {}, live, retention_days, as_of)
+    if pool is None:
+        pool = Pool()
     for pid in sorted(persons.keys() | identities.keys()):
         p = persons.get(pid)
         if p is not None:
-            out.extend(_active(p, identities.get(pid), new_usernames, school_names))
+            out.extend(_active(p, identities.get(pid), new_usernames, school_names, pool))
         elif pid not in frozen:
             out.extend(inactive.changes(pid, identities[pid]))
     return out
@@ -398,10 +409,16 @@ def _active(
     row: IdentityRow | None,
     new_usernames: Mapping[str, str],
     school_names: Mapping[str, str],
+    pool: Pool,
 ) -> Iterator[Change]:
     """The identity change of an active person: issued, returning, or changed in the SIS."""
     pid = p.person_id
-    attrs = {"username": p.username, "nin": p.nin, "display_name": p.display_name, "roles": _roles(p)}
+    attrs = {
+        "username": p.username,
+        "nin": p.nin,
+        "display_name": pool.text(p.display_name),
+        "roles": pool.text(_roles(p)),
+    }
     common: dict[str, Any] = {
         "target": CORE,
         "kind": "identity",
@@ -411,9 +428,8 @@ def _active(
     }
     if row is None:
         how = "issued" if pid in new_usernames else "from the historic base"
-        yield Change(
-            op=Op.CREATE, attrs=attrs, reason=f"{why_active(p, school_names)}; username {how}", **common
-        )
+        why = pool.text(f"{why_active(p, school_names)}; username {how}")
+        yield Change(op=Op.CREATE, attrs=attrs, reason=why, **common)
         return
     if row.status != IdentityStatus.ACTIVE:
         yield Change(op=Op.ENABLE, attrs=attrs, reason="returns: " + why_active(p, school_names), **common)

@@ -148,17 +148,18 @@ class TargetPlan:
     """The changes for one target, and whether they are held or only planned."""
 
     target: str
-    # A tuple, or StoredChanges (provisioner.core.stored) in a certified plan: decoded when read.
+    # A tuple, or changes held encoded (provisioner.core.stored): StoredChanges in a certified
+    # plan or a plan-only target, PackedChanges in a live target until applied.
     changes: Sequence[Change]
     population: int = 0  # objects the target holds before this plan (for percent thresholds)
     dry_run: bool = False  # the target is configured plan-only (no live connector yet, or by choice)
     hold: Hold | None = None
 
     def counts(self) -> dict[str, int]:
-        """Changes by operation (stored changes know theirs without being decoded)."""
-        from provisioner.core.stored import StoredChanges  # it builds on this module
+        """Changes by operation (encoded changes know theirs without being decoded)."""
+        from provisioner.core.stored import CountedChanges  # it builds on this module
 
-        if isinstance(self.changes, StoredChanges):
+        if isinstance(self.changes, CountedChanges):
             return dict(self.changes.op_counts)
         return dict(Counter(c.op.value for c in self.changes))
 

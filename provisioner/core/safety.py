@@ -24,7 +24,7 @@ from enum import StrEnum
 from provisioner.config import SafetyConfig, TargetBase
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import DESTRUCTIVE_OPS, Change, Hold, Op
-from provisioner.core.stored import StoredChanges
+from provisioner.core.stored import CountedChanges
 
 TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
 
@@ -81,7 +81,7 @@ def planned_removals(changes: Iterable[Change]) -> Removals:
     An object both disabled and deleted counts once; every removed (person, role) pair
     counts, also of a person deleted by the same plan.
     """
-    if isinstance(changes, StoredChanges):  # a certified plan's: counted when stored
+    if isinstance(changes, CountedChanges):  # held encoded: counted when encoded
         return Removals(changes.destructive, changes.member_removals)
     objects, members = set(), 0
     for c in changes:

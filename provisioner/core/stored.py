@@ -9,15 +9,22 @@ JSON chunks as the state store keeps them (provisioner.state.certificates), with
 the run needs without them (how many, of which operations, and what they remove, for
 the safety limits). Iterating, indexing or comparing decodes them once.
 
+A live target's changes are held the same way between planning and apply, packed
+(``PackedChanges``, pickled rather than JSON: faster, and only this run reads them), so
+that a first run's ~650,000 changes are not all held as objects at once.
+
 Pure: the chunks are bytes in memory; nothing here reads the store.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import fields
+from operator import attrgetter
 from typing import Any, overload
 
 from provisioner.core.jsontext import compact, loads
@@ -29,10 +36,105 @@ from provisioner.core.plan import DESTRUCTIVE_OPS, Change, Op
 # 1.69 s with either).
 CHUNK = 1_000
 _LEVEL = 1  # zlib's fastest level: JSON of changes still shrinks about tenfold
+# Changes per packed chunk (PackedChanges): values are shared within a chunk, and showing
+# the first few unpacks one.
+PACK_CHUNK = 10_000
+# A change's fields in the order Change(*fields) takes them (pickled as a plain tuple:
+# pickling the dataclass itself took twice as long).
+_fields_of = attrgetter(*(f.name for f in fields(Change)))
 _PERSON_KINDS = frozenset({"person", "identity"})
 
 
-class StoredChanges(Sequence[Change]):
+class CountedChanges(Sequence[Change]):
+    """Changes held encoded in chunks, with what a run needs without decoding them.
+
+    How many, of which operations, and what they remove (for the safety limits). The
+    encodings: ``StoredChanges`` (JSON, as the state store keeps a certificate's) and
+    ``PackedChanges`` (pickled, a live target's between planning and apply).
+    """
+
+    __slots__ = ("chunks", "size", "op_counts", "destructive", "member_removals")
+
+    def __init__(
+        self,
+        chunks: tuple[bytes, ...],
+        size: int,
+        op_counts: Mapping[str, int],
+        destructive: frozenset[tuple[str, str]],
+        member_removals: int,
+    ) -> None:
+        self.chunks = chunks
+        self.size = size
+        self.op_counts = dict(op_counts)
+        self.destructive = destructive  # (kind, key) of objects disabled, deleted or forgotten
+        self.member_removals = member_removals  # (person, role) pairs removed from groups
+
+    def _read(self, chunk: bytes) -> Iterator[Change]:
+        """The changes of one chunk, decoded."""
+        raise NotImplementedError
+
+    def decode_chunks(self, lo: int, hi: int) -> list[Change]:
+        """The changes of chunks ``lo`` to ``hi`` (both included), decoded (not kept)."""
+        out: list[Change] = []
+        for chunk in self.chunks[lo : hi + 1]:
+            out.extend(self._read(chunk))
+        return out
+
+    def decoded(self) -> tuple[Change, ...]:
+        """Every change, decoded."""
+        return tuple(self.decode_chunks(0, len(self.chunks) - 1))
+
+    def head(self, n: int) -> tuple[Change, ...]:
+        """The first ``n`` changes: only the chunks that hold them are decoded."""
+        out: list[Change] = []
+        for chunk in self.chunks:
+            if len(out) >= n:
+                break
+            out.extend(self._read(chunk))
+        return tuple(out[:n])
+
+    def ops(self) -> frozenset[Op]:
+        """The operations among the changes, without decoding them."""
+        return frozenset(Op(k) for k in self.op_counts)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    @overload
+    def __getitem__(self, i: int) -> Change: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Change, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> Change | tuple[Change, ...]:
+        if isinstance(i, slice) and _is_head(i):
+            # The first few (what `bas plan` shows of each target): all 290,000 pending AD
+            # and Microsoft 365 changes of an Oslo-size owner took ~15 s to decode, to
+            # print ten lines.
+            return self.head(i.stop)
+        return self.decoded()[i]
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.decoded())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CountedChanges):
+            return self.size == other.size and self.decoded() == other.decoded()
+        if isinstance(other, tuple | list):
+            return self.size == len(other) and self.decoded() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.decoded())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.size} changes, {self.op_counts})"
+
+
+class StoredChanges(CountedChanges):
     """Encoded changes with their counts; a sequence of Change once decoded (cached).
 
     The state store keeps each chunk under a name of its content
@@ -40,16 +142,7 @@ class StoredChanges(Sequence[Change]):
     that replaced a few chunks, writes only the chunks it has not stored yet.
     """
 
-    __slots__ = (
-        "chunks",
-        "size",
-        "op_counts",
-        "destructive",
-        "member_removals",
-        "chunk_persons",
-        "_persons",
-        "_decoded",
-    )
+    __slots__ = ("chunk_persons", "_persons", "_decoded")
 
     def __init__(
         self,
@@ -60,11 +153,7 @@ class StoredChanges(Sequence[Change]):
         member_removals: int,
         chunk_persons: tuple[frozenset[str], ...] | None = None,
     ) -> None:
-        self.chunks = chunks
-        self.size = size
-        self.op_counts = dict(op_counts)
-        self.destructive = destructive  # (kind, key) of objects disabled, deleted or forgotten
-        self.member_removals = member_removals  # (person, role) pairs removed from groups
+        super().__init__(chunks, size, op_counts, destructive, member_removals)
         # per chunk, the keys of the person objects and identities it changes: a plan patched
         # for some persons (provisioner/run/incremental.py) decodes only the chunks with theirs
         self.chunk_persons = chunk_persons if chunk_persons is not None else (frozenset(),) * len(chunks)
@@ -78,12 +167,8 @@ class StoredChanges(Sequence[Change]):
             self._persons = frozenset().union(*self.chunk_persons)
         return self._persons
 
-    def decode_chunks(self, lo: int, hi: int) -> list[Change]:
-        """The changes of chunks ``lo`` to ``hi`` (both included), decoded (not kept)."""
-        out: list[Change] = []
-        for chunk in self.chunks[lo : hi + 1]:
-            out.extend(_decode(chunk))
-        return out
+    def _read(self, chunk: bytes) -> Iterator[Change]:
+        return _decode(chunk)
 
     def replaced(self, lo: int, hi: int, old: Sequence[Change], new: Sequence[Change]) -> StoredChanges:
         """These changes with chunks ``lo`` to ``hi`` (which hold ``old``) holding ``new`` instead.
@@ -114,50 +199,9 @@ class StoredChanges(Sequence[Change]):
             self._decoded = tuple(out)
         return self._decoded
 
-    def ops(self) -> frozenset[Op]:
-        """The operations among the changes, without decoding them."""
-        return frozenset(Op(k) for k in self.op_counts)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __bool__(self) -> bool:
-        return self.size > 0
-
-    @overload
-    def __getitem__(self, i: int) -> Change: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> tuple[Change, ...]: ...
-
-    def __getitem__(self, i: int | slice) -> Change | tuple[Change, ...]:
-        if self._decoded is None and isinstance(i, slice) and _is_head(i):
-            # The first few (what `bas plan` shows of each target): only the chunks that
-            # hold them are decoded. All 290,000 pending AD and Microsoft 365 changes of an
-            # Oslo-size owner took ~15 s to decode, to print ten lines.
-            head: list[Change] = []
-            for chunk in self.chunks:
-                if len(head) >= i.stop:
-                    break
-                head.extend(_decode(chunk))
-            return tuple(head[i])
-        return self.decoded()[i]
-
-    def __iter__(self) -> Iterator[Change]:
-        return iter(self.decoded())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, StoredChanges):
-            return self.decoded() == other.decoded()
-        if isinstance(other, tuple | list):
-            return self.size == len(other) and self.decoded() == tuple(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.decoded())
-
-    def __repr__(self) -> str:
-        return f"StoredChanges({self.size} changes, {self.op_counts})"
+    def head(self, n: int) -> tuple[Change, ...]:
+        """The first ``n`` changes: decoded already, or only the chunks that hold them."""
+        return self._decoded[:n] if self._decoded is not None else super().head(n)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Worker processes get the encoded chunks, not a decoded copy as well.
@@ -181,20 +225,14 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
     run goes on to apply does not make it decode them again.
     """
     chunks: list[bytes] = []
-    counts: Counter[str] = Counter()
-    destructive: set[tuple[str, str]] = set()
+    tally = _Tally()
     chunk_persons: list[frozenset[str]] = []
     persons: set[str] = set()
-    members = 0
     batch: list[dict[str, Any]] = []
     for c in changes:
-        counts[c.op.value] += 1
+        tally.add(c)
         if c.kind in _PERSON_KINDS:
             persons.add(c.key)
-        if c.op in DESTRUCTIVE_OPS:
-            destructive.add((c.kind, c.key))
-        elif c.op == Op.REMOVE_MEMBERS:
-            members += len(c.members)
         batch.append(c.to_json())
         if len(batch) == CHUNK:
             chunks.append(_compress(batch))
@@ -203,12 +241,85 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
     if batch:
         chunks.append(_compress(batch))
         chunk_persons.append(frozenset(persons))
-    out = StoredChanges(
-        tuple(chunks), sum(counts.values()), counts, frozenset(destructive), members, tuple(chunk_persons)
-    )
+    out = StoredChanges(tuple(chunks), *tally.counted(), tuple(chunk_persons))
     if keep and isinstance(changes, tuple):
         out._decoded = changes
     return out
+
+
+class PackedChanges(CountedChanges):
+    """A live target's changes between planning and apply: pickled chunks, unpacked when read.
+
+    A first run at Oslo size plans ~650,000 changes for its live targets and core. Held
+    as objects from planning to the end of apply, they kept the planning heap's arenas
+    from being given back, and a worker applying a target unpickled its own copy: the
+    run peaked at ~1.6 GB. Packed, they are ~30 MB of bytes; the executor unpacks one
+    target's at a time (``at_hand``), and they are freed once it is applied. Nothing is
+    cached: each read unpacks afresh (the executor reads once per target).
+
+    Pickle, as these bytes are made by this process, for this process or the worker it
+    starts: never stored and never read from outside. It keeps values shared within a
+    chunk (provisioner.core.pool). Stored plans and certificates are JSON (StoredChanges).
+    """
+
+    __slots__ = ()
+
+    def _read(self, chunk: bytes) -> Iterator[Change]:
+        return _unpack(chunk)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A worker gets the packed chunks and unpacks them itself.
+        return (
+            PackedChanges,
+            (self.chunks, self.size, self.op_counts, self.destructive, self.member_removals),
+        )
+
+
+def pack(changes: Iterable[Change]) -> PackedChanges:
+    """Pack changes in compressed pickled chunks, counting as it goes."""
+    chunks: list[bytes] = []
+    tally = _Tally()
+    batch: list[tuple[Any, ...]] = []
+    for c in changes:
+        tally.add(c)
+        batch.append(_fields_of(c))
+        if len(batch) == PACK_CHUNK:
+            chunks.append(zlib.compress(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL), _LEVEL))
+            batch = []
+    if batch:
+        chunks.append(zlib.compress(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL), _LEVEL))
+    return PackedChanges(tuple(chunks), *tally.counted())
+
+
+def at_hand(changes: Sequence[Change]) -> Sequence[Change]:
+    """Changes to work through more than once: encoded ones decoded (a tuple), others as they are."""
+    return changes.decoded() if isinstance(changes, CountedChanges) else changes
+
+
+def _unpack(chunk: bytes) -> Iterator[Change]:
+    return (Change(*f) for f in pickle.loads(zlib.decompress(chunk)))  # noqa: S301 (this process's own bytes)
+
+
+class _Tally:
+    """What encoded changes know of themselves, counted as they are encoded."""
+
+    __slots__ = ("counts", "destructive", "members")
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.destructive: set[tuple[str, str]] = set()
+        self.members = 0
+
+    def add(self, c: Change) -> None:
+        self.counts[c.op.value] += 1
+        if c.op in DESTRUCTIVE_OPS:
+            self.destructive.add((c.kind, c.key))
+        elif c.op == Op.REMOVE_MEMBERS:
+            self.members += len(c.members)
+
+    def counted(self) -> tuple[int, Counter[str], frozenset[tuple[str, str]], int]:
+        """(size, op counts, destructive, member removals), as the encoded changes take them."""
+        return sum(self.counts.values()), self.counts, frozenset(self.destructive), self.members
 
 
 def _is_head(i: slice) -> bool:

@@ -43,6 +43,7 @@ from provisioner.core.diff import diff_core
 from provisioner.core.fetched import Fetched
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import CORE, Plan, TargetPlan
+from provisioner.core.pool import Pool
 from provisioner.core.safety import (
     SourceRefused,
     present_schools,
@@ -142,6 +143,7 @@ def make_plan(
     cookie = store.versions.current()
     identities = store.identities.all()
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
+    pool = Pool()  # one object per distinct value across the plan's changes
     targets: list[TargetPlan] = []
     live: set[str] = set()
     for name, tcfg in cfg.enabled_targets().items():
@@ -161,13 +163,14 @@ def make_plan(
             identities=identities,
             school_names=school_names,
             as_of=as_of,
+            pool=pool,
         )
         changes = local_runs.with_locks(name, changes, index, local_in, as_of, policy)
         population = sum(1 for r in index.values() if r.status == ObjectStatus.ACTIVE)
-        # A plan-only target's changes are not applied this run: kept encoded (about a tenth
-        # of the memory, provisioner.core.stored), they are decoded only if someone reads them.
+        # Held encoded (about a tenth of the memory, provisioner.core.stored): a plan-only
+        # target's changes are decoded only if someone reads them, a live target's when applied.
         dry_run = tcfg.mode == "plan"
-        pending = stored.encode(changes) if dry_run else tuple(changes)
+        pending = stored.encode(changes) if dry_run else stored.pack(changes)
         targets.append(TargetPlan(name, pending, population, dry_run=dry_run))
         live.update(r.person_id for r in index.values() if r.person_id and r.status != ObjectStatus.DELETED)
         del objs, index, changes  # free them before the next target is mapped
@@ -184,13 +187,15 @@ def make_plan(
         inactive_nins=derivation.inactive_nins,
         bridged=derivation.bridged,
         ended=derivation.ended,
+        pool=pool,
     )
+    del pool
     plan = Plan(
         run_id=run_id,
         created_at=now_iso(),
         as_of=as_of,
         cookie=cookie,
-        targets=(TargetPlan(CORE, tuple(core), len(identities)), *targets),
+        targets=(TargetPlan(CORE, stored.pack(core), len(identities)), *targets),
         errors=state.errors + local_errors,
         source_counts=counts,
         active_persons=kept,

@@ -12,6 +12,7 @@ from provisioner.core.diff import compared, diff_target, needs_details
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject
 from provisioner.core.plan import Change
+from provisioner.core.pool import Pool
 from provisioner.core.rows import IdentityRow, IndexRow
 from provisioner.kinds import TargetKind, kind_of
 from provisioner.state.store import StateStore
@@ -63,17 +64,19 @@ def diff_objects(
     identities: Mapping[str, IdentityRow],
     school_names: Mapping[str, str],
     as_of: str,
+    pool: Pool | None = None,
 ) -> list[Change]:
     """One target's changes: these mapped objects against the stored rows in ``index``.
 
     ``index`` holds every stored object of the target for a full plan, or only those of
     the patched persons' keys for a patch (provisioner/run/incremental.py). The persons
     are the derivation's own, not the target's scope: one out of scope is "still active".
+    ``pool``: the plan's shared values (provisioner.core.pool).
     """
     # Only a stored object has a digest to compare with; a new one is created whatever
     # its digest is (the writer computes it once from the JSON it stores anyway). The
     # objects are compared as the mapping yields them, and only the changed ones kept.
-    got = compared(objs, index)
+    got = compared(objs, index, pool)
     return diff_target(
         name,
         got.desired,
