@@ -16,10 +16,9 @@ from mappings import feide
 from mappings.base import MappingContext
 from provisioner.apply.executor import apply_plan
 from provisioner.config import FeideConfig
-from provisioner.core.diff import diff_target, needs_details
+from provisioner.core.diff import compared, diff_target
 from provisioner.core.model import DesiredState, TargetObject
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
-from provisioner.core.rows import digest
 from provisioner.kinds import kind_of
 from provisioner.state.store import StateStore
 from tests.test_mapping_feide import NIN, OWNER, make_state
@@ -438,15 +437,15 @@ def test_three_runs_through_differ_executor_and_store(tmp_path: Path) -> None:
 
     def run(state: DesiredState, run_id: str) -> dict[str, int]:
         objs = list(feide.map_state(state, MappingContext(OWNER, cfg, state.as_of)))
-        digs = [digest(o.kind, o.record(), o.members) for o in objs]
         index = store.objects.index("feide")
-        details = store.objects.details("feide", needs_details(objs, digs, index))
+        got = compared(objs, index)
         changes = diff_target(
             "feide",
-            objs,
-            digs,
+            got.desired,
+            got.digests,
             index,
-            details,
+            store.objects.details("feide", got.stored),
+            unchanged=got.unchanged,
             policy=kind_of("feide").policy(cfg),
             placement=feide.PLACEMENT_ATTRS,
             persons=state.persons,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provisioner.core.diff import compared, diff_core, diff_target, needs_details
+from provisioner.core.diff import compared, diff_core, diff_target
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import STUDENT, DesiredPerson, TargetObject
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
@@ -378,10 +378,10 @@ def test_order_creates_adds_removes_deletes() -> None:
     ]
 
 
-# -- needs_details ---------------------------------------------------------------------------------
+# -- compared ---------------------------------------------------------------------------------
 
 
-def test_needs_details() -> None:
+def test_compared_names_the_stored_objects_whose_details_the_differ_needs() -> None:
     same, changed, disabled, new = pobj("A"), pobj("B"), pobj("C"), pobj("D")
     index = {
         "A": row(same),
@@ -389,7 +389,7 @@ def test_needs_details() -> None:
         "C": row(disabled, status="disabled"),
     }
     objs = [same, changed, disabled, new]
-    assert needs_details(objs, [dig(o) for o in objs], index) == ["B", "C"]
+    assert compared(objs, index).stored == ["B", "C"]
 
 
 def test_compared_keeps_what_the_differ_must_see_and_names_the_rest() -> None:
@@ -404,6 +404,7 @@ def test_compared_keeps_what_the_differ_must_see_and_names_the_rest() -> None:
     assert [o.key for o in got.desired] == ["B", "C", "D", "E"]
     assert got.digests == [dig(changed), dig(disabled), dig(deleted), ""]
     assert got.unchanged == {"A"}
+    assert got.stored == ["B", "C", "D"]
 
 
 # What may happen to one object between the stored row and the desired one.

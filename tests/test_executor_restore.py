@@ -16,11 +16,10 @@ import pytest
 
 from connectors.base import Applied, Connector, RejectedError
 from provisioner.apply.executor import apply_plan
-from provisioner.core.diff import diff_target, needs_details
+from provisioner.core.diff import compared, diff_target
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
-from provisioner.core.rows import digest
 from provisioner.state.common import now_iso
 from provisioner.state.store import StateStore
 from tests.sisbuilder import desired_student
@@ -71,14 +70,15 @@ def run(store: StateStore, as_of: str, name: str | None, conn: Scripted | None =
         if name
         else []
     )
-    digs = [digest(o.kind, o.record(), o.members) for o in objs]
     index = store.objects.index("m365")
+    got = compared(objs, index)
     changes = diff_target(
         "m365",
-        objs,
-        digs,
+        got.desired,
+        got.digests,
         index,
-        store.objects.details("m365", needs_details(objs, digs, index)),
+        store.objects.details("m365", got.stored),
+        unchanged=got.unchanged,
         policy=M365,
         placement=frozenset(),
         persons={"S1": PERSON} if name else {},

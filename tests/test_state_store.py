@@ -19,11 +19,10 @@ from demo.data import DEMO, generate
 from provisioner.apply.executor import apply_plan
 from provisioner.config import UsernameConfig
 from provisioner.core.derive import derive
-from provisioner.core.diff import diff_target, needs_details
+from provisioner.core.diff import compared, diff_target
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
-from provisioner.core.rows import digest
 from provisioner.core.states import ObjectStatus
 from provisioner.run import runner
 from provisioner.state import schema as t
@@ -238,14 +237,15 @@ def _lifecycle_run(
 ) -> list[tuple[str, str]]:
     person = desired_student("S1")
     objs = [TargetObject("person", "S1", {"upn": "s1@x"}, username="us1", person_id="S1")] if present else []
-    digs = [digest(o.kind, o.record(), o.members) for o in objs]
     index = store.objects.index(target)
+    got = compared(objs, index)
     changes = diff_target(
         target,
-        objs,
-        digs,
+        got.desired,
+        got.digests,
         index,
-        store.objects.details(target, needs_details(objs, digs, index)),
+        store.objects.details(target, got.stored),
+        unchanged=got.unchanged,
         policy=policy,
         placement=frozenset(),
         persons={"S1": person} if present else {},

@@ -31,12 +31,14 @@ class Compared:
 
     ``desired`` holds the objects with something to do (new, changed, not active), with
     their ``digests`` ("" for a new one: the writer computes its digest when it stores
-    it); ``unchanged`` the keys of the others, which the differ must still count as
-    desired (or it would retire them).
+    it); ``stored`` the keys among them the target holds, whose stored attributes the
+    differ must see (``store.objects.details``); ``unchanged`` the keys of the others,
+    which the differ must still count as desired (or it would retire them).
     """
 
     desired: list[TargetObject]
     digests: list[str]
+    stored: list[str]
     unchanged: set[str]
 
 
@@ -51,7 +53,7 @@ def compared(
     values (a plan shares one pool among its targets; provisioner.core.pool), as their
     changes are held until applied.
     """
-    out = Compared([], [], set())
+    out = Compared([], [], [], set())
     active = ObjectStatus.ACTIVE
     if pool is None:
         pool = Pool()
@@ -67,18 +69,7 @@ def compared(
             continue
         out.desired.append(pool.obj(o))
         out.digests.append(dig)
-    return out
-
-
-def needs_details(
-    desired: Sequence[TargetObject], digests: Sequence[str], index: Mapping[str, IndexRow]
-) -> list[str]:
-    """Keys whose stored attributes the differ must see (digest differs or not active)."""
-    out = []
-    for obj, d in zip(desired, digests):
-        row = index.get(obj.key)
-        if row is not None and (row.digest != d or row.status != ObjectStatus.ACTIVE):
-            out.append(obj.key)
+        out.stored.append(o.key)
     return out
 
 

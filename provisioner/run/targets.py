@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from connectors.base import Connector, Exporter, Reader
 from provisioner.config import Config, ConfigError
 from provisioner.core.derive import Derivation
-from provisioner.core.diff import compared, diff_target, needs_details
+from provisioner.core.diff import compared, diff_target
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject
 from provisioner.core.plan import Change
@@ -82,7 +82,7 @@ def diff_objects(
         got.desired,
         got.digests,
         index,
-        store.objects.details(name, needs_details(got.desired, got.digests, index)),
+        store.objects.details(name, got.stored),
         policy=policy,
         placement=kind.placement,
         links=kind.links,
