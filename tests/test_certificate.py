@@ -390,3 +390,23 @@ def test_person_fingerprints_are_stored_in_pieces_and_a_patch_writes_only_what_c
 def _all_parts(store: StateStore) -> set[str]:
     with store.engine.connect() as c:
         return {p for (p,) in c.execute(sa.text("SELECT DISTINCT part FROM plan_parts"))}
+
+
+@pytest.mark.parametrize(
+    ("ids", "kept"),
+    [
+        ([], True),
+        (["P1"], True),
+        (["P1", "P2", "P3"], True),
+        (["P1\x00"], False),
+        (["P1", "P\x002", "P3"], False),
+        (["\x00", "P2"], False),
+    ],
+)
+def test_fingerprints_are_kept_unless_an_id_holds_nul(store: StateStore, ids: list[str], kept: bool) -> None:
+    """Ids are stored NUL-joined: one holding NUL would split in two when read back, so none are kept."""
+    rows = [Person(i, None, "Ola", None, "Nordmann", "2012-03-04", None, None) for i in ids]
+    prints = patch.PersonPrints.of(rows)
+    assert prints is not None
+    store.certificates.save_prints({"persons": "x"}, prints)
+    assert store.certificates.prints({"persons": "x"}) == (prints if kept else None)

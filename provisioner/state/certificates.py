@@ -120,9 +120,10 @@ class Certificates:
         the blocks of rows that changed: the rest are the pieces already stored. An id
         holding NUL is not kept (then no plan is patched: the next change plans in full).
         """
-        if any("\x00" in i for i in prints.ids):
-            return
-        ids = zlib.compress("\x00".join(prints.ids).encode("utf-8", "surrogatepass"), 1)
+        joined = "\x00".join(prints.ids)
+        if joined.count("\x00") != max(len(prints.ids) - 1, 0):
+            return  # an id holds NUL (one C pass over the joined ids, not one per id)
+        ids = zlib.compress(joined.encode("utf-8", "surrogatepass"), 1)
         step = BLOCK * PRINT_SIZE
         bodies = [
             ids,
@@ -162,7 +163,8 @@ class Certificates:
             pieces = {part: bodies[0] for part, bodies in _parts(c, names).items()}
         if not all(n in pieces for n in names):
             return None
-        ids = tuple(zlib.decompress(pieces[names[0]]).decode("utf-8", "surrogatepass").split("\x00"))
+        text = zlib.decompress(pieces[names[0]]).decode("utf-8", "surrogatepass")
+        ids = tuple(text.split("\x00")) if text else ()  # "" is no ids, not one empty id
         whole = b"".join(pieces[n] for n in names[2:])
         blocks = -(-len(ids) // BLOCK) * BLOCK_PRINT_SIZE
         if not len(whole) == len(pieces[names[1]]) == len(ids) * PRINT_SIZE or len(head[1]) != blocks:
