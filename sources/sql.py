@@ -15,7 +15,7 @@ import hashlib
 import marshal
 import re
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import compress
 from operator import itemgetter
@@ -307,7 +307,7 @@ def _plain(rows: list[Any]) -> bool:
     return set(map(type, rows)) <= {tuple}
 
 
-def _types(col: Sequence[Any]) -> set[type]:
+def _types(col: Iterable[Any]) -> set[type]:
     return set(map(type, col))
 
 
@@ -390,6 +390,7 @@ class _Rows(Fetched):
         self._done: dict[str, tuple[Any, ...]] = {}
         self._key_columns: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._converted: set[tuple[str, str]] = set()  # key columns the driver gave in another type
+        self._asked: set[tuple[str, str]] = set()  # key columns read once already (not kept)
         self._pool: dict[str, str] = {}  # one string object per text value, across tables
         self.digests = {name: d for name, (_, _, d) in fetched.items()}
 
@@ -403,8 +404,25 @@ class _Rows(Fetched):
         if name in self._done:
             return tuple(r for r in self._done[name] if getattr(r, column) in values)
         cols, rows, d = self._raw[name]
-        picked = list(compress(rows, map(values.__contains__, self._keys(name, column))))
+        picked = list(compress(rows, map(values.__contains__, self._key_stream(name, column))))
         return _convert(name, cols, picked, d)[0]
+
+    def _key_stream(self, name: str, column: str) -> Iterable[Any]:
+        """One column of a table's rows as the records hold it, kept once asked for twice.
+
+        A patch asks for most columns once (a million membership rows, by person and by
+        group): those are read straight off the rows, with no tuple of a million keys made
+        and freed. A column asked for again (the persons' ids, a guardian's students) is kept.
+        """
+        if (name, column) in self._key_columns or (name, column) in self._asked:
+            return self._keys(name, column)
+        self._asked.add((name, column))
+        cols, rows, _ = self._raw[name]
+        _columns(name, cols)  # a missing column is the same error as converting the table
+        pick = itemgetter(cols.index(column))
+        if not _types(map(pick, rows)) <= _AS_READ.get(_SHAPES[name][1].get(column, _str), frozenset()):
+            return self._keys(name, column)  # another type than the record's: converted, and kept
+        return map(pick, rows)
 
     def _keys(self, name: str, column: str) -> tuple[Any, ...]:
         """One column of a table's rows as the records hold it (kept: a patch asks more than once)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import zlib
 from pathlib import Path
@@ -75,6 +76,23 @@ def test_the_objects_kept_for_the_differ_are_made_of_shared_values() -> None:
     assert g1.members is not None and g2.members is not None
     assert all(x is y for x, y in zip(g1.members, g2.members, strict=True))
     assert s1.place == {"dn": "uid=S1,ou=people"} and (s1.key, s1.person_id) == ("S1", "S1")
+
+
+def test_a_pooled_object_keeps_every_field() -> None:
+    """``Pool.obj`` builds the object anew: every field, one the test does not set included, is kept."""
+    o = TargetObject(
+        "person",
+        "S1",
+        {"sn": fresh("Berg")},
+        members=((fresh("S2"), fresh("guardian")),),
+        username=fresh("olanor"),
+        person_id=fresh("S1"),
+        place={"dn": fresh("uid=S1")},
+        links={"students": [fresh("S2")]},
+    )
+    unset = [f.name for f in dataclasses.fields(o) if getattr(o, f.name) in (None, {}, f.default)]
+    assert unset == []  # a field added to TargetObject: set it above too
+    assert Pool().obj(o) == o
 
 
 # -- packed changes ----------------------------------------------------------------------------

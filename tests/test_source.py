@@ -231,6 +231,8 @@ def test_a_read_converts_only_the_rows_asked_for_and_exactly_as_a_snapshot_holds
         assert read is not None
         want = tuple(r for r in getattr(whole, name) if getattr(r, column) in values)
         assert read.where(name, column, values) == want, (name, column, values)
+        assert read.where(name, column, values) == want  # asked again: the column is kept now
+        assert read.where(name, column, values) == want
         assert read.table(name) == getattr(whole, name)
         assert read.where(name, column, values) == want  # from the converted table now
         assert read.snapshot() == whole

@@ -18,7 +18,6 @@ Pure: plain dicts, freed with the pool when the plan is made.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from provisioner.core.model import TargetObject
@@ -60,10 +59,15 @@ class Pool:
     def obj(self, o: TargetObject) -> TargetObject:
         """``o`` with its attributes, members, placement and links made of pooled values."""
         members = o.members
-        return replace(
-            o,
-            attrs=self.values(o.attrs),
-            members=shared(members, self._values) if members else members,
-            place=self.values(o.place),
-            links=self.values(o.links),
+        # The constructor, not dataclasses.replace: a first run pools ~650,000 objects, and
+        # replace looks up the fields again on every call (~1.6 against ~0.7 us each).
+        return TargetObject(
+            o.kind,
+            o.key,
+            self.values(o.attrs),
+            shared(members, self._values) if members else members,
+            o.username,
+            o.person_id,
+            self.values(o.place),
+            self.values(o.links),
         )
