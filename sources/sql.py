@@ -311,6 +311,13 @@ def _types(col: Iterable[Any]) -> set[type]:
     return set(map(type, col))
 
 
+def _key_conversion(name: str, column: str, keys: Iterable[Any]) -> _Conv | None:
+    """The conversion that makes a key column's driver values what the records hold; None
+    when they are that already (text ids as text: nearly always)."""
+    conv = _SHAPES[name][1].get(column, _str)
+    return None if _types(keys) <= _AS_READ.get(conv, frozenset()) else conv
+
+
 @contextmanager
 def _read_only(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A connection in one read-only transaction; SourceError when the database is unreachable."""
@@ -417,21 +424,24 @@ class _Rows(Fetched):
         if (name, column) in self._key_columns or (name, column) in self._asked:
             return self._keys(name, column)
         self._asked.add((name, column))
-        cols, rows, _ = self._raw[name]
-        _columns(name, cols)  # a missing column is the same error as converting the table
-        pick = itemgetter(cols.index(column))
-        if not _types(map(pick, rows)) <= _AS_READ.get(_SHAPES[name][1].get(column, _str), frozenset()):
+        pick, rows = self._column(name, column)
+        if _key_conversion(name, column, map(pick, rows)) is not None:
             return self._keys(name, column)  # another type than the record's: converted, and kept
         return map(pick, rows)
+
+    def _column(self, name: str, column: str) -> tuple[itemgetter[Any], list[Any]]:
+        """What picks one column out of a table's driver rows, and those rows."""
+        cols, rows, _ = self._raw[name]
+        _columns(name, cols)  # a missing column is the same error as converting the table
+        return itemgetter(cols.index(column)), rows
 
     def _keys(self, name: str, column: str) -> tuple[Any, ...]:
         """One column of a table's rows as the records hold it (kept: a patch asks more than once)."""
         if (name, column) not in self._key_columns:
-            cols, rows, _ = self._raw[name]
-            _columns(name, cols)  # a missing column is the same error as converting the table
-            keys = tuple(map(itemgetter(cols.index(column)), rows))
-            conv = _SHAPES[name][1].get(column, _str)
-            if not _types(keys) <= _AS_READ.get(conv, frozenset()):
+            pick, rows = self._column(name, column)
+            keys = tuple(map(pick, rows))
+            conv = _key_conversion(name, column, keys)
+            if conv is not None:
                 keys = tuple(map(conv, keys))  # as the record would hold it (an integer id as text)
                 self._converted.add((name, column))
             self._key_columns[name, column] = keys
