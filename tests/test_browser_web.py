@@ -19,9 +19,10 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.browser import DESKTOP, PHONE, Browser
@@ -59,12 +60,24 @@ def checked(b: Browser, step: str) -> None:
     b.shot(step)
 
 
+def _headings(d: WebDriver) -> list[str]:
+    """The texts of the page's main h1s; none while the page is being replaced under them."""
+    try:
+        return [h.text for h in d.find_elements(By.CSS_SELECTOR, "main h1")]
+    except StaleElementReferenceException:
+        return []  # read while the next page replaced it: the caller looks again
+    except WebDriverException as exc:
+        # chromedriver's other word for a stale element, when the node goes between
+        # finding it and reading its text ("Node with given id does not belong to the document")
+        if "does not belong to the document" in (exc.msg or ""):
+            return []
+        raise
+
+
 def heading(b: Browser, text: str, timeout: float = 10) -> None:
     """Wait until the page's h1 reads ``text``."""
     try:
-        WebDriverWait(b.driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(
-            lambda d: any(h.text == text for h in d.find_elements(By.CSS_SELECTOR, "main h1"))
-        )  # stale: the heading was read while the next page replaced it; look again
+        WebDriverWait(b.driver, timeout).until(lambda d: text in _headings(d))
     except TimeoutException:
         b.shot(f"no-heading-{text}")
         found = [h.text for h in b.driver.find_elements(By.CSS_SELECTOR, "h1")]
