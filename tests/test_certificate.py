@@ -410,3 +410,4 @@ def test_fingerprints_are_kept_unless_an_id_holds_nul(store: StateStore, ids: li
     assert prints is not None
     store.certificates.save_prints({"persons": "x"}, prints)
     assert store.certificates.prints({"persons": "x"}) == (prints if kept else None)
+    assert bool(_all_parts(store)) == kept  # not stored at all, not only unreadable
