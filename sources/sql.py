@@ -458,6 +458,23 @@ class _Rows(Fetched):
         rest = itemgetter(*(cols.index(f) for f in fields[1:]))
         return [(i, *rest(r)) for i, r in zip(ids, rows)]
 
+    def membership_rows(self) -> Sequence[tuple[Any, ...]]:
+        cols, rows, _ = self._raw["memberships"]
+        fields = _columns("memberships", cols)
+        if cols == fields and _plain(rows) and self._as_read("memberships", "group_id", "person_id"):
+            return rows  # the default query: the driver's rows are what is asked for already
+        groups, persons = self._keys("memberships", "group_id"), self._keys("memberships", "person_id")
+        role = itemgetter(cols.index("role"))
+        return [(g, p, role(r)) for g, p, r in zip(groups, persons, rows)]
+
+    def _as_read(self, name: str, *columns: str) -> bool:
+        """Whether the driver gives these key columns as the records hold them (text ids as text)."""
+        for column in columns:
+            pick, rows = self._column(name, column)
+            if _key_conversion(name, column, map(pick, rows)) is not None:
+                return False
+        return True
+
     def snapshot(self) -> SourceSnapshot:
         data: dict[str, Any] = {}
         for name in _SHAPES:  # each table's driver rows go as soon as converted

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from provisioner.apply.executor import TargetResult
-from provisioner.core import certificate, patch, stored
+from provisioner.core import certificate, memberships, patch, stored
 from provisioner.core.model import Person
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.core.safety import planned_removals
@@ -148,7 +148,7 @@ def test_pending_changes_of_plan_only_targets_are_certified_and_left_encoded(
     try:
         ok(e.sync(DAY1))
         parts = _parts(e)
-        assert len(parts) > 2 and set(parts.values()) == {2}  # chunks of ad and m365, each with its persons
+        assert len(parts) > 2 and set(parts.values()) == {2}  # chunks of ad and m365, each with its keys
 
         def no_decoding(self: StoredChanges) -> tuple:
             raise AssertionError("a quiet run decoded stored changes")
@@ -195,9 +195,11 @@ def test_stored_changes_round_trip_and_count_what_they_remove() -> None:
     assert s.destructive == {("person", "S2")} and s.member_removals == 2
     assert planned_removals(s) == planned_removals(changes)
     assert s == changes and list(s) == list(changes) and s[1:3] == changes[1:3]
-    persons = tuple(stored.unpack_persons(stored.pack_persons(p)) for p in s.chunk_persons)
-    again = stored.from_meta(stored.meta_of(s), s.chunks, persons)
-    assert again == changes and again.chunk_persons == s.chunk_persons == (frozenset({"S1", "S2"}),)
+    keys = tuple(stored.unpack_keys(stored.pack_keys(k)) for k in s.chunk_keys)
+    again = stored.from_meta(stored.meta_of(s), s.chunks, keys)
+    assert again == changes and again.chunk_keys == s.chunk_keys == (frozenset({"S1", "S2", "G1"}),)
+    with pytest.raises(TypeError):  # the keys of persons alone, as an earlier version stored them
+        stored.unpack_keys(zlib.compress(b'["S1", "S2"]'))
     assert TargetPlan("ad", s).counts() == TargetPlan("ad", changes).counts()
     broken = stored.StoredChanges(s.chunks, 5, s.op_counts, s.destructive, 2)
     with pytest.raises(ValueError, match="not the 5 recorded"):
@@ -223,10 +225,10 @@ def test_the_first_stored_changes_are_read_without_decoding_the_rest() -> None:
 
 
 def _parts(e: Env) -> dict[str, int]:
-    """The stored changes' parts and their chunks (the person fingerprints aside)."""
+    """The stored changes' parts and their chunks (the person and membership fingerprints aside)."""
     q = (
-        "SELECT part, count(*) FROM plan_parts"
-        " WHERE part NOT LIKE 'persons-%' AND part NOT LIKE 'print-%' GROUP BY part"
+        "SELECT part, count(*) FROM plan_parts WHERE part NOT LIKE 'persons-%'"
+        " AND part NOT LIKE 'groups-%' AND part NOT LIKE 'print-%' GROUP BY part"
     )
     with e.store.engine.connect() as c:
         return dict(c.execute(sa.text(q)).all())
@@ -411,3 +413,40 @@ def test_fingerprints_are_kept_unless_an_id_holds_nul(store: StateStore, ids: li
     store.certificates.save_prints({"persons": "x"}, prints)
     assert store.certificates.prints({"persons": "x"}) == (prints if kept else None)
     assert bool(_all_parts(store)) == kept  # not stored at all, not only unreadable
+
+
+def test_membership_fingerprints_are_stored_in_pieces_and_carried_to_a_source_with_the_same_rows(
+    store: StateStore,
+) -> None:
+    """A run that changed a group writes its bucket and the index; one that changed another
+    table (a patched name) names the same pieces under its own source; the frozen persons
+    and groups come back as they were (a lone surrogate too), and ids with NUL are not kept."""
+    rows = [(f"G{g:03d}", f"P{g * 10 + i:05d}", "student") for g in range(300) for i in range(5)]
+    first = memberships.GroupPrints.of(rows)
+    assert first is not None
+    first = first.frozen({"P00003", "P\udcff"}, {"G001"})
+    store.certificates.save_group_prints({"memberships": "one"}, first)
+    assert store.certificates.group_prints({"memberships": "one"}) == first
+    written = _all_parts(store)
+    assert len(written) == 1 + 2 + memberships.BUCKETS  # the index, ids and fingerprints, the buckets
+    found = memberships.changed_groups(first, [*rows, ("G007", "P99999", "student")])
+    assert found is not None and found.groups == {"G007"}
+    store.certificates.save_group_prints({"memberships": "two"}, found.prints)
+    assert store.certificates.group_prints({"memberships": "two"}) == found.prints
+    assert len(_all_parts(store) - written) == 3  # its index, the fingerprints and one bucket
+    store.certificates.carry_prints(
+        {"memberships": "two"}, {"memberships": "two", "persons": "x"}, groups=True
+    )
+    assert store.certificates.group_prints({"memberships": "two", "persons": "x"}) == found.prints
+    store.certificates.carry_prints(
+        {"memberships": "two"}, {"memberships": "three"}, groups=False
+    )  # no persons'
+    assert store.certificates.prints({"memberships": "three"}) is None
+    plan = Plan(run_id="r", created_at="t", as_of=DAY1, cookie={}, targets=())
+    store.certificates.save(certificate.Certificate("key", {"memberships": "two", "persons": "x"}, plan))
+    assert store.certificates.group_prints({"memberships": "two"}) is None  # of a source no certificate is of
+    assert store.certificates.group_prints({"memberships": "two", "persons": "x"}) == found.prints
+    nul = memberships.GroupPrints.of([("G\x001", "P1", "student")])
+    assert nul is not None
+    store.certificates.save_group_prints({"memberships": "nul"}, nul)
+    assert store.certificates.group_prints({"memberships": "nul"}) is None

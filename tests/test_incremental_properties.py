@@ -3,8 +3,9 @@
 Random sequences of edits to a small owner (two schools, pupils, teachers, staff,
 guardians, groups; AD and Microsoft 365 plan-only, itslearning and Feide applied): names
 (emoji, DN and LDAP specials, spaces, an empty name), e-mail and mobile of one or several
-persons, and edits a patch must leave to a full plan (a new NIN or birth date, an ended
-enrollment, a newcomer, a moved membership). After each edit the run's plan (patched
+persons; memberships a person joins, leaves or all loses, or changes the role of; and
+edits a patch must leave to a full plan (a new NIN or birth date, an ended enrollment, a
+newcomer, a membership of a person the SIS does not have). After each edit the run's plan (patched
 where provisioner/run/incremental.py can, else full) must equal `--full`'s exactly:
 every change with its reason and order, populations, holds, data errors and counts.
 Now and then the plan is applied, so patches also start from a certificate an apply
@@ -24,16 +25,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provisioner.core import stored
+from provisioner.core.model import GroupMembership
 from provisioner.core.plan import Plan
 from provisioner.run import incremental, runner
 from provisioner.service import daemon
-from tests.sisbuilder import small_sis, synthetic_nin
+from tests.sisbuilder import Sis, small_sis, synthetic_nin
 from tests.test_pipeline import DAY1, Env
 
 PERSONS = ("S1", "S2", "S3", "S4", "S5", "S6", "T1", "T2", "A1", "G1", "G2", "G3")
 NAMES = ("Kari", "Ola Nils", "Åse-Marie", "O'Neil", 'Ku,"rt\\+<>;=*()#', " Lise ", "Ørjan 🎓", "", "Per")
-EDITS = ("given", "family", "middle", "email", "mobile", "nin", "born", "leave", "newcomer", "move", "apply")
-PATCHABLE = frozenset({"given", "family", "middle", "email", "mobile"})
+GROUPS = ("NORD-6A", "SOR-6A", "NORD-MAT")
+EDITS = (
+    *("given", "family", "middle", "email", "mobile", "nin", "born", "leave", "newcomer"),
+    *("move", "join", "drop", "role", "ghost", "apply"),
+)
+PATCHABLE = frozenset({"given", "family", "middle", "email", "mobile", "move", "join", "drop", "role"})
 
 
 def _shape(plan: Plan) -> tuple:
@@ -72,6 +78,24 @@ def _edit(env: Env, edit: str, who: list[str], value: int, seq: int) -> None:
         sis.student(f"N{seq}", "NORD", NAMES[value % len(NAMES)] or "Ny", "Elev")
     elif edit == "move":
         sis.memberships = [m for m in sis.memberships if m.person_id != who[0]]
+    elif edit in ("join", "drop", "role", "ghost"):
+        _edit_memberships(sis, edit, who, GROUPS[value % len(GROUPS)])
+
+
+def _edit_memberships(sis: Sis, edit: str, who: list[str], gid: str) -> None:
+    if edit == "join":
+        sis.memberships += [GroupMembership(gid, p, "teacher" if p[0] == "T" else "student") for p in who]
+    elif edit == "drop":
+        sis.memberships = [m for m in sis.memberships if not (m.group_id == gid and m.person_id in who)]
+    elif edit == "role":
+        flip = {"student": "teacher", "teacher": "student"}
+        sis.memberships = [
+            m._replace(role=flip.get(m.role, m.role)) if m.group_id == gid and m.person_id in who else m
+            for m in sis.memberships
+        ]
+    elif edit == "ghost":  # a person the SIS does not have: a data error, which freezes the group
+        sis.memberships.append(GroupMembership(gid, "X9", "student"))
+    sis.memberships = list(dict.fromkeys(sis.memberships))  # the SIS holds a row once
 
 
 # Each example runs a few plans per step: 20 in a normal run, ten times more in the thorough profile.
@@ -139,6 +163,39 @@ def test_a_renamed_teacher_and_guardian_are_patched_and_their_accounts_follow(tm
         env.store.close()
 
 
+def test_a_pupil_moved_to_another_class_is_patched_and_their_accounts_and_the_directory_follow(
+    tmp_path: Path,
+) -> None:
+    """A class move changes two groups' membership rows: the plan is patched for those groups
+    and the pupil (AD and Microsoft 365 still plan-only), applied, and certified again."""
+    env = Env(tmp_path, small_sis())
+    try:
+        assert env.sync(DAY1).exit_code == runner.EXIT_OK
+        env.sis.memberships = [
+            m._replace(group_id="NORD-MAT") if (m.group_id, m.person_id) == ("NORD-6A", "S2") else m
+            for m in env.sis.memberships
+        ]
+        made = env.sync(DAY1, dry_run=True)
+        full = env.sync(DAY1, dry_run=True, full=True)
+        assert made.plan.basis == "incremental" and _shape(made.plan) == _shape(full.plan)
+        out = env.sync(DAY1)  # the plan the dry runs certified
+        assert out.exit_code == runner.EXIT_OK and out.plan.basis == "certified"
+        its = {(c.key, c.op.value, c.members) for c in out.plan.target("itslearning").changes}
+        assert its == {
+            ("NORD-6A", "remove_members", (("S2", "01"),)),  # itslearning's role: learner
+            ("NORD-MAT", "add_members", (("S2", "01"),)),
+        }
+        assert {c.key for c in out.plan.target("feide").changes} == {"S2"}  # her GO entitlements
+        assert ("S2", "01") in env.objects("itslearning")["NORD-MAT"]["members"]
+        ents = env.persons("feide")["S2"]["attrs"]["eduPersonEntitlement"]
+        assert any("NORD-MAT" in e for e in ents) and not any("NORD-6A" in e for e in ents)
+        assert [g["group_key"] for g in env.store.directory.groups_of(["S2"])] == ["NORD-MAT"]
+        rerun = env.sync(DAY1)
+        assert rerun.plan.basis == "certified" and rerun.plan.target("itslearning").changes == ()
+    finally:
+        env.store.close()
+
+
 def test_the_nightly_full_run_checks_the_patch_and_records_a_difference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,9 +241,76 @@ def _guardian_and_student(env: Env) -> None:
     env.sis.update_person("S1", given_name="Ola Nils")
 
 
+def _unknown_member(env: Env) -> None:
+    env.sis.memberships.append(GroupMembership("SOR-6A", "X9", "student"))
+
+
+def _frozen_pupil_joins(env: Env) -> None:
+    env.sis.update_person("S6", given_name="")  # a missing name freezes S6
+    env.sync(DAY1)
+    env.sis.memberships.append(GroupMembership("SOR-6A", "S6", "student"))
+
+
+def _unknown_member_leaves(env: Env) -> None:
+    _unknown_member(env)
+    env.sync(DAY1)
+    env.sis.memberships = [m for m in env.sis.memberships if m.person_id != "X9"]
+
+
+def _scoped_target(env: Env) -> None:
+    env.configure(target_settings={"ad": {"level_groups": True}})
+    env.sync(DAY1)
+    env.sis.memberships.append(GroupMembership("NORD-MAT", "S2", "student"))
+
+
+def _moved_and_renamed(env: Env) -> None:
+    env.sis.memberships.append(GroupMembership("NORD-MAT", "S2", "student"))
+    env.sis.update_person("S2", family_name="Hansen-Berg")
+
+
+def _frozen_member_left_before(env: Env) -> None:
+    """T1 cannot be judged and left 6A: a full plan keeps them where the targets have them;
+    the patch for S4 joining 6A must too, without T1 in its context (T1 is in no group of S4's)."""
+    env.sis.update_person("T1", given_name="")
+    env.sync(DAY1)
+    env.sis.memberships = [m for m in env.sis.memberships if (m.group_id, m.person_id) != ("NORD-6A", "T1")]
+    assert env.sync(DAY1).plan.basis == "full"  # a frozen person's row: not patched
+    env.sis.memberships.append(GroupMembership("NORD-6A", "S4", "student"))
+
+
+def _frozen_namesake(env: Env) -> None:
+    """A namesake of 6A frozen (its member S3 cannot be judged) is no group a full plan maps:
+    the AD and Microsoft 365 names of 6A, which the patch maps again, do not collide with it."""
+    env.sis.group("NORD-6AX", "NORD", "basis", "6A", members=[("S3", "student")])
+    env.sis.update_person("S3", given_name="")
+    env.sync(DAY1)
+    env.sis.memberships = [m for m in env.sis.memberships if (m.group_id, m.person_id) != ("NORD-6A", "S2")]
+
+
+def _moved_out_and_back(env: Env) -> None:
+    """The pending removal of S2 from 6A (planned, not applied) goes when S2 is back."""
+    member = GroupMembership("NORD-6A", "S2", "student")
+    env.sis.memberships.remove(member)
+    assert env.sync(DAY1, dry_run=True).plan.basis == "incremental"
+    env.sis.memberships.append(member)
+
+
+def _teacher_joins(env: Env) -> None:
+    env.sis.memberships.append(GroupMembership("SOR-6A", "T1", "teacher"))
+
+
 @pytest.mark.parametrize(
     ("setup", "basis"),
     [
+        (_unknown_member, "full"),  # a data error the certified plan lacks, and the group freezes
+        (_frozen_pupil_joins, "full"),  # a member who cannot be judged freezes the group
+        (_unknown_member_leaves, "full"),  # the certified plan had a data error about a membership
+        (_scoped_target, "full"),  # a target's own schools, roles or extra groups
+        (_moved_and_renamed, "full"),  # two tables changed
+        (_teacher_joins, "incremental"),  # Microsoft 365's owners and Feide's Grep codes follow
+        (_frozen_member_left_before, "incremental"),
+        (_frozen_namesake, "incremental"),
+        (_moved_out_and_back, "incremental"),
         (_missing_name_fixed, "full"),  # the certified plan had a data error about S2
         (_shared_nin_renamed, "full"),  # a NIN on two rows decides who is skipped
         (_name_emptied, "full"),  # a missing name freezes T1: a data error the certified plan lacks

@@ -47,6 +47,11 @@ class PersonRow:
     affiliations: tuple[tuple[str, str], ...]  # (school_id, role)
 
     @property
+    def key(self) -> str:
+        """The row's key in the directory, as a GroupRow's."""
+        return self.person_id
+
+    @property
     def search(self) -> str:
         """What a name or username search matches against."""
         return fold(f"{self.display_name} {self.username}")

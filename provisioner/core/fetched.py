@@ -12,7 +12,9 @@ source may hand over its rows as read and convert them on demand:
 - ``snapshot()``: every table (a full plan), the rows as read freed as they are converted;
 - ``person_rows()``: the persons table as tuples in the record's field order, values as
   read, ids as the records hold them: what the patch fingerprints (provisioner.core.patch),
-  with no record made.
+  with no record made;
+- ``membership_rows()``: the memberships likewise, what provisioner.core.memberships
+  fingerprints.
 
 ``Converted`` is the same over a snapshot a source made whole (PIFU, FINT, CSV).
 """
@@ -49,6 +51,11 @@ class Fetched(ABC):
     def person_rows(self) -> Sequence[tuple[Any, ...]]:
         """The persons in Person's field order, ids as the records hold them, other values as read."""
 
+    @abstractmethod
+    def membership_rows(self) -> Sequence[tuple[Any, ...]]:
+        """The memberships as plain tuples in GroupMembership's field order, ids as the records
+        hold them, other values as read."""
+
 
 class Converted(Fetched):
     """A snapshot already made whole."""
@@ -68,3 +75,6 @@ class Converted(Fetched):
 
     def person_rows(self) -> Sequence[tuple[Any, ...]]:
         return self._snap.persons
+
+    def membership_rows(self) -> Sequence[tuple[Any, ...]]:
+        return [tuple(m) for m in self._snap.memberships]  # plain tuples: what marshal writes

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import marshal
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from provisioner.core.fetched import Converted, Fetched
@@ -39,6 +39,8 @@ from provisioner.core.stored import StoredChanges
 LIMIT = 500  # more changed persons than this: a full plan is about as cheap as the patch
 _FIRST = frozenset({Op.CREATE, Op.RESTORE, Op.ENABLE, Op.MOVE, Op.UPDATE})  # the differ's first phase
 _PERSON_RANK_BEFORE = frozenset({"org", "orgunit"})  # kinds a phase puts before persons
+_GROUP_RANK_BEFORE = _PERSON_RANK_BEFORE | {"person"}  # and before groups
+_PHASED = _FIRST | {Op.ADD_MEMBERS, Op.REMOVE_MEMBERS}  # the phases before removals
 PRINT_SIZE = 12  # bytes of one row's fingerprint
 BLOCK = 4096  # rows fingerprinted together (in person-id order)
 BLOCK_PRINT_SIZE = 16  # bytes of one block's fingerprint
@@ -50,6 +52,7 @@ BLOCK_PRINT_SIZE = 16  # bytes of one block's fingerprint
 # raw values that are the same make the same record.
 Row = tuple[Any, ...]
 _ID, _NIN = itemgetter(0), itemgetter(1)
+_key = attrgetter("key")
 
 
 def _bytes(value: object) -> bytes:
@@ -166,21 +169,29 @@ def changed_persons(before: PersonPrints, persons: Sequence[Row]) -> tuple[set[s
 
 
 def context(
-    read: Fetched | SourceSnapshot, changed: set[str], *, max_rows: int = 20_000
+    read: Fetched | SourceSnapshot,
+    changed: Iterable[str],
+    *,
+    groups: Iterable[str] = (),
+    every_group: bool = False,
+    max_rows: int = 20_000,
 ) -> SourceSnapshot | None:
     """The rows that judge ``changed`` persons as the whole snapshot does; None when too many.
 
-    Their groups come with every member (a group with a member who cannot be judged is
-    frozen, which decides the persons' Feide entitlements), and every guardian among them
-    with their students (a guardian is active through them), closed under that rule. A
-    guardianship is kept only when both ends are: one that names a guardian outside is
-    about that guardian, not about anyone here. Only these rows are made records of
-    (provisioner.core.fetched).
+    Their groups and ``groups`` come with every member (a group with a member who cannot
+    be judged is frozen, which decides the persons' Feide entitlements), and every
+    guardian among them with their students (a guardian is active through them), closed
+    under that rule. A guardianship is kept only when both ends are: one that names a
+    guardian outside is about that guardian, not about anyone here. ``every_group``: every
+    group row too, members or not (a group's name in AD and Microsoft 365 depends on its
+    namesakes); those are not counted against ``max_rows``. Only these rows are made
+    records of (provisioner.core.fetched).
     """
     src = Converted(read) if isinstance(read, SourceSnapshot) else read
-    groups = {m.group_id for m in src.where("memberships", "person_id", changed)}
+    changed = set(changed)
+    groups = {m.group_id for m in src.where("memberships", "person_id", changed)} | set(groups)
     memberships = src.where("memberships", "group_id", groups)
-    ids = set(changed) | {m.person_id for m in memberships}
+    ids = changed | {m.person_id for m in memberships}
     todo = set(ids)
     while todo:  # guardians here bring their students, who may be guardians too
         found = {g.student_id for g in src.where("guardianships", "guardian_id", todo)} - ids
@@ -194,54 +205,129 @@ def context(
         enrollments=src.where("enrollments", "person_id", ids),
         employments=src.where("employments", "person_id", ids),
         guardianships=tuple(g for g in src.where("guardianships", "guardian_id", ids) if g.student_id in ids),
-        groups=src.where("groups", "group_id", groups),
+        groups=src.table("groups") if every_group else src.where("groups", "group_id", groups),
         memberships=memberships,
         digests=src.digests,
     )
-    if sum(out.counts().values()) > max_rows:
+    counted = out.counts()
+    if every_group:
+        del counted["groups"]
+    if sum(counted.values()) > max_rows:
         return None
     return out
 
 
-def splice_target(prev: Sequence[Change], new: Sequence[Change], keys: set[str]) -> tuple[Change, ...] | None:
-    """One target's previous changes with those of person objects ``keys`` replaced by ``new``.
+def splice_target(
+    prev: Sequence[Change], new: Sequence[Change], keys: set[str], groups: Collection[str] = frozenset()
+) -> tuple[Change, ...] | None:
+    """One target's previous changes with those of person objects ``keys`` and group objects
+    ``groups`` replaced by ``new``.
 
     A full plan puts a target's changes in phases (provisioner.core.diff.diff_target): the
     first (creates, restores, enables, moves, updates) ordered by kind, and within a kind
-    by key; then member changes; then removals in stored order. A name change touches
-    the first phase only: the removals recomputed must be the ones already planned, and
-    they stay where they are. None when ``new`` holds anything else.
+    by key (every mapping yields its persons and its groups by key); then member
+    additions, and member removals, of groups by key; then removals in stored order. A
+    patch leaves removals as they were: the removals recomputed must be the ones already
+    planned, and they stay where they are. None when ``new`` holds anything else, or a
+    block is not in the order the splice relies on.
     """
-    if any(c.kind != "person" or c.key not in keys for c in new):
+
+    def ours(c: Change) -> bool:
+        return (c.kind == "person" and c.key in keys) or (c.kind == "group" and c.key in groups)
+
+    if not all(map(ours, new)):
         return None
-    n = next((i for i, c in enumerate(prev) if c.op not in _FIRST), len(prev))
-    head, tail = prev[:n], prev[n:]
-    if [c for c in tail if c.kind == "person" and c.key in keys] != [c for c in new if c.op not in _FIRST]:
+    phases = _phases(prev)
+    if phases is None:
         return None
-    kept = [c for c in head if not (c.kind == "person" and c.key in keys)]
-    fresh = sorted((c for c in new if c.op in _FIRST), key=lambda c: c.key)  # stable: a key's ops keep order
-    return (*_merged(kept, fresh, "person", _PERSON_RANK_BEFORE), *tail)
+    first, adds, removes, tail = phases
+    if [c for c in tail if ours(c)] != [c for c in new if c.op not in _PHASED]:
+        return None
+    out: list[Change] = []
+    for block, ops, kinds in (
+        (first, _FIRST, (("person", _PERSON_RANK_BEFORE), ("group", _GROUP_RANK_BEFORE))),
+        (adds, {Op.ADD_MEMBERS}, (("group", _GROUP_RANK_BEFORE),)),
+        (removes, {Op.REMOVE_MEMBERS}, (("group", _GROUP_RANK_BEFORE),)),
+    ):
+        kept = [c for c in block if not ours(c)]
+        for kind, before in kinds:
+            fresh = sorted((c for c in new if c.op in ops and c.kind == kind), key=_key)  # stable
+            merged = _merged(kept, fresh, kind, before)
+            if merged is None:
+                return None
+            kept = merged
+        out.extend(kept)
+    return (*out, *tail)
 
 
-def splice_stored(prev: StoredChanges, new: Sequence[Change], keys: set[str]) -> StoredChanges | None:
-    """``splice_target`` on the chunks that hold the changes of ``keys``, the others left encoded.
+def _phases(
+    changes: Sequence[Change],
+) -> tuple[Sequence[Change], Sequence[Change], Sequence[Change], Sequence[Change]] | None:
+    """A target's changes cut into the differ's phases; None when they are not in that shape."""
+    n1 = next((i for i, c in enumerate(changes) if c.op not in _FIRST), len(changes))
+    n2 = next((i for i in range(n1, len(changes)) if changes[i].op != Op.ADD_MEMBERS), len(changes))
+    n3 = next((i for i in range(n2, len(changes)) if changes[i].op != Op.REMOVE_MEMBERS), len(changes))
+    tail = changes[n3:]
+    if any(c.op in _PHASED for c in tail):
+        return None
+    return changes[:n1], changes[n1:n2], changes[n2:n3], tail
+
+
+def splice_stored(
+    prev: StoredChanges, new: Sequence[Change], keys: set[str], groups: Collection[str] = frozenset()
+) -> StoredChanges | None:
+    """``splice_target`` on the chunks that hold the changes of ``keys`` and ``groups``, the
+    others left encoded.
 
     A plan-only target keeps a pending change for nearly everyone (AD while an owner rolls
-    BAS out): patching one person must not decode and encode all of them. The chunks from
-    the first to the last that change a person of ``keys`` are spliced as a whole plan
-    would be, which is exact when every person given a first-phase change here had one
-    there already (it goes where theirs was). None otherwise: the caller splices it all.
+    BAS out): patching one person must not decode and encode all of them. Each run of
+    consecutive chunks that change a person of ``keys`` or a group of ``groups`` is
+    spliced as a whole plan would be, with the new changes of the objects it holds: exact
+    when every object given a change of a phase had one of that phase already, in one run
+    (it goes where that one was). A pupil's own update and their groups' member changes
+    are in far-apart chunks: two runs of a chunk or two, not everything between. None
+    otherwise: the caller splices it all.
     """
-    touched = [i for i, p in enumerate(prev.chunk_persons) if p & keys]
-    if not touched:
-        return None
-    lo, hi = touched[0], touched[-1]
-    old = prev.decode_chunks(lo, hi)
-    had = {c.key for c in old if c.kind == "person" and c.key in keys and c.op in _FIRST}
-    if not {c.key for c in new if c.op in _FIRST} <= had:
-        return None
-    spliced = splice_target(old, new, keys)
-    return None if spliced is None else prev.replaced(lo, hi, old, spliced)
+    wanted = keys | set(groups)
+    touched = [i for i, k in enumerate(prev.chunk_keys) if k & wanted]
+    runs = _runs(touched)
+    olds = [prev.decode_chunks(lo, hi) for lo, hi in runs]
+    where: dict[tuple[str, str, str], int] = {}
+    for n, old in enumerate(olds):
+        for c in old:
+            if c.key in wanted and where.setdefault((c.kind, c.key, _phase(c.op)), n) != n:
+                return None  # one object's changes of a phase in two runs
+    parts: list[list[Change]] = [[] for _ in runs]
+    for c in new:
+        at = where.get((c.kind, c.key, _phase(c.op)))
+        if at is None:
+            return None  # a change where it had none: its place may be in no run here
+        parts[at].append(c)
+    out = prev
+    for (lo, hi), old, part in reversed(list(zip(runs, olds, parts))):  # the last first: lo stays put
+        spliced = splice_target(old, part, keys, groups)
+        if spliced is None:
+            return None
+        out = out.replaced(lo, hi, old, spliced)
+    return out if runs else None
+
+
+def _runs(indexes: list[int]) -> list[tuple[int, int]]:
+    """Sorted indexes as runs of consecutive ones, (first, last) each."""
+    runs: list[tuple[int, int]] = []
+    for n in indexes:
+        if runs and runs[-1][1] == n - 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
+
+
+def _phase(op: Op) -> str:
+    """The differ's phase of a change: first, member additions, member removals, or removals."""
+    if op in _FIRST:
+        return "first"
+    return op.value if op in (Op.ADD_MEMBERS, Op.REMOVE_MEMBERS) else "removal"
 
 
 def splice_core(prev: Sequence[Change], new: Sequence[Change], keys: set[str]) -> tuple[Change, ...] | None:
@@ -252,18 +338,23 @@ def splice_core(prev: Sequence[Change], new: Sequence[Change], keys: set[str]) -
     if any(c.kind != "identity" or c.key not in keys for c in new):
         return None
     kept = [c for c in prev if not (c.kind == "identity" and c.key in keys)]
-    fresh = sorted(new, key=lambda c: c.key)
-    return tuple(_merged(kept, fresh, "identity", frozenset({"alias"})))
+    merged = _merged(kept, sorted(new, key=_key), "identity", frozenset({"alias"}))
+    return None if merged is None else tuple(merged)
 
 
-def _merged(kept: list[Change], fresh: list[Change], kind: str, before: frozenset[str]) -> list[Change]:
+def _merged(
+    kept: list[Change], fresh: list[Change], kind: str, before: frozenset[str]
+) -> list[Change] | None:
     """``fresh`` (sorted by key) merged into the block of ``kind`` in ``kept`` by key.
 
-    The block is where the kinds in ``before`` end and other kinds begin.
+    The block is where the kinds in ``before`` end and other kinds begin; None when it is
+    not in key order (then a merge could not put a change where a full plan has it).
     """
     start = next((i for i, c in enumerate(kept) if c.kind not in before), len(kept))
     end = next((i for i in range(start, len(kept)) if kept[i].kind != kind), len(kept))
     block, out, j = kept[start:end], list(kept[:start]), 0
+    if any(block[i].key > block[i + 1].key for i in range(len(block) - 1)):
+        return None
     for c in block:
         while j < len(fresh) and fresh[j].key < c.key:
             out.append(fresh[j])

@@ -42,7 +42,7 @@ PACK_CHUNK = 10_000
 # A change's fields in the order Change(*fields) takes them (pickled as a plain tuple:
 # pickling the dataclass itself took twice as long).
 _fields_of = attrgetter(*(f.name for f in fields(Change)))
-_PERSON_KINDS = frozenset({"person", "identity"})
+_KEYED_KINDS = frozenset({"person", "identity", "group"})  # whose keys a chunk records
 
 
 class CountedChanges(Sequence[Change]):
@@ -142,7 +142,7 @@ class StoredChanges(CountedChanges):
     that replaced a few chunks, writes only the chunks it has not stored yet.
     """
 
-    __slots__ = ("chunk_persons", "_persons", "_decoded")
+    __slots__ = ("chunk_keys", "_keys", "_decoded")
 
     def __init__(
         self,
@@ -151,21 +151,22 @@ class StoredChanges(CountedChanges):
         op_counts: Mapping[str, int],
         destructive: frozenset[tuple[str, str]],
         member_removals: int,
-        chunk_persons: tuple[frozenset[str], ...] | None = None,
+        chunk_keys: tuple[frozenset[str], ...] | None = None,
     ) -> None:
         super().__init__(chunks, size, op_counts, destructive, member_removals)
-        # per chunk, the keys of the person objects and identities it changes: a plan patched
-        # for some persons (provisioner/run/incremental.py) decodes only the chunks with theirs
-        self.chunk_persons = chunk_persons if chunk_persons is not None else (frozenset(),) * len(chunks)
-        self._persons: frozenset[str] | None = None
+        # per chunk, the keys of the person objects, identities and groups it changes: a plan
+        # patched for some persons or groups (provisioner/run/incremental.py) decodes only
+        # the chunks with theirs (a person and a group of the same key: both chunks, safely)
+        self.chunk_keys = chunk_keys if chunk_keys is not None else (frozenset(),) * len(chunks)
+        self._keys: frozenset[str] | None = None
         self._decoded: tuple[Change, ...] | None = None
 
     @property
-    def persons(self) -> frozenset[str]:
-        """The keys of the person objects and identities changed (in any chunk)."""
-        if self._persons is None:
-            self._persons = frozenset().union(*self.chunk_persons)
-        return self._persons
+    def keys(self) -> frozenset[str]:
+        """The keys of the person objects, identities and groups changed (in any chunk)."""
+        if self._keys is None:
+            self._keys = frozenset().union(*self.chunk_keys)
+        return self._keys
 
     def _read(self, chunk: bytes) -> Iterator[Change]:
         return _decode(chunk)
@@ -187,7 +188,7 @@ class StoredChanges(CountedChanges):
             {op: n for op, n in counts.items() if n},
             (self.destructive - gone) | part.destructive,
             self.member_removals - _member_removals(old) + part.member_removals,
-            self.chunk_persons[:lo] + part.chunk_persons + self.chunk_persons[hi + 1 :],
+            self.chunk_keys[:lo] + part.chunk_keys + self.chunk_keys[hi + 1 :],
         )
 
     def decoded(self) -> tuple[Change, ...]:
@@ -213,7 +214,7 @@ class StoredChanges(CountedChanges):
                 self.op_counts,
                 self.destructive,
                 self.member_removals,
-                self.chunk_persons,
+                self.chunk_keys,
             ),
         )
 
@@ -226,22 +227,22 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
     """
     chunks: list[bytes] = []
     tally = _Tally()
-    chunk_persons: list[frozenset[str]] = []
-    persons: set[str] = set()
+    chunk_keys: list[frozenset[str]] = []
+    keys: set[str] = set()
     batch: list[dict[str, Any]] = []
     for c in changes:
         tally.add(c)
-        if c.kind in _PERSON_KINDS:
-            persons.add(c.key)
+        if c.kind in _KEYED_KINDS:
+            keys.add(c.key)
         batch.append(c.to_json())
         if len(batch) == CHUNK:
             chunks.append(_compress(batch))
-            chunk_persons.append(frozenset(persons))
-            batch, persons = [], set()
+            chunk_keys.append(frozenset(keys))
+            batch, keys = [], set()
     if batch:
         chunks.append(_compress(batch))
-        chunk_persons.append(frozenset(persons))
-    out = StoredChanges(tuple(chunks), *tally.counted(), tuple(chunk_persons))
+        chunk_keys.append(frozenset(keys))
+    out = StoredChanges(tuple(chunks), *tally.counted(), tuple(chunk_keys))
     if keep and isinstance(changes, tuple):
         out._decoded = changes
     return out
@@ -346,7 +347,7 @@ def _compress(batch: list[dict[str, Any]]) -> bytes:
 
 
 def meta_of(s: StoredChanges) -> dict[str, Any]:
-    """What a certificate records of stored changes besides the chunks and their persons (JSON-able)."""
+    """What a certificate records of stored changes besides the chunks and their keys (JSON-able)."""
     return {
         "count": s.size,
         "counts": s.op_counts,
@@ -356,29 +357,31 @@ def meta_of(s: StoredChanges) -> dict[str, Any]:
 
 
 def from_meta(
-    meta: Mapping[str, Any], chunks: tuple[bytes, ...], persons: tuple[frozenset[str], ...]
+    meta: Mapping[str, Any], chunks: tuple[bytes, ...], keys: tuple[frozenset[str], ...]
 ) -> StoredChanges:
-    """Inverse of meta_of, given the chunks and their persons read back (KeyError, ValueError: unreadable)."""
-    if len(persons) != len(chunks):
-        raise ValueError(f"{len(chunks)} chunks stored, {len(persons)} described")
+    """Inverse of meta_of, given the chunks and their keys read back (KeyError, ValueError: unreadable)."""
+    if len(keys) != len(chunks):
+        raise ValueError(f"{len(chunks)} chunks stored, {len(keys)} described")
     return StoredChanges(
         chunks,
         int(meta["count"]),
         dict(meta["counts"]),
         frozenset((k, key) for k, key in meta["destructive"]),
         int(meta["member_removals"]),
-        persons,
+        keys,
     )
 
 
-def pack_persons(persons: frozenset[str]) -> bytes:
-    """One chunk's person keys as stored beside it."""
-    return zlib.compress(json.dumps(sorted(persons), ensure_ascii=False).encode("utf-8", "surrogatepass"), 1)
+def pack_keys(keys: frozenset[str]) -> bytes:
+    """One chunk's keys as stored beside it (in an object: a list is how an earlier version
+    stored the keys of persons alone, which a patch of groups must not trust)."""
+    text = json.dumps({"keys": sorted(keys)}, ensure_ascii=False)
+    return zlib.compress(text.encode("utf-8", "surrogatepass"), 1)
 
 
-def unpack_persons(body: bytes) -> frozenset[str]:
-    """Inverse of pack_persons (ValueError, TypeError, zlib.error: unreadable)."""
-    keys = json.loads(zlib.decompress(body).decode("utf-8", "surrogatepass"))
+def unpack_keys(body: bytes) -> frozenset[str]:
+    """Inverse of pack_keys (ValueError, TypeError, KeyError, zlib.error: unreadable)."""
+    keys = json.loads(zlib.decompress(body).decode("utf-8", "surrogatepass"))["keys"]
     if not isinstance(keys, list):
-        raise ValueError("a chunk's persons are not a list of keys")
-    return frozenset(keys)  # TypeError for a list or an object among them (pack_persons writes text)
+        raise ValueError("a chunk's keys are not a list")
+    return frozenset(keys)  # TypeError for a list or an object among them (pack_keys writes text)

@@ -1,21 +1,31 @@
-"""A plan patched for the persons whose own SIS row changed, instead of a full plan.
+"""A plan patched for the persons or groups whose SIS rows changed, instead of a full plan.
 
 When the only difference from the certified plan's inputs (provisioner.core.certificate)
-is that some persons' rows changed in their names, e-mail or mobile, the rest of the
-plan still holds: the patch derives those persons from the rows that judge them
-(provisioner.core.patch.context), maps and diffs only their person objects and
-identities, and puts the changes in the certified plan where a full plan has them.
+is in one of two tables, the rest of the plan still holds:
+
+- persons: some persons' rows changed in their names, e-mail or mobile. The patch derives
+  those persons from the rows that judge them (provisioner.core.patch.context), maps and
+  diffs only their person objects and identities;
+- memberships: some groups' membership rows changed (provisioner.core.memberships). The
+  patch derives those groups and the persons on the rows that came or went, from the
+  same context plus every group row (AD and Microsoft 365 name a group by its
+  namesakes), with the persons and groups the last full run froze as they were (no one
+  is judged by memberships), and maps and diffs only those persons' and groups' objects.
+
+Either way it puts the changes in the certified plan where a full plan has them.
 Everything else it cannot prove alike returns None and the run plans in full:
 
-- another table, the config, the state, the day or the local records changed;
+- another table, or both, the config, the state, the day or the local records changed;
 - persons came or went, or one's id, NIN or birth date changed;
-- more than ``patch.LIMIT`` persons, or their context is large;
+- more than ``patch.LIMIT`` persons, or ``memberships.LIMIT`` groups, or their context is large;
 - the certified plan had a data error about anyone in the context (a NIN two rows hold
   among them), or deriving the context reports an error the certified plan did not have
   (a context that lacked a row);
 - a changed person is frozen, would be issued a username or found under an alias;
+- a changed group was frozen, or is now; a target has its own scope or extra groups
+  (level and owner-wide groups are made of persons a membership patch does not see);
 - local persons or locks (merged into, and planned over, the whole plan), or a change other than to a
-  person object or an identity.
+  person object, a group or an identity.
 
 The differ's order makes the splice exact (provisioner/core/patch.py); the property
 test runs random SIS edits and asserts after every step that this plan equals the full one.
@@ -24,19 +34,19 @@ test runs random SIS edits and asserts after every step that this plan equals th
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import structlog
 
 from mappings.base import MappingContext
 from provisioner.config import Config
-from provisioner.core import patch, stored
+from provisioner.core import memberships, patch, stored
 from provisioner.core.certificate import Certificate, config_digest
 from provisioner.core.derive import Derivation, derive
 from provisioner.core.diff import diff_core
 from provisioner.core.fetched import Fetched
-from provisioner.core.model import DesiredPerson
+from provisioner.core.model import DesiredGroup, DesiredPerson, SourceSnapshot
 from provisioner.core.plan import CORE, Change, Plan, TargetPlan
 from provisioner.core.rows import IdentityRow
 from provisioner.core.scope import Scope, restrict
@@ -55,11 +65,17 @@ CHECK_KEY = "patch_check"
 
 @dataclass(frozen=True)
 class Patched:
-    """A patched plan, and the changed persons as derived (for the console's directory)."""
+    """A patched plan, and the changed persons and groups as derived (for the console's directory).
+
+    The fingerprints of the table that changed, to keep for the next run; the others are
+    the certified plan's, kept for this source too (``None`` here).
+    """
 
     plan: Plan
     persons: Mapping[str, DesiredPerson]
-    prints: patch.PersonPrints | None = None  # the snapshot's, to keep for the next run
+    groups: Mapping[str, DesiredGroup] = field(default_factory=dict)
+    prints: patch.PersonPrints | None = None
+    group_prints: memberships.GroupPrints | None = None
 
 
 def patched(
@@ -80,32 +96,103 @@ def patched(
         return None
     digests = dict(read.digests)
     local_runs.with_local_digest(digests, local_in)  # as a full plan records it
-    if _differing(digests, cert.source) != {"persons"}:
-        return None  # another table (or the local records) changed too
-    before = store.certificates.prints(cert.source)
-    found = patch.changed_persons(before, read.person_rows()) if before is not None else None
+    differing = _differing(digests, cert.source)
+    run = _Inputs(cfg, store, cert, read, digests, as_of, run_id)
+    if differing == {"persons"}:
+        return _persons_patched(run)
+    if differing == {"memberships"}:
+        return _memberships_patched(run)
+    return None  # another table (or the local records) changed too
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What a patch is made from: the run's config, store, certificate and read."""
+
+    cfg: Config
+    store: StateStore
+    cert: Certificate
+    read: Fetched
+    digests: dict[str, str]  # the read's, with the local records' as a full plan records it
+    as_of: str
+    run_id: str
+
+
+def _persons_patched(run: _Inputs) -> Patched | None:
+    """The patch for persons whose own row changed in names, e-mail or mobile only."""
+    before = run.store.certificates.prints(run.cert.source)
+    found = patch.changed_persons(before, run.read.person_rows()) if before is not None else None
     if not found or not found[0]:
         return None
     changed, prints = found
-    ctx = patch.context(read, changed)
+    ctx = patch.context(run.read, changed)
     if ctx is None:
         return None
-    # A data error about anyone here (a NIN another row holds among them) may freeze them
-    # for a reason the context does not show: leave it to a full plan.
-    records = {f"person:{p.person_id}" for p in ctx.persons}
-    if any(e.record in records for e in cert.plan.errors):
+    judged = _judged(run, ctx, changed)
+    if judged is None:
         return None
-    ident = store.identities.view_of(
-        (p.person_id for p in ctx.persons), (p.nin.strip() for p in ctx.persons if p.nin)
-    )
-    d = derive(ctx, as_of, ident, cfg.usernames, cfg.lifecycle)
-    keys = {ident.aliases.get(p, p) for p in changed}
-    if not set(d.state.errors) <= set(cert.plan.errors) or d.state.new_usernames or d.new_aliases:
-        return None
+    d, keys = judged
     if keys & (d.frozen_persons | d.frozen_groups):
         return None
-    got = _patch(cfg, store, cert, d, keys, digests, as_of, run_id)
+    got = _patch(run, d, keys, frozenset())
     return None if got is None else replace(got, prints=prints)
+
+
+def _memberships_patched(run: _Inputs) -> Patched | None:
+    """The patch for groups whose membership rows changed (and the persons on those rows).
+
+    Nothing a person is judged by comes from memberships: the persons the whole run
+    froze are those of the certified plan's run (kept with the fingerprints), and so
+    are the groups it froze for a member outside the context.
+    """
+    if not all(Scope.of(t).is_identity for t in run.cfg.enabled_targets().values()):
+        return None  # level and owner-wide groups are made of persons the patch does not see
+    before = run.store.certificates.group_prints(run.cert.source)
+    rows = run.read.membership_rows()
+    found = memberships.changed_groups(before, rows) if before is not None else None
+    # A group frozen before may be judged now, which changes every member's Feide entitlements,
+    # not only those of the persons on its changed rows. It also covers the data errors a
+    # patch could not drop: a broken membership row, or group row, freezes its group.
+    # (No group changed: the rows were only reordered, which moves nothing but errors.)
+    if found is None or not found.groups or found.groups & found.prints.frozen_groups:
+        return None
+    groups = found.groups
+    ctx = patch.context(run.read, found.persons, groups=groups, every_group=True)
+    if ctx is None:
+        return None
+    judged = _judged(run, ctx, found.persons)
+    if judged is None:
+        return None
+    d, keys = judged
+    if keys & d.frozen_persons or groups & d.frozen_groups:
+        return None
+    frozen_p, frozen_g = found.prints.frozen_persons, found.prints.frozen_groups
+    state = replace(d.state, groups={k: g for k, g in d.state.groups.items() if k not in frozen_g})
+    whole = replace(d, state=state, frozen_persons=frozen_p, frozen_groups=frozen_g)
+    counts = {**run.cert.plan.source_counts, "memberships": len(rows)}
+    got = _patch(run, whole, keys, groups, counts)
+    if got is None:
+        return None
+    held = {k: state.groups[k] for k in sorted(groups) if k in state.groups}
+    return replace(got, groups=held, group_prints=found.prints)
+
+
+def _judged(run: _Inputs, ctx: SourceSnapshot, changed: Iterable[str]) -> tuple[Derivation, set[str]] | None:
+    """The context derived, and the changed persons' canonical ids; None when the certified
+    plan had a data error about anyone in it (a NIN another row holds among them may
+    freeze them for a reason the context does not show), or deriving it reports one the
+    certified plan did not have (a context that lacked a row), or it issues a username or
+    finds an alias."""
+    records = {f"person:{p.person_id}" for p in ctx.persons}
+    if any(e.record in records for e in run.cert.plan.errors):
+        return None
+    ident = run.store.identities.view_of(
+        (p.person_id for p in ctx.persons), (p.nin.strip() for p in ctx.persons if p.nin)
+    )
+    d = derive(ctx, run.as_of, ident, run.cfg.usernames, run.cfg.lifecycle)
+    if not set(d.state.errors) <= set(run.cert.plan.errors) or d.state.new_usernames or d.new_aliases:
+        return None
+    return d, {ident.aliases.get(p, p) for p in changed}
 
 
 def _differing(a: Mapping[str, str], b: Mapping[str, str]) -> set[str]:
@@ -141,16 +228,16 @@ def _shape(plan: Plan) -> tuple[object, ...]:
 
 
 def _patch(
-    cfg: Config,
-    store: StateStore,
-    cert: Certificate,
+    run: _Inputs,
     d: Derivation,
     keys: set[str],
-    digests: dict[str, str],
-    as_of: str,
-    run_id: str,
+    groups: frozenset[str],
+    counts: Mapping[str, int] | None = None,
 ) -> Patched | None:
-    """Map, diff and splice the changed persons' objects and identities into the certified plan."""
+    """Map, diff and splice the objects of persons ``keys`` and groups ``groups``, and the
+    persons' identities, into the certified plan. ``counts``: the source's row counts when
+    a table's changed (else the certified plan's)."""
+    cfg, store, cert, as_of = run.cfg, run.store, run.cert, run.as_of
     state = d.state
     identities = store.identities.all(keys)
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
@@ -165,9 +252,9 @@ def _patch(
         objs = [
             o
             for o in kind.map_state(seen, MappingContext(cfg.owner, tcfg, as_of))
-            if o.kind == "person" and o.key in keys
+            if (o.kind == "person" and o.key in keys) or (o.kind == "group" and o.key in groups)
         ]
-        index = store.objects.index(name, keys)
+        index = store.objects.index(name, keys | groups)
         changes = diff_objects(
             store,
             name,
@@ -180,7 +267,7 @@ def _patch(
             school_names=school_names,
             as_of=as_of,
         )
-        spliced = _spliced(prev, changes, keys, tcfg.mode == "plan")
+        spliced = _spliced(prev, changes, keys, groups, tcfg.mode == "plan")
         if spliced is None:
             return None
         targets.append(replace(prev, changes=spliced, hold=None))
@@ -190,13 +277,14 @@ def _patch(
         return None
     plan = replace(
         cert.plan,
-        run_id=run_id,
+        run_id=run.run_id,
         created_at=now_iso(),
         cookie=store.versions.current(),
         targets=(core, *targets),
-        # Persons came or went in no table (changed_persons): the counts and the schools
-        # with affiliations are the certified plan's.
-        source_digests=digests,
+        # Persons came or went in no table (changed_persons; memberships move no one's
+        # affiliations): the schools with affiliations are the certified plan's.
+        source_counts=dict(counts if counts is not None else cert.plan.source_counts),
+        source_digests=run.digests,
         basis="incremental",
         schools_gone=(),
         config_digest=config_digest(cfg),
@@ -238,24 +326,23 @@ def _core(
 
 
 def _spliced(
-    prev: TargetPlan, changes: list[Change], keys: set[str], encode: bool
+    prev: TargetPlan, changes: list[Change], keys: set[str], groups: frozenset[str], encode: bool
 ) -> Sequence[Change] | None:
     """A target's changes patched (kept encoded when untouched); None when they cannot be."""
-    if _untouched(prev, changes, keys):
+    if _untouched(prev, changes, keys | groups):
         return prev.changes
     if isinstance(prev.changes, stored.StoredChanges):
-        part = patch.splice_stored(prev.changes, changes, keys)  # only the chunks with theirs
+        part = patch.splice_stored(prev.changes, changes, keys, groups)  # only the chunks with theirs
         if part is not None:
             return part if encode else part.decoded()
-    spliced = patch.splice_target(prev.changes, changes, keys)
+    whole = prev.changes.decoded() if isinstance(prev.changes, stored.CountedChanges) else prev.changes
+    spliced = patch.splice_target(whole, changes, keys, groups)
     if spliced is None:
         return None
     return stored.encode(spliced) if encode else spliced
 
 
 def _untouched(prev: TargetPlan, changes: list[Change], keys: set[str]) -> bool:
-    """Nothing to change for these persons, and nothing planned for them before: read from
-    the stored changes' record, so a plan-only target's 100,000-odd are never decoded."""
-    return (
-        not changes and isinstance(prev.changes, stored.StoredChanges) and not (prev.changes.persons & keys)
-    )
+    """Nothing to change for these persons and groups, and nothing planned for them before: read
+    from the stored changes' record, so a plan-only target's 100,000-odd are never decoded."""
+    return not changes and isinstance(prev.changes, stored.StoredChanges) and not (prev.changes.keys & keys)

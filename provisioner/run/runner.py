@@ -29,7 +29,7 @@ from provisioner.apply.collector import paused, run_collector
 from provisioner.apply.executor import TargetResult, apply_plan
 from provisioner.apply.options import ApplyOptions
 from provisioner.config import Config, ConfigError
-from provisioner.core import patch, stored
+from provisioner.core import stored
 from provisioner.core.certificate import (
     Certificate,
     certify,
@@ -66,6 +66,7 @@ from provisioner.run.exits import (  # noqa: F401 (re-exported: callers use runn
     EXIT_USAGE,
 )
 from provisioner.run.holds import hold_targets
+from provisioner.run.prints import Prints
 from provisioner.run.records import RunOutcome, finish_run, refused, source_record
 from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
 from provisioner.run.targets import build_connector, diff_objects
@@ -210,7 +211,8 @@ def plan_run(
     cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool = False, certify_now: bool = True
 ) -> Plan:
     """This run's plan: the certified one when no input changed, patched when only some
-    persons' names, e-mail or mobile did (provisioner/run/incremental.py), else a full plan.
+    persons' names, e-mail or mobile, or some groups' members, did
+    (provisioner/run/incremental.py), else a full plan.
 
     A plan made here is certified for the next run (``certify_now``), or, by a run that
     goes on to apply it, after the apply (the plan it leaves is the one to certify; a
@@ -243,11 +245,12 @@ def _plan_run(
     fetched = [read if read is not None else fetch_source(cfg)]
     del read
     got = incremental.patched(cfg, store, cert, fetched[0], as_of, run_id) if cert is not None else None
-    prints = got.prints if got is not None else _prints(fetched[0])
     if got is None or full:
+        prints = Prints.of(fetched[0])  # of the rows as read, before make_plan frees them
         plan, derivation = make_plan(cfg, store, lambda: fetched.pop().snapshot(), as_of, run_id)
         if got is not None:
             incremental.check(store, got.plan, plan)
+        prints = prints.frozen(derivation.frozen_persons, derivation.frozen_groups)
         started = time.perf_counter()
         written = store.directory.update(
             derivation.state, derivation.frozen_persons, derivation.frozen_groups
@@ -262,26 +265,23 @@ def _plan_run(
         )
         plan = hold_targets(cfg, store, got.plan, baseline)
         store.directory.update_persons(got.persons)
+        store.directory.update_groups(got.groups)
+        prints = Prints(got.prints, got.group_prints, carry_from=cert.source if cert is not None else None)
         log.info(
-            "plan patched: only these persons' names, e-mail or mobile changed",
+            "plan patched: only these persons' names, e-mail or mobile, or these groups' members, changed",
             run_id=run_id,
             persons=len(got.persons),
+            groups=len(got.groups),
         )
-    if prints is not None and plan.source_digests:
+    if plan.source_digests:
         # For the next run's patch; before the certificate, which keeps those of its source.
-        store.certificates.save_prints(plan.source_digests, prints)
+        prints.save(store, plan.source_digests)
     stored = store.certificates.save(certify(cfg, plan, plan.cookie) if certify_now else None)
     if stored is None:
         return plan  # (not certified now: the apply certifies what it leaves)
     # The same changes, each target's now named by its stored copy: certifying what this
     # run leaves pending (plan-only targets) after apply rewrites none of them.
     return replace(plan, targets=stored.targets)
-
-
-def _prints(fetched: Fetched) -> patch.PersonPrints | None:
-    """The person fingerprints a later patch compares with; none for a source without digests
-    (it is never certified, so never patched)."""
-    return patch.PersonPrints.of(fetched.person_rows()) if fetched.digests else None
 
 
 def _current_certificate(cfg: Config, store: StateStore, as_of: str) -> Certificate | None:

@@ -9,9 +9,10 @@ a million pending changes then writes a few hundred kB, not all of them). A quie
 reads the chunks as bytes and decodes none of them. The
 certificate and its parts are replaced in one transaction, and parts no certificate
 names are dropped there too, so a killed run leaves either the old pair or the new one.
-The person fingerprints a patch compares with (provisioner.core.patch) are kept there too,
-an index per source and pieces named by their content, which a patched run mostly shares
-with the run before.
+The person fingerprints a patch compares with (provisioner.core.patch), and the
+membership ones (provisioner.core.memberships), are kept there too: an index per source
+and pieces named by their content, which a patched run mostly shares with the run before
+(a run that changed no membership row names the same pieces under its own source).
 """
 
 from __future__ import annotations
@@ -27,18 +28,24 @@ from typing import Any
 import sqlalchemy as sa
 
 from provisioner.core.certificate import Certificate
+from provisioner.core.memberships import BUCKETS, GroupPrints
+from provisioner.core.memberships import PRINT_SIZE as GROUP_PRINT_SIZE
 from provisioner.core.patch import BLOCK, BLOCK_PRINT_SIZE, PRINT_SIZE, PersonPrints
 from provisioner.core.plan import Plan, TargetPlan
-from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of, pack_persons, unpack_persons
+from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of, pack_keys, unpack_keys
 from provisioner.state import schema as t
 
 _CERT = "plan_certificate"  # meta key
 _PIECE = "print-"  # parts holding a piece of person fingerprints, named by its content
-_CHUNK = "chunk-"  # parts holding a chunk of changes (0) and its persons (1), named by its content
+# Parts holding a chunk of changes (0) and the keys it changes (1), named by the chunk's
+# content. The keys are of persons, identities and groups; an earlier version kept the
+# persons' only, under "chunk-": named by the same content, those would be taken as they
+# are, so these have a name of their own (the old ones are dropped with the certificate).
+_CHUNK = "chunk2-"
 
 
 def _is_prints(part: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
-    return part.like("persons-%") | part.like(_PIECE + "%")
+    return part.like("persons-%") | part.like("groups-%") | part.like(_PIECE + "%")
 
 
 class Certificates:
@@ -75,8 +82,8 @@ class Certificates:
                     if not all(n in parts and len(parts[n]) == 2 for n in names):
                         return None  # its changes are gone: never certify a plan that lost some
                     chunks = tuple(parts[n][0] for n in names)
-                    persons = tuple(unpack_persons(parts[n][1]) for n in names)
-                    changes = from_meta(meta, chunks, persons)
+                    keys = tuple(unpack_keys(parts[n][1]) for n in names)
+                    changes = from_meta(meta, chunks, keys)
                 except (ValueError, KeyError, TypeError, zlib.error):
                     return None  # written by another version
                 tp = replace(tp, changes=changes)
@@ -108,7 +115,8 @@ class Certificates:
             bare = replace(cert.plan, targets=tuple(replace(tp, changes=()) for tp in targets))
             body = {"key": cert.key, "source": dict(cert.source), "plan": bare.to_json(), "stored": stored}
             c.execute(t.meta.insert().values(key=_CERT, value=json.dumps(body, ensure_ascii=False)))
-            named = [n for m in stored.values() for n in m["chunks"]] + _prints_parts(c, cert.source)
+            named = [n for m in stored.values() for n in m["chunks"]]
+            named += _prints_parts(c, cert.source) + _group_prints_parts(c, cert.source)
             c.execute(t.plan_parts.delete().where(t.plan_parts.c.part.not_in(named)))
         return replace(cert.plan, targets=tuple(targets))
 
@@ -132,18 +140,7 @@ class Certificates:
         ]
         names = [_named(_PIECE, b) for b in bodies]
         index = json.dumps({"ids": names[0], "ident": names[1], "whole": names[2:]}).encode()
-        p = t.plan_parts.c
-        with self.engine.begin() as c:
-            ref = _prints_ref(source)
-            if c.execute(sa.select(p.seq).where(p.part == ref).limit(1)).first() is not None:
-                return
-            have = {r for (r,) in c.execute(sa.select(p.part).where(p.part.in_(names)).distinct())}
-            new = {n: b for n, b in zip(names, bodies) if n not in have}
-            rows = [{"part": n, "seq": 0, "body": b} for n, b in new.items()]
-            rows += [
-                {"part": ref, "seq": i, "body": b} for i, b in enumerate((index, prints.blocks, prints.nins))
-            ]
-            c.execute(t.plan_parts.insert(), rows)
+        self._save_index(_prints_ref(source), names, bodies, [index, prints.blocks, prints.nins])
 
     def prints(self, source: Mapping[str, str]) -> PersonPrints | None:
         """The person fingerprints kept for the source these digests describe, if any."""
@@ -171,6 +168,75 @@ class Certificates:
             return None  # written by another version
         return PersonPrints(ids, whole, pieces[names[1]], head[1], head[2])
 
+    def save_group_prints(self, source: Mapping[str, str], prints: GroupPrints) -> None:
+        """Keep the membership fingerprints of the source these digests describe.
+
+        As the person fingerprints (save_prints): pieces named by their content, so a run
+        that changed a few groups writes their buckets only. A group id holding NUL is not
+        kept (then no plan is patched for memberships).
+        """
+        joined = "\x00".join(prints.ids)
+        if joined.count("\x00") != max(len(prints.ids) - 1, 0):
+            return
+        bodies = [zlib.compress(joined.encode("utf-8", "surrogatepass"), 1), prints.prints, *prints.buckets]
+        names = [_named(_PIECE, b) for b in bodies]
+        index = {
+            "ids": names[0],
+            "prints": names[1],
+            "buckets": names[2:],
+            "frozen_persons": sorted(prints.frozen_persons),
+            "frozen_groups": sorted(prints.frozen_groups),
+        }
+        self._save_index(_group_prints_ref(source), names, bodies, [json.dumps(index).encode()])
+
+    def group_prints(self, source: Mapping[str, str]) -> GroupPrints | None:
+        """The membership fingerprints kept for the source these digests describe, if any."""
+        p = t.plan_parts.c
+        with self.engine.connect() as c:
+            head = c.execute(
+                sa.select(p.body).where(p.part == _group_prints_ref(source), p.seq == 0)
+            ).scalar()
+            if head is None:
+                return None
+            try:
+                index = json.loads(bytes(head))
+                names = [index["ids"], index["prints"], *index["buckets"]]
+                frozen = frozenset(index["frozen_persons"]), frozenset(index["frozen_groups"])
+            except (ValueError, KeyError, TypeError):
+                return None
+            pieces = {part: bodies[0] for part, bodies in _parts(c, names).items()}
+        if not all(n in pieces for n in names) or len(names) != BUCKETS + 2:
+            return None  # written by another version
+        text = zlib.decompress(pieces[names[0]]).decode("utf-8", "surrogatepass")
+        ids = tuple(text.split("\x00")) if text else ()
+        if len(pieces[names[1]]) != len(ids) * GROUP_PRINT_SIZE:
+            return None
+        return GroupPrints(ids, pieces[names[1]], tuple(pieces[n] for n in names[2:])).frozen(*frozen)
+
+    def carry_prints(self, before: Mapping[str, str], after: Mapping[str, str], *, groups: bool) -> None:
+        """Keep the fingerprints of source ``before`` for source ``after`` too (the membership ones
+        if ``groups``, else the person ones): the table they are of did not change between them."""
+        ref = _group_prints_ref if groups else _prints_ref
+        p = t.plan_parts.c
+        with self.engine.begin() as c:
+            if c.execute(sa.select(p.seq).where(p.part == ref(after)).limit(1)).first() is not None:
+                return
+            rows = c.execute(sa.select(p.seq, p.body).where(p.part == ref(before))).all()
+            if rows:
+                c.execute(t.plan_parts.insert(), [{"part": ref(after), "seq": q, "body": b} for q, b in rows])
+
+    def _save_index(self, ref: str, names: list[str], bodies: list[bytes], head: list[bytes]) -> None:
+        """Store the pieces not stored yet and the index ``head`` under ``ref`` (unless there already)."""
+        p = t.plan_parts.c
+        with self.engine.begin() as c:
+            if c.execute(sa.select(p.seq).where(p.part == ref).limit(1)).first() is not None:
+                return
+            have = {r for (r,) in c.execute(sa.select(p.part).where(p.part.in_(names)).distinct())}
+            new = {n: b for n, b in zip(names, bodies) if n not in have}
+            rows = [{"part": n, "seq": 0, "body": b} for n, b in new.items()]
+            rows += [{"part": ref, "seq": i, "body": b} for i, b in enumerate(head)]
+            c.execute(t.plan_parts.insert(), rows)
+
 
 def _prints_ref(source: Mapping[str, str]) -> str:
     """The part name of the person fingerprints of one source (its digests name it)."""
@@ -189,6 +255,23 @@ def _prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
         return [ref]
 
 
+def _group_prints_ref(source: Mapping[str, str]) -> str:
+    """The part name of the membership fingerprints of one source (its digests name it)."""
+    return "groups-" + _prints_ref(source).removeprefix("persons-")
+
+
+def _group_prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
+    """The parts the membership fingerprints of one source are made of (none when there are none)."""
+    ref = _group_prints_ref(source)
+    p = t.plan_parts.c
+    index = c.execute(sa.select(p.body).where(p.part == ref, p.seq == 0)).scalar()
+    try:
+        d = json.loads(bytes(index)) if index is not None else {}
+        return [ref, d["ids"], d["prints"], *d["buckets"]] if d else [ref]
+    except (ValueError, KeyError, TypeError):
+        return [ref]
+
+
 def _named(prefix: str, body: bytes) -> str:
     """The name of a part holding ``body``: by its content, so the same body is stored once."""
     return prefix + hashlib.blake2b(body, digest_size=12).hexdigest()
@@ -199,10 +282,10 @@ def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> tuple[StoredCha
     changes = tp.changes if isinstance(tp.changes, StoredChanges) else encode(tp.changes, keep=True)
     names = [_named(_CHUNK, b) for b in changes.chunks]
     rows = []
-    for name, body, persons in zip(names, changes.chunks, changes.chunk_persons):
+    for name, body, keys in zip(names, changes.chunks, changes.chunk_keys):
         if name not in kept:
             rows.append({"part": name, "seq": 0, "body": body})
-            rows.append({"part": name, "seq": 1, "body": pack_persons(persons)})
+            rows.append({"part": name, "seq": 1, "body": pack_keys(keys)})
             kept.add(name)
     if rows:
         c.execute(t.plan_parts.insert(), rows)

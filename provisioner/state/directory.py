@@ -9,7 +9,7 @@ console (provisioner/web) for search, authorization and the data-quality page.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from provisioner.core.directory import (
     group_rows,
     person_rows,
 )
-from provisioner.core.model import STUDENT, TEACHER, DataError, DesiredPerson, DesiredState
+from provisioner.core.model import STUDENT, TEACHER, DataError, DesiredGroup, DesiredPerson, DesiredState
 from provisioner.state import schema as t
 from provisioner.state.common import CHUNK, batches, bulk_insert, contains
 
@@ -111,17 +111,27 @@ class Directory:
     def update_persons(self, persons: Mapping[str, DesiredPerson]) -> int:
         """Rewrite these active persons' rows where they changed (a patched plan's persons); how many."""
         dp = t.dir_persons.c
-        ids = sorted(persons)
+        return self._update(dp.person_id, dp.digest, list(person_rows(persons)), self._write_persons)
+
+    def update_groups(self, groups: Mapping[str, DesiredGroup]) -> int:
+        """Rewrite these active groups' rows where they changed (a patched plan's groups); how many."""
+        dg = t.dir_groups.c
+        return self._update(dg.group_key, dg.digest, list(group_rows(groups)), self._write_groups)
+
+    def _update(
+        self,
+        key: sa.ColumnElement[str],
+        digest: sa.ColumnElement[str],
+        rows: list[Any],
+        write: Callable[[sa.Connection, list[tuple[Any, str]], list[str]], None],
+    ) -> int:
+        """Write the rows (PersonRow or GroupRow) whose digest differs from the stored one's."""
         with self.engine.begin() as c:
-            stored: dict[str, str] = {}
-            for i in range(0, len(ids), CHUNK):
-                q = sa.select(dp.person_id, dp.digest).where(dp.person_id.in_(ids[i : i + CHUNK]))
-                stored.update(c.execute(q).all())
-            rows = [(r, r.digest) for r in person_rows(persons)]
-            rows = [(r, d) for r, d in rows if stored.get(r.person_id) != d]
-            for batch in batches(rows, _BATCH):
-                self._write_persons(c, batch, [r.person_id for r, _ in batch if r.person_id in stored])
-        return len(rows)
+            stored = _digests(c, key, digest, (r.key for r in rows))
+            changed = [(r, r.digest) for r in rows if stored.get(r.key) != r.digest]
+            for batch in batches(changed, _BATCH):
+                write(c, batch, [r.key for r, _ in batch if r.key in stored])
+        return len(changed)
 
     @staticmethod
     def _write_persons(c: sa.Connection, rows: list[tuple[PersonRow, str]], replace: list[str]) -> None:
@@ -360,6 +370,17 @@ class Directory:
 
 
 _BATCH = 5_000  # persons or groups compared and written at a time
+
+
+def _digests(
+    c: sa.Connection, key: sa.ColumnElement[str], digest: sa.ColumnElement[str], keys: Iterable[str]
+) -> dict[str, str]:
+    """The stored digests of these rows (by their key column), a chunk of keys at a time."""
+    ids = sorted(keys)
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), CHUNK):
+        out.update(c.execute(sa.select(key, digest).where(key.in_(ids[i : i + CHUNK]))).all())
+    return out
 
 
 def _err(e: ErrorRow) -> dict[str, Any]:
