@@ -15,12 +15,13 @@ worker processes it forks to apply file targets):
    that step 4 measures a true no-op for all four targets — reported separately;
 4. a no-op plan right after (all four targets): certified, as every input is unchanged;
    then the same no-op recomputed in full (``--full``), for comparison;
-5. a plan after one person's name changed (also before step 3, while AD and Microsoft
-   365 are plan-only with a change pending for nearly everyone), then after 1 % churn
-   (leavers, joiners, renames, moved memberships);
+5. a plan after one person's name changed, and after one pupil moved to another class
+   (each also before step 3, while AD and Microsoft 365 are plan-only with a change
+   pending for nearly everyone), then after 1 % churn (leavers, joiners, renames, moved
+   memberships);
 6. `bas --help` start-up; then issue 15's table, each figure against its target.
 
-The short runs (the quiet ones and the one-person plans, a second or two each) are taken
+The short runs (the quiet ones, the one-person plans and the class moves) are taken
 as the fastest of three, each in its own process, as the bare SELECT is: one sample of a
 two-second run varies by about 5 % here. Every sample is printed. The long runs (the
 first run, ``--full``, 1 % churn) change the state or the SIS, and are one sample each.
@@ -251,6 +252,18 @@ def main() -> None:
         f" peak {single_pending['peak_mb']:.0f} MB; samples {single_pending['samples']})"
     )
 
+    moves = iter(range(1_000))  # a different pupil each time
+    first_move = class_move(db, next(moves))
+    move_pending = best_of(
+        lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), dry_run=True, as_of=day),
+        before=lambda: class_move(db, next(moves)),
+    )
+    print(
+        f"plan after a class move ({first_move}), AD + M365 plan-only: {move_pending['seconds']:.2f} s"
+        f"  (basis {move_pending['basis']}; {move_pending['seconds'] / bare:.2f} x bare SELECT;"
+        f" peak {move_pending['peak_mb']:.0f} MB; samples {move_pending['samples']})"
+    )
+
     def record_with_sink() -> runner.RunOutcome:
         real_build = runner.build_connector
         runner.build_connector = lambda c, name: Sink(name) if name in ("ad", "m365") else real_build(c, name)
@@ -286,6 +299,14 @@ def main() -> None:
         f" peak {single['peak_mb']:.0f} MB; samples {single['samples']})"
     )
 
+    first_move = class_move(db, next(moves))
+    moved = best_of(dry, before=lambda: class_move(db, next(moves)))
+    print(
+        f"plan after a class move ({first_move}): {moved['seconds']:7.2f} s  ({moved['changes']} changes,"
+        f" basis {moved['basis']}; {moved['seconds'] / bare:.2f} x bare SELECT;"
+        f" peak {moved['peak_mb']:.0f} MB; samples {moved['samples']})"
+    )
+
     facts = churn(db, as_of)
     ch = in_child(dry)
     print(
@@ -293,7 +314,8 @@ def main() -> None:
         f" (basis {ch['basis']}, peak {ch['peak_mb']:.0f} MB)"
     )
     print("   " + str(ch["summary"]))
-    peak = max(r["peak_mb"] for r in (first, quiet_plan, single_pending, noop, full, single, ch))
+    runs = (first, quiet_plan, single_pending, move_pending, noop, full, single, moved, ch)
+    peak = max(r["peak_mb"] for r in runs)
     print(f"peak memory of one run (largest above, sink set-up aside): {peak:7.0f} MB")
     help_s, python_s = cli_startup()
     print()
@@ -312,6 +334,10 @@ def main() -> None:
         verdict = "OK" if value <= target else "OVER"
         print(f"  {name:<32} {value:8.2f}{unit:<3}  target <= {target:g}{unit.strip()}  {verdict}")
     print(f"  (bas --help is {help_s / python_s:.1f} x a bare python start-up of {python_s * 1000:.0f} ms)")
+    print(
+        f"  (not in the table: a class move {moved['seconds'] / bare:.2f} x, with AD + M365 plan-only"
+        f" {move_pending['seconds'] / bare:.2f} x; --full {full['seconds'] / bare:.1f} x)"
+    )
 
 
 def one_person(db: Path) -> str:
@@ -319,6 +345,29 @@ def one_person(db: Path) -> str:
     con = sqlite3.connect(db)
     pid = con.execute("SELECT person_id FROM person ORDER BY person_id LIMIT 1 OFFSET 1000").fetchone()[0]
     con.execute("UPDATE person SET given_name = given_name || 'a' WHERE person_id = ?", (pid,))
+    con.commit()
+    con.close()
+    return pid
+
+
+def class_move(db: Path, n: int) -> str:
+    """Move the ``n``-th pupil (of a fixed sample) from their basis group to another of the
+    school's: two groups' membership rows change, nothing else; the pupil's id."""
+    con = sqlite3.connect(db)
+    pid, gid, school = con.execute(
+        "SELECT m.person_id, m.group_id, g.school_id FROM group_membership m"
+        " JOIN school_group g ON g.group_id = m.group_id"
+        " WHERE g.kind = 'basis' AND m.role = 'student' ORDER BY m.person_id LIMIT 1 OFFSET ?",
+        (2_000 + 41 * n,),
+    ).fetchone()
+    other = con.execute(
+        "SELECT group_id FROM school_group WHERE school_id = ? AND kind = 'basis' AND group_id != ?"
+        " ORDER BY group_id LIMIT 1",
+        (school, gid),
+    ).fetchone()[0]
+    con.execute(
+        "UPDATE group_membership SET group_id = ? WHERE group_id = ? AND person_id = ?", (other, gid, pid)
+    )
     con.commit()
     con.close()
     return pid
