@@ -14,9 +14,11 @@ that patch (provisioner/run/incremental.py runs it):
 - ``context``: the rows derive needs to judge those persons exactly as a full run does
   (their own rows, their groups with every member's rows, the students they are
   guardian of), a snapshot a few hundred rows long;
-- ``splice_target`` and ``splice_core``: the previous changes with those persons'
-  replaced by the recomputed ones, each where a full plan puts it (a full plan orders
-  person objects by key within their phase, and identity changes by person id).
+- ``splice_target``, ``splice_stored`` and ``splice_core``: the previous changes with
+  those persons' (and, for a patch of memberships, provisioner.core.memberships, those
+  groups') replaced by the recomputed ones, each where a full plan puts it (a full plan
+  orders person and group objects by key within their kind and phase, and identity
+  changes by person id).
 
 Anything the patch cannot prove equal to the full plan returns None, and the run plans
 in full: the property tests check patched plan = full plan after every step.
