@@ -250,6 +250,14 @@ def test_a_read_converts_only_the_rows_asked_for_and_exactly_as_a_snapshot_holds
             assert [tuple(r) for r in rows] == [tuple(p) for p in whole.persons]
         read.table("persons")
         assert list(read.person_rows()) == list(rows)  # still as read: the same values run after run
+    # The memberships as their fingerprints are taken (provisioner.core.memberships): likewise.
+    for memberships in (queries["memberships"], "SELECT role, person_id, group_id FROM group_membership"):
+        asked = {**queries, "memberships": memberships}
+        read = read_unless(engine, asked, {})
+        assert read is not None
+        rows = read.membership_rows()
+        assert all(type(r) is tuple for r in rows)  # plain tuples: what marshal writes
+        assert [tuple(r) for r in rows] == [tuple(m) for m in read_snapshot(engine, asked).memberships]
     read = read_unless(engine, {"groups": "SELECT group_id FROM school_group"}, dict(whole.digests))
     assert read is not None
     with pytest.raises(SourceError, match="'groups' lacks column"):
