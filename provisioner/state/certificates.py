@@ -245,14 +245,7 @@ def _prints_ref(source: Mapping[str, str]) -> str:
 
 def _prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
     """The parts the person fingerprints of one source are made of (none when there are none)."""
-    ref = _prints_ref(source)
-    p = t.plan_parts.c
-    index = c.execute(sa.select(p.body).where(p.part == ref, p.seq == 0)).scalar()
-    try:
-        d = json.loads(bytes(index)) if index is not None else {}
-        return [ref, d["ids"], d["ident"], *d["whole"]] if d else [ref]
-    except (ValueError, KeyError, TypeError):
-        return [ref]
+    return _index_parts(c, _prints_ref(source), ("ids", "ident"), "whole")
 
 
 def _group_prints_ref(source: Mapping[str, str]) -> str:
@@ -262,12 +255,17 @@ def _group_prints_ref(source: Mapping[str, str]) -> str:
 
 def _group_prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
     """The parts the membership fingerprints of one source are made of (none when there are none)."""
-    ref = _group_prints_ref(source)
+    return _index_parts(c, _group_prints_ref(source), ("ids", "prints"), "buckets")
+
+
+def _index_parts(c: sa.Connection, ref: str, one: tuple[str, ...], many: str) -> list[str]:
+    """The index part ``ref`` and the parts it names: one under each key of ``one``, a list
+    under ``many``. Only ``ref`` when there is no index, or it cannot be read."""
     p = t.plan_parts.c
     index = c.execute(sa.select(p.body).where(p.part == ref, p.seq == 0)).scalar()
     try:
         d = json.loads(bytes(index)) if index is not None else {}
-        return [ref, d["ids"], d["prints"], *d["buckets"]] if d else [ref]
+        return [ref, *(d[k] for k in one), *d[many]] if d else [ref]
     except (ValueError, KeyError, TypeError):
         return [ref]
 
