@@ -3,10 +3,11 @@
 Random sequences of edits to a small owner (two schools, pupils, teachers, staff,
 guardians, groups; AD and Microsoft 365 plan-only, itslearning and Feide applied): names
 (emoji, DN and LDAP specials, spaces, an empty name), e-mail and mobile of one or several
-persons; memberships a person joins, leaves or all loses, or changes the role of; and
-edits a patch must leave to a full plan (a new NIN or birth date, an ended enrollment, a
-newcomer, a membership of a person the SIS does not have). After each edit the run's plan (patched
-where provisioner/run/incremental.py can, else full) must equal `--full`'s exactly:
+persons; memberships a person joins, leaves or all loses, or changes the role of; a
+rename and a join in one step; and edits a patch must leave to a full plan (a new NIN
+or birth date, an ended enrollment, a newcomer, a membership of a person the SIS does
+not have). After each edit the run's plan (patched where provisioner/run/incremental.py
+can, else full) must equal `--full`'s exactly:
 every change with its reason and order, populations, holds, data errors and counts.
 Now and then the plan is applied, so patches also start from a certificate an apply
 predicted (provisioner.core.certificate.predict_after_apply).
@@ -37,9 +38,11 @@ NAMES = ("Kari", "Ola Nils", "Åse-Marie", "O'Neil", 'Ku,"rt\\+<>;=*()#', " Lise
 GROUPS = ("NORD-6A", "SOR-6A", "NORD-MAT")
 EDITS = (
     *("given", "family", "middle", "email", "mobile", "nin", "born", "leave", "newcomer"),
-    *("move", "join", "drop", "role", "ghost", "apply"),
+    *("move", "join", "drop", "role", "ghost", "renamed+joined", "apply"),
 )
-PATCHABLE = frozenset({"given", "family", "middle", "email", "mobile", "move", "join", "drop", "role"})
+PATCHABLE = frozenset(
+    {"given", "family", "middle", "email", "mobile", "move", "join", "drop", "role", "renamed+joined"}
+)
 
 
 def _shape(plan: Plan) -> tuple:
@@ -80,6 +83,9 @@ def _edit(env: Env, edit: str, who: list[str], value: int, seq: int) -> None:
         sis.memberships = [m for m in sis.memberships if m.person_id != who[0]]
     elif edit in ("join", "drop", "role", "ghost"):
         _edit_memberships(sis, edit, who, GROUPS[value % len(GROUPS)])
+    elif edit == "renamed+joined":  # two tables in one step: names, and a group's members
+        sis.update_person(who[0], family_name=NAMES[value % len(NAMES)].strip() or "Berg")
+        _edit_memberships(sis, "join", who[-1:], GROUPS[value % len(GROUPS)])
 
 
 def _edit_memberships(sis: Sis, edit: str, who: list[str], gid: str) -> None:
@@ -265,7 +271,7 @@ def _scoped_target(env: Env) -> None:
 
 def _moved_and_renamed(env: Env) -> None:
     env.sis.memberships.append(GroupMembership("NORD-MAT", "S2", "student"))
-    env.sis.update_person("S2", family_name="Hansen-Berg")
+    env.sis.update_person("S4", family_name="Ødegård-Berg")  # in no group S2 is in
 
 
 def _frozen_member_left_before(env: Env) -> None:
@@ -306,7 +312,7 @@ def _teacher_joins(env: Env) -> None:
         (_frozen_pupil_joins, "full"),  # a member who cannot be judged freezes the group
         (_unknown_member_leaves, "full"),  # the certified plan had a data error about a membership
         (_scoped_target, "full"),  # a target's own schools, roles or extra groups
-        (_moved_and_renamed, "full"),  # two tables changed
+        (_moved_and_renamed, "incremental"),  # both tables a patch takes, at once
         (_teacher_joins, "incremental"),  # Microsoft 365's owners and Feide's Grep codes follow
         (_frozen_member_left_before, "incremental"),
         (_frozen_namesake, "incremental"),

@@ -49,7 +49,7 @@ def test_changed_groups(after: list[tuple], groups: set[str], persons: set[str])
     before = before.frozen({"P00003"}, {"G299"})
     got = memberships.changed_groups(before, after)
     assert got is not None
-    assert (got.groups, got.persons) == (groups, persons)
+    assert (got.groups, got.persons, got.rows) == (groups, persons, len(after))
     now = memberships.GroupPrints.of(after)
     assert now is not None
     # the fingerprints now, as a full read makes them, with what the run before froze

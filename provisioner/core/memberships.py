@@ -102,6 +102,7 @@ class ChangedGroups:
     groups: frozenset[str]  # ids whose rows came, went or differ
     persons: frozenset[str]  # person ids on a row added to or removed from one of them
     prints: GroupPrints  # the rows' fingerprints now, with the frozen persons and groups of before
+    rows: int  # how many rows there are now
 
 
 def changed_groups(before: GroupPrints, rows: Iterable[Row], limit: int = LIMIT) -> ChangedGroups | None:
@@ -139,7 +140,7 @@ def changed_groups(before: GroupPrints, rows: Iterable[Row], limit: int = LIMIT)
             return None
         buckets[n] = body
     now = GroupPrints(ids, prints, tuple(buckets), before.frozen_persons, before.frozen_groups)
-    return ChangedGroups(frozenset(changed), frozenset(persons), now)
+    return ChangedGroups(frozenset(changed), frozenset(persons), now, sum(map(len, by.values())))
 
 
 def _grouped(rows: Iterable[Row]) -> Mapping[str, list[Row]] | None:

@@ -1,7 +1,7 @@
 """A plan patched for the persons or groups whose SIS rows changed, instead of a full plan.
 
 When the only difference from the certified plan's inputs (provisioner.core.certificate)
-is in one of two tables, the rest of the plan still holds:
+is in one or both of two tables, the rest of the plan still holds:
 
 - persons: some persons' rows changed in their names, e-mail or mobile. The patch derives
   those persons from the rows that judge them (provisioner.core.patch.context), maps and
@@ -12,10 +12,11 @@ is in one of two tables, the rest of the plan still holds:
   namesakes), with the persons and groups the last full run froze as they were (no one
   is judged by memberships), and maps and diffs only those persons' and groups' objects.
 
-Either way it puts the changes in the certified plan where a full plan has them.
+Both at once: those persons and those groups together. Either way it puts the changes
+in the certified plan where a full plan has them.
 Everything else it cannot prove alike returns None and the run plans in full:
 
-- another table, or both, the config, the state, the day or the local records changed;
+- another table, the config, the state, the day or the local records changed;
 - persons came or went, or one's id, NIN or birth date changed;
 - more than ``patch.LIMIT`` persons, or ``memberships.LIMIT`` groups, or their context is large;
 - the certified plan had a data error about anyone in the context (a NIN two rows hold
@@ -97,12 +98,10 @@ def patched(
     digests = dict(read.digests)
     local_runs.with_local_digest(digests, local_in)  # as a full plan records it
     differing = _differing(digests, cert.source)
+    if not differing or not differing <= {"persons", "memberships"}:
+        return None  # another table (or the local records) changed too
     run = _Inputs(cfg, store, cert, read, digests, as_of, run_id)
-    if differing == {"persons"}:
-        return _persons_patched(run)
-    if differing == {"memberships"}:
-        return _memberships_patched(run)
-    return None  # another table (or the local records) changed too
+    return _rows_patched(run, "persons" in differing, "memberships" in differing)
 
 
 @dataclass(frozen=True)
@@ -118,63 +117,63 @@ class _Inputs:
     run_id: str
 
 
-def _persons_patched(run: _Inputs) -> Patched | None:
-    """The patch for persons whose own row changed in names, e-mail or mobile only."""
-    before = run.store.certificates.prints(run.cert.source)
-    found = patch.changed_persons(before, run.read.person_rows()) if before is not None else None
-    if not found or not found[0]:
+def _rows_patched(run: _Inputs, persons: bool, members: bool) -> Patched | None:
+    """The patch for persons whose own row changed in names, e-mail or mobile only, and
+    (``members``) for groups whose membership rows changed, with the persons on those rows.
+
+    Nothing a person is judged by comes from memberships: for groups, the persons the
+    whole run froze are those of the certified plan's run (kept with the membership
+    fingerprints; a person patch leaves them so), and so are the groups it froze for a
+    member outside the context.
+    """
+    changed: set[str] = set()
+    prints = None
+    if persons:
+        before = run.store.certificates.prints(run.cert.source)
+        found = patch.changed_persons(before, run.read.person_rows()) if before is not None else None
+        if not found or not found[0]:
+            return None
+        changed, prints = found
+    moved = _changed_groups(run) if members else None
+    if members and moved is None:
         return None
-    changed, prints = found
-    ctx = patch.context(run.read, changed)
+    groups = moved.groups if moved is not None else frozenset()
+    on_rows = moved.persons if moved is not None else frozenset()
+    ctx = patch.context(run.read, changed | on_rows, groups=groups, every_group=bool(groups))
     if ctx is None:
         return None
-    judged = _judged(run, ctx, changed)
+    judged = _judged(run, ctx, changed | on_rows)
     if judged is None:
         return None
     d, keys = judged
-    if keys & (d.frozen_persons | d.frozen_groups):
+    if keys & (d.frozen_persons | d.frozen_groups) or groups & d.frozen_groups:
         return None
-    got = _patch(run, d, keys, frozenset())
-    return None if got is None else replace(got, prints=prints)
+    counts = None
+    if moved is not None:
+        frozen_p, frozen_g = moved.prints.frozen_persons, moved.prints.frozen_groups
+        state = replace(d.state, groups={k: g for k, g in d.state.groups.items() if k not in frozen_g})
+        d = replace(d, state=state, frozen_persons=frozen_p, frozen_groups=frozen_g)
+        counts = {**run.cert.plan.source_counts, "memberships": moved.rows}
+    got = _patch(run, d, keys, groups, counts)
+    if got is None:
+        return None
+    held = {k: d.state.groups[k] for k in sorted(groups) if k in d.state.groups}
+    return replace(got, groups=held, prints=prints, group_prints=moved.prints if moved is not None else None)
 
 
-def _memberships_patched(run: _Inputs) -> Patched | None:
-    """The patch for groups whose membership rows changed (and the persons on those rows).
-
-    Nothing a person is judged by comes from memberships: the persons the whole run
-    froze are those of the certified plan's run (kept with the fingerprints), and so
-    are the groups it froze for a member outside the context.
-    """
+def _changed_groups(run: _Inputs) -> memberships.ChangedGroups | None:
+    """The groups whose membership rows changed, when a patch may take them (else None)."""
     if not all(Scope.of(t).is_identity for t in run.cfg.enabled_targets().values()):
         return None  # level and owner-wide groups are made of persons the patch does not see
     before = run.store.certificates.group_prints(run.cert.source)
-    rows = run.read.membership_rows()
-    found = memberships.changed_groups(before, rows) if before is not None else None
+    found = memberships.changed_groups(before, run.read.membership_rows()) if before is not None else None
     # A group frozen before may be judged now, which changes every member's Feide entitlements,
     # not only those of the persons on its changed rows. It also covers the data errors a
     # patch could not drop: a broken membership row, or group row, freezes its group.
     # (No group changed: the rows were only reordered, which moves nothing but errors.)
     if found is None or not found.groups or found.groups & found.prints.frozen_groups:
         return None
-    groups = found.groups
-    ctx = patch.context(run.read, found.persons, groups=groups, every_group=True)
-    if ctx is None:
-        return None
-    judged = _judged(run, ctx, found.persons)
-    if judged is None:
-        return None
-    d, keys = judged
-    if keys & d.frozen_persons or groups & d.frozen_groups:
-        return None
-    frozen_p, frozen_g = found.prints.frozen_persons, found.prints.frozen_groups
-    state = replace(d.state, groups={k: g for k, g in d.state.groups.items() if k not in frozen_g})
-    whole = replace(d, state=state, frozen_persons=frozen_p, frozen_groups=frozen_g)
-    counts = {**run.cert.plan.source_counts, "memberships": len(rows)}
-    got = _patch(run, whole, keys, groups, counts)
-    if got is None:
-        return None
-    held = {k: state.groups[k] for k in sorted(groups) if k in state.groups}
-    return replace(got, groups=held, group_prints=found.prints)
+    return found
 
 
 def _judged(run: _Inputs, ctx: SourceSnapshot, changed: Iterable[str]) -> tuple[Derivation, set[str]] | None:
