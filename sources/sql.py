@@ -398,6 +398,7 @@ class _Rows(Fetched):
         self._key_columns: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._converted: set[tuple[str, str]] = set()  # key columns the driver gave in another type
         self._asked: set[tuple[str, str]] = set()  # key columns read once already (not kept)
+        self._as_is: set[tuple[str, str]] = set()  # key columns found to be what the records hold
         self._pool: dict[str, str] = {}  # one string object per text value, across tables
         self.digests = {name: d for name, (_, _, d) in fetched.items()}
 
@@ -424,9 +425,9 @@ class _Rows(Fetched):
         if (name, column) in self._key_columns or (name, column) in self._asked:
             return self._keys(name, column)
         self._asked.add((name, column))
-        pick, rows = self._column(name, column)
-        if _key_conversion(name, column, map(pick, rows)) is not None:
+        if not self._as_read(name, column):
             return self._keys(name, column)  # another type than the record's: converted, and kept
+        pick, rows = self._column(name, column)
         return map(pick, rows)
 
     def _column(self, name: str, column: str) -> tuple[itemgetter[Any], list[Any]]:
@@ -468,11 +469,18 @@ class _Rows(Fetched):
         return [(g, p, role(r)) for g, p, r in zip(groups, persons, rows)]
 
     def _as_read(self, name: str, *columns: str) -> bool:
-        """Whether the driver gives these key columns as the records hold them (text ids as text)."""
+        """Whether the driver gives these key columns as the records hold them (text ids as text).
+
+        Each column is checked once (a membership patch asks for the memberships' ids as
+        read, then streams them by person and by group: a million values each time).
+        """
         for column in columns:
+            if (name, column) in self._as_is:
+                continue
             pick, rows = self._column(name, column)
             if _key_conversion(name, column, map(pick, rows)) is not None:
                 return False
+            self._as_is.add((name, column))
         return True
 
     def snapshot(self) -> SourceSnapshot:
