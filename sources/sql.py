@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import compress
-from operator import itemgetter
+from operator import itemgetter, not_
 from pathlib import Path
 from typing import Any, cast
 
@@ -467,6 +467,21 @@ class _Rows(Fetched):
         groups, persons = self._keys("memberships", "group_id"), self._keys("memberships", "person_id")
         role = itemgetter(cols.index("role"))
         return [(g, p, role(r)) for g, p, r in zip(groups, persons, rows)]
+
+    def count(self, name: str) -> int:
+        return len(self._raw[name][1])
+
+    def digest_without(self, name: str, columns: Sequence[str], persons: Collection[str]) -> str | None:
+        cols, rows, _ = self._raw[name]
+        if not columns:
+            return None
+        streams = [self._key_stream(name, c) for c in columns]
+        named = map(persons.__contains__, streams[0])
+        for more in streams[1:]:
+            named = map(bool.__or__, named, map(persons.__contains__, more))
+        kept = list(compress(rows, map(not_, named)))
+        # The same container as read: a chunk's bytes tell a tuple (PyMySQL's) from a list.
+        return _digest(name, cols, tuple(kept) if isinstance(rows, tuple) else kept)
 
     def _as_read(self, name: str, *columns: str) -> bool:
         """Whether the driver gives these key columns as the records hold them (text ids as text).

@@ -4,9 +4,11 @@ Random sequences of edits to a small owner (two schools, pupils, teachers, staff
 guardians, groups; AD and Microsoft 365 plan-only, itslearning and Feide applied): names
 (emoji, DN and LDAP specials, spaces, an empty name), e-mail and mobile of one or several
 persons; memberships a person joins, leaves or all loses, or changes the role of; a
-rename and a join in one step; and edits a patch must leave to a full plan (a new NIN
-or birth date, an ended enrollment, a newcomer, a membership of a person the SIS does
-not have). After each edit the run's plan (patched where provisioner/run/incremental.py
+rename and a join in one step; joiners (a pupil, in a class or not, with a guardian
+there was; a guardian of a pupil there was; a teacher in a class; with a rename); and
+edits a patch must leave to a full plan (a new NIN or birth date, an ended enrollment,
+a newcomer with a NIN another person holds, a membership of a person the SIS does not
+have). After each edit the run's plan (patched where provisioner/run/incremental.py
 can, else full) must equal `--full`'s exactly:
 every change with its reason and order, populations, holds, data errors and counts.
 Now and then the plan is applied, so patches also start from a certificate an apply
@@ -39,9 +41,11 @@ GROUPS = ("NORD-6A", "SOR-6A", "NORD-MAT")
 EDITS = (
     *("given", "family", "middle", "email", "mobile", "nin", "born", "leave", "newcomer"),
     *("move", "join", "drop", "role", "ghost", "renamed+joined", "apply"),
+    *("newcomer+class", "sibling", "new guardian", "new teacher", "twin", "joined+renamed"),
 )
 PATCHABLE = frozenset(
     {"given", "family", "middle", "email", "mobile", "move", "join", "drop", "role", "renamed+joined"}
+    | {"newcomer", "newcomer+class", "sibling", "new guardian", "new teacher", "joined+renamed"}
 )
 
 
@@ -77,8 +81,26 @@ def _edit(env: Env, edit: str, who: list[str], value: int, seq: int) -> None:
             sis.update_person(pid, birth_date=f"2011-0{1 + value % 9}-1{value % 9}")
         elif edit == "leave":
             sis.end_enrollments(pid, "2025-09-30")
-    if edit == "newcomer":
-        sis.student(f"N{seq}", "NORD", NAMES[value % len(NAMES)] or "Ny", "Elev")
+    name = NAMES[value % len(NAMES)] or "Ny"
+    school, group = ("NORD", "NORD-6A") if value % 2 else ("SOR", "SOR-6A")
+    if edit in ("newcomer", "newcomer+class", "sibling", "joined+renamed"):
+        # a pupil joins, born some day: a username is issued (a namesake's taken: the next)
+        sis.student(f"N{seq}", school, name, "Elev", born=f"2012-0{1 + value % 9}-1{value % 9}")
+    if edit == "newcomer+class":
+        _edit_memberships(sis, "join", [f"N{seq}"], group)
+    elif edit == "sibling":  # a guardian of the newcomer who has a pupil there already
+        sis.link_guardian("G1" if school == "NORD" else "G2", f"N{seq}")
+    elif edit == "new guardian":  # of a pupil there was; a guardian with no NIN and a name
+        sis.guardian(f"F{seq}", who[:1] if who[0][0] == "S" else ["S3"], name, "Forelder")
+    elif edit == "new teacher":
+        sis.employee(f"L{seq}", school, name, "Lærer", born="1980-05-06")
+        _edit_memberships(sis, "join", [f"L{seq}"], group)
+    elif edit == "twin":  # a newcomer with the NIN of a person there is: both are frozen
+        sis.student(
+            f"N{seq}", school, name, "Elev", nin=sis.get_person(who[0]).nin or sis.get_person("S1").nin
+        )
+    elif edit == "joined+renamed":  # a rename, and a pupil with a name someone else held
+        sis.update_person(who[0], family_name="Elev")
     elif edit == "move":
         sis.memberships = [m for m in sis.memberships if m.person_id != who[0]]
     elif edit in ("join", "drop", "role", "ghost"):
@@ -202,6 +224,36 @@ def test_a_pupil_moved_to_another_class_is_patched_and_their_accounts_and_the_di
         env.store.close()
 
 
+def test_a_pupil_who_joins_is_patched_with_a_username_and_accounts_and_the_directory_follows(
+    tmp_path: Path,
+) -> None:
+    """A new pupil (person, enrollment, class, a guardian there was): the plan is patched
+    (AD and Microsoft 365 still plan-only), the username issued as a full plan issues it,
+    applied, and certified again."""
+    env = Env(tmp_path, small_sis())
+    try:
+        assert env.sync(DAY1).exit_code == runner.EXIT_OK
+        _pupil_joins(env)
+        made = env.sync(DAY1, dry_run=True)
+        full = env.sync(DAY1, dry_run=True, full=True)
+        assert made.plan.basis == "incremental" and _shape(made.plan) == _shape(full.plan)
+        assert made.plan.active_persons == full.plan.active_persons == 13
+        out = env.sync(DAY1)
+        assert out.exit_code == runner.EXIT_OK and out.plan.basis == "certified"
+        assert env.username("N1") == "nilber1"  # S5, Nils Berg, holds nilber
+        its = env.objects("itslearning")
+        assert its["N1"]["attrs"]["given"] == "Nils" and ("N1", "01") in its["SOR-6A"]["members"]
+        assert ("N1", "01") in its["school:SOR:students"]["members"]
+        assert "N1" in env.persons("feide")
+        assert env.persons("itslearning")["G3"]["attrs"]["students"] == ["N1", "S6"]  # her sibling's guardian
+        assert [p["person_id"] for p in env.store.directory.persons(["N1"])] == ["N1"]
+        assert [g["group_key"] for g in env.store.directory.groups_of(["N1"])] == ["SOR-6A"]
+        rerun = env.sync(DAY1)
+        assert rerun.plan.basis == "certified" and rerun.plan.target("itslearning").changes == ()
+    finally:
+        env.store.close()
+
+
 def test_the_nightly_full_run_checks_the_patch_and_records_a_difference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -305,9 +357,70 @@ def _teacher_joins(env: Env) -> None:
     env.sis.memberships.append(GroupMembership("SOR-6A", "T1", "teacher"))
 
 
+def _pupil_joins(env: Env) -> None:
+    env.sis.student("N1", "SOR", "Nils", "Berg", born="2012-05-06")  # a namesake of S5's: the next username
+    env.sis.memberships.append(GroupMembership("SOR-6A", "N1", "student"))
+    env.sis.link_guardian("G3", "N1")  # a sibling of S6
+
+
+def _guardian_joins(env: Env) -> None:
+    env.sis.guardian("F1", ["S3"], "Mona", "Olsen")  # S3 had none: F1 is a guardian at NORD now
+
+
+def _teacher_joins_school(env: Env) -> None:
+    env.sis.employee("L1", "SOR", "Kari", "Lærer")  # T1's namesake, at another school
+    env.sis.memberships.append(GroupMembership("SOR-6A", "L1", "teacher"))
+
+
+def _teacher_joins_while_a_twin_is_frozen(env: Env) -> None:
+    """The persons the last full run froze stand in for the context's in a membership patch:
+    not in the count of persons who came (a twin at NORD is no one who came to SOR)."""
+    _twin_joins(env)
+    env.sync(DAY1)
+    _teacher_joins_school(env)
+
+
+def _twin_joins(env: Env) -> None:
+    env.sis.student("N1", "NORD", nin=env.sis.get_person("S2").nin)  # a NIN two rows hold: both frozen
+
+
+def _joins_with_the_nin_of_one_never_active(env: Env) -> None:
+    """A NIN on two rows freezes the newcomer, whoever holds the other: here a person the
+    historic base never had (no school), whom no context of the joiner's school holds."""
+    env.sis.person("P1", "Per", "Uten", nin=synthetic_nin("2012-07-08"))
+    env.sync(DAY1)
+    env.sis.student("N1", "SOR", nin=env.sis.get_person("P1").nin)
+
+
+def _joins_a_school_with_no_one(env: Env) -> None:
+    env.sis.school("VEST", "974000003", "VESTBY")
+    env.sync(DAY1)
+    env.sis.student("N1", "VEST")  # the gate's schools change
+
+
+def _joins_while_a_username_is_pending(env: Env) -> None:
+    env.sis.student("N1", "SOR", "Ola", "Nordmann")
+    env.sync(DAY1, dry_run=True)  # planned, not recorded: N1 has no username yet
+    env.sis.student("N2", "NORD", "Ola", "Nordmann")  # olanor1 is N1's in a full plan, not N2's
+
+
+def _pupil_leaves_as_another_joins(env: Env) -> None:
+    env.sis.end_enrollments("S1", "2025-09-30")
+    env.sis.student("N1", "NORD")
+
+
 @pytest.mark.parametrize(
     ("setup", "basis"),
     [
+        (_pupil_joins, "incremental"),  # usernames issued, school-wide groups, a guardian's links
+        (_guardian_joins, "incremental"),
+        (_teacher_joins_school, "incremental"),
+        (_teacher_joins_while_a_twin_is_frozen, "incremental"),
+        (_twin_joins, "full"),  # a data error the certified plan lacks
+        (_joins_a_school_with_no_one, "full"),
+        (_joins_with_the_nin_of_one_never_active, "full"),
+        (_joins_while_a_username_is_pending, "full"),  # a full plan issues N1's too, first
+        (_pupil_leaves_as_another_joins, "full"),  # an enrollment that ended: not a joiner's row
         (_unknown_member, "full"),  # a data error the certified plan lacks, and the group freezes
         (_frozen_pupil_joins, "full"),  # a member who cannot be judged freezes the group
         (_unknown_member_leaves, "full"),  # the certified plan had a data error about a membership

@@ -36,7 +36,6 @@ def _with(i: int, **changes: object) -> list[Person]:
         (_with(7, nin=synthetic_nin("2012-03-04")), None),  # a NIN: identities follow
         (_with(7, birth_date="2012-03-05"), None),
         (_with(7, person_id="X7"), None),  # one went, another came
-        (BASE + [_person("P10000")], None),
         (BASE[:-1], None),
         (BASE + [BASE[0]._replace(given_name="Twin")], None),  # an id twice
         ([p._replace(given_name="Alle") for p in BASE[: patch.LIMIT + 1]] + BASE[patch.LIMIT + 1 :], None),
@@ -51,6 +50,46 @@ def test_changed_persons(after: list[Person], expected: set[str] | None) -> None
         return
     assert got is not None and got[0] == expected
     assert got[1] == patch.PersonPrints.of(after)  # the fingerprints now, as a full read makes them
+
+
+JOINER = _person("P04096x", nin=synthetic_nin("2012-03-04"))  # sorts after the first block's last
+
+
+@pytest.mark.parametrize(
+    ("after", "changed", "joined"),
+    [
+        (BASE + [_person("P10000")], set(), {"P10000"}),
+        ([JOINER, *BASE], set(), {"P04096x"}),  # in the middle: every later block moves
+        ([JOINER, *_with(9_000, given_name="Kari")], {"P09000"}, {"P04096x"}),
+        ([_person("A"), _person("Z"), *_with(3, email="ola@example.org")], {"P00003"}, {"A", "Z"}),
+        ([_person("A"), JOINER, *BASE], set(), {"A", "P04096x"}),  # the second after rows there were
+    ],
+)
+def test_changed_persons_tells_who_joined(after: list[Person], changed: set[str], joined: set[str]) -> None:
+    before = patch.PersonPrints.of(BASE)
+    assert before is not None
+    got = patch.changed_persons(before, after)
+    assert got is not None and (got.changed, got.joined) == (changed, joined)
+    assert got.prints == patch.PersonPrints.of(after)  # the joiners in their places
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        BASE[1:] + [_person("P10000")],  # one went as another came
+        BASE + [_person(f"Q{i}") for i in range(patch.LIMIT + 1)],
+        BASE + [_person("Q1"), _person("Q1", given="Kari")],  # a joiner twice
+        [*_with(5, nin=synthetic_nin("2012-03-04")), _person("Q1")],  # a NIN changed as one joined
+        [*_with(5, birth_date="2012-03-05"), _person("Q1")],
+        [_person(f"Q{i}") for i in range(patch.LIMIT // 2 + 1)]
+        + [p._replace(given_name="Alle") for p in BASE[: patch.LIMIT // 2]]
+        + BASE[patch.LIMIT // 2 :],  # changed and joined together more than LIMIT
+    ],
+)
+def test_changed_persons_refuses_more_than_joiners(after: list[Person]) -> None:
+    before = patch.PersonPrints.of(BASE)
+    assert before is not None
+    assert patch.changed_persons(before, after) is None
 
 
 def test_prints_refuse_an_id_twice_or_missing() -> None:
@@ -133,8 +172,12 @@ PENDING = (
         ([_c(Op.CREATE, "b", reason="x"), GONE], {"b"}, True),  # b's removal stays, in its chunk
         ([_c(Op.CREATE, "f", reason="x"), _c(Op.DELETE, "f")], {"f"}, True),
         ([_c(Op.CREATE, "f", reason="x")], {"f"}, False),  # f's removal would go: no name change
-        ([_c(Op.CREATE, "x")], {"x"}, False),  # x had none: where it goes is not in a chunk here
-        ([_c(Op.UPDATE, "z"), _c(Op.DISABLE, "z")], {"z"}, False),  # z's only chunk is past the creates
+        ([_c(Op.CREATE, "x")], {"x"}, True),  # x had none (a joiner): after h, found by binary search
+        ([_c(Op.CREATE, "cc")], {"cc"}, True),  # between c and d
+        ([_c(Op.CREATE, "0")], {"0"}, True),  # the first person: after the school owner
+        ([_c(Op.CREATE, "c", reason="x"), _c(Op.CREATE, "cc")], {"c", "cc"}, True),
+        ([_c(Op.UPDATE, "z"), _c(Op.DISABLE, "z")], {"z"}, True),  # z's update goes after h
+        ([_c(Op.CREATE, "y"), _c(Op.DELETE, "y")], {"y"}, False),  # a new removal: stored order
         ([_c(Op.CREATE, "c")], {"q"}, False),  # nothing of q's is stored
         ([_c(Op.UPDATE, "g1", "group")], {"c"}, False),
     ],
@@ -247,7 +290,10 @@ def test_splice_target_of_groups(
     [
         ([_g(Op.UPDATE, "g1", "x"), _g(Op.ADD_MEMBERS, "g1", "x"), _g(Op.REMOVE_MEMBERS, "g1", "x")], True),
         ([_g(Op.ADD_MEMBERS, "g1", "x")], True),  # nothing left but new members
-        ([_g(Op.ADD_MEMBERS, "g0")], False),  # g0 had none: where it goes is not in a chunk here
+        ([_g(Op.ADD_MEMBERS, "g0")], True),  # g0 had none: before g1's, found by binary search
+        ([_g(Op.UPDATE, "g0"), _g(Op.ADD_MEMBERS, "g0")], True),  # after the persons, before g1
+        ([_g(Op.REMOVE_MEMBERS, "g2")], True),  # after g1's
+        ([_g(Op.DELETE, "g2")], False),  # a new removal: in stored order, not by key
     ],
 )
 def test_splice_stored_of_groups(monkeypatch: pytest.MonkeyPatch, new: list, splices: bool) -> None:

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from demo.data import DEMO, generate
+from provisioner.core.fetched import Converted
 from provisioner.core.model import SourceSnapshot
 from sources.sql import (
     DEFAULT_QUERIES,
@@ -262,6 +263,28 @@ def test_a_read_converts_only_the_rows_asked_for_and_exactly_as_a_snapshot_holds
     assert read is not None
     with pytest.raises(SourceError, match="'groups' lacks column"):
         read.where("groups", "group_id", {"G1"})
+
+
+def test_a_tables_digest_without_joiners_rows_is_its_digest_before_they_joined(source_url: str) -> None:
+    """What a joiner patch proves a table changed by (provisioner/run/incremental.py): the
+    rows naming them, in either column of a guardianship, and nothing else."""
+    sis = small_sis()
+    sis.write(source_url)
+    engine = source_engine(source_url)
+    before = read_snapshot(engine).digests
+    sis.student("N1", "NORD").link_guardian("G1", "N1").guardian("F1", ["S3"]).employee("L1", "SOR")
+    sis.write(source_url)
+    read = read_unless(engine, None, {})
+    assert read is not None
+    joined = {"N1", "F1", "L1"}
+    assert read.digest_without("enrollments", ("person_id",), joined) == before["enrollments"]
+    assert read.digest_without("employments", ("person_id",), joined) == before["employments"]
+    both = ("guardian_id", "student_id")
+    assert read.digest_without("guardianships", both, joined) == before["guardianships"]
+    assert read.digest_without("guardianships", ("guardian_id",), joined) != before["guardianships"]  # G1/N1
+    assert read.digest_without("enrollments", ("person_id",), {"N1", "S1"}) != before["enrollments"]
+    assert read.count("guardianships") == len(read_snapshot(engine).guardianships)
+    assert Converted(read_snapshot(engine)).digest_without("enrollments", ("person_id",), joined) is None
 
 
 def _corrupt_sqlite(path: Path, *statements: str) -> None:

@@ -14,7 +14,9 @@ source may hand over its rows as read and convert them on demand:
   read, ids as the records hold them: what the patch fingerprints (provisioner.core.patch),
   with no record made;
 - ``membership_rows()``: the memberships likewise, what provisioner.core.memberships
-  fingerprints.
+  fingerprints;
+- ``count(name)`` and ``digest_without(name, columns, persons)``: a table's size, and
+  its digest as it was before some persons joined (the SQL source's).
 
 ``Converted`` is the same over a snapshot a source made whole (PIFU, FINT, CSV).
 """
@@ -56,6 +58,17 @@ class Fetched(ABC):
         """The memberships as plain tuples in GroupMembership's field order, ids as the records
         hold them, other values as read."""
 
+    @abstractmethod
+    def count(self, name: str) -> int:
+        """How many rows one table has."""
+
+    def digest_without(self, name: str, columns: Sequence[str], persons: Collection[str]) -> str | None:
+        """The digest one table would have without the rows that name one of ``persons`` in
+        one of ``columns``: the table's digest before those persons joined, when joining is
+        all that changed in it. None when this source cannot say (its digests are of
+        something else than the rows as read): a patch never takes joiners from it."""
+        return None
+
 
 class Converted(Fetched):
     """A snapshot already made whole."""
@@ -78,3 +91,6 @@ class Converted(Fetched):
 
     def membership_rows(self) -> Sequence[tuple[Any, ...]]:
         return [tuple(m) for m in self._snap.memberships]  # plain tuples: what marshal writes
+
+    def count(self, name: str) -> int:
+        return len(getattr(self._snap, name))

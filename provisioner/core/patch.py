@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import hashlib
 import marshal
-from collections.abc import Collection, Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from provisioner.core.fetched import Converted, Fetched
 from provisioner.core.model import SourceSnapshot
@@ -136,28 +137,48 @@ def _nins(rows: Sequence[Row]) -> bytes:
     return hashlib.sha256(_bytes(list(map(_NIN, rows)))).digest()
 
 
-def changed_persons(before: PersonPrints, persons: Sequence[Row]) -> tuple[set[str], PersonPrints] | None:
-    """SIS ids whose row changed only in names, e-mail or mobile, and the rows' fingerprints now.
+class ChangedPersons(NamedTuple):
+    """What changed in the persons table since a PersonPrints was made."""
 
-    None when anything else differs: persons came or went, an id, NIN or birth date
-    changed, or more than LIMIT rows did. Blocks are fingerprinted, and only in a block
-    that changed each row: a row that did not change keeps its fingerprints.
+    changed: set[str]  # ids whose row changed in names, e-mail or mobile only
+    prints: PersonPrints  # the rows' fingerprints now
+    joined: frozenset[str] = frozenset()  # ids that came (a joiner), with rows of their own
+
+
+def changed_persons(before: PersonPrints, persons: Sequence[Row]) -> ChangedPersons | None:
+    """SIS ids whose row changed only in names, e-mail or mobile, the ids that came, and the
+    rows' fingerprints now.
+
+    None when anything else differs: persons went, an id, NIN or birth date changed, or
+    more than LIMIT rows changed or came. Blocks are fingerprinted, and only in a block
+    that changed each row: a row that did not change keeps its fingerprints. Persons who
+    came are left out of that comparison (the blocks are of the rows there were), and put
+    in their places in the fingerprints now.
     """
     rows = _by_id(persons)
     if rows is None:
         return None
     ids = tuple(map(_ID, rows))
-    if ids != before.ids or _nins(rows) != before.nins:
-        return None  # persons came or went, or a NIN changed: identities and aliases may follow
+    joined: frozenset[str] = frozenset()
+    old = rows
+    if ids != before.ids:
+        joined = frozenset(ids).difference(before.ids)
+        if len(ids) - len(joined) != len(before.ids) or len(joined) > LIMIT:
+            return None  # persons went (or an id is there twice)
+        old = [r for r in rows if r[0] not in joined]
+        if tuple(map(_ID, old)) != before.ids:
+            return None
+    if _nins(old) != before.nins:
+        return None  # a NIN changed: identities and aliases may follow
     changed: set[str] = set()
     whole, blocks = bytearray(before.whole), bytearray()
-    for n, at in enumerate(range(0, len(rows), BLOCK)):
-        block = _block(rows, at)
+    for n, at in enumerate(range(0, len(old), BLOCK)):
+        block = _block(old, at)
         blocks += block
         if block == before.blocks[n * BLOCK_PRINT_SIZE : (n + 1) * BLOCK_PRINT_SIZE]:
             continue
-        for i in range(at, min(at + BLOCK, len(rows))):
-            r, span = rows[i], slice(i * PRINT_SIZE, (i + 1) * PRINT_SIZE)
+        for i in range(at, min(at + BLOCK, len(old))):
+            r, span = old[i], slice(i * PRINT_SIZE, (i + 1) * PRINT_SIZE)
             now = _print(_no_nin(r))
             if now == before.whole[span]:
                 continue
@@ -165,9 +186,32 @@ def changed_persons(before: PersonPrints, persons: Sequence[Row]) -> tuple[set[s
                 return None  # a new birth date
             whole[span] = now
             changed.add(r[0])
-            if len(changed) > LIMIT:
+            if len(changed) + len(joined) > LIMIT:
                 return None
-    return changed, PersonPrints(ids, bytes(whole), before.ident, bytes(blocks), before.nins)
+    prints = PersonPrints(before.ids, bytes(whole), before.ident, bytes(blocks), before.nins)
+    if joined:
+        prints = _with_joined(rows, joined, prints)
+    return ChangedPersons(changed, prints, joined)
+
+
+def _with_joined(rows: Sequence[Row], joined: frozenset[str], was: PersonPrints) -> PersonPrints:
+    """The fingerprints of ``rows``: ``was``'s (of the rows there were, in their order) as
+    they are, the joiners' made and put at their rows' places; the blocks again from the
+    first joiner's on (the rows after it moved)."""
+    ids = tuple(map(_ID, rows))
+    at = sorted(bisect_left(ids, j) for j in joined)  # the joiners' places now, in order
+    wholes, idents, start = [], [], 0  # start: where the rows there were go on from
+    for n, i in enumerate(at):
+        upto = (i - n) * PRINT_SIZE  # i - n rows there were before this joiner
+        wholes += [was.whole[start:upto], _print(_no_nin(rows[i]))]
+        idents += [was.ident[start:upto], _print(_ident(rows[i]))]
+        start = upto
+    wholes.append(was.whole[start:])
+    idents.append(was.ident[start:])
+    first = at[0] // BLOCK  # the blocks before the first joiner's hold the same rows
+    blocks = [was.blocks[: first * BLOCK_PRINT_SIZE]]
+    blocks += [_block(rows, n) for n in range(first * BLOCK, len(rows), BLOCK)]
+    return PersonPrints(ids, b"".join(wholes), b"".join(idents), b"".join(blocks), _nins(rows))
 
 
 def context(
@@ -176,6 +220,7 @@ def context(
     *,
     groups: Iterable[str] = (),
     every_group: bool = False,
+    schools: Collection[str] = (),
     max_rows: int = 20_000,
 ) -> SourceSnapshot | None:
     """The rows that judge ``changed`` persons as the whole snapshot does; None when too many.
@@ -186,14 +231,20 @@ def context(
     under that rule. A guardianship is kept only when both ends are: one that names a
     guardian outside is about that guardian, not about anyone here. ``every_group``: every
     group row too, members or not (a group's name in AD and Microsoft 365 depends on its
-    namesakes); those are not counted against ``max_rows``. Only these rows are made
-    records of (provisioner.core.fetched).
+    namesakes); those are not counted against ``max_rows``. ``schools``: everyone with an
+    enrollment or employment there too, and the guardians of those pupils (the members
+    of those schools' school-wide groups, when persons join them). Only these rows are
+    made records of (provisioner.core.fetched).
     """
     src = Converted(read) if isinstance(read, SourceSnapshot) else read
     changed = set(changed)
     groups = {m.group_id for m in src.where("memberships", "person_id", changed)} | set(groups)
     memberships = src.where("memberships", "group_id", groups)
     ids = changed | {m.person_id for m in memberships}
+    if schools:
+        pupils = {e.person_id for e in src.where("enrollments", "school_id", schools)}
+        ids |= pupils | {e.person_id for e in src.where("employments", "school_id", schools)}
+        ids |= {g.guardian_id for g in src.where("guardianships", "student_id", pupils)}
     todo = set(ids)
     while todo:  # guardians here bring their students, who may be guardians too
         found = {g.student_id for g in src.where("guardianships", "guardian_id", todo)} - ids
@@ -278,33 +329,49 @@ def _phases(
 def splice_stored(
     prev: StoredChanges, new: Sequence[Change], keys: set[str], groups: Collection[str] = frozenset()
 ) -> StoredChanges | None:
-    """``splice_target`` on the chunks that hold the changes of ``keys`` and ``groups``, the
-    others left encoded.
+    """``splice_target`` on the chunks that hold the changes of ``keys`` and ``groups``, or
+    their places, the others left encoded.
 
     A plan-only target keeps a pending change for nearly everyone (AD while an owner rolls
     BAS out): patching one person must not decode and encode all of them. Each run of
     consecutive chunks that change a person of ``keys`` or a group of ``groups`` is
-    spliced as a whole plan would be, with the new changes of the objects it holds: exact
-    when every object given a change of a phase had one of that phase already, in one run
-    (it goes where that one was). A pupil's own update and their groups' member changes
+    spliced as a whole plan would be, with the new changes of the objects it holds: an
+    object with a change of a phase already gets its new one where that one was; one with
+    none (a joiner's creation) where the full plan's order puts it, in the chunk a binary
+    search finds (``_chunk_for``). A pupil's own update and their groups' member changes
     are in far-apart chunks: two runs of a chunk or two, not everything between. None
-    otherwise: the caller splices it all.
+    when an object's changes of a phase are in two runs, or a removal is new (removals
+    are in stored order, not by key): the caller splices it all.
     """
     wanted = keys | set(groups)
-    touched = [i for i, k in enumerate(prev.chunk_keys) if k & wanted]
-    runs = _runs(touched)
-    olds = [prev.decode_chunks(lo, hi) for lo, hi in runs]
+    chunks: dict[int, list[Change]] = {}
+
+    def chunk(i: int) -> list[Change]:
+        if i not in chunks:
+            chunks[i] = prev.decode_chunks(i, i)
+        return chunks[i]
+
+    touched = {i for i, k in enumerate(prev.chunk_keys) if k & wanted}
+    had = {(c.kind, c.key, _phase(c.op)) for i in touched for c in chunk(i) if c.key in wanted}
+    placed: dict[int, int] = {}  # a new change with no change of its phase before (by position) -> its chunk
+    for n, c in enumerate(new):
+        if (c.kind, c.key, _phase(c.op)) not in had:
+            at = _chunk_for(len(prev.chunks), chunk, c)
+            if at is None:
+                return None
+            placed[n] = at
+    touched.update(placed.values())
+    runs = _runs(sorted(touched))
+    olds = [[c for i in range(lo, hi + 1) for c in chunk(i)] for lo, hi in runs]
+    run_of = {i: r for r, (lo, hi) in enumerate(runs) for i in range(lo, hi + 1)}
     where: dict[tuple[str, str, str], int] = {}
-    for n, old in enumerate(olds):
+    for r, old in enumerate(olds):
         for c in old:
-            if c.key in wanted and where.setdefault((c.kind, c.key, _phase(c.op)), n) != n:
+            if c.key in wanted and where.setdefault((c.kind, c.key, _phase(c.op)), r) != r:
                 return None  # one object's changes of a phase in two runs
     parts: list[list[Change]] = [[] for _ in runs]
-    for c in new:
-        at = where.get((c.kind, c.key, _phase(c.op)))
-        if at is None:
-            return None  # a change where it had none: its place may be in no run here
-        parts[at].append(c)
+    for n, c in enumerate(new):
+        parts[run_of[placed[n]] if n in placed else where[(c.kind, c.key, _phase(c.op))]].append(c)
     out = prev
     for (lo, hi), old, part in reversed(list(zip(runs, olds, parts))):  # the last first: lo stays put
         spliced = splice_target(old, part, keys, groups)
@@ -312,6 +379,43 @@ def splice_stored(
             return None
         out = out.replaced(lo, hi, old, spliced)
     return out if runs else None
+
+
+_PHASE_RANK = {"first": 0, Op.ADD_MEMBERS.value: 1, Op.REMOVE_MEMBERS.value: 2}
+_KIND_RANK = {"org": 0, "orgunit": 0, "person": 1, "group": 2}  # within the first phase
+
+
+def _chunk_for(count: int, chunk: Callable[[int], list[Change]], c: Change) -> int | None:
+    """The chunk that holds the place of new change ``c`` (of a person or group) in a full
+    plan's order: the first whose last change comes before it in no way (log2 of the
+    chunks decoded). None for a removal, or when a chunk is empty."""
+    if _phase(c.op) not in _PHASE_RANK or c.kind not in _KIND_RANK or not count:
+        return None
+    lo, hi = 0, count - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        held = chunk(mid)
+        if not held:
+            return None
+        if _before(held[-1], c):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _before(x: Change, c: Change) -> bool:
+    """Whether a full plan puts change ``x`` before new change ``c`` (differ's order: phases;
+    in the first, the school owner and schools, then persons by key, then groups by key;
+    member additions and removals of groups by key; removals last)."""
+    px, pc = _PHASE_RANK.get(_phase(x.op), 3), _PHASE_RANK[_phase(c.op)]
+    if px != pc:
+        return px < pc
+    if pc == 0:
+        kx, kc = _KIND_RANK.get(x.kind, 3), _KIND_RANK[c.kind]
+        if kx != kc:
+            return kx < kc
+    return x.key < c.key
 
 
 def _runs(indexes: list[int]) -> list[tuple[int, int]]:

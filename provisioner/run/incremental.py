@@ -1,7 +1,7 @@
 """A plan patched for the persons or groups whose SIS rows changed, instead of a full plan.
 
 When the only difference from the certified plan's inputs (provisioner.core.certificate)
-is in one or both of two tables, the rest of the plan still holds:
+is in these tables, the rest of the plan still holds:
 
 - persons: some persons' rows changed in their names, e-mail or mobile. The patch derives
   those persons from the rows that judge them (provisioner.core.patch.context), maps and
@@ -10,21 +10,31 @@ is in one or both of two tables, the rest of the plan still holds:
   patch derives those groups and the persons on the rows that came or went, from the
   same context plus every group row (AD and Microsoft 365 name a group by its
   namesakes), with the persons and groups the last full run froze as they were (no one
-  is judged by memberships), and maps and diffs only those persons' and groups' objects.
+  is judged by memberships), and maps and diffs only those persons' and groups' objects;
+- joiners: persons came, with rows of their own in enrollments, employments,
+  guardianships (and memberships, as above), and those tables changed by nothing else
+  (Fetched.digest_without). The patch derives them, the guardians of a joining pupil,
+  and everyone at their schools (whose school-wide groups they join), issues their
+  usernames against the whole historic base, and maps and diffs the joiners', those
+  guardians' and those school-wide groups' objects; the count of active persons follows
+  by difference (the context derived with and without them).
 
-Both at once: those persons and those groups together. Either way it puts the changes
+Any of them at once: those persons and groups together. Either way it puts the changes
 in the certified plan where a full plan has them.
 Everything else it cannot prove alike returns None and the run plans in full:
 
 - another table, the config, the state, the day or the local records changed;
-- persons came or went, or one's id, NIN or birth date changed;
+- persons went, or one's id, NIN or birth date changed; a row of someone who did not
+  join changed in enrollments, employments or guardianships (a leaver, a move);
 - more than ``patch.LIMIT`` persons, or ``memberships.LIMIT`` groups, or their context is large;
 - the certified plan had a data error about anyone in the context (a NIN two rows hold
   among them), or deriving the context reports an error the certified plan did not have
   (a context that lacked a row);
-- a changed person is frozen, would be issued a username or found under an alias;
+- a changed person is frozen, or found under an alias; a joiner has the NIN of another
+  SIS person, or joins a school no one was at; a username is issued while the certified
+  plan issued one not yet recorded (a dry run), or without a joiner;
 - a changed group was frozen, or is now; a target has its own scope or extra groups
-  (level and owner-wide groups are made of persons a membership patch does not see);
+  (level and owner-wide groups are made of persons the patch does not see);
 - local persons or locks (merged into, and planned over, the whole plan), or a change other than to a
   person object, a group or an identity.
 
@@ -44,11 +54,17 @@ from mappings.base import MappingContext
 from provisioner.config import Config
 from provisioner.core import memberships, patch, stored
 from provisioner.core.certificate import Certificate, config_digest
-from provisioner.core.derive import Derivation, derive
+from provisioner.core.derive import Derivation, IdentityView, derive
 from provisioner.core.diff import diff_core
 from provisioner.core.fetched import Fetched
-from provisioner.core.model import DesiredGroup, DesiredPerson, SourceSnapshot
-from provisioner.core.plan import CORE, Change, Plan, TargetPlan
+from provisioner.core.model import (
+    SCHOOL_GROUP_ROLES,
+    DesiredGroup,
+    DesiredPerson,
+    SourceSnapshot,
+    school_group_key,
+)
+from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.core.rows import IdentityRow
 from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import ObjectStatus
@@ -62,6 +78,15 @@ log = structlog.get_logger("bas.run")
 
 # meta key: how the last full run's own plan compared with the patch it could have used
 CHECK_KEY = "patch_check"
+
+# Tables a joiner brings rows of their own to, and the columns that name a person there: one
+# may differ from the certified read by those rows only (Fetched.digest_without proves it).
+_JOINER_ROWS: dict[str, tuple[str, ...]] = {
+    "enrollments": ("person_id",),
+    "employments": ("person_id",),
+    "guardianships": ("guardian_id", "student_id"),
+}
+_PATCHABLE = frozenset({"persons", "memberships", *_JOINER_ROWS})
 
 
 @dataclass(frozen=True)
@@ -98,10 +123,10 @@ def patched(
     digests = dict(read.digests)
     local_runs.with_local_digest(digests, local_in)  # as a full plan records it
     differing = _differing(digests, cert.source)
-    if not differing or not differing <= {"persons", "memberships"}:
+    if not differing or not differing <= _PATCHABLE:
         return None  # another table (or the local records) changed too
     run = _Inputs(cfg, store, cert, read, digests, as_of, run_id)
-    return _rows_patched(run, "persons" in differing, "memberships" in differing)
+    return _rows_patched(run, differing)
 
 
 @dataclass(frozen=True)
@@ -117,54 +142,131 @@ class _Inputs:
     run_id: str
 
 
-def _rows_patched(run: _Inputs, persons: bool, members: bool) -> Patched | None:
-    """The patch for persons whose own row changed in names, e-mail or mobile only, and
-    (``members``) for groups whose membership rows changed, with the persons on those rows.
+def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
+    """The patch for persons whose own row changed in names, e-mail or mobile only, persons
+    who joined (with rows of their own in the tables of ``_JOINER_ROWS``), and groups whose
+    membership rows changed, with the persons on those rows.
 
     Nothing a person is judged by comes from memberships: for groups, the persons the
     whole run froze are those of the certified plan's run (kept with the membership
     fingerprints; a person patch leaves them so), and so are the groups it froze for a
-    member outside the context.
+    member outside the context. A joiner changes their schools' school-wide groups, and
+    the guardians of a joining pupil: the context holds those schools whole.
     """
     changed: set[str] = set()
+    joined: frozenset[str] = frozenset()
     prints = None
-    if persons:
+    if "persons" in differing:
         before = run.store.certificates.prints(run.cert.source)
         found = patch.changed_persons(before, run.read.person_rows()) if before is not None else None
-        if not found or not found[0]:
+        if not found or not (found.changed or found.joined):
             return None
-        changed, prints = found
-    moved = _changed_groups(run) if members else None
-    if members and moved is None:
+        changed, prints, joined = found
+    if not _only_joined(run, differing, joined) or _shares_a_nin(run.read, joined):
         return None
+    moved = _changed_groups(run) if "memberships" in differing else None
+    if "memberships" in differing and moved is None:
+        return None
+    if (joined or moved is not None) and not all(
+        Scope.of(t).is_identity for t in run.cfg.enabled_targets().values()
+    ):
+        return None  # level and owner-wide groups are made of persons the patch does not see
     groups = moved.groups if moved is not None else frozenset()
     on_rows = moved.persons if moved is not None else frozenset()
-    ctx = patch.context(run.read, changed | on_rows, groups=groups, every_group=bool(groups))
+    schools = _schools_of(run.read, joined)
+    if schools is None or not schools <= set(run.cert.plan.schools or ()):
+        return None  # a school no one was at: the gate's schools change (provisioner.core.safety)
+    wide = frozenset(school_group_key(s, which) for s in schools for which in SCHOOL_GROUP_ROLES)
+    kin = {g.guardian_id for g in run.read.where("guardianships", "student_id", joined)} if joined else set()
+    who = changed | joined | kin | on_rows
+    ctx = patch.context(run.read, who, groups=groups, every_group=bool(groups | wide), schools=schools)
     if ctx is None:
         return None
-    judged = _judged(run, ctx, changed | on_rows)
+    ident = _view(run, ctx, joined)
+    judged = _judged(run, ctx, ident, who, joined)
     if judged is None:
         return None
     d, keys = judged
     if keys & (d.frozen_persons | d.frozen_groups) or groups & d.frozen_groups:
         return None
-    counts = None
+    # Of the context as derived (before the frozen persons of the whole owner stand in
+    # below). A patch of names or memberships brings no one and takes no one away.
+    active = run.cert.plan.active_persons + (_came(run, ctx, ident, joined, d) if joined else 0)
     if moved is not None:
         frozen_p, frozen_g = moved.prints.frozen_persons, moved.prints.frozen_groups
         state = replace(d.state, groups={k: g for k, g in d.state.groups.items() if k not in frozen_g})
         d = replace(d, state=state, frozen_persons=frozen_p, frozen_groups=frozen_g)
-        counts = {**run.cert.plan.source_counts, "memberships": moved.rows}
-    got = _patch(run, d, keys, groups, counts)
+    counts = {**run.cert.plan.source_counts, **{t: run.read.count(t) for t in differing}}
+    got = _patch(run, d, keys, groups | wide, counts, active)
     if got is None:
         return None
-    held = {k: d.state.groups[k] for k in sorted(groups) if k in d.state.groups}
+    held = {k: d.state.groups[k] for k in sorted(groups | wide) if k in d.state.groups}
     return replace(got, groups=held, prints=prints, group_prints=moved.prints if moved is not None else None)
+
+
+def _only_joined(run: _Inputs, differing: set[str], joined: frozenset[str]) -> bool:
+    """Whether each table of ``_JOINER_ROWS`` that changed changed by rows of joiners only."""
+    for table in differing & _JOINER_ROWS.keys():
+        was = run.read.digest_without(table, _JOINER_ROWS[table], joined) if joined else None
+        if was is None or was != run.cert.source.get(table):
+            return False  # a leaver, a move between schools, a new guardian of a pupil there was...
+    return True
+
+
+def _shares_a_nin(read: Fetched, joined: frozenset[str]) -> bool:
+    """Whether a joiner has the NIN of another SIS person: then derivation skips one of
+    them (and a holder outside the context would not be judged alike). One the historic
+    base knows is found as an alias instead (_judged)."""
+    if not joined:
+        return False
+    rows = read.person_rows()
+    theirs = {_nin_text(r[1]) for r in rows if r[0] in joined} - {""}
+    return bool(theirs) and any(_nin_text(r[1]) in theirs for r in rows if r[0] not in joined)
+
+
+def _nin_text(value: object) -> str:
+    """A NIN as derivation compares it (stripped; "" for none)."""
+    return "" if value is None else str(value).strip()
+
+
+def _schools_of(read: Fetched, joined: frozenset[str]) -> set[str] | None:
+    """The schools whose school-wide groups joiners change: where they have an enrollment
+    or employment, and where their students do (a guardian who joins is a guardian there).
+    None when one is no text."""
+    if not joined:
+        return set()
+    students = {g.student_id for g in read.where("guardianships", "guardian_id", joined)}
+    at = {e.school_id for e in read.where("enrollments", "person_id", joined | students)}
+    at |= {e.school_id for e in read.where("employments", "person_id", joined)}
+    if not all(type(s) is str and s == s.strip() for s in at):
+        return None
+    return at
+
+
+def _came(
+    run: _Inputs, ctx: SourceSnapshot, ident: IdentityView, joined: frozenset[str], d: Derivation
+) -> int:
+    """How many more SIS persons are active (or bridged, or frozen: the gate's count) with
+    the joiners than without them: the context derived again with none of their rows."""
+
+    def theirs(*ids: str) -> bool:
+        return any(i in joined for i in ids)
+
+    before = replace(
+        ctx,
+        persons=tuple(p for p in ctx.persons if p.person_id not in joined),
+        enrollments=tuple(e for e in ctx.enrollments if e.person_id not in joined),
+        employments=tuple(e for e in ctx.employments if e.person_id not in joined),
+        guardianships=tuple(g for g in ctx.guardianships if not theirs(g.guardian_id, g.student_id)),
+        memberships=tuple(m for m in ctx.memberships if m.person_id not in joined),
+    )
+    was = derive(before, run.as_of, ident, run.cfg.usernames, run.cfg.lifecycle)
+    now = local_runs.sis_count(d.state.persons, d.bridged, d.frozen_persons)
+    return now - local_runs.sis_count(was.state.persons, was.bridged, was.frozen_persons)
 
 
 def _changed_groups(run: _Inputs) -> memberships.ChangedGroups | None:
     """The groups whose membership rows changed, when a patch may take them (else None)."""
-    if not all(Scope.of(t).is_identity for t in run.cfg.enabled_targets().values()):
-        return None  # level and owner-wide groups are made of persons the patch does not see
     before = run.store.certificates.group_prints(run.cert.source)
     found = memberships.changed_groups(before, run.read.membership_rows()) if before is not None else None
     # A group frozen before may be judged now, which changes every member's Feide entitlements,
@@ -176,22 +278,50 @@ def _changed_groups(run: _Inputs) -> memberships.ChangedGroups | None:
     return found
 
 
-def _judged(run: _Inputs, ctx: SourceSnapshot, changed: Iterable[str]) -> tuple[Derivation, set[str]] | None:
+def _judged(
+    run: _Inputs, ctx: SourceSnapshot, ident: IdentityView, changed: Iterable[str], joined: frozenset[str]
+) -> tuple[Derivation, set[str]] | None:
     """The context derived, and the changed persons' canonical ids; None when the certified
     plan had a data error about anyone in it (a NIN another row holds among them may
     freeze them for a reason the context does not show), or deriving it reports one the
-    certified plan did not have (a context that lacked a row), or it issues a username or
-    finds an alias."""
+    certified plan did not have (a context that lacked a row), or it finds an alias, or
+    issues a username a full plan would not issue alike (see _issues)."""
     records = {f"person:{p.person_id}" for p in ctx.persons}
     if any(e.record in records for e in run.cert.plan.errors):
         return None
-    ident = run.store.identities.view_of(
+    d = derive(ctx, run.as_of, ident, run.cfg.usernames, run.cfg.lifecycle)
+    if not set(d.state.errors) <= set(run.cert.plan.errors) or d.new_aliases:
+        return None
+    keys = {ident.aliases.get(p, p) for p in changed}
+    if d.state.new_usernames and not _issues(run, joined):
+        return None
+    return d, keys
+
+
+def _view(run: _Inputs, ctx: SourceSnapshot, joined: frozenset[str]) -> IdentityView:
+    """The historic base for the context's persons: every username taken when persons joined
+    (one may be issued: it must not be any ever issued)."""
+    view = run.store.identities.view_of(
         (p.person_id for p in ctx.persons), (p.nin.strip() for p in ctx.persons if p.nin)
     )
-    d = derive(ctx, run.as_of, ident, run.cfg.usernames, run.cfg.lifecycle)
-    if not set(d.state.errors) <= set(run.cert.plan.errors) or d.state.new_usernames or d.new_aliases:
-        return None
-    return d, {ident.aliases.get(p, p) for p in changed}
+    return replace(view, taken=run.store.identities.taken()) if joined else view
+
+
+def _issues(run: _Inputs, joined: frozenset[str]) -> bool:
+    """Whether the usernames the context issued are the ones a full plan issues.
+
+    Usernames are issued in person-id order, each the first one free: alike when the
+    context asks for every one a full plan asks for. It does when persons joined and the
+    certified plan issued none still to be recorded (an identity it creates: a dry run, a
+    core not applied): everyone active then holds one, and whoever is active only now
+    is a joiner or a guardian of one, whom the context holds.
+    """
+    core = run.cert.plan.target(CORE)
+    return (
+        bool(joined)
+        and core is not None
+        and not any(c.kind == "identity" and c.op == Op.CREATE for c in core.changes)
+    )
 
 
 def _differing(a: Mapping[str, str], b: Mapping[str, str]) -> set[str]:
@@ -231,11 +361,12 @@ def _patch(
     d: Derivation,
     keys: set[str],
     groups: frozenset[str],
-    counts: Mapping[str, int] | None = None,
+    counts: Mapping[str, int],
+    active: int,
 ) -> Patched | None:
     """Map, diff and splice the objects of persons ``keys`` and groups ``groups``, and the
-    persons' identities, into the certified plan. ``counts``: the source's row counts when
-    a table's changed (else the certified plan's)."""
+    persons' identities, into the certified plan. ``counts``: the source's row counts;
+    ``active``: the SIS persons active (the gate's count)."""
     cfg, store, cert, as_of = run.cfg, run.store, run.cert, run.as_of
     state = d.state
     identities = store.identities.all(keys)
@@ -280,9 +411,10 @@ def _patch(
         created_at=now_iso(),
         cookie=store.versions.current(),
         targets=(core, *targets),
-        # Persons came or went in no table (changed_persons; memberships move no one's
-        # affiliations): the schools with affiliations are the certified plan's.
-        source_counts=dict(counts if counts is not None else cert.plan.source_counts),
+        # Persons went from no table, and came only to schools that had some (_schools_of):
+        # the schools with affiliations are the certified plan's.
+        source_counts=dict(counts),
+        active_persons=active,
         source_digests=run.digests,
         basis="incremental",
         schools_gone=(),
@@ -307,7 +439,7 @@ def _core(
     changes = diff_core(
         {k: p for k, p in d.state.persons.items() if k in keys},
         identities,
-        new_usernames={},
+        new_usernames=d.state.new_usernames,  # a joiner's, when _issues allowed them
         new_aliases={},
         frozen=d.frozen_persons,
         live=live,

@@ -211,8 +211,8 @@ def plan_run(
     cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool = False, certify_now: bool = True
 ) -> Plan:
     """This run's plan: the certified one when no input changed, patched when only some
-    persons' names, e-mail or mobile, or some groups' members, did
-    (provisioner/run/incremental.py), else a full plan.
+    persons' names, e-mail or mobile, or some groups' members, did, or some persons
+    joined (provisioner/run/incremental.py), else a full plan.
 
     A plan made here is certified for the next run (``certify_now``), or, by a run that
     goes on to apply it, after the apply (the plan it leaves is the one to certify; a
@@ -268,7 +268,8 @@ def _plan_run(
         store.directory.update_groups(got.groups)
         prints = Prints(got.prints, got.group_prints, carry_from=cert.source if cert is not None else None)
         log.info(
-            "plan patched: only these persons' names, e-mail or mobile, or these groups' members, changed",
+            "plan patched: only these persons' names, e-mail or mobile, or these groups' members,"
+            " changed, or these persons joined",
             run_id=run_id,
             persons=len(got.persons),
             groups=len(got.groups),

@@ -41,14 +41,14 @@ class Identities:
             by_person.update(rows(sa.select(t.identities.c.person_id, t.identities.c.username)))
             by_nin = dict(rows(sa.select(t.person_nins.c.nin, t.person_nins.c.person_id)))
             al = dict(rows(sa.select(t.aliases.c.sis_id, t.aliases.c.person_id)))
-            taken = frozenset(r[0] for r in rows(sa.select(t.usernames.c.username)))
+            taken = _taken(c)  # in the same transaction as the rest
         return IdentityView(username_by_person=by_person, person_by_nin=by_nin, aliases=al, taken=taken)
 
     def view_of(self, sis_ids: Iterable[str], nins: Iterable[str]) -> IdentityView:
         """The historic base as derivation needs it for these SIS ids and NINs only.
 
         Enough to derive persons who all hold a username already (a patched plan,
-        provisioner/run/incremental.py): ``taken`` is left empty, as none is issued.
+        provisioner/run/incremental.py): ``taken`` is left empty (``taken()`` when one is issued).
         """
         ids, nins = sorted(set(sis_ids)), sorted(set(nins))
         u, i, n, a = t.usernames.c, t.identities.c, t.person_nins.c, t.aliases.c
@@ -74,6 +74,11 @@ class Identities:
                     c.execute(sa.select(n.nin, n.person_id).where(n.nin.in_(nins[k : k + CHUNK]))).all()
                 )
         return IdentityView(username_by_person=by_person, person_by_nin=by_nin, aliases=al)
+
+    def taken(self) -> frozenset[str]:
+        """Every username ever issued, reserved or bound (``view().taken``: what a new one must not be)."""
+        with self.engine.connect() as c:
+            return _taken(c)
 
     def all(self, person_ids: Iterable[str] | None = None) -> dict[str, IdentityRow]:
         """Every identity row by person id (or those of these persons)."""
@@ -212,3 +217,9 @@ class Identities:
         n = t.person_nins.c
         with self.engine.connect() as c:
             return [r[0] for r in c.execute(sa.select(n.nin).where(n.person_id.in_(list(person_ids))))]
+
+
+def _taken(c: sa.Connection) -> frozenset[str]:
+    # Raw driver rows (the cursor): SQLAlchemy's Row objects cost several times more here.
+    cursor: Any = c.execute(sa.select(t.usernames.c.username)).cursor
+    return frozenset(r[0] for r in cursor)
