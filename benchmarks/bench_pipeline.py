@@ -17,11 +17,12 @@ worker processes it forks to apply file targets):
    then the same no-op recomputed in full (``--full``), for comparison;
 5. a plan after one person's name changed, and after one pupil moved to another class
    (each also before step 3, while AD and Microsoft 365 are plan-only with a change
-   pending for nearly everyone), then after 1 % churn (leavers, joiners, renames, moved
-   memberships);
+   pending for nearly everyone), after a new pupil came (before step 3 only: each
+   sample's pupil is recorded by a sync before the next comes), then after 1 % churn
+   (leavers, joiners, renames, moved memberships);
 6. `bas --help` start-up; then issue 15's table, each figure against its target.
 
-The short runs (the quiet ones, the one-person plans and the class moves) are taken
+The short runs (the quiet ones, the one-person plans, the class moves, the new pupil) are taken
 as the fastest of three, each in its own process, as the bare SELECT is: one sample of a
 two-second run varies by about 5 % here. Every sample is printed. The long runs (the
 first run, ``--full``, 1 % churn) change the state or the SIS, and are one sample each.
@@ -51,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.base import Applied, Connector  # noqa: E402
 from provisioner import config  # noqa: E402
+from provisioner.core import nin as nin_mod  # noqa: E402
 from provisioner.run import runner  # noqa: E402
 from provisioner.state.store import StateStore  # noqa: E402
 from sources.sql import DEFAULT_QUERIES  # noqa: E402
@@ -264,6 +266,27 @@ def main() -> None:
         f" peak {move_pending['peak_mb']:.0f} MB; samples {move_pending['samples']})"
     )
 
+    # A new pupil (person, enrollment, class) while AD and Microsoft 365 are plan-only. Each
+    # sample's pupil is recorded (a sync, as the daemon's next run) before the next comes:
+    # a username planned and not recorded leaves the next joiner to a full plan.
+    pupils = iter(range(1_000))
+    first_pupil = new_pupil(db, as_of, next(pupils))
+
+    def recorded_and_another() -> None:
+        in_child(lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), as_of=day))
+        new_pupil(db, as_of, next(pupils))
+
+    joiner_pending = best_of(
+        lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), dry_run=True, as_of=day),
+        before=recorded_and_another,
+    )
+    print(
+        f"plan after a new pupil ({first_pupil}), AD + M365 plan-only: {joiner_pending['seconds']:.2f} s"
+        f"  (basis {joiner_pending['basis']}; {joiner_pending['seconds'] / bare:.2f} x bare SELECT;"
+        f" peak {joiner_pending['peak_mb']:.0f} MB; samples {joiner_pending['samples']})"
+    )
+    in_child(lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), as_of=day))  # the last recorded
+
     def record_with_sink() -> runner.RunOutcome:
         real_build = runner.build_connector
         runner.build_connector = lambda c, name: Sink(name) if name in ("ad", "m365") else real_build(c, name)
@@ -314,7 +337,7 @@ def main() -> None:
         f" (basis {ch['basis']}, peak {ch['peak_mb']:.0f} MB)"
     )
     print("   " + str(ch["summary"]))
-    runs = (first, quiet_plan, single_pending, move_pending, noop, full, single, moved, ch)
+    runs = (first, quiet_plan, single_pending, move_pending, joiner_pending, noop, full, single, moved, ch)
     peak = max(r["peak_mb"] for r in runs)
     print(f"peak memory of one run (largest above, sink set-up aside): {peak:7.0f} MB")
     help_s, python_s = cli_startup()
@@ -336,7 +359,8 @@ def main() -> None:
     print(f"  (bas --help is {help_s / python_s:.1f} x a bare python start-up of {python_s * 1000:.0f} ms)")
     print(
         f"  (not in the table: a class move {moved['seconds'] / bare:.2f} x, with AD + M365 plan-only"
-        f" {move_pending['seconds'] / bare:.2f} x; --full {full['seconds'] / bare:.1f} x)"
+        f" {move_pending['seconds'] / bare:.2f} x; a new pupil, AD + M365 plan-only"
+        f" {joiner_pending['seconds'] / bare:.2f} x; --full {full['seconds'] / bare:.1f} x)"
     )
 
 
@@ -354,11 +378,13 @@ def class_move(db: Path, n: int) -> str:
     """Move the ``n``-th pupil (of a fixed sample) from their basis group to another of the
     school's: two groups' membership rows change, nothing else; the pupil's id."""
     con = sqlite3.connect(db)
+    pupils = (
+        "FROM group_membership m JOIN school_group g ON g.group_id = m.group_id"
+        " WHERE g.kind = 'basis' AND m.role = 'student'"
+    )
     pid, gid, school = con.execute(
-        "SELECT m.person_id, m.group_id, g.school_id FROM group_membership m"
-        " JOIN school_group g ON g.group_id = m.group_id"
-        " WHERE g.kind = 'basis' AND m.role = 'student' ORDER BY m.person_id LIMIT 1 OFFSET ?",
-        (2_000 + 41 * n,),
+        f"SELECT m.person_id, m.group_id, g.school_id {pupils} ORDER BY m.person_id LIMIT 1 OFFSET ?",  # noqa: S608
+        ((2_000 + 41 * n) % _count(con, pupils.removeprefix("FROM ")),),  # (a demo-size SIS has fewer)
     ).fetchone()
     other = con.execute(
         "SELECT group_id FROM school_group WHERE school_id = ? AND kind = 'basis' AND group_id != ?"
@@ -370,6 +396,53 @@ def class_move(db: Path, n: int) -> str:
     )
     con.commit()
     con.close()
+    return pid
+
+
+def _count(con: sqlite3.Connection, rows: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {rows}").fetchone()[0]  # noqa: S608 (fixed text)
+
+
+def new_nin(con: sqlite3.Connection, born: dt.date) -> str:
+    """A valid NIN for a new pupil that no one in the SIS has."""
+    head = born.strftime("%d%m%y")
+    for individual in range(500, 1000):  # 500-999: born 2000-2039
+        for checks in range(100):
+            candidate = f"{head}{individual:03d}{checks:02d}"
+            if (
+                nin_mod.is_valid(candidate)
+                and not con.execute("SELECT 1 FROM person WHERE nin = ?", (candidate,)).fetchone()
+            ):
+                return candidate
+    raise SystemExit("no free NIN for the new pupil")
+
+
+def new_pupil(db: Path, as_of: dt.date, n: int) -> str:
+    """The ``n``-th new pupil (person with a NIN, enrollment, a basis group of the school) in
+    one transaction, as a SIS commits one: persons come, nothing else changes; their id."""
+    con = sqlite3.connect(db)
+    try:
+        pid = f"JOIN{n:05d}"
+        school, group = con.execute(
+            "SELECT school_id, group_id FROM school_group WHERE kind = 'basis' ORDER BY group_id"
+            " LIMIT 1 OFFSET ?",
+            ((100 + 37 * n) % _count(con, "school_group WHERE kind = 'basis'"),),
+        ).fetchone()
+        nin = new_nin(con, dt.date(as_of.year - 10, 3, 14))
+        with con:
+            con.execute(
+                "INSERT INTO person (person_id, nin, given_name, family_name) VALUES (?, ?, ?, ?)",
+                (pid, nin, "Nora", "Nykommer"),
+            )
+            con.execute(
+                "INSERT INTO student_enrollment"
+                " (enrollment_id, person_id, school_id, grade, start_date, end_date, main_school)"
+                " VALUES (?, ?, ?, 5, ?, NULL, 1)",
+                (f"E{pid}", pid, school, (as_of - dt.timedelta(days=2)).isoformat()),
+            )
+            con.execute("INSERT INTO group_membership VALUES (?, ?, 'student')", (group, pid))
+    finally:
+        con.close()
     return pid
 
 

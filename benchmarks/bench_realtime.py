@@ -61,9 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_pipeline import CONFIG, _tree, bare_select  # noqa: E402
-
-from provisioner.core import nin as nin_mod  # noqa: E402
+from bench_pipeline import CONFIG, _tree, bare_select, new_nin  # noqa: E402
 
 # Fires only on 29 February: never during a benchmark run (and no catch-up: the daemon
 # has recorded no full run in this state store).
@@ -187,20 +185,6 @@ def measure_quiet(proc: subprocess.Popen, log: DaemonLog, args: argparse.Namespa
         "statuses": sorted({str(e.get("status")) for e in runs}),
         "certified": sum(1 for e in events if "certified plan stands" in str(e.get("event"))),
     }
-
-
-def new_nin(con: sqlite3.Connection, born: dt.date) -> str:
-    """A valid NIN for the new pupil that no one in the SIS has."""
-    head = born.strftime("%d%m%y")
-    for individual in range(500, 1000):  # 500-999: born 2000-2039
-        for checks in range(100):
-            candidate = f"{head}{individual:03d}{checks:02d}"
-            if (
-                nin_mod.is_valid(candidate)
-                and not con.execute("SELECT 1 FROM person WHERE nin = ?", (candidate,)).fetchone()
-            ):
-                return candidate
-    raise SystemExit("no free NIN for the new pupil")
 
 
 def basis_group(db: Path) -> tuple[str, str]:
