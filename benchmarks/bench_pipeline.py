@@ -418,21 +418,33 @@ def new_nin(con: sqlite3.Connection, born: dt.date) -> str:
 
 
 def new_pupil(db: Path, as_of: dt.date, n: int) -> str:
-    """The ``n``-th new pupil (person with a NIN, enrollment, a basis group of the school) in
-    one transaction, as a SIS commits one: persons come, nothing else changes; their id."""
+    """The ``n``-th new pupil, in a basis group of a fixed sample (commit_pupil); their id."""
     con = sqlite3.connect(db)
     try:
-        pid = f"JOIN{n:05d}"
         school, group = con.execute(
             "SELECT school_id, group_id FROM school_group WHERE kind = 'basis' ORDER BY group_id"
             " LIMIT 1 OFFSET ?",
             ((100 + 37 * n) % _count(con, "school_group WHERE kind = 'basis'"),),
         ).fetchone()
+    finally:
+        con.close()
+    pid = f"JOIN{n:05d}"
+    commit_pupil(db, pid, (school, group), as_of, ("Nora", "Nykommer"))
+    return pid
+
+
+def commit_pupil(db: Path, pid: str, where: tuple[str, str], as_of: dt.date, name: tuple[str, str]) -> None:
+    """Commit one new pupil (person with a NIN no one has, enrollment at ``where``'s school,
+    membership of its basis group) in one transaction, as a SIS commits one: persons come,
+    nothing else changes."""
+    school, group = where
+    con = sqlite3.connect(db)
+    try:
         nin = new_nin(con, dt.date(as_of.year - 10, 3, 14))
         with con:
             con.execute(
                 "INSERT INTO person (person_id, nin, given_name, family_name) VALUES (?, ?, ?, ?)",
-                (pid, nin, "Nora", "Nykommer"),
+                (pid, nin, *name),
             )
             con.execute(
                 "INSERT INTO student_enrollment"
@@ -443,7 +455,6 @@ def new_pupil(db: Path, as_of: dt.date, n: int) -> str:
             con.execute("INSERT INTO group_membership VALUES (?, ?, 'student')", (group, pid))
     finally:
         con.close()
-    return pid
 
 
 def cli_startup(runs: int = 7) -> tuple[float, float]:

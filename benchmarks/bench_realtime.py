@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_pipeline import CONFIG, _tree, bare_select, new_nin  # noqa: E402
+from bench_pipeline import CONFIG, _tree, bare_select, commit_pupil  # noqa: E402
 
 # Fires only on 29 February: never during a benchmark run (and no catch-up: the daemon
 # has recorded no full run in this state store).
@@ -198,27 +198,6 @@ def basis_group(db: Path) -> tuple[str, str]:
         con.close()
 
 
-def commit_pupil(db: Path, school: str, group: str, as_of: dt.date) -> None:
-    """Commit one new pupil (person, enrollment, basis-group membership) in one transaction."""
-    con = sqlite3.connect(db)
-    try:
-        nin = new_nin(con, dt.date(as_of.year - 10, 3, 14))
-        with con:  # one transaction: the SIS commits the pupil at once
-            con.execute(
-                "INSERT INTO person (person_id, nin, given_name, family_name) VALUES (?, ?, ?, ?)",
-                (PUPIL, nin, "Nora", "Sanntid"),
-            )
-            con.execute(
-                "INSERT INTO student_enrollment"
-                " (enrollment_id, person_id, school_id, grade, start_date, end_date, main_school)"
-                " VALUES (?, ?, ?, 5, ?, NULL, 1)",
-                (f"E{PUPIL}", PUPIL, school, (as_of - dt.timedelta(days=2)).isoformat()),
-            )
-            con.execute("INSERT INTO group_membership VALUES (?, ?, 'student')", (group, PUPIL))
-    finally:
-        con.close()
-
-
 class Arrival:
     """Where the new pupil has arrived: the state store's objects and the new delta files."""
 
@@ -326,7 +305,7 @@ def report_latency(
     school, group = basis_group(db)
     arrival = Arrival(work, group)  # the output folders as they were before the commit
     start = log.size()
-    commit_pupil(db, school, group, dt.date.today())
+    commit_pupil(db, PUPIL, (school, group), dt.date.today(), ("Nora", "Sanntid"))  # one transaction
     since, since_wall = time.monotonic(), time.time()
     wait_for("the new pupil in every live target", lambda: arrival.check(since), args.timeout, proc)
     secs = time.monotonic() - since
