@@ -10,8 +10,12 @@ from pathlib import Path
 from tests.test_cli import NIN_RE, bas, copy_demo
 from tests.test_cli import demo as demo  # noqa: F401 (the module-scoped demo fixture)
 
-TODAY = dt.date.today()
-END = (TODAY + dt.timedelta(days=60)).isoformat()
+
+def _days() -> tuple[dt.date, str]:
+    """Today, and the end date 60 days on: taken when a test starts, not when the module is
+    collected (a suite that runs past midnight would compare with yesterday's date)."""
+    today = dt.date.today()
+    return today, (today + dt.timedelta(days=60)).isoformat()
 
 
 def _plan(cfg: Path, *args: str) -> dict:
@@ -29,20 +33,21 @@ def _changes(plan: dict, person_id: str) -> dict[str, list[tuple[str, str]]]:
 
 def test_local_person_added_synced_and_ended(demo: Path, tmp_path: Path) -> None:  # noqa: F811
     cfg = copy_demo(demo, tmp_path)
+    today, end = _days()
     add = ["local", "add", "--given", "Vera", "--family", "Vikar", "--school", "SK001", "--role", "teacher"]
-    p = bas(*add, "--end", (TODAY - dt.timedelta(days=1)).isoformat(), config=cfg, check=2)
+    p = bas(*add, "--end", (today - dt.timedelta(days=1)).isoformat(), config=cfg, check=2)
     assert "in the past" in p.stderr
-    p = bas(*add, "--end", (TODAY + dt.timedelta(days=400)).isoformat(), config=cfg, check=2)
+    p = bas(*add, "--end", (today + dt.timedelta(days=400)).isoformat(), config=cfg, check=2)
     assert "more than 366 days ahead" in p.stderr
     typo = ["--given", "Tor", "--family", "Typo", "--school", "SK999", "--role", "staff", "--ref", "typo"]
-    p = bas("local", "add", *typo, "--end", END, config=cfg)
+    p = bas("local", "add", *typo, "--end", end, config=cfg)
     assert "warning: the last run saw no school 'SK999' (schools: SK001" in p.stderr
     p = bas("plan", config=cfg, check=1)  # a data error naming the record; the run goes on
     assert "local person local:1 left out: school 'SK999' is not in the source" in p.stdout + p.stderr
     bas("local", "set", "typo", "--school", "SK002", config=cfg)
-    p = bas(*add, "--end", END, "--ref", "vik-1", "--by", "ola", config=cfg)
+    p = bas(*add, "--end", end, "--ref", "vik-1", "--by", "ola", config=cfg)
     assert p.stdout.startswith(
-        f"added local:2 Vera Vikar: teacher at SK001 {TODAY.isoformat()}..{END} ref vik-1"
+        f"added local:2 Vera Vikar: teacher at SK001 {today.isoformat()}..{end} ref vik-1"
     )
     plan = _plan(cfg)
     changes = _changes(plan, "local:2")
@@ -64,7 +69,7 @@ def test_local_person_added_synced_and_ended(demo: Path, tmp_path: Path) -> None
     assert "itslearning  active" in p.stdout and "feide        active" in p.stdout
     # ended today: the sync of the next day stops their accounts (the lifecycle, not a lock)
     bas("local", "end", "vik-1", "--by", "kari", config=cfg)
-    tomorrow = (TODAY + dt.timedelta(days=1)).isoformat()
+    tomorrow = (today + dt.timedelta(days=1)).isoformat()
     bas("sync", "--as-of", tomorrow, config=cfg, check=None)
     changes = _changes(_plan(cfg, "--as-of", tomorrow, "--full"), "local:2")
     assert "itslearning" not in changes and "feide" not in changes  # gone already
@@ -72,7 +77,7 @@ def test_local_person_added_synced_and_ended(demo: Path, tmp_path: Path) -> None
     removed = [r for r in json.loads(log) if r["op"] in ("delete", "disable")]
     assert {r["target"] for r in removed} >= {"core", "itslearning", "feide"}
     assert all(
-        f"local record local:2 ended on {TODAY.isoformat()} (its end date)" in r["reason"] for r in removed
+        f"local record local:2 ended on {today.isoformat()} (its end date)" in r["reason"] for r in removed
     )
     audit = bas("local", "audit", "local:2", "--json", config=cfg).stdout
     assert [(r["action"], r["by"]) for r in json.loads(audit)] == [("add", "ola"), ("end", "kari")]
@@ -80,11 +85,12 @@ def test_local_person_added_synced_and_ended(demo: Path, tmp_path: Path) -> None
 
 def test_local_import_dry_run_then_apply_and_list_round_trip(demo: Path, tmp_path: Path) -> None:  # noqa: F811
     cfg = copy_demo(demo, tmp_path)
+    _, end = _days()
     f = tmp_path / "local.csv"
     f.write_text(
         "ref;given_name;family_name;school;role;end;protected;nin\n"
-        f"ext-1;Eva;Ekstern;SK001;staff;{END};no;\n"
-        f"skj-1;Skjermet;Person;SK002;teacher;{END};ja;01018012345\n",
+        f"ext-1;Eva;Ekstern;SK001;staff;{end};no;\n"
+        f"skj-1;Skjermet;Person;SK002;teacher;{end};ja;01018012345\n",
         encoding="utf-8",
     )
     p = bas("local", "import", str(f), config=cfg, check=1)
@@ -109,21 +115,22 @@ def test_local_import_dry_run_then_apply_and_list_round_trip(demo: Path, tmp_pat
 
 def test_lock_and_unlock_through_the_cli(demo: Path, tmp_path: Path) -> None:  # noqa: F811
     cfg = copy_demo(demo, tmp_path)
+    today, end = _days()
     # The demo SIS is generated for today's date, so P0000151's username changes from day to day.
     user = json.loads(bas("person", "show", "P0000151", "--json", config=cfg).stdout)["identity"]["username"]
-    p = bas("lock", user, "--reason", "misuse", "--until", END, "--by", "ola", config=cfg)
-    assert f"locked P0000151 in ad, m365: locked by ola until {END}: misuse" in p.stdout
+    p = bas("lock", user, "--reason", "misuse", "--until", end, "--by", "ola", config=cfg)
+    assert f"locked P0000151 in ad, m365: locked by ola until {end}: misuse" in p.stdout
     assert "itslearning, feide cannot disable an account: left as they are" in p.stdout
     changes = _changes(_plan(cfg), "P0000151")
     for target in ("ad", "m365"):
-        assert changes[target][-1] == ("disable", f"locked by ola until {END}: misuse")
+        assert changes[target][-1] == ("disable", f"locked by ola until {end}: misuse")
     assert "itslearning" not in changes and "feide" not in changes
     assert not any(op == "delete" for ops in changes.values() for op, _ in ops)
     show = bas("person", "show", user, config=cfg).stdout
-    assert f"LOCKED     in every target that can disable since {TODAY.isoformat()}" in show
-    assert f"locked by ola until {END}: misuse" in show
+    assert f"LOCKED     in every target that can disable since {today.isoformat()}" in show
+    assert f"locked by ola until {end}: misuse" in show
     # expiry: the day after --until nothing is disabled any more
-    after = (dt.date.fromisoformat(END) + dt.timedelta(days=1)).isoformat()
+    after = (dt.date.fromisoformat(end) + dt.timedelta(days=1)).isoformat()
     changes = _changes(_plan(cfg, "--as-of", after), "P0000151")
     assert not any(op == "disable" for ops in changes.values() for op, _ in ops)
     bas("unlock", user, "--target", "ad", "--by", "kari", config=cfg)
