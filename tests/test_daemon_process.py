@@ -32,7 +32,6 @@ from provisioner.state import runs
 from tests.sisbuilder import config_toml
 
 BAS = [sys.executable, "-m", "provisioner.cli"]
-TODAY = dt.date.today()
 SMALL = demo_data.Scale(1, 0, 0, 0, 0, students=40, employees=6, guardians=50, groups=8, memberships=200)
 NIN_RE = re.compile(r"(?<![0-9])[0-9]{11}(?![0-9])")
 
@@ -121,7 +120,7 @@ def write_config(
     """A generated SIS (unless there) and a config with itslearning and Feide applied as files."""
     src = f"sqlite:///{tmp / 'sis.sqlite'}"
     if not (tmp / "sis.sqlite").exists():
-        demo_data.generate(src, scale, seed=4, as_of=TODAY)
+        demo_data.generate(src, scale, seed=4, as_of=dt.date.today())  # the day the daemon runs
     conf = tmp / "bas.toml"
     text = config_toml(tmp, src, state, targets=("itslearning", "feide"), **kw)
     conf.write_text(text + "\n" + extra, encoding="utf-8")
@@ -282,7 +281,7 @@ def test_a_held_run_sends_one_webhook_alert(tmp_path: Path, daemons: list[Daemon
     conf = write_config(tmp_path, state, safety={"max_deletes": 0, "max_delete_percent": 100.0})
     bas(conf, "sync")
     # Three students leave yesterday: disabling them exceeds max_deletes = 0, so the run is held.
-    yesterday = (TODAY - dt.timedelta(days=1)).isoformat()
+    yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
     con = sqlite3.connect(tmp_path / "sis.sqlite")
     with con:
         con.execute(
