@@ -81,9 +81,12 @@ def test_a_changed_name_patches_the_plan_any_other_row_means_a_full_plan(env: En
     assert same_changes(plan, dry(env, full=True))
     again = dry(env)  # the plan just made is certified for the same inputs
     assert again.basis == "certified" and same_changes(again, plan)
-    env.sis.end_enrollments("S3", "2025-09-30")  # an enrollment, not a person row
+    env.sis.end_enrollments("S3", "2025-09-30")  # a pupil leaves: patched too
     plan = dry(env)
-    assert plan.basis == "full"
+    assert plan.basis == "incremental" and same_changes(plan, dry(env, full=True))
+    env.sis.groups = [g._replace(name="6A nord") if g.group_id == "NORD-6A" else g for g in env.sis.groups]
+    plan = dry(env)
+    assert plan.basis == "full"  # a group row
 
 
 def test_another_day_config_or_state_means_a_full_plan(env: Env) -> None:
@@ -225,10 +228,10 @@ def test_the_first_stored_changes_are_read_without_decoding_the_rest() -> None:
 
 
 def _parts(e: Env) -> dict[str, int]:
-    """The stored changes' parts and their chunks (the person and membership fingerprints aside)."""
+    """The stored changes' parts and chunks (the fingerprints of persons, groups, affiliations aside)."""
     q = (
         "SELECT part, count(*) FROM plan_parts WHERE part NOT LIKE 'persons-%'"
-        " AND part NOT LIKE 'groups-%' AND part NOT LIKE 'print-%' GROUP BY part"
+        " AND part NOT LIKE 'groups-%' AND part NOT LIKE 'affils-%' AND part NOT LIKE 'print-%' GROUP BY part"
     )
     with e.store.engine.connect() as c:
         return dict(c.execute(sa.text(q)).all())
@@ -435,11 +438,11 @@ def test_membership_fingerprints_are_stored_in_pieces_and_carried_to_a_source_wi
     assert store.certificates.group_prints({"memberships": "two"}) == found.prints
     assert len(_all_parts(store) - written) == 3  # its index, the fingerprints and one bucket
     store.certificates.carry_prints(
-        {"memberships": "two"}, {"memberships": "two", "persons": "x"}, groups=True
+        {"memberships": "two"}, {"memberships": "two", "persons": "x"}, which="groups"
     )
     assert store.certificates.group_prints({"memberships": "two", "persons": "x"}) == found.prints
     store.certificates.carry_prints(
-        {"memberships": "two"}, {"memberships": "three"}, groups=False
+        {"memberships": "two"}, {"memberships": "three"}, which="persons"
     )  # no persons'
     assert store.certificates.prints({"memberships": "three"}) is None
     plan = Plan(run_id="r", created_at="t", as_of=DAY1, cookie={}, targets=())

@@ -378,6 +378,29 @@ def test_order_creates_adds_removes_deletes() -> None:
     ]
 
 
+def test_removals_go_groups_first_then_persons_each_by_key_whatever_order_the_index_was_read_in() -> None:
+    """A patch puts a new removal where a full plan does (provisioner.core.patch): by key."""
+    index = {
+        "S3": row(pobj("S3")),
+        "G2": row(kind="group"),
+        "S1": row(pobj("S1")),
+        "NORD": row(kind="orgunit"),
+        "G1": row(kind="group"),
+        "S2": row(pobj("S2")),
+    }
+    changes = run([], index, persons={}, policy=AD)
+    assert ops(changes) == [
+        ("delete", "G1"),
+        ("delete", "G2"),
+        ("disable", "S1"),
+        ("disable", "S2"),
+        ("disable", "S3"),
+        ("delete", "NORD"),
+    ]
+    m365 = run([], {"S2": row(pobj("S2")), "S1": row(pobj("S1"))}, persons={}, policy=M365)
+    assert ops(m365) == [("disable", "S1"), ("delete", "S1"), ("disable", "S2"), ("delete", "S2")]
+
+
 # -- compared ---------------------------------------------------------------------------------
 
 

@@ -5,11 +5,13 @@ guardians, groups; AD and Microsoft 365 plan-only, itslearning and Feide applied
 (emoji, DN and LDAP specials, spaces, an empty name), e-mail and mobile of one or several
 persons; memberships a person joins, leaves or all loses, or changes the role of; a
 rename and a join in one step; joiners (a pupil, in a class or not, with a guardian
-there was; a guardian of a pupil there was; a teacher in a class; with a rename); and
-edits a patch must leave to a full plan (a new NIN or birth date, an ended enrollment,
-a newcomer with a NIN another person holds, a membership of a person the SIS does not
-have). After each edit the run's plan (patched where provisioner/run/incremental.py
-can, else full) must equal `--full`'s exactly:
+there was; a guardian of a pupil there was; a teacher in a class; with a rename);
+movers (an enrollment or employment that ends, some day before or after the run's, or
+is removed, or ends and another starts at the other school, or a guardian who starts
+working there; one that ended goes on again); and edits a patch must leave to a full
+plan (a new NIN or birth date, a newcomer with a NIN another person holds, a membership
+of a person the SIS does not have). After each edit the run's plan (patched where
+provisioner/run/incremental.py can, else full) must equal `--full`'s exactly:
 every change with its reason and order, populations, holds, data errors and counts.
 Now and then the plan is applied, so patches also start from a certificate an apply
 predicted (provisioner.core.certificate.predict_after_apply).
@@ -42,11 +44,17 @@ EDITS = (
     *("given", "family", "middle", "email", "mobile", "nin", "born", "leave", "newcomer"),
     *("move", "join", "drop", "role", "ghost", "renamed+joined", "apply"),
     *("newcomer+class", "sibling", "new guardian", "new teacher", "twin", "joined+renamed"),
+    *("quit", "back", "unenroll", "switch", "leave+joined"),
 )
 PATCHABLE = frozenset(
     {"given", "family", "middle", "email", "mobile", "move", "join", "drop", "role", "renamed+joined"}
     | {"newcomer", "newcomer+class", "sibling", "new guardian", "new teacher", "joined+renamed"}
+    | {"leave", "quit", "back", "unenroll", "switch", "leave+joined"}
 )
+# Days an affiliation ends (before the run's day, long before, in the summer, after it)
+# and a new one starts (that day, within the summer bridge or after it, before).
+ENDS = ("2025-09-30", "2024-06-20", "2025-06-20", "2025-10-20")
+STARTS = ("2025-10-01", "2025-10-20", "2026-01-05", "2025-08-15")
 
 
 def _shape(plan: Plan) -> tuple:
@@ -79,11 +87,13 @@ def _edit(env: Env, edit: str, who: list[str], value: int, seq: int) -> None:
             sis.update_person(pid, nin=synthetic_nin(f"20{10 + value % 5}-0{1 + value % 9}-1{value % 9}"))
         elif edit == "born":
             sis.update_person(pid, birth_date=f"2011-0{1 + value % 9}-1{value % 9}")
-        elif edit == "leave":
+        elif edit in ("leave", "leave+joined"):
             sis.end_enrollments(pid, "2025-09-30")
+        elif edit in ("quit", "back", "unenroll", "switch"):
+            _move(sis, edit, pid, value)
     name = NAMES[value % len(NAMES)] or "Ny"
     school, group = ("NORD", "NORD-6A") if value % 2 else ("SOR", "SOR-6A")
-    if edit in ("newcomer", "newcomer+class", "sibling", "joined+renamed"):
+    if edit in ("newcomer", "newcomer+class", "sibling", "joined+renamed", "leave+joined"):
         # a pupil joins, born some day: a username is issued (a namesake's taken: the next)
         sis.student(f"N{seq}", school, name, "Elev", born=f"2012-0{1 + value % 9}-1{value % 9}")
     if edit == "newcomer+class":
@@ -108,6 +118,32 @@ def _edit(env: Env, edit: str, who: list[str], value: int, seq: int) -> None:
     elif edit == "renamed+joined":  # two tables in one step: names, and a group's members
         sis.update_person(who[0], family_name=NAMES[value % len(NAMES)].strip() or "Berg")
         _edit_memberships(sis, "join", who[-1:], GROUPS[value % len(GROUPS)])
+
+
+def _move(sis: Sis, edit: str, pid: str, value: int) -> None:
+    """A person's enrollments and employments end, go on, go, or move to the other school."""
+    end = ENDS[value % len(ENDS)]
+    if edit == "back":
+        sis.enrollments = [e._replace(end_date=None) if e.person_id == pid else e for e in sis.enrollments]
+        sis.employments = [e._replace(end_date=None) if e.person_id == pid else e for e in sis.employments]
+    elif edit == "unenroll":
+        sis.enrollments = [e for e in sis.enrollments if e.person_id != pid]
+        sis.employments = [e for e in sis.employments if e.person_id != pid]
+    else:  # quit (an employment ends) or switch (and another starts at the other school)
+        if edit == "switch":
+            sis.end_enrollments(pid, end)
+        sis.employments = [
+            e._replace(end_date=end) if e.person_id == pid and e.end_date is None else e
+            for e in sis.employments
+        ]
+    if edit == "switch":
+        at = [e.school_id for e in (*sis.enrollments, *sis.employments) if e.person_id == pid]
+        other = "SOR" if at[:1] == ["NORD"] else "NORD"
+        start = STARTS[value // len(ENDS) % len(STARTS)]
+        if pid[0] == "S":
+            sis.enroll(pid, other, start=start)
+        else:  # a teacher, staff, or a guardian who starts working there
+            sis.employ(pid, other, role="staff" if pid[0] == "G" else "teacher", start=start)
 
 
 def _edit_memberships(sis: Sis, edit: str, who: list[str], gid: str) -> None:
@@ -404,6 +440,63 @@ def _joins_while_a_username_is_pending(env: Env) -> None:
     env.sis.student("N2", "NORD", "Ola", "Nordmann")  # olanor1 is N1's in a full plan, not N2's
 
 
+def _pupil_leaves(env: Env) -> None:
+    env.sis.end_enrollments("S1", "2025-09-30")  # G1 keeps S2 there
+
+
+def _pupil_and_guardian_leave(env: Env) -> None:
+    env.sis.end_enrollments("S4", "2025-09-30")  # G2's only pupil: G2 is no longer active
+
+
+def _teacher_leaves_in_a_month(env: Env) -> None:
+    env.sis.employments = [
+        e._replace(end_date="2025-10-31") if e.person_id == "T2" else e for e in env.sis.employments
+    ]
+
+
+def _pupil_changes_school_over_the_summer(env: Env) -> None:
+    env.sis.end_enrollments("S3", "2025-09-30")
+    env.sis.enroll("S3", "SOR", start="2025-10-20")  # bridged until then
+
+
+def _enrollment_removed(env: Env) -> None:
+    env.sis.enrollments = [e for e in env.sis.enrollments if e.person_id != "S5"]
+
+
+def _guardian_starts_working(env: Env) -> None:
+    env.sis.employ("G3", "NORD", role="staff")
+
+
+def _leaver_comes_back(env: Env) -> None:
+    env.sis.end_enrollments("S2", "2025-09-30")
+    env.sync(DAY1, dry_run=True)  # the certified plan disables S2
+    env.sis.enrollments = [
+        e._replace(end_date=None) if e.person_id == "S2" else e for e in env.sis.enrollments
+    ]
+
+
+def _last_at_a_school_leaves(env: Env) -> None:
+    env.sis.school("VEST", "974000003", "VESTBY").student("V1", "VEST")
+    env.sync(DAY1)
+    env.sis.enrollments = [e for e in env.sis.enrollments if e.person_id != "V1"]
+
+
+def _broken_enrollment_fixed(env: Env) -> None:
+    env.sis.enrollments = [
+        e._replace(start_date="2025-13-40") if e.person_id == "S3" else e for e in env.sis.enrollments
+    ]
+    env.sync(DAY1, dry_run=True)  # the certified plan has a data error about S3's enrollment
+    env.sis.enrollments = [
+        e._replace(start_date="2025-08-15") if e.person_id == "S3" else e for e in env.sis.enrollments
+    ]
+
+
+def _someone_never_active_enrolls(env: Env) -> None:
+    env.sis.person("P1", "Ola", "Nordmann", nin=None, born="2012-05-06")  # no affiliation: no username
+    env.sync(DAY1)
+    env.sis.enroll("P1", "SOR")  # issued now: olanor1 (S1 holds olanor)
+
+
 def _pupil_leaves_as_another_joins(env: Env) -> None:
     env.sis.end_enrollments("S1", "2025-09-30")
     env.sis.student("N1", "NORD")
@@ -420,7 +513,17 @@ def _pupil_leaves_as_another_joins(env: Env) -> None:
         (_joins_a_school_with_no_one, "full"),
         (_joins_with_the_nin_of_one_never_active, "full"),
         (_joins_while_a_username_is_pending, "full"),  # a full plan issues N1's too, first
-        (_pupil_leaves_as_another_joins, "full"),  # an enrollment that ended: not a joiner's row
+        (_pupil_leaves_as_another_joins, "incremental"),  # a leaver and a joiner in one patch
+        (_pupil_leaves, "incremental"),
+        (_pupil_and_guardian_leave, "incremental"),
+        (_teacher_leaves_in_a_month, "incremental"),
+        (_pupil_changes_school_over_the_summer, "incremental"),
+        (_enrollment_removed, "incremental"),
+        (_guardian_starts_working, "incremental"),
+        (_leaver_comes_back, "incremental"),
+        (_last_at_a_school_leaves, "full"),  # the gate's schools change
+        (_broken_enrollment_fixed, "full"),  # a data error goes with the mover
+        (_someone_never_active_enrolls, "incremental"),  # a username issued to a mover
         (_unknown_member, "full"),  # a data error the certified plan lacks, and the group freezes
         (_frozen_pupil_joins, "full"),  # a member who cannot be judged freezes the group
         (_unknown_member_leaves, "full"),  # the certified plan had a data error about a membership

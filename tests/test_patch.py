@@ -116,6 +116,10 @@ def test_context_holds_the_groups_their_members_and_students_of_guardians() -> N
     assert patch.context(snap, {"S2"}, max_rows=3) is None
 
 
+def _g(op: Op, key: str, reason: str = "r") -> Change:
+    return _c(op, key, "group", reason)
+
+
 def _c(op: Op, key: str, kind: str = "person", reason: str = "r") -> Change:
     return Change("t", op, kind, key, reason)
 
@@ -142,7 +146,15 @@ ADD, GONE = _c(Op.ADD_MEMBERS, "g1", "group"), _c(Op.DISABLE, "b")
             (ORG, _c(Op.MOVE, "c"), _c(Op.UPDATE, "c"), G1),
         ),
         ((A, ADD, GONE), [_c(Op.UPDATE, "b"), GONE], {"b"}, (A, _c(Op.UPDATE, "b"), ADD, GONE)),
-        ((A, GONE), [], {"b"}, None),  # b's removal would change: not a name change
+        ((A, GONE), [], {"b"}, (A,)),  # b is active again: its removal goes
+        (  # a leaver: among the removals, groups' first, each kind's by key
+            (A, ADD, _g(Op.DELETE, "g9"), GONE, _c(Op.DELETE, "f")),
+            [_c(Op.DISABLE, "c"), _c(Op.DELETE, "c")],
+            {"c"},
+            (A, ADD, _g(Op.DELETE, "g9"), GONE, _c(Op.DISABLE, "c"), _c(Op.DELETE, "c"), _c(Op.DELETE, "f")),
+        ),
+        ((A, _c(Op.DELETE, "f"), GONE), [_c(Op.DISABLE, "c")], {"c"}, None),  # removals not by key
+        ((A, GONE, _c(Op.DELETE, "x", "unit")), [_c(Op.DISABLE, "c")], {"c"}, None),  # a kind of no rank
         ((A,), [_c(Op.UPDATE, "g1", "group")], {"g1"}, None),  # only person objects are patched
         ((A,), [_c(Op.UPDATE, "x")], {"c"}, None),
     ],
@@ -171,13 +183,15 @@ PENDING = (
         ([], {"d"}, True),  # nothing left for d
         ([_c(Op.CREATE, "b", reason="x"), GONE], {"b"}, True),  # b's removal stays, in its chunk
         ([_c(Op.CREATE, "f", reason="x"), _c(Op.DELETE, "f")], {"f"}, True),
-        ([_c(Op.CREATE, "f", reason="x")], {"f"}, False),  # f's removal would go: no name change
+        ([_c(Op.CREATE, "f", reason="x")], {"f"}, True),  # f is active again: its removal goes
         ([_c(Op.CREATE, "x")], {"x"}, True),  # x had none (a joiner): after h, found by binary search
         ([_c(Op.CREATE, "cc")], {"cc"}, True),  # between c and d
         ([_c(Op.CREATE, "0")], {"0"}, True),  # the first person: after the school owner
         ([_c(Op.CREATE, "c", reason="x"), _c(Op.CREATE, "cc")], {"c", "cc"}, True),
         ([_c(Op.UPDATE, "z"), _c(Op.DISABLE, "z")], {"z"}, True),  # z's update goes after h
-        ([_c(Op.CREATE, "y"), _c(Op.DELETE, "y")], {"y"}, False),  # a new removal: stored order
+        ([_c(Op.CREATE, "y"), _c(Op.DELETE, "y")], {"y"}, True),  # a new removal: between f's and z's
+        ([_c(Op.DISABLE, "c")], {"c"}, True),  # a leaver: c's create goes, its disable after b's
+        ([_c(Op.DISABLE, "zz")], {"zz"}, True),  # the last removal of all
         ([_c(Op.CREATE, "c")], {"q"}, False),  # nothing of q's is stored
         ([_c(Op.UPDATE, "g1", "group")], {"c"}, False),
     ],
@@ -239,10 +253,6 @@ def test_no_row_fingerprint_holds_a_nin() -> None:
     assert patch.changed_persons(c, [_person("A", nin=synthetic_nin("2012-03-04"))]) is None
 
 
-def _g(op: Op, key: str, reason: str = "r") -> Change:
-    return _c(op, key, "group", reason)
-
-
 @pytest.mark.parametrize(
     ("prev", "new", "keys", "groups", "expected"),
     [
@@ -275,7 +285,14 @@ def _g(op: Op, key: str, reason: str = "r") -> Change:
             {"g2"},
             None,
         ),
-        ((A, _g(Op.DELETE, "g1")), [], set(), {"g1"}, None),  # g1's removal would change
+        ((A, _g(Op.DELETE, "g1")), [], set(), {"g1"}, (A,)),  # g1 is active again
+        (
+            (A, _g(Op.DELETE, "g1"), GONE),
+            [_g(Op.DELETE, "g2")],
+            set(),
+            {"g2"},
+            (A, _g(Op.DELETE, "g1"), _g(Op.DELETE, "g2"), GONE),
+        ),
         ((A, ADD), [_g(Op.ADD_MEMBERS, "g1")], set(), {"g2"}, None),  # another group's change
     ],
 )
@@ -293,7 +310,7 @@ def test_splice_target_of_groups(
         ([_g(Op.ADD_MEMBERS, "g0")], True),  # g0 had none: before g1's, found by binary search
         ([_g(Op.UPDATE, "g0"), _g(Op.ADD_MEMBERS, "g0")], True),  # after the persons, before g1
         ([_g(Op.REMOVE_MEMBERS, "g2")], True),  # after g1's
-        ([_g(Op.DELETE, "g2")], False),  # a new removal: in stored order, not by key
+        ([_g(Op.DELETE, "g2")], True),  # a new removal: the groups' come before the persons'
     ],
 )
 def test_splice_stored_of_groups(monkeypatch: pytest.MonkeyPatch, new: list, splices: bool) -> None:

@@ -278,7 +278,9 @@ def diff_target(
         gone.extend(_retire(target, key, row, policy, persons, identities, ended or {}, as_of))
 
     first.sort(key=lambda c: _KIND_RANK.get(c.kind, 9))
-    gone.sort(key=lambda c: -_KIND_RANK.get(c.kind, 9))
+    # Removals by kind (groups before their members), then by key: the order a patch can
+    # place a new one in (provisioner.core.patch), whatever order the index was read in.
+    gone.sort(key=lambda c: (-_KIND_RANK.get(c.kind, 9), c.key))
     return first + adds + removes + gone
 
 

@@ -28,7 +28,7 @@ import marshal
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.core.jsontext import compact, loads
@@ -103,6 +103,7 @@ class ChangedGroups:
     persons: frozenset[str]  # person ids on a row added to or removed from one of them
     prints: GroupPrints  # the rows' fingerprints now, with the frozen persons and groups of before
     rows: int  # how many rows there are now
+    was: Mapping[str, list[Row]] = field(default_factory=dict)  # the changed groups' rows before
 
 
 def changed_groups(before: GroupPrints, rows: Iterable[Row], limit: int = LIMIT) -> ChangedGroups | None:
@@ -140,7 +141,7 @@ def changed_groups(before: GroupPrints, rows: Iterable[Row], limit: int = LIMIT)
             return None
         buckets[n] = body
     now = GroupPrints(ids, prints, tuple(buckets), before.frozen_persons, before.frozen_groups)
-    return ChangedGroups(frozenset(changed), frozenset(persons), now, sum(map(len, by.values())))
+    return ChangedGroups(frozenset(changed), frozenset(persons), now, sum(map(len, by.values())), was)
 
 
 def _grouped(rows: Iterable[Row]) -> Mapping[str, list[Row]] | None:

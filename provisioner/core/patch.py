@@ -279,10 +279,9 @@ def splice_target(
     A full plan puts a target's changes in phases (provisioner.core.diff.diff_target): the
     first (creates, restores, enables, moves, updates) ordered by kind, and within a kind
     by key (every mapping yields its persons and its groups by key); then member
-    additions, and member removals, of groups by key; then removals in stored order. A
-    patch leaves removals as they were: the removals recomputed must be the ones already
-    planned, and they stay where they are. None when ``new`` holds anything else, or a
-    block is not in the order the splice relies on.
+    additions, and member removals, of groups by key; then removals (disables, deletes),
+    groups' before persons', each kind's by key. None when ``new`` holds anything else, or
+    a block is not in the order the splice relies on (a plan an earlier version made).
     """
 
     def ours(c: Change) -> bool:
@@ -294,8 +293,6 @@ def splice_target(
     if phases is None:
         return None
     first, adds, removes, tail = phases
-    if [c for c in tail if ours(c)] != [c for c in new if c.op not in _PHASED]:
-        return None
     out: list[Change] = []
     for block, ops, kinds in (
         (first, _FIRST, (("person", _PERSON_RANK_BEFORE), ("group", _GROUP_RANK_BEFORE))),
@@ -310,7 +307,16 @@ def splice_target(
                 return None
             kept = merged
         out.extend(kept)
-    return (*out, *tail)
+    gone = [c for c in tail if not ours(c)]
+    if any(c.kind not in _GONE_RANK for c in gone):
+        return None
+    for kind in ("group", "person"):  # the differ's removal order: groups first
+        fresh = sorted((c for c in new if c.op not in _PHASED and c.kind == kind), key=_key)  # stable
+        merged = _merged(gone, fresh, kind, _GONE_BEFORE[kind])
+        if merged is None:
+            return None
+        gone = merged
+    return (*out, *gone)
 
 
 def _phases(
@@ -340,8 +346,7 @@ def splice_stored(
     none (a joiner's creation) where the full plan's order puts it, in the chunk a binary
     search finds (``_chunk_for``). A pupil's own update and their groups' member changes
     are in far-apart chunks: two runs of a chunk or two, not everything between. None
-    when an object's changes of a phase are in two runs, or a removal is new (removals
-    are in stored order, not by key): the caller splices it all.
+    when an object's changes of a phase are in two runs: the caller splices it all.
     """
     wanted = keys | set(groups)
     chunks: dict[int, list[Change]] = {}
@@ -381,14 +386,16 @@ def splice_stored(
     return out if runs else None
 
 
-_PHASE_RANK = {"first": 0, Op.ADD_MEMBERS.value: 1, Op.REMOVE_MEMBERS.value: 2}
+_PHASE_RANK = {"first": 0, Op.ADD_MEMBERS.value: 1, Op.REMOVE_MEMBERS.value: 2, "removal": 3}
 _KIND_RANK = {"org": 0, "orgunit": 0, "person": 1, "group": 2}  # within the first phase
+_GONE_RANK = {"group": 0, "person": 1, "orgunit": 2, "org": 3}  # within the removals
+_GONE_BEFORE = {"group": frozenset(), "person": frozenset({"group"})}  # kinds removed before each
 
 
 def _chunk_for(count: int, chunk: Callable[[int], list[Change]], c: Change) -> int | None:
     """The chunk that holds the place of new change ``c`` (of a person or group) in a full
     plan's order: the first whose last change comes before it in no way (log2 of the
-    chunks decoded). None for a removal, or when a chunk is empty."""
+    chunks decoded). None when a chunk is empty."""
     if _phase(c.op) not in _PHASE_RANK or c.kind not in _KIND_RANK or not count:
         return None
     lo, hi = 0, count - 1
@@ -407,12 +414,15 @@ def _chunk_for(count: int, chunk: Callable[[int], list[Change]], c: Change) -> i
 def _before(x: Change, c: Change) -> bool:
     """Whether a full plan puts change ``x`` before new change ``c`` (differ's order: phases;
     in the first, the school owner and schools, then persons by key, then groups by key;
-    member additions and removals of groups by key; removals last)."""
-    px, pc = _PHASE_RANK.get(_phase(x.op), 3), _PHASE_RANK[_phase(c.op)]
+    member additions and removals of groups by key; removals last, groups' before
+    persons', each kind's by key)."""
+    px, pc = _PHASE_RANK[_phase(x.op)], _PHASE_RANK[_phase(c.op)]
     if px != pc:
         return px < pc
-    if pc == 0:
-        kx, kc = _KIND_RANK.get(x.kind, 3), _KIND_RANK[c.kind]
+    if pc in (0, 3):
+        # A kind of no rank: last of the first phase, first of the removals (the differ's 9).
+        kx = _KIND_RANK.get(x.kind, 3) if pc == 0 else _GONE_RANK.get(x.kind, -1)
+        kc = _KIND_RANK[c.kind] if pc == 0 else _GONE_RANK[c.kind]
         if kx != kc:
             return kx < kc
     return x.key < c.key

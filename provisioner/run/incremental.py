@@ -17,21 +17,29 @@ is in these tables, the rest of the plan still holds:
   and everyone at their schools (whose school-wide groups they join), issues their
   usernames against the whole historic base, and maps and diffs the joiners', those
   guardians' and those school-wide groups' objects; the count of active persons follows
-  by difference (the context derived with and without them).
+  by difference (the context derived with and without them);
+- movers: persons whose own enrollment or employment rows changed (an end date: a pupil
+  who leaves; another school, a start date: one who moves or comes back), found by
+  each person's fingerprint of those rows, which keeps the rows they had
+  (provisioner.core.affiliations). The patch derives them as it derives joiners, with
+  the schools they were at and are at held whole, their guardians and their groups; the
+  count of active persons follows by difference (the context derived with their rows
+  then and now), and so does every data error about them.
 
 Any of them at once: those persons and groups together. Either way it puts the changes
 in the certified plan where a full plan has them.
 Everything else it cannot prove alike returns None and the run plans in full:
 
 - another table, the config, the state, the day or the local records changed;
-- persons went, or one's id, NIN or birth date changed; a row of someone who did not
-  join changed in enrollments, employments or guardianships (a leaver, a move);
+- persons went, or one's id, NIN or birth date changed; a guardianship of someone who
+  did not join changed;
 - more than ``patch.LIMIT`` persons, or ``memberships.LIMIT`` groups, or their context is large;
 - the certified plan had a data error about anyone in the context (a NIN two rows hold
   among them), or deriving the context reports an error the certified plan did not have
   (a context that lacked a row);
 - a changed person is frozen, or found under an alias; a joiner has the NIN of another
-  SIS person, or joins a school no one was at; a username is issued while the certified
+  SIS person, or joins a school no one was at; a mover leaves a school with no one, or
+  a data error about a mover's rows comes or goes; a username is issued while the certified
   plan issued one not yet recorded (a dry run), or without a joiner;
 - a changed group was frozen, or is now; a target has its own scope or extra groups
   (level and owner-wide groups are made of persons the patch does not see);
@@ -47,12 +55,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 
 from mappings.base import MappingContext
 from provisioner.config import Config
-from provisioner.core import memberships, patch, stored
+from provisioner.core import affiliations, memberships, patch, stored
 from provisioner.core.certificate import Certificate, config_digest
 from provisioner.core.derive import Derivation, IdentityView, derive
 from provisioner.core.diff import diff_core
@@ -71,6 +80,7 @@ from provisioner.core.states import ObjectStatus
 from provisioner.kinds import kind_of
 from provisioner.run import local as local_runs
 from provisioner.run.targets import diff_objects
+from provisioner.state.certificates import AFFILIATIONS
 from provisioner.state.common import now_iso
 from provisioner.state.store import StateStore
 
@@ -79,13 +89,16 @@ log = structlog.get_logger("bas.run")
 # meta key: how the last full run's own plan compared with the patch it could have used
 CHECK_KEY = "patch_check"
 
-# Tables a joiner brings rows of their own to, and the columns that name a person there: one
-# may differ from the certified read by those rows only (Fetched.digest_without proves it).
+# Tables a joiner brings rows of their own to, and the columns that name a person there:
+# guardianships may differ from the certified read by those rows only (Fetched.digest_without
+# proves it); enrollments and employments by any person's rows, which their fingerprints
+# find (provisioner.core.affiliations).
 _JOINER_ROWS: dict[str, tuple[str, ...]] = {
     "enrollments": ("person_id",),
     "employments": ("person_id",),
     "guardianships": ("guardian_id", "student_id"),
 }
+_AFFILIATED = frozenset(affiliations.TABLES)
 _PATCHABLE = frozenset({"persons", "memberships", *_JOINER_ROWS})
 
 
@@ -102,6 +115,7 @@ class Patched:
     groups: Mapping[str, DesiredGroup] = field(default_factory=dict)
     prints: patch.PersonPrints | None = None
     group_prints: memberships.GroupPrints | None = None
+    affiliation_prints: memberships.GroupPrints | None = None
 
 
 def patched(
@@ -144,14 +158,16 @@ class _Inputs:
 
 def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
     """The patch for persons whose own row changed in names, e-mail or mobile only, persons
-    who joined (with rows of their own in the tables of ``_JOINER_ROWS``), and groups whose
-    membership rows changed, with the persons on those rows.
+    who joined (with rows of their own in the tables of ``_JOINER_ROWS``), persons whose
+    enrollment or employment rows changed (movers), and groups whose membership rows
+    changed, with the persons on those rows.
 
     Nothing a person is judged by comes from memberships: for groups, the persons the
     whole run froze are those of the certified plan's run (kept with the membership
     fingerprints; a person patch leaves them so), and so are the groups it froze for a
-    member outside the context. A joiner changes their schools' school-wide groups, and
-    the guardians of a joining pupil: the context holds those schools whole.
+    member outside the context. A joiner or mover changes their schools' school-wide
+    groups (then and now), their groups, and the guardians of a pupil among them: the
+    context holds those schools whole.
     """
     changed: set[str] = set()
     joined: frozenset[str] = frozenset()
@@ -162,28 +178,38 @@ def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
         if not found or not (found.changed or found.joined):
             return None
         changed, prints, joined = found
+    affiliated = _changed_affiliations(run) if differing & _AFFILIATED else None
+    if differing & _AFFILIATED and affiliated is None:
+        return None
+    was = {p: rows for p, rows in affiliated.before.items() if p not in joined} if affiliated else {}
     if not _only_joined(run, differing, joined) or _shares_a_nin(run.read, joined):
         return None
     moved = _changed_groups(run) if "memberships" in differing else None
     if "memberships" in differing and moved is None:
         return None
-    if (joined or moved is not None) and not all(
+    came = joined | frozenset(was)  # persons whose affiliations (and so activity) may change
+    if (came or moved is not None) and not all(
         Scope.of(t).is_identity for t in run.cfg.enabled_targets().values()
     ):
         return None  # level and owner-wide groups are made of persons the patch does not see
-    groups = moved.groups if moved is not None else frozenset()
+    groups = set(moved.groups) if moved is not None else set()
     on_rows = moved.persons if moved is not None else frozenset()
-    schools = _schools_of(run.read, joined)
-    if schools is None or not schools <= set(run.cert.plan.schools or ()):
+    schools = _schools_of(run.read, came)
+    left = _schools_then(was)
+    if schools is None or left is None or not schools <= set(run.cert.plan.schools or ()):
         return None  # a school no one was at: the gate's schools change (provisioner.core.safety)
-    wide = frozenset(school_group_key(s, which) for s in schools for which in SCHOOL_GROUP_ROLES)
-    kin = {g.guardian_id for g in run.read.where("guardianships", "student_id", joined)} if joined else set()
-    who = changed | joined | kin | on_rows
-    ctx = patch.context(run.read, who, groups=groups, every_group=bool(groups | wide), schools=schools)
-    if ctx is None:
-        return None
-    ident = _view(run, ctx, joined)
-    judged = _judged(run, ctx, ident, who, joined)
+    wide = frozenset(school_group_key(s, which) for s in schools | left for which in SCHOOL_GROUP_ROLES)
+    kin = {g.guardian_id for g in run.read.where("guardianships", "student_id", came)} if came else set()
+    # Their groups (and those of guardians who may be active now, or no longer) get or lose members.
+    groups |= (
+        {m.group_id for m in run.read.where("memberships", "person_id", set(was) | kin)} if came else set()
+    )
+    who = changed | came | kin | on_rows
+    ctx = patch.context(run.read, who, groups=groups, every_group=bool(groups | wide), schools=schools | left)
+    if ctx is None or not _still_there(ctx, left):
+        return None  # a school whose last row went: the gate's schools change
+    ident = _view(run, ctx, came)
+    judged = _judged(run, ctx, ident, who, came)
     if judged is None:
         return None
     d, keys = judged
@@ -191,22 +217,52 @@ def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
         return None
     # Of the context as derived (before the frozen persons of the whole owner stand in
     # below). A patch of names or memberships brings no one and takes no one away.
-    active = run.cert.plan.active_persons + (_came(run, ctx, ident, joined, d) if joined else 0)
+    delta = _came(run, ctx, ident, joined, was, d) if came else 0
+    if delta is None:
+        return None
+    active = run.cert.plan.active_persons + delta
     if moved is not None:
         frozen_p, frozen_g = moved.prints.frozen_persons, moved.prints.frozen_groups
         state = replace(d.state, groups={k: g for k, g in d.state.groups.items() if k not in frozen_g})
         d = replace(d, state=state, frozen_persons=frozen_p, frozen_groups=frozen_g)
     counts = {**run.cert.plan.source_counts, **{t: run.read.count(t) for t in differing}}
-    got = _patch(run, d, keys, groups | wide, counts, active)
+    got = _patch(run, d, keys, frozenset(groups) | wide, counts, active)
     if got is None:
         return None
     held = {k: d.state.groups[k] for k in sorted(groups | wide) if k in d.state.groups}
-    return replace(got, groups=held, prints=prints, group_prints=moved.prints if moved is not None else None)
+    return replace(
+        got,
+        groups=held,
+        prints=prints,
+        group_prints=moved.prints if moved is not None else None,
+        affiliation_prints=affiliated.prints if affiliated is not None else None,
+    )
+
+
+def _changed_affiliations(run: _Inputs) -> affiliations.Changed | None:
+    """The persons whose enrollment or employment rows changed, when a patch may take them."""
+    before = run.store.certificates.group_prints(run.cert.source, AFFILIATIONS)
+    found = affiliations.changed(before, run.read, patch.LIMIT) if before is not None else None
+    # No one changed: the rows were only reordered, which moves nothing but errors.
+    return found if found is not None and found.persons else None
+
+
+def _schools_then(was: Mapping[str, tuple[tuple[Any, ...], tuple[Any, ...]]]) -> set[str] | None:
+    """The schools movers had an enrollment or employment at (None when one is no text)."""
+    at = {r.school_id for rows in was.values() for table in rows for r in table}
+    return at if all(type(s) is str and s == s.strip() for s in at) else None
+
+
+def _still_there(ctx: SourceSnapshot, schools: set[str]) -> bool:
+    """Whether each school still has an enrollment or employment row (the context holds them all)."""
+    used = {e.school_id for e in ctx.enrollments} | {e.school_id for e in ctx.employments}
+    return schools <= used
 
 
 def _only_joined(run: _Inputs, differing: set[str], joined: frozenset[str]) -> bool:
-    """Whether each table of ``_JOINER_ROWS`` that changed changed by rows of joiners only."""
-    for table in differing & _JOINER_ROWS.keys():
+    """Whether guardianships, if they changed, changed by rows of joiners only (enrollments'
+    and employments' changes are any person's: _changed_affiliations)."""
+    for table in differing & (_JOINER_ROWS.keys() - _AFFILIATED):
         was = run.read.digest_without(table, _JOINER_ROWS[table], joined) if joined else None
         if was is None or was != run.cert.source.get(table):
             return False  # a leaver, a move between schools, a new guardian of a pupil there was...
@@ -244,10 +300,18 @@ def _schools_of(read: Fetched, joined: frozenset[str]) -> set[str] | None:
 
 
 def _came(
-    run: _Inputs, ctx: SourceSnapshot, ident: IdentityView, joined: frozenset[str], d: Derivation
-) -> int:
-    """How many more SIS persons are active (or bridged, or frozen: the gate's count) with
-    the joiners than without them: the context derived again with none of their rows."""
+    run: _Inputs,
+    ctx: SourceSnapshot,
+    ident: IdentityView,
+    joined: frozenset[str],
+    was: Mapping[str, tuple[tuple[Any, ...], tuple[Any, ...]]],
+    d: Derivation,
+) -> int | None:
+    """How many more SIS persons are active (or bridged, or frozen: the gate's count) now
+    than before the joiners came and the movers' rows changed: the context derived again
+    with none of the joiners' rows and the movers' rows as they were. None when a data
+    error came or went with them (the certified plan's errors would not be the full plan's)."""
+    movers = was.keys()
 
     def theirs(*ids: str) -> bool:
         return any(i in joined for i in ids)
@@ -255,14 +319,22 @@ def _came(
     before = replace(
         ctx,
         persons=tuple(p for p in ctx.persons if p.person_id not in joined),
-        enrollments=tuple(e for e in ctx.enrollments if e.person_id not in joined),
-        employments=tuple(e for e in ctx.employments if e.person_id not in joined),
+        enrollments=tuple(
+            e for e in ctx.enrollments if e.person_id not in joined and e.person_id not in movers
+        )
+        + tuple(e for p in sorted(movers) for e in was[p][0]),
+        employments=tuple(
+            e for e in ctx.employments if e.person_id not in joined and e.person_id not in movers
+        )
+        + tuple(e for p in sorted(movers) for e in was[p][1]),
         guardianships=tuple(g for g in ctx.guardianships if not theirs(g.guardian_id, g.student_id)),
         memberships=tuple(m for m in ctx.memberships if m.person_id not in joined),
     )
-    was = derive(before, run.as_of, ident, run.cfg.usernames, run.cfg.lifecycle)
+    then = derive(before, run.as_of, ident, run.cfg.usernames, run.cfg.lifecycle)
+    if set(then.state.errors) != set(d.state.errors):
+        return None
     now = local_runs.sis_count(d.state.persons, d.bridged, d.frozen_persons)
-    return now - local_runs.sis_count(was.state.persons, was.bridged, was.frozen_persons)
+    return now - local_runs.sis_count(then.state.persons, then.bridged, then.frozen_persons)
 
 
 def _changed_groups(run: _Inputs) -> memberships.ChangedGroups | None:
@@ -279,7 +351,7 @@ def _changed_groups(run: _Inputs) -> memberships.ChangedGroups | None:
 
 
 def _judged(
-    run: _Inputs, ctx: SourceSnapshot, ident: IdentityView, changed: Iterable[str], joined: frozenset[str]
+    run: _Inputs, ctx: SourceSnapshot, ident: IdentityView, changed: Iterable[str], came: frozenset[str]
 ) -> tuple[Derivation, set[str]] | None:
     """The context derived, and the changed persons' canonical ids; None when the certified
     plan had a data error about anyone in it (a NIN another row holds among them may
@@ -293,32 +365,33 @@ def _judged(
     if not set(d.state.errors) <= set(run.cert.plan.errors) or d.new_aliases:
         return None
     keys = {ident.aliases.get(p, p) for p in changed}
-    if d.state.new_usernames and not _issues(run, joined):
+    if d.state.new_usernames and not _issues(run, came):
         return None
     return d, keys
 
 
-def _view(run: _Inputs, ctx: SourceSnapshot, joined: frozenset[str]) -> IdentityView:
+def _view(run: _Inputs, ctx: SourceSnapshot, came: frozenset[str]) -> IdentityView:
     """The historic base for the context's persons: every username taken when persons joined
-    (one may be issued: it must not be any ever issued)."""
+    or their affiliations changed (one may be issued: it must not be any ever issued)."""
     view = run.store.identities.view_of(
         (p.person_id for p in ctx.persons), (p.nin.strip() for p in ctx.persons if p.nin)
     )
-    return replace(view, taken=run.store.identities.taken()) if joined else view
+    return replace(view, taken=run.store.identities.taken()) if came else view
 
 
-def _issues(run: _Inputs, joined: frozenset[str]) -> bool:
+def _issues(run: _Inputs, came: frozenset[str]) -> bool:
     """Whether the usernames the context issued are the ones a full plan issues.
 
     Usernames are issued in person-id order, each the first one free: alike when the
-    context asks for every one a full plan asks for. It does when persons joined and the
-    certified plan issued none still to be recorded (an identity it creates: a dry run, a
-    core not applied): everyone active then holds one, and whoever is active only now
-    is a joiner or a guardian of one, whom the context holds.
+    context asks for every one a full plan asks for. It does when persons joined (or
+    their affiliations changed) and the certified plan issued none still to be recorded
+    (an identity it creates: a dry run, a core not applied): everyone active then holds
+    one, and whoever is active only now is one of them or a guardian of one, whom the
+    context holds.
     """
     core = run.cert.plan.target(CORE)
     return (
-        bool(joined)
+        bool(came)
         and core is not None
         and not any(c.kind == "identity" and c.op == Op.CREATE for c in core.changes)
     )
@@ -411,8 +484,8 @@ def _patch(
         created_at=now_iso(),
         cookie=store.versions.current(),
         targets=(core, *targets),
-        # Persons went from no table, and came only to schools that had some (_schools_of):
-        # the schools with affiliations are the certified plan's.
+        # Persons went from no table, came only to schools that had some (_schools_of), and
+        # left none with no one (_still_there): the schools with affiliations are the certified plan's.
         source_counts=dict(counts),
         active_persons=active,
         source_digests=run.digests,

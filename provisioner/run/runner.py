@@ -212,7 +212,8 @@ def plan_run(
 ) -> Plan:
     """This run's plan: the certified one when no input changed, patched when only some
     persons' names, e-mail or mobile, or some groups' members, did, or some persons
-    joined (provisioner/run/incremental.py), else a full plan.
+    joined, or their enrollments or employments changed (provisioner/run/incremental.py),
+    else a full plan.
 
     A plan made here is certified for the next run (``certify_now``), or, by a run that
     goes on to apply it, after the apply (the plan it leaves is the one to certify; a
@@ -266,10 +267,15 @@ def _plan_run(
         plan = hold_targets(cfg, store, got.plan, baseline)
         store.directory.update_persons(got.persons)
         store.directory.update_groups(got.groups)
-        prints = Prints(got.prints, got.group_prints, carry_from=cert.source if cert is not None else None)
+        prints = Prints(
+            got.prints,
+            got.group_prints,
+            got.affiliation_prints,
+            carry_from=cert.source if cert is not None else None,
+        )
         log.info(
             "plan patched: only these persons' names, e-mail or mobile, or these groups' members,"
-            " changed, or these persons joined",
+            " changed, or these persons joined or their enrollments or employments changed",
             run_id=run_id,
             persons=len(got.persons),
             groups=len(got.groups),

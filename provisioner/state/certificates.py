@@ -36,6 +36,10 @@ from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of, p
 from provisioner.state import schema as t
 
 _CERT = "plan_certificate"  # meta key
+# Which fingerprints (carry_prints): of persons' rows, of each group's membership rows, of
+# each person's enrollment and employment rows (provisioner.core.affiliations). The last
+# two are of one kind (GroupPrints), kept under their name.
+PERSONS, GROUPS, AFFILIATIONS = "persons", "groups", "affils"
 _PIECE = "print-"  # parts holding a piece of person fingerprints, named by its content
 # Parts holding a chunk of changes (0) and the keys it changes (1), named by the chunk's
 # content. The keys are of persons, identities and groups; an earlier version kept the
@@ -45,7 +49,7 @@ _CHUNK = "chunk2-"
 
 
 def _is_prints(part: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
-    return part.like("persons-%") | part.like("groups-%") | part.like(_PIECE + "%")
+    return part.like("persons-%") | part.like("groups-%") | part.like("affils-%") | part.like(_PIECE + "%")
 
 
 class Certificates:
@@ -116,7 +120,10 @@ class Certificates:
             body = {"key": cert.key, "source": dict(cert.source), "plan": bare.to_json(), "stored": stored}
             c.execute(t.meta.insert().values(key=_CERT, value=json.dumps(body, ensure_ascii=False)))
             named = [n for m in stored.values() for n in m["chunks"]]
-            named += _prints_parts(c, cert.source) + _group_prints_parts(c, cert.source)
+            named += _prints_parts(c, cert.source)
+            named += _group_prints_parts(c, cert.source, GROUPS) + _group_prints_parts(
+                c, cert.source, AFFILIATIONS
+            )
             c.execute(t.plan_parts.delete().where(t.plan_parts.c.part.not_in(named)))
         return replace(cert.plan, targets=tuple(targets))
 
@@ -168,8 +175,9 @@ class Certificates:
             return None  # written by another version
         return PersonPrints(ids, whole, pieces[names[1]], head[1], head[2])
 
-    def save_group_prints(self, source: Mapping[str, str], prints: GroupPrints) -> None:
-        """Keep the membership fingerprints of the source these digests describe.
+    def save_group_prints(self, source: Mapping[str, str], prints: GroupPrints, of: str = GROUPS) -> None:
+        """Keep the membership fingerprints of the source these digests describe (``of``
+        AFFILIATIONS: those of each person's enrollments and employments, the same kind).
 
         As the person fingerprints (save_prints): pieces named by their content, so a run
         that changed a few groups writes their buckets only. A group id holding NUL is not
@@ -187,14 +195,15 @@ class Certificates:
             "frozen_persons": sorted(prints.frozen_persons),
             "frozen_groups": sorted(prints.frozen_groups),
         }
-        self._save_index(_group_prints_ref(source), names, bodies, [json.dumps(index).encode()])
+        self._save_index(_group_prints_ref(source, of), names, bodies, [json.dumps(index).encode()])
 
-    def group_prints(self, source: Mapping[str, str]) -> GroupPrints | None:
-        """The membership fingerprints kept for the source these digests describe, if any."""
+    def group_prints(self, source: Mapping[str, str], of: str = GROUPS) -> GroupPrints | None:
+        """The membership fingerprints kept for the source these digests describe, if any
+        (``of`` AFFILIATIONS: the enrollment and employment ones)."""
         p = t.plan_parts.c
         with self.engine.connect() as c:
             head = c.execute(
-                sa.select(p.body).where(p.part == _group_prints_ref(source), p.seq == 0)
+                sa.select(p.body).where(p.part == _group_prints_ref(source, of), p.seq == 0)
             ).scalar()
             if head is None:
                 return None
@@ -213,10 +222,13 @@ class Certificates:
             return None
         return GroupPrints(ids, pieces[names[1]], tuple(pieces[n] for n in names[2:])).frozen(*frozen)
 
-    def carry_prints(self, before: Mapping[str, str], after: Mapping[str, str], *, groups: bool) -> None:
-        """Keep the fingerprints of source ``before`` for source ``after`` too (the membership ones
-        if ``groups``, else the person ones): the table they are of did not change between them."""
-        ref = _group_prints_ref if groups else _prints_ref
+    def carry_prints(self, before: Mapping[str, str], after: Mapping[str, str], *, which: str) -> None:
+        """Keep the fingerprints of source ``before`` for source ``after`` too (``which``: PERSONS,
+        GROUPS or AFFILIATIONS): the tables they are of did not change between them."""
+
+        def ref(source: Mapping[str, str]) -> str:
+            return _prints_ref(source) if which == PERSONS else _group_prints_ref(source, which)
+
         p = t.plan_parts.c
         with self.engine.begin() as c:
             if c.execute(sa.select(p.seq).where(p.part == ref(after)).limit(1)).first() is not None:
@@ -248,14 +260,17 @@ def _prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
     return _index_parts(c, _prints_ref(source), ("ids", "ident"), "whole")
 
 
-def _group_prints_ref(source: Mapping[str, str]) -> str:
-    """The part name of the membership fingerprints of one source (its digests name it)."""
-    return "groups-" + _prints_ref(source).removeprefix("persons-")
+def _group_prints_ref(source: Mapping[str, str], of: str) -> str:
+    """The part name of the membership (or affiliation) fingerprints of one source (its digests name it)."""
+    if of not in (GROUPS, AFFILIATIONS):
+        raise ValueError(f"no fingerprints of {of!r}")
+    return of + "-" + _prints_ref(source).removeprefix("persons-")
 
 
-def _group_prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
-    """The parts the membership fingerprints of one source are made of (none when there are none)."""
-    return _index_parts(c, _group_prints_ref(source), ("ids", "prints"), "buckets")
+def _group_prints_parts(c: sa.Connection, source: Mapping[str, str], of: str) -> list[str]:
+    """The parts the membership (or affiliation) fingerprints of one source are made of
+    (none when there are none)."""
+    return _index_parts(c, _group_prints_ref(source, of), ("ids", "prints"), "buckets")
 
 
 def _index_parts(c: sa.Connection, ref: str, one: tuple[str, ...], many: str) -> list[str]:
