@@ -107,13 +107,50 @@ def test_full_ignores_the_certificate_and_a_broken_one_is_replaced(env: Env) -> 
     assert dry(env).basis == "certified"
 
 
-def test_removals_are_not_predicted_but_the_plan_after_is_certified(env: Env) -> None:
+def test_removals_are_predicted_unless_a_purge_falls_due(env: Env, tmp_path: Path) -> None:
+    """A leaver's objects deleted and identity disabled: the next plan is known (nothing
+    to do), unless retention has passed for one no target holds any more (a purge)."""
     env.sis.end_enrollments("S3", "2025-09-30")
     out = ok(env.sync(DAY1))
     assert any(c.op is Op.DELETE for c in out.plan.target("itslearning").changes)
-    full = dry(env)
-    assert full.basis == "full"  # a removal can set off later rules (purges): recompute
-    assert dry(env).basis == "certified"
+    assert any(c.op is Op.DISABLE for c in out.plan.target(CORE).changes)
+    predicted = dry(env)
+    assert predicted.basis == "certified"  # retention (180 days) has not passed for S3
+    assert same_changes(predicted, dry(env, full=True))
+    (tmp_path / "soon").mkdir()
+    soon = Env(tmp_path / "soon", small_sis(), retention_days=0)
+    try:
+        ok(soon.sync(DAY1))
+        soon.sis.end_enrollments("S3", "2025-09-30")
+        ok(soon.sync(DAY1))
+        full = dry(soon)
+        assert full.basis == "full"  # no target holds S3 now: a purge falls due at once
+        assert [(c.op, c.key) for c in full.target(CORE).changes] == [(Op.PURGE, "S3")]
+        ok(soon.sync(DAY1))  # the purge applied: the next plan is known again
+        assert dry(soon).basis == "certified"
+    finally:
+        soon.store.close()
+    (tmp_path / "held").mkdir()
+    held = Env(
+        tmp_path / "held", small_sis(), retention_days=0, target_settings={"feide": {"remove_after_days": 30}}
+    )
+    try:
+        ok(held.sync(DAY1))
+        held.sis.end_enrollments("S3", "2025-09-30")
+        ok(held.sync(DAY1))
+        predicted = dry(held)
+        assert predicted.basis == "certified"  # Feide keeps S3 for 30 days: the purge waits
+        assert same_changes(predicted, dry(held, full=True))
+    finally:
+        held.store.close()
+
+
+def test_a_removal_of_a_school_is_not_predicted() -> None:
+    school = Change("feide", Op.DELETE, "orgunit", "NORD", "r")
+    person = Change("feide", Op.DELETE, "person", "S1", "r", person_id="S1")
+    group = Change("feide", Op.DELETE, "group", "G1", "r")
+    assert certificate.removed_persons(TargetPlan("feide", (person, group))) == {"S1"}
+    assert certificate.removed_persons(TargetPlan("feide", (person, school))) is None
 
 
 def test_a_rejected_change_leaves_nothing_certified(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -278,7 +315,7 @@ RES_OK = {"its": TargetResult("its", "applied", ok=1), CORE: TargetResult(CORE, 
         ((TargetPlan("its", (_c("its"),), 0),), {"its": TargetResult("its", "applied", rejected=1)}, None),
         ((TargetPlan("its", (_c("its"),), 0),), {"its": TargetResult("its", "failed")}, None),
         ((TargetPlan("its", (_c("its"), _c("its")), 0),), RES_OK, None),
-        # removals set off later rules
+        # removals may set off a purge (the default: it may)
         ((TargetPlan("its", (_c("its", Op.DELETE),), 0),), RES_OK, None),
         ((TargetPlan(CORE, (_c(CORE, Op.DISABLE),), 0),), RES_OK, None),
     ],
@@ -289,6 +326,33 @@ def test_predict_after_apply(tps: tuple, results: dict, expect: list | None) -> 
         assert got is None
     else:
         assert [(tp.target, len(tp.changes), tp.population) for tp in got.targets] == expect
+
+
+@pytest.mark.parametrize(
+    ("changes", "due", "expect"),
+    [
+        ((_c("its", Op.DELETE),), False, {"P1"}),  # nothing follows: the next plan is known
+        ((_c("its", Op.DELETE),), True, None),  # a purge falls due
+        ((Change("its", Op.DELETE, "group", "G1", "why"),), True, set()),  # no person removed
+        ((Change("its", Op.DELETE, "orgunit", "NORD", "why"),), False, None),  # a school: never
+    ],
+)
+def test_predict_after_removals_asks_whether_a_purge_falls_due(
+    changes: tuple, due: bool, expect: set[str] | None
+) -> None:
+    asked: list[frozenset[str]] = []
+
+    def purges_due(persons: frozenset[str]) -> bool:
+        asked.append(persons)
+        return due and bool(persons)
+
+    plan = _plan(TargetPlan("its", changes, 0))
+    got = certificate.predict_after_apply(plan, RES_OK, lambda: {"its": 5}, purges_due)
+    if expect is None:
+        assert got is None
+    else:
+        assert got is not None and asked == [expect]
+        assert [(tp.target, len(tp.changes), tp.population) for tp in got.targets] == [("its", 0, 5)]
 
 
 def test_predict_needs_source_digests() -> None:

@@ -353,3 +353,21 @@ def test_apply_core_adds_to_the_historic_base_only_what_it_lacks(store: StateSto
     assert rows["u00001"] is None  # still the reservation, not issued a second time
     assert rows["u00000"] == "P000000" and rows[f"u{creates - 1:05d}"] == f"P{creates - 1:06d}"
     assert idents == creates
+
+
+def test_live_persons_are_those_an_enabled_target_holds_not_deleted(store: StateStore) -> None:
+    """Whom a purge waits for (provisioner.core.diff): an object not deleted, in a target enabled now."""
+    row = {"kind": "person", "digest": "d", "attrs": "{}", "updated_at": "t"}
+    with store.engine.begin() as c:
+        c.execute(
+            t.objects.insert(),
+            [
+                {**row, "target": "m365", "key": "a", "person_id": "A", "status": "deleted"},  # soft-deleted
+                {**row, "target": "ad", "key": "b", "person_id": "B", "status": "disabled"},
+                {**row, "target": "gone", "key": "c", "person_id": "C", "status": "active"},  # not enabled
+                {**row, "target": "m365", "key": "d", "person_id": "D", "status": "active"},
+                {**row, "target": "ad", "key": "d", "person_id": "D", "status": "deleted"},
+            ],
+        )
+    assert store.objects.live(["A", "B", "C", "D", "E"], ["m365", "ad"]) == {"B", "D"}
+    assert store.objects.live([], ["m365"]) == set()

@@ -14,9 +14,11 @@ Two ways to earn a certificate:
   changes encoded apart, provisioner.core.stored, and a quiet run decodes none of them);
 - an apply that did everything its plan asked predicts the next plan: the applied
   targets have nothing left to do, plan-only and held targets keep their changes.
-  The prediction is only made when the run removed nothing (no disable, delete or
-  purge), because removals change what later rules see (a purge waits until no
-  target holds the person). The property tests check prediction = full plan.
+  Removals (a disable, delete or purge) change what one later rule sees: a purge waits
+  until no target holds the person. So after removals the prediction is made only when
+  no purge falls due for the persons removed (the caller asks the state store after
+  the apply: ``purges_due``); the other rules that follow a removal count whole days
+  from it, and a new day plans in full. The property tests check prediction = full plan.
 
 Like Kanidm's sync cookie: nothing is trusted that the inputs do not prove.
 """
@@ -86,7 +88,10 @@ def certify(cfg: Config, plan: Plan, versions: Mapping[str, int]) -> Certificate
 
 
 def predict_after_apply(
-    plan: Plan, results: Mapping[str, Any], populations: Callable[[], Mapping[str, int]]
+    plan: Plan,
+    results: Mapping[str, Any],
+    populations: Callable[[], Mapping[str, int]],
+    purges_due: Callable[[frozenset[str]], bool] = lambda persons: True,
 ) -> Plan | None:
     """The plan the next run will make from the same source, or None when it cannot be known.
 
@@ -94,6 +99,8 @@ def predict_after_apply(
     active objects per target after apply (the base of the percent thresholds). It is
     called only when a target applied changes, and once: a quiet run has none to count,
     and counting is a tenth of its CPU (~0.3 s at Oslo size, every minute for a daemon).
+    ``purges_due``: whether a plan made now would purge (or otherwise change the
+    identity of) one of these persons, whose objects or identities the apply removed.
     """
     if not plan.source_digests:
         return None
@@ -110,11 +117,22 @@ def predict_after_apply(
         if r is None or r.status == TargetOutcome.FAILED or r.rejected or r.failed or r.ok != len(tp.changes):
             return None  # something is left to retry: only a full plan can tell what
         if tp.ops() & REMOVALS:
-            return None
+            removed = removed_persons(tp)
+            if removed is None or purges_due(removed):
+                return None
         if not counted:
             counted.append(populations())
         out.append(replace(tp, changes=(), population=counted[0].get(tp.target, 0), hold=None))
     return replace(plan, targets=tuple(out))
+
+
+def removed_persons(tp: TargetPlan) -> frozenset[str] | None:
+    """The persons whose objects (or identities) one target's changes disable, delete or
+    purge; None when it removes something else than persons and groups (a school)."""
+    removed = [c for c in tp.changes if c.op in REMOVALS]
+    if any(c.kind not in ("person", "identity", "group") for c in removed):
+        return None
+    return frozenset(c.person_id or c.key for c in removed if c.kind != "group")
 
 
 def plan_from(cert: Certificate, run_id: str, created_at: str, cookie: Mapping[str, int]) -> Plan:

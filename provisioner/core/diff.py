@@ -438,6 +438,17 @@ def _active(
         yield Change(op=Op.UPDATE, attrs=changed, before=before, reason=why, **common)
 
 
+def inactive_changes(
+    identities: Mapping[str, IdentityRow], live: Collection[str], retention_days: int, as_of: str
+) -> list[Change]:
+    """What diff_core plans for these identities when none of their persons is active and
+    the SIS tells nothing new of them (no new NIN, bridge or end date): a disable of one
+    still recorded active, or a purge once retention passed and no target holds them
+    (``live``: the persons with an object not deleted in an enabled target)."""
+    inactive = _Inactive({}, {}, {}, set(live), retention_days, as_of)
+    return [c for pid, row in sorted(identities.items()) for c in inactive.changes(pid, row)]
+
+
 @dataclass(frozen=True)
 class _Inactive:
     """What the identity changes of persons not active this run depend on."""

@@ -39,7 +39,7 @@ from provisioner.core.certificate import (
     predict_after_apply,
 )
 from provisioner.core.derive import Derivation, derive
-from provisioner.core.diff import diff_core
+from provisioner.core.diff import diff_core, inactive_changes
 from provisioner.core.fetched import Fetched
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import CORE, Plan, TargetPlan
@@ -301,7 +301,14 @@ def _current_certificate(cfg: Config, store: StateStore, as_of: str) -> Certific
 
 def _certify_applied(cfg: Config, store: StateStore, plan: Plan, results: dict[str, TargetResult]) -> None:
     """After apply: certify the plan the next run will make, when it can be known."""
-    predicted = predict_after_apply(plan, results, store.objects.populations)
+
+    def purges_due(persons: frozenset[str]) -> bool:
+        # A plan made now: these persons' identities as recorded, and whether a target holds them.
+        live = store.objects.live(persons, cfg.enabled_targets().keys())
+        ids = store.identities.all(persons)
+        return bool(inactive_changes(ids, live, cfg.lifecycle.retention_days, plan.as_of))
+
+    predicted = predict_after_apply(plan, results, store.objects.populations, purges_due)
     cert = certify(cfg, predicted, store.versions.current()) if predicted is not None else None
     store.certificates.save(cert)
 

@@ -115,6 +115,18 @@ class Objects:
             r["attrs"] = loads(r["attrs"])
         return rows
 
+    def live(self, person_ids: Iterable[str], targets: Iterable[str]) -> set[str]:
+        """Of these persons, those with an object not deleted in one of these targets (whom
+        a purge waits for: provisioner.core.diff)."""
+        o = t.objects.c
+        ids, out = sorted(set(person_ids)), set[str]()
+        with self.engine.connect() as c:
+            for k in range(0, len(ids), 500):
+                q = sa.select(o.person_id).distinct()
+                q = q.where(o.person_id.in_(ids[k : k + 500]), o.target.in_(list(targets)))
+                out.update(c.execute(q.where(o.status != ObjectStatus.DELETED)).scalars())
+        return out
+
     def groups_of(self, person_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         """(target, key, attrs) of every stored group that lists this person as a member."""
         o = t.objects.c
