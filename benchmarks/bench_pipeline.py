@@ -18,13 +18,14 @@ worker processes it forks to apply file targets):
 5. a plan after one person's name changed, and after one pupil moved to another class
    (each also before step 3, while AD and Microsoft 365 are plan-only with a change
    pending for nearly everyone), after a new pupil came (before step 3 only: each
-   sample's pupil is recorded by a sync before the next comes), then after 1 % churn
+   sample's pupil is recorded by a sync before the next comes), after a pupil left (an
+   end date on their enrollment; before and after step 3), then after 1 % churn
    (leavers, joiners, renames, moved memberships);
 6. `bas --help` start-up; then issue 15's table, each figure against its target.
 
-The short runs (the quiet ones, the one-person plans, the class moves, the new pupil) are taken
-as the fastest of three, each in its own process, as the bare SELECT is: one sample of a
-two-second run varies by about 5 % here. Every sample is printed. The long runs (the
+The short runs (the quiet ones, the one-person plans, the class moves, the new pupil, the
+leaver) are taken as the fastest of three, each in its own process, as the bare SELECT
+is: one sample of a two-second run varies by about 5 % here. Every sample is printed. The long runs (the
 first run, ``--full``, 1 % churn) change the state or the SIS, and are one sample each.
 
 Usage: .venv/bin/python benchmarks/bench_pipeline.py [--workdir DIR] [--scale oslo|demo]
@@ -287,6 +288,19 @@ def main() -> None:
     )
     in_child(lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), as_of=day))  # the last recorded
 
+    # A pupil leaves (an end date on their enrollment) while AD and Microsoft 365 are plan-only.
+    leavers = iter(range(1_000))
+    first_leaver = leaver(db, as_of, next(leavers))
+    leaver_pending = best_of(
+        lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), dry_run=True, as_of=day),
+        before=lambda: leaver(db, as_of, next(leavers)),
+    )
+    print(
+        f"plan after a pupil leaves ({first_leaver}), AD + M365 plan-only: {leaver_pending['seconds']:.2f} s"
+        f"  (basis {leaver_pending['basis']}; {leaver_pending['seconds'] / bare:.2f} x bare SELECT;"
+        f" peak {leaver_pending['peak_mb']:.0f} MB; samples {leaver_pending['samples']})"
+    )
+
     def record_with_sink() -> runner.RunOutcome:
         real_build = runner.build_connector
         runner.build_connector = lambda c, name: Sink(name) if name in ("ad", "m365") else real_build(c, name)
@@ -330,6 +344,14 @@ def main() -> None:
         f" peak {moved['peak_mb']:.0f} MB; samples {moved['samples']})"
     )
 
+    first_leaver = leaver(db, as_of, next(leavers))
+    left = best_of(dry, before=lambda: leaver(db, as_of, next(leavers)))
+    print(
+        f"plan after a pupil leaves ({first_leaver}): {left['seconds']:7.2f} s  ({left['changes']} changes,"
+        f" basis {left['basis']}; {left['seconds'] / bare:.2f} x bare SELECT;"
+        f" peak {left['peak_mb']:.0f} MB; samples {left['samples']})"
+    )
+
     facts = churn(db, as_of)
     ch = in_child(dry)
     print(
@@ -337,7 +359,8 @@ def main() -> None:
         f" (basis {ch['basis']}, peak {ch['peak_mb']:.0f} MB)"
     )
     print("   " + str(ch["summary"]))
-    runs = (first, quiet_plan, single_pending, move_pending, joiner_pending, noop, full, single, moved, ch)
+    runs = (first, quiet_plan, single_pending, move_pending, joiner_pending, leaver_pending)
+    runs += (noop, full, single, moved, left, ch)
     peak = max(r["peak_mb"] for r in runs)
     print(f"peak memory of one run (largest above, sink set-up aside): {peak:7.0f} MB")
     help_s, python_s = cli_startup()
@@ -360,7 +383,9 @@ def main() -> None:
     print(
         f"  (not in the table: a class move {moved['seconds'] / bare:.2f} x, with AD + M365 plan-only"
         f" {move_pending['seconds'] / bare:.2f} x; a new pupil, AD + M365 plan-only"
-        f" {joiner_pending['seconds'] / bare:.2f} x; --full {full['seconds'] / bare:.1f} x)"
+        f" {joiner_pending['seconds'] / bare:.2f} x; a pupil who leaves {left['seconds'] / bare:.2f} x,"
+        f" with AD + M365 plan-only {leaver_pending['seconds'] / bare:.2f} x;"
+        f" --full {full['seconds'] / bare:.1f} x)"
     )
 
 
@@ -397,6 +422,40 @@ def class_move(db: Path, n: int) -> str:
     con.commit()
     con.close()
     return pid
+
+
+def leaver(db: Path, as_of: dt.date, n: int) -> str:
+    """The ``n``-th pupil of a fixed sample leaves (``leave``); their id."""
+    pid = pick_leaver(db, n)
+    leave(db, pid, as_of)
+    return pid
+
+
+def pick_leaver(db: Path, n: int) -> str:
+    """The ``n``-th of a fixed sample of pupils with an enrollment that has not ended."""
+    con = sqlite3.connect(db)
+    try:
+        active = "student_enrollment WHERE end_date IS NULL"
+        return con.execute(
+            f"SELECT person_id FROM {active} ORDER BY person_id LIMIT 1 OFFSET ?",  # noqa: S608 (fixed text)
+            ((3_000 + 53 * n) % _count(con, active),),
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
+def leave(db: Path, pid: str, as_of: dt.date) -> None:
+    """A pupil leaves: their enrollments end yesterday, in one transaction; nothing else
+    changes (their memberships stay, as a SIS leaves them)."""
+    con = sqlite3.connect(db)
+    try:
+        with con:
+            con.execute(
+                "UPDATE student_enrollment SET end_date = ? WHERE person_id = ? AND end_date IS NULL",
+                ((as_of - dt.timedelta(days=1)).isoformat(), pid),
+            )
+    finally:
+        con.close()
 
 
 def _count(con: sqlite3.Connection, rows: str) -> int:

@@ -28,7 +28,13 @@ What it does, in a work folder (``--workdir``):
    and the membership on itslearning's group, and the pupil in a delta file written since
    the commit in each output folder (the IMS XML ``<person>``, the LDIF ``uid:``); it
    prints the seconds from the commit to then;
-7. stops the daemon with SIGTERM, whatever happened (killed if it has not stopped after
+7. a leaver: ends one pupil's enrollment (yesterday) in one transaction, then polls until
+   the pupil is gone from every live target (no active person object of itslearning or
+   Feide in the state store, and the pupil in a delta file written since the commit in
+   each output folder); prints the seconds from the commit to then, and whether the run
+   after the one that removed them reused the certified plan (removals are predicted
+   unless a purge falls due) or planned in full, and how long it took;
+8. stops the daemon with SIGTERM, whatever happened (killed if it has not stopped after
    ``stop_timeout_seconds`` plus a margin).
 
 What it simplifies: AD and Microsoft 365 are in plan mode, so "every live target" is the
@@ -61,7 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_pipeline import CONFIG, _tree, bare_select, commit_pupil  # noqa: E402
+from bench_pipeline import CONFIG, _tree, bare_select, commit_pupil, leave, pick_leaver  # noqa: E402
 
 # Fires only on 29 February: never during a benchmark run (and no catch-up: the daemon
 # has recorded no full run in this state store).
@@ -250,6 +256,53 @@ class Arrival:
         return all(seen.values())
 
 
+class Departure(Arrival):
+    """Where a leaver is gone from: the state store's active objects, and the new delta files."""
+
+    def __init__(self, work: Path, pid: str, uid: str) -> None:
+        super().__init__(work, "")
+        self.pid, self.uid = pid, uid
+
+    def check(self, since: float) -> bool:
+        """True once the leaver is gone everywhere; notes when each place was first reached."""
+        con = sqlite3.connect(f"file:{self.work / 'state.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            active = {
+                t
+                for (t,) in con.execute(
+                    "SELECT target FROM objects WHERE person_id = ? AND kind = 'person'"
+                    " AND status = 'active'",
+                    (self.pid,),
+                )
+            }
+        except sqlite3.OperationalError:
+            return False  # the store is locked by a writer for the moment
+        finally:
+            con.close()
+        seen = {
+            "itslearning object": "itslearning" not in active,
+            "feide object": "feide" not in active,
+            "itslearning delta file": self._in_new_file("itslearning", f"<id>{self.pid}</id>".encode()),
+            "feide delta file": self._in_new_file("feide", f"uid={self.uid},".encode()),
+        }
+        for what, ok in seen.items():
+            if ok and what not in self.found:
+                self.found[what] = time.monotonic() - since
+        return all(seen.values())
+
+
+def feide_uid(work: Path, pid: str) -> str:
+    """The uid of a person's Feide object, as stored."""
+    con = sqlite3.connect(f"file:{work / 'state.sqlite'}?mode=ro", uri=True, timeout=30)
+    try:
+        (attrs,) = con.execute(
+            "SELECT attrs FROM objects WHERE target = 'feide' AND person_id = ? AND kind = 'person'", (pid,)
+        ).fetchone()
+    finally:
+        con.close()
+    return json.loads(attrs)["uid"]
+
+
 def stop_daemon(proc: subprocess.Popen, grace: float = 90.0) -> int | None:
     """SIGTERM the daemon and wait; SIGKILL it (by its pid) if it has not ended in ``grace``."""
     if proc.poll() is None:
@@ -279,6 +332,7 @@ def run_daemon(work: Path, conf: Path, db: Path, args: argparse.Namespace, bare:
         )
         report_quiet(measure_quiet(proc, log, args), bare)
         report_latency(work, db, proc, log, args, bare)
+        report_departure(work, db, proc, log, args)
     finally:
         code = stop_daemon(proc)
         print(f"daemon stopped (SIGTERM): exit {code}; its log: {log.path}")
@@ -319,18 +373,66 @@ def report_latency(
     # The run that carried the pupil: the first to start after the commit. The latency is
     # the wait for it (0 to one interval, by when the commit falls) plus its length.
     started = [e for e in log.events(start) if e.get("event") == "run started in its own process"]
-    carried = [
-        e
-        for e in started
-        if dt.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp() > since_wall
-    ]
+    carried = [e for e in started if _at(e) > since_wall]
     if carried:
-        at = dt.datetime.fromisoformat(carried[0]["timestamp"].replace("Z", "+00:00")).timestamp()
+        at = _at(carried[0])
         wait, length = at - since_wall, secs - (at - since_wall)
         print(
             f"   waited {wait:.1f} s for the next run, which took {length:.1f} s to reach the targets;"
             f" worst case (commit just after a run started) about {args.interval + length:.0f} s"
         )
+
+
+def report_departure(
+    work: Path, db: Path, proc: subprocess.Popen, log: DaemonLog, args: argparse.Namespace
+) -> None:
+    """Commit a leaver; print how long until they are gone from every live target, and
+    what the run after the one that removed them did."""
+    pid = pick_leaver(db, 0)
+    departure = Departure(work, pid, feide_uid(work, pid))  # the output folders as they were
+    start = log.size()
+    leave(db, pid, dt.date.today())  # one transaction
+    since, since_wall = time.monotonic(), time.time()
+    wait_for("the leaver gone from every live target", lambda: departure.check(since), args.timeout, proc)
+    secs = time.monotonic() - since
+    print(f"a leaver gone from every live target:    {secs:7.1f} s after the commit  (pupil {pid})")
+    found = sorted(departure.found.items(), key=lambda kv: kv[1])
+    print("   first seen: " + ", ".join(f"{k} {v:.1f} s" for k, v in found))
+
+    def done_runs() -> list[list[dict]]:
+        return [r for r in _runs_since(log, start, since_wall) if r[-1].get("event") == "run summary"]
+
+    # The first run started after the commit removed them; the one after it shows whether
+    # the apply's prediction held (a certified plan) or the run planned in full.
+    wait_for("the run after it", lambda: len(done_runs()) >= 2, args.timeout + 2 * args.interval, proc)
+    removed, after = done_runs()[:2]
+    print(f"   the run that removed them: {_how(removed)}, {removed[-1].get('seconds')} s")
+    print(
+        f"   the run after it: {_how(after)}, {after[-1].get('seconds')} s (status {after[-1].get('status')})"
+    )
+
+
+def _runs_since(log: DaemonLog, start: int, since_wall: float) -> list[list[dict]]:
+    """The events of each run started after ``since_wall``, from its start to its summary."""
+    runs: list[list[dict]] = []
+    for e in log.events(start):
+        if e.get("event") == "run started in its own process" and _at(e) > since_wall:
+            runs.append([e])
+        elif runs and runs[-1][-1].get("event") != "run summary":
+            runs[-1].append(e)
+    return runs
+
+
+def _at(event: dict) -> float:
+    return dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def _how(run: list[dict]) -> str:
+    """How a run came by its plan, by its log."""
+    said = " ".join(str(e.get("event")) for e in run)
+    if "certified plan stands" in said:
+        return "certified"
+    return "patched" if "plan patched" in said else "planned in full"
 
 
 def main() -> None:
