@@ -57,6 +57,12 @@ def plan_of(config: Path, as_of: str = AS_OF) -> dict[str, Any]:
     return plan
 
 
+def made_alike(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same plan, whether or not each run could patch the certified one (a SQL source's
+    rows show which persons changed; a file or an API read may differ in more tables)."""
+    return {**a, "basis": None} == {**b, "basis": None}
+
+
 def changes(plan: dict[str, Any]) -> dict[str, int]:
     return {t["target"]: len(t["changes"]) for t in plan["targets"]}
 
@@ -180,7 +186,7 @@ def test_a_pifu_export_drives_the_same_runs_as_the_sql_database(sis: Path, tmp_p
     export(sql.parent / "sis.sqlite", pifu.parent / "export", 2)
     changed = plan_of(sql)
     assert changes(changed)["feide"] > 0
-    assert plan_of(pifu) == changed
+    assert made_alike(plan_of(pifu), changed)  # the SQL source's run patched it
     for cfg in (sql, pifu):
         bas("sync", "--as-of", AS_OF, config=cfg)
     assert plan_of(pifu) == plan_of(sql)
@@ -308,7 +314,7 @@ def test_the_local_fint_drives_the_same_runs_as_the_sql_database(
     fake.reset_counts()
     changed = plan_of(sql)
     assert changes(changed)["feide"] > 0
-    assert plan_of(fint) == changed
+    assert made_alike(plan_of(fint), changed)  # the SQL source's run patched it
     # The changed entries, and in full the resources that lost one (a move: the old membership
     # is gone, which only a full read of that resource shows).
     assert fake.bytes_sent < full / 10

@@ -40,7 +40,7 @@ Everything else it cannot prove alike returns None and the run plans in full:
 - a changed person is frozen, or found under an alias; a joiner has the NIN of another
   SIS person, or joins a school no one was at; a mover leaves a school with no one, or
   a data error about a mover's rows comes or goes; a username is issued while the certified
-  plan issued one not yet recorded (a dry run), or without a joiner;
+  plan issued one not yet recorded (a dry run), or when no one joined or moved;
 - a changed group was frozen, or is now; a target has its own scope or extra groups
   (level and owner-wide groups are made of persons the patch does not see);
 - local persons or locks (merged into, and planned over, the whole plan), or a change other than to a
