@@ -497,6 +497,10 @@ def _someone_never_active_enrolls(env: Env) -> None:
     env.sis.enroll("P1", "SOR")  # issued now: olanor1 (S1 holds olanor)
 
 
+def _rows_reordered(env: Env) -> None:
+    env.sis.enrollments.reverse()  # no one's rows changed: the order may decide which error is told
+
+
 def _pupil_leaves_as_another_joins(env: Env) -> None:
     env.sis.end_enrollments("S1", "2025-09-30")
     env.sis.student("N1", "NORD")
@@ -524,6 +528,7 @@ def _pupil_leaves_as_another_joins(env: Env) -> None:
         (_last_at_a_school_leaves, "full"),  # the gate's schools change
         (_broken_enrollment_fixed, "full"),  # a data error goes with the mover
         (_someone_never_active_enrolls, "incremental"),  # a username issued to a mover
+        (_rows_reordered, "full"),
         (_unknown_member, "full"),  # a data error the certified plan lacks, and the group freezes
         (_frozen_pupil_joins, "full"),  # a member who cannot be judged freezes the group
         (_unknown_member_leaves, "full"),  # the certified plan had a data error about a membership

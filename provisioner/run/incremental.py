@@ -55,7 +55,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -194,19 +194,15 @@ def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
         return None  # level and owner-wide groups are made of persons the patch does not see
     groups = set(moved.groups) if moved is not None else set()
     on_rows = moved.persons if moved is not None else frozenset()
-    schools = _schools_of(run.read, came)
-    left = _schools_then(was)
-    if schools is None or left is None or not schools <= set(run.cert.plan.schools or ()):
+    reach = _reach(run, came, was)
+    if reach is None:
         return None  # a school no one was at: the gate's schools change (provisioner.core.safety)
-    wide = frozenset(school_group_key(s, which) for s in schools | left for which in SCHOOL_GROUP_ROLES)
-    kin = {g.guardian_id for g in run.read.where("guardianships", "student_id", came)} if came else set()
-    # Their groups (and those of guardians who may be active now, or no longer) get or lose members.
-    groups |= (
-        {m.group_id for m in run.read.where("memberships", "person_id", set(was) | kin)} if came else set()
-    )
-    who = changed | came | kin | on_rows
-    ctx = patch.context(run.read, who, groups=groups, every_group=bool(groups | wide), schools=schools | left)
-    if ctx is None or not _still_there(ctx, left):
+    groups |= reach.groups
+    wide = reach.wide
+    who = changed | came | reach.kin | on_rows
+    at = reach.schools | reach.left
+    ctx = patch.context(run.read, who, groups=groups, every_group=bool(groups | wide), schools=at)
+    if ctx is None or not _still_there(ctx, reach.left):
         return None  # a school whose last row went: the gate's schools change
     ident = _view(run, ctx, came)
     judged = _judged(run, ctx, ident, who, came)
@@ -237,6 +233,31 @@ def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
         group_prints=moved.prints if moved is not None else None,
         affiliation_prints=affiliated.prints if affiliated is not None else None,
     )
+
+
+class _Reach(NamedTuple):
+    """What joiners and movers change beyond themselves."""
+
+    schools: set[str]  # where they are now (and a joining guardian's students are)
+    left: set[str]  # where movers were
+    wide: frozenset[str]  # the school-wide groups of both
+    kin: set[str]  # the guardians of pupils among them
+    groups: set[str]  # the groups of movers and of those guardians (who may be active now, or no longer)
+
+
+def _reach(run: _Inputs, came: frozenset[str], was: Mapping[str, Any]) -> _Reach | None:
+    """What the joiners and movers ``came`` (movers' rows then: ``was``) change beyond
+    themselves; None when a school is no text, or they are now at one no one was at."""
+    schools = _schools_of(run.read, came)
+    left = _schools_then(was)
+    if schools is None or left is None or not schools <= set(run.cert.plan.schools or ()):
+        return None
+    wide = frozenset(school_group_key(s, which) for s in schools | left for which in SCHOOL_GROUP_ROLES)
+    if not came:
+        return _Reach(schools, left, wide, set(), set())
+    kin = {g.guardian_id for g in run.read.where("guardianships", "student_id", came)}
+    groups = {m.group_id for m in run.read.where("memberships", "person_id", set(was) | kin)}
+    return _Reach(schools, left, wide, kin, groups)
 
 
 def _changed_affiliations(run: _Inputs) -> affiliations.Changed | None:
