@@ -204,33 +204,33 @@ def basis_group(db: Path) -> tuple[str, str]:
         con.close()
 
 
-class Arrival:
-    """Where the new pupil has arrived: the state store's objects and the new delta files."""
+class _Watch:
+    """What a benchmark waits for in the live targets: the state store's active person
+    objects of one person, and the delta files written since it began to watch."""
 
-    def __init__(self, work: Path, group: str) -> None:
-        self.work, self.group = work, group
+    def __init__(self, work: Path) -> None:
+        self.work = work
         self.dirs = {"itslearning": work / "out" / "itslearning", "feide": work / "out" / "feide"}
         self.before = {t: set(d.iterdir()) if d.exists() else set() for t, d in self.dirs.items()}
         self.found: dict[str, float] = {}  # what -> seconds after the commit it was first seen
 
-    def _stored(self) -> tuple[set[str], str | None, bool]:
+    def _query(self, sql: str, *args: object) -> list[tuple] | None:
+        """Rows of the state store (read-only); None while a writer holds it locked."""
         con = sqlite3.connect(f"file:{self.work / 'state.sqlite'}?mode=ro", uri=True, timeout=5)
         try:
-            rows = con.execute(
-                "SELECT target, attrs FROM objects WHERE person_id = ? AND kind = 'person'"
-                " AND status = 'active'",
-                (PUPIL,),
-            ).fetchall()
-            member = con.execute(
-                "SELECT 1 FROM objects WHERE target = 'itslearning' AND key = ? AND members LIKE ?",
-                (self.group, f'%"{PUPIL}"%'),
-            ).fetchone()
+            return con.execute(sql, args).fetchall()
         except sqlite3.OperationalError:
-            return set(), None, False  # the store is locked by a writer for the moment
+            return None
         finally:
             con.close()
-        uid = next((json.loads(a).get("uid") for t, a in rows if t == "feide"), None)
-        return {t for t, _ in rows}, uid, member is not None
+
+    def _active(self, pid: str) -> dict[str, str] | None:
+        """The attributes (JSON) of a person's active objects, by target; None while locked."""
+        rows = self._query(
+            "SELECT target, attrs FROM objects WHERE person_id = ? AND kind = 'person' AND status = 'active'",
+            pid,
+        )
+        return None if rows is None else dict(rows)
 
     def _in_new_file(self, target: str, needle: bytes) -> bool:
         for f in set(self.dirs[target].iterdir()) - self.before[target]:
@@ -238,57 +238,68 @@ class Arrival:
                 return True
         return False
 
-    def check(self, since: float) -> bool:
-        """True once the pupil is everywhere; notes when each place was first reached."""
-        targets, uid, member = self._stored()
-        seen = {
-            "itslearning object": "itslearning" in targets,
-            "feide object": "feide" in targets,
-            "itslearning membership": member,
-            "itslearning delta file": self._in_new_file(
-                "itslearning", f"<id>{PUPIL}</id></sourcedid><userid>".encode()
-            ),
-            "feide delta file": uid is not None and self._in_new_file("feide", f"\nuid: {uid}\n".encode()),
-        }
+    def _seen(self, seen: dict[str, bool], since: float) -> bool:
+        """Notes when each place was first reached; True once all are."""
         for what, ok in seen.items():
             if ok and what not in self.found:
                 self.found[what] = time.monotonic() - since
         return all(seen.values())
 
 
-class Departure(Arrival):
+class Arrival(_Watch):
+    """Where the new pupil has arrived: the state store's objects and the new delta files."""
+
+    def __init__(self, work: Path, group: str) -> None:
+        super().__init__(work)
+        self.group = group
+
+    def check(self, since: float) -> bool:
+        """True once the pupil is everywhere; notes when each place was first reached."""
+        active = self._active(PUPIL)
+        member = self._query(
+            "SELECT 1 FROM objects WHERE target = 'itslearning' AND key = ? AND members LIKE ?",
+            self.group,
+            f'%"{PUPIL}"%',
+        )
+        if active is None or member is None:
+            return False  # the store is locked by a writer for the moment
+        uid = json.loads(active["feide"]).get("uid") if "feide" in active else None
+        return self._seen(
+            {
+                "itslearning object": "itslearning" in active,
+                "feide object": "feide" in active,
+                "itslearning membership": bool(member),
+                "itslearning delta file": self._in_new_file(
+                    "itslearning", f"<id>{PUPIL}</id></sourcedid><userid>".encode()
+                ),
+                "feide delta file": uid is not None
+                and self._in_new_file("feide", f"\nuid: {uid}\n".encode()),
+            },
+            since,
+        )
+
+
+class Departure(_Watch):
     """Where a leaver is gone from: the state store's active objects, and the new delta files."""
 
     def __init__(self, work: Path, pid: str, uid: str) -> None:
-        super().__init__(work, "")
+        super().__init__(work)
         self.pid, self.uid = pid, uid
 
     def check(self, since: float) -> bool:
         """True once the leaver is gone everywhere; notes when each place was first reached."""
-        con = sqlite3.connect(f"file:{self.work / 'state.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            active = {
-                t
-                for (t,) in con.execute(
-                    "SELECT target FROM objects WHERE person_id = ? AND kind = 'person'"
-                    " AND status = 'active'",
-                    (self.pid,),
-                )
-            }
-        except sqlite3.OperationalError:
+        active = self._active(self.pid)
+        if active is None:
             return False  # the store is locked by a writer for the moment
-        finally:
-            con.close()
-        seen = {
-            "itslearning object": "itslearning" not in active,
-            "feide object": "feide" not in active,
-            "itslearning delta file": self._in_new_file("itslearning", f"<id>{self.pid}</id>".encode()),
-            "feide delta file": self._in_new_file("feide", f"uid={self.uid},".encode()),
-        }
-        for what, ok in seen.items():
-            if ok and what not in self.found:
-                self.found[what] = time.monotonic() - since
-        return all(seen.values())
+        return self._seen(
+            {
+                "itslearning object": "itslearning" not in active,
+                "feide object": "feide" not in active,
+                "itslearning delta file": self._in_new_file("itslearning", f"<id>{self.pid}</id>".encode()),
+                "feide delta file": self._in_new_file("feide", f"uid={self.uid},".encode()),
+            },
+            since,
+        )
 
 
 def feide_uid(work: Path, pid: str) -> str:

@@ -49,7 +49,9 @@ _CHUNK = "chunk2-"
 
 
 def _is_prints(part: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
-    return part.like("persons-%") | part.like("groups-%") | part.like("affils-%") | part.like(_PIECE + "%")
+    return sa.or_(
+        *(part.like(prefix + "%") for prefix in (f"{PERSONS}-", f"{GROUPS}-", f"{AFFILIATIONS}-", _PIECE))
+    )
 
 
 class Certificates:
@@ -252,7 +254,7 @@ class Certificates:
 
 def _prints_ref(source: Mapping[str, str]) -> str:
     """The part name of the person fingerprints of one source (its digests name it)."""
-    return "persons-" + hashlib.sha256(json.dumps(sorted(source.items())).encode()).hexdigest()[:24]
+    return f"{PERSONS}-" + hashlib.sha256(json.dumps(sorted(source.items())).encode()).hexdigest()[:24]
 
 
 def _prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
@@ -264,7 +266,7 @@ def _group_prints_ref(source: Mapping[str, str], of: str) -> str:
     """The part name of the membership (or affiliation) fingerprints of one source (its digests name it)."""
     if of not in (GROUPS, AFFILIATIONS):
         raise ValueError(f"no fingerprints of {of!r}")
-    return of + "-" + _prints_ref(source).removeprefix("persons-")
+    return of + "-" + _prints_ref(source).removeprefix(f"{PERSONS}-")
 
 
 def _group_prints_parts(c: sa.Connection, source: Mapping[str, str], of: str) -> list[str]:
