@@ -27,7 +27,6 @@ in full: the property tests check patched plan = full plan after every step.
 from __future__ import annotations
 
 import hashlib
-import marshal
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from provisioner.core.fetched import Converted, Fetched
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import Change, Op
 from provisioner.core.stored import StoredChanges
+from provisioner.core.valuebytes import bulk_bytes, value_bytes
 
 LIMIT = 500  # more changed persons than this: a full plan is about as cheap as the patch
 _FIRST = frozenset({Op.CREATE, Op.RESTORE, Op.ENABLE, Op.MOVE, Op.UPDATE})  # the differ's first phase
@@ -58,20 +58,8 @@ _ID, _NIN = itemgetter(0), itemgetter(1)
 _key = attrgetter("key")
 
 
-def _bytes(value: object) -> bytes:
-    """Values as bytes, the same bytes for the same values.
-
-    marshal format 0: equal values give equal bytes (sources/sql.py, _encoded, says
-    why); a value marshal cannot write (a driver's date) goes through repr instead.
-    """
-    try:
-        return b"m" + marshal.dumps(value, 0)  # type: ignore[arg-type]
-    except ValueError:
-        return b"r" + repr(value).encode("utf-8", "surrogatepass")
-
-
 def _print(value: tuple[object, ...]) -> bytes:
-    return hashlib.blake2b(_bytes(value), digest_size=PRINT_SIZE).digest()
+    return hashlib.blake2b(value_bytes(value), digest_size=PRINT_SIZE).digest()
 
 
 @dataclass(frozen=True)
@@ -125,16 +113,16 @@ def _ident(r: Row) -> tuple[object, ...]:
 
 
 def _block(rows: Sequence[Row], at: int) -> bytes:
-    """The fingerprint of BLOCK rows from ``at``: one marshal call for them all, no NIN."""
-    part = rows[at : at + BLOCK]
-    value = (list(map(_ID, part)), [r[2:] for r in part])  # a slice of a record is a plain tuple
-    return hashlib.blake2b(_bytes(value), digest_size=BLOCK_PRINT_SIZE).digest()
+    """The fingerprint of BLOCK rows from ``at``, no NIN: their columns, one pickle call for them all."""
+    columns = list(zip(*rows[at : at + BLOCK]))  # made in C, and plain tuples whatever the rows are
+    del columns[1]
+    return hashlib.blake2b(bulk_bytes(columns), digest_size=BLOCK_PRINT_SIZE).digest()
 
 
 def _nins(rows: Sequence[Row]) -> bytes:
     # The NINs in id order: ``ids`` is kept beside, and compared first, so this digest
-    # need not take the ids again (half the bytes to marshal).
-    return hashlib.sha256(_bytes(list(map(_NIN, rows)))).digest()
+    # need not take the ids again (half the bytes to encode).
+    return hashlib.sha256(bulk_bytes(list(map(_NIN, rows)))).digest()
 
 
 class ChangedPersons(NamedTuple):
