@@ -57,12 +57,6 @@ def plan_of(config: Path, as_of: str = AS_OF) -> dict[str, Any]:
     return plan
 
 
-def made_alike(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """The same plan, whether or not each run could patch the certified one (a SQL source's
-    rows show which persons changed; a file or an API read may differ in more tables)."""
-    return {**a, "basis": None} == {**b, "basis": None}
-
-
 def changes(plan: dict[str, Any]) -> dict[str, int]:
     return {t["target"]: len(t["changes"]) for t in plan["targets"]}
 
@@ -182,11 +176,27 @@ def test_a_pifu_export_drives_the_same_runs_as_the_sql_database(sis: Path, tmp_p
     assert person.nin and person.nin[:6] + "*****" in shown[1] and person.nin not in shown[1]
     assert shown[1].split("Source facts", 1)[1].split("\n\n", 1)[0].count(person.person_id) >= 1
 
+    # The next day's export of the same rows (only its date differs): the certified plan
+    # stands, kept with the new file's digest, so the run after does not parse it again.
+    nxt = export(sql.parent / "sis.sqlite", pifu.parent / "export", 2)
+    stamp = nxt.stat().st_mtime
+    nxt.write_bytes(nxt.read_bytes().replace(b"<datetime>2025-10-01<", b"<datetime>2025-10-02<", 1))
+    os.utime(nxt, (stamp, stamp))
+    again = bas("plan", "--json", "--as-of", AS_OF, config=pifu)
+    assert "a new export of them): the certified plan stands" in again.stderr
+    assert json.loads(again.stdout)["plan"]["basis"] == "certified"
+    assert plan_of(pifu) == quiet
+    unchanged = bas("plan", "--as-of", AS_OF, config=pifu).stderr
+    assert "source, config and state unchanged: the certified plan stands" in unchanged
+
     small_change(sql.parent / "sis.sqlite")
-    export(sql.parent / "sis.sqlite", pifu.parent / "export", 2)
+    export(sql.parent / "sis.sqlite", pifu.parent / "export", 3)
     changed = plan_of(sql)
     assert changes(changed)["feide"] > 0
-    assert made_alike(plan_of(pifu), changed)  # the SQL source's run patched it
+    # Patched from each source's rows: a new export differs in its file's digest too, which
+    # is where the read came from, not what it holds.
+    assert changed["basis"] == "incremental"
+    assert plan_of(pifu) == changed
     for cfg in (sql, pifu):
         bas("sync", "--as-of", AS_OF, config=cfg)
     assert plan_of(pifu) == plan_of(sql)
@@ -314,7 +324,8 @@ def test_the_local_fint_drives_the_same_runs_as_the_sql_database(
     fake.reset_counts()
     changed = plan_of(sql)
     assert changes(changed)["feide"] > 0
-    assert made_alike(plan_of(fint), changed)  # the SQL source's run patched it
+    assert changed["basis"] == "incremental"
+    assert plan_of(fint) == changed  # patched too: FINT's cursors are where the read came from
     # The changed entries, and in full the resources that lost one (a move: the old membership
     # is gone, which only a full read of that resource shows).
     assert fake.bytes_sent < full / 10

@@ -62,10 +62,10 @@ import structlog
 from mappings.base import MappingContext
 from provisioner.config import Config
 from provisioner.core import affiliations, memberships, patch, stored
-from provisioner.core.certificate import Certificate, config_digest
+from provisioner.core.certificate import Certificate, config_digest, plan_from
 from provisioner.core.derive import Derivation, IdentityView, derive
 from provisioner.core.diff import diff_core
-from provisioner.core.fetched import Fetched
+from provisioner.core.fetched import TABLES, Fetched
 from provisioner.core.model import (
     SCHOOL_GROUP_ROLES,
     DesiredGroup,
@@ -99,6 +99,7 @@ _JOINER_ROWS: dict[str, tuple[str, ...]] = {
     "guardianships": ("guardian_id", "student_id"),
 }
 _AFFILIATED = frozenset(affiliations.TABLES)
+_DATA_DIGESTS = frozenset(TABLES) | {local_runs.LOCAL_DIGEST}  # what a patch compares (_differing)
 _PATCHABLE = frozenset({"persons", "memberships", *_JOINER_ROWS})
 
 
@@ -137,6 +138,12 @@ def patched(
     digests = dict(read.digests)
     local_runs.with_local_digest(digests, local_in)  # as a full plan records it
     differing = _differing(digests, cert.source)
+    if not differing and digests != cert.source:
+        # Only where the read came from differs (a new PIFU export of the same rows): the
+        # certified plan stands, kept with this read's digests (the next run compares with
+        # those: the same export again is not read again).
+        plan = plan_from(cert, run_id, now_iso(), store.versions.current())
+        return Patched(replace(plan, source_digests=digests), {})
     if not differing or not differing <= _PATCHABLE:
         return None  # another table (or the local records) changed too
     run = _Inputs(cfg, store, cert, read, digests, as_of, run_id)
@@ -419,8 +426,15 @@ def _issues(run: _Inputs, came: frozenset[str]) -> bool:
 
 
 def _differing(a: Mapping[str, str], b: Mapping[str, str]) -> set[str]:
-    """The tables (and local records) whose digests differ."""
-    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+    """The tables (and local records) whose digests differ.
+
+    A source may keep digests of more than its tables: where its read came from (a PIFU
+    export's digest of its file, FINT's cursor per resource). Those differ whenever
+    anything does, and say nothing the tables' digests do not: a new export with one
+    pupil renamed differs in the persons table and in its file. A source that digests no
+    table differs in nothing here, and is planned in full.
+    """
+    return {k for k in (a.keys() | b.keys()) & _DATA_DIGESTS if a.get(k) != b.get(k)}
 
 
 def check(store: StateStore, patched_plan: Plan, full_plan: Plan) -> bool:

@@ -273,13 +273,17 @@ def _plan_run(
             got.affiliation_prints,
             carry_from=cert.source if cert is not None else None,
         )
-        log.info(
-            "plan patched: only these persons' names, e-mail or mobile, or these groups' members,"
-            " changed, or these persons joined or their enrollments or employments changed",
-            run_id=run_id,
-            persons=len(got.persons),
-            groups=len(got.groups),
-        )
+        if got.plan.basis == "certified":
+            msg = "the source's rows are unchanged (a new export of them): the certified plan stands"
+            log.info(msg, run_id=run_id)
+        else:
+            log.info(
+                "plan patched: only these persons' names, e-mail or mobile, or these groups' members,"
+                " changed, or these persons joined or their enrollments or employments changed",
+                run_id=run_id,
+                persons=len(got.persons),
+                groups=len(got.groups),
+            )
     if plan.source_digests:
         # For the next run's patch; before the certificate, which keeps those of its source.
         prints.save(store, plan.source_digests)
