@@ -87,6 +87,24 @@ def test_first_sync_creates_ous_users_groups_then_nothing(env: ADEnv) -> None:
     assert again.plan.target("ad").changes == ()
 
 
+def test_the_run_after_a_leaver_applied_in_ad_is_certified_and_equals_a_full_plan(env: ADEnv) -> None:
+    """What a live AD apply leaves after a leaver (disabled, moved to the disabled OU, out of
+    the class group) is what the next plan predicts: certified, and the same changes as
+    that plan made in full (provisioner.core.certificate.predict_after_apply)."""
+    assert env.sync(DAY1).exit_code == 0
+    env.sis.end_enrollments("S2", DAY1)
+    out = env.sync(DAY2)
+    assert out.exit_code == 0, out.results["ad"].errors
+    assert ("disable", "S2") in [(c.op.value, c.key) for c in out.plan.target("ad").changes]
+    predicted, full = env.sync(DAY2, dry_run=True).plan, env.sync(DAY2, dry_run=True, full=True).plan
+    assert predicted is not None and full is not None
+    assert predicted.basis == "certified" and full.basis == "full"
+    assert [(tp.target, tp.changes, tp.population) for tp in predicted.targets] == [
+        (tp.target, tp.changes, tp.population) for tp in full.targets
+    ]
+    assert predicted.target("ad").changes == ()
+
+
 def test_rename_move_leave_return_delete(env: ADEnv) -> None:
     assert env.sync(DAY1).exit_code == 0
     guid = {pid: env.objects()[pid]["anchor"] for pid in ("S1", "S2", "S3")}

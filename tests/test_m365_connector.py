@@ -80,6 +80,25 @@ def test_leaver_blocked_revoked_deleted_same_day_then_restored(m365_env: M365Env
     assert sum(1 for x in d.users.values() if x.get("employeeId") == "S2") == 1
 
 
+def test_the_run_after_a_leaver_applied_live_is_certified_and_equals_a_full_plan(m365_env: M365Env) -> None:
+    """What a live Microsoft 365 apply leaves after a leaver (blocked and deleted, removed
+    from their groups) is what the next plan predicts: certified, and the same changes as
+    that plan made in full (provisioner.core.certificate.predict_after_apply)."""
+    assert m365_env.sync(DAY1).exit_code == 0
+    m365_env.sis.end_enrollments("S2", DAY1)
+    out = m365_env.sync(DAY2)
+    assert out.exit_code == 0, out.results["m365"].errors
+    assert [c.op.value for c in out.plan.target("m365").changes if c.key == "S2"] == ["disable", "delete"]
+    predicted = m365_env.sync(DAY2, dry_run=True).plan
+    full = m365_env.sync(DAY2, dry_run=True, full=True).plan
+    assert predicted is not None and full is not None
+    assert predicted.basis == "certified" and full.basis == "full"
+    assert [(tp.target, tp.changes, tp.population) for tp in predicted.targets] == [
+        (tp.target, tp.changes, tp.population) for tp in full.targets
+    ]
+    assert predicted.target("m365").changes == ()
+
+
 def test_restore_refused_when_the_upn_was_taken_meanwhile(m365_env: M365Env) -> None:
     assert m365_env.sync(DAY1).exit_code == 0
     upn = m365_env.user("S3")["userPrincipalName"]
