@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.m365test import PLAN_OFF, SKU_STUDENT, SKU_TEACHER, M365Env
+from tests.prediction import a_leaver_applied_then_predicted
 from tests.sisbuilder import small_sis
 
 DAY1, DAY2, DAY3 = "2025-10-01", "2025-10-02", "2025-10-03"
@@ -84,19 +85,8 @@ def test_the_run_after_a_leaver_applied_live_is_certified_and_equals_a_full_plan
     """What a live Microsoft 365 apply leaves after a leaver (blocked and deleted, removed
     from their groups) is what the next plan predicts: certified, and the same changes as
     that plan made in full (provisioner.core.certificate.predict_after_apply)."""
-    assert m365_env.sync(DAY1).exit_code == 0
-    m365_env.sis.end_enrollments("S2", DAY1)
-    out = m365_env.sync(DAY2)
-    assert out.exit_code == 0, out.results["m365"].errors
-    assert [c.op.value for c in out.plan.target("m365").changes if c.key == "S2"] == ["disable", "delete"]
-    predicted = m365_env.sync(DAY2, dry_run=True).plan
-    full = m365_env.sync(DAY2, dry_run=True, full=True).plan
-    assert predicted is not None and full is not None
-    assert predicted.basis == "certified" and full.basis == "full"
-    assert [(tp.target, tp.changes, tp.population) for tp in predicted.targets] == [
-        (tp.target, tp.changes, tp.population) for tp in full.targets
-    ]
-    assert predicted.target("m365").changes == ()
+    planned = a_leaver_applied_then_predicted(m365_env, (DAY1, DAY2), "m365")
+    assert [c.op.value for c in planned.changes if c.key == "S2"] == ["disable", "delete"]
 
 
 def test_restore_refused_when_the_upn_was_taken_meanwhile(m365_env: M365Env) -> None:
