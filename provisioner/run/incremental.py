@@ -143,7 +143,7 @@ def patched(
         # certified plan stands, kept with this read's digests (the next run compares with
         # those: the same export again is not read again).
         plan = plan_from(cert, run_id, now_iso(), store.versions.current())
-        return Patched(replace(plan, source_digests=digests), {})
+        return Patched(replace(plan, source_digests=digests, config_digest=config_digest(cfg)), {})
     if not differing or not differing <= _PATCHABLE:
         return None  # another table (or the local records) changed too
     run = _Inputs(cfg, store, cert, read, digests, as_of, run_id)
