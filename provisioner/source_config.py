@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-SOURCE_TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
+from provisioner.core.model import TABLES
 
 # A plain dialect name takes SQLAlchemy's default driver; where that driver is not
 # installed but the one of our extra is, the URL names ours ([postgres] installs psycopg 3,
@@ -94,9 +94,9 @@ class SqlSourceConfig(SourceBase):
     @field_validator("queries")
     @classmethod
     def _known_queries(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(v) - set(SOURCE_TABLES))
+        unknown = sorted(set(v) - set(TABLES))
         if unknown:
-            raise ValueError(f"unknown query name(s) {unknown}; known: {sorted(SOURCE_TABLES)}")
+            raise ValueError(f"unknown query name(s) {unknown}; known: {sorted(TABLES)}")
         return v
 
     @field_validator("url")

@@ -29,8 +29,6 @@ from typing import Any
 
 from provisioner.core.model import SourceSnapshot
 
-TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
-
 
 class Fetched(ABC):
     """One read of the source, its records made on demand."""

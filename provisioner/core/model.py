@@ -137,6 +137,10 @@ class GroupMembership(NamedTuple):
     role: str
 
 
+# The source's tables, in the order a snapshot holds them (its counts, digests, queries).
+TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
+
+
 @dataclass(frozen=True)
 class SourceSnapshot:
     """Everything read from the school-admin database in one run, unvalidated."""

@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from provisioner.config import SafetyConfig, TargetBase
-from provisioner.core.model import SourceSnapshot
+from provisioner.core.model import TABLES, SourceSnapshot
 from provisioner.core.plan import DESTRUCTIVE_OPS, Change, Hold, Op
 from provisioner.core.stored import CountedChanges
-
-TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
 
 
 class HoldRule(StrEnum):

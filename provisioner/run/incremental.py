@@ -65,9 +65,10 @@ from provisioner.core import affiliations, memberships, patch, stored
 from provisioner.core.certificate import Certificate, config_digest, plan_from
 from provisioner.core.derive import Derivation, IdentityView, derive
 from provisioner.core.diff import diff_core
-from provisioner.core.fetched import TABLES, Fetched
+from provisioner.core.fetched import Fetched
 from provisioner.core.model import (
     SCHOOL_GROUP_ROLES,
+    TABLES,
     DesiredGroup,
     DesiredPerson,
     SourceSnapshot,
