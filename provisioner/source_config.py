@@ -16,7 +16,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from provisioner.core.model import TABLES
+# The source's tables (provisioner.core.model.TABLES, which the core keeps; config may not
+# import the core).
+TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
+
 
 # A plain dialect name takes SQLAlchemy's default driver; where that driver is not
 # installed but the one of our extra is, the URL names ours ([postgres] installs psycopg 3,
