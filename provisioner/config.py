@@ -60,6 +60,13 @@ class OwnerConfig(_Strict):
     role_domains: dict[AccountRole, Domain] = Field(default_factory=dict)  # per main role
 
 
+# The databases the state store is made and tested for. Others are refused here, not at
+# the first large value: MySQL's and MariaDB's TEXT and BLOB hold 64 kB, less than a big
+# school's group members, a held plan or a plan part, and a server outside strict mode
+# would cut such a value short without an error.
+STATE_DATABASES = ("sqlite", "postgresql")
+
+
 class StateConfig(_Strict):
     """Where the state store lives."""
 
@@ -68,7 +75,16 @@ class StateConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        return database_url(v)
+        from sqlalchemy.engine import make_url
+
+        url = database_url(v)
+        backend = make_url(url).get_backend_name()
+        if backend not in STATE_DATABASES:
+            raise ValueError(
+                f"the state store runs on SQLite or PostgreSQL, not {backend!r}"
+                " (a SIS on another database is read through [source])"
+            )
+        return url
 
 
 class UsernameConfig(_Strict):

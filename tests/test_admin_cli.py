@@ -82,6 +82,7 @@ GOOD = (
         ("postgresql://h:abc/db", "sqlite:///s.db", "source.url: not a database URL: the port is not a"),
         ("sqlite:///sis.db", "postgresql+psycopg://h:5x/db", "state.url: not a database URL"),
         ("sqlite:///sis.db", "oracle+nodriver://h/db", "state.url: unknown database driver"),
+        ("sqlite:///sis.db", "mysql+pymysql://root@h/bas", "state.url: the state store runs on SQLite or"),
     ],
 )
 def test_bad_database_urls_name_the_key(tmp_path: Path, source: str, state: str, want: str) -> None:
