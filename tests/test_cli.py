@@ -84,6 +84,35 @@ def test_plan_says_when_it_is_certified_and_full_recomputes(demo: Path) -> None:
     assert json.loads(full.stdout)["plan"]["basis"] == "full"
 
 
+def test_plan_says_when_it_is_patched_and_for_what(tmp_path: Path) -> None:
+    """A class move (group membership rows only) is patched, and `bas plan` says so in words
+    that fit every patch, not only a rename's. Its own demo: a copied one plans in full (the
+    config's digest takes in the folder it is read from)."""
+    assert "Second sync" in bas("demo", "--dir", str(tmp_path)).stdout
+    cfg = tmp_path / "bas.toml"
+    con = sqlite3.connect(cfg.parent / "sis.sqlite")
+    with con:
+        gid, pid, school = con.execute(
+            "SELECT m.group_id, m.person_id, g.school_id FROM group_membership m"
+            " JOIN school_group g ON g.group_id = m.group_id"
+            " WHERE g.kind = 'basis' AND m.role = 'student' ORDER BY m.person_id LIMIT 1"
+        ).fetchone()
+        (other,) = con.execute(
+            "SELECT group_id FROM school_group WHERE school_id = ? AND kind = 'basis' AND group_id != ?"
+            " ORDER BY group_id LIMIT 1",
+            (school, gid),
+        ).fetchone()
+        con.execute(
+            "UPDATE group_membership SET group_id = ? WHERE group_id = ? AND person_id = ?", (other, gid, pid)
+        )
+    con.close()
+    said = bas("plan", "--show", "0", config=cfg).stdout
+    assert "rows changed since the last run: its plan, patched for them and what depends on them" in said
+    assert "names, e-mail or mobile" not in said
+    # The patched plan is certified as it is made: the next plan is that one, unchanged.
+    assert "certified plan stands" in bas("plan", "--show", "0", config=cfg).stdout
+
+
 def test_changelog_formats_and_masking(demo: Path) -> None:
     cfg = demo / "bas.toml"
     table = bas("changelog", "--target", "feide", "--limit", "5", config=cfg).stdout

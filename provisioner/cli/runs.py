@@ -19,7 +19,7 @@ from provisioner.cli.common import check_day, fail
 from provisioner.cli.main import Ctx, pass_ctx
 from provisioner.core.nin import mask, mask_text
 from provisioner.core.plan import CORE, Op, Plan
-from provisioner.core.states import ChangeResult
+from provisioner.core.states import ChangeResult, PlanBasis
 from provisioner.run import runner
 from provisioner.run.records import quiet_note
 from provisioner.service import changelog, explain
@@ -48,16 +48,16 @@ def _print_plan(plan: Plan, show: int, err: bool = False) -> None:
                 )
             if len(tp.changes) > show:
                 click.echo(f"  {tp.target:<12} … {len(tp.changes) - show} more", err=err)
-    if plan.basis == "certified":
+    if plan.basis is PlanBasis.CERTIFIED:
         click.echo(
             "source, config and state unchanged since the last run: its certified plan stands"
             " (--full recomputes)",
             err=err,
         )
-    elif plan.basis == "incremental":
+    elif plan.basis is PlanBasis.INCREMENTAL:
         click.echo(
-            "only some persons' names, e-mail or mobile changed since the last run: its plan,"
-            " patched for them (--full recomputes)",
+            "only some persons', groups' or enrollments' rows changed since the last run: its plan,"
+            " patched for them and what depends on them (--full recomputes)",
             err=err,
         )
     if plan.errors:

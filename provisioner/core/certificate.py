@@ -34,7 +34,7 @@ from typing import Any
 from provisioner import __version__
 from provisioner.config import Config
 from provisioner.core.plan import PLAN_FORMAT, Op, Plan, TargetPlan
-from provisioner.core.states import TargetOutcome
+from provisioner.core.states import PlanBasis, TargetOutcome
 
 REMOVALS = frozenset({Op.DISABLE, Op.DELETE, Op.PURGE})
 
@@ -83,7 +83,7 @@ def certify(cfg: Config, plan: Plan, versions: Mapping[str, int]) -> Certificate
     if not plan.source_digests:
         return None
     return Certificate(
-        inputs_key(cfg, versions, plan.as_of), dict(plan.source_digests), replace(plan, basis="full")
+        inputs_key(cfg, versions, plan.as_of), dict(plan.source_digests), replace(plan, basis=PlanBasis.FULL)
     )
 
 
@@ -137,4 +137,6 @@ def removed_persons(tp: TargetPlan) -> frozenset[str] | None:
 
 def plan_from(cert: Certificate, run_id: str, created_at: str, cookie: Mapping[str, int]) -> Plan:
     """The certified plan, as this run's plan."""
-    return replace(cert.plan, run_id=run_id, created_at=created_at, cookie=dict(cookie), basis="certified")
+    return replace(
+        cert.plan, run_id=run_id, created_at=created_at, cookie=dict(cookie), basis=PlanBasis.CERTIFIED
+    )

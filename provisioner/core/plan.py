@@ -16,6 +16,7 @@ from typing import Any
 
 from provisioner.core.jsontext import compact, loads
 from provisioner.core.model import DataError, record_of
+from provisioner.core.states import PlanBasis
 
 PLAN_FORMAT = 1
 
@@ -203,9 +204,7 @@ class Plan:
     source_counts: Mapping[str, int] = field(default_factory=dict)
     active_persons: int = 0
     source_digests: Mapping[str, str] = field(default_factory=dict)  # per query, for the certificate
-    # full: derived and diffed; certified: inputs unchanged (core.certificate); drift: a
-    # reconcile's repair of a live target back to the state store's record (core.drift)
-    basis: str = "full"
+    basis: PlanBasis = PlanBasis.FULL
     # The safety gate's inputs: schools present in the source (None: not recorded), the
     # schools gone since the last good run (they hold the plan), and the config digest an
     # approval must still match.
@@ -244,7 +243,7 @@ class Plan:
             "source_counts": dict(self.source_counts),
             "active_persons": self.active_persons,
             "source_digests": dict(self.source_digests),
-            "basis": self.basis,
+            "basis": self.basis.value,
             "schools": None if self.schools is None else list(self.schools),
             "schools_gone": list(self.schools_gone),
             "config_digest": self.config_digest,
@@ -267,7 +266,7 @@ class Plan:
             source_counts=dict(data.get("source_counts", {})),
             active_persons=data.get("active_persons", 0),
             source_digests=dict(data.get("source_digests", {})),
-            basis=data.get("basis", "full"),
+            basis=PlanBasis(data.get("basis", PlanBasis.FULL)),
             schools=None if data.get("schools") is None else tuple(data["schools"]),
             schools_gone=tuple(data.get("schools_gone", ())),
             config_digest=data.get("config_digest", ""),

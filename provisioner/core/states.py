@@ -63,6 +63,15 @@ class ChangeResult(StrEnum):
     PENDING = "pending"
 
 
+class PlanBasis(StrEnum):
+    """How a plan was made, which decides what a run and `bas plan` say of it."""
+
+    FULL = "full"  # derived and diffed from the whole source
+    CERTIFIED = "certified"  # inputs unchanged: the certified plan stands (core.certificate)
+    INCREMENTAL = "incremental"  # the certified plan patched for what changed (run.incremental)
+    DRIFT = "drift"  # a reconcile's repair of a live target back to the state store's record
+
+
 class RunStatus(StrEnum):
     """A run record's status (and a RunOutcome's, which adds LOCKED)."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from provisioner.config import Config, ConfigError
 from provisioner.core.certificate import config_digest
 from provisioner.core.plan import Plan
-from provisioner.core.states import RunStatus
+from provisioner.core.states import PlanBasis, RunStatus
 from provisioner.run import local as local_runs
 from provisioner.state import safety_reads
 from provisioner.state.store import StateStore
@@ -38,7 +38,7 @@ def why_not_current(cfg: Config, store: StateStore, plan: Plan) -> str:
         return f"the state of {', '.join(stale)} changed since; the next run plans afresh"
     if plan.config_digest != config_digest(cfg):
         return "the configuration changed since it was planned; the next run plans afresh"
-    if plan.basis == "drift":
+    if plan.basis is PlanBasis.DRIFT:
         return ""  # a drift repair is planned from the state store and the target, not the source
     try:
         with open_source(cfg) as src:  # a missing SQLite file is not created

@@ -77,7 +77,7 @@ from provisioner.core.model import (
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.core.rows import IdentityRow
 from provisioner.core.scope import Scope, restrict
-from provisioner.core.states import ObjectStatus
+from provisioner.core.states import ObjectStatus, PlanBasis
 from provisioner.kinds import kind_of
 from provisioner.run import local as local_runs
 from provisioner.run.targets import diff_objects
@@ -525,7 +525,7 @@ def _patch(
         source_counts=dict(counts),
         active_persons=active,
         source_digests=run.digests,
-        basis="incremental",
+        basis=PlanBasis.INCREMENTAL,
         schools_gone=(),
         config_digest=config_digest(cfg),
     )

@@ -27,7 +27,7 @@ from provisioner.core.certificate import config_digest
 from provisioner.core.drift import LiveView, Note, Recorded, diff_drift, drift_attrs, drift_kind
 from provisioner.core.nin import mask_text
 from provisioner.core.plan import Change, Plan, TargetPlan
-from provisioner.core.states import ObjectStatus, RunStatus, TargetOutcome
+from provisioner.core.states import ObjectStatus, PlanBasis, RunStatus, TargetOutcome
 from provisioner.kinds import kind_of
 from provisioner.run import runner
 from provisioner.run.targets import build_connector, build_reader
@@ -167,7 +167,7 @@ def _plan(
         as_of=day,
         cookie=store.versions.current(),
         targets=(TargetPlan(name, tuple(changes), population),),
-        basis="drift",
+        basis=PlanBasis.DRIFT,
         config_digest=config_digest(cfg),
     )
     return runner.hold_targets(cfg, store, plan, None), view

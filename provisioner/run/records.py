@@ -15,7 +15,7 @@ import structlog
 from provisioner.apply.executor import TargetResult
 from provisioner.core.plan import Plan
 from provisioner.core.safety import SourceRefused
-from provisioner.core.states import RUNS_THROUGH, RunStatus
+from provisioner.core.states import RUNS_THROUGH, PlanBasis, RunStatus
 from provisioner.run.exits import EXIT_ERRORS, EXIT_HELD, EXIT_INTERRUPTED, EXIT_OK, EXIT_TARGET_FAILED
 from provisioner.state import safety_reads
 from provisioner.state.store import StateStore
@@ -93,7 +93,7 @@ def finish_run(store: StateStore, plan: Plan, results: dict[str, TargetResult], 
 def quiet(plan: Plan, results: dict[str, TargetResult], *, held: bool) -> bool:
     """A run that found nothing to do: its plan certified (inputs unchanged), nothing held,
     nothing applied, rejected, failed or delivered (the runs table keeps one row per streak)."""
-    if plan.basis != "certified" or held:
+    if plan.basis is not PlanBasis.CERTIFIED or held:
         return False
     return not any(r.ok or r.rejected or r.failed or r.delivered for r in results.values())
 

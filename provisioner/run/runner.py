@@ -49,7 +49,7 @@ from provisioner.core.safety import (
     present_schools,
 )
 from provisioner.core.scope import Scope, restrict
-from provisioner.core.states import ObjectStatus, RunStatus
+from provisioner.core.states import ObjectStatus, PlanBasis, RunStatus
 from provisioner.kinds import kind_of
 from provisioner.logs import LogSettings
 from provisioner.run import holds, incremental
@@ -273,7 +273,7 @@ def _plan_run(
             got.affiliation_prints,
             carry_from=cert.source if cert is not None else None,
         )
-        if got.plan.basis == "certified":
+        if got.plan.basis is PlanBasis.CERTIFIED:
             msg = "the source's rows are unchanged (a new export of them): the certified plan stands"
             log.info(msg, run_id=run_id)
         else:
