@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -78,6 +79,22 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def full_due(directory: Path, pattern: str, hours: int) -> bool:
+    """Whether a run writes a full file: every run (``hours`` 0), else when the newest full
+    file (``pattern`` in ``directory``) was written ``hours`` ago or more, or there is none.
+
+    The files themselves say when: a full file removed by hand, or never written (a new
+    drop directory), is written again by the next run that exports.
+    """
+    if hours <= 0:
+        return True
+    newest = None
+    for path in directory.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):  # pruned by another run meanwhile
+            newest = max(newest or 0.0, path.stat().st_mtime)
+    return newest is None or time.time() - newest >= hours * 3600
 
 
 def link_latest(full_path: Path, latest: Path) -> None:

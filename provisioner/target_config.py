@@ -255,6 +255,9 @@ class ItslearningConfig(TargetBase):
     nin_as_sourcedid: bool = False  # person sourcedid = NIN instead of the SIS person_id
     source_name: str = "BAS"  # <sourcedid><source>
     sftp: SftpDeliveryConfig | None = None  # [targets.NAME.sftp]: upload every file to itslearning
+    # 0: a full file on every run that exports; N: a delta file each run, a full file only
+    # when the newest is N hours old (e.g. 24 with the daemon polling every minute).
+    full_every_hours: Annotated[int, Field(ge=0, le=168)] = 0
 
 
 class FeideConfig(TargetBase):
@@ -296,6 +299,8 @@ class FeideConfig(TargetBase):
     adult_grade: Annotated[int, Field(ge=0, le=13)] = 10  # Grep grade of adult-education pupils; 0: none
     sms_authn: bool = False  # norEduPersonAuthnMethod SMS to the SIS mobile, employees only
     sms_authn_label: Annotated[str, Field(min_length=1)] = "Mobil"  # written percent-encoded
+    # LDIF files only: 0, a full file every run that exports; N, only when the newest is N hours old
+    full_every_hours: Annotated[int, Field(ge=0, le=168)] = 0
 
     @model_validator(mode="after")
     def _live_settings(self) -> FeideConfig:
@@ -316,6 +321,8 @@ class FeideConfig(TargetBase):
             if scheme == "ldap" and not self.start_tls:
                 # As for AD: the bind password and every NIN go over the wire only in TLS.
                 raise ValueError("start_tls: a plain ldap:// URL needs start_tls = true (or use ldaps://)")
+            if self.full_every_hours:
+                raise ValueError("full_every_hours: only for LDIF files (no url): a live catalog has none")
         if (self.bind_dn is None) != (self.password_file is None):
             raise ValueError("bind_dn and password_file: set both (or neither, for anonymous reads)")
         if self.user_password_template is not None and "{username}" not in self.user_password_template:

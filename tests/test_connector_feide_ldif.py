@@ -497,3 +497,71 @@ def test_three_runs_through_differ_executor_and_store(tmp_path: Path) -> None:
         assert len(full) == len(list(feide.map_state(s2, MappingContext(OWNER, cfg, s2.as_of)))) + 2
     finally:
         store.close()
+
+
+# -- full files when due (full_every_hours) ---------------------------------------------
+
+
+def _daily(folder: Path, run_id: str, hours: int = 24) -> FeideLdifConnector:
+    conn = FeideLdifConnector(CFG.model_copy(update={"full_every_hours": hours}), OWNER, folder)
+    conn.begin(run_id, no_anchor)
+    return conn
+
+
+def _changes(objs: list[TargetObject]) -> list[Change]:
+    """A created school and person, updates and a delete: every kind of delta record."""
+    by_key = {o.key: o for o in objs}
+    t1, a1 = by_key["T1"], by_key["A1"]
+    return [
+        create(by_key["NORD"]),
+        create(by_key["S1"]),
+        # Updated after its create in the same run: the add record is the entry after both.
+        Change("feide", Op.UPDATE, "person", "S1", "renamed", attrs={"displayName": "Ola Ny"}),
+        Change("feide", Op.UPDATE, "person", "T1", "renamed", anchor=t1.place["dn"], attrs={"sn": "Ny"}),
+        Change("feide", Op.DELETE, "person", "A1", "stopped", anchor=a1.place["dn"]),
+    ]
+
+
+def test_a_full_file_only_when_due_and_the_same_delta_either_way(tmp_path: Path) -> None:
+    import os
+    import time
+
+    objs = mapped()
+    before = stored([o for o in objs if o.key not in ("NORD", "S1")])
+    daily, every = tmp_path / "daily", tmp_path / "every"
+    first = _daily(daily, "r1")
+    first.export(before)  # no full file yet: one is written, and no delta (no changes)
+    assert [p.name for p in first.written] == ["feide-full-r1.ldif"]
+
+    runs = {folder: _daily(folder, "r2", hours) for folder, hours in ((daily, 24), (every, 0))}
+    for conn in runs.values():
+        for c in _changes(objs):
+            conn.accept(c)
+        conn.export(before)
+    assert [p.name for p in runs[daily].written] == ["feide-delta-r2.ldif"]
+    assert [p.name for p in runs[every].written] == ["feide-full-r2.ldif", "feide-delta-r2.ldif"]
+    delta = (daily / "feide-delta-r2.ldif").read_text(encoding="utf-8")
+    assert delta == (every / "feide-delta-r2.ldif").read_text(encoding="utf-8")
+    records = read_ldif(delta)
+    assert [r["changetype"] for r in records] == ["add", "add", "modify", "modify", "delete"]
+    assert records[1]["attrs"]["displayName"] == ["Ola Ny"]
+    assert not (daily / "feide-full-r2.ldif").exists()
+    assert os.path.samefile(daily / "latest-full.ldif", daily / "feide-full-r1.ldif")
+
+    quiet = _daily(daily, "r3")
+    quiet.export(before)  # nothing changed, no full file due: nothing written
+    assert quiet.written == [] and not list(daily.glob("*-r3.ldif"))
+
+    day_old = time.time() - 24 * 3600 - 60
+    os.utime(daily / "feide-full-r1.ldif", (day_old, day_old))
+    due = _daily(daily, "r4")
+    due.export(before)
+    assert [p.name for p in due.written] == ["feide-full-r4.ldif"]
+    assert os.path.samefile(daily / "latest-full.ldif", daily / "feide-full-r4.ldif")
+    # Both are the store as it was before r2's changes (the test's store is not updated).
+    assert (daily / "feide-full-r4.ldif").read_bytes() == (daily / "feide-full-r1.ldif").read_bytes()
+
+
+def test_full_every_hours_is_for_ldif_files_only() -> None:
+    with pytest.raises(ValueError, match="full_every_hours: only for LDIF files"):
+        FeideConfig(base_dn="dc=eksempel,dc=no", url="ldaps://ldap.example.no", full_every_hours=24)

@@ -530,3 +530,61 @@ def test_every_guardian_keeps_their_own_names_in_the_full_file(
         assert p.findtext("i:name/i:n/i:family", namespaces=NS) == name
         assert p.findtext("i:name/i:fn", namespaces=NS) == f"{name} {name}"
         assert [sid(r) for r in p.findall("i:extension/i:relationship", NS)] == ["S1"]
+
+
+def test_a_full_file_only_when_due_and_the_same_delta_either_way(
+    tmp_path: Path, schema: xmlschema.XMLSchema
+) -> None:
+    """``full_every_hours``: a delta every run, a full file (and latest-full.xml) only when
+    the newest is that old; the delta is the same as beside a full file."""
+    import time
+
+    def run(folder: Path, run_id: str, when: str, hours: int) -> ItslearningConnector:
+        conn = ItslearningConnector(
+            ItslearningConfig(full_every_hours=hours),
+            OWNER,
+            folder,
+            clock=lambda: datetime.fromisoformat(when).replace(tzinfo=UTC),
+        )
+        conn.begin(run_id, lambda kind, key: None)
+        return conn
+
+    objs = objects()
+    new = [o for o in objs if o.key in ("S1", "5A")]
+    before = stored([o for o in objs if o not in new])
+    daily, every = tmp_path / "daily", tmp_path / "every"
+    first = run(daily, "r1", "2025-09-01T06:00:00", 24)
+    first.export(before)
+    assert [p.name for p in first.written] == ["ims-full-20250901T060000Z-r1.xml"]
+
+    for folder, hours in ((daily, 24), (every, 0)):
+        conn = run(folder, "r2", "2025-09-01T07:00:00", hours)
+        for o in new:
+            conn.accept(create(o))
+            if o.members:
+                conn.accept(add_members(o))
+        conn.accept(
+            Change("itslearning", Op.UPDATE, "person", "T1", "renamed", anchor="T1", attrs={"fn": "Tor"})
+        )
+        conn.export(before)
+        assert conn.written[-1].name == "ims-delta-20250901T070000Z-r2.xml"
+        assert len(conn.written) == (1 if hours else 2)
+    delta = (daily / "ims-delta-20250901T070000Z-r2.xml").read_bytes()
+    assert delta == (every / "ims-delta-20250901T070000Z-r2.xml").read_bytes()
+    schema.validate(str(daily / "ims-delta-20250901T070000Z-r2.xml"))
+    d = parse(daily / "ims-delta-20250901T070000Z-r2.xml")
+    assert persons(d)["S1"].get("recstatus") == "1" and persons(d)["T1"].get("recstatus") == "2"
+    assert not list(daily.glob("ims-full-*-r2.xml"))
+    assert os.path.samefile(daily / LATEST_FULL, daily / "ims-full-20250901T060000Z-r1.xml")
+
+    quiet = run(daily, "r3", "2025-09-01T08:00:00", 24)
+    quiet.export(before)  # nothing changed, no full file due: nothing written
+    assert quiet.written == [] and not list(daily.glob("*-r3.xml"))
+
+    day_old = time.time() - 24 * 3600 - 60
+    os.utime(daily / "ims-full-20250901T060000Z-r1.xml", (day_old, day_old))
+    due = run(daily, "r4", "2025-09-02T06:00:00", 24)
+    due.export(before)
+    assert [p.name for p in due.written] == ["ims-full-20250902T060000Z-r4.xml"]
+    assert os.path.samefile(daily / LATEST_FULL, daily / "ims-full-20250902T060000Z-r4.xml")
+    schema.validate(str(daily / LATEST_FULL))

@@ -8,7 +8,8 @@ Owns what lands in ``output_dir`` after a run:
   persons. Importing it into an empty directory gives the whole catalog, offline with
   OpenLDAP's ``slapadd`` or online with ``ldapadd``: it has no ``version: 1`` line, which
   slapadd (2.5) takes for an attribute of a record without a dn ("str2entry: entry -1
-  has no dn") and ldapadd does not need.
+  has no dn") and ldapadd does not need. Written on every run that exports, or with
+  ``full_every_hours`` set only when the newest full file is that old (or there is none).
 - ``feide-delta-<run id>.ldif``, only when the run applied changes: change records in
   an order an LDAP server accepts in one pass: adds (org, its containers when the org
   itself is new, schools, persons; each with the full entry as the store holds it
@@ -16,7 +17,7 @@ Owns what lands in ``output_dir`` after a run:
   (``replace`` for a new value, ``delete`` where the value became None or empty), then
   deletes (persons, schools, org) by the DN in ``Change.anchor``.
 - ``latest-full.ldif``: a hard link to the newest full file (a copy where the file
-  system has none), replaced atomically.
+  system has none), replaced atomically with each full file.
 
 ``accept`` checks a change and names the entry's DN as its anchor; ``export`` writes
 the files from the accepted changes and the stored state before them
@@ -139,7 +140,8 @@ class FeideLdifConnector(Exporter):
             self._prune()
 
     def export(self, stored: Iterable[StoredObject]) -> None:
-        """Write the full file, the delta file (if the run had changes) and latest-full.ldif."""
+        """Write the full file (when due: ``full_every_hours``), the delta file (if the run had
+        changes) and latest-full.ldif (with the full file)."""
         if self._run_id is None:
             raise FatalError("feide: export() before begin()")
         current = after_apply(stored, self._accepted)
@@ -147,6 +149,7 @@ class FeideLdifConnector(Exporter):
         full_path = self.output_dir / f"feide-full-{run}.ldif"
         delta_path = self.output_dir / f"feide-delta-{run}.ldif"
         created = {(kind, key) for op, kind, key, *_ in self._changes if op is Op.CREATE}
+        full = files.full_due(self.output_dir, "feide-full-*.ldif", self.config.full_every_hours)
         try:
             with (
                 tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n", dir=self.output_dir) as persons,
@@ -162,10 +165,12 @@ class FeideLdifConnector(Exporter):
                 for obj in current:
                     if obj.status == ObjectStatus.DELETED or obj.kind not in _LEVEL:
                         continue
+                    k = (obj.kind, obj.key)
+                    if not full and k not in created:
+                        continue  # no full file this run: only the delta's add records
                     dn = obj.attrs.get("dn") or obj.anchor
                     if not dn:
                         continue
-                    k = (obj.kind, obj.key)
                     dn_line = ldif.line("dn", dn)
                     # A stored record keeps its place (the DN) beside the attributes: not an attribute.
                     body = ldif.attr_block(obj.attrs, PLACEMENT_ATTRS, cache)
@@ -180,25 +185,16 @@ class FeideLdifConnector(Exporter):
                         persons.write(dn_line + body + "\n")
                     else:
                         heads.append((_LEVEL[obj.kind], obj.key, obj.kind, dn_line + body + "\n"))
-                containers = "".join(ldif.content_record(d, a) for d, a in self._containers())
-                with atomic_text_file(full_path) as fh:
-                    # No "version: 1" line: slapadd reads it as an attribute of a record
-                    # without a dn and refuses the file (ldapadd takes either).
-                    heads.sort()
-                    for _, _, kind, rec in heads:
-                        fh.write(rec)
-                        if kind == "org":
-                            fh.write(containers)
-                    if not any(kind == "org" for _, _, kind, _ in heads):
-                        fh.write(containers)
-                    _copy(persons, fh)
-                self.written = [full_path]
+                if full:
+                    self._write_full(full_path, heads, persons)
+                    self.written = [full_path]
                 if self._changes:
                     with atomic_text_file(delta_path) as fh:
                         self._write_delta(fh, head_adds, adds, found)
                     self.written.append(delta_path)
-            self._link_latest(full_path)
-            self._prune()
+            if full:
+                self._link_latest(full_path)
+                self._prune()
         except OSError as exc:  # disk full, permissions, the share gone
             raise FatalError(f"feide: cannot write to {self.output_dir}: {exc}") from exc
 
@@ -207,6 +203,21 @@ class FeideLdifConnector(Exporter):
         self._resolve = None
 
     # -- writing ----------------------------------------------------------------------
+
+    def _write_full(self, path: Path, heads: list[tuple[int, str, str, str]], persons: TextIO) -> None:
+        """The full file: the org and its containers, the schools, then the spooled persons."""
+        containers = "".join(ldif.content_record(d, a) for d, a in self._containers())
+        with atomic_text_file(path) as fh:
+            # No "version: 1" line: slapadd reads it as an attribute of a record
+            # without a dn and refuses the file (ldapadd takes either).
+            heads.sort()
+            for _, _, kind, rec in heads:
+                fh.write(rec)
+                if kind == "org":
+                    fh.write(containers)
+            if not any(kind == "org" for _, _, kind, _ in heads):
+                fh.write(containers)
+            _copy(persons, fh)
 
     def _containers(self) -> list[tuple[str, dict[str, Any]]]:
         """The entries between the base DN and the people and units containers, parents first."""

@@ -5,13 +5,16 @@ Owns what the itslearning importer finds in ``output_dir`` after a run:
 - ``ims-full-<UTC time>-<run id>.xml``: every object the target holds that is not
   deleted: persons, then the owner, schools and groups (each with a parent
   relationship), then one membership per group. No recstatus: a full import makes
-  itslearning hold exactly this.
+  itslearning hold exactly this. Written on every run that exports, or with
+  ``full_every_hours`` set only when the newest full file is that old (or there is none):
+  with the daemon polling every minute, a 290 MB file (Oslo size) each run that changes
+  anything would be written and uploaded for one new pupil.
 - ``ims-delta-<UTC time>-<run id>.xml``, only when the run applied changes: recstatus 1
   (add) and 2 (update) with the object's whole current record, 3 (delete) with its
   sourcedid only (plus the empty name/description the XSD requires), and memberships
   whose member roles carry recstatus 1 or 3.
 - ``latest-full.xml``: a hard link to the newest full file (a copy where the file
-  system has no hard links), replaced atomically, for an importer set up to read one
+  system has no hard links), replaced atomically with each full file, for an importer set up to read one
   fixed name. A hard link rather than a symlink because importers that fetch over
   SMB/SFTP or move the file away after reading do not follow symlinks.
 
@@ -150,7 +153,8 @@ class ItslearningConnector(Exporter):
             self._prune()
 
     def export(self, stored: Iterable[StoredObject]) -> None:
-        """Write the full file, the delta file (if changes were accepted) and latest-full.xml."""
+        """Write the full file (when due: ``full_every_hours``), the delta file (if changes
+        were accepted) and latest-full.xml (with the full file)."""
         if self._run_id is None:
             raise FatalError("itslearning: export() before begin()")
         current = after_apply(stored, self._changes)
@@ -168,16 +172,22 @@ class ItslearningConnector(Exporter):
             for c, _ in self._changes
             if c.op is Op.UPDATE or (c.op is Op.CREATE and c.kind == "group")
         }
+        full = files.full_due(self.output_dir, "ims-full-*.xml", self.config.full_every_hours)
         try:
-            with files.atomic_text_file(full_path) as fh:
-                index = self._write_full(fh, current, datetime_text, wanted)
-            self.written = [full_path]
+            if full:
+                with files.atomic_text_file(full_path) as fh:
+                    index = self._write_full(fh, current, datetime_text, wanted)
+                self.written = [full_path]
+            else:  # the delta's sourcedids and records, from the same pass without writing
+                index = _Index()
+                self._full_pass(None, current, wanted, index, None, [])
             if self._changes:
                 with files.atomic_text_file(delta_path) as fh:
                     self._write_delta(fh, index, datetime_text)
                 self.written.append(delta_path)
-            self._link_latest(full_path)
-            self._prune()
+            if full:
+                self._link_latest(full_path)
+                self._prune()
         except OSError as exc:  # disk full, permissions, the share gone: nothing more to do this run
             raise FatalError(f"itslearning: cannot write to {self.output_dir}: {exc}") from exc
 
@@ -247,17 +257,18 @@ class ItslearningConnector(Exporter):
 
     def _full_pass(
         self,
-        w: ims_xml.ImsWriter,
+        w: ims_xml.ImsWriter | None,
         current: Iterable[StoredObject],
         wanted: set[ObjKey],
         idx: _Index,
-        guardians: BinaryIO,
+        guardians: BinaryIO | None,
         groups: list[StoredObject],
     ) -> None:
-        """One pass over ``current``: persons written, guardians spooled, groups collected."""
+        """One pass over ``current``: persons written, guardians spooled, groups collected;
+        without a writer (no full file this run), only ``idx``: what the delta needs."""
         esc = idx.esc_person
         text = ims_xml.text
-        spool = pickle.Pickler(guardians, protocol=pickle.HIGHEST_PROTOCOL)
+        spool = None if guardians is None else pickle.Pickler(guardians, protocol=pickle.HIGHEST_PROTOCOL)
         for obj in current:
             kind = obj.kind
             if (kind, obj.key) in wanted:
@@ -268,6 +279,8 @@ class ItslearningConnector(Exporter):
                 if obj.status == ObjectStatus.DELETED:
                     continue
                 esc[obj.key] = text(sid)
+                if w is None or spool is None:
+                    continue
                 if obj.attrs.get("students"):
                     spool.dump((obj.key, obj.attrs))  # their students' sourcedids may not be known yet
                     spool.clear_memo()
