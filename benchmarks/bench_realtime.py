@@ -46,7 +46,7 @@ their cost is in the CPU figure. Files are "delivered" when written: itslearning
 schema on local disk (no network in the SELECT), and the state store is SQLite.
 
 Usage: .venv/bin/python benchmarks/bench_realtime.py [--workdir DIR] [--scale oslo|demo]
-       [--interval 60] [--quiet-intervals 3]
+       [--interval 60] [--quiet-intervals 3] [--full-every-hours 0]
 """
 
 from __future__ import annotations
@@ -88,9 +88,14 @@ def generate(work: Path, scale: str, as_of: dt.date) -> Path:
     return db
 
 
-def write_config(work: Path, interval: int) -> Path:
-    """bench_pipeline's config (AD and M365 plan-only) plus the daemon's schedule."""
-    text = CONFIG.format(ad_mode="plan") + (
+def write_config(work: Path, interval: int, full_every_hours: int = 0) -> Path:
+    """bench_pipeline's config (AD and M365 plan-only) plus the daemon's schedule, and the
+    file targets' ``full_every_hours`` (0: a full file every run that exports)."""
+    text = CONFIG.format(ad_mode="plan")
+    for folder in ("out/itslearning", "out/feide"):
+        line = f'output_dir = "{folder}"\n'
+        text = text.replace(line, f"{line}full_every_hours = {full_every_hours}\n")
+    text += (
         f'[daemon]\ninterval_seconds = {interval}\nfull_cron = "{NEVER_CRON}"\n'
         '[logging]\nlevel = "info"\nformat = "json"\n'
     )
@@ -454,6 +459,9 @@ def main() -> None:
     ap.add_argument("--interval", type=int, default=60, help="[daemon] interval_seconds")
     ap.add_argument("--quiet-intervals", type=int, default=3, help="intervals the quiet CPU is measured over")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds to wait for a run or the pupil")
+    ap.add_argument(
+        "--full-every-hours", type=int, default=0, help="the file targets' full_every_hours (0: every run)"
+    )
     args = ap.parse_args()
     if args.quiet_intervals < 3:
         ap.error("--quiet-intervals: at least 3")
@@ -467,7 +475,8 @@ def main() -> None:
     print(f"generate SIS ({args.scale}):                {time.perf_counter() - t0:7.1f} s  (set-up)")
     bare, rows = bare_select(db)
     print(f"bare SELECT ({rows:,} rows, sqlite3):      {bare:7.2f} s")
-    conf = write_config(work, args.interval)
+    conf = write_config(work, args.interval, args.full_every_hours)
+    print(f"file targets' full_every_hours:          {args.full_every_hours}")
     secs = first_run(work, conf)
     print(f"first run (bas sync, 4 targets):         {secs:7.1f} s  ({secs / bare:.1f} x bare SELECT)")
     run_daemon(work, conf, db, args, bare)
