@@ -588,3 +588,18 @@ def test_a_full_file_only_when_due_and_the_same_delta_either_way(
     assert [p.name for p in due.written] == ["ims-full-20250902T060000Z-r4.xml"]
     assert os.path.samefile(daily / LATEST_FULL, daily / "ims-full-20250902T060000Z-r4.xml")
     schema.validate(str(daily / LATEST_FULL))
+
+
+def test_a_delta_alone_is_not_refused_for_a_target_without_persons(tmp_path: Path) -> None:
+    """The refusal of an empty full file guards the full import; a delta removes only what it names."""
+    groups_only = stored([o for o in objects() if o.kind != "person"])
+    (tmp_path / "ims-full-20250901T050000Z-r0.xml").write_text("<enterprise/>", encoding="utf-8")
+    conn = ItslearningConnector(ItslearningConfig(full_every_hours=24), OWNER, tmp_path)
+    conn.begin("r1", lambda kind, key: None)
+    conn.accept(Change("itslearning", Op.UPDATE, "group", "5A", "x", anchor="5A", attrs={"name": "5 A"}))
+    conn.export(groups_only)
+    assert [p.name.startswith("ims-delta-") for p in conn.written] == [True]
+    with pytest.raises(FatalError, match="refusing to write an empty full file"):
+        every = ItslearningConnector(ItslearningConfig(), OWNER, tmp_path / "every")
+        every.begin("r1", lambda kind, key: None)
+        every.export(groups_only)

@@ -14,8 +14,8 @@ Owns what the itslearning importer finds in ``output_dir`` after a run:
   sourcedid only (plus the empty name/description the XSD requires), and memberships
   whose member roles carry recstatus 1 or 3.
 - ``latest-full.xml``: a hard link to the newest full file (a copy where the file
-  system has no hard links), replaced atomically with each full file, for an importer set up to read one
-  fixed name. A hard link rather than a symlink because importers that fetch over
+  system has no hard links), replaced atomically with each full file, for an importer
+  set up to read one fixed name. A hard link rather than a symlink because importers that fetch over
   SMB/SFTP or move the file away after reading do not follow symlinks.
 
 The time prefix makes the names sort by time whatever the run id looks like. Every
@@ -290,9 +290,10 @@ class ItslearningConnector(Exporter):
                 idx.group_sid[(kind, obj.key)] = _sourcedid(obj)
                 if obj.status != ObjectStatus.DELETED:
                     groups.append(obj)
-        if not esc:
+        if not esc and w is not None:
             # A full import makes itslearning delete whatever the file lacks: an empty
-            # file (a wiped or mis-pointed state store) would remove every account.
+            # file (a wiped or mis-pointed state store) would remove every account. (A
+            # delta alone removes only what it names.)
             raise FatalError("itslearning: the target holds no persons; refusing to write an empty full file")
 
     def _parent(self, kind: str, attrs: Mapping[str, Any], idx: _Index) -> str | None:
