@@ -245,6 +245,22 @@ def _m365_describe(cfg: Config, name: str) -> str:
     return f"users synced from AD (hybrid; matched by {match})"
 
 
+def _files_describe(cfg: Config, name: str) -> str:
+    """Where a file target writes, and how often a full file (`bas config check`)."""
+    tcfg = cfg.targets[name]
+    assert isinstance(tcfg, ItslearningConfig | FeideConfig)
+    if isinstance(tcfg, FeideConfig) and tcfg.url:
+        return f"live catalog {tcfg.url}"
+    hours = tcfg.full_every_hours
+    if hours:
+        return f"files in {tcfg.output_dir}: a delta each run, a full file every {hours} h"
+    said = f"files in {tcfg.output_dir}: a full file on every run with changes for it"
+    if cfg.daemon.interval_seconds < 3600:
+        # Each such run writes (and for itslearning uploads) the whole population.
+        said += f" (the daemon runs every {cfg.daemon.interval_seconds} s: consider full_every_hours = 24)"
+    return said
+
+
 def _itslearning_connector(cfg: Config, name: str) -> Exporter:
     from connectors.itslearning.connector import ItslearningConnector
 
@@ -401,6 +417,7 @@ register(
         connector=_itslearning_connector,
         probe=_itslearning_probe,
         check=_itslearning_check,
+        describe=_files_describe,
     )
 )
 register(
@@ -416,5 +433,6 @@ register(
         reader=_feide_reader,
         probe=_feide_probe,
         check=_feide_check,
+        describe=_files_describe,
     )
 )

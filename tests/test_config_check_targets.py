@@ -86,6 +86,25 @@ def test_file_target_folder_that_cannot_be_written_is_exit_6(tmp_path: Path) -> 
     assert "reach    ad           ok: plan only: not reached" in p.stdout
 
 
+def test_file_targets_say_how_often_they_write_a_full_file(tmp_path: Path) -> None:
+    """A full file each run is the default; with the daemon polling often, the check says what
+    to set instead."""
+    src = f"sqlite:///{tmp_path / 'sis.db'}"
+    small_sis().write(src)
+    settings = {"feide": {"full_every_hours": 24}}
+    make_config(tmp_path, src, f"sqlite:///{tmp_path / 'state.db'}", target_settings=settings)
+    p = check(tmp_path / "bas.toml")
+    assert p.returncode == 0, p.stdout + p.stderr
+    its = tmp_path / "itslearning"
+    assert (
+        f"target   itslearning  kind itslearning mode apply, files in {its}: a full file on every run with"
+        " changes for it (the daemon runs every 60 s: consider full_every_hours = 24)"
+    ) in p.stdout
+    feide = tmp_path / "feide"
+    said = f"files in {feide}: a delta each run, a full file every 24 h"
+    assert f"target   feide        kind feide       mode apply, {said}" in p.stdout
+
+
 def test_m365_token_and_users_read_ok_then_a_wrong_secret_is_exit_6(tmp_path: Path) -> None:
     e = M365Env(tmp_path, small_sis())
     try:
