@@ -26,7 +26,8 @@ def a_leaver_applied_then_predicted(
 
 def assert_predicted_as_in_full(sync: Callable[..., RunOutcome], day: str, target: str) -> None:
     """The next plan is certified (predicted by the last apply), has nothing for ``target``,
-    and has every target's changes and population as the same plan made in full."""
+    and has every target's changes and population, the data errors and the counts as the
+    same plan made in full."""
     predicted, full = sync(day, dry_run=True).plan, sync(day, dry_run=True, full=True).plan
     assert predicted is not None and full is not None
     assert predicted.basis == "certified" and full.basis == "full"
@@ -34,5 +35,12 @@ def assert_predicted_as_in_full(sync: Callable[..., RunOutcome], day: str, targe
     assert predicted.target(target).changes == ()
 
 
-def _shape(plan: Plan) -> list[tuple[Any, ...]]:
-    return [(tp.target, tp.changes, tp.population) for tp in plan.targets]
+def _shape(plan: Plan) -> tuple[Any, ...]:
+    """What the nightly comparison holds a patch to (provisioner.run.incremental.check), here
+    for a prediction: every target's changes and population, the data errors and counts."""
+    return (
+        [(tp.target, tp.changes, tp.population) for tp in plan.targets],
+        plan.errors,
+        plan.active_persons,
+        dict(plan.source_counts),
+    )

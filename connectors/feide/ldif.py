@@ -61,6 +61,7 @@ from provisioner.core.states import ObjectStatus
 
 _LEVEL = {"org": 0, "orgunit": 1, "person": 2}
 LATEST_FULL = "latest-full.ldif"
+_FULL_FILES = "feide-full-*.ldif"  # what is pruned, and whose newest says when the next is due
 
 ObjKey = tuple[str, str]
 
@@ -149,7 +150,7 @@ class FeideLdifConnector(Exporter):
         full_path = self.output_dir / f"feide-full-{run}.ldif"
         delta_path = self.output_dir / f"feide-delta-{run}.ldif"
         created = {(kind, key) for op, kind, key, *_ in self._changes if op is Op.CREATE}
-        full = files.full_due(self.output_dir, "feide-full-*.ldif", self.config.full_every_hours)
+        full = files.full_due(self.output_dir, _FULL_FILES, self.config.full_every_hours)
         try:
             with (
                 tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n", dir=self.output_dir) as persons,
@@ -262,9 +263,7 @@ class FeideLdifConnector(Exporter):
         """Remove full files beyond the newest ``keep_full`` (by modification time)."""
         if self.keep_full <= 0:
             return
-        fulls = sorted(
-            self.output_dir.glob("feide-full-*.ldif"), key=lambda p: (p.stat().st_mtime_ns, p.name)
-        )
+        fulls = sorted(self.output_dir.glob(_FULL_FILES), key=lambda p: (p.stat().st_mtime_ns, p.name))
         for old in fulls[: -self.keep_full]:
             with contextlib.suppress(OSError):
                 old.unlink()

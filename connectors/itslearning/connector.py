@@ -65,6 +65,7 @@ from provisioner.core.states import ObjectStatus
 KINDS = ("person", "org", "orgunit", "group")
 _GROUP_LEVEL = {"org": 0, "orgunit": 1, "group": 2}
 LATEST_FULL = "latest-full.xml"
+_FULL_FILES = "ims-full-*.xml"  # what is pruned, and whose newest says when the next is due
 
 ObjKey = tuple[str, str]
 
@@ -172,7 +173,7 @@ class ItslearningConnector(Exporter):
             for c, _ in self._changes
             if c.op is Op.UPDATE or (c.op is Op.CREATE and c.kind == "group")
         }
-        full = files.full_due(self.output_dir, "ims-full-*.xml", self.config.full_every_hours)
+        full = files.full_due(self.output_dir, _FULL_FILES, self.config.full_every_hours)
         try:
             if full:
                 with files.atomic_text_file(full_path) as fh:
@@ -393,7 +394,7 @@ class ItslearningConnector(Exporter):
         """Remove full files beyond the newest ``keep_full``."""
         if self.keep_full <= 0:
             return
-        fulls = sorted(self.output_dir.glob("ims-full-*.xml"))
+        fulls = sorted(self.output_dir.glob(_FULL_FILES))
         for old in fulls[: -self.keep_full]:
             with contextlib.suppress(OSError):
                 old.unlink()
