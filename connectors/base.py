@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from provisioner.core.drift import LiveView, Recorded
 from provisioner.core.plan import Change, Op
+from provisioner.core.quickinit import quick_init
 from provisioner.core.rows import ObjectRow
 from provisioner.core.states import ObjectStatus
 from provisioner.core.transitions import transition
@@ -55,6 +56,7 @@ class PendingError(ConnectorError):
     """The target is not ready for this change yet (not an error): recorded as pending, retried next run."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What a connector reports after applying one change successfully."""
@@ -64,6 +66,7 @@ class Applied:
     extra: Mapping[str, Any] = field(default_factory=dict)  # target facts worth storing
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StoredObject:
     """A target object as the state store holds it (what exporters write their full files from)."""

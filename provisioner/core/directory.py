@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from provisioner.core.jsontext import canonical
 from provisioner.core.model import SIS_GROUP_KINDS, DataError, DesiredGroup, DesiredPerson
+from provisioner.core.quickinit import quick_init
 
 
 def fold(text: str) -> str:
@@ -34,6 +35,7 @@ def _digest(value: object) -> str:
     return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PersonRow:
     """One person as the console lists them; ``active`` False once they left (kept, findable)."""

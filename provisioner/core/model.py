@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from provisioner.core.quickinit import quick_init
+
 # Roles a person can hold at a school. Guardians hold theirs through their students.
 STUDENT = "student"
 TEACHER = "teacher"
@@ -199,6 +201,7 @@ class Study(NamedTuple):
     programme_area: str | None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DesiredPerson:
     """An active person as every target should see them (before per-target mapping)."""
@@ -261,6 +264,7 @@ class DesiredState:
 NO_VALUES: Mapping[str, Any] = {}
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class TargetObject:
     """One object as a target should hold it: the output of a target mapping.

@@ -16,6 +16,7 @@ from typing import Any
 
 from provisioner.core.jsontext import compact, loads
 from provisioner.core.model import DataError, record_of
+from provisioner.core.quickinit import quick_init
 from provisioner.core.states import PlanBasis
 
 PLAN_FORMAT = 1
@@ -54,6 +55,7 @@ DESTRUCTIVE_OPS = frozenset({Op.DISABLE, Op.DELETE, Op.FORGET})
 REMOVING_OPS = DESTRUCTIVE_OPS | {Op.REMOVE_MEMBERS}
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Change:
     """One planned change to one object in one target."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from provisioner.core.jsontext import canonical
+from provisioner.core.quickinit import quick_init
 from provisioner.core.states import IdentityStatus, ObjectStatus
 
 
@@ -49,6 +50,7 @@ def digest_json(kind: str, attrs_json: str, members_json: str | None) -> str:
     return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class IndexRow:
     """What planning needs of every stored object, without its attributes."""
