@@ -405,12 +405,22 @@ def _active(
     pool: Pool,
 ) -> Iterator[Change]:
     """The identity change of an active person: issued, returning, or changed in the SIS."""
+    roles = _roles(p)
+    if (
+        row is not None
+        and row.status == IdentityStatus.ACTIVE
+        and row.bridged_until is None
+        and p.nin == row.nin
+        and p.display_name == row.display_name
+        and roles == row.roles
+    ):
+        return  # nearly every person on every run: known unchanged before any change is built
     pid = p.person_id
     attrs = {
         "username": p.username,
         "nin": p.nin,
         "display_name": pool.text(p.display_name),
-        "roles": pool.text(_roles(p)),
+        "roles": pool.text(roles),
     }
     common: dict[str, Any] = {
         "target": CORE,
