@@ -114,11 +114,10 @@ def _check_persons(
                 frozen.add(own)
                 continue
             by_nin[n].append(pid)
-        checked.append(
-            p._replace(
-                nin=n, given_name=given, family_name=family, middle_name=names.clean(p.middle_name) or None
-            )
-        )
+        middle = names.clean(p.middle_name) or None
+        if (n, given, family, middle) != (p.nin, p.given_name, p.family_name, p.middle_name):
+            p = p._replace(nin=n, given_name=given, family_name=family, middle_name=middle)
+        checked.append(p)  # (most rows are clean already: the row itself, not a copy of it)
     # One NIN on several SIS persons: the first-known holder keeps it, and only the
     # newcomers are skipped (and frozen) until the SIS is corrected.
     skip: set[str] = set()
