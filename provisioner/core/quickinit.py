@@ -3,14 +3,15 @@
 A frozen dataclass's generated ``__init__`` sets each field with
 ``object.__setattr__(self, name, value)``, because its own ``__setattr__`` refuses: a
 global lookup, an attribute lookup and a generic call per field. A planned change has
-fourteen fields, and at Oslo size a first run makes about two and a half million of
-them (diffed, packed, unpacked to apply, answered): 3.5 us each, about 10 s of a first
-run in these constructors alone. ``quick_init`` gives the class an ``__init__`` with the
-same signature and defaults that sets each slot through the slot's own descriptor
-(``Class.__dict__[name].__set__``), which the frozen ``__setattr__`` does not stand in
-front of: about half the time. Everything else stays the dataclass's: equality, hash,
-repr, ``dataclasses.replace`` (which calls this ``__init__``), pickling, and assigning
-to a field after construction, which still raises FrozenInstanceError.
+fourteen fields (3.5 us to make one), and an Oslo-size first run makes changes by the
+million (diffed, then unpacked to apply), besides target objects, desired persons and
+index rows: profiled, about 10 s of a 108-s first run was in these constructors.
+``quick_init`` gives the class an ``__init__`` with the same signature and defaults
+that sets each slot through the slot's own descriptor (``Class.__dict__[name].__set__``),
+which the frozen ``__setattr__`` does not stand in front of: about half the time.
+Everything else stays the dataclass's: equality, hash, repr, ``dataclasses.replace``
+(which calls this ``__init__``), pickling, and assigning to a field after construction,
+which still raises FrozenInstanceError.
 
 Only what these classes use is supported: positional-or-keyword fields with or without
 a default or default factory. A class with ``__post_init__``, ``InitVar`` or
