@@ -78,13 +78,17 @@ class StateConfig(_Strict):
         from sqlalchemy.engine import make_url
 
         url = database_url(v)
-        backend = make_url(url).get_backend_name()
-        if backend not in STATE_DATABASES:
-            raise ValueError(
-                f"the state store runs on SQLite or PostgreSQL, not {backend!r}"
-                " (a SIS on another database is read through [source])"
-            )
+        check_state_database(make_url(url).get_backend_name())
         return url
+
+
+def check_state_database(backend: str) -> None:
+    """Raise ValueError unless a state store can run on this SQLAlchemy backend (its name)."""
+    if backend not in STATE_DATABASES:
+        raise ValueError(
+            f"the state store runs on SQLite or PostgreSQL, not {backend!r}"
+            " (a SIS on another database is read through [source])"
+        )
 
 
 class UsernameConfig(_Strict):

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from provisioner.config import check_state_database
 from provisioner.state import schema as t
 from provisioner.state.certificates import Certificates
 from provisioner.state.directory import Directory
@@ -34,6 +35,9 @@ class StateStore:
     def __init__(self, url: str, *, check: bool = True) -> None:
         """Open the store; ``check=False`` skips the schema check (a worker of a checked run)."""
         self.url = url
+        # The config refuses such a URL with its key's name; this stops a program that
+        # opens a store itself (a script, a test) before it writes the first large value.
+        check_state_database(sa.engine.make_url(url).get_backend_name())
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
