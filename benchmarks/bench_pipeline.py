@@ -21,7 +21,11 @@ worker processes it forks to apply file targets):
    sample's pupil is recorded by a sync before the next comes), after a pupil left (an
    end date on their enrollment; before and after step 3), then after 1 % churn
    (leavers, joiners, renames, moved memberships);
-6. `bas --help` start-up; then issue 15's table, each figure against its target.
+6. `bas --help` start-up; then issue 15's table, each figure against its target;
+7. after each patched row (one changed person, a class move, a new pupil, a pupil who
+   leaves; plan-only and recorded), one more change of its kind planned with ``--full``,
+   which makes the patch too and compares the two (the nightly check): each must be the
+   same at this size, or the benchmark fails.
 
 The short runs (the quiet ones, the one-person plans, the class moves, the new pupil, the
 leaver) are taken as the fastest of three, each in its own process, as the bare SELECT
@@ -36,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import multiprocessing
 import random
 import resource
@@ -54,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 from connectors.base import Applied, Connector  # noqa: E402
 from provisioner import config  # noqa: E402
 from provisioner.core import nin as nin_mod  # noqa: E402
-from provisioner.run import runner  # noqa: E402
+from provisioner.run import incremental, runner  # noqa: E402
 from provisioner.state.store import StateStore  # noqa: E402
 from sources.sql import DEFAULT_QUERIES  # noqa: E402
 
@@ -255,6 +260,16 @@ def main() -> None:
         f" peak {single_pending['peak_mb']:.0f} MB; samples {single_pending['samples']})"
     )
 
+    def plan_store() -> StateStore:
+        return _store(cfg_for("plan"))
+
+    def plan_only_full() -> runner.RunOutcome:
+        return runner.sync(cfg_for("plan"), _store(cfg_for("plan")), dry_run=True, as_of=day, full=True)
+
+    checks = {
+        "one changed person, plan-only": patch_check(lambda: one_person(db), plan_only_full, plan_store)
+    }
+
     moves = iter(range(1_000))  # a different pupil each time
     first_move = class_move(db, next(moves))
     move_pending = best_of(
@@ -265,6 +280,10 @@ def main() -> None:
         f"plan after a class move ({first_move}), AD + M365 plan-only: {move_pending['seconds']:.2f} s"
         f"  (basis {move_pending['basis']}; {move_pending['seconds'] / bare:.2f} x bare SELECT;"
         f" peak {move_pending['peak_mb']:.0f} MB; samples {move_pending['samples']})"
+    )
+
+    checks["class move, plan-only"] = patch_check(
+        lambda: class_move(db, next(moves)), plan_only_full, plan_store
     )
 
     # A new pupil (person, enrollment, class) while AD and Microsoft 365 are plan-only. Each
@@ -286,6 +305,7 @@ def main() -> None:
         f"  (basis {joiner_pending['basis']}; {joiner_pending['seconds'] / bare:.2f} x bare SELECT;"
         f" peak {joiner_pending['peak_mb']:.0f} MB; samples {joiner_pending['samples']})"
     )
+    checks["new pupil, plan-only"] = patch_check(recorded_and_another, plan_only_full, plan_store)
     in_child(lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), as_of=day))  # the last recorded
 
     # A pupil leaves (an end date on their enrollment) while AD and Microsoft 365 are plan-only.
@@ -299,6 +319,10 @@ def main() -> None:
         f"plan after a pupil leaves ({first_leaver}), AD + M365 plan-only: {leaver_pending['seconds']:.2f} s"
         f"  (basis {leaver_pending['basis']}; {leaver_pending['seconds'] / bare:.2f} x bare SELECT;"
         f" peak {leaver_pending['peak_mb']:.0f} MB; samples {leaver_pending['samples']})"
+    )
+
+    checks["pupil leaves, plan-only"] = patch_check(
+        lambda: leaver(db, as_of, next(leavers)), plan_only_full, plan_store
     )
 
     def record_with_sink() -> runner.RunOutcome:
@@ -336,6 +360,8 @@ def main() -> None:
         f" peak {single['peak_mb']:.0f} MB; samples {single['samples']})"
     )
 
+    checks["one changed person"] = patch_check(lambda: one_person(db), lambda: dry(full=True), plan_store)
+
     first_move = class_move(db, next(moves))
     moved = best_of(dry, before=lambda: class_move(db, next(moves)))
     print(
@@ -344,12 +370,20 @@ def main() -> None:
         f" peak {moved['peak_mb']:.0f} MB; samples {moved['samples']})"
     )
 
+    checks["class move"] = patch_check(
+        lambda: class_move(db, next(moves)), lambda: dry(full=True), plan_store
+    )
+
     first_leaver = leaver(db, as_of, next(leavers))
     left = best_of(dry, before=lambda: leaver(db, as_of, next(leavers)))
     print(
         f"plan after a pupil leaves ({first_leaver}): {left['seconds']:7.2f} s  ({left['changes']} changes,"
         f" basis {left['basis']}; {left['seconds'] / bare:.2f} x bare SELECT;"
         f" peak {left['peak_mb']:.0f} MB; samples {left['samples']})"
+    )
+
+    checks["pupil leaves"] = patch_check(
+        lambda: leaver(db, as_of, next(leavers)), lambda: dry(full=True), plan_store
     )
 
     facts = churn(db, as_of)
@@ -387,6 +421,31 @@ def main() -> None:
         f" with AD + M365 plan-only {leaver_pending['seconds'] / bare:.2f} x;"
         f" --full {full['seconds'] / bare:.1f} x)"
     )
+    print("patched plans against the full plan of the same inputs (one more change each, planned --full):")
+    for name, verdict in checks.items():
+        print(f"  {name:<32} {verdict}")
+    if any(v != "same" for v in checks.values()):
+        raise SystemExit("a patched plan is not the full plan of the same inputs: a bug in the patch")
+
+
+def patch_check(
+    change: Callable[[], object], full: Callable[[], runner.RunOutcome], open_store: Callable[[], StateStore]
+) -> str:
+    """Whether a row's patch is right at this size: one more change of its kind, then a
+    ``--full`` run, which also makes the patch the certificate allows and compares the two
+    (provisioner.run.incremental.check, as the nightly run does). The property tests
+    check the same on small random owners; this checks it on the owner the row timed."""
+    change()
+    got = in_child(full)
+    store = open_store()
+    try:
+        kept = store.meta.get(incremental.CHECK_KEY)
+    finally:
+        store.close()
+    found = json.loads(kept) if kept else {}
+    if found.get("run_id") != got["run_id"]:
+        return "NOT PATCHED (the run could not patch this change)"
+    return "same" if found.get("same") else "DIFFERENT"
 
 
 def one_person(db: Path) -> str:
@@ -616,6 +675,7 @@ def in_child(run: Callable[[], runner.RunOutcome]) -> dict:
                 "status": out.status,
                 "changes": sum(len(tp.changes) for tp in plan.targets) if plan else 0,
                 "basis": plan.basis if plan else None,
+                "run_id": plan.run_id if plan else None,
                 "summary": plan.summary() if plan else {},
             }
         )
