@@ -229,7 +229,17 @@ def main() -> None:
     print(f"bare SELECT ({rows:,} rows, sqlite3):   {bare:7.2f} s")
     day = as_of.isoformat()
 
-    first = in_child(lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), as_of=day))
+    def plan_store() -> StateStore:
+        return _store(cfg_for("plan"))
+
+    def plan_only(dry_run: bool = False, full: bool = False) -> runner.RunOutcome:
+        """A sync with AD and Microsoft 365 plan-only (``dry_run``: nothing recorded)."""
+        return runner.sync(cfg_for("plan"), plan_store(), dry_run=dry_run, as_of=day, full=full)
+
+    def plan_only_full() -> runner.RunOutcome:
+        return plan_only(dry_run=True, full=True)
+
+    first = in_child(plan_only)
     print(
         f"first full plan (4 targets) + file apply: {first['seconds']:7.1f} s"
         f"  ({first['changes']:,} changes, status {first['status']}, peak {first['peak_mb']:.0f} MB)"
@@ -238,7 +248,7 @@ def main() -> None:
 
     # A quiet sync while AD and Microsoft 365 are still plan-only (how owners roll BAS out):
     # their ~290,000 changes stay pending, and the run must not recompute them.
-    quiet_plan = best_of(lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), as_of=day))
+    quiet_plan = best_of(plan_only)
     print(
         f"quiet sync, AD + M365 plan-only:         {quiet_plan['seconds']:7.2f} s"
         f"  ({quiet_plan['changes']:,} changes pending, basis {quiet_plan['basis']};"
@@ -250,7 +260,7 @@ def main() -> None:
     # change pending there, so the patch must splice theirs in without decoding all of them.
     one_pending = one_person(db)
     single_pending = best_of(
-        lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), dry_run=True, as_of=day),
+        lambda: plan_only(dry_run=True),
         before=lambda: one_person(db),
     )
     print(
@@ -260,12 +270,6 @@ def main() -> None:
         f" peak {single_pending['peak_mb']:.0f} MB; samples {single_pending['samples']})"
     )
 
-    def plan_store() -> StateStore:
-        return _store(cfg_for("plan"))
-
-    def plan_only_full() -> runner.RunOutcome:
-        return runner.sync(cfg_for("plan"), _store(cfg_for("plan")), dry_run=True, as_of=day, full=True)
-
     checks = {
         "one changed person, plan-only": patch_check(lambda: one_person(db), plan_only_full, plan_store)
     }
@@ -273,7 +277,7 @@ def main() -> None:
     moves = iter(range(1_000))  # a different pupil each time
     first_move = class_move(db, next(moves))
     move_pending = best_of(
-        lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), dry_run=True, as_of=day),
+        lambda: plan_only(dry_run=True),
         before=lambda: class_move(db, next(moves)),
     )
     print(
@@ -293,11 +297,11 @@ def main() -> None:
     first_pupil = new_pupil(db, as_of, next(pupils))
 
     def recorded_and_another() -> None:
-        in_child(lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), as_of=day))
+        in_child(plan_only)
         new_pupil(db, as_of, next(pupils))
 
     joiner_pending = best_of(
-        lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), dry_run=True, as_of=day),
+        lambda: plan_only(dry_run=True),
         before=recorded_and_another,
     )
     print(
@@ -306,13 +310,13 @@ def main() -> None:
         f" peak {joiner_pending['peak_mb']:.0f} MB; samples {joiner_pending['samples']})"
     )
     checks["new pupil, plan-only"] = patch_check(recorded_and_another, plan_only_full, plan_store)
-    in_child(lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), as_of=day))  # the last recorded
+    in_child(plan_only)  # the last recorded
 
     # A pupil leaves (an end date on their enrollment) while AD and Microsoft 365 are plan-only.
     leavers = iter(range(1_000))
     first_leaver = leaver(db, as_of, next(leavers))
     leaver_pending = best_of(
-        lambda: runner.sync(cfg_for("plan"), _store(cfg_for("plan")), dry_run=True, as_of=day),
+        lambda: plan_only(dry_run=True),
         before=lambda: leaver(db, as_of, next(leavers)),
     )
     print(
