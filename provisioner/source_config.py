@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-# The source's tables (provisioner.core.model.TABLES, which the core keeps; config may not
-# import the core).
+# The source's tables, in the order a snapshot holds them (its counts, digests, queries):
+# the one list, here so that config (the layer below the core) can check query names.
 TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
 
 

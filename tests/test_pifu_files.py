@@ -21,6 +21,7 @@ from demo.data import DEMO, generate
 from demo.pifu import write_export
 from provisioner import config as config_mod
 from provisioner.core.model import (
+    TABLES,
     Employment,
     Group,
     GroupMembership,
@@ -43,7 +44,6 @@ from tests.sisbuilder import config_toml
 
 AS_OF = dt.date(2025, 10, 1)
 SPEC_XSD = Path("/work/shared/schemas/pifu-ims_sas-1.2.xsd")
-TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
 
 
 def comparable(snap: SourceSnapshot) -> dict[str, list[Any]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from provisioner.core.quickinit import quick_init
+from provisioner.source_config import TABLES as TABLES  # kept where config, below the core, reads it
 
 # Roles a person can hold at a school. Guardians hold theirs through their students.
 STUDENT = "student"
@@ -137,10 +138,6 @@ class GroupMembership(NamedTuple):
     group_id: str
     person_id: str
     role: str
-
-
-# The source's tables, in the order a snapshot holds them (its counts, digests, queries).
-TABLES = ("schools", "persons", "enrollments", "employments", "guardianships", "groups", "memberships")
 
 
 @dataclass(frozen=True)
