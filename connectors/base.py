@@ -19,7 +19,7 @@ files from those and the stored state; only then are the changes recorded as app
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,6 +78,23 @@ class StoredObject:
     attrs: Mapping[str, Any]
     members: tuple[tuple[str, str], ...] | None
     username: str | None
+
+
+class StoredLookup(Protocol):
+    """The stored objects with these keys (of one target), in the store's (kind, key) order:
+    what a delta file needs, read without the whole target (``Exporter.export``)."""
+
+    def __call__(self, keys: Collection[str]) -> Iterable[StoredObject]: ...
+
+
+def lookup_in(stored: Iterable[StoredObject]) -> StoredLookup:
+    """A lookup over objects at hand (held in a list once): for an exporter given no lookup."""
+    held = list(stored)
+
+    def some(keys: Collection[str]) -> list[StoredObject]:
+        return [o for o in held if o.key in keys]
+
+    return some
 
 
 class AnchorResolver(Protocol):
@@ -208,10 +225,13 @@ class Exporter(ABC):
         """Check one change and remember it for the files; raise RejectedError to refuse it."""
 
     @abstractmethod
-    def export(self, stored: Iterable[StoredObject]) -> None:
+    def export(self, stored: Iterable[StoredObject], some: StoredLookup | None = None) -> None:
         """Write the delta and full files from the accepted changes and ``stored`` (the state before them).
 
-        Returns once every file is durably in place; raises FatalError when they cannot be written.
+        ``stored`` is iterated only for a full file: a delta alone reads the objects it
+        names through ``some`` (without it, from ``stored``), so that a run which changed
+        a few objects does not read the whole target. Returns once every file is durably
+        in place; raises FatalError when they cannot be written.
         """
 
     @abstractmethod

@@ -99,3 +99,23 @@ def test_the_same_as_the_state_store_records(tmp_path: Path) -> None:
         assert stored == [(o.kind, o.key, o.anchor, o.status, dict(o.attrs), o.members) for o in expected]
     finally:
         store.close()
+
+
+def test_some_reads_the_named_objects_as_iterate_gives_them(tmp_path: Path) -> None:
+    """``Objects.some``: what a delta alone reads; past one IN clause (500 keys), in the
+    store's (kind, key) order, unknown keys ignored, each object as ``iterate`` gives it."""
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        w = TargetWriter(store, "t", "r1", "2025-10-01", False)
+        for n in range(1200):
+            kind = "group" if n % 3 == 0 else "person"
+            w.ok(Change("t", Op.CREATE, kind, f"K{n:04}", "seed", attrs={"n": n}), f"a{n}", None)
+        w.finish()
+        every = list(store.objects.iterate("t"))
+        wanted = {f"K{n:04}" for n in range(0, 1200, 2)} | {"nobody"}
+        got = store.objects.some("t", wanted)
+        assert got == [o for o in every if o["key"] in wanted]
+        assert len(got) == 600 and [o["kind"] for o in got[:2]] == ["group", "group"]
+        assert store.objects.some("t", []) == [] and store.objects.some("other", wanted) == []
+    finally:
+        store.close()

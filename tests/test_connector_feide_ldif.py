@@ -534,10 +534,21 @@ def test_a_full_file_only_when_due_and_the_same_delta_either_way(tmp_path: Path)
     assert [p.name for p in first.written] == ["feide-full-r1.ldif"]
 
     runs = {folder: _daily(folder, "r2", hours) for folder, hours in ((daily, 24), (every, 0))}
-    for conn in runs.values():
+    asked: list[set[str]] = []
+
+    def some(keys):  # noqa: ANN001, ANN202 - the StoredLookup protocol
+        asked.append(set(keys))
+        return [o for o in before if o.key in keys]
+
+    def unread():  # noqa: ANN202
+        raise AssertionError("a delta alone must not read every stored object")
+        yield
+
+    for folder, conn in runs.items():
         for c in _changes(objs):
             conn.accept(c)
-        conn.export(before)
+        conn.export(unread() if folder == daily else before, some)
+    assert asked == [{"NORD", "S1"}], "a delta alone reads only the records of the objects it creates"
     assert [p.name for p in runs[daily].written] == ["feide-delta-r2.ldif"]
     assert [p.name for p in runs[every].written] == ["feide-full-r2.ldif", "feide-delta-r2.ldif"]
     delta = (daily / "feide-delta-r2.ldif").read_text(encoding="utf-8")

@@ -603,3 +603,60 @@ def test_a_delta_alone_is_not_refused_for_a_target_without_persons(tmp_path: Pat
         every = ItslearningConnector(ItslearningConfig(), OWNER, tmp_path / "every")
         every.begin("r1", lambda kind, key: None)
         every.export(groups_only)
+
+
+def test_a_delta_alone_reads_only_what_it_names_and_is_the_delta_beside_a_full_file(
+    tmp_path: Path, schema: xmlschema.XMLSchema
+) -> None:
+    """Without a full file the delta's objects are read by key (two rounds: what the changes
+    name, then what their records refer to): the file is byte for byte the one written from
+    every object, though sourcedids (NINs here) differ from keys and nothing is resolved."""
+    objs = objects(nin_as_sourcedid=True)
+    before = stored(objs)
+    guardian = {"sourcedid": "NEWG", "userid": "ng", "fn": "Ny Verge", "given": "Ny", "family": "Verge"}
+    guardian |= {"email": "ng@skole.no", "institutionrole": "Guest", "students": ["S1", "SE"]}
+    group = {"sourcedid": "NEW", "name": "Ny", "school": "NORDBY", "grouptype": "Basisgruppe"}
+    changes = [
+        Change("itslearning", Op.UPDATE, "person", "G1", "renamed", anchor="G1", attrs={"fn": "G Én"}),
+        Change("itslearning", Op.CREATE, "person", "NEWG", "new", attrs=guardian),
+        Change("itslearning", Op.DELETE, "person", "G2", "left", anchor="G2"),
+        Change("itslearning", Op.UPDATE, "group", "5A", "renamed", anchor="5A", attrs={"name": "5 A"}),
+        Change("itslearning", Op.CREATE, "group", "NEW", "new", attrs=group, members=(("T1", "02"),)),
+    ]
+    joins = ((Op.ADD_MEMBERS, (("SE", "01"),)), (Op.REMOVE_MEMBERS, (("G2", "06"), ("X9", "01"))))
+    changes += [
+        Change("itslearning", op, "group", "5A-KL", "moved", anchor="5A-KL", members=m) for op, m in joins
+    ]
+    asked: list[set[str]] = []
+
+    def unread() -> Iterator[StoredObject]:
+        raise AssertionError("a delta alone must not read every stored object")
+        yield
+
+    def some(keys):  # noqa: ANN001, ANN202 - the StoredLookup protocol
+        asked.append(set(keys))
+        return [o for o in before if o.key in keys]
+
+    written = {}
+    for folder, hours in (("every", 0), ("daily", 24)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "ims-full-20250901T050000Z-r0.xml").write_text("<enterprise/>", encoding="utf-8")
+        conn = ItslearningConnector(
+            ItslearningConfig(full_every_hours=hours, nin_as_sourcedid=True),
+            OWNER,
+            tmp_path / folder,
+            clock=lambda: datetime(2025, 9, 1, 6, tzinfo=UTC),
+        )
+        conn.begin("r1", lambda kind, key: None)
+        for c in changes:
+            conn.accept(c)
+        conn.export(before if hours == 0 else unread(), some)
+        written[folder] = conn.written[-1].read_bytes()
+        schema.validate(str(conn.written[-1]))
+    assert written["daily"] == written["every"]
+    assert asked == [
+        {"G1", "NEWG", "G2", "5A", "NEW", "5A-KL", "SE", "X9", "T1", "org"},
+        {"S1", "NORDBY"},
+    ], "what the changes name, then what their records refer to (students, the groups' school)"
+    assert "A1" not in set().union(*asked) and "MIX" not in set().union(*asked), "nothing else is read"
+    assert b"01010012356" in written["daily"], "a student's sourcedid (a NIN), read in the second round"

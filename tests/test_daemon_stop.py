@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Applied, Exporter, StoredObject
+from connectors.base import Applied, Exporter, StoredLookup, StoredObject
 from demo import data as demo_data
 from provisioner.core.plan import Change
 from provisioner.run import runner
@@ -53,8 +53,8 @@ class _StopAfter(Exporter):
             self.stop.set()
         return out
 
-    def export(self, stored: Iterable[StoredObject]) -> None:
-        self.inner.export(stored)
+    def export(self, stored: Iterable[StoredObject], some: StoredLookup | None = None) -> None:
+        self.inner.export(stored, some)
 
     def exported(self, run_id: str) -> bool:
         return self.inner.exported(run_id)

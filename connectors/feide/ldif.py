@@ -47,8 +47,10 @@ from connectors.base import (
     Exporter,
     FatalError,
     RejectedError,
+    StoredLookup,
     StoredObject,
     after_apply,
+    lookup_in,
 )
 from connectors.feide.entries import KINDS, refuse_unsupported
 from connectors.files import atomic_text_file, link_latest
@@ -140,17 +142,22 @@ class FeideLdifConnector(Exporter):
             self._link_latest(full)
             self._prune()
 
-    def export(self, stored: Iterable[StoredObject]) -> None:
+    def export(self, stored: Iterable[StoredObject], some: StoredLookup | None = None) -> None:
         """Write the full file (when due: ``full_every_hours``), the delta file (if the run had
         changes) and latest-full.ldif (with the full file)."""
         if self._run_id is None:
             raise FatalError("feide: export() before begin()")
-        current = after_apply(stored, self._accepted)
         run = files.run_name(self._run_id)
         full_path = self.output_dir / f"feide-full-{run}.ldif"
         delta_path = self.output_dir / f"feide-delta-{run}.ldif"
         created = {(kind, key) for op, kind, key, *_ in self._changes if op is Op.CREATE}
         full = files.full_due(self.output_dir, _FULL_FILES, self.config.full_every_hours)
+        # Without a full file the delta needs only the created objects' records (its other
+        # records come from the changes): read by key, not the whole catalog.
+        if full:
+            current = after_apply(stored, self._accepted)
+        else:
+            current = after_apply((some or lookup_in(stored))({k for _, k in created}), self._accepted)
         try:
             with (
                 tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n", dir=self.output_dir) as persons,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,6 +38,7 @@ from connectors.base import (
     FatalError,
     PendingError,
     RejectedError,
+    StoredLookup,
     StoredObject,
     TransientError,
 )
@@ -309,10 +310,23 @@ def _peer_resolver(store: StateStore, target: str) -> AnchorResolver:
 
 def _stored(store: StateStore, target: str) -> Iterator[StoredObject]:
     """The target's objects as the state store holds them now."""
-    for o in store.objects.iterate(target):
-        yield StoredObject(
-            o["kind"], o["key"], o["anchor"], o["status"], o["attrs"], o["members"], o["username"]
-        )
+    return map(_as_stored, store.objects.iterate(target))
+
+
+def _lookup(store: StateStore, target: str) -> StoredLookup:
+    """The target's stored objects with the given keys (what a delta file alone needs)."""
+
+    def some(keys: Collection[str]) -> list[StoredObject]:
+        return list(map(_as_stored, store.objects.some(target, keys)))
+
+    return some
+
+
+def _as_stored(o: Mapping[str, Any]) -> StoredObject:
+    """One row of ``Objects.iterate`` or ``Objects.some`` as an exporter reads it."""
+    return StoredObject(
+        o["kind"], o["key"], o["anchor"], o["status"], o["attrs"], o["members"], o["username"]
+    )
 
 
 def apply_export(
@@ -343,7 +357,7 @@ def apply_export(
         if accepted:
             exports.journal(store, tp.target, run_id, accepted)
         try:
-            exp.export(_stored(store, tp.target))
+            exp.export(_stored(store, tp.target), _lookup(store, tp.target))
         except (FatalError, OSError) as exc:
             accepted = _not_exported(tp, store, exp, run_id, writer, res, accepted, exc, tlog)
         else:
