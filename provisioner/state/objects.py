@@ -17,9 +17,11 @@ from provisioner.core.plan import CORE
 from provisioner.core.rows import IndexRow, shared
 from provisioner.core.states import ObjectStatus
 from provisioner.state import schema as t
-from provisioner.state.common import CHUNK
+from provisioner.state.common import CHUNK, batches
 
 _STATUS = {s.value: s for s in ObjectStatus}  # stored text -> status, without an enum call per row
+_o = t.objects.c
+_WHOLE = (_o.kind, _o.key, _o.anchor, _o.status, _o.attrs, _o.members, _o.username)  # read by _whole
 
 
 class Objects:
@@ -80,7 +82,7 @@ class Objects:
     def iterate(self, target: str) -> Iterator[dict[str, Any]]:
         """Every stored object of a target, as plain dicts (for full exports and `person show`)."""
         o = t.objects.c
-        q = sa.select(*self._whole).where(o.target == target)
+        q = sa.select(*_WHOLE).where(o.target == target)
         with self.engine.connect() as c:
             yield from map(_whole, c.execute(q.order_by(o.kind, o.key)))
 
@@ -88,19 +90,14 @@ class Objects:
         """The stored objects of a target with these keys, as ``iterate`` gives them and in
         its (kind, key) order: what a delta file needs, without reading the whole target."""
         o = t.objects.c
-        keys = sorted(set(keys))
         out: list[dict[str, Any]] = []
         with self.engine.connect() as c:
-            for i in range(0, len(keys), CHUNK):
-                q = sa.select(*self._whole).where(o.target == target, o.key.in_(keys[i : i + CHUNK]))
-                out.extend(map(_whole, c.execute(q)))
+            for chunk in batches(sorted(set(keys)), CHUNK):
+                out.extend(
+                    map(_whole, c.execute(sa.select(*_WHOLE).where(o.target == target, o.key.in_(chunk))))
+                )
         out.sort(key=lambda d: (d["kind"], d["key"]))
         return out
-
-    @property
-    def _whole(self) -> tuple[sa.ColumnElement[Any], ...]:
-        o = t.objects.c
-        return (o.kind, o.key, o.anchor, o.status, o.attrs, o.members, o.username)
 
     def populations(self) -> dict[str, int]:
         """Active objects per target, and identities for core (the thresholds' base)."""
