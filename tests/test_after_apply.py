@@ -119,3 +119,24 @@ def test_some_reads_the_named_objects_as_iterate_gives_them(tmp_path: Path) -> N
         assert store.objects.some("t", []) == [] and store.objects.some("other", wanted) == []
     finally:
         store.close()
+
+
+def test_groups_of_finds_the_groups_listing_exactly_this_person(tmp_path: Path) -> None:
+    """``Objects.groups_of`` (`bas person show`): ids from the SIS may hold LIKE's wildcards,
+    quotes and backslashes; each finds the groups that list it, and no other id's."""
+    ids = ["P_1", "PX1", "P%", "P%2", 'P"q', "P\\r", "Pr", "P😀,+<>;=*()#", "student"]
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        w = TargetWriter(store, "t", "r1", "2025-10-01", False)
+        for n, pid in enumerate(ids):
+            # Group n lists person n alone, in a role named after the next id (a role is not a member).
+            role = ids[(n + 1) % len(ids)]
+            w.ok(Change("t", Op.CREATE, "group", f"G{n}", "seed", attrs={"name": f"g{n}"}), f"a{n}", None)
+            w.ok(Change("t", Op.ADD_MEMBERS, "group", f"G{n}", "join", members=((pid, role),)), f"a{n}", None)
+        w.ok(Change("t", Op.CREATE, "person", "P_1", "seed", attrs={"note": "P%"}), "p", None)
+        w.finish()
+        for n, pid in enumerate(ids):
+            assert store.objects.groups_of(pid) == [("t", f"G{n}", {"name": f"g{n}"})], pid
+        assert store.objects.groups_of("P") == [] and store.objects.groups_of("%") == []
+    finally:
+        store.close()

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from provisioner.core.jsontext import loads
 from provisioner.core.plan import CORE
-from provisioner.core.rows import IndexRow, shared
+from provisioner.core.rows import IndexRow, dumps, shared
 from provisioner.core.states import ObjectStatus
 from provisioner.state import schema as t
-from provisioner.state.common import CHUNK, batches
+from provisioner.state.common import CHUNK, batches, contains
 
 _STATUS = {s.value: s for s in ObjectStatus}  # stored text -> status, without an enum call per row
 _o = t.objects.c
@@ -133,9 +133,19 @@ class Objects:
     def groups_of(self, person_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         """(target, key, attrs) of every stored group that lists this person as a member."""
         o = t.objects.c
-        q = sa.select(o.target, o.key, o.attrs).where(o.kind == "group", o.members.like(f'%"{person_id}"%'))
+        # LIKE only narrows the rows: the id as the members JSON spells it, its % _ and \
+        # taken literally (a person id "P_1" matched "PX1" and "P%" every member). The
+        # decoded members decide: the same text may be another id's part or a role.
+        pattern = contains(dumps(person_id))
+        q = sa.select(o.target, o.key, o.attrs, o.members).where(
+            o.kind == "group", o.members.like(pattern, escape="\\")
+        )
         with self.engine.connect() as c:
-            return [(target, key, loads(attrs)) for target, key, attrs in c.execute(q)]
+            return [
+                (target, key, loads(attrs))
+                for target, key, attrs, members in c.execute(q)
+                if any(pair[0] == person_id for pair in loads(members))
+            ]
 
 
 def _whole(row: Any) -> dict[str, Any]:
