@@ -109,6 +109,8 @@ def test_scope_level_groups_and_role_domains_on_the_demo(demo: Path, tmp_path: P
         assert c["attrs"]["email"] == _sis_email(cfg.parent, c["person_id"])
     pupils = [c for c in mails if c not in guests]
     assert pupils and all(c["attrs"]["email"].endswith("@elev.demo.kommune.no") for c in pupils)
+    # itslearning's objects were applied under the demo's config, not this one: not "changed in SIS".
+    assert {c["reason"] for c in pupils} == {"changed in SIS or config: email"}
     # Feide: the new student mail domain, no level or owner groups (not GO groups)
     feide = changes["feide"]
     assert feide and all(set(c["attrs"]) == {"mail"} for c in feide)
@@ -124,6 +126,17 @@ def test_scope_level_groups_and_role_domains_on_the_demo(demo: Path, tmp_path: P
         "itslearning": 0,
         "feide": 0,
     }
+    # The sync applied under the new config: a name the SIS changes is "changed in SIS" again.
+    pid = pupils[0]["person_id"]
+    con = sqlite3.connect(cfg.parent / "sis.sqlite")
+    with con:
+        con.execute("UPDATE person SET family_name = 'Omdøpt' WHERE person_id = ?", (pid,))
+    con.close()
+    renamed = json.loads(bas("plan", "--json", "--full", config=cfg).stdout)["plan"]
+    updates = [c for t in renamed["targets"] for c in t["changes"] if c["op"] == "update"]
+    reasons = {c["reason"] for c in updates if c.get("person_id") == pid}
+    assert len(updates) >= 3 and {c.get("person_id") for c in updates} == {pid}  # core, itslearning, Feide
+    assert reasons and all(r.startswith("changed in SIS: ") for r in reasons), reasons
 
 
 def test_config_check_reports_a_scope_naming_no_school(demo: Path, tmp_path: Path) -> None:

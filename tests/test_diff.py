@@ -101,6 +101,7 @@ def run(
     identities: Mapping[str, IdentityRow] | None = None,
     frozen: frozenset[str] = frozenset(),
     as_of: str = AS_OF,
+    changed_in: str = "SIS",
 ) -> list[Change]:
     if persons is None:
         persons = {o.key: dp(o.key) for o in desired if o.kind == "person"}
@@ -118,6 +119,7 @@ def run(
         frozen=frozen,
         school_names={"NORD": "Nordby"},
         as_of=as_of,
+        changed_in=changed_in,
     )
 
 
@@ -152,6 +154,19 @@ def test_update_only_changed_attrs_with_before_values() -> None:
     assert c.attrs == {"b": "y", "c": ["x", "y"], "d": "new", "e": None}
     assert c.before == {"b": "x", "c": ["x"], "d": None, "e": "gone"}
     assert c.reason == "changed in SIS: b, c, d, e"
+
+
+def test_after_a_config_change_updates_and_moves_say_their_values_may_come_from_it() -> None:
+    """The runner passes "SIS or config" while the target was last brought in line under another config."""
+    old = pobj("S1", {"ou": "OU=A"}, title="x")
+    new = pobj("S1", {"ou": "OU=B"}, title="y")
+    changes = run(
+        [new], {"S1": row(old)}, {"S1": stored(old)}, placement=frozenset({"ou"}), changed_in="SIS or config"
+    )
+    assert [(c.op, c.reason) for c in changes] == [
+        (Op.MOVE, "changed in SIS or config: ou"),
+        (Op.UPDATE, "changed in SIS or config: title"),
+    ]
 
 
 def test_tuple_and_list_values_compare_equal() -> None:

@@ -126,6 +126,7 @@ def diff_target(
     bridged: Mapping[str, str] | None = None,
     ended: Mapping[str, str] | None = None,
     unchanged: Collection[str] = frozenset(),
+    changed_in: str = "SIS",
 ) -> list[Change]:
     """All changes that bring one target from its stored state to the desired one.
 
@@ -136,6 +137,9 @@ def diff_target(
     disabled, moved or deleted); only their group memberships end. ``ended``
     (Derivation.ended): the SIS end date of persons not active, where lifecycle clocks start.
     ``placement`` and ``links``: the kind's names of place and link values (TargetKind).
+    ``changed_in``: where an updated or moved object's new values come from, as its reason
+    says: "SIS", or "SIS or config" while the target's objects were last brought in line
+    under another config (provisioner/run/targets.py ``changed_in``).
     """
     bridged = bridged or {}
     first: list[Change] = []  # creates, restores, enables, updates, moves (persons, groups)
@@ -227,7 +231,7 @@ def diff_target(
                     anchor=anchor,
                     place=mov,
                     before=mov_b,
-                    reason=f"changed in SIS: {', '.join(sorted(mov))}",
+                    reason=f"changed in {changed_in}: {', '.join(sorted(mov))}",
                     **common,
                 )
             )
@@ -239,7 +243,7 @@ def diff_target(
                     attrs=upd,
                     links=upd_l,
                     before=upd_b,
-                    reason=f"changed in SIS: {', '.join(sorted(upd_b))}",
+                    reason=f"changed in {changed_in}: {', '.join(sorted(upd_b))}",
                     **common,
                 )
             )

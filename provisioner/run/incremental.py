@@ -482,6 +482,7 @@ def _patch(
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
     targets: list[TargetPlan] = []
     live: set[str] = set()
+    config = config_digest(cfg)
     for name, tcfg in cfg.enabled_targets().items():
         prev = cert.plan.target(name)
         if prev is None:
@@ -505,6 +506,7 @@ def _patch(
             identities=identities,
             school_names=school_names,
             as_of=as_of,
+            config=config,
         )
         spliced = _spliced(prev, changes, keys, groups, tcfg.mode == "plan")
         if spliced is None:

@@ -49,7 +49,7 @@ from provisioner.core.safety import (
     present_schools,
 )
 from provisioner.core.scope import Scope, restrict
-from provisioner.core.states import ObjectStatus, PlanBasis, RunStatus
+from provisioner.core.states import ObjectStatus, PlanBasis, RunStatus, TargetOutcome
 from provisioner.kinds import kind_of
 from provisioner.logs import LogSettings
 from provisioner.run import holds, incremental
@@ -69,7 +69,7 @@ from provisioner.run.holds import hold_targets
 from provisioner.run.prints import Prints
 from provisioner.run.records import RunOutcome, finish_run, refused, source_record
 from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
-from provisioner.run.targets import build_connector, diff_objects
+from provisioner.run.targets import build_connector, diff_objects, record_applied_config
 from provisioner.state import safety_reads
 from provisioner.state.common import now_iso
 from provisioner.state.runs import LockHeld
@@ -144,6 +144,7 @@ def make_plan(
     cookie = store.versions.current()
     identities = store.identities.all()
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
+    config = config_digest(cfg)  # what each target last applied under tells its updates' reasons
     pool = Pool()  # one object per distinct value across the plan's changes
     targets: list[TargetPlan] = []
     live: set[str] = set()
@@ -165,6 +166,7 @@ def make_plan(
             school_names=school_names,
             as_of=as_of,
             pool=pool,
+            config=config,
         )
         changes = local_runs.with_locks(name, changes, index, local_in, as_of, policy)
         population = sum(1 for r in index.values() if r.status == ObjectStatus.ACTIVE)
@@ -371,6 +373,8 @@ def _guarded_apply(
         store.certificates.save(None)
         store.runs.finish(plan.run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
+    in_line = [name for name, r in results.items() if r.ok or r.status is TargetOutcome.UNCHANGED]
+    record_applied_config(store, in_line, config_digest(cfg))
     if kind == "approve":
         store.certificates.save(None)  # only the held part was applied: the next run plans in full
     else:

@@ -11,7 +11,7 @@ from provisioner.core.derive import Derivation
 from provisioner.core.diff import compared, diff_target
 from provisioner.core.lifecycle import Policy
 from provisioner.core.model import TargetObject
-from provisioner.core.plan import Change
+from provisioner.core.plan import CORE, Change
 from provisioner.core.pool import Pool
 from provisioner.core.rows import IdentityRow, IndexRow
 from provisioner.kinds import TargetKind, kind_of
@@ -65,13 +65,15 @@ def diff_objects(
     school_names: Mapping[str, str],
     as_of: str,
     pool: Pool | None = None,
+    config: str | None = None,
 ) -> list[Change]:
     """One target's changes: these mapped objects against the stored rows in ``index``.
 
     ``index`` holds every stored object of the target for a full plan, or only those of
     the patched persons' keys for a patch (provisioner/run/incremental.py). The persons
     are the derivation's own, not the target's scope: one out of scope is "still active".
-    ``pool``: the plan's shared values (provisioner.core.pool).
+    ``pool``: the plan's shared values (provisioner.core.pool). ``config``: the digest of
+    the config the plan is made under, which names where updates come from (``changed_in``).
     """
     # Only a stored object has a digest to compare with; a new one is created whatever
     # its digest is (the writer computes it once from the JSON it stores anyway). The
@@ -94,4 +96,34 @@ def diff_objects(
         bridged=d.bridged,
         ended=d.ended,
         unchanged=got.unchanged,
+        changed_in=changed_in(store, name, config),
     )
+
+
+# Meta key per target: the digest of the config its changes were last applied under.
+_APPLIED_CONFIG = "applied_config:"
+
+
+def changed_in(store: StateStore, target: str, config: str | None) -> str:
+    """Where a target's updated and moved objects get their new values, as their reasons say.
+
+    "SIS or config" when the target's stored objects were last brought in line under
+    another config than ``config``: a new value may be the config's doing (``role_domains``
+    set: every pupil's e-mail), not the SIS's. "SIS" when they were under this one, and
+    when it is not known (``config`` None; a target never applied, such as a plan-only
+    one, or a store from before this was recorded). Recorded only by an apply, so every
+    plan made in between, patched or full, says the same.
+    """
+    if config is None:
+        return "SIS"
+    applied = store.meta.get(_APPLIED_CONFIG + target)
+    return "SIS" if applied in (None, config) else "SIS or config"
+
+
+def record_applied_config(store: StateStore, targets: Iterable[str], config: str) -> None:
+    """After an apply: these targets' stored objects are now in line with ``config`` (they
+    applied changes under it, or had none to apply). The core takes no reasons from it."""
+    for target in targets:
+        # Read first: a quiet run (every target unchanged, each minute) writes nothing.
+        if target != CORE and store.meta.get(_APPLIED_CONFIG + target) != config:
+            store.meta.set(_APPLIED_CONFIG + target, config)
