@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.core.safety import planned_removals
 from provisioner.core.stored import StoredChanges
 from provisioner.run.runner import EXIT_OK
+from provisioner.state import certificates
 from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, small_sis
 from tests.test_pipeline import DAY1, DAY2, Env, ok
@@ -430,7 +432,8 @@ def test_settings_that_plan_nothing_keep_the_certificate_and_a_held_plan_approva
 def test_person_fingerprints_are_stored_in_pieces_and_a_patch_writes_only_what_changed(
     store: StateStore,
 ) -> None:
-    """A patched run's fingerprints differ in a block or two: only those pieces are written,
+    """A patched run's fingerprints differ in a piece or two: only those pieces are written,
+    also when a joiner's id sorts first (pieces are cut where the ids say, not by position),
     the certificate keeps the fingerprints of its source, and dropping it keeps them too."""
     rows = [
         Person(f"P{i:05d}", None, "Ola", None, "Nordmann", "2012-03-04", None, None) for i in range(9_000)
@@ -440,20 +443,70 @@ def test_person_fingerprints_are_stored_in_pieces_and_a_patch_writes_only_what_c
     store.certificates.save_prints({"persons": "one"}, first)
     assert store.certificates.prints({"persons": "one"}) == first
     written = _all_parts(store)
-    assert len(written) == 1 + 2 + 3  # the index, ids and birth dates, three blocks of rows
+    pieces = len(certificates._cuts(first.ids))
+    assert pieces >= 2
+    assert len(written) == 1 + 3 * pieces  # the index; ids, birth dates and rows of each piece
     rows[5_000] = rows[5_000]._replace(given_name="Kari")
     found = patch.changed_persons(first, rows)
     assert found is not None and found[0] == {"P05000"}
     store.certificates.save_prints({"persons": "two"}, found[1])
     assert store.certificates.prints({"persons": "two"}) == found[1] == patch.PersonPrints.of(rows)
-    assert len(_all_parts(store) - written) == 2  # its index and the one block that changed
+    assert len(_all_parts(store) - written) == 2  # its index and the one piece of rows that changed
+    written = _all_parts(store)
+    joiner = Person("A0000", None, "Nora", None, "Nykommer", "2016-03-14", None, None)
+    joined = patch.changed_persons(found[1], [joiner, *rows])
+    assert joined is not None and joined.joined == {"A0000"}
+    store.certificates.save_prints({"persons": "joined"}, joined.prints)
+    assert store.certificates.prints({"persons": "joined"}) == joined.prints
+    assert len(_all_parts(store) - written) == 1 + 3  # its index; the first piece's ids, birth dates, rows
     plan = Plan(run_id="r", created_at="t", as_of=DAY1, cookie={}, targets=())
     store.certificates.save(certificate.Certificate("key", {"persons": "two"}, plan))
     assert store.certificates.prints({"persons": "one"}) is None  # of a source no certificate is of
+    assert store.certificates.prints({"persons": "joined"}) is None
     assert store.certificates.prints({"persons": "two"}) == found[1]
     store.certificates.save(None)
     assert store.certificates.prints({"persons": "two"}) == found[1]
     assert store.certificates.prints({"persons": "three"}) is None
+
+
+def test_group_fingerprints_of_a_new_group_write_its_piece_and_bucket_only(store: StateStore) -> None:
+    """A group that comes (a joiner's new class) changes one piece of ids and fingerprints and
+    one bucket of rows, wherever its id sorts; the rest are the pieces already stored."""
+    rows = [(f"G{g:05d}", f"P{g * 3 + i:06d}", "student") for g in range(12_000) for i in range(3)]
+    first = memberships.GroupPrints.of(rows)
+    assert first is not None
+    store.certificates.save_group_prints({"memberships": "one"}, first)
+    assert store.certificates.group_prints({"memberships": "one"}) == first
+    written = _all_parts(store)
+    assert len(certificates._cuts(first.ids)) >= 2
+    found = memberships.changed_groups(first, [("A0001", "P999999", "student"), *rows])
+    assert found is not None and found.groups == {"A0001"}
+    store.certificates.save_group_prints({"memberships": "two"}, found.prints)
+    assert store.certificates.group_prints({"memberships": "two"}) == found.prints
+    assert len(_all_parts(store) - written) == 1 + 2 + 1  # its index; a piece of ids and prints; a bucket
+
+
+@pytest.mark.parametrize("at", [0, 1, 4_999, 10_000])
+def test_pieces_are_cut_where_the_ids_say(at: int) -> None:
+    """An id that comes changes only the piece it falls in: every other piece holds the same
+    ids as before (a piece ends after an id whose CRC says so, or after _MAX_PIECE ids)."""
+    ids = [f"P{i:06d}" for i in range(0, 20_000, 2)]
+    now = sorted([*ids, f"P{2 * at + 1:06d}"])
+
+    def pieces(of: list[str]) -> list[tuple[str, ...]]:
+        return [tuple(of[a:b]) for a, b in certificates._cuts(of)]
+
+    before, after = pieces(ids), pieces(now)
+    assert [i for p in after for i in p] == now and all(after)
+    assert len(set(after) - set(before)) == 1
+    assert len(set(before) - set(after)) == 1
+    assert certificates._cuts([]) == []
+
+
+def test_a_piece_ends_after_max_piece_ids_when_no_id_cuts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(certificates, "_CUT_MASK", 0xFFFFFFFF)  # no CRC has every bit clear but 0
+    ids = [f"P{i:06d}" for i in range(2 * certificates._MAX_PIECE + 5)]
+    assert [b - a for a, b in certificates._cuts(ids)] == [certificates._MAX_PIECE] * 2 + [5]
 
 
 def _all_parts(store: StateStore) -> set[str]:
@@ -495,12 +548,13 @@ def test_membership_fingerprints_are_stored_in_pieces_and_carried_to_a_source_wi
     store.certificates.save_group_prints({"memberships": "one"}, first)
     assert store.certificates.group_prints({"memberships": "one"}) == first
     written = _all_parts(store)
-    assert len(written) == 1 + 2 + memberships.BUCKETS  # the index, ids and fingerprints, the buckets
+    pieces = len(certificates._cuts(first.ids))  # of ids, and of their fingerprints
+    assert len(written) == 1 + 2 * pieces + memberships.BUCKETS  # the index, the pieces, the buckets
     found = memberships.changed_groups(first, [*rows, ("G007", "P99999", "student")])
     assert found is not None and found.groups == {"G007"}
     store.certificates.save_group_prints({"memberships": "two"}, found.prints)
     assert store.certificates.group_prints({"memberships": "two"}) == found.prints
-    assert len(_all_parts(store) - written) == 3  # its index, the fingerprints and one bucket
+    assert len(_all_parts(store) - written) == 3  # its index, a piece of fingerprints and one bucket
     store.certificates.carry_prints(
         {"memberships": "two"}, {"memberships": "two", "persons": "x"}, which="groups"
     )
@@ -517,3 +571,25 @@ def test_membership_fingerprints_are_stored_in_pieces_and_carried_to_a_source_wi
     assert nul is not None
     store.certificates.save_group_prints({"memberships": "nul"}, nul)
     assert store.certificates.group_prints({"memberships": "nul"}) is None
+
+
+def test_fingerprints_an_earlier_version_kept_under_the_same_source_are_replaced(store: StateStore) -> None:
+    """An index of one piece per key (an earlier version's) is unreadable now: saving the same
+    source's fingerprints replaces it, rather than keep it and patch nothing until the SIS changes."""
+    persons = patch.PersonPrints.of([Person("P1", None, "Ola", None, "Nordmann", "2012-03-04", None, None)])
+    groups = memberships.GroupPrints.of([("G1", "P1", "student")])
+    assert persons is not None and groups is not None
+    source = {"persons": "one", "memberships": "one"}
+    old = {"ids": "print-a", "ident": "print-b", "whole": ["print-c"], "prints": "print-d", "buckets": []}
+    with store.engine.begin() as c:
+        for ref in (certificates._prints_ref(source), certificates._group_prints_ref(source, "groups")):
+            c.execute(
+                sa.text("INSERT INTO plan_parts (part, seq, body) VALUES (:p, 0, :b)"),
+                {"p": ref, "b": json.dumps(old).encode()},
+            )
+    assert store.certificates.prints(source) is None
+    assert store.certificates.group_prints(source) is None
+    store.certificates.save_prints(source, persons)
+    store.certificates.save_group_prints(source, groups)
+    assert store.certificates.prints(source) == persons
+    assert store.certificates.group_prints(source) == groups

@@ -11,8 +11,9 @@ certificate and its parts are replaced in one transaction, and parts no certific
 names are dropped there too, so a killed run leaves either the old pair or the new one.
 The person fingerprints a patch compares with (provisioner.core.patch), and the
 membership ones (provisioner.core.memberships), are kept there too: an index per source
-and pieces named by their content, which a patched run mostly shares with the run before
-(a run that changed no membership row names the same pieces under its own source).
+and pieces named by their content, cut where the ids say (not by position: a joiner would
+shift them all), which a patched run mostly shares with the run before (a run that
+changed no membership row names the same pieces under its own source).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import hashlib
 import json
 import zlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import partial
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +49,9 @@ _PIECE = "print-"  # parts holding a piece of person fingerprints, named by its 
 # persons' only, under "chunk-": named by the same content, those would be taken as they
 # are, so these have a name of their own (the old ones are dropped with the certificate).
 _CHUNK = "chunk2-"
+# What a fingerprints index lists the pieces of, each under its key (a list of part names).
+_PERSON_KEYS = ("ids", "ident", "whole")
+_GROUP_KEYS = ("ids", "prints", "buckets")
 
 
 def _is_prints(part: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
@@ -133,23 +139,24 @@ class Certificates:
         """Keep the person fingerprints of the source these digests describe (provisioner.core.patch).
 
         Kept while the certificate is of that source (save them before it). They are stored
-        in pieces named by their content, so the fingerprints of a patched run write only
-        the blocks of rows that changed: the rest are the pieces already stored. An id
-        holding NUL is not kept (then no plan is patched: the next change plans in full).
+        in pieces (cut where the ids say, _cuts) named by their content, so the fingerprints
+        of a patched run write only the pieces of rows that changed or came: the rest are the
+        pieces already stored. An id holding NUL is not kept (then no plan is patched: the
+        next change plans in full).
         """
-        joined = "\x00".join(prints.ids)
-        if joined.count("\x00") != max(len(prints.ids) - 1, 0):
-            return  # an id holds NUL (one C pass over the joined ids, not one per id)
-        ids = zlib.compress(joined.encode("utf-8", "surrogatepass"), 1)
-        step = BLOCK * PRINT_SIZE
+        if not _no_nul(prints.ids):
+            return  # an id holds NUL
+        cuts = _cuts(prints.ids)
         bodies = [
-            ids,
-            prints.ident,
-            *(prints.whole[at : at + step] for at in range(0, len(prints.whole), step)),
+            *_id_pieces(prints.ids, cuts),
+            *_slices(prints.ident, cuts, PRINT_SIZE),
+            *_slices(prints.whole, cuts, PRINT_SIZE),
         ]
         names = [_named(_PIECE, b) for b in bodies]
-        index = json.dumps({"ids": names[0], "ident": names[1], "whole": names[2:]}).encode()
-        self._save_index(_prints_ref(source), names, bodies, [index, prints.blocks, prints.nins])
+        n = len(cuts)
+        index = json.dumps(dict(zip(_PERSON_KEYS, (names[:n], names[n : 2 * n], names[2 * n :])))).encode()
+        head = [index, prints.blocks, prints.nins]
+        self._save_index(_prints_ref(source), _PERSON_KEYS, names, bodies, head)
 
     def prints(self, source: Mapping[str, str]) -> PersonPrints | None:
         """The person fingerprints kept for the source these digests describe, if any."""
@@ -163,41 +170,48 @@ class Certificates:
                 return None  # none, or written by another version
             try:
                 index = json.loads(head[0])
-                names = [index["ids"], index["ident"], *index["whole"]]
+                lists = _lists(index, *_PERSON_KEYS)
             except (ValueError, KeyError, TypeError):
                 return None
+            if lists is None:
+                return None  # written by another version
+            names = [n for names in lists for n in names]
             pieces = {part: bodies[0] for part, bodies in _parts(c, names).items()}
         if not all(n in pieces for n in names):
             return None
-        text = zlib.decompress(pieces[names[0]]).decode("utf-8", "surrogatepass")
-        ids = tuple(text.split("\x00")) if text else ()  # "" is no ids, not one empty id
-        whole = b"".join(pieces[n] for n in names[2:])
+        ids = _joined_ids(pieces, lists[0])
+        ident = b"".join(pieces[n] for n in lists[1])
+        whole = b"".join(pieces[n] for n in lists[2])
         blocks = -(-len(ids) // BLOCK) * BLOCK_PRINT_SIZE
-        if not len(whole) == len(pieces[names[1]]) == len(ids) * PRINT_SIZE or len(head[1]) != blocks:
+        if not len(whole) == len(ident) == len(ids) * PRINT_SIZE or len(head[1]) != blocks:
             return None  # written by another version
-        return PersonPrints(ids, whole, pieces[names[1]], head[1], head[2])
+        return PersonPrints(ids, whole, ident, head[1], head[2])
 
     def save_group_prints(self, source: Mapping[str, str], prints: GroupPrints, of: str = GROUPS) -> None:
         """Keep the membership fingerprints of the source these digests describe (``of``
         AFFILIATIONS: those of each person's enrollments and employments, the same kind).
 
         As the person fingerprints (save_prints): pieces named by their content, so a run
-        that changed a few groups writes their buckets only. A group id holding NUL is not
+        that changed a few groups writes their buckets and pieces only. A group id holding NUL is not
         kept (then no plan is patched for memberships).
         """
-        joined = "\x00".join(prints.ids)
-        if joined.count("\x00") != max(len(prints.ids) - 1, 0):
+        if not _no_nul(prints.ids):
             return
-        bodies = [zlib.compress(joined.encode("utf-8", "surrogatepass"), 1), prints.prints, *prints.buckets]
+        cuts = _cuts(prints.ids)
+        bodies = [
+            *_id_pieces(prints.ids, cuts),
+            *_slices(prints.prints, cuts, GROUP_PRINT_SIZE),
+            *prints.buckets,
+        ]
         names = [_named(_PIECE, b) for b in bodies]
+        n = len(cuts)
         index = {
-            "ids": names[0],
-            "prints": names[1],
-            "buckets": names[2:],
+            **dict(zip(_GROUP_KEYS, (names[:n], names[n : 2 * n], names[2 * n :]))),
             "frozen_persons": sorted(prints.frozen_persons),
             "frozen_groups": sorted(prints.frozen_groups),
         }
-        self._save_index(_group_prints_ref(source, of), names, bodies, [json.dumps(index).encode()])
+        head = [json.dumps(index).encode()]
+        self._save_index(_group_prints_ref(source, of), _GROUP_KEYS, names, bodies, head)
 
     def group_prints(self, source: Mapping[str, str], of: str = GROUPS) -> GroupPrints | None:
         """The membership fingerprints kept for the source these digests describe, if any
@@ -211,18 +225,21 @@ class Certificates:
                 return None
             try:
                 index = json.loads(bytes(head))
-                names = [index["ids"], index["prints"], *index["buckets"]]
+                lists = _lists(index, *_GROUP_KEYS)
                 frozen = frozenset(index["frozen_persons"]), frozenset(index["frozen_groups"])
             except (ValueError, KeyError, TypeError):
                 return None
+            if lists is None or len(lists[2]) != BUCKETS:
+                return None  # written by another version
+            names = [n for names in lists for n in names]
             pieces = {part: bodies[0] for part, bodies in _parts(c, names).items()}
-        if not all(n in pieces for n in names) or len(names) != BUCKETS + 2:
-            return None  # written by another version
-        text = zlib.decompress(pieces[names[0]]).decode("utf-8", "surrogatepass")
-        ids = tuple(text.split("\x00")) if text else ()
-        if len(pieces[names[1]]) != len(ids) * GROUP_PRINT_SIZE:
+        if not all(n in pieces for n in names):
             return None
-        return GroupPrints(ids, pieces[names[1]], tuple(pieces[n] for n in names[2:])).frozen(*frozen)
+        ids = _joined_ids(pieces, lists[0])
+        prints = b"".join(pieces[n] for n in lists[1])
+        if len(prints) != len(ids) * GROUP_PRINT_SIZE:
+            return None
+        return GroupPrints(ids, prints, tuple(pieces[n] for n in lists[2])).frozen(*frozen)
 
     def carry_prints(self, before: Mapping[str, str], after: Mapping[str, str], *, which: str) -> None:
         """Keep the fingerprints of source ``before`` for source ``after`` too (``which``: PERSONS,
@@ -239,12 +256,17 @@ class Certificates:
             if rows:
                 c.execute(t.plan_parts.insert(), [{"part": ref(after), "seq": q, "body": b} for q, b in rows])
 
-    def _save_index(self, ref: str, names: list[str], bodies: list[bytes], head: list[bytes]) -> None:
-        """Store the pieces not stored yet and the index ``head`` under ``ref`` (unless there already)."""
+    def _save_index(
+        self, ref: str, keys: tuple[str, ...], names: list[str], bodies: list[bytes], head: list[bytes]
+    ) -> None:
+        """Store the pieces not stored yet and the index ``head`` under ``ref`` (unless there
+        already, naming its pieces under ``keys``: one an earlier version wrote is replaced)."""
         p = t.plan_parts.c
         with self.engine.begin() as c:
             if c.execute(sa.select(p.seq).where(p.part == ref).limit(1)).first() is not None:
-                return
+                if len(_index_parts(c, ref, keys)) > 1:
+                    return
+                c.execute(t.plan_parts.delete().where(p.part == ref))
             have = {r for (r,) in c.execute(sa.select(p.part).where(p.part.in_(names)).distinct())}
             new = {n: b for n, b in zip(names, bodies) if n not in have}
             rows = [{"part": n, "seq": 0, "body": b} for n, b in new.items()]
@@ -259,7 +281,7 @@ def _prints_ref(source: Mapping[str, str]) -> str:
 
 def _prints_parts(c: sa.Connection, source: Mapping[str, str]) -> list[str]:
     """The parts the person fingerprints of one source are made of (none when there are none)."""
-    return _index_parts(c, _prints_ref(source), ("ids", "ident"), "whole")
+    return _index_parts(c, _prints_ref(source), _PERSON_KEYS)
 
 
 def _group_prints_ref(source: Mapping[str, str], of: str) -> str:
@@ -272,19 +294,72 @@ def _group_prints_ref(source: Mapping[str, str], of: str) -> str:
 def _group_prints_parts(c: sa.Connection, source: Mapping[str, str], of: str) -> list[str]:
     """The parts the membership (or affiliation) fingerprints of one source are made of
     (none when there are none)."""
-    return _index_parts(c, _group_prints_ref(source, of), ("ids", "prints"), "buckets")
+    return _index_parts(c, _group_prints_ref(source, of), _GROUP_KEYS)
 
 
-def _index_parts(c: sa.Connection, ref: str, one: tuple[str, ...], many: str) -> list[str]:
-    """The index part ``ref`` and the parts it names: one under each key of ``one``, a list
-    under ``many``. Only ``ref`` when there is no index, or it cannot be read."""
+def _index_parts(c: sa.Connection, ref: str, keys: tuple[str, ...]) -> list[str]:
+    """The index part ``ref`` and the parts it names under ``keys``. Only ``ref`` when there
+    is no index, or it cannot be read (written by another version: its pieces go)."""
     p = t.plan_parts.c
     index = c.execute(sa.select(p.body).where(p.part == ref, p.seq == 0)).scalar()
     try:
-        d = json.loads(bytes(index)) if index is not None else {}
-        return [ref, *(d[k] for k in one), *d[many]] if d else [ref]
+        lists = _lists(json.loads(bytes(index)), *keys) if index is not None else None
     except (ValueError, KeyError, TypeError):
-        return [ref]
+        lists = None
+    return [ref] if lists is None else [ref, *(n for names in lists for n in names)]
+
+
+def _lists(index: Any, *keys: str) -> list[list[str]] | None:
+    """The lists of part names an index holds under ``keys``; None when one is not a list of texts."""
+    lists = [index[k] for k in keys]
+    ok = all(isinstance(names, list) and all(isinstance(n, str) for n in names) for names in lists)
+    return lists if ok else None
+
+
+# Pieces of fingerprints are cut after each id whose CRC has these bits clear (about every
+# 4,096 ids), and after _MAX_PIECE ids in any case.
+_CUT_MASK = 0xFFF
+_MAX_PIECE = 4 * BLOCK
+
+
+def _cuts(ids: Sequence[str]) -> list[tuple[int, int]]:
+    """Where fingerprints kept in id order are cut into pieces: (start, end) of each.
+
+    Cut where the ids say, not every so many: a person (or group) who comes or goes then
+    changes only the piece they fall in, and a patched run writes that one (a joiner whose
+    id sorts first shifted every piece cut by position: 6 MB written, and a WAL checkpoint).
+    """
+    encode = partial(str.encode, encoding="utf-8", errors="surrogatepass")
+    ends = [i + 1 for i, crc in enumerate(map(zlib.crc32, map(encode, ids))) if not crc & _CUT_MASK]
+    out: list[tuple[int, int]] = []
+    start = 0
+    for end in [*ends, len(ids)]:
+        while end - start > _MAX_PIECE:
+            out.append((start, start + _MAX_PIECE))
+            start += _MAX_PIECE
+        if end > start:
+            out.append((start, end))
+            start = end
+    return out
+
+
+def _no_nul(ids: Sequence[str]) -> bool:
+    """Whether no id holds NUL (the pieces join ids with it): one C pass over the joined ids."""
+    return "\x00".join(ids).count("\x00") == max(len(ids) - 1, 0)
+
+
+def _id_pieces(ids: Sequence[str], cuts: list[tuple[int, int]]) -> list[bytes]:
+    return [zlib.compress("\x00".join(ids[a:b]).encode("utf-8", "surrogatepass"), 1) for a, b in cuts]
+
+
+def _slices(prints: bytes, cuts: list[tuple[int, int]], size: int) -> list[bytes]:
+    return [prints[a * size : b * size] for a, b in cuts]
+
+
+def _joined_ids(pieces: Mapping[str, bytes], names: list[str]) -> tuple[str, ...]:
+    """The ids kept in these pieces, in order (each piece holds at least one)."""
+    texts = (zlib.decompress(pieces[n]).decode("utf-8", "surrogatepass") for n in names)
+    return tuple(chain.from_iterable(text.split("\x00") for text in texts))
 
 
 def _named(prefix: str, body: bytes) -> str:
