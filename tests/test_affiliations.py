@@ -112,3 +112,24 @@ def test_affiliation_fingerprints_are_kept_apart_from_the_membership_ones(store:
     store.certificates.save(certificate.Certificate("key", {"enrollments": "two"}, plan))
     assert store.certificates.group_prints({"enrollments": "two"}, AFFILIATIONS) == prints  # its source's
     assert store.certificates.group_prints({"enrollments": "one"}, AFFILIATIONS) is None
+
+
+def _came_twice(sis: Sis) -> None:
+    sis.student("0NEW", "NORD")  # an id that sorts first
+    sis.student("N2", "SOR")
+    sis.employ("N2", "NORD", role="staff")
+
+
+@pytest.mark.parametrize("edit", [_came, _came_twice])
+def test_changed_among_joiners_is_what_changed_finds(edit) -> None:  # noqa: ANN001
+    """When only joiners' rows came, fingerprinting theirs alone finds what fingerprinting
+    everyone's does (the incremental run takes this path when the tables prove it)."""
+    sis = small_sis()
+    before = _prints(sis)
+    had = {e.person_id for e in (*sis.enrollments, *sis.employments)}
+    edit(sis)
+    joined = {e.person_id for e in (*sis.enrollments, *sis.employments)} - had
+    assert affiliations.changed_among(before, _read(sis), joined, limit=10) == affiliations.changed(
+        before, _read(sis), limit=10
+    )
+    assert affiliations.changed_among(before, _read(sis), joined, limit=len(joined) - 1) is None

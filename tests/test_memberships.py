@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from provisioner.core import memberships
 
@@ -87,3 +89,42 @@ def test_rows_of_reads_only_the_groups_asked_for() -> None:
     assert prints is not None
     got = prints.rows_of({"G007", "NONE"})
     assert got == {"G007": [r for r in BASE if r[0] == "G007"], "NONE": []}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(BASE)),  # where among the rows there were
+            st.sampled_from(["G007", "G123", "G299", "A-NEW", "Z-NEW"]),  # a group there is, or a new one
+            st.sampled_from(["N1", "N2", "N3"]),  # a joiner
+            st.sampled_from(["student", "teacher"]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_changed_among_a_joiners_groups_is_what_changed_groups_finds(joins: list[tuple]) -> None:
+    """Joiners' rows put anywhere among the rows there were (which stay as they were, in order):
+    fingerprinting only the joiners' groups finds what fingerprinting every group does."""
+    before = memberships.GroupPrints.of(BASE)
+    assert before is not None
+    before = before.frozen({"P00003"}, {"G299"})
+    after = list(BASE)
+    for at, group, person, role in sorted(joins, key=lambda j: -j[0]):
+        after.insert(at, (group, person, role))
+    joined = {j[2] for j in joins}
+    groups = {r[0] for r in after if r[1] in joined}
+    theirs = [r for r in after if r[0] in groups]
+    assert memberships.changed_among(before, theirs, groups, len(after)) == memberships.changed_groups(
+        before, after
+    )
+
+
+def test_changed_among_takes_only_the_candidates_rows() -> None:
+    before = memberships.GroupPrints.of(BASE)
+    assert before is not None
+    assert memberships.changed_among(before, [("G001", "N1", "student")], {"G002"}, len(BASE) + 1) is None
+    many = {f"NEW{n}" for n in range(memberships.LIMIT + 1)}
+    rows = [(g, "N1", "student") for g in sorted(many)]
+    assert memberships.changed_among(before, rows, many, len(BASE) + len(rows)) is None  # too many groups

@@ -8,7 +8,8 @@ need not derive, map and diff the whole owner (provisioner/run/incremental.py pa
 it). This module holds the pure parts of finding them: the membership fingerprints of
 provisioner.core.memberships, kept per person id instead of per group id, over each
 person's enrollment and employment records as (person id, table, *record), in the order
-read. So a later run can tell not only who changed, but what their rows were before:
+read (``changed``; ``changed_among`` when only joiners can have changed: their rows
+alone). So a later run can tell not only who changed, but what their rows were before:
 the schools they were at (whose school-wide groups they leave) and whether they were
 active (the gate's count).
 
@@ -18,12 +19,13 @@ so the kept rows are JSON, and make the same records again (``before``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from provisioner.core.fetched import Fetched
 from provisioner.core.memberships import GroupPrints, changed_groups
+from provisioner.core.memberships import changed_among as changed_among_groups
 from provisioner.core.model import Employment, StudentEnrollment
 
 Row = tuple[Any, ...]  # (person id, table, *the record's fields)
@@ -55,6 +57,18 @@ def changed(before: GroupPrints, read: Fetched, limit: int) -> Changed | None:
     did, or the rows give no fingerprints (a person id that is no text, a value JSON
     cannot write)."""
     found = changed_groups(before, rows_of(read), limit)
+    if found is None:
+        return None
+    return Changed(found.groups, {p: records(found.was.get(p, ())) for p in found.groups}, found.prints)
+
+
+def changed_among(before: GroupPrints, read: Fetched, persons: Collection[str], limit: int) -> Changed | None:
+    """What ``changed`` finds, when the caller proved that only ``persons`` can have changed
+    (each table without their rows is the table as it was: they joined): only their rows
+    are made records and fingerprinted, not every person's."""
+    rows = [(r.person_id, table, *r) for table in TABLES for r in read.where(table, "person_id", persons)]
+    count = sum(read.count(table) for table in TABLES)
+    found = changed_among_groups(before, rows, persons, count, limit)
     if found is None:
         return None
     return Changed(found.groups, {p: records(found.was.get(p, ())) for p in found.groups}, found.prints)

@@ -26,8 +26,9 @@ from __future__ import annotations
 import hashlib
 import marshal
 import zlib
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,14 +125,64 @@ def changed_groups(before: GroupPrints, rows: Iterable[Row], limit: int = LIMIT)
             if len(changed) > limit:
                 return None
             blobs[g] = blob
+    ids = tuple(sorted(by))
+    prints = b"".join(_print(blobs[g]) if g in blobs else old[g] for g in ids)
+    return _changed(before, by, changed, blobs, (ids, prints), sum(map(len, by.values())))
+
+
+def changed_among(
+    before: GroupPrints, rows: Iterable[Row], candidates: Collection[str], count: int, limit: int = LIMIT
+) -> ChangedGroups | None:
+    """What changed_groups(before, every row now) finds, fingerprinting only these rows: when
+    the caller proved that only groups ``candidates`` can have changed (the table without
+    the rows that name a joiner is the table as it was), and ``rows`` are all of their rows
+    now, in the order read (of the ``count`` rows there are). A joiner's few groups then cost
+    what they hold, not a million rows."""
+    by = _grouped(rows)
+    if by is None or not by.keys() <= set(candidates):
+        return None
+    at = {g: bisect_left(before.ids, g) for g in candidates}
+    had = {g for g, i in at.items() if i < len(before.ids) and before.ids[i] == g}
+    changed = had - by.keys()  # groups with no row left
+    blobs: dict[str, bytes] = {}
+    for g, group_rows in by.items():
+        blob = _blob(group_rows)
+        if blob is None:
+            return None
+        i = at[g]
+        if g not in had or before.prints[i * PRINT_SIZE : (i + 1) * PRINT_SIZE] != _print(blob):
+            changed.add(g)
+            blobs[g] = blob
+    if len(changed) > limit:
+        return None
+    if changed - by.keys() or by.keys() - had:  # a group came or went: ids and positions change
+        old = {g: before.prints[i * PRINT_SIZE : (i + 1) * PRINT_SIZE] for i, g in enumerate(before.ids)}
+        ids = tuple(sorted(set(before.ids).difference(changed - by.keys()).union(by)))
+        prints = b"".join(_print(blobs[g]) if g in blobs else old[g] for g in ids)
+    else:
+        ids, buf = before.ids, bytearray(before.prints)
+        for g, blob in blobs.items():
+            buf[at[g] * PRINT_SIZE : (at[g] + 1) * PRINT_SIZE] = _print(blob)
+        prints = bytes(buf)
+    return _changed(before, by, changed, blobs, (ids, prints), count)
+
+
+def _changed(
+    before: GroupPrints,
+    by: Mapping[str, list[Row]],
+    changed: set[str],
+    blobs: Mapping[str, bytes],
+    now: tuple[tuple[str, ...], bytes],
+    count: int,
+) -> ChangedGroups | None:
+    """The changed groups' rows then, the persons on rows that came or went, and the
+    fingerprints now (ids and prints ``now``; the changed groups' buckets packed again)."""
     was = before.rows_of(changed)
     persons: set[Any] = set()
     for g in changed:
         persons.update(r[1] for r in set(was[g]).symmetric_difference(by.get(g, ())))
     if not all(type(p) is str for p in persons):
         return None
-    ids = tuple(sorted(by))
-    prints = b"".join(_print(blobs[g]) if g in blobs else old[g] for g in ids)
     buckets = list(before.buckets)
     for n in {_bucket(g) for g in changed}:
         kept = {g: rows for g, rows in _unpack(before.buckets[n]) if g not in changed}
@@ -140,8 +191,8 @@ def changed_groups(before: GroupPrints, rows: Iterable[Row], limit: int = LIMIT)
         if body is None:
             return None
         buckets[n] = body
-    now = GroupPrints(ids, prints, tuple(buckets), before.frozen_persons, before.frozen_groups)
-    return ChangedGroups(frozenset(changed), frozenset(persons), now, sum(map(len, by.values())), was)
+    now_prints = GroupPrints(*now, tuple(buckets), before.frozen_persons, before.frozen_groups)
+    return ChangedGroups(frozenset(changed), frozenset(persons), now_prints, count, was)
 
 
 def _grouped(rows: Iterable[Row]) -> Mapping[str, list[Row]] | None:
