@@ -192,6 +192,43 @@ def test_reserve_usernames(store: StateStore) -> None:
     assert d.state.persons["S1"].username == "olanor1"
 
 
+def test_taken_usernames_asked_one_at_a_time_are_the_set_a_full_view_holds(store: StateStore) -> None:
+    """A patch asks the store whether a candidate is taken instead of loading every username:
+    the same answers as ``view().taken``, compared exactly (not by the database's collation)."""
+    store.identities.reserve_usernames(["olanor", "karhan", "øyvind"], "in AD before BAS")
+    lookup = store.identities.taken_lookup()
+    names = [
+        "olanor",
+        "OLANOR",
+        "Olanor",
+        "karhan",
+        "karhan ",
+        "oyvind",
+        "øyvind",
+        "perols",
+        "",
+        "%",
+        "olan_r",
+    ]
+    assert [n in lookup for n in names] == [n in store.identities.view().taken for n in names]
+    assert [n in lookup for n in names] == [
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+    assert None not in lookup and 7 not in lookup
+    store.identities.reserve_usernames(["perols"], "later")
+    assert "perols" in store.identities.taken_lookup()
+
+
 def test_reserved_name_is_never_issued_through_a_sync(store: StateStore, tmp_path: Path) -> None:
     src = f"sqlite:///{tmp_path / 'sis.db'}"
     Sis().school("NORD", "974000001").student("S1", "NORD", "Ola", "Nordmann").write(src)

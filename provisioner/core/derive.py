@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 
 from provisioner.config import LifecycleConfig, UsernameConfig
@@ -47,7 +47,7 @@ class IdentityView:
     username_by_person: Mapping[str, str] = field(default_factory=dict)  # canonical id -> username
     person_by_nin: Mapping[str, str] = field(default_factory=dict)  # any NIN ever seen -> canonical id
     aliases: Mapping[str, str] = field(default_factory=dict)  # SIS id -> canonical id
-    taken: frozenset[str] = frozenset()  # every username ever issued or reserved
+    taken: Container[str] = frozenset()  # every username ever issued or reserved
 
 
 @dataclass(frozen=True)

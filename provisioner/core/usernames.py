@@ -28,7 +28,7 @@ import csv
 import functools
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -304,7 +304,7 @@ def candidates(
 
 def allocate(
     requests: Iterable[UsernameRequest],
-    taken: set[str] | frozenset[str],
+    taken: Container[str],
     scheme: Scheme,
     student_scheme: Scheme | None = None,
     max_length: int = 20,
@@ -314,14 +314,14 @@ def allocate(
 
     Deterministic: requests are handled in person_id order, each getting the first free
     candidate. ``taken`` holds lowercase usernames (historic base plus reserved files)
-    and is not modified. ValueError on a duplicate person_id.
+    and is only asked whether it holds a candidate (a patch asks the store, name by name,
+    instead of loading them all). ValueError on a duplicate person_id.
     """
     if min_counter < 0:
         raise ValueError("min_counter must be >= 0")
     issued: dict[str, str] = {}
-    # One set to test against: taken, the never-issued, and what this call has issued.
-    blocked: set[str] = set(taken)
-    blocked.update(ALWAYS_RESERVED)
+    # The never-issued and what this call has issued; ``taken`` is asked after them.
+    blocked: set[str] = set(ALWAYS_RESERVED)
     # Per (scheme, segments), the first sequence position not yet known to be in use.
     # Names only become used during a call, so a skipped position never needs a second
     # look: a thousand "Ola Nordmann"s cost a thousand steps, not half a million.
@@ -347,13 +347,13 @@ def allocate(
                     break
                 pos += 1
                 candidate = prefix + counter + suffix
-                if candidate not in blocked:
+                if candidate not in blocked and candidate not in taken:
                     name = candidate
                     break
         if name is None:
             for candidate in _generate(chosen, segments, max_length, min_counter, pos):
                 pos += 1
-                if candidate not in blocked:
+                if candidate not in blocked and candidate not in taken:
                     name = candidate
                     break
         assert name is not None  # _generate is endless or raises

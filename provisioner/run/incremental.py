@@ -434,7 +434,7 @@ def _view(run: _Inputs, ctx: SourceSnapshot, came: frozenset[str]) -> IdentityVi
     view = run.store.identities.view_of(
         (p.person_id for p in ctx.persons), (p.nin.strip() for p in ctx.persons if p.nin)
     )
-    return replace(view, taken=run.store.identities.taken()) if came else view
+    return replace(view, taken=run.store.identities.taken_lookup()) if came else view
 
 
 def _issues(run: _Inputs, came: frozenset[str]) -> bool:
