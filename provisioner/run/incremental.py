@@ -55,8 +55,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import compress
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import structlog
@@ -81,9 +79,9 @@ from provisioner.core.rows import IdentityRow
 from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import ObjectStatus, PlanBasis
 from provisioner.kinds import kind_of
+from provisioner.run import detect
 from provisioner.run import local as local_runs
 from provisioner.run.targets import diff_objects
-from provisioner.state.certificates import AFFILIATIONS
 from provisioner.state.common import now_iso
 from provisioner.state.store import StateStore
 
@@ -188,13 +186,17 @@ def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
         if not found or not (found.changed or found.joined):
             return None
         changed, prints, joined = found
-    affiliated = _changed_affiliations(run, joined) if differing & _AFFILIATED else None
+    affiliated = (
+        detect.affiliations_of(run.store, run.cert, run.read, joined) if differing & _AFFILIATED else None
+    )
     if differing & _AFFILIATED and affiliated is None:
         return None
     was = {p: rows for p, rows in affiliated.before.items() if p not in joined} if affiliated else {}
     if not _only_joined(run, differing, joined) or _shares_a_nin(run.read, joined):
         return None
-    moved = _changed_groups(run, joined) if "memberships" in differing else None
+    moved = (
+        detect.memberships_of(run.store, run.cert, run.read, joined) if "memberships" in differing else None
+    )
     if "memberships" in differing and moved is None:
         return None
     came = joined | frozenset(was)  # persons whose affiliations (and so activity) may change
@@ -268,32 +270,6 @@ def _reach(run: _Inputs, came: frozenset[str], was: Mapping[str, Any]) -> _Reach
     kin = {g.guardian_id for g in run.read.where("guardianships", "student_id", came)}
     groups = {m.group_id for m in run.read.where("memberships", "person_id", set(was) | kin)}
     return _Reach(schools, left, wide, kin, groups)
-
-
-def _changed_affiliations(run: _Inputs, joined: frozenset[str]) -> affiliations.Changed | None:
-    """The persons whose enrollment or employment rows changed, when a patch may take them
-    (only the joiners' rows are fingerprinted when those tables changed by theirs alone)."""
-    before = run.store.certificates.group_prints(run.cert.source, AFFILIATIONS)
-    if before is None:
-        found = None
-    elif _only_theirs(run, affiliations.TABLES, joined):
-        found = affiliations.changed_among(before, run.read, joined, patch.LIMIT)
-    else:
-        found = affiliations.changed(before, run.read, patch.LIMIT)
-    # No one changed: the rows were only reordered, which moves nothing but errors.
-    return found if found is not None and found.persons else None
-
-
-def _only_theirs(run: _Inputs, tables: Iterable[str], joined: frozenset[str]) -> bool:
-    """Whether each table, without the rows that name a joiner, is the table as it was (a
-    source that cannot say: no)."""
-    if not joined:
-        return False
-    for table in tables:
-        was = run.read.digest_without(table, ("person_id",), joined)
-        if was is None or was != run.cert.source.get(table):
-            return False
-    return True
 
 
 def _schools_then(was: Mapping[str, tuple[tuple[Any, ...], tuple[Any, ...]]]) -> set[str] | None:
@@ -384,28 +360,6 @@ def _came(
         return None
     now = local_runs.sis_count(d.state.persons, d.bridged, d.frozen_persons)
     return now - local_runs.sis_count(then.state.persons, then.bridged, then.frozen_persons)
-
-
-def _changed_groups(run: _Inputs, joined: frozenset[str]) -> memberships.ChangedGroups | None:
-    """The groups whose membership rows changed, when a patch may take them (else None);
-    only the joiners' groups are fingerprinted when the table changed by their rows alone."""
-    before = run.store.certificates.group_prints(run.cert.source)
-    rows = run.read.membership_rows()
-    if before is None:
-        found = None
-    elif _only_theirs(run, ("memberships",), joined):
-        groups = {r[0] for r in compress(rows, map(joined.__contains__, map(itemgetter(1), rows)))}
-        theirs = compress(rows, map(groups.__contains__, map(itemgetter(0), rows)))
-        found = memberships.changed_among(before, theirs, groups, len(rows))
-    else:
-        found = memberships.changed_groups(before, rows)
-    # A group frozen before may be judged now, which changes every member's Feide entitlements,
-    # not only those of the persons on its changed rows. It also covers the data errors a
-    # patch could not drop: a broken membership row, or group row, freezes its group.
-    # (No group changed: the rows were only reordered, which moves nothing but errors.)
-    if found is None or not found.groups or found.groups & found.prints.frozen_groups:
-        return None
-    return found
 
 
 def _judged(
