@@ -503,6 +503,22 @@ def test_pieces_are_cut_where_the_ids_say(at: int) -> None:
     assert certificates._cuts([]) == []
 
 
+def test_an_id_with_a_lone_surrogate_is_cut_as_its_bytes_say(store: StateStore) -> None:
+    """A lone surrogate read from a broken export: the pieces are cut, kept and read back."""
+    ids = [f"P{i:06d}" for i in range(0, 20_000, 2)]
+    now = sorted([*ids, "P004000\udcff"])
+    assert [i for a, b in certificates._cuts(now) for i in now[a:b]] == now
+    changed = {tuple(now[a:b]) for a, b in certificates._cuts(now)} - {
+        tuple(ids[a:b]) for a, b in certificates._cuts(ids)
+    }
+    assert len(changed) == 1
+    rows = [Person(i, None, "Ola", None, "Nordmann", "2012-03-04", None, None) for i in now]
+    prints = patch.PersonPrints.of(rows)
+    assert prints is not None
+    store.certificates.save_prints({"persons": "x"}, prints)
+    assert store.certificates.prints({"persons": "x"}) == prints
+
+
 def test_a_piece_ends_after_max_piece_ids_when_no_id_cuts_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(certificates, "_CUT_MASK", 0xFFFFFFFF)  # no CRC has every bit clear but 0
     ids = [f"P{i:06d}" for i in range(2 * certificates._MAX_PIECE + 5)]

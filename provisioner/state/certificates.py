@@ -329,8 +329,11 @@ def _cuts(ids: Sequence[str]) -> list[tuple[int, int]]:
     changes only the piece they fall in, and a patched run writes that one (a joiner whose
     id sorts first shifted every piece cut by position: 6 MB written, and a WAL checkpoint).
     """
-    encode = partial(str.encode, encoding="utf-8", errors="surrogatepass")
-    ends = [i + 1 for i, crc in enumerate(map(zlib.crc32, map(encode, ids))) if not crc & _CUT_MASK]
+    try:  # str.encode as it is is twice as fast as with arguments: 0.03 s for 255,000 ids
+        crcs = list(map(zlib.crc32, map(str.encode, ids)))
+    except UnicodeEncodeError:  # a lone surrogate read from a broken export: the same bytes otherwise
+        crcs = list(map(zlib.crc32, map(partial(str.encode, encoding="utf-8", errors="surrogatepass"), ids)))
+    ends = [i + 1 for i, crc in enumerate(crcs) if not crc & _CUT_MASK]
     out: list[tuple[int, int]] = []
     start = 0
     for end in [*ends, len(ids)]:
