@@ -146,16 +146,9 @@ class Certificates:
         """
         if not _no_nul(prints.ids):
             return  # an id holds NUL
-        cuts = _cuts(prints.ids)
-        bodies = [
-            *_id_pieces(prints.ids, cuts),
-            *_slices(prints.ident, cuts, PRINT_SIZE),
-            *_slices(prints.whole, cuts, PRINT_SIZE),
-        ]
-        names = [_named(_PIECE, b) for b in bodies]
-        n = len(cuts)
-        index = json.dumps(dict(zip(_PERSON_KEYS, (names[:n], names[n : 2 * n], names[2 * n :])))).encode()
-        head = [index, prints.blocks, prints.nins]
+        lists = _in_pieces(prints.ids, (prints.ident, PRINT_SIZE), (prints.whole, PRINT_SIZE))
+        index, names, bodies = _named_lists(_PERSON_KEYS, lists)
+        head = [json.dumps(index).encode(), prints.blocks, prints.nins]
         self._save_index(_prints_ref(source), _PERSON_KEYS, names, bodies, head)
 
     def prints(self, source: Mapping[str, str]) -> PersonPrints | None:
@@ -173,15 +166,10 @@ class Certificates:
                 lists = _lists(index, *_PERSON_KEYS)
             except (ValueError, KeyError, TypeError):
                 return None
-            if lists is None:
-                return None  # written by another version
-            names = [n for names in lists for n in names]
-            pieces = {part: bodies[0] for part, bodies in _parts(c, names).items()}
-        if not all(n in pieces for n in names):
-            return None
-        ids = _joined_ids(pieces, lists[0])
-        ident = b"".join(pieces[n] for n in lists[1])
-        whole = b"".join(pieces[n] for n in lists[2])
+            got = _read_lists(c, lists) if lists is not None else None
+        if got is None:
+            return None  # written by another version, or a piece is gone
+        ids, ident, whole = _ids_of(got[0]), b"".join(got[1]), b"".join(got[2])
         blocks = -(-len(ids) // BLOCK) * BLOCK_PRINT_SIZE
         if not len(whole) == len(ident) == len(ids) * PRINT_SIZE or len(head[1]) != blocks:
             return None  # written by another version
@@ -192,21 +180,14 @@ class Certificates:
         AFFILIATIONS: those of each person's enrollments and employments, the same kind).
 
         As the person fingerprints (save_prints): pieces named by their content, so a run
-        that changed a few groups writes their buckets and pieces only. A group id holding NUL is not
-        kept (then no plan is patched for memberships).
+        that changed a few groups writes their buckets and pieces only. A group id holding
+        NUL is not kept (then no plan is patched for memberships).
         """
         if not _no_nul(prints.ids):
             return
-        cuts = _cuts(prints.ids)
-        bodies = [
-            *_id_pieces(prints.ids, cuts),
-            *_slices(prints.prints, cuts, GROUP_PRINT_SIZE),
-            *prints.buckets,
-        ]
-        names = [_named(_PIECE, b) for b in bodies]
-        n = len(cuts)
-        index = {
-            **dict(zip(_GROUP_KEYS, (names[:n], names[n : 2 * n], names[2 * n :]))),
+        lists = [*_in_pieces(prints.ids, (prints.prints, GROUP_PRINT_SIZE)), list(prints.buckets)]
+        index, names, bodies = _named_lists(_GROUP_KEYS, lists)
+        index |= {
             "frozen_persons": sorted(prints.frozen_persons),
             "frozen_groups": sorted(prints.frozen_groups),
         }
@@ -229,17 +210,13 @@ class Certificates:
                 frozen = frozenset(index["frozen_persons"]), frozenset(index["frozen_groups"])
             except (ValueError, KeyError, TypeError):
                 return None
-            if lists is None or len(lists[2]) != BUCKETS:
-                return None  # written by another version
-            names = [n for names in lists for n in names]
-            pieces = {part: bodies[0] for part, bodies in _parts(c, names).items()}
-        if not all(n in pieces for n in names):
-            return None
-        ids = _joined_ids(pieces, lists[0])
-        prints = b"".join(pieces[n] for n in lists[1])
+            got = _read_lists(c, lists) if lists is not None and len(lists[2]) == BUCKETS else None
+        if got is None:
+            return None  # written by another version, or a piece is gone
+        ids, prints = _ids_of(got[0]), b"".join(got[1])
         if len(prints) != len(ids) * GROUP_PRINT_SIZE:
             return None
-        return GroupPrints(ids, prints, tuple(pieces[n] for n in lists[2])).frozen(*frozen)
+        return GroupPrints(ids, prints, tuple(got[2])).frozen(*frozen)
 
     def carry_prints(self, before: Mapping[str, str], after: Mapping[str, str], *, which: str) -> None:
         """Keep the fingerprints of source ``before`` for source ``after`` too (``which``: PERSONS,
@@ -351,17 +328,34 @@ def _no_nul(ids: Sequence[str]) -> bool:
     return "\x00".join(ids).count("\x00") == max(len(ids) - 1, 0)
 
 
-def _id_pieces(ids: Sequence[str], cuts: list[tuple[int, int]]) -> list[bytes]:
-    return [zlib.compress("\x00".join(ids[a:b]).encode("utf-8", "surrogatepass"), 1) for a, b in cuts]
+def _in_pieces(ids: Sequence[str], *prints: tuple[bytes, int]) -> list[list[bytes]]:
+    """The ids (compressed, joined by NUL) and each (fingerprints, bytes per id), cut into
+    the same pieces (_cuts): one list of bodies each."""
+    cuts = _cuts(ids)
+    pieces = [[zlib.compress("\x00".join(ids[a:b]).encode("utf-8", "surrogatepass"), 1) for a, b in cuts]]
+    pieces += [[body[a * size : b * size] for a, b in cuts] for body, size in prints]
+    return pieces
 
 
-def _slices(prints: bytes, cuts: list[tuple[int, int]], size: int) -> list[bytes]:
-    return [prints[a * size : b * size] for a, b in cuts]
+def _named_lists(
+    keys: tuple[str, ...], lists: list[list[bytes]]
+) -> tuple[dict[str, Any], list[str], list[bytes]]:
+    """An index naming each list's pieces under its key, and every piece's name and body."""
+    named = [[_named(_PIECE, b) for b in bodies] for bodies in lists]
+    return dict(zip(keys, named)), list(chain.from_iterable(named)), list(chain.from_iterable(lists))
 
 
-def _joined_ids(pieces: Mapping[str, bytes], names: list[str]) -> tuple[str, ...]:
+def _read_lists(c: sa.Connection, lists: list[list[str]]) -> list[list[bytes]] | None:
+    """The bodies of the pieces an index names, list by list; None when one is gone."""
+    pieces = {part: bodies[0] for part, bodies in _parts(c, list(chain.from_iterable(lists))).items()}
+    if not all(n in pieces for names in lists for n in names):
+        return None
+    return [[pieces[n] for n in names] for names in lists]
+
+
+def _ids_of(pieces: list[bytes]) -> tuple[str, ...]:
     """The ids kept in these pieces, in order (each piece holds at least one)."""
-    texts = (zlib.decompress(pieces[n]).decode("utf-8", "surrogatepass") for n in names)
+    texts = (zlib.decompress(body).decode("utf-8", "surrogatepass") for body in pieces)
     return tuple(chain.from_iterable(text.split("\x00") for text in texts))
 
 
