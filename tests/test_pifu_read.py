@@ -423,6 +423,56 @@ def test_malformed_truncated_or_invalid_exports_are_refused_whole(
     assert "nothing was read" in msg
 
 
+def test_an_export_cut_short_at_any_byte_is_refused() -> None:
+    """Every prefix of a good export is refused: lxml 6 with libxml2 2.14 closes what a
+    truncated file left open when a schema is attached, so the reader must not trust it."""
+    import tempfile
+
+    body = GOOD.rstrip().encode()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "export.xml"
+        for cut in range(len(body)):
+            path.write_bytes(body[:cut])
+            with pytest.raises(SourceError, match="nothing was read|refused"):
+                read_export(path, owner_org=OWNER_ORG)
+        path.write_bytes(body)
+        assert read_export(path, owner_org=OWNER_ORG)[0].persons
+
+
+@pytest.mark.parametrize(
+    "after",
+    ["", "\n", "\n\n  \t\r\n", "<!-- exported by the SIS -->\n", "<?pi x?>\n<!-- a -->",
+     "<!--" + "x" * 10_000 + "-->\n"],
+    ids=["nothing", "newline", "whitespace", "comment", "pi-and-comment", "comment-longer-than-the-tail"],
+)  # fmt: skip
+def test_an_export_may_end_with_whitespace_comments_or_pis_after_the_root(tmp_path: Path, after: str) -> None:
+    path = write(tmp_path, GOOD.rstrip() + after, "export.xml")
+    snap, _ = read_export(path, owner_org=OWNER_ORG)
+    assert [p.person_id for p in snap.persons] == ["S1"]
+
+
+@pytest.mark.parametrize(
+    ("tail", "whole"),
+    [
+        (b"</enterprise>", True),
+        (b"</enterprise >\n", True),
+        (b"</ims:enterprise>\r\n", True),
+        (b"</enterprise><!-- x -->\n<?y z?>", True),
+        (b"</enterprise><!-- x -- y -->", False),  # "--" inside a comment is not XML
+        (b"</enterprise><!-- x", False),
+        (b"</enterprise><?y", False),
+        (b"</enterprise>x", False),
+        (b"</membership>\n", False),
+        (b"</enterpri", False),
+        (b"", False),
+    ],
+)
+def test_the_end_of_an_export_is_the_roots_end_tag_then_only_misc(tail: bytes, whole: bool) -> None:
+    from sources.pifu.schema import ends_with_root
+
+    assert ends_with_root(tail) is whole
+
+
 XXE = (
     '<!DOCTYPE enterprise [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n',
     '<!DOCTYPE enterprise [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'

@@ -15,7 +15,11 @@ the lists and indexes the records are gathered in, while a bare iterparse stays 
 
 All or nothing: a DOCTYPE, malformed or truncated XML, a schema error, a delta export,
 another owner's export, or a file that changes while it is read raises ``SourceError``
-naming the file, the line and the reason; nothing half-read is ever returned.
+naming the file, the line and the reason; nothing half-read is ever returned. A truncated
+file is not left to the parser alone: lxml 6 with libxml2 2.14 closes the open elements of
+a file that stops short when a schema is attached to ``iterparse``, and raises nothing. So
+the file's last bytes must be the root's end tag (then only whitespace, comments or PIs),
+or else a bare parse without the schema must find the file well-formed.
 """
 
 from __future__ import annotations
@@ -82,12 +86,21 @@ from sources.pifu.elements import (
     text,
     timeframe,
 )
-from sources.pifu.schema import clean_message, explain, pifu_schema, refuse_doctype, safe_parser_options
+from sources.pifu.schema import (
+    clean_message,
+    ends_with_root,
+    explain,
+    pifu_schema,
+    refuse_doctype,
+    safe_parser_options,
+    syntax_error,
+)
 
 log = structlog.get_logger("bas.source.pifu")
 
 
 _CHUNK = 1 << 20  # bytes per read from the file
+_TAIL = 1 << 12  # the last bytes kept to see that the file ends with </enterprise>
 
 
 class _GroupInfo(NamedTuple):
@@ -414,10 +427,13 @@ class _Hashing:
     def __init__(self, f: Any) -> None:
         self.f = f
         self.h = hashlib.sha256()
+        self.tail = b""
 
     def read(self, n: int = -1) -> bytes:
         data: bytes = self.f.read(_CHUNK if n is None or n < 0 else n)
         self.h.update(data)
+        if data:
+            self.tail = data[-_TAIL:] if len(data) >= _TAIL else (self.tail + data)[-_TAIL:]
         return data
 
 
@@ -493,6 +509,8 @@ def _read_export(
         raise SourceError(f"{path}: cannot read the export: {exc.strerror or exc}") from exc
     if failure and "DOCTYPE" in failure:
         raise SourceError(f"{path}: refused: {failure}")
+    if complete and not failure and not ends_with_root(f.tail) and syntax_error(path):
+        complete = False  # the parser closed what a truncated file left open (see the docstring)
     if not complete or failure:
         raise SourceError(f"{path}: refused, nothing was read: {explain(path, failure)}")
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):

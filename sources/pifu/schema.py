@@ -100,6 +100,26 @@ def _as_utf8(head: bytes) -> bytes:
     return head
 
 
+# After the root's end tag XML allows only whitespace, comments and processing instructions.
+_END_MISC = re.compile(rb"(?:\s+|<!--(?:(?!--).)*-->|<\?(?:(?!\?>).)*\?>)*\Z", re.DOTALL)
+_ROOT_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?enterprise\s*>")
+
+
+def ends_with_root(tail: bytes) -> bool:
+    """Whether the last bytes of a UTF-8 file are ``</enterprise>`` and then only misc."""
+    return any(_END_MISC.match(tail, m.end()) for m in _ROOT_END.finditer(tail))
+
+
+def syntax_error(path: Path) -> bool:
+    """Whether a bare parse (no schema, which hides a premature end) finds the file malformed."""
+    try:
+        for _, el in etree.iterparse(str(path), events=("end",), **safe_parser_options()):
+            el.clear(keep_tail=False)
+    except etree.XMLSyntaxError:
+        return True
+    return False
+
+
 _LXML_TAIL = re.compile(r"\s*\((?:<string>|[^()]*), line \d+\)$")
 
 
