@@ -1,16 +1,9 @@
-"""The connector protocol and its typed errors.
+"""The connector protocol.
 
 A connector turns one planned change into target operations, idempotently: a create
 that finds its own object already there is success, a delete that finds nothing is
-success. It reports failures by raising one of three errors, and the executor decides:
-
-- ``TransientError``: try again with backoff (target busy, throttled, connection lost);
-- ``RejectedError``: this object is refused; record it, skip it, go on with the rest;
-- ``FatalError``: stop this target now (bad credentials, target gone, disk full).
-
-``PendingError`` is no failure: the target cannot take the change *yet* (hybrid Microsoft
-365 waits for Entra Connect to sync a user from AD). The executor records it as pending,
-not as applied, so the next run plans it again; it counts as no error.
+success. It reports failures by raising the typed errors of connectors.errors
+(transient, rejected, fatal; pending is no failure), and the executor decides.
 
 File targets are not connectors but ``Exporter``s: they accept changes, then write their
 files from those and the stored state; only then are the changes recorded as applied.
@@ -24,36 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from connectors import files
+from connectors.errors import ConnectorError, FatalError
 from provisioner.core.drift import LiveView, Recorded
 from provisioner.core.plan import Change, Op
 from provisioner.core.quickinit import quick_init
 from provisioner.core.rows import ObjectRow
 from provisioner.core.states import ObjectStatus
 from provisioner.core.transitions import transition
-
-
-class ConnectorError(Exception):
-    """Base of the typed connector errors."""
-
-
-class TransientError(ConnectorError):
-    """Temporary failure: the same change may succeed if retried later."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RejectedError(ConnectorError):
-    """The target refuses this object; skip it and record why."""
-
-
-class FatalError(ConnectorError):
-    """The target cannot be used at all this run."""
-
-
-class PendingError(ConnectorError):
-    """The target is not ready for this change yet (not an error): recorded as pending, retried next run."""
 
 
 @quick_init
@@ -209,8 +180,6 @@ class Exporter(ABC):
     def begin(self, run_id: str, resolve: AnchorResolver) -> None:
         """Start a run: make the output directory (a crashed run's temp files go) and forget the
         last run's changes; ``resolve`` gives anchors the store holds."""
-        from connectors import files  # it raises this module's errors: imported here, not above
-
         files.prepare_dir(self.output_dir, self.temp_glob, self.target)
         self._run_id, self._resolve = run_id, resolve
         self.written = []

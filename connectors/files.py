@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from connectors.base import FatalError
+from connectors.errors import FatalError
 from provisioner import faults
 
 _TEMP_NAME = re.compile(r"\..+\.[0-9]+\.tmp")  # ".<name>.<pid>.tmp", as the writers below name them

@@ -11,7 +11,7 @@ from typing import Any
 import ldap3
 import pytest
 
-from connectors.base import FatalError, RejectedError, TransientError
+from connectors.errors import FatalError, RejectedError, TransientError
 from connectors.ldap.link import guid_text, text
 from provisioner.core.dn import parent as parent_dn
 from provisioner.core.dn import rdn as first_rdn

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from connectors import passwords as pw
-from connectors.base import RejectedError
+from connectors.errors import RejectedError
 from connectors.ldap.link import guid_dn, ranged_chunk
 from provisioner.config import ConfigError
 from provisioner.core.dn import is_under as under

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from provisioner.apply.executor import TargetResult
+from provisioner.apply.result import TargetResult
 from provisioner.core import certificate, memberships, patch, stored
 from provisioner.core.model import Person
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
@@ -156,7 +156,7 @@ def test_a_removal_of_a_school_is_not_predicted() -> None:
 
 
 def test_a_rejected_change_leaves_nothing_certified(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from connectors.base import RejectedError
+    from connectors.errors import RejectedError
     from connectors.itslearning.connector import ItslearningConnector
 
     real = ItslearningConnector.accept
@@ -364,7 +364,7 @@ def test_predict_needs_source_digests() -> None:
 
 def test_group_adds_wait_for_a_member_whose_create_failed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """The store must not record S7 as a member of 6A while S7's account does not exist."""
-    from connectors.base import RejectedError
+    from connectors.errors import RejectedError
     from connectors.itslearning.connector import ItslearningConnector
 
     real = ItslearningConnector.accept
@@ -391,7 +391,7 @@ def test_group_adds_wait_for_a_member_whose_create_failed(env: Env, monkeypatch:
 
 
 def test_a_group_add_of_only_failed_members_is_skipped(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from connectors.base import RejectedError
+    from connectors.errors import RejectedError
     from connectors.itslearning.connector import ItslearningConnector
 
     real = ItslearningConnector.accept

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from connectors.base import RejectedError, StoredObject
+from connectors.base import StoredObject
+from connectors.errors import RejectedError
 from connectors.feide.ldif import FeideLdifConnector
 from connectors.ldap import ldif
 from mappings import feide

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import xmlschema
 
-from connectors.base import FatalError, RejectedError, StoredObject
+from connectors.base import StoredObject
+from connectors.errors import FatalError, RejectedError
 from connectors.itslearning import ims_xml
 from connectors.itslearning.connector import LATEST_FULL, ItslearningConnector
 from mappings import itslearning as mapping

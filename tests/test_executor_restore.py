@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Applied, Connector, RejectedError
+from connectors.base import Applied, Connector
+from connectors.errors import RejectedError
 from provisioner.apply.executor import apply_plan
 from provisioner.core.diff import compared, diff_target
 from provisioner.core.lifecycle import Policy

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from ldap3 import BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE
 
-from connectors.base import Connector, FatalError, RejectedError, TransientError
+from connectors.base import Connector
+from connectors.errors import FatalError, RejectedError, TransientError
 from connectors.feide.ldap import FeideLdapConnector
 from connectors.ldap import ldif
-from provisioner.apply.executor import RetryPolicy, apply_plan
+from provisioner.apply.executor import apply_plan
+from provisioner.apply.outcomes import RetryPolicy
 from provisioner.core.dn import escape as escape_dn_value
 from provisioner.core.dn import normalize as norm_dn
 from provisioner.core.plan import Change, Op, Plan, TargetPlan

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from ldap3 import MODIFY_REPLACE
 
-from connectors.base import FatalError
+from connectors.errors import FatalError
 from provisioner.cli.main import main
 from provisioner.run.reconcile import DriftItem, reconcile
 from provisioner.service import status

@@ -20,7 +20,8 @@ from provisioner.core.model import (
     StudentEnrollment,
 )
 from sources.fint import mapping as fm
-from sources.fint.mapping import _level, fint_date, grade_of, to_snapshot
+from sources.fint.mapping import fint_date, grade_of
+from sources.fint.snapshot import _level, to_snapshot
 from tests.fake_fint_model import build, instant
 from tests.sisbuilder import small_sis
 

@@ -24,6 +24,7 @@ from sources.fint import FintSource
 from sources.fint import mapping as fm
 from sources.fint.cache import FintCache, entry_key
 from sources.fint.projection import ID, PERIODE, PROJECTION, RAW_RELATIONS, intern_links, slim
+from sources.fint.snapshot import to_snapshot
 from tests.fake_fint import FakeFint
 from tests.fake_fint_model import build
 from tests.fintenv import demo_snapshot, fint_config
@@ -49,16 +50,16 @@ def test_every_resource_has_a_projection() -> None:
 
 
 def test_the_mapping_makes_the_same_snapshot_of_slim_entries(demo_entries: Data) -> None:
-    full, full_dropped = fm.to_snapshot(demo_entries)
+    full, full_dropped = to_snapshot(demo_entries)
     assert full.persons and full.memberships and full.enrollments
-    small, small_dropped = fm.to_snapshot(slimmed(demo_entries))
+    small, small_dropped = to_snapshot(slimmed(demo_entries))
     assert small == full
     assert small_dropped == full_dropped
     # as loaded back from the cache: through JSON, links interned again
     cached = {
         r: [intern_links(json.loads(json.dumps(e))) for e in es] for r, es in slimmed(demo_entries).items()
     }
-    assert fm.to_snapshot(cached) == (full, full_dropped)
+    assert to_snapshot(cached) == (full, full_dropped)
 
 
 def test_slim_entries_are_smaller(demo_entries: Data) -> None:
@@ -140,8 +141,8 @@ def dropped_reads(reads: set[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 def test_the_mapping_reads_nothing_the_projection_drops(demo_entries: Data) -> None:
     reads: set[tuple[Any, ...]] = set()
     data = {r: [recording(e, (r,), reads) for e in es] for r, es in demo_entries.items()}
-    snap, _ = fm.to_snapshot(data)
-    assert snap == fm.to_snapshot(demo_entries)[0]
+    snap, _ = to_snapshot(data)
+    assert snap == to_snapshot(demo_entries)[0]
     # the recording sees the reads (else this test could not fail)
     assert (fm.ELEVFORHOLD, "gyldighetsperiode") in reads
     assert (fm.UNDERVISNINGSGRUPPE, "periode", 0, "start") in reads

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import FatalError, TransientError
+from connectors.errors import FatalError, TransientError
 from connectors.itslearning import delivery
 from connectors.itslearning.delivery import RENAMING, SENT, SKIPPED, Delivery, Journal, backoff
 from provisioner.config import ConfigError, SftpDeliveryConfig, parse

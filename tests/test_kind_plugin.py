@@ -17,15 +17,8 @@ from typing import Any, Literal
 import pytest
 from click.testing import CliRunner
 
-from connectors.base import (
-    AnchorResolver,
-    Applied,
-    Connector,
-    ConnectorError,
-    Reader,
-    RejectedError,
-    StoredObject,
-)
+from connectors.base import AnchorResolver, Applied, Connector, Reader, StoredObject
+from connectors.errors import ConnectorError, RejectedError
 from mappings.base import MappingContext
 from provisioner import config as config_mod
 from provisioner import kinds
@@ -284,7 +277,7 @@ def test_register_checks_the_record(notes_kind: TargetKind, tmp_path: Path) -> N
 
 
 def test_connector_apply_many_applies_one_by_one_and_stops_at_a_fatal_error(tmp_path: Path) -> None:
-    from connectors.base import FatalError
+    from connectors.errors import FatalError
 
     class Fails(NotesConnector):
         def apply(self, change: Change) -> Applied:

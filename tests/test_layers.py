@@ -103,3 +103,53 @@ def test_the_checker_catches_an_upward_import_even_inside_a_function(tmp_path: P
         " (connectors sources demo provisioner.state provisioner.logs)",
     ]
     assert upward_imports(probe, "provisioner.cli.probe") == []
+
+
+def import_loops(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The sets of modules that import each other in a loop (strongly connected, 2 or more)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    loops: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's algorithm; the project's depth is far below the limit
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            loop = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                loop.append(w)
+                if w == v:
+                    break
+            if len(loop) > 1:
+                loops.append(sorted(loop))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return loops
+
+
+def test_no_modules_import_each_other_in_a_loop() -> None:
+    """Within a layer imports must point downward too: a loop (even through an import
+    inside a function) means two modules are one job split wrongly, or a shared name
+    that belongs below both."""
+    paths = {module_name(p): p for p in project_modules()}
+    graph = {me: {m for _, m in imports_of(path) if m in paths and m != me} for me, path in paths.items()}
+    assert import_loops(graph) == []
+
+
+def test_the_loop_finder_finds_a_loop_and_only_a_loop() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"d"}}
+    assert import_loops(graph) == [["a", "b", "c"]]
+    assert import_loops({"a": {"b"}, "b": set()}) == []

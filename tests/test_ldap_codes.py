@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.base import FatalError, RejectedError, TransientError
+from connectors.errors import FatalError, RejectedError, TransientError
 from connectors.ldap import codes
 from connectors.ldap.codes import Dialect, Outcome
 

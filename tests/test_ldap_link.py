@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import ldap3
 import pytest
 
-from connectors.base import FatalError, RejectedError, TransientError
+from connectors.errors import FatalError, RejectedError, TransientError
 from connectors.ldap.codes import ENTRY_ALREADY_EXISTS, NO_SUCH_OBJECT, NOT_ALLOWED_ON_NON_LEAF, Dialect
 from connectors.ldap.link import LdapLink, escape_filter, text
 from provisioner.core import dn

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from connectors.base import FatalError
+from connectors.errors import FatalError
 from connectors.m365.connector import client_from_config
 from connectors.m365.graph import TokenSource, make_session
 from provisioner.config import ConfigError

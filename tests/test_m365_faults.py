@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import RejectedError
+from connectors.errors import RejectedError
 from provisioner.core.plan import Change, Op
 from provisioner.kinds import m365_connector
 from tests.fake_graph import VirtualClock

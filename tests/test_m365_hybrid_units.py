@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import PendingError
+from connectors.errors import PendingError
 from mappings import m365 as m
 from mappings.base import MappingContext
 from provisioner import config as config_mod

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from connectors.base import RejectedError
+from connectors.errors import RejectedError
 from provisioner.core.plan import Change, Op
 from provisioner.kinds import m365_connector
 from tests.m365test import PLAN_OFF, SKU_STUDENT, SKU_TEACHER, M365Env

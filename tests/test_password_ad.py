@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from connectors.base import RejectedError
+from connectors.errors import RejectedError
 from provisioner.core.plan import Change, Op
 from provisioner.core.states import RunStatus
 from provisioner.run import password as pw_run

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import FatalError
+from connectors.errors import FatalError
 from connectors.ldap.link import LdapLink
 from provisioner.config import ConfigError
 from tests.sisbuilder import make_config

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import FatalError
+from connectors.errors import FatalError
 from connectors.m365.graph import GraphClient, TokenSource, make_session
 from tests.fake_graph import FakeGraph
 

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from demo import data as demo_data
-from provisioner.apply import executor, workers
+from provisioner.apply import executor, worker, workers
 from provisioner.apply.options import ApplyOptions
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.run import runner
@@ -139,7 +139,7 @@ def test_sync_with_workers_gives_the_same_state_and_files_as_without(
     started: list[str] = []
     real_start = workers.Workers.start
 
-    def start(self: workers.Workers, job: workers.Job) -> None:
+    def start(self: workers.Workers, job: worker.Job) -> None:
         started.append(job.plan.target)
         real_start(self, job)
 

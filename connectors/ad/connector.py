@@ -42,7 +42,8 @@ import ldap3
 import structlog
 
 from connectors import passwords as pw
-from connectors.base import AnchorResolver, Applied, Connector, FatalError, RejectedError, StoredObject
+from connectors.base import AnchorResolver, Applied, Connector, StoredObject
+from connectors.errors import FatalError, RejectedError
 from connectors.ldap.codes import (
     ATTRIBUTE_OR_VALUE_EXISTS,
     ENTRY_ALREADY_EXISTS,

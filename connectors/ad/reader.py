@@ -27,7 +27,8 @@ from connectors.ad.connector import (
     USER_ATTRS,
     ldap_values,
 )
-from connectors.base import FatalError, Reader
+from connectors.base import Reader
+from connectors.errors import FatalError
 from connectors.ldap.link import Entry, LdapLink, guid_dn, guid_text, text
 from mappings.ad import PLACEMENT_ATTRS
 from provisioner.config import ADConfig

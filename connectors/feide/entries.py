@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.base import RejectedError
+from connectors.errors import RejectedError
 from provisioner.core.plan import Change, Op
 
 KINDS = ("org", "orgunit", "person")  # in the order their entries nest

@@ -36,7 +36,8 @@ from typing import Any
 from ldap3 import MODIFY_ADD, MODIFY_REPLACE
 from ldap3.protocol.rfc4527 import post_read_control
 
-from connectors.base import AnchorResolver, Applied, Connector, FatalError, RejectedError, StoredObject
+from connectors.base import AnchorResolver, Applied, Connector, StoredObject
+from connectors.errors import FatalError, RejectedError
 from connectors.feide.entries import refuse_unsupported
 from connectors.ldap.codes import ENTRY_ALREADY_EXISTS, NO_SUCH_OBJECT, NOT_ALLOWED_ON_NON_LEAF, Dialect
 from connectors.ldap.ldif import values_of

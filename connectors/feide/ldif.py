@@ -45,13 +45,12 @@ from connectors.base import (
     AnchorResolver,
     Applied,
     Exporter,
-    FatalError,
-    RejectedError,
     StoredLookup,
     StoredObject,
     after_apply,
     lookup_in,
 )
+from connectors.errors import FatalError, RejectedError
 from connectors.feide.entries import KINDS, refuse_unsupported
 from connectors.files import atomic_text_file, link_latest
 from connectors.ldap import ldif

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.base import FatalError, Reader
+from connectors.base import Reader
+from connectors.errors import FatalError
 from connectors.feide.entries import KINDS
 from connectors.feide.ldap import _DN_ATTRS, is_dn
 from connectors.ldap.ldif import values_of

@@ -51,13 +51,12 @@ from connectors.base import (
     AnchorResolver,
     Applied,
     Exporter,
-    FatalError,
-    RejectedError,
     StoredLookup,
     StoredObject,
     after_apply,
     lookup_in,
 )
+from connectors.errors import FatalError, RejectedError
 from connectors.itslearning import delivery, ims_xml
 from mappings.itslearning import ORG_KEY, org_sourcedid, school_sourcedid
 from provisioner.config import ItslearningConfig, OwnerConfig

@@ -53,7 +53,7 @@ from typing import Any
 import paramiko
 
 from connectors import files
-from connectors.base import FatalError, TransientError
+from connectors.errors import FatalError, TransientError
 from provisioner import faults
 from provisioner import sftp as sftp_login
 from provisioner.config import SftpDeliveryConfig

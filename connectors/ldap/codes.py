@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from connectors.base import ConnectorError, FatalError, RejectedError, TransientError
+from connectors.errors import ConnectorError, FatalError, RejectedError, TransientError
 
 SUCCESS = 0
 OPERATIONS_ERROR = 1

@@ -44,7 +44,7 @@ from typing import Any
 import ldap3
 from ldap3.core import exceptions as lx
 
-from connectors.base import FatalError, RejectedError, TransientError
+from connectors.errors import FatalError, RejectedError, TransientError
 from connectors.ldap import codes
 from connectors.ldap.codes import NO_SUCH_OBJECT, SUCCESS, Dialect
 from provisioner.core.nin import mask_error

@@ -55,17 +55,8 @@ from typing import Any
 import structlog
 
 from connectors import passwords as pw
-from connectors.base import (
-    AnchorResolver,
-    Applied,
-    Connector,
-    ConnectorError,
-    FatalError,
-    RejectedError,
-    StoredObject,
-    TransientError,
-    person_phases,
-)
+from connectors.base import AnchorResolver, Applied, Connector, StoredObject, person_phases
+from connectors.errors import ConnectorError, FatalError, RejectedError, TransientError
 from connectors.m365.graph import (
     GraphClient,
     GraphError,

@@ -36,7 +36,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import structlog
 
-from connectors.base import FatalError, TransientError
+from connectors.errors import FatalError, TransientError
 from connectors.m365.pacing import Budget, WritePacer
 
 log = structlog.get_logger("bas.graph")

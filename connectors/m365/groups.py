@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from connectors.base import Applied, RejectedError
+from connectors.base import Applied
+from connectors.errors import RejectedError
 from connectors.m365.graph import RETRY_STATUS, Req, odata_filter, odata_quote
 from connectors.m365.steps import (
     BIND_LIMIT,

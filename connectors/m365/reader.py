@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.base import FatalError, Reader
+from connectors.base import Reader
+from connectors.errors import FatalError
 from connectors.m365.graph import GraphClient, GraphError
 from connectors.m365.steps import USER_ATTRS, same
 from provisioner.core.drift import DriftKind, LiveView, Note, Recorded

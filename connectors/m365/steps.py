@@ -15,7 +15,8 @@ from collections.abc import Generator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from connectors.base import AnchorResolver, Applied, ConnectorError, FatalError, RejectedError, TransientError
+from connectors.base import AnchorResolver, Applied
+from connectors.errors import ConnectorError, FatalError, RejectedError, TransientError
 from connectors.m365.graph import RETRY_STATUS, Req, Resp
 from provisioner.config import M365Config
 from provisioner.core.plan import Change

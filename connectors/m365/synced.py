@@ -34,7 +34,8 @@ import uuid
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from connectors.base import AnchorResolver, Applied, PendingError, RejectedError
+from connectors.base import AnchorResolver, Applied
+from connectors.errors import PendingError, RejectedError
 from connectors.m365.graph import Req, Resp, odata_filter, odata_quote
 from connectors.m365.steps import Steps, StepsBase, graph_error, refuse
 from provisioner.core.plan import Change, Op

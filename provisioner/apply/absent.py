@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from connectors.base import PendingError
+from connectors.errors import PendingError
 from provisioner.core.plan import Change, Op
 from provisioner.core.states import ChangeResult
 

@@ -4,29 +4,30 @@ Owns the retry of transient errors (backoff, Retry-After honoured), the windows 
 batching connector (each change still answered on its own, so per-object isolation
 holds), the changes decided without the target (a forget; a group change narrowed to
 the persons the target really holds, provisioner.apply.absent) and the stop flag checked
-between changes. The executor (provisioner.apply.executor) records what comes out.
+between changes. provisioner.apply.target records what comes out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from connectors.base import (
-    Applied,
-    Connector,
-    ConnectorError,
-    FatalError,
-    PendingError,
-    TransientError,
-    person_phases,
-)
+from connectors.base import Applied, Connector, person_phases
+from connectors.errors import ConnectorError, FatalError, PendingError, TransientError
 from provisioner.apply.absent import Absent, Skipped, narrowed
-from provisioner.apply.workers import StopFlag
 from provisioner.core.plan import Change, Op
 
 __all__ = ["DEFAULT_RETRY", "STOPPED", "RetryPolicy", "outcomes"]
+
+
+class StopFlag(Protocol):
+    """What a target's apply loop checks between changes."""
+
+    def is_set(self) -> bool:
+        """True when the run should stop."""
+        ...
+
 
 STOPPED = object()  # yielded by outcomes when the stop event is set
 

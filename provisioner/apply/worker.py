@@ -2,7 +2,7 @@
 
 ``init`` runs once as the worker starts (the pool's initializer): it ignores SIGTERM and
 SIGINT (the parent decides when to stop) and keeps the parent's go and stop events.
-``run`` takes one ``workers.Job``, waits for go (the core changes are committed), applies
+``run`` takes one ``Job``, waits for go (the core changes are committed), applies
 the target with the executor's own ``apply_target`` against its own state-store
 connection, and returns the ``TargetResult``. Logs go to stderr, configured and masked
 like the parent's.
@@ -21,12 +21,30 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event
 
+from connectors.base import Connector, Exporter
 from provisioner import logs
 from provisioner.apply.collector import run_collector
-from provisioner.apply.executor import TargetResult, apply_target
-from provisioner.apply.workers import Job
+from provisioner.apply.options import ApplyOptions
+from provisioner.apply.outcomes import RetryPolicy
+from provisioner.apply.result import TargetResult
+from provisioner.apply.target import apply_target
+from provisioner.core.plan import TargetPlan
 from provisioner.core.states import TargetOutcome
 from provisioner.state.store import StateStore
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs to apply one target (pickled to the worker)."""
+
+    plan: TargetPlan
+    connector: Connector | Exporter  # a process_safe connector or exporter, before begin()
+    store_url: str
+    run_id: str
+    as_of: str
+    soft_delete: bool
+    retry: RetryPolicy
+    options: ApplyOptions
 
 
 @dataclass(frozen=True)

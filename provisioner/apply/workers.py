@@ -33,42 +33,20 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.synchronize import Event
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from connectors.base import Connector, Exporter
+from provisioner.apply import worker
 from provisioner.apply.options import ApplyOptions
-from provisioner.core.plan import TargetPlan
+from provisioner.apply.outcomes import StopFlag
+from provisioner.apply.worker import Job
 from provisioner.state.store import StateStore
 
 if TYPE_CHECKING:
-    from provisioner.apply.executor import TargetResult
-    from provisioner.apply.outcomes import RetryPolicy
+    from provisioner.apply.result import TargetResult
 
 log = structlog.get_logger("bas.workers")
-
-
-class StopFlag(Protocol):
-    """What a target's apply loop checks between changes."""
-
-    def is_set(self) -> bool:
-        """True when the run should stop."""
-        ...
-
-
-@dataclass(frozen=True)
-class Job:
-    """Everything a worker needs to apply one target (pickled to the worker)."""
-
-    plan: TargetPlan
-    connector: Connector | Exporter  # a process_safe connector or exporter, before begin()
-    store_url: str
-    run_id: str
-    as_of: str
-    soft_delete: bool
-    retry: RetryPolicy
-    options: ApplyOptions
 
 
 def cores() -> int:
@@ -146,8 +124,6 @@ class Workers:
 
     def start(self, job: Job) -> None:
         """Start a worker for one target: it loads its job now and applies after ``go()``."""
-        from provisioner.apply import worker  # the worker's entry points; it imports the executor
-
         if self._events is None:
             spawn = multiprocessing.get_context("spawn")
             self._events = _Events(go=spawn.Event(), halt=spawn.Event())

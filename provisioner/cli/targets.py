@@ -38,7 +38,7 @@ def feide_group() -> None:
 @click.pass_obj
 def feide_check(c: Any, ldif_file: str | None, target_name: str | None, realm: str | None, show: int) -> None:
     """Validate the Feide catalog (live, or --ldif FILE) as Feide's validator does; exit 1 on errors."""
-    from connectors.base import ConnectorError
+    from connectors.errors import ConnectorError
     from connectors.feide.check import check_entries, ldap_entries, ldif_entries
     from connectors.feide.ldap import link_from_config
 
@@ -92,7 +92,7 @@ def feide_reconcile(c: Any, target_name: str | None, repair: bool, as_json: bool
 
 def _reconcile(c: Any, name: str, label: str, *, repair: bool, full: bool, as_json: bool) -> None:
     """Run one reconcile, map its errors to exit codes, print its plan; exit with its code."""
-    from connectors.base import ConnectorError
+    from connectors.errors import ConnectorError
     from provisioner.run.reconcile import reconcile
     from provisioner.state.runs import LockHeld
 

@@ -146,6 +146,17 @@ class Hold:
         return {"rule": self.rule, "message": self.message}
 
 
+class OpCounted(Sequence[Change]):
+    """Changes that know how many of each operation they hold without being decoded.
+
+    The base of provisioner.core.stored's encoded changes, declared here so that a plan
+    counts them without importing the module that encodes them (which builds on this one).
+    """
+
+    __slots__ = ()
+    op_counts: dict[str, int]
+
+
 @dataclass(frozen=True, slots=True)
 class TargetPlan:
     """The changes for one target, and whether they are held or only planned."""
@@ -160,9 +171,7 @@ class TargetPlan:
 
     def counts(self) -> dict[str, int]:
         """Changes by operation (encoded changes know theirs without being decoded)."""
-        from provisioner.core.stored import CountedChanges  # it builds on this module
-
-        if isinstance(self.changes, CountedChanges):
+        if isinstance(self.changes, OpCounted):
             return dict(self.changes.op_counts)
         return dict(Counter(c.op.value for c in self.changes))
 

@@ -28,7 +28,7 @@ from operator import attrgetter
 from typing import Any, overload
 
 from provisioner.core.jsontext import compact, loads
-from provisioner.core.plan import DESTRUCTIVE_OPS, Change, Op
+from provisioner.core.plan import DESTRUCTIVE_OPS, Change, Op, OpCounted
 
 # Changes per compressed chunk: bounds the memory of encoding a large plan, and what a
 # patch for one person decodes and encodes again in a plan-only target (at Oslo size a
@@ -45,7 +45,7 @@ _fields_of = attrgetter(*(f.name for f in fields(Change)))
 _KEYED_KINDS = frozenset({"person", "identity", "group"})  # whose keys a chunk records
 
 
-class CountedChanges(Sequence[Change]):
+class CountedChanges(OpCounted):
     """Changes held encoded in chunks, with what a run needs without decoding them.
 
     How many, of which operations, and what they remove (for the safety limits). The

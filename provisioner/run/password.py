@@ -23,7 +23,8 @@ from typing import Any
 import structlog
 
 from connectors import passwords
-from provisioner.apply.executor import TargetResult, apply_plan
+from provisioner.apply.executor import apply_plan
+from provisioner.apply.result import TargetResult
 from provisioner.config import Config, ConfigError, TargetBase
 from provisioner.core.certificate import config_digest
 from provisioner.core.plan import Change, Op, Plan, TargetPlan

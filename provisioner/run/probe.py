@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.base import ConnectorError
+from connectors.errors import ConnectorError
 from provisioner.config import Config, ConfigError, TargetBase
 from provisioner.kinds import kind_of
 

@@ -20,8 +20,10 @@ from typing import Any
 
 import structlog
 
-from connectors.base import Connector, ConnectorError
-from provisioner.apply.executor import TargetResult, apply_plan
+from connectors.base import Connector
+from connectors.errors import ConnectorError
+from provisioner.apply.executor import apply_plan
+from provisioner.apply.result import TargetResult
 from provisioner.config import Config, ConfigError
 from provisioner.core.certificate import config_digest
 from provisioner.core.drift import LiveView, Note, Recorded, diff_drift, drift_attrs, drift_kind

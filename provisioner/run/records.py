@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from provisioner.apply.executor import TargetResult
+from provisioner.apply.result import TargetResult
 from provisioner.core.plan import Plan
 from provisioner.core.safety import SourceRefused
 from provisioner.core.states import RUNS_THROUGH, PlanBasis, RunStatus

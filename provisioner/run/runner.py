@@ -26,8 +26,9 @@ from connectors.base import Connector, Exporter
 from mappings.base import MappingContext
 from provisioner import faults
 from provisioner.apply.collector import paused, run_collector
-from provisioner.apply.executor import TargetResult, apply_plan
+from provisioner.apply.executor import apply_plan
 from provisioner.apply.options import ApplyOptions
+from provisioner.apply.result import TargetResult
 from provisioner.config import Config, ConfigError
 from provisioner.core import stored
 from provisioner.core.certificate import (

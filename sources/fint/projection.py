@@ -4,8 +4,9 @@ FINT serves far more than the mapping needs (a Person's addresses, photo and cit
 Identifikator's own validity period, every link back from a school to its thousands of
 elevforhold), and at a county's size holding entries whole costs gigabytes. ``slim`` cuts each
 entry as it arrives, to the one ``PROJECTION`` table below, declared per resource next to the
-mapping (``mapping.py`` and ``mapping_groups.py`` read nothing else: tests/test_fint_projection.py
-runs the mapping over entries that record every key read and fails on any key this table drops).
+mapping (``mapping.py``, ``mapping_groups.py`` and ``snapshot.py`` read nothing else:
+tests/test_fint_projection.py runs the mapping over entries that record every key read and
+fails on any key this table drops).
 
 The slim form is one flat dict the mapping's readers (``mapping.ident``, ``mapping.links``,
 ``cache.entry_key``, ...) take as they take a full entry, only smaller:
@@ -73,7 +74,7 @@ _GROUP = _p(
     {**_SID, "navn": VALUE, "periode": PERIODE, "gyldighetsperiode": PERIODE}, "skole", "trinn", "fag"
 )
 
-# What the mapping reads, per resource (see the mapping module docstring for why).
+# What the mapping reads, per resource (see sources.fint.snapshot's docstring for why).
 PROJECTION: dict[str, Projection] = {
     fm.SKOLE: _p({**_SID, "organisasjonsnummer": ID, "skolenummer": ID, "navn": VALUE}),
     fm.ARSTRINN: _p({**_SID, "navn": VALUE, "beskrivelse": VALUE}, "grepreferanse"),

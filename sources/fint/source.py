@@ -30,8 +30,9 @@ from provisioner.source_config import FintSourceConfig
 from sources.base import Source, SourceError, snapshot_digests
 from sources.fint.cache import CachedResource, FintCache, entry_key
 from sources.fint.client import Credentials, FintClient
-from sources.fint.mapping import RESOURCES, to_snapshot
+from sources.fint.mapping import RESOURCES
 from sources.fint.projection import intern_links, slim
+from sources.fint.snapshot import to_snapshot
 
 log = logging.getLogger(__name__)
 
