@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -11,24 +12,19 @@ from tests.test_cli import bas, copy_demo, demo
 __all__ = ["demo"]  # the module-scoped demo folder fixture of tests/test_cli.py
 
 
+def _sis_rows(folder: Path, sql: str, *params: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(folder / "sis.sqlite")) as con:
+        return con.execute(sql, params).fetchall()
+
+
 def _schools(folder: Path) -> list[tuple[str, str, str, str]]:
-    con = sqlite3.connect(folder / "sis.sqlite")
-    try:
-        return con.execute(
-            "SELECT school_id, org_number, short_name, level FROM school ORDER BY school_id"
-        ).fetchall()
-    finally:
-        con.close()
+    return _sis_rows(folder, "SELECT school_id, org_number, short_name, level FROM school ORDER BY school_id")
 
 
 def _sis_email(folder: Path, person_id: str) -> str | None:
     """The e-mail the SIS has for a person (None: none, as most of the demo's persons)."""
-    con = sqlite3.connect(folder / "sis.sqlite")
-    try:
-        row = con.execute("SELECT email FROM person WHERE person_id = ?", (person_id,)).fetchone()
-        return (row[0] or None) if row else None
-    finally:
-        con.close()
+    rows = _sis_rows(folder, "SELECT email FROM person WHERE person_id = ?", person_id)
+    return (rows[0][0] or None) if rows else None
 
 
 def _configure(cfg: Path, adult: list[tuple[str, str, str, str]]) -> None:
