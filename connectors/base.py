@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from connectors import files
 from connectors.errors import ConnectorError, FatalError
+from connectors.nins import NinAttrs
 from provisioner.core.drift import LiveView, Recorded
 from provisioner.core.plan import Change, Op
 from provisioner.core.quickinit import quick_init
@@ -74,7 +75,7 @@ class AnchorResolver(Protocol):
     def __call__(self, kind: str, key: str) -> str | None: ...
 
 
-class Connector(ABC):
+class Connector(NinAttrs, ABC):
     """What the executor needs from a target; every connector derives from it.
 
     Its capabilities are typed attributes the executor reads (no probing):
@@ -83,7 +84,9 @@ class Connector(ABC):
       files, so the executor may apply it in a worker process (``FileTarget`` sets it);
     - ``window``: above 0, the executor hands ``apply_many`` windows of at most that many
       changes, in plan order, instead of calling ``apply`` once per change;
-    - ``peers``: targets whose stored anchors it reads (``use_peers``).
+    - ``peers``: targets whose stored anchors it reads (``use_peers``);
+    - ``nin_attrs``: attributes that carry a NIN, planned sealed and written whole
+      (``use_nin_book``, connectors.nins).
     """
 
     target: str
@@ -131,7 +134,7 @@ class Connector(ABC):
         """Release connections; called even after errors."""
 
 
-class Reader(ABC):
+class Reader(NinAttrs, ABC):
     """Reads a live target back for a reconcile (provisioner.run.reconcile), never writes.
 
     ``read`` describes the target in the differ's terms: each recorded object found by its
@@ -155,7 +158,7 @@ class Reader(ABC):
         self.close()
 
 
-class Exporter(ABC):
+class Exporter(NinAttrs, ABC):
     """A file target: writes the run's delta and full files instead of talking to a system.
 
     Nothing leaves the process before ``export``. ``accept`` checks one planned change (a

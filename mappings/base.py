@@ -31,6 +31,10 @@ class MappingContext:
     owner: OwnerConfig
     target: Any  # the target's config model (ADConfig, M365Config, ...)
     as_of: str  # ISO date the desired state was derived for
+    # How an attribute that carries a NIN holds it (provisioner.core.nin_seal): a run
+    # seals it with the store's key; None (a mapping run with no store: tests, tools)
+    # gives the NIN as it is.
+    seal: Callable[[str], str] | None = None
 
 
 MapState = Callable[[DesiredState, MappingContext], Iterable[TargetObject]]

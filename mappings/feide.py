@@ -104,6 +104,7 @@ from provisioner.core.model import (
 )
 
 __all__ = [
+    "NIN_ATTRS",
     "NOREDU_SCHEMA_VERSION",
     "OPTIONAL_ATTRS",
     "PLACEMENT_ATTRS",
@@ -127,6 +128,8 @@ PLACEMENT_ATTRS: frozenset[str] = frozenset({"dn"})
 # LIN, an authenticator-app method), and those stay. Values BAS wrote and no longer wants
 # go through the differ (the stored record has them, the new one not: a removal).
 OPTIONAL_ATTRS: dict[str, frozenset[str]] = {"person": frozenset({"norEduPersonNIN"})}
+# The attributes that carry a NIN: a run plans and stores them sealed (MappingContext.seal).
+NIN_ATTRS: frozenset[str] = frozenset({"norEduPersonNIN"})
 SMS_METHOD = "urn:mace:feide.no:auth:method:sms"
 
 # norEdu* object class specification version the entries follow (Feide's docs use 2.0).
@@ -298,7 +301,7 @@ def _entitlements(
 def _identity_attrs(attrs: dict[str, Any], p: DesiredPerson, realm: str, ctx: MappingContext) -> None:
     """norEduPersonNIN, else norEduPersonLIN; norEduPersonAuthnMethod (SMS) for employees if on."""
     if p.nin:
-        attrs["norEduPersonNIN"] = p.nin
+        attrs["norEduPersonNIN"] = ctx.seal(p.nin) if ctx.seal is not None else p.nin
     else:
         attrs["norEduPersonLIN"] = f"{realm}:sis:{quote(p.person_id, safe='')}"
     if ctx.target.sms_authn and STUDENT not in p.roles and any(r in EMPLOYEE_ROLES for r in p.roles):

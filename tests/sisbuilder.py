@@ -431,3 +431,25 @@ def desired_student(pid: str, username: str = "us1") -> DesiredPerson:
         "NORD",
         None,
     )
+
+
+# -- the NIN seal key -------------------------------------------------------------------------
+
+TEST_SEAL_KEY = "5e" * 32
+
+
+def same_seal_key(state_url: str) -> None:
+    """Give a state store the tests' NIN seal key before its first run.
+
+    Each store makes its own key at random (provisioner.state.nins), so two stores plan the
+    same NIN with different seals: a test that compares plans made in two stores gives
+    both this key.
+    """
+    from provisioner.state.nins import KEY
+    from provisioner.state.store import StateStore
+
+    store = StateStore(state_url)
+    try:
+        store.meta.set(KEY, TEST_SEAL_KEY)
+    finally:
+        store.close()

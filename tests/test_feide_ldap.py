@@ -17,13 +17,16 @@ from connectors.base import Connector
 from connectors.errors import FatalError, RejectedError, TransientError
 from connectors.feide.ldap import FeideLdapConnector
 from connectors.ldap import ldif
+from mappings.feide import NIN_ATTRS
 from provisioner.apply.executor import apply_plan
 from provisioner.apply.outcomes import RetryPolicy
 from provisioner.core.dn import escape as escape_dn_value
 from provisioner.core.dn import normalize as norm_dn
+from provisioner.core.nin_seal import NinSeal, sealed_attrs
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
 from provisioner.run import runner
 from provisioner.run.runner import EXIT_OK, EXIT_TARGET_FAILED, RunOutcome
+from provisioner.state.nins import nin_seal
 from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, make_config, small_sis
 from tests.slapd_server import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, SlapdServer
@@ -107,8 +110,12 @@ def ok(out: RunOutcome, code: int = EXIT_OK) -> RunOutcome:
     return out
 
 
-def same_entry(stored_attrs: dict[str, Any], server_attrs: dict[str, list[str]]) -> None:
-    """The server holds exactly the mapping's attributes (as the LDIF export would write them)."""
+def same_entry(stored_attrs: dict[str, Any], server_attrs: dict[str, list[str]], seal: NinSeal) -> None:
+    """The server holds exactly the mapping's attributes (as the LDIF export would write them).
+
+    ``seal``: the store's NIN seal; the store holds a NIN sealed, the server whole.
+    """
+    server_attrs = dict(sealed_attrs(server_attrs, NIN_ATTRS, seal))
     for name, value in stored_attrs.items():
         if name == "dn":
             continue
@@ -132,7 +139,7 @@ def test_first_sync_writes_the_catalog_and_a_second_run_sends_nothing(tmp_path: 
     for obj in stored.values():
         dn = obj["attrs"]["dn"]
         entry = tree[norm_dn(dn)]
-        same_entry(obj["attrs"], entry)
+        same_entry(obj["attrs"], entry, nin_seal(env.store))
         assert obj["anchor"] == entry["entryUUID"][0]  # the anchor is the entryUUID
     # The containers are there, and nothing else.
     assert norm_dn(f"ou=people,{env.base_dn}") in tree and norm_dn(f"ou=units,{env.base_dn}") in tree
@@ -302,7 +309,7 @@ def test_special_characters_and_emoji_round_trip(tmp_path: Path, slapd) -> None:
     tree = env.entries()
     assert len(tree) == len(stored) + 2
     for obj in stored.values():
-        same_entry(obj["attrs"], tree[norm_dn(obj["attrs"]["dn"])])
+        same_entry(obj["attrs"], tree[norm_dn(obj["attrs"]["dn"])], nin_seal(env.store))
     odd = stored["ODD"]["attrs"]
     assert odd["givenName"] != "" and "🙂" in odd["sn"]
     assert "🙂" in tree[norm_dn(stored["org"]["attrs"]["dn"])]["o"][-1]
@@ -431,6 +438,10 @@ class StopsServer(Connector):
     def __init__(self, inner: FeideLdapConnector, server: SlapdServer, at: int) -> None:
         self.inner, self.server, self.at, self.n = inner, server, at, 0
         self.target = inner.target
+        self.nin_attrs = inner.nin_attrs
+
+    def use_nin_book(self, book: Any) -> None:
+        self.inner.use_nin_book(book)
 
     def begin(self, run_id: str, resolve: Any) -> None:
         self.inner.begin(run_id, resolve)

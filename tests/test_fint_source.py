@@ -25,7 +25,7 @@ from sources.fint import mapping as fm
 from sources.fint.cache import FintCache
 from tests.fake_fint import FakeFint
 from tests.fintenv import DEMO_DAY, demo_snapshot, fint_config
-from tests.sisbuilder import make_config
+from tests.sisbuilder import make_config, same_seal_key
 
 DAY = DEMO_DAY.isoformat()
 APPLIED = (CORE, "itslearning", "feide")  # AD and Microsoft 365 only plan in the test config
@@ -112,6 +112,7 @@ def test_demo_data_reads_as_the_sql_source_gives_it(tmp_path: Path, demo_fake: F
 
 
 def _plan(cfg: Config, snap: SourceSnapshot, folder: Path) -> list[tuple[str, str, str, Any]]:
+    same_seal_key(f"sqlite:///{folder / 'state.db'}")  # the two plans seal NINs alike
     store = StateStore(f"sqlite:///{folder / 'state.db'}")
     try:
         plan, _ = runner.make_plan(cfg, store, snap, DAY, "compare")

@@ -40,7 +40,7 @@ from sources.pifu.reader import read_export
 from sources.pifu.schema import check_schema, xsd_path
 from sources.sql import read_snapshot
 from tests.pifudoc import OWNER_ORG
-from tests.sisbuilder import config_toml
+from tests.sisbuilder import config_toml, same_seal_key
 
 AS_OF = dt.date(2025, 10, 1)
 SPEC_XSD = Path("/work/shared/schemas/pifu-ims_sas-1.2.xsd")
@@ -118,6 +118,7 @@ def _config(tmp: Path, source: str, name: str, **kw: Any) -> config_mod.Config:
 
 
 def _plan(cfg: config_mod.Config) -> dict[str, Any]:
+    same_seal_key(cfg.state.url)  # the two plans seal NINs alike
     store = StateStore(cfg.state.url)
     try:
         plan = runner.plan_run(cfg, store, AS_OF.isoformat(), "run-1", full=True)

@@ -13,6 +13,7 @@ from provisioner.core.plan import CORE, Op, Plan
 from provisioner.run import runner
 from provisioner.run.runner import EXIT_ERRORS, EXIT_HELD, EXIT_OK, EXIT_USAGE, RunOutcome
 from provisioner.state import schema as t
+from provisioner.state.nins import nin_seal
 from provisioner.state.store import StateStore
 from tests.sisbuilder import Sis, bad_check_digit, make_config, nin_pair, small_sis
 
@@ -156,7 +157,12 @@ def test_dnumber_replaced_by_fodselsnummer(tmp_path: Path) -> None:
         (core,) = out.plan.target(CORE).changes
         assert (core.op, dict(core.attrs), dict(core.before)) == (Op.UPDATE, {"nin": fnr}, {"nin": dnr})
         assert ops(out, "feide") == [("update", "D1")]
-        assert out.plan.target("feide").changes[0].attrs == {"norEduPersonNIN": fnr}
+        # Planned and stored sealed (the historic base alone keeps it whole), written whole.
+        sealed = nin_seal(e.store)(fnr)
+        assert out.plan.target("feide").changes[0].attrs == {"norEduPersonNIN": sealed}
+        assert e.persons("feide")["D1"]["attrs"]["norEduPersonNIN"] == sealed
+        (delta,) = [p for p in (tmp_path / "feide").glob("feide-delta-*.ldif") if fnr in p.read_text()]
+        assert f"norEduPersonNIN: {fnr}\n" in delta.read_text() and "*****" not in delta.read_text()
         assert ops(out, "itslearning") == []  # no NIN there (sourcedid is the person_id)
         assert e.username("D1") == user and e.store.identities.all()["D1"].nin == fnr
         assert {dnr, fnr} <= set(e.store.identities.view().person_by_nin)
@@ -203,8 +209,12 @@ def test_no_nin_in_ad_or_m365_plans(env: Env) -> None:
         text = json.dumps(plan.target(target).to_json(), ensure_ascii=False)
         assert not [n for n in nins if n in text], target
     assert plan.target("ad").changes and plan.target("m365").changes  # plan-only targets plan every run
+    # Feide carries them: its objects and plans hold them sealed, its files whole.
+    seal = nin_seal(env.store)
     feide = {o["attrs"].get("norEduPersonNIN") for o in env.persons("feide").values()}
-    assert feide == nins
+    assert feide == {seal(n) for n in nins}
+    latest = (env.tmp / "feide" / "latest-full.ldif").read_text()
+    assert {n for n in nins if f"norEduPersonNIN: {n}\n" in latest} == nins
 
 
 # -- safety: thresholds, the gate ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from provisioner.service import explain
 from provisioner.state import migrate
 from provisioner.state import schema as t
 from provisioner.state.history import Filter
+from provisioner.state.nins import nin_seal
 from provisioner.state.store import StateStore
 from provisioner.state.writer import TargetWriter
 from tests.sisbuilder import bad_check_digit, small_sis, synthetic_nin
@@ -177,5 +179,146 @@ def test_migration_masks_nins_written_before(tmp_path: Path) -> None:
         assert rows[3].error == f"row ('{INVALID[:6]}*****')"
         assert rows[4].after == digest  # no NIN: left exactly as it was
         assert run_error == f"row {VALID[:6]}*****"
+    finally:
+        engine.dispose()
+
+
+# -- target attributes that carry a NIN: sealed everywhere but the historic base ------------------
+
+HISTORIC_BASE = {"usernames", "person_nins", "identities"}
+
+
+def _store_text(store: StateStore) -> dict[str, str]:
+    """Every table but the historic base as text; compressed plan parts decompressed."""
+    import zlib
+
+    out: dict[str, str] = {}
+    with store.engine.connect() as c:
+        for table in t.metadata.sorted_tables:
+            if table.name in HISTORIC_BASE:
+                continue
+            cells: list[str] = []
+            for row in c.execute(sa.select(table)):
+                for v in row:
+                    if isinstance(v, bytes | memoryview):
+                        raw = bytes(v)
+                        with contextlib.suppress(zlib.error):  # a fingerprint is no zlib stream
+                            raw = zlib.decompress(raw)
+                        v = raw.decode("utf-8", "replace")
+                    cells.append(str(v))
+            out[table.name] = "\n".join(cells)
+    return out
+
+
+def test_a_feide_nin_is_sealed_in_objects_plans_and_changelog_and_whole_in_its_files(tmp_path: Path) -> None:
+    (tmp_path / "apply").mkdir()
+    (tmp_path / "plan").mkdir()
+    e = Env(tmp_path / "apply", small_sis())
+    try:
+        ok(e.sync(DAY1))
+        whole = {p.nin for p in e.sis.persons if p.nin}
+        sealed = {nin_seal(e.store)(n) for n in whole}
+        text = _store_text(e.store)
+        assert {k: whole_nins(v) for k, v in text.items() if whole_nins(v)} == {}
+        assert [s for s in sealed if s in text["objects"]]  # Feide's persons, sealed
+        assert [s for s in sealed if s in text["changelog"]]  # their creates, sealed too
+        feide = (tmp_path / "apply" / "feide" / "latest-full.ldif").read_text(encoding="utf-8")
+        written = {n for n in whole if f"norEduPersonNIN: {n}\n" in feide}
+        assert len(written) == 9  # the target gets every student's and employee's NIN whole
+    finally:
+        e.store.close()
+    # Plan-only, Feide's changes wait in the certified plan: sealed there too.
+    p = Env(tmp_path / "plan", small_sis(), target_settings={"feide": {"mode": "plan"}})
+    try:
+        ok(p.sync(DAY1))
+        text = _store_text(p.store)
+        assert {k: whole_nins(v) for k, v in text.items() if whole_nins(v)} == {}
+        planned = {nin_seal(p.store)(x.nin) for x in p.sis.persons if x.nin}
+        assert [s for s in planned if s in text["plan_parts"]]
+    finally:
+        p.store.close()
+
+
+def test_the_export_journal_of_a_killed_run_holds_feide_nins_sealed(tmp_path: Path) -> None:
+    """Killed after Feide's files were written and before they were recorded (kill -9)."""
+    import os
+    import subprocess
+    import sys
+
+    e = Env(tmp_path, small_sis())
+    try:
+        e.sis.write(e.src)
+        config = tmp_path / "bas.toml"
+        env = {**os.environ, "BAS_TEST_KILL_AT": "feide:finished#1"}
+        cmd = [sys.executable, "-m", "provisioner.cli", "--config", str(config), "sync", "--as-of", DAY1]
+        subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
+        text = _store_text(e.store)
+        assert "norEduPersonNIN" in text["pending_exports"]  # the run died with Feide's journal
+        assert {k: whole_nins(v) for k, v in text.items() if whole_nins(v)} == {}
+        ok(e.sync(DAY1))  # the next run records what the journal holds
+        assert whole_nins(_store_text(e.store)["objects"]) == []
+    finally:
+        e.store.close()
+
+
+def test_migration_seals_the_nins_that_objects_held_plans_and_the_journal_kept_whole(db_url: str) -> None:
+    from provisioner.core.rows import digest, dumps
+
+    engine = sa.create_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0008")
+        feide = {"norEduPersonNIN": VALID, "uid": "ola", "cn": "Ola Nordmann"}
+        its = {"sourcedid": "S1", "userid": "ola"}
+        obj = {"status": "active", "updated_at": "2025-01-01", "person_id": "S1", "members": None}
+        plan = {
+            "targets": [
+                {"target": "feide", "changes": [{"op": "create", "attrs": {"norEduPersonNIN": VALID}}]}
+            ]
+        }
+        journal = [
+            {"change": {"attrs": {"norEduPersonNIN": VALID, "uid": "ola"}}, "anchor": None, "note": None}
+        ]
+        with engine.begin() as c:
+            c.execute(
+                t.objects.insert(),
+                [
+                    {**obj, "target": "feide", "key": "S1", "kind": "person", "attrs": dumps(feide),
+                     "digest": digest("person", feide, None)},
+                    {**obj, "target": "itslearning", "key": "S1", "kind": "person", "attrs": dumps(its),
+                     "digest": digest("person", its, None)},
+                ],
+            )  # fmt: skip
+            c.execute(
+                t.runs.insert().values(
+                    run_id="held", kind="sync", status="held", started_at="2025-01-01", plan=json.dumps(plan)
+                )
+            )
+            c.execute(
+                t.pending_exports.insert().values(
+                    target="feide", run_id="killed", changes=json.dumps(journal)
+                )
+            )
+            c.execute(t.meta.insert().values(key="plan_certificate", value="{}"))
+            c.execute(t.plan_parts.insert().values(part="chunk2-x", seq=0, body=b"x"))
+        assert migrate.upgrade(engine) == ("0008", migrate.head())
+        store = StateStore(db_url)
+        try:
+            sealed = nin_seal(store)(VALID)  # the key the migration made
+            (got,) = store.objects.iterate("feide")
+            assert got["attrs"] == {**feide, "norEduPersonNIN": sealed}
+            with store.engine.connect() as c:
+                stored = {r.target: r for r in c.execute(sa.select(t.objects))}
+                held = json.loads(c.execute(sa.select(t.runs.c.plan)).scalar())
+                pending = json.loads(c.execute(sa.select(t.pending_exports.c.changes)).scalar())
+                parts = c.execute(sa.select(sa.func.count()).select_from(t.plan_parts)).scalar()
+            # The digest the writer would store for the sealed attributes: the next run finds it unchanged.
+            assert stored["feide"].digest == digest("person", {**feide, "norEduPersonNIN": sealed}, None)
+            assert stored["itslearning"].attrs == dumps(its)  # no NIN attribute: left exactly as it was
+            assert held["targets"][0]["changes"][0]["attrs"] == {"norEduPersonNIN": sealed}
+            assert pending[0]["change"]["attrs"] == {"norEduPersonNIN": sealed, "uid": "ola"}
+            assert store.meta.get("plan_certificate") is None and parts == 0  # planned in full next
+            assert {k: whole_nins(v) for k, v in _store_text(store).items() if whole_nins(v)} == {}
+        finally:
+            store.close()
     finally:
         engine.dispose()

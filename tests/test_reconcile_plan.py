@@ -25,6 +25,7 @@ from provisioner.core.lifecycle import Policy
 from provisioner.core.plan import Op
 from provisioner.run import runner
 from provisioner.state import schema as t
+from provisioner.state.nins import nin_seal
 from tests.sisbuilder import nin_pair, small_sis
 from tests.test_cli import bas
 from tests.test_feide_ldap import LiveEnv, ok
@@ -114,7 +115,8 @@ def test_cli_drift_reported_repaired_with_changelog_rows_then_clean(tmp_path: Pa
     persons = _persons(env)
     edited = next(p for p in persons if p["attrs"].get("norEduPersonNIN"))
     deleted = next(p for p in reversed(persons) if p["key"] != edited["key"])
-    nin = edited["attrs"]["norEduPersonNIN"]
+    nin = env.sis.get_person(edited["key"]).nin  # the store holds it sealed, the directory whole
+    assert nin and edited["attrs"]["norEduPersonNIN"] == nin_seal(env.store)(nin)
     other = nin_pair("2011-01-01")[1]
     conn = slapd.connect()
     assert conn.modify(edited["attrs"]["dn"], {"displayName": [(MODIFY_REPLACE, ["Rektor"])]})

@@ -31,6 +31,7 @@ a schema or constraint violation rejects that one entry and the run goes on.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from ldap3 import MODIFY_ADD, MODIFY_REPLACE
@@ -42,7 +43,7 @@ from connectors.feide.entries import refuse_unsupported
 from connectors.ldap.codes import ENTRY_ALREADY_EXISTS, NO_SUCH_OBJECT, NOT_ALLOWED_ON_NON_LEAF, Dialect
 from connectors.ldap.ldif import values_of
 from connectors.ldap.link import LdapLink, Reply, decode, escape_filter
-from mappings.feide import OPTIONAL_ATTRS, container_entries
+from mappings.feide import NIN_ATTRS, OPTIONAL_ATTRS, container_entries
 from provisioner.config import Config, ConfigError, FeideConfig, OwnerConfig, read_secret
 from provisioner.core import dn as dns
 from provisioner.core.plan import Change, Op
@@ -63,6 +64,7 @@ class FeideLdapConnector(Connector):
     """Writes the Feide catalog to an LDAP server, one change at a time."""
 
     target = "feide"
+    nin_attrs = NIN_ATTRS
 
     def __init__(self, config: FeideConfig, owner: OwnerConfig, link: LdapLink) -> None:
         self.config = config
@@ -93,6 +95,8 @@ class FeideLdapConnector(Connector):
     def apply(self, change: Change) -> Applied:
         """Apply one change to the server; raise a typed error on failure."""
         refuse_unsupported(change, "Feide entries are created, updated, moved and deleted")
+        if not self.nin_attrs.isdisjoint(change.attrs):  # the NIN the plan holds sealed, for the server
+            change = replace(change, attrs=self.whole_attrs(change.attrs))
         if change.op is Op.CREATE:
             return self._create(change)
         if change.op is Op.DELETE:

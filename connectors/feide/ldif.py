@@ -54,7 +54,7 @@ from connectors.errors import FatalError, RejectedError
 from connectors.feide.entries import KINDS, refuse_unsupported
 from connectors.files import atomic_text_file, link_latest
 from connectors.ldap import ldif
-from mappings.feide import PLACEMENT_ATTRS, container_entries
+from mappings.feide import NIN_ATTRS, PLACEMENT_ATTRS, container_entries
 from provisioner.config import FeideConfig, OwnerConfig
 from provisioner.core import dn as dns
 from provisioner.core.plan import Change, Op
@@ -72,6 +72,7 @@ class FeideLdifConnector(Exporter):
 
     target = "feide"
     temp_glob = ".feide-*.tmp"
+    nin_attrs = NIN_ATTRS
 
     def __init__(
         self, config: FeideConfig, owner: OwnerConfig, output_dir: Path, *, keep_full: int = 10
@@ -113,7 +114,8 @@ class FeideLdifConnector(Exporter):
                 raise RejectedError(f"feide: create of {change.kind}:{change.key} has no dn")
             if not change.attrs.get("objectClass"):
                 raise RejectedError(f"feide: create of {change.kind}:{change.key} has no objectClass")
-            self._changes.append((Op.CREATE, change.kind, change.key, None, dn, change.attrs))
+            whole = self.whole_attrs(change.attrs)  # the NIN the plan holds sealed, for the file
+            self._changes.append((Op.CREATE, change.kind, change.key, None, dn, whole))
             self._dn[k] = dn
             return Applied(anchor=dn)
         old = self._dn.get(k) or change.anchor or (self._resolve(*k) if self._resolve else None)
@@ -126,7 +128,9 @@ class FeideLdifConnector(Exporter):
         new = change.place.get("dn") or old
         if not new:
             raise RejectedError(f"feide: no DN known for {change.kind}:{change.key}")
-        self._changes.append((change.op, change.kind, change.key, old or new, new, change.attrs))
+        self._changes.append(
+            (change.op, change.kind, change.key, old or new, new, self.whole_attrs(change.attrs))
+        )
         self._dn[k] = new
         return Applied(anchor=new)
 
@@ -180,7 +184,7 @@ class FeideLdifConnector(Exporter):
                         continue
                     dn_line = ldif.line("dn", dn)
                     # A stored record keeps its place (the DN) beside the attributes: not an attribute.
-                    body = ldif.attr_block(obj.attrs, PLACEMENT_ATTRS, cache)
+                    body = ldif.attr_block(self._whole(obj), PLACEMENT_ATTRS, cache)
                     if k in created:
                         found.add(k)
                         rec = dn_line + "changetype: add\n" + body + "\n"
@@ -204,6 +208,13 @@ class FeideLdifConnector(Exporter):
                 self._prune()
         except OSError as exc:  # disk full, permissions, the share gone
             raise FatalError(f"feide: cannot write to {self.output_dir}: {exc}") from exc
+
+    def _whole(self, obj: StoredObject) -> Mapping[str, Any]:
+        """A stored entry's attributes as the file holds them: its NIN whole."""
+        try:
+            return self.whole_attrs(obj.attrs)
+        except RejectedError as exc:  # the catalog would lack a person's NIN: no file at all
+            raise FatalError(f"feide: {obj.kind}:{obj.key}: {exc}") from exc
 
     def close(self) -> None:
         """Nothing to release (files are closed as they are written); safe to call twice."""

@@ -15,7 +15,7 @@ A base that does not exist is a FatalError, not "everything deleted".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from connectors.base import Reader
@@ -24,10 +24,11 @@ from connectors.feide.entries import KINDS
 from connectors.feide.ldap import _DN_ATTRS, is_dn
 from connectors.ldap.ldif import values_of
 from connectors.ldap.link import LdapLink, decode
-from mappings.feide import OPTIONAL_ATTRS
+from mappings.feide import NIN_ATTRS, OPTIONAL_ATTRS
 from provisioner.config import FeideConfig
 from provisioner.core import dn as dns
 from provisioner.core.drift import DriftKind, LiveView, Note, Recorded, live_value
+from provisioner.core.nin_seal import sealed_attrs
 
 # Attributes whose equality matching rule is case-sensitive (everything else BAS writes
 # is caseIgnore / numericString / objectIdentifier matching).
@@ -85,8 +86,17 @@ def live_attrs(rec: Recorded, dn: str, have: Mapping[str, list[str]]) -> dict[st
     return out
 
 
-def read_catalog_view(link: LdapLink, cfg: FeideConfig, recorded: Sequence[Recorded]) -> LiveView:
-    """The catalog under ``cfg.base_dn`` matched with the recorded objects."""
+def read_catalog_view(
+    link: LdapLink,
+    cfg: FeideConfig,
+    recorded: Sequence[Recorded],
+    seal: Callable[[str], str] | None = None,
+) -> LiveView:
+    """The catalog under ``cfg.base_dn`` matched with the recorded objects.
+
+    ``seal``: the store's NIN seal; a NIN read is sealed as the store records it, so that a
+    reconcile compares seals (None: read as it is, for a store that holds none).
+    """
     found = read_catalog(link, cfg.base_dn, cfg.page_size)
     by_dn = {dns.normalize(dn): uuid for uuid, (dn, _) in found.items()}
     view = LiveView()
@@ -101,13 +111,23 @@ def read_catalog_view(link: LdapLink, cfg: FeideConfig, recorded: Sequence[Recor
             continue
         seen.add(uuid)
         dn, have = found[uuid]
-        view.found(rec, "active", live_attrs(rec, dn, have))
+        view.found(rec, "active", live_attrs(rec, dn, _sealed(have, seal)))
     people = dns.normalize(f"{cfg.people_ou},{cfg.base_dn}")
     for uuid, (dn, attrs) in sorted(found.items(), key=lambda kv: kv[1][0].lower()):
         if uuid not in seen and _is_person(attrs) and dns.normalize(dn)[1:] == people:
             detail = f"person {dn} is under the people OU but not managed by BAS"
             view.notes.append(Note(DriftKind.UNMANAGED, "person", None, dn, detail))
     return view
+
+
+_NIN_NAMES = frozenset(n.lower() for n in NIN_ATTRS)
+
+
+def _sealed(have: Mapping[str, list[str]], seal: Callable[[str], str] | None) -> Mapping[str, list[str]]:
+    """An entry's values with its NINs sealed (a server may spell an attribute in any case)."""
+    if seal is None:
+        return have
+    return sealed_attrs(have, [k for k in have if k.lower() in _NIN_NAMES], seal)
 
 
 def _is_person(attrs: Mapping[str, list[str]]) -> bool:
@@ -118,13 +138,15 @@ def _is_person(attrs: Mapping[str, list[str]]) -> bool:
 class FeideReader(Reader):
     """The live Feide target's reader: ``read_catalog_view`` over its own link."""
 
+    nin_attrs = NIN_ATTRS
+
     def __init__(self, link: LdapLink, tcfg: FeideConfig) -> None:
         self.link = link
         self.tcfg = tcfg
 
     def read(self, recorded: Sequence[Recorded], cursor: str | None) -> LiveView:
         """The catalog under base_dn, read whole."""
-        return read_catalog_view(self.link, self.tcfg, recorded)
+        return read_catalog_view(self.link, self.tcfg, recorded, self._nin_seal)
 
     def close(self) -> None:
         """Unbind the link."""

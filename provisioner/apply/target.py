@@ -37,6 +37,7 @@ from provisioner.core.plan import Change, TargetPlan
 from provisioner.core.states import ChangeResult, TargetOutcome
 from provisioner.core.stored import at_hand
 from provisioner.state import exports
+from provisioner.state.nins import NinBook
 from provisioner.state.store import StateStore
 from provisioner.state.writer import TargetWriter
 
@@ -107,6 +108,8 @@ def _begun(
     tlog: Any,
 ) -> bool:
     """Start the target; False when it cannot even start: it fails alone, the other targets go on."""
+    if target.nin_attrs:  # it writes NINs the plan holds sealed: whole from the historic base
+        target.use_nin_book(NinBook(writer.store))
     try:
         target.begin(run_id, writer.anchor)
     except (FatalError, TransientError, OSError) as exc:

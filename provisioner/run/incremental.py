@@ -83,6 +83,7 @@ from provisioner.run import detect
 from provisioner.run import local as local_runs
 from provisioner.run.targets import diff_objects
 from provisioner.state.common import now_iso
+from provisioner.state.nins import nin_seal
 from provisioner.state.store import StateStore
 
 log = structlog.get_logger("bas.run")
@@ -466,6 +467,7 @@ def _patch(
     targets: list[TargetPlan] = []
     live: set[str] = set()
     config = config_digest(cfg)
+    seal = nin_seal(store)  # as the full plan seals them
     for name, tcfg in cfg.enabled_targets().items():
         prev = cert.plan.target(name)
         if prev is None:
@@ -474,7 +476,7 @@ def _patch(
         seen = restrict(state, Scope.of(tcfg))
         objs = [
             o
-            for o in kind.map_state(seen, MappingContext(cfg.owner, tcfg, as_of))
+            for o in kind.map_state(seen, MappingContext(cfg.owner, tcfg, as_of, seal))
             if (o.kind == "person" and o.key in keys) or (o.kind == "group" and o.key in groups)
         ]
         index = store.objects.index(name, keys | groups)

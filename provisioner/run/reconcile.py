@@ -34,6 +34,7 @@ from provisioner.kinds import kind_of
 from provisioner.run import runner
 from provisioner.run.targets import build_connector, build_reader
 from provisioner.state.common import now_iso
+from provisioner.state.nins import nin_seal
 from provisioner.state.runs import LockHeld
 from provisioner.state.store import StateStore
 
@@ -157,6 +158,8 @@ def _plan(
     del details
     cursor = None if full else store.meta.get(_cursor_key(name))
     with build_reader(cfg, name) as reader:
+        if reader.nin_attrs:  # it reads whole NINs: sealed as recorded before they are compared
+            reader.use_nin_seal(nin_seal(store))
         view = reader.read(recorded, cursor)
     kind = kind_of(tcfg.kind)
     changes = diff_drift(

@@ -73,6 +73,7 @@ from provisioner.run.recovery import settle_exports, tidy_after_killed_runs
 from provisioner.run.targets import build_connector, diff_objects, record_applied_config
 from provisioner.state import safety_reads
 from provisioner.state.common import now_iso
+from provisioner.state.nins import nin_seal
 from provisioner.state.runs import LockHeld
 from provisioner.state.store import StateStore
 from sources.base import SourceError
@@ -147,12 +148,13 @@ def make_plan(
     school_names = {sid: s.short_name for sid, s in state.schools.items()}
     config = config_digest(cfg)  # what each target last applied under tells its updates' reasons
     pool = Pool()  # one object per distinct value across the plan's changes
+    seal = nin_seal(store)  # NINs in target attributes are planned and stored sealed
     targets: list[TargetPlan] = []
     live: set[str] = set()
     for name, tcfg in cfg.enabled_targets().items():
         kind = kind_of(tcfg.kind)
         # The target's own schools, roles and extra groups; the very state when it has none.
-        objs = kind.map_state(restrict(state, Scope.of(tcfg)), MappingContext(cfg.owner, tcfg, as_of))
+        objs = kind.map_state(restrict(state, Scope.of(tcfg)), MappingContext(cfg.owner, tcfg, as_of, seal))
         index = store.objects.index(name)
         policy = kind.policy(tcfg)
         changes = diff_objects(

@@ -77,8 +77,8 @@ def explain(
     if result["identity"] and not show_nin:
         result["identity"]["nin"] = mask(result["identity"]["nin"])
     if not show_nin:
-        # Any attribute may hold the NIN (norEduPersonNIN; an itslearning sourcedid with
-        # nin_as_sourcedid = true, which is also that account's anchor).
+        # An attribute may hold the NIN (an itslearning sourcedid with nin_as_sourcedid =
+        # true, which is also that account's anchor; norEduPersonNIN is stored sealed).
         result["accounts"] = json.loads(mask_nins(json.dumps(accounts, ensure_ascii=False)))
     return result
 

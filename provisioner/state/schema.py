@@ -365,4 +365,4 @@ plan_parts = sa.Table(
     sa.Column("body", sa.LargeBinary, nullable=False),
 )
 
-SCHEMA_VERSION = "8"  # meta.schema_version; the Alembic revision (alembic_version) is the authority
+SCHEMA_VERSION = "9"  # meta.schema_version; the Alembic revision (alembic_version) is the authority

@@ -50,8 +50,9 @@ def _log_row(
         after_json = after_json or dumps(dict(record))
     else:
         after_json = None
-    # The changelog outlives the retention purge: a NIN (a core "nin", norEduPersonNIN, an
-    # itslearning sourcedid) is stored masked; the historic base alone keeps it whole.
+    # The changelog outlives the retention purge: a NIN (a core "nin", an itslearning
+    # sourcedid) is stored masked; the historic base alone keeps it whole (norEduPersonNIN
+    # comes sealed already: provisioner.core.nin_seal).
     return {
         "run_id": run_id,
         "at": at,

@@ -10,7 +10,8 @@
   rules: a stale plan is refused with the runner's reason; the run lock is taken).
 
 Runs cover every school, so school admins and teachers get 403 on all of it. Every text
-shown passes ``mask_text``: a held plan carries whole NINs (Feide's norEduPersonNIN).
+shown passes ``mask_text``: a held plan carries Feide's norEduPersonNIN sealed
+(provisioner.core.nin_seal), but an itslearning sourcedid may be a whole NIN.
 """
 
 from __future__ import annotations
