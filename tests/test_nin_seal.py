@@ -8,6 +8,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from connectors.errors import RejectedError
+from connectors.nins import NinAttrs
 from provisioner.core import nin as nins
 from provisioner.core.nin_seal import NinSeal, is_sealed, sealed_attrs
 from provisioner.state import nins as book_module
@@ -150,3 +152,57 @@ def test_a_seal_of_the_last_birth_digits_is_found_too(tmp_path) -> None:
             assert c.execute(sa.select(sa.func.count()).select_from(t.person_nins)).scalar() == 1
     finally:
         store.close()
+
+
+class _Writer(NinAttrs):
+    nin_attrs = frozenset({"norEduPersonNIN"})
+
+
+def test_a_connector_gets_a_seal_back_whole_only_from_its_book() -> None:
+    seal = NinSeal(b"k" * 32)
+    w = _Writer()
+    attrs = {"norEduPersonNIN": seal(NIN), "uid": "ola"}
+    with pytest.raises(RejectedError, match="no NIN for " + re.escape(NIN[:6] + "*****~")):
+        w.whole_attrs(attrs)  # no book given: refused, never written sealed
+    w.use_nin_book(lambda s: {seal(NIN): NIN}.get(s))
+    assert w.whole_attrs(attrs) == {"norEduPersonNIN": NIN, "uid": "ola"}
+    plain = {"norEduPersonNIN": NIN, "uid": "ola"}  # a change made whole already (a test's, a replay's)
+    assert w.whole_attrs(plain) is plain
+    with pytest.raises(RejectedError):
+        w.whole_attrs({"norEduPersonNIN": NinSeal(b"x" * 32)(NIN)})  # sealed with another key
+    assert w.sealed_live({"norEduPersonNIN": [NIN]}) == {"norEduPersonNIN": [NIN]}  # no seal given
+    w.use_nin_seal(seal)
+    assert w.sealed_live({"norEduPersonNIN": [NIN]}) == {"norEduPersonNIN": [seal(NIN)]}
+
+
+def test_a_feide_full_file_without_a_nin_the_historic_base_knows_is_not_written(tmp_path) -> None:
+    from connectors.base import StoredObject
+    from connectors.errors import FatalError
+    from connectors.feide.ldif import FeideLdifConnector
+    from provisioner.config import FeideConfig, OwnerConfig
+    from provisioner.core.states import ObjectStatus
+
+    owner = OwnerConfig(
+        name="Eksempel kommune", org_number="964000000", realm="eksempel.no", mail_domain="e.no"
+    )
+    exp = FeideLdifConnector(
+        FeideConfig(output_dir=str(tmp_path), base_dn="dc=eksempel,dc=no"), owner, tmp_path
+    )
+    exp.use_nin_book(lambda s: None)
+    exp.begin("r1", lambda kind, key: None)
+    person = StoredObject(
+        "person",
+        "S1",
+        "uid=ola,ou=people,dc=eksempel,dc=no",
+        ObjectStatus.ACTIVE,
+        {
+            "dn": "uid=ola,ou=people,dc=eksempel,dc=no",
+            "uid": "ola",
+            "norEduPersonNIN": NinSeal(b"k" * 32)(NIN),
+        },
+        None,
+        "ola",
+    )
+    with pytest.raises(FatalError, match="person:S1: norEduPersonNIN: the historic base has no NIN"):
+        exp.export([person])
+    assert not list(tmp_path.glob("feide-full-*.ldif"))
