@@ -3,8 +3,9 @@
 The historic base (usernames, person_nins, identities) is the one place BAS keeps a whole
 NIN. A target attribute that carries one (Feide's norEduPersonNIN) is planned, diffed,
 stored, journaled and certified *sealed*: the first six digits (all a masked NIN shows),
-``*****~``, then a keyed digest of the whole number (HMAC-SHA-256 cut to 120 bits, in
-lowercase base32, so no run of eleven digits appears). One key gives equal seals for
+``*****~``, then a keyed digest of the whole number (BLAKE2b in its keyed mode, a MAC,
+120 bits, written in hex with the letters g-p for the digits 0-9, so a seal holds no
+digit after its first six and masking finds nothing in it). One key gives equal seals for
 equal NINs, so a plan compares sealed values as it compared whole ones, and a changed NIN
 is still a changed value. The number cannot be read back from a seal: only the connector
 that writes the target asks for it, from the historic base, as it writes
@@ -22,14 +23,16 @@ Pure: values in, values out.
 
 from __future__ import annotations
 
-import base64
-import hmac
+import hashlib
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-SEALED = re.compile(r"[0-9]{6}\*{5}~[a-z2-7]{24}")
-_DIGEST_BYTES = 15  # 120 bits: 24 base32 characters, no padding
+SEALED = re.compile(r"[0-9]{6}\*{5}~[a-p]{30}")
+_DIGEST_BYTES = 15  # 120 bits: 30 characters
+_PERSON = b"bas-nin-seal"  # BLAKE2's personalization: this digest is for nothing else
+# Hex digits as letters: a-f stay, 0-9 become g-p (str.translate: ~0.2 us, base32 ~1.7 us).
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
 class NinSeal:
@@ -44,8 +47,8 @@ class NinSeal:
 
     def __call__(self, nin: str) -> str:
         """The seal of one NIN (as the SIS gave it: validated, eleven digits)."""
-        mac = hmac.digest(self._key, nin.encode(), "sha256")[:_DIGEST_BYTES]
-        return f"{nin[:6]}*****~{base64.b32encode(mac).decode('ascii').lower()}"
+        mac = hashlib.blake2b(nin.encode(), key=self._key, digest_size=_DIGEST_BYTES, person=_PERSON)
+        return f"{nin[:6]}*****~{mac.hexdigest().translate(_LETTERS)}"
 
 
 def is_sealed(value: object) -> bool:
