@@ -20,7 +20,7 @@ from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.run import runner
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
-from tests.sisbuilder import make_config
+from tests.sisbuilder import make_config, same_seal_key
 from tests.workerconn import Recording
 
 DAY = dt.date(2025, 10, 1)
@@ -147,6 +147,7 @@ def test_sync_with_workers_gives_the_same_state_and_files_as_without(
     outcome = {}
     for mode in ("workers", "one-process"):
         cfg = make_config(tmp_path / mode, src, f"sqlite:///{tmp_path / mode / 'state.sqlite'}")
+        same_seal_key(cfg.sqlalchemy_url(cfg.state.url))  # the two stores seal Feide's NINs alike
         store = StateStore(cfg.sqlalchemy_url(cfg.state.url))
         options = replace(runner.apply_options(cfg), workers=mode == "workers")
         try:
