@@ -46,14 +46,23 @@ class NinAttrs:
         RejectedError when a seal is not in the historic base (it always is for a NIN a
         run planned: identities are committed before any target), or when no book was given.
         """
-        sealed = [n for n in self.nin_attrs if is_sealed(attrs.get(n))]
-        if not sealed:
-            return attrs
-        out = dict(attrs)
-        for name in sealed:
-            whole = self._nin_book(attrs[name]) if self._nin_book is not None else None
+        wholes = self._wholes(attrs)
+        return {**attrs, **wholes} if wholes else attrs
+
+    def check_nins(self, attrs: Mapping[str, Any]) -> None:
+        """RejectedError unless every sealed NIN in ``attrs`` can be made whole (keeps no copy:
+        an exporter checks a change as it accepts it and makes it whole as it writes it)."""
+        self._wholes(attrs)
+
+    def _wholes(self, attrs: Mapping[str, Any]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in self.nin_attrs:
+            sealed = attrs.get(name)
+            if not isinstance(sealed, str) or not is_sealed(sealed):
+                continue
+            whole = self._nin_book(sealed) if self._nin_book is not None else None
             if whole is None:
-                raise RejectedError(f"{name}: the historic base has no NIN for {attrs[name][:17]}")
+                raise RejectedError(f"{name}: the historic base has no NIN for {sealed[:17]}")
             out[name] = whole
         return out
 

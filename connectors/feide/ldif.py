@@ -114,8 +114,8 @@ class FeideLdifConnector(Exporter):
                 raise RejectedError(f"feide: create of {change.kind}:{change.key} has no dn")
             if not change.attrs.get("objectClass"):
                 raise RejectedError(f"feide: create of {change.kind}:{change.key} has no objectClass")
-            whole = self.whole_attrs(change.attrs)  # the NIN the plan holds sealed, for the file
-            self._changes.append((Op.CREATE, change.kind, change.key, None, dn, whole))
+            self.check_nins(change.attrs)  # its NIN is made whole only as its record is written
+            self._changes.append((Op.CREATE, change.kind, change.key, None, dn, change.attrs))
             self._dn[k] = dn
             return Applied(anchor=dn)
         old = self._dn.get(k) or change.anchor or (self._resolve(*k) if self._resolve else None)
@@ -128,9 +128,8 @@ class FeideLdifConnector(Exporter):
         new = change.place.get("dn") or old
         if not new:
             raise RejectedError(f"feide: no DN known for {change.kind}:{change.key}")
-        self._changes.append(
-            (change.op, change.kind, change.key, old or new, new, self.whole_attrs(change.attrs))
-        )
+        self.check_nins(change.attrs)
+        self._changes.append((change.op, change.kind, change.key, old or new, new, change.attrs))
         self._dn[k] = new
         return Applied(anchor=new)
 
@@ -184,7 +183,7 @@ class FeideLdifConnector(Exporter):
                         continue
                     dn_line = ldif.line("dn", dn)
                     # A stored record keeps its place (the DN) beside the attributes: not an attribute.
-                    body = ldif.attr_block(self._whole(obj), PLACEMENT_ATTRS, cache)
+                    body = ldif.attr_block(self._whole(obj.kind, obj.key, obj.attrs), PLACEMENT_ATTRS, cache)
                     if k in created:
                         found.add(k)
                         rec = dn_line + "changetype: add\n" + body + "\n"
@@ -209,12 +208,13 @@ class FeideLdifConnector(Exporter):
         except OSError as exc:  # disk full, permissions, the share gone
             raise FatalError(f"feide: cannot write to {self.output_dir}: {exc}") from exc
 
-    def _whole(self, obj: StoredObject) -> Mapping[str, Any]:
-        """A stored entry's attributes as the file holds them: its NIN whole."""
+    def _whole(self, kind: str, key: str, attrs: Mapping[str, Any]) -> Mapping[str, Any]:
+        """An entry's attributes as a file holds them: its NIN whole (checked at accept for a
+        change; a stored entry's is its accepted change's)."""
         try:
-            return self.whole_attrs(obj.attrs)
-        except RejectedError as exc:  # the catalog would lack a person's NIN: no file at all
-            raise FatalError(f"feide: {obj.kind}:{obj.key}: {exc}") from exc
+            return self.whole_attrs(attrs)
+        except RejectedError as exc:  # a file would lack a person's NIN: no file at all
+            raise FatalError(f"feide: {kind}:{key}: {exc}") from exc
 
     def close(self) -> None:
         """Nothing to release (files are closed as they are written); safe to call twice."""
@@ -252,7 +252,7 @@ class FeideLdifConnector(Exporter):
             level = _LEVEL[kind]
             if op is Op.CREATE:
                 if (kind, key) not in found:  # not in the store's record: the create's own attrs
-                    rec = ldif.add_record(new, attrs)
+                    rec = ldif.add_record(new, self._whole(kind, key, attrs))
                     if kind == "person":
                         adds.write(rec)
                     else:
@@ -260,7 +260,8 @@ class FeideLdifConnector(Exporter):
             elif op is Op.DELETE:
                 deletes.append((-level, i, ldif.delete_record(new)))
             else:
-                by_level[level].append(_rename(old, new) + ldif.modify_record(new, attrs))
+                rec = ldif.modify_record(new, self._whole(kind, key, attrs))
+                by_level[level].append(_rename(old, new) + rec)
         for level, kind in enumerate(KINDS):
             for (k_kind, _), rec in sorted(head_adds.items()):
                 if k_kind == kind:

@@ -13,7 +13,7 @@ import secrets
 
 import sqlalchemy as sa
 
-from provisioner.core.nin_seal import NinSeal, is_sealed, prefix
+from provisioner.core.nin_seal import NinSeal, digest_of, is_sealed, prefix
 from provisioner.state import schema as t
 from provisioner.state.store import StateStore
 
@@ -43,7 +43,9 @@ class NinBook:
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self.seal = nin_seal(store)
-        self._whole: dict[str, str] = {}
+        # Keyed by the seal's 15 digest bytes, not its text: a full file's book holds every
+        # NIN of the historic base (250,000 at Oslo size), in a worker beside its plan.
+        self._whole: dict[bytes, str] = {}
         self._asked: set[str] = set()
         self._all = False
 
@@ -51,17 +53,14 @@ class NinBook:
         """The NIN ``sealed`` stands for; None when the historic base has no such NIN."""
         if not is_sealed(sealed):
             return None
-        got = self._whole.get(sealed)
-        if got is not None or self._all:
-            return got
+        key = digest_of(sealed)
         p = prefix(sealed)
-        if p not in self._asked:
+        if key not in self._whole and not self._all and p not in self._asked:
             self._asked.add(p)
-            if len(self._asked) > _LOAD_ALL_AFTER:
-                self._load(None)
-            else:
-                self._load(p)
-        return self._whole.get(sealed)
+            self._load(None if len(self._asked) > _LOAD_ALL_AFTER else p)
+        got = self._whole.get(key)
+        # The digest is of the whole NIN: a seal whose six digits are another NIN's is no seal of it.
+        return got if got is not None and got[:6] == p else None
 
     def _load(self, birth: str | None) -> None:
         n = t.person_nins.c
@@ -74,4 +73,4 @@ class NinBook:
                 q = q.where(n.nin < str(int(birth) + 1).zfill(6))
         with self.store.engine.connect() as c:
             for (nin,) in c.execute(q):
-                self._whole[self.seal(nin)] = nin
+                self._whole[self.seal.digest(nin)] = nin
