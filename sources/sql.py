@@ -306,6 +306,11 @@ def _key_conversion(name: str, column: str, keys: Iterable[Any]) -> _Conv | None
     return None if _types(keys) <= _AS_READ.get(conv, frozenset()) else conv
 
 
+def _conversion(name: str, column: str) -> str:
+    """The name of the conversion that makes a key column's driver values what the records hold."""
+    return _SHAPES[name][1].get(column, _str).__name__
+
+
 @contextmanager
 def _read_only(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A connection in one read-only transaction; SourceError when the database is unreachable."""
@@ -429,8 +434,10 @@ class _Rows(Fetched):
         if (name, column) not in self._key_columns:
             pick, rows = self._column(name, column)
             keys = tuple(map(pick, rows))
-            conv = _key_conversion(name, column, keys)
-            if conv is not None:
+            conv = None if (name, column) in self._as_is else _key_conversion(name, column, keys)
+            if conv is None:
+                self._as_is.add((name, column))
+            else:
                 keys = tuple(map(conv, keys))  # as the record would hold it (an integer id as text)
                 self._converted.add((name, column))
             self._key_columns[name, column] = keys
@@ -485,6 +492,25 @@ class _Rows(Fetched):
                 return False
             self._as_is.add((name, column))
         return True
+
+    def checked(self) -> dict[str, Any]:
+        """The key columns found to need no conversion, by table: [the table's digest, {column:
+        the conversion they need none of}] (a table's digest is of its rows' values and
+        types: another read with that digest gives the same types)."""
+        out: dict[str, Any] = {}
+        for name, column in sorted(self._as_is):
+            out.setdefault(name, [self.digests[name], {}])[1][column] = _conversion(name, column)
+        return out
+
+    def assume_checked(self, known: Mapping[str, Any]) -> None:
+        for name, entry in known.items():
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
+                continue  # not what checked() writes: checked again
+            digest, columns = entry
+            if name not in _SHAPES or self.digests.get(name) != digest:
+                continue
+            # Only while the conversion is the same (the code may have changed since).
+            self._as_is.update((name, c) for c, conv in columns.items() if conv == _conversion(name, c))
 
     def snapshot(self) -> SourceSnapshot:
         data: dict[str, Any] = {}

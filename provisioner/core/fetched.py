@@ -16,7 +16,11 @@ source may hand over its rows as read and convert them on demand:
 - ``membership_rows()``: the memberships likewise, what provisioner.core.memberships
   fingerprints;
 - ``count(name)`` and ``digest_without(name, columns, persons)``: a table's size, and
-  its digest as it was before some persons joined (the SQL source's).
+  its digest as it was before some persons joined (the SQL source's);
+- ``checked()`` and ``assume_checked(known)``: what this read found out about its rows
+  that holds for any read of the same digests (the SQL source's key columns that need no
+  conversion), and taking that from an earlier read, so that a patch does not pass over
+  a million unchanged rows again to find it out.
 
 ``Converted`` is the same over a snapshot a source made whole (PIFU, FINT, CSV).
 """
@@ -66,6 +70,15 @@ class Fetched(ABC):
         all that changed in it. None when this source cannot say (its digests are of
         something else than the rows as read): a patch never takes joiners from it."""
         return None
+
+    def checked(self) -> dict[str, Any]:
+        """What this read found out about its tables' rows, by table, as JSON values: true of
+        any read whose table has the same digest (none by default)."""
+        return {}
+
+    def assume_checked(self, known: Mapping[str, Any]) -> None:  # noqa: B027 - optional, as checked()
+        """Take what an earlier read's ``checked()`` found (its tables whose digest is not this
+        read's are left out here)."""
 
 
 class Converted(Fetched):

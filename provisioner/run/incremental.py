@@ -79,7 +79,7 @@ from provisioner.core.rows import IdentityRow
 from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import ObjectStatus, PlanBasis
 from provisioner.kinds import kind_of
-from provisioner.run import detect
+from provisioner.run import checked, detect
 from provisioner.run import local as local_runs
 from provisioner.run.targets import diff_objects
 from provisioner.state.common import now_iso
@@ -149,7 +149,11 @@ def patched(
     if not differing or not differing <= _PATCHABLE:
         return None  # another table (or the local records) changed too
     run = _Inputs(cfg, store, cert, read, digests, as_of, run_id)
-    return _rows_patched(run, differing)
+    known = checked.assumed(store, read)  # the unchanged tables' key columns need no check again
+    try:
+        return _rows_patched(run, differing)
+    finally:
+        checked.keep(store, read, known)
 
 
 @dataclass(frozen=True)
