@@ -19,6 +19,7 @@ from provisioner.apply.executor import apply_plan
 from provisioner.config import FeideConfig
 from provisioner.core.diff import compared, diff_target
 from provisioner.core.model import DesiredState, TargetObject
+from provisioner.core.nin_seal import NinSeal
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
 from provisioner.kinds import kind_of
 from provisioner.state.store import StateStore
@@ -577,3 +578,49 @@ def test_a_full_file_only_when_due_and_the_same_delta_either_way(tmp_path: Path)
 def test_full_every_hours_is_for_ldif_files_only() -> None:
     with pytest.raises(ValueError, match="full_every_hours: only for LDIF files"):
         FeideConfig(base_dn="dc=eksempel,dc=no", url="ldaps://ldap.example.no", full_every_hours=24)
+
+
+def test_a_sealed_nin_is_whole_in_the_files_and_nowhere_in_what_the_exporter_keeps(tmp_path: Path) -> None:
+    """The exporter checks a change's sealed NIN as it accepts it and makes it whole only as it
+    writes the record: until then it keeps the change's own (sealed) attributes, no whole copy
+    (at Oslo size that copy was ~70 MB of the first run's peak, and a whole NIN in memory)."""
+    seal = NinSeal(b"k" * 32)
+    state = make_state()
+    objs = list(feide.map_state(state, dataclasses.replace(CTX, seal=seal)))
+    carried = {p.nin for p in state.persons.values() if p.nin and seal(p.nin) in _sealed_nins(objs)}
+    book = {seal(n): n for n in carried}
+    assert len(book) >= 2 and NIN in carried
+    by_key = {o.key: o for o in objs}
+    conn = FeideLdifConnector(CFG, OWNER, tmp_path)
+    conn.use_nin_book(book.get)
+    conn.begin("run-1", no_anchor)
+    for o in objs:
+        if o.key != "S1":
+            conn.accept(create(o))
+    s1 = by_key["S1"]
+    update = Change(
+        "feide",
+        Op.UPDATE,
+        "person",
+        "S1",
+        "NIN corrected",
+        anchor=s1.place["dn"],
+        attrs={"norEduPersonNIN": seal(NIN)},
+    )
+    conn.accept(update)
+    unknown = dataclasses.replace(update, attrs={"norEduPersonNIN": seal("01010012399")})
+    with pytest.raises(RejectedError, match="the historic base has no NIN"):
+        conn.accept(unknown)  # refused as it is accepted, not when the files are written
+    kept = repr(vars(conn))
+    assert not [n for n in book.values() if n in kept]
+    conn.export([])
+    delta = (tmp_path / "feide-delta-run-1.ldif").read_text(encoding="utf-8")
+    full = (tmp_path / "feide-full-run-1.ldif").read_text(encoding="utf-8")
+    for text in (delta, full):
+        assert "*****~" not in text
+    assert all(n in delta for n in book.values())  # the creates' and the update's, whole
+    assert {n for n in book.values() if n in full} == set(book.values()) - {NIN}  # S1 is not stored
+
+
+def _sealed_nins(objs: list[TargetObject]) -> set[str]:
+    return {o.attrs["norEduPersonNIN"] for o in objs if o.attrs.get("norEduPersonNIN")}
