@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from connectors import files
 from connectors.errors import ConnectorError, FatalError
-from connectors.nins import NinAttrs
+from connectors.nins import NinReader, NinWriter
 from provisioner.core.drift import LiveView, Recorded
 from provisioner.core.plan import Change, Op
 from provisioner.core.quickinit import quick_init
@@ -75,7 +75,7 @@ class AnchorResolver(Protocol):
     def __call__(self, kind: str, key: str) -> str | None: ...
 
 
-class Connector(NinAttrs, ABC):
+class Connector(NinWriter, ABC):
     """What the executor needs from a target; every connector derives from it.
 
     Its capabilities are typed attributes the executor reads (no probing):
@@ -134,7 +134,7 @@ class Connector(NinAttrs, ABC):
         """Release connections; called even after errors."""
 
 
-class Reader(NinAttrs, ABC):
+class Reader(NinReader, ABC):
     """Reads a live target back for a reconcile (provisioner.run.reconcile), never writes.
 
     ``read`` describes the target in the differ's terms: each recorded object found by its
@@ -158,7 +158,7 @@ class Reader(NinAttrs, ABC):
         self.close()
 
 
-class Exporter(NinAttrs, ABC):
+class Exporter(NinWriter, ABC):
     """A file target: writes the run's delta and full files instead of talking to a system.
 
     Nothing leaves the process before ``export``. ``accept`` checks one planned change (a

@@ -4,9 +4,10 @@ A plan holds a NIN in a target attribute only sealed (provisioner.core.nin_seal)
 connector or exporter that writes such an attribute to its target names it in
 ``nin_attrs``; the executor then hands it a ``NinLookup`` (``use_nin_book``, before
 ``begin``) that gives back the whole NIN a seal stands for, from the historic base, and
-the connector asks it (``whole_attrs``) only for what it is about to write. A reader of
-such a target (``use_nin_seal``) seals what it reads, so that it compares with what was
-recorded.
+the connector asks it (``whole_attrs``) only for what it is about to write (``NinWriter``,
+the base of connectors and exporters). A reader of such a target (``NinReader``) is given
+the store's seal instead (``use_nin_seal``) and seals what it reads, so that it compares
+with what was recorded; it never gets the book.
 """
 
 from __future__ import annotations
@@ -25,20 +26,20 @@ class NinLookup(Protocol):
 
 
 class NinAttrs:
-    """The NIN capability of a connector, exporter or reader (none by default)."""
+    """The attributes of a target that carry a NIN (none by default): planned and stored sealed."""
 
-    # The attributes that carry a NIN (Feide: norEduPersonNIN): planned and stored sealed.
+    # Feide: norEduPersonNIN. The executor and a reconcile look here for what to hand over.
     nin_attrs: frozenset[str] = frozenset()
+
+
+class NinWriter(NinAttrs):
+    """The NIN capability of a connector or exporter: it writes NINs whole, from the book."""
+
     _nin_book: NinLookup | None = None
-    _nin_seal: Callable[[str], str] | None = None
 
     def use_nin_book(self, book: NinLookup) -> None:
         """Take what gives sealed NINs back whole (called only when ``nin_attrs`` is set)."""
         self._nin_book = book
-
-    def use_nin_seal(self, seal: Callable[[str], str]) -> None:
-        """Take the store's seal, for what a reader reads (called only when ``nin_attrs`` is set)."""
-        self._nin_seal = seal
 
     def whole_attrs(self, attrs: Mapping[str, Any]) -> Mapping[str, Any]:
         """``attrs`` with every sealed NIN whole, as the target is to hold it.
@@ -65,6 +66,16 @@ class NinAttrs:
                 raise RejectedError(f"{name}: the historic base has no NIN for {sealed[:17]}")
             out[name] = whole
         return out
+
+
+class NinReader(NinAttrs):
+    """The NIN capability of a reader: it seals the NINs it reads, as the store records them."""
+
+    _nin_seal: Callable[[str], str] | None = None
+
+    def use_nin_seal(self, seal: Callable[[str], str]) -> None:
+        """Take the store's seal, for what a reader reads (called only when ``nin_attrs`` is set)."""
+        self._nin_seal = seal
 
     def sealed_live(self, attrs: Mapping[str, Any]) -> Mapping[str, Any]:
         """What a reader read, its whole NINs sealed as the store records them."""
