@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 import sources.sql as sql
-from provisioner.run import checked
+from provisioner.run import checked, runner
 from provisioner.state.store import StateStore
 from sources.sql import read_unless, source_engine
 from tests.sisbuilder import small_sis
+from tests.test_pipeline import DAY1, Env
 
 # SQLite gives a column integers and text alike: S1's membership rows then hold 17, a number.
 NUMBER_FOR_S1 = {
@@ -126,3 +127,25 @@ def test_the_store_keeps_the_findings_of_the_rows_as_they_are_now(engine, tmp_pa
         }
     finally:
         store.close()
+
+
+def test_a_patched_run_keeps_what_its_read_found_and_the_next_checks_only_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = Env(tmp_path, small_sis())
+    try:
+        assert env.sync(DAY1).exit_code == runner.EXIT_OK
+        env.sis.update_person("T1", family_name="Lærer-Berg")
+        out = env.sync(DAY1)
+        assert out.plan is not None and out.plan.basis == "incremental"
+        kept = json.loads(env.store.meta.get(checked.KEY) or "")
+        digests = out.plan.source_digests
+        assert kept["persons"] == [digests["persons"], {"person_id": "_str"}]
+        assert kept["memberships"] == [digests["memberships"], {"group_id": "_str", "person_id": "_str"}]
+        calls = _counting(monkeypatch)
+        env.sis.update_person("T1", family_name="Lærer-Dahl")  # only the persons table changes
+        again = env.sync(DAY1)
+        assert again.plan is not None and again.plan.basis == "incremental"
+        assert calls and set(calls) <= {("persons", "person_id")}
+    finally:
+        env.store.close()

@@ -150,10 +150,9 @@ def patched(
         return None  # another table (or the local records) changed too
     run = _Inputs(cfg, store, cert, read, digests, as_of, run_id)
     known = checked.assumed(store, read)  # the unchanged tables' key columns need no check again
-    try:
-        return _rows_patched(run, differing)
-    finally:
-        checked.keep(store, read, known)
+    got = _rows_patched(run, differing)
+    checked.keep(store, read, known)  # (a patch that raised keeps nothing: only a cache)
+    return got
 
 
 @dataclass(frozen=True)
