@@ -17,6 +17,14 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 CHUNK = 500  # keys per IN (...) clause
+
+
+def population_key(target: str) -> str:
+    """The meta key of a target's counted memberships (provisioner.state.safety_reads), which
+    every write of the target's objects deletes (provisioner.state.writer)."""
+    return "member_population:" + target
+
+
 _SLICE = 10_000  # rows bulk_insert makes at a time
 _PER_STATEMENT = 200  # rows per INSERT on SQLite (bulk_insert)
 

@@ -23,7 +23,14 @@ from provisioner.core.rows import IndexRow, ObjectRow, digest_json, dumps
 from provisioner.core.states import ChangeResult, IdentityStatus, Origin
 from provisioner.core.transitions import transition
 from provisioner.state import schema as t
-from provisioner.state.common import CHUNK, batches, bulk_insert, changelog_transaction, now_iso
+from provisioner.state.common import (
+    CHUNK,
+    batches,
+    bulk_insert,
+    changelog_transaction,
+    now_iso,
+    population_key,
+)
 from provisioner.state.store import StateStore
 
 _READ_ALL = 20 * CHUNK  # more values to look up than this: read the whole column once
@@ -220,6 +227,8 @@ class TargetWriter:
         stored = [k for k in keys if k not in self._new]
         self._new.difference_update(keys)
         with changelog_transaction(self.store.engine) as conn:
+            if inserts or stored or self.forgotten:  # its members may change: counted again
+                conn.execute(t.meta.delete().where(t.meta.c.key == population_key(self.target)))
             for i in range(0, len(stored), CHUNK):
                 conn.execute(
                     t.objects.delete().where(o.target == self.target, o.key.in_(stored[i : i + CHUNK]))
