@@ -23,11 +23,12 @@ from provisioner.state.store import StateStore
 def member_populations(store: StateStore, targets: Iterable[str]) -> dict[str, int]:
     """Memberships (person, role pairs) the groups of these targets hold (the member thresholds' base).
 
-    Counting them reads every group object's members (at Oslo size about four million in
-    four targets: ~9 s), and a quiet run whose certified plan removes members (a plan-only
-    target's pending removals) asks every time. So a target's count is kept in meta
-    (``population_key``), and every write of its objects deletes it in the same
-    transaction (TargetWriter.flush): a kept count is the count of what is stored.
+    Counting them reads every group object's members (at Oslo size about a million a
+    target, in every target with groups: ~9 s), and a quiet run whose certified plan
+    removes members (a plan-only target's pending removals) asks every time. So a
+    target's count is kept in meta (``population_key``), and every write of its objects
+    deletes it in the same transaction (TargetWriter.flush): a kept count is the count
+    of what is stored.
     """
     targets = list(targets)
     keys = {population_key(k): k for k in targets}
