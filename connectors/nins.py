@@ -59,7 +59,7 @@ class NinWriter(NinAttrs):
         out: dict[str, str] = {}
         for name in self.nin_attrs:
             sealed = attrs.get(name)
-            if not isinstance(sealed, str) or not is_sealed(sealed):
+            if not is_sealed(sealed):
                 continue
             whole = self._nin_book(sealed) if self._nin_book is not None else None
             if whole is None:

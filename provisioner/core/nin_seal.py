@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 SEALED = re.compile(r"[0-9]{6}\*{5}~[a-p]{30}")
 _DIGEST_BYTES = 15  # 120 bits: 30 characters
@@ -56,8 +56,8 @@ class NinSeal:
         return mac.digest()
 
 
-def is_sealed(value: object) -> bool:
-    """Whether a value is a seal (not a whole NIN, not anything else)."""
+def is_sealed(value: object) -> TypeGuard[str]:
+    """Whether a value is a seal (not a whole NIN, not anything else); narrows it to text."""
     return isinstance(value, str) and SEALED.fullmatch(value) is not None
 
 
