@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from mappings.base import MappingContext
+from mappings.base import MappingContext, wanted
 from mappings.common import (
     AccountDomains,
     account_group_keys,
@@ -79,7 +79,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject
     ous = {sid: school_ou(s, ctx) for sid, s in state.schools.items()}
 
     held = held_persons(state)
-    for pid in held:
+    for pid in wanted(held, ctx):
         p = state.persons[pid]
         u = p.username
         role = main_role(p)
@@ -102,7 +102,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject
     groups_ou = dns.within(cfg.groups_ou, cfg.base_dn)
     keys = account_group_keys(state)
     names = group_account_names(state, keys)
-    for k in keys:
+    for k in wanted(keys, ctx):
         g = state.groups[k]
         name = names[k]
         attrs = {

@@ -10,13 +10,16 @@ never holds a whole target's objects at once), and a ``PLACEMENT_ATTRS`` frozens
 naming the attributes whose change is a move (e.g. the AD OU) rather than an update. It
 does no I/O and keeps data minimisation: a target gets only the persons and attributes
 SPEC says it needs. Attribute values are JSON-able (str, int, bool, None, or lists of
-str in a stable order), so the differ can compare them as data. Which kind uses which
+str in a stable order), so the differ can compare them as data. A context that names
+the only persons and groups wanted (``MappingContext.only``: a patch) lets it skip the
+others' objects; the wanted ones are made as in the whole mapping. Which kind uses which
 mapping is the kind's record in ``provisioner.kinds``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +38,17 @@ class MappingContext:
     # seals it with the store's key; None (a mapping run with no store: tests, tools)
     # gives the NIN as it is.
     seal: Callable[[str], str] | None = None
+    # The person and group keys whose objects are wanted (a patch maps a few persons and
+    # groups among a context of thousands, and every group row): a mapping may skip the
+    # work of any other person or group object (``wanted``). It still judges the wanted
+    # ones by the whole state: a group's name by all its namesakes, a person's
+    # entitlements by all groups. None: every object.
+    only: AbstractSet[str] | None = None
+
+
+def wanted(keys: Iterable[str], ctx: MappingContext) -> Iterable[str]:
+    """The person or group keys among ``keys`` (in their order) whose objects ``ctx`` wants."""
+    return keys if ctx.only is None else [k for k in keys if k in ctx.only]
 
 
 MapState = Callable[[DesiredState, MappingContext], Iterable[TargetObject]]

@@ -81,7 +81,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from mappings.base import MappingContext
+from mappings.base import MappingContext, wanted
 from mappings.common import person_mail_domain
 from mappings.feide_grep import student_codes, teacher_codes
 from provisioner.core import dn as dns
@@ -335,7 +335,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject
     held = {pid for pid, p in state.persons.items() if any(r != GUARDIAN for r in p.roles)}
 
     # One pass over every membership: entitlements per person.
-    ents: dict[str, list[str]] = {pid: [] for pid in held}
+    ents: dict[str, list[str]] = {pid: [] for pid in wanted(held, ctx)}
     taught = teacher_codes(state.groups.values()) if ctx.target.teacher_grep_codes else {}
     adult = {sid for sid, s in state.schools.items() if s.level == "adult"}
     for g in state.groups.values():
@@ -349,7 +349,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject
                 lst.append(groupid)
 
     realm = owner.realm.lower()
-    for pid in sorted(held):
+    for pid in sorted(ents):
         p = state.persons[pid]
         roles = {r for r in p.roles if r != GUARDIAN}
         affs: set[str] = set()

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from mappings.base import MappingContext
+from mappings.base import MappingContext, wanted
 from mappings.common import (
     AccountDomains,
     account_group_keys,
@@ -74,7 +74,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject
     domains = AccountDomains.of(owner, cfg.upn_domain, cfg.upn_domains)
 
     held = held_persons(state)
-    for pid in held:
+    for pid in wanted(held, ctx):
         p = state.persons[pid]
         u = p.username
         if cfg.users == "synced":
@@ -98,7 +98,7 @@ def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject
     security = cfg.group_type == "security"
     keys = account_group_keys(state)
     names = group_account_names(state, keys)
-    for k in keys:
+    for k in wanted(keys, ctx):
         g = state.groups[k]
         school = state.schools.get(g.school_id)  # None: an owner-wide group
         name = " ".join(g.name.split())

@@ -477,9 +477,10 @@ def _patch(
             return None
         kind = kind_of(tcfg.kind)
         seen = restrict(state, Scope.of(tcfg))
+        ctx = MappingContext(cfg.owner, tcfg, as_of, seal, only=keys | groups)
         objs = [
             o
-            for o in kind.map_state(seen, MappingContext(cfg.owner, tcfg, as_of, seal))
+            for o in kind.map_state(seen, ctx)
             if (o.kind == "person" and o.key in keys) or (o.kind == "group" and o.key in groups)
         ]
         index = store.objects.index(name, keys | groups)
