@@ -214,6 +214,37 @@ def test_pending_changes_of_plan_only_targets_are_certified_and_left_encoded(
         e.store.close()
 
 
+def test_a_certified_plan_keeps_each_chunks_last_change_beside_its_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a patch's binary search reads instead of decoding chunks (provisioner.core.patch)."""
+    monkeypatch.setattr(stored, "CHUNK", 2)
+    e = Env(tmp_path, small_sis())
+    try:
+        ok(e.sync(DAY1))
+        cert = e.store.certificates.load()
+        assert cert is not None
+        for name in ("ad", "m365"):
+            changes = cert.plan.target(name).changes
+            assert isinstance(changes, StoredChanges) and len(changes.chunks) > 2
+            lasts = [stored.last_of(changes.decode_chunks(i, i)[-1]) for i in range(len(changes.chunks))]
+            assert list(changes.chunk_last) == lasts
+    finally:
+        e.store.close()
+
+
+def test_a_chunks_last_change_is_read_back_when_it_is_one_and_else_left_unknown() -> None:
+    keys = frozenset({"S1", "G1"})
+    assert stored.unpack_record(stored.pack_keys(keys, ("create", "person", "S1"))) == (
+        keys,
+        ("create", "person", "S1"),
+    )
+    assert stored.unpack_record(stored.pack_keys(keys)) == (keys, None)  # as an earlier version stored it
+    for last in (["create", "person"], ["frobnicate", "person", "S1"], ["create", "person", 7], "S1", None):
+        body = zlib.compress(json.dumps({"keys": ["S1"], "last": last}).encode())
+        assert stored.unpack_record(body) == (frozenset({"S1"}), None)  # found by decoding instead
+
+
 def test_a_certificate_whose_stored_changes_are_gone_is_not_used(env: Env) -> None:
     assert dry(env).basis == "certified"
     with env.store.engine.begin() as c:
@@ -240,6 +271,10 @@ def test_stored_changes_round_trip_and_count_what_they_remove() -> None:
     keys = tuple(stored.unpack_keys(stored.pack_keys(k)) for k in s.chunk_keys)
     again = stored.from_meta(stored.meta_of(s), s.chunks, keys)
     assert again == changes and again.chunk_keys == s.chunk_keys == (frozenset({"S1", "S2", "G1"}),)
+    assert s.chunk_last == (("remove_members", "group", "G1"),) and again.chunk_last == (None,)
+    records = [stored.unpack_record(stored.pack_keys(k, last)) for k, last in zip(s.chunk_keys, s.chunk_last)]
+    kept = stored.from_meta(stored.meta_of(s), s.chunks, keys, tuple(last for _, last in records))
+    assert kept.chunk_last == s.chunk_last and kept == changes
     with pytest.raises(TypeError):  # the keys of persons alone, as an earlier version stored them
         stored.unpack_keys(zlib.compress(b'["S1", "S2"]'))
     assert TargetPlan("ad", s).counts() == TargetPlan("ad", changes).counts()

@@ -196,12 +196,14 @@ PENDING = (
         ([_c(Op.UPDATE, "g1", "group")], {"c"}, False),
     ],
 )
+@pytest.mark.parametrize("recorded", [True, False], ids=["lasts recorded", "lasts decoded"])
 def test_splice_stored_decodes_only_the_chunks_with_their_changes(
-    monkeypatch: pytest.MonkeyPatch, new: list, keys: set[str], splices: bool
+    monkeypatch: pytest.MonkeyPatch, new: list, keys: set[str], splices: bool, recorded: bool
 ) -> None:
-    """The same changes and counts as splicing them all and encoding the result."""
+    """The same changes and counts as splicing them all and encoding the result, whether
+    each chunk's last change is recorded beside it or (stored by an earlier version) not."""
     monkeypatch.setattr(stored, "CHUNK", 2)
-    prev = stored.encode(PENDING)
+    prev = stored.encode(PENDING) if recorded else _unrecorded(stored.encode(PENDING))
     decoded = []
     monkeypatch.setattr(stored.StoredChanges, "decode_chunks", _counting(decoded))
     got = patch.splice_stored(prev, new, keys)
@@ -220,6 +222,41 @@ def test_splice_stored_decodes_only_the_chunks_with_their_changes(
         expected.member_removals,
         expected.keys,
     )
+
+
+def _unrecorded(s: stored.StoredChanges) -> stored.StoredChanges:
+    """``s`` as read back from chunks an earlier version stored: no chunk's last change known."""
+    return stored.StoredChanges(s.chunks, s.size, s.op_counts, s.destructive, s.member_removals, s.chunk_keys)
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        [_c(Op.CREATE, "x")],  # a joiner: after h
+        [_c(Op.CREATE, "0")],  # the first person
+        [_c(Op.DISABLE, "zz")],  # a leaver's removal, the last of all
+        [_g(Op.ADD_MEMBERS, "g0")],  # a group with no change before
+    ],
+)
+def test_a_new_changes_place_is_found_without_decoding_a_chunk(
+    monkeypatch: pytest.MonkeyPatch, new: list
+) -> None:
+    """With each chunk's last change recorded, the binary search decodes nothing: only the
+    chunk the change goes in is decoded, to be spliced. Without, the search decodes more."""
+    monkeypatch.setattr(stored, "CHUNK", 2)
+    keys = {c.key for c in new if c.kind == "person"}
+    groups = {c.key for c in new if c.kind == "group"}
+    want = patch.splice_target(PENDING, new, keys, groups)
+    counts = {}
+    pending = stored.encode(PENDING)
+    for name, prev in (("recorded", pending), ("decoded", _unrecorded(pending))):
+        decoded: list[int] = []
+        with monkeypatch.context() as m:
+            m.setattr(stored.StoredChanges, "decode_chunks", _counting(decoded))
+            got = patch.splice_stored(prev, new, keys, groups)
+        assert got is not None and tuple(got) == want
+        counts[name] = len(decoded)
+    assert counts["recorded"] == 1 < counts["decoded"]
 
 
 def _counting(decoded: list[int]):  # noqa: ANN202

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from provisioner.core.fetched import Converted, Fetched
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.plan import Change, Op
-from provisioner.core.stored import StoredChanges
+from provisioner.core.stored import Last, StoredChanges, last_of
 from provisioner.core.valuebytes import bulk_bytes, value_bytes
 
 LIMIT = 500  # more changed persons than this: a full plan is about as cheap as the patch
@@ -344,12 +344,18 @@ def splice_stored(
             chunks[i] = prev.decode_chunks(i, i)
         return chunks[i]
 
+    def last(i: int) -> Last | None:
+        known = prev.chunk_last[i]
+        if known is None and (held := chunk(i)):
+            known = last_of(held[-1])
+        return known
+
     touched = {i for i, k in enumerate(prev.chunk_keys) if k & wanted}
     had = {(c.kind, c.key, _phase(c.op)) for i in touched for c in chunk(i) if c.key in wanted}
     placed: dict[int, int] = {}  # a new change with no change of its phase before (by position) -> its chunk
     for n, c in enumerate(new):
         if (c.kind, c.key, _phase(c.op)) not in had:
-            at = _chunk_for(len(prev.chunks), chunk, c)
+            at = _chunk_for(len(prev.chunks), last, c)
             if at is None:
                 return None
             placed[n] = at
@@ -380,40 +386,42 @@ _GONE_RANK = {"group": 0, "person": 1, "orgunit": 2, "org": 3}  # within the rem
 _GONE_BEFORE = {"group": frozenset(), "person": frozenset({"group"})}  # kinds removed before each
 
 
-def _chunk_for(count: int, chunk: Callable[[int], list[Change]], c: Change) -> int | None:
+def _chunk_for(count: int, last: Callable[[int], Last | None], c: Change) -> int | None:
     """The chunk that holds the place of new change ``c`` (of a person or group) in a full
     plan's order: the first whose last change comes before it in no way (log2 of the
-    chunks decoded). None when a chunk is empty."""
+    chunks asked for their last change: recorded beside each chunk, or decoded). None
+    when a chunk is empty."""
     if _phase(c.op) not in _PHASE_RANK or c.kind not in _KIND_RANK or not count:
         return None
     lo, hi = 0, count - 1
     while lo < hi:
         mid = (lo + hi) // 2
-        held = chunk(mid)
-        if not held:
+        held = last(mid)
+        if held is None:
             return None
-        if _before(held[-1], c):
+        if _before(held, c):
             lo = mid + 1
         else:
             hi = mid
     return lo
 
 
-def _before(x: Change, c: Change) -> bool:
-    """Whether a full plan puts change ``x`` before new change ``c`` (differ's order: phases;
-    in the first, the school owner and schools, then persons by key, then groups by key;
-    member additions and removals of groups by key; removals last, groups' before
-    persons', each kind's by key)."""
-    px, pc = _PHASE_RANK[_phase(x.op)], _PHASE_RANK[_phase(c.op)]
+def _before(x: Last, c: Change) -> bool:
+    """Whether a full plan puts change ``x`` (its operation, kind and key) before new change
+    ``c`` (differ's order: phases; in the first, the school owner and schools, then
+    persons by key, then groups by key; member additions and removals of groups by key;
+    removals last, groups' before persons', each kind's by key)."""
+    op, kind, key = x
+    px, pc = _PHASE_RANK[_phase(Op(op))], _PHASE_RANK[_phase(c.op)]
     if px != pc:
         return px < pc
     if pc in (0, 3):
         # A kind of no rank: last of the first phase, first of the removals (the differ's 9).
-        kx = _KIND_RANK.get(x.kind, 3) if pc == 0 else _GONE_RANK.get(x.kind, -1)
+        kx = _KIND_RANK.get(kind, 3) if pc == 0 else _GONE_RANK.get(kind, -1)
         kc = _KIND_RANK[c.kind] if pc == 0 else _GONE_RANK[c.kind]
         if kx != kc:
             return kx < kc
-    return x.key < c.key
+    return key < c.key
 
 
 def _runs(indexes: list[int]) -> list[tuple[int, int]]:

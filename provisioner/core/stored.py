@@ -43,6 +43,18 @@ PACK_CHUNK = 10_000
 # pickling the dataclass itself took twice as long).
 _fields_of = attrgetter(*(f.name for f in fields(Change)))
 _KEYED_KINDS = frozenset({"person", "identity", "group"})  # whose keys a chunk records
+_OPS = frozenset(op.value for op in Op)
+
+# (operation, kind, key) of a chunk's last change: all a patch needs of a chunk to find
+# where a new change goes in a full plan's order (provisioner.core.patch), kept beside its
+# keys so that finding it decodes no chunk. None: not known (an earlier version stored
+# the chunk), the chunk is decoded to find it.
+Last = tuple[str, str, str]
+
+
+def last_of(c: Change) -> Last:
+    """A change's (operation, kind, key): what a chunk records of its last one."""
+    return (c.op.value, c.kind, c.key)
 
 
 class CountedChanges(OpCounted):
@@ -142,7 +154,7 @@ class StoredChanges(CountedChanges):
     that replaced a few chunks, writes only the chunks it has not stored yet.
     """
 
-    __slots__ = ("chunk_keys", "_keys", "_decoded")
+    __slots__ = ("chunk_keys", "chunk_last", "_keys", "_decoded")
 
     def __init__(
         self,
@@ -152,12 +164,14 @@ class StoredChanges(CountedChanges):
         destructive: frozenset[tuple[str, str]],
         member_removals: int,
         chunk_keys: tuple[frozenset[str], ...] | None = None,
+        chunk_last: tuple[Last | None, ...] | None = None,
     ) -> None:
         super().__init__(chunks, size, op_counts, destructive, member_removals)
         # per chunk, the keys of the person objects, identities and groups it changes: a plan
         # patched for some persons or groups (provisioner/run/incremental.py) decodes only
         # the chunks with theirs (a person and a group of the same key: both chunks, safely)
         self.chunk_keys = chunk_keys if chunk_keys is not None else (frozenset(),) * len(chunks)
+        self.chunk_last = chunk_last if chunk_last is not None else (None,) * len(chunks)
         self._keys: frozenset[str] | None = None
         self._decoded: tuple[Change, ...] | None = None
 
@@ -189,6 +203,7 @@ class StoredChanges(CountedChanges):
             (self.destructive - gone) | part.destructive,
             self.member_removals - _member_removals(old) + part.member_removals,
             self.chunk_keys[:lo] + part.chunk_keys + self.chunk_keys[hi + 1 :],
+            self.chunk_last[:lo] + part.chunk_last + self.chunk_last[hi + 1 :],
         )
 
     def decoded(self) -> tuple[Change, ...]:
@@ -215,6 +230,7 @@ class StoredChanges(CountedChanges):
                 self.destructive,
                 self.member_removals,
                 self.chunk_keys,
+                self.chunk_last,
             ),
         )
 
@@ -228,6 +244,7 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
     chunks: list[bytes] = []
     tally = _Tally()
     chunk_keys: list[frozenset[str]] = []
+    chunk_last: list[Last | None] = []
     keys: set[str] = set()
     batch: list[dict[str, Any]] = []
     for c in changes:
@@ -238,11 +255,13 @@ def encode(changes: Iterable[Change], *, keep: bool = False) -> StoredChanges:
         if len(batch) == CHUNK:
             chunks.append(_compress(batch))
             chunk_keys.append(frozenset(keys))
+            chunk_last.append(last_of(c))
             batch, keys = [], set()
     if batch:
         chunks.append(_compress(batch))
         chunk_keys.append(frozenset(keys))
-    out = StoredChanges(tuple(chunks), *tally.counted(), tuple(chunk_keys))
+        chunk_last.append(last_of(c))
+    out = StoredChanges(tuple(chunks), *tally.counted(), tuple(chunk_keys), tuple(chunk_last))
     if keep and isinstance(changes, tuple):
         out._decoded = changes
     return out
@@ -357,10 +376,14 @@ def meta_of(s: StoredChanges) -> dict[str, Any]:
 
 
 def from_meta(
-    meta: Mapping[str, Any], chunks: tuple[bytes, ...], keys: tuple[frozenset[str], ...]
+    meta: Mapping[str, Any],
+    chunks: tuple[bytes, ...],
+    keys: tuple[frozenset[str], ...],
+    lasts: tuple[Last | None, ...] | None = None,
 ) -> StoredChanges:
-    """Inverse of meta_of, given the chunks and their keys read back (KeyError, ValueError: unreadable)."""
-    if len(keys) != len(chunks):
+    """Inverse of meta_of, given the chunks, their keys and last changes read back
+    (KeyError, ValueError: unreadable)."""
+    if len(keys) != len(chunks) or (lasts is not None and len(lasts) != len(chunks)):
         raise ValueError(f"{len(chunks)} chunks stored, {len(keys)} described")
     return StoredChanges(
         chunks,
@@ -369,19 +392,34 @@ def from_meta(
         frozenset((k, key) for k, key in meta["destructive"]),
         int(meta["member_removals"]),
         keys,
+        lasts,
     )
 
 
-def pack_keys(keys: frozenset[str]) -> bytes:
-    """One chunk's keys as stored beside it (in an object: a list is how an earlier version
-    stored the keys of persons alone, which a patch of groups must not trust)."""
-    text = json.dumps({"keys": sorted(keys)}, ensure_ascii=False)
+def pack_keys(keys: frozenset[str], last: Last | None = None) -> bytes:
+    """One chunk's keys, and its last change when known, as stored beside it (in an object:
+    a list is how an earlier version stored the keys of persons alone, which a patch of
+    groups must not trust)."""
+    record: dict[str, Any] = {"keys": sorted(keys)}
+    if last is not None:
+        record["last"] = list(last)
+    text = json.dumps(record, ensure_ascii=False)
     return zlib.compress(text.encode("utf-8", "surrogatepass"), 1)
 
 
-def unpack_keys(body: bytes) -> frozenset[str]:
-    """Inverse of pack_keys (ValueError, TypeError, KeyError, zlib.error: unreadable)."""
-    keys = json.loads(zlib.decompress(body).decode("utf-8", "surrogatepass"))["keys"]
+def unpack_record(body: bytes) -> tuple[frozenset[str], Last | None]:
+    """Inverse of pack_keys: the keys (ValueError, TypeError, KeyError, zlib.error:
+    unreadable) and the last change (None when not there or not one: found by decoding)."""
+    record = json.loads(zlib.decompress(body).decode("utf-8", "surrogatepass"))
+    keys = record["keys"]
     if not isinstance(keys, list):
         raise ValueError("a chunk's keys are not a list")
-    return frozenset(keys)  # TypeError for a list or an object among them (pack_keys writes text)
+    last = record.get("last")
+    known = isinstance(last, list) and len(last) == 3 and all(isinstance(v, str) for v in last)
+    # frozenset: TypeError for a list or an object among the keys (pack_keys writes text)
+    return frozenset(keys), (last[0], last[1], last[2]) if known and last[0] in _OPS else None
+
+
+def unpack_keys(body: bytes) -> frozenset[str]:
+    """The keys pack_keys stored (as unpack_record)."""
+    return unpack_record(body)[0]

@@ -35,7 +35,7 @@ from provisioner.core.memberships import BUCKETS, GroupPrints
 from provisioner.core.memberships import PRINT_SIZE as GROUP_PRINT_SIZE
 from provisioner.core.patch import BLOCK, BLOCK_PRINT_SIZE, PRINT_SIZE, PersonPrints
 from provisioner.core.plan import Plan, TargetPlan
-from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of, pack_keys, unpack_keys
+from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of, pack_keys, unpack_record
 from provisioner.state import schema as t
 
 _CERT = "plan_certificate"  # meta key
@@ -94,8 +94,9 @@ class Certificates:
                     if not all(n in parts and len(parts[n]) == 2 for n in names):
                         return None  # its changes are gone: never certify a plan that lost some
                     chunks = tuple(parts[n][0] for n in names)
-                    keys = tuple(unpack_keys(parts[n][1]) for n in names)
-                    changes = from_meta(meta, chunks, keys)
+                    records = [unpack_record(parts[n][1]) for n in names]
+                    keys = tuple(k for k, _ in records)
+                    changes = from_meta(meta, chunks, keys, tuple(last for _, last in records))
                 except (ValueError, KeyError, TypeError, zlib.error):
                     return None  # written by another version
                 tp = replace(tp, changes=changes)
@@ -369,10 +370,10 @@ def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> tuple[StoredCha
     changes = tp.changes if isinstance(tp.changes, StoredChanges) else encode(tp.changes, keep=True)
     names = [_named(_CHUNK, b) for b in changes.chunks]
     rows = []
-    for name, body, keys in zip(names, changes.chunks, changes.chunk_keys):
+    for name, body, keys, last in zip(names, changes.chunks, changes.chunk_keys, changes.chunk_last):
         if name not in kept:
             rows.append({"part": name, "seq": 0, "body": body})
-            rows.append({"part": name, "seq": 1, "body": pack_keys(keys)})
+            rows.append({"part": name, "seq": 1, "body": pack_keys(keys, last)})
             kept.add(name)
     if rows:
         c.execute(t.plan_parts.insert(), rows)
