@@ -233,6 +233,36 @@ def test_a_certified_plan_keeps_each_chunks_last_change_beside_its_keys(
         e.store.close()
 
 
+def test_chunks_an_earlier_version_stored_without_their_last_change_serve_and_are_stored_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an upgrade the certified plan's chunks ("chunk2-", no last change) are read as
+    they are; the next plan stored names them anew, each with its last change."""
+    monkeypatch.setattr(stored, "CHUNK", 2)
+    e = Env(tmp_path, small_sis())
+    try:
+        with monkeypatch.context() as m:  # the earlier version
+            m.setattr(certificates, "_CHUNK", "chunk2-")
+            m.setattr(certificates, "pack_keys", lambda keys, last=None: stored.pack_keys(keys))
+            ok(e.sync(DAY1))
+        old = e.store.certificates.load()
+        assert old is not None and set(old.plan.target("ad").changes.chunk_last) == {None}
+        assert dry(e).basis == "certified"
+        e.sis.update_person("S2", family_name="Hansen-Berg")
+        out = ok(e.sync(DAY1))
+        assert out.plan is not None and out.plan.basis == "incremental"  # a patch on the old chunks
+        cert = e.store.certificates.load()
+        assert cert is not None
+        for name in ("ad", "m365"):
+            changes = cert.plan.target(name).changes
+            lasts = [stored.last_of(changes.decode_chunks(i, i)[-1]) for i in range(len(changes.chunks))]
+            assert list(changes.chunk_last) == lasts
+        assert set(_parts(e)) and all(p.startswith("chunk3-") for p in _parts(e))  # the old ones gone
+        assert same_changes(dry(e), dry(e, full=True))
+    finally:
+        e.store.close()
+
+
 def test_a_chunks_last_change_is_read_back_when_it_is_one_and_else_left_unknown() -> None:
     keys = frozenset({"S1", "G1"})
     assert stored.unpack_record(stored.pack_keys(keys, ("create", "person", "S1"))) == (

@@ -35,7 +35,15 @@ from provisioner.core.memberships import BUCKETS, GroupPrints
 from provisioner.core.memberships import PRINT_SIZE as GROUP_PRINT_SIZE
 from provisioner.core.patch import BLOCK, BLOCK_PRINT_SIZE, PRINT_SIZE, PersonPrints
 from provisioner.core.plan import Plan, TargetPlan
-from provisioner.core.stored import StoredChanges, encode, from_meta, meta_of, pack_keys, unpack_record
+from provisioner.core.stored import (
+    StoredChanges,
+    encode,
+    from_meta,
+    last_of,
+    meta_of,
+    pack_keys,
+    unpack_record,
+)
 from provisioner.state import schema as t
 
 _CERT = "plan_certificate"  # meta key
@@ -44,11 +52,13 @@ _CERT = "plan_certificate"  # meta key
 # two are of one kind (GroupPrints), kept under their name.
 PERSONS, GROUPS, AFFILIATIONS = "persons", "groups", "affils"
 _PIECE = "print-"  # parts holding a piece of person fingerprints, named by its content
-# Parts holding a chunk of changes (0) and the keys it changes (1), named by the chunk's
-# content. The keys are of persons, identities and groups; an earlier version kept the
-# persons' only, under "chunk-": named by the same content, those would be taken as they
-# are, so these have a name of their own (the old ones are dropped with the certificate).
-_CHUNK = "chunk2-"
+# Parts holding a chunk of changes (0) and the keys it changes with its last change (1),
+# named by the chunk's content. The keys are of persons, identities and groups; earlier
+# versions kept the persons' only, under "chunk-", and no last change, under "chunk2-":
+# named by the same content, those would be taken as they are (and never get a last
+# change), so these have a name of their own. The old ones are dropped with the
+# certificate they belong to; one read back still serves (its last changes decoded).
+_CHUNK = "chunk3-"
 # What a fingerprints index lists the pieces of, each under its key (a list of part names).
 _PERSON_KEYS = ("ids", "ident", "whole")
 _GROUP_KEYS = ("ids", "prints", "buckets")
@@ -370,8 +380,12 @@ def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> tuple[StoredCha
     changes = tp.changes if isinstance(tp.changes, StoredChanges) else encode(tp.changes, keep=True)
     names = [_named(_CHUNK, b) for b in changes.chunks]
     rows = []
-    for name, body, keys, last in zip(names, changes.chunks, changes.chunk_keys, changes.chunk_last):
+    described = zip(names, changes.chunks, changes.chunk_keys, changes.chunk_last)
+    for i, (name, body, keys, last) in enumerate(described):
         if name not in kept:
+            if last is None:  # a chunk an earlier version stored, read back: its last change found once
+                held = changes.decode_chunks(i, i)
+                last = last_of(held[-1]) if held else None
             rows.append({"part": name, "seq": 0, "body": body})
             rows.append({"part": name, "seq": 1, "body": pack_keys(keys, last)})
             kept.add(name)
