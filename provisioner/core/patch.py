@@ -345,10 +345,7 @@ def splice_stored(
         return chunks[i]
 
     def last(i: int) -> Last | None:
-        known = prev.chunk_last[i]
-        if known is None and (held := chunk(i)):
-            known = last_of(held[-1])
-        return known
+        return prev.chunk_last[i] or (last_of(held[-1]) if (held := chunk(i)) else None)  # decoded once
 
     touched = {i for i, k in enumerate(prev.chunk_keys) if k & wanted}
     had = {(c.kind, c.key, _phase(c.op)) for i in touched for c in chunk(i) if c.key in wanted}

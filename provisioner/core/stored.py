@@ -185,6 +185,14 @@ class StoredChanges(CountedChanges):
     def _read(self, chunk: bytes) -> Iterator[Change]:
         return _decode(chunk)
 
+    def last_change(self, i: int) -> Last | None:
+        """Chunk ``i``'s last change: as recorded, or (a chunk an earlier version stored) found
+        by decoding it; None for an empty chunk."""
+        known = self.chunk_last[i]
+        if known is None and (held := self.decode_chunks(i, i)):
+            known = last_of(held[-1])
+        return known
+
     def replaced(self, lo: int, hi: int, old: Sequence[Change], new: Sequence[Change]) -> StoredChanges:
         """These changes with chunks ``lo`` to ``hi`` (which hold ``old``) holding ``new`` instead.
 
@@ -418,8 +426,3 @@ def unpack_record(body: bytes) -> tuple[frozenset[str], Last | None]:
     known = isinstance(last, list) and len(last) == 3 and all(isinstance(v, str) for v in last)
     # frozenset: TypeError for a list or an object among the keys (pack_keys writes text)
     return frozenset(keys), (last[0], last[1], last[2]) if known and last[0] in _OPS else None
-
-
-def unpack_keys(body: bytes) -> frozenset[str]:
-    """The keys pack_keys stored (as unpack_record)."""
-    return unpack_record(body)[0]

@@ -39,7 +39,6 @@ from provisioner.core.stored import (
     StoredChanges,
     encode,
     from_meta,
-    last_of,
     meta_of,
     pack_keys,
     unpack_record,
@@ -383,9 +382,8 @@ def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> tuple[StoredCha
     described = zip(names, changes.chunks, changes.chunk_keys, changes.chunk_last)
     for i, (name, body, keys, last) in enumerate(described):
         if name not in kept:
-            if last is None:  # a chunk an earlier version stored, read back: its last change found once
-                held = changes.decode_chunks(i, i)
-                last = last_of(held[-1]) if held else None
+            # A chunk an earlier version stored, read back: its last change is found once, here.
+            last = last or changes.last_change(i)
             rows.append({"part": name, "seq": 0, "body": body})
             rows.append({"part": name, "seq": 1, "body": pack_keys(keys, last)})
             kept.add(name)
