@@ -18,7 +18,7 @@ mapping is the kind's record in ``provisioner.kinds``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +49,14 @@ class MappingContext:
 def wanted(keys: Iterable[str], ctx: MappingContext) -> Iterable[str]:
     """The person or group keys among ``keys`` (in their order) whose objects ``ctx`` wants."""
     return keys if ctx.only is None else [k for k in keys if k in ctx.only]
+
+
+def wanted_sorted(keys: Collection[str], ctx: MappingContext) -> list[str]:
+    """``wanted(sorted(keys), ctx)``, without sorting every key for the few a patch wants
+    (an Oslo-size owner's 254,000 persons sorted to keep one)."""
+    if ctx.only is None:
+        return sorted(keys)
+    return sorted(k for k in ctx.only if k in keys)
 
 
 MapState = Callable[[DesiredState, MappingContext], Iterable[TargetObject]]

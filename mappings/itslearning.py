@@ -58,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from mappings.base import MappingContext, wanted
+from mappings.base import MappingContext, wanted_sorted
 from mappings.common import AccountDomains, main_role
 from provisioner.config import OwnerConfig
 from provisioner.core.model import (
@@ -153,9 +153,9 @@ def map_state(state: DesiredState, ctx: MappingContext) -> Iterator[TargetObject
     nin_as_sourcedid = ctx.target.nin_as_sourcedid  # ctx.target is this kind's ItslearningConfig
     persons = state.persons
     domains = AccountDomains.of(owner)
-    for pid in wanted(sorted(persons), ctx):
+    for pid in wanted_sorted(persons, ctx):
         yield _person(persons[pid], persons, domains, nin_as_sourcedid)
-    for key in wanted(sorted(state.groups), ctx):
+    for key in wanted_sorted(state.groups, ctx):
         yield _group(state.groups[key], persons)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import pytest
 
 from mappings import ad, feide, itslearning, m365
-from mappings.base import MappingContext
+from mappings.base import MappingContext, wanted, wanted_sorted
 from provisioner.config import ADConfig, FeideConfig, ItslearningConfig, M365Config
 from provisioner.core.model import BASIS, STUDENT, TEACHER, DesiredState, TargetObject, school_group_key
 from tests.test_mapping_feide import OWNER, group, make_state
@@ -81,3 +81,32 @@ def test_a_namesakes_name_is_the_same_asked_alone() -> None:
         (x1,) = _wanted(_mapped(mapping, cfg, frozenset({"X1"})), frozenset({"X1"}))
         name = x1.attrs.get("sAMAccountName") or x1.attrs["mailNickname"]
         assert name.lower().startswith("nordby-10a-")  # suffixed: B1 ("10A") is its namesake
+
+
+class _Unsortable(dict):
+    """Keys that may be looked up but not listed: sorting them all would fail the test."""
+
+    def __iter__(self):  # noqa: ANN204 - the test's tripwire
+        raise AssertionError("every key was listed")
+
+
+@pytest.mark.parametrize(
+    ("keys", "only", "expected"),
+    [
+        (["b", "a", "c"], None, ["a", "b", "c"]),  # a full plan: every key, sorted
+        (["b", "a", "c"], frozenset({"c", "a"}), ["a", "c"]),
+        (["b", "a", "c"], frozenset({"c", "zz"}), ["c"]),  # a wanted key with no object
+        (["b", "a", "c"], frozenset(), []),
+        ([], frozenset({"a"}), []),
+    ],
+)
+def test_wanted_sorted_is_wanted_of_the_sorted_keys(
+    keys: list[str], only: frozenset[str] | None, expected: list[str]
+) -> None:
+    ctx = MappingContext(OWNER, ItslearningConfig(), "2025-09-01", only=only)
+    assert wanted_sorted(dict.fromkeys(keys), ctx) == expected == list(wanted(sorted(keys), ctx))
+
+
+def test_wanted_sorted_does_not_list_every_key_for_a_patch() -> None:
+    ctx = MappingContext(OWNER, ItslearningConfig(), "2025-09-01", only=frozenset({"P2", "P9"}))
+    assert wanted_sorted(_Unsortable(P1=1, P2=2, P3=3), ctx) == ["P2"]
