@@ -379,13 +379,11 @@ def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> tuple[StoredCha
     changes = tp.changes if isinstance(tp.changes, StoredChanges) else encode(tp.changes, keep=True)
     names = [_named(_CHUNK, b) for b in changes.chunks]
     rows = []
-    described = zip(names, changes.chunks, changes.chunk_keys, changes.chunk_last)
-    for i, (name, body, keys, last) in enumerate(described):
+    for i, (name, body, keys) in enumerate(zip(names, changes.chunks, changes.chunk_keys)):
         if name not in kept:
-            # A chunk an earlier version stored, read back: its last change is found once, here.
-            last = last or changes.last_change(i)
+            # As recorded, or (a chunk an earlier version stored, read back) decoded once, here.
             rows.append({"part": name, "seq": 0, "body": body})
-            rows.append({"part": name, "seq": 1, "body": pack_keys(keys, last)})
+            rows.append({"part": name, "seq": 1, "body": pack_keys(keys, changes.last_change(i))})
             kept.add(name)
     if rows:
         c.execute(t.plan_parts.insert(), rows)
