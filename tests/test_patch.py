@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from provisioner.core import patch, stored
-from provisioner.core.model import Person
+from provisioner.core.fetched import Converted
+from provisioner.core.model import Group, GroupMembership, Person, SourceSnapshot
 from provisioner.core.plan import Change, Op
 from tests.sisbuilder import small_sis, synthetic_nin
 
@@ -114,6 +115,39 @@ def test_context_holds_the_groups_their_members_and_students_of_guardians() -> N
     } == {"T1"}
     assert ctx.schools == snap.schools
     assert patch.context(snap, {"S2"}, max_rows=3) is None
+
+
+def _owner(persons: int, members: int) -> SourceSnapshot:
+    """``persons`` persons; the first ``members`` of them in one group."""
+    people = tuple(_person(f"P{i:06d}") for i in range(persons))
+    group = Group("G", "SCH", "basis", "6A", None, 6, "2026-08-15", "2027-06-20")
+    return SourceSnapshot(
+        schools=(),
+        persons=people,
+        enrollments=(),
+        employments=(),
+        guardianships=(),
+        groups=(group,),
+        memberships=tuple(GroupMembership("G", p.person_id, "student") for p in people[:members]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("persons", "members", "bound"),
+    [
+        (1_000, 10, patch.MIN_CONTEXT_ROWS),  # a small owner: the floor
+        (30_000, 15_000, patch.MIN_CONTEXT_ROWS),  # 45,001 rows: a quarter is below the floor
+        (200_000, 15_000, 215_001 // patch.CONTEXT_SHARE),  # a quarter of the owner's rows
+    ],
+)
+def test_context_bound_is_a_share_of_the_owner(persons: int, members: int, bound: int) -> None:
+    snap = _owner(persons, members)
+    assert patch.context_bound(Converted(snap)) == bound
+    # One member's context is the group with every member: 2 * members + 1 rows.
+    ctx = patch.context(snap, {"P000000"})
+    assert (ctx is not None) == (2 * members + 1 <= bound)
+    if ctx is not None:
+        assert len(ctx.persons) == members and len(ctx.memberships) == members
 
 
 def _g(op: Op, key: str, reason: str = "r") -> Change:
