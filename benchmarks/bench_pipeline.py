@@ -19,12 +19,12 @@ worker processes it forks to apply file targets):
    (each also before step 3, while AD and Microsoft 365 are plan-only with a change
    pending for nearly everyone), after a new pupil came (before step 3 only: each
    sample's pupil is recorded by a sync before the next comes), after a pupil left (an
-   end date on their enrollment; before and after step 3), after 200 persons were
+   end date on their enrollment; before and after step 3), after 100 persons were
    renamed at once (before step 3), then after 1 % churn (leavers, joiners, renames,
    moved memberships);
 6. `bas --help` start-up; then issue 15's table, each figure against its target;
 7. after each patched row (one changed person, a class move, a new pupil, a pupil who
-   leaves, 200 renamed persons; plan-only and recorded), one more change of its kind planned with ``--full``,
+   leaves, 100 renamed persons; plan-only and recorded), one more change of its kind planned with ``--full``,
    which makes the patch too and compares the two (the nightly check): each must be the
    same at this size, or the benchmark fails.
 
@@ -460,7 +460,7 @@ def one_person(db: Path) -> str:
     return pid
 
 
-RENAMED = 200  # persons renamed at once in the many-renamed row (each sample adds as many)
+RENAMED = 100  # persons renamed at once in the many-renamed row (each sample adds as many)
 
 
 def renamed(db: Path, n: int, k: int) -> str:

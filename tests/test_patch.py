@@ -136,8 +136,8 @@ def _owner(persons: int, members: int) -> SourceSnapshot:
     ("persons", "members", "bound"),
     [
         (1_000, 10, patch.MIN_CONTEXT_ROWS),  # a small owner: the floor
-        (30_000, 15_000, patch.MIN_CONTEXT_ROWS),  # 45,001 rows: a quarter is below the floor
-        (200_000, 15_000, 215_001 // patch.CONTEXT_SHARE),  # a quarter of the owner's rows
+        (30_000, 15_000, patch.MIN_CONTEXT_ROWS),  # 45,001 rows: the share is below the floor
+        (400_000, 15_000, 415_001 // patch.CONTEXT_SHARE),  # a share of the owner's rows
     ],
 )
 def test_context_bound_is_a_share_of_the_owner(persons: int, members: int, bound: int) -> None:

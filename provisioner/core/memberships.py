@@ -36,9 +36,9 @@ from provisioner.core.jsontext import compact, loads
 
 BUCKETS = 64  # a changed group rewrites its bucket: about a 64th of the rows, compressed
 # More changed groups than this: not patched, before any context is made; the context's
-# size decides (provisioner.core.patch.context_bound). At Oslo size 200 changed groups had
-# a context of 167,000 rows (patched in 9.9 s), 1,000 groups one of 579,000.
-LIMIT = 1_000
+# size decides (provisioner.core.patch.context_bound). At Oslo size 250 changed groups had
+# a context of 204,000 rows (patched in 10.8 s), 1,000 groups one of 579,000.
+LIMIT = 500
 PRINT_SIZE = 12  # bytes of one group's fingerprint
 
 # A membership row in GroupMembership's field order (group_id, person_id, role), values

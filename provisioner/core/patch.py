@@ -40,16 +40,17 @@ from provisioner.core.stored import Last, StoredChanges, last_of
 from provisioner.core.valuebytes import bulk_bytes, value_bytes
 
 # More changed persons than this: not patched, before any context is made. The context's
-# size decides (``context_bound``); this only spares making one that cannot be taken. At
-# Oslo size 2,542 renamed persons had a context of 597,000 rows (39 % of the owner).
-LIMIT = 2_500
-# A context may hold this many rows, or a quarter of the owner's if more. Measured at Oslo
-# size (1.55M rows; a full plan-only dry run ~30 s), patches (dry, AD and Microsoft 365
-# plan-only) of renamed persons took 6.7 s with 158,000 context rows and 9.7 s with
-# 597,000; of changed groups 9.9 s with 167,000 and 13.0 s with 579,000; of leavers, whose
-# context is derived twice (then and now), 12.3 s with 195,000 and 20.6 s with 489,000.
+# size decides (``context_bound``); this only spares making one that cannot be taken (at
+# Oslo size 700 renamed persons had a context of 214,000 rows, 2,542 one of 597,000).
+LIMIT = 1_000
+# A context may hold this many rows, or an eighth of the owner's if more. Measured at Oslo
+# size (1.55M rows; a full plan-only dry run ~30 s, peak RSS ~1,070 MB), dry patches with
+# AD and Microsoft 365 plan-only: 700 renamed persons (214,000 context rows) 7.7 s, peak
+# 955 MB; 250 changed groups (204,000) 10.8 s, 1,070 MB; 40 leavers, whose context is
+# derived twice (195,000) 13.4 s, 972 MB. A quarter of the owner took 10.7-20.5 s but
+# peaked at up to 1,200 MB, more than the full plan it replaces.
 MIN_CONTEXT_ROWS = 20_000
-CONTEXT_SHARE = 4  # the owner's rows divided by this
+CONTEXT_SHARE = 8  # the owner's rows divided by this
 _FIRST = frozenset({Op.CREATE, Op.RESTORE, Op.ENABLE, Op.MOVE, Op.UPDATE})  # the differ's first phase
 _PERSON_RANK_BEFORE = frozenset({"org", "orgunit"})  # kinds a phase puts before persons
 _GROUP_RANK_BEFORE = _PERSON_RANK_BEFORE | {"person"}  # and before groups
@@ -271,9 +272,9 @@ def context(
 
 
 def context_bound(read: Fetched) -> int:
-    """The most rows a patch's context may hold: past a quarter of the owner's rows, a
-    full plan costs about what the patch does (MIN_CONTEXT_ROWS for a small owner, whose
-    full plan is cheap either way)."""
+    """The most rows a patch's context may hold: an eighth of the owner's rows, past which
+    a patch needs as much memory as the full plan (MIN_CONTEXT_ROWS for a small owner,
+    whose full plan is cheap either way)."""
     return max(MIN_CONTEXT_ROWS, sum(read.count(name) for name in TABLES) // CONTEXT_SHARE)
 
 
