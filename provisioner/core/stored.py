@@ -96,6 +96,11 @@ class CountedChanges(OpCounted):
         """Every change, decoded."""
         return tuple(self.decode_chunks(0, len(self.chunks) - 1))
 
+    def stream(self) -> Iterator[Change]:
+        """Every change in order, a chunk decoded at a time and none kept."""
+        for chunk in self.chunks:
+            yield from self._read(chunk)
+
     def head(self, n: int) -> tuple[Change, ...]:
         """The first ``n`` changes: only the chunks that hold them are decoded."""
         out: list[Change] = []
@@ -226,6 +231,10 @@ class StoredChanges(CountedChanges):
     def head(self, n: int) -> tuple[Change, ...]:
         """The first ``n`` changes: decoded already, or only the chunks that hold them."""
         return self._decoded[:n] if self._decoded is not None else super().head(n)
+
+    def stream(self) -> Iterator[Change]:
+        """Every change in order: decoded already, or a chunk at a time (and none kept)."""
+        return iter(self._decoded) if self._decoded is not None else super().stream()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Worker processes get the encoded chunks, not a decoded copy as well.

@@ -53,8 +53,9 @@ test runs random SIS edits and asserts after every step that this plan equals th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import eq
 from typing import Any, NamedTuple
 
 import structlog
@@ -432,7 +433,9 @@ def check(store: StateStore, patched_plan: Plan, full_plan: Plan) -> bool:
     in the store for the daemon, which counts it (``bas_patch_mismatches``): it would be a
     bug in the patch, which the property tests are there to rule out.
     """
-    same = _shape(patched_plan) == _shape(full_plan)
+    same = _shape(patched_plan) == _shape(full_plan) and all(
+        _same_changes(a.changes, b.changes) for a, b in zip(patched_plan.targets, full_plan.targets)
+    )
     if not same:
         log.error(
             "the patched plan differs from the full plan of the same inputs: the full plan is used",
@@ -443,13 +446,25 @@ def check(store: StateStore, patched_plan: Plan, full_plan: Plan) -> bool:
 
 
 def _shape(plan: Plan) -> tuple[object, ...]:
-    """What a patch must get right: every target's changes in order, populations, errors, counts."""
+    """What a patch must get right besides the changes (``_same_changes``): every target's
+    count of changes, population and mode, the errors and counts."""
     return (
-        [(tp.target, tuple(tp.changes), tp.population, tp.dry_run) for tp in plan.targets],
+        [(tp.target, len(tp.changes), tp.population, tp.dry_run) for tp in plan.targets],
         plan.errors,
         plan.active_persons,
         dict(plan.source_counts),
     )
+
+
+def _same_changes(a: Sequence[Change], b: Sequence[Change]) -> bool:
+    """The same changes in the same order (the caller compared their counts), compared a
+    stored chunk at a time: decoding both plans' pending AD and Microsoft 365 changes whole
+    (~290,000 each at Oslo size) took the nightly run's peak to ~2 GB."""
+    return all(map(eq, _each(a), _each(b)))
+
+
+def _each(changes: Sequence[Change]) -> Iterator[Change]:
+    return changes.stream() if isinstance(changes, stored.CountedChanges) else iter(changes)
 
 
 def _patch(
