@@ -8,6 +8,7 @@ took an Oslo-size nightly run's peak from ~1.0 to ~2.1 GB.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,23 @@ def test_stream_gives_every_change_once_in_order() -> None:
     assert held._decoded is None
     kept = stored.encode(CHANGES, keep=True)
     assert tuple(kept.stream()) == CHANGES
+
+
+def test_stream_raises_when_the_chunks_hold_fewer_changes_than_recorded(tmp_path: Path) -> None:
+    """A chunk that decodes short (a damaged store) is an error, as decoding the whole is:
+    the check must not compare only as far as the shorter stream and call them the same."""
+    short = stored.encode(CHANGES[:-1])
+    held = stored.StoredChanges(
+        short.chunks, len(CHANGES), short.op_counts, short.destructive, short.member_removals
+    )
+    with pytest.raises(ValueError, match=f"hold {len(CHANGES) - 1} changes, not the {len(CHANGES)} recorded"):
+        tuple(held.stream())
+    assert held.head(3) == CHANGES[:3]  # the first few need only the first chunk
+    patched = Plan("r1", "2026-12-04T00:00:00+00:00", "2026-12-04", {}, (TargetPlan("ad", held, 0, True),))
+    store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    try:
+        # the nightly run goes on with its full plan: a difference, logged and kept
+        assert incremental.check(store, patched, _plan(CHANGES, True, "r2")) is False
+        assert json.loads(store.meta.get(incremental.CHECK_KEY) or "{}") == {"run_id": "r2", "same": False}
+    finally:
+        store.close()

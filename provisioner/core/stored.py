@@ -24,6 +24,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields
+from itertools import islice
 from operator import attrgetter
 from typing import Any, overload
 
@@ -97,18 +98,23 @@ class CountedChanges(OpCounted):
         return tuple(self.decode_chunks(0, len(self.chunks) - 1))
 
     def stream(self) -> Iterator[Change]:
-        """Every change in order, a chunk decoded at a time and none kept."""
+        """Every change in order, a chunk decoded at a time and none kept.
+
+        Counted as it goes: chunks that decode to another number of changes than recorded
+        raise at the end, as ``StoredChanges.decoded`` does (a caller that zips two streams
+        after comparing their sizes would otherwise stop at the shorter one unwarned).
+        """
+        seen = 0
         for chunk in self.chunks:
-            yield from self._read(chunk)
+            for change in self._read(chunk):
+                seen += 1
+                yield change
+        if seen != self.size:
+            raise ValueError(f"stored changes hold {seen} changes, not the {self.size} recorded")
 
     def head(self, n: int) -> tuple[Change, ...]:
         """The first ``n`` changes: only the chunks that hold them are decoded."""
-        out: list[Change] = []
-        for chunk in self.chunks:
-            if len(out) >= n:
-                break
-            out.extend(self._read(chunk))
-        return tuple(out[:n])
+        return tuple(islice(self.stream(), n))
 
     def ops(self) -> frozenset[Op]:
         """The operations among the changes, without decoding them."""
@@ -227,10 +233,6 @@ class StoredChanges(CountedChanges):
                 raise ValueError(f"stored changes hold {len(out)} changes, not the {self.size} recorded")
             self._decoded = tuple(out)
         return self._decoded
-
-    def head(self, n: int) -> tuple[Change, ...]:
-        """The first ``n`` changes: decoded already, or only the chunks that hold them."""
-        return self._decoded[:n] if self._decoded is not None else super().head(n)
 
     def stream(self) -> Iterator[Change]:
         """Every change in order: decoded already, or a chunk at a time (and none kept)."""
