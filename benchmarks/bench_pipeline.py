@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 from connectors.base import Applied, Connector  # noqa: E402
 from provisioner import config  # noqa: E402
 from provisioner.core import nin as nin_mod  # noqa: E402
-from provisioner.run import incremental, runner  # noqa: E402
+from provisioner.run import patch_check, runner  # noqa: E402
 from provisioner.state.store import StateStore  # noqa: E402
 from sources.sql import DEFAULT_QUERIES  # noqa: E402
 
@@ -274,14 +274,14 @@ def main() -> None:
     )
 
     checks = {
-        "one changed person, plan-only": patch_check(lambda: one_person(db), plan_only_full, plan_store)
+        "one changed person, plan-only": check_patch(lambda: one_person(db), plan_only_full, plan_store)
     }
 
     def pending(check: str, title: str, change: Callable[[], object]) -> dict:
         """A plan-only row: the best of three dry runs after one more ``change`` each, then
         one more planned ``--full`` (the patch checked against it, kept as ``check``)."""
         got = sampled(title, lambda: plan_only(dry_run=True), change, bare)
-        checks[check] = patch_check(change, plan_only_full, plan_store)
+        checks[check] = check_patch(change, plan_only_full, plan_store)
         return got
 
     moves = iter(range(1_000))  # a different pupil each time
@@ -365,7 +365,7 @@ def main() -> None:
         f" peak {single['peak_mb']:.0f} MB; samples {single['samples']})"
     )
 
-    checks["one changed person"] = patch_check(lambda: one_person(db), lambda: dry(full=True), plan_store)
+    checks["one changed person"] = check_patch(lambda: one_person(db), lambda: dry(full=True), plan_store)
 
     first_move = class_move(db, next(moves))
     moved = best_of(dry, before=lambda: class_move(db, next(moves)))
@@ -375,7 +375,7 @@ def main() -> None:
         f" peak {moved['peak_mb']:.0f} MB; samples {moved['samples']})"
     )
 
-    checks["class move"] = patch_check(
+    checks["class move"] = check_patch(
         lambda: class_move(db, next(moves)), lambda: dry(full=True), plan_store
     )
 
@@ -387,7 +387,7 @@ def main() -> None:
         f" peak {left['peak_mb']:.0f} MB; samples {left['samples']})"
     )
 
-    checks["pupil leaves"] = patch_check(
+    checks["pupil leaves"] = check_patch(
         lambda: leaver(db, as_of, next(leavers)), lambda: dry(full=True), plan_store
     )
 
@@ -439,12 +439,12 @@ def main() -> None:
 FULL_RUNS: list[dict] = []  # the --full runs of the patch checks: their peaks count too
 
 
-def patch_check(
+def check_patch(
     change: Callable[[], object], full: Callable[[], runner.RunOutcome], open_store: Callable[[], StateStore]
 ) -> str:
     """Whether a row's patch is right at this size: one more change of its kind, then a
     ``--full`` run, which also makes the patch the certificate allows and compares the two
-    (provisioner.run.incremental.check, as the nightly run does). The property tests
+    (provisioner.run.patch_check.check, as the nightly run does). The property tests
     check the same on small random owners; this checks it on the owner the row timed.
     The run is kept in FULL_RUNS: with AD and Microsoft 365 plan-only it is the nightly
     run of an owner rolling BAS out, and its peak memory is one of the table's."""
@@ -453,7 +453,7 @@ def patch_check(
     FULL_RUNS.append(got)
     store = open_store()
     try:
-        kept = store.meta.get(incremental.CHECK_KEY)
+        kept = store.meta.get(patch_check.CHECK_KEY)
     finally:
         store.close()
     found = json.loads(kept) if kept else {}

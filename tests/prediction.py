@@ -36,7 +36,7 @@ def assert_predicted_as_in_full(sync: Callable[..., RunOutcome], day: str, targe
 
 
 def _shape(plan: Plan) -> tuple[Any, ...]:
-    """What the nightly comparison holds a patch to (provisioner.run.incremental.check), here
+    """What the nightly comparison holds a patch to (provisioner.run.patch_check.check), here
     for a prediction: every target's changes and population, the data errors and counts."""
     return (
         [(tp.target, tp.changes, tp.population) for tp in plan.targets],

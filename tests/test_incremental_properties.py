@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from provisioner.core import stored
 from provisioner.core.model import GroupMembership
 from provisioner.core.plan import Plan
-from provisioner.run import incremental, runner
+from provisioner.run import incremental, patch_check, runner
 from provisioner.service import daemon
 from tests.sisbuilder import Sis, small_sis, synthetic_nin
 from tests.test_pipeline import DAY1, Env
@@ -192,7 +192,7 @@ def test_the_patched_plan_is_the_full_plan(steps: list[tuple[str, list[str], int
                 _edit(env, edit, who, value, seq)
                 if value % 2:  # as the nightly run: the full plan first, which checks the patch itself
                     full = env.sync(DAY1, dry_run=True, full=True)
-                    check = json.loads(env.store.meta.get(incremental.CHECK_KEY) or "{}")
+                    check = json.loads(env.store.meta.get(patch_check.CHECK_KEY) or "{}")
                     if check.get("run_id") == full.run_id:
                         assert check["same"], (edit, who)
                     continue
@@ -298,13 +298,13 @@ def test_the_nightly_full_run_checks_the_patch_and_records_a_difference(
         env.sync(DAY1)
         env.sis.update_person("S2", family_name="Hansen-Berg")
         full = env.sync(DAY1, full=True)
-        assert json.loads(env.store.meta.get(incremental.CHECK_KEY)) == {"run_id": full.run_id, "same": True}
+        assert json.loads(env.store.meta.get(patch_check.CHECK_KEY)) == {"run_id": full.run_id, "same": True}
         env.sis.update_person("S2", family_name="Hansen")
         monkeypatch.setattr(
             incremental.patch, "splice_core", lambda prev, new, keys: tuple(prev)
         )  # a broken patch
         full = env.sync(DAY1, full=True)
-        assert json.loads(env.store.meta.get(incremental.CHECK_KEY)) == {"run_id": full.run_id, "same": False}
+        assert json.loads(env.store.meta.get(patch_check.CHECK_KEY)) == {"run_id": full.run_id, "same": False}
         assert full.plan.basis == "full" and [c.key for c in full.plan.target("core").changes] == ["S2"]
         # the daemon counts it in bas_patch_mismatches after the run
         assert daemon._patch_differed(env.store, full.run_id)

@@ -1,4 +1,4 @@
-"""The nightly comparison of a patch with the full plan (provisioner.run.incremental.check).
+"""The nightly comparison of a patch with the full plan (provisioner.run.patch_check.check).
 
 It compares every change of both plans, in order, and holds at most a stored chunk of
 each decoded at a time: decoding both plans' pending AD and Microsoft 365 changes whole
@@ -15,7 +15,7 @@ import pytest
 
 from provisioner.core import stored
 from provisioner.core.plan import Change, Op, Plan, TargetPlan
-from provisioner.run import incremental
+from provisioner.run import patch_check
 from provisioner.state.store import StateStore
 
 CHANGES = tuple(Change("ad", Op.CREATE, "person", f"P{i:05d}", "active in SIS") for i in range(2_500))
@@ -48,7 +48,7 @@ def test_check_compares_every_change_in_order(
 ) -> None:
     store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
     try:
-        assert incremental.check(store, _plan(patched, encoded[0]), _plan(full, encoded[1], "r2")) is same
+        assert patch_check.check(store, _plan(patched, encoded[0]), _plan(full, encoded[1], "r2")) is same
     finally:
         store.close()
 
@@ -57,7 +57,7 @@ def test_check_decodes_no_stored_changes_whole(tmp_path: Path) -> None:
     patched, full = _plan(CHANGES, True), _plan(CHANGES, True, "r2")
     store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
     try:
-        assert incremental.check(store, patched, full)
+        assert patch_check.check(store, patched, full)
     finally:
         store.close()
     for plan in (patched, full):
@@ -88,7 +88,7 @@ def test_stream_raises_when_the_chunks_hold_fewer_changes_than_recorded(tmp_path
     store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
     try:
         # the nightly run goes on with its full plan: a difference, logged and kept
-        assert incremental.check(store, patched, _plan(CHANGES, True, "r2")) is False
-        assert json.loads(store.meta.get(incremental.CHECK_KEY) or "{}") == {"run_id": "r2", "same": False}
+        assert patch_check.check(store, patched, _plan(CHANGES, True, "r2")) is False
+        assert json.loads(store.meta.get(patch_check.CHECK_KEY) or "{}") == {"run_id": "r2", "same": False}
     finally:
         store.close()

@@ -52,10 +52,8 @@ test runs random SIS edits and asserts after every step that this plan equals th
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from operator import eq
 from typing import Any, NamedTuple
 
 import structlog
@@ -88,9 +86,6 @@ from provisioner.state.nins import nin_seal
 from provisioner.state.store import StateStore
 
 log = structlog.get_logger("bas.run")
-
-# meta key: how the last full run's own plan compared with the patch it could have used
-CHECK_KEY = "patch_check"
 
 # Tables a joiner brings rows of their own to, and the columns that name a person there:
 # guardianships may differ from the certified read by those rows only (Fetched.digest_without
@@ -424,54 +419,6 @@ def _differing(a: Mapping[str, str], b: Mapping[str, str]) -> set[str]:
     table differs in nothing here, and is planned in full.
     """
     return {k for k in (a.keys() | b.keys()) & _DATA_DIGESTS if a.get(k) != b.get(k)}
-
-
-def check(store: StateStore, patched_plan: Plan, full_plan: Plan) -> bool:
-    """Compare a patch with the full plan of the same inputs (the nightly run makes both).
-
-    The full plan is the one used either way. A difference is logged as an error and kept
-    in the store for the daemon, which counts it (``bas_patch_mismatches``): it would be a
-    bug in the patch, which the property tests are there to rule out. Stored changes that
-    do not decode to the count recorded (a damaged certificate) are a difference too: the
-    nightly run goes on with its full plan, which replaces them.
-    """
-    try:
-        same = _shape(patched_plan) == _shape(full_plan) and all(
-            _same_changes(a.changes, b.changes) for a, b in zip(patched_plan.targets, full_plan.targets)
-        )
-        broken = None
-    except ValueError as e:  # stored changes that decode to another count than recorded
-        same, broken = False, str(e)
-    if not same:
-        log.error(
-            "the patched plan differs from the full plan of the same inputs: the full plan is used",
-            run_id=full_plan.run_id,
-            **({"error": broken} if broken else {}),
-        )
-    store.meta.set(CHECK_KEY, json.dumps({"run_id": full_plan.run_id, "same": same}))
-    return same
-
-
-def _shape(plan: Plan) -> tuple[object, ...]:
-    """What a patch must get right besides the changes (``_same_changes``): every target's
-    count of changes, population and mode, the errors and counts."""
-    return (
-        [(tp.target, len(tp.changes), tp.population, tp.dry_run) for tp in plan.targets],
-        plan.errors,
-        plan.active_persons,
-        dict(plan.source_counts),
-    )
-
-
-def _same_changes(a: Sequence[Change], b: Sequence[Change]) -> bool:
-    """The same changes in the same order (the caller compared their counts), compared a
-    stored chunk at a time: decoding both plans' pending AD and Microsoft 365 changes whole
-    (~290,000 each at Oslo size) took the nightly run's peak to ~2 GB."""
-    return all(map(eq, _each(a), _each(b)))
-
-
-def _each(changes: Sequence[Change]) -> Iterator[Change]:
-    return changes.stream() if isinstance(changes, stored.CountedChanges) else iter(changes)
 
 
 def _patch(

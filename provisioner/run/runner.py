@@ -53,7 +53,7 @@ from provisioner.core.scope import Scope, restrict
 from provisioner.core.states import ObjectStatus, PlanBasis, RunStatus, TargetOutcome
 from provisioner.kinds import kind_of
 from provisioner.logs import LogSettings
-from provisioner.run import holds, incremental
+from provisioner.run import holds, incremental, patch_check
 from provisioner.run import local as local_runs
 from provisioner.run.currency import superseded_reason, why_not_current
 from provisioner.run.exits import (  # noqa: F401 (re-exported: callers use runner.EXIT_*)
@@ -236,7 +236,7 @@ def _plan_run(
     cfg: Config, store: StateStore, as_of: str, run_id: str, *, full: bool, certify_now: bool
 ) -> Plan:
     # The nightly run (``full``) plans in full, and makes the patch the certificate allows too,
-    # to check it (incremental.check).
+    # to check it (patch_check.check).
     cert = _current_certificate(cfg, store, as_of)
     read = None
     if cert is not None and not full:
@@ -255,7 +255,7 @@ def _plan_run(
         prints = Prints.of(fetched[0])  # of the rows as read, before make_plan frees them
         plan, derivation = make_plan(cfg, store, lambda: fetched.pop().snapshot(), as_of, run_id)
         if got is not None:
-            incremental.check(store, got.plan, plan)
+            patch_check.check(store, got.plan, plan)
         prints = prints.frozen(derivation.frozen_persons, derivation.frozen_groups)
         started = time.perf_counter()
         written = store.directory.update(

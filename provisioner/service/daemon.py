@@ -40,7 +40,7 @@ from provisioner import logs
 from provisioner.core.nin import mask_text
 from provisioner.core.states import RUNS_DONE, DaemonState, RunStatus
 from provisioner.logs import LogSettings
-from provisioner.run import incremental, runner
+from provisioner.run import patch_check, runner
 from provisioner.run.targets import check_targets
 from provisioner.service import notify, status
 from provisioner.service.alerts import Alerter
@@ -369,7 +369,7 @@ class Daemon:
 
 def _patch_differed(store: StateStore, run_id: str) -> bool:
     """Whether this full run found its plan different from the patch of the same inputs."""
-    raw = store.meta.get(incremental.CHECK_KEY)
+    raw = store.meta.get(patch_check.CHECK_KEY)
     if not raw:
         return False
     got = json.loads(raw)
