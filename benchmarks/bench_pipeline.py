@@ -273,15 +273,18 @@ def main() -> None:
         f" peak {single_pending['peak_mb']:.0f} MB; samples {single_pending['samples']})"
     )
 
+    full_runs: list[dict] = []  # the --full runs of the patch checks: their peaks count too
     checks = {
-        "one changed person, plan-only": check_patch(lambda: one_person(db), plan_only_full, plan_store)
+        "one changed person, plan-only": check_patch(
+            lambda: one_person(db), plan_only_full, plan_store, full_runs
+        )
     }
 
     def pending(check: str, title: str, change: Callable[[], object]) -> dict:
         """A plan-only row: the best of three dry runs after one more ``change`` each, then
         one more planned ``--full`` (the patch checked against it, kept as ``check``)."""
         got = sampled(title, lambda: plan_only(dry_run=True), change, bare)
-        checks[check] = check_patch(change, plan_only_full, plan_store)
+        checks[check] = check_patch(change, plan_only_full, plan_store, full_runs)
         return got
 
     moves = iter(range(1_000))  # a different pupil each time
@@ -328,7 +331,7 @@ def main() -> None:
         lambda: renamed(db, RENAMED, next(rename_samples)),
     )
 
-    pending_checks = len(FULL_RUNS)  # those so far were made while AD + M365 are plan-only
+    pending_checks = len(full_runs)  # those so far were made while AD + M365 are plan-only
 
     def record_with_sink() -> runner.RunOutcome:
         real_build = runner.build_connector
@@ -365,7 +368,9 @@ def main() -> None:
         f" peak {single['peak_mb']:.0f} MB; samples {single['samples']})"
     )
 
-    checks["one changed person"] = check_patch(lambda: one_person(db), lambda: dry(full=True), plan_store)
+    checks["one changed person"] = check_patch(
+        lambda: one_person(db), lambda: dry(full=True), plan_store, full_runs
+    )
 
     first_move = class_move(db, next(moves))
     moved = best_of(dry, before=lambda: class_move(db, next(moves)))
@@ -376,7 +381,7 @@ def main() -> None:
     )
 
     checks["class move"] = check_patch(
-        lambda: class_move(db, next(moves)), lambda: dry(full=True), plan_store
+        lambda: class_move(db, next(moves)), lambda: dry(full=True), plan_store, full_runs
     )
 
     first_leaver = leaver(db, as_of, next(leavers))
@@ -388,7 +393,7 @@ def main() -> None:
     )
 
     checks["pupil leaves"] = check_patch(
-        lambda: leaver(db, as_of, next(leavers)), lambda: dry(full=True), plan_store
+        lambda: leaver(db, as_of, next(leavers)), lambda: dry(full=True), plan_store, full_runs
     )
 
     facts = churn(db, as_of)
@@ -399,9 +404,9 @@ def main() -> None:
     )
     print("   " + str(ch["summary"]))
     runs = (first, quiet_plan, single_pending, move_pending, joiner_pending, leaver_pending, renamed_pending)
-    runs += (noop, full, single, moved, left, ch, *FULL_RUNS)
+    runs += (noop, full, single, moved, left, ch, *full_runs)
     peak = max(r["peak_mb"] for r in runs)
-    nightly = max(r["peak_mb"] for r in FULL_RUNS[:pending_checks])
+    nightly = max(r["peak_mb"] for r in full_runs[:pending_checks])
     print(f"peak memory of the patch checks' --full runs, AD + M365 plan-only: {nightly:7.0f} MB")
     print(f"peak memory of one run (largest above, sink set-up aside): {peak:7.0f} MB")
     help_s, python_s = cli_startup()
@@ -436,21 +441,21 @@ def main() -> None:
         raise SystemExit("a patched plan is not the full plan of the same inputs: a bug in the patch")
 
 
-FULL_RUNS: list[dict] = []  # the --full runs of the patch checks: their peaks count too
-
-
 def check_patch(
-    change: Callable[[], object], full: Callable[[], runner.RunOutcome], open_store: Callable[[], StateStore]
+    change: Callable[[], object],
+    full: Callable[[], runner.RunOutcome],
+    open_store: Callable[[], StateStore],
+    full_runs: list[dict],
 ) -> str:
     """Whether a row's patch is right at this size: one more change of its kind, then a
     ``--full`` run, which also makes the patch the certificate allows and compares the two
     (provisioner.run.patch_check.check, as the nightly run does). The property tests
     check the same on small random owners; this checks it on the owner the row timed.
-    The run is kept in FULL_RUNS: with AD and Microsoft 365 plan-only it is the nightly
+    The run is added to ``full_runs``: with AD and Microsoft 365 plan-only it is the nightly
     run of an owner rolling BAS out, and its peak memory is one of the table's."""
     change()
     got = in_child(full)
-    FULL_RUNS.append(got)
+    full_runs.append(got)
     store = open_store()
     try:
         kept = store.meta.get(patch_check.CHECK_KEY)
