@@ -148,13 +148,22 @@ def churn(db: Path, as_of: dt.date, seed: int = 7) -> dict[str, int]:
     """Change about 1 % of the owner: leavers, joiners, renames, moved memberships."""
     rng = random.Random(seed)
     con = sqlite3.connect(db)
-    students = [r[0] for r in con.execute("SELECT person_id FROM student_enrollment WHERE end_date IS NULL")]
+    # Pupils at school today: one whose enrollment only starts later cannot have left yesterday
+    # (ending it then would be a data error, an end before the start, not a leaver).
+    students = [
+        r[0]
+        for r in con.execute(
+            "SELECT person_id FROM student_enrollment WHERE end_date IS NULL AND start_date <= ?",
+            (as_of.isoformat(),),
+        )
+    ]
     persons = [r[0] for r in con.execute("SELECT person_id FROM person")]
     yesterday = (as_of - dt.timedelta(days=1)).isoformat()
     leavers = rng.sample(students, len(students) // 100)
     con.executemany(
-        "UPDATE student_enrollment SET end_date = ? WHERE person_id = ? AND end_date IS NULL",
-        [(yesterday, p) for p in leavers],
+        "UPDATE student_enrollment SET end_date = ?"
+        " WHERE person_id = ? AND end_date IS NULL AND start_date <= ?",
+        [(yesterday, p, as_of.isoformat()) for p in leavers],
     )
     renamed = rng.sample(persons, len(persons) // 100)
     con.executemany(
