@@ -327,7 +327,7 @@ def test_the_first_stored_changes_are_read_without_decoding_the_rest() -> None:
     assert unread[:0] == ()
     assert s[: stored.CHUNK + 2] == changes[: stored.CHUNK + 2] and s[:100_000] == changes
     assert s[1:4] == changes[1:4] and s[-2:] == changes[-2:]  # other slices decode them all, as before
-    with pytest.raises(zlib.error):
+    with pytest.raises(ValueError, match="does not decompress"):
         unread[: stored.CHUNK + 1]
 
 

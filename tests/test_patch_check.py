@@ -92,3 +92,23 @@ def test_stream_raises_when_the_chunks_hold_fewer_changes_than_recorded(tmp_path
         assert json.loads(store.meta.get(patch_check.CHECK_KEY) or "{}") == {"run_id": "r2", "same": False}
     finally:
         store.close()
+
+
+def test_a_chunk_that_does_not_decompress_is_a_difference(tmp_path: Path) -> None:
+    """A damaged stored chunk: the nightly run logs a difference and goes on with its full plan."""
+    good = stored.encode(CHANGES)
+    damaged = stored.StoredChanges(
+        (good.chunks[0], b"not zlib", good.chunks[2]),
+        good.size,
+        good.op_counts,
+        good.destructive,
+        good.member_removals,
+    )
+    with pytest.raises(ValueError, match="does not decompress"):
+        damaged.decoded()
+    patched = Plan("r1", "2026-12-04T00:00:00+00:00", "2026-12-04", {}, (TargetPlan("ad", damaged, 0, True),))
+    store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    try:
+        assert patch_check.check(store, patched, _plan(CHANGES, True, "r2")) is False
+    finally:
+        store.close()

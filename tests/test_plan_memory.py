@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +148,7 @@ def test_the_first_packed_changes_are_read_without_unpacking_the_rest() -> None:
         and unread[:0] == ()
         and unread[: stored.PACK_CHUNK] == changes[: stored.PACK_CHUNK]
     )
-    with pytest.raises(zlib.error):
+    with pytest.raises(ValueError, match="does not decompress"):
         unread[: stored.PACK_CHUNK + 1]
 
 
