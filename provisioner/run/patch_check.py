@@ -31,15 +31,15 @@ def check(store: StateStore, patched_plan: Plan, full_plan: Plan) -> bool:
     The full plan is the one used either way. A difference is logged as an error and kept
     in the store for the daemon, which counts it (``bas_patch_mismatches``): it would be a
     bug in the patch, which the property tests are there to rule out. Stored changes that
-    do not decode to the count recorded (a damaged certificate) are a difference too: the
-    nightly run goes on with its full plan, which replaces them.
+    do not decompress, or decode to another count than recorded (a damaged certificate),
+    are a difference too: the nightly run goes on with its full plan, which replaces them.
     """
     try:
         same = _shape(patched_plan) == _shape(full_plan) and all(
             _same_changes(a.changes, b.changes) for a, b in zip(patched_plan.targets, full_plan.targets)
         )
         broken = None
-    except ValueError as e:  # stored changes that decode to another count than recorded
+    except ValueError as e:  # a stored chunk that does not decompress, or another count than recorded
         same, broken = False, str(e)
     if not same:
         log.error(
