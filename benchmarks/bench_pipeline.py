@@ -344,7 +344,8 @@ def main() -> None:
 
     def record_with_sink() -> runner.RunOutcome:
         real_build = runner.build_connector
-        runner.build_connector = lambda c, name: Sink(name) if name in ("ad", "m365") else real_build(c, name)
+        sunk = ("ad", "m365")
+        runner.build_connector = lambda cfg, name: Sink(name) if name in sunk else real_build(cfg, name)
         return runner.sync(cfg_for("apply"), _store(cfg_for("apply")), as_of=day)
 
     sink = in_child(record_with_sink)
@@ -412,8 +413,8 @@ def main() -> None:
         f" (basis {ch['basis']}, peak {ch['peak_mb']:.0f} MB)"
     )
     print("   " + str(ch["summary"]))
-    runs = (first, quiet_plan, single_pending, move_pending, joiner_pending, leaver_pending, renamed_pending)
-    runs += (noop, full, single, moved, left, ch, *full_runs)
+    runs = [first, quiet_plan, single_pending, move_pending, joiner_pending, leaver_pending, renamed_pending]
+    runs += [noop, full, single, moved, left, ch, *full_runs]
     peak = max(r["peak_mb"] for r in runs)
     nightly = max(r["peak_mb"] for r in full_runs[:pending_checks])
     print(f"peak memory of the patch checks' --full runs, AD + M365 plan-only: {nightly:7.0f} MB")
@@ -421,7 +422,7 @@ def main() -> None:
     help_s, python_s = cli_startup()
     print()
     print("issue 15's table (ratios to the bare SELECT of this run):")
-    rows = [
+    table = [
         ("quiet run, AD + M365 plan-only", quiet_plan["seconds"] / bare, 2.0, "x"),
         ("quiet run, all four recorded", noop["seconds"] / bare, 2.0, "x"),
         ("one changed person", single["seconds"] / bare, 2.0, "x"),
@@ -431,7 +432,7 @@ def main() -> None:
         ("peak memory of any run", peak, 1024.0, " MB"),
         ("bas --help start-up", help_s, 0.3, " s"),
     ]
-    for name, value, target, unit in rows:
+    for name, value, target, unit in table:
         verdict = "OK" if value <= target else "OVER"
         print(f"  {name:<32} {value:8.2f}{unit:<3}  target <= {target:g}{unit.strip()}  {verdict}")
     print(f"  (bas --help is {help_s / python_s:.1f} x a bare python start-up of {python_s * 1000:.0f} ms)")
@@ -739,6 +740,7 @@ def in_child(run: Callable[[], runner.RunOutcome]) -> dict:
 
     proc = ctx.Process(target=child)
     proc.start()
+    assert proc.pid is not None  # started
     sampler = PssSampler(proc.pid)
     result = q.get()
     proc.join()
