@@ -67,7 +67,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_pipeline import CONFIG, _tree, bare_select, commit_pupil, leave, pick_leaver  # noqa: E402
+from bench_pipeline import CONFIG  # noqa: E402
+from measure import bare_select, process_tree  # noqa: E402
+from sis_edits import commit_pupil, leave, pick_leaver  # noqa: E402
 
 # Fires only on 29 February: never during a benchmark run (and no catch-up: the daemon
 # has recorded no full run in this state store).
@@ -126,7 +128,7 @@ def first_run(work: Path, conf: Path) -> float:
 def cpu_seconds(pid: int) -> float:
     """CPU seconds of a process, its reaped children and its live descendants."""
     total = 0
-    for p in _tree(pid):
+    for p in process_tree(pid):
         try:
             stat = Path(f"/proc/{p}/stat").read_text()
         except OSError:
