@@ -42,6 +42,7 @@ from provisioner.core.model import (  # noqa: E402
     school_group_key,
 )
 from provisioner.core.plan import Change, Op  # noqa: E402
+from provisioner.core.states import ObjectStatus  # noqa: E402
 
 OWNER = OwnerConfig(
     name="Oslo kommune", org_number="958935420", realm="oslo.kommune.no", mail_domain="osloskolen.no"
@@ -181,7 +182,8 @@ def main() -> None:
     print(f"  feide: {len(people):,} persons, {ents / max(1, len(people)):.1f} entitlement values each")
 
     current = [
-        StoredObject(o.kind, o.key, o.place["dn"], "active", o.record(), None, o.username) for o in objs
+        StoredObject(o.kind, o.key, o.place["dn"], ObjectStatus.ACTIVE, o.record(), None, o.username)
+        for o in objs
     ]
     changes = [Change("feide", Op.CREATE, o.kind, o.key, "bench", attrs=o.attrs, place=o.place) for o in objs]
     with tempfile.TemporaryDirectory() as tmp:

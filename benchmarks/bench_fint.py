@@ -99,7 +99,7 @@ def _child_read(info: dict[str, Any], folder: str, page: int) -> dict[str, Any]:
 def _in_child(fn: Any, *args: Any) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     with ctx.Pool(1, maxtasksperchild=1) as pool:
-        return pool.apply(fn, args)  # type: ignore[no-any-return]
+        return pool.apply(fn, args)
 
 
 def _folder_mb(folder: Path) -> float:

@@ -25,11 +25,13 @@ import math
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from connectors.m365.connector import M365Connector
 from connectors.m365.graph import GraphClient, Stats, TokenSource, make_session
 from provisioner.config import M365Config
 from provisioner.core.plan import Change, Op
+from provisioner.target_config import LicenseConfig
 from tests.fake_graph import FakeGraph
 
 SKU = "314c4481-f395-4525-be8b-2ec4bb1e9d91"
@@ -54,17 +56,17 @@ def plan(users: int, groups: int, size: int) -> list[Change]:
         }
         out.append(Change("m365", Op.CREATE, "person", pid, "bench", username=f"u{i:06d}", attrs=attrs))
     for g in range(groups):
-        members = [f"P{(g * size + k) % users:06d}" for k in range(size)]
-        attrs = {
+        owner = f"P{(g * size) % users:06d}"  # the group's first member
+        group_attrs: dict[str, Any] = {
             "displayName": f"NORD {g}",
             "mailNickname": f"NORD-{g}",
             "description": "bench",
             "groupType": "security",
             "securityEnabled": True,
             "mailEnabled": False,
-            "owners": [members[0]],
+            "owners": [owner],
         }
-        out.append(Change("m365", Op.CREATE, "group", f"G{g}", "bench", attrs=attrs))
+        out.append(Change("m365", Op.CREATE, "group", f"G{g}", "bench", attrs=group_attrs))
     for g in range(groups):
         members = tuple((f"P{(g * size + k) % users:06d}", "") for k in range(size))
         out.append(Change("m365", Op.ADD_MEMBERS, "group", f"G{g}", "bench", members=members))
@@ -75,7 +77,9 @@ def run(fake: FakeGraph, changes: list[Change], licences: bool) -> tuple[float, 
     """Apply in executor-sized windows; (seconds, failed changes, http requests, writes, client stats)."""
     cfg = M365Config(
         mode="plan",
-        licenses={"student": ({"sku_id": SKU},), "teacher": ({"sku_id": SKU},)} if licences else {},
+        licenses={"student": (LicenseConfig(sku_id=SKU),), "teacher": (LicenseConfig(sku_id=SKU),)}
+        if licences
+        else {},
         initial_passwords=False,
     )
     session = make_session(str(fake.ca_file))

@@ -25,6 +25,7 @@ from connectors.base import StoredObject  # noqa: E402
 from connectors.itslearning.connector import ItslearningConnector  # noqa: E402
 from provisioner.config import ItslearningConfig, OwnerConfig  # noqa: E402
 from provisioner.core.plan import Change, Op  # noqa: E402
+from provisioner.core.states import ObjectStatus  # noqa: E402
 
 GIVEN = ["Ola", "Kari", "Nora", "Jakob", "Émilie", "Øyvind", "Åse", "Muhammad", "Sofie", "Ida"]
 FAMILY = ["Nordmann", "Hansen", "Johansen", "Ødegård", "Berg & Co", "O'Brien", "Haugen", "Lie"]
@@ -40,7 +41,7 @@ def build(scale: float) -> list[StoredObject]:
             "org",
             "org",
             "org:958935420",
-            "active",
+            ObjectStatus.ACTIVE,
             {
                 "sourcedid": "org:958935420",
                 "name": "Oslo kommune",
@@ -60,7 +61,7 @@ def build(scale: float) -> list[StoredObject]:
             "org_number": "974778874",
             "grouptype": "Skole",
         }
-        objs.append(StoredObject("orgunit", f"S{s}", sid, "active", attrs, None, None))
+        objs.append(StoredObject("orgunit", f"S{s}", sid, ObjectStatus.ACTIVE, attrs, None, None))
     students = [f"P{i:07d}" for i in range(n_students)]
     staff = [f"P{i:07d}" for i in range(n_students, n_students + n_staff)]
 
@@ -77,7 +78,7 @@ def build(scale: float) -> list[StoredObject]:
             "institutionrole": role,
             **(extra or {}),
         }
-        return StoredObject("person", pid, pid, "active", attrs, None, user)
+        return StoredObject("person", pid, pid, ObjectStatus.ACTIVE, attrs, None, user)
 
     objs += [person(p, "Student") for p in students]
     objs += [person(p, "Staff") for p in staff]
@@ -100,7 +101,9 @@ def build(scale: float) -> list[StoredObject]:
             "start": "2025-08-18",
             "end": "2026-06-19",
         }
-        objs.append(StoredObject("group", f"G{gi}", f"G{gi}", "active", attrs, tuple(sorted(mem)), None))
+        objs.append(
+            StoredObject("group", f"G{gi}", f"G{gi}", ObjectStatus.ACTIVE, attrs, tuple(sorted(mem)), None)
+        )
     return objs
 
 

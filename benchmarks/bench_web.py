@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,10 @@ def _persons(rng: random.Random, n: int) -> Iterator[tuple[list[tuple], ...]]:
     stamp = YEAR_START.isoformat()
     names = _names(rng, n)
     for lo in range(0, n, CHUNK):
-        ident, users, dperson, affil = [], [], [], []
+        ident: list[tuple] = []
+        users: list[tuple] = []
+        dperson: list[tuple] = []
+        affil: list[tuple] = []
         for i in range(lo, min(n, lo + CHUNK)):
             pid, user, name = person_id(i), username(i), names[i]
             role = "student" if i % 10 < 8 else "employee"
@@ -122,8 +126,8 @@ def _changelog(
     rng: random.Random, runs: list[tuple], counts: list[int], persons: int
 ) -> Iterator[list[tuple]]:
     """The changelog rows, run by run, in chunks."""
-    targets, tw = zip(*TARGETS, strict=True)
-    ops, ow = zip(*OPS, strict=True)
+    targets, tw = [t for t, _ in TARGETS], [w for _, w in TARGETS]
+    ops, ow = [o for o, _ in OPS], [w for _, w in OPS]
     chunk: list[tuple] = []
     for run, n in zip(runs, counts, strict=True):
         rid, at = run[0], run[3]
@@ -132,7 +136,18 @@ def _changelog(
             if op in ("add_members", "remove_members"):
                 members = [[person_id(rng.randrange(persons)), "student"] for _ in range(rng.randint(1, 3))]
                 key = f"S{i % SCHOOLS:03d}-2526-G{i % 997:03d}"
-                row = (rid, at, tgt, op, "group", key, None, None, None, json.dumps({"members": members}))
+                row: tuple = (
+                    rid,
+                    at,
+                    tgt,
+                    op,
+                    "group",
+                    key,
+                    None,
+                    None,
+                    None,
+                    json.dumps({"members": members}),
+                )
                 chunk.append((*row, f"members of {key} in SIS", "ok", None))
             else:
                 after = '{"title":"Lærer"}' if op == "update" else None
@@ -223,7 +238,7 @@ def bare(engine: sa.Engine, stmt: sa.Select[Any]) -> Callable[[], Any]:
         try:
             cur = raw.cursor()
             cur.execute(sql)
-            rows = cur.fetchall()
+            rows = list(cur.fetchall())
             cur.close()
             return rows
         finally:
@@ -250,6 +265,11 @@ def search_stmt(q: str, schools: list[str] | None) -> sa.Select[Any]:
     return stmt.order_by(dp.active.desc(), dp.display_name, dp.person_id).limit(50)
 
 
+def _page_rows(store: StateStore, f: Filter, scope: sa.Select[Any] | None) -> list[dict[str, Any]]:
+    """One changelog page's rows, as the console's changelog page asks for them."""
+    return store.history.page(f, scope).rows
+
+
 def measure(store: StateStore, persons: int, reps: int) -> list[tuple[str, float, float, int]]:
     """(case, median ms through the console's code, median ms bare, rows) per case."""
     school = ["S017"]
@@ -268,9 +288,7 @@ def measure(store: StateStore, persons: int, reps: int) -> list[tuple[str, float
         ("search 'hansen' (owner)", "hansen", None),
         ("search 'sen' (school)", "sen", school),
     ):
-        cases.append(
-            (label, lambda q=q, s=schools: store.directory.search(q, s, 50), search_stmt(q, schools))
-        )
+        cases.append((label, partial(store.directory.search, q, schools, 50), search_stmt(q, schools)))
     pages: list[tuple[str, Filter, sa.Select[Any] | None]] = [
         ("changelog by person", Filter(person=who, limit=50), None),
         ("changelog by target", Filter(target="feide", limit=50), None),
@@ -283,7 +301,7 @@ def measure(store: StateStore, persons: int, reps: int) -> list[tuple[str, float
         ("changelog person (school)", Filter(person=username(17), limit=50), scope),
     ]
     for label, f, sc in pages:
-        cases.append((label, lambda f=f, sc=sc: store.history.page(f, sc).rows, page_stmt(store, f, sc)))
+        cases.append((label, partial(_page_rows, store, f, sc), page_stmt(store, f, sc)))
     out = []
     for label, fn, stmt in cases:
         ms, result = median_ms(fn, reps)
@@ -319,10 +337,10 @@ def build_pg(url: str, rows: int, persons: int) -> StateStore:
         runs, counts = _runs(rng, rows)
         keys = ("run_id", "kind", "status", "started_at", "finished_at", "as_of", "active_persons", "summary")
         c.execute(t.runs.insert(), [dict(zip(keys, r, strict=True)) for r in runs])
-    keys = CHANGELOG_COLUMNS
+    columns = CHANGELOG_COLUMNS
     for chunk in _changelog(rng, runs, counts, persons):
         with store.engine.begin() as c:
-            c.execute(t.changelog.insert(), [dict(zip(keys, r, strict=True)) for r in chunk])
+            c.execute(t.changelog.insert(), [dict(zip(columns, r, strict=True)) for r in chunk])
     with store.engine.begin() as c:
         c.execute(sa.text("ANALYZE"))
     return store
