@@ -184,8 +184,28 @@ class Bench:
         it, kept as ``check``). ``plan_only``: AD and Microsoft 365 plan-only, or recorded."""
         run, full = (self.plan_only_dry, self.plan_only_full) if plan_only else (self.dry, self.dry_full)
         got = self.show(title, best_of(run, before=change))
-        self.checks[check] = check_patch(change, full, self.store, self.full_runs)
+        self.checks[check] = self.check(change, full)
         return got
+
+    def check(self, change: Callable[[], object], full: Callable[[], runner.RunOutcome]) -> str:
+        """Whether a row's patch is right at this size: one more change of its kind, then a
+        ``--full`` run, which also makes the patch the certificate allows and compares the two
+        (provisioner.run.patch_check.check, as the nightly run does). The property tests
+        check the same on small random owners; this checks it on the owner the row timed.
+        The run is kept in ``full_runs``: with AD and Microsoft 365 plan-only it is the nightly
+        run of an owner rolling BAS out, and its peak memory is one of the table's."""
+        change()
+        got = in_child(full)
+        self.full_runs.append(got)
+        store = self.store()
+        try:
+            kept = store.meta.get(patch_check.CHECK_KEY)
+        finally:
+            store.close()
+        found = json.loads(kept) if kept else {}
+        if found.get("run_id") != got["run_id"]:
+            return "NOT PATCHED (the run could not patch this change)"
+        return "same" if found.get("same") else "DIFFERENT"
 
     def plan_only_dry(self) -> runner.RunOutcome:
         return self.plan_only(dry_run=True)
@@ -362,32 +382,6 @@ def generate(work: Path, scale: str, as_of: dt.date) -> Path:
     )
     print(f"generate SIS ({scale}):            {time.perf_counter() - t0:7.1f} s  (set-up)")
     return db
-
-
-def check_patch(
-    change: Callable[[], object],
-    full: Callable[[], runner.RunOutcome],
-    open_store: Callable[[], StateStore],
-    full_runs: list[dict],
-) -> str:
-    """Whether a row's patch is right at this size: one more change of its kind, then a
-    ``--full`` run, which also makes the patch the certificate allows and compares the two
-    (provisioner.run.patch_check.check, as the nightly run does). The property tests
-    check the same on small random owners; this checks it on the owner the row timed.
-    The run is added to ``full_runs``: with AD and Microsoft 365 plan-only it is the nightly
-    run of an owner rolling BAS out, and its peak memory is one of the table's."""
-    change()
-    got = in_child(full)
-    full_runs.append(got)
-    store = open_store()
-    try:
-        kept = store.meta.get(patch_check.CHECK_KEY)
-    finally:
-        store.close()
-    found = json.loads(kept) if kept else {}
-    if found.get("run_id") != got["run_id"]:
-        return "NOT PATCHED (the run could not patch this change)"
-    return "same" if found.get("same") else "DIFFERENT"
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import sqlite3
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -233,12 +233,12 @@ def bare(engine: sa.Engine, stmt: sa.Select[Any]) -> Callable[[], Any]:
     """The statement run with the driver alone (compiled once, literal values)."""
     sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
 
-    def run() -> list[Any]:
+    def run() -> Sequence[Any]:
         raw = engine.raw_connection()
         try:
             cur = raw.cursor()
             cur.execute(sql)
-            rows = list(cur.fetchall())
+            rows = cur.fetchall()
             cur.close()
             return rows
         finally:

@@ -110,19 +110,6 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-def sampled(
-    title: str, run: Callable[[], runner.RunOutcome], change: Callable[[], object], bare: float
-) -> dict:
-    """A short run's best of three after one more ``change`` each (the caller made the
-    first), printed with its basis, ratio to the bare SELECT, peak and samples."""
-    got = best_of(run, before=change)
-    print(
-        f"{title}: {got['seconds']:.2f} s  (basis {got['basis']}; {got['seconds'] / bare:.2f} x bare SELECT;"
-        f" peak {got['peak_mb']:.0f} MB; samples {got['samples']})"
-    )
-    return got
-
-
 def best_of(
     run: Callable[[], runner.RunOutcome], times: int = 3, before: Callable[[], object] | None = None
 ) -> dict:
