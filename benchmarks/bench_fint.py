@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import multiprocessing as mp
-import resource
 import shutil
 import subprocess
 import sys
@@ -36,11 +35,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from measure import peak_mb  # noqa: E402
+
 from sources.fint.mapping import RESOURCES  # noqa: E402
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _child_idle() -> dict[str, Any]:
@@ -50,7 +47,7 @@ def _child_idle() -> dict[str, Any]:
     import sources.fint  # noqa: F401
     import sources.sql  # noqa: F401
 
-    return {"peak_mb": _peak_mb()}
+    return {"peak_mb": peak_mb()}
 
 
 def _child_sql(url: str) -> dict[str, Any]:
@@ -64,7 +61,7 @@ def _child_sql(url: str) -> dict[str, Any]:
     snap = read_snapshot(engine)
     secs = time.perf_counter() - t
     engine.dispose()
-    return {"secs": secs, "peak_mb": _peak_mb(), "rows": sum(snap.counts().values())}
+    return {"secs": secs, "peak_mb": peak_mb(), "rows": sum(snap.counts().values())}
 
 
 def _child_bare(info: dict[str, Any], page: int) -> dict[str, Any]:
@@ -78,7 +75,7 @@ def _child_bare(info: dict[str, Any], page: int) -> dict[str, Any]:
     secs = time.perf_counter() - t
     client.close()
     return {"secs": secs, "entries": n, "requests": client.requests, "bytes": client.bytes,
-            "peak_mb": _peak_mb()}  # fmt: skip
+            "peak_mb": peak_mb()}  # fmt: skip
 
 
 def _child_read(info: dict[str, Any], folder: str, page: int) -> dict[str, Any]:
@@ -93,7 +90,7 @@ def _child_read(info: dict[str, Any], folder: str, page: int) -> dict[str, Any]:
     src.close()
     how = {k.rsplit("/", 1)[-1]: v for k, v in src.last_read.items() if v != "quiet"}
     return {"secs": secs, "requests": src.client.requests, "bytes": src.client.bytes,
-            "persons": len(snap.persons), "not_quiet": how, "peak_mb": _peak_mb()}  # fmt: skip
+            "persons": len(snap.persons), "not_quiet": how, "peak_mb": peak_mb()}  # fmt: skip
 
 
 def _in_child(fn: Any, *args: Any) -> dict[str, Any]:

@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from measure import peak_mb  # noqa: E402
+
 OWNER_ORG = "958935420"
 AS_OF = dt.date(2025, 10, 1)
 
@@ -43,15 +45,6 @@ AS_OF = dt.date(2025, 10, 1)
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _peak_mb() -> float:
-    """This process's peak RSS (VmHWM: ru_maxrss would carry the parent's peak over fork and exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(mode: str, path: str) -> dict[str, float]:
@@ -90,7 +83,7 @@ def child(mode: str, path: str) -> dict[str, float]:
     out["seconds"] = time.perf_counter() - t0
     gc.collect()
     out["base_mb"] = base
-    out["peak_mb"] = _peak_mb()
+    out["peak_mb"] = peak_mb()
     out["kept_mb"] = _rss_mb() - base  # what the result keeps (the snapshot, for pifu)
     return out
 
