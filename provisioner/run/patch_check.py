@@ -10,7 +10,7 @@ logged and kept in the store for the daemon, which counts it (``bas_patch_mismat
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from operator import eq
 
 import structlog
@@ -65,8 +65,37 @@ def _shape(plan: Plan) -> tuple[object, ...]:
 def _same_changes(a: Sequence[Change], b: Sequence[Change]) -> bool:
     """The same changes in the same order (the caller compared their counts), compared a
     stored chunk at a time: decoding both plans' pending AD and Microsoft 365 changes whole
-    (~290,000 each at Oslo size) took the nightly run's peak to ~2 GB."""
+    (~290,000 each at Oslo size) took the nightly run's peak to ~2 GB.
+
+    Two stored plans are first compared as text (``StoredChanges.text``): equal text is
+    the same changes, and decoding both took 10.8 s of an Oslo-size nightly run. Text that
+    differs (another chunking is fine; an older version's encoding, or a real difference,
+    is not) is decoded and compared change by change, which decides.
+    """
+    if (
+        isinstance(a, stored.StoredChanges)
+        and isinstance(b, stored.StoredChanges)
+        and _same_bytes(a.text(), b.text())
+    ):
+        return True
     return all(map(eq, _each(a), _each(b)))
+
+
+def _same_bytes(a: Iterable[bytes], b: Iterable[bytes]) -> bool:
+    """Whether two streams of byte pieces join to the same bytes, whatever their pieces."""
+    ia, ib = (p for p in a if p), (p for p in b if p)  # an empty piece is not the end
+    pa = pb = memoryview(b"")
+    while True:
+        if not pa:
+            pa = memoryview(next(ia, b""))
+        if not pb:
+            pb = memoryview(next(ib, b""))
+        if not pa or not pb:  # one is at its end: equal only if both are
+            return not pa and not pb
+        n = min(len(pa), len(pb))
+        if pa[:n] != pb[:n]:
+            return False
+        pa, pb = pa[n:], pb[n:]
 
 
 def _each(changes: Sequence[Change]) -> Iterator[Change]:
