@@ -3,8 +3,9 @@
 The nightly run (``bas sync --full``) plans in full and, where the certificate allows
 one, makes the patch too (provisioner.run.incremental). This module compares the two:
 every target's count, population and mode, the errors and counts, then every change in
-order, a stored chunk at a time. The full plan is used either way; a difference is
-logged and kept in the store for the daemon, which counts it (``bas_patch_mismatches``).
+order: as text where both plans hold them stored, else decoded a chunk at a time. The
+full plan is used either way; a difference is logged and kept in the store for the
+daemon, which counts it (``bas_patch_mismatches``).
 """
 
 from __future__ import annotations
