@@ -44,8 +44,8 @@ def bare_select(db: Path, times: int = 3) -> tuple[float, int]:
     The fastest of ``times`` reads: one slow moment of the machine must not make every
     ratio of the run look better than it is (a smaller baseline only makes them larger).
     """
-    # Here, not at the top: the file-source benchmarks import this module in the children
-    # whose interpreter floor they measure, which must not hold the SQL source.
+    # Here, not at the top: bench_fint and bench_pifu import this module for peak_mb in
+    # every child they measure, which need not load the SQL source for that.
     from sources.sql import DEFAULT_QUERIES
 
     best, n = float("inf"), 0
