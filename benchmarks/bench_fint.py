@@ -3,7 +3,7 @@
 A demo- or Oslo-size school owner (demo/data.py, generated into SQLite once per --workdir) is
 served as FINT 3.x resources by the fake FINT in a process of its own (tests/fake_fint_serve.py),
 and each measurement below runs in a fresh child process, so its peak resident memory
-(ru_maxrss) is the reader's alone. Measured, each in this run:
+(VmHWM, benchmarks/measure.py's peak_mb) is the reader's alone. Measured, each in this run:
 
 0. baseline: the SQL source reading the same owner from SQLite (``read_snapshot``) in a child:
    the memory of the snapshot itself, the figure the reader's peak is a ratio to;

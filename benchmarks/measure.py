@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -31,11 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def peak_mb() -> float:
     """This process's peak RSS in MB (VmHWM: after an exec, as in a spawned child,
     ru_maxrss would still hold the peak from before it; a forked child starts afresh)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:", 1)[1].split()[0]) / 1024  # kB; Linux, as the PSS below
 
 
 def bare_select(db: Path, times: int = 3) -> tuple[float, int]:
