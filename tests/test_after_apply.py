@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from connectors.base import StoredObject, after_apply
 from provisioner.core.plan import Change, Op
@@ -117,6 +118,44 @@ def test_some_reads_the_named_objects_as_iterate_gives_them(tmp_path: Path) -> N
         assert got == [o for o in every if o["key"] in wanted]
         assert len(got) == 600 and [o["kind"] for o in got[:2]] == ["group", "group"]
         assert store.objects.some("t", []) == [] and store.objects.some("other", wanted) == []
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("name", ["sqlite", "postgresql"])
+def test_iterate_gives_kind_then_key_order_without_a_sort(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``Objects.iterate`` (what a full file is written from) in (kind, key) order: keys of
+    several kinds interleaved, another target's objects left out. On SQLite no query of
+    it sorts: it reads a kind at a time in the primary key's order, as sorting a whole
+    target copied its rows to a temp file (Oslo size, Feide: 645 MB, 1.6 s against 0.7 s)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}" if name == "sqlite" else request.getfixturevalue("pg_url")
+    store = StateStore(url)
+    kinds = ["person", "group", "orgunit", "org"]
+    try:
+        for target in ("t", "u"):
+            w = TargetWriter(store, target, "r1", "2025-10-01", False)
+            for n in range(40):
+                key = f"K{(n * 7) % 40:02}"
+                change = Change(target, Op.CREATE, kinds[n % 4], key, "seed", attrs={"n": n})
+                w.ok(change, None, None)
+            w.finish()
+        plans: list[str] = []
+
+        def spy(conn: sa.Connection, _cursor: object, statement: str, params: object, *_: object) -> None:
+            if conn.dialect.name == "sqlite" and statement.startswith("SELECT") and "objects" in statement:
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                plans.extend(r[3] for r in raw.execute("EXPLAIN QUERY PLAN " + statement, params).fetchall())
+
+        sa.event.listen(store.engine, "before_cursor_execute", spy)
+        got = [(o["kind"], o["key"], o["attrs"]["n"]) for o in store.objects.iterate("t")]
+        sa.event.remove(store.engine, "before_cursor_execute", spy)
+        assert [(k, key) for k, key, _ in got] == sorted((k, key) for k, key, _ in got)
+        assert len(got) == 40 and {k for k, _, _ in got} == set(kinds)
+        # (the distinct kinds of a target are a handful: their B-tree is no copy of its rows)
+        assert not any("TEMP B-TREE FOR ORDER BY" in p for p in plans) and (plans or name != "sqlite")
     finally:
         store.close()
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from provisioner.state import common
 from provisioner.state import schema as t
-from provisioner.state.common import bulk_insert, changelog_transaction
+from provisioner.state.common import bulk_insert, bulk_transaction
 from provisioner.state.store import StateStore
 
 
@@ -63,7 +63,7 @@ def _read(store: StateStore) -> tuple[list[tuple[Any, ...]], set[tuple[str, str]
 )
 def test_rows_go_in_as_given_and_membership_changes_are_indexed(store: StateStore, n: int) -> None:
     rows = _rows(n)
-    with changelog_transaction(store.engine) as conn:
+    with bulk_transaction(store.engine) as conn:
         bulk_insert(conn, t.changelog, rows)
     log, members = _read(store)
     assert log == [(r["key"], r["op"], r["person_id"], r["after"]) for r in rows]  # in order, values kept
@@ -77,7 +77,7 @@ def test_a_lower_limit_on_bound_values_makes_smaller_statements(tmp_path: Any) -
     """SQLite may be built with a lower limit than 32,766 (999 before 3.32): the rows still go in."""
     store = StateStore(f"sqlite:///{tmp_path / 'bas.db'}")
     rows = _rows(50)
-    with changelog_transaction(store.engine) as conn:
+    with bulk_transaction(store.engine) as conn:
         raw = conn.connection.dbapi_connection
         assert isinstance(raw, sqlite3.Connection)
         before = raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 40)  # three rows of 13 columns

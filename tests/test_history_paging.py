@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from provisioner.state import common, migrate
 from provisioner.state import schema as t
-from provisioner.state.common import bulk_insert, changelog_transaction
+from provisioner.state.common import bulk_insert, bulk_transaction
 from provisioner.state.history import Filter
 from provisioner.state.store import StateStore
 
@@ -222,8 +222,8 @@ def test_membership_changes_are_found_by_person_through_the_trigger(db_url: str)
         s.close()
 
 
-def test_a_changelog_transaction_journals_in_memory_and_puts_the_setting_back(db_url: str) -> None:
-    """The writers' changelog transaction (state/common.py): on SQLite, statement journals
+def test_a_bulk_transaction_journals_in_memory_and_puts_the_setting_back(db_url: str) -> None:
+    """The writers' bulk transaction (state/common.py): on SQLite, statement journals
     in memory while it writes (the trigger needs one for every row), the setting put back
     after it, also when it fails; the trigger lists every person a membership change names."""
     s = StateStore(db_url)
@@ -238,7 +238,7 @@ def test_a_changelog_transaction_journals_in_memory_and_puts_the_setting_back(db
         return c.exec_driver_sql("PRAGMA temp_store").scalar() if sqlite else None
 
     try:
-        with changelog_transaction(s.engine) as c:
+        with bulk_transaction(s.engine) as c:
             c.execute(sa.delete(t.objects).where(t.objects.c.key.in_([f"K{i}" for i in range(600)])))
             bulk_insert(c, t.changelog, rows)
             assert temp_store(c) == (2 if sqlite else None)  # 2: MEMORY
@@ -246,7 +246,7 @@ def test_a_changelog_transaction_journals_in_memory_and_puts_the_setting_back(db
             assert temp_store(c) in (0, None)  # the pool's connection: back to the default
             pairs = set(c.execute(sa.select(t.changelog_members)).all())
         assert {p for p, _ in pairs} == {"P1", "P2", "P3"} and len(pairs) == 3
-        with pytest.raises(sa.exc.IntegrityError), changelog_transaction(s.engine) as c:
+        with pytest.raises(sa.exc.IntegrityError), bulk_transaction(s.engine) as c:
             bulk_insert(c, t.changelog, [{**rows[0], "key": "G3"}, {**rows[0], "reason": None}])
         with s.engine.connect() as c:
             assert temp_store(c) in (0, None)

@@ -26,7 +26,7 @@ from provisioner.core.directory import (
 )
 from provisioner.core.model import STUDENT, TEACHER, DataError, DesiredGroup, DesiredPerson, DesiredState
 from provisioner.state import schema as t
-from provisioner.state.common import CHUNK, batches, bulk_insert, contains
+from provisioner.state.common import CHUNK, batches, bulk_insert, bulk_transaction, contains
 
 Row = dict[str, Any]
 _PERSON_COLUMNS = tuple(c.name for c in t.dir_persons.columns)
@@ -64,7 +64,7 @@ class Directory:
         """
         frozen_p, frozen_g = set(frozen_persons), set(frozen_groups)
         dp, dg = t.dir_persons.c, t.dir_groups.c
-        with self.engine.begin() as c:
+        with bulk_transaction(self.engine) as c:
             stored_p = dict(c.execute(sa.select(dp.person_id, dp.digest)).all())
             active_p = {r[0] for r in c.execute(sa.select(dp.person_id).where(dp.active.is_(True)))}
             changed = 0

@@ -80,11 +80,21 @@ class Objects:
         return out
 
     def iterate(self, target: str) -> Iterator[dict[str, Any]]:
-        """Every stored object of a target, as plain dicts (for full exports and `person show`)."""
+        """Every stored object of a target, as plain dicts, in (kind, key) order (for full
+        exports and `person show`).
+
+        A kind at a time, each in the primary key's (target, key) order: one query ordered
+        by (kind, key) had the database sort the whole target, which SQLite does through a
+        temp file (Oslo size, Feide: 645 MB written, 1.6 s; so 0.7 s, nothing written). A
+        target's objects are written only by its own apply, so its kinds do not change
+        between the queries.
+        """
         o = t.objects.c
-        q = sa.select(*_WHOLE).where(o.target == target)
         with self.engine.connect() as c:
-            yield from map(_whole, c.execute(q.order_by(o.kind, o.key)))
+            kinds = c.execute(sa.select(o.kind).where(o.target == target).distinct()).scalars().all()
+            for kind in sorted(kinds):
+                q = sa.select(*_WHOLE).where(o.target == target, o.kind == kind).order_by(o.key)
+                yield from map(_whole, c.execute(q))
 
     def some(self, target: str, keys: Iterable[str]) -> list[dict[str, Any]]:
         """The stored objects of a target with these keys, as ``iterate`` gives them and in

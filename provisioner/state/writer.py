@@ -27,7 +27,7 @@ from provisioner.state.common import (
     CHUNK,
     batches,
     bulk_insert,
-    changelog_transaction,
+    bulk_transaction,
     now_iso,
     population_key,
 )
@@ -226,7 +226,7 @@ class TargetWriter:
         ]
         stored = [k for k in keys if k not in self._new]
         self._new.difference_update(keys)
-        with changelog_transaction(self.store.engine) as conn:
+        with bulk_transaction(self.store.engine) as conn:
             if inserts or stored or self.forgotten:  # its members may change: counted again
                 conn.execute(t.meta.delete().where(t.meta.c.key == population_key(self.target)))
             for i in range(0, len(stored), CHUNK):
@@ -279,7 +279,7 @@ def apply_core(store: StateStore, changes: Iterable[Change], run_id: str, as_of:
         return 0
     stamp = now_iso()
     u_c, n_c = t.usernames.c, t.person_nins.c
-    with changelog_transaction(store.engine) as conn:
+    with bulk_transaction(store.engine) as conn:
         known_users = _existing(
             conn, u_c.username, [c.attrs["username"] for c in changes if "username" in c.attrs]
         )
