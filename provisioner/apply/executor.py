@@ -27,6 +27,7 @@ from provisioner.apply.workers import Workers, cores
 from provisioner.apply.workers import available as workers_available
 from provisioner.core.plan import CORE, Plan, TargetPlan
 from provisioner.core.states import TargetOutcome
+from provisioner.core.stored import at_hand
 from provisioner.state.store import StateStore
 from provisioner.state.writer import apply_core
 
@@ -100,7 +101,7 @@ def apply_plan(
             workers.start(job)
         core = plan.target(CORE)
         if core is not None and (only is None or CORE in only):
-            n = apply_core(store, core.changes, plan.run_id, plan.as_of)
+            n = apply_core(store, at_hand(core.changes), plan.run_id, plan.as_of)
             results[CORE] = TargetResult(CORE, TargetOutcome.APPLIED if n else TargetOutcome.UNCHANGED, ok=n)
             faults.point("core:committed")
             if progress:

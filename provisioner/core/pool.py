@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from provisioner.core.model import TargetObject
+from provisioner.core.plan import Change
 from provisioner.core.rows import shared
 
 
@@ -70,4 +71,26 @@ class Pool:
             o.person_id,
             self.values(o.place),
             self.values(o.links),
+        )
+
+    def change(self, c: Change) -> Change:
+        """``c`` made of pooled values: its texts, attributes, before, members, placement and
+        links. For changes decoded from stored JSON, which makes every value afresh (a
+        certified plan applied: provisioner.core.stored ``at_hand``)."""
+        text = self.text
+        return Change(
+            text(c.target),
+            c.op,
+            text(c.kind),
+            c.key,
+            text(c.reason),
+            c.anchor,
+            c.username,
+            c.person_id,
+            self.values(c.attrs),
+            self.values(c.before),
+            shared(c.members, self._values) if c.members else c.members,
+            self.values(c.place),
+            self.values(c.links),
+            c.secret,
         )
