@@ -28,7 +28,11 @@ worker processes it forks to apply file targets):
    which makes the patch too and compares the two (the nightly check): each must be the
    same at this size, or the benchmark fails. Those ``--full`` runs are the nightly run
    (made while AD and Microsoft 365 are plan-only, or after), and their peak memory counts
-   in the table's peak like every other run's.
+   in the table's peak like every other run's;
+8. not in the table, whose first run leaves AD and Microsoft 365 plan-only: a first run
+   with all four targets live (AD and Microsoft 365 through the sink) on a fresh state
+   store, and ``bas plan`` then ``bas sync`` on another (the sync applies the certified
+   plan), with their peak memory.
 
 The short runs (the quiet ones, the one-person plans, the class moves, the new pupil, the
 leaver, the renamed persons) are taken as the fastest of three, each in its own process, as the bare SELECT
@@ -46,6 +50,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -264,18 +269,53 @@ def plan_only_rows(b: Bench) -> dict[str, dict]:
 
 def record_with_sink(b: Bench) -> None:
     """Record AD and Microsoft 365 through the benchmark's sink (set-up for the next rows)."""
-
-    def sync() -> runner.RunOutcome:
-        real_build = runner.build_connector
-        sunk = ("ad", "m365")
-        runner.build_connector = lambda cfg, name: Sink(name) if name in sunk else real_build(cfg, name)
-        return runner.sync(b.cfg("apply"), b.store("apply"), as_of=b.day)
-
-    sink = in_child(sync)
+    sink = in_child(sunk(lambda: runner.sync(b.cfg("apply"), b.store("apply"), as_of=b.day)))
     print(
         f"record AD + M365 via bench sink:         {sink['seconds']:7.1f} s  (benchmark set-up only;"
         f" peak {sink['peak_mb']:.0f} MB)"
     )
+
+
+SUNK = ("ad", "m365")  # the targets the sink records
+
+
+def sunk(sync: Callable[[], runner.RunOutcome]) -> Callable[[], runner.RunOutcome]:
+    """``sync`` with AD and Microsoft 365 recorded through the benchmark's sink."""
+
+    def run() -> runner.RunOutcome:
+        real_build = runner.build_connector
+        runner.build_connector = lambda cfg, name: Sink(name) if name in SUNK else real_build(cfg, name)
+        return sync()
+
+    return run
+
+
+def all_live(b: Bench) -> None:
+    """Not in issue 15's table, whose first run leaves AD and Microsoft 365 plan-only: a first
+    run of an owner who goes live in all four targets at once (AD and Microsoft 365 through
+    the sink), on a fresh state store and the SIS as the rows above left it; and ``bas plan``
+    then ``bas sync`` on another fresh store, the sync applying the certified plan."""
+    work = b.work / "all-live"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    shutil.copyfile(b.db, work / "sis.sqlite")
+    live = Bench(work, work / "sis.sqlite", b.as_of, b.bare)
+    first = in_child(sunk(lambda: runner.sync(live.cfg("apply"), live.store("apply"), as_of=live.day)))
+    for f in [*work.glob("state.sqlite*"), *work.glob("out")]:
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    planned = in_child(live.dry)
+    synced = in_child(sunk(lambda: runner.sync(live.cfg("apply"), live.store("apply"), as_of=live.day)))
+    print()
+    print("all four targets live (not in the table; AD + M365 through the sink):")
+    print(
+        f"  first run: {first['seconds']:.1f} s ({first['changes']:,} changes,"
+        f" {first['seconds'] / b.bare:.1f} x bare SELECT; peak {first['peak_mb']:.0f} MB)"
+    )
+    print(
+        f"  bas plan, then bas sync: plan {planned['seconds']:.1f} s (peak {planned['peak_mb']:.0f} MB);"
+        f" sync {synced['seconds']:.1f} s, basis {synced['basis']} (peak {synced['peak_mb']:.0f} MB)"
+    )
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def recorded_rows(b: Bench) -> dict[str, dict]:
@@ -359,6 +399,7 @@ def main() -> None:
     record_with_sink(b)
     runs |= recorded_rows(b)
     report(b, runs, pending_checks)
+    all_live(b)
 
 
 def generate(work: Path, scale: str, as_of: dt.date) -> Path:
