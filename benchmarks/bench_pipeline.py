@@ -106,6 +106,9 @@ base_dn = "dc=bench,dc=kommune,dc=no"
 """
 
 
+SUNK = ("ad", "m365")  # the targets the sink records
+
+
 class Sink(Connector):
     """Benchmark-only connector: accepts every change (measures the core, not a target)."""
 
@@ -170,6 +173,13 @@ class Bench:
     def dry(self, full: bool = False) -> runner.RunOutcome:
         """A dry run with all four targets applied (AD and Microsoft 365 recorded by the sink)."""
         return runner.sync(self.cfg("apply"), self.store("apply"), dry_run=True, as_of=self.day, full=full)
+
+    def sunk_sync(self) -> runner.RunOutcome:
+        """A sync with all four targets applied, AD and Microsoft 365 recorded through the sink.
+        Only in a run's own process (``in_child``): the sink stays in place for the rest of it."""
+        real_build = runner.build_connector
+        runner.build_connector = lambda cfg, name: Sink(name) if name in SUNK else real_build(cfg, name)
+        return runner.sync(self.cfg("apply"), self.store("apply"), as_of=self.day)
 
     def dry_full(self) -> runner.RunOutcome:
         return self.dry(full=True)
@@ -269,25 +279,11 @@ def plan_only_rows(b: Bench) -> dict[str, dict]:
 
 def record_with_sink(b: Bench) -> None:
     """Record AD and Microsoft 365 through the benchmark's sink (set-up for the next rows)."""
-    sink = in_child(sunk(lambda: runner.sync(b.cfg("apply"), b.store("apply"), as_of=b.day)))
+    sink = in_child(b.sunk_sync)  # in its own process: the sink replaces the connectors there only
     print(
         f"record AD + M365 via bench sink:         {sink['seconds']:7.1f} s  (benchmark set-up only;"
         f" peak {sink['peak_mb']:.0f} MB)"
     )
-
-
-SUNK = ("ad", "m365")  # the targets the sink records
-
-
-def sunk(sync: Callable[[], runner.RunOutcome]) -> Callable[[], runner.RunOutcome]:
-    """``sync`` with AD and Microsoft 365 recorded through the benchmark's sink."""
-
-    def run() -> runner.RunOutcome:
-        real_build = runner.build_connector
-        runner.build_connector = lambda cfg, name: Sink(name) if name in SUNK else real_build(cfg, name)
-        return sync()
-
-    return run
 
 
 def all_live(b: Bench) -> None:
@@ -300,11 +296,12 @@ def all_live(b: Bench) -> None:
     work.mkdir()
     shutil.copyfile(b.db, work / "sis.sqlite")
     live = Bench(work, work / "sis.sqlite", b.as_of, b.bare)
-    first = in_child(sunk(lambda: runner.sync(live.cfg("apply"), live.store("apply"), as_of=live.day)))
-    for f in [*work.glob("state.sqlite*"), *work.glob("out")]:
-        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    first = in_child(live.sunk_sync)
+    for f in work.glob("state.sqlite*"):  # a fresh store (and files) for bas plan, then bas sync
+        f.unlink()
+    shutil.rmtree(work / "out", ignore_errors=True)
     planned = in_child(live.dry)
-    synced = in_child(sunk(lambda: runner.sync(live.cfg("apply"), live.store("apply"), as_of=live.day)))
+    synced = in_child(live.sunk_sync)
     print()
     print("all four targets live (not in the table; AD + M365 through the sink):")
     print(
