@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+
 import pytest
 
 from provisioner.config import ConfigError, LifecycleConfig, UsernameConfig, parse
@@ -50,6 +53,31 @@ def two_schools() -> Sis:
 )
 def test_window(role: str, start: str, end: str | None, lc: LifecycleConfig, want: tuple) -> None:
     assert activity.window(role, start, end, lc) == want
+
+
+def test_window_dates_are_shifted_once_per_memo_and_nothing_kept_without_one() -> None:
+    lc = LifecycleConfig(employees={"days_before_start": 3, "days_after_end": 30})
+    memo: activity.Memo = {}
+    got = [activity.window(TEACHER, f"2026-08-{d:02d}", "2027-06-20", lc, memo) for d in (1, 2, 1)]
+    assert got == [
+        ("2026-07-29", "2027-07-20"),
+        ("2026-07-30", "2027-07-20"),
+        ("2026-07-29", "2027-07-20"),
+    ]
+    assert memo == {
+        ("2026-08-01", -3): "2026-07-29",
+        ("2026-08-02", -3): "2026-07-30",
+        ("2027-06-20", 30): "2027-07-20",
+    }
+    assert got[0].start is got[2].start  # the memo's one string
+    # Without a memo nothing outlives the call (a module-wide cache filled amid a
+    # derivation kept pages of its heap from being given back).
+    gc.collect()
+    before = sys.getallocatedblocks()
+    wins = [activity.window(TEACHER, f"2026-08-{d:02d}", None, lc) for d in range(1, 29)]
+    del wins
+    gc.collect()
+    assert sys.getallocatedblocks() - before < 20
 
 
 @pytest.mark.parametrize("bad", ["2026-13-01", "15.08.2026", "soon"])

@@ -46,9 +46,24 @@ def _plan(*targets: tuple[str, int]) -> Plan:
 
 
 def _notes(store: StateStore, target: str) -> set[str]:
+    return set(_notes_all(store, target))
+
+
+def _notes_all(store: StateStore, target: str) -> list[str]:
     with store.engine.connect() as c:
         rows = c.execute(sa.select(t.changelog.c.error).where(t.changelog.c.target == target)).all()
-    return {r[0] for r in rows}
+    return [r[0] for r in rows]
+
+
+def _stopped_after(seconds: float, plan: Plan, store: StateStore, conns: dict) -> dict:
+    """The plan applied, with a stop (SIGTERM to the daemon's run) ``seconds`` after it began."""
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    try:
+        return executor.apply_plan(plan, store, conns, soft_delete={}, stop=stop)
+    finally:
+        timer.cancel()
 
 
 @pytest.fixture
@@ -76,6 +91,51 @@ def test_this_process_keeps_the_largest_when_it_has_nothing_else(store: StateSto
     executor.apply_plan(plan, store, conns, soft_delete={})
     assert _notes(store, "large") == {f"pid {os.getpid()}"}
     assert _notes(store, "small") != {f"pid {os.getpid()}"}
+
+
+def test_workers_take_the_cores_this_process_leaves_largest_first_one_after_another(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two cores: this process applies its own target, so one worker at a time beside it
+    # (three at once, each with its own target's plan, made the run larger, not faster).
+    monkeypatch.setattr(executor, "cores", lambda: 2)
+    plan = _plan(("local", 5), ("small", 10), ("large", 30), ("middle", 20))
+    conns = {"local": Recording("local", process_safe=False)}
+    conns |= {
+        n: Recording(n, process_safe=True, delay=0.01, stamp=True) for n in ("small", "large", "middle")
+    }
+    res = executor.apply_plan(plan, store, conns, soft_delete={})
+    assert [res[n].ok for n in ("local", "small", "large", "middle")] == [5, 10, 30, 20]
+    assert list(res) == ["local", "small", "large", "middle"]  # in plan order all the same
+    spans = {}
+    for name in ("small", "large", "middle"):
+        notes = [n.split() for n in _notes_all(store, name)]  # "pid N at T"
+        (pid,) = {n[1] for n in notes}
+        assert pid != str(os.getpid())
+        times = [float(n[3]) for n in notes]
+        spans[name] = (min(times), max(times), pid)
+    assert len({pid for _, _, pid in spans.values()}) == 3  # a process of its own each
+    order = sorted(spans, key=lambda n: spans[n][0])
+    assert order == ["large", "middle", "small"]
+    for first, then in zip(order, order[1:]):
+        assert spans[first][1] < spans[then][0]  # never two at once
+
+
+def test_a_stop_while_a_target_waits_for_a_worker_leaves_it_untouched(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor, "cores", lambda: 2)
+    plan = _plan(("local", 1), ("first", 400), ("waits", 10))
+    conns = {
+        "local": Recording("local", process_safe=False),
+        "first": Recording("first", process_safe=True, delay=0.02),  # 8 s unstopped
+        "waits": Recording("waits", process_safe=True),
+    }
+    res = _stopped_after(1.5, plan, store, conns)
+    assert res["first"].status == "interrupted" and res["first"].ok < 400
+    assert res["waits"].status == "interrupted" and res["waits"].ok == 0
+    assert list(store.objects.iterate("waits")) == []  # planned again by the next run
+    assert list(res) == ["local", "first", "waits"]
 
 
 def test_an_in_memory_store_or_a_single_target_stays_in_this_process(tmp_path: Path) -> None:
@@ -118,13 +178,7 @@ def test_a_stop_reaches_the_worker_which_keeps_what_it_did(store: StateStore) ->
         "local": Recording("local", process_safe=False),
         "safe": Recording("safe", process_safe=True, delay=0.02),  # 8 s unstopped
     }
-    stop = threading.Event()
-    timer = threading.Timer(1.5, stop.set)
-    timer.start()
-    try:
-        res = executor.apply_plan(plan, store, conns, soft_delete={}, stop=stop)
-    finally:
-        timer.cancel()
+    res = _stopped_after(1.5, plan, store, conns)
     safe = res["safe"]
     assert safe.status == "interrupted" and safe.ok < 400
     assert len(list(store.objects.iterate("safe"))) == safe.ok  # flushed when stopped

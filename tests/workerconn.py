@@ -13,8 +13,11 @@ from provisioner.core.plan import Change
 class Recording(Connector):
     """Accepts every change; ``process_safe`` says whether the executor may use a worker."""
 
-    def __init__(self, target: str, *, process_safe: bool, delay: float = 0.0, fail: str = "") -> None:
+    def __init__(
+        self, target: str, *, process_safe: bool, delay: float = 0.0, fail: str = "", stamp: bool = False
+    ) -> None:
         self.target = target
+        self.stamp = stamp  # each change's note also says when it was applied (time.time())
         self.process_safe = process_safe
         self.delay = delay
         self.fail = fail  # "" | "raise" | "exit": what apply does on the first change
@@ -30,7 +33,8 @@ class Recording(Connector):
             os._exit(3)
         if self.delay:
             time.sleep(self.delay)
-        return Applied(anchor=f"{self.target}:{change.key}", note=f"pid {os.getpid()}")
+        when = f" at {time.time()}" if self.stamp else ""
+        return Applied(anchor=f"{self.target}:{change.key}", note=f"pid {os.getpid()}{when}")
 
     def finish(self, current: Iterable[StoredObject]) -> None:  # noqa: D102
         pass

@@ -3,8 +3,9 @@
 Core (identity) changes go first, straight into the state store. Then each target that
 is neither held nor plan-only gets its changes through its connector or its exporter
 (provisioner.apply.target); a fatal error stops that target, the others go on. Targets
-whose connector is ``process_safe`` (file targets) are applied in worker processes at the
-same time (provisioner.apply.workers); each does exactly what it would do in this process.
+whose connector is ``process_safe`` (file targets) are applied in worker processes beside
+this one, one per core it leaves free (provisioner.apply.workers); each does exactly what it
+would do in this process.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def apply_plan(
     forked, local = _split(todo, connectors, store, options)
     if forked:
         release_freed()  # what planning freed, given back before workers add their own memory
-    with Workers(stop) as workers:
+    # This process applies targets too (``local``): the workers get the other cores.
+    with Workers(stop, at_once=max(1, cores() - 1)) as workers:
         # Workers start now and load their jobs while the core is written; they apply
         # only after it is committed (go), so no target may hold a username the
         # historic base lacks.
@@ -144,11 +146,16 @@ def _split(
     store: StateStore,
     options: ApplyOptions,
 ) -> tuple[list[TargetPlan], list[TargetPlan]]:
-    """(targets for worker processes, targets for this process).
+    """(targets for worker processes, largest first; targets for this process).
 
-    Only connectors marked ``process_safe`` go to workers, at most one per core. This
-    process keeps the largest of them when it has nothing else to do: its plan is in
-    memory here already, and a worker would hold a second copy of it.
+    Only connectors marked ``process_safe`` go to workers. This process keeps the
+    largest of them when it has nothing else to do: its plan is in memory here already,
+    and a worker would hold a second copy of it. The workers run one per core beside
+    this process (``Workers``' ``at_once``), the largest first, so that it is applied
+    while this process applies its own; the others wait their turn. At Oslo size, all
+    four targets live, this process (AD, Microsoft 365) and workers for itslearning and
+    Feide at once on two cores peaked at ~1.4 GB; one worker at a time beside it took
+    about as long.
     """
     if len(todo) < 2 or not workers_available(store, options):
         return [], todo
@@ -158,6 +165,4 @@ def _split(
         largest = max(safe, key=lambda tp: len(tp.changes))
         safe.remove(largest)
         local.append(largest)
-    forked = safe[: cores()]
-    local += safe[len(forked) :]
-    return forked, local
+    return sorted(safe, key=lambda tp: len(tp.changes), reverse=True), local

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import NamedTuple
 
 from provisioner.config import LifecycleConfig, RoleWindowConfig
@@ -30,9 +29,8 @@ class Window(NamedTuple):
     end: str | None
 
 
-@lru_cache(maxsize=4096)
 def shift(day: str, days: int) -> str:
-    """ISO date ``day`` moved by ``days`` (few distinct dates: cached).
+    """ISO date ``day`` moved by ``days``.
 
     A value that is no date is returned as it is: judging SIS dates is derive's job (a
     data error that freezes the person); no value may stop the run for others.
@@ -52,12 +50,29 @@ def role_window(role: str, cfg: LifecycleConfig) -> RoleWindowConfig:
     raise ValueError(f"no active window for role {role!r}")  # guardians follow their students
 
 
-def window(role: str, start: str, end: str | None, cfg: LifecycleConfig) -> Window:
-    """The active window of one enrollment or employment (dates already validated)."""
+Memo = dict[tuple[str, int], str]  # (day, days) -> the day shifted
+
+
+def window(role: str, start: str, end: str | None, cfg: LifecycleConfig, memo: Memo | None = None) -> Window:
+    """The active window of one enrollment or employment (dates already validated).
+
+    ``memo``: dates already shifted, kept by the caller for as long as it needs them
+    (derive, over every row: few distinct dates). Not a module-wide cache, whose entries,
+    made amid a derivation, would keep pages of its heap from being given back.
+    """
     w = role_window(role, cfg)
-    first = shift(start, -w.days_before_start) if w.days_before_start else start
-    last = shift(end, w.days_after_end) if end is not None and w.days_after_end else end
+    first = _shifted(start, -w.days_before_start, memo) if w.days_before_start else start
+    last = _shifted(end, w.days_after_end, memo) if end is not None and w.days_after_end else end
     return Window(first, last)
+
+
+def _shifted(day: str, days: int, memo: Memo | None) -> str:
+    if memo is None:
+        return shift(day, days)
+    got = memo.get((day, days))
+    if got is None:
+        got = memo[day, days] = shift(day, days)
+    return got
 
 
 def is_active(w: Window, day: str) -> bool:

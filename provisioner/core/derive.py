@@ -209,6 +209,7 @@ def derive(
     lc = lifecycle or LifecycleConfig()
     clocks = activity.Clocks(as_of)  # every role, for the bridge and the SIS end date
     student_clocks = activity.Clocks(as_of)  # enrollments only: what guardians follow
+    shifted: dict[tuple[str, int], str] = {}  # window dates, each shifted once
     schools = {s.school_id: s for s in snap.schools}
     persons, frozen_p, new_aliases = _check_persons(snap, ident, dt.date.fromisoformat(as_of), errors)
     alias = {**ident.aliases, **new_aliases}
@@ -231,7 +232,7 @@ def derive(
         pid = canon(e.person_id)
         if pid not in persons:
             continue
-        win = activity.window(STUDENT, e.start_date, e.end_date, lc)
+        win = activity.window(STUDENT, e.start_date, e.end_date, lc, shifted)
         student_clocks.note(pid, win)
         if not clocks.note(pid, win):
             continue
@@ -245,7 +246,7 @@ def derive(
         pid = canon(m.person_id)
         if pid not in persons:
             continue
-        if not clocks.note(pid, activity.window(m.role, m.start_date, m.end_date, lc)):
+        if not clocks.note(pid, activity.window(m.role, m.start_date, m.end_date, lc, shifted)):
             continue
         aff[pid].add((m.school_id, m.role))
         rank = (2, m.start_date, m.school_id)  # an enrollment's school wins over an employment's
