@@ -146,7 +146,11 @@ def patched(
         return None  # another table (or the local records) changed too
     run = _Inputs(cfg, store, cert, read, digests, as_of, run_id)
     known = checked.assumed(store, read)  # the unchanged tables' key columns need no check again
-    got = _rows_patched(run, differing)
+    try:
+        got = _rows_patched(run, differing)
+    except stored.Unreadable as exc:  # the certified plan's chunk keys (read only now)
+        log.warning("the certified plan cannot be patched; planning in full", run_id=run_id, error=str(exc))
+        return None
     checked.keep(store, read, known)  # (a patch that raised keeps nothing: only a cache)
     return got
 

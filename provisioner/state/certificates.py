@@ -38,10 +38,9 @@ from provisioner.core.plan import Plan, TargetPlan
 from provisioner.core.stored import (
     StoredChanges,
     encode,
-    from_meta,
+    from_stored,
     meta_of,
     pack_keys,
-    unpack_record,
 )
 from provisioner.state import schema as t
 
@@ -103,9 +102,8 @@ class Certificates:
                     if not all(n in parts and len(parts[n]) == 2 for n in names):
                         return None  # its changes are gone: never certify a plan that lost some
                     chunks = tuple(parts[n][0] for n in names)
-                    records = [unpack_record(parts[n][1]) for n in names]
-                    keys = tuple(k for k, _ in records)
-                    changes = from_meta(meta, chunks, keys, tuple(last for _, last in records))
+                    # The keys beside each chunk are read if a patch asks (stored.Unreadable then).
+                    changes = from_stored(meta, chunks, tuple(parts[n][1] for n in names))
                 except (ValueError, KeyError, TypeError, zlib.error):
                     return None  # written by another version
                 tp = replace(tp, changes=changes)
@@ -379,11 +377,13 @@ def _stored(c: sa.Connection, tp: TargetPlan, kept: set[str]) -> tuple[StoredCha
     changes = tp.changes if isinstance(tp.changes, StoredChanges) else encode(tp.changes, keep=True)
     names = [_named(_CHUNK, b) for b in changes.chunks]
     rows = []
-    for i, (name, body, keys) in enumerate(zip(names, changes.chunks, changes.chunk_keys)):
-        if name not in kept:
+    for i, (name, body) in enumerate(zip(names, changes.chunks)):
+        if name not in kept:  # (the keys of chunks stored already are not even read)
             # As recorded, or (a chunk an earlier version stored, read back) decoded once, here.
             rows.append({"part": name, "seq": 0, "body": body})
-            rows.append({"part": name, "seq": 1, "body": pack_keys(keys, changes.last_change(i))})
+            rows.append(
+                {"part": name, "seq": 1, "body": pack_keys(changes.chunk_keys[i], changes.last_change(i))}
+            )
             kept.add(name)
     if rows:
         c.execute(t.plan_parts.insert(), rows)
