@@ -103,8 +103,8 @@ class Workers:
 
     At most ``at_once`` run at a time; a job started beyond that waits its turn and is
     started as a worker ends. Each worker's memory adds to the run's (at Oslo size
-    itslearning's ~550 MB, Feide's ~350 MB): workers beyond the cores left free by this
-    process make the run no faster, only larger.
+    itslearning's ~550 MB, Feide's ~350 MB), and CPU-bound workers beyond the cores left
+    free by this process cannot make the run faster.
     """
 
     def __init__(self, stop: StopFlag | None, at_once: int | None = None) -> None:
