@@ -328,13 +328,15 @@ def test_stored_changes_round_trip_and_count_what_they_remove() -> None:
     assert s.destructive == {("person", "S2")} and s.member_removals == 2
     assert planned_removals(s) == planned_removals(changes)
     assert s == changes and list(s) == list(changes) and s[1:3] == changes[1:3]
-    keys = tuple(stored.unpack_record(stored.pack_keys(k))[0] for k in s.chunk_keys)
-    again = stored.from_meta(stored.meta_of(s), s.chunks, keys)
+    keys = tuple(stored.pack_keys(k) for k in s.chunk_keys)  # as an earlier version stored them
+    again = stored.from_stored(stored.meta_of(s), s.chunks, keys)
     assert again == changes and again.chunk_keys == s.chunk_keys == (frozenset({"S1", "S2", "G1"}),)
     assert s.chunk_last == (("remove_members", "group", "G1"),) and again.chunk_last == (None,)
-    records = [stored.unpack_record(stored.pack_keys(k, last)) for k, last in zip(s.chunk_keys, s.chunk_last)]
-    kept = stored.from_meta(stored.meta_of(s), s.chunks, keys, tuple(last for _, last in records))
+    records = tuple(stored.pack_keys(k, last) for k, last in zip(s.chunk_keys, s.chunk_last))
+    kept = stored.from_stored(stored.meta_of(s), s.chunks, records)
     assert kept.chunk_last == s.chunk_last and kept == changes
+    with pytest.raises(ValueError, match="1 chunks stored, 2 described"):
+        stored.from_stored(stored.meta_of(s), s.chunks, records * 2)
     with pytest.raises(TypeError):  # the keys of persons alone, as an earlier version stored them
         stored.unpack_record(zlib.compress(b'["S1", "S2"]'))
     assert TargetPlan("ad", s).counts() == TargetPlan("ad", changes).counts()

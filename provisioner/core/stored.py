@@ -177,7 +177,6 @@ class StoredChanges(CountedChanges):
         member_removals: int,
         chunk_keys: tuple[frozenset[str], ...] | None = None,
         chunk_last: tuple[Last | None, ...] | None = None,
-        *,
         records: tuple[bytes, ...] | None = None,
     ) -> None:
         super().__init__(chunks, size, op_counts, destructive, member_removals)
@@ -293,7 +292,7 @@ class StoredChanges(CountedChanges):
         # The keys too, as they are: still packed when no one read them here.
         args = (self.chunks, self.size, self.op_counts, self.destructive, self.member_removals)
         if self._records is not None:
-            return (_with_records, (*args, self._records))
+            return (StoredChanges, (*args, None, None, self._records))
         return (StoredChanges, (*args, self._chunk_keys, self._chunk_last))
 
 
@@ -461,19 +460,6 @@ def meta_of(s: StoredChanges) -> dict[str, Any]:
 Records = tuple[bytes, ...]  # per chunk, its keys and last change as pack_keys stores them
 
 
-def from_meta(
-    meta: Mapping[str, Any],
-    chunks: tuple[bytes, ...],
-    keys: tuple[frozenset[str], ...],
-    lasts: tuple[Last | None, ...] | None = None,
-) -> StoredChanges:
-    """Inverse of meta_of, given the chunks, their keys and last changes read back
-    (KeyError, ValueError: unreadable)."""
-    if len(keys) != len(chunks) or (lasts is not None and len(lasts) != len(chunks)):
-        raise ValueError(f"{len(chunks)} chunks stored, {len(keys)} described")
-    return StoredChanges(chunks, *_counted(meta), keys, lasts)
-
-
 def from_stored(meta: Mapping[str, Any], chunks: tuple[bytes, ...], records: Records) -> StoredChanges:
     """Inverse of meta_of, given the chunks and the records stored beside them (pack_keys),
     which are read only when a patch asks for the keys (KeyError, ValueError: unreadable meta)."""
@@ -488,18 +474,6 @@ def _counted(meta: Mapping[str, Any]) -> tuple[int, dict[str, int], frozenset[tu
         frozenset((k, key) for k, key in meta["destructive"]),
         int(meta["member_removals"]),
     )
-
-
-def _with_records(
-    chunks: tuple[bytes, ...],
-    size: int,
-    op_counts: Mapping[str, int],
-    destructive: frozenset[tuple[str, str]],
-    member_removals: int,
-    records: tuple[bytes, ...],
-) -> StoredChanges:
-    """StoredChanges unpickled with their records still packed (``__reduce__``)."""
-    return StoredChanges(chunks, size, op_counts, destructive, member_removals, records=records)
 
 
 class Unreadable(ValueError):
