@@ -393,6 +393,7 @@ class _Rows(Fetched):
         self._asked: set[tuple[str, str]] = set()  # key columns read once already (not kept)
         self._as_is: set[tuple[str, str]] = set()  # key columns found to be what the records hold
         self._pool: dict[str, str] = {}  # one string object per text value, across tables
+        self._spent = False  # snapshot() made: the rows as read went with it
         self.digests = {name: d for name, (_, _, d) in fetched.items()}
 
     def table(self, name: str) -> tuple[Any, ...]:
@@ -512,7 +513,12 @@ class _Rows(Fetched):
             # Only while the conversion is the same (the code may have changed since).
             self._as_is.update((name, c) for c, conv in columns.items() if conv == _conversion(name, c))
 
+    @property
+    def spent(self) -> bool:
+        return self._spent
+
     def snapshot(self) -> SourceSnapshot:
+        self._spent = True
         data: dict[str, Any] = {}
         for name in _SHAPES:  # each table's driver rows go as soon as converted
             data[name] = self.table(name)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from unittest import mock
 
@@ -29,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner.core import stored
+from provisioner.core import patch, stored
 from provisioner.core.model import GroupMembership
 from provisioner.core.plan import Plan
 from provisioner.run import incremental, patch_check, runner
@@ -179,9 +180,19 @@ def _edit_memberships(sis: Sis, edit: str, who: list[str], gid: str) -> None:
         max_size=6,
     ),
     chunk=st.sampled_from([2, stored.CHUNK]),  # small chunks: a patch decodes some of them only
+    # None: contexts as bounded; else every context is past the bound (a wide patch, of
+    # everyone's rows), decoding at most this many earlier changes of a target.
+    wide=st.sampled_from([None, 4, patch.WIDE_DECODED]),
 )
-def test_the_patched_plan_is_the_full_plan(steps: list[tuple[str, list[str], int]], chunk: int) -> None:
-    with tempfile.TemporaryDirectory() as d, mock.patch.object(stored, "CHUNK", chunk):
+def test_the_patched_plan_is_the_full_plan(
+    steps: list[tuple[str, list[str], int]], chunk: int, wide: int | None
+) -> None:
+    with tempfile.TemporaryDirectory() as d, ExitStack() as stack:
+        stack.enter_context(mock.patch.object(stored, "CHUNK", chunk))
+        if wide is not None:
+            stack.enter_context(mock.patch.object(patch, "MIN_CONTEXT_ROWS", 0))
+            stack.enter_context(mock.patch.object(patch, "CONTEXT_SHARE", 10**9))
+            stack.enter_context(mock.patch.object(patch, "WIDE_DECODED", wide))
         env = Env(Path(d), small_sis(), safety={"max_source_drop_percent": 100})  # the gate is not under test
         try:
             assert env.sync(DAY1).exit_code in (runner.EXIT_OK, runner.EXIT_ERRORS)

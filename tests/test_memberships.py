@@ -84,13 +84,6 @@ def test_rows_no_fingerprint_can_be_taken_of() -> None:
     assert empty is not None and empty.ids == () and len(empty.buckets) == memberships.BUCKETS
 
 
-def test_rows_of_reads_only_the_groups_asked_for() -> None:
-    prints = memberships.GroupPrints.of(BASE)
-    assert prints is not None
-    got = prints.rows_of({"G007", "NONE"})
-    assert got == {"G007": [r for r in BASE if r[0] == "G007"], "NONE": []}
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(

@@ -398,3 +398,17 @@ def test_splice_stored_of_groups(monkeypatch: pytest.MonkeyPatch, new: list, spl
     want = patch.splice_target(PENDING, new, set(), groups)
     assert got is not None and tuple(got) == want
     assert got.keys == stored.encode(want).keys
+
+
+def test_splice_stored_decodes_no_more_changes_than_it_may(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``most`` (a wide patch's): the chunks holding the changed objects' changes, counted
+    by stored.CHUNK before any of them is decoded."""
+    monkeypatch.setattr(stored, "CHUNK", 2)
+    prev = stored.encode(PENDING)
+    decoded: list = []
+    monkeypatch.setattr(stored.StoredChanges, "decode_chunks", _counting(decoded))
+    new = [_c(Op.CREATE, "c", reason="x")]
+    assert patch.splice_stored(prev, new, {"c"}, most=2) is not None  # c's chunk: two changes
+    decoded.clear()
+    assert patch.splice_stored(prev, new, {"c"}, most=1) is None and decoded == []
+    assert patch.splice_stored(prev, new, {"a", "c", "e", "g"}, most=7) is None  # three or four chunks

@@ -51,6 +51,12 @@ class Fetched(ABC):
     def snapshot(self) -> SourceSnapshot:
         """The whole snapshot (once: the rows as read go as they are converted)."""
 
+    @property
+    def spent(self) -> bool:
+        """Whether ``snapshot()`` was made and took the rows as read with it: nothing more can
+        be asked of this read (a full plan after a wide patch reads the source again)."""
+        return False
+
     @abstractmethod
     def person_rows(self) -> Sequence[tuple[Any, ...]]:
         """The persons in Person's field order, ids as the records hold them, other values as read."""

@@ -39,6 +39,17 @@ BUCKETS = 64  # a changed group rewrites its bucket: about a 64th of the rows, c
 # size decides (provisioner.core.patch.context_bound). At Oslo size 250 changed groups had
 # a context of 204,000 rows (patched in 10.8 s), 1,000 groups one of 579,000.
 LIMIT = 500
+# Past the context bound a wide patch takes them (provisioner.core.patch.WIDE_SHARE): up to
+# the owner's groups divided by this. 1 % of an Oslo-size owner's membership rows, gone
+# at random, are rows of about 40 % of its groups.
+WIDE_SHARE = 2
+
+
+def limit_for(groups: int) -> int:
+    """The most changed groups a patch takes, of an owner with this many groups."""
+    return max(LIMIT, groups // WIDE_SHARE)
+
+
 PRINT_SIZE = 12  # bytes of one group's fingerprint
 
 # A membership row in GroupMembership's field order (group_id, person_id, role), values
@@ -87,16 +98,6 @@ class GroupPrints:
     def frozen(self, persons: Iterable[str], groups: Iterable[str]) -> GroupPrints:
         """The same fingerprints, with the persons and groups a run froze."""
         return GroupPrints(self.ids, self.prints, self.buckets, frozenset(persons), frozenset(groups))
-
-    def rows_of(self, groups: Iterable[str]) -> dict[str, list[Row]]:
-        """The rows kept for these groups (a group not kept: none), decompressing only their buckets."""
-        wanted = set(groups)
-        out: dict[str, list[Row]] = {g: [] for g in wanted}
-        for n in sorted({_bucket(g) for g in wanted}):
-            for g, rows in _unpack(self.buckets[n]):
-                if g in wanted:
-                    out[g] = rows
-        return out
 
 
 @dataclass(frozen=True)
@@ -180,20 +181,27 @@ def _changed(
 ) -> ChangedGroups | None:
     """The changed groups' rows then, the persons on rows that came or went, and the
     fingerprints now (ids and prints ``now``; the changed groups' buckets packed again)."""
-    was = before.rows_of(changed)
-    persons: set[Any] = set()
-    for g in changed:
-        persons.update(r[1] for r in set(was[g]).symmetric_difference(by.get(g, ())))
-    if not all(type(p) is str for p in persons):
-        return None
+    was: dict[str, list[Row]] = {g: [] for g in changed}  # (a group not kept: none)
     buckets = list(before.buckets)
-    for n in {_bucket(g) for g in changed}:
-        kept = {g: rows for g, rows in _unpack(before.buckets[n]) if g not in changed}
+    # Each bucket a changed group falls in is unpacked once, for its rows then and to be
+    # packed again (1 % of an Oslo-size owner's rows going touches every bucket).
+    for n in sorted({_bucket(g) for g in changed}):
+        kept = {}
+        for g, rows in _unpack(before.buckets[n]):
+            if g in changed:
+                was[g] = rows
+            else:
+                kept[g] = rows
         kept.update((g, by[g]) for g in blobs if _bucket(g) == n)
         body = _pack(sorted(kept.items()))
         if body is None:
             return None
         buckets[n] = body
+    persons: set[Any] = set()
+    for g in changed:
+        persons.update(r[1] for r in set(was[g]).symmetric_difference(by.get(g, ())))
+    if not all(type(p) is str for p in persons):
+        return None
     now_prints = GroupPrints(*now, tuple(buckets), before.frozen_persons, before.frozen_groups)
     return ChangedGroups(frozenset(changed), frozenset(persons), now_prints, count, was)
 

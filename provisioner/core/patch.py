@@ -33,16 +33,27 @@ from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
+from provisioner.core import stored
 from provisioner.core.fetched import Converted, Fetched
 from provisioner.core.model import TABLES, SourceSnapshot
 from provisioner.core.plan import Change, Op
 from provisioner.core.stored import Last, StoredChanges, last_of
 from provisioner.core.valuebytes import bulk_bytes, value_bytes
 
-# More changed persons than this: not patched, before any context is made. The context's
-# size decides (``context_bound``); this only spares making one that cannot be taken (at
-# Oslo size 700 renamed persons had a context of 214,000 rows, 2,542 one of 597,000).
+# More changed persons than this (or than a share of the owner's, ``person_limit``): not
+# patched, before any context is made. The context's size decides between a patch of its
+# rows and a wide patch, which derives everyone (at Oslo size 700 renamed persons had a
+# context of 214,000 rows, 2,542 one of 597,000).
 LIMIT = 1_000
+# A wide patch (provisioner/run/incremental.py) derives everyone, as a full plan does, and
+# maps and diffs only the persons and groups that changed: it pays while they are few
+# beside everyone, and holds what changed for them (their rows then, the chunks of their
+# pending changes) besides. At most the owner's persons divided by this.
+WIDE_SHARE = 8
+# A wide patch decodes at most this many of a target's stored changes (~1.4 KB each
+# decoded): a plan-only target's 100,000-odd pending ones, spread over every chunk by
+# thousands of changed persons, would cost more memory than the full plan it replaces.
+WIDE_DECODED = 20_000
 # A context may hold this many rows, or an eighth of the owner's if more. Measured at Oslo
 # size (1.55M rows; a full plan-only dry run ~30 s, peak RSS ~1,070 MB), dry patches with
 # AD and Microsoft 365 plan-only: 700 renamed persons (214,000 context rows) 7.7 s, peak
@@ -144,12 +155,14 @@ class ChangedPersons(NamedTuple):
     joined: frozenset[str] = frozenset()  # ids that came (a joiner), with rows of their own
 
 
-def changed_persons(before: PersonPrints, persons: Sequence[Row]) -> ChangedPersons | None:
+def changed_persons(
+    before: PersonPrints, persons: Sequence[Row], limit: int = LIMIT
+) -> ChangedPersons | None:
     """SIS ids whose row changed only in names, e-mail or mobile, the ids that came, and the
     rows' fingerprints now.
 
     None when anything else differs: persons went, an id, NIN or birth date changed, or
-    more than LIMIT rows changed or came. Blocks are fingerprinted, and only in a block
+    more than ``limit`` rows changed or came. Blocks are fingerprinted, and only in a block
     that changed each row: a row that did not change keeps its fingerprints. Persons who
     came are left out of that comparison (the blocks are of the rows there were), and put
     in their places in the fingerprints now.
@@ -162,7 +175,7 @@ def changed_persons(before: PersonPrints, persons: Sequence[Row]) -> ChangedPers
     old = rows
     if ids != before.ids:
         joined = frozenset(ids).difference(before.ids)
-        if len(ids) - len(joined) != len(before.ids) or len(joined) > LIMIT:
+        if len(ids) - len(joined) != len(before.ids) or len(joined) > limit:
             return None  # persons went (or an id is there twice)
         old = [r for r in rows if r[0] not in joined]
         if tuple(map(_ID, old)) != before.ids:
@@ -185,7 +198,7 @@ def changed_persons(before: PersonPrints, persons: Sequence[Row]) -> ChangedPers
                 return None  # a new birth date
             whole[span] = now
             changed.add(r[0])
-            if len(changed) + len(joined) > LIMIT:
+            if len(changed) + len(joined) > limit:
                 return None
     prints = PersonPrints(before.ids, bytes(whole), before.ident, bytes(blocks), before.nins)
     if joined:
@@ -241,6 +254,8 @@ def context(
     changed = set(changed)
     groups = {m.group_id for m in src.where("memberships", "person_id", changed)} | set(groups)
     memberships = src.where("memberships", "group_id", groups)
+    if len(memberships) > max_rows:
+        return None  # (before the persons' rows are made records of)
     ids = changed | {m.person_id for m in memberships}
     if schools:
         pupils = {e.person_id for e in src.where("enrollments", "school_id", schools)}
@@ -269,6 +284,11 @@ def context(
     if sum(counted.values()) > max_rows:
         return None
     return out
+
+
+def person_limit(read: Fetched) -> int:
+    """The most persons a patch takes (changed, joined, moved, or on a changed membership row)."""
+    return max(LIMIT, read.count("persons") // WIDE_SHARE)
 
 
 def context_bound(read: Fetched) -> int:
@@ -341,7 +361,11 @@ def _phases(
 
 
 def splice_stored(
-    prev: StoredChanges, new: Sequence[Change], keys: set[str], groups: Collection[str] = frozenset()
+    prev: StoredChanges,
+    new: Sequence[Change],
+    keys: set[str],
+    groups: Collection[str] = frozenset(),
+    most: int | None = None,
 ) -> StoredChanges | None:
     """``splice_target`` on the chunks that hold the changes of ``keys`` and ``groups``, or
     their places, the others left encoded.
@@ -354,7 +378,8 @@ def splice_stored(
     none (a joiner's creation) where the full plan's order puts it, in the chunk a binary
     search finds (``_chunk_for``). A pupil's own update and their groups' member changes
     are in far-apart chunks: two runs of a chunk or two, not everything between. None
-    when an object's changes of a phase are in two runs: the caller splices it all.
+    when an object's changes of a phase are in two runs: the caller splices it all; or
+    when more than ``most`` changes would be decoded (by chunks of stored.CHUNK).
     """
     wanted = keys | set(groups)
     chunks: dict[int, list[Change]] = {}
@@ -368,6 +393,8 @@ def splice_stored(
         return prev.chunk_last[i] or (last_of(held[-1]) if (held := chunk(i)) else None)  # decoded once
 
     touched = {i for i, k in enumerate(prev.chunk_keys) if k & wanted}
+    if most is not None and len(touched) * stored.CHUNK > most:
+        return None
     had = {(c.kind, c.key, _phase(c.op)) for i in touched for c in chunk(i) if c.key in wanted}
     placed: dict[int, int] = {}  # a new change with no change of its phase before (by position) -> its chunk
     for n, c in enumerate(new):

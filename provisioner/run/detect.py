@@ -15,6 +15,7 @@ say is fingerprinted whole.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from itertools import compress
 from operator import itemgetter
 
@@ -33,9 +34,9 @@ def affiliations_of(
     if before is None:
         found = None
     elif only_theirs(read, cert, affiliations.TABLES, joined):
-        found = affiliations.changed_among(before, read, joined, patch.LIMIT)
+        found = affiliations.changed_among(before, read, joined, patch.person_limit(read))
     else:
-        found = affiliations.changed(before, read, patch.LIMIT)
+        found = affiliations.changed(before, read, patch.person_limit(read))
     # No one changed: the rows were only reordered, which moves nothing but errors.
     return found if found is not None and found.persons else None
 
@@ -46,21 +47,24 @@ def memberships_of(
     """The groups whose membership rows changed since the certified read."""
     before = store.certificates.group_prints(cert.source)
     rows = read.membership_rows()
+    limit = memberships.limit_for(read.count("groups"))
     if before is None:
         found = None
     elif only_theirs(read, cert, ("memberships",), joined):
         groups = {r[0] for r in compress(rows, map(joined.__contains__, map(itemgetter(1), rows)))}
         theirs = compress(rows, map(groups.__contains__, map(itemgetter(0), rows)))
-        found = memberships.changed_among(before, theirs, groups, len(rows))
+        found = memberships.changed_among(before, theirs, groups, len(rows), limit)
     else:
-        found = memberships.changed_groups(before, rows)
+        found = memberships.changed_groups(before, rows, limit)
     # A group frozen before may be judged now, which changes every member's Feide entitlements,
     # not only those of the persons on its changed rows. It also covers the data errors a
     # patch could not drop: a broken membership row, or group row, freezes its group.
     # (No group changed: the rows were only reordered, which moves nothing but errors.)
     if found is None or not found.groups or found.groups & found.prints.frozen_groups:
         return None
-    return found
+    # The groups' rows before are not asked for again: a wide patch's (a few hundred
+    # thousand rows at Oslo size) would stay for the whole derivation.
+    return replace(found, was={})
 
 
 def only_theirs(read: Fetched, cert: Certificate, tables: Iterable[str], joined: frozenset[str]) -> bool:

@@ -28,12 +28,20 @@ is in these tables, the rest of the plan still holds:
 
 Any of them at once: those persons and groups together. Either way it puts the changes
 in the certified plan where a full plan has them.
+
+When their context is past its bound (``patch.context_bound``: 1 % churn touches every
+school and many groups), a wide patch derives everyone, as a full plan does, from the
+whole snapshot (taken from the read: a full plan after it reads the source again), and
+still maps, diffs and splices only those persons and groups. Its derivation is the full
+plan's, so the active count and the data errors are its own; it is taken only when it
+froze whom the certified plan's run froze and found the same data errors, and when no
+target's earlier changes would cost more than ``patch.WIDE_DECODED`` decoded.
 Everything else it cannot prove alike returns None and the run plans in full:
 
 - another table, the config, the state, the day or the local records changed;
 - persons went, or one's id, NIN or birth date changed; a guardianship of someone who
   did not join changed;
-- more than ``patch.LIMIT`` persons, or ``memberships.LIMIT`` groups, or their context is large;
+- more persons than ``patch.person_limit``, or groups than ``memberships.limit_for``;
 - the certified plan had a data error about anyone in the context (a NIN two rows hold
   among them), or deriving the context reports an error the certified plan did not have
   (a context that lacked a row);
@@ -54,11 +62,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
 
 from mappings.base import MappingContext
+from provisioner.apply.collector import release_freed
 from provisioner.config import Config
 from provisioner.core import affiliations, memberships, patch, stored
 from provisioner.core.certificate import Certificate, config_digest, plan_from
@@ -66,12 +75,10 @@ from provisioner.core.derive import Derivation, IdentityView, derive
 from provisioner.core.diff import diff_core
 from provisioner.core.fetched import Fetched
 from provisioner.core.model import (
-    SCHOOL_GROUP_ROLES,
     TABLES,
     DesiredGroup,
     DesiredPerson,
     SourceSnapshot,
-    school_group_key,
 )
 from provisioner.core.plan import CORE, Change, Op, Plan, TargetPlan
 from provisioner.core.rows import IdentityRow
@@ -80,6 +87,7 @@ from provisioner.core.states import ObjectStatus, PlanBasis
 from provisioner.kinds import kind_of
 from provisioner.run import checked, detect
 from provisioner.run import local as local_runs
+from provisioner.run import reach as reaches
 from provisioner.run.targets import diff_objects
 from provisioner.state.common import now_iso
 from provisioner.state.nins import nin_seal
@@ -179,15 +187,14 @@ def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
     fingerprints; a person patch leaves them so), and so are the groups it froze for a
     member outside the context. A joiner or mover changes their schools' school-wide
     groups (then and now), their groups, and the guardians of a pupil among them: the
-    context holds those schools whole.
+    context holds those schools whole. Past its bound, everyone is derived (a wide patch).
     """
     changed: set[str] = set()
     joined: frozenset[str] = frozenset()
     prints = None
     if "persons" in differing:
-        before = run.store.certificates.prints(run.cert.source)
-        found = patch.changed_persons(before, run.read.person_rows()) if before is not None else None
-        if not found or not (found.changed or found.joined):
+        found = _persons(run)
+        if found is None:
             return None
         changed, prints, joined = found
     affiliated = (
@@ -196,7 +203,7 @@ def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
     if differing & _AFFILIATED and affiliated is None:
         return None
     was = {p: rows for p, rows in affiliated.before.items() if p not in joined} if affiliated else {}
-    if not _only_joined(run, differing, joined) or _shares_a_nin(run.read, joined):
+    if not _only_joined(run, differing, joined) or reaches.shares_a_nin(run.read, joined):
         return None
     moved = (
         detect.memberships_of(run.store, run.cert, run.read, joined) if "memberships" in differing else None
@@ -204,41 +211,41 @@ def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
     if "memberships" in differing and moved is None:
         return None
     came = joined | frozenset(was)  # persons whose affiliations (and so activity) may change
-    if (came or moved is not None) and not all(
-        Scope.of(t).is_identity for t in run.cfg.enabled_targets().values()
-    ):
-        return None  # level and owner-wide groups are made of persons the patch does not see
+    if (came or moved is not None) and not _identity_scoped(run.cfg):
+        return None
     groups = set(moved.groups) if moved is not None else set()
     on_rows = moved.persons if moved is not None else frozenset()
-    reach = _reach(run, came, was)
+    reach = reaches.reach(run.read, run.cert.plan.schools or (), came, was)
     if reach is None:
         return None  # a school no one was at: the gate's schools change (provisioner.core.safety)
     groups |= reach.groups
-    wide = reach.wide
-    who = changed | came | reach.kin | on_rows
-    at = reach.schools | reach.left
-    ctx = patch.context(run.read, who, groups=groups, every_group=bool(groups | wide), schools=at)
-    if ctx is None or not _still_there(ctx, reach.left):
-        return None  # a school whose last row went: the gate's schools change
-    ident = _view(run, ctx, came)
-    judged = _judged(run, ctx, ident, who, came)
+    wide, who = reach.wide, changed | came | reach.kin | on_rows
+    counts = {**run.cert.plan.source_counts, **{t: run.read.count(t) for t in differing}}
+    ctx = patch.context(
+        run.read, who, groups=groups, every_group=bool(groups | wide), schools=reach.schools | reach.left
+    )
+    if ctx is None and len(who) > patch.person_limit(run.read):
+        return None
+    # Past the bound, a wide patch: everyone's rows. Its snapshot (~0.5 GB at Oslo size) is
+    # referenced by _judged only, and goes once derived, as a full plan's does (the rows
+    # as read went with it: a full plan after reads the source again).
+    whole = ctx if ctx is not None else run.read.snapshot()
+    judged = _judged(run, whole, who, came, reach.left, wide=ctx is None)
     if judged is None:
         return None
-    d, keys = judged
+    del whole
+    d, keys, ident = judged
     if keys & (d.frozen_persons | d.frozen_groups) or groups & d.frozen_groups:
         return None
-    # Of the context as derived (before the frozen persons of the whole owner stand in
-    # below). A patch of names or memberships brings no one and takes no one away.
-    delta = _came(run, ctx, ident, joined, was, d) if came else 0
-    if delta is None:
+    if ctx is None:
+        release_freed()  # the snapshot's pages go back, as after a full plan's derivation
+        counted = _counted_whole(run, d)
+    else:
+        counted = _counted(run, ctx, ident, joined, was, d, moved)
+    if counted is None:
         return None
-    active = run.cert.plan.active_persons + delta
-    if moved is not None:
-        frozen_p, frozen_g = moved.prints.frozen_persons, moved.prints.frozen_groups
-        state = replace(d.state, groups={k: g for k, g in d.state.groups.items() if k not in frozen_g})
-        d = replace(d, state=state, frozen_persons=frozen_p, frozen_groups=frozen_g)
-    counts = {**run.cert.plan.source_counts, **{t: run.read.count(t) for t in differing}}
-    got = _patch(run, d, keys, frozenset(groups) | wide, counts, active)
+    d, active = counted
+    got = _patch(run, d, keys, frozenset(groups) | wide, counts, active, wide=ctx is None)
     if got is None:
         return None
     held = {k: d.state.groups[k] for k in sorted(groups | wide) if k in d.state.groups}
@@ -251,41 +258,58 @@ def _rows_patched(run: _Inputs, differing: set[str]) -> Patched | None:
     )
 
 
-class _Reach(NamedTuple):
-    """What joiners and movers change beyond themselves."""
-
-    schools: set[str]  # where they are now (and a joining guardian's students are)
-    left: set[str]  # where movers were
-    wide: frozenset[str]  # the school-wide groups of both
-    kin: set[str]  # the guardians of pupils among them
-    groups: set[str]  # the groups of movers and of those guardians (who may be active now, or no longer)
+def _identity_scoped(cfg: Config) -> bool:
+    """Whether no target has its own scope or extra groups: level and owner-wide groups are
+    made of persons a patch of joiners, movers or memberships does not see."""
+    return all(Scope.of(t).is_identity for t in cfg.enabled_targets().values())
 
 
-def _reach(run: _Inputs, came: frozenset[str], was: Mapping[str, Any]) -> _Reach | None:
-    """What the joiners and movers ``came`` (movers' rows then: ``was``) change beyond
-    themselves; None when a school is no text, or they are now at one no one was at."""
-    schools = _schools_of(run.read, came)
-    left = _schools_then(was)
-    if schools is None or left is None or not schools <= set(run.cert.plan.schools or ()):
+def _persons(run: _Inputs) -> patch.ChangedPersons | None:
+    """The persons whose row changed, or who came, by the fingerprints kept; None when there
+    are none kept, or none, or more than a patch takes."""
+    before = run.store.certificates.prints(run.cert.source)
+    if before is None:
         return None
-    wide = frozenset(school_group_key(s, which) for s in schools | left for which in SCHOOL_GROUP_ROLES)
-    if not came:
-        return _Reach(schools, left, wide, set(), set())
-    kin = {g.guardian_id for g in run.read.where("guardianships", "student_id", came)}
-    groups = {m.group_id for m in run.read.where("memberships", "person_id", set(was) | kin)}
-    return _Reach(schools, left, wide, kin, groups)
+    found = patch.changed_persons(before, run.read.person_rows(), patch.person_limit(run.read))
+    return found if found is not None and (found.changed or found.joined) else None
 
 
-def _schools_then(was: Mapping[str, tuple[tuple[Any, ...], tuple[Any, ...]]]) -> set[str] | None:
-    """The schools movers had an enrollment or employment at (None when one is no text)."""
-    at = {r.school_id for rows in was.values() for table in rows for r in table}
-    return at if all(type(s) is str and s == s.strip() for s in at) else None
+def _counted_whole(run: _Inputs, d: Derivation) -> tuple[Derivation, int] | None:
+    """A wide patch's derivation (of everyone) and the active count, or None when it did not
+    freeze whom the certified plan's run froze (those persons' changes are a full plan's)."""
+    if run.store.certificates.frozen(run.cert.source) != (d.frozen_persons, d.frozen_groups):
+        return None
+    return d, local_runs.sis_count(d.state.persons, d.bridged, d.frozen_persons)
 
 
-def _still_there(ctx: SourceSnapshot, schools: set[str]) -> bool:
-    """Whether each school still has an enrollment or employment row (the context holds them all)."""
-    used = {e.school_id for e in ctx.enrollments} | {e.school_id for e in ctx.employments}
-    return schools <= used
+def _counted(
+    run: _Inputs,
+    ctx: SourceSnapshot,
+    ident: IdentityView,
+    joined: frozenset[str],
+    was: Mapping[str, tuple[tuple[Any, ...], tuple[Any, ...]]],
+    d: Derivation,
+    moved: memberships.ChangedGroups | None,
+) -> tuple[Derivation, int] | None:
+    """A context's derivation with the persons and groups the last full run froze standing in
+    (when memberships changed), and the active count (or bridged, or frozen: the gate's)
+    by difference: the context derived again as it was before the joiners came and the
+    movers' rows changed (``_then``). None when a data error came or went with them (the
+    certified plan's errors would not be the full plan's)."""
+    # Of the context as derived (before the frozen persons of the whole owner stand in
+    # below). A patch of names or memberships brings no one and takes no one away.
+    delta = 0
+    if joined or was:
+        then = derive(_then(ctx, joined, was), run.as_of, ident, run.cfg.usernames, run.cfg.lifecycle)
+        if set(then.state.errors) != set(d.state.errors):
+            return None
+        now = local_runs.sis_count(d.state.persons, d.bridged, d.frozen_persons)
+        delta = now - local_runs.sis_count(then.state.persons, then.bridged, then.frozen_persons)
+    if moved is not None:
+        frozen_p, frozen_g = moved.prints.frozen_persons, moved.prints.frozen_groups
+        state = replace(d.state, groups={k: g for k, g in d.state.groups.items() if k not in frozen_g})
+        d = replace(d, state=state, frozen_persons=frozen_p, frozen_groups=frozen_g)
+    return d, run.cert.plan.active_persons + delta
 
 
 def _only_joined(run: _Inputs, differing: set[str], joined: frozenset[str]) -> bool:
@@ -298,54 +322,17 @@ def _only_joined(run: _Inputs, differing: set[str], joined: frozenset[str]) -> b
     return True
 
 
-def _shares_a_nin(read: Fetched, joined: frozenset[str]) -> bool:
-    """Whether a joiner has the NIN of another SIS person: then derivation skips one of
-    them (and a holder outside the context would not be judged alike). One the historic
-    base knows is found as an alias instead (_judged)."""
-    if not joined:
-        return False
-    rows = read.person_rows()
-    theirs = {_nin_text(r[1]) for r in rows if r[0] in joined} - {""}
-    return bool(theirs) and any(_nin_text(r[1]) in theirs for r in rows if r[0] not in joined)
-
-
-def _nin_text(value: object) -> str:
-    """A NIN as derivation compares it (stripped; "" for none)."""
-    return "" if value is None else str(value).strip()
-
-
-def _schools_of(read: Fetched, joined: frozenset[str]) -> set[str] | None:
-    """The schools whose school-wide groups joiners change: where they have an enrollment
-    or employment, and where their students do (a guardian who joins is a guardian there).
-    None when one is no text."""
-    if not joined:
-        return set()
-    students = {g.student_id for g in read.where("guardianships", "guardian_id", joined)}
-    at = {e.school_id for e in read.where("enrollments", "person_id", joined | students)}
-    at |= {e.school_id for e in read.where("employments", "person_id", joined)}
-    if not all(type(s) is str and s == s.strip() for s in at):
-        return None
-    return at
-
-
-def _came(
-    run: _Inputs,
-    ctx: SourceSnapshot,
-    ident: IdentityView,
-    joined: frozenset[str],
-    was: Mapping[str, tuple[tuple[Any, ...], tuple[Any, ...]]],
-    d: Derivation,
-) -> int | None:
-    """How many more SIS persons are active (or bridged, or frozen: the gate's count) now
-    than before the joiners came and the movers' rows changed: the context derived again
-    with none of the joiners' rows and the movers' rows as they were. None when a data
-    error came or went with them (the certified plan's errors would not be the full plan's)."""
+def _then(
+    ctx: SourceSnapshot, joined: frozenset[str], was: Mapping[str, tuple[tuple[Any, ...], tuple[Any, ...]]]
+) -> SourceSnapshot:
+    """The context as it was before the joiners came and the movers' rows changed: none of
+    the joiners' rows, the movers' rows as they were (``was``)."""
     movers = was.keys()
 
     def theirs(*ids: str) -> bool:
         return any(i in joined for i in ids)
 
-    before = replace(
+    return replace(
         ctx,
         persons=tuple(p for p in ctx.persons if p.person_id not in joined),
         enrollments=tuple(
@@ -359,31 +346,46 @@ def _came(
         guardianships=tuple(g for g in ctx.guardianships if not theirs(g.guardian_id, g.student_id)),
         memberships=tuple(m for m in ctx.memberships if m.person_id not in joined),
     )
-    then = derive(before, run.as_of, ident, run.cfg.usernames, run.cfg.lifecycle)
-    if set(then.state.errors) != set(d.state.errors):
-        return None
-    now = local_runs.sis_count(d.state.persons, d.bridged, d.frozen_persons)
-    return now - local_runs.sis_count(then.state.persons, then.bridged, then.frozen_persons)
 
 
 def _judged(
-    run: _Inputs, ctx: SourceSnapshot, ident: IdentityView, changed: Iterable[str], came: frozenset[str]
-) -> tuple[Derivation, set[str]] | None:
+    run: _Inputs,
+    ctx: SourceSnapshot,
+    changed: Iterable[str],
+    came: frozenset[str],
+    left: set[str],
+    *,
+    wide: bool,
+) -> tuple[Derivation, set[str], IdentityView] | None:
     """The context derived, and the changed persons' canonical ids; None when the certified
     plan had a data error about anyone in it (a NIN another row holds among them may
     freeze them for a reason the context does not show), or deriving it reports one the
     certified plan did not have (a context that lacked a row), or it finds an alias, or
-    issues a username a full plan would not issue alike (see _issues)."""
-    records = {f"person:{p.person_id}" for p in ctx.persons}
-    if any(e.record in records for e in run.cert.plan.errors):
+    issues a username a full plan would not issue alike (see _issues), or a school movers
+    were at (``left``) has no one left (the gate's schools change). Also the historic base
+    it was derived with.
+
+    ``wide``: the context is every row (a wide patch), derived as a full plan derives it:
+    its data errors must be the certified plan's (one that came or went freezes or thaws
+    a person whose changes the patch does not make).
+    """
+    if not reaches.still_there(ctx, left):
         return None
+    if wide:
+        ident = run.store.identities.view()  # as a full plan derives
+    else:
+        records = {f"person:{p.person_id}" for p in ctx.persons}
+        if any(e.record in records for e in run.cert.plan.errors):
+            return None
+        ident = _view(run, ctx, came)
     d = derive(ctx, run.as_of, ident, run.cfg.usernames, run.cfg.lifecycle)
-    if not set(d.state.errors) <= set(run.cert.plan.errors) or d.new_aliases:
+    errors, had = set(d.state.errors), set(run.cert.plan.errors)
+    if not (errors == had if wide else errors <= had) or d.new_aliases:
         return None
     keys = {ident.aliases.get(p, p) for p in changed}
     if d.state.new_usernames and not _issues(run, came):
         return None
-    return d, keys
+    return d, keys, ident
 
 
 def _view(run: _Inputs, ctx: SourceSnapshot, came: frozenset[str]) -> IdentityView:
@@ -432,10 +434,14 @@ def _patch(
     groups: frozenset[str],
     counts: Mapping[str, int],
     active: int,
+    *,
+    wide: bool = False,
 ) -> Patched | None:
     """Map, diff and splice the objects of persons ``keys`` and groups ``groups``, and the
     persons' identities, into the certified plan. ``counts``: the source's row counts;
-    ``active``: the SIS persons active (the gate's count)."""
+    ``active``: the SIS persons active (the gate's count); ``wide``: ``d`` is everyone's
+    (its data errors are the plan's, in a full plan's order), and a target whose earlier
+    changes it would decode more than patch.WIDE_DECODED of is left to a full plan."""
     cfg, store, cert, as_of = run.cfg, run.store, run.cert, run.as_of
     state = d.state
     identities = store.identities.all(keys)
@@ -470,7 +476,8 @@ def _patch(
             as_of=as_of,
             config=config,
         )
-        spliced = _spliced(prev, changes, keys, groups, tcfg.mode == "plan")
+        most = patch.WIDE_DECODED if wide else None
+        spliced = _spliced(prev, changes, keys, groups, tcfg.mode == "plan", most)
         if spliced is None:
             return None
         targets.append(replace(prev, changes=spliced, hold=None))
@@ -484,14 +491,15 @@ def _patch(
         created_at=now_iso(),
         cookie=store.versions.current(),
         targets=(core, *targets),
-        # Persons went from no table, came only to schools that had some (_schools_of), and
-        # left none with no one (_still_there): the schools with affiliations are the certified plan's.
+        # Persons went from no table, came only to schools that had some (reaches.schools_of), and
+        # left none with no one (reaches.still_there): the schools with affiliations are the certified plan's.
         source_counts=dict(counts),
         active_persons=active,
         source_digests=run.digests,
         basis=PlanBasis.INCREMENTAL,
         schools_gone=(),
         config_digest=config_digest(cfg),
+        errors=state.errors if wide else cert.plan.errors,
     )
     return Patched(plan, {k: state.persons[k] for k in keys if k in state.persons})
 
@@ -530,15 +538,23 @@ def _core(
 
 
 def _spliced(
-    prev: TargetPlan, changes: list[Change], keys: set[str], groups: frozenset[str], encode: bool
+    prev: TargetPlan,
+    changes: list[Change],
+    keys: set[str],
+    groups: frozenset[str],
+    encode: bool,
+    most: int | None = None,
 ) -> Sequence[Change] | None:
-    """A target's changes patched (kept encoded when untouched); None when they cannot be."""
+    """A target's changes patched (kept encoded when untouched); None when they cannot be,
+    or when more than ``most`` of the earlier ones would be decoded."""
     if _untouched(prev, changes, keys | groups):
         return prev.changes
     if isinstance(prev.changes, stored.StoredChanges):
-        part = patch.splice_stored(prev.changes, changes, keys, groups)  # only the chunks with theirs
-        if part is not None:
+        part = patch.splice_stored(prev.changes, changes, keys, groups, most)  # only the chunks with theirs
+        if part is not None and (encode or most is None or len(prev.changes) <= most):
             return part if encode else part.decoded()
+    if most is not None and len(prev.changes) > most:
+        return None
     whole = prev.changes.decoded() if isinstance(prev.changes, stored.CountedChanges) else prev.changes
     spliced = patch.splice_target(whole, changes, keys, groups)
     if spliced is None:

@@ -257,10 +257,12 @@ def _plan_run(
     del read
     got = incremental.patched(cfg, store, cert, fetched[0], as_of, run_id) if cert is not None else None
     if got is None or full:
+        if fetched[0].spent:  # a wide patch took the rows as read: the source is read again
+            fetched = [fetch_source(cfg)]
         prints = Prints.of(fetched[0])  # of the rows as read, before make_plan frees them
         plan, derivation = make_plan(cfg, store, lambda: fetched.pop().snapshot(), as_of, run_id)
-        if got is not None:
-            patch_check.check(store, got.plan, plan)
+        if got is not None and got.plan.source_digests == plan.source_digests:
+            patch_check.check(store, got.plan, plan)  # (of the same rows: read again, they may differ)
         prints = prints.frozen(derivation.frozen_persons, derivation.frozen_groups)
         started = time.perf_counter()
         written = store.directory.update(

@@ -205,17 +205,13 @@ class Certificates:
     def group_prints(self, source: Mapping[str, str], of: str = GROUPS) -> GroupPrints | None:
         """The membership fingerprints kept for the source these digests describe, if any
         (``of`` AFFILIATIONS: the enrollment and employment ones)."""
-        p = t.plan_parts.c
         with self.engine.connect() as c:
-            head = c.execute(
-                sa.select(p.body).where(p.part == _group_prints_ref(source, of), p.seq == 0)
-            ).scalar()
-            if head is None:
+            index = _group_head(c, source, of)
+            frozen = _frozen_in(index)
+            if frozen is None:
                 return None
             try:
-                index = json.loads(bytes(head))
                 lists = _lists(index, *_GROUP_KEYS)
-                frozen = frozenset(index["frozen_persons"]), frozenset(index["frozen_groups"])
             except (ValueError, KeyError, TypeError):
                 return None
             got = _read_lists(c, lists) if lists is not None and len(lists[2]) == BUCKETS else None
@@ -225,6 +221,12 @@ class Certificates:
         if len(prints) != len(ids) * GROUP_PRINT_SIZE:
             return None
         return GroupPrints(ids, prints, tuple(got[2])).frozen(*frozen)
+
+    def frozen(self, source: Mapping[str, str]) -> tuple[frozenset[str], frozenset[str]] | None:
+        """The persons and groups frozen as kept with the membership fingerprints of this
+        source (their head only: no fingerprint read), if any."""
+        with self.engine.connect() as c:
+            return _frozen_in(_group_head(c, source, GROUPS))
 
     def carry_prints(self, before: Mapping[str, str], after: Mapping[str, str], *, which: str) -> None:
         """Keep the fingerprints of source ``before`` for source ``after`` too (``which``: PERSONS,
@@ -400,3 +402,21 @@ def _parts(c: sa.Connection, names: list[str]) -> dict[str, list[bytes]]:
     for part, body in rows:
         out[part].append(bytes(body))
     return out
+
+
+def _group_head(c: sa.Connection, source: Mapping[str, str], of: str) -> Any:
+    """The index kept at the head of group fingerprints (JSON), or None: none kept, or unreadable."""
+    p = t.plan_parts.c
+    head = c.execute(sa.select(p.body).where(p.part == _group_prints_ref(source, of), p.seq == 0)).scalar()
+    try:
+        return None if head is None else json.loads(bytes(head))
+    except ValueError:
+        return None
+
+
+def _frozen_in(index: Any) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The persons and groups frozen, as a group fingerprints' head keeps them (None: not there)."""
+    try:
+        return frozenset(index["frozen_persons"]), frozenset(index["frozen_groups"])
+    except (KeyError, TypeError):
+        return None

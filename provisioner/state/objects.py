@@ -36,10 +36,15 @@ class Objects:
         q = sa.select(
             o.key, o.kind, o.anchor, o.status, o.status_since, o.digest, o.person_id, o.username
         ).where(o.target == target)
-        if keys is not None:
-            q = q.where(o.key.in_(sorted(keys)))
         with self.engine.connect() as c:
-            rows = c.execute(q).cursor.fetchall()  # raw driver rows: 150,000+ per target
+            if keys is None:
+                rows = c.execute(q).cursor.fetchall()  # raw driver rows: 150,000+ per target
+            else:
+                # A chunk of keys at a time: a wide patch asks for tens of thousands, more
+                # than a statement may bind (SQLite: 32,766).
+                wanted, rows = sorted(set(keys)), []
+                for i in range(0, len(wanted), CHUNK):
+                    rows.extend(c.execute(q.where(o.key.in_(wanted[i : i + CHUNK]))).cursor.fetchall())
         if not rows:
             return {}
         keys_, kinds, anchors, states, since, digests, pids, users = zip(*rows)
