@@ -24,7 +24,8 @@ worker processes it forks to apply file targets):
    moved memberships);
 6. `bas --help` start-up; then issue 15's table, each figure against its target;
 7. after each patched row (one changed person, a class move, a new pupil, a pupil who
-   leaves, 100 renamed persons; plan-only and recorded), one more change of its kind planned with ``--full``,
+   leaves, 100 renamed persons; plan-only and recorded; and 1 % churn, recorded first, a
+   wide patch), one more change of its kind planned with ``--full``,
    which makes the patch too and compares the two (the nightly check): each must be the
    same at this size, or the benchmark fails. Those ``--full`` runs are the nightly run
    (made while AD and Microsoft 365 are plan-only, or after), and their peak memory counts
@@ -334,6 +335,11 @@ def recorded_rows(b: Bench) -> dict[str, dict]:
         f" (basis {ch['basis']}, peak {ch['peak_mb']:.0f} MB)"
     )
     print("   " + str(ch["summary"]))
+    # Checked as the other patched rows are: recorded (as the daemon's next run would), one
+    # more 1 % churn, planned --full (the nightly run: it makes the wide patch too).
+    record_with_sink(b)
+    again = lambda: churn(b.db, b.as_of, seed=8, tag="TWO")  # noqa: E731 (joiners of their own)
+    b.checks["1 % churn"] = b.check(again, b.dry_full)
     return got
 
 

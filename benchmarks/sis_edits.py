@@ -16,8 +16,9 @@ from pathlib import Path
 from provisioner.core import nin as nin_mod
 
 
-def churn(db: Path, as_of: dt.date, seed: int = 7) -> dict[str, int]:
-    """Change about 1 % of the owner: leavers, joiners, renames, moved memberships."""
+def churn(db: Path, as_of: dt.date, seed: int = 7, tag: str = "NEW") -> dict[str, int]:
+    """Change about 1 % of the owner: leavers, joiners, renames, moved memberships (the
+    joiners' ids start with ``tag``: another churn needs another)."""
     rng = random.Random(seed)
     con = sqlite3.connect(db)
     # Pupils at school today: one whose enrollment only starts later cannot have left yesterday
@@ -45,7 +46,7 @@ def churn(db: Path, as_of: dt.date, seed: int = 7) -> dict[str, int]:
     schools = [r[0] for r in con.execute("SELECT school_id FROM school")]
     joiners = []
     for i in range(len(leavers)):
-        pid = f"NEW{i:07d}"
+        pid = f"{tag}{i:07d}"
         joiners.append(pid)
         con.execute(
             "INSERT INTO person (person_id, nin, given_name, family_name) VALUES (?, NULL, ?, ?)",
@@ -55,7 +56,7 @@ def churn(db: Path, as_of: dt.date, seed: int = 7) -> dict[str, int]:
             "INSERT INTO student_enrollment"
             " (enrollment_id, person_id, school_id, grade, start_date, end_date, main_school)"
             " VALUES (?, ?, ?, 5, ?, NULL, 1)",
-            (f"ENEW{i:07d}", pid, rng.choice(schools), (as_of - dt.timedelta(days=2)).isoformat()),
+            (f"E{tag}{i:07d}", pid, rng.choice(schools), (as_of - dt.timedelta(days=2)).isoformat()),
         )
     groups = [r[0] for r in con.execute("SELECT group_id FROM school_group WHERE kind = 'basis'")]
     con.executemany(

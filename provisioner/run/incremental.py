@@ -546,20 +546,22 @@ def _spliced(
     most: int | None = None,
 ) -> Sequence[Change] | None:
     """A target's changes patched (kept encoded when untouched); None when they cannot be,
-    or when more than ``most`` of the earlier ones would be decoded."""
+    or when more than ``most`` of the earlier ones would be decoded. A live target's are
+    packed, as a full plan's are, until the executor applies them (a wide patch's are
+    tens of thousands)."""
     if _untouched(prev, changes, keys | groups):
         return prev.changes
     if isinstance(prev.changes, stored.StoredChanges):
         part = patch.splice_stored(prev.changes, changes, keys, groups, most)  # only the chunks with theirs
-        if part is not None and (encode or most is None or len(prev.changes) <= most):
-            return part if encode else part.decoded()
+        if part is not None:
+            return part if encode else stored.pack(part.stream())
     if most is not None and len(prev.changes) > most:
         return None
     whole = prev.changes.decoded() if isinstance(prev.changes, stored.CountedChanges) else prev.changes
     spliced = patch.splice_target(whole, changes, keys, groups)
     if spliced is None:
         return None
-    return stored.encode(spliced) if encode else spliced
+    return stored.encode(spliced) if encode else stored.pack(spliced)
 
 
 def _untouched(prev: TargetPlan, changes: list[Change], keys: set[str]) -> bool:

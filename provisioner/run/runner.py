@@ -257,12 +257,17 @@ def _plan_run(
     del read
     got = incremental.patched(cfg, store, cert, fetched[0], as_of, run_id) if cert is not None else None
     if got is None or full:
+        # The nightly run keeps the patch's plan to check; the rest of it goes first (a wide
+        # patch's derived persons and groups, and the pages it freed).
+        to_check, got = (got.plan if got is not None else None), None
         if fetched[0].spent:  # a wide patch took the rows as read: the source is read again
             fetched = [fetch_source(cfg)]
+        release_freed()
         prints = Prints.of(fetched[0])  # of the rows as read, before make_plan frees them
         plan, derivation = make_plan(cfg, store, lambda: fetched.pop().snapshot(), as_of, run_id)
-        if got is not None and got.plan.source_digests == plan.source_digests:
-            patch_check.check(store, got.plan, plan)  # (of the same rows: read again, they may differ)
+        if to_check is not None and to_check.source_digests == plan.source_digests:
+            patch_check.check(store, to_check, plan)  # (of the same rows: read again, they may differ)
+        del to_check
         prints = prints.frozen(derivation.frozen_persons, derivation.frozen_groups)
         started = time.perf_counter()
         written = store.directory.update(
