@@ -260,9 +260,11 @@ def _plan_run(
         # The nightly run keeps the patch's plan to check; the rest of it goes first (a wide
         # patch's derived persons and groups, and the pages it freed).
         to_check, got = (got.plan if got is not None else None), None
-        if fetched[0].spent:  # a wide patch took the rows as read: the source is read again
+        spent = fetched[0].spent
+        if spent:  # a wide patch took the rows as read: the source is read again
             fetched = [fetch_source(cfg)]
-        release_freed()
+        if spent or to_check is not None:
+            release_freed()  # (a run that made no patch has freed nothing worth giving back)
         prints = Prints.of(fetched[0])  # of the rows as read, before make_plan frees them
         plan, derivation = make_plan(cfg, store, lambda: fetched.pop().snapshot(), as_of, run_id)
         if to_check is not None and to_check.source_digests == plan.source_digests:
