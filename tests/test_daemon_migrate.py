@@ -136,3 +136,65 @@ def test_cli_db_upgrade_and_current(tmp_path: Path) -> None:
     assert p.returncode == 0
     p = subprocess.run([*bas, "runs"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
+
+
+def _indexes(engine: sa.Engine) -> set[str]:
+    inspect = sa.inspect(engine)
+    return {ix["name"] for table in ("changelog", "usernames") for ix in inspect.get_indexes(table)}
+
+
+def test_0010_drops_the_unread_indexes_and_keeps_the_rows(db_url: str) -> None:
+    """No read uses an index on the changelog's ``username`` (a person is found by id, a
+    fragment by LIKE '%...%') or on ``usernames.nin`` (a NIN is found in person_nins), and
+    every write paid for them: 0010 drops them, 0009 has them back."""
+    unread = {"ix_changelog_username", "ix_usernames_nin"}
+    engine = sa.create_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0009")
+        assert unread <= _indexes(engine)
+        row = {
+            "run_id": "r1",
+            "at": "2026-12-05T00:00:00.000000+00:00",
+            "target": "core",
+            "op": "create",
+            "kind": "person",
+            "key": "p1",
+            "person_id": "p1",
+            "username": "olanor",
+            "reason": "active in SIS: student at X",
+            "result": "ok",
+        }
+        with engine.begin() as conn:
+            conn.execute(t.changelog.insert().values(**row))
+            conn.execute(
+                t.usernames.insert().values(
+                    username="olanor",
+                    person_id="p1",
+                    nin="01017012345",  # NIN-shaped, no one's
+                    origin="issued",
+                    created_at="2025-01-01",
+                )
+            )
+        assert migrate.upgrade(engine) == ("0009", migrate.head())
+        assert not unread & _indexes(engine)
+        kept = {"ix_changelog_person_id", "ix_changelog_run_id", "ix_changelog_at", "ix_usernames_person_id"}
+        assert kept <= _indexes(engine)
+        assert _diff(engine) == []
+        store = StateStore(db_url)
+        try:
+            from provisioner.state.history import Filter
+
+            got = store.history.query(Filter(person="olanor", limit=10))
+            assert [(r["key"], r["username"]) for r in got] == [("p1", "olanor")]
+            got = store.history.query(Filter(text="lano", limit=10))  # a fragment of the username
+            assert [r["key"] for r in got] == ["p1"]
+            assert store.identities.username_record("olanor")["nin"] == "01017012345"
+        finally:
+            store.close()
+        from alembic import command
+
+        with engine.begin() as conn:
+            command.downgrade(migrate.alembic_config(conn), "0009")
+        assert unread <= _indexes(engine)
+    finally:
+        engine.dispose()

@@ -57,7 +57,7 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     On SQLite, ``_PER_STATEMENT`` rows go in one INSERT (a VALUES list): SQLite gives each
     statement on the changelog, whose trigger fills changelog_members, a statement journal
     that copies every page the statement changes, so a statement per row (executemany)
-    copied the table's and its six indexes' pages for every row. A first run's 272,000
+    copied the table's and its indexes' pages for every row. A first run's 272,000
     itslearning creates: 3.9 s a row at a time, 3.0 s by 200 (none of their rows wakes the
     trigger). Other databases, and the rows left over, take executemany.
     """
@@ -111,7 +111,7 @@ def bulk_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     INSERT of a VALUES list, a DELETE of a list of keys) a statement journal, a temp file
     by default, holding the old image of every page the statement changes, so that the
     statement alone can be undone. That cost more than the writes: a first run's ~650,000
-    changelog rows (whose table has a trigger and six indexes) took 25 s, 15 s with the
+    changelog rows (whose table had a trigger and six indexes then) took 25 s, 15 s with the
     journals in memory; the web directory's first ~1.5 million rows wrote 2.7 GB, 0.7 GB
     with them in memory. A journal holds one statement's pages (a few hundred rows), so
     memory stays small. Only here: kept in memory everywhere, SQLite would also sort in

@@ -38,7 +38,8 @@ usernames = sa.Table(
     metadata,
     sa.Column("username", sa.String(64), primary_key=True),
     sa.Column("person_id", sa.String(64), nullable=True, index=True),  # NULL: reserved (in use elsewhere)
-    sa.Column("nin", sa.String(11), nullable=True, index=True),
+    # Not indexed: a NIN is looked up in person_nins (migration 0010).
+    sa.Column("nin", sa.String(11), nullable=True),
     sa.Column("origin", sa.String(16), nullable=False),  # issued | reserved | adopted
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("note", sa.Text, nullable=True),
@@ -129,7 +130,10 @@ changelog = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("key", sa.String(200), nullable=False),
     sa.Column("person_id", sa.String(64), nullable=True, index=True),
-    sa.Column("username", sa.String(64), nullable=True, index=True),
+    # Not indexed: the changelog is read by person through their ids (a username is
+    # resolved through the historic base), and a fragment is matched with LIKE '%...%'
+    # (migration 0010).
+    sa.Column("username", sa.String(64), nullable=True),
     sa.Column("before", sa.Text, nullable=True),  # JSON
     sa.Column("after", sa.Text, nullable=True),  # JSON
     sa.Column("reason", sa.Text, nullable=False),
@@ -365,4 +369,4 @@ plan_parts = sa.Table(
     sa.Column("body", sa.LargeBinary, nullable=False),
 )
 
-SCHEMA_VERSION = "9"  # meta.schema_version; the Alembic revision (alembic_version) is the authority
+SCHEMA_VERSION = "10"  # meta.schema_version; the Alembic revision (alembic_version) is the authority
