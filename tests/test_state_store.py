@@ -76,6 +76,49 @@ def test_full_sync_then_second_sync_plans_nothing(db_url: str, tmp_path: Path) -
         store.close()
 
 
+def test_reads_by_key_take_more_keys_than_one_statement_binds(store: StateStore) -> None:
+    """A wide patch reads the stored rows of tens of thousands of keys (1 % churn at Oslo
+    size: ~26,000 objects a target): more in one IN list than a statement binds. 66,000
+    keys (half of them stored) are more than PostgreSQL binds (65,535) and than SQLite
+    does as it is built by default (32,766; Debian's binds 250,000, so it is set here)."""
+    import sqlite3
+
+    from provisioner.state.common import bulk_insert
+
+    if store.engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(store.engine, "connect")
+        def _default_limit(dbapi_conn, _record) -> None:  # noqa: ANN001
+            dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+
+        store.engine.dispose()
+    n = 33_000
+    rows = [
+        {
+            "target": "t",
+            "key": f"k{i:05d}",
+            "kind": "person",
+            "anchor": f"a{i}",
+            "status": "active",
+            "status_since": None,
+            "person_id": f"p{i}",
+            "username": f"u{i}",
+            "digest": f"d{i}",
+            "attrs": json.dumps({"n": i}),
+            "members": None,
+            "updated_at": "2026-12-05T00:00:00.000000+00:00",
+        }
+        for i in range(n)
+    ]
+    with store.engine.begin() as conn:
+        bulk_insert(conn, t.objects, rows)
+    wanted = [r["key"] for r in rows] + [f"missing{i}" for i in range(n)]
+    index = store.objects.index("t", wanted)
+    assert len(index) == n and index["k32999"].anchor == "a32999" and index["k00000"].digest == "d0"
+    details = store.objects.details("t", wanted)
+    assert len(details) == n and details["k32999"] == ({"n": 32999}, None)
+
+
 def test_store_reads_back_what_apply_wrote(store: StateStore, tmp_path: Path) -> None:
     src = f"sqlite:///{tmp_path / 'sis.db'}"
     sis = Sis().school("NORD", "974000001")
