@@ -41,10 +41,10 @@ class Objects:
                 rows = c.execute(q).cursor.fetchall()  # raw driver rows: 150,000+ per target
             else:
                 # A chunk of keys at a time: a wide patch asks for tens of thousands, more
-                # than a statement may bind (SQLite: 32,766).
-                wanted, rows = sorted(set(keys)), []
-                for i in range(0, len(wanted), CHUNK):
-                    rows.extend(c.execute(q.where(o.key.in_(wanted[i : i + CHUNK]))).cursor.fetchall())
+                # than a statement may bind (PostgreSQL: 65,535; SQLite as built by default: 32,766).
+                rows = []
+                for part in batches(sorted(set(keys)), CHUNK):
+                    rows.extend(c.execute(q.where(o.key.in_(part))).cursor.fetchall())
         if not rows:
             return {}
         keys_, kinds, anchors, states, since, digests, pids, users = zip(*rows)
